@@ -1,0 +1,82 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Understudy: Remus-style fault-tolerant VM replication.
+/// One module per layer; the data path runs Protocol → Transport → Replica → Agent → CLI.
+let package = Package(
+    name: "Understudy",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "understudy", targets: ["understudy"]),
+        .executable(name: "understudy-bench", targets: ["UnderstudyBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+    ],
+    targets: [
+        // C shims over the system OpenSSL 3 and liblz4 (macros and variadics that Swift cannot import).
+        .target(
+            name: "CUnderstudyShims",
+            // The byte loops here sit on the checkpoint path: optimise them even in debug builds.
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("lz4")]
+        ),
+        // Pure protocol: frames, messages, page codec, epoch digest, state machines. No I/O.
+        .target(name: "UnderstudyProtocol", dependencies: ["CUnderstudyShims"]),
+        // Sockets, TLS 1.3 with mutual authentication, framed connections, certificate authority.
+        .target(
+            name: "UnderstudyTransport",
+            dependencies: ["UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Backup-side replica: memory image, device state, committed epoch, crash-safe apply.
+        .target(
+            name: "UnderstudyReplica",
+            dependencies: ["UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Primary and backup roles wired from the layers below.
+        .target(
+            name: "UnderstudyAgent",
+            dependencies: [
+                "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "understudy",
+            dependencies: [
+                "UnderstudyAgent", "UnderstudyTransport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "UnderstudyBench",
+            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyTransport"],
+            path: "Bench/UnderstudyBench"
+        ),
+        // Applies epochs to a replica in a loop so that tests can SIGKILL it mid-apply.
+        .executableTarget(
+            name: "ReplicaCrashHelper",
+            dependencies: ["UnderstudyReplica", "UnderstudyProtocol"],
+            path: "Tests/ReplicaCrashHelper"
+        ),
+        .testTarget(
+            name: "UnderstudyProtocolTests",
+            dependencies: ["UnderstudyProtocol", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(
+            name: "UnderstudyTransportTests",
+            dependencies: ["UnderstudyTransport", "UnderstudyProtocol", "CUnderstudyShims"]
+        ),
+        .testTarget(
+            name: "UnderstudyReplicaTests",
+            dependencies: ["UnderstudyReplica", "UnderstudyProtocol", "ReplicaCrashHelper"]
+        ),
+        .testTarget(
+            name: "UnderstudyAgentTests",
+            dependencies: ["UnderstudyAgent", "UnderstudyTransport", "UnderstudyReplica", "understudy"]
+        ),
+    ]
+)

@@ -1,0 +1,48 @@
+// Small C shims over the system OpenSSL 3 and liblz4.
+// Only what Swift cannot import directly lives here: function-like macros, variadic
+// OpenSSL calls, and tight byte loops that must vectorise regardless of build mode.
+#ifndef CUNDERSTUDY_SHIMS_H
+#define CUNDERSTUDY_SHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/pem.h>
+#include <lz4.h>
+#include <lz4hc.h>
+
+/// Restricts a context to exactly the given protocol range (e.g. TLS1_3_VERSION..TLS1_3_VERSION).
+/// Returns 1 on success.
+int us_ssl_ctx_set_proto_range(SSL_CTX *ctx, int min_version, int max_version);
+
+/// Sets SSL_MODE_ENABLE_PARTIAL_WRITE off and SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER on, so a
+/// retried SSL_write may pass a different (same-content) pointer.
+void us_ssl_ctx_set_stream_modes(SSL_CTX *ctx);
+
+/// Generates a new EC P-256 key. NULL on failure.
+EVP_PKEY *us_generate_ec_key(void);
+
+/// Creates an X.509 v3 certificate for `subject_key` named `common_name`.
+/// `dns_name` (may be NULL) becomes a subjectAltName DNS entry. `is_ca` makes a CA certificate
+/// (basicConstraints CA:TRUE, keyCertSign); otherwise a leaf usable for both TLS client and server.
+/// `issuer_cert` NULL means self-signed with `issuer_key`. NULL on failure.
+X509 *us_make_certificate(EVP_PKEY *subject_key, const char *common_name, const char *dns_name,
+                          int is_ca, X509 *issuer_cert, EVP_PKEY *issuer_key,
+                          int valid_days, uint64_t serial);
+
+/// PEM-encodes a private key (PKCS#8) or a certificate into a malloc'd buffer the caller frees.
+/// Returns 1 on success.
+int us_pem_private_key(EVP_PKEY *key, char **out, size_t *out_len);
+int us_pem_certificate(X509 *cert, char **out, size_t *out_len);
+
+/// Returns 1 when all `length` bytes are zero. `length` must be a multiple of 64.
+int us_is_zero(const void *bytes, size_t length);
+
+/// dst[i] = a[i] ^ b[i] for `length` bytes; `length` must be a multiple of 64.
+void us_xor(void *dst, const void *a, const void *b, size_t length);
+
+#endif

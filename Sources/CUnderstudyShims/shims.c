@@ -1,0 +1,108 @@
+#include "CUnderstudyShims.h"
+#include <stdlib.h>
+#include <string.h>
+
+int us_ssl_ctx_set_proto_range(SSL_CTX *ctx, int min_version, int max_version) {
+    return SSL_CTX_set_min_proto_version(ctx, min_version) == 1 &&
+           SSL_CTX_set_max_proto_version(ctx, max_version) == 1;
+}
+
+void us_ssl_ctx_set_stream_modes(SSL_CTX *ctx) {
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_clear_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+}
+
+EVP_PKEY *us_generate_ec_key(void) {
+    return EVP_EC_gen("P-256");
+}
+
+static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (ext == NULL) return 0;
+    int ok = X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+X509 *us_make_certificate(EVP_PKEY *subject_key, const char *common_name, const char *dns_name,
+                          int is_ca, X509 *issuer_cert, EVP_PKEY *issuer_key,
+                          int valid_days, uint64_t serial) {
+    X509 *cert = X509_new();
+    if (cert == NULL) return NULL;
+    int ok = X509_set_version(cert, X509_VERSION_3);
+    ok = ok && ASN1_INTEGER_set_uint64(X509_get_serialNumber(cert), serial);
+    ok = ok && X509_gmtime_adj(X509_getm_notBefore(cert), -3600) != NULL;
+    ok = ok && X509_gmtime_adj(X509_getm_notAfter(cert), (long)valid_days * 86400L) != NULL;
+    ok = ok && X509_set_pubkey(cert, subject_key);
+    X509_NAME *name = X509_get_subject_name(cert);
+    ok = ok && X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"Understudy", -1, -1, 0);
+    ok = ok && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)common_name, -1, -1, 0);
+    X509 *issuer = issuer_cert ? issuer_cert : cert;
+    ok = ok && X509_set_issuer_name(cert, X509_get_subject_name(issuer));
+    if (is_ca) {
+        ok = ok && add_ext(cert, issuer, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+        ok = ok && add_ext(cert, issuer, NID_key_usage, "critical,keyCertSign,cRLSign");
+    } else {
+        ok = ok && add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE");
+        ok = ok && add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature");
+        ok = ok && add_ext(cert, issuer, NID_ext_key_usage, "serverAuth,clientAuth");
+    }
+    ok = ok && add_ext(cert, issuer, NID_subject_key_identifier, "hash");
+    if (issuer_cert) ok = ok && add_ext(cert, issuer, NID_authority_key_identifier, "keyid:always");
+    if (dns_name) {
+        size_t n = strlen(dns_name) + 5;
+        char *san = malloc(n);
+        if (san == NULL) { X509_free(cert); return NULL; }
+        snprintf(san, n, "DNS:%s", dns_name);
+        ok = ok && add_ext(cert, issuer, NID_subject_alt_name, san);
+        free(san);
+    }
+    ok = ok && X509_sign(cert, issuer_key, EVP_sha256()) > 0;
+    if (!ok) { X509_free(cert); return NULL; }
+    return cert;
+}
+
+static int bio_to_buffer(BIO *bio, char **out, size_t *out_len) {
+    char *data = NULL;
+    long len = BIO_get_mem_data(bio, &data);
+    if (len <= 0) return 0;
+    *out = malloc((size_t)len);
+    if (*out == NULL) return 0;
+    memcpy(*out, data, (size_t)len);
+    *out_len = (size_t)len;
+    return 1;
+}
+
+int us_pem_private_key(EVP_PKEY *key, char **out, size_t *out_len) {
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) return 0;
+    int ok = PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) &&
+             bio_to_buffer(bio, out, out_len);
+    BIO_free(bio);
+    return ok;
+}
+
+int us_pem_certificate(X509 *cert, char **out, size_t *out_len) {
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) return 0;
+    int ok = PEM_write_bio_X509(bio, cert) && bio_to_buffer(bio, out, out_len);
+    BIO_free(bio);
+    return ok;
+}
+
+int us_is_zero(const void *bytes, size_t length) {
+    const uint64_t *w = bytes;
+    for (size_t i = 0; i < length / 8; i += 8) {
+        if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) != 0) return 0;
+    }
+    return 1;
+}
+
+void us_xor(void *dst, const void *a, const void *b, size_t length) {
+    uint64_t *d = dst;
+    const uint64_t *x = a, *y = b;
+    for (size_t i = 0; i < length / 8; i++) d[i] = x[i] ^ y[i];
+}

@@ -1,0 +1,219 @@
+/// The backup's side of one replication session, as a value with no I/O.
+///
+/// Feed it every frame that arrives; it validates the frame against the session's state and
+/// returns what the I/O layer must do. It decides when an epoch is whole and verified (counts and
+/// checksum) and only then returns `.commit`; any error returns `.close`, and the I/O layer then
+/// discards whatever it staged for the open epoch, so a partial checkpoint is never applied.
+public struct BackupSessionStateMachine: Sendable {
+    public enum Action: Sendable, Equatable {
+        /// Send this message (WELCOME, or GOODBYE in reply to one).
+        case send(Message)
+        /// Send REJECT with this reason and close: the handshake failed.
+        case reject(SessionClose)
+        /// Initial synchronisation starts: reset the replica memory to zeroes.
+        case beginSync(SyncBegin)
+        /// Write these sync pages into the replica (they are not part of any epoch).
+        case applySyncPages(PageBatch)
+        /// Initial synchronisation arrived whole and verified.
+        case syncComplete(pages: UInt64)
+        /// A checkpoint starts: open an empty staging area for it.
+        case beginEpoch(UInt64)
+        /// Add to the open epoch's staging area.
+        case stagePages(PageBatch)
+        case stageDeviceState(DeviceStateChunk)
+        case stageDiskWrites(DiskWriteBatch)
+        /// The open epoch is whole and verified: acknowledge it, then apply it.
+        case commit(epoch: UInt64)
+        case heartbeat(Heartbeat)
+        /// The peer ended the session in order (GOODBYE); discard the open epoch.
+        case peerClosed(SessionClose)
+        /// The peer broke the protocol: send GOODBYE with this error, discard the open epoch, close.
+        case close(ProtocolError)
+    }
+
+    struct Content: Sendable {
+        var epoch: UInt64
+        var pages: UInt64 = 0
+        var deviceStateBytes: UInt64 = 0
+        var diskWrites: UInt64 = 0
+        var digest = EpochDigest()
+    }
+
+    enum State: Sendable {
+        case awaitingHello
+        case awaitingSync
+        case syncing(expectedPages: UInt64, Content)
+        /// Between checkpoints. `lastEpoch` is nil until the first checkpoint after the sync.
+        case ready(lastEpoch: UInt64?)
+        case receiving(Content)
+        case closed
+    }
+
+    public let identity: VMIdentity
+    public let capabilities: Capabilities
+    private let committedEpoch: UInt64
+    private(set) var state: State = .awaitingHello
+    /// What the handshake agreed; empty before it.
+    public private(set) var agreedCapabilities: Capabilities = []
+    /// The primary's node name from its HELLO.
+    public private(set) var peerName: String?
+
+    /// - Parameters:
+    ///   - identity: the VM this backup protects; a primary with another identity is refused.
+    ///   - committedEpoch: the replica's last committed epoch, reported to the primary.
+    public init(identity: VMIdentity, capabilities: Capabilities = .supported, committedEpoch: UInt64) {
+        self.identity = identity
+        self.capabilities = capabilities
+        self.committedEpoch = committedEpoch
+    }
+
+    public var isClosed: Bool { if case .closed = state { true } else { false } }
+
+    /// The epoch being staged, if any.
+    public var openEpoch: UInt64? { if case .receiving(let content) = state { content.epoch } else { nil } }
+
+    public mutating func received(_ frame: Frame) -> Action {
+        if case .closed = state { return .close(.unexpected("\(frame.type) after the session ended")) }
+        let knownIdentity: VMIdentity? = if case .awaitingHello = state { nil } else { identity }
+        let message: Message
+        do {
+            message = try Message(frame: frame, identity: knownIdentity)
+        } catch {
+            return fail(error)
+        }
+        switch (state, message) {
+        case (.awaitingHello, .hello(let hello)):
+            return handshake(hello)
+        case (.awaitingHello, _):
+            return fail(.unexpected("\(frame.type) before HELLO"))
+
+        case (_, .heartbeat(let beat)):
+            return .heartbeat(beat)
+        case (_, .goodbye(let close)):
+            state = .closed
+            return .peerClosed(close)
+
+        case (.awaitingSync, .syncBegin(let begin)):
+            guard begin.pageCount <= identity.pageCount else {
+                return fail(.malformed("sync announces \(begin.pageCount) pages, the VM has \(identity.pageCount)"))
+            }
+            state = .syncing(expectedPages: begin.pageCount, Content(epoch: 0))
+            return .beginSync(begin)
+        case (.syncing(let expected, var content), .syncPages(let batch)):
+            guard batch.epoch == 0 else { return fail(.malformed("sync pages carry epoch \(batch.epoch), expected 0")) }
+            content.pages += UInt64(batch.entries.count)
+            content.digest.add(frame)
+            state = .syncing(expectedPages: expected, content)
+            return .applySyncPages(batch)
+        case (.syncing(let expected, let content), .syncEnd(let summary)):
+            if let problem = Self.verify(content, against: summary) { return fail(.verificationFailed("initial sync: \(problem)")) }
+            guard content.pages >= expected else {
+                return fail(.verificationFailed("initial sync sent \(content.pages) pages, announced at least \(expected)"))
+            }
+            state = .ready(lastEpoch: nil)
+            return .syncComplete(pages: content.pages)
+
+        case (.ready(let last), .checkpointBegin(let epoch)):
+            if let last, epoch != last + 1 {
+                return fail(.unexpected(epoch <= last ? "checkpoint \(epoch) again (last was \(last))"
+                                                      : "checkpoint \(epoch) skips epochs after \(last)"))
+            }
+            guard epoch > 0 else { return fail(.malformed("checkpoint epoch 0 is reserved")) }
+            state = .receiving(Content(epoch: epoch))
+            return .beginEpoch(epoch)
+        case (.receiving(var content), .pages(let batch)):
+            guard batch.epoch == content.epoch else { return fail(wrongEpoch("pages", batch.epoch, content.epoch)) }
+            content.pages += UInt64(batch.entries.count)
+            content.digest.add(frame)
+            state = .receiving(content)
+            return .stagePages(batch)
+        case (.receiving(var content), .deviceState(let chunk)):
+            guard chunk.epoch == content.epoch else { return fail(wrongEpoch("device state", chunk.epoch, content.epoch)) }
+            guard chunk.offset == content.deviceStateBytes else {
+                return fail(.unexpected("device-state chunk at offset \(chunk.offset), expected \(content.deviceStateBytes)"))
+            }
+            content.deviceStateBytes += UInt64(chunk.data.count)
+            content.digest.add(frame)
+            state = .receiving(content)
+            return .stageDeviceState(chunk)
+        case (.receiving(var content), .diskWrites(let batch)):
+            guard batch.epoch == content.epoch else { return fail(wrongEpoch("disk writes", batch.epoch, content.epoch)) }
+            content.diskWrites += UInt64(batch.entries.count)
+            content.digest.add(frame)
+            state = .receiving(content)
+            return .stageDiskWrites(batch)
+        case (.receiving(let content), .checkpointEnd(let summary)):
+            guard summary.epoch == content.epoch else { return fail(wrongEpoch("checkpoint end", summary.epoch, content.epoch)) }
+            if let problem = Self.verify(content, against: summary) {
+                return fail(.verificationFailed("checkpoint \(content.epoch): \(problem)"))
+            }
+            state = .ready(lastEpoch: content.epoch)
+            return .commit(epoch: content.epoch)
+
+        default:
+            return fail(.unexpected("\(frame.type) while \(stateName)"))
+        }
+    }
+
+    /// The I/O layer failed (replica write error, connection lost): the session is over.
+    public mutating func abort() { state = .closed }
+
+    private mutating func handshake(_ hello: Hello) -> Action {
+        guard hello.version == understudyProtocolVersion else {
+            return reject(.versionMismatch(local: understudyProtocolVersion, remote: hello.version))
+        }
+        do {
+            try hello.identity.validate()
+        } catch {
+            return reject(.identityMismatch("the primary's identity is invalid: \(error)"))
+        }
+        if let mismatch = identity.mismatch(with: hello.identity) {
+            return reject(.identityMismatch("the primary protects \(hello.identity); this backup holds \(identity): \(mismatch)"))
+        }
+        let missing = hello.requiredCapabilities.subtracting(capabilities)
+        guard missing.isEmpty else {
+            return reject(.capabilityMismatch("the primary requires \(missing), which this backup lacks"))
+        }
+        agreedCapabilities = hello.capabilities.intersection(capabilities)
+        peerName = hello.nodeName
+        state = .awaitingSync
+        return .send(.welcome(Welcome(capabilities: agreedCapabilities, committedEpoch: committedEpoch)))
+    }
+
+    private mutating func reject(_ error: ProtocolError) -> Action {
+        state = .closed
+        return .reject(SessionClose(code: error.rejectCode, message: error.description))
+    }
+
+    private mutating func fail(_ error: ProtocolError) -> Action {
+        state = .closed
+        return .close(error)
+    }
+
+    private func wrongEpoch(_ what: String, _ got: UInt64, _ open: UInt64) -> ProtocolError {
+        .unexpected("\(what) for epoch \(got) while epoch \(open) is open")
+    }
+
+    private static func verify(_ content: Content, against summary: ContentSummary) -> String? {
+        if summary.pageCount != content.pages { return "end announces \(summary.pageCount) pages, \(content.pages) arrived" }
+        if summary.deviceStateBytes != content.deviceStateBytes {
+            return "end announces \(summary.deviceStateBytes) device-state bytes, \(content.deviceStateBytes) arrived"
+        }
+        if summary.diskWriteCount != content.diskWrites {
+            return "end announces \(summary.diskWriteCount) disk writes, \(content.diskWrites) arrived"
+        }
+        if summary.digest != content.digest.value { return "content checksum does not match" }
+        return nil
+    }
+
+    private var stateName: String {
+        switch state {
+        case .awaitingHello: "awaiting HELLO"
+        case .awaitingSync: "awaiting SYNC_BEGIN"
+        case .syncing: "receiving the initial sync"
+        case .ready(let last): last.map { "between checkpoints (last \($0))" } ?? "awaiting the first checkpoint"
+        case .receiving(let content): "receiving checkpoint \(content.epoch)"
+        case .closed: "closed"
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import CUnderstudyShims
+
+/// Thin wrapper over liblz4's block API.
+public enum LZ4Block {
+    /// Worst-case compressed size of `size` input bytes.
+    public static func bound(_ size: Int) -> Int { Int(LZ4_compressBound(Int32(size))) }
+
+    /// Compresses `source` into `destination`; 0 when the result would not fit
+    /// (liblz4 stops as soon as it knows, which is what makes "try, but only if smaller" cheap).
+    public static func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) -> Int {
+        Int(LZ4_compress_default(
+            source.baseAddress!.assumingMemoryBound(to: CChar.self),
+            destination.baseAddress!.assumingMemoryBound(to: CChar.self),
+            Int32(source.count), Int32(destination.count)))
+    }
+
+    /// Decompresses `source[range]` into exactly `destination.count` bytes; anything else is malformed input.
+    public static func decompress(_ source: [UInt8], range: Range<Int>, into destination: UnsafeMutableRawBufferPointer,
+                                  context: @autoclosure () -> String) throws(ProtocolError) {
+        let produced = source.withUnsafeBytes { bytes in
+            LZ4_decompress_safe(
+                bytes.baseAddress!.advanced(by: range.lowerBound).assumingMemoryBound(to: CChar.self),
+                destination.baseAddress!.assumingMemoryBound(to: CChar.self),
+                Int32(range.count), Int32(destination.count))
+        }
+        guard produced == Int32(destination.count) else {
+            throw .malformed("\(context()): LZ4 block decodes to \(produced) bytes, expected \(destination.count)")
+        }
+    }
+}
+
+/// Encodes pages for the wire. Zero pages become a flag; any other page becomes the smaller of
+/// LZ4(page) and LZ4(page XOR the copy last sent), or the raw page when neither is smaller.
+///
+/// One encoder per thread: it owns scratch buffers. The caller owns the "last sent" copies and
+/// must hand each page's copy to at most one encoder at a time.
+public final class PageEncoder {
+    public let pageSize: Int
+    public let capabilities: Capabilities
+    private let delta: UnsafeMutableRawBufferPointer
+    private let deltaOut: UnsafeMutableRawBufferPointer
+    private let plainOut: UnsafeMutableRawBufferPointer
+
+    public init(pageSize: Int, capabilities: Capabilities) {
+        self.pageSize = pageSize
+        self.capabilities = capabilities
+        delta = .allocate(byteCount: pageSize, alignment: 64)
+        // Compressed output is only useful when smaller than the page, so pageSize - 1 bytes suffice.
+        deltaOut = .allocate(byteCount: pageSize - 1, alignment: 16)
+        plainOut = .allocate(byteCount: pageSize - 1, alignment: 16)
+    }
+
+    deinit {
+        delta.deallocate()
+        deltaOut.deallocate()
+        plainOut.deallocate()
+    }
+
+    /// Worst-case bytes one page adds to a batch (index, encoding, length, data).
+    public var maxEncodedSize: Int { 13 + pageSize }
+
+    /// Appends `page` to `batch`, then makes `lastSent` equal to `page`.
+    /// - Parameter lastSent: the receiver's current copy of this page (all zero before it was ever sent).
+    @discardableResult
+    public func append(page: UnsafeRawBufferPointer, index: UInt64, lastSent: UnsafeMutableRawBufferPointer,
+                       to batch: inout PageBatchBuilder) -> PageEncoding {
+        precondition(page.count == pageSize && lastSent.count == pageSize)
+        let (encoding, size) = choose(page: page, lastSent: UnsafeRawBufferPointer(lastSent))
+        batch.appendHeader(index: index, encoding: encoding)
+        switch encoding {
+        case .zero: break
+        case .raw: batch.appendRaw(page)
+        case .lz4, .lz4Delta:
+            let source = encoding == .lz4 ? plainOut : deltaOut
+            batch.appendSized(capacity: size) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<size])); return size }
+        }
+        lastSent.copyMemory(from: page)
+        return encoding
+    }
+
+    /// Picks the encoding, leaving compressed bytes in `plainOut` or `deltaOut`.
+    private func choose(page: UnsafeRawBufferPointer, lastSent: UnsafeRawBufferPointer) -> (PageEncoding, Int) {
+        if us_is_zero(page.baseAddress, pageSize) != 0 { return (.zero, 0) }
+        guard capabilities.contains(.lz4Pages) else { return (.raw, pageSize) }
+        // When the receiver's copy is zero the delta is the page itself: compress once.
+        var deltaSize = 0
+        if capabilities.contains(.xorDelta), us_is_zero(lastSent.baseAddress, pageSize) == 0 {
+            us_xor(delta.baseAddress, page.baseAddress, lastSent.baseAddress, pageSize)
+            deltaSize = LZ4Block.compress(UnsafeRawBufferPointer(delta), into: deltaOut)
+        }
+        // Plain LZ4 only has to beat the delta (or the raw page): a smaller capacity lets liblz4 give up early.
+        let plainCapacity = deltaSize > 0 ? deltaSize - 1 : plainOut.count
+        if plainCapacity > 0 {
+            let plainSize = LZ4Block.compress(page, into: UnsafeMutableRawBufferPointer(rebasing: plainOut[0..<plainCapacity]))
+            if plainSize > 0 { return (.lz4, plainSize) }
+        }
+        return deltaSize > 0 ? (.lz4Delta, deltaSize) : (.raw, pageSize)
+    }
+}
+
+/// Decodes page-batch entries. One decoder per thread: it owns a scratch page.
+public final class PageDecoder {
+    public let pageSize: Int
+    private let scratch: UnsafeMutableRawBufferPointer
+
+    public init(pageSize: Int) {
+        self.pageSize = pageSize
+        scratch = .allocate(byteCount: pageSize, alignment: 64)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// Writes the page that `entry` describes into `destination`.
+    /// - Parameter base: the receiver's current copy of the page (the XOR base); may be `destination` itself.
+    public func decode(_ entry: PageBatch.Entry, of batch: PageBatch, base: UnsafeRawBufferPointer,
+                       into destination: UnsafeMutableRawBufferPointer) throws(ProtocolError) {
+        precondition(destination.count == pageSize && base.count == pageSize)
+        switch entry.encoding {
+        case .zero:
+            destination.initializeMemory(as: UInt8.self, repeating: 0)
+        case .raw:
+            batch.frame.bytes.withUnsafeBytes { destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[entry.data])) }
+        case .lz4:
+            try LZ4Block.decompress(batch.frame.bytes, range: entry.data, into: destination, context: "page \(entry.index)")
+        case .lz4Delta:
+            try LZ4Block.decompress(batch.frame.bytes, range: entry.data, into: scratch, context: "page \(entry.index)")
+            us_xor(destination.baseAddress, base.baseAddress, scratch.baseAddress, pageSize)
+        }
+    }
+}

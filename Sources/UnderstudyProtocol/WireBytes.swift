@@ -1,0 +1,119 @@
+/// Appends big-endian integers and byte strings to a growing buffer.
+public struct WireWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 64) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public mutating func write(_ value: UInt8) { bytes.append(value) }
+    public mutating func write(_ value: UInt16) { writeInteger(value) }
+    public mutating func write(_ value: UInt32) { writeInteger(value) }
+    public mutating func write(_ value: UInt64) { writeInteger(value) }
+
+    public mutating func write<C: Collection>(bytes other: C) where C.Element == UInt8 {
+        bytes.append(contentsOf: other)
+    }
+
+    public mutating func write(bytes other: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: other)
+    }
+
+    /// A length-prefixed (u16) UTF-8 string.
+    public mutating func write(string: String) {
+        let utf8 = Array(string.utf8.prefix(Int(UInt16.max)))
+        write(UInt16(utf8.count))
+        bytes.append(contentsOf: utf8)
+    }
+
+    /// Grows the buffer by `count` bytes and lets `body` fill them; `body` returns how many it used.
+    public mutating func append(reservingUpTo count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: count))
+        let used = bytes.withUnsafeMutableBytes { all in
+            body(UnsafeMutableRawBufferPointer(rebasing: all[start..<(start + count)]))
+        }
+        precondition(used >= 0 && used <= count, "append body reported \(used) of \(count) bytes")
+        bytes.removeLast(count - used)
+    }
+
+    /// Overwrites a previously written big-endian u32 at `offset` (for counts known only at the end).
+    public mutating func patch(_ value: UInt32, at offset: Int) {
+        for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(i))) }
+    }
+
+    private mutating func writeInteger<T: FixedWidthInteger>(_ value: T) {
+        var big = value.bigEndian
+        withUnsafeBytes(of: &big) { bytes.append(contentsOf: $0) }
+    }
+}
+
+/// Reads big-endian integers and byte strings with bounds checks; every overrun is a `ProtocolError`.
+public struct WireReader: Sendable {
+    public let bytes: [UInt8]
+    public private(set) var offset: Int
+    private let context: String
+
+    /// - Parameter context: names what is being read, for error messages ("HELLO", "page batch").
+    public init(_ bytes: [UInt8], offset: Int = 0, context: String) {
+        self.bytes = bytes
+        self.offset = offset
+        self.context = context
+    }
+
+    public var remaining: Int { bytes.count - offset }
+    public var isAtEnd: Bool { offset == bytes.count }
+
+    public mutating func readUInt8() throws(ProtocolError) -> UInt8 {
+        try need(1)
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    public mutating func readUInt16() throws(ProtocolError) -> UInt16 { try readInteger() }
+    public mutating func readUInt32() throws(ProtocolError) -> UInt32 { try readInteger() }
+    public mutating func readUInt64() throws(ProtocolError) -> UInt64 { try readInteger() }
+
+    /// The range of the next `count` bytes in `bytes`, consumed.
+    public mutating func readRange(_ count: Int) throws(ProtocolError) -> Range<Int> {
+        try need(count)
+        defer { offset += count }
+        return offset..<(offset + count)
+    }
+
+    public mutating func readBytes(_ count: Int) throws(ProtocolError) -> [UInt8] {
+        Array(bytes[try readRange(count)])
+    }
+
+    public mutating func readString() throws(ProtocolError) -> String {
+        let count = Int(try readUInt16())
+        let raw = try readBytes(count)
+        guard let string = String(validating: raw, as: UTF8.self) else {
+            throw .malformed("\(context): string is not valid UTF-8")
+        }
+        return string
+    }
+
+    /// Throws unless every byte was consumed: trailing garbage is an error, not ignored.
+    public func expectEnd() throws(ProtocolError) {
+        guard isAtEnd else {
+            throw .malformed("\(context): \(remaining) unexpected trailing bytes")
+        }
+    }
+
+    private func need(_ count: Int) throws(ProtocolError) {
+        guard count >= 0, count <= remaining else {
+            throw .truncated("\(context): needs \(count) more bytes at offset \(offset), has \(remaining)")
+        }
+    }
+
+    private mutating func readInteger<T: FixedWidthInteger>() throws(ProtocolError) -> T {
+        let size = MemoryLayout<T>.size
+        try need(size)
+        var value: T = 0
+        for i in 0..<size { value = value << 8 | T(bytes[offset + i]) }
+        offset += size
+        return value
+    }
+}
