@@ -1,6 +1,9 @@
+#define _GNU_SOURCE
 #include "CUnderstudyShims.h"
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/socket.h>
 
 int us_ssl_ctx_set_proto_range(SSL_CTX *ctx, int min_version, int max_version) {
     return SSL_CTX_set_min_proto_version(ctx, min_version) == 1 &&
@@ -105,4 +108,14 @@ void us_xor(void *dst, const void *a, const void *b, size_t length) {
     uint64_t *d = dst;
     const uint64_t *x = a, *y = b;
     for (size_t i = 0; i < length / 8; i++) d[i] = x[i] ^ y[i];
+}
+
+void us_set_thread_name(const char *name) {
+    char truncated[16];
+    snprintf(truncated, sizeof truncated, "%s", name);
+    pthread_setname_np(pthread_self(), truncated);
+}
+
+int us_accept_cloexec(int fd, struct sockaddr *address, socklen_t *length) {
+    return accept4(fd, address, length, SOCK_CLOEXEC);
 }

@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <lz4.h>
 #include <lz4hc.h>
+#include <sys/socket.h>
 
 /// Restricts a context to exactly the given protocol range (e.g. TLS1_3_VERSION..TLS1_3_VERSION).
 /// Returns 1 on success.
@@ -44,5 +45,11 @@ int us_is_zero(const void *bytes, size_t length);
 
 /// dst[i] = a[i] ^ b[i] for `length` bytes; `length` must be a multiple of 64.
 void us_xor(void *dst, const void *a, const void *b, size_t length);
+
+/// Names the calling thread (GNU extension, hidden from Swift without _GNU_SOURCE).
+void us_set_thread_name(const char *name);
+
+/// accept4(..., SOCK_CLOEXEC) (GNU extension, hidden from Swift without _GNU_SOURCE).
+int us_accept_cloexec(int fd, struct sockaddr *address, socklen_t *length);
 
 #endif

@@ -1,0 +1,101 @@
+import Foundation
+import Synchronization
+import UnderstudyProtocol
+
+/// Whole frames over a TLS stream. `send` may be called from any thread (frames never interleave);
+/// `receive` from one reader thread at a time.
+public final class FrameConnection: @unchecked Sendable {
+    public let stream: TLSStream
+    private let writeLock = NSLock()
+    private let sent = Atomic<UInt64>(0)
+    private let received = Atomic<UInt64>(0)
+
+    public init(stream: TLSStream) {
+        self.stream = stream
+    }
+
+    /// Bytes written and read so far, frame headers included (TLS overhead excluded).
+    public var bytesSent: UInt64 { sent.load(ordering: .relaxed) }
+    public var bytesReceived: UInt64 { received.load(ordering: .relaxed) }
+
+    public func send(_ frame: Frame) throws(TransportError) {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        try stream.write(frame.bytes)
+        sent.add(UInt64(frame.bytes.count), ordering: .relaxed)
+    }
+
+    public func send(_ message: Message) throws(TransportError) { try send(message.frame) }
+
+    /// Reads the next frame. The header is validated before the payload is read, so an oversized
+    /// or unknown frame ends the session without buffering it.
+    /// - Throws: `TransportError` or `ProtocolError`.
+    public func receive() throws -> Frame {
+        var header = [UInt8](repeating: 0, count: Frame.headerSize)
+        try header.withUnsafeMutableBytes { try stream.read(into: $0) }
+        let (_, length) = try Frame.parseHeader(header)
+        var bytes = header
+        bytes.append(contentsOf: repeatElement(0, count: length))
+        if length > 0 {
+            try bytes.withUnsafeMutableBytes { try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[Frame.headerSize...])) }
+        }
+        received.add(UInt64(bytes.count), ordering: .relaxed)
+        return try Frame(validatedBytes: bytes)
+    }
+
+    /// Ends the connection; blocked `send` and `receive` calls return with an error.
+    public func close() { stream.shutdown() }
+}
+
+/// A dedicated thread that writes frames from a bounded queue, so that producers (encoder
+/// threads) block when the network falls behind instead of buffering without limit.
+public final class FrameSender: @unchecked Sendable {
+    private let queue: BlockingQueue<Frame>
+    private let failure = ErrorSlot()
+    private var thread: JoinableThread?
+
+    /// - Parameter capacity: frames queued at most (each up to `Frame.maxPayload` bytes).
+    public init(connection: FrameConnection, capacity: Int, name: String = "frame-sender") {
+        let queue = BlockingQueue<Frame>(capacity: capacity)
+        self.queue = queue
+        let failure = self.failure
+        thread = JoinableThread(name: name) { [queue] in
+            while let frame = queue.pop() {
+                do throws(TransportError) {
+                    try connection.send(frame)
+                } catch {
+                    failure.record(error)
+                    queue.close()
+                    connection.close()
+                    return
+                }
+            }
+        }
+    }
+
+    /// Queues a frame, waiting while the queue is full. Throws once sending has failed.
+    public func enqueue(_ frame: Frame) throws(TransportError) {
+        if !queue.push(frame) {
+            throw error ?? .closed("sender stopped")
+        }
+    }
+
+    /// The error that stopped the sender, if any.
+    public var error: TransportError? { failure.value }
+
+    /// Sends what is queued, then stops the thread.
+    public func finish() throws(TransportError) {
+        queue.close()
+        thread?.join()
+        thread = nil
+        if let error { throw error }
+    }
+}
+
+/// The first error a background thread hit, readable from other threads.
+final class ErrorSlot: Sendable {
+    private let slot = Mutex<TransportError?>(nil)
+
+    func record(_ error: TransportError) { slot.withLock { if $0 == nil { $0 = error } } }
+    var value: TransportError? { slot.withLock { $0 } }
+}
