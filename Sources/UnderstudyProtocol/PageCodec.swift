@@ -32,9 +32,10 @@ public enum LZ4Block {
 /// Encodes pages for the wire. Zero pages become a flag; any other page becomes the smaller of
 /// LZ4(page) and LZ4(page XOR the copy last sent), or the raw page when neither is smaller.
 ///
-/// One encoder per thread: it owns scratch buffers. The caller owns the "last sent" copies and
+/// One encoder per thread: it owns scratch buffers (hence `@unchecked Sendable`: it may move
+/// between threads, never be shared by two at once). The caller owns the "last sent" copies and
 /// must hand each page's copy to at most one encoder at a time.
-public final class PageEncoder {
+public final class PageEncoder: @unchecked Sendable {
     public let pageSize: Int
     public let capabilities: Capabilities
     private let delta: UnsafeMutableRawBufferPointer
@@ -98,8 +99,8 @@ public final class PageEncoder {
     }
 }
 
-/// Decodes page-batch entries. One decoder per thread: it owns a scratch page.
-public final class PageDecoder {
+/// Decodes page-batch entries. One decoder per thread at a time: it owns a scratch page.
+public final class PageDecoder: @unchecked Sendable {
     public let pageSize: Int
     private let scratch: UnsafeMutableRawBufferPointer
 

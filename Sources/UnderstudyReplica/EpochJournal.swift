@@ -1,0 +1,115 @@
+import Foundation
+import UnderstudyProtocol
+
+/// The redo journal that makes applying a checkpoint atomic.
+///
+/// Ordering rules (the whole point of this type):
+/// 1. `invalidate` first: a journal that is being rewritten must never look complete.
+/// 2. The decoded pages and device state are written into the body.
+/// 3. The header, then the trailer, are written last; only a journal whose header and trailer
+///    both carry the same epoch and base generation is complete.
+/// 4. The replica memory is touched only after the journal is complete, and the journal is only
+///    rewritten after the state that it led to was published.
+/// A process killed at any point therefore leaves either an incomplete journal (the old state
+/// stands) or a complete one that recovery applies again (the new state). Applying is idempotent:
+/// the journal holds whole decoded pages, not deltas.
+///
+/// Layout: header (magic "USJRNL01", base generation, epoch, page count, device-state length;
+/// 64 bytes), page indices (u64 each), pages (page-aligned), device state, trailer (magic
+/// "USJEND01", base generation, epoch).
+final class EpochJournal {
+    static let headerMagic = Array("USJRNL01".utf8)
+    static let trailerMagic = Array("USJEND01".utf8)
+    static let headerSize = 64
+    static let trailerSize = 24
+
+    struct Layout {
+        let pageCount: Int
+        let pageSize: Int
+        let deviceStateLength: Int
+
+        var indicesOffset: Int { EpochJournal.headerSize }
+        var pagesOffset: Int { (indicesOffset + 8 * pageCount + pageSize - 1) / pageSize * pageSize }
+        var deviceStateOffset: Int { pagesOffset + pageCount * pageSize }
+        var trailerOffset: Int { deviceStateOffset + deviceStateLength }
+        var totalSize: Int { trailerOffset + EpochJournal.trailerSize }
+    }
+
+    struct Header {
+        var baseGeneration: UInt64
+        var epoch: UInt64
+        var layout: Layout
+    }
+
+    let file: MappedFile
+    let pageSize: Int
+
+    init(path: String, pageSize: Int) throws(ReplicaError) {
+        file = try MappedFile(path: path, size: 0)
+        // An existing journal keeps its size so that recovery can read it.
+        var info = stat()
+        if fstat(file.fd, &info) == 0, info.st_size > 0 { try file.resize(to: Int(info.st_size)) }
+        self.pageSize = pageSize
+    }
+
+    /// Step 1: make the journal incomplete, then size it for `header`.
+    func begin(_ header: Header) throws(ReplicaError) {
+        if file.size >= EpochJournal.headerSize { file.bytes.storeBytes(of: 0, toByteOffset: 0, as: UInt64.self) }
+        if file.size != header.layout.totalSize { try file.resize(to: header.layout.totalSize) }
+        // The trailer area may hold an older journal's trailer: clear it before writing the body.
+        memset(file.bytes.baseAddress! + header.layout.trailerOffset, 0, EpochJournal.trailerSize)
+    }
+
+    func pageIndexSlot(_ slot: Int, layout: Layout) -> UnsafeMutableRawPointer {
+        file.bytes.baseAddress! + layout.indicesOffset + 8 * slot
+    }
+
+    func page(_ slot: Int, layout: Layout) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: file.bytes.baseAddress! + layout.pagesOffset + slot * pageSize, count: pageSize)
+    }
+
+    func deviceState(layout: Layout) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: file.bytes.baseAddress! + layout.deviceStateOffset, count: layout.deviceStateLength)
+    }
+
+    /// Step 3: header then trailer; from here the journal is complete.
+    func seal(_ header: Header) {
+        var w = WireWriter(capacity: EpochJournal.headerSize)
+        w.write(bytes: EpochJournal.headerMagic)
+        w.write(header.baseGeneration)
+        w.write(header.epoch)
+        w.write(UInt64(header.layout.pageCount))
+        w.write(UInt64(header.layout.deviceStateLength))
+        // Body fields first, magic last: a kill in between leaves no valid header.
+        let base = file.bytes.baseAddress!
+        w.bytes.withUnsafeBytes { (base + 8).copyMemory(from: $0.baseAddress! + 8, byteCount: $0.count - 8) }
+        w.bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 8) }
+        var t = WireWriter(capacity: EpochJournal.trailerSize)
+        t.write(bytes: EpochJournal.trailerMagic)
+        t.write(header.baseGeneration)
+        t.write(header.epoch)
+        t.bytes.withUnsafeBytes { (base + header.layout.trailerOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    /// The journal's header when it is complete, nil otherwise.
+    func completeHeader() -> Header? {
+        guard file.size >= EpochJournal.headerSize + EpochJournal.trailerSize else { return nil }
+        let bytes = Array(UnsafeRawBufferPointer(rebasing: file.bytes[0..<EpochJournal.headerSize]))
+        var r = WireReader(bytes, context: "journal header")
+        guard let magic = try? r.readBytes(8), magic == EpochJournal.headerMagic,
+              let generation = try? r.readUInt64(), let epoch = try? r.readUInt64(),
+              let pages = try? r.readUInt64(), let device = try? r.readUInt64(),
+              pages < UInt64(Int32.max), device < UInt64(Int32.max) else { return nil }
+        let layout = Layout(pageCount: Int(pages), pageSize: pageSize, deviceStateLength: Int(device))
+        guard layout.totalSize == file.size else { return nil }
+        let trailer = Array(UnsafeRawBufferPointer(rebasing: file.bytes[layout.trailerOffset..<layout.totalSize]))
+        var t = WireReader(trailer, context: "journal trailer")
+        guard let tMagic = try? t.readBytes(8), tMagic == EpochJournal.trailerMagic,
+              (try? t.readUInt64()) == generation, (try? t.readUInt64()) == epoch else { return nil }
+        return Header(baseGeneration: generation, epoch: epoch, layout: layout)
+    }
+
+    func pageIndex(_ slot: Int, layout: Layout) -> UInt64 {
+        UInt64(bigEndian: pageIndexSlot(slot, layout: layout).loadUnaligned(as: UInt64.self))
+    }
+}

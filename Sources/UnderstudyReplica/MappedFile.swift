@@ -1,0 +1,57 @@
+import Foundation
+
+/// A file mapped shared into memory: writes go to the page cache at once and survive the
+/// process being killed (not a host power loss).
+final class MappedFile: @unchecked Sendable {
+    let path: String
+    let fd: Int32
+    private(set) var size: Int
+    private(set) var bytes: UnsafeMutableRawBufferPointer
+
+    /// Opens or creates `path` and sets its size to `size` (extending with zeroes).
+    init(path: String, size: Int, mode: mode_t = 0o600) throws(ReplicaError) {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        self.size = 0
+        bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        do throws(ReplicaError) {
+            try resize(to: size)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// Changes the file's size and remaps it. Growing fills with zeroes.
+    func resize(to newSize: Int) throws(ReplicaError) {
+        unmap()
+        guard ftruncate(fd, off_t(newSize)) == 0 else { throw .io(operation: "resize to \(newSize) bytes", path: path, errno: errno) }
+        size = newSize
+        guard newSize > 0 else { return }
+        let address = mmap(nil, newSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let address, address != MAP_FAILED else { throw .io(operation: "mmap", path: path, errno: errno) }
+        bytes = UnsafeMutableRawBufferPointer(start: address, count: newSize)
+    }
+
+    /// Replaces the whole content with zeroes, cheaply (drops the old pages).
+    func zero() throws(ReplicaError) {
+        let keep = size
+        try resize(to: 0)
+        try resize(to: keep)
+    }
+
+    func sync() throws(ReplicaError) {
+        guard size == 0 || msync(bytes.baseAddress, size, MS_SYNC) == 0 else { throw .io(operation: "msync", path: path, errno: errno) }
+    }
+
+    private func unmap() {
+        if let base = bytes.baseAddress { munmap(base, size) }
+        bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    deinit {
+        unmap()
+        close(fd)
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import Logging
+import UnderstudyProtocol
+
+/// The backup's copy of the VM: a memory image file of the VM's memory size, the device-state
+/// blob and the committed epoch, kept in one directory.
+///
+/// Files: `memory.img` (guest RAM, mapped shared; QEMU maps the same file on activation),
+/// `state` (`ReplicaState`, replaced atomically), `journal` (`EpochJournal`), `lock`.
+///
+/// A checkpoint is applied in three steps: decode into the journal and seal it, copy the pages
+/// into memory, publish the new state. `open` finishes an apply that a killed process left with a
+/// sealed journal, so the replica is always exactly one epoch: the old one or the new one.
+public final class ReplicaStore: @unchecked Sendable {
+    public let directory: String
+    public let identity: VMIdentity
+    public private(set) var state: ReplicaState
+    /// What `open` had to do to reach a consistent state, for the log (nil: nothing).
+    public let recovery: String?
+
+    private let memory: MappedFile
+    private let journal: EpochJournal
+    private let lockFD: Int32
+    private let pageSize: Int
+    /// One bit per page, reused by every apply to find duplicate pages in an epoch.
+    private var seen: [UInt64]
+
+    public var memoryPath: String { memory.path }
+    public var statePath: String { "\(directory)/state" }
+
+    /// Opens (creating if needed) the replica of `identity` in `directory`, and recovers an
+    /// interrupted apply.
+    public init(directory: String, identity: VMIdentity) throws(ReplicaError) {
+        do throws(ProtocolError) { try identity.validate() } catch { throw .invalidContent(error) }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .io(operation: "create directory", path: directory, errno: EACCES)
+        }
+        self.directory = directory
+        self.identity = identity
+        pageSize = Int(identity.pageSize)
+        lockFD = open("\(directory)/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockFD >= 0 else { throw .io(operation: "open", path: "\(directory)/lock", errno: errno) }
+        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            close(lockFD)
+            throw .locked("replica directory \(directory) is in use by another process")
+        }
+        do throws(ReplicaError) {
+            let loaded = try ReplicaState.load(from: "\(directory)/state")
+            if let loaded, let mismatch = identity.mismatch(with: loaded.identity) {
+                throw .identityMismatch("replica in \(directory) belongs to VM \(loaded.identity): \(mismatch); "
+                                        + "remove the directory or configure another one")
+            }
+            state = loaded ?? ReplicaState(identity: identity)
+            memory = try MappedFile(path: "\(directory)/memory.img", size: Int(identity.memorySize))
+            journal = try EpochJournal(path: "\(directory)/journal", pageSize: pageSize)
+            seen = [UInt64](repeating: 0, count: Int((identity.pageCount + 63) / 64))
+            recovery = try ReplicaStore.recover(journal: journal, memory: memory, state: &state, statePath: "\(directory)/state")
+        } catch {
+            close(lockFD)
+            throw error
+        }
+    }
+
+    deinit { close(lockFD) }
+
+    /// Starts a full resynchronisation: the replica stops being a usable image until the next commit.
+    public func beginSync() throws(ReplicaError) {
+        try publish(phase: .syncing, epoch: 0, deviceState: [])
+        try memory.zero()
+    }
+
+    /// Writes sync pages straight into memory (sync pages belong to no epoch; nothing to roll back).
+    public func applySyncPages(_ batch: PageBatch, decoder: PageDecoder) throws(ReplicaError) {
+        guard state.phase == .syncing else { throw .notReady("sync pages arrived while the replica is \(state.phase)") }
+        for entry in batch.entries {
+            let page = memoryPage(entry.index)
+            do throws(ProtocolError) {
+                try decoder.decode(entry, of: batch, base: UnsafeRawBufferPointer(page), into: page)
+            } catch {
+                throw .invalidContent(error)
+            }
+        }
+    }
+
+    public func finishSync() throws(ReplicaError) {
+        guard state.phase == .syncing else { throw .notReady("sync finished while the replica is \(state.phase)") }
+        try publish(phase: .synced, epoch: 0, deviceState: [])
+    }
+
+    /// Applies a verified checkpoint atomically and publishes it as the committed epoch.
+    /// - Parameter decoders: one per thread to decode with (pages are decoded in parallel).
+    public func commit(_ staged: StagedEpoch, decoders: [PageDecoder]) throws(ReplicaError) {
+        guard state.phase == .synced || state.phase == .committed else {
+            throw .notReady("checkpoint \(staged.epoch) arrived while the replica is \(state.phase)")
+        }
+        let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize,
+                                         deviceStateLength: staged.deviceState.count)
+        let header = EpochJournal.Header(baseGeneration: state.generation, epoch: staged.epoch, layout: layout)
+        try journal.begin(header)
+        try fillJournal(staged, layout: layout, decoders: decoders)
+        journal.seal(header)
+        try replay(header)
+    }
+
+    /// Decodes every page into its journal slot (in parallel) and copies the device state.
+    private func fillJournal(_ staged: StagedEpoch, layout: EpochJournal.Layout, decoders: [PageDecoder]) throws(ReplicaError) {
+        // Slots are assigned in arrival order; a page twice in one epoch would make the XOR base
+        // ambiguous, and the encoder never does it, so it is refused.
+        var firstSlot: [Int] = []
+        var slot = 0
+        defer { for batch in staged.pageBatches { for entry in batch.entries { clearSeen(entry.index) } } }
+        for batch in staged.pageBatches {
+            firstSlot.append(slot)
+            for entry in batch.entries {
+                guard markSeen(entry.index) else {
+                    throw .invalidContent(.malformed("page \(entry.index) appears twice in checkpoint \(staged.epoch)"))
+                }
+                journal.pageIndexSlot(slot, layout: layout).storeBytes(of: entry.index.bigEndian, as: UInt64.self)
+                slot += 1
+            }
+        }
+        let failures = ErrorCollector()
+        let slots = firstSlot
+        let workers = max(1, min(decoders.count, staged.pageBatches.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let decoder = decoders[worker]
+            for batchIndex in stride(from: worker, to: staged.pageBatches.count, by: workers) {
+                let batch = staged.pageBatches[batchIndex]
+                for (offset, entry) in batch.entries.enumerated() {
+                    do throws(ProtocolError) {
+                        try decoder.decode(entry, of: batch, base: UnsafeRawBufferPointer(memoryPage(entry.index)),
+                                           into: journal.page(slots[batchIndex] + offset, layout: layout))
+                    } catch {
+                        failures.record(error)
+                        return
+                    }
+                }
+            }
+        }
+        if let error = failures.first { throw .invalidContent(error) }
+        staged.deviceState.withUnsafeBytes { journal.deviceState(layout: layout).copyMemory(from: $0) }
+    }
+
+    /// Copies a sealed journal's pages into memory and publishes its epoch.
+    private func replay(_ header: EpochJournal.Header) throws(ReplicaError) {
+        let layout = header.layout
+        for slot in 0..<layout.pageCount {
+            memoryPage(journal.pageIndex(slot, layout: layout)).copyMemory(from: UnsafeRawBufferPointer(journal.page(slot, layout: layout)))
+        }
+        try publish(phase: .committed, epoch: header.epoch, deviceState: Array(journal.deviceState(layout: layout)))
+    }
+
+    private static func recover(journal: EpochJournal, memory: MappedFile, state: inout ReplicaState,
+                                statePath: String) throws(ReplicaError) -> String? {
+        guard let header = journal.completeHeader(), header.baseGeneration == state.generation,
+              state.phase == .synced || state.phase == .committed else {
+            return nil
+        }
+        let layout = header.layout
+        let pageCount = state.identity.pageCount
+        let pageSize = Int(state.identity.pageSize)
+        for slot in 0..<layout.pageCount {
+            let index = journal.pageIndex(slot, layout: layout)
+            guard index < pageCount else { throw .corrupt("journal names page \(index), beyond the last page") }
+            (memory.bytes.baseAddress! + Int(index) * pageSize)
+                .copyMemory(from: journal.page(slot, layout: layout).baseAddress!, byteCount: pageSize)
+        }
+        var next = state
+        next.generation += 1
+        next.phase = .committed
+        next.committedEpoch = header.epoch
+        next.deviceState = Array(journal.deviceState(layout: layout))
+        try next.save(to: statePath)
+        state = next
+        return "finished applying checkpoint \(header.epoch) from the journal (the previous process stopped mid-apply)"
+    }
+
+    private func publish(phase: ReplicaState.Phase, epoch: UInt64, deviceState: [UInt8]) throws(ReplicaError) {
+        var next = state
+        next.generation += 1
+        next.phase = phase
+        next.committedEpoch = epoch
+        next.deviceState = deviceState
+        try next.save(to: statePath)
+        state = next
+    }
+
+    private func memoryPage(_ index: UInt64) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: memory.bytes.baseAddress! + Int(index) * pageSize, count: pageSize)
+    }
+
+    private func markSeen(_ index: UInt64) -> Bool {
+        let (word, bit) = (Int(index / 64), UInt64(1) << (index % 64))
+        defer { seen[word] |= bit }
+        return seen[word] & bit == 0
+    }
+
+    private func clearSeen(_ index: UInt64) { seen[Int(index / 64)] &= ~(UInt64(1) << (index % 64)) }
+}
+
+/// The first error of a parallel loop.
+private final class ErrorCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var error: ProtocolError?
+
+    func record(_ error: ProtocolError) {
+        lock.lock()
+        if self.error == nil { self.error = error }
+        lock.unlock()
+    }
+
+    var first: ProtocolError? {
+        lock.lock()
+        defer { lock.unlock() }
+        return error
+    }
+}
