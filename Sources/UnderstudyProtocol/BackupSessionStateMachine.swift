@@ -127,6 +127,10 @@ public struct BackupSessionStateMachine: Sendable {
             content.digest.add(frame)
             state = .receiving(content)
             return .stagePages(batch)
+        case (.receiving, .deviceState) where !agreedCapabilities.contains(.deviceState):
+            return fail(.unexpected("device state, but the session did not agree on the device-state capability"))
+        case (.receiving, .diskWrites) where !agreedCapabilities.contains(.diskWrites):
+            return fail(.unexpected("disk writes, but the session did not agree on the disk-writes capability"))
         case (.receiving(var content), .deviceState(let chunk)):
             guard chunk.epoch == content.epoch else { return fail(wrongEpoch("device state", chunk.epoch, content.epoch)) }
             guard chunk.offset == content.deviceStateBytes else {

@@ -29,6 +29,10 @@ final class MappedFile: @unchecked Sendable {
         guard ftruncate(fd, off_t(newSize)) == 0 else { throw .io(operation: "resize to \(newSize) bytes", path: path, errno: errno) }
         size = newSize
         guard newSize > 0 else { return }
+        // Reserve the blocks now: a full filesystem must fail here with ENOSPC, not later as a
+        // SIGBUS when a write through the mapping finds no room.
+        let reserved = posix_fallocate(fd, 0, off_t(newSize))
+        guard reserved == 0 else { throw .io(operation: "reserve \(newSize) bytes for", path: path, errno: reserved) }
         let address = mmap(nil, newSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let address, address != MAP_FAILED else { throw .io(operation: "mmap", path: path, errno: errno) }
         bytes = UnsafeMutableRawBufferPointer(start: address, count: newSize)

@@ -8,20 +8,24 @@ import UnderstudyProtocol
 /// Files: `memory.img` (guest RAM, mapped shared; QEMU maps the same file on activation),
 /// `state` (`ReplicaState`, replaced atomically), `journal` (`EpochJournal`), `lock`.
 ///
-/// A checkpoint is applied in three steps: decode into the journal and seal it, copy the pages
-/// into memory, publish the new state. `open` finishes an apply that a killed process left with a
-/// sealed journal, so the replica is always exactly one epoch: the old one or the new one.
+/// A checkpoint is applied in two calls: `stage` decodes it into the journal and seals it (from
+/// then on it survives this process being killed, so it may be acknowledged), and `apply` copies
+/// the pages into memory and publishes the new state. `init` finishes an apply that a killed
+/// process left with a sealed journal, so the replica is always exactly one epoch: the old one or
+/// the new one.
 public final class ReplicaStore: @unchecked Sendable {
     public let directory: String
     public let identity: VMIdentity
     public private(set) var state: ReplicaState
-    /// What `open` had to do to reach a consistent state, for the log (nil: nothing).
-    public let recovery: String?
+    /// What `init` had to do to reach a consistent state, for the log (nil: nothing).
+    public private(set) var recovery: String?
 
     private let memory: MappedFile
     private let journal: EpochJournal
     private let lockFD: Int32
     private let pageSize: Int
+    /// The journal sealed by `seal` and not yet applied.
+    private var sealed: EpochJournal.Header?
     /// One bit per page, reused by every apply to find duplicate pages in an epoch.
     private var seen: [UInt64]
 
@@ -57,17 +61,18 @@ public final class ReplicaStore: @unchecked Sendable {
             memory = try MappedFile(path: "\(directory)/memory.img", size: Int(identity.memorySize))
             journal = try EpochJournal(path: "\(directory)/journal", pageSize: pageSize)
             seen = [UInt64](repeating: 0, count: Int((identity.pageCount + 63) / 64))
-            recovery = try ReplicaStore.recover(journal: journal, memory: memory, state: &state, statePath: "\(directory)/state")
         } catch {
             close(lockFD)
             throw error
         }
+        recovery = try recoverSealedJournal()
     }
 
     deinit { close(lockFD) }
 
     /// Starts a full resynchronisation: the replica stops being a usable image until the next commit.
     public func beginSync() throws(ReplicaError) {
+        sealed = nil
         try publish(phase: .syncing, epoch: 0, deviceState: [])
         try memory.zero()
     }
@@ -90,18 +95,27 @@ public final class ReplicaStore: @unchecked Sendable {
         try publish(phase: .synced, epoch: 0, deviceState: [])
     }
 
-    /// Applies a verified checkpoint atomically and publishes it as the committed epoch.
+    /// Decodes a verified checkpoint into the journal and seals it. After this returns the
+    /// checkpoint is durable against a crash of this process; call `applySealed` next.
     /// - Parameter decoders: one per thread to decode with (pages are decoded in parallel).
-    public func commit(_ staged: StagedEpoch, decoders: [PageDecoder]) throws(ReplicaError) {
+    public func seal(_ staged: StagedEpoch, decoders: [PageDecoder]) throws(ReplicaError) {
         guard state.phase == .synced || state.phase == .committed else {
             throw .notReady("checkpoint \(staged.epoch) arrived while the replica is \(state.phase)")
         }
+        if let sealed { throw .notReady("checkpoint \(staged.epoch) arrived before sealed checkpoint \(sealed.epoch) was applied") }
         let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize,
                                          deviceStateLength: staged.deviceState.count)
         let header = EpochJournal.Header(baseGeneration: state.generation, epoch: staged.epoch, layout: layout)
         try journal.begin(header)
         try fillJournal(staged, layout: layout, decoders: decoders)
         journal.seal(header)
+        sealed = header
+    }
+
+    /// Copies the sealed checkpoint into memory and publishes it as the committed epoch.
+    public func applySealed() throws(ReplicaError) {
+        guard let header = sealed else { throw .notReady("no sealed checkpoint to apply") }
+        sealed = nil
         try replay(header)
     }
 
@@ -148,33 +162,21 @@ public final class ReplicaStore: @unchecked Sendable {
     private func replay(_ header: EpochJournal.Header) throws(ReplicaError) {
         let layout = header.layout
         for slot in 0..<layout.pageCount {
-            memoryPage(journal.pageIndex(slot, layout: layout)).copyMemory(from: UnsafeRawBufferPointer(journal.page(slot, layout: layout)))
+            let index = journal.pageIndex(slot, layout: layout)
+            // Recovery reads the journal back from disk: never trust an index blindly.
+            guard index < identity.pageCount else { throw .corrupt("journal names page \(index), beyond the last page") }
+            memoryPage(index).copyMemory(from: UnsafeRawBufferPointer(journal.page(slot, layout: layout)))
         }
         try publish(phase: .committed, epoch: header.epoch, deviceState: Array(journal.deviceState(layout: layout)))
     }
 
-    private static func recover(journal: EpochJournal, memory: MappedFile, state: inout ReplicaState,
-                                statePath: String) throws(ReplicaError) -> String? {
+    /// Finishes the apply of a journal that was sealed on top of the current state.
+    private func recoverSealedJournal() throws(ReplicaError) -> String? {
         guard let header = journal.completeHeader(), header.baseGeneration == state.generation,
               state.phase == .synced || state.phase == .committed else {
             return nil
         }
-        let layout = header.layout
-        let pageCount = state.identity.pageCount
-        let pageSize = Int(state.identity.pageSize)
-        for slot in 0..<layout.pageCount {
-            let index = journal.pageIndex(slot, layout: layout)
-            guard index < pageCount else { throw .corrupt("journal names page \(index), beyond the last page") }
-            (memory.bytes.baseAddress! + Int(index) * pageSize)
-                .copyMemory(from: journal.page(slot, layout: layout).baseAddress!, byteCount: pageSize)
-        }
-        var next = state
-        next.generation += 1
-        next.phase = .committed
-        next.committedEpoch = header.epoch
-        next.deviceState = Array(journal.deviceState(layout: layout))
-        try next.save(to: statePath)
-        state = next
+        try replay(header)
         return "finished applying checkpoint \(header.epoch) from the journal (the previous process stopped mid-apply)"
     }
 

@@ -1,0 +1,299 @@
+import Foundation
+import Logging
+import UnderstudyProtocol
+import UnderstudyReplica
+import UnderstudyTransport
+
+/// How the backup listens and where it keeps the replica.
+public struct BackupConfiguration: Sendable {
+    public var nodeName: String
+    public var listen: Endpoint
+    public var tls: TLSConfiguration
+    public var identity: VMIdentity
+    public var replicaDirectory: String
+    /// Capabilities this backup implements and offers.
+    public var capabilities: Capabilities
+    /// Checkpoints received and waiting to be applied, at most; the receiver stops reading beyond.
+    public var applyQueueDepth: Int
+
+    public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
+                capabilities: Capabilities = [.lz4Pages, .xorDelta, .deviceState], applyQueueDepth: Int = 8) {
+        self.nodeName = nodeName
+        self.listen = listen
+        self.tls = tls
+        self.identity = identity
+        self.replicaDirectory = replicaDirectory
+        self.capabilities = capabilities
+        self.applyQueueDepth = applyQueueDepth
+    }
+}
+
+/// Counters of a backup, read with `BackupReceiver.statistics`.
+public struct BackupStatistics: Sendable {
+    public var sessions = 0
+    public var syncPages = 0
+    public var checkpointsCommitted = 0
+    public var committedEpoch: UInt64 = 0
+    public var pagesApplied = 0
+    public var bytesReceived: UInt64 = 0
+    public var lastSessionError: String?
+}
+
+/// The backup's replication engine: accepts one primary at a time, verifies every checkpoint
+/// with `BackupSessionStateMachine`, and applies it to the `ReplicaStore`.
+///
+/// Per session, the receiving thread stages frames; an apply thread decodes each verified
+/// checkpoint into the journal, seals it, acknowledges it, then copies it into the replica.
+/// "Acknowledged" therefore means "survives a crash of this process": the primary releases
+/// output only for checkpoints the replica can no longer lose.
+public final class BackupReceiver: @unchecked Sendable {
+    public let configuration: BackupConfiguration
+    public let store: ReplicaStore
+    private let listener: TCPListener
+    private let context: TLSContext
+    private let logger: Logger
+    private let lock = NSLock()
+    private var activeSession: FrameConnection?
+    private var stopping = false
+    private var stats = BackupStatistics()
+    private let decoders: [PageDecoder]
+
+    public init(configuration: BackupConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        context = try TLSContext(role: .server, configuration: configuration.tls)
+        store = try ReplicaStore(directory: configuration.replicaDirectory, identity: configuration.identity)
+        if let recovery = store.recovery { logger.notice("replica recovered", metadata: ["action": "\(recovery)"]) }
+        listener = try TCPListener(endpoint: configuration.listen)
+        decoders = (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in PageDecoder(pageSize: Int(configuration.identity.pageSize)) }
+        stats.committedEpoch = store.state.committedEpoch
+        logger.info("backup listening", metadata: ["endpoint": "\(listener.endpoint)", "replica": "\(configuration.replicaDirectory)",
+                                                   "replica-phase": "\(store.state.phase)", "committed-epoch": "\(store.state.committedEpoch)"])
+    }
+
+    /// The bound listening endpoint (the real port when port 0 was configured).
+    public var endpoint: Endpoint { listener.endpoint }
+
+    public var statistics: BackupStatistics {
+        lock.lock()
+        defer { lock.unlock() }
+        return stats
+    }
+
+    /// Accepts connections until `stop`. Each connection gets its own thread; while a session is
+    /// active, further primaries are refused as busy. Call on a dedicated thread.
+    public func serve() {
+        while true {
+            let accepted: (fd: Int32, peer: String)
+            do {
+                accepted = try listener.accept()
+            } catch {
+                if !isStopping { logger.error("accept failed", metadata: ["error": "\(error)"]) }
+                return
+            }
+            _ = JoinableThread(name: "backup-session") { [self] in
+                handshakeAndServe(fd: accepted.fd, peer: accepted.peer)
+            }
+        }
+    }
+
+    /// Stops accepting and ends the active session (its open epoch is discarded).
+    public func stop() {
+        lock.lock()
+        stopping = true
+        let session = activeSession
+        lock.unlock()
+        listener.close()
+        session?.close()
+    }
+
+    private var isStopping: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopping
+    }
+
+    private func handshakeAndServe(fd: Int32, peer: String) {
+        let connection: FrameConnection
+        do {
+            connection = FrameConnection(stream: try TLSStream.accept(fd: fd, peer: peer, context: context))
+        } catch {
+            logger.warning("refused connection", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            return
+        }
+        lock.lock()
+        let busy = activeSession != nil || stopping
+        if !busy {
+            activeSession = connection
+            stats.sessions += 1
+        }
+        lock.unlock()
+        guard !busy else {
+            logger.warning("refused a second primary while a session is active", metadata: ["peer": "\(peer)"])
+            try? connection.send(.reject(SessionClose(code: .busy, message: "this backup already serves a primary")))
+            connection.close()
+            return
+        }
+        let outcome = runSession(connection)
+        lock.lock()
+        activeSession = nil
+        stats.lastSessionError = outcome
+        stats.bytesReceived += connection.bytesReceived
+        lock.unlock()
+        connection.close()
+    }
+
+    /// Runs one session to its end; returns why it ended abnormally (nil when orderly).
+    private func runSession(_ connection: FrameConnection) -> String? {
+        var machine = BackupSessionStateMachine(identity: configuration.identity, capabilities: configuration.capabilities,
+                                                committedEpoch: store.state.committedEpoch)
+        let applier = ReplicaApplier(store: store, connection: connection, decoders: decoders, depth: configuration.applyQueueDepth,
+                                     logger: logger) { [self] work in
+            lock.lock()
+            defer { lock.unlock() }
+            switch work {
+            case .syncPages(let batch): stats.syncPages += batch.entries.count
+            case .commit(let staged):
+                stats.checkpointsCommitted += 1
+                stats.committedEpoch = staged.epoch
+                stats.pagesApplied += staged.pageCount
+            case .beginSync, .finishSync: break
+            }
+        }
+        var staged: StagedEpoch?
+        defer { applier.finish() }
+        while true {
+            let frame: Frame
+            do {
+                frame = try connection.receive()
+            } catch let error as ProtocolError {
+                // A bad header: the state machine never saw the frame, but the session is over all the same.
+                machine.abort()
+                try? connection.send(.goodbye(SessionClose(code: error.rejectCode, message: error.description)))
+                return fail("malformed frame from \(machine.peerName ?? connection.stream.peer): \(error)")
+            } catch {
+                return isStopping ? nil : fail("connection lost: \(error)")
+            }
+            if let failure = applier.failure {
+                try? connection.send(.goodbye(SessionClose(code: .internalError, message: failure)))
+                return fail("replica apply failed: \(failure)")
+            }
+            switch machine.received(frame) {
+            case .send(let message):
+                do {
+                    try connection.send(message)
+                } catch {
+                    return fail("cannot answer the primary: \(error)")
+                }
+                if case .welcome = message {
+                    logger.info("primary connected", metadata: ["primary": "\(machine.peerName ?? "?")",
+                                                               "capabilities": "\(machine.agreedCapabilities)"])
+                }
+            case .reject(let close):
+                try? connection.send(.reject(close))
+                return fail("refused primary: \(close.message)")
+            case .beginSync:
+                applier.enqueue(.beginSync)
+            case .applySyncPages(let batch):
+                applier.enqueue(.syncPages(batch))
+            case .syncComplete(let pages):
+                logger.info("initial sync received", metadata: ["pages": "\(pages)"])
+                applier.enqueue(.finishSync)
+            case .beginEpoch(let epoch):
+                staged = StagedEpoch(epoch: epoch)
+            case .stagePages(let batch):
+                staged?.add(batch)
+            case .stageDeviceState(let chunk):
+                staged?.add(chunk)
+            case .stageDiskWrites:
+                // The backup does not offer disk writes yet, so the state machine refuses them first.
+                return fail("disk writes staged without a replica disk")
+            case .commit:
+                if let whole = staged { applier.enqueue(.commit(whole)) }
+                staged = nil
+            case .heartbeat:
+                continue
+            case .peerClosed(let close):
+                if close.code == .normal {
+                    logger.info("primary ended the session", metadata: ["reason": "\(close.message)"])
+                    return nil
+                }
+                return fail("primary ended the session: \(close.code): \(close.message)")
+            case .close(let error):
+                try? connection.send(.goodbye(SessionClose(code: error.rejectCode, message: error.description)))
+                return fail("protocol error from primary: \(error) (open checkpoint discarded)")
+            }
+        }
+    }
+
+    private func fail(_ reason: String) -> String {
+        logger.error("session ended", metadata: ["reason": "\(reason)"])
+        return reason
+    }
+}
+
+/// The per-session apply thread: executes replica work strictly in arrival order and sends the
+/// ACK of each checkpoint once its journal is sealed.
+final class ReplicaApplier: @unchecked Sendable {
+    enum Work: Sendable {
+        case beginSync
+        case syncPages(PageBatch)
+        case finishSync
+        case commit(StagedEpoch)
+    }
+
+    private let queue: BlockingQueue<Work>
+    private var thread: JoinableThread?
+    private let lock = NSLock()
+    private var error: String?
+
+    init(store: ReplicaStore, connection: FrameConnection, decoders: [PageDecoder], depth: Int, logger: Logger,
+         completed: @escaping @Sendable (Work) -> Void) {
+        let queue = BlockingQueue<Work>(capacity: depth)
+        self.queue = queue
+        thread = JoinableThread(name: "backup-apply") { [self] in
+            while let work = queue.pop() {
+                do {
+                    switch work {
+                    case .beginSync: try store.beginSync()
+                    case .syncPages(let batch): try store.applySyncPages(batch, decoder: decoders[0])
+                    case .finishSync: try store.finishSync()
+                    case .commit(let staged):
+                        try store.seal(staged, decoders: decoders)
+                        // Sealed: durable against our own crash, so the primary may release its output.
+                        try connection.send(.ack(epoch: staged.epoch))
+                        try store.applySealed()
+                    }
+                    completed(work)
+                } catch {
+                    logger.error("replica apply failed", metadata: ["error": "\(error)"])
+                    record("\(error)")
+                    queue.close()
+                    connection.close()
+                    return
+                }
+            }
+        }
+    }
+
+    var failure: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return error
+    }
+
+    func enqueue(_ work: Work) { queue.push(work) }
+
+    /// Applies what is queued, then stops the thread.
+    func finish() {
+        queue.close()
+        thread?.join()
+        thread = nil
+    }
+
+    private func record(_ message: String) {
+        lock.lock()
+        if error == nil { error = message }
+        lock.unlock()
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import UnderstudyProtocol
+import UnderstudyTransport
+
+/// Turns captured checkpoints and initial-sync pages into frames, compressing on all cores while
+/// the sender thread writes earlier frames, and keeps the "last sent" copy of every page that
+/// the XOR delta is computed against.
+///
+/// Epochs are encoded one after another (each one's deltas depend on the previous one's pages);
+/// within an epoch, page batches are encoded in parallel and emitted in completion order. The
+/// content digest folds frames in emission order, which is also the order the backup sees.
+public final class CheckpointEncoder: @unchecked Sendable {
+    public let identity: VMIdentity
+    public let capabilities: Capabilities
+    public let pagesPerBatch: Int
+    private let pageSize: Int
+    private let encoders: [PageEncoder]
+    /// The backup's copy of every page as of the last frame emitted (zero before the first sync).
+    private let lastSent: UnsafeMutableRawBufferPointer
+    /// Device-state chunk size: well under the frame limit.
+    static let deviceStateChunk = 1 << 20
+
+    public init(identity: VMIdentity, capabilities: Capabilities, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                pagesPerBatch: Int = 256) {
+        self.identity = identity
+        self.capabilities = capabilities
+        self.pagesPerBatch = pagesPerBatch
+        pageSize = Int(identity.pageSize)
+        encoders = (0..<max(1, workers)).map { _ in PageEncoder(pageSize: Int(identity.pageSize), capabilities: capabilities) }
+        let size = Int(identity.memorySize)
+        // Anonymous and lazily zero-filled: pages never sent cost no memory.
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        precondition(address != MAP_FAILED, "cannot map \(size) bytes for the last-sent copy")
+        lastSent = UnsafeMutableRawBufferPointer(start: address, count: size)
+    }
+
+    deinit { munmap(lastSent.baseAddress, lastSent.count) }
+
+    /// What encoding one epoch or sync round produced.
+    public struct Output: Sendable {
+        public var pages = 0
+        public var rawBytes = 0
+        public var wireBytes = 0
+        public var digest = EpochDigest()
+        public var encodings: [PageEncoding: Int] = [:]
+    }
+
+    /// Encodes pages read from guest memory (initial sync) as SYNC_PAGES frames.
+    public func encodeSync(pages indices: [UInt64], from memory: UnsafeRawBufferPointer, to sender: FrameSender,
+                           into output: inout Output) throws {
+        try encodeBatches(type: .syncPages, epoch: 0, count: indices.count, to: sender, output: &output) { position in
+            let index = Int(indices[position])
+            return (UInt64(index), UnsafeRawBufferPointer(rebasing: memory[(index * pageSize)..<((index + 1) * pageSize)]))
+        }
+    }
+
+    /// Encodes one whole checkpoint: begin, page batches, device state, end with counts and digest.
+    public func encodeCheckpoint(_ captured: CapturedCheckpoint, epoch: UInt64, to sender: FrameSender) throws -> Output {
+        var output = Output()
+        try emit(Message.checkpointBegin(epoch: epoch).frame, to: sender, output: &output, content: false)
+        try encodeBatches(type: .pages, epoch: epoch, count: captured.pageIndices.count, to: sender, output: &output) { position in
+            (captured.pageIndices[position], UnsafeRawBufferPointer(captured.page(at: position)))
+        }
+        var offset = 0
+        while offset < captured.deviceState.count {
+            let end = min(offset + CheckpointEncoder.deviceStateChunk, captured.deviceState.count)
+            let chunk = DeviceStateChunk(epoch: epoch, offset: UInt64(offset), data: Array(captured.deviceState[offset..<end]))
+            try emit(Message.deviceState(chunk).frame, to: sender, output: &output, content: true)
+            offset = end
+        }
+        let summary = ContentSummary(epoch: epoch, pageCount: UInt64(output.pages), deviceStateBytes: UInt64(captured.deviceState.count),
+                                     diskWriteCount: 0, digest: output.digest.value)
+        try emit(Message.checkpointEnd(summary).frame, to: sender, output: &output, content: false)
+        return output
+    }
+
+    /// Makes `summary` for the sync frames encoded into `output`.
+    public func syncSummary(_ output: Output) -> ContentSummary {
+        ContentSummary(epoch: 0, pageCount: UInt64(output.pages), digest: output.digest.value)
+    }
+
+    private func emit(_ frame: Frame, to sender: FrameSender, output: inout Output, content: Bool) throws {
+        if content { output.digest.add(frame) }
+        output.wireBytes += frame.bytes.count
+        try sender.enqueue(frame)
+    }
+
+    /// Splits `count` pages into batches and encodes them on all workers. `page(position)` gives
+    /// each page's number and bytes.
+    private func encodeBatches(type: FrameType, epoch: UInt64, count: Int, to sender: FrameSender, output: inout Output,
+                               page: (Int) -> (UInt64, UnsafeRawBufferPointer)) throws {
+        guard count > 0 else { return }
+        let batches = (count + pagesPerBatch - 1) / pagesPerBatch
+        let sink = OrderedSink(sender: sender, output: output)
+        let workers = min(encoders.count, batches)
+        withoutActuallyEscaping(page) { page in
+            let shared = UncheckedBox(page)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                let encoder = encoders[worker]
+                while true {
+                    guard let batch = sink.takeBatch(below: batches) else { return }
+                    let range = (batch * pagesPerBatch)..<min(count, (batch + 1) * pagesPerBatch)
+                    var builder = PageBatchBuilder(type: type, epoch: epoch, capacity: range.count * encoder.maxEncodedSize)
+                    var encodings: [PageEncoding: Int] = [:]
+                    for position in range {
+                        let (index, bytes) = shared.value(position)
+                        let last = UnsafeMutableRawBufferPointer(rebasing: lastSent[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
+                        encodings[encoder.append(page: bytes, index: index, lastSent: last, to: &builder), default: 0] += 1
+                    }
+                    let frame = builder.finish()
+                    sink.emit(frame, digest: EpochDigest.sha256(frame.bytes), pages: range.count, rawBytes: range.count * pageSize,
+                              encodings: encodings)
+                }
+            }
+        }
+        output = try sink.finish()
+    }
+}
+
+/// Emits frames from several workers one at a time, folding each into the digest in the same
+/// order it is queued for sending.
+private final class OrderedSink: @unchecked Sendable {
+    private let lock = NSLock()
+    private let sender: FrameSender
+    private var output: CheckpointEncoder.Output
+    private var error: Error?
+    private var nextBatch = 0
+
+    init(sender: FrameSender, output: CheckpointEncoder.Output) {
+        self.sender = sender
+        self.output = output
+    }
+
+    /// The next batch number for a worker; nil when all are taken or sending failed.
+    func takeBatch(below count: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard error == nil, nextBatch < count else { return nil }
+        nextBatch += 1
+        return nextBatch - 1
+    }
+
+    func emit(_ frame: Frame, digest: [UInt8], pages: Int, rawBytes: Int, encodings: [PageEncoding: Int]) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard error == nil else { return }
+        do {
+            try sender.enqueue(frame)
+        } catch {
+            self.error = error
+            return
+        }
+        output.digest.add(frameDigest: digest)
+        output.pages += pages
+        output.rawBytes += rawBytes
+        output.wireBytes += frame.bytes.count
+        output.encodings.merge(encodings, uniquingKeysWith: +)
+    }
+
+    func finish() throws -> CheckpointEncoder.Output {
+        if let error { throw error }
+        return output
+    }
+}
+
+/// Carries a non-Sendable closure into `concurrentPerform`, whose iterations only read through it.
+private struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,297 @@
+import Foundation
+import Logging
+import UnderstudyProtocol
+import UnderstudyTransport
+
+/// How the primary replicates.
+public struct PrimaryConfiguration: Sendable {
+    public var nodeName: String
+    public var backup: Endpoint
+    public var tls: TLSConfiguration
+    /// Time from the start of one checkpoint to the start of the next (zero: back to back).
+    public var interval: Duration
+    /// Checkpoints captured but not yet acknowledged, at most; the loop waits when it is reached.
+    public var maxEpochsInFlight: Int
+    /// Frames queued for the sender thread, at most (each up to about 1 MiB).
+    public var sendQueueFrames: Int
+    /// Pre-copy rounds of the initial sync before the first checkpoint pauses the guest.
+    public var preCopyRounds: Int
+    /// Pre-copy stops early once a round has at most this many dirty pages.
+    public var preCopyStopPages: Int
+    public var connectTimeout: Duration
+
+    public init(nodeName: String, backup: Endpoint, tls: TLSConfiguration, interval: Duration = .milliseconds(25),
+                maxEpochsInFlight: Int = 4, sendQueueFrames: Int = 16, preCopyRounds: Int = 5, preCopyStopPages: Int = 256,
+                connectTimeout: Duration = .seconds(5)) {
+        self.nodeName = nodeName
+        self.backup = backup
+        self.tls = tls
+        self.interval = interval
+        self.maxEpochsInFlight = maxEpochsInFlight
+        self.sendQueueFrames = sendQueueFrames
+        self.preCopyRounds = preCopyRounds
+        self.preCopyStopPages = preCopyStopPages
+        self.connectTimeout = connectTimeout
+    }
+}
+
+/// Counters of a primary's session, read with `PrimaryReplicator.statistics`.
+public struct PrimaryStatistics: Sendable {
+    public var syncPages = 0
+    public var syncWireBytes = 0
+    public var syncDuration: Duration = .zero
+    public var checkpointsSent = 0
+    public var checkpointsAcknowledged = 0
+    public var lastAcknowledgedEpoch: UInt64 = 0
+    public var dirtyPages = 0
+    public var rawBytes = 0
+    public var wireBytes = 0
+    public var pauses: [Duration] = []
+    public var ackLatencies: [Duration] = []
+    public var encodings: [PageEncoding: Int] = [:]
+}
+
+/// The primary's replication engine: connects to the backup, runs the initial sync, then
+/// checkpoints the source on the calling (dedicated) thread, while a receiver thread takes acks.
+public final class PrimaryReplicator: @unchecked Sendable {
+    public let configuration: PrimaryConfiguration
+    private let source: CheckpointSource
+    private let logger: Logger
+    private let session: SessionGuard
+    private var connection: FrameConnection?
+    private var sender: FrameSender?
+    private var receiver: JoinableThread?
+    private var encoder: CheckpointEncoder?
+    /// Called on the receiver thread with each acknowledged epoch; output of epochs up to it may leave.
+    private let onRelease: @Sendable (UInt64) -> Void
+
+    public init(source: CheckpointSource, configuration: PrimaryConfiguration, logger: Logger,
+                onRelease: @escaping @Sendable (UInt64) -> Void = { _ in }) {
+        self.source = source
+        self.configuration = configuration
+        self.logger = logger
+        self.onRelease = onRelease
+        session = SessionGuard(machine: PrimarySessionStateMachine(identity: source.identity,
+                                                                   maxEpochsInFlight: configuration.maxEpochsInFlight))
+    }
+
+    public var statistics: PrimaryStatistics { session.withLock { $0.statistics } }
+
+    /// Connects, authenticates, performs the handshake and the initial sync.
+    public func start() throws {
+        let context = try TLSContext(role: .client, configuration: configuration.tls)
+        let timeout = Int32(configuration.connectTimeout.components.seconds * 1000)
+        let stream = try TLSStream.connect(to: configuration.backup, context: context, timeoutMilliseconds: timeout)
+        let connection = FrameConnection(stream: stream)
+        self.connection = connection
+        logger.info("connected to backup", metadata: ["backup": "\(configuration.backup)", "peer": "\(stream.peerName)"])
+        try connection.send(.hello(Hello(identity: source.identity, nodeName: configuration.nodeName)))
+        let welcome = try connection.receive()
+        let capabilities: Capabilities
+        switch session.withLock({ $0.machine.received(welcome) }) {
+        case .startSync(let agreed, let committed):
+            capabilities = agreed
+            logger.info("backup accepted the session", metadata: ["capabilities": "\(agreed)", "backup-committed-epoch": "\(committed)"])
+        case .peerClosed(let close):
+            connection.close()
+            throw ProtocolError.rejected(code: close.code, message: close.message)
+        case .close(let error):
+            try? connection.send(.goodbye(SessionClose(code: error.rejectCode, message: error.description)))
+            connection.close()
+            throw error
+        default:
+            connection.close()
+            throw ProtocolError.unexpected("handshake ended without WELCOME")
+        }
+        let encoder = CheckpointEncoder(identity: source.identity, capabilities: capabilities)
+        self.encoder = encoder
+        let sender = FrameSender(connection: connection, capacity: configuration.sendQueueFrames, name: "primary-send")
+        self.sender = sender
+        receiver = JoinableThread(name: "primary-recv") { [self] in receiveLoop(connection) }
+        try initialSync(encoder: encoder, sender: sender)
+        session.withLock { $0.machine.syncFinished() }
+    }
+
+    /// Iterative pre-copy: send all memory while the guest runs, then what it dirtied meanwhile,
+    /// until a round is small; the first checkpoint (guest paused) sends the rest.
+    private func initialSync(encoder: CheckpointEncoder, sender: FrameSender) throws {
+        let started = ContinuousClock.now
+        try source.startTracking()
+        try sender.enqueue(Message.syncBegin(SyncBegin(pageCount: source.identity.pageCount)).frame)
+        var output = CheckpointEncoder.Output()
+        var pages = Array(0..<source.identity.pageCount)
+        for round in 0..<max(1, configuration.preCopyRounds) {
+            try encoder.encodeSync(pages: pages, from: source.memory, to: sender, into: &output)
+            logger.info("initial sync round done", metadata: ["round": "\(round + 1)", "pages": "\(pages.count)",
+                                                             "total-pages": "\(output.pages)"])
+            pages = try source.collectDirtyPages()
+            if pages.count <= configuration.preCopyStopPages { break }
+        }
+        // Whatever the last round left dirty stays tracked and goes into the first checkpoint.
+        try sender.enqueue(Message.syncEnd(encoder.syncSummary(output)).frame)
+        let duration = ContinuousClock.now - started
+        session.withLock {
+            $0.statistics.syncPages = output.pages
+            $0.statistics.syncWireBytes = output.wireBytes
+            $0.statistics.syncDuration = duration
+        }
+        logger.info("initial sync sent", metadata: ["pages": "\(output.pages)", "wire-bytes": "\(output.wireBytes)",
+                                                   "seconds": "\(duration)"])
+    }
+
+    /// Runs `count` checkpoints (nil: until `stop` or an error). Call on a dedicated thread.
+    public func runCheckpoints(count: Int? = nil, shouldStop: () -> Bool = { false }) throws {
+        guard let encoder, let sender else { preconditionFailure("start() first") }
+        var done = 0
+        var next = ContinuousClock.now
+        while count.map({ done < $0 }) ?? true, !shouldStop() {
+            let now = ContinuousClock.now
+            if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
+            next = max(next + configuration.interval, ContinuousClock.now)
+            // Backpressure: a full window stretches the interval until an ack arrives.
+            let epoch = try session.waitForWindow()
+            let captured = try source.capture()
+            let captureTime = ContinuousClock.now
+            session.withLock {
+                $0.machine.checkpointSent(epoch)
+                $0.sentAt[epoch] = captureTime
+                $0.statistics.pauses.append(captured.pause)
+            }
+            let output = try encoder.encodeCheckpoint(captured, epoch: epoch, to: sender)
+            session.withLock {
+                $0.statistics.checkpointsSent += 1
+                $0.statistics.dirtyPages += output.pages
+                $0.statistics.rawBytes += output.rawBytes
+                $0.statistics.wireBytes += output.wireBytes
+                $0.statistics.encodings.merge(output.encodings, uniquingKeysWith: +)
+            }
+            done += 1
+        }
+    }
+
+    /// Waits until every checkpoint sent has been acknowledged (or `timeout` passes).
+    public func drain(timeout: Duration) throws {
+        try session.waitUntilDrained(timeout: timeout)
+    }
+
+    /// Ends the session: GOODBYE, close, join threads. Safe after a failure.
+    public func stop() {
+        if let sender, sender.error == nil {
+            try? sender.enqueue(Message.goodbye(SessionClose(code: .normal, message: "primary stopping")).frame)
+            try? sender.finish()
+        }
+        connection?.close()
+        receiver?.join()
+        receiver = nil
+        session.fail(TransportError.closed("stopped"))
+    }
+
+    private func receiveLoop(_ connection: FrameConnection) {
+        while true {
+            let frame: Frame
+            do {
+                frame = try connection.receive()
+            } catch {
+                session.fail(error)
+                return
+            }
+            let action = session.withLock { $0.machine.received(frame) }
+            switch action {
+            case .release(let epoch):
+                let now = ContinuousClock.now
+                session.acknowledge(through: epoch, at: now)
+                onRelease(epoch)
+            case .heartbeat:
+                continue
+            case .peerClosed(let close):
+                logger.warning("backup ended the session", metadata: ["code": "\(close.code)", "reason": "\(close.message)"])
+                session.fail(ProtocolError.rejected(code: close.code, message: close.message))
+                connection.close()
+                return
+            case .close(let error):
+                logger.error("backup broke the protocol", metadata: ["error": "\(error)"])
+                try? connection.send(.goodbye(SessionClose(code: error.rejectCode, message: error.description)))
+                session.fail(error)
+                connection.close()
+                return
+            case .startSync:
+                session.fail(ProtocolError.unexpected("second WELCOME"))
+                connection.close()
+                return
+            }
+        }
+    }
+}
+
+/// The session state machine and statistics under one lock, with waits for acks.
+final class SessionGuard: @unchecked Sendable {
+    struct Protected {
+        var machine: PrimarySessionStateMachine
+        var statistics = PrimaryStatistics()
+        var sentAt: [UInt64: ContinuousClock.Instant] = [:]
+        var failure: Error?
+    }
+
+    private let condition = NSCondition()
+    private var protected: Protected
+
+    init(machine: PrimarySessionStateMachine) {
+        protected = Protected(machine: machine)
+    }
+
+    func withLock<T>(_ body: (inout Protected) throws -> T) rethrows -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return try body(&protected)
+    }
+
+    func acknowledge(through epoch: UInt64, at now: ContinuousClock.Instant) {
+        withLock { p in
+            for (sent, at) in p.sentAt where sent <= epoch {
+                p.statistics.ackLatencies.append(now - at)
+                p.sentAt[sent] = nil
+                p.statistics.checkpointsAcknowledged += 1
+            }
+            p.statistics.lastAcknowledgedEpoch = epoch
+        }
+        condition.broadcast()
+    }
+
+    func fail(_ error: Error) {
+        withLock { p in
+            if p.failure == nil { p.failure = error }
+            p.machine.abort()
+        }
+        condition.broadcast()
+    }
+
+    /// Waits for room in the window; returns the next epoch number.
+    func waitForWindow() throws -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let failure = protected.failure { throw failure }
+            if protected.machine.canSendCheckpoint { return protected.machine.nextEpoch }
+            condition.wait()
+        }
+    }
+
+    func waitUntilDrained(timeout: Duration) throws {
+        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while !protected.machine.inFlight.isEmpty {
+            if let failure = protected.failure { throw failure }
+            if !condition.wait(until: deadline) {
+                throw TransportError.timedOut("\(protected.machine.inFlight.count) checkpoints still unacknowledged after \(timeout)")
+            }
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds as a Double.
+    public var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import Synchronization
+import UnderstudyProtocol
+
+/// What a synthetic guest writes into the pages it dirties.
+public enum SyntheticContent: String, Sendable, CaseIterable, Codable {
+    /// Text-like bytes: words from a small vocabulary (compresses about 3-4x).
+    case text
+    /// Random bytes (incompressible).
+    case random
+    /// A few bytes changed in a page that already holds data (the XOR-delta case).
+    case sparseUpdate
+    /// All zeroes.
+    case zero
+    /// Slices of real program binaries from the host.
+    case binary
+}
+
+/// A guest stand-in for the foundation layer, tests and benchmarks: memory in an anonymous map,
+/// and an exact record of which pages it wrote. Each capture first dirties `pagesPerEpoch`
+/// pages with content drawn from `mix` (deterministic for a seed), then copies them out.
+public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
+    public let identity: VMIdentity
+    public let memory: UnsafeRawBufferPointer
+    public let pagesPerEpoch: Int
+    public let mix: [SyntheticContent]
+    private let mutable: UnsafeMutableRawBufferPointer
+    private let pageSize: Int
+    private let state: Mutex<GuestState>
+    private let binaryCorpus: [UInt8]
+
+    struct GuestState {
+        var rng: SplitMix64
+        var dirty: Set<UInt64> = []
+        var tracking = false
+    }
+
+    /// - Parameters:
+    ///   - prefill: content for every page at start (nil: all zero), so the initial sync has work to do.
+    public init(identity: VMIdentity, pagesPerEpoch: Int, mix: [SyntheticContent], seed: UInt64 = 1,
+                prefill: SyntheticContent? = .text) {
+        precondition(!mix.isEmpty && pagesPerEpoch >= 0)
+        self.identity = identity
+        pageSize = Int(identity.pageSize)
+        self.pagesPerEpoch = min(pagesPerEpoch, Int(identity.pageCount))
+        self.mix = mix
+        let size = Int(identity.memorySize)
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        precondition(address != MAP_FAILED, "cannot map \(size) bytes for the synthetic guest")
+        mutable = UnsafeMutableRawBufferPointer(start: address, count: size)
+        memory = UnsafeRawBufferPointer(mutable)
+        binaryCorpus = SyntheticGuest.loadBinaryCorpus()
+        var rng = SplitMix64(seed: seed)
+        if let prefill {
+            for index in 0..<Int(identity.pageCount) {
+                let page = UnsafeMutableRawBufferPointer(rebasing: mutable[(index * pageSize)..<((index + 1) * pageSize)])
+                SyntheticGuest.fill(page, with: prefill, rng: &rng, corpus: binaryCorpus)
+            }
+        }
+        state = Mutex(GuestState(rng: rng))
+    }
+
+    deinit { munmap(mutable.baseAddress, mutable.count) }
+
+    public func startTracking() throws {
+        state.withLock { $0.tracking = true; $0.dirty.removeAll() }
+    }
+
+    public func collectDirtyPages() throws -> [UInt64] {
+        state.withLock { guest in
+            defer { guest.dirty.removeAll(keepingCapacity: true) }
+            return guest.dirty.sorted()
+        }
+    }
+
+    /// Dirties a new set of pages (the guest "ran"), then captures everything dirty.
+    public func capture() throws -> CapturedCheckpoint {
+        state.withLock { guest in
+            runEpoch(&guest)
+            let start = ContinuousClock.now
+            let indices = guest.dirty.sorted()
+            guest.dirty.removeAll(keepingCapacity: true)
+            let captured = CapturedCheckpoint(pageIndices: indices, pageSize: pageSize)
+            for (position, index) in indices.enumerated() {
+                captured.page(at: position).copyMemory(from: UnsafeRawBufferPointer(page(Int(index))))
+            }
+            var device = WireWriter(capacity: 64)
+            device.write(bytes: Array("synthetic device state".utf8))
+            device.write(UInt64(indices.count))
+            captured.deviceState = device.bytes
+            captured.pause = ContinuousClock.now - start
+            return captured
+        }
+    }
+
+    /// Writes `pages` pages now (outside any capture), as a running guest would between collections.
+    public func write(pages count: Int) {
+        state.withLock { guest in
+            for _ in 0..<count { dirtyOne(&guest) }
+        }
+    }
+
+    private func runEpoch(_ guest: inout GuestState) {
+        for _ in 0..<pagesPerEpoch { dirtyOne(&guest) }
+    }
+
+    private func dirtyOne(_ guest: inout GuestState) {
+        let index = Int(guest.rng.next() % identity.pageCount)
+        let content = mix[Int(guest.rng.next() % UInt64(mix.count))]
+        SyntheticGuest.fill(page(index), with: content, rng: &guest.rng, corpus: binaryCorpus)
+        if guest.tracking { guest.dirty.insert(UInt64(index)) }
+    }
+
+    private func page(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: mutable[(index * pageSize)..<((index + 1) * pageSize)])
+    }
+
+    static func fill(_ page: UnsafeMutableRawBufferPointer, with content: SyntheticContent, rng: inout SplitMix64,
+                     corpus: [UInt8]) {
+        switch content {
+        case .zero:
+            page.initializeMemory(as: UInt8.self, repeating: 0)
+        case .random:
+            var i = 0
+            while i < page.count {
+                page.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+        case .text:
+            let words = textVocabulary
+            var i = 0
+            while i < page.count {
+                let word = words[Int(rng.next() % UInt64(words.count))]
+                for byte in word where i < page.count {
+                    page[i] = byte
+                    i += 1
+                }
+            }
+        case .sparseUpdate:
+            for _ in 0..<4 {
+                let offset = Int(rng.next() % UInt64(page.count / 8)) * 8
+                page.storeBytes(of: rng.next(), toByteOffset: offset, as: UInt64.self)
+            }
+        case .binary:
+            guard corpus.count >= page.count else { return fill(page, with: .text, rng: &rng, corpus: corpus) }
+            let start = Int(rng.next() % UInt64(corpus.count / page.count)) * page.count
+            corpus.withUnsafeBytes { page.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[start..<(start + page.count)])) }
+        }
+    }
+
+    private static let textVocabulary: [[UInt8]] = [
+        "the ", "checkpoint ", "backup ", "primary ", "memory ", "page ", "epoch ", "guest ", "kernel ", "of ", "and ",
+        "network ", "packet ", "disk ", "write ", "acknowledged ", "\n", "error: ", "0x7f3a", "user=", "id=", "status=ok ",
+    ].map { Array($0.utf8) }
+
+    /// Up to 32 MiB of host binaries (the same ones on every run on one machine).
+    static func loadBinaryCorpus() -> [UInt8] {
+        var corpus: [UInt8] = []
+        for path in ["/usr/bin/qemu-system-x86_64", "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", "/bin/bash", "/usr/bin/ls"] {
+            guard corpus.count < 32 << 20, let data = FileManager.default.contents(atPath: path) else { continue }
+            corpus.append(contentsOf: data.prefix((32 << 20) - corpus.count))
+        }
+        return corpus
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64), so synthetic runs are reproducible.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
