@@ -19,10 +19,12 @@ public struct PrimaryConfiguration: Sendable {
     /// Pre-copy stops early once a round has at most this many dirty pages.
     public var preCopyStopPages: Int
     public var connectTimeout: Duration
+    /// Capabilities the backup must offer, or the session is refused (disk writes need a replica disk).
+    public var requiredCapabilities: Capabilities
 
     public init(nodeName: String, backup: Endpoint, tls: TLSConfiguration, interval: Duration = .milliseconds(25),
                 maxEpochsInFlight: Int = 4, sendQueueFrames: Int = 16, preCopyRounds: Int = 5, preCopyStopPages: Int = 256,
-                connectTimeout: Duration = .seconds(5)) {
+                connectTimeout: Duration = .seconds(5), requiredCapabilities: Capabilities = [.deviceState]) {
         self.nodeName = nodeName
         self.backup = backup
         self.tls = tls
@@ -32,6 +34,7 @@ public struct PrimaryConfiguration: Sendable {
         self.preCopyRounds = preCopyRounds
         self.preCopyStopPages = preCopyStopPages
         self.connectTimeout = connectTimeout
+        self.requiredCapabilities = requiredCapabilities
     }
 }
 
@@ -85,7 +88,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
         let connection = FrameConnection(stream: stream)
         self.connection = connection
         logger.info("connected to backup", metadata: ["backup": "\(configuration.backup)", "peer": "\(stream.peerName)"])
-        try connection.send(.hello(Hello(identity: source.identity, nodeName: configuration.nodeName)))
+        try connection.send(.hello(Hello(identity: source.identity, requiredCapabilities: configuration.requiredCapabilities,
+                                          nodeName: configuration.nodeName)))
         let welcome = try connection.receive()
         let capabilities: Capabilities
         switch session.withLock({ $0.machine.received(welcome) }) {

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import UnderstudyProtocol
+import UnderstudyReplica
+import UnderstudyTransport
+
+/// A whole replication pair on loopback with a synthetic guest: certificates, a backup with a
+/// replica in a temporary directory, a primary streaming checkpoints to it over TLS. Used by
+/// `understudy demo` and the benchmarks.
+public struct SyntheticRun: Sendable {
+    public struct Options: Sendable {
+        public var memoryBytes: UInt64 = 256 << 20
+        public var pagesPerEpoch = 2000
+        public var mix: [SyntheticContent] = [.text, .binary, .sparseUpdate, .zero]
+        public var duration: Duration = .seconds(10)
+        public var interval: Duration = .zero
+        public var maxEpochsInFlight = 4
+        public var seed: UInt64 = 1
+        public init() {}
+    }
+
+    /// What a run measured. Rates are per second of the checkpointing phase.
+    public struct Report: Sendable, Codable {
+        public var memoryBytes: UInt64
+        public var pagesPerEpoch: Int
+        public var mix: [String]
+        public var syncSeconds: Double
+        public var syncPages: Int
+        public var syncWireBytes: Int
+        public var checkpoints: Int
+        public var seconds: Double
+        public var checkpointsPerSecond: Double
+        public var rawBytes: Int
+        public var wireBytes: Int
+        public var rawMegabytesPerSecond: Double
+        public var wireMegabytesPerSecond: Double
+        public var compressionRatio: Double
+        public var ackLatencyMillisecondsP50: Double
+        public var ackLatencyMillisecondsP99: Double
+        public var encodings: [String: Int]
+        public var backupCommittedEpoch: UInt64
+        public var replicaMatchesPrimary: Bool
+    }
+
+    public let options: Options
+
+    public init(options: Options) { self.options = options }
+
+    /// Runs the pair and tears everything down (temporary files included), even on failure.
+    public func run(logger: Logger, progress: @Sendable (String) -> Void = { _ in }) throws -> Report {
+        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-demo-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let certificates = "\(workspace)/certs"
+        try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
+        let identity = VMIdentity(id: "synthetic-vm", memorySize: options.memoryBytes)
+
+        let backup = try BackupReceiver(
+            configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
+                                               tls: TLSConfiguration(directory: certificates, node: "backup", peer: "primary"),
+                                               identity: identity, replicaDirectory: "\(workspace)/replica"),
+            logger: logger)
+        let server = JoinableThread(name: "backup-accept") { backup.serve() }
+        defer {
+            backup.stop()
+            server.join()
+        }
+
+        progress("guest: \(options.memoryBytes >> 20) MiB synthetic memory, \(options.pagesPerEpoch) dirty pages per checkpoint (\(options.mix.map(\.rawValue).joined(separator: ", ")))")
+        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: options.pagesPerEpoch, mix: options.mix, seed: options.seed)
+        let primary = PrimaryReplicator(
+            source: guest,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: TLSConfiguration(directory: certificates, node: "primary", peer: "backup"),
+                                                interval: options.interval, maxEpochsInFlight: options.maxEpochsInFlight),
+            logger: logger)
+        defer { primary.stop() }
+        try primary.start()
+        let synced = primary.statistics
+        progress(String(format: "initial sync: %d pages, %.1f MiB on the wire, %.2f s",
+                        synced.syncPages, Double(synced.syncWireBytes) / 1_048_576, synced.syncDuration.seconds))
+
+        let started = ContinuousClock.now
+        let deadline = started + options.duration
+        var lastReport = started
+        try primary.runCheckpoints {
+            let now = ContinuousClock.now
+            if now - lastReport >= .seconds(1) {
+                lastReport = now
+                let s = primary.statistics
+                progress(String(format: "%5.1f s  %6d checkpoints  %8.1f MB/s raw  %8.1f MB/s wire  acked epoch %d",
+                                (now - started).seconds, s.checkpointsSent,
+                                Double(s.rawBytes) / 1e6 / (now - started).seconds,
+                                Double(s.wireBytes) / 1e6 / (now - started).seconds, s.lastAcknowledgedEpoch))
+            }
+            return now >= deadline
+        }
+        try primary.drain(timeout: .seconds(30))
+        let seconds = (ContinuousClock.now - started).seconds
+        let stats = primary.statistics
+        try waitForBackup(backup, epoch: stats.lastAcknowledgedEpoch, timeout: .seconds(30))
+        let matches = try compare(guest: guest, replicaPath: backup.store.memoryPath)
+
+        let latencies = stats.ackLatencies.map { $0.seconds * 1000 }.sorted()
+        return Report(
+            memoryBytes: options.memoryBytes, pagesPerEpoch: options.pagesPerEpoch, mix: options.mix.map(\.rawValue),
+            syncSeconds: synced.syncDuration.seconds, syncPages: synced.syncPages, syncWireBytes: synced.syncWireBytes,
+            checkpoints: stats.checkpointsAcknowledged, seconds: seconds,
+            checkpointsPerSecond: Double(stats.checkpointsAcknowledged) / seconds,
+            rawBytes: stats.rawBytes, wireBytes: stats.wireBytes,
+            rawMegabytesPerSecond: Double(stats.rawBytes) / 1e6 / seconds,
+            wireMegabytesPerSecond: Double(stats.wireBytes) / 1e6 / seconds,
+            compressionRatio: stats.wireBytes > 0 ? Double(stats.rawBytes) / Double(stats.wireBytes) : 0,
+            ackLatencyMillisecondsP50: percentile(latencies, 0.50), ackLatencyMillisecondsP99: percentile(latencies, 0.99),
+            encodings: Dictionary(uniqueKeysWithValues: stats.encodings.map { ("\($0.key)", $0.value) }),
+            backupCommittedEpoch: backup.statistics.committedEpoch, replicaMatchesPrimary: matches)
+    }
+
+    private func waitForBackup(_ backup: BackupReceiver, epoch: UInt64, timeout: Duration) throws {
+        let deadline = ContinuousClock.now + timeout
+        while backup.statistics.committedEpoch < epoch {
+            guard ContinuousClock.now < deadline else {
+                throw TransportError.timedOut("backup did not apply epoch \(epoch) (at \(backup.statistics.committedEpoch))")
+            }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+    }
+
+    /// Byte-for-byte comparison of the guest's memory with the backup's replica file.
+    private func compare(guest: SyntheticGuest, replicaPath: String) throws -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: replicaPath) else { return false }
+        defer { try? handle.close() }
+        var offset = 0
+        let chunk = 8 << 20
+        while offset < guest.memory.count {
+            let data = try handle.read(upToCount: chunk) ?? Data()
+            guard !data.isEmpty else { return false }
+            let equal = data.withUnsafeBytes { memcmp($0.baseAddress!, guest.memory.baseAddress! + offset, data.count) == 0 }
+            guard equal else { return false }
+            offset += data.count
+        }
+        return true
+    }
+}
+
+/// The `fraction` quantile of sorted samples (nearest rank); 0 when there are none.
+public func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    let rank = Int((fraction * Double(sorted.count)).rounded(.up)) - 1
+    return sorted[min(max(rank, 0), sorted.count - 1)]
+}
