@@ -27,7 +27,7 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
     private let mutable: UnsafeMutableRawBufferPointer
     private let pageSize: Int
     private let state: Mutex<GuestState>
-    private let binaryCorpus: [UInt8]
+    private let pool: SyntheticContentPool
 
     struct GuestState {
         var rng: SplitMix64
@@ -49,12 +49,12 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
         precondition(address != MAP_FAILED, "cannot map \(size) bytes for the synthetic guest")
         mutable = UnsafeMutableRawBufferPointer(start: address, count: size)
         memory = UnsafeRawBufferPointer(mutable)
-        binaryCorpus = SyntheticGuest.loadBinaryCorpus()
         var rng = SplitMix64(seed: seed)
+        pool = SyntheticContentPool(pageSize: pageSize, rng: &rng)
         if let prefill {
             for index in 0..<Int(identity.pageCount) {
                 let page = UnsafeMutableRawBufferPointer(rebasing: mutable[(index * pageSize)..<((index + 1) * pageSize)])
-                SyntheticGuest.fill(page, with: prefill, rng: &rng, corpus: binaryCorpus)
+                pool.fill(page, with: prefill, rng: &rng)
             }
         }
         state = Mutex(GuestState(rng: rng))
@@ -107,48 +107,59 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
     private func dirtyOne(_ guest: inout GuestState) {
         let index = Int(guest.rng.next() % identity.pageCount)
         let content = mix[Int(guest.rng.next() % UInt64(mix.count))]
-        SyntheticGuest.fill(page(index), with: content, rng: &guest.rng, corpus: binaryCorpus)
+        pool.fill(page(index), with: content, rng: &guest.rng)
         if guest.tracking { guest.dirty.insert(UInt64(index)) }
     }
 
     private func page(_ index: Int) -> UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(rebasing: mutable[(index * pageSize)..<((index + 1) * pageSize)])
     }
+}
 
-    static func fill(_ page: UnsafeMutableRawBufferPointer, with content: SyntheticContent, rng: inout SplitMix64,
-                     corpus: [UInt8]) {
+/// Pre-generated page contents, so that dirtying a page costs a copy, not content generation,
+/// and benchmarks measure replication rather than the synthetic guest.
+struct SyntheticContentPool: Sendable {
+    static let poolPages = 512
+    let pageSize: Int
+    let text: [UInt8]
+    let random: [UInt8]
+    let binary: [UInt8]
+
+    init(pageSize: Int, rng: inout SplitMix64) {
+        self.pageSize = pageSize
+        let size = SyntheticContentPool.poolPages * pageSize
+        var random = [UInt8](repeating: 0, count: size)
+        for i in stride(from: 0, to: size, by: 8) { withUnsafeBytes(of: rng.next()) { random.replaceSubrange(i..<(i + 8), with: $0) } }
+        var text: [UInt8] = []
+        text.reserveCapacity(size + 32)
+        let words = SyntheticContentPool.vocabulary
+        while text.count < size { text.append(contentsOf: words[Int(rng.next() % UInt64(words.count))]) }
+        self.random = random
+        self.text = Array(text.prefix(size))
+        let corpus = SyntheticContentPool.loadBinaryCorpus()
+        binary = corpus.count >= pageSize ? corpus : self.text
+    }
+
+    func fill(_ page: UnsafeMutableRawBufferPointer, with content: SyntheticContent, rng: inout SplitMix64) {
         switch content {
-        case .zero:
-            page.initializeMemory(as: UInt8.self, repeating: 0)
-        case .random:
-            var i = 0
-            while i < page.count {
-                page.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self)
-                i += 8
-            }
-        case .text:
-            let words = textVocabulary
-            var i = 0
-            while i < page.count {
-                let word = words[Int(rng.next() % UInt64(words.count))]
-                for byte in word where i < page.count {
-                    page[i] = byte
-                    i += 1
-                }
-            }
+        case .zero: page.initializeMemory(as: UInt8.self, repeating: 0)
+        case .random: copy(from: random, into: page, rng: &rng)
+        case .text: copy(from: text, into: page, rng: &rng)
+        case .binary: copy(from: binary, into: page, rng: &rng)
         case .sparseUpdate:
             for _ in 0..<4 {
                 let offset = Int(rng.next() % UInt64(page.count / 8)) * 8
                 page.storeBytes(of: rng.next(), toByteOffset: offset, as: UInt64.self)
             }
-        case .binary:
-            guard corpus.count >= page.count else { return fill(page, with: .text, rng: &rng, corpus: corpus) }
-            let start = Int(rng.next() % UInt64(corpus.count / page.count)) * page.count
-            corpus.withUnsafeBytes { page.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[start..<(start + page.count)])) }
         }
     }
 
-    private static let textVocabulary: [[UInt8]] = [
+    private func copy(from source: [UInt8], into page: UnsafeMutableRawBufferPointer, rng: inout SplitMix64) {
+        let start = Int(rng.next() % UInt64(source.count / pageSize)) * pageSize
+        source.withUnsafeBytes { page.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[start..<(start + pageSize)])) }
+    }
+
+    private static let vocabulary: [[UInt8]] = [
         "the ", "checkpoint ", "backup ", "primary ", "memory ", "page ", "epoch ", "guest ", "kernel ", "of ", "and ",
         "network ", "packet ", "disk ", "write ", "acknowledged ", "\n", "error: ", "0x7f3a", "user=", "id=", "status=ok ",
     ].map { Array($0.utf8) }

@@ -1,1 +1,53 @@
+// Applies checkpoints to a replica in a loop, forever, so that a test can SIGKILL it at a random
+// moment and check that the replica reopens at exactly one whole epoch.
+//
+// Usage: ReplicaCrashHelper DIRECTORY PAGES_PER_EPOCH
+// Epoch E writes every page P in 0..<PAGES_PER_EPOCH with the 64-bit words (E << 32 | P) and
+// the device state "epoch E". Prints "committed E" after each commit.
+import Foundation
+import UnderstudyProtocol
+import UnderstudyReplica
 
+let arguments = CommandLine.arguments
+guard arguments.count == 3, let pagesPerEpoch = Int(arguments[2]) else {
+    FileHandle.standardError.write(Data("usage: ReplicaCrashHelper DIRECTORY PAGES_PER_EPOCH\n".utf8))
+    exit(64)
+}
+let identity = VMIdentity(id: "crash-test", memorySize: 16 << 20)
+let pageSize = Int(identity.pageSize)
+
+do {
+    let store = try ReplicaStore(directory: arguments[1], identity: identity)
+    if store.state.phase == .empty || store.state.phase == .syncing {
+        try store.beginSync()
+        try store.finishSync()
+    }
+    let encoder = PageEncoder(pageSize: pageSize, capabilities: [.lz4Pages])
+    let decoders = (0..<2).map { _ in PageDecoder(pageSize: pageSize) }
+    let page = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
+    let unusedBase = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
+    var epoch = store.state.committedEpoch + 1
+    while true {
+        var staged = StagedEpoch(epoch: epoch)
+        var next = 0
+        while next < pagesPerEpoch {
+            var builder = PageBatchBuilder(type: .pages, epoch: epoch, capacity: 256 * encoder.maxEncodedSize)
+            for index in next..<min(next + 256, pagesPerEpoch) {
+                for word in 0..<(pageSize / 8) {
+                    page.storeBytes(of: epoch << 32 | UInt64(index), toByteOffset: word * 8, as: UInt64.self)
+                }
+                encoder.append(page: UnsafeRawBufferPointer(page), index: UInt64(index), lastSent: unusedBase, to: &builder)
+            }
+            next += 256
+            staged.add(try PageBatch(frame: builder.finish(), pageSize: pageSize, pageCount: identity.pageCount))
+        }
+        staged.add(DeviceStateChunk(epoch: epoch, offset: 0, data: Array("epoch \(epoch)".utf8)))
+        try store.seal(staged, decoders: decoders)
+        try store.applySealed()
+        FileHandle.standardOutput.write(Data("committed \(epoch)\n".utf8))
+        epoch += 1
+    }
+} catch {
+    FileHandle.standardError.write(Data("ReplicaCrashHelper: \(error)\n".utf8))
+    exit(1)
+}

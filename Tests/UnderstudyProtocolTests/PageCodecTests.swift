@@ -326,7 +326,7 @@ struct PageBatchTests {
         if case .failure(let e) = parse(frame, pageSize: pageSize, pageCount: pageCount) { e } else { nil }
     }
 
-    @Test func entryCountLimits() {
+    @Test func entryCountLimits() throws {
         #expect(Self.error(Self.batch(count: 0) { _ in })?.kind == "malformed")
         #expect(Self.error(Self.batch(count: UInt32(PageBatch.maxEntries + 1)) { _ in })?.kind == "malformed")
         #expect(Self.error(Self.batch(count: UInt32.max) { _ in })?.kind == "malformed")

@@ -1,0 +1,187 @@
+import Foundation
+import Logging
+import UnderstudyAgent
+import UnderstudyProtocol
+import UnderstudyTransport
+
+/// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
+///
+/// Usage: understudy-bench [--quick] [--output PATH]
+/// Everything is measured in one run on this machine, so ratios (end to end / raw TLS) compare
+/// like with like even on a noisy shared host.
+@main
+struct Bench {
+    static func main() throws {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        let quick = arguments.contains("--quick")
+        arguments.removeAll { $0 == "--quick" }
+        var output = "bench-results/foundation.json"
+        if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
+
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        var results: [String: Any] = [
+            "machine": ["cores": ProcessInfo.processInfo.activeProcessorCount,
+                        "memoryBytes": ProcessInfo.processInfo.physicalMemory],
+            "date": ISO8601DateFormatter().string(from: Date()),
+            "quick": quick,
+        ]
+        let codec = CodecBench(pagesPerRun: quick ? 4096 : 16384).run()
+        results["codec"] = codec
+        let tls = try TLSStreamBench(seconds: quick ? 1 : 3).run()
+        results["tlsStream"] = tls
+        let endToEnd = try EndToEndBench(seconds: quick ? 2 : 5).run(logger: logger)
+        results["endToEnd"] = endToEnd.map { run -> [String: Any] in
+            var row = run
+            if let raw = run["rawMegabytesPerSecond"] as? Double, let tlsRate = tls["megabytesPerSecond"] as? Double {
+                row["ratioToRawTLSStream"] = raw / tlsRate
+            }
+            return row
+        }
+
+        let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+        let url = URL(fileURLWithPath: output)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try data.write(to: url)
+        print(String(decoding: data, as: UTF8.self))
+        print("wrote \(output)")
+    }
+}
+
+/// Encode and decode speed of the page codec, one thread, per kind of content.
+struct CodecBench {
+    let pagesPerRun: Int
+
+    func run() -> [[String: Any]] {
+        let pageSize = 4096
+        var rows: [[String: Any]] = []
+        let cases: [(String, [SyntheticContent])] = [
+            ("text", [.text]), ("binary", [.binary]), ("random", [.random]), ("zero", [.zero]),
+            ("sparseUpdate", [.sparseUpdate]), ("mixed", [.text, .binary, .sparseUpdate, .zero]),
+        ]
+        for (name, mix) in cases {
+            let identity = VMIdentity(id: "bench", memorySize: UInt64(pagesPerRun * pageSize))
+            // Prefill so that sparse updates have a previous copy to delta against.
+            let guest = SyntheticGuest(identity: identity, pagesPerEpoch: pagesPerRun, mix: mix, seed: 7, prefill: .binary)
+            let encoder = PageEncoder(pageSize: pageSize, capabilities: .supported)
+            let decoder = PageDecoder(pageSize: pageSize)
+            let lastSent = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(identity.memorySize), alignment: 4096)
+            let replica = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(identity.memorySize), alignment: 4096)
+            defer { lastSent.deallocate(); replica.deallocate() }
+            lastSent.copyMemory(from: guest.memory)
+            replica.copyMemory(from: guest.memory)
+            try! guest.startTracking()
+            let captured = try! guest.capture()
+            var frames: [PageBatch] = []
+            var wire = 0
+            let encodeStart = ContinuousClock.now
+            var position = 0
+            while position < captured.pageIndices.count {
+                var builder = PageBatchBuilder(type: .pages, epoch: 1, capacity: 256 * encoder.maxEncodedSize)
+                for p in position..<min(position + 256, captured.pageIndices.count) {
+                    let index = Int(captured.pageIndices[p])
+                    encoder.append(page: UnsafeRawBufferPointer(captured.page(at: p)), index: UInt64(index),
+                                   lastSent: UnsafeMutableRawBufferPointer(rebasing: lastSent[(index * pageSize)..<((index + 1) * pageSize)]),
+                                   to: &builder)
+                }
+                let frame = builder.finish()
+                wire += frame.bytes.count
+                frames.append(try! PageBatch(frame: frame, pageSize: pageSize, pageCount: identity.pageCount))
+                position += 256
+            }
+            let encodeSeconds = (ContinuousClock.now - encodeStart).seconds
+            let decodeStart = ContinuousClock.now
+            for batch in frames {
+                for entry in batch.entries {
+                    let page = UnsafeMutableRawBufferPointer(rebasing: replica[(Int(entry.index) * pageSize)..<((Int(entry.index) + 1) * pageSize)])
+                    try! decoder.decode(entry, of: batch, base: UnsafeRawBufferPointer(page), into: page)
+                }
+            }
+            let decodeSeconds = (ContinuousClock.now - decodeStart).seconds
+            let raw = captured.pageIndices.count * pageSize
+            rows.append([
+                "content": name, "pages": captured.pageIndices.count,
+                "encodeMegabytesPerSecond": Double(raw) / 1e6 / encodeSeconds,
+                "decodeMegabytesPerSecond": Double(raw) / 1e6 / decodeSeconds,
+                "compressionRatio": Double(raw) / Double(wire),
+            ])
+            FileHandle.standardError.write(Data(String(format: "codec %-12@ encode %7.0f MB/s  decode %7.0f MB/s  ratio %5.2f\n",
+                                                       name, Double(raw) / 1e6 / encodeSeconds, Double(raw) / 1e6 / decodeSeconds,
+                                                       Double(raw) / Double(wire)).utf8))
+        }
+        return rows
+    }
+}
+
+/// Raw TLS 1.3 stream throughput over loopback: the ceiling for the replication stream.
+struct TLSStreamBench {
+    let seconds: Double
+
+    func run() throws -> [String: Any] {
+        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-bench-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        try CertificateAuthority.initialize(directory: workspace, nodes: ["a", "b"])
+        let listener = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: 0))
+        let serverContext = try TLSContext(role: .server, configuration: TLSConfiguration(directory: workspace, node: "b", peer: "a"))
+        let clientContext = try TLSContext(role: .client, configuration: TLSConfiguration(directory: workspace, node: "a", peer: "b"))
+        let received = ReceivedCounter()
+        let server = JoinableThread(name: "bench-tls-srv") {
+            guard let accepted = try? listener.accept(),
+                  let stream = try? TLSStream.accept(fd: accepted.fd, peer: accepted.peer, context: serverContext) else { return }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buffer.deallocate() }
+            while (try? stream.read(into: buffer)) != nil { received.add(buffer.count) }
+        }
+        let client = try TLSStream.connect(to: listener.endpoint, context: clientContext)
+        let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
+        let start = ContinuousClock.now
+        var sent = 0
+        while (ContinuousClock.now - start).seconds < seconds {
+            try client.write(chunk)
+            sent += chunk.count
+        }
+        while received.value < sent { Thread.sleep(forTimeInterval: 0.001) }
+        let elapsed = (ContinuousClock.now - start).seconds
+        client.shutdown()
+        server.join()
+        let rate = Double(sent) / 1e6 / elapsed
+        FileHandle.standardError.write(Data(String(format: "tls stream %7.0f MB/s\n", rate).utf8))
+        return ["bytes": sent, "seconds": elapsed, "megabytesPerSecond": rate]
+    }
+}
+
+final class ReceivedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0
+    func add(_ count: Int) { lock.lock(); total += count; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return total }
+}
+
+/// Primary and backup on loopback over TLS with a synthetic guest, back-to-back checkpoints.
+struct EndToEndBench {
+    let seconds: Double
+
+    func run(logger: Logger) throws -> [[String: Any]] {
+        let cases: [(String, [SyntheticContent], Int)] = [
+            ("compressible (zero, sparse updates, text)", [.zero, .sparseUpdate, .text], 4000),
+            ("mixed (text, binary, sparse updates, zero)", [.text, .binary, .sparseUpdate, .zero], 4000),
+            ("incompressible (random)", [.random], 2000),
+        ]
+        var rows: [[String: Any]] = []
+        for (name, mix, pages) in cases {
+            var options = SyntheticRun.Options()
+            options.mix = mix
+            options.pagesPerEpoch = pages
+            options.duration = .milliseconds(Int(seconds * 1000))
+            let report = try SyntheticRun(options: options).run(logger: logger)
+            let data = try JSONEncoder().encode(report)
+            var row = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            row["case"] = name
+            rows.append(row)
+            FileHandle.standardError.write(Data(String(format: "end to end %@: %7.0f MB/s raw, %6.0f MB/s wire, %4.0f checkpoints/s, replica equal: %@\n",
+                                                       name, report.rawMegabytesPerSecond, report.wireMegabytesPerSecond,
+                                                       report.checkpointsPerSecond, report.replicaMatchesPrimary ? "yes" : "NO").utf8))
+        }
+        return rows
+    }
+}

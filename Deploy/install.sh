@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything Understudy needs to build, test and run on Debian 12 (bookworm).
+# Idempotent: packages already present are not touched, so a second run does nothing.
+set -euo pipefail
+
+packages=(
+  libssl-dev    # TLS 1.3 and certificates (system OpenSSL 3)
+  liblz4-dev    # page and disk-write compression
+  openssl       # the openssl CLI, for inspecting certificates
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "install.sh: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  echo "install.sh: the Swift 6 toolchain is not on PATH; install it from swift.org first" >&2
+  exit 1
+fi
+echo "install.sh: all dependencies present"
