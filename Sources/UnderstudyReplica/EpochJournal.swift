@@ -45,10 +45,8 @@ final class EpochJournal {
     let pageSize: Int
 
     init(path: String, pageSize: Int) throws(ReplicaError) {
-        file = try MappedFile(path: path, size: 0)
-        // An existing journal keeps its size so that recovery can read it.
-        var info = stat()
-        if fstat(file.fd, &info) == 0, info.st_size > 0 { try file.resize(to: Int(info.st_size)) }
+        // An existing journal keeps its size and content, so that recovery can read it.
+        file = try MappedFile(path: path, size: nil)
         self.pageSize = pageSize
     }
 

@@ -8,15 +8,18 @@ final class MappedFile: @unchecked Sendable {
     private(set) var size: Int
     private(set) var bytes: UnsafeMutableRawBufferPointer
 
-    /// Opens or creates `path` and sets its size to `size` (extending with zeroes).
-    init(path: String, size: Int, mode: mode_t = 0o600) throws(ReplicaError) {
+    /// Opens or creates `path`, sets its size to `size` (extending with zeroes) or, when `size`
+    /// is nil, keeps the size the file has.
+    init(path: String, size: Int?, mode: mode_t = 0o600) throws(ReplicaError) {
         self.path = path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
         self.size = 0
         bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)
         do throws(ReplicaError) {
-            try resize(to: size)
+            var info = stat()
+            guard fstat(fd, &info) == 0 else { throw .io(operation: "stat", path: path, errno: errno) }
+            try resize(to: size ?? Int(info.st_size))
         } catch {
             close(fd)
             throw error

@@ -1,18 +1,21 @@
 // Applies checkpoints to a replica in a loop, forever, so that a test can SIGKILL it at a random
 // moment and check that the replica reopens at exactly one whole epoch.
 //
-// Usage: ReplicaCrashHelper DIRECTORY PAGES_PER_EPOCH
+// Usage: ReplicaCrashHelper DIRECTORY PAGES_PER_EPOCH [KILL_AFTER_SEAL_OF_EPOCH]
 // Epoch E writes every page P in 0..<PAGES_PER_EPOCH with the 64-bit words (E << 32 | P) and
-// the device state "epoch E". Prints "committed E" after each commit.
+// the device state "epoch E". Prints "committed E" after each commit. With the third argument
+// it SIGKILLs itself right after sealing that epoch, before applying it: the exact moment an
+// acknowledged checkpoint exists only in the journal.
 import Foundation
 import UnderstudyProtocol
 import UnderstudyReplica
 
 let arguments = CommandLine.arguments
-guard arguments.count == 3, let pagesPerEpoch = Int(arguments[2]) else {
-    FileHandle.standardError.write(Data("usage: ReplicaCrashHelper DIRECTORY PAGES_PER_EPOCH\n".utf8))
+guard arguments.count == 3 || arguments.count == 4, let pagesPerEpoch = Int(arguments[2]) else {
+    FileHandle.standardError.write(Data("usage: ReplicaCrashHelper DIRECTORY PAGES_PER_EPOCH [KILL_AFTER_SEAL_OF_EPOCH]\n".utf8))
     exit(64)
 }
+let killAfterSeal = arguments.count == 4 ? UInt64(arguments[3]) : nil
 let identity = VMIdentity(id: "crash-test", memorySize: 16 << 20)
 let pageSize = Int(identity.pageSize)
 
@@ -43,6 +46,7 @@ do {
         }
         staged.add(DeviceStateChunk(epoch: epoch, offset: 0, data: Array("epoch \(epoch)".utf8)))
         try store.seal(staged, decoders: decoders)
+        if epoch == killAfterSeal { kill(getpid(), SIGKILL) }
         try store.applySealed()
         FileHandle.standardOutput.write(Data("committed \(epoch)\n".utf8))
         epoch += 1

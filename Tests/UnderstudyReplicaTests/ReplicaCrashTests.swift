@@ -49,6 +49,25 @@ struct ReplicaCrashTests {
         print("replica crash trials: \(trials), recovered from a sealed journal: \(recoveredFromJournal), final epoch \(lastEpoch)")
     }
 
+    @Test func killBetweenSealAndApplyRecoversTheSealedEpoch() throws {
+        let dir = TemporaryDirectory("crash-seal")
+        defer { dir.remove() }
+        for target in [UInt64(1), 3] {
+            let helper = Process()
+            helper.executableURL = productsDirectory().appendingPathComponent("ReplicaCrashHelper")
+            helper.arguments = [dir.path, "\(Self.pagesPerEpoch)", "\(target)"]
+            helper.standardOutput = FileHandle.nullDevice
+            try helper.run()
+            helper.waitUntilExit()
+            #expect(helper.terminationReason == .uncaughtSignal && helper.terminationStatus == SIGKILL)
+            let store = try ReplicaStore(directory: dir.path, identity: identity)
+            #expect(store.recovery?.contains("checkpoint \(target)") == true)
+            #expect(store.state.committedEpoch == target)
+            #expect(store.state.deviceState == Array("epoch \(target)".utf8))
+            try expectMemory(of: store, isEpoch: target, trial: Int(target))
+        }
+    }
+
     private func expectMemory(of store: ReplicaStore, isEpoch epoch: UInt64, trial: Int) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: store.memoryPath))
         let pageSize = Int(identity.pageSize)

@@ -78,6 +78,11 @@ struct ReplicaStoreTests {
             try store.seal(try stage(epoch: 2, pages: [3, 4], deviceState: [42]) { _ in 77 }, decoders: [PageDecoder(pageSize: pageSize)])
         }
         #expect(try memoryByte(dir.path, page: 3) == 9, "memory is untouched until the apply")
+        // As if the killed process had copied one of the two pages already: replay must be idempotent.
+        let memory = FileHandle(forUpdatingAtPath: "\(dir.path)/memory.img")!
+        try memory.seek(toOffset: UInt64(4 * pageSize))
+        try memory.write(contentsOf: Data(repeating: 77, count: pageSize))
+        try memory.close()
         let reopened = try ReplicaStore(directory: dir.path, identity: identity)
         #expect(reopened.state.committedEpoch == 2)
         #expect(reopened.state.deviceState == [42])
