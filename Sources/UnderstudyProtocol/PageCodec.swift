@@ -84,18 +84,40 @@ public final class PageEncoder: @unchecked Sendable {
         if us_is_zero(page.baseAddress, pageSize) != 0 { return (.zero, 0) }
         guard capabilities.contains(.lz4Pages) else { return (.raw, pageSize) }
         // When the receiver's copy is zero the delta is the page itself: compress once.
-        var deltaSize = 0
-        if capabilities.contains(.xorDelta), us_is_zero(lastSent.baseAddress, pageSize) == 0 {
-            us_xor(delta.baseAddress, page.baseAddress, lastSent.baseAddress, pageSize)
-            deltaSize = LZ4Block.compress(UnsafeRawBufferPointer(delta), into: deltaOut)
+        guard capabilities.contains(.xorDelta), us_is_zero(lastSent.baseAddress, pageSize) == 0 else {
+            let plain = compressPlain(page, capacity: pageSize - 1)
+            return plain > 0 ? (.lz4, plain) : (.raw, pageSize)
         }
-        // Plain LZ4 only has to beat the delta (or the raw page): a smaller capacity lets liblz4 give up early.
-        let plainCapacity = deltaSize > 0 ? deltaSize - 1 : plainOut.count
-        if plainCapacity > 0 {
-            let plainSize = LZ4Block.compress(page, into: UnsafeMutableRawBufferPointer(rebasing: plainOut[0..<plainCapacity]))
-            if plainSize > 0 { return (.lz4, plainSize) }
+        // Both forms are candidates. Compress the likelier winner first; the other then only has
+        // to beat it, and liblz4 stops as soon as its output reaches that size. The result is
+        // the exact smaller of the two either way; the sample only decides the order.
+        let similar = us_sampled_differences(page.baseAddress, lastSent.baseAddress, pageSize, 128) * 4 <= pageSize / 128
+        var plain = 0
+        var delta = 0
+        if similar {
+            delta = compressDelta(page, lastSent, capacity: pageSize - 1)
+            plain = compressPlain(page, capacity: (delta > 0 ? delta : pageSize) - 1)
+        } else {
+            plain = compressPlain(page, capacity: pageSize - 1)
+            delta = compressDelta(page, lastSent, capacity: (plain > 0 ? plain : pageSize) - 1)
         }
-        return deltaSize > 0 ? (.lz4Delta, deltaSize) : (.raw, pageSize)
+        // A second result, when there is one, is strictly smaller than the first.
+        if similar {
+            if plain > 0 { return (.lz4, plain) }
+            return delta > 0 ? (.lz4Delta, delta) : (.raw, pageSize)
+        }
+        if delta > 0 { return (.lz4Delta, delta) }
+        return plain > 0 ? (.lz4, plain) : (.raw, pageSize)
+    }
+
+    private func compressPlain(_ page: UnsafeRawBufferPointer, capacity: Int) -> Int {
+        capacity > 0 ? LZ4Block.compress(page, into: UnsafeMutableRawBufferPointer(rebasing: plainOut[0..<capacity])) : 0
+    }
+
+    private func compressDelta(_ page: UnsafeRawBufferPointer, _ lastSent: UnsafeRawBufferPointer, capacity: Int) -> Int {
+        guard capacity > 0 else { return 0 }
+        us_xor(delta.baseAddress, page.baseAddress, lastSent.baseAddress, pageSize)
+        return LZ4Block.compress(UnsafeRawBufferPointer(delta), into: UnsafeMutableRawBufferPointer(rebasing: deltaOut[0..<capacity]))
     }
 }
 

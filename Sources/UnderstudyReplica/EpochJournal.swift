@@ -16,7 +16,7 @@ import UnderstudyProtocol
 ///
 /// Layout: header (magic "USJRNL01", base generation, epoch, page count, device-state length;
 /// 64 bytes), page indices (u64 each), pages (page-aligned), device state, trailer (magic
-/// "USJEND01", base generation, epoch).
+/// "USJEND01", base generation, epoch). The file may be longer than the layout (it only grows).
 final class EpochJournal {
     static let headerMagic = Array("USJRNL01".utf8)
     static let trailerMagic = Array("USJEND01".utf8)
@@ -50,10 +50,11 @@ final class EpochJournal {
         self.pageSize = pageSize
     }
 
-    /// Step 1: make the journal incomplete, then size it for `header`.
+    /// Step 1: make the journal incomplete, then make room for `header`. The file only grows, so
+    /// that steady-state checkpoints reuse mapped, allocated pages instead of faulting in new ones.
     func begin(_ header: Header) throws(ReplicaError) {
         if file.size >= EpochJournal.headerSize { file.bytes.storeBytes(of: 0, toByteOffset: 0, as: UInt64.self) }
-        if file.size != header.layout.totalSize { try file.resize(to: header.layout.totalSize) }
+        if file.size < header.layout.totalSize { try file.resize(to: header.layout.totalSize) }
         // The trailer area may hold an older journal's trailer: clear it before writing the body.
         memset(file.bytes.baseAddress! + header.layout.trailerOffset, 0, EpochJournal.trailerSize)
     }
@@ -99,7 +100,7 @@ final class EpochJournal {
               let pages = try? r.readUInt64(), let device = try? r.readUInt64(),
               pages < UInt64(Int32.max), device < UInt64(Int32.max) else { return nil }
         let layout = Layout(pageCount: Int(pages), pageSize: pageSize, deviceStateLength: Int(device))
-        guard layout.totalSize == file.size else { return nil }
+        guard layout.totalSize <= file.size else { return nil }
         let trailer = Array(UnsafeRawBufferPointer(rebasing: file.bytes[layout.trailerOffset..<layout.totalSize]))
         var t = WireReader(trailer, context: "journal trailer")
         guard let tMagic = try? t.readBytes(8), tMagic == EpochJournal.trailerMagic,

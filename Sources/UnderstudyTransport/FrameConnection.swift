@@ -34,10 +34,14 @@ public final class FrameConnection: @unchecked Sendable {
         var header = [UInt8](repeating: 0, count: Frame.headerSize)
         try header.withUnsafeMutableBytes { try stream.read(into: $0) }
         let (_, length) = try Frame.parseHeader(header)
-        var bytes = header
-        bytes.append(contentsOf: repeatElement(0, count: length))
-        if length > 0 {
-            try bytes.withUnsafeMutableBytes { try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[Frame.headerSize...])) }
+        // Allocated uninitialised and filled straight from TLS: no zero-fill pass over large frames.
+        let bytes = try [UInt8](unsafeUninitializedCapacity: Frame.headerSize + length) { buffer, count in
+            buffer.baseAddress!.initialize(from: header, count: Frame.headerSize)
+            count = Frame.headerSize
+            if length > 0 {
+                try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[Frame.headerSize...]))
+            }
+            count = Frame.headerSize + length
         }
         received.add(UInt64(bytes.count), ordering: .relaxed)
         return try Frame(validatedBytes: bytes)

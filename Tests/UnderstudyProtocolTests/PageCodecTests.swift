@@ -46,17 +46,19 @@ struct PageCodecTests {
         case .text, .sparse, .pattern:
             if capabilities.contains(.lz4Pages) {
                 #expect(entry.encoding == .lz4 || entry.encoding == .lz4Delta, "\(context)")
-                #expect(actual < pageSize * 3 / 4, "\(context)")
+                // Short pages leave LZ4 less to work with.
+                #expect(actual < pageSize * (pageSize >= 4096 ? 3 : 7) / (pageSize >= 4096 ? 4 : 8), "\(context)")
             }
         case .fewBytesChanged:
             if capabilities.isSuperset(of: [.lz4Pages, .xorDelta]) {
                 #expect(entry.encoding == .lz4Delta, "\(context)")
-                #expect(actual <= 128, "a delta of at most 8 changed bytes should be tiny: \(context)")
+                // LZ4 spends one length byte per 255 bytes of a long zero run.
+                #expect(actual <= 128 + pageSize / 255, "a delta of at most 8 changed bytes should be tiny: \(context)")
             }
         case .identical:
             if capabilities.isSuperset(of: [.lz4Pages, .xorDelta]) {
                 #expect(entry.encoding == .lz4Delta || entry.encoding == .lz4, "\(context)")
-                #expect(actual <= 32, "resending an unchanged page should cost a few bytes: \(context)")
+                #expect(actual <= 16 + pageSize / 255, "resending an unchanged page should cost a few bytes: \(context)")
             }
         case .lastSentZero:
             #expect(entry.encoding != .lz4Delta, "\(context)")
@@ -89,11 +91,14 @@ struct PageCodecTests {
         var pages = scenarios.enumerated().map { (index: $0.offset, bytes: $0.element.now) }
         var expectedKinds: [PageKind?] = kinds
         var befores = scenarios.map(\.before)
+        var current = scenarios.map(\.now) // what the receiver will hold when each entry is decoded
         for _ in 0..<min(3, kinds.count) {
             let index = rng.int(in: 0..<kinds.count)
-            pages.append((index, PageFactory.mutated(scenarios[index].now, changes: rng.int(in: 1...4), &rng)))
+            let again = PageFactory.mutated(current[index], changes: rng.int(in: 1...4), &rng)
+            pages.append((index, again))
             expectedKinds.append(nil)
-            befores.append(scenarios[index].now)
+            befores.append(current[index])
+            current[index] = again
         }
         let (frame, reported) = world.send(pages, epoch: 2, encoder: encoder)
         let batch = try world.receive(frame, decoder: decoder, inPlace: inPlace)
@@ -161,14 +166,18 @@ struct PageCodecTests {
         // A constant page compresses to a handful of bytes.
         (frame, encodings) = world.send([(2, ones)], epoch: 1, encoder: encoder)
         #expect(encodings == [.lz4])
-        #expect(frame.bytes.count < 64)
+        #expect(frame.bytes.count - (Frame.headerSize + 12 + 13) == LZ4Oracle.size(ones))
+        #expect(LZ4Oracle.size(ones) <= 40)
         _ = try world.receive(frame, decoder: decoder, inPlace: true)
         // The random page again with one byte changed: delta, tiny.
         var changed = random
         changed[1000] ^= 0xFF
         (frame, encodings) = world.send([(1, changed)], epoch: 2, encoder: encoder)
         #expect(encodings == [.lz4Delta])
-        #expect(frame.bytes.count < 64)
+        var delta = PageFactory.zero(size)
+        delta[1000] = 0xFF
+        #expect(frame.bytes.count - (Frame.headerSize + 12 + 13) == LZ4Oracle.size(delta))
+        #expect(LZ4Oracle.size(delta) <= 48)
         _ = try world.receive(frame, decoder: decoder, inPlace: false)
         #expect(world.replica[1] == changed)
         #expect(world.lastSent[1] == changed)
@@ -384,7 +393,7 @@ struct PageBatchTests {
     }
 
     @Test("a VM geometry with no pages rejects every entry instead of trapping",
-          .disabled("bug: PageBatch.swift:46 computes `pageCount - 1` in the error message; traps when pageCount == 0"))
+          .disabled("bug: PageBatch.init(frame:pageSize:pageCount:) computes `pageCount - 1` for its error message, which traps when pageCount == 0"))
     func zeroPageCountGeometry() async {
         await #expect(processExitsWith: .success) {
             let frame = Frame(.pages) { w in

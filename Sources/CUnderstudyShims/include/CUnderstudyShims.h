@@ -46,6 +46,10 @@ int us_is_zero(const void *bytes, size_t length);
 /// dst[i] = a[i] ^ b[i] for `length` bytes; `length` must be a multiple of 64.
 void us_xor(void *dst, const void *a, const void *b, size_t length);
 
+/// Counts the 8-byte words that differ between `a` and `b`, looking at one word every
+/// `stride` bytes: a cheap estimate of how much of a page changed.
+int us_sampled_differences(const void *a, const void *b, size_t length, size_t stride);
+
 /// Names the calling thread (GNU extension, hidden from Swift without _GNU_SOURCE).
 void us_set_thread_name(const char *name);
 
