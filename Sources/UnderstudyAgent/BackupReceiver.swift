@@ -30,7 +30,9 @@ public struct BackupConfiguration: Sendable {
 
 /// Counters of a backup, read with `BackupReceiver.statistics`.
 public struct BackupStatistics: Sendable {
+    /// Sessions accepted, and sessions that have ended (their apply thread finished).
     public var sessions = 0
+    public var sessionsEnded = 0
     public var syncPages = 0
     public var checkpointsCommitted = 0
     public var committedEpoch: UInt64 = 0
@@ -137,6 +139,7 @@ public final class BackupReceiver: @unchecked Sendable {
         let outcome = runSession(connection)
         lock.lock()
         activeSession = nil
+        stats.sessionsEnded += 1
         stats.lastSessionError = outcome
         stats.bytesReceived += connection.bytesReceived
         lock.unlock()

@@ -42,9 +42,9 @@ public struct Frame: Sendable, Equatable {
         self.bytes = writer.bytes
     }
 
-    /// Wraps bytes read from the wire; the header must already have passed `parseHeader`.
+    /// Wraps bytes read from the wire (header and payload), checking the header against the length.
     public init(validatedBytes bytes: [UInt8]) throws(ProtocolError) {
-        let (type, length) = try Frame.parseHeader(bytes[0..<Frame.headerSize])
+        let (type, length) = try Frame.parseHeader(bytes.prefix(Frame.headerSize))
         guard bytes.count == Frame.headerSize + length else {
             throw .truncated("\(type) frame announces \(length) payload bytes, has \(bytes.count - Frame.headerSize)")
         }

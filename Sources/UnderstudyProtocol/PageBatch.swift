@@ -45,7 +45,7 @@ public struct PageBatch: Sendable, Equatable {
         for position in 0..<count {
             let index = try reader.readUInt64()
             guard index < pageCount else {
-                throw .malformed("page batch entry \(position): page index \(index) is beyond the last page \(pageCount - 1)")
+                throw .malformed("page batch entry \(position): page index \(index) is outside the VM's \(pageCount) pages")
             }
             let rawEncoding = try reader.readUInt8()
             guard let encoding = PageEncoding(rawValue: rawEncoding) else {

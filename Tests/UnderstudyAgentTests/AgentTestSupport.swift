@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+import UnderstudyAgent
+import UnderstudyProtocol
+import UnderstudyReplica
+import UnderstudyTransport
+
+/// A temporary workspace with certificates for nodes "primary" and "backup", removed by `remove()`.
+struct Workspace {
+    let path: String
+    var certificates: String { "\(path)/certs" }
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-agent-test-\(UUID().uuidString)").path
+        try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup", "intruder"])
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    func tls(node: String, peer: String, certificates: String? = nil) -> TLSConfiguration {
+        TLSConfiguration(directory: certificates ?? self.certificates, node: node, peer: peer)
+    }
+}
+
+var quietLogger: Logger {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return logger
+}
+
+/// A backup receiver serving on its own thread; `stop()` ends it.
+final class RunningBackup: @unchecked Sendable {
+    let receiver: BackupReceiver
+    private let thread: JoinableThread
+
+    init(workspace: Workspace, identity: VMIdentity, replica: String = "replica") throws {
+        let receiver = try BackupReceiver(
+            configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
+                                               tls: workspace.tls(node: "backup", peer: "primary"), identity: identity,
+                                               replicaDirectory: "\(workspace.path)/\(replica)"),
+            logger: quietLogger)
+        self.receiver = receiver
+        thread = JoinableThread(name: "test-backup") { receiver.serve() }
+    }
+
+    var endpoint: Endpoint { receiver.endpoint }
+
+    /// Waits until the backup has committed `epoch` (or fails after `timeout`).
+    func waitForCommit(_ epoch: UInt64, timeout: Duration = .seconds(20)) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while receiver.statistics.committedEpoch < epoch {
+            if ContinuousClock.now > deadline { return false }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        return true
+    }
+
+    /// Waits until `sessions` sessions have ended.
+    func waitForSessionEnd(sessions: Int, timeout: Duration = .seconds(20)) -> BackupStatistics {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let stats = receiver.statistics
+            if stats.sessionsEnded >= sessions { return stats }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        return receiver.statistics
+    }
+
+    func stop() {
+        receiver.stop()
+        thread.join()
+    }
+}
+
+/// A primary that writes protocol frames by hand, to put a backup in situations a correct
+/// primary never creates (partial checkpoints, bad checksums, other versions).
+final class ScriptedPrimary {
+    let connection: FrameConnection
+    let identity: VMIdentity
+    let encoder: PageEncoder
+    let lastSent: UnsafeMutableRawBufferPointer
+
+    init(workspace: Workspace, endpoint: Endpoint, identity: VMIdentity, node: String = "primary") throws {
+        let context = try TLSContext(role: .client, configuration: workspace.tls(node: node, peer: "backup"))
+        connection = FrameConnection(stream: try TLSStream.connect(to: endpoint, context: context))
+        self.identity = identity
+        encoder = PageEncoder(pageSize: Int(identity.pageSize), capabilities: .supported)
+        lastSent = .allocate(byteCount: Int(identity.memorySize), alignment: 4096)
+        lastSent.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    deinit {
+        lastSent.deallocate()
+        connection.close()
+    }
+
+    func send(_ message: Message) throws { try connection.send(message) }
+
+    func receive() throws -> Message { try Message(frame: connection.receive(), identity: identity) }
+
+    /// HELLO → WELCOME.
+    func handshake() throws -> Message {
+        try send(.hello(Hello(identity: identity, requiredCapabilities: [], nodeName: "scripted")))
+        return try receive()
+    }
+
+    /// A page batch that sets each page in `pages` to bytes of `value`.
+    func batch(type: FrameType = .pages, epoch: UInt64, pages: [UInt64], value: UInt8) throws -> Frame {
+        let pageSize = Int(identity.pageSize)
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
+        defer { page.deallocate() }
+        page.initializeMemory(as: UInt8.self, repeating: value)
+        var builder = PageBatchBuilder(type: type, epoch: epoch, capacity: pages.count * encoder.maxEncodedSize)
+        for index in pages {
+            let last = UnsafeMutableRawBufferPointer(rebasing: lastSent[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
+            encoder.append(page: UnsafeRawBufferPointer(page), index: index, lastSent: last, to: &builder)
+        }
+        return builder.finish()
+    }
+
+    /// Full sync of all pages set to `value`.
+    func sync(value: UInt8) throws {
+        try send(.syncBegin(SyncBegin(pageCount: identity.pageCount)))
+        let frame = try batch(type: .syncPages, epoch: 0, pages: Array(0..<identity.pageCount), value: value)
+        try connection.send(frame)
+        var digest = EpochDigest()
+        digest.add(frame)
+        try send(.syncEnd(ContentSummary(epoch: 0, pageCount: identity.pageCount, digest: digest.value)))
+    }
+
+    /// A whole checkpoint; `tamper` may change the summary before it is sent.
+    func checkpoint(epoch: UInt64, pages: [UInt64], value: UInt8, device: [UInt8] = [9],
+                    tamper: (inout ContentSummary) -> Void = { _ in }) throws {
+        try send(.checkpointBegin(epoch: epoch))
+        var digest = EpochDigest()
+        let frame = try batch(epoch: epoch, pages: pages, value: value)
+        try connection.send(frame)
+        digest.add(frame)
+        let chunk = Message.deviceState(DeviceStateChunk(epoch: epoch, offset: 0, data: device)).frame
+        try connection.send(chunk)
+        digest.add(chunk)
+        var summary = ContentSummary(epoch: epoch, pageCount: UInt64(pages.count), deviceStateBytes: UInt64(device.count),
+                                     digest: digest.value)
+        tamper(&summary)
+        try send(.checkpointEnd(summary))
+    }
+}
+
+/// Where SwiftPM put this build's executables.
+func productsDirectory() -> URL {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" {
+        url.deleteLastPathComponent()
+        if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("understudy").path) { return url }
+    }
+    fatalError("cannot find the understudy executable near \(CommandLine.arguments[0])")
+}
+
+/// Runs `understudy` with arguments; returns exit status, stdout and stderr.
+func runCLI(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = productsDirectory().appendingPathComponent("understudy")
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// The replica's memory bytes at `page`.
+func replicaPage(_ store: ReplicaStore, _ page: Int, pageSize: Int) throws -> [UInt8] {
+    let handle = FileHandle(forReadingAtPath: store.memoryPath)!
+    defer { try? handle.close() }
+    try handle.seek(toOffset: UInt64(page * pageSize))
+    return Array(try handle.read(upToCount: pageSize) ?? Data())
+}

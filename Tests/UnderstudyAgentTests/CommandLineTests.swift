@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+
+@Suite("understudy command line")
+struct CommandLineTests {
+    @Test func versionNamesReleaseAndProtocol() throws {
+        let result = try runCLI(["version"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("understudy 0.1.0 (replication protocol v1)"))
+    }
+
+    @Test func helpListsTheCommands() throws {
+        let result = try runCLI(["--help"])
+        #expect(result.status == 0)
+        for command in ["version", "certs", "demo"] { #expect(result.stdout.contains(command)) }
+    }
+
+    @Test func certsInitWritesOwnerOnlyKeysAndRefusesToOverwrite() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-cli-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = try runCLI(["certs", "init", "--dir", dir, "--nodes", "a,b"])
+        #expect(first.status == 0, "\(first.stderr)")
+        for file in ["ca.pem", "ca.key", "a.pem", "a.key", "b.pem", "b.key"] {
+            #expect(FileManager.default.fileExists(atPath: "\(dir)/\(file)"), "\(file)")
+        }
+        let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/a.key")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let again = try runCLI(["certs", "init", "--dir", dir, "--nodes", "a,b"])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("already exists"), "\(again.stderr)")
+    }
+
+    @Test func badOptionsGiveClearErrors() throws {
+        let result = try runCLI(["demo", "--mix", "text,cheese"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("unknown content \"cheese\""), "\(result.stderr)")
+    }
+
+    @Test func demoReplicatesAndReportsJSON() throws {
+        let result = try runCLI(["demo", "--memory-mib", "8", "--pages-per-checkpoint", "100", "--seconds", "1", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let start = result.stdout.firstIndex(of: "{")!
+        let report = try JSONSerialization.jsonObject(with: Data(result.stdout[start...].utf8)) as! [String: Any]
+        #expect(report["replicaMatchesPrimary"] as? Bool == true)
+        #expect((report["checkpoints"] as? Int ?? 0) > 0)
+        #expect((report["compressionRatio"] as? Double ?? 0) > 1)
+    }
+}

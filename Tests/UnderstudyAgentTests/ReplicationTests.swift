@@ -1,0 +1,210 @@
+import Foundation
+import Testing
+import UnderstudyAgent
+import UnderstudyProtocol
+import UnderstudyReplica
+import UnderstudyTransport
+
+@Suite("Primary to backup replication")
+struct ReplicationTests {
+    let identity = VMIdentity(id: "vm-agent-test", memorySize: 8 << 20)
+
+    @Test func syntheticGuestReplicatesExactlyOverTLS() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 64, mix: [.text, .sparseUpdate, .zero, .random, .binary], seed: 42)
+        let primary = PrimaryReplicator(
+            source: guest,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .zero),
+            logger: quietLogger)
+        defer { primary.stop() }
+        try primary.start()
+        // The guest keeps writing during the pre-copy: those pages must reach the backup too.
+        guest.write(pages: 100)
+        try primary.runCheckpoints(count: 30)
+        try primary.drain(timeout: .seconds(20))
+        let stats = primary.statistics
+        #expect(stats.checkpointsAcknowledged == 30)
+        #expect(stats.lastAcknowledgedEpoch == 30)
+        #expect(backup.waitForCommit(30))
+        #expect(backup.receiver.store.state.phase == .committed)
+        #expect(backup.receiver.store.state.committedEpoch == 30)
+        let replica = try Data(contentsOf: URL(fileURLWithPath: backup.receiver.store.memoryPath))
+        let equal = replica.withUnsafeBytes { memcmp($0.baseAddress!, guest.memory.baseAddress!, guest.memory.count) == 0 }
+        #expect(equal, "replica must equal the guest's memory byte for byte")
+        #expect(Array("synthetic device state".utf8).allSatisfy(backup.receiver.store.state.deviceState.contains))
+        #expect(stats.encodings[.lz4Delta, default: 0] > 0, "sparse updates must travel as XOR deltas")
+        #expect(stats.encodings[.zero, default: 0] > 0)
+    }
+
+    @Test func certificateFromAnotherCAIsRefusedAndTheBackupKeepsServing() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let foreign = "\(workspace.path)/foreign"
+        try CertificateAuthority.initialize(directory: foreign, nodes: ["primary", "backup"])
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+
+        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 8, mix: [.text])
+        let impostor = PrimaryReplicator(
+            source: guest,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup", certificates: foreign)),
+            logger: quietLogger)
+        let error = #expect(throws: TransportError.self) { try impostor.start() }
+        guard case .handshakeFailed(_, let reason)? = error else {
+            Issue.record("expected a handshake failure, got \(String(describing: error))")
+            return
+        }
+        #expect(reason.contains("certificate"), "reason should name the certificate problem: \(reason)")
+
+        let genuine = PrimaryReplicator(
+            source: guest,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup")),
+            logger: quietLogger)
+        defer { genuine.stop() }
+        try genuine.start()
+        try genuine.runCheckpoints(count: 2)
+        try genuine.drain(timeout: .seconds(10))
+        #expect(genuine.statistics.checkpointsAcknowledged == 2)
+    }
+
+    @Test func peerWithAnotherNodeNameIsRefused() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        // "intruder" has a certificate from the right CA, but the backup expects "primary".
+        let error = #expect(throws: TransportError.self) {
+            _ = try ScriptedPrimary(workspace: workspace, endpoint: backup.endpoint, identity: identity, node: "intruder").handshake()
+        }
+        #expect(error != nil)
+    }
+
+    @Test func identityMismatchIsRefusedWithAClearMessage() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let other = VMIdentity(id: identity.id, memorySize: 16 << 20)
+        let primary = PrimaryReplicator(
+            source: SyntheticGuest(identity: other, pagesPerEpoch: 1, mix: [.zero]),
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup")),
+            logger: quietLogger)
+        let error = #expect(throws: ProtocolError.self) { try primary.start() }
+        guard case .rejected(let code, let message)? = error else {
+            Issue.record("expected a rejection, got \(String(describing: error))")
+            return
+        }
+        #expect(code == .identityMismatch)
+        #expect(message.contains("memory size is 16777216, expected 8388608"), "\(message)")
+    }
+
+    @Test func otherProtocolVersionIsRefused() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let scripted = try ScriptedPrimary(workspace: workspace, endpoint: backup.endpoint, identity: identity)
+        try scripted.send(.hello(Hello(version: 2, identity: identity, nodeName: "future")))
+        let reply = try scripted.receive()
+        guard case .reject(let close) = reply else {
+            Issue.record("expected REJECT, got \(reply)")
+            return
+        }
+        #expect(close.code == .versionMismatch)
+        #expect(close.message.contains("version 1") && close.message.contains("version 2"), "\(close.message)")
+    }
+
+    @Test func secondPrimaryIsRefusedAsBusy() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let first = try ScriptedPrimary(workspace: workspace, endpoint: backup.endpoint, identity: identity)
+        guard case .welcome = try first.handshake() else {
+            Issue.record("first primary not welcomed")
+            return
+        }
+        let second = try ScriptedPrimary(workspace: workspace, endpoint: backup.endpoint, identity: identity)
+        guard case .reject(let close) = try second.handshake() else {
+            Issue.record("second primary not refused")
+            return
+        }
+        #expect(close.code == .busy)
+    }
+
+    @Test func partialCheckpointIsNeverApplied() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let pageSize = Int(identity.pageSize)
+        do {
+            let scripted = try ScriptedPrimary(workspace: workspace, endpoint: backup.endpoint, identity: identity)
+            guard case .welcome = try scripted.handshake() else { throw ProtocolError.unexpected("no welcome") }
+            try scripted.sync(value: 1)
+            try scripted.checkpoint(epoch: 1, pages: [10, 11], value: 2)
+            #expect(try scripted.receive() == .ack(epoch: 1))
+            // Epoch 2 starts, sends pages, and the primary vanishes before CHECKPOINT_END.
+            try scripted.send(.checkpointBegin(epoch: 2))
+            try scripted.connection.send(try scripted.batch(epoch: 2, pages: [10, 12], value: 3))
+        }
+        let stats = backup.waitForSessionEnd(sessions: 1)
+        #expect(stats.lastSessionError != nil)
+        #expect(backup.receiver.store.state.committedEpoch == 1)
+        #expect(backup.receiver.store.state.deviceState == [9])
+        #expect(try replicaPage(backup.receiver.store, 10, pageSize: pageSize).allSatisfy { $0 == 2 })
+        #expect(try replicaPage(backup.receiver.store, 12, pageSize: pageSize).allSatisfy { $0 == 1 })
+    }
+
+    @Test func checkpointWithBadChecksumOrCountsIsRefusedAndNotApplied() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let pageSize = Int(identity.pageSize)
+        let tampers: [(String, (inout ContentSummary) -> Void)] = [
+            ("checksum", { $0.digest[0] ^= 1 }),
+            ("pages", { $0.pageCount += 1 }),
+            ("device-state", { $0.deviceStateBytes = 0 }),
+        ]
+        for (round, (what, tamper)) in tampers.enumerated() {
+            let scripted = try ScriptedPrimary(workspace: workspace, endpoint: backup.endpoint, identity: identity)
+            guard case .welcome = try scripted.handshake() else { throw ProtocolError.unexpected("no welcome") }
+            try scripted.sync(value: 1)
+            try scripted.checkpoint(epoch: 1, pages: [5], value: 2)
+            #expect(try scripted.receive() == .ack(epoch: 1))
+            try scripted.checkpoint(epoch: 2, pages: [5, 6], value: 4, tamper: tamper)
+            let reply = try scripted.receive()
+            guard case .goodbye(let close) = reply else {
+                Issue.record("\(what): expected GOODBYE, got \(reply)")
+                continue
+            }
+            #expect(close.message.contains("verification failed"), "\(what): \(close.message)")
+            _ = backup.waitForSessionEnd(sessions: round + 1)
+            #expect(backup.receiver.store.state.committedEpoch == 1, "\(what)")
+            #expect(try replicaPage(backup.receiver.store, 5, pageSize: pageSize).allSatisfy { $0 == 2 }, "\(what)")
+            #expect(try replicaPage(backup.receiver.store, 6, pageSize: pageSize).allSatisfy { $0 == 1 }, "\(what)")
+        }
+    }
+
+    @Test func unreachableBackupGivesAClearError() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        // Bind and close a listener to get a port nobody listens on.
+        let port = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: 0)).endpoint.port
+        let primary = PrimaryReplicator(
+            source: SyntheticGuest(identity: identity, pagesPerEpoch: 1, mix: [.zero]),
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: Endpoint(host: "127.0.0.1", port: port),
+                                                tls: workspace.tls(node: "primary", peer: "backup")),
+            logger: quietLogger)
+        let error = #expect(throws: TransportError.self) { try primary.start() }
+        #expect("\(error!)".contains("cannot connect to 127.0.0.1:\(port)"), "\(error!)")
+    }
+}
