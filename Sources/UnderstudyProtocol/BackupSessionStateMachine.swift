@@ -106,6 +106,7 @@ public struct BackupSessionStateMachine: Sendable {
             state = .syncing(expectedPages: expected, content)
             return .applySyncPages(batch)
         case (.syncing(let expected, let content), .syncEnd(let summary)):
+            guard summary.epoch == 0 else { return fail(.malformed("SYNC_END carries epoch \(summary.epoch), expected 0")) }
             if let problem = Self.verify(content, against: summary) { return fail(.verificationFailed("initial sync: \(problem)")) }
             guard content.pages >= expected else {
                 return fail(.verificationFailed("initial sync sent \(content.pages) pages, announced at least \(expected)"))
@@ -114,11 +115,12 @@ public struct BackupSessionStateMachine: Sendable {
             return .syncComplete(pages: content.pages)
 
         case (.ready(let last), .checkpointBegin(let epoch)):
+            // 0 and UInt64.max are reserved, so `last + 1` below cannot overflow.
+            guard epoch > 0, epoch < .max else { return fail(.malformed("checkpoint epoch \(epoch) is reserved")) }
             if let last, epoch != last + 1 {
                 return fail(.unexpected(epoch <= last ? "checkpoint \(epoch) again (last was \(last))"
                                                       : "checkpoint \(epoch) skips epochs after \(last)"))
             }
-            guard epoch > 0 else { return fail(.malformed("checkpoint epoch 0 is reserved")) }
             state = .receiving(Content(epoch: epoch))
             return .beginEpoch(epoch)
         case (.receiving(var content), .pages(let batch)):

@@ -68,16 +68,17 @@ public struct DiskWriteBatch: Sendable, Equatable {
         self.entries = entries
     }
 
-    /// The bytes entry `entry` writes (zeroes included), decompressed and length-checked.
-    public func bytes(of entry: Entry) throws(ProtocolError) -> [UInt8] {
+    /// What entry `entry` leaves on the disk: its bytes (decompressed and length-checked), or a
+    /// zeroed range, which is never materialised (a forged length must not become an allocation).
+    public func data(of entry: Entry) throws(ProtocolError) -> DiskWriteData {
         switch entry.encoding {
-        case .raw: return Array(frame.bytes[entry.data])
-        case .zeroes: return [UInt8](repeating: 0, count: entry.length)
+        case .raw: return .bytes(Array(frame.bytes[entry.data]))
+        case .zeroes: return .zeroes(length: entry.length)
         case .lz4:
             let output = UnsafeMutableRawBufferPointer.allocate(byteCount: entry.length, alignment: 16)
             defer { output.deallocate() }
             try LZ4Block.decompress(frame.bytes, range: entry.data, into: output, context: "disk write at offset \(entry.offset)")
-            return Array(output)
+            return .bytes(Array(output))
         }
     }
 
@@ -85,6 +86,12 @@ public struct DiskWriteBatch: Sendable, Equatable {
     /// most `Frame.maxPayload` bytes and the whole batch must fit in one frame.
     public static func frame(epoch: UInt64, writes: [(offset: UInt64, data: DiskWriteData)]) -> Frame {
         precondition(!writes.isEmpty && writes.count <= maxEntries)
+        for (offset, data) in writes {
+            let length = data.length
+            precondition(length > 0 && length <= Int(UInt32.max) && !offset.addingReportingOverflow(UInt64(length)).overflow,
+                         "disk write of \(length) bytes at \(offset) cannot be encoded")
+            if case .bytes = data { precondition(length <= Frame.maxPayload, "split disk writes larger than \(Frame.maxPayload) bytes") }
+        }
         return Frame(.diskWrites, capacity: 12 + writes.reduce(0) { $0 + 17 + $1.data.wireCapacity }) { writer in
             writer.write(epoch)
             writer.write(UInt32(writes.count))
@@ -119,6 +126,14 @@ public struct DiskWriteBatch: Sendable, Equatable {
 public enum DiskWriteData: Sendable, Equatable {
     case bytes([UInt8])
     case zeroes(length: Int)
+
+    /// Bytes of disk the write covers.
+    public var length: Int {
+        switch self {
+        case .bytes(let bytes): bytes.count
+        case .zeroes(let length): length
+        }
+    }
 
     var wireCapacity: Int {
         switch self {

@@ -88,7 +88,7 @@ public struct PrimarySessionStateMachine: Sendable {
             return .heartbeat(beat)
         case (.protecting, .ack(let epoch)):
             guard let position = inFlight.firstIndex(of: epoch) else {
-                let detail = epoch <= (lastAcknowledgedEpoch ?? 0) ? "was already acknowledged" : "was never sent"
+                let detail = if let acked = lastAcknowledgedEpoch, epoch <= acked { "was already acknowledged" } else { "was never sent" }
                 return fail(.unexpected("ACK for epoch \(epoch), which \(detail)"))
             }
             inFlight.removeFirst(position + 1)

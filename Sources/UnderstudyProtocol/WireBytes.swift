@@ -20,9 +20,15 @@ public struct WireWriter: Sendable {
         bytes.append(contentsOf: other)
     }
 
-    /// A length-prefixed (u16) UTF-8 string.
+    /// A length-prefixed (u16) UTF-8 string, cut to 65,535 bytes at a character boundary.
     public mutating func write(string: String) {
-        let utf8 = Array(string.utf8.prefix(Int(UInt16.max)))
+        var utf8 = Array(string.utf8)
+        if utf8.count > Int(UInt16.max) {
+            var end = Int(UInt16.max)
+            // Step back over continuation bytes (10xxxxxx) so no character is split.
+            while end > 0 && utf8[end] & 0xC0 == 0x80 { end -= 1 }
+            utf8.removeSubrange(end...)
+        }
         write(UInt16(utf8.count))
         bytes.append(contentsOf: utf8)
     }

@@ -222,10 +222,10 @@ struct FrameFuzzTests {
                 }
             case .diskWrites(let batch):
                 #expect(message.frame == frame)
-                for entry in batch.entries where entry.encoding != .zeroes || entry.length <= 1 << 16 {
+                for entry in batch.entries {
                     do throws(ProtocolError) {
-                        let bytes = try batch.bytes(of: entry)
-                        #expect(bytes.count == entry.length)
+                        let data = try batch.data(of: entry)
+                        #expect(data.length == entry.length)
                     } catch {
                         record(error)
                         #expect(error.kind == "malformed", "seed \(seed): \(error)")
@@ -419,5 +419,67 @@ struct FrameFuzzTests {
         }
         print("[FrameFuzzTests.corruptedCheckpointNeverCommits] seed \(seed): \(closedEarly) refused before the end, \(failedVerification) by verification")
         #expect(failedVerification > 0, "seed \(seed): no corruption reached the checksum")
+    }
+}
+
+@Suite("Frame and FrameStreamDecoder")
+struct FrameTests {
+    @Test("validated bytes must match the announced length")
+    func validatedBytesLength() throws {
+        let frame = Message.ack(epoch: 5).frame
+        #expect(try Frame(validatedBytes: frame.bytes) == frame)
+        #expect(throws: ProtocolError.truncated("ack frame announces 8 payload bytes, has 7")) { try Frame(validatedBytes: Array(frame.bytes.dropLast())) }
+        #expect(throws: ProtocolError.truncated("ack frame announces 8 payload bytes, has 9")) { try Frame(validatedBytes: frame.bytes + [0]) }
+        #expect(throws: ProtocolError.unknownFrameType(0x99)) { try Frame(validatedBytes: [0x99, 0, 0, 0, 0]) }
+    }
+
+    /// Run in a child process: an older Frame.init(validatedBytes:) sliced bytes[0..<5] before any
+    /// check and trapped, which would take the whole test run down.
+    @Test("Frame(validatedBytes:) with fewer than 5 bytes throws instead of trapping")
+    func validatedBytesShort() async {
+        await #expect(processExitsWith: .success) {
+            for count in 0..<Frame.headerSize {
+                do throws(ProtocolError) {
+                    _ = try Frame(validatedBytes: Array([0x30, 0, 0, 0, 8].prefix(count)))
+                    fatalError("\(count) bytes accepted as a frame")
+                } catch {
+                    guard case .truncated = error else { fatalError("\(count) bytes: \(error)") }
+                }
+            }
+        }
+    }
+
+    @Test("a stream yields frames as soon as they are whole and keeps the rest")
+    func streamPieces() throws {
+        let a = Message.ack(epoch: 1).frame
+        let b = Message.heartbeat(Heartbeat(sequence: 2, senderTime: 3)).frame
+        var stream = FrameStreamDecoder()
+        #expect(try stream.next() == nil)
+        stream.append(a.bytes + b.bytes.prefix(3))
+        #expect(try stream.next() == a)
+        #expect(try stream.next() == nil)
+        #expect(stream.pendingByteCount == 3)
+        stream.append(b.bytes.dropFirst(3))
+        #expect(try stream.next() == b)
+        #expect(stream.pendingByteCount == 0)
+        // An empty payload is a whole frame.
+        stream.append([FrameType.syncBegin.rawValue, 0, 0, 0, 0])
+        #expect(try stream.next()?.payloadCount == 0)
+    }
+
+    @Test("an oversized header fails before its payload arrives; the limit itself is allowed")
+    func oversizedHeader() throws {
+        var stream = FrameStreamDecoder()
+        let over = UInt32(Frame.maxPayload + 1)
+        stream.append([0x21, UInt8(over >> 24), UInt8(truncatingIfNeeded: over >> 16), UInt8(truncatingIfNeeded: over >> 8), UInt8(truncatingIfNeeded: over)])
+        #expect(throws: ProtocolError.oversized(type: 0x21, length: Frame.maxPayload + 1, limit: Frame.maxPayload)) { try stream.next() }
+        let payload = [UInt8](repeating: 7, count: Frame.maxPayload)
+        var ok = FrameStreamDecoder()
+        let limit = UInt32(Frame.maxPayload)
+        ok.append([0x22, UInt8(limit >> 24), UInt8(truncatingIfNeeded: limit >> 16), UInt8(truncatingIfNeeded: limit >> 8), UInt8(truncatingIfNeeded: limit)])
+        #expect(try ok.next() == nil)
+        ok.append(payload)
+        let frame = try #require(try ok.next())
+        #expect(frame.type == .deviceState && frame.payloadCount == Frame.maxPayload)
     }
 }

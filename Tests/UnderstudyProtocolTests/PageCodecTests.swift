@@ -120,7 +120,7 @@ struct PageCodecTests {
 
     @Test("random mixes of page kinds round-trip with the smallest encoding", arguments: codecCapabilitySets)
     func propertyRoundTrip(capabilities: Capabilities) async throws {
-        await propertyCheck(count: 25, input: Gen.uint64(), Gen<PageKind>.case.array(of: 1...48), Gen.bool) {
+        await propertyCheck(count: 15, input: Gen.uint64(), Gen<PageKind>.case.array(of: 1...48), Gen.bool) {
             seed, kinds, inPlace in
             try Self.runScenario(seed: seed, kinds: kinds, capabilities: capabilities, inPlace: inPlace)
         }
@@ -128,7 +128,7 @@ struct PageCodecTests {
 
     @Test("every kind alone, with every capability set", arguments: PageKind.allCases, codecCapabilitySets)
     func eachKind(kind: PageKind, capabilities: Capabilities) throws {
-        for seed in UInt64(1)...4 {
+        for seed in UInt64(1)...3 {
             try Self.runScenario(seed: seed &* 7919, kinds: Array(repeating: kind, count: 8), capabilities: capabilities,
                                  inPlace: seed % 2 == 0)
         }
@@ -136,7 +136,7 @@ struct PageCodecTests {
 
     @Test("other page sizes", arguments: [512, 8192, 65536])
     func otherPageSizes(pageSize: Int) throws {
-        let kinds = PageKind.allCases + PageKind.allCases
+        let kinds = pageSize > 8192 ? PageKind.allCases : PageKind.allCases + PageKind.allCases
         try Self.runScenario(seed: 0x5EED_0000 + UInt64(pageSize), kinds: kinds, capabilities: .supported,
                              pageSize: pageSize, inPlace: true)
         try Self.runScenario(seed: 0x5EED_0001 + UInt64(pageSize), kinds: kinds, capabilities: [.lz4Pages],
@@ -193,7 +193,7 @@ struct PageCodecTests {
     func realBinaries(capabilities: Capabilities) throws {
         let size = Self.pageSize
         let files = ["/usr/bin/ls", "/bin/bash", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/bin/sh"]
-        let images = files.map { PageFactory.filePages($0, pageSize: size, limit: 256) }.filter { !$0.isEmpty }
+        let images = files.map { PageFactory.filePages($0, pageSize: size, limit: 160) }.filter { !$0.isEmpty }
         try #require(images.count >= 2, "need at least two readable binaries among \(files)")
         let pageCount = images.map(\.count).max()!
         var world = PageWorld(pageSize: size, pageCount: pageCount)
@@ -392,14 +392,20 @@ struct PageBatchTests {
         #expect(Self.error(rawFrame(.pages) { _ in })?.kind == "truncated")
     }
 
-    @Test("a VM geometry with no pages rejects every entry instead of trapping",
-          .disabled("bug: PageBatch.init(frame:pageSize:pageCount:) computes `pageCount - 1` for its error message, which traps when pageCount == 0"))
+    /// Run in a child process: an older PageBatch computed `pageCount - 1` for its error message
+    /// and trapped here, which would take the whole test run down.
+    @Test("a VM geometry with no pages rejects every entry instead of trapping")
     func zeroPageCountGeometry() async {
         await #expect(processExitsWith: .success) {
             let frame = Frame(.pages) { w in
                 w.write(UInt64(1)); w.write(UInt32(1)); w.write(UInt64(0)); w.write(UInt8(0))
             }
-            _ = try? PageBatch(frame: frame, pageSize: 4096, pageCount: 0)
+            do throws(ProtocolError) {
+                _ = try PageBatch(frame: frame, pageSize: 4096, pageCount: 0)
+                fatalError("a page was accepted in a VM without pages")
+            } catch {
+                guard case .malformed = error else { fatalError("\(error)") }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import PropertyBased
 import Testing
 @testable import UnderstudyProtocol
 
@@ -157,12 +158,49 @@ struct PrimarySessionStateMachineTests {
         #expect(primary.received(Self.ack(3)) == .release(throughEpoch: 3))
     }
 
-    @Test("ACK for epoch 0 (never sent) says so",
-          .disabled("bug: PrimarySessionStateMachine.received(_:) says an ACK for epoch 0 'was already acknowledged' when nothing was (`epoch <= (lastAcknowledgedEpoch ?? 0)`)"))
+    @Test("ACK for epoch 0 (never sent) says so")
     func ackZero() {
         var primary = Self.protecting(window: 4)
         primary.checkpointSent(1)
         Self.expectClose(primary.received(Self.ack(0)), "unexpected", containing: "never sent", primary)
+    }
+
+    @Test("random send/ACK sequences agree with a model of the window")
+    func modelCheck() async {
+        await propertyCheck(count: 200, input: Gen.int(in: 1...6), Gen.int(in: 0...40).array(of: 1...80)) { window, ops in
+            var primary = Self.protecting(window: window)
+            var model: [UInt64] = []
+            var lastAcknowledged: UInt64?
+            var next: UInt64 = 1
+            for op in ops {
+                switch op {
+                case 0..<20:
+                    #expect(primary.canSendCheckpoint == (model.count < window))
+                    if model.count < window {
+                        #expect(primary.nextEpoch == next)
+                        primary.checkpointSent(next)
+                        model.append(next)
+                        next += 1
+                    }
+                case 20..<35 where !model.isEmpty:
+                    let epoch = model[op % model.count]
+                    #expect(primary.received(Self.ack(epoch)) == .release(throughEpoch: epoch))
+                    model.removeFirst(model.firstIndex(of: epoch)! + 1)
+                    lastAcknowledged = epoch
+                default:
+                    // An epoch not in flight: already acknowledged or never sent.
+                    let epoch = op % 2 == 0 ? (lastAcknowledged ?? 1) : next + UInt64(op % 3)
+                    guard !model.contains(epoch) else { continue }
+                    let action = primary.received(Self.ack(epoch))
+                    let detail = lastAcknowledged.map { epoch <= $0 } == true ? "already acknowledged" : "never sent"
+                    Self.expectClose(action, "unexpected", containing: "ACK for epoch \(epoch), which was \(detail)", primary)
+                    return
+                }
+                #expect(primary.inFlight == model)
+                #expect(primary.lastAcknowledgedEpoch == lastAcknowledged)
+                #expect(primary.lastSentEpoch == next - 1)
+            }
+        }
     }
 
     @Test("ACK before the sync finished closes the session")
