@@ -163,7 +163,9 @@ struct EndToEndBench {
 
     func run(logger: Logger) throws -> [[String: Any]] {
         let cases: [(String, [SyntheticContent], Int)] = [
-            ("compressible (zero, sparse updates, text)", [.zero, .sparseUpdate, .text], 4000),
+            // Typical checkpoint dirty sets: pages zeroed, and pages with a few words changed.
+            ("compressible (zero pages, sparse updates)", [.zero, .sparseUpdate], 8000),
+            ("sparse updates only", [.sparseUpdate], 8000),
             ("mixed (text, binary, sparse updates, zero)", [.text, .binary, .sparseUpdate, .zero], 4000),
             ("incompressible (random)", [.random], 2000),
         ]

@@ -1,3 +1,4 @@
+import Foundation
 import UnderstudyProtocol
 
 /// Where checkpoints come from: a VM under QEMU, or a synthetic guest for tests and benchmarks.
@@ -30,16 +31,49 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     public var deviceState: [UInt8] = []
     /// How long the guest was paused for this capture.
     public var pause: Duration = .zero
+    private let buffer: UnsafeMutableRawBufferPointer
 
     public init(pageIndices: [UInt64], pageSize: Int) {
         self.pageSize = pageSize
         self.pageIndices = pageIndices
-        pages = .allocate(byteCount: max(pageIndices.count * pageSize, 1), alignment: 4096)
+        buffer = StagingPool.shared.take(byteCount: pageIndices.count * pageSize)
+        pages = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(pageIndices.count * pageSize)])
     }
 
-    deinit { pages.deallocate() }
+    deinit { StagingPool.shared.give(buffer) }
 
     public func page(at position: Int) -> UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(rebasing: pages[(position * pageSize)..<((position + 1) * pageSize)])
+    }
+}
+
+/// Recycles staging buffers. The copy out of a paused guest is on the pause path: a fresh
+/// allocation there would fault in every page (and unmap it again later, with TLB shootdowns),
+/// while a recycled buffer is already mapped.
+final class StagingPool: @unchecked Sendable {
+    static let shared = StagingPool()
+    /// Buffers kept at most; a few epochs in flight plus the one being captured.
+    private static let keep = 8
+    private static let granule = 1 << 20
+    private let lock = NSLock()
+    private var free: [UnsafeMutableRawBufferPointer] = []
+
+    func take(byteCount: Int) -> UnsafeMutableRawBufferPointer {
+        let size = max(1, (byteCount + StagingPool.granule - 1) / StagingPool.granule) * StagingPool.granule
+        lock.lock()
+        defer { lock.unlock() }
+        if let index = free.firstIndex(where: { $0.count >= size }) { return free.remove(at: index) }
+        return .allocate(byteCount: size, alignment: 4096)
+    }
+
+    func give(_ buffer: UnsafeMutableRawBufferPointer) {
+        lock.lock()
+        defer { lock.unlock() }
+        free.append(buffer)
+        if free.count > StagingPool.keep {
+            // Keep the largest: dirty sets grow and shrink, big buffers serve both.
+            free.sort { $0.count > $1.count }
+            free.removeLast().deallocate()
+        }
     }
 }
