@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "understudy", targets: ["understudy"]),
         .executable(name: "understudy-bench", targets: ["UnderstudyBench"]),
+        // Loaded into QEMU with LD_PRELOAD to arm userfaultfd write tracking of guest RAM.
+        .library(name: "UnderstudyPreload", type: .dynamic, targets: ["CUnderstudyPreload"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -23,6 +25,8 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O2"])],
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("lz4")]
         ),
+        // The preload library (C, no Swift): see Sources/CUnderstudyPreload/preload.c.
+        .target(name: "CUnderstudyPreload", cSettings: [.unsafeFlags(["-O2"])]),
         // Pure protocol: frames, messages, page codec, epoch digest, state machines. No I/O.
         .target(name: "UnderstudyProtocol", dependencies: ["CUnderstudyShims"]),
         // Sockets, TLS 1.3 with mutual authentication, framed connections, certificate authority.

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <linux/ioctl.h>
 
 int us_ssl_ctx_set_proto_range(SSL_CTX *ctx, int min_version, int max_version) {
     return SSL_CTX_set_min_proto_version(ctx, min_version) == 1 &&
@@ -130,4 +132,41 @@ int us_sampled_differences(const void *a, const void *b, size_t length, size_t s
         differing += u != v;
     }
     return differing;
+}
+
+// Debian 12's headers predate PAGEMAP_SCAN (Linux 6.7): the uapi definitions, restated.
+struct us_pm_scan_arg {
+    uint64_t size;
+    uint64_t flags;
+    uint64_t start;
+    uint64_t end;
+    uint64_t walk_end;
+    uint64_t vec;
+    uint64_t vec_len;
+    uint64_t max_pages;
+    uint64_t category_inverted;
+    uint64_t category_mask;
+    uint64_t category_anyof_mask;
+    uint64_t return_mask;
+};
+#define US_PAGEMAP_SCAN _IOWR('f', 16, struct us_pm_scan_arg)
+#define US_PM_SCAN_WP_MATCHING (1ULL << 0)
+#define US_PM_SCAN_CHECK_WPASYNC (1ULL << 1)
+#define US_PAGE_IS_WRITTEN (1ULL << 1)
+
+long us_pagemap_scan_written(int pagemap_fd, uint64_t start, uint64_t end, us_page_region *regions,
+                             uint64_t capacity, uint64_t *walk_end) {
+    struct us_pm_scan_arg arg = {
+        .size = sizeof arg,
+        .flags = US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC,
+        .start = start,
+        .end = end,
+        .vec = (uint64_t)(uintptr_t)regions,
+        .vec_len = capacity,
+        .category_mask = US_PAGE_IS_WRITTEN,
+        .return_mask = US_PAGE_IS_WRITTEN,
+    };
+    long n = ioctl(pagemap_fd, US_PAGEMAP_SCAN, &arg);
+    *walk_end = arg.walk_end;
+    return n;
 }

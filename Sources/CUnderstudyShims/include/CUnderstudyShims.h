@@ -50,6 +50,21 @@ void us_xor(void *dst, const void *a, const void *b, size_t length);
 /// `stride` bytes: a cheap estimate of how much of a page changed.
 int us_sampled_differences(const void *a, const void *b, size_t length, size_t stride);
 
+/// One range of pages PAGEMAP_SCAN reported: [start, end) in the scanned process's addresses.
+typedef struct {
+    uint64_t start;
+    uint64_t end;
+    uint64_t categories;
+} us_page_region;
+
+/// Collects the pages written since the last call in [start, end) of the process whose
+/// /proc/PID/pagemap is open as `pagemap_fd`, and write-protects them again in the same step
+/// (PAGEMAP_SCAN with PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, Linux 6.7+). Fills up to
+/// `capacity` regions; `*walk_end` tells where the scan stopped (call again from there while it
+/// is below `end`). Returns the number of regions, or -1 with errno set.
+long us_pagemap_scan_written(int pagemap_fd, uint64_t start, uint64_t end, us_page_region *regions,
+                             uint64_t capacity, uint64_t *walk_end);
+
 /// Names the calling thread (GNU extension, hidden from Swift without _GNU_SOURCE).
 void us_set_thread_name(const char *name);
 
