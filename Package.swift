@@ -39,11 +39,16 @@ let package = Package(
             name: "UnderstudyReplica",
             dependencies: ["UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
+        // The QEMU driver: launch, QMP, guest RAM, dirty tracking, device state, the checkpoint source.
+        .target(
+            name: "UnderstudyQEMU",
+            dependencies: ["UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+        ),
         // Primary and backup roles wired from the layers below.
         .target(
             name: "UnderstudyAgent",
             dependencies: [
-                "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica",
+                "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -65,6 +70,12 @@ let package = Package(
             name: "ReplicaCrashHelper",
             dependencies: ["UnderstudyReplica", "UnderstudyProtocol"],
             path: "Tests/ReplicaCrashHelper"
+        ),
+        // Maps a file and writes pages on command, standing in for QEMU in dirty-tracking tests.
+        .executableTarget(name: "DirtyTrackingHelper", path: "Tests/DirtyTrackingHelper"),
+        .testTarget(
+            name: "UnderstudyQEMUTests",
+            dependencies: ["UnderstudyQEMU", "DirtyTrackingHelper"]
         ),
         .testTarget(
             name: "UnderstudyProtocolTests",

@@ -17,6 +17,11 @@ void us_ssl_ctx_set_stream_modes(SSL_CTX *ctx) {
     SSL_CTX_clear_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
 }
 
+int us_ssl_error_is_unexpected_eof(void) {
+    unsigned long code = ERR_peek_error();
+    return code != 0 && ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
 EVP_PKEY *us_generate_ec_key(void) {
     return EVP_EC_gen("P-256");
 }

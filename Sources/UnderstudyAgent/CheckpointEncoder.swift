@@ -1,5 +1,6 @@
 import Foundation
 import UnderstudyProtocol
+import UnderstudyQEMU
 import UnderstudyTransport
 
 /// Turns captured checkpoints and initial-sync pages into frames, compressing on all cores while

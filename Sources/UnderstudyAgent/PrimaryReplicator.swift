@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import UnderstudyProtocol
+import UnderstudyQEMU
 import UnderstudyTransport
 
 /// How the primary replicates.

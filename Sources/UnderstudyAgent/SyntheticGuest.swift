@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import UnderstudyProtocol
+import UnderstudyQEMU
 
 /// What a synthetic guest writes into the pages it dirties.
 public enum SyntheticContent: String, Sendable, CaseIterable, Codable {

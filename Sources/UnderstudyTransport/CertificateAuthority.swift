@@ -20,7 +20,10 @@ public enum CertificateAuthority {
                 throw .credentials("node name \"\(node)\" must be 1-63 letters, digits, '-' or '.', and not \"ca\"")
             }
         }
-        guard Set(nodes).count == nodes.count else { throw .credentials("node names must be distinct") }
+        // Certificate names match case-insensitively (DNS): "a" and "A" would be one name.
+        guard Set(nodes.map { $0.lowercased() }).count == nodes.count else {
+            throw .credentials("node names must be distinct (ignoring case)")
+        }
         let files = ["ca.pem", "ca.key"] + nodes.flatMap { ["\($0).pem", "\($0).key"] }
         let paths = files.map { "\(directory)/\($0)" }
         if let existing = paths.first(where: { FileManager.default.fileExists(atPath: $0) }) {

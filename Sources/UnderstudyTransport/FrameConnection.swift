@@ -39,7 +39,8 @@ public final class FrameConnection: @unchecked Sendable {
             buffer.baseAddress!.initialize(from: header, count: Frame.headerSize)
             count = Frame.headerSize
             if length > 0 {
-                try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[Frame.headerSize...]))
+                try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[Frame.headerSize...]),
+                                continuingMessage: true)
             }
             count = Frame.headerSize + length
         }

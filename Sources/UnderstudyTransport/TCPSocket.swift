@@ -66,7 +66,12 @@ enum TCPSocket {
                 var length = socklen_t(MemoryLayout<Int32>.size)
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
                 if ready == 1 && soError == 0 {
-                    try configure(fd)
+                    do throws(TransportError) {
+                        try configure(fd)
+                    } catch {
+                        close(fd)
+                        throw error
+                    }
                     return fd
                 }
                 lastError = ready == 0 ? ETIMEDOUT : soError
@@ -127,7 +132,12 @@ public final class TCPListener: @unchecked Sendable {
         guard fd >= 0 else {
             throw errno == EINVAL || errno == EBADF ? .closed("listener on \(endpoint) was closed") : .system(operation: "accept", errno: errno)
         }
-        try TCPSocket.configure(fd)
+        do throws(TransportError) {
+            try TCPSocket.configure(fd)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
         return (fd, TCPListener.describe(storage))
     }
 

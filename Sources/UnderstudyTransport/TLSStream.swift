@@ -59,8 +59,10 @@ public final class TLSStream: @unchecked Sendable {
             if verify != X509_V_OK {
                 reason = "peer certificate rejected: \(String(cString: X509_verify_cert_error_string(verify)))"
                     + (verify == X509_V_ERR_HOSTNAME_MISMATCH ? " (expected \"\(context.configuration.expectedPeerName)\")" : "")
-            } else if code == SSL_ERROR_SYSCALL && (savedErrno == EAGAIN || savedErrno == EWOULDBLOCK) {
-                throw .timedOut("TLS handshake with \(peer) took longer than \(timeoutMilliseconds) ms")
+            } else if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE
+                        || (code == SSL_ERROR_SYSCALL && (savedErrno == EAGAIN || savedErrno == EWOULDBLOCK)) {
+                // The socket is blocking with SO_RCVTIMEO/SO_SNDTIMEO: "want more" means the peer went quiet.
+                throw .timedOut("TLS handshake with \(peer): no answer within \(timeoutMilliseconds) ms")
             } else if code == SSL_ERROR_SYSCALL {
                 reason = savedErrno == 0 ? "the peer closed the connection (did it refuse our certificate?)"
                                          : String(cString: strerror(savedErrno))
@@ -107,7 +109,9 @@ public final class TLSStream: @unchecked Sendable {
     }
 
     /// Fills all of `buffer` or throws (`.closed` when the peer ends the stream first).
-    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(TransportError) {
+    /// - Parameter continuingMessage: the bytes continue a message already partly read, so an end
+    ///   of stream before the first byte is also "in the middle of a frame".
+    public func read(into buffer: UnsafeMutableRawBufferPointer, continuingMessage: Bool = false) throws(TransportError) {
         var offset = 0
         while offset < buffer.count {
             let chunk = min(buffer.count - offset, 1 << 30)
@@ -115,7 +119,7 @@ public final class TLSStream: @unchecked Sendable {
             if result > 0 {
                 offset += Int(result)
             } else {
-                try wait(after: code, operation: "read", midMessage: offset > 0)
+                try wait(after: code, operation: "read", midMessage: continuingMessage || offset > 0)
             }
         }
     }
@@ -157,8 +161,13 @@ public final class TLSStream: @unchecked Sendable {
         case SSL_ERROR_SYSCALL:
             let saved = errno
             if wasShutDown { throw .closed("closed locally") }
-            throw .closed(saved == 0 ? "\(peer) closed the connection without TLS close_notify"
+            throw .closed(saved == 0 ? "\(peer) closed the connection without TLS close_notify\(midMessage ? " in the middle of a frame" : "")"
                                      : "\(operation) to \(peer): \(String(cString: strerror(saved)))")
+        case SSL_ERROR_SSL where us_ssl_error_is_unexpected_eof() != 0:
+            // OpenSSL 3 reports a vanished peer (crashed, killed) this way rather than as SYSCALL.
+            ERR_clear_error()
+            if wasShutDown { throw .closed("closed locally") }
+            throw .closed("\(peer) closed the connection without TLS close_notify\(midMessage ? " in the middle of a frame" : "")")
         default:
             if wasShutDown { throw .closed("closed locally") }
             throw .tls("\(operation) with \(peer): \(openSSLErrors())")

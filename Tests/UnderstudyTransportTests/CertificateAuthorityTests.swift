@@ -151,7 +151,8 @@ struct CertificateAuthorityTests {
         (["*"], "node name \"*\" must be 1-63 letters, digits, '-' or '.', and not \"ca\""),
         ([String(repeating: "x", count: 64)],
          "node name \"\(String(repeating: "x", count: 64))\" must be 1-63 letters, digits, '-' or '.', and not \"ca\""),
-        (["a", "b", "a"], "node names must be distinct"),
+        (["a", "b", "a"], "node names must be distinct (ignoring case)"),
+        (["a", "A"], "node names must be distinct (ignoring case)"),
         ([], "name at least one node"),
     ])
     func rejectsBadNodeNamesBeforeWritingAnything(nodes: [String], message: String) throws {

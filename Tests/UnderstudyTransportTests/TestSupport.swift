@@ -116,16 +116,6 @@ final class Counter: Sendable {
     var current: Int { value.load(ordering: .sequentiallyConsistent) }
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(within seconds: Double = 5, _ condition: () -> Bool) -> Bool {
-    let deadline = Date(timeIntervalSinceNow: seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(5_000)
-    }
-    return condition()
-}
-
 // MARK: - Connecting
 
 /// Outcome of one TLS handshake attempt between a fresh listener's server side and a client.

@@ -24,6 +24,10 @@ int us_ssl_ctx_set_proto_range(SSL_CTX *ctx, int min_version, int max_version);
 /// retried SSL_write may pass a different (same-content) pointer.
 void us_ssl_ctx_set_stream_modes(SSL_CTX *ctx);
 
+/// True when the oldest error queued on this thread is OpenSSL 3's "unexpected eof while
+/// reading": the peer's TCP connection ended without a TLS close_notify.
+int us_ssl_error_is_unexpected_eof(void);
+
 /// Generates a new EC P-256 key. NULL on failure.
 EVP_PKEY *us_generate_ec_key(void);
 

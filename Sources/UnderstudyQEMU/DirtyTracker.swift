@@ -1,0 +1,154 @@
+import CUnderstudyShims
+import Foundation
+
+/// How the primary learns which guest pages were written since the last collection.
+public enum DirtyTrackingMethod: String, Sendable, Codable, CustomStringConvertible {
+    /// userfaultfd asynchronous write-protect armed inside QEMU, read with PAGEMAP_SCAN (Linux 6.7+): exact.
+    case pagemap
+    /// Compare every page with a copy taken at the last collection: exact, but costs a memory-size
+    /// copy and a full compare per checkpoint. For kernels without PAGEMAP_SCAN.
+    case compare
+
+    public var description: String { rawValue }
+}
+
+/// Collects written pages. `arm` starts tracking; each `collect` returns the pages written
+/// since the previous `collect` (or `arm`), sorted, and starts the next interval.
+public protocol DirtyTracker: AnyObject, Sendable {
+    var method: DirtyTrackingMethod { get }
+    func arm() throws
+    func collect() throws -> [UInt64]
+}
+
+/// Exact tracking through the preload library and PAGEMAP_SCAN, from outside QEMU.
+public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
+    public let method = DirtyTrackingMethod.pagemap
+    private let pid: Int32
+    private let ramStart: UInt64
+    private let ramSize: UInt64
+    private let pageSize: UInt64
+    private let controlSocket: String
+    private var pagemap: Int32 = -1
+    private var regions: [us_page_region]
+
+    /// - Parameters:
+    ///   - ramStart, ramSize: where guest RAM is mapped in QEMU (see `GuestRAM.locate`).
+    ///   - controlSocket: the preload library's socket in that QEMU.
+    public init(pid: Int32, ramStart: UInt64, ramSize: UInt64, pageSize: Int, controlSocket: String) {
+        self.pid = pid
+        self.ramStart = ramStart
+        self.ramSize = ramSize
+        self.pageSize = UInt64(pageSize)
+        self.controlSocket = controlSocket
+        regions = [us_page_region](repeating: us_page_region(), count: 4096)
+    }
+
+    deinit { if pagemap >= 0 { close(pagemap) } }
+
+    public func arm() throws {
+        pagemap = open("/proc/\(pid)/pagemap", O_RDONLY | O_CLOEXEC)
+        guard pagemap >= 0 else { throw QEMUError.tracking("open /proc/\(pid)/pagemap: \(String(cString: strerror(errno)))") }
+        let reply = try PreloadControl.request("ARM \(String(ramStart, radix: 16)) \(String(ramSize, radix: 16))", socket: controlSocket)
+        guard reply == "OK" else { throw QEMUError.tracking("the preload library could not arm tracking: \(reply)") }
+        // Drain anything marked between registration and now, so the first interval starts clean.
+        _ = try collect()
+    }
+
+    public func collect() throws -> [UInt64] {
+        var pages: [UInt64] = []
+        var start = ramStart
+        let end = ramStart + ramSize
+        while start < end {
+            var walkEnd: UInt64 = 0
+            let count = regions.withUnsafeMutableBufferPointer {
+                us_pagemap_scan_written(pagemap, start, end, $0.baseAddress, UInt64($0.count), &walkEnd)
+            }
+            guard count >= 0 else { throw QEMUError.tracking("PAGEMAP_SCAN: \(String(cString: strerror(errno)))") }
+            for region in regions[0..<count] {
+                var address = region.start
+                while address < region.end {
+                    pages.append((address - ramStart) / pageSize)
+                    address += pageSize
+                }
+            }
+            guard walkEnd > start else { break }
+            start = walkEnd
+        }
+        return pages
+    }
+
+    /// True when this kernel can do asynchronous write-protect tracking (probed on this process).
+    public static var kernelSupportsPagemapScan: Bool {
+        let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var regions = [us_page_region](repeating: us_page_region(), count: 1)
+        var walkEnd: UInt64 = 0
+        // An empty range is valid on kernels that have the ioctl and EINVAL/ENOTTY elsewhere.
+        let page = UInt64(getpagesize())
+        let address = UInt64(UInt(bitPattern: UnsafeRawPointer(regions.withUnsafeBufferPointer { $0.baseAddress! }))) & ~(page - 1)
+        let result = regions.withUnsafeMutableBufferPointer {
+            us_pagemap_scan_written(fd, address, address + page, $0.baseAddress, 1, &walkEnd)
+        }
+        return result >= 0 || errno != ENOTTY && errno != EINVAL
+    }
+}
+
+/// Exact tracking by comparison with a private copy of guest memory.
+public final class ComparingDirtyTracker: DirtyTracker, @unchecked Sendable {
+    public let method = DirtyTrackingMethod.compare
+    private let memory: UnsafeRawBufferPointer
+    private let pageSize: Int
+    private let copy: UnsafeMutableRawBufferPointer
+
+    public init(memory: UnsafeRawBufferPointer, pageSize: Int) {
+        self.memory = memory
+        self.pageSize = pageSize
+        let address = mmap(nil, memory.count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        precondition(address != MAP_FAILED, "cannot map \(memory.count) bytes for the comparison copy")
+        copy = UnsafeMutableRawBufferPointer(start: address, count: memory.count)
+    }
+
+    deinit { munmap(copy.baseAddress, copy.count) }
+
+    public func arm() throws {
+        copy.copyMemory(from: memory)
+    }
+
+    public func collect() throws -> [UInt64] {
+        var pages: [UInt64] = []
+        var offset = 0
+        while offset < memory.count {
+            if memcmp(memory.baseAddress! + offset, copy.baseAddress! + offset, pageSize) != 0 {
+                (copy.baseAddress! + offset).copyMemory(from: memory.baseAddress! + offset, byteCount: pageSize)
+                pages.append(UInt64(offset / pageSize))
+            }
+            offset += pageSize
+        }
+        return pages
+    }
+}
+
+/// Talks to the preload library inside QEMU (one request per connection).
+enum PreloadControl {
+    static func request(_ line: String, socket path: String, timeout: Duration = .seconds(2)) throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw QEMUError.tracking("socket: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            if UnixSocket.connect(fd, path: path) == 0 {
+                let bytes = Array((line + "\n").utf8)
+                guard write(fd, bytes, bytes.count) == bytes.count else { throw QEMUError.tracking("write to \(path) failed") }
+                var reply: [UInt8] = []
+                var byte: UInt8 = 0
+                while read(fd, &byte, 1) == 1 && byte != UInt8(ascii: "\n") { reply.append(byte) }
+                return String(decoding: reply, as: UTF8.self)
+            }
+            guard ContinuousClock.now < deadline else {
+                throw QEMUError.tracking("the preload library in QEMU does not answer on \(path): \(String(cString: strerror(errno))) (is libUnderstudyPreload.so loaded?)")
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+    }
+}

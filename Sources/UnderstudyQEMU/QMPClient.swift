@@ -1,0 +1,120 @@
+import Foundation
+
+/// A blocking client for QEMU's machine protocol over a unix socket: one JSON object per line.
+/// Commands are answered in order; asynchronous events arriving in between are collected in
+/// `events` (the checkpoint loop ignores them, activation waits for some).
+public final class QMPClient: @unchecked Sendable {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private let lock = NSLock()
+    /// Events received so far (their "event" names), oldest first.
+    public private(set) var events: [String] = []
+
+    /// Connects, reads the greeting and enters command mode. Retries until `timeout` while
+    /// QEMU is still creating the socket.
+    public init(socketPath: String, timeout: Duration = .seconds(10)) throws(QEMUError) {
+        let deadline = ContinuousClock.now + timeout
+        var connected: Int32 = -1
+        var lastErrno: Int32 = 0
+        while connected < 0 {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw .qmp("socket: \(String(cString: strerror(errno)))") }
+            if UnixSocket.connect(fd, path: socketPath) == 0 {
+                connected = fd
+                break
+            }
+            lastErrno = errno
+            close(fd)
+            guard ContinuousClock.now < deadline else {
+                throw .qmp("cannot connect to \(socketPath): \(String(cString: strerror(lastErrno)))")
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        fd = connected
+        let greeting = try readObject()
+        guard greeting["QMP"] != nil else { throw .qmp("unexpected greeting \(greeting)") }
+        _ = try execute("qmp_capabilities")
+    }
+
+    deinit { close(fd) }
+
+    /// Runs a command and returns its "return" value; a QMP error becomes `QEMUError.qmp`.
+    @discardableResult
+    public func execute(_ command: String, arguments: [String: Any]? = nil) throws(QEMUError) -> Any {
+        lock.lock()
+        defer { lock.unlock() }
+        var request: [String: Any] = ["execute": command]
+        if let arguments { request["arguments"] = arguments }
+        let data: Data
+        do {
+            data = try JSONSerialization.data(withJSONObject: request) + Data("\n".utf8)
+        } catch {
+            throw .qmp("cannot encode \(command): \(error)")
+        }
+        let bytes = [UInt8](data)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+            guard n > 0 else { throw .qmp("write \(command): \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+        while true {
+            let object = try readObject()
+            if let event = object["event"] as? String {
+                events.append(event)
+                continue
+            }
+            if let error = object["error"] as? [String: Any] {
+                throw .qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")")
+            }
+            if let value = object["return"] { return value }
+            throw .qmp("unexpected reply to \(command): \(object)")
+        }
+    }
+
+    /// Waits until an event named `name` has arrived (reading more if needed).
+    public func waitForEvent(_ name: String, timeout: Duration) throws(QEMUError) {
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline = ContinuousClock.now + timeout
+        while !events.contains(name) {
+            guard ContinuousClock.now < deadline else { throw .qmp("no \(name) event within \(timeout)") }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 50) > 0, let event = try readObject()["event"] as? String { events.append(event) }
+        }
+    }
+
+    private func readObject() throws(QEMUError) -> [String: Any] {
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Data(buffer[..<newline])
+                buffer.removeSubrange(...newline)
+                guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else {
+                    throw .qmp("malformed reply: \(String(decoding: line, as: UTF8.self))")
+                }
+                return object
+            }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &chunk, chunk.count)
+            guard n > 0 else { throw .qmp(n == 0 ? "QEMU closed the QMP connection" : "read: \(String(cString: strerror(errno)))") }
+            buffer.append(contentsOf: chunk[0..<n])
+        }
+    }
+}
+
+/// Unix-domain socket helpers.
+enum UnixSocket {
+    static func connect(_ fd: Int32, path: String) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { errno = ENAMETOOLONG; return -1 }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+@testable import UnderstudyQEMU
+
+/// Where SwiftPM put this build's products.
+func productsDirectory() -> URL {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" {
+        url.deleteLastPathComponent()
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("DirtyTrackingHelper").path) { return url }
+    }
+    fatalError("cannot find the build products near \(CommandLine.arguments[0])")
+}
+
+/// The helper process, mapping `file` as "guest RAM" with the preload library loaded.
+final class WriterProcess {
+    let process = Process()
+    let input = Pipe()
+    let output = Pipe()
+    let file: String
+    let socket: String
+    static let size = 16 << 20
+
+    init() throws {
+        let unique = UUID().uuidString.prefix(8)
+        file = "/dev/shm/understudy-test-ram-\(unique)"
+        socket = FileManager.default.temporaryDirectory.appendingPathComponent("us-dirty-\(unique).sock").path
+        process.executableURL = productsDirectory().appendingPathComponent("DirtyTrackingHelper")
+        process.arguments = [file, "\(WriterProcess.size)"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = productsDirectory().appendingPathComponent("libUnderstudyPreload.so").path
+        environment["UNDERSTUDY_DIRTY_SOCKET"] = socket
+        process.environment = environment
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        #expect(readLine() == "ready")
+    }
+
+    func readLine() -> String {
+        var line: [UInt8] = []
+        while true {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte[0] == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+            line.append(byte[0])
+        }
+    }
+
+    func write(pages: [Int]) {
+        input.fileHandleForWriting.write(Data((pages.map(String.init).joined(separator: " ") + "\n").utf8))
+        #expect(readLine() == "done")
+    }
+
+    func stop() {
+        // End of input makes the helper exit by itself.
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
+        unlink(file)
+        unlink(socket)
+    }
+}
+
+@Suite("Dirty tracking")
+struct DirtyTrackerTests {
+    @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"))
+    func pagemapTrackerReportsExactlyTheWrittenPages() throws {
+        let writer = try WriterProcess()
+        defer { writer.stop() }
+        let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: WriterProcess.size)
+        let tracker = PagemapDirtyTracker(pid: writer.process.processIdentifier, ramStart: range.start, ramSize: range.size,
+                                          pageSize: 4096, controlSocket: writer.socket)
+        try tracker.arm()
+        #expect(try tracker.collect() == [])
+        writer.write(pages: [0, 7, 8, 4095])
+        #expect(try tracker.collect() == [0, 7, 8, 4095])
+        #expect(try tracker.collect() == [], "collecting re-arms: nothing written since")
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<5 {
+            let pages = Set((0..<200).map { _ in Int.random(in: 0..<4096, using: &rng) }).sorted()
+            writer.write(pages: pages)
+            #expect(try tracker.collect() == pages.map(UInt64.init))
+        }
+    }
+
+    @Test func comparingTrackerReportsExactlyTheChangedPages() throws {
+        let writer = try WriterProcess()
+        defer { writer.stop() }
+        let ram = try GuestRAM(path: writer.file, size: WriterProcess.size, create: false)
+        let tracker = ComparingDirtyTracker(memory: UnsafeRawBufferPointer(ram.bytes), pageSize: 4096)
+        try tracker.arm()
+        #expect(try tracker.collect() == [])
+        writer.write(pages: [1, 2, 3, 4000])
+        #expect(try tracker.collect() == [1, 2, 3, 4000])
+        #expect(try tracker.collect() == [])
+    }
+
+    @Test func armingWithoutThePreloadLibraryFailsClearly() throws {
+        let tracker = PagemapDirtyTracker(pid: getpid(), ramStart: 0, ramSize: 4096, pageSize: 4096,
+                                          controlSocket: "/nonexistent/understudy.sock")
+        let error = #expect(throws: QEMUError.self) { try tracker.arm() }
+        #expect("\(error!)".contains("does not answer"), "\(error!)")
+    }
+}
