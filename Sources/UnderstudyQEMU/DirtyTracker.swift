@@ -139,7 +139,9 @@ enum PreloadControl {
             defer { close(fd) }
             if UnixSocket.connect(fd, path: path) == 0 {
                 let bytes = Array((line + "\n").utf8)
-                guard write(fd, bytes, bytes.count) == bytes.count else { throw QEMUError.tracking("write to \(path) failed") }
+                guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
+                    throw QEMUError.tracking("write to \(path) failed: \(String(cString: strerror(errno)))")
+                }
                 var reply: [UInt8] = []
                 var byte: UInt8 = 0
                 while read(fd, &byte, 1) == 1 && byte != UInt8(ascii: "\n") { reply.append(byte) }

@@ -54,7 +54,8 @@ public final class QMPClient: @unchecked Sendable {
         let bytes = [UInt8](data)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+            // MSG_NOSIGNAL: a dead QEMU must surface as an error here, not as SIGPIPE killing the agent.
+            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
             guard n > 0 else { throw .qmp("write \(command): \(String(cString: strerror(errno)))") }
             offset += n
         }

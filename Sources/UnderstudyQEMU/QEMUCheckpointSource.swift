@@ -1,0 +1,89 @@
+import Foundation
+import Logging
+import UnderstudyProtocol
+
+/// Which dirty-tracking method to use.
+public enum DirtyTrackingPreference: String, Sendable, CaseIterable {
+    /// PAGEMAP_SCAN where the kernel has it, comparison otherwise.
+    case auto, pagemap, compare
+}
+
+/// Checkpoints of a real VM under QEMU.
+///
+/// `capture` is the latency-critical path and runs on the caller's dedicated thread with
+/// blocking calls only: QMP stop → collect written pages → copy them out → save device state →
+/// QMP cont. The order matters: pages are collected only after `stop` returned (no vCPU and no
+/// device DMA writes any more), and the guest resumes only after both pages and device state
+/// are copied, so they describe the same instant.
+public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
+    public let identity: VMIdentity
+    public let qemu: QEMUProcess
+    public let tracker: DirtyTracker
+    private let ram: GuestRAM
+    private let pageSize: Int
+
+    public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
+    public var trackingMethod: DirtyTrackingMethod { tracker.method }
+
+    /// Boots the VM with guest RAM in a shared file and prepares dirty tracking.
+    public init(description: VMDescription, preloadLibrary: String?, tracking: DirtyTrackingPreference,
+                extraArguments: [String] = [], logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws {
+        let method: DirtyTrackingMethod
+        switch tracking {
+        case .pagemap: method = .pagemap
+        case .compare: method = .compare
+        case .auto: method = PagemapDirtyTracker.kernelSupportsPagemapScan && preloadLibrary != nil ? .pagemap : .compare
+        }
+        if method == .pagemap, preloadLibrary == nil {
+            throw QEMUError.tracking("pagemap tracking needs the preload library (libUnderstudyPreload.so)")
+        }
+        identity = VMIdentity(id: description.id, memorySize: description.memoryBytes)
+        pageSize = Int(identity.pageSize)
+        unlink(description.ramFile)
+        ram = try GuestRAM(path: description.ramFile, size: Int(description.memoryBytes), create: true)
+        qemu = try QEMUProcess(description: description, ramFile: description.ramFile, mode: .boot,
+                               preloadLibrary: method == .pagemap ? preloadLibrary : nil,
+                               extraArguments: extraArguments, logger: logger, onExit: onExit)
+        switch method {
+        case .pagemap:
+            let range = try GuestRAM.locate(pid: qemu.pid, path: description.ramFile, size: Int(description.memoryBytes))
+            tracker = PagemapDirtyTracker(pid: qemu.pid, ramStart: range.start, ramSize: range.size, pageSize: pageSize,
+                                          controlSocket: description.dirtySocket)
+        case .compare:
+            tracker = ComparingDirtyTracker(memory: UnsafeRawBufferPointer(ram.bytes), pageSize: pageSize)
+        }
+        logger.notice("dirty-page tracking", metadata: ["method": "\(method)", "vm": "\(description.id)"])
+    }
+
+    public func startTracking() throws { try tracker.arm() }
+
+    public func collectDirtyPages() throws -> [UInt64] { try tracker.collect() }
+
+    public func capture() throws -> CapturedCheckpoint {
+        let start = ContinuousClock.now
+        try qemu.qmp.execute("stop")
+        let captured: CapturedCheckpoint
+        do {
+            let pages = try tracker.collect()
+            captured = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
+            for (position, index) in pages.enumerated() {
+                captured.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: ram.bytes.baseAddress! + Int(index) * pageSize,
+                                                                                   count: pageSize))
+            }
+            captured.deviceState = try qemu.saveDeviceState()
+        } catch {
+            // Never leave the guest paused because a capture failed: it keeps running unprotected.
+            _ = try? qemu.qmp.execute("cont")
+            throw error
+        }
+        try qemu.qmp.execute("cont")
+        captured.pause = ContinuousClock.now - start
+        return captured
+    }
+
+    /// Stops QEMU and removes the RAM file.
+    public func shutdown() {
+        qemu.stop()
+        unlink(qemu.ramFile)
+    }
+}

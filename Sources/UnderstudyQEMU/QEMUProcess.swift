@@ -1,0 +1,152 @@
+import Foundation
+import Logging
+
+/// A running qemu-system-x86_64 for one VM, with its QMP connection.
+///
+/// Guest RAM is a shared file (`memory-backend-file,share=on`) so the agent reads it directly;
+/// QEMU is started with the preload library so dirty tracking can be armed inside it. An
+/// unexpected exit is noticed at once (the termination handler) and reported through `onExit`.
+public final class QEMUProcess: @unchecked Sendable {
+    public enum Mode: Sendable {
+        /// Boot the guest (primary).
+        case boot
+        /// Wait for device state (`-incoming defer`), RAM already in `ramFile` (activation on the backup).
+        case incoming
+    }
+
+    public let description: VMDescription
+    public let ramFile: String
+    public let qmp: QMPClient
+    private let process: Process
+    private let lock = NSLock()
+    private var stopping = false
+
+    /// Starts QEMU and connects to QMP.
+    /// - Parameters:
+    ///   - ramFile: the guest RAM file QEMU maps (must exist with the VM's memory size for `.incoming`).
+    ///   - preloadLibrary: path of libUnderstudyPreload.so, or nil to run without dirty tracking.
+    ///   - extraArguments: devices added by other layers (network, disk).
+    ///   - onExit: called once if QEMU exits while not being stopped, with its status and log tail.
+    public init(description: VMDescription, ramFile: String, mode: Mode, preloadLibrary: String?, extraArguments: [String] = [],
+                logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws(QEMUError) {
+        try description.validate()
+        guard let binary = QEMUProcess.find(description.qemuBinary) else {
+            throw .missing("\(description.qemuBinary) not found; install Debian's qemu-system-x86 (Deploy/install.sh does)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: description.runDirectory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .io("cannot create \(description.runDirectory): \(error.localizedDescription)")
+        }
+        for stale in [description.qmpSocket, description.dirtySocket] { unlink(stale) }
+        self.description = description
+        self.ramFile = ramFile
+        let accelerator = description.resolvedAccelerator
+        var arguments = [
+            "-name", description.id,
+            "-accel", accelerator.rawValue,
+            "-machine", "\(description.machine),memory-backend=ram",
+            "-object", "memory-backend-file,id=ram,size=\(description.memoryBytes),share=on,mem-path=\(ramFile)",
+            "-m", "\(description.memoryBytes >> 20)M",
+            "-smp", "\(description.vcpus)",
+            "-nodefaults", "-no-user-config", "-vga", "none", "-display", "none", "-monitor", "none",
+            "-serial", "file:\(description.serialLog)",
+            "-qmp", "unix:\(description.qmpSocket),server=on,wait=off",
+        ]
+        if let kernel = description.kernel {
+            arguments += ["-kernel", kernel, "-append", description.commandLine]
+            if let initrd = description.initrd { arguments += ["-initrd", initrd] }
+        }
+        if let disk = description.diskImage {
+            arguments += ["-drive", "file=\(disk),format=raw,if=virtio"]
+        }
+        if mode == .incoming {
+            // The saved device state has no configuration section (xen-save-devices-state).
+            arguments += ["-incoming", "defer", "-global", "migration.send-configuration=off"]
+        }
+        arguments += extraArguments
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        if let preloadLibrary {
+            environment["LD_PRELOAD"] = preloadLibrary
+            environment["UNDERSTUDY_DIRTY_SOCKET"] = description.dirtySocket
+        }
+        process.environment = environment
+        FileManager.default.createFile(atPath: description.qemuLog, contents: nil, attributes: [.posixPermissions: 0o600])
+        let log = FileHandle(forWritingAtPath: description.qemuLog)
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        self.process = process
+        let logPath = description.qemuLog
+        logger.info("starting QEMU", metadata: ["vm": "\(description.id)", "accelerator": "\(accelerator)",
+                                                "memory-mib": "\(description.memoryBytes >> 20)", "mode": "\(mode)"])
+        do {
+            try process.run()
+        } catch {
+            throw .missing("cannot start \(binary): \(error.localizedDescription)")
+        }
+        do throws(QEMUError) {
+            qmp = try QMPClient(socketPath: description.qmpSocket)
+        } catch {
+            process.terminate()
+            process.waitUntilExit()
+            throw process.isRunning ? error : .exited(status: process.terminationStatus, log: QEMUProcess.tail(of: logPath))
+        }
+        process.terminationHandler = { [weak self] finished in
+            guard let self, !self.isStopping else { return }
+            let status = finished.terminationStatus
+            logger.critical("QEMU exited unexpectedly", metadata: ["vm": "\(description.id)", "status": "\(status)"])
+            onExit(.exited(status: status, log: QEMUProcess.tail(of: logPath)))
+        }
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    private var isStopping: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopping
+    }
+
+    /// Stops QEMU (quit over QMP, then SIGKILL if it lingers) and removes its sockets.
+    public func stop() {
+        lock.lock()
+        stopping = true
+        lock.unlock()
+        if process.isRunning {
+            _ = try? qmp.execute("quit")
+            let deadline = Date(timeIntervalSinceNow: 3)
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        for path in [description.qmpSocket, description.dirtySocket] { unlink(path) }
+    }
+
+    /// Saves all device and CPU state (no RAM) of the stopped VM and returns it.
+    public func saveDeviceState() throws(QEMUError) -> [UInt8] {
+        try qmp.execute("xen-save-devices-state", arguments: ["filename": description.deviceStateFile, "live": false])
+        guard let data = FileManager.default.contents(atPath: description.deviceStateFile) else {
+            throw .io("cannot read the saved device state \(description.deviceStateFile)")
+        }
+        return [UInt8](data)
+    }
+
+    static func find(_ binary: String) -> String? {
+        if binary.contains("/") { return FileManager.default.isExecutableFile(atPath: binary) ? binary : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(binary)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// The last lines QEMU printed, for error messages.
+    static func tail(of path: String, lines: Int = 5) -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "" }
+        return text.split(separator: "\n").suffix(lines).joined(separator: " | ")
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// What to run: the VM as the operator configured it. Both nodes of a pair describe the same VM.
+public struct VMDescription: Sendable, Equatable {
+    public enum Accelerator: String, Sendable, CaseIterable {
+        /// KVM where the CPU shows hardware virtualisation (vmx/svm), TCG otherwise.
+        case auto, kvm, tcg
+    }
+
+    public var id: String
+    public var memoryBytes: UInt64
+    public var vcpus: Int
+    public var machine: String
+    public var accelerator: Accelerator
+    /// Direct kernel boot (kernel + initrd + command line) ...
+    public var kernel: String?
+    public var initrd: String?
+    public var commandLine: String
+    /// ... or a raw disk image to boot from.
+    public var diskImage: String?
+    /// Where QEMU's sockets, serial log and (on tmpfs) guest RAM live for this VM.
+    public var runDirectory: String
+    /// The qemu-system-x86_64 to run.
+    public var qemuBinary: String
+
+    public init(id: String, memoryBytes: UInt64, vcpus: Int = 1, machine: String = "pc", accelerator: Accelerator = .auto,
+                kernel: String? = nil, initrd: String? = nil, commandLine: String = "console=ttyS0", diskImage: String? = nil,
+                runDirectory: String, qemuBinary: String = "qemu-system-x86_64") {
+        self.id = id
+        self.memoryBytes = memoryBytes
+        self.vcpus = vcpus
+        self.machine = machine
+        self.accelerator = accelerator
+        self.kernel = kernel
+        self.initrd = initrd
+        self.commandLine = commandLine
+        self.diskImage = diskImage
+        self.runDirectory = runDirectory
+        self.qemuBinary = qemuBinary
+    }
+
+    public var qmpSocket: String { "\(runDirectory)/qmp.sock" }
+    public var dirtySocket: String { "\(runDirectory)/dirty.sock" }
+    public var serialLog: String { "\(runDirectory)/serial.log" }
+    public var qemuLog: String { "\(runDirectory)/qemu.log" }
+    public var deviceStateFile: String { "\(runDirectory)/device-state.bin" }
+    /// Guest RAM of the primary: on tmpfs, shared with the agent.
+    public var ramFile: String { "/dev/shm/understudy-\(id)-ram" }
+
+    /// Checks what can be checked before starting anything.
+    public func validate() throws(QEMUError) {
+        guard memoryBytes >= 16 << 20, memoryBytes % (2 << 20) == 0 else {
+            throw .invalidConfiguration("memory must be at least 16 MiB and a multiple of 2 MiB, got \(memoryBytes) bytes")
+        }
+        guard vcpus >= 1 && vcpus <= 64 else { throw .invalidConfiguration("vcpus must be 1 to 64, got \(vcpus)") }
+        guard kernel != nil || diskImage != nil else { throw .invalidConfiguration("set either kernel (and initrd) or disk_image") }
+        for file in [kernel, initrd, diskImage].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: file) {
+            throw .missing("cannot read \(file)")
+        }
+    }
+
+    /// The accelerator `auto` resolves to on this host.
+    public var resolvedAccelerator: Accelerator {
+        guard accelerator == .auto else { return accelerator }
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let hardware = flags.split(separator: "\n").contains { line in
+            line.hasPrefix("flags") && line.split(separator: " ").contains { $0 == "vmx" || $0 == "svm" }
+        }
+        return hardware && FileManager.default.isWritableFile(atPath: "/dev/kvm") ? .kvm : .tcg
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+@testable import UnderstudyQEMU
+
+@Suite("QEMU checkpoint source", .serialized)
+struct QEMUCheckpointSourceTests {
+    @Test(arguments: [DirtyTrackingPreference.pagemap, .compare])
+    func capturesPagesAndDeviceStateAndKeepsTheGuestRunning(tracking: DirtyTrackingPreference) throws {
+        if tracking == .pagemap && !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let description = TestGuest.description(dirtyPagesPerSecond: 2000)
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: tracking,
+                                              logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        #expect(source.trackingMethod.rawValue == tracking.rawValue)
+        let before = try #require(TestGuest.waitForCounter(in: description.serialLog))
+        try source.startTracking()
+        var pauses: [Duration] = []
+        var dirty = 0
+        for _ in 0..<20 {
+            Thread.sleep(forTimeInterval: 0.025)
+            let captured = try source.capture()
+            pauses.append(captured.pause)
+            dirty += captured.pageIndices.count
+            #expect(captured.deviceState.count > 1000, "device state is saved with each capture")
+            #expect(captured.pageIndices == captured.pageIndices.sorted())
+        }
+        #expect(dirty > 0, "a guest dirtying 2000 pages/s writes pages between checkpoints")
+        #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest keeps running")
+        let sorted = pauses.map { $0.seconds * 1000 }.sorted()
+        print("\(tracking): pause p50 \(sorted[sorted.count / 2]) ms, max \(sorted.last!) ms, \(dirty) dirty pages in 20 checkpoints")
+    }
+
+    @Test func missingQEMUBinaryIsReportedClearly() throws {
+        var description = TestGuest.description()
+        description.qemuBinary = "/nonexistent/qemu-system-x86_64"
+        let error = #expect(throws: QEMUError.self) {
+            _ = try QEMUCheckpointSource(description: description, preloadLibrary: nil, tracking: .compare,
+                                         logger: TestGuest.quietLogger) { _ in }
+        }
+        #expect("\(error!)".contains("not found"), "\(error!)")
+    }
+
+    @Test func qemuDyingIsNoticedAtOnce() throws {
+        let description = TestGuest.description()
+        let exited = ExitRecorder()
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .auto,
+                                              logger: TestGuest.quietLogger) { error in exited.record(error) }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        kill(source.qemu.pid, SIGKILL)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while exited.error == nil && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(exited.error != nil, "QEMU's death must be reported")
+        #expect(throws: QEMUError.self) { _ = try source.capture() }
+    }
+}
+
+final class ExitRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: QEMUError?
+    func record(_ error: QEMUError) { lock.lock(); recorded = error; lock.unlock() }
+    var error: QEMUError? { lock.lock(); defer { lock.unlock() }; return recorded }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
