@@ -73,9 +73,15 @@ let package = Package(
         ),
         // Maps a file and writes pages on command, standing in for QEMU in dirty-tracking tests.
         .executableTarget(name: "DirtyTrackingHelper", path: "Tests/DirtyTrackingHelper"),
+        // Shared by the test targets: the test guest (kernel + counter initramfs), build products.
+        .target(
+            name: "UnderstudyTestSupport",
+            dependencies: ["UnderstudyQEMU", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/UnderstudyTestSupport"
+        ),
         .testTarget(
             name: "UnderstudyQEMUTests",
-            dependencies: ["UnderstudyQEMU", "DirtyTrackingHelper"]
+            dependencies: ["UnderstudyQEMU", "UnderstudyTestSupport", "DirtyTrackingHelper"]
         ),
         .testTarget(
             name: "UnderstudyProtocolTests",
@@ -87,11 +93,12 @@ let package = Package(
         ),
         .testTarget(
             name: "UnderstudyReplicaTests",
-            dependencies: ["UnderstudyReplica", "UnderstudyProtocol", "ReplicaCrashHelper"]
+            dependencies: ["UnderstudyReplica", "UnderstudyProtocol", "UnderstudyTestSupport", "ReplicaCrashHelper"]
         ),
         .testTarget(
             name: "UnderstudyAgentTests",
-            dependencies: ["UnderstudyAgent", "UnderstudyTransport", "UnderstudyReplica", "understudy"]
+            dependencies: ["UnderstudyAgent", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyTestSupport",
+                           "understudy"]
         ),
     ]
 )

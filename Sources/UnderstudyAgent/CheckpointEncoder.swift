@@ -46,10 +46,12 @@ public final class CheckpointEncoder: @unchecked Sendable {
         public var encodings: [PageEncoding: Int] = [:]
     }
 
-    /// Encodes pages read from guest memory (initial sync) as SYNC_PAGES frames.
+    /// Encodes pages read from guest memory (initial sync) as SYNC_PAGES frames. The guest may be
+    /// running: each page is first copied, so that what is compressed and what is remembered as
+    /// "last sent" are the same bytes even if the guest writes the page meanwhile.
     public func encodeSync(pages indices: [UInt64], from memory: UnsafeRawBufferPointer, to sender: FrameSender,
                            into output: inout Output) throws {
-        try encodeBatches(type: .syncPages, epoch: 0, count: indices.count, to: sender, output: &output) { position in
+        try encodeBatches(type: .syncPages, epoch: 0, count: indices.count, live: true, to: sender, output: &output) { position in
             let index = Int(indices[position])
             return (UInt64(index), UnsafeRawBufferPointer(rebasing: memory[(index * pageSize)..<((index + 1) * pageSize)]))
         }
@@ -59,7 +61,7 @@ public final class CheckpointEncoder: @unchecked Sendable {
     public func encodeCheckpoint(_ captured: CapturedCheckpoint, epoch: UInt64, to sender: FrameSender) throws -> Output {
         var output = Output()
         try emit(Message.checkpointBegin(epoch: epoch).frame, to: sender, output: &output, content: false)
-        try encodeBatches(type: .pages, epoch: epoch, count: captured.pageIndices.count, to: sender, output: &output) { position in
+        try encodeBatches(type: .pages, epoch: epoch, count: captured.pageIndices.count, live: false, to: sender, output: &output) { position in
             (captured.pageIndices[position], UnsafeRawBufferPointer(captured.page(at: position)))
         }
         var offset = 0
@@ -87,8 +89,8 @@ public final class CheckpointEncoder: @unchecked Sendable {
     }
 
     /// Splits `count` pages into batches and encodes them on all workers. `page(position)` gives
-    /// each page's number and bytes.
-    private func encodeBatches(type: FrameType, epoch: UInt64, count: Int, to sender: FrameSender, output: inout Output,
+    /// each page's number and bytes; `live` means those bytes may change while being read.
+    private func encodeBatches(type: FrameType, epoch: UInt64, count: Int, live: Bool, to sender: FrameSender, output: inout Output,
                                page: (Int) -> (UInt64, UnsafeRawBufferPointer)) throws {
         guard count > 0 else { return }
         let batches = (count + pagesPerBatch - 1) / pagesPerBatch
@@ -98,13 +100,19 @@ public final class CheckpointEncoder: @unchecked Sendable {
             let shared = UncheckedBox(page)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 let encoder = encoders[worker]
+                let snapshot = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
+                defer { snapshot.deallocate() }
                 while true {
                     guard let batch = sink.takeBatch(below: batches) else { return }
                     let range = (batch * pagesPerBatch)..<min(count, (batch + 1) * pagesPerBatch)
                     var builder = PageBatchBuilder(type: type, epoch: epoch, capacity: range.count * encoder.maxEncodedSize)
                     var encodings: [PageEncoding: Int] = [:]
                     for position in range {
-                        let (index, bytes) = shared.value(position)
+                        var (index, bytes) = shared.value(position)
+                        if live {
+                            snapshot.copyMemory(from: bytes)
+                            bytes = UnsafeRawBufferPointer(snapshot)
+                        }
                         let last = UnsafeMutableRawBufferPointer(rebasing: lastSent[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
                         encodings[encoder.append(page: bytes, index: index, lastSent: last, to: &builder), default: 0] += 1
                     }

@@ -125,14 +125,19 @@ public final class PrimaryReplicator: @unchecked Sendable {
         try sender.enqueue(Message.syncBegin(SyncBegin(pageCount: source.identity.pageCount)).frame)
         var output = CheckpointEncoder.Output()
         var pages = Array(0..<source.identity.pageCount)
-        for round in 0..<max(1, configuration.preCopyRounds) {
+        var round = 1
+        while true {
             try encoder.encodeSync(pages: pages, from: source.memory, to: sender, into: &output)
-            logger.info("initial sync round done", metadata: ["round": "\(round + 1)", "pages": "\(pages.count)",
+            logger.info("initial sync round done", metadata: ["round": "\(round)", "pages": "\(pages.count)",
                                                              "total-pages": "\(output.pages)"])
+            // Collecting hands these pages to us and re-arms tracking: they must be sent, by
+            // another round or the last one below. Pages written while they are being read
+            // are tracked again and go into the first checkpoint.
             pages = try source.collectDirtyPages()
-            if pages.count <= configuration.preCopyStopPages { break }
+            round += 1
+            if pages.count <= configuration.preCopyStopPages || round > max(1, configuration.preCopyRounds) { break }
         }
-        // Whatever the last round left dirty stays tracked and goes into the first checkpoint.
+        try encoder.encodeSync(pages: pages, from: source.memory, to: sender, into: &output)
         try sender.enqueue(Message.syncEnd(encoder.syncSummary(output)).frame)
         let duration = ContinuousClock.now - started
         session.withLock {
@@ -153,24 +158,37 @@ public final class PrimaryReplicator: @unchecked Sendable {
             let now = ContinuousClock.now
             if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
             next = max(next + configuration.interval, ContinuousClock.now)
-            // Backpressure: a full window stretches the interval until an ack arrives.
-            let epoch = try session.waitForWindow()
-            let captured = try source.capture()
-            let captureTime = ContinuousClock.now
-            session.withLock {
-                $0.machine.checkpointSent(epoch)
-                $0.sentAt[epoch] = captureTime
-                $0.statistics.pauses.append(captured.pause)
-            }
-            let output = try encoder.encodeCheckpoint(captured, epoch: epoch, to: sender)
-            session.withLock {
-                $0.statistics.checkpointsSent += 1
-                $0.statistics.dirtyPages += output.pages
-                $0.statistics.rawBytes += output.rawBytes
-                $0.statistics.wireBytes += output.wireBytes
-                $0.statistics.encodings.merge(output.encodings, uniquingKeysWith: +)
-            }
+            try checkpoint(resume: true, encoder: encoder, sender: sender)
             done += 1
+        }
+    }
+
+    /// Takes one last checkpoint with the guest left paused and waits for its acknowledgement:
+    /// afterwards the backup's replica is exactly the paused guest (switchover, consistency checks).
+    public func finalCheckpoint(timeout: Duration) throws {
+        guard let encoder, let sender else { preconditionFailure("start() first") }
+        try checkpoint(resume: false, encoder: encoder, sender: sender)
+        try drain(timeout: timeout)
+    }
+
+    /// One checkpoint: wait for room in the window, capture, encode and queue it.
+    private func checkpoint(resume: Bool, encoder: CheckpointEncoder, sender: FrameSender) throws {
+        // Backpressure: a full window stretches the interval until an ack arrives.
+        let epoch = try session.waitForWindow()
+        let captured = try source.capture(resume: resume)
+        let captureTime = ContinuousClock.now
+        session.withLock {
+            $0.machine.checkpointSent(epoch)
+            $0.sentAt[epoch] = captureTime
+            $0.statistics.pauses.append(captured.pause)
+        }
+        let output = try encoder.encodeCheckpoint(captured, epoch: epoch, to: sender)
+        session.withLock {
+            $0.statistics.checkpointsSent += 1
+            $0.statistics.dirtyPages += output.pages
+            $0.statistics.rawBytes += output.rawBytes
+            $0.statistics.wireBytes += output.wireBytes
+            $0.statistics.encodings.merge(output.encodings, uniquingKeysWith: +)
         }
     }
 
@@ -189,6 +207,15 @@ public final class PrimaryReplicator: @unchecked Sendable {
         receiver?.join()
         receiver = nil
         session.fail(TransportError.closed("stopped"))
+    }
+
+    /// Drops the session without a GOODBYE, as a crashed primary would (tests of failure paths).
+    public func abandon() {
+        connection?.close()
+        _ = try? sender?.finish()
+        receiver?.join()
+        receiver = nil
+        session.fail(TransportError.closed("abandoned"))
     }
 
     private func receiveLoop(_ connection: FrameConnection) {

@@ -74,8 +74,9 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
         }
     }
 
-    /// Dirties a new set of pages (the guest "ran"), then captures everything dirty.
-    public func capture() throws -> CapturedCheckpoint {
+    /// Dirties a new set of pages (the guest "ran"), then captures everything dirty. The synthetic
+    /// guest only runs inside `capture`, so `resume` changes nothing.
+    public func capture(resume: Bool) throws -> CapturedCheckpoint {
         state.withLock { guest in
             runEpoch(&guest)
             let start = ContinuousClock.now

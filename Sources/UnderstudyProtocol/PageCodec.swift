@@ -60,7 +60,9 @@ public final class PageEncoder: @unchecked Sendable {
     /// Worst-case bytes one page adds to a batch (index, encoding, length, data).
     public var maxEncodedSize: Int { 13 + pageSize }
 
-    /// Appends `page` to `batch`, then makes `lastSent` equal to `page`.
+    /// Appends `page` to `batch`, then makes `lastSent` equal to `page`. `page` must not change
+    /// during the call (copy a running guest's page first), or `lastSent` would differ from what
+    /// the receiver decodes.
     /// - Parameter lastSent: the receiver's current copy of this page (all zero before it was ever sent).
     @discardableResult
     public func append(page: UnsafeRawBufferPointer, index: UInt64, lastSent: UnsafeMutableRawBufferPointer,

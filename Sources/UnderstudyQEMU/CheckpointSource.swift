@@ -16,8 +16,9 @@ public protocol CheckpointSource: AnyObject, Sendable {
     func startTracking() throws
     /// Pages written since the last collection, without pausing the guest (pre-copy rounds).
     func collectDirtyPages() throws -> [UInt64]
-    /// Pauses the guest, captures the checkpoint's content, resumes.
-    func capture() throws -> CapturedCheckpoint
+    /// Pauses the guest, captures the checkpoint's content, and resumes the guest unless
+    /// `resume` is false (a final checkpoint before a switchover, or a consistency check).
+    func capture(resume: Bool) throws -> CapturedCheckpoint
 }
 
 /// The content of one checkpoint, copied out while the guest was paused.

@@ -11,10 +11,10 @@ public enum DirtyTrackingPreference: String, Sendable, CaseIterable {
 /// Checkpoints of a real VM under QEMU.
 ///
 /// `capture` is the latency-critical path and runs on the caller's dedicated thread with
-/// blocking calls only: QMP stop → collect written pages → copy them out → save device state →
+/// blocking calls only: QMP stop → save device state → collect written pages → copy them out →
 /// QMP cont. The order matters: pages are collected only after `stop` returned (no vCPU and no
-/// device DMA writes any more), and the guest resumes only after both pages and device state
-/// are copied, so they describe the same instant.
+/// device DMA writes any more) and after the device state was saved (in case that writes RAM), and
+/// the guest resumes only after both are copied, so they describe the same instant.
 public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public let identity: VMIdentity
     public let qemu: QEMUProcess
@@ -59,27 +59,33 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func collectDirtyPages() throws -> [UInt64] { try tracker.collect() }
 
-    public func capture() throws -> CapturedCheckpoint {
+    public func capture(resume: Bool) throws -> CapturedCheckpoint {
         let start = ContinuousClock.now
         try qemu.qmp.execute("stop")
         let captured: CapturedCheckpoint
         do {
+            // Device state first: should saving it write guest RAM, those writes are then in
+            // the dirty set collected next.
+            let deviceState = try qemu.saveDeviceState()
             let pages = try tracker.collect()
             captured = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
             for (position, index) in pages.enumerated() {
                 captured.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: ram.bytes.baseAddress! + Int(index) * pageSize,
                                                                                    count: pageSize))
             }
-            captured.deviceState = try qemu.saveDeviceState()
+            captured.deviceState = deviceState
         } catch {
             // Never leave the guest paused because a capture failed: it keeps running unprotected.
-            _ = try? qemu.qmp.execute("cont")
+            if resume { _ = try? qemu.qmp.execute("cont") }
             throw error
         }
-        try qemu.qmp.execute("cont")
+        if resume { try qemu.qmp.execute("cont") }
         captured.pause = ContinuousClock.now - start
         return captured
     }
+
+    /// Resumes a guest left paused by `capture(resume: false)`.
+    public func resume() throws { try qemu.qmp.execute("cont") }
 
     /// Stops QEMU and removes the RAM file.
     public func shutdown() {

@@ -4,6 +4,7 @@ import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudyTransport
+import UnderstudyTestSupport
 
 /// A temporary workspace with certificates for nodes "primary" and "backup", removed by `remove()`.
 struct Workspace {
@@ -22,22 +23,18 @@ struct Workspace {
     }
 }
 
-var quietLogger: Logger {
-    var logger = Logger(label: "test")
-    logger.logLevel = .critical
-    return logger
-}
+var quietLogger: Logger { TestGuest.quietLogger }
 
 /// A backup receiver serving on its own thread; `stop()` ends it.
 final class RunningBackup: @unchecked Sendable {
     let receiver: BackupReceiver
     private let thread: JoinableThread
 
-    init(workspace: Workspace, identity: VMIdentity, replica: String = "replica") throws {
+    init(workspace: Workspace, identity: VMIdentity, replicaDirectory: String? = nil) throws {
         let receiver = try BackupReceiver(
             configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                tls: workspace.tls(node: "backup", peer: "primary"), identity: identity,
-                                               replicaDirectory: "\(workspace.path)/\(replica)"),
+                                               replicaDirectory: replicaDirectory ?? "\(workspace.path)/replica"),
             logger: quietLogger)
         self.receiver = receiver
         thread = JoinableThread(name: "test-backup") { receiver.serve() }
@@ -144,16 +141,6 @@ final class ScriptedPrimary {
         tamper(&summary)
         try send(.checkpointEnd(summary))
     }
-}
-
-/// Where SwiftPM put this build's executables.
-func productsDirectory() -> URL {
-    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("understudy").path) { return url }
-    }
-    fatalError("cannot find the understudy executable near \(CommandLine.arguments[0])")
 }
 
 /// Runs `understudy` with arguments; returns exit status, stdout and stderr.

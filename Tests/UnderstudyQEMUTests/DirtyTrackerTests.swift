@@ -1,16 +1,7 @@
 import Foundation
 import Testing
+import UnderstudyTestSupport
 @testable import UnderstudyQEMU
-
-/// Where SwiftPM put this build's products.
-func productsDirectory() -> URL {
-    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("DirtyTrackingHelper").path) { return url }
-    }
-    fatalError("cannot find the build products near \(CommandLine.arguments[0])")
-}
 
 /// The helper process, mapping `file` as "guest RAM" with the preload library loaded.
 final class WriterProcess {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyTestSupport
 @testable import UnderstudyQEMU
 
 @Suite("QEMU checkpoint source", .serialized)
@@ -21,7 +22,7 @@ struct QEMUCheckpointSourceTests {
         var dirty = 0
         for _ in 0..<20 {
             Thread.sleep(forTimeInterval: 0.025)
-            let captured = try source.capture()
+            let captured = try source.capture(resume: true)
             pauses.append(captured.pause)
             dirty += captured.pageIndices.count
             #expect(captured.deviceState.count > 1000, "device state is saved with each capture")
@@ -29,7 +30,7 @@ struct QEMUCheckpointSourceTests {
         }
         #expect(dirty > 0, "a guest dirtying 2000 pages/s writes pages between checkpoints")
         #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest keeps running")
-        let sorted = pauses.map { $0.seconds * 1000 }.sorted()
+        let sorted = pauses.map(\.milliseconds).sorted()
         print("\(tracking): pause p50 \(sorted[sorted.count / 2]) ms, max \(sorted.last!) ms, \(dirty) dirty pages in 20 checkpoints")
     }
 
@@ -45,7 +46,7 @@ struct QEMUCheckpointSourceTests {
 
     @Test func qemuDyingIsNoticedAtOnce() throws {
         let description = TestGuest.description()
-        let exited = ExitRecorder()
+        let exited = ErrorRecorder<QEMUError>()
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .auto,
                                               logger: TestGuest.quietLogger) { error in exited.record(error) }
         defer {
@@ -56,17 +57,7 @@ struct QEMUCheckpointSourceTests {
         let deadline = ContinuousClock.now + .seconds(5)
         while exited.error == nil && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
         #expect(exited.error != nil, "QEMU's death must be reported")
-        #expect(throws: QEMUError.self) { _ = try source.capture() }
+        #expect(throws: QEMUError.self) { _ = try source.capture(resume: true) }
     }
 }
 
-final class ExitRecorder: @unchecked Sendable {
-    private let lock = NSLock()
-    private var recorded: QEMUError?
-    func record(_ error: QEMUError) { lock.lock(); recorded = error; lock.unlock() }
-    var error: QEMUError? { lock.lock(); defer { lock.unlock() }; return recorded }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyTestSupport
 import UnderstudyProtocol
 import UnderstudyReplica
 

@@ -13,12 +13,3 @@ struct TemporaryDirectory {
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// Where SwiftPM put the products of this build (the test bundle sits among them).
-func productsDirectory() -> URL {
-    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("ReplicaCrashHelper").path) { return url }
-    }
-    fatalError("cannot find the build products next to \(CommandLine.arguments[0])")
-}

@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+import Testing
+import UnderstudyAgent
+import UnderstudyProtocol
+import UnderstudyQEMU
+import UnderstudyReplica
+import UnderstudyTestSupport
+import UnderstudyTransport
+
+/// Wraps the QEMU source and notes, for every capture, the last counter the guest printed
+/// before the pause: the counter in that checkpoint's memory is at least that value.
+final class CounterWatchingSource: CheckpointSource, @unchecked Sendable {
+    let inner: QEMUCheckpointSource
+    let serialLog: String
+    private let lock = NSLock()
+    private var floors: [UInt64] = []
+
+    init(_ inner: QEMUCheckpointSource, serialLog: String) {
+        self.inner = inner
+        self.serialLog = serialLog
+    }
+
+    var identity: VMIdentity { inner.identity }
+    var memory: UnsafeRawBufferPointer { inner.memory }
+    func startTracking() throws { try inner.startTracking() }
+    func collectDirtyPages() throws -> [UInt64] { try inner.collectDirtyPages() }
+
+    func capture(resume: Bool) throws -> CapturedCheckpoint {
+        let floor = TestGuest.lastCounter(in: serialLog) ?? 0
+        let captured = try inner.capture(resume: resume)
+        lock.lock()
+        floors.append(floor)
+        lock.unlock()
+        return captured
+    }
+
+    /// The counter floor of the checkpoint with 1-based position `epoch`.
+    func floor(ofEpoch epoch: UInt64) -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return floors[Int(epoch) - 1]
+    }
+}
+
+@Suite("VM replication and activation", .serialized)
+struct VMReplicationTests {
+    /// A protected guest dirtying memory, a backup on loopback, the primary QEMU killed at a
+    /// random moment after at least 10 s at 40 Hz, activation from the replica.
+    @Test func killedPrimaryContinuesOnTheBackupFromTheLastCommittedEpoch() throws {
+        var rng = SystemRandomNumberGenerator()
+        let trials = Int(ProcessInfo.processInfo.environment["UNDERSTUDY_KILL_TRIALS"] ?? "3") ?? 3
+        for trial in 0..<trials {
+            try runKillTrial(trial, killAfter: .milliseconds(Int.random(in: 10_000...13_000, using: &rng)))
+        }
+    }
+
+    private func runKillTrial(_ trial: Int, killAfter: Duration) throws {
+        let workspace = try Workspace()
+        let replicaDirectory = "/dev/shm/understudy-test-replica-\(UUID().uuidString.prefix(8))"
+        defer {
+            workspace.remove()
+            try? FileManager.default.removeItem(atPath: replicaDirectory)
+        }
+        let description = TestGuest.description(memoryMiB: 128, dirtyPagesPerSecond: 5000)
+        let identity = VMIdentity(id: description.id, memorySize: description.memoryBytes)
+        let backup = try RunningBackup(workspace: workspace, identity: identity, replicaDirectory: replicaDirectory)
+        defer { backup.stop() }
+
+        let qemu = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .auto,
+                                            logger: TestGuest.quietLogger) { _ in }
+        defer {
+            qemu.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        let source = CounterWatchingSource(qemu, serialLog: description.serialLog)
+        #expect(TestGuest.waitForCounter(in: description.serialLog) != nil, "trial \(trial): the guest boots")
+        let primary = PrimaryReplicator(
+            source: source,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(25)),
+            logger: TestGuest.quietLogger)
+        try primary.start()
+        let loopError = ErrorRecorder<Error>()
+        let protectedSince = ContinuousClock.now
+        let loop = JoinableThread(name: "test-checkpoints") {
+            do { try primary.runCheckpoints() } catch { loopError.record(error) }
+        }
+        Thread.sleep(forTimeInterval: killAfter.seconds)
+        let protectedFor = ContinuousClock.now - protectedSince
+        // The primary host dies: QEMU is killed, the agent's connection drops without a goodbye.
+        kill(qemu.qemu.pid, SIGKILL)
+        loop.join()
+        primary.abandon()
+        let printedByPrimary = TestGuest.counters(in: description.serialLog)
+        let stats = primary.statistics
+        #expect(loopError.error != nil, "trial \(trial): the checkpoint loop stops when QEMU dies")
+
+        _ = backup.waitForSessionEnd(sessions: 1)
+        let committed = backup.receiver.store.state.committedEpoch
+        #expect(committed > 0 && committed >= stats.lastAcknowledgedEpoch, "trial \(trial): every acknowledged epoch is committed")
+        #expect(Double(stats.checkpointsSent) / protectedFor.seconds > 25, "trial \(trial): about 40 checkpoints per second")
+
+        var backupDescription = description
+        backupDescription.runDirectory = description.runDirectory + "-backup"
+        defer { try? FileManager.default.removeItem(atPath: backupDescription.runDirectory) }
+        let activation = try Activator.activate(store: backup.receiver.store, description: backupDescription,
+                                                logger: TestGuest.quietLogger) { _ in }
+        defer { activation.qemu.stop() }
+        let resumed = try #require(TestGuest.waitForCounter(in: backupDescription.serialLog, timeout: .seconds(30)),
+                                   "trial \(trial): the activated guest runs")
+        let floor = source.floor(ofEpoch: committed)
+        let lastPrinted = printedByPrimary.last ?? 0
+        let step = printedByPrimary.count > 1 ? lastPrinted - printedByPrimary[printedByPrimary.count - 2] : 0
+        #expect(resumed >= floor, "trial \(trial): resumed at \(resumed), below epoch \(committed)'s counter \(floor)")
+        #expect(resumed <= lastPrinted + 2 * step + 10_000, "trial \(trial): resumed at \(resumed), beyond anything the primary reached (\(lastPrinted))")
+        // The counter keeps going up on the backup.
+        let later = try #require(TestGuest.waitForCounter(in: backupDescription.serialLog, above: resumed, timeout: .seconds(10)))
+        #expect(later > resumed)
+        let backupCounters = TestGuest.counters(in: backupDescription.serialLog)
+        #expect(backupCounters == backupCounters.sorted() && Set(backupCounters).count == backupCounters.count,
+                "trial \(trial): the counter never goes back or repeats on the backup")
+        print("kill trial \(trial): protected \(String(format: "%.1f", protectedFor.seconds)) s, \(stats.checkpointsSent) checkpoints, "
+              + "committed epoch \(committed), primary printed up to \(lastPrinted), backup resumed at \(resumed) "
+              + "(epoch floor \(floor)), activation \(String(format: "%.0f", activation.duration.milliseconds)) ms")
+    }
+
+    /// After many epochs of a guest writing memory hard, at a paused checkpoint the replica
+    /// equals the primary's guest memory byte for byte.
+    @Test(arguments: [DirtyTrackingPreference.pagemap, .compare])
+    func replicaEqualsThePausedGuestByteForByte(tracking: DirtyTrackingPreference) throws {
+        if tracking == .pagemap && !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let description = TestGuest.description(memoryMiB: 128, dirtyPagesPerSecond: 20000, extraCommandLine: "understudy.dirty_mib=32")
+        let identity = VMIdentity(id: description.id, memorySize: description.memoryBytes)
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: tracking,
+                                              logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        #expect(TestGuest.waitForCounter(in: description.serialLog) != nil)
+        let primary = PrimaryReplicator(
+            source: source,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(25)),
+            logger: TestGuest.quietLogger)
+        defer { primary.stop() }
+        try primary.start()
+        try primary.runCheckpoints(count: 100)
+        try primary.finalCheckpoint(timeout: .seconds(30))
+        let stats = primary.statistics
+        #expect(backup.waitForCommit(stats.lastAcknowledgedEpoch))
+        #expect(stats.dirtyPages > 1000, "the guest wrote memory hard (\(stats.dirtyPages) dirty pages)")
+        let replica = try Data(contentsOf: URL(fileURLWithPath: backup.receiver.store.memoryPath))
+        var differing = 0
+        var which: [Int] = []
+        replica.withUnsafeBytes { copy in
+            for page in 0..<Int(identity.pageCount) where memcmp(copy.baseAddress! + page * 4096, source.memory.baseAddress! + page * 4096, 4096) != 0 {
+                differing += 1
+                which.append(page)
+            }
+        }
+        #expect(differing == 0, "\(tracking): pages \(which.prefix(20)) differ between the replica and the paused guest")
+        #expect(try source.collectDirtyPages() == [], "nothing wrote the paused guest's memory after the final checkpoint")
+        try source.resume()
+    }
+}

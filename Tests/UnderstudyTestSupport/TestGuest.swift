@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import UnderstudyQEMU
+
+/// Where SwiftPM put this build's products (executables, the preload library).
+public func productsDirectory() -> URL {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" {
+        url.deleteLastPathComponent()
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("libUnderstudyPreload.so").path) { return url }
+    }
+    fatalError("cannot find the build products (libUnderstudyPreload.so) near \(CommandLine.arguments[0]); run swift build first")
+}
+
+/// Records the error a background callback reports.
+public final class ErrorRecorder<Failure: Error>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: Failure?
+    public init() {}
+    public func record(_ error: Failure) { lock.lock(); if recorded == nil { recorded = error }; lock.unlock() }
+    public var error: Failure? { lock.lock(); defer { lock.unlock() }; return recorded }
+}
+
+/// The test guest: the Debian cloud kernel and a busybox initramfs running `counter.c`, built
+/// with the scripts in Deploy/guest (which fetch the kernel once into a cache).
+public enum TestGuest {
+    public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public static let cache = ProcessInfo.processInfo.environment["UNDERSTUDY_GUEST_DIR"] ?? "/var/cache/understudy/guest"
+
+    /// Builds (or reuses) the initramfs; returns kernel and initrd paths.
+    public static let image: (kernel: String, initrd: String) = {
+        let initrd = "\(cache)/initramfs-counter.cpio.gz"
+        let build = Process()
+        build.executableURL = URL(fileURLWithPath: "/bin/bash")
+        build.arguments = [repository.appendingPathComponent("Deploy/guest/build-initramfs.sh").path, initrd,
+                           repository.appendingPathComponent("Deploy/guest/counter.c").path]
+        build.standardOutput = FileHandle.nullDevice
+        try! build.run()
+        build.waitUntilExit()
+        precondition(build.terminationStatus == 0, "building the test guest failed; run Deploy/install.sh")
+        return ("\(cache)/vmlinuz", initrd)
+    }()
+
+    /// A VM description for the counter guest in a fresh run directory.
+    public static func description(id: String = "t\(UUID().uuidString.prefix(8).lowercased())", memoryMiB: UInt64 = 128,
+                            dirtyPagesPerSecond: Int = 0, extraCommandLine: String = "") -> VMDescription {
+        VMDescription(id: id, memoryBytes: memoryMiB << 20, accelerator: .tcg, kernel: image.kernel, initrd: image.initrd,
+                      commandLine: "console=ttyS0 understudy.dirty_pages_per_sec=\(dirtyPagesPerSecond) \(extraCommandLine)",
+                      runDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("understudy-vm-\(id)").path)
+    }
+
+    /// The last COUNTER value in a serial log, nil when there is none yet.
+    public static func lastCounter(in log: String) -> UInt64? {
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return nil }
+        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).reversed() where line.hasPrefix("COUNTER ") {
+            if let value = UInt64(line.dropFirst(8)) { return value }
+        }
+        return nil
+    }
+
+    /// Waits until the serial log shows a counter (the guest's program runs).
+    public static func waitForCounter(in log: String, above minimum: UInt64 = 0, timeout: Duration = .seconds(60)) -> UInt64? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let value = lastCounter(in: log), value > minimum { return value }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return nil
+    }
+
+    public static var preloadLibrary: String { productsDirectory().appendingPathComponent("libUnderstudyPreload.so").path }
+
+    public static var quietLogger: Logger { Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }) }
+}
+
+extension TestGuest {
+    /// Every COUNTER value in a serial log, in order.
+    public static func counters(in log: String) -> [UInt64] {
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return [] }
+        return text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).compactMap { line in
+            line.hasPrefix("COUNTER ") ? UInt64(line.dropFirst(8)) : nil
+        }
+    }
+}
+
+extension Duration {
+    public var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}
