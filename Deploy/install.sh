@@ -4,9 +4,13 @@
 set -euo pipefail
 
 packages=(
-  libssl-dev    # TLS 1.3 and certificates (system OpenSSL 3)
-  liblz4-dev    # page and disk-write compression
-  openssl       # the openssl CLI, for inspecting certificates
+  libssl-dev        # TLS 1.3 and certificates (system OpenSSL 3)
+  liblz4-dev        # page and disk-write compression
+  openssl           # the openssl CLI, for inspecting certificates
+  qemu-system-x86   # runs the protected VM
+  busybox-static    # the test guest's userland
+  gcc               # builds the test guest's programs (statically)
+  libc6-dev
 )
 
 missing=()
@@ -28,4 +32,6 @@ if ! command -v swift >/dev/null 2>&1; then
   echo "install.sh: the Swift 6 toolchain is not on PATH; install it from swift.org first" >&2
   exit 1
 fi
+# The test guest's kernel (Debian's cloud kernel), fetched once into a cache outside the repo.
+"$(dirname "$0")/guest/fetch-kernel.sh" >/dev/null
 echo "install.sh: all dependencies present"

@@ -50,9 +50,33 @@ public struct PrimaryStatistics: Sendable {
     public var dirtyPages = 0
     public var rawBytes = 0
     public var wireBytes = 0
+    /// The most recent pauses and ack latencies (at most `PrimaryStatistics.window` of each),
+    /// so that a long-running agent keeps a bounded history.
     public var pauses: [Duration] = []
     public var ackLatencies: [Duration] = []
+    /// When the most recent checkpoints were captured and how many pages each had.
+    public var recent: [(at: ContinuousClock.Instant, dirtyPages: Int)] = []
     public var encodings: [PageEncoding: Int] = [:]
+
+    public static let window = 10_000
+
+    mutating func note(pause: Duration, dirtyPages: Int, at time: ContinuousClock.Instant) {
+        Self.append(pause, to: &pauses)
+        Self.append((time, dirtyPages), to: &recent)
+    }
+
+    mutating func note(ackLatency: Duration) { Self.append(ackLatency, to: &ackLatencies) }
+
+    private static func append<T>(_ value: T, to samples: inout [T]) {
+        samples.append(value)
+        if samples.count >= 2 * window { samples.removeFirst(samples.count - window) }
+    }
+
+    /// Checkpoints per second over the last `span`.
+    public func checkpointsPerSecond(over span: Duration = .seconds(5), now: ContinuousClock.Instant = .now) -> Double {
+        let since = now - span
+        return Double(recent.reversed().prefix { $0.at >= since }.count) / span.seconds
+    }
 }
 
 /// The primary's replication engine: connects to the backup, runs the initial sync, then
@@ -180,7 +204,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
         session.withLock {
             $0.machine.checkpointSent(epoch)
             $0.sentAt[epoch] = captureTime
-            $0.statistics.pauses.append(captured.pause)
+            $0.statistics.note(pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
         }
         let output = try encoder.encodeCheckpoint(captured, epoch: epoch, to: sender)
         session.withLock {
@@ -280,7 +304,7 @@ final class SessionGuard: @unchecked Sendable {
     func acknowledge(through epoch: UInt64, at now: ContinuousClock.Instant) {
         withLock { p in
             for (sent, at) in p.sentAt where sent <= epoch {
-                p.statistics.ackLatencies.append(now - at)
+                p.statistics.note(ackLatency: now - at)
                 p.sentAt[sent] = nil
                 p.statistics.checkpointsAcknowledged += 1
             }

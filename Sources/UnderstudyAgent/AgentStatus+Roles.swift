@@ -1,0 +1,61 @@
+import Foundation
+
+extension AgentStatus {
+    /// The status of a primary from its replicator's statistics.
+    public static func primary(vm: String, state: String, detail: String? = nil, statistics s: PrimaryStatistics,
+                               dirtyTracking: String) -> AgentStatus {
+        var status = AgentStatus(role: "primary", vm: vm, state: state)
+        status.detail = detail
+        status.currentEpoch = UInt64(s.checkpointsSent)
+        status.committedEpoch = s.lastAcknowledgedEpoch
+        status.checkpointsPerSecond = s.checkpointsPerSecond()
+        let pauses = s.pauses.map { $0.seconds * 1000 }.sorted()
+        status.pauseMillisecondsP50 = percentile(pauses, 0.5)
+        status.pauseMillisecondsP99 = percentile(pauses, 0.99)
+        status.pauseMillisecondsMax = pauses.last ?? 0
+        status.dirtyPagesPerCheckpoint = s.recent.isEmpty ? 0 : Double(s.recent.reduce(0) { $0 + $1.dirtyPages }) / Double(s.recent.count)
+        status.rawBytes = s.rawBytes
+        status.wireBytes = s.wireBytes
+        let acks = s.ackLatencies.map { $0.seconds * 1000 }.sorted()
+        status.ackLatencyMillisecondsP50 = percentile(acks, 0.5)
+        status.ackLatencyMillisecondsP99 = percentile(acks, 0.99)
+        status.dirtyTracking = dirtyTracking
+        status.syncPages = s.syncPages
+        return status
+    }
+
+    /// The status of a backup from its receiver's statistics.
+    public static func backup(vm: String, state: String, detail: String? = nil, statistics s: BackupStatistics) -> AgentStatus {
+        var status = AgentStatus(role: "backup", vm: vm, state: state)
+        status.detail = detail ?? s.lastSessionError
+        status.committedEpoch = s.committedEpoch
+        status.syncPages = s.syncPages
+        status.sessions = s.sessions
+        return status
+    }
+
+    /// A table for people; `--json` prints the fields as they are.
+    public var humanReadable: String {
+        var rows: [(String, String)] = [("role", role), ("vm", vm), ("state", state)]
+        if let detail { rows.append(("detail", detail)) }
+        func add(_ name: String, _ value: String?) { if let value { rows.append((name, value)) } }
+        add("current epoch", currentEpoch.map { "\($0)" })
+        add("committed epoch", committedEpoch.map { "\($0)" })
+        add("checkpoints/s", checkpointsPerSecond.map { String(format: "%.1f", $0) })
+        if let p50 = pauseMillisecondsP50, let p99 = pauseMillisecondsP99, let max = pauseMillisecondsMax {
+            rows.append(("pause", String(format: "p50 %.2f ms, p99 %.2f ms, max %.2f ms", p50, p99, max)))
+        }
+        add("dirty pages/checkpoint", dirtyPagesPerCheckpoint.map { String(format: "%.0f", $0) })
+        if let raw = rawBytes, let wire = wireBytes {
+            rows.append(("bytes", String(format: "%.1f MB raw, %.1f MB on the wire", Double(raw) / 1e6, Double(wire) / 1e6)))
+        }
+        if let p50 = ackLatencyMillisecondsP50, let p99 = ackLatencyMillisecondsP99 {
+            rows.append(("ack latency", String(format: "p50 %.2f ms, p99 %.2f ms", p50, p99)))
+        }
+        add("dirty tracking", dirtyTracking)
+        add("initial sync pages", syncPages.map { "\($0)" })
+        add("sessions", sessions.map { "\($0)" })
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+    }
+}

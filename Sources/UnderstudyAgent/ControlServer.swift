@@ -1,0 +1,139 @@
+import Foundation
+import UnderstudyTransport
+
+/// The agent's local control socket: a unix socket, owner-only, answering one-line requests
+/// with one JSON document. `understudy status` is its client.
+///
+/// Requests: `status` → the agent's `AgentStatus` as JSON.
+public final class ControlServer: @unchecked Sendable {
+    public let path: String
+    private let fd: Int32
+    private var thread: JoinableThread?
+
+    /// Listens at `path` (replacing a stale socket); `status` is called for each request.
+    public init(path: String, status: @escaping @Sendable () -> AgentStatus) throws {
+        self.path = path
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TransportError.system(operation: "socket", errno: errno) }
+        var address = try ControlServer.address(path)
+        // Owner-only from the first moment: umask while binding, then chmod to be explicit.
+        let old = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 8) == 0 else {
+            let code = errno
+            Foundation.close(fd)
+            throw TransportError.system(operation: "listen on \(path)", errno: code)
+        }
+        let listener = fd
+        thread = JoinableThread(name: "control") {
+            while true {
+                let client = accept(listener, nil, nil)
+                if client < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                ControlServer.answer(client, status: status)
+                Foundation.close(client)
+            }
+        }
+    }
+
+    /// Stops listening and removes the socket.
+    public func close() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        Foundation.close(fd)
+        thread?.join()
+        thread = nil
+        unlink(path)
+    }
+
+    private static func answer(_ client: Int32, status: @Sendable () -> AgentStatus) {
+        var request: [UInt8] = []
+        var byte: UInt8 = 0
+        while request.count < 256, read(client, &byte, 1) == 1, byte != UInt8(ascii: "\n") { request.append(byte) }
+        let reply: Data
+        switch String(decoding: request, as: UTF8.self) {
+        case "status":
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            reply = (try? encoder.encode(status())) ?? Data("{\"error\":\"cannot encode status\"}".utf8)
+        default:
+            reply = Data("{\"error\":\"unknown request\"}".utf8)
+        }
+        let bytes = [UInt8](reply + Data("\n".utf8))
+        _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Sends `request` to the agent at `path` and returns its JSON reply.
+    public static func request(_ request: String, path: String) throws -> Data {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TransportError.system(operation: "socket", errno: errno) }
+        defer { Foundation.close(fd) }
+        var address = try ControlServer.address(path)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            throw TransportError.system(operation: "connect to the agent's control socket \(path) (is the agent running?)", errno: errno)
+        }
+        let line = Array((request + "\n").utf8)
+        _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var reply = Data()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            reply.append(contentsOf: chunk[0..<n])
+        }
+        return reply
+    }
+
+    private static func address(_ path: String) throws -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw TransportError.invalidAddress("control socket path \(path) is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return address
+    }
+}
+
+/// What `understudy status` shows.
+public struct AgentStatus: Sendable, Codable {
+    public var role: String
+    public var vm: String
+    /// starting, syncing, protecting, serving, stopped, failed
+    public var state: String
+    public var detail: String?
+    public var currentEpoch: UInt64?
+    public var committedEpoch: UInt64?
+    public var checkpointsPerSecond: Double?
+    public var pauseMillisecondsP50: Double?
+    public var pauseMillisecondsP99: Double?
+    public var pauseMillisecondsMax: Double?
+    public var dirtyPagesPerCheckpoint: Double?
+    public var rawBytes: Int?
+    public var wireBytes: Int?
+    public var ackLatencyMillisecondsP50: Double?
+    public var ackLatencyMillisecondsP99: Double?
+    public var dirtyTracking: String?
+    public var syncPages: Int?
+    public var sessions: Int?
+
+    public init(role: String, vm: String, state: String) {
+        self.role = role
+        self.vm = vm
+        self.state = state
+    }
+}
