@@ -15,7 +15,8 @@ struct Understudy: ParsableCommand {
             TLS 1.3 to a backup agent, which can resume the VM from the last committed checkpoint.
             """,
         version: UnderstudyVersion.summary,
-        subcommands: [VersionCommand.self, CertsCommand.self, DemoCommand.self]
+        subcommands: [VersionCommand.self, CertsCommand.self, PrimaryCommand.self, BackupCommand.self, ActivateCommand.self,
+                      StatusCommand.self, DemoCommand.self]
     )
 }
 

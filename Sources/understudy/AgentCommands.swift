@@ -1,0 +1,181 @@
+import ArgumentParser
+import Foundation
+import Logging
+import UnderstudyAgent
+import UnderstudyQEMU
+import UnderstudyReplica
+import UnderstudyTransport
+
+/// Options of the commands that run an agent from a configuration file.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "The node's configuration file (TOML); see Deploy/ for examples.")
+    var config: String
+
+    func load() throws -> AgentConfiguration {
+        do {
+            return try AgentConfiguration(contentsOfFile: config)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+struct PrimaryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "primary",
+        abstract: "Run the VM and protect it: checkpoint it continuously to the backup.",
+        discussion: """
+            Starts QEMU for the configured VM, connects to the backup over mutual TLS, copies the \
+            VM's memory while it runs (initial sync), then checkpoints it every interval until \
+            SIGINT or SIGTERM, which stop the VM and the agent.
+            """)
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        let logger = log.bootstrap()
+        let configuration = try options.load()
+        let primaryConfiguration = try configuration.primary()
+        let stop = StopSignal()
+        let preload = PreloadLibrary.locate()
+        if preload == nil, configuration.dirtyTracking != .compare {
+            logger.warning("\(PreloadLibrary.fileName) not found: dirty tracking falls back to page comparison")
+        }
+        let source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload,
+                                              tracking: configuration.dirtyTracking, logger: logger) { error in
+            stop.trigger("\(error)")
+        }
+        defer { source.shutdown() }
+        let replicator = PrimaryReplicator(source: source, configuration: primaryConfiguration, logger: logger)
+        let state = AgentState("starting")
+        let control = try ControlServer(path: configuration.controlSocket) {
+            AgentStatus.primary(vm: configuration.vm.id, state: state.value, detail: stop.why,
+                                statistics: replicator.statistics, dirtyTracking: "\(source.trackingMethod)")
+        }
+        defer { control.close() }
+        state.set("syncing")
+        try replicator.start()
+        state.set("protecting")
+        logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(primaryConfiguration.backup)",
+                                               "interval-ms": "\(configuration.interval.seconds * 1000)"])
+        defer { replicator.stop() }
+        do {
+            try replicator.runCheckpoints(shouldStop: { stop.isSet })
+        } catch {
+            state.set("failed")
+            throw error
+        }
+        state.set("stopped")
+        if let why = stop.why, why != "interrupted", why != "terminated" { throw QEMUError.io(why) }
+    }
+}
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Receive checkpoints from the primary and keep the replica.",
+        discussion: "Listens for the primary, verifies and applies each checkpoint to the replica, until SIGINT or SIGTERM.")
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        let logger = log.bootstrap()
+        let configuration = try options.load()
+        let receiver = try BackupReceiver(configuration: try configuration.backup(), logger: logger)
+        let stop = StopSignal()
+        let control = try ControlServer(path: configuration.controlSocket) {
+            AgentStatus.backup(vm: configuration.vm.id, state: "serving", statistics: receiver.statistics)
+        }
+        defer { control.close() }
+        let server = JoinableThread(name: "backup-accept") { receiver.serve() }
+        logger.notice("backup serving", metadata: ["vm": "\(configuration.vm.id)", "listen": "\(receiver.endpoint)"])
+        stop.wait()
+        receiver.stop()
+        server.join()
+    }
+}
+
+struct ActivateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "activate",
+        abstract: "Start the VM on this backup from the last committed checkpoint.",
+        discussion: """
+            Run it on the backup when the primary is gone (and the backup agent is stopped): QEMU starts \
+            from the replica's memory and device state, resumes, and announces itself on the network. \
+            The command supervises the VM until SIGINT or SIGTERM, which stop it.
+            """)
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        let logger = log.bootstrap()
+        let configuration = try options.load()
+        guard let directory = configuration.replicaDirectory else {
+            throw ValidationError("\(configuration.source): backup.replica_dir: missing required key: activation needs the replica")
+        }
+        let store = try ReplicaStore(directory: directory, identity: configuration.identity)
+        let stop = StopSignal()
+        let activation = try Activator.activate(store: store, description: configuration.vm, logger: logger) { error in
+            stop.trigger("\(error)")
+        }
+        defer { activation.qemu.stop() }
+        print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms)", configuration.vm.id, activation.epoch,
+                     activation.duration.seconds * 1000))
+        fflush(nil)
+        let control = try ControlServer(path: configuration.controlSocket) {
+            var status = AgentStatus(role: "active", vm: configuration.vm.id, state: stop.isSet ? "stopped" : "running")
+            status.committedEpoch = activation.epoch
+            status.detail = stop.why
+            return status
+        }
+        defer { control.close() }
+        stop.wait()
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show what the agent on this node is doing.")
+
+    @Option(name: .long, help: "The node's configuration file (to find the agent's control socket).")
+    var config: String?
+
+    @Option(name: .long, help: "The agent's control socket, instead of --config.")
+    var socket: String?
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (config == nil) != (socket == nil) else { throw ValidationError("give either --config or --socket") }
+    }
+
+    func run() throws {
+        let path = try socket ?? ConfigOptions(config: config!).load().controlSocket
+        let reply = try ControlServer.request("status", path: path)
+        if json {
+            print(String(decoding: reply, as: UTF8.self), terminator: "")
+            return
+        }
+        let status = try JSONDecoder().decode(AgentStatus.self, from: reply)
+        print(status.humanReadable)
+    }
+}
+
+/// The agent's lifecycle state as shown in status, shared between threads.
+final class AgentState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: String
+    init(_ initial: String) { current = initial }
+    func set(_ value: String) { lock.lock(); current = value; lock.unlock() }
+    var value: String { lock.lock(); defer { lock.unlock() }; return current }
+}
+
+extension ConfigOptions {
+    init(config: String) {
+        self.init()
+        self.config = config
+    }
+}
