@@ -97,6 +97,8 @@ public final class QEMUProcess: @unchecked Sendable {
             process.waitUntilExit()
             throw process.isRunning ? error : .exited(status: process.terminationStatus, log: QEMUProcess.tail(of: logPath))
         }
+        // For operators and tests that must find QEMU after the agent itself died.
+        try? "\(process.processIdentifier)".write(toFile: description.pidFile, atomically: true, encoding: .utf8)
         process.terminationHandler = { [weak self] finished in
             guard let self, !self.isStopping else { return }
             let status = finished.terminationStatus
@@ -126,7 +128,7 @@ public final class QEMUProcess: @unchecked Sendable {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
-        for path in [description.qmpSocket, description.dirtySocket] { unlink(path) }
+        for path in [description.qmpSocket, description.dirtySocket, description.pidFile] { unlink(path) }
     }
 
     /// Saves all device and CPU state (no RAM) of the stopped VM and returns it.

@@ -44,6 +44,7 @@ public struct VMDescription: Sendable, Equatable {
     public var serialLog: String { "\(runDirectory)/serial.log" }
     public var qemuLog: String { "\(runDirectory)/qemu.log" }
     public var deviceStateFile: String { "\(runDirectory)/device-state.bin" }
+    public var pidFile: String { "\(runDirectory)/qemu.pid" }
     /// Guest RAM of the primary: on tmpfs, shared with the agent.
     public var ramFile: String { "/dev/shm/understudy-\(id)-ram" }
 

@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+import UnderstudyTestSupport
+
+/// The agent commands as an operator runs them: separate processes, configuration files,
+/// a primary killed with SIGKILL (agent and QEMU), the backup activated.
+@Suite("understudy primary, backup, activate, status", .serialized)
+struct AgentCommandLineTests {
+    /// Writes a primary and a backup configuration for the test guest into `directory`.
+    static func writeConfigs(in directory: String, port: UInt16, vm: String) throws -> (primary: String, backup: String) {
+        let image = TestGuest.image
+        let common = """
+            [vm]
+            id = "\(vm)"
+            memory_mib = 128
+            accelerator = "tcg"
+            kernel = "\(image.kernel)"
+            initrd = "\(image.initrd)"
+            cmdline = "console=ttyS0 understudy.dirty_pages_per_sec=2000"
+
+            """
+        let primary = """
+            [node]
+            name = "primary"
+            certificates = "\(directory)/certs"
+            [peer]
+            name = "backup"
+            address = "127.0.0.1:\(port)"
+            \(common)run_dir = "\(directory)/run-primary"
+            [replication]
+            interval_ms = 25
+            """
+        let backup = """
+            [node]
+            name = "backup"
+            certificates = "\(directory)/certs"
+            [peer]
+            name = "primary"
+            \(common)run_dir = "\(directory)/run-backup"
+            [backup]
+            listen = "127.0.0.1:\(port)"
+            replica_dir = "/dev/shm/understudy-cli-\(vm)"
+            """
+        try primary.write(toFile: "\(directory)/primary.toml", atomically: true, encoding: .utf8)
+        try backup.write(toFile: "\(directory)/backup.toml", atomically: true, encoding: .utf8)
+        return ("\(directory)/primary.toml", "\(directory)/backup.toml")
+    }
+
+    static func start(_ arguments: [String], log: String) throws -> Process {
+        let process = Process()
+        process.executableURL = productsDirectory().appendingPathComponent("understudy")
+        process.arguments = arguments
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = FileHandle(forWritingAtPath: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    static func status(_ config: String) -> [String: Any]? {
+        guard let result = try? runCLI(["status", "--config", config, "--json"]), result.status == 0 else { return nil }
+        return try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    }
+
+    @Test func protectKillAndActivateFromTheCommandLine() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-cli-\(UUID().uuidString.prefix(8))").path
+        let vm = "cli\(UUID().uuidString.prefix(6).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var processes: [Process] = []
+        defer {
+            for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            for process in processes { process.waitUntilExit() }
+            if let qemu = try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8), let pid = Int32(qemu) { kill(pid, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-cli-\(vm)")
+            unlink("/dev/shm/understudy-\(vm)-ram")
+        }
+        #expect(try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"]).status == 0)
+        let port = UInt16.random(in: 20000...60000)
+        let configs = try Self.writeConfigs(in: directory, port: port, vm: vm)
+
+        let backup = try Self.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log")
+        processes.append(backup)
+        Thread.sleep(forTimeInterval: 0.5)
+        let primary = try Self.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
+        processes.append(primary)
+
+        // Protected: wait until status shows the primary checkpointing and committing.
+        let deadline = ContinuousClock.now + .seconds(120)
+        var primaryStatus: [String: Any]?
+        while ContinuousClock.now < deadline {
+            primaryStatus = Self.status(configs.primary)
+            if primaryStatus?["state"] as? String == "protecting", (primaryStatus?["committedEpoch"] as? Int ?? 0) > 100 { break }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        let status = try #require(primaryStatus, "status of the primary")
+        #expect(status["state"] as? String == "protecting")
+        #expect(status["dirtyTracking"] as? String != nil)
+        #expect((status["checkpointsPerSecond"] as? Double ?? 0) > 20, "\(status)")
+        #expect(status["pauseMillisecondsP99"] != nil && status["ackLatencyMillisecondsP50"] != nil)
+        let human = try runCLI(["status", "--config", configs.primary])
+        #expect(human.stdout.contains("checkpoints/s") && human.stdout.contains("dirty tracking"))
+
+        // The primary host dies: SIGKILL to the agent and to its QEMU.
+        let qemuPID = try #require(Int32(try String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)))
+        kill(primary.processIdentifier, SIGKILL)
+        kill(qemuPID, SIGKILL)
+        primary.waitUntilExit()
+        let primaryCounters = TestGuest.counters(in: "\(directory)/run-primary/serial.log")
+
+        // The backup notices, keeps its last committed epoch; stop it and activate.
+        var committed = 0
+        let noticed = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < noticed {
+            let backupStatus = Self.status(configs.backup)
+            committed = backupStatus?["committedEpoch"] as? Int ?? 0
+            if backupStatus?["detail"] != nil { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(committed > 100)
+        kill(backup.processIdentifier, SIGTERM)
+        backup.waitUntilExit()
+        #expect(backup.terminationStatus == 0, "the backup stops cleanly on SIGTERM")
+
+        let activate = try Self.start(["activate", "--config", configs.backup], log: "\(directory)/activate.log")
+        processes.append(activate)
+        let resumed = try #require(TestGuest.waitForCounter(in: "\(directory)/run-backup/serial.log", timeout: .seconds(30)))
+        let activeStatus = Self.status(configs.backup)
+        #expect(activeStatus?["role"] as? String == "active")
+        #expect(activeStatus?["committedEpoch"] as? Int == committed)
+        // Not from boot, not ahead of the primary: from the last committed checkpoint.
+        #expect(resumed > (primaryCounters.first ?? 0))
+        #expect(resumed <= (primaryCounters.last ?? 0) + 100_000_000)
+        kill(activate.processIdentifier, SIGTERM)
+        activate.waitUntilExit()
+        let activateLog = (try? String(contentsOfFile: "\(directory)/activate.log", encoding: .utf8)) ?? ""
+        #expect(activateLog.contains("running from checkpoint \(committed)"), "\(activateLog)")
+    }
+
+    @Test func configurationErrorsNameTheKey() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-cfg-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cases: [(String, String)] = [
+            ("[node]\nname = \"a\"\ncertificates = \"/c\"\n[peer]\nname = \"b\"\naddress = \"127.0.0.1:1\"\n[vm]\nid = \"v\"\nmemory_mib = \"lots\"\nkernel = \"/k\"\n",
+             "vm.memory_mib"),
+            ("[node]\nname = \"a\"\ncertificates = \"/c\"\n[peer]\nname = \"b\"\n[vm]\nid = \"v\"\nmemroy_mib = 64\n", "memroy_mib"),
+            ("[node]\nname = \"a\"\ncertificates = \"/c\"\n[peer]\nname = \"b\"\naddress = \"nowhere\"\n[vm]\nid = \"v\"\nmemory_mib = 64\nkernel = \"/k\"\n",
+             "peer.address"),
+            ("[node]\nname = \"a\"\ncertificates = \"/c\"\n[peer]\nname = \"b\"\n[vm]\nid = \"v\"\nmemory_mib = 64\nkernel = \"/k\"\n", "peer.address"),
+        ]
+        for (text, key) in cases {
+            try text.write(toFile: "\(directory)/bad.toml", atomically: true, encoding: .utf8)
+            let result = try runCLI(["primary", "--config", "\(directory)/bad.toml"])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains(key), "expected an error naming \(key): \(result.stderr)")
+        }
+        let missing = try runCLI(["primary", "--config", "\(directory)/absent.toml"])
+        #expect(missing.status != 0 && missing.stderr.contains("absent.toml"))
+    }
+
+    @Test func statusWithoutAnAgentSaysSo() throws {
+        let result = try runCLI(["status", "--socket", "/tmp/understudy-no-such-agent.sock"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("is the agent running?"), "\(result.stderr)")
+    }
+}
