@@ -41,9 +41,14 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         pageSize = Int(identity.pageSize)
         unlink(description.ramFile)
         ram = try GuestRAM(path: description.ramFile, size: Int(description.memoryBytes), create: true)
-        qemu = try QEMUProcess(description: description, ramFile: description.ramFile, mode: .boot,
-                               preloadLibrary: method == .pagemap ? preloadLibrary : nil,
-                               extraArguments: extraArguments, logger: logger, onExit: onExit)
+        do {
+            qemu = try QEMUProcess(description: description, ramFile: description.ramFile, mode: .boot,
+                                   preloadLibrary: method == .pagemap ? preloadLibrary : nil,
+                                   extraArguments: extraArguments, logger: logger, onExit: onExit)
+        } catch {
+            unlink(description.ramFile)
+            throw error
+        }
         switch method {
         case .pagemap:
             let range = try GuestRAM.locate(pid: qemu.pid, path: description.ramFile, size: Int(description.memoryBytes))

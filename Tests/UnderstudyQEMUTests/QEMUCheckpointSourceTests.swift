@@ -42,6 +42,7 @@ struct QEMUCheckpointSourceTests {
                                          logger: TestGuest.quietLogger) { _ in }
         }
         #expect("\(error!)".contains("not found"), "\(error!)")
+        #expect(!FileManager.default.fileExists(atPath: description.ramFile), "a failed start leaves no RAM file behind")
     }
 
     @Test func qemuDyingIsNoticedAtOnce() throws {
