@@ -39,6 +39,12 @@
 static int tracked_fd = -1;
 
 static int arm(uint64_t start, uint64_t length, char *error, size_t error_size) {
+    // Arming again (a new replication session on the same QEMU) starts from scratch: the old
+    // registration would make the new one fail with EBUSY, and closing it unregisters the range.
+    if (tracked_fd >= 0) {
+        close(tracked_fd);
+        tracked_fd = -1;
+    }
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         snprintf(error, error_size, "userfaultfd: %s", strerror(errno));
@@ -66,7 +72,6 @@ static int arm(uint64_t start, uint64_t length, char *error, size_t error_size) 
         return -1;
     }
     // The registration lives as long as the descriptor: keep it open for the life of QEMU.
-    if (tracked_fd >= 0) close(tracked_fd);
     tracked_fd = fd;
     return 0;
 }

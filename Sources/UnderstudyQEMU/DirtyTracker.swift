@@ -46,6 +46,7 @@ public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
     deinit { if pagemap >= 0 { close(pagemap) } }
 
     public func arm() throws {
+        if pagemap >= 0 { close(pagemap) }
         pagemap = open("/proc/\(pid)/pagemap", O_RDONLY | O_CLOEXEC)
         guard pagemap >= 0 else { throw QEMUError.tracking("open /proc/\(pid)/pagemap: \(String(cString: strerror(errno)))") }
         let reply = try PreloadControl.request("ARM \(String(ramStart, radix: 16)) \(String(ramSize, radix: 16))", socket: controlSocket)

@@ -65,6 +65,11 @@ struct DirtyTrackerTests {
         writer.write(pages: [0, 7, 8, 4095])
         #expect(try tracker.collect() == [0, 7, 8, 4095])
         #expect(try tracker.collect() == [], "collecting re-arms: nothing written since")
+        // A second session arms the same process again: tracking starts afresh and stays exact.
+        try tracker.arm()
+        #expect(try tracker.collect() == [])
+        writer.write(pages: [3, 9])
+        #expect(try tracker.collect() == [3, 9])
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<5 {
             let pages = Set((0..<200).map { _ in Int.random(in: 0..<4096, using: &rng) }).sorted()
