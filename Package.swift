@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "UnderstudyAgent",
             dependencies: [
-                "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU",
+                "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU", "CUnderstudyShims",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

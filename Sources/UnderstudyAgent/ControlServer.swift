@@ -1,4 +1,8 @@
+import CUnderstudyShims
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import UnderstudyTransport
 
 /// The agent's local control socket: a unix socket, owner-only, answering one-line requests

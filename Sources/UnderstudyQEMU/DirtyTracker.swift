@@ -1,5 +1,8 @@
 import CUnderstudyShims
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How the primary learns which guest pages were written since the last collection.
 public enum DirtyTrackingMethod: String, Sendable, Codable, CustomStringConvertible {

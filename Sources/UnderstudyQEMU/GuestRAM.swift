@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Guest RAM as a file shared between QEMU (`memory-backend-file,share=on`) and the agent.
 public final class GuestRAM: @unchecked Sendable {

@@ -1,4 +1,8 @@
+import CUnderstudyShims
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A blocking client for QEMU's machine protocol over a unix socket: one JSON object per line.
 /// Commands are answered in order; asynchronous events arriving in between are collected in

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A file mapped shared into memory: writes go to the page cache at once and survive the
 /// process being killed (not a host power loss).
