@@ -69,12 +69,11 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func capture(resume: Bool) throws -> CapturedCheckpoint {
         let start = ContinuousClock.now
-        try qemu.qmp.execute("stop")
         let captured: CapturedCheckpoint
         do {
-            // Device state first: should saving it write guest RAM, those writes are then in
-            // the dirty set collected next.
-            let deviceState = try qemu.saveDeviceState()
+            // Device state before the dirty set: should saving it write guest RAM, those writes
+            // are then in the dirty set collected next.
+            let deviceState = try qemu.stopAndSaveDeviceState()
             let pages = try tracker.collect()
             captured = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
             for (position, index) in pages.enumerated() {

@@ -128,12 +128,12 @@ public final class QEMUProcess: @unchecked Sendable {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
-        for path in [description.qmpSocket, description.dirtySocket, description.pidFile] { unlink(path) }
+        for path in [description.qmpSocket, description.dirtySocket, description.pidFile, description.deviceStateFile] { unlink(path) }
     }
 
-    /// Saves all device and CPU state (no RAM) of the stopped VM and returns it.
-    public func saveDeviceState() throws(QEMUError) -> [UInt8] {
-        try qmp.execute("xen-save-devices-state", arguments: ["filename": description.deviceStateFile, "live": false])
+    /// Stops the VM and saves all its device and CPU state (no RAM), in one QMP round trip.
+    public func stopAndSaveDeviceState() throws(QEMUError) -> [UInt8] {
+        try qmp.execute([("stop", nil), ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])])
         guard let data = FileManager.default.contents(atPath: description.deviceStateFile) else {
             throw .io("cannot read the saved device state \(description.deviceStateFile)")
         }

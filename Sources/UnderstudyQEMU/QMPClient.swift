@@ -45,36 +45,51 @@ public final class QMPClient: @unchecked Sendable {
     /// Runs a command and returns its "return" value; a QMP error becomes `QEMUError.qmp`.
     @discardableResult
     public func execute(_ command: String, arguments: [String: Any]? = nil) throws(QEMUError) -> Any {
+        try execute([(command, arguments)])[0]
+    }
+
+    /// Sends several commands at once and then reads their replies in order: QEMU runs them one
+    /// after another, and the checkpoint pause saves a round trip per command. Stops at the
+    /// first error (later commands may have run; their replies are drained).
+    @discardableResult
+    public func execute(_ commands: [(String, [String: Any]?)]) throws(QEMUError) -> [Any] {
         lock.lock()
         defer { lock.unlock() }
-        var request: [String: Any] = ["execute": command]
-        if let arguments { request["arguments"] = arguments }
-        let data: Data
-        do {
-            data = try JSONSerialization.data(withJSONObject: request) + Data("\n".utf8)
-        } catch {
-            throw .qmp("cannot encode \(command): \(error)")
+        var bytes: [UInt8] = []
+        for (command, arguments) in commands {
+            var request: [String: Any] = ["execute": command]
+            if let arguments { request["arguments"] = arguments }
+            guard let data = try? JSONSerialization.data(withJSONObject: request) else { throw .qmp("cannot encode \(command)") }
+            bytes += data
+            bytes.append(UInt8(ascii: "\n"))
         }
-        let bytes = [UInt8](data)
         var offset = 0
         while offset < bytes.count {
             // MSG_NOSIGNAL: a dead QEMU must surface as an error here, not as SIGPIPE killing the agent.
             let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw .qmp("write \(command): \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw .qmp("write \(commands[0].0): \(String(cString: strerror(errno)))") }
             offset += n
         }
-        while true {
+        var results: [Any] = []
+        var failure: QEMUError?
+        while results.count < commands.count {
             let object = try readObject()
             if let event = object["event"] as? String {
                 events.append(event)
                 continue
             }
+            let command = commands[results.count].0
             if let error = object["error"] as? [String: Any] {
-                throw .qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")")
+                if failure == nil { failure = .qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")") }
+                results.append(NSNull())
+            } else if let value = object["return"] {
+                results.append(value)
+            } else {
+                throw .qmp("unexpected reply to \(command): \(object)")
             }
-            if let value = object["return"] { return value }
-            throw .qmp("unexpected reply to \(command): \(object)")
         }
+        if let failure { throw failure }
+        return results
     }
 
     /// Waits until an event named `name` has arrived (reading more if needed).

@@ -43,7 +43,12 @@ public struct VMDescription: Sendable, Equatable {
     public var dirtySocket: String { "\(runDirectory)/dirty.sock" }
     public var serialLog: String { "\(runDirectory)/serial.log" }
     public var qemuLog: String { "\(runDirectory)/qemu.log" }
-    public var deviceStateFile: String { "\(runDirectory)/device-state.bin" }
+    /// On tmpfs: it is written and read back inside every checkpoint pause. Named after the run
+    /// directory too, so a primary and a backup of one VM on one host never share it.
+    public var deviceStateFile: String {
+        let tag = runDirectory.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        return "/dev/shm/understudy-\(id)-\(String(tag, radix: 16))-device-state"
+    }
     public var pidFile: String { "\(runDirectory)/qemu.pid" }
     /// Guest RAM of the primary: on tmpfs, shared with the agent.
     public var ramFile: String { "/dev/shm/understudy-\(id)-ram" }
