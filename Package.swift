@@ -62,7 +62,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "UnderstudyBench",
-            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyTransport"],
+            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyQEMU", "UnderstudyTestSupport"],
             path: "Bench/UnderstudyBench"
         ),
         // Applies epochs to a replica in a loop so that tests can SIGKILL it mid-apply.

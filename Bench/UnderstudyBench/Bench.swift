@@ -6,7 +6,8 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--output PATH]
+/// Usage: understudy-bench [--quick] [--vm] [--output PATH]
+/// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches.
 /// Everything is measured in one run on this machine, so ratios (end to end / raw TLS) compare
 /// like with like even on a noisy shared host.
 @main
@@ -14,8 +15,9 @@ struct Bench {
     static func main() throws {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let quick = arguments.contains("--quick")
-        arguments.removeAll { $0 == "--quick" }
-        var output = "bench-results/foundation.json"
+        let vm = arguments.contains("--vm")
+        arguments.removeAll { $0 == "--quick" || $0 == "--vm" }
+        var output = vm ? "bench-results/vm.json" : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
 
         var logger = Logger(label: "bench")
@@ -26,17 +28,21 @@ struct Bench {
             "date": ISO8601DateFormatter().string(from: Date()),
             "quick": quick,
         ]
-        let codec = CodecBench(pagesPerRun: quick ? 4096 : 16384).run()
-        results["codec"] = codec
-        let tls = try TLSStreamBench(seconds: quick ? 1 : 3).run()
-        results["tlsStream"] = tls
-        let endToEnd = try EndToEndBench(seconds: quick ? 2 : 5).run(logger: logger)
-        results["endToEnd"] = endToEnd.map { run -> [String: Any] in
-            var row = run
-            if let raw = run["rawMegabytesPerSecond"] as? Double, let tlsRate = tls["megabytesPerSecond"] as? Double {
-                row["ratioToRawTLSStream"] = raw / tlsRate
+        if vm {
+            results["vm"] = try VMBench(quick: quick).run(logger: logger)
+        } else {
+            let codec = CodecBench(pagesPerRun: quick ? 4096 : 16384).run()
+            results["codec"] = codec
+            let tls = try TLSStreamBench(seconds: quick ? 1 : 3).run()
+            results["tlsStream"] = tls
+            let endToEnd = try EndToEndBench(seconds: quick ? 2 : 5).run(logger: logger)
+            results["endToEnd"] = endToEnd.map { run -> [String: Any] in
+                var row = run
+                if let raw = run["rawMegabytesPerSecond"] as? Double, let tlsRate = tls["megabytesPerSecond"] as? Double {
+                    row["ratioToRawTLSStream"] = raw / tlsRate
+                }
+                return row
             }
-            return row
         }
 
         let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])

@@ -1,0 +1,634 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import UnderstudyAgent
+import UnderstudyProtocol
+import UnderstudyQEMU
+import UnderstudyTestSupport
+import UnderstudyTransport
+
+/// Checkpointing a real guest: the counter test guest under QEMU (TCG, 256 MiB), protected by a
+/// `PrimaryReplicator` that ships to a `BackupReceiver` on loopback in the same process.
+///
+/// For each guest load (idle, 5000 and 50000 dirty pages/s), one booted guest:
+/// 1. the counter's rate unprotected (no replication yet), then protected at 25 ms, then
+///    unprotected again, `seconds` each, back to back (a shared host drifts);
+/// 2. one replication session per checkpoint interval (25 ms above, then 10 and 100 ms),
+///    `seconds` each: achieved checkpoints/s, pause percentiles, dirty pages, raw/wire bytes,
+///    ack latency, and the counter's rate while protected;
+/// 3. where the pause goes: captures done by hand, timing QMP stop, device-state save, dirty
+///    collection, page copy and QMP cont separately (no replication running), and the
+///    device-state save to the run directory's filesystem versus tmpfs.
+///
+/// The counter guest prints `COUNTER <n>` every 100 ms of guest time. Its rate of increase is
+/// the guest's work rate (for the idle guest it only shows timer ticks: 100/s by design); the
+/// number of lines per host second is the guest clock's speed relative to the host (QEMU stops
+/// guest time while the VM is stopped, so every pause is time the guest's clock loses).
+struct VMBench {
+    /// Seconds per measurement.
+    let seconds: Double
+    /// Captures timed phase by phase, per load.
+    let breakdownCaptures: Int
+
+    init(quick: Bool) {
+        seconds = quick ? 3 : 8
+        breakdownCaptures = quick ? 60 : 200
+    }
+
+    struct Load {
+        let name: String
+        let pagesPerSecond: Int
+        let dirtyMiB: Int
+    }
+
+    static let loads = [
+        Load(name: "idle", pagesPerSecond: 0, dirtyMiB: 64),
+        Load(name: "5000 pages/s", pagesPerSecond: 5000, dirtyMiB: 64),
+        Load(name: "50000 pages/s", pagesPerSecond: 50000, dirtyMiB: 64),
+    ]
+    static let intervalsMilliseconds = [10, 25, 100]
+    /// The interval of the protected work-rate measurement.
+    static let workRateInterval = 25
+    static let memoryMiB: UInt64 = 256
+
+    func run(logger: Logger) throws -> [String: Any] {
+        // The same guest the tests use (built, or reused, by Deploy/guest/build-initramfs.sh).
+        let image = TestGuest.image
+        let preload = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent().appendingPathComponent("libUnderstudyPreload.so").path
+        guard FileManager.default.fileExists(atPath: preload) else {
+            throw BenchError("\(preload) not found: build it into the same directory as the bench "
+                             + "(swift build -c release --product UnderstudyPreload, same --scratch-path)")
+        }
+        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-vmbench-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let certificates = "\(workspace)/certs"
+        _ = try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
+
+        var runs: [[String: Any]] = []
+        var workRates: [[String: Any]] = []
+        var breakdowns: [[String: Any]] = []
+        var trackingMethod = "?"
+        log(String(format: "vm bench: counter guest, TCG, %llu MiB, %.0f s per measurement, preload %@", VMBench.memoryMiB, seconds, preload))
+        let loadAtStart = VMBench.loadAverage()
+        if let oneMinute = Double(loadAtStart.split(separator: " ").first ?? ""), oneMinute > 1.0 {
+            log("warning: host load average \(loadAtStart) on \(ProcessInfo.processInfo.activeProcessorCount) cores: pauses and rates will be noisy")
+        }
+        for load in VMBench.loads {
+            let result = try runLoad(load, image: image, preload: preload, workspace: workspace, certificates: certificates, logger: logger)
+            runs += result.runs
+            workRates.append(result.workRate)
+            breakdowns.append(result.breakdown)
+            trackingMethod = result.trackingMethod
+        }
+
+        let targets = VMBench.targets(runs: runs)
+        printSummary(runs: runs, workRates: workRates, breakdowns: breakdowns, targets: targets)
+        let guest: [String: Any] = [
+            "kernel": image.kernel, "initrd": image.initrd, "memoryMiB": VMBench.memoryMiB, "accelerator": "tcg", "vcpus": 1,
+            "dirtyTracking": trackingMethod, "secondsPerMeasurement": seconds,
+            "hostLoadAverageAtStart": loadAtStart, "hostLoadAverageAtEnd": VMBench.loadAverage(),
+        ]
+        return ["guest": guest, "runs": runs, "workRate": workRates, "pauseBreakdown": breakdowns, "targets": targets]
+    }
+
+    // MARK: - One guest load
+
+    private struct LoadResult {
+        var runs: [[String: Any]] = []
+        var workRate: [String: Any] = [:]
+        var breakdown: [String: Any] = [:]
+        var trackingMethod = ""
+    }
+
+    private func runLoad(_ load: Load, image: (kernel: String, initrd: String), preload: String, workspace: String,
+                         certificates: String, logger: Logger) throws -> LoadResult {
+        let id = "vmbench-\(load.pagesPerSecond)-\(UUID().uuidString.prefix(6).lowercased())"
+        let description = VMDescription(
+            id: id, memoryBytes: VMBench.memoryMiB << 20, accelerator: .tcg, kernel: image.kernel, initrd: image.initrd,
+            commandLine: "console=ttyS0 understudy.dirty_pages_per_sec=\(load.pagesPerSecond) understudy.dirty_mib=\(load.dirtyMiB)",
+            runDirectory: "\(workspace)/\(id)")
+        let identity = VMIdentity(id: description.id, memorySize: description.memoryBytes)
+        let replicaDirectory = "/dev/shm/understudy-vmbench-replica-\(id)"
+        defer {
+            try? FileManager.default.removeItem(atPath: replicaDirectory)
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        let backup = try BenchBackup(
+            configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
+                                               tls: TLSConfiguration(directory: certificates, node: "backup", peer: "primary"),
+                                               identity: identity, replicaDirectory: replicaDirectory),
+            logger: logger)
+        defer { backup.stop() }
+
+        let exits = FailureBox()
+        let qemu = try QEMUCheckpointSource(description: description, preloadLibrary: preload, tracking: .auto,
+                                            logger: logger) { exits.record("\($0)") }
+        defer { qemu.shutdown() }
+        // Each interval is a new replication session on the same QEMU: it arms tracking again.
+        let source = qemu
+        var result = LoadResult()
+        result.trackingMethod = qemu.trackingMethod.rawValue
+        let counter = CounterWatch(path: description.serialLog)
+        guard counter.waitForCounter(timeout: .seconds(90)) else {
+            throw BenchError("the \(load.name) guest printed no COUNTER within 90 s (serial log \(description.serialLog)); \(exits.value ?? "")")
+        }
+        Thread.sleep(forTimeInterval: 1)   // let boot-time activity settle
+        log("\(load.name): guest \(id) running (pid \(qemu.qemu.pid), tracking \(qemu.trackingMethod))")
+
+        // 1. Work rate: unprotected, protected at the work-rate interval, unprotected again, back to
+        // back so that drift of a shared host affects both sides alike.
+        let unprotected = try measureRate(counter, qemuPID: qemu.qemu.pid, seconds: seconds) {}
+        log(String(format: "  unprotected: counter %.4g/s, guest clock %.3f", unprotected.rate, unprotected.guestClock))
+        var protected: CounterRate?
+        var unprotectedAfter: CounterRate?
+        var rows: [Int: [String: Any]] = [:]
+        let order = [VMBench.workRateInterval] + VMBench.intervalsMilliseconds.filter { $0 != VMBench.workRateInterval }
+        for interval in order {
+            // 2. One session per interval.
+            try exits.check()
+            let (row, rate) = try session(source: source, backup: backup, counter: counter, qemuPID: qemu.qemu.pid,
+                                          interval: interval, certificates: certificates, logger: logger)
+            var full = row
+            full["load"] = load.name
+            full["dirtyPagesPerSecondConfigured"] = load.pagesPerSecond
+            rows[interval] = full
+            log(String(format: "  %3ld ms: %6.1f ckpt/s  pause p50 %5.2f p99 %5.2f max %6.2f ms  %7.1f pages/ckpt  %6.0f wire B/page  ack p50 %5.2f p99 %6.2f ms  counter %.4g/s, guest clock %.3f",
+                       interval, row["checkpointsPerSecond"] as! Double, row["pauseP50Ms"] as! Double, row["pauseP99Ms"] as! Double,
+                       row["pauseMaxMs"] as! Double, row["dirtyPagesPerCheckpoint"] as! Double, row["wireBytesPerDirtyPage"] as! Double,
+                       row["ackLatencyP50Ms"] as! Double, row["ackLatencyP99Ms"] as! Double, rate.rate, rate.guestClock))
+            if interval == VMBench.workRateInterval {
+                protected = rate
+                try exits.check()
+                let after = try measureRate(counter, qemuPID: qemu.qemu.pid, seconds: seconds) {}
+                unprotectedAfter = after
+                log(String(format: "  unprotected again: counter %.4g/s, guest clock %.3f", after.rate, after.guestClock))
+            }
+        }
+        result.runs = VMBench.intervalsMilliseconds.compactMap { rows[$0] }
+
+        // 3. Where the pause goes.
+        try exits.check()
+        result.breakdown = try pauseBreakdown(qemu: qemu, description: description)
+        result.breakdown["load"] = load.name
+        try exits.check()
+        result.breakdown["deviceStateSaveByFilesystem"] = try deviceStateSaveComparison(qemu: qemu, description: description)
+        try exits.check()
+
+        let protectedRate = protected!
+        let after = unprotectedAfter!
+        result.workRate = [
+            "load": load.name,
+            "unprotectedCounterPerSecond": unprotected.rate,
+            "unprotectedAfterCounterPerSecond": after.rate,
+            "protectedCounterPerSecond": protectedRate.rate,
+            "protectedIntervalMs": VMBench.workRateInterval,
+            "ratioProtectedToUnprotected": protectedRate.rate / unprotected.rate,
+            "ratioProtectedToMeanUnprotected": protectedRate.rate / ((unprotected.rate + after.rate) / 2),
+            "guestClockRateUnprotected": unprotected.guestClock,
+            "hostLoadAverage": VMBench.loadAverage(),
+            "guestClockRateProtected": protectedRate.guestClock,
+            "qemuCpuPercentUnprotected": unprotected.qemuCPUPercent,
+            "qemuCpuPercentProtected": protectedRate.qemuCPUPercent,
+            "benchProcessCpuPercentProtected": protectedRate.selfCPUPercent,
+        ]
+        return result
+    }
+
+    /// One replication session at `interval` for `seconds`, with the counter measured meanwhile.
+    private func session(source: QEMUCheckpointSource, backup: BenchBackup, counter: CounterWatch, qemuPID: Int32, interval: Int,
+                         certificates: String, logger: Logger) throws -> ([String: Any], CounterRate) {
+        let primary = PrimaryReplicator(
+            source: source,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: TLSConfiguration(directory: certificates, node: "primary", peer: "backup"),
+                                                interval: .milliseconds(interval)),
+            logger: logger)
+        let sessionsBefore = backup.receiver.statistics.sessions
+        var stopped = false
+        defer {
+            if !stopped { primary.stop() }
+        }
+        try primary.start()   // handshake and initial sync (not part of the measured window)
+        let syncStats = primary.statistics
+
+        let stop = FlagBox()
+        let loopResult = FailureBox()
+        let loopTime = DurationBox()
+        let loop = JoinableThread(name: "vmbench-ckpt") {
+            let started = ContinuousClock.now
+            do { try primary.runCheckpoints(shouldStop: { stop.isSet }) } catch { loopResult.record("\(error)") }
+            loopTime.set(ContinuousClock.now - started)
+        }
+        let rate: CounterRate
+        do {
+            rate = try measureRate(counter, qemuPID: qemuPID, seconds: seconds) { try loopResult.check() }
+        } catch {
+            stop.set()
+            loop.join()
+            throw error
+        }
+        stop.set()
+        loop.join()
+        try loopResult.check()
+        let loopSeconds = loopTime.value.seconds
+        try primary.drain(timeout: .seconds(30))
+        let stats = primary.statistics
+        primary.stop()
+        stopped = true
+        // The backup takes the next session only once this one has ended.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while backup.receiver.statistics.sessionsEnded < sessionsBefore + 1 && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        if let error = backup.receiver.statistics.lastSessionError { throw BenchError("backup session ended with: \(error)") }
+
+        let pauses = stats.pauses.map(\.benchMilliseconds).sorted()
+        let acks = stats.ackLatencies.map(\.benchMilliseconds).sorted()
+        let checkpoints = max(1, stats.checkpointsSent)
+        let firstPause = stats.pauses.first?.benchMilliseconds ?? 0
+        let laterPauses = stats.pauses.dropFirst().map(\.benchMilliseconds).sorted()
+        let row: [String: Any] = [
+            "intervalMs": interval,
+            "seconds": loopSeconds,
+            "checkpoints": stats.checkpointsSent,
+            "checkpointsAcknowledged": stats.checkpointsAcknowledged,
+            "checkpointsPerSecond": Double(stats.checkpointsSent) / loopSeconds,
+            "pauseP50Ms": percentile(pauses, 0.50),
+            "pauseP99Ms": percentile(pauses, 0.99),
+            "pauseMaxMs": pauses.last ?? 0,
+            "pauseMeanMs": pauses.isEmpty ? 0 : pauses.reduce(0, +) / Double(pauses.count),
+            "firstPauseMs": firstPause,
+            "pauseMaxAfterFirstMs": laterPauses.last ?? 0,
+            "pausedFraction": pauses.reduce(0, +) / 1000 / loopSeconds,
+            "dirtyPages": stats.dirtyPages,
+            "dirtyPagesPerCheckpoint": Double(stats.dirtyPages) / Double(checkpoints),
+            "dirtyPagesPerSecond": Double(stats.dirtyPages) / loopSeconds,
+            "rawBytes": stats.rawBytes,
+            "wireBytes": stats.wireBytes,
+            "wireBytesPerCheckpoint": Double(stats.wireBytes) / Double(checkpoints),
+            "wireBytesPerDirtyPage": stats.dirtyPages == 0 ? 0 : Double(stats.wireBytes) / Double(stats.dirtyPages),
+            "compressionRatio": stats.wireBytes == 0 ? 0 : Double(stats.rawBytes) / Double(stats.wireBytes),
+            "ackLatencyP50Ms": percentile(acks, 0.50),
+            "ackLatencyP99Ms": percentile(acks, 0.99),
+            "ackLatencyMaxMs": acks.last ?? 0,
+            // The first checkpoint after the initial sync waits for the backup to finish applying the sync.
+            "ackLatencyP99AfterFirstMs": percentile(stats.ackLatencies.dropFirst().map(\.benchMilliseconds).sorted(), 0.99),
+            "pauseP99AfterFirstMs": percentile(laterPauses, 0.99),
+            "encodings": Dictionary(uniqueKeysWithValues: stats.encodings.map { ("\($0.key)", $0.value) }),
+            "syncPages": syncStats.syncPages,
+            "syncWireBytes": syncStats.syncWireBytes,
+            "syncSeconds": syncStats.syncDuration.seconds,
+            "counterPerSecond": rate.rate,
+            "guestClockRate": rate.guestClock,
+            "qemuCpuPercent": rate.qemuCPUPercent,
+            "benchProcessCpuPercent": rate.selfCPUPercent,
+            "hostLoadAverage": VMBench.loadAverage(),
+        ]
+        return (row, rate)
+    }
+
+    // MARK: - Pause breakdown
+
+    /// Captures by hand, the way `QEMUCheckpointSource.capture` does them, timing each step.
+    /// No replication runs meanwhile; one capture every 25 ms like the protected work-rate run.
+    private func pauseBreakdown(qemu: QEMUCheckpointSource, description: VMDescription) throws -> [String: Any] {
+        let qmp = qemu.qemu.qmp
+        let pageSize = Int(qemu.identity.pageSize)
+        // Pages dirtied since the last session ended are not part of a 25 ms interval.
+        _ = try qemu.tracker.collect()
+        Thread.sleep(forTimeInterval: 0.025)
+        var roundTrip: [Double] = []
+        for _ in 0..<50 {
+            let start = ContinuousClock.now
+            try qmp.execute("query-status")
+            roundTrip.append((ContinuousClock.now - start).benchMilliseconds)
+        }
+        var phases: [String: [Double]] = [:]
+        var pages: [Double] = []
+        var deviceBytes = 0
+        var next = ContinuousClock.now
+        for _ in 0..<breakdownCaptures {
+            let now = ContinuousClock.now
+            if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
+            next = max(next + .milliseconds(VMBench.workRateInterval), ContinuousClock.now)
+            let t0 = ContinuousClock.now
+            try qmp.execute("stop")
+            let t1 = ContinuousClock.now
+            var resumed = false
+            defer { if !resumed { _ = try? qmp.execute("cont") } }
+            try qmp.execute("xen-save-devices-state", arguments: ["filename": description.deviceStateFile, "live": false])
+            let t2 = ContinuousClock.now
+            guard let state = FileManager.default.contents(atPath: description.deviceStateFile) else {
+                throw BenchError("cannot read \(description.deviceStateFile)")
+            }
+            let t3 = ContinuousClock.now
+            let dirty = try qemu.tracker.collect()
+            let t4 = ContinuousClock.now
+            let captured = CapturedCheckpoint(pageIndices: dirty, pageSize: pageSize)
+            let t5 = ContinuousClock.now
+            let base = qemu.memory.baseAddress!
+            for (position, index) in dirty.enumerated() {
+                captured.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: base + Int(index) * pageSize, count: pageSize))
+            }
+            let t6 = ContinuousClock.now
+            try qmp.execute("cont")
+            resumed = true
+            let t7 = ContinuousClock.now
+            for (name, value) in [("stop", t1 - t0), ("deviceStateSave", t2 - t1), ("deviceStateRead", t3 - t2), ("collect", t4 - t3),
+                                  ("stagingTake", t5 - t4), ("copy", t6 - t5), ("cont", t7 - t6), ("total", t7 - t0)] {
+                phases[name, default: []].append(value.benchMilliseconds)
+            }
+            pages.append(Double(dirty.count))
+            deviceBytes = state.count
+        }
+        var row: [String: Any] = [
+            "captures": breakdownCaptures,
+            "intervalMs": VMBench.workRateInterval,
+            "dirtyPagesPerCapture": pages.reduce(0, +) / Double(max(1, pages.count)),
+            "deviceStateBytes": deviceBytes,
+            "qmpRoundTripP50Ms": percentile(roundTrip.sorted(), 0.5),
+            "qmpRoundTripP99Ms": percentile(roundTrip.sorted(), 0.99),
+        ]
+        var line = "  pause breakdown (p50/p99 ms):"
+        for name in ["stop", "deviceStateSave", "deviceStateRead", "collect", "stagingTake", "copy", "cont", "total"] {
+            let sorted = phases[name, default: []].sorted()
+            let mean = sorted.reduce(0, +) / Double(max(1, sorted.count))
+            row[name] = ["p50Ms": percentile(sorted, 0.5), "p99Ms": percentile(sorted, 0.99), "maxMs": sorted.last ?? 0, "meanMs": mean]
+            line += String(format: " %@ %.2f/%.2f", name, percentile(sorted, 0.5), percentile(sorted, 0.99))
+        }
+        log(line + String(format: "; %.0f pages, QMP round trip %.2f ms", row["dirtyPagesPerCapture"] as! Double,
+                          row["qmpRoundTripP50Ms"] as! Double))
+        return row
+    }
+
+    /// `xen-save-devices-state` on a stopped VM into the run directory (overwriting the previous
+    /// file, as `QEMUProcess.saveDeviceState` does), into a file removed beforehand, and into tmpfs.
+    private func deviceStateSaveComparison(qemu: QEMUCheckpointSource, description: VMDescription) throws -> [String: Any] {
+        let qmp = qemu.qemu.qmp
+        let fresh = "\(description.runDirectory)/device-state-fresh.bin"
+        let tmpfs = "/dev/shm/understudy-vmbench-\(description.id)-device-state.bin"
+        defer { unlink(fresh); unlink(tmpfs) }
+        var times: [String: [Double]] = [:]
+        let variants = [("overwriteRunDirectory", description.deviceStateFile), ("newFileRunDirectory", fresh), ("overwriteTmpfs", tmpfs)]
+        for round in 0..<(breakdownCaptures / 4) {
+            try qmp.execute("stop")
+            defer { _ = try? qmp.execute("cont") }
+            // Rotate the order so that no variant always goes first.
+            for step in 0..<variants.count {
+                let (name, path) = variants[(round + step) % variants.count]
+                if name == "newFileRunDirectory" { unlink(path) }
+                let start = ContinuousClock.now
+                try qmp.execute("xen-save-devices-state", arguments: ["filename": path, "live": false])
+                times[name, default: []].append((ContinuousClock.now - start).benchMilliseconds)
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        var row: [String: Any] = ["filesystem": VMBench.filesystem(of: description.runDirectory)]
+        var line = "  device-state save p50/p99 ms:"
+        for (name, _) in variants {
+            let sorted = times[name, default: []].sorted()
+            row[name] = ["p50Ms": percentile(sorted, 0.5), "p99Ms": percentile(sorted, 0.99), "maxMs": sorted.last ?? 0]
+            line += String(format: " %@ %.2f/%.2f", name, percentile(sorted, 0.5), percentile(sorted, 0.99))
+        }
+        log(line + " (run directory on \(row["filesystem"]!))")
+        return row
+    }
+
+    /// The filesystem type holding `path`, from /proc/self/mounts (longest mount point prefix).
+    static func filesystem(of path: String) -> String {
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return "?" }
+        var best = ("", "?")
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 3 else { continue }
+            let point = String(fields[1])
+            if (path == point || path.hasPrefix(point == "/" ? "/" : point + "/")) && point.count > best.0.count { best = (point, String(fields[2])) }
+        }
+        return best.1
+    }
+
+    static func loadAverage() -> String {
+        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
+    // MARK: - Counter rate
+
+    struct CounterRate {
+        /// Counter increase per host second.
+        var rate: Double
+        /// Guest seconds (COUNTER lines × 100 ms) per host second.
+        var guestClock: Double
+        var qemuCPUPercent: Double
+        var selfCPUPercent: Double
+    }
+
+    /// Measures from the first new COUNTER line to the first new one after `seconds`; `check`
+    /// runs while waiting (to stop early when the checkpoint loop failed).
+    private func measureRate(_ counter: CounterWatch, qemuPID: Int32, seconds: Double, check: () throws -> Void) throws -> CounterRate {
+        guard let first = counter.waitForNext(timeout: .seconds(10)) else { throw BenchError("the guest stopped printing COUNTER lines") }
+        let qemuCPU0 = cpuSeconds(pid: qemuPID)
+        let selfCPU0 = cpuSeconds(pid: getpid())
+        let deadline = first.at + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            try check()
+            Thread.sleep(forTimeInterval: min(0.1, max(0, (deadline - ContinuousClock.now).seconds)))
+        }
+        guard let last = counter.waitForNext(timeout: .seconds(10)) else { throw BenchError("the guest stopped printing COUNTER lines") }
+        let elapsed = (last.at - first.at).seconds
+        return CounterRate(rate: Double(last.value &- first.value) / elapsed,
+                           guestClock: Double(last.lines - first.lines) * 0.1 / elapsed,
+                           qemuCPUPercent: (cpuSeconds(pid: qemuPID) - qemuCPU0) / elapsed * 100,
+                           selfCPUPercent: (cpuSeconds(pid: getpid()) - selfCPU0) / elapsed * 100)
+    }
+
+    /// User plus system CPU seconds of a process, from /proc/PID/stat.
+    private func cpuSeconds(pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3 of the file, utime 14, stime 15.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    // MARK: - Targets and summary
+
+    static func targets(runs: [[String: Any]]) -> [[String: Any]] {
+        var targets: [[String: Any]] = []
+        for load in ["idle", "5000 pages/s"] {
+            for row in runs where row["load"] as? String == load {
+                let p99 = row["pauseP99Ms"] as! Double
+                targets.append(["target": "pause p99 <= 3 ms", "load": load, "intervalMs": row["intervalMs"]!,
+                                "limitMs": 3.0, "measuredMs": p99, "met": p99 <= 3.0])
+            }
+        }
+        if let row = runs.first(where: { $0["load"] as? String == "idle" && $0["intervalMs"] as? Int == 10 }) {
+            let rate = row["checkpointsPerSecond"] as! Double
+            // "Sustained": within 2 % of 100/s over the whole run.
+            targets.append(["target": "100 checkpoints/s sustained, idle guest, 10 ms interval", "load": "idle", "intervalMs": 10,
+                            "required": 100.0, "measured": rate, "met": rate >= 98.0])
+        }
+        return targets
+    }
+
+    private func printSummary(runs: [[String: Any]], workRates: [[String: Any]], breakdowns: [[String: Any]], targets: [[String: Any]]) {
+        var text = "\nVM checkpointing (counter guest, TCG, \(VMBench.memoryMiB) MiB, \(Int(seconds)) s per run)\n"
+        text += "load            ms  ckpt/s  pause p50   p99    max  pages/ckpt  wire B/page  ack p50   p99\n"
+        for row in runs {
+            text += pad(row["load"] as! String, 14) + String(format: " %3ld  %6.1f  %8.2f %6.2f %6.2f  %10.1f  %11.0f  %7.2f %6.2f\n",
+                           row["intervalMs"] as! Int, row["checkpointsPerSecond"] as! Double,
+                           row["pauseP50Ms"] as! Double, row["pauseP99Ms"] as! Double, row["pauseMaxMs"] as! Double,
+                           row["dirtyPagesPerCheckpoint"] as! Double, row["wireBytesPerDirtyPage"] as! Double,
+                           row["ackLatencyP50Ms"] as! Double, row["ackLatencyP99Ms"] as! Double)
+        }
+        text += "work rate (counter/s)  unprotected   protected@\(VMBench.workRateInterval)ms  ratio  (unprotected again)\n"
+        for row in workRates {
+            text += pad(row["load"] as! String, 22) + String(format: " %11.4g  %14.4g  %5.3f  (%.4g; ratio to the mean of both %.3f)\n",
+                           row["unprotectedCounterPerSecond"] as! Double, row["protectedCounterPerSecond"] as! Double,
+                           row["ratioProtectedToUnprotected"] as! Double, row["unprotectedAfterCounterPerSecond"] as! Double,
+                           row["ratioProtectedToMeanUnprotected"] as! Double)
+        }
+        text += "pause breakdown, p50 ms: stop  dev-save  dev-read  collect  copy  cont  total (pages)\n"
+        for row in breakdowns {
+            func p50(_ name: String) -> Double { (row[name] as! [String: Any])["p50Ms"] as! Double }
+            text += pad(row["load"] as! String, 22) + String(format: " %5.2f  %8.2f  %8.2f  %7.2f  %4.2f  %4.2f  %5.2f (%.0f)\n",
+                           p50("stop"), p50("deviceStateSave"), p50("deviceStateRead"), p50("collect"), p50("copy"), p50("cont"),
+                           p50("total"), row["dirtyPagesPerCapture"] as! Double)
+        }
+        for target in targets {
+            let measured = (target["measuredMs"] ?? target["measured"]) as! Double
+            text += String(format: "target %@ (%@, %ld ms): %.2f  %@\n", target["target"] as! String, target["load"] as! String,
+                           target["intervalMs"] as! Int, measured, (target["met"] as! Bool) ? "met" : "NOT MET")
+        }
+        log(text)
+    }
+
+    private func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
+
+    private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+
+    private func percentile(_ sorted: [Double], _ q: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        let rank = Int((Double(sorted.count) * q).rounded(.up))
+        return sorted[min(sorted.count - 1, max(0, rank - 1))]
+    }
+
+    // MARK: - Guest image
+
+    /// The package root: three levels above this file, or the working directory.
+}
+
+// MARK: - Helpers
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A backup receiver serving on its own thread.
+final class BenchBackup: @unchecked Sendable {
+    let receiver: BackupReceiver
+    private let thread: JoinableThread
+
+    init(configuration: BackupConfiguration, logger: Logger) throws {
+        let receiver = try BackupReceiver(configuration: configuration, logger: logger)
+        self.receiver = receiver
+        thread = JoinableThread(name: "vmbench-backup") { receiver.serve() }
+    }
+
+    var endpoint: Endpoint { receiver.endpoint }
+
+    func stop() {
+        receiver.stop()
+        thread.join()
+    }
+}
+
+/// Follows a serial log and the COUNTER lines in it, reading only what was appended.
+final class CounterWatch {
+    struct Observation {
+        let at: ContinuousClock.Instant
+        let value: UInt64
+        /// COUNTER lines seen so far.
+        let lines: Int
+    }
+
+    private let path: String
+    private var offset: UInt64 = 0
+    private var partial: [UInt8] = []
+    private(set) var last: UInt64?
+    private(set) var lines = 0
+
+    init(path: String) { self.path = path }
+
+    /// Reads what was appended; true when a new COUNTER line arrived.
+    @discardableResult
+    func poll() -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        guard (try? handle.seek(toOffset: offset)) != nil, let data = try? handle.readToEnd(), !data.isEmpty else { return false }
+        offset += UInt64(data.count)
+        partial.append(contentsOf: data)
+        var found = false
+        while let end = partial.firstIndex(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) {
+            let line = String(decoding: partial[..<end], as: UTF8.self)
+            partial.removeSubrange(...end)
+            if line.hasPrefix("COUNTER "), let value = UInt64(line.dropFirst(8)) {
+                last = value
+                lines += 1
+                found = true
+            }
+        }
+        return found
+    }
+
+    func waitForCounter(timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            poll()
+            if last != nil { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return false
+    }
+
+    /// Waits for the next COUNTER line and notes when it was seen (polling every millisecond).
+    func waitForNext(timeout: Duration) -> Observation? {
+        poll()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if poll(), let last { return Observation(at: .now, value: last, lines: lines) }
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+        return nil
+    }
+}
+
+final class FlagBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    func set() { lock.lock(); flag = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flag }
+}
+
+final class FailureBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var message: String?
+    func record(_ text: String) { lock.lock(); if message == nil { message = text }; lock.unlock() }
+    var value: String? { lock.lock(); defer { lock.unlock() }; return message }
+    func check() throws { if let value { throw BenchError(value) } }
+}
+
+final class DurationBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Duration = .zero
+    func set(_ value: Duration) { lock.lock(); stored = value; lock.unlock() }
+    var value: Duration { lock.lock(); defer { lock.unlock() }; return stored }
+}
+
+extension Duration {
+    fileprivate var benchMilliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}
