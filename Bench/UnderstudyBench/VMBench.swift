@@ -56,10 +56,8 @@ struct VMBench {
     func run(logger: Logger) throws -> [String: Any] {
         // The same guest the tests use (built, or reused, by Deploy/guest/build-initramfs.sh).
         let image = TestGuest.image
-        let preload = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-            .deletingLastPathComponent().appendingPathComponent("libUnderstudyPreload.so").path
-        guard FileManager.default.fileExists(atPath: preload) else {
-            throw BenchError("\(preload) not found: build it into the same directory as the bench "
+        guard let preload = PreloadLibrary.locate() else {
+            throw BenchError("\(PreloadLibrary.fileName) not found next to the bench: build it too "
                              + "(swift build -c release --product UnderstudyPreload, same --scratch-path)")
         }
         let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-vmbench-\(UUID().uuidString.prefix(8))").path

@@ -14,10 +14,10 @@ public enum DirtyTrackingPreference: String, Sendable, CaseIterable {
 /// Checkpoints of a real VM under QEMU.
 ///
 /// `capture` is the latency-critical path and runs on the caller's dedicated thread with
-/// blocking calls only: QMP stop → save device state → collect written pages → copy them out →
-/// QMP cont. The order matters: pages are collected only after `stop` returned (no vCPU and no
-/// device DMA writes any more) and after the device state was saved (in case that writes RAM), and
-/// the guest resumes only after both are copied, so they describe the same instant.
+/// blocking calls only: QMP stop and save-device-state sent together → once stop has returned,
+/// collect the written pages and copy them out while QEMU saves the devices → QMP cont. Pages
+/// are collected only after `stop` returned (no vCPU and no device DMA writes any more), and the
+/// guest resumes only after pages and device state are both copied, so they describe one instant.
 public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public let identity: VMIdentity
     public let qemu: QEMUProcess
@@ -69,26 +69,30 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func capture(resume: Bool) throws -> CapturedCheckpoint {
         let start = ContinuousClock.now
-        let captured: CapturedCheckpoint
+        var captured: CapturedCheckpoint?
         do {
-            // Device state before the dirty set: should saving it write guest RAM, those writes
-            // are then in the dirty set collected next.
-            let deviceState = try qemu.stopAndSaveDeviceState()
-            let pages = try tracker.collect()
-            captured = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
-            for (position, index) in pages.enumerated() {
-                captured.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: ram.bytes.baseAddress! + Int(index) * pageSize,
-                                                                                   count: pageSize))
+            // Once `stop` has returned no vCPU runs and device I/O is drained, so the dirty set
+            // is complete; it is collected and copied while QEMU serialises the device state,
+            // which only reads the devices (the exactness tests check that nothing writes guest
+            // RAM after the collection).
+            let deviceState = try qemu.stopAndSaveDeviceState {
+                let pages = try tracker.collect()
+                let staging = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
+                for (position, index) in pages.enumerated() {
+                    staging.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: ram.bytes.baseAddress! + Int(index) * pageSize,
+                                                                                       count: pageSize))
+                }
+                captured = staging
             }
-            captured.deviceState = deviceState
+            captured!.deviceState = deviceState
         } catch {
             // Never leave the guest paused because a capture failed: it keeps running unprotected.
             if resume { _ = try? qemu.qmp.execute("cont") }
             throw error
         }
         if resume { try qemu.qmp.execute("cont") }
-        captured.pause = ContinuousClock.now - start
-        return captured
+        captured!.pause = ContinuousClock.now - start
+        return captured!
     }
 
     /// Resumes a guest left paused by `capture(resume: false)`.

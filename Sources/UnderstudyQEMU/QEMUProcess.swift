@@ -132,10 +132,13 @@ public final class QEMUProcess: @unchecked Sendable {
     }
 
     /// Stops the VM and saves all its device and CPU state (no RAM), in one QMP round trip.
-    public func stopAndSaveDeviceState() throws(QEMUError) -> [UInt8] {
-        try qmp.execute([("stop", nil), ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])])
+    /// `whileSaving` runs once the VM has stopped, while QEMU is still serialising the devices.
+    public func stopAndSaveDeviceState(whileSaving: () throws -> Void) throws -> [UInt8] {
+        try qmp.execute([("stop", nil), ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])]) { done in
+            if done == 0 { try whileSaving() }
+        }
         guard let data = FileManager.default.contents(atPath: description.deviceStateFile) else {
-            throw .io("cannot read the saved device state \(description.deviceStateFile)")
+            throw QEMUError.io("cannot read the saved device state \(description.deviceStateFile)")
         }
         return [UInt8](data)
     }

@@ -45,21 +45,29 @@ public final class QMPClient: @unchecked Sendable {
     /// Runs a command and returns its "return" value; a QMP error becomes `QEMUError.qmp`.
     @discardableResult
     public func execute(_ command: String, arguments: [String: Any]? = nil) throws(QEMUError) -> Any {
-        try execute([(command, arguments)])[0]
+        do {
+            return try execute([(command, arguments)])[0]
+        } catch let error as QEMUError {
+            throw error
+        } catch {
+            throw .qmp("\(command): \(error)")
+        }
     }
 
     /// Sends several commands at once and then reads their replies in order: QEMU runs them one
-    /// after another, and the checkpoint pause saves a round trip per command. Stops at the
-    /// first error (later commands may have run; their replies are drained).
+    /// after another, and the checkpoint pause saves a round trip per command. `afterReply(i)`
+    /// runs as soon as command `i` succeeded, while QEMU may still be working on the next one.
+    /// Stops at the first error (later commands may have run; their replies are drained).
     @discardableResult
-    public func execute(_ commands: [(String, [String: Any]?)]) throws(QEMUError) -> [Any] {
+    public func execute(_ commands: [(String, [String: Any]?)],
+                        afterReply: (Int) throws -> Void = { _ in }) throws -> [Any] {
         lock.lock()
         defer { lock.unlock() }
         var bytes: [UInt8] = []
         for (command, arguments) in commands {
             var request: [String: Any] = ["execute": command]
             if let arguments { request["arguments"] = arguments }
-            guard let data = try? JSONSerialization.data(withJSONObject: request) else { throw .qmp("cannot encode \(command)") }
+            guard let data = try? JSONSerialization.data(withJSONObject: request) else { throw QEMUError.qmp("cannot encode \(command)") }
             bytes += data
             bytes.append(UInt8(ascii: "\n"))
         }
@@ -67,11 +75,12 @@ public final class QMPClient: @unchecked Sendable {
         while offset < bytes.count {
             // MSG_NOSIGNAL: a dead QEMU must surface as an error here, not as SIGPIPE killing the agent.
             let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw .qmp("write \(commands[0].0): \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw QEMUError.qmp("write \(commands[0].0): \(String(cString: strerror(errno)))") }
             offset += n
         }
         var results: [Any] = []
         var failure: QEMUError?
+        var callbackError: Error?
         while results.count < commands.count {
             let object = try readObject()
             if let event = object["event"] as? String {
@@ -80,15 +89,20 @@ public final class QMPClient: @unchecked Sendable {
             }
             let command = commands[results.count].0
             if let error = object["error"] as? [String: Any] {
-                if failure == nil { failure = .qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")") }
+                if failure == nil { failure = QEMUError.qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")") }
                 results.append(NSNull())
             } else if let value = object["return"] {
                 results.append(value)
+                // A failing callback must not leave later replies unread in the stream.
+                if failure == nil && callbackError == nil {
+                    do { try afterReply(results.count - 1) } catch { callbackError = error }
+                }
             } else {
-                throw .qmp("unexpected reply to \(command): \(object)")
+                throw QEMUError.qmp("unexpected reply to \(command): \(object)")
             }
         }
         if let failure { throw failure }
+        if let callbackError { throw callbackError }
         return results
     }
 
