@@ -74,7 +74,10 @@ struct AgentCommandLineTests {
             if let qemu = try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8), let pid = Int32(qemu) { kill(pid, SIGKILL) }
             try? FileManager.default.removeItem(atPath: directory)
             try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-cli-\(vm)")
-            unlink("/dev/shm/understudy-\(vm)-ram")
+            // The killed primary leaves its RAM and device-state files, as a crashed host would.
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
+                unlink("/dev/shm/\(file)")
+            }
         }
         #expect(try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"]).status == 0)
         let port = UInt16.random(in: 20000...60000)
