@@ -508,15 +508,6 @@ struct VMBench {
 
     private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
-    private func percentile(_ sorted: [Double], _ q: Double) -> Double {
-        guard !sorted.isEmpty else { return 0 }
-        let rank = Int((Double(sorted.count) * q).rounded(.up))
-        return sorted[min(sorted.count - 1, max(0, rank - 1))]
-    }
-
-    // MARK: - Guest image
-
-    /// The package root: three levels above this file, or the working directory.
 }
 
 // MARK: - Helpers

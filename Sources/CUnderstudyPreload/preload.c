@@ -7,7 +7,6 @@
 //                                  tracking and write-protect it: every later write marks the
 //                                  page PAGE_IS_WRITTEN, which the agent reads and re-arms with
 //                                  PAGEMAP_SCAN from outside. Replies "OK" or "ERR <reason>".
-//   PING                           replies "OK".
 // Without the variable the library does nothing, so loading it is harmless.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -89,9 +88,7 @@ static void serve(int client) {
             *newline = 0;
             char reply[300];
             unsigned long long start, length;
-            if (strcmp(line, "PING") == 0) {
-                snprintf(reply, sizeof reply, "OK\n");
-            } else if (sscanf(line, "ARM %llx %llx", &start, &length) == 2) {
+            if (sscanf(line, "ARM %llx %llx", &start, &length) == 2) {
                 char error[200];
                 if (arm(start, length, error, sizeof error) == 0) snprintf(reply, sizeof reply, "OK\n");
                 else snprintf(reply, sizeof reply, "ERR %s\n", error);

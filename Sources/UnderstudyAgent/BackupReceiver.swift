@@ -175,6 +175,8 @@ public final class BackupReceiver: @unchecked Sendable {
                 try? connection.send(.goodbye(SessionClose(code: error.rejectCode, message: error.description)))
                 return fail("malformed frame from \(machine.peerName ?? connection.stream.peer): \(error)")
             } catch {
+                // A failed apply closes the connection itself: report the cause, not the symptom.
+                if let failure = applier.failure { return fail("replica apply failed: \(failure)") }
                 return isStopping ? nil : fail("connection lost: \(error)")
             }
             if let failure = applier.failure {

@@ -20,7 +20,8 @@ public final class CheckpointEncoder: @unchecked Sendable {
     private let pageSize: Int
     private let encoders: [PageEncoder]
     /// The backup's copy of every page as of the last frame emitted (zero before the first sync).
-    private let lastSent: UnsafeMutableRawBufferPointer
+    private let lastSentMemory: AnonymousMemory
+    private var lastSent: UnsafeMutableRawBufferPointer { lastSentMemory.bytes }
     /// Device-state chunk size: well under the frame limit.
     static let deviceStateChunk = 1 << 20
 
@@ -31,14 +32,8 @@ public final class CheckpointEncoder: @unchecked Sendable {
         self.pagesPerBatch = pagesPerBatch
         pageSize = Int(identity.pageSize)
         encoders = (0..<max(1, workers)).map { _ in PageEncoder(pageSize: Int(identity.pageSize), capabilities: capabilities) }
-        let size = Int(identity.memorySize)
-        // Anonymous and lazily zero-filled: pages never sent cost no memory.
-        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        precondition(address != MAP_FAILED, "cannot map \(size) bytes for the last-sent copy")
-        lastSent = UnsafeMutableRawBufferPointer(start: address, count: size)
+        lastSentMemory = AnonymousMemory(size: Int(identity.memorySize), purpose: "the last-sent copy")
     }
-
-    deinit { munmap(lastSent.baseAddress, lastSent.count) }
 
     /// What encoding one epoch or sync round produced.
     public struct Output: Sendable {

@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import UnderstudyQEMU
 import UnderstudyTransport
 
 /// The agent's local control socket: a unix socket, owner-only, answering one-line requests
@@ -22,12 +23,9 @@ public final class ControlServer: @unchecked Sendable {
         unlink(path)
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TransportError.system(operation: "socket", errno: errno) }
-        var address = try ControlServer.address(path)
         // Owner-only from the first moment: umask while binding, then chmod to be explicit.
         let old = umask(0o177)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = UnixSocket.bind(fd, path: path)
         umask(old)
         guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 8) == 0 else {
             let code = errno
@@ -79,11 +77,7 @@ public final class ControlServer: @unchecked Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TransportError.system(operation: "socket", errno: errno) }
         defer { Foundation.close(fd) }
-        var address = try ControlServer.address(path)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
+        guard UnixSocket.connect(fd, path: path) == 0 else {
             throw TransportError.system(operation: "connect to the agent's control socket \(path) (is the agent running?)", errno: errno)
         }
         let line = Array((request + "\n").utf8)
@@ -96,20 +90,6 @@ public final class ControlServer: @unchecked Sendable {
             reply.append(contentsOf: chunk[0..<n])
         }
         return reply
-    }
-
-    private static func address(_ path: String) throws -> sockaddr_un {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw TransportError.invalidAddress("control socket path \(path) is too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return address
     }
 }
 

@@ -28,6 +28,7 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
     public let memory: UnsafeRawBufferPointer
     public let pagesPerEpoch: Int
     public let mix: [SyntheticContent]
+    private let storage: AnonymousMemory
     private let mutable: UnsafeMutableRawBufferPointer
     private let pageSize: Int
     private let state: Mutex<GuestState>
@@ -48,10 +49,8 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
         pageSize = Int(identity.pageSize)
         self.pagesPerEpoch = min(pagesPerEpoch, Int(identity.pageCount))
         self.mix = mix
-        let size = Int(identity.memorySize)
-        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        precondition(address != MAP_FAILED, "cannot map \(size) bytes for the synthetic guest")
-        mutable = UnsafeMutableRawBufferPointer(start: address, count: size)
+        storage = AnonymousMemory(size: Int(identity.memorySize), purpose: "the synthetic guest")
+        mutable = storage.bytes
         memory = UnsafeRawBufferPointer(mutable)
         var rng = SplitMix64(seed: seed)
         pool = SyntheticContentPool(pageSize: pageSize, rng: &rng)
@@ -64,7 +63,6 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
         state = Mutex(GuestState(rng: rng))
     }
 
-    deinit { munmap(mutable.baseAddress, mutable.count) }
 
     public func startTracking() throws {
         state.withLock { $0.tracking = true; $0.dirty.removeAll() }

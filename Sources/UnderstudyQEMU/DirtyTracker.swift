@@ -103,17 +103,14 @@ public final class ComparingDirtyTracker: DirtyTracker, @unchecked Sendable {
     public let method = DirtyTrackingMethod.compare
     private let memory: UnsafeRawBufferPointer
     private let pageSize: Int
-    private let copy: UnsafeMutableRawBufferPointer
+    private let reference: AnonymousMemory
+    private var copy: UnsafeMutableRawBufferPointer { reference.bytes }
 
     public init(memory: UnsafeRawBufferPointer, pageSize: Int) {
         self.memory = memory
         self.pageSize = pageSize
-        let address = mmap(nil, memory.count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        precondition(address != MAP_FAILED, "cannot map \(memory.count) bytes for the comparison copy")
-        copy = UnsafeMutableRawBufferPointer(start: address, count: memory.count)
+        reference = AnonymousMemory(size: memory.count, purpose: "the comparison copy")
     }
-
-    deinit { munmap(copy.baseAddress, copy.count) }
 
     public func arm() throws {
         copy.copyMemory(from: memory)

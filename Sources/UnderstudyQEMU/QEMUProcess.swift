@@ -108,7 +108,6 @@ public final class QEMUProcess: @unchecked Sendable {
     }
 
     public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
 
     private var isStopping: Bool {
         lock.lock()

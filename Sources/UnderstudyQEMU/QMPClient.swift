@@ -5,14 +5,12 @@ import Glibc
 #endif
 
 /// A blocking client for QEMU's machine protocol over a unix socket: one JSON object per line.
-/// Commands are answered in order; asynchronous events arriving in between are collected in
-/// `events` (the checkpoint loop ignores them, activation waits for some).
+/// Commands are answered in order; asynchronous events arriving in between are skipped (the
+/// agent asks for state with commands such as query-status instead).
 public final class QMPClient: @unchecked Sendable {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private let lock = NSLock()
-    /// Events received so far (their "event" names), oldest first.
-    public private(set) var events: [String] = []
 
     /// Connects, reads the greeting and enters command mode. Retries until `timeout` while
     /// QEMU is still creating the socket.
@@ -83,10 +81,7 @@ public final class QMPClient: @unchecked Sendable {
         var callbackError: Error?
         while results.count < commands.count {
             let object = try readObject()
-            if let event = object["event"] as? String {
-                events.append(event)
-                continue
-            }
+            if object["event"] != nil { continue }
             let command = commands[results.count].0
             if let error = object["error"] as? [String: Any] {
                 if failure == nil { failure = QEMUError.qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")") }
@@ -106,18 +101,6 @@ public final class QMPClient: @unchecked Sendable {
         return results
     }
 
-    /// Waits until an event named `name` has arrived (reading more if needed).
-    public func waitForEvent(_ name: String, timeout: Duration) throws(QEMUError) {
-        lock.lock()
-        defer { lock.unlock() }
-        let deadline = ContinuousClock.now + timeout
-        while !events.contains(name) {
-            guard ContinuousClock.now < deadline else { throw .qmp("no \(name) event within \(timeout)") }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, 50) > 0, let event = try readObject()["event"] as? String { events.append(event) }
-        }
-    }
-
     private func readObject() throws(QEMUError) -> [String: Any] {
         while true {
             if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
@@ -132,23 +115,6 @@ public final class QMPClient: @unchecked Sendable {
             let n = read(fd, &chunk, chunk.count)
             guard n > 0 else { throw .qmp(n == 0 ? "QEMU closed the QMP connection" : "read: \(String(cString: strerror(errno)))") }
             buffer.append(contentsOf: chunk[0..<n])
-        }
-    }
-}
-
-/// Unix-domain socket helpers.
-enum UnixSocket {
-    static func connect(_ fd: Int32, path: String) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { errno = ENAMETOOLONG; return -1 }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
     }
 }

@@ -51,10 +51,6 @@ final class MappedFile: @unchecked Sendable {
         try resize(to: keep)
     }
 
-    func sync() throws(ReplicaError) {
-        guard size == 0 || msync(bytes.baseAddress, size, MS_SYNC) == 0 else { throw .io(operation: "msync", path: path, errno: errno) }
-    }
-
     private func unmap() {
         if let base = bytes.baseAddress { munmap(base, size) }
         bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)

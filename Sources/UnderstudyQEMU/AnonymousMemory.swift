@@ -1,0 +1,20 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A memory-sized private buffer (the last-sent copy, the comparison copy, a synthetic guest).
+/// Anonymous and lazily zero-filled: pages never touched cost no memory, which a 1 GiB guest
+/// needs and `allocate` would not give.
+public final class AnonymousMemory: @unchecked Sendable {
+    public let bytes: UnsafeMutableRawBufferPointer
+
+    /// - Parameter purpose: what the buffer is for, named if the mapping fails.
+    public init(size: Int, purpose: String) {
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        precondition(address != MAP_FAILED, "cannot map \(size) bytes for \(purpose)")
+        bytes = UnsafeMutableRawBufferPointer(start: address, count: size)
+    }
+
+    deinit { munmap(bytes.baseAddress, bytes.count) }
+}
