@@ -26,6 +26,14 @@ struct ReplicaStoreTests {
         return staged
     }
 
+    /// A store in `dir` that finished an (empty) initial sync, ready for checkpoints.
+    func syncedStore(_ dir: TemporaryDirectory) throws -> ReplicaStore {
+        let store = try ReplicaStore(directory: dir.path, identity: identity)
+        try store.beginSync()
+        try store.finishSync()
+        return store
+    }
+
     func memoryByte(_ directory: String, page: Int) throws -> UInt8 {
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/memory.img"))
         return data[page * pageSize + 17]
@@ -46,9 +54,7 @@ struct ReplicaStoreTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         do {
-            let store = try ReplicaStore(directory: dir.path, identity: identity)
-            try store.beginSync()
-            try store.finishSync()
+            let store = try syncedStore(dir)
             try store.seal(try stage(epoch: 7, pages: [0, 5, 1023]) { UInt8($0 % 200) + 1 }, decoders: [PageDecoder(pageSize: pageSize)])
             #expect(store.state.committedEpoch == 0, "sealing alone must not publish")
             try store.applySealed()
@@ -69,9 +75,7 @@ struct ReplicaStoreTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         do {
-            let store = try ReplicaStore(directory: dir.path, identity: identity)
-            try store.beginSync()
-            try store.finishSync()
+            let store = try syncedStore(dir)
             try store.seal(try stage(epoch: 1, pages: [3]) { _ in 9 }, decoders: [PageDecoder(pageSize: pageSize)])
             try store.applySealed()
             // Seal epoch 2 and "crash" before applying it.
@@ -95,9 +99,7 @@ struct ReplicaStoreTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         do {
-            let store = try ReplicaStore(directory: dir.path, identity: identity)
-            try store.beginSync()
-            try store.finishSync()
+            let store = try syncedStore(dir)
             try store.seal(try stage(epoch: 1, pages: [3]) { _ in 9 }, decoders: [PageDecoder(pageSize: pageSize)])
             try store.applySealed()
             try store.seal(try stage(epoch: 2, pages: [3]) { _ in 50 }, decoders: [PageDecoder(pageSize: pageSize)])
@@ -117,9 +119,7 @@ struct ReplicaStoreTests {
     @Test func duplicatePageInOneEpochIsRefusedAndNothingChanges() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let store = try ReplicaStore(directory: dir.path, identity: identity)
-        try store.beginSync()
-        try store.finishSync()
+        let store = try syncedStore(dir)
         #expect(throws: ReplicaError.self) {
             try store.seal(try stage(epoch: 1, pages: [8, 8]) { _ in 1 }, decoders: [PageDecoder(pageSize: pageSize)])
         }
