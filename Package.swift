@@ -42,14 +42,24 @@ let package = Package(
         // The QEMU driver: launch, QMP, guest RAM, dirty tracking, device state, the checkpoint source.
         .target(
             name: "UnderstudyQEMU",
-            dependencies: ["UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudyProtocol", "UnderstudyTransport", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Disk replication: an NBD server for the guest disk that reports every write, per-epoch capture.
+        .target(
+            name: "UnderstudyDisk",
+            dependencies: ["UnderstudyProtocol", "UnderstudyTransport", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The output gate: guest NIC frames (QEMU -netdev stream) held per epoch until acknowledged, then sent to a TAP.
+        .target(
+            name: "UnderstudyNetwork",
+            dependencies: ["UnderstudyProtocol", "UnderstudyTransport", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
         // Primary and backup roles wired from the layers below.
         .target(
             name: "UnderstudyAgent",
             dependencies: [
-                "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU", "CUnderstudyShims",
-                .product(name: "Logging", package: "swift-log"),
+                "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyDisk",
+                "UnderstudyNetwork", "CUnderstudyShims", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -94,6 +104,14 @@ let package = Package(
         .testTarget(
             name: "UnderstudyReplicaTests",
             dependencies: ["UnderstudyReplica", "UnderstudyProtocol", "UnderstudyTestSupport", "ReplicaCrashHelper"]
+        ),
+        .testTarget(
+            name: "UnderstudyDiskTests",
+            dependencies: ["UnderstudyDisk", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyTestSupport"]
+        ),
+        .testTarget(
+            name: "UnderstudyNetworkTests",
+            dependencies: ["UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyTestSupport"]
         ),
         .testTarget(
             name: "UnderstudyAgentTests",

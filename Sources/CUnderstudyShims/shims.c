@@ -1,11 +1,14 @@
 #define _GNU_SOURCE
 #include "CUnderstudyShims.h"
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <linux/ioctl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 
 int us_ssl_ctx_set_proto_range(SSL_CTX *ctx, int min_version, int max_version) {
     return SSL_CTX_set_min_proto_version(ctx, min_version) == 1 &&
@@ -174,4 +177,13 @@ long us_pagemap_scan_written(int pagemap_fd, uint64_t start, uint64_t end, us_pa
     long n = ioctl(pagemap_fd, US_PAGEMAP_SCAN, &arg);
     *walk_end = arg.walk_end;
     return n;
+}
+
+int us_tap_attach(int fd, const char *name) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    if (strlen(name) >= IFNAMSIZ) { errno = ENAMETOOLONG; return -1; }
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI;
+    return ioctl(fd, TUNSETIFF, &request);
 }

@@ -142,3 +142,11 @@ public enum DiskWriteData: Sendable, Equatable {
         }
     }
 }
+
+/// One change the guest made to its disk, in the order the disk server applied it.
+public enum DiskChange: Sendable, Equatable {
+    /// Bytes written, or a range zeroed (WRITE_ZEROES, TRIM).
+    case write(offset: UInt64, data: DiskWriteData)
+    /// Everything before this change was made durable (FLUSH, or a write with FUA).
+    case flush
+}

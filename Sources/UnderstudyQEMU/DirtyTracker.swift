@@ -1,5 +1,6 @@
 import CUnderstudyShims
 import Foundation
+import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -75,4 +75,9 @@ void us_set_thread_name(const char *name);
 /// accept4(..., SOCK_CLOEXEC) (GNU extension, hidden from Swift without _GNU_SOURCE).
 int us_accept_cloexec(int fd, struct sockaddr *address, socklen_t *length);
 
+/// Attaches `fd` (an open /dev/net/tun) to the TAP device `name` without packet information
+/// headers (TUNSETIFF is a function-like macro Swift cannot import); creates the device when it
+/// does not exist. Returns 0 or -1 with errno set.
+int us_tap_attach(int fd, const char *name);
+
 #endif
