@@ -77,7 +77,7 @@ struct CodecBench {
             lastSent.copyMemory(from: guest.memory)
             replica.copyMemory(from: guest.memory)
             try! guest.startTracking()
-            let captured = try! guest.capture(resume: true)
+            let captured = try! guest.capture(epoch: 1, resume: true)
             var frames: [PageBatch] = []
             var wire = 0
             let encodeStart = ContinuousClock.now

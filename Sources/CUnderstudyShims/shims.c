@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <linux/ioctl.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 
@@ -186,4 +188,9 @@ int us_tap_attach(int fd, const char *name) {
     strncpy(request.ifr_name, name, IFNAMSIZ - 1);
     request.ifr_flags = IFF_TAP | IFF_NO_PI;
     return ioctl(fd, TUNSETIFF, &request);
+}
+
+int us_zero_file_range(int fd, int64_t offset, int64_t length, int punch) {
+    int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
 }

@@ -17,7 +17,7 @@ public struct BackupConfiguration: Sendable {
     public var applyQueueDepth: Int
 
     public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
-                capabilities: Capabilities = [.lz4Pages, .xorDelta, .deviceState], applyQueueDepth: Int = 8) {
+                capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
         self.nodeName = nodeName
         self.listen = listen
         self.tls = tls
@@ -160,7 +160,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 stats.checkpointsCommitted += 1
                 stats.committedEpoch = staged.epoch
                 stats.pagesApplied += staged.pageCount
-            case .beginSync, .finishSync: break
+            case .beginSync, .finishSync, .syncDiskWrites: break
             }
         }
         var staged: StagedEpoch?
@@ -201,6 +201,8 @@ public final class BackupReceiver: @unchecked Sendable {
                 applier.enqueue(.beginSync)
             case .applySyncPages(let batch):
                 applier.enqueue(.syncPages(batch))
+            case .applySyncDiskWrites(let batch):
+                applier.enqueue(.syncDiskWrites(batch))
             case .syncComplete(let pages):
                 logger.info("initial sync received", metadata: ["pages": "\(pages)"])
                 applier.enqueue(.finishSync)
@@ -210,9 +212,8 @@ public final class BackupReceiver: @unchecked Sendable {
                 staged?.add(batch)
             case .stageDeviceState(let chunk):
                 staged?.add(chunk)
-            case .stageDiskWrites:
-                // The backup does not offer disk writes yet, so the state machine refuses them first.
-                return fail("disk writes staged without a replica disk")
+            case .stageDiskWrites(let batch):
+                staged?.add(batch)
             case .commit:
                 if let whole = staged { applier.enqueue(.commit(whole)) }
                 staged = nil
@@ -243,6 +244,7 @@ final class ReplicaApplier: @unchecked Sendable {
     enum Work: Sendable {
         case beginSync
         case syncPages(PageBatch)
+        case syncDiskWrites(DiskWriteBatch)
         case finishSync
         case commit(StagedEpoch)
     }
@@ -262,6 +264,7 @@ final class ReplicaApplier: @unchecked Sendable {
                     switch work {
                     case .beginSync: try store.beginSync()
                     case .syncPages(let batch): try store.applySyncPages(batch, decoder: decoders[0])
+                    case .syncDiskWrites(let batch): try store.applySyncDiskWrites(batch)
                     case .finishSync: try store.finishSync()
                     case .commit(let staged):
                         try store.seal(staged, decoders: decoders)

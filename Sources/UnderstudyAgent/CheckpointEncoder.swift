@@ -38,6 +38,8 @@ public final class CheckpointEncoder: @unchecked Sendable {
     /// What encoding one epoch or sync round produced.
     public struct Output: Sendable {
         public var pages = 0
+        public var diskWrites = 0
+        public var diskBytes = 0
         public var rawBytes = 0
         public var wireBytes = 0
         public var digest = EpochDigest()
@@ -55,7 +57,19 @@ public final class CheckpointEncoder: @unchecked Sendable {
         }
     }
 
-    /// Encodes one whole checkpoint: begin, page batches, device state, end with counts and digest.
+    /// Encodes disk changes of the initial sync (epoch 0) or of a checkpoint as disk-write frames.
+    public func encodeDisk(_ changes: [DiskChange], epoch: UInt64, to sender: FrameSender, into output: inout Output) throws {
+        guard !changes.isEmpty else { return }
+        let (frames, entries) = DiskWriteBatch.frames(epoch: epoch, changes: changes)
+        for frame in frames { try emit(frame, to: sender, output: &output, content: true) }
+        output.diskWrites += entries
+        let bytes = changes.reduce(0) { total, change in if case .write(_, let data) = change { total + data.length } else { total } }
+        output.diskBytes += bytes
+        output.rawBytes += bytes
+    }
+
+    /// Encodes one whole checkpoint: begin, page batches, device state, disk changes, end with
+    /// counts and digest.
     public func encodeCheckpoint(_ captured: CapturedCheckpoint, epoch: UInt64, to sender: FrameSender) throws -> Output {
         var output = Output()
         try emit(Message.checkpointBegin(epoch: epoch).frame, to: sender, output: &output, content: false)
@@ -69,15 +83,16 @@ public final class CheckpointEncoder: @unchecked Sendable {
             try emit(Message.deviceState(chunk).frame, to: sender, output: &output, content: true)
             offset = end
         }
+        try encodeDisk(captured.diskChanges, epoch: epoch, to: sender, into: &output)
         let summary = ContentSummary(epoch: epoch, pageCount: UInt64(output.pages), deviceStateBytes: UInt64(captured.deviceState.count),
-                                     diskWriteCount: 0, digest: output.digest.value)
+                                     diskWriteCount: UInt64(output.diskWrites), digest: output.digest.value)
         try emit(Message.checkpointEnd(summary).frame, to: sender, output: &output, content: false)
         return output
     }
 
     /// Makes `summary` for the sync frames encoded into `output`.
     public func syncSummary(_ output: Output) -> ContentSummary {
-        ContentSummary(epoch: 0, pageCount: UInt64(output.pages), digest: output.digest.value)
+        ContentSummary(epoch: 0, pageCount: UInt64(output.pages), diskWriteCount: UInt64(output.diskWrites), digest: output.digest.value)
     }
 
     private func emit(_ frame: Frame, to sender: FrameSender, output: inout Output, content: Bool) throws {

@@ -199,7 +199,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
     private func checkpoint(resume: Bool, encoder: CheckpointEncoder, sender: FrameSender) throws {
         // Backpressure: a full window stretches the interval until an ack arrives.
         let epoch = try session.waitForWindow()
-        let captured = try source.capture(resume: resume)
+        let captured = try source.capture(epoch: epoch, resume: resume)
         let captureTime = ContinuousClock.now
         session.withLock {
             $0.machine.checkpointSent(epoch)

@@ -77,7 +77,7 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
 
     /// Dirties a new set of pages (the guest "ran"), then captures everything dirty. The synthetic
     /// guest only runs inside `capture`, so `resume` changes nothing.
-    public func capture(resume: Bool) throws -> CapturedCheckpoint {
+    public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         state.withLock { guest in
             runEpoch(&guest)
             let start = ContinuousClock.now

@@ -14,6 +14,8 @@ public struct BackupSessionStateMachine: Sendable {
         case beginSync(SyncBegin)
         /// Write these sync pages into the replica (they are not part of any epoch).
         case applySyncPages(PageBatch)
+        /// Write this disk content into the replica disk (part of the sync, not of any epoch).
+        case applySyncDiskWrites(DiskWriteBatch)
         /// Initial synchronisation arrived whole and verified.
         case syncComplete(pages: UInt64)
         /// A checkpoint starts: open an empty staging area for it.
@@ -87,6 +89,8 @@ public struct BackupSessionStateMachine: Sendable {
         case (.awaitingHello, _):
             return fail(.unexpected("\(frame.type) before HELLO"))
 
+        case (_, .diskWrites) where !agreedCapabilities.contains(.diskWrites):
+            return fail(.unexpected("disk writes, but the session did not agree on the disk-writes capability"))
         case (_, .heartbeat(let beat)):
             return .heartbeat(beat)
         case (_, .goodbye(let close)):
@@ -105,6 +109,12 @@ public struct BackupSessionStateMachine: Sendable {
             content.digest.add(frame)
             state = .syncing(expectedPages: expected, content)
             return .applySyncPages(batch)
+        case (.syncing(let expected, var content), .diskWrites(let batch)):
+            guard batch.epoch == 0 else { return fail(.malformed("sync disk writes carry epoch \(batch.epoch), expected 0")) }
+            content.diskWrites += UInt64(batch.entries.count)
+            content.digest.add(frame)
+            state = .syncing(expectedPages: expected, content)
+            return .applySyncDiskWrites(batch)
         case (.syncing(let expected, let content), .syncEnd(let summary)):
             guard summary.epoch == 0 else { return fail(.malformed("SYNC_END carries epoch \(summary.epoch), expected 0")) }
             if let problem = Self.verify(content, against: summary) { return fail(.verificationFailed("initial sync: \(problem)")) }
@@ -131,8 +141,6 @@ public struct BackupSessionStateMachine: Sendable {
             return .stagePages(batch)
         case (.receiving, .deviceState) where !agreedCapabilities.contains(.deviceState):
             return fail(.unexpected("device state, but the session did not agree on the device-state capability"))
-        case (.receiving, .diskWrites) where !agreedCapabilities.contains(.diskWrites):
-            return fail(.unexpected("disk writes, but the session did not agree on the disk-writes capability"))
         case (.receiving(var content), .deviceState(let chunk)):
             guard chunk.epoch == content.epoch else { return fail(wrongEpoch("device state", chunk.epoch, content.epoch)) }
             guard chunk.offset == content.deviceStateBytes else {

@@ -6,12 +6,16 @@ public enum DiskWriteEncoding: UInt8, Sendable, CaseIterable {
     case lz4 = 1
     /// The range reads as zeroes afterwards (WRITE_ZEROES, TRIM); no data follows.
     case zeroes = 2
+    /// The guest flushed: every earlier write of the epoch must be durable once the epoch commits.
+    /// Offset and length are 0; no data follows.
+    case flush = 3
 }
 
 /// A frame of guest disk writes of one epoch, in the order the guest issued them.
 ///
-/// Payload: epoch u64, count u32, then per write: offset u64, length u32, encoding u8, and for
-/// `raw` `length` bytes, for `lz4` a u32 encoded length and that many bytes.
+/// Payload: epoch u64, count u32, then per change: offset u64, length u32, encoding u8, and for
+/// `raw` `length` bytes, for `lz4` a u32 encoded length and that many bytes. Changes are applied
+/// in order; a batch of the initial sync carries epoch 0.
 public struct DiskWriteBatch: Sendable, Equatable {
     public struct Entry: Sendable, Equatable {
         public var offset: UInt64
@@ -21,6 +25,8 @@ public struct DiskWriteBatch: Sendable, Equatable {
     }
 
     public static let maxEntries = 65536
+    /// Data bytes a write carries at most in one entry; `frames` splits longer writes.
+    public static let maxEntryBytes = 1 << 20
 
     public let epoch: UInt64
     public let frame: Frame
@@ -38,12 +44,19 @@ public struct DiskWriteBatch: Sendable, Equatable {
         for position in 0..<count {
             let offset = try reader.readUInt64()
             let length = Int(try reader.readUInt32())
-            guard length > 0, !offset.addingReportingOverflow(UInt64(length)).overflow else {
-                throw .malformed("disk write \(position): length \(length) at offset \(offset) is not a valid range")
-            }
             let rawEncoding = try reader.readUInt8()
             guard let encoding = DiskWriteEncoding(rawValue: rawEncoding) else {
                 throw .malformed("disk write \(position): unknown encoding \(rawEncoding)")
+            }
+            if encoding == .flush {
+                guard offset == 0, length == 0 else {
+                    throw .malformed("disk write \(position): a flush carries offset \(offset) and length \(length), expected 0 and 0")
+                }
+                entries.append(Entry(offset: 0, length: 0, encoding: .flush, data: reader.offset..<reader.offset))
+                continue
+            }
+            guard length > 0, !offset.addingReportingOverflow(UInt64(length)).overflow else {
+                throw .malformed("disk write \(position): length \(length) at offset \(offset) is not a valid range")
             }
             // Data-carrying writes must fit a frame once decoded, so a forged length cannot make the
             // receiver allocate more than one frame's worth.
@@ -53,7 +66,7 @@ public struct DiskWriteBatch: Sendable, Equatable {
             let data: Range<Int>
             switch encoding {
             case .raw: data = try reader.readRange(length)
-            case .zeroes: data = reader.offset..<reader.offset
+            case .zeroes, .flush: data = reader.offset..<reader.offset
             case .lz4:
                 let encoded = Int(try reader.readUInt32())
                 guard encoded > 0, encoded < length else {
@@ -68,40 +81,47 @@ public struct DiskWriteBatch: Sendable, Equatable {
         self.entries = entries
     }
 
-    /// What entry `entry` leaves on the disk: its bytes (decompressed and length-checked), or a
-    /// zeroed range, which is never materialised (a forged length must not become an allocation).
-    public func data(of entry: Entry) throws(ProtocolError) -> DiskWriteData {
+    /// What entry `entry` does to the disk: its bytes (decompressed and length-checked), a zeroed
+    /// range, which is never materialised (a forged length must not become an allocation), or a flush.
+    public func change(at entry: Entry) throws(ProtocolError) -> DiskChange {
         switch entry.encoding {
-        case .raw: return .bytes(Array(frame.bytes[entry.data]))
-        case .zeroes: return .zeroes(length: entry.length)
+        case .raw: return .write(offset: entry.offset, data: .bytes(Array(frame.bytes[entry.data])))
+        case .zeroes: return .write(offset: entry.offset, data: .zeroes(length: entry.length))
+        case .flush: return .flush
         case .lz4:
             let output = UnsafeMutableRawBufferPointer.allocate(byteCount: entry.length, alignment: 16)
             defer { output.deallocate() }
             try LZ4Block.decompress(frame.bytes, range: entry.data, into: output, context: "disk write at offset \(entry.offset)")
-            return .bytes(Array(output))
+            return .write(offset: entry.offset, data: .bytes(Array(output)))
         }
     }
 
-    /// Builds a batch, compressing each write when that makes it smaller. Each data write must be at
-    /// most `Frame.maxPayload` bytes and the whole batch must fit in one frame.
-    public static func frame(epoch: UInt64, writes: [(offset: UInt64, data: DiskWriteData)]) -> Frame {
-        precondition(!writes.isEmpty && writes.count <= maxEntries)
-        for (offset, data) in writes {
+    /// Builds one batch, compressing each write when that makes it smaller. Each data write must be
+    /// at most `Frame.maxPayload` bytes and the whole batch must fit in one frame; `frames` packs
+    /// any list of changes within those limits.
+    public static func frame(epoch: UInt64, changes: [DiskChange]) -> Frame {
+        precondition(!changes.isEmpty && changes.count <= maxEntries)
+        for case .write(let offset, let data) in changes {
             let length = data.length
             precondition(length > 0 && length <= Int(UInt32.max) && !offset.addingReportingOverflow(UInt64(length)).overflow,
                          "disk write of \(length) bytes at \(offset) cannot be encoded")
             if case .bytes = data { precondition(length <= Frame.maxPayload, "split disk writes larger than \(Frame.maxPayload) bytes") }
         }
-        return Frame(.diskWrites, capacity: 12 + writes.reduce(0) { $0 + 17 + $1.data.wireCapacity }) { writer in
+        return Frame(.diskWrites, capacity: 12 + changes.reduce(0) { $0 + 17 + $1.wireCapacity }) { writer in
             writer.write(epoch)
-            writer.write(UInt32(writes.count))
-            for (offset, data) in writes {
-                writer.write(offset)
-                switch data {
-                case .zeroes(let length):
+            writer.write(UInt32(changes.count))
+            for change in changes {
+                switch change {
+                case .flush:
+                    writer.write(UInt64(0))
+                    writer.write(UInt32(0))
+                    writer.write(DiskWriteEncoding.flush.rawValue)
+                case .write(let offset, .zeroes(let length)):
+                    writer.write(offset)
                     writer.write(UInt32(length))
                     writer.write(DiskWriteEncoding.zeroes.rawValue)
-                case .bytes(let bytes):
+                case .write(let offset, .bytes(let bytes)):
+                    writer.write(offset)
                     writer.write(UInt32(bytes.count))
                     let compressed = bytes.withUnsafeBytes { source in
                         var out = [UInt8](repeating: 0, count: max(bytes.count - 1, 0))
@@ -120,6 +140,44 @@ public struct DiskWriteBatch: Sendable, Equatable {
             }
         }
     }
+
+    /// Packs changes of any size into batches: writes longer than `maxEntryBytes` are cut into
+    /// pieces (applied in order, they leave the same disk), and a batch is closed once it holds
+    /// about `maxEntryBytes` of data, so every frame stays far below the frame limit. Returns the
+    /// frames and how many entries they hold in all (what the epoch's summary counts).
+    public static func frames(epoch: UInt64, changes: [DiskChange]) -> (frames: [Frame], entries: Int) {
+        var frames: [Frame] = []
+        var entries = 0
+        var batch: [DiskChange] = []
+        var batchBytes = 0
+        func add(_ change: DiskChange) {
+            if batch.count == maxEntries || batchBytes + change.wireCapacity > maxEntryBytes, !batch.isEmpty {
+                frames.append(frame(epoch: epoch, changes: batch))
+                batch.removeAll(keepingCapacity: true)
+                batchBytes = 0
+            }
+            batch.append(change)
+            batchBytes += change.wireCapacity
+            entries += 1
+        }
+        for change in changes {
+            switch change {
+            case .write(let offset, .bytes(let bytes)) where bytes.count > maxEntryBytes:
+                for start in stride(from: 0, to: bytes.count, by: maxEntryBytes) {
+                    let piece = Array(bytes[start..<min(start + maxEntryBytes, bytes.count)])
+                    add(.write(offset: offset + UInt64(start), data: .bytes(piece)))
+                }
+            case .write(let offset, .zeroes(let length)) where length > Int(UInt32.max):
+                for start in stride(from: 0, to: length, by: Int(UInt32.max)) {
+                    add(.write(offset: offset + UInt64(start), data: .zeroes(length: min(Int(UInt32.max), length - start))))
+                }
+            default:
+                add(change)
+            }
+        }
+        if !batch.isEmpty { frames.append(frame(epoch: epoch, changes: batch)) }
+        return (frames, entries)
+    }
 }
 
 /// What one guest disk write leaves on the disk.
@@ -135,12 +193,6 @@ public enum DiskWriteData: Sendable, Equatable {
         }
     }
 
-    var wireCapacity: Int {
-        switch self {
-        case .bytes(let bytes): bytes.count
-        case .zeroes: 0
-        }
-    }
 }
 
 /// One change the guest made to its disk, in the order the disk server applied it.
@@ -149,4 +201,9 @@ public enum DiskChange: Sendable, Equatable {
     case write(offset: UInt64, data: DiskWriteData)
     /// Everything before this change was made durable (FLUSH, or a write with FUA).
     case flush
+
+    /// Data bytes the change carries on the wire before compression.
+    var wireCapacity: Int {
+        if case .write(_, .bytes(let bytes)) = self { bytes.count } else { 0 }
+    }
 }

@@ -9,6 +9,7 @@ extension Message {
                 w.write(string: hello.identity.id)
                 w.write(hello.identity.memorySize)
                 w.write(hello.identity.pageSize)
+                w.write(hello.identity.diskSize)
                 w.write(hello.capabilities.rawValue)
                 w.write(hello.requiredCapabilities.rawValue)
                 w.write(string: hello.nodeName)
@@ -58,7 +59,8 @@ extension Message {
                 return
             }
             let id = try r.readString()
-            let identity = VMIdentity(id: id, memorySize: try r.readUInt64(), pageSize: try r.readUInt32())
+            let identity = VMIdentity(id: id, memorySize: try r.readUInt64(), pageSize: try r.readUInt32(),
+                                      diskSize: try r.readUInt64())
             let capabilities = Capabilities(rawValue: try r.readUInt64())
             let required = Capabilities(rawValue: try r.readUInt64())
             let node = try r.readString()

@@ -27,22 +27,29 @@ public enum CloseCode: UInt16, Sendable, CustomStringConvertible {
     }
 }
 
-/// What the two agents must agree on before any page moves: which VM, and how its memory is cut.
+/// What the two agents must agree on before any page moves: which VM, how its memory is cut,
+/// and how large its replicated disk is.
 public struct VMIdentity: Sendable, Equatable, CustomStringConvertible {
     public static let maxIDLength = 128
+    public static let diskSectorSize: UInt64 = 512
     public var id: String
     public var memorySize: UInt64
     public var pageSize: UInt32
+    /// Bytes of the replicated disk; 0 when the VM has none.
+    public var diskSize: UInt64
 
-    public init(id: String, memorySize: UInt64, pageSize: UInt32 = 4096) {
+    public init(id: String, memorySize: UInt64, pageSize: UInt32 = 4096, diskSize: UInt64 = 0) {
         self.id = id
         self.memorySize = memorySize
         self.pageSize = pageSize
+        self.diskSize = diskSize
     }
 
     public var pageCount: UInt64 { memorySize / UInt64(pageSize) }
 
-    public var description: String { "\(id) (\(memorySize) bytes, \(pageSize)-byte pages)" }
+    public var description: String {
+        "\(id) (\(memorySize) bytes, \(pageSize)-byte pages" + (diskSize > 0 ? ", \(diskSize)-byte disk)" : ", no disk)")
+    }
 
     /// Checks the identity is usable: a short id, a power-of-two page size, whole pages.
     public func validate() throws(ProtocolError) {
@@ -55,6 +62,9 @@ public struct VMIdentity: Sendable, Equatable, CustomStringConvertible {
         guard memorySize > 0, memorySize % UInt64(pageSize) == 0 else {
             throw .malformed("memory size \(memorySize) is not a positive multiple of the page size \(pageSize)")
         }
+        guard diskSize % VMIdentity.diskSectorSize == 0 else {
+            throw .malformed("disk size \(diskSize) is not a multiple of \(VMIdentity.diskSectorSize) bytes")
+        }
     }
 
     /// Describes the first difference from `other`, nil when they match.
@@ -62,6 +72,7 @@ public struct VMIdentity: Sendable, Equatable, CustomStringConvertible {
         if id != other.id { return "VM id is \"\(other.id)\", expected \"\(id)\"" }
         if memorySize != other.memorySize { return "memory size is \(other.memorySize), expected \(memorySize)" }
         if pageSize != other.pageSize { return "page size is \(other.pageSize), expected \(pageSize)" }
+        if diskSize != other.diskSize { return "disk size is \(other.diskSize), expected \(diskSize)" }
         return nil
     }
 }
@@ -135,7 +146,8 @@ public struct SessionClose: Sendable, Equatable {
     }
 }
 
-/// Start of initial synchronisation: the backup zeroes its replica memory.
+/// Start of initial synchronisation: the backup zeroes its replica memory and disk; disk content
+/// follows as disk-write batches of epoch 0.
 public struct SyncBegin: Sendable, Equatable {
     public var pageCount: UInt64
     public init(pageCount: UInt64) { self.pageCount = pageCount }

@@ -7,7 +7,8 @@ import UnderstudyProtocol
 /// - `startTracking` arms write tracking *before* the initial sync reads any page, so a page
 ///   written while it is being read is caught by the next `collectDirtyPages` or `capture`.
 /// - `capture` pauses the guest, takes every page written since the previous collection,
-///   copies them, saves the device state and resumes; only what it returns is epoch content.
+///   copies them, saves the device state, seals the epoch's disk writes and network output, and
+///   resumes; only what it returns is epoch content.
 public protocol CheckpointSource: AnyObject, Sendable {
     var identity: VMIdentity { get }
     /// The guest's memory as the agent maps it. Read while the guest runs only for the initial sync.
@@ -16,9 +17,9 @@ public protocol CheckpointSource: AnyObject, Sendable {
     func startTracking() throws
     /// Pages written since the last collection, without pausing the guest (pre-copy rounds).
     func collectDirtyPages() throws -> [UInt64]
-    /// Pauses the guest, captures the checkpoint's content, and resumes the guest unless
+    /// Pauses the guest, captures the content of checkpoint `epoch`, and resumes the guest unless
     /// `resume` is false (a final checkpoint before a switchover, or a consistency check).
-    func capture(resume: Bool) throws -> CapturedCheckpoint
+    func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint
 }
 
 /// The content of one checkpoint, copied out while the guest was paused.
@@ -30,6 +31,8 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     /// The pages' bytes, contiguous, `pageIndices.count * pageSize`.
     public let pages: UnsafeMutableRawBufferPointer
     public var deviceState: [UInt8] = []
+    /// The guest's disk changes of the epoch, in order.
+    public var diskChanges: [DiskChange] = []
     /// How long the guest was paused for this capture.
     public var pause: Duration = .zero
     private let buffer: UnsafeMutableRawBufferPointer

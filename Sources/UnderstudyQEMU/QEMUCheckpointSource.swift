@@ -25,12 +25,18 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     private let ram: GuestRAM
     private let pageSize: Int
 
+    /// Runs inside every capture once QEMU has stopped (no vCPU runs, device I/O drained), before
+    /// it resumes: the disk and network layers cut their streams at the epoch boundary here.
+    public typealias EpochBoundary = @Sendable (_ epoch: UInt64, _ checkpoint: CapturedCheckpoint) -> Void
+    private let boundary: EpochBoundary?
+
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
     public var trackingMethod: DirtyTrackingMethod { tracker.method }
 
     /// Boots the VM with guest RAM in a shared file and prepares dirty tracking.
     public init(description: VMDescription, preloadLibrary: String?, tracking: DirtyTrackingPreference,
-                extraArguments: [String] = [], logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws {
+                extraArguments: [String] = [], boundary: EpochBoundary? = nil, logger: Logger,
+                onExit: @escaping @Sendable (QEMUError) -> Void) throws {
         let method: DirtyTrackingMethod
         switch tracking {
         case .pagemap: method = .pagemap
@@ -40,7 +46,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         if method == .pagemap, preloadLibrary == nil {
             throw QEMUError.tracking("pagemap tracking needs the preload library (libUnderstudyPreload.so)")
         }
-        identity = VMIdentity(id: description.id, memorySize: description.memoryBytes)
+        identity = description.identity
+        self.boundary = boundary
         pageSize = Int(identity.pageSize)
         unlink(description.ramFile)
         ram = try GuestRAM(path: description.ramFile, size: Int(description.memoryBytes), create: true)
@@ -67,7 +74,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func collectDirtyPages() throws -> [UInt64] { try tracker.collect() }
 
-    public func capture(resume: Bool) throws -> CapturedCheckpoint {
+    public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
         do {
@@ -82,6 +89,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                     staging.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: ram.bytes.baseAddress! + Int(index) * pageSize,
                                                                                        count: pageSize))
                 }
+                boundary?(epoch, staging)
                 captured = staging
             }
             captured!.deviceState = deviceState

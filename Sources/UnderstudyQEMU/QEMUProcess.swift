@@ -25,7 +25,9 @@ public final class QEMUProcess: @unchecked Sendable {
     /// - Parameters:
     ///   - ramFile: the guest RAM file QEMU maps (must exist with the VM's memory size for `.incoming`).
     ///   - preloadLibrary: path of libUnderstudyPreload.so, or nil to run without dirty tracking.
-    ///   - extraArguments: devices added by other layers (network, disk).
+    ///   - extraArguments: devices added by other layers: the network (the output gate's stream) and
+    ///     the disk (served by the agent over NBD, so that every write is seen), which is why the
+    ///     disk image itself is never handed to QEMU.
     ///   - onExit: called once if QEMU exits while not being stopped, with its status and log tail.
     public init(description: VMDescription, ramFile: String, mode: Mode, preloadLibrary: String?, extraArguments: [String] = [],
                 logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws(QEMUError) {
@@ -57,9 +59,6 @@ public final class QEMUProcess: @unchecked Sendable {
         if let kernel = description.kernel {
             arguments += ["-kernel", kernel, "-append", description.commandLine]
             if let initrd = description.initrd { arguments += ["-initrd", initrd] }
-        }
-        if let disk = description.diskImage {
-            arguments += ["-drive", "file=\(disk),format=raw,if=virtio"]
         }
         if mode == .incoming {
             // The saved device state has no configuration section (xen-save-devices-state).

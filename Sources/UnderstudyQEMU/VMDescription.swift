@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyProtocol
 
 /// What to run: the VM as the operator configured it. Both nodes of a pair describe the same VM.
 public struct VMDescription: Sendable, Equatable {
@@ -18,6 +19,9 @@ public struct VMDescription: Sendable, Equatable {
     public var commandLine: String
     /// ... or a raw disk image to boot from.
     public var diskImage: String?
+    /// Bytes of the replicated disk (`diskImage`'s size), 0 without one. Set by whoever opened
+    /// the image; part of the identity both agents must agree on.
+    public var diskBytes: UInt64 = 0
     /// Where QEMU's sockets, serial log and (on tmpfs) guest RAM live for this VM.
     public var runDirectory: String
     /// The qemu-system-x86_64 to run.
@@ -38,6 +42,9 @@ public struct VMDescription: Sendable, Equatable {
         self.runDirectory = runDirectory
         self.qemuBinary = qemuBinary
     }
+
+    /// What both agents of a pair must agree on.
+    public var identity: VMIdentity { VMIdentity(id: id, memorySize: memoryBytes, diskSize: diskBytes) }
 
     public var qmpSocket: String { "\(runDirectory)/qmp.sock" }
     public var dirtySocket: String { "\(runDirectory)/dirty.sock" }

@@ -14,12 +14,14 @@ import UnderstudyProtocol
 /// stands) or a complete one that recovery applies again (the new state). Applying is idempotent:
 /// the journal holds whole decoded pages, not deltas.
 ///
-/// Layout: header (magic "USJRNL01", base generation, epoch, page count, device-state length;
-/// 64 bytes), page indices (u64 each), pages (page-aligned), device state, trailer (magic
-/// "USJEND01", base generation, epoch). The file may be longer than the layout (it only grows).
+/// Layout: header (magic "USJRNL02", base generation, epoch, page count, device-state length,
+/// disk-section length; 64 bytes), page indices (u64 each), pages (page-aligned), device state,
+/// disk section (the epoch's disk changes, decoded: kind u8, offset u64, length u64, then the bytes
+/// of a write), trailer (magic "USJEND02", base generation, epoch). The file may be longer than
+/// the layout (it only grows).
 final class EpochJournal {
-    static let headerMagic = Array("USJRNL01".utf8)
-    static let trailerMagic = Array("USJEND01".utf8)
+    static let headerMagic = Array("USJRNL02".utf8)
+    static let trailerMagic = Array("USJEND02".utf8)
     static let headerSize = 64
     static let trailerSize = 24
 
@@ -27,11 +29,13 @@ final class EpochJournal {
         let pageCount: Int
         let pageSize: Int
         let deviceStateLength: Int
+        let diskLength: Int
 
         var indicesOffset: Int { EpochJournal.headerSize }
         var pagesOffset: Int { (indicesOffset + 8 * pageCount + pageSize - 1) / pageSize * pageSize }
         var deviceStateOffset: Int { pagesOffset + pageCount * pageSize }
-        var trailerOffset: Int { deviceStateOffset + deviceStateLength }
+        var diskOffset: Int { deviceStateOffset + deviceStateLength }
+        var trailerOffset: Int { diskOffset + diskLength }
         var totalSize: Int { trailerOffset + EpochJournal.trailerSize }
     }
 
@@ -71,6 +75,16 @@ final class EpochJournal {
         UnsafeMutableRawBufferPointer(start: file.bytes.baseAddress! + layout.deviceStateOffset, count: layout.deviceStateLength)
     }
 
+    func diskSection(layout: Layout) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: file.bytes.baseAddress! + layout.diskOffset, count: layout.diskLength)
+    }
+
+    /// Makes the journal durable on the storage device, not only against a crash of this process
+    /// (an epoch with a guest FLUSH must survive the backup host losing power once acknowledged).
+    func sync() throws(ReplicaError) {
+        guard msync(file.bytes.baseAddress!, file.size, MS_SYNC) == 0 else { throw .io(operation: "sync", path: file.path, errno: errno) }
+    }
+
     /// Step 3: header then trailer; from here the journal is complete.
     func seal(_ header: Header) {
         var w = WireWriter(capacity: EpochJournal.headerSize)
@@ -79,6 +93,7 @@ final class EpochJournal {
         w.write(header.epoch)
         w.write(UInt64(header.layout.pageCount))
         w.write(UInt64(header.layout.deviceStateLength))
+        w.write(UInt64(header.layout.diskLength))
         // Body fields first, magic last: a kill in between leaves no valid header.
         let base = file.bytes.baseAddress!
         w.bytes.withUnsafeBytes { (base + 8).copyMemory(from: $0.baseAddress! + 8, byteCount: $0.count - 8) }
@@ -97,9 +112,9 @@ final class EpochJournal {
         var r = WireReader(bytes, context: "journal header")
         guard let magic = try? r.readBytes(8), magic == EpochJournal.headerMagic,
               let generation = try? r.readUInt64(), let epoch = try? r.readUInt64(),
-              let pages = try? r.readUInt64(), let device = try? r.readUInt64(),
-              pages < UInt64(Int32.max), device < UInt64(Int32.max) else { return nil }
-        let layout = Layout(pageCount: Int(pages), pageSize: pageSize, deviceStateLength: Int(device))
+              let pages = try? r.readUInt64(), let device = try? r.readUInt64(), let disk = try? r.readUInt64(),
+              pages < UInt64(Int32.max), device < UInt64(Int32.max), disk < UInt64(Int.max / 4) else { return nil }
+        let layout = Layout(pageCount: Int(pages), pageSize: pageSize, deviceStateLength: Int(device), diskLength: Int(disk))
         guard layout.totalSize <= file.size else { return nil }
         let trailer = Array(UnsafeRawBufferPointer(rebasing: file.bytes[layout.trailerOffset..<layout.totalSize]))
         var t = WireReader(trailer, context: "journal trailer")
@@ -110,5 +125,65 @@ final class EpochJournal {
 
     func pageIndex(_ slot: Int, layout: Layout) -> UInt64 {
         UInt64(bigEndian: pageIndexSlot(slot, layout: layout).loadUnaligned(as: UInt64.self))
+    }
+}
+
+/// The journal's disk section: an epoch's disk changes, decoded, in the order the guest made them.
+/// Record: kind u8 (0 bytes, 1 zeroes, 2 flush), offset u64, length u64, then `length` bytes for kind 0.
+extension EpochJournal {
+    enum DiskRecord {
+        case write(offset: UInt64, bytes: UnsafeRawBufferPointer)
+        case zeroes(offset: UInt64, length: UInt64)
+        case flush
+    }
+
+    static let diskRecordHeaderSize = 17
+
+    /// Bytes `change` takes in the disk section.
+    static func diskRecordSize(_ change: DiskChange) -> Int {
+        if case .write(_, .bytes(let bytes)) = change { diskRecordHeaderSize + bytes.count } else { diskRecordHeaderSize }
+    }
+
+    /// Writes `change` at `position` of `section`; returns the position after it.
+    static func writeDiskRecord(_ change: DiskChange, into section: UnsafeMutableRawBufferPointer, at position: Int) -> Int {
+        var w = WireWriter(capacity: diskRecordHeaderSize)
+        var payload: [UInt8] = []
+        switch change {
+        case .write(let offset, .bytes(let bytes)):
+            w.write(UInt8(0)); w.write(offset); w.write(UInt64(bytes.count))
+            payload = bytes
+        case .write(let offset, .zeroes(let length)):
+            w.write(UInt8(1)); w.write(offset); w.write(UInt64(length))
+        case .flush:
+            w.write(UInt8(2)); w.write(UInt64(0)); w.write(UInt64(0))
+        }
+        let base = section.baseAddress! + position
+        w.bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        payload.withUnsafeBytes { if $0.count > 0 { (base + diskRecordHeaderSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        return position + diskRecordHeaderSize + payload.count
+    }
+
+    /// Visits the records of a disk section. Recovery reads it back from storage, so every length
+    /// is checked against the section before it is used.
+    static func forEachDiskRecord(in section: UnsafeRawBufferPointer, _ body: (DiskRecord) throws(ReplicaError) -> Void) throws(ReplicaError) {
+        var position = 0
+        while position < section.count {
+            guard section.count - position >= diskRecordHeaderSize else { throw .corrupt("journal disk section ends inside a record header") }
+            let header = Array(UnsafeRawBufferPointer(rebasing: section[position..<(position + diskRecordHeaderSize)]))
+            var r = WireReader(header, context: "journal disk record")
+            guard let kind = try? r.readUInt8(), let offset = try? r.readUInt64(), let length = try? r.readUInt64() else {
+                throw .corrupt("journal disk record header unreadable")
+            }
+            position += diskRecordHeaderSize
+            switch kind {
+            case 0:
+                guard length <= UInt64(section.count - position) else { throw .corrupt("journal disk record of \(length) bytes overruns the section") }
+                try body(.write(offset: offset, bytes: UnsafeRawBufferPointer(rebasing: section[position..<(position + Int(length))])))
+                position += Int(length)
+            case 1: try body(.zeroes(offset: offset, length: length))
+            case 2: try body(.flush)
+            default: throw .corrupt("journal disk record of unknown kind \(kind)")
+            }
+        }
     }
 }

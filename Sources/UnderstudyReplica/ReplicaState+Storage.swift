@@ -4,10 +4,11 @@ import UnderstudyProtocol
 /// Saving and restoring `ReplicaState`: the file is written whole to a temporary name and renamed
 /// over the old one, so a reader sees either the old or the new state, never a mix.
 ///
-/// Layout: magic "USSTATE1", generation u64, phase u8, committed epoch u64, VM id string,
-/// memory size u64, page size u32, device-state length u32 and bytes, SHA-256 of everything before.
+/// Layout: magic "USSTATE2", generation u64, phase u8, committed epoch u64, VM id string,
+/// memory size u64, page size u32, disk size u64, device-state length u32 and bytes, SHA-256 of
+/// everything before.
 extension ReplicaState {
-    static let magic = Array("USSTATE1".utf8)
+    static let magic = Array("USSTATE2".utf8)
 
     func encoded() -> [UInt8] {
         var w = WireWriter(capacity: 128 + deviceState.count)
@@ -18,6 +19,7 @@ extension ReplicaState {
         w.write(string: identity.id)
         w.write(identity.memorySize)
         w.write(identity.pageSize)
+        w.write(identity.diskSize)
         w.write(UInt32(deviceState.count))
         w.write(bytes: deviceState)
         w.write(bytes: EpochDigest.sha256(w.bytes))
@@ -26,7 +28,7 @@ extension ReplicaState {
 
     init(decoding bytes: [UInt8], path: String) throws(ReplicaError) {
         guard bytes.count > EpochDigest.size, Array(bytes.prefix(8)) == ReplicaState.magic else {
-            throw .corrupt("\(path) is not an Understudy replica state file")
+            throw .corrupt("\(path) is not an Understudy replica state file of this version")
         }
         let body = Array(bytes.dropLast(EpochDigest.size))
         guard EpochDigest.sha256(body) == Array(bytes.suffix(EpochDigest.size)) else {
@@ -37,7 +39,8 @@ extension ReplicaState {
             let generation = try r.readUInt64()
             guard let phase = Phase(rawValue: try r.readUInt8()) else { throw .malformed("unknown phase") }
             let epoch = try r.readUInt64()
-            let identity = VMIdentity(id: try r.readString(), memorySize: try r.readUInt64(), pageSize: try r.readUInt32())
+            let identity = VMIdentity(id: try r.readString(), memorySize: try r.readUInt64(), pageSize: try r.readUInt32(),
+                                      diskSize: try r.readUInt64())
             let device = try r.readBytes(Int(try r.readUInt32()))
             try r.expectEnd()
             self.init(identity: identity, generation: generation, phase: phase, committedEpoch: epoch, deviceState: device)

@@ -5,11 +5,13 @@ import Glibc
 import Logging
 import UnderstudyProtocol
 
-/// The backup's copy of the VM: a memory image file of the VM's memory size, the device-state
-/// blob and the committed epoch, kept in one directory.
+/// The backup's copy of the VM: a memory image file of the VM's memory size, the disk image, the
+/// device-state blob and the committed epoch, kept in one directory.
 ///
 /// Files: `memory.img` (guest RAM, mapped shared; QEMU maps the same file on activation),
-/// `state` (`ReplicaState`, replaced atomically), `journal` (`EpochJournal`), `lock`.
+/// `disk.img` (the guest disk, when the VM has one), `state` (`ReplicaState`, replaced
+/// atomically), `journal` (`EpochJournal`), `lock`. Disk changes travel in the journal with the
+/// pages, so the disk follows memory: it holds exactly the committed epoch's writes.
 ///
 /// A checkpoint is applied in two calls: `stage` decodes it into the journal and seals it (from
 /// then on it survives this process being killed, so it may be acknowledged), and `apply` copies
@@ -24,6 +26,7 @@ public final class ReplicaStore: @unchecked Sendable {
     public private(set) var recovery: String?
 
     private let memory: MappedFile
+    private let disk: ReplicaDisk?
     private let journal: EpochJournal
     private let lockFD: Int32
     private let pageSize: Int
@@ -33,6 +36,8 @@ public final class ReplicaStore: @unchecked Sendable {
     private var seen: [UInt64]
 
     public var memoryPath: String { memory.path }
+    /// The replica disk image, nil when the VM has no disk.
+    public var diskPath: String? { disk?.path }
     public var statePath: String { "\(directory)/state" }
 
     /// Opens (creating if needed) the replica of `identity` in `directory`, and recovers an
@@ -62,6 +67,7 @@ public final class ReplicaStore: @unchecked Sendable {
             }
             state = loaded ?? ReplicaState(identity: identity)
             memory = try MappedFile(path: "\(directory)/memory.img", size: Int(identity.memorySize))
+            disk = identity.diskSize > 0 ? try ReplicaDisk(path: "\(directory)/disk.img", size: identity.diskSize) : nil
             journal = try EpochJournal(path: "\(directory)/journal", pageSize: pageSize)
             seen = [UInt64](repeating: 0, count: Int((identity.pageCount + 63) / 64))
         } catch {
@@ -78,6 +84,7 @@ public final class ReplicaStore: @unchecked Sendable {
         sealed = nil
         try publish(phase: .syncing, epoch: 0, deviceState: [])
         try memory.zero()
+        try disk?.reset()
     }
 
     /// Writes sync pages straight into memory (sync pages belong to no epoch; nothing to roll back).
@@ -93,8 +100,18 @@ public final class ReplicaStore: @unchecked Sendable {
         }
     }
 
+    /// Writes sync disk content straight into the disk image (like sync pages, part of no epoch).
+    public func applySyncDiskWrites(_ batch: DiskWriteBatch) throws(ReplicaError) {
+        guard state.phase == .syncing else { throw .notReady("sync disk writes arrived while the replica is \(state.phase)") }
+        let disk = try requireDisk()
+        for entry in batch.entries {
+            try disk.apply(try change(at: entry, of: batch))
+        }
+    }
+
     public func finishSync() throws(ReplicaError) {
         guard state.phase == .syncing else { throw .notReady("sync finished while the replica is \(state.phase)") }
+        try disk?.flush()
         try publish(phase: .synced, epoch: 0, deviceState: [])
     }
 
@@ -106,13 +123,46 @@ public final class ReplicaStore: @unchecked Sendable {
             throw .notReady("checkpoint \(staged.epoch) arrived while the replica is \(state.phase)")
         }
         if let sealed { throw .notReady("checkpoint \(staged.epoch) arrived before sealed checkpoint \(sealed.epoch) was applied") }
-        let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize,
-                                         deviceStateLength: staged.deviceState.count)
+        let diskChanges = try decodeDiskChanges(staged)
+        let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize, deviceStateLength: staged.deviceState.count,
+                                         diskLength: diskChanges.reduce(0) { $0 + EpochJournal.diskRecordSize($1) })
         let header = EpochJournal.Header(baseGeneration: state.generation, epoch: staged.epoch, layout: layout)
         try journal.begin(header)
         try fillJournal(staged, layout: layout, decoders: decoders)
+        var position = 0
+        let section = journal.diskSection(layout: layout)
+        for change in diskChanges { position = EpochJournal.writeDiskRecord(change, into: section, at: position) }
+        // The guest flushed in this epoch: once acknowledged, its data must survive the backup host
+        // losing power, so the body reaches storage before the seal and the seal right after it.
+        let flushed = diskChanges.contains(.flush)
+        if flushed { try journal.sync() }
         journal.seal(header)
+        if flushed { try journal.sync() }
         sealed = header
+    }
+
+    /// The staged epoch's disk changes, decompressed and checked against the disk's size.
+    private func decodeDiskChanges(_ staged: StagedEpoch) throws(ReplicaError) -> [DiskChange] {
+        guard !staged.diskBatches.isEmpty else { return [] }
+        let disk = try requireDisk()
+        var changes: [DiskChange] = []
+        for batch in staged.diskBatches {
+            for entry in batch.entries {
+                let change = try change(at: entry, of: batch)
+                try disk.validate(change)
+                changes.append(change)
+            }
+        }
+        return changes
+    }
+
+    private func change(at entry: DiskWriteBatch.Entry, of batch: DiskWriteBatch) throws(ReplicaError) -> DiskChange {
+        do throws(ProtocolError) { return try batch.change(at: entry) } catch { throw .invalidContent(error) }
+    }
+
+    private func requireDisk() throws(ReplicaError) -> ReplicaDisk {
+        guard let disk else { throw .invalidContent(.unexpected("disk writes for \(identity.id), which has no replicated disk")) }
+        return disk
     }
 
     /// Copies the sealed checkpoint into memory and publishes it as the committed epoch.
@@ -169,6 +219,12 @@ public final class ReplicaStore: @unchecked Sendable {
             // Recovery reads the journal back from disk: never trust an index blindly.
             guard index < identity.pageCount else { throw .corrupt("journal names page \(index), beyond the last page") }
             memoryPage(index).copyMemory(from: UnsafeRawBufferPointer(journal.page(slot, layout: layout)))
+        }
+        if layout.diskLength > 0 {
+            guard let disk else { throw .corrupt("journal holds disk changes, but the VM has no disk") }
+            try EpochJournal.forEachDiskRecord(in: UnsafeRawBufferPointer(journal.diskSection(layout: layout))) {
+                (record) throws(ReplicaError) in try disk.apply(record)
+            }
         }
         try publish(phase: .committed, epoch: header.epoch, deviceState: Array(journal.deviceState(layout: layout)))
     }

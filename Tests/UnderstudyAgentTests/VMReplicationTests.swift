@@ -26,9 +26,9 @@ final class CounterWatchingSource: CheckpointSource, @unchecked Sendable {
     func startTracking() throws { try inner.startTracking() }
     func collectDirtyPages() throws -> [UInt64] { try inner.collectDirtyPages() }
 
-    func capture(resume: Bool) throws -> CapturedCheckpoint {
+    func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         let floor = TestGuest.lastCounter(in: serialLog) ?? 0
-        let captured = try inner.capture(resume: resume)
+        let captured = try inner.capture(epoch: epoch, resume: resume)
         lock.lock()
         floors.append(floor)
         lock.unlock()

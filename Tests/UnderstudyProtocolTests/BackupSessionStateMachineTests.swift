@@ -86,8 +86,14 @@ struct BackupSessionStateMachineTests {
         for start in stride(from: 0, to: 64, by: 16) {
             sync.addPages((start..<start + 16).map { ($0, memory[$0]) }, world: &world, encoder: encoder)
         }
+        sync.addDiskWrites([(0, .bytes(rng.bytes(4096))), (1 << 20, .bytes(PageFactory.text(8192, &rng)))])
         for (position, frame) in sync.frames.enumerated() {
             let action = backup.received(frame)
+            if position == sync.frames.count - 1 {
+                guard case .applySyncDiskWrites(let batch) = action else { Issue.record("got \(action)"); return }
+                #expect(batch.epoch == 0 && batch.entries.count == 2)
+                continue
+            }
             guard case .applySyncPages(let batch) = action else { Issue.record("got \(action)"); return }
             #expect(batch.frame == frame)
             #expect(batch.entries.count == 16)
@@ -192,6 +198,8 @@ struct BackupSessionStateMachineTests {
               (VMIdentity(id: "vm-other", memorySize: 64 * 4096, pageSize: 4096), "VM id"),
               (VMIdentity(id: "vm-test-01", memorySize: 128 * 4096, pageSize: 4096), "memory size"),
               (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 8192), "page size"),
+              (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 4096, diskSize: 1 << 20), "disk size"),
+              (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 4096, diskSize: 1000), "invalid"),
               (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 1000), "invalid"),
               (VMIdentity(id: "", memorySize: 64 * 4096, pageSize: 4096), "invalid"),
               (VMIdentity(id: "vm-test-01", memorySize: 4096 * 64 + 1, pageSize: 4096), "invalid"),
@@ -226,7 +234,7 @@ struct BackupSessionStateMachineTests {
     func contentNeedsAgreedCapability() {
         for (offered, frame, name) in [
             (Capabilities([.lz4Pages, .xorDelta, .diskWrites]), Message.deviceState(DeviceStateChunk(epoch: 1, offset: 0, data: [1])).frame, "device-state"),
-            (Capabilities([.lz4Pages, .xorDelta, .deviceState]), DiskWriteBatch.frame(epoch: 1, writes: [(0, .zeroes(length: 512))]), "disk-writes"),
+            (Capabilities([.lz4Pages, .xorDelta, .deviceState]), DiskWriteBatch.frame(epoch: 1, changes: [.write(offset: 0, data: .zeroes(length: 512))]), "disk-writes"),
         ] {
             var backup = BackupSessionStateMachine(identity: Self.identity, committedEpoch: 0)
             #expect(backup.received(Fixtures.hello(capabilities: offered, required: [])) == .send(.welcome(Welcome(capabilities: offered, committedEpoch: 0))))
@@ -377,7 +385,7 @@ struct BackupSessionStateMachineTests {
         Self.expectClose(backup.received(Message.deviceState(DeviceStateChunk(epoch: 2, offset: 0, data: [1])).frame),
                          "unexpected", containing: "device state for epoch 2 while epoch 3 is open", backup)
         backup = Self.receiving(epoch: 3)
-        Self.expectClose(backup.received(DiskWriteBatch.frame(epoch: 9, writes: [(0, .zeroes(length: 512))])),
+        Self.expectClose(backup.received(DiskWriteBatch.frame(epoch: 9, changes: [.write(offset: 0, data: .zeroes(length: 512))])),
                          "unexpected", containing: "disk writes for epoch 9 while epoch 3 is open", backup)
         backup = Self.receiving(epoch: 3)
         Self.expectClose(backup.received(Message.checkpointEnd(ContentSummary(epoch: 4, pageCount: 0, digest: Fixtures.digest([]))).frame),

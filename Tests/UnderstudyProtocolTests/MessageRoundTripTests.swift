@@ -23,10 +23,11 @@ struct MessageRoundTripTests {
 
     static func sampleDiskWrites(epoch: UInt64) throws -> DiskWriteBatch {
         var rng = SplitMix64(seed: 12)
-        return try DiskWriteBatch(frame: DiskWriteBatch.frame(epoch: epoch, writes: [
-            (0, .bytes(rng.bytes(512))),
-            (4096, .bytes([UInt8](repeating: 0x5A, count: 4096))),
-            (1 << 40, .zeroes(length: 1 << 20)),
+        return try DiskWriteBatch(frame: DiskWriteBatch.frame(epoch: epoch, changes: [
+            .write(offset: 0, data: .bytes(rng.bytes(512))),
+            .write(offset: 4096, data: .bytes([UInt8](repeating: 0x5A, count: 4096))),
+            .flush,
+            .write(offset: 1 << 40, data: .zeroes(length: 1 << 20)),
         ]))
     }
 
@@ -39,7 +40,7 @@ struct MessageRoundTripTests {
     static func everyMessage() throws -> [(Message, FrameType)] {
         var cases: [(Message, FrameType)] = [
             (.hello(Hello(identity: identity, nodeName: "primary-a")), .hello),
-            (.hello(Hello(identity: VMIdentity(id: "vm/ünïcødé-🚀", memorySize: 1 << 34, pageSize: 65536),
+            (.hello(Hello(identity: VMIdentity(id: "vm/ünïcødé-🚀", memorySize: 1 << 34, pageSize: 65536, diskSize: 1 << 40),
                           capabilities: [.lz4Pages, .deviceState], requiredCapabilities: [],
                           nodeName: "")), .hello),
             (.hello(Hello(identity: identity, capabilities: Capabilities(rawValue: .max),
@@ -109,11 +110,12 @@ struct MessageRoundTripTests {
         #expect(Message.ack(epoch: 0x0102_0304_0506_0708).frame.bytes == [0x30, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])
         #expect(Message.checkpointBegin(epoch: 1).frame.bytes == [0x20, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1])
         #expect(Message.goodbye(SessionClose(code: .busy, message: "hi")).frame.bytes == [0x50, 0, 0, 0, 6, 0, 4, 0, 2, 0x68, 0x69])
-        let hello = Message.hello(Hello(identity: VMIdentity(id: "v", memorySize: 8192, pageSize: 4096),
+        let hello = Message.hello(Hello(identity: VMIdentity(id: "v", memorySize: 8192, pageSize: 4096, diskSize: 0x200),
                                         capabilities: [.lz4Pages], requiredCapabilities: [], nodeName: "p")).frame.bytes
         #expect(Array(hello[5..<13]) == understudyMagic)
         #expect(Array(hello[13..<15]) == [0, 1])
-        #expect(hello.count == 5 + 8 + 2 + 3 + 8 + 4 + 8 + 8 + 3)
+        #expect(hello.count == 5 + 8 + 2 + 3 + 8 + 4 + 8 + 8 + 8 + 3)
+        #expect(Array(hello[30..<38]) == [0, 0, 0, 0, 0, 0, 2, 0], "disk size follows the page size")
         #expect(Message.welcome(Welcome(capabilities: .supported, committedEpoch: 3)).frame.bytes
             == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x0F, 0, 0, 0, 0, 0, 0, 0, 3])
     }
@@ -205,19 +207,47 @@ struct MessageRoundTripTests {
         var rng = SplitMix64(seed: 21)
         let random = rng.bytes(3000)
         let text = PageFactory.text(10_000, &rng)
-        let writes: [(offset: UInt64, data: DiskWriteData)] = [
-            (512, .bytes(random)), (0, .bytes(text)), (UInt64.max - 4096, .zeroes(length: 4096)), (7, .bytes([1])),
+        let changes: [DiskChange] = [
+            .write(offset: 512, data: .bytes(random)), .write(offset: 0, data: .bytes(text)), .flush,
+            .write(offset: UInt64.max - 4096, data: .zeroes(length: 4096)), .write(offset: 7, data: .bytes([1])),
         ]
-        let batch = try DiskWriteBatch(frame: DiskWriteBatch.frame(epoch: 3, writes: writes))
+        let batch = try DiskWriteBatch(frame: DiskWriteBatch.frame(epoch: 3, changes: changes))
         #expect(batch.epoch == 3)
-        #expect(batch.entries.map(\.encoding) == [.raw, .lz4, .zeroes, .raw])
-        #expect(batch.entries.map(\.offset) == writes.map(\.offset))
-        #expect(batch.entries.map(\.length) == [3000, 10_000, 4096, 1])
-        #expect(try batch.data(of: batch.entries[0]) == .bytes(random))
-        #expect(try batch.data(of: batch.entries[1]) == .bytes(text))
-        #expect(try batch.data(of: batch.entries[2]) == .zeroes(length: 4096))
-        #expect(try batch.data(of: batch.entries[3]) == .bytes([1]))
+        #expect(batch.entries.map(\.encoding) == [.raw, .lz4, .flush, .zeroes, .raw])
+        #expect(batch.entries.map(\.length) == [3000, 10_000, 0, 4096, 1])
+        #expect(try batch.entries.map { entry throws(ProtocolError) in try batch.change(at: entry) } == changes)
         #expect(batch.entries[1].data.count < 10_000 * 3 / 4)
+    }
+
+    @Test("disk changes of any size pack into frames that replay to the same changes")
+    func diskWritesSplitIntoFrames() throws {
+        var rng = SplitMix64(seed: 22)
+        let big = rng.bytes(3 * DiskWriteBatch.maxEntryBytes + 100)
+        let small = (0..<40).map { DiskChange.write(offset: UInt64($0) * 100_000, data: .bytes(rng.bytes(90_000))) }
+        let changes: [DiskChange] = [.write(offset: 4096, data: .bytes(big)), .flush] + small
+            + [.write(offset: 0, data: .zeroes(length: 1 << 33)), .flush]
+        let (frames, entries) = DiskWriteBatch.frames(epoch: 6, changes: changes)
+        #expect(frames.count > 4)
+        var replayed: [DiskChange] = []
+        for frame in frames {
+            #expect(frame.payloadCount <= 2 * DiskWriteBatch.maxEntryBytes)
+            let batch = try DiskWriteBatch(frame: frame)
+            #expect(batch.epoch == 6)
+            for entry in batch.entries { replayed.append(try batch.change(at: entry)) }
+        }
+        // The big write and the huge zeroing arrive cut into pieces; joined up they are the originals.
+        let pieces = replayed[0..<4].map { change -> [UInt8] in
+            guard case .write(_, .bytes(let bytes)) = change else { return [] }
+            return bytes
+        }
+        #expect(pieces.joined().elementsEqual(big))
+        #expect(Array(replayed[4..<45]) == [.flush] + small)
+        #expect(replayed[45...].filter { $0 == .flush }.count == 1)
+        let zeroed = replayed[45...].reduce(0) { total, change in
+            if case .write(_, .zeroes(let length)) = change { total + length } else { total }
+        }
+        #expect(zeroed == 1 << 33)
+        #expect(replayed.count == entries)
     }
 
     @Test("disk-write batch limits")
@@ -231,8 +261,11 @@ struct MessageRoundTripTests {
         // Zero length; range overflowing u64.
         #expect(batch { w in w.write(UInt32(1)); w.write(UInt64(0)); w.write(UInt32(0)); w.write(UInt8(2)) }?.kind == "malformed")
         #expect(batch { w in w.write(UInt32(1)); w.write(UInt64.max); w.write(UInt32(2)); w.write(UInt8(2)) }?.kind == "malformed")
-        // Unknown encoding.
+        // Unknown encoding; a flush with a range.
+        #expect(batch { w in w.write(UInt32(1)); w.write(UInt64(0)); w.write(UInt32(1)); w.write(UInt8(4)) }?.kind == "malformed")
         #expect(batch { w in w.write(UInt32(1)); w.write(UInt64(0)); w.write(UInt32(1)); w.write(UInt8(3)) }?.kind == "malformed")
+        #expect(batch { w in w.write(UInt32(1)); w.write(UInt64(8)); w.write(UInt32(0)); w.write(UInt8(3)) }?.kind == "malformed")
+        #expect(batch { w in w.write(UInt32(1)); w.write(UInt64(0)); w.write(UInt32(0)); w.write(UInt8(3)) } == nil)
         // Raw write longer than a frame.
         #expect(batch { w in w.write(UInt32(1)); w.write(UInt64(0)); w.write(UInt32(Frame.maxPayload + 1)); w.write(UInt8(0)) }?.kind == "malformed")
         // LZ4 length not below the write length.
@@ -245,9 +278,9 @@ struct MessageRoundTripTests {
 
     @Test("the disk-write encoder refuses writes its parser would refuse")
     func diskWriteEncoderRefusesUnparseable() async {
-        await #expect(processExitsWith: .failure) { _ = DiskWriteBatch.frame(epoch: 1, writes: [(0, .bytes([]))]) }
-        await #expect(processExitsWith: .failure) { _ = DiskWriteBatch.frame(epoch: 1, writes: [(0, .zeroes(length: 0))]) }
-        await #expect(processExitsWith: .failure) { _ = DiskWriteBatch.frame(epoch: 1, writes: [(UInt64.max, .zeroes(length: 2))]) }
+        await #expect(processExitsWith: .failure) { _ = DiskWriteBatch.frame(epoch: 1, changes: [.write(offset: 0, data: .bytes([]))]) }
+        await #expect(processExitsWith: .failure) { _ = DiskWriteBatch.frame(epoch: 1, changes: [.write(offset: 0, data: .zeroes(length: 0))]) }
+        await #expect(processExitsWith: .failure) { _ = DiskWriteBatch.frame(epoch: 1, changes: [.write(offset: .max, data: .zeroes(length: 2))]) }
     }
 }
 

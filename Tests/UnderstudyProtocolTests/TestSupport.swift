@@ -337,7 +337,7 @@ struct ContentScript {
     }
 
     mutating func addDiskWrites(_ writes: [(offset: UInt64, data: DiskWriteData)]) {
-        frames.append(DiskWriteBatch.frame(epoch: epoch, writes: writes))
+        frames.append(DiskWriteBatch.frame(epoch: epoch, changes: writes.map { .write(offset: $0.offset, data: $0.data) }))
         diskWriteCount += UInt64(writes.count)
         diskWrites += writes
     }

@@ -22,7 +22,7 @@ struct QEMUCheckpointSourceTests {
         var dirty = 0
         for _ in 0..<20 {
             Thread.sleep(forTimeInterval: 0.025)
-            let captured = try source.capture(resume: true)
+            let captured = try source.capture(epoch: 1, resume: true)
             pauses.append(captured.pause)
             dirty += captured.pageIndices.count
             #expect(captured.deviceState.count > 1000, "device state is saved with each capture")
@@ -58,7 +58,7 @@ struct QEMUCheckpointSourceTests {
         let deadline = ContinuousClock.now + .seconds(5)
         while exited.error == nil && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
         #expect(exited.error != nil, "QEMU's death must be reported")
-        #expect(throws: QEMUError.self) { _ = try source.capture(resume: true) }
+        #expect(throws: QEMUError.self) { _ = try source.capture(epoch: 1, resume: true) }
     }
 }
 

@@ -176,4 +176,102 @@ struct ReplicaStoreTests {
         let error = #expect(throws: ReplicaError.self) { _ = try ReplicaStore(directory: dir.path, identity: identity) }
         #expect("\(error!)".contains("checksum"))
     }
+
+    // MARK: the replica disk
+
+    let diskIdentity = VMIdentity(id: "vm-disk", memorySize: 4 << 20, diskSize: 8 << 20)
+
+    func diskBatch(epoch: UInt64, _ changes: [DiskChange]) throws -> DiskWriteBatch {
+        try DiskWriteBatch(frame: DiskWriteBatch.frame(epoch: epoch, changes: changes))
+    }
+
+    func diskBytes(_ directory: String, at offset: Int, count: Int) throws -> [UInt8] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/disk.img"))
+        return Array(data[offset..<(offset + count)])
+    }
+
+    /// A disk store with sync content at 0 (0x11 × 4096) and epoch 1 committed.
+    func diskStoreWithOneEpoch(_ dir: TemporaryDirectory) throws -> ReplicaStore {
+        let store = try ReplicaStore(directory: dir.path, identity: diskIdentity)
+        try store.beginSync()
+        try store.applySyncDiskWrites(try diskBatch(epoch: 0, [.write(offset: 0, data: .bytes([UInt8](repeating: 0x11, count: 4096)))]))
+        try store.finishSync()
+        var staged = StagedEpoch(epoch: 1)
+        staged.add(try diskBatch(epoch: 1, [.write(offset: 4096, data: .bytes([UInt8](repeating: 0x22, count: 512))), .flush]))
+        try store.seal(staged, decoders: [PageDecoder(pageSize: pageSize)])
+        try store.applySealed()
+        return store
+    }
+
+    @Test func diskChangesReachTheDiskOnlyWhenTheirEpochIsApplied() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try diskStoreWithOneEpoch(dir)
+        #expect(store.diskPath == "\(dir.path)/disk.img")
+        let size = try FileManager.default.attributesOfItem(atPath: store.diskPath!)[.size] as? Int
+        #expect(size == 8 << 20)
+        #expect(try diskBytes(dir.path, at: 0, count: 4) == [0x11, 0x11, 0x11, 0x11])
+        #expect(try diskBytes(dir.path, at: 4096, count: 512) == [UInt8](repeating: 0x22, count: 512))
+
+        var staged = StagedEpoch(epoch: 2)
+        staged.add(try diskBatch(epoch: 2, [
+            .write(offset: 100, data: .bytes([1, 2, 3])),
+            .write(offset: 0, data: .zeroes(length: 4096)),
+            .write(offset: 2, data: .bytes([9])),
+        ]))
+        try store.seal(staged, decoders: [PageDecoder(pageSize: pageSize)])
+        #expect(try diskBytes(dir.path, at: 0, count: 4) == [0x11, 0x11, 0x11, 0x11], "sealing alone must not touch the disk")
+        try store.applySealed()
+        #expect(try diskBytes(dir.path, at: 0, count: 4) == [0, 0, 9, 0], "changes apply in order")
+        #expect(try diskBytes(dir.path, at: 100, count: 3) == [0, 0, 0])
+        #expect(store.state.committedEpoch == 2)
+    }
+
+    @Test func sealedDiskChangesAreRedoneOnReopen() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        do {
+            let store = try diskStoreWithOneEpoch(dir)
+            var staged = StagedEpoch(epoch: 2)
+            staged.add(try diskBatch(epoch: 2, [.write(offset: 8192, data: .bytes([UInt8](repeating: 0x33, count: 3000)))]))
+            try store.seal(staged, decoders: [PageDecoder(pageSize: pageSize)])
+        }
+        #expect(try diskBytes(dir.path, at: 8192, count: 2) == [0, 0])
+        let reopened = try ReplicaStore(directory: dir.path, identity: diskIdentity)
+        #expect(reopened.state.committedEpoch == 2)
+        #expect(try diskBytes(dir.path, at: 8192, count: 3000) == [UInt8](repeating: 0x33, count: 3000))
+    }
+
+    @Test func diskChangesBeyondTheDiskOrWithoutADiskAreRefusedAndNothingChanges() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try diskStoreWithOneEpoch(dir)
+        var beyond = StagedEpoch(epoch: 2)
+        beyond.add(try diskBatch(epoch: 2, [.write(offset: 0, data: .bytes([7])),
+                                            .write(offset: (8 << 20) - 1, data: .bytes([1, 2]))]))
+        let error = #expect(throws: ReplicaError.self) { try store.seal(beyond, decoders: [PageDecoder(pageSize: pageSize)]) }
+        #expect("\(error!)".contains("ends beyond the 8388608-byte disk"))
+        #expect(store.state.committedEpoch == 1)
+        #expect(try diskBytes(dir.path, at: 0, count: 1) == [0x11])
+
+        let memoryOnly = TemporaryDirectory()
+        defer { memoryOnly.remove() }
+        let plain = try syncedStore(memoryOnly)
+        var staged = StagedEpoch(epoch: 1)
+        staged.add(try diskBatch(epoch: 1, [.write(offset: 0, data: .bytes([7]))]))
+        let noDisk = #expect(throws: ReplicaError.self) { try plain.seal(staged, decoders: [PageDecoder(pageSize: pageSize)]) }
+        #expect("\(noDisk!)".contains("has no replicated disk"))
+        #expect(plain.diskPath == nil)
+    }
+
+    @Test func resyncZeroesTheDisk() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try diskStoreWithOneEpoch(dir)
+        try store.beginSync()
+        #expect(try diskBytes(dir.path, at: 0, count: 4) == [0, 0, 0, 0])
+        #expect(throws: ReplicaError.self) {
+            try store.applySyncDiskWrites(try diskBatch(epoch: 0, [.write(offset: 8 << 20, data: .bytes([1]))]))
+        }
+    }
 }

@@ -75,6 +75,12 @@ void us_set_thread_name(const char *name);
 /// accept4(..., SOCK_CLOEXEC) (GNU extension, hidden from Swift without _GNU_SOURCE).
 int us_accept_cloexec(int fd, struct sockaddr *address, socklen_t *length);
 
+/// fallocate(2) (a GNU extension, hidden from Swift without _GNU_SOURCE). `punch`: deallocate
+/// the range (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE); otherwise zero it keeping the blocks
+/// allocated (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE). Either way the range reads as zeroes.
+/// Returns 0 or -1 with errno set (EOPNOTSUPP where the filesystem cannot).
+int us_zero_file_range(int fd, int64_t offset, int64_t length, int punch);
+
 /// Attaches `fd` (an open /dev/net/tun) to the TAP device `name` without packet information
 /// headers (TUNSETIFF is a function-like macro Swift cannot import); creates the device when it
 /// does not exist. Returns 0 or -1 with errno set.
