@@ -86,7 +86,7 @@ let package = Package(
         // Shared by the test targets: the test guest (kernel + counter initramfs), build products.
         .target(
             name: "UnderstudyTestSupport",
-            dependencies: ["UnderstudyQEMU", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["UnderstudyQEMU", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")],
             path: "Tests/UnderstudyTestSupport"
         ),
         .testTarget(

@@ -8,6 +8,8 @@
 #include <sys/ioctl.h>
 #include <linux/ioctl.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -193,4 +195,14 @@ int us_tap_attach(int fd, const char *name) {
 int us_zero_file_range(int fd, int64_t offset, int64_t length, int punch) {
     int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
     return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}
+
+int us_enter_network_namespace(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int result = setns(fd, CLONE_NEWNET);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return result;
 }

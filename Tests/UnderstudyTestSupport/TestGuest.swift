@@ -21,7 +21,8 @@ public final class ErrorRecorder<Failure: Error>: @unchecked Sendable {
     public var error: Failure? { lock.lock(); defer { lock.unlock() }; return recorded }
 }
 
-/// The test guest: the Debian cloud kernel and a busybox initramfs running `counter.c`, built
+/// The test guest: the Debian cloud kernel and a busybox initramfs running `counter.c` (or, with
+/// `understudy.run=counter-service`, `counter-service.c`), built
 /// with the scripts in Deploy/guest (which fetch the kernel once into a cache).
 public enum TestGuest {
     public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -33,7 +34,8 @@ public enum TestGuest {
         let build = Process()
         build.executableURL = URL(fileURLWithPath: "/bin/bash")
         build.arguments = [repository.appendingPathComponent("Deploy/guest/build-initramfs.sh").path, initrd,
-                           repository.appendingPathComponent("Deploy/guest/counter.c").path]
+                           repository.appendingPathComponent("Deploy/guest/counter.c").path,
+                           repository.appendingPathComponent("Deploy/guest/counter-service.c").path]
         build.standardOutput = FileHandle.nullDevice
         try! build.run()
         build.waitUntilExit()

@@ -81,6 +81,10 @@ int us_accept_cloexec(int fd, struct sockaddr *address, socklen_t *length);
 /// Returns 0 or -1 with errno set (EOPNOTSUPP where the filesystem cannot).
 int us_zero_file_range(int fd, int64_t offset, int64_t length, int punch);
 
+/// Moves the calling thread into the network namespace at `path` (e.g. /var/run/netns/NAME);
+/// sockets it creates afterwards live there. setns(2) is a GNU extension. 0 or -1 with errno.
+int us_enter_network_namespace(const char *path);
+
 /// Attaches `fd` (an open /dev/net/tun) to the TAP device `name` without packet information
 /// headers (TUNSETIFF is a function-like macro Swift cannot import); creates the device when it
 /// does not exist. Returns 0 or -1 with errno set.
