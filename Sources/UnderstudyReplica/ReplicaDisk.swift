@@ -13,16 +13,29 @@ final class ReplicaDisk: @unchecked Sendable {
     let size: UInt64
     private let fd: Int32
 
-    /// Opens or creates `path` with `size` bytes (a new file reads as zeroes and takes no space).
+    /// Opens `path`, which must hold `size` bytes (the operator provisions the backup's disk with
+    /// the primary's size, as for any replicated block device), or creates it with that size (a new
+    /// file reads as zeroes and takes no space). A file of another size is refused, never resized.
     init(path: String, size: UInt64) throws(ReplicaError) {
         self.path = path
         self.size = size
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
-        guard ftruncate(fd, off_t(size)) == 0 else {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
             let code = errno
             close(fd)
-            throw .io(operation: "resize to \(size) bytes", path: path, errno: code)
+            throw .io(operation: "stat", path: path, errno: code)
+        }
+        if info.st_size == 0 && size > 0 {
+            guard ftruncate(fd, off_t(size)) == 0 else {
+                let code = errno
+                close(fd)
+                throw .io(operation: "size to \(size) bytes", path: path, errno: code)
+            }
+        } else if UInt64(info.st_size) != size {
+            close(fd)
+            throw .identityMismatch("the replica disk \(path) has \(info.st_size) bytes, the VM's disk has \(size)")
         }
     }
 

@@ -41,8 +41,9 @@ public final class ReplicaStore: @unchecked Sendable {
     public var statePath: String { "\(directory)/state" }
 
     /// Opens (creating if needed) the replica of `identity` in `directory`, and recovers an
-    /// interrupted apply.
-    public init(directory: String, identity: VMIdentity) throws(ReplicaError) {
+    /// interrupted apply. The replica disk is `diskPath` (default `directory/disk.img`) when the
+    /// VM has a disk.
+    public init(directory: String, identity: VMIdentity, diskPath: String? = nil) throws(ReplicaError) {
         do throws(ProtocolError) { try identity.validate() } catch { throw .invalidContent(error) }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
@@ -67,7 +68,7 @@ public final class ReplicaStore: @unchecked Sendable {
             }
             state = loaded ?? ReplicaState(identity: identity)
             memory = try MappedFile(path: "\(directory)/memory.img", size: Int(identity.memorySize))
-            disk = identity.diskSize > 0 ? try ReplicaDisk(path: "\(directory)/disk.img", size: identity.diskSize) : nil
+            disk = identity.diskSize > 0 ? try ReplicaDisk(path: diskPath ?? "\(directory)/disk.img", size: identity.diskSize) : nil
             journal = try EpochJournal(path: "\(directory)/journal", pageSize: pageSize)
             seen = [UInt64](repeating: 0, count: Int((identity.pageCount + 63) / 64))
         } catch {
