@@ -142,11 +142,11 @@ final class LogCapture: @unchecked Sendable {
         return lines
     }
 
-    /// Waits until a message containing `text` has been logged.
-    func waitFor(_ text: String, seconds: Double = 5) -> Bool {
+    /// Waits until `count` messages containing `text` have been logged.
+    func waitFor(_ text: String, count: Int = 1, seconds: Double = 5) -> Bool {
         let deadline = Date(timeIntervalSinceNow: seconds)
         while Date() < deadline {
-            if messages.contains(where: { $0.contains(text) }) { return true }
+            if messages.filter({ $0.contains(text) }).count >= count { return true }
             usleep(10_000)
         }
         return false
@@ -227,7 +227,7 @@ func qemuIO(_ commands: [String], export: String, socket: String, directory: Str
 final class RawNBDClient {
     let fd: Int32
 
-    init(socketPath: String, receiveTimeoutSeconds: Int = 5) throws {
+    init(socketPath: String, receiveTimeoutMilliseconds: Int = 5000) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
         guard UnixSocket.connect(fd, path: socketPath) == 0 else {
@@ -235,7 +235,7 @@ final class RawNBDClient {
             close(fd)
             throw TestFailure("connect \(socketPath): \(String(cString: strerror(code)))")
         }
-        var timeout = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
+        var timeout = timeval(tv_sec: receiveTimeoutMilliseconds / 1000, tv_usec: receiveTimeoutMilliseconds % 1000 * 1000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
