@@ -38,6 +38,19 @@ func contents(_ path: String) throws -> [UInt8] {
     [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
 }
 
+/// Short descriptions of changes ("bytes 0+4096 ab", "zeroes 4096+512", "flush"), so that a
+/// mismatch does not print megabytes.
+func summary(_ changes: [DiskChange]) -> [String] {
+    changes.map { change in
+        switch change {
+        case .flush: "flush"
+        case .write(let offset, .zeroes(let length)): "zeroes \(offset)+\(length)"
+        case .write(let offset, .bytes(let bytes)):
+            "bytes \(offset)+\(bytes.count) " + (Set(bytes).count == 1 ? String(bytes[0], radix: 16) : "mixed")
+        }
+    }
+}
+
 /// Applies recorded changes to `initial`, as a backup would apply them to its replica disk.
 func replay(_ changes: [DiskChange], onto initial: [UInt8]) -> [UInt8] {
     var image = initial
