@@ -85,6 +85,9 @@ struct NBDConnection {
                 continue
             case .send(let replies):
                 try send(replies)
+            case .refuse(let reply, let error):
+                logger.warning("refused an NBD option", metadata: ["error": "\(error)"])
+                try send(reply)
             case .startTransmission(let replies):
                 try send(replies)
                 logger.debug("NBD transmission phase started")

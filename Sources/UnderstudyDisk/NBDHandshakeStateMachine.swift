@@ -17,6 +17,9 @@ public struct NBDHandshakeStateMachine: Sendable {
         case receive
         /// Send these option replies, then read `bytesWanted` more bytes.
         case send([UInt8])
+        /// Send this error reply, then read `bytesWanted` more bytes (the client may try again);
+        /// `error` says what went wrong, for the operator: the client alone learns it otherwise.
+        case refuse(send: [UInt8], error: DiskError)
         /// Send these bytes; the transmission phase starts right after them.
         case startTransmission(send: [UInt8])
         /// Send these bytes (perhaps none), then close the connection: the client aborted the
@@ -117,9 +120,7 @@ public struct NBDHandshakeStateMachine: Sendable {
             state = .closed
             return .close(send: Self.reply(to: option, NBDOptionReply.ack), error: nil)
         case NBDOption.list:
-            guard data.isEmpty else {
-                return .send(Self.reply(to: option, NBDOptionReply.errorInvalid, message: "NBD_OPT_LIST takes no data"))
-            }
+            guard data.isEmpty else { return refuse(option, NBDOptionReply.errorInvalid, .protocolViolation("NBD_OPT_LIST carries data")) }
             var server = WireWriter()
             server.write(UInt32(export.name.utf8.count))
             server.write(bytes: export.name.utf8)
@@ -139,13 +140,12 @@ public struct NBDHandshakeStateMachine: Sendable {
         let countOffset = 4 + nameLength
         guard nameLength >= 0, data.count >= countOffset + 2,
               data.count == countOffset + 2 + 2 * Int(data.bigEndianInteger(at: countOffset, as: UInt16.self)) else {
-            return .send(Self.reply(to: option, NBDOptionReply.errorInvalid,
-                                    message: "malformed option data: its lengths do not add up to the \(data.count) bytes sent"))
+            return refuse(option, NBDOptionReply.errorInvalid,
+                          .protocolViolation("option \(option) data's lengths do not add up to the \(data.count) bytes sent"))
         }
         let name = Array(data[4..<countOffset])
         guard export.isNamed(name) else {
-            return .send(Self.reply(to: option, NBDOptionReply.errorUnknown,
-                                    message: "no export named \"\(String(decoding: name, as: UTF8.self))\"; this server serves \"\(export.name)\""))
+            return refuse(option, NBDOptionReply.errorUnknown, .unknownExport(requested: String(decoding: name, as: UTF8.self), served: export.name))
         }
         var exportItem = WireWriter(capacity: 12)
         exportItem.write(NBDInfo.export)
@@ -162,6 +162,11 @@ public struct NBDHandshakeStateMachine: Sendable {
         guard option == NBDOption.go else { return .send(replies) }
         state = .transmission
         return .startTransmission(send: replies)
+    }
+
+    /// An error reply whose message is the error's sentence.
+    private func refuse(_ option: UInt32, _ type: UInt32, _ error: DiskError) -> Action {
+        .refuse(send: Self.reply(to: option, type, message: error.description), error: error)
     }
 
     private mutating func fail(_ reason: String) -> Action {

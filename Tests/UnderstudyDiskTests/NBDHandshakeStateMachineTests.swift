@@ -114,11 +114,21 @@ struct NBDHandshakeStateMachineTests {
         #expect(machine.bytesWanted == 0)
     }
 
+    /// The replies of a `.refuse` action and its error; records an issue for any other action.
+    static func refused(_ action: NBDHandshakeStateMachine.Action, sourceLocation: SourceLocation = #_sourceLocation) -> ([OptionReply], DiskError?) {
+        guard case .refuse(let bytes, let error) = action else {
+            Issue.record("expected .refuse, got \(action)", sourceLocation: sourceLocation)
+            return ([], nil)
+        }
+        return (optionReplies(bytes, sourceLocation: sourceLocation), error)
+    }
+
     @Test func goForAnUnknownExportIsAnsweredAndTheClientMayRetry() {
         var machine = Self.negotiating()
-        let replies = Self.sent(Self.send(optionBytes(NBDOption.go, goData(name: "other")), to: &machine))
+        let (replies, error) = Self.refused(Self.send(optionBytes(NBDOption.go, goData(name: "other")), to: &machine))
         #expect(replies.map(\.type) == [NBDOptionReply.errorUnknown])
-        #expect(replies.first?.message.contains("\"other\"") == true)
+        #expect(error == .unknownExport(requested: "other", served: "disk"))
+        #expect(replies.first?.message == error?.description)
         #expect(machine.bytesWanted == 16)
         guard case .startTransmission = Self.send(optionBytes(NBDOption.go, goData(name: "disk")), to: &machine) else {
             Issue.record("GO did not start transmission after an unknown export")
@@ -145,8 +155,9 @@ struct NBDHandshakeStateMachineTests {
             OptionReply(option: NBDOption.list, type: NBDOptionReply.server, payload: bigEndian(UInt32(4)) + Array("disk".utf8)),
             OptionReply(option: NBDOption.list, type: NBDOptionReply.ack, payload: []),
         ])
-        let invalid = Self.sent(Self.send(optionBytes(NBDOption.list, [1]), to: &machine))
+        let (invalid, error) = Self.refused(Self.send(optionBytes(NBDOption.list, [1]), to: &machine))
         #expect(invalid.map(\.type) == [NBDOptionReply.errorInvalid])
+        #expect(error == .protocolViolation("NBD_OPT_LIST carries data"))
     }
 
     @Test func abortIsAcknowledgedAndCloses() {
@@ -225,8 +236,9 @@ struct NBDHandshakeStateMachineTests {
     @Test(arguments: malformedGoData)
     func truncatedOrPaddedGoDataIsInvalid(what: String, data: [UInt8]) {
         var machine = Self.negotiating()
-        let replies = Self.sent(Self.send(optionBytes(NBDOption.go, data), to: &machine))
+        let (replies, error) = Self.refused(Self.send(optionBytes(NBDOption.go, data), to: &machine))
         #expect(replies.map(\.type) == [NBDOptionReply.errorInvalid], "\(what)")
+        #expect(error == .protocolViolation("option 7 data's lengths do not add up to the \(data.count) bytes sent"))
         #expect(machine.bytesWanted == 16, "the handshake goes on after \(what)")
     }
 

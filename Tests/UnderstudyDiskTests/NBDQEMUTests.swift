@@ -109,13 +109,16 @@ struct NBDQEMUTests {
         }
     }
 
-    @Test func qemuIORefusesAnUnknownExport() throws {
+    @Test func anUnknownExportIsExplainedToQEMUAndTheOperator() throws {
         try withScratchDirectory { dir in
-            let started = try startServer(in: dir)
+            let log = LogCapture()
+            let started = try startServer(in: dir, logger: log.logger)
             defer { started.server.stop() }
             let result = try run("/usr/bin/qemu-io", ["-f", "raw", "-c", "read 0 4k", nbdURI(export: "other", socket: started.socket)], in: dir)
             #expect(result.status != 0)
-            #expect(result.output.contains("no export named \"other\""), "\(result.output)")
+            let explanation = DiskError.unknownExport(requested: "other", served: "disk").description
+            #expect(result.output.contains(explanation), "\(result.output)")
+            #expect(log.waitFor(explanation), "\(log.messages)")
         }
     }
 
