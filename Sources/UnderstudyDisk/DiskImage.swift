@@ -8,9 +8,11 @@ import Glibc
 /// Every call uses positioned I/O, which never moves a shared file offset, so several threads
 /// may use one image at once.
 public final class DiskImage: Sendable {
+    /// The file or device, as given.
     public let path: String
     /// Bytes in the image when it was opened; every access must stay below it.
     public let size: UInt64
+    /// Opened without write access: every change fails with EBADF.
     public let isReadOnly: Bool
     private let fd: Int32
 

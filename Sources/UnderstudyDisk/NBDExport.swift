@@ -11,8 +11,11 @@ public struct NBDExport: Sendable, Equatable {
     /// The longest export name the protocol allows.
     public static let maximumNameLength = 4096
 
+    /// What clients ask for; the empty name reaches this export too.
     public var name: String
+    /// Bytes in the export; every request must stay inside.
     public var size: UInt64
+    /// Every change is refused with EPERM.
     public var isReadOnly: Bool
 
     public init(name: String, size: UInt64, isReadOnly: Bool) {

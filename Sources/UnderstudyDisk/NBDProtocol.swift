@@ -38,7 +38,9 @@ public struct NBDTransmissionFlags: OptionSet, Sendable {
     public init(rawValue: UInt16) { self.rawValue = rawValue }
     /// Always set: the other bits mean something.
     public static let hasFlags = NBDTransmissionFlags(rawValue: 1 << 0)
+    /// Every change is refused with EPERM.
     public static let readOnly = NBDTransmissionFlags(rawValue: 1 << 1)
+    /// The client may send FLUSH, FUA, TRIM and WRITE_ZEROES.
     public static let sendFlush = NBDTransmissionFlags(rawValue: 1 << 2)
     public static let sendFUA = NBDTransmissionFlags(rawValue: 1 << 3)
     public static let sendTrim = NBDTransmissionFlags(rawValue: 1 << 5)
@@ -75,11 +77,15 @@ enum NBDInfo {
 /// are never advertised and are answered EINVAL like any unknown command.
 public enum NBDCommand: UInt16, Sendable {
     case read = 0
+    /// The data follows the request header.
     case write = 1
     /// The client ends the session; no reply.
     case disconnect = 2
+    /// Make every change answered so far durable.
     case flush = 3
+    /// Discard a range; this server punches a hole, so it reads as zeroes afterwards.
     case trim = 4
+    /// Make a range read as zeroes, without data on the wire.
     case writeZeroes = 6
 }
 
@@ -96,9 +102,13 @@ public struct NBDCommandFlags: OptionSet, Sendable {
 /// The error codes a reply can carry. The protocol fixes these values; they happen to match
 /// Linux errno.
 public enum NBDError: UInt32, Sendable {
+    /// EPERM: a change to a read-only export.
     case notPermitted = 1
+    /// EIO: the image could not be read or changed.
     case ioError = 5
+    /// EINVAL: an unknown command or flag, or a range outside the export or too long.
     case invalidArgument = 22
+    /// ENOSPC: a write past the end of the export, or a full host file system.
     case noSpace = 28
 
     /// The protocol's code for a failed system call: the spec asks for ENOSPC on EDQUOT and EFBIG

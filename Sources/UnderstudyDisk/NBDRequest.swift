@@ -10,9 +10,12 @@ public struct NBDRequest: Sendable, Equatable {
     public var type: UInt16
     /// Chosen by the client and echoed in the reply.
     public var handle: UInt64
+    /// Where the range starts, in bytes from the start of the export.
     public var offset: UInt64
+    /// The range's length in bytes (for WRITE, also the length of the data that follows).
     public var length: UInt32
 
+    /// A request with any command code, known or not.
     public init(flags: NBDCommandFlags = [], type: UInt16, handle: UInt64, offset: UInt64, length: UInt32) {
         self.flags = flags
         self.type = type
@@ -21,6 +24,7 @@ public struct NBDRequest: Sendable, Equatable {
         self.length = length
     }
 
+    /// A request for one of the commands this server executes.
     public init(_ command: NBDCommand, flags: NBDCommandFlags = [], handle: UInt64, offset: UInt64, length: UInt32) {
         self.init(flags: flags, type: command.rawValue, handle: handle, offset: offset, length: length)
     }
@@ -51,7 +55,9 @@ public struct NBDRequest: Sendable, Equatable {
 public struct NBDSimpleReply: Sendable, Equatable {
     public static let headerSize = 16
 
+    /// nil for success.
     public var error: NBDError?
+    /// The handle of the request answered.
     public var handle: UInt64
 
     public init(error: NBDError? = nil, handle: UInt64) {

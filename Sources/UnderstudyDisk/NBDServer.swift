@@ -36,7 +36,9 @@ public struct NBDStatistics: Sendable, Equatable {
 /// change of an epoch once `stop` returns. Each connection runs on its own thread, processing
 /// its requests strictly in order; several connections may be open at once.
 public final class NBDServer: Sendable {
+    /// Where clients connect (QEMU's `server.path`).
     public let socketPath: String
+    /// The name clients ask for (QEMU's `export`).
     public let exportName: String
     /// The export's size in bytes: the image's size when the server started.
     public let size: UInt64

@@ -83,6 +83,38 @@ struct NBDServerTests {
         }
     }
 
+    @Test func theImageRefusesRangesPastItsEndAndNoticesTruncation() throws {
+        try withScratchDirectory { dir in
+            let path = "\(dir)/disk.img"
+            try makeImage(path, size: 4096, fill: { _ in 7 })
+            let image = try DiskImage(path: path, readOnly: false)
+            #expect(image.size == 4096)
+            let beyond = " of 2 bytes at offset 4095, beyond the image's 4096 bytes,"
+            #expect(throws: DiskError.io(operation: "write" + beyond, path: path, errno: ENOSPC)) {
+                try [UInt8](repeating: 1, count: 2).withUnsafeBytes { try image.write($0, at: 4095) }
+            }
+            #expect(throws: DiskError.io(operation: "zero" + beyond, path: path, errno: ENOSPC)) {
+                try image.zero(offset: 4095, length: 2, punchHole: true)
+            }
+            var buffer = [UInt8](repeating: 0, count: 2)
+            #expect(throws: DiskError.io(operation: "read" + beyond, path: path, errno: EINVAL)) {
+                try buffer.withUnsafeMutableBytes { try image.read(into: $0, at: 4095) }
+            }
+            #expect(throws: DiskError.io(operation: "zero of 1 bytes at offset \(UInt64.max), beyond the image's 4096 bytes,", path: path, errno: ENOSPC)) {
+                try image.zero(offset: .max, length: 1, punchHole: false)
+            }
+            #expect(truncate(path, 1000) == 0)
+            #expect(throws: DiskError.invalidImage(path: path, reason: "it ends before offset 1000; it was truncated while being served")) {
+                try buffer.withUnsafeMutableBytes { try image.read(into: $0, at: 999) }
+            }
+            let readOnly = try DiskImage(path: path, readOnly: true)
+            #expect(readOnly.size == 1000)
+            #expect(throws: DiskError.io(operation: "write", path: path, errno: EBADF)) {
+                try [UInt8](repeating: 1, count: 2).withUnsafeBytes { try readOnly.write($0, at: 0) }
+            }
+        }
+    }
+
     @Test func stopClosesConnectedClientsPromptly() throws {
         try withScratchDirectory { dir in
             let started = try startServer(in: dir)
