@@ -1,0 +1,250 @@
+import CUnderstudyShims
+import Logging
+import Synchronization
+import UnderstudyTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Counters of one NBD server since it started.
+public struct NBDStatistics: Sendable, Equatable {
+    /// Connections accepted.
+    public var connections = 0
+    /// Successful READ requests and the bytes they returned.
+    public var reads = 0
+    public var bytesRead: UInt64 = 0
+    /// Successful WRITE requests and their data bytes.
+    public var writes = 0
+    public var bytesWritten: UInt64 = 0
+    /// Successful FLUSH, TRIM and WRITE_ZEROES requests.
+    public var flushes = 0
+    public var trims = 0
+    public var zeroes = 0
+    /// Requests answered with an error.
+    public var errors = 0
+
+    public init() {}
+}
+
+/// Serves a raw disk image to QEMU over NBD on a unix socket, and tells an observer about every
+/// change before the guest learns it is done.
+///
+/// The guest's disk is `-blockdev driver=nbd` on this server (see `qemuArguments`). Every WRITE,
+/// WRITE_ZEROES and TRIM is applied to the image and then reported to the observer, and only
+/// then answered; a FLUSH (and a write with FUA) is made durable, reported, then answered. Since
+/// QMP `stop` waits for the replies of all requests in flight, the observer has seen every
+/// change of an epoch once `stop` returns. Each connection runs on its own thread, processing
+/// its requests strictly in order; several connections may be open at once.
+public final class NBDServer: Sendable {
+    /// Where clients connect (QEMU's `server.path`).
+    public let socketPath: String
+    /// The name clients ask for (QEMU's `export`).
+    public let exportName: String
+    /// The export's size in bytes: the image's size when the server started.
+    public let size: UInt64
+    private let context: NBDExportContext
+    private let listener: Int32
+    private let connections = NBDConnectionRegistry()
+    /// The accept thread; nil once stopped.
+    private let acceptThread = Mutex<JoinableThread?>(nil)
+
+    /// Opens the image and starts listening.
+    ///
+    /// - Parameters:
+    ///   - imagePath: an existing raw image (file or block device); its size is the disk's size.
+    ///   - socketPath: where to listen; created owner-only (0600). A stale socket left there by a
+    ///     dead server is replaced; a live one, or any other kind of file, is an error.
+    ///   - exportName: the name clients ask for (the empty name is accepted too, as the default).
+    ///   - readOnly: refuse every change with EPERM and announce the export read-only.
+    ///   - observer: told about every change and flush; nil to serve without reporting.
+    public init(imagePath: String, socketPath: String, exportName: String, readOnly: Bool = false,
+                observer: (any DiskWriteObserver)?, logger: Logger) throws(DiskError) {
+        let nameBytes = Array(exportName.utf8)
+        guard nameBytes.count <= NBDExport.maximumNameLength, !nameBytes.contains(0) else {
+            throw .invalidConfiguration("the NBD export name must be at most \(NBDExport.maximumNameLength) bytes of UTF-8 without NUL")
+        }
+        let image = try DiskImage(path: imagePath, readOnly: readOnly)
+        try Self.removeStaleSocket(socketPath)
+        listener = try Self.listen(socketPath)
+        self.socketPath = socketPath
+        self.exportName = exportName
+        size = image.size
+        let export = NBDExport(name: exportName, size: image.size, isReadOnly: readOnly)
+        context = NBDExportContext(export: export, socketPath: socketPath, image: image, observer: observer, logger: logger)
+        let (listener, context, connections) = (listener, context, connections)
+        acceptThread.withLock { $0 = JoinableThread(name: "nbd-accept") { Self.accept(listener, context, connections) } }
+        logger.info("NBD server listening", metadata: ["socket": "\(socketPath)", "export": "\(exportName)", "image": "\(imagePath)",
+                                                       "size": "\(size)", "read-only": "\(readOnly)"])
+    }
+
+    deinit { stop() }
+
+    /// Counters since the server started.
+    public var statistics: NBDStatistics { context.statistics.withLock { $0 } }
+
+    /// Stops listening, closes every connection (a request being executed finishes first), waits
+    /// for all threads and removes the socket. Safe to call more than once.
+    public func stop() {
+        guard let thread = acceptThread.withLock({ thread in
+            defer { thread = nil }
+            return thread
+        }) else { return }
+        context.isStopping.store(true, ordering: .relaxed)
+        // Wakes the blocked accept (it fails with EINVAL) without closing the fd under it.
+        shutdown(listener, Int32(SHUT_RDWR))
+        thread.join()
+        close(listener)
+        connections.stopAll()
+        unlink(socketPath)
+        context.logger.info("NBD server stopped", metadata: ["socket": "\(socketPath)"])
+    }
+
+    /// QEMU options that give the guest this server's export as a virtio-blk disk.
+    ///
+    /// `nodeName` names the block node (and the device's drive). Commas in values are doubled, as
+    /// QEMU's option syntax requires.
+    public static func qemuArguments(socketPath: String, exportName: String, nodeName: String) -> [String] {
+        func escaped(_ value: String) -> String { value.split(separator: ",", omittingEmptySubsequences: false).joined(separator: ",,") }
+        return [
+            "-blockdev",
+            "driver=nbd,server.type=unix,server.path=\(escaped(socketPath)),export=\(escaped(exportName)),node-name=\(escaped(nodeName))",
+            "-device", "virtio-blk-pci,drive=\(escaped(nodeName))",
+        ]
+    }
+
+    private static func accept(_ listener: Int32, _ context: NBDExportContext, _ connections: NBDConnectionRegistry) {
+        while true {
+            // close-on-exec: QEMU, started by the agent, must not inherit guest-disk connections.
+            let fd = us_accept_cloexec(listener, nil, nil)
+            if fd < 0 {
+                let code = errno
+                if context.isStopping.load(ordering: .relaxed) { return }
+                if code == EINTR || code == ECONNABORTED { continue }
+                context.logger.error("NBD accept failed; retrying", metadata: ["error": "\(String(cString: strerror(code)))"])
+                // Out of file descriptors, typically: wait instead of spinning.
+                usleep(100_000)
+                continue
+            }
+            connections.reapFinished()
+            guard let id = connections.add(fd) else {
+                close(fd)
+                return
+            }
+            context.statistics.withLock { $0.connections += 1 }
+            let thread = JoinableThread(name: "nbd-conn-\(id)") {
+                NBDConnection(fd: fd, id: id, context: context).run()
+                connections.finish(id)
+            }
+            connections.started(id, thread)
+        }
+    }
+
+    /// Removes a socket left by a server that is gone. Refuses to touch anything else: a socket
+    /// that still accepts connections belongs to a running server, and a file that is not a
+    /// socket is not ours to delete.
+    private static func removeStaleSocket(_ path: String) throws(DiskError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return }
+            throw .socket(operation: "inspect", path: path, errno: errno)
+        }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw .invalidConfiguration("\(path) exists and is not a socket; remove it or choose another NBD socket path")
+        }
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { throw .socket(operation: "create a probe for", path: path, errno: errno) }
+        let connected = UnixSocket.connect(probe, path: path) == 0
+        close(probe)
+        guard !connected else {
+            throw .invalidConfiguration("another server is listening on \(path); stop it or choose another NBD socket path")
+        }
+        guard unlink(path) == 0 || errno == ENOENT else { throw .socket(operation: "remove the stale", path: path, errno: errno) }
+    }
+
+    private static func listen(_ path: String) throws(DiskError) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .socket(operation: "create", path: path, errno: errno) }
+        // Owner-only before listen(): until then no client can connect, so nobody slips in while
+        // the mode is still the umask's (and the process-wide umask is left alone).
+        guard UnixSocket.bind(fd, path: path) == 0 else {
+            let code = errno
+            close(fd)
+            throw .socket(operation: "bind", path: path, errno: code)
+        }
+        guard chmod(path, 0o600) == 0, Glibc.listen(fd, 16) == 0 else {
+            let code = errno
+            close(fd)
+            unlink(path)
+            throw .socket(operation: "listen on", path: path, errno: code)
+        }
+        return fd
+    }
+}
+
+/// The open connections of one server and their threads.
+final class NBDConnectionRegistry: Sendable {
+    private struct Entry {
+        /// -1 once the connection's thread closed it.
+        var fd: Int32
+        /// nil until the accept thread has stored it (the connection may finish before that).
+        var thread: JoinableThread?
+        var finished = false
+    }
+
+    private struct State {
+        var stopping = false
+        var nextID = 1
+        var entries: [Int: Entry] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Registers an accepted connection; nil when the server is stopping.
+    func add(_ fd: Int32) -> Int? {
+        state.withLock { state in
+            guard !state.stopping else { return nil }
+            let id = state.nextID
+            state.nextID += 1
+            state.entries[id] = Entry(fd: fd)
+            return id
+        }
+    }
+
+    func started(_ id: Int, _ thread: JoinableThread) {
+        state.withLock { $0.entries[id]?.thread = thread }
+    }
+
+    /// Called by the connection's own thread as its last act: closes its socket. Under the lock,
+    /// so that `stopAll` never shuts down a descriptor number that was closed and reused.
+    func finish(_ id: Int) {
+        state.withLock { state in
+            guard let fd = state.entries[id]?.fd, fd >= 0 else { return }
+            close(fd)
+            state.entries[id]?.fd = -1
+            state.entries[id]?.finished = true
+        }
+    }
+
+    /// Joins the threads of connections that ended, so a long-running server does not collect them.
+    func reapFinished() {
+        let done = state.withLock { state -> [JoinableThread] in
+            let ids = state.entries.filter { $0.value.finished && $0.value.thread != nil }.map(\.key)
+            return ids.compactMap { state.entries.removeValue(forKey: $0)?.thread }
+        }
+        for thread in done { thread.join() }
+    }
+
+    /// Shuts every open connection down and waits for its thread. Call after the accept thread
+    /// has ended, so that no connection is added meanwhile.
+    func stopAll() {
+        let threads = state.withLock { state -> [JoinableThread] in
+            state.stopping = true
+            // shutdown, not close: the connection's thread wakes from its blocked read and
+            // closes the descriptor itself, in `finish`.
+            for entry in state.entries.values where entry.fd >= 0 { shutdown(entry.fd, Int32(SHUT_RDWR)) }
+            return state.entries.values.compactMap(\.thread)
+        }
+        for thread in threads { thread.join() }
+        state.withLock { $0.entries.removeAll() }
+    }
+}
