@@ -37,7 +37,7 @@ let package = Package(
         // Backup-side replica: memory image, device state, committed epoch, crash-safe apply.
         .target(
             name: "UnderstudyReplica",
-            dependencies: ["UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudyProtocol", "UnderstudyDisk", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
         // The QEMU driver: launch, QMP, guest RAM, dirty tracking, device state, the checkpoint source.
         .target(

@@ -1,3 +1,4 @@
+import CUnderstudyShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -93,15 +94,12 @@ public final class DiskImage: Sendable {
     public func zero(offset: UInt64, length: UInt64, punchHole: Bool) throws(DiskError) {
         try checkRange(offset: offset, length: length, operation: "zero", beyondEnd: ENOSPC)
         guard length > 0 else { return }
-        let modes = punchHole ? [FallocateMode.punchHole, .zeroRange] : [.zeroRange]
-        for mode in modes {
-            guard let fallocate = fallocateFunction else { break }
-            let status = fallocate(fd, mode.rawValue | FallocateMode.keepSize.rawValue, off_t(offset), off_t(length))
-            if status == 0 { return }
+        for punch in punchHole ? [true, false] : [false] {
+            if us_zero_file_range(fd, Int64(offset), Int64(length), punch ? 1 : 0) == 0 { return }
             let code = errno
             // Unsupported here (tmpfs has no zero-range, some file systems no holes): try the next way.
             guard code == EOPNOTSUPP || code == ENOSYS else {
-                throw .io(operation: mode == .punchHole ? "punch hole" : "zero range", path: path, errno: code)
+                throw .io(operation: punch ? "punch hole" : "zero range", path: path, errno: code)
             }
         }
         let chunk = [UInt8](repeating: 0, count: Int(min(length, 1 << 20)))
@@ -129,23 +127,3 @@ public final class DiskImage: Sendable {
         }
     }
 }
-
-/// Modes of fallocate(2), from <linux/falloc.h> (which Swift's Glibc module does not include).
-private struct FallocateMode: OptionSet {
-    let rawValue: Int32
-    static let keepSize = FallocateMode(rawValue: 0x01)
-    static let punchHole = FallocateMode(rawValue: 0x02)
-    static let zeroRange = FallocateMode(rawValue: 0x10)
-}
-
-private typealias Fallocate = @convention(c) (Int32, Int32, off_t, off_t) -> Int32
-
-/// glibc's fallocate(2) wrapper. Its declaration is hidden behind _GNU_SOURCE, which Swift's Glibc
-/// module does not define, but glibc always exports the symbol, so it is looked up once by name.
-/// nil (never expected on glibc) makes `zero` write zeroes instead.
-private let fallocateFunction: Fallocate? = {
-    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "fallocate") else { return nil }
-    // Safe: the symbol is glibc's `int fallocate(int fd, int mode, off_t offset, off_t len)`, the
-    // exact C signature of `Fallocate` (off_t is 64-bit on x86_64 and aarch64 Linux).
-    return unsafeBitCast(symbol, to: Fallocate.self)
-}()

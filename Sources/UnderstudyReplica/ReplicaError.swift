@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyDisk
 import UnderstudyProtocol
 
 /// Why the replica store could not do what was asked. Nothing is half-applied when one is thrown:
@@ -15,6 +16,8 @@ public enum ReplicaError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidContent(ProtocolError)
     /// The operation needs a state the replica is not in (e.g. activation before any commit).
     case notReady(String)
+    /// The replica disk could not be read or written.
+    case disk(DiskError)
 
     public var description: String {
         switch self {
@@ -24,6 +27,7 @@ public enum ReplicaError: Error, Sendable, Equatable, CustomStringConvertible {
         case .corrupt(let what): "replica state is damaged: \(what)"
         case .invalidContent(let error): "staged checkpoint cannot be applied: \(error)"
         case .notReady(let what): what
+        case .disk(let error): "replica disk: \(error)"
         }
     }
 }
