@@ -11,13 +11,16 @@ public struct BackupConfiguration: Sendable {
     public var tls: TLSConfiguration
     public var identity: VMIdentity
     public var replicaDirectory: String
+    /// The replica disk (default: `disk.img` in the replica directory), when the VM has a disk.
+    public var replicaDisk: String?
     /// Capabilities this backup implements and offers.
     public var capabilities: Capabilities
     /// Checkpoints received and waiting to be applied, at most; the receiver stops reading beyond.
     public var applyQueueDepth: Int
 
     public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
-                capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
+                replicaDisk: String? = nil, capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
+        self.replicaDisk = replicaDisk
         self.nodeName = nodeName
         self.listen = listen
         self.tls = tls
@@ -64,7 +67,8 @@ public final class BackupReceiver: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         context = try TLSContext(role: .server, configuration: configuration.tls)
-        store = try ReplicaStore(directory: configuration.replicaDirectory, identity: configuration.identity)
+        store = try ReplicaStore(directory: configuration.replicaDirectory, identity: configuration.identity,
+                                 diskPath: configuration.replicaDisk)
         if let recovery = store.recovery { logger.notice("replica recovered", metadata: ["action": "\(recovery)"]) }
         listener = try TCPListener(endpoint: configuration.listen)
         decoders = (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in PageDecoder(pageSize: Int(configuration.identity.pageSize)) }

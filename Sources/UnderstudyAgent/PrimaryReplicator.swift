@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import CUnderstudyShims
+import UnderstudyDisk
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyTransport
@@ -92,10 +94,16 @@ public final class PrimaryReplicator: @unchecked Sendable {
     private var encoder: CheckpointEncoder?
     /// Called on the receiver thread with each acknowledged epoch; output of epochs up to it may leave.
     private let onRelease: @Sendable (UInt64) -> Void
+    /// The guest's disk, copied in the initial sync; its later writes come with the checkpoints.
+    private let disk: DiskImage?
 
-    public init(source: CheckpointSource, configuration: PrimaryConfiguration, logger: Logger,
+    /// - Parameter disk: the image the guest's disk server writes. Its recorder must have been
+    ///   recording since before the guest could write, so that every write the sync's copy may
+    ///   miss is in a checkpoint.
+    public init(source: CheckpointSource, configuration: PrimaryConfiguration, disk: DiskImage? = nil, logger: Logger,
                 onRelease: @escaping @Sendable (UInt64) -> Void = { _ in }) {
         self.source = source
+        self.disk = disk
         self.configuration = configuration
         self.logger = logger
         self.onRelease = onRelease
@@ -148,6 +156,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
         try source.startTracking()
         try sender.enqueue(Message.syncBegin(SyncBegin(pageCount: source.identity.pageCount)).frame)
         var output = CheckpointEncoder.Output()
+        if let disk { try syncDisk(disk, encoder: encoder, sender: sender, into: &output) }
         var pages = Array(0..<source.identity.pageCount)
         var round = 1
         while true {
@@ -171,6 +180,33 @@ public final class PrimaryReplicator: @unchecked Sendable {
         }
         logger.info("initial sync sent", metadata: ["pages": "\(output.pages)", "wire-bytes": "\(output.wireBytes)",
                                                    "seconds": "\(duration)"])
+    }
+
+    /// Copies the disk's data (holes and all-zero chunks are skipped: the backup's replica starts
+    /// zeroed). The guest may be writing meanwhile: each such write is recorded and replayed in
+    /// the first checkpoint, on top of whatever this copy read, which ends at the same bytes.
+    private func syncDisk(_ disk: DiskImage, encoder: CheckpointEncoder, sender: FrameSender,
+                          into output: inout CheckpointEncoder.Output) throws {
+        let chunk = DiskWriteBatch.maxEntryBytes
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buffer.deallocate() }
+        var pending: [DiskChange] = []
+        for range in disk.dataRanges() {
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                let count = Int(min(UInt64(chunk), range.upperBound - offset))
+                let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+                try disk.read(into: slice, at: offset)
+                if us_is_zero(slice.baseAddress, count) == 0 { pending.append(.write(offset: offset, data: .bytes(Array(slice)))) }
+                if pending.count == 8 {
+                    try encoder.encodeDisk(pending, epoch: 0, to: sender, into: &output)
+                    pending.removeAll(keepingCapacity: true)
+                }
+                offset += UInt64(count)
+            }
+        }
+        try encoder.encodeDisk(pending, epoch: 0, to: sender, into: &output)
+        logger.info("initial disk sync sent", metadata: ["bytes": "\(output.diskBytes)", "size": "\(disk.size)"])
     }
 
     /// Runs `count` checkpoints (nil: until `stop` or an error). Call on a dedicated thread.

@@ -23,8 +23,14 @@ import UnderstudyTransport
 /// kernel = "/var/lib/understudy/web-1/vmlinuz"
 /// initrd = "/var/lib/understudy/web-1/initrd.img"
 /// cmdline = "console=ttyS0"
-/// # disk_image = "/var/lib/understudy/web-1/disk.raw"
+/// disk_image = "/var/lib/understudy/web-1/disk.raw"  # raw; the backup's copy has the same size
+/// mac = "52:54:00:12:34:56"             # the guest NIC's address (default: derived from the id)
 /// run_dir = "/run/understudy/web-1"     # QMP, serial log, control socket
+///
+/// [network]
+/// tap = "tap-web-1"                     # this node's TAP for the guest NIC; bridge it to the LAN
+/// buffer_mib = 16                       # output held for unacknowledged checkpoints, at most
+/// unsafe_no_output_buffering = false    # true releases output at once: no output commit (benchmarks only)
 ///
 /// [replication]
 /// interval_ms = 25
@@ -47,11 +53,19 @@ public struct AgentConfiguration: Sendable {
     public var dirtyTracking: DirtyTrackingPreference
     public var listen: Endpoint?
     public var replicaDirectory: String?
+    /// The guest NIC's MAC address; the same on both nodes, so the network sees one machine.
+    public var mac: String
+    /// This node's TAP device for the guest NIC; nil: the VM has no network.
+    public var tap: String?
+    public var outputBufferBytes: Int
+    /// Output commit off: guest frames leave at once (only to measure what buffering costs).
+    public var unsafeNoOutputBuffering: Bool
 
     static let knownKeys: Set<String> = [
         "node.name", "node.certificates", "peer.name", "peer.address",
         "vm.id", "vm.memory_mib", "vm.vcpus", "vm.machine", "vm.accelerator", "vm.kernel", "vm.initrd", "vm.cmdline",
-        "vm.disk_image", "vm.run_dir", "vm.qemu",
+        "vm.disk_image", "vm.mac", "vm.run_dir", "vm.qemu",
+        "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
         "replication.interval_ms", "replication.max_epochs_in_flight", "replication.dirty_tracking",
         "backup.listen", "backup.replica_dir",
     ]
@@ -82,6 +96,19 @@ public struct AgentConfiguration: Sendable {
         guard vm.kernel != nil || vm.diskImage != nil else {
             throw ConfigurationError(source: d.source, line: nil, key: "vm.kernel", message: "set vm.kernel (with vm.initrd) or vm.disk_image")
         }
+        if let disk = vm.diskImage { vm.diskBytes = try Self.diskSize(d, disk) }
+        mac = try d.string("vm.mac") ?? Self.defaultMAC(for: id)
+        guard Self.isUnicastMAC(mac) else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.mac"), key: "vm.mac",
+                                     message: "\"\(mac)\" is not a unicast MAC address like \"52:54:00:12:34:56\"")
+        }
+        tap = try d.string("network.tap")
+        if let tap, tap.isEmpty || tap.utf8.count > 15 || tap.contains("/") || tap.contains(" ") {
+            throw ConfigurationError(source: d.source, line: d.line(of: "network.tap"), key: "network.tap",
+                                     message: "\"\(tap)\" is not an interface name (1 to 15 characters, no '/' or spaces)")
+        }
+        outputBufferBytes = Int(try d.integer("network.buffer_mib", in: 1...4096) ?? 16) << 20
+        unsafeNoOutputBuffering = try d.bool("network.unsafe_no_output_buffering") ?? false
         interval = .milliseconds(try d.integer("replication.interval_ms", in: 1...60_000) ?? 25)
         maxEpochsInFlight = Int(try d.integer("replication.max_epochs_in_flight", in: 1...64) ?? 4)
         dirtyTracking = try d.oneOf("replication.dirty_tracking", DirtyTrackingPreference.self) ?? .auto
@@ -94,24 +121,56 @@ public struct AgentConfiguration: Sendable {
 
     public var tls: TLSConfiguration { TLSConfiguration(directory: certificates, node: nodeName, peer: peerName) }
 
-    public var identity: VMIdentity { VMIdentity(id: vm.id, memorySize: vm.memoryBytes) }
+    public var identity: VMIdentity { vm.identity }
 
     /// Checks the keys the primary role needs.
     public func primary() throws(ConfigurationError) -> PrimaryConfiguration {
         guard let peerAddress else { throw missing("peer.address", "the primary needs the backup's address") }
         return PrimaryConfiguration(nodeName: nodeName, backup: peerAddress, tls: tls, interval: interval,
-                                    maxEpochsInFlight: maxEpochsInFlight)
+                                    maxEpochsInFlight: maxEpochsInFlight,
+                                    requiredCapabilities: vm.diskImage == nil ? [.deviceState] : [.deviceState, .diskWrites])
     }
 
     /// Checks the keys the backup role needs.
     public func backup() throws(ConfigurationError) -> BackupConfiguration {
         guard let listen else { throw missing("backup.listen", "the backup needs an address to listen on") }
         guard let replicaDirectory else { throw missing("backup.replica_dir", "the backup needs a directory for the replica") }
-        return BackupConfiguration(nodeName: nodeName, listen: listen, tls: tls, identity: identity, replicaDirectory: replicaDirectory)
+        return BackupConfiguration(nodeName: nodeName, listen: listen, tls: tls, identity: identity, replicaDirectory: replicaDirectory,
+                                   replicaDisk: vm.diskImage)
     }
 
     private func missing(_ key: String, _ why: String) -> ConfigurationError {
         ConfigurationError(source: source, line: nil, key: key, message: "missing required key: \(why)")
+    }
+
+    /// The disk's size, which both nodes must agree on: the image must exist on each node (the
+    /// backup's is the replica; create it with `truncate -s` to the primary's size).
+    private static func diskSize(_ d: TOMLDocument, _ path: String) throws(ConfigurationError) -> UInt64 {
+        let key = "vm.disk_image"
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              attributes[.type] as? FileAttributeType == .typeRegular, let size = attributes[.size] as? UInt64 else {
+            throw ConfigurationError(source: d.source, line: d.line(of: key), key: key, message:
+                "\(path) is not a readable regular file (on the backup, create the replica disk with the primary's size: "
+                + "truncate -s SIZE \(path))")
+        }
+        guard size > 0, size % VMIdentity.diskSectorSize == 0 else {
+            throw ConfigurationError(source: d.source, line: d.line(of: key), key: key,
+                                     message: "\(path) has \(size) bytes; a disk must be a positive multiple of 512 bytes")
+        }
+        return size
+    }
+
+    /// A locally administered address derived from the VM id, the same on every node.
+    static func defaultMAC(for id: String) -> String {
+        let hash = id.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+        return String(format: "52:54:00:%02x:%02x:%02x", (hash >> 16) & 0xff, (hash >> 8) & 0xff, hash & 0xff)
+    }
+
+    static func isUnicastMAC(_ text: String) -> Bool {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, let bytes = Optional(parts.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }),
+              bytes.count == 6 else { return false }
+        return bytes[0] & 1 == 0
     }
 
     private static func endpoint(_ d: TOMLDocument, _ key: String) throws(ConfigurationError) -> Endpoint? {
