@@ -1,0 +1,276 @@
+import CUnderstudyShims
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the gate's threads share. Kept apart from `OutputGate` so that the threads do not keep
+/// the gate alive: dropping the gate stops them.
+final class GateCore: @unchecked Sendable {
+    private struct Link {
+        var connection: GuestConnection?
+        var stopping = false
+    }
+
+    let logger: Logger
+    private let listener: Int32
+    private let tap: Int32
+    private let wake: (read: Int32, write: Int32)
+    private let gate: Mutex<OutputGateStateMachine>
+    private let transmit: TransmitQueue
+    private let link = Mutex(Link())
+    /// Everything in `OutputGate.Statistics` but `buffer`, which lives in the state machine.
+    private let counters = Mutex(OutputGate.Statistics())
+
+    init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, logger: Logger) {
+        self.listener = listener
+        self.tap = tap
+        self.wake = wake
+        self.logger = logger
+        gate = Mutex(OutputGateStateMachine(bufferLimit: bufferLimit, buffering: buffering))
+        transmit = TransmitQueue(limit: bufferLimit)
+    }
+
+    var statistics: OutputGate.Statistics {
+        var statistics = counters.withLock { $0 }
+        statistics.buffer = gate.withLock { $0.statistics }
+        return statistics
+    }
+
+    // MARK: - Epochs
+
+    func seal(epoch: UInt64) {
+        if case .rejected(let last) = gate.withLock({ $0.seal(epoch: epoch) }) {
+            logger.error("seal of epoch \(epoch) ignored: epoch \(last) is already sealed (epochs must increase); its frames wait for a later epoch")
+        }
+    }
+
+    func release(through epoch: UInt64) {
+        // Handing the frames to the queue under the gate's lock keeps releases from two threads
+        // in epoch order; the queue never waits.
+        let (action, dropped) = gate.withLock { gate -> (OutputGateStateMachine.AcknowledgeAction, (frames: Int, bytes: Int)) in
+            let action = gate.acknowledged(through: epoch)
+            switch action {
+            case .send(let frames), .unsealed(let frames, _): return (action, transmit.enqueue(frames))
+            case .alreadyReleased: return (action, (0, 0))
+            }
+        }
+        switch action {
+        case .send: break
+        case .alreadyReleased(let last):
+            logger.debug("acknowledgement of epoch \(epoch) ignored: epochs through \(last) were released already")
+        case .unsealed(_, let lastSealed):
+            logger.error("acknowledgement of epoch \(epoch), which was never sealed (last sealed: \(lastSealed.map(String.init) ?? "none")); released the sealed epochs only")
+        }
+        countSendDrops(dropped)
+    }
+
+    // MARK: - Guest → gate
+
+    /// The `gate-guest` thread: one QEMU connection at a time, until stopped.
+    func acceptAndRead() {
+        var warnings = Warnings()
+        while waitReadable(listener) {
+            let fd = us_accept_cloexec(listener, nil, nil)
+            guard fd >= 0 else {
+                let code = errno
+                if code != EINTR && code != ECONNABORTED {
+                    logger.error("accepting QEMU's connection failed: \(String(cString: strerror(code)))")
+                    // Back off so that a persistent failure (EMFILE) does not spin; still wakes for stop.
+                    if !waitReadable(-1, timeoutMilliseconds: 100) { return }
+                }
+                continue
+            }
+            let connection = GuestConnection(fd: fd)
+            let attached = link.withLock { link in
+                guard !link.stopping else { return false }
+                link.connection = connection
+                return true
+            }
+            guard attached else { return }
+            counters.withLock {
+                $0.guestConnections += 1
+                $0.guestConnected = true
+            }
+            logger.info("QEMU connected to the output gate")
+            var reader = GuestFrameReader()
+            let end = serve(connection, with: &reader, warnings: &warnings)
+            link.withLock { $0.connection = nil }
+            counters.withLock { $0.guestConnected = false }
+            connection.shutdown()
+            switch end {
+            case .malformed(let length):
+                counters.withLock { $0.malformedConnections += 1 }
+                logger.error("QEMU sent a frame length of \(length) (allowed: 1 to \(GuestSocket.maxFrameLength)); closed its connection. QEMU 7.2 does not reconnect: the guest NIC stays unplugged until QEMU restarts")
+            case .failed(let code):
+                logger.error("reading from QEMU failed: \(String(cString: strerror(code))); closed its connection")
+            case .closed, .frame:
+                logger.info("QEMU's connection to the output gate closed")
+            }
+        }
+    }
+
+    /// Reads frames until the connection ends; returns how it ended.
+    private func serve(_ connection: GuestConnection, with reader: inout GuestFrameReader,
+                       warnings: inout Warnings) -> GuestFrameReader.Event {
+        while true {
+            let event = reader.next(from: connection.fd)
+            guard case .frame(let frame) = event else { return event }
+            let (action, dropped) = gate.withLock { gate -> (OutputGateStateMachine.GuestFrameAction, (frames: Int, bytes: Int)) in
+                let action = gate.guestFrame(frame)
+                return (action, action == .send ? transmit.enqueue([frame]) : (0, 0))
+            }
+            switch action {
+            case .hold: break
+            case .send:
+                countSendDrops(dropped)
+                if warnings.unbuffered.due() {
+                    let passed = gate.withLock { $0.statistics.passedFrames }
+                    logger.warning("OUTPUT BUFFERING IS OFF: \(passed) guest frames have left without output commit")
+                }
+            case .drop:
+                if warnings.bufferFull.due() {
+                    let dropped = gate.withLock { $0.statistics.droppedFrames }
+                    logger.warning("output buffer full: dropping guest frames until the backup acknowledges (\(dropped) dropped so far); acknowledgements are slow or the limit is too small")
+                }
+            }
+        }
+    }
+
+    // MARK: - Gate → TAP
+
+    /// The `gate-send` thread: writes released (or passed) frames to the TAP.
+    func sendToTAP() {
+        var failing = false
+        while let frame = transmit.next() {
+            // Safe: write reads exactly `count` bytes of the array's storage during the call.
+            let n = frame.withUnsafeBytes { write(tap, $0.baseAddress!, $0.count) }
+            if n == frame.count {
+                failing = false
+                counters.withLock {
+                    $0.sentFrames += 1
+                    $0.sentBytes += UInt64(frame.count)
+                }
+            } else {
+                // The frame is lost, as on a congested wire; the guest's protocols recover.
+                let code = n < 0 ? errno : EIO
+                countSendDrops((1, frame.count))
+                if !failing {
+                    logger.warning("writing to the TAP failed: \(String(cString: strerror(code))); dropping frames until it works again")
+                }
+                failing = true
+            }
+        }
+    }
+
+    private func countSendDrops(_ dropped: (frames: Int, bytes: Int)) {
+        guard dropped.frames > 0 else { return }
+        counters.withLock {
+            $0.sendDroppedFrames += UInt64(dropped.frames)
+            $0.sendDroppedBytes += UInt64(dropped.bytes)
+        }
+    }
+
+    // MARK: - TAP → guest
+
+    /// The `gate-tap` thread: frames to the guest pass at once (they carry no guest state).
+    func forwardToGuest() {
+        var buffer = [UInt8](repeating: 0, count: 4 + GuestSocket.maxFrameLength)
+        var failing = false
+        while waitReadable(tap) {
+            // Safe: read writes at most `count - 4` bytes after the 4-byte prefix, inside the buffer.
+            let n = buffer.withUnsafeMutableBytes { read(tap, $0.baseAddress! + 4, $0.count - 4) }
+            guard n > 0 else {
+                let code = n < 0 ? errno : 0
+                if code == EINTR || code == EAGAIN { continue }
+                // The TAP device went away (EBADFD): nothing more will come from it.
+                logger.error("reading from the TAP failed: \(code == 0 ? "end of file" : String(cString: strerror(code))); no more frames reach the guest")
+                return
+            }
+            let length = UInt32(n)
+            buffer[0] = UInt8(length >> 24)
+            buffer[1] = UInt8(length >> 16 & 0xFF)
+            buffer[2] = UInt8(length >> 8 & 0xFF)
+            buffer[3] = UInt8(length & 0xFF)
+            let connection = link.withLock { $0.connection }
+            // Safe: the pointer covers the prefix and the `n` bytes read, all inside the buffer.
+            let failure: Int32? = connection.flatMap { connection in
+                buffer.withUnsafeBytes { GuestSocket.writeAll(connection.fd, UnsafeRawBufferPointer(rebasing: $0[0..<(4 + n)])) }
+            }
+            if connection != nil && failure == nil {
+                failing = false
+                counters.withLock {
+                    $0.framesToGuest += 1
+                    $0.bytesToGuest += UInt64(n)
+                }
+                continue
+            }
+            counters.withLock { $0.framesToGuestDropped += 1 }
+            if let connection {
+                // A frame may have been cut in half: the stream is no longer framed, end it.
+                logger.error("writing to QEMU failed: \(String(cString: strerror(failure ?? EIO))); closing its connection")
+                connection.shutdown()
+            } else if !failing {
+                logger.debug("no QEMU connected: dropping frames for the guest")
+                failing = true
+            }
+        }
+    }
+
+    // MARK: - Stopping
+
+    /// Wakes every thread: the byte in the wake pipe ends their polls, the shut-down connection
+    /// ends a read or write to QEMU, the closed queue ends the sender.
+    func beginStopping() {
+        let connection = link.withLock { link in
+            link.stopping = true
+            return link.connection
+        }
+        connection?.shutdown()
+        var byte: UInt8 = 1
+        _ = Glibc.write(wake.write, &byte, 1)
+        transmit.close()
+    }
+
+    /// After the threads were joined.
+    func closeDescriptors() {
+        close(listener)
+        close(tap)
+        close(wake.read)
+        close(wake.write)
+    }
+
+    /// Waits until `fd` is readable. False when the gate is stopping. With `fd` -1, only waits
+    /// for the timeout (or stopping).
+    private func waitReadable(_ fd: Int32, timeoutMilliseconds: Int32 = -1) -> Bool {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let ready = poll(&fds, 2, timeoutMilliseconds)
+            if ready < 0 && errno == EINTR { continue }
+            return ready >= 0 && fds[1].revents == 0
+        }
+    }
+}
+
+/// Warnings that would repeat with every frame, limited to one per interval.
+private struct Warnings {
+    struct Throttle {
+        let interval: Duration
+        /// When it was last due; nil makes the first call due.
+        var last: ContinuousClock.Instant?
+
+        /// True at the first call and then at most once per interval.
+        mutating func due() -> Bool {
+            let now = ContinuousClock.now
+            if let last, now - last < interval { return false }
+            last = now
+            return true
+        }
+    }
+
+    /// The gate warned at start already: the next warning is due after an interval.
+    var unbuffered = Throttle(interval: .seconds(10), last: .now)
+    var bufferFull = Throttle(interval: .seconds(10), last: nil)
+}

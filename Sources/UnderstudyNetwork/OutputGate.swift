@@ -1,0 +1,168 @@
+import CUnderstudyShims
+import Foundation
+import Logging
+import Synchronization
+import UnderstudyTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The primary's output gate: sits between the guest NIC (QEMU `-netdev stream`, connected to
+/// a unix socket this gate listens on) and a TAP device on the host.
+///
+/// Frames from the guest are held per epoch (`OutputGateStateMachine`) until the backup has
+/// acknowledged the checkpoint containing the guest state that produced them (output commit);
+/// frames from the TAP to the guest pass at once.
+///
+/// Threads: `gate-guest` accepts QEMU's connection and reads its frames; `gate-tap` forwards
+/// frames from the TAP to the guest; `gate-send` writes released frames to the TAP, so that
+/// `release(through:)` never waits for the TAP. One QEMU connection at a time: a restarted QEMU
+/// is accepted once the previous connection has closed.
+public final class OutputGate: @unchecked Sendable {
+    /// Counters since the gate started.
+    public struct Statistics: Sendable, Equatable {
+        /// Guest → network frames inside the output-commit buffer: held, dropped because the
+        /// buffer was full, released, passed unbuffered; the last sealed and released epochs.
+        public var buffer = OutputGateStateMachine.Statistics()
+        /// Released or passed frames written to the TAP.
+        public var sentFrames: UInt64 = 0
+        public var sentBytes: UInt64 = 0
+        /// Released or passed frames dropped on the way to the TAP: the write failed (EAGAIN,
+        /// ENOBUFS, EIO when the TAP is down, ...) or too many bytes were already queued for it.
+        public var sendDroppedFrames: UInt64 = 0
+        public var sendDroppedBytes: UInt64 = 0
+        /// Network → guest frames written to QEMU.
+        public var framesToGuest: UInt64 = 0
+        public var bytesToGuest: UInt64 = 0
+        /// Network → guest frames dropped because no QEMU was connected or the write failed.
+        public var framesToGuestDropped: UInt64 = 0
+        /// Connections accepted from QEMU, and those closed because of a malformed frame length.
+        public var guestConnections: UInt64 = 0
+        public var malformedConnections: UInt64 = 0
+        /// True while a QEMU is connected.
+        public var guestConnected = false
+
+        public init() {}
+    }
+
+    /// The longest frame accepted from QEMU (its own limit, NET_BUFSIZE: 65536 + 4096 bytes).
+    public static let maxFrameLength = GuestSocket.maxFrameLength
+
+    public let guestSocketPath: String
+    public let tapName: String
+    private let core: GateCore
+    /// The running threads; empty once stopped.
+    private let threads: Mutex<[JoinableThread]>
+
+    /// Listens at `guestSocketPath` (mode 0600; a stale socket file is replaced) for QEMU's
+    /// connection and attaches to the TAP device `tapName`, creating it when it does not exist.
+    /// Start the gate before QEMU: QEMU 7.2 connects once, at startup, and never retries.
+    ///
+    /// - Parameters:
+    ///   - bufferLimit: guest frame bytes held at most; when full, new guest frames are dropped.
+    ///   - buffering: false sends guest frames at once, without output commit. Unsafe: only for
+    ///     measuring what buffering costs. Warned about at start and every 10 s while in use.
+    public init(guestSocketPath: String, tapName: String, bufferLimit: Int = OutputGateStateMachine.defaultBufferLimit,
+                buffering: Bool = true, logger: Logger) throws(NetworkError) {
+        guard bufferLimit > 0 else { throw .invalidConfiguration("the buffer limit must be positive, not \(bufferLimit)") }
+        guard !tapName.isEmpty, tapName.utf8.count < Int(IFNAMSIZ) else {
+            throw .invalidConfiguration("TAP name \"\(tapName)\" must have 1 to \(IFNAMSIZ - 1) characters")
+        }
+        self.guestSocketPath = guestSocketPath
+        self.tapName = tapName
+        var logger = logger
+        logger[metadataKey: "tap"] = "\(tapName)"
+        let listener = try GuestSocket.listen(at: guestSocketPath)
+        let tap: Int32
+        let wake: (read: Int32, write: Int32)
+        do throws(NetworkError) {
+            tap = try OutputGate.attachTAP(tapName)
+            wake = try OutputGate.wakePipe()
+        } catch {
+            close(listener)
+            unlink(guestSocketPath)
+            throw error
+        }
+        core = GateCore(listener: listener, tap: tap, wake: wake, bufferLimit: bufferLimit, buffering: buffering, logger: logger)
+        if !buffering {
+            logger.warning("OUTPUT BUFFERING IS OFF: guest frames leave before their checkpoint is acknowledged; a failover can expose output the backup never saw. Use only to measure the cost of buffering.")
+        }
+        let core = self.core
+        threads = Mutex([
+            JoinableThread(name: "gate-guest") { core.acceptAndRead() },
+            JoinableThread(name: "gate-tap") { core.forwardToGuest() },
+            JoinableThread(name: "gate-send") { core.sendToTAP() },
+        ])
+        logger.info("output gate listening for QEMU at \(guestSocketPath), buffering \(buffering ? "on, limit \(bufferLimit) bytes" : "OFF")")
+    }
+
+    deinit { stop() }
+
+    /// The QEMU options that give the guest a virtio NIC connected to a gate listening at
+    /// `socketPath`. Start the gate first: QEMU 7.2 connects once, when it starts, and does not
+    /// retry (the NIC stays unplugged); when the gate's side closes, the guest NIC stays
+    /// disconnected until QEMU restarts.
+    ///
+    /// - Parameter mac: the guest NIC's address, e.g. "52:54:00:12:34:56".
+    public static func qemuArguments(socketPath: String, mac: String, netdevID: String = "net0") -> [String] {
+        // QEMU's option syntax takes a doubled comma as a literal comma inside a value.
+        let path = socketPath.replacingOccurrences(of: ",", with: ",,")
+        return ["-netdev", "stream,id=\(netdevID),server=off,addr.type=unix,addr.path=\(path)",
+                "-device", "virtio-net-pci,netdev=\(netdevID),mac=\(mac)"]
+    }
+
+    /// Closes the open epoch as `epoch`: the guest frames read before this call leave once
+    /// `epoch` is acknowledged; frames read afterwards belong to the next epoch. Call with the
+    /// guest paused, after its checkpoint state was captured. Epochs must increase strictly; a
+    /// number that does not is logged and ignored (its frames then leave with a later epoch).
+    public func seal(epoch: UInt64) {
+        core.seal(epoch: epoch)
+    }
+
+    /// The backup acknowledged every checkpoint up to `epoch`: hands the frames of the sealed
+    /// epochs up to it to the sender thread, in order. Never waits for the TAP.
+    public func release(through epoch: UInt64) {
+        core.release(through: epoch)
+    }
+
+    /// A snapshot of the counters.
+    public var statistics: Statistics { core.statistics }
+
+    /// Closes the guest connection, the listener and the TAP, joins the threads and removes the
+    /// socket file. Frames still held or queued for the TAP are discarded (never sent early).
+    /// Idempotent.
+    public func stop() {
+        let running = threads.withLock { threads in
+            defer { threads = [] }
+            return threads
+        }
+        guard !running.isEmpty else { return }
+        core.beginStopping()
+        for thread in running { thread.join() }
+        core.closeDescriptors()
+        unlink(guestSocketPath)
+        core.logger.info("output gate stopped")
+    }
+
+    /// Opens /dev/net/tun and attaches it to the TAP `name` (creating the device if needed).
+    private static func attachTAP(_ name: String) throws(NetworkError) -> Int32 {
+        let fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(operation: "open", detail: "/dev/net/tun", errno: errno) }
+        guard us_tap_attach(fd, name) == 0 else {
+            let code = errno
+            close(fd)
+            throw .io(operation: "attach to TAP", detail: name, errno: code)
+        }
+        return fd
+    }
+
+    /// A pipe the threads poll besides their descriptor: `stop` writes one byte, which stays
+    /// unread, so every poll from then on returns at once. (A written byte rather than closing
+    /// the write end, because a child process that inherited the write end would keep it open.)
+    private static func wakePipe() throws(NetworkError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw .io(operation: "pipe", detail: "for the gate's wake-up", errno: errno) }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return (fds[0], fds[1])
+    }
+}
