@@ -24,6 +24,21 @@ extension AgentStatus {
         return status
     }
 
+    /// Adds the output gate's and the disk server's counters.
+    public mutating func add(devices: GuestDevices?, buffering: Bool) {
+        if let gate = devices?.gate?.statistics {
+            outputHeldFrames = Int(gate.buffer.heldFrames)
+            outputHeldBytes = Int(gate.buffer.heldBytes)
+            outputDroppedFrames = Int(gate.buffer.droppedFrames)
+            outputReleasedFrames = Int(gate.sentFrames)
+            outputBuffering = buffering
+        }
+        if let disk = devices?.disk?.statistics {
+            diskWrites = Int(disk.writes)
+            diskFlushes = Int(disk.flushes)
+        }
+    }
+
     /// The status of a backup from its receiver's statistics.
     public static func backup(vm: String, state: String, detail: String? = nil, statistics s: BackupStatistics) -> AgentStatus {
         var status = AgentStatus(role: "backup", vm: vm, state: state)
@@ -55,6 +70,11 @@ extension AgentStatus {
         add("dirty tracking", dirtyTracking)
         add("initial sync pages", syncPages.map { "\($0)" })
         add("sessions", sessions.map { "\($0)" })
+        if let held = outputHeldFrames, let bytes = outputHeldBytes, let dropped = outputDroppedFrames, let released = outputReleasedFrames {
+            rows.append(("output", "\(held) frames (\(bytes) bytes) held, \(released) released, \(dropped) dropped"
+                         + (outputBuffering == false ? " — BUFFERING OFF" : "")))
+        }
+        if let writes = diskWrites, let flushes = diskFlushes { rows.append(("disk", "\(writes) writes, \(flushes) flushes")) }
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
     }

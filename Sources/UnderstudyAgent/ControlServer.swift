@@ -114,6 +114,16 @@ public struct AgentStatus: Sendable, Codable {
     public var dirtyTracking: String?
     public var syncPages: Int?
     public var sessions: Int?
+    /// Output gate: guest frames held for unacknowledged checkpoints, and those dropped because
+    /// the buffer was full; `outputBuffering` false means output commit is off.
+    public var outputHeldFrames: Int?
+    public var outputHeldBytes: Int?
+    public var outputDroppedFrames: Int?
+    public var outputReleasedFrames: Int?
+    public var outputBuffering: Bool?
+    /// Guest disk writes and flushes served (NBD).
+    public var diskWrites: Int?
+    public var diskFlushes: Int?
 
     public init(role: String, vm: String, state: String) {
         self.role = role

@@ -42,16 +42,26 @@ struct PrimaryCommand: ParsableCommand {
         if preload == nil, configuration.dirtyTracking != .compare {
             logger.warning("\(PreloadLibrary.fileName) not found: dirty tracking falls back to page comparison")
         }
+        let buffering = !configuration.unsafeNoOutputBuffering
+        let devices = try GuestDevices(vm: configuration.vm, diskImage: configuration.vm.diskImage, tap: configuration.tap,
+                                       mac: configuration.mac, outputBufferBytes: configuration.outputBufferBytes,
+                                       role: .protected(buffering: buffering), logger: logger)
+        defer { devices.stop() }
         let source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload,
-                                              tracking: configuration.dirtyTracking, logger: logger) { error in
+                                              tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
+                                              boundary: { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) },
+                                              logger: logger) { error in
             stop.trigger("\(error)")
         }
         defer { source.shutdown() }
-        let replicator = PrimaryReplicator(source: source, configuration: primaryConfiguration, logger: logger)
+        let replicator = PrimaryReplicator(source: source, configuration: primaryConfiguration, disk: devices.diskImage, logger: logger,
+                                           onRelease: { devices.release(through: $0) })
         let state = AgentState("starting")
         let control = try ControlServer(path: configuration.controlSocket) {
-            AgentStatus.primary(vm: configuration.vm.id, state: state.value, detail: stop.why,
-                                statistics: replicator.statistics, dirtyTracking: "\(source.trackingMethod)")
+            var status = AgentStatus.primary(vm: configuration.vm.id, state: state.value, detail: stop.why,
+                                             statistics: replicator.statistics, dirtyTracking: "\(source.trackingMethod)")
+            status.add(devices: devices, buffering: buffering)
+            return status
         }
         defer { control.close() }
         state.set("syncing")
@@ -116,9 +126,15 @@ struct ActivateCommand: ParsableCommand {
         guard let directory = configuration.replicaDirectory else {
             throw ValidationError("\(configuration.source): backup.replica_dir: missing required key: activation needs the replica")
         }
-        let store = try ReplicaStore(directory: directory, identity: configuration.identity)
+        let store = try ReplicaStore(directory: directory, identity: configuration.identity, diskPath: configuration.vm.diskImage)
         let stop = StopSignal()
-        let activation = try Activator.activate(store: store, description: configuration.vm, logger: logger) { error in
+        // The VM runs unprotected here until a backup protects it again: its disk is the replica's,
+        // served by this agent, and its output leaves at once.
+        let devices = try GuestDevices(vm: configuration.vm, diskImage: store.diskPath, tap: configuration.tap, mac: configuration.mac,
+                                       outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, logger: logger)
+        defer { devices.stop() }
+        let activation = try Activator.activate(store: store, description: configuration.vm, extraArguments: devices.qemuArguments,
+                                                logger: logger) { error in
             stop.trigger("\(error)")
         }
         defer { activation.qemu.stop() }
@@ -128,7 +144,8 @@ struct ActivateCommand: ParsableCommand {
         let control = try ControlServer(path: configuration.controlSocket) {
             var status = AgentStatus(role: "active", vm: configuration.vm.id, state: stop.isSet ? "stopped" : "running")
             status.committedEpoch = activation.epoch
-            status.detail = stop.why
+            status.detail = stop.why ?? "unprotected: no backup"
+            status.add(devices: devices, buffering: false)
             return status
         }
         defer { control.close() }

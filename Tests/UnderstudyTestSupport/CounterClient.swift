@@ -41,7 +41,7 @@ public final class CounterClient: @unchecked Sendable {
             }
             var connectedOnce = false
             while !isStopping {
-                guard let socket = connect(timeout: .seconds(120)) else { return }
+                guard let socket = connect(timeout: .seconds(120), untilStopped: true) else { return }
                 if connectedOnce { lock.withLock { reconnections += 1 } }
                 connectedOnce = true
                 defer { close(socket) }
@@ -95,7 +95,7 @@ public final class CounterClient: @unchecked Sendable {
             defer { done.signal() }
             do {
                 try network.enterClientNamespace()
-                guard let socket = connect(timeout: timeout) else { throw TestNetworkError("cannot connect to the guest service") }
+                guard let socket = connect(timeout: timeout, untilStopped: false) else { throw TestNetworkError("cannot connect to the guest service") }
                 defer { close(socket) }
                 let reply = try Self.exchange(socket, line)
                 result.withLock { $0 = .success(reply) }
@@ -112,10 +112,11 @@ public final class CounterClient: @unchecked Sendable {
 
     private func note(_ problem: String) { lock.withLock { problems.append(problem) } }
 
-    /// Connects to the guest, retrying while it boots; nil when `timeout` passes or stop was asked.
-    private func connect(timeout: Duration) -> Int32? {
+    /// Connects to the guest, retrying while it boots; nil when `timeout` passes (or, with
+    /// `untilStopped`, when stop was asked).
+    private func connect(timeout: Duration, untilStopped: Bool) -> Int32? {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline, !isStopping {
+        while ContinuousClock.now < deadline, !(untilStopped && isStopping) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             // Replies can wait for a failover: allow far longer than any takes, but not forever.
             var wait = timeval(tv_sec: 60, tv_usec: 0)

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import UnderstudyDisk
+import UnderstudyNetwork
+import UnderstudyProtocol
+import UnderstudyQEMU
+
+/// The guest's disk and NIC as this agent serves them: an NBD server for the disk (so that the
+/// agent sees every write) and the output gate for the NIC, plus the QEMU options that attach the
+/// guest to both. Started before QEMU (QEMU connects to both sockets once, at start).
+public final class GuestDevices: @unchecked Sendable {
+    public enum Role: Sendable {
+        /// The primary: disk writes are recorded per epoch and output waits for acknowledgement
+        /// (unless `buffering` is false, the unsafe measurement mode).
+        case protected(buffering: Bool)
+        /// An activated VM with no backup yet: writes are not recorded and output leaves at once.
+        case unprotected
+    }
+
+    public let disk: NBDServer?
+    public let diskImage: DiskImage?
+    /// The primary's per-epoch record of disk writes; nil when unprotected or without a disk.
+    public let recorder: DiskEpochRecorder?
+    public let gate: OutputGate?
+    public let qemuArguments: [String]
+
+    /// - Parameters:
+    ///   - diskImage: the raw image the guest's disk is (the replica's disk on an activated backup).
+    ///   - tap: the TAP the guest's NIC reaches the network through; nil: no NIC.
+    public init(vm: VMDescription, diskImage: String?, tap: String?, mac: String, outputBufferBytes: Int, role: Role,
+                logger: Logger) throws {
+        try FileManager.default.createDirectory(atPath: vm.runDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        var arguments: [String] = []
+        var recorder: DiskEpochRecorder?
+        if let diskImage {
+            if case .protected = role { recorder = DiskEpochRecorder() }
+            let socket = "\(vm.runDirectory)/disk.sock"
+            let server = try NBDServer(imagePath: diskImage, socketPath: socket, exportName: vm.id, observer: recorder, logger: logger)
+            disk = server
+            self.diskImage = try DiskImage(path: diskImage, readOnly: true)
+            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: "disk0")
+        } else {
+            disk = nil
+            self.diskImage = nil
+        }
+        self.recorder = recorder
+        if let tap {
+            let socket = "\(vm.runDirectory)/net.sock"
+            let buffering = if case .protected(let buffering) = role { buffering } else { false }
+            do {
+                gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, buffering: buffering,
+                                      logger: logger)
+            } catch {
+                disk?.stop()
+                throw error
+            }
+            arguments += OutputGate.qemuArguments(socketPath: socket, mac: mac)
+        } else {
+            gate = nil
+        }
+        qemuArguments = arguments
+    }
+
+    /// Cuts the disk and network streams at checkpoint `epoch`. Runs inside the capture, after
+    /// QMP `stop` returned: every disk write of the epoch has been replied to (so recorded), and
+    /// output the gate reads from now on belongs to the next epoch.
+    public func seal(epoch: UInt64, into checkpoint: CapturedCheckpoint) {
+        if let recorder { checkpoint.diskChanges = recorder.seal() }
+        gate?.seal(epoch: epoch)
+    }
+
+    /// The backup acknowledged `epoch`: its output may leave.
+    public func release(through epoch: UInt64) { gate?.release(through: epoch) }
+
+    /// Stops serving; call after QEMU has stopped.
+    public func stop() {
+        gate?.stop()
+        disk?.stop()
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import Testing
+import UnderstudyTestSupport
+
+/// The end-to-end proof of output commit and "disk follows memory": a TCP counter service in the
+/// guest (counter in memory, each value appended with fsync to a file on the replicated ext4
+/// disk), a client asking back to back over one TCP connection from its own network namespace,
+/// and the primary (agent and QEMU) killed with SIGKILL at a random moment; the backup takes over.
+///
+/// Trials: UNDERSTUDY_CONSISTENCY_TRIALS (default 20); a soak is that variable set high.
+@Suite("consistency under random kills", .serialized)
+struct ConsistencyTests {
+    static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_CONSISTENCY_TRIALS"] ?? "") ?? 20 }
+
+    @Test func counterServiceSurvivesRandomKillsWithNothingLostOrRepeated() throws {
+        let harness = try ConsistencyHarness()
+        defer { harness.remove() }
+        var outcomes: [ConsistencyHarness.Outcome] = []
+        for trial in 1...Self.trials {
+            let outcome = try harness.run(trial: trial, buffering: true)
+            outcomes.append(outcome)
+            #expect(outcome.violations.isEmpty, "trial \(trial): \(outcome.violations) (\(outcome.summary))")
+            #expect(outcome.problems.isEmpty, "trial \(trial): \(outcome.problems) (\(outcome.summary))")
+        }
+        let survived = outcomes.filter(\.connectionSurvived).count
+        let gaps = outcomes.map(\.outageMilliseconds).sorted()
+        print("consistency: \(outcomes.count) trials, \(outcomes.filter { $0.violations.isEmpty }.count) without violations, "
+              + "TCP connection survived \(survived)/\(outcomes.count), "
+              + "replies \(outcomes.map(\.repliesBefore).reduce(0, +)) before and \(outcomes.map(\.repliesAfter).reduce(0, +)) after the kills, "
+              + "client outage p50 \(Int(gaps[gaps.count / 2])) ms, max \(Int(gaps.last ?? 0)) ms")
+        #expect(survived * 2 > outcomes.count, "the TCP connection should survive most failovers: \(survived)/\(outcomes.count)")
+    }
+
+    /// The same trial with output buffering off must catch the client seeing a value the backup
+    /// never had: otherwise the test above could not fail.
+    @Test func withoutOutputBufferingTheTestDetectsViolations() throws {
+        let harness = try ConsistencyHarness()
+        defer { harness.remove() }
+        var detected = 0
+        for trial in 1...3 {
+            let outcome = try harness.run(trial: trial, buffering: false)
+            if !outcome.violations.isEmpty { detected += 1 }
+            print("consistency without buffering, trial \(trial): \(outcome.violations.first ?? "no violation") (\(outcome.summary))")
+            if detected > 0 { break }
+        }
+        #expect(detected > 0, "with output buffering off, the client must see values the backup never committed")
+    }
+}
+
+/// One network, certificates and a workspace shared by the trials of a test; each trial gets
+/// fresh disks, replica, ports and processes.
+final class ConsistencyHarness {
+    struct Outcome {
+        var violations: [String] = []
+        var problems: [String] = []
+        var connectionSurvived = false
+        var repliesBefore = 0
+        var repliesAfter = 0
+        var outageMilliseconds = 0.0
+        var summary = ""
+    }
+
+    let directory: String
+    let network: TestNetwork
+    let vm: String
+    private var processes: [Process] = []
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-consistency-\(UUID().uuidString.prefix(8))").path
+        vm = "cs\(UUID().uuidString.prefix(6).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        network = try TestNetwork(tapCount: 2)
+        let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
+        guard certs.status == 0 else { throw TestNetworkError("certs init: \(certs.stderr)") }
+    }
+
+    func remove() {
+        killAll()
+        network.remove()
+        try? FileManager.default.removeItem(atPath: directory)
+        removeSharedMemoryFiles()
+    }
+
+    private func killAll() {
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in processes { process.waitUntilExit() }
+        processes.removeAll()
+        for run in ["run-primary", "run-backup"] {
+            if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
+        }
+    }
+
+    /// The killed primary leaves its RAM and device-state files, as a crashed host would.
+    private func removeSharedMemoryFiles() {
+        try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-consistency-\(vm)")
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
+            unlink("/dev/shm/\(file)")
+        }
+    }
+
+    private func start(_ arguments: [String], log: String) throws -> Process {
+        let process = try AgentCommandLineTests.start(arguments, log: log)
+        processes.append(process)
+        return process
+    }
+
+    private func shell(_ command: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw TestNetworkError("\(command) exited with \(process.terminationStatus)") }
+    }
+
+    private func writeConfigs(trial: Int, port: UInt16, buffering: Bool) throws -> (primary: String, backup: String) {
+        let image = TestGuest.image
+        let vmSection = { (disk: String) in """
+            [vm]
+            id = "\(self.vm)"
+            memory_mib = 128
+            accelerator = "tcg"
+            kernel = "\(image.kernel)"
+            initrd = "\(image.initrd)"
+            cmdline = "console=ttyS0 understudy.run=counter-service \(self.network.guestCommandLine)"
+            disk_image = "\(disk)"
+
+            """ }
+        let primary = """
+            [node]
+            name = "primary"
+            certificates = "\(directory)/certs"
+            [peer]
+            name = "backup"
+            address = "127.0.0.1:\(port)"
+            \(vmSection("\(directory)/primary-disk.img"))run_dir = "\(directory)/run-primary"
+            [network]
+            tap = "\(network.taps[0])"
+            unsafe_no_output_buffering = \(!buffering)
+            [replication]
+            interval_ms = 25
+            """
+        let backup = """
+            [node]
+            name = "backup"
+            certificates = "\(directory)/certs"
+            [peer]
+            name = "primary"
+            \(vmSection("\(directory)/backup-disk.img"))run_dir = "\(directory)/run-backup"
+            [network]
+            tap = "\(network.taps[1])"
+            [backup]
+            listen = "127.0.0.1:\(port)"
+            replica_dir = "/dev/shm/understudy-consistency-\(vm)"
+            """
+        try primary.write(toFile: "\(directory)/primary.toml", atomically: true, encoding: .utf8)
+        try backup.write(toFile: "\(directory)/backup.toml", atomically: true, encoding: .utf8)
+        return ("\(directory)/primary.toml", "\(directory)/backup.toml")
+    }
+
+    /// One trial: protect, let the client run for a random while, kill the primary, activate
+    /// the backup, let the client run on, then check what the client saw against the backup's
+    /// memory counter and disk file, and fsck the disk.
+    func run(trial: Int, buffering: Bool) throws -> Outcome {
+        defer {
+            killAll()
+            removeSharedMemoryFiles()
+            for run in ["run-primary", "run-backup"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(run)") }
+        }
+        var outcome = Outcome()
+        try shell("rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
+                  + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img")
+        let configs = try writeConfigs(trial: trial, port: UInt16.random(in: 20000...60000), buffering: buffering)
+        let logs = "\(directory)/trial-\(trial)"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+
+        let backup = try start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/backup.log")
+        Thread.sleep(forTimeInterval: 0.3)
+        let primary = try start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(logs)/primary.log")
+        let client = CounterClient(network: network)
+        client.start()
+        defer { client.stop() }
+        guard client.waitForReplies(20, timeout: .seconds(120)) else {
+            outcome.problems.append("the service never answered 20 requests: \(client.errors); see \(logs)")
+            return outcome
+        }
+        // A random moment: anywhere in the next two seconds of requests.
+        Thread.sleep(forTimeInterval: Double.random(in: 0...2))
+        let qemuPID = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
+        // The agent first: with it gone nothing can leave the gate, whatever QEMU still does.
+        kill(primary.processIdentifier, SIGKILL)
+        kill(qemuPID, SIGKILL)
+        let killedAt = ContinuousClock.now
+        primary.waitUntilExit()
+        let before = client.history
+        outcome.repliesBefore = before.count
+
+        // The backup finishes applying what it received; then the operator activates it.
+        Thread.sleep(forTimeInterval: 0.2)
+        kill(backup.processIdentifier, SIGTERM)
+        backup.waitUntilExit()
+        _ = try start(["activate", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/activate.log")
+        guard client.waitForReplies(before.count + 10, timeout: .seconds(90)) else {
+            outcome.problems.append("no replies after the failover: \(client.errors); see \(logs)")
+            return outcome
+        }
+        client.stop()
+        let history = client.history
+        outcome.repliesAfter = history.count - before.count
+        outcome.connectionSurvived = client.reconnects == 0
+        if let firstAfter = history.dropFirst(before.count).first {
+            outcome.outageMilliseconds = (firstAfter.at - max(before.last?.at ?? killedAt, killedAt)).milliseconds
+        }
+
+        // Never a smaller or a repeated counter.
+        for (previous, next) in zip(history, history.dropFirst()) where next.value <= previous.value {
+            outcome.violations.append("the client got \(next.value) after \(previous.value)")
+        }
+        // Disk and memory agree after the failover, and every value the client ever got is covered.
+        let status = try client.request("s").split(separator: " ")
+        if status.count == 4, let memory = UInt64(status[1]), let fileLast = UInt64(status[2]), let lines = UInt64(status[3]) {
+            if fileLast != memory || lines != memory {
+                outcome.violations.append("memory counter \(memory), disk file ends at \(fileLast) with \(lines) lines")
+            }
+            if let last = history.last?.value, last > memory {
+                outcome.violations.append("the client got \(last), beyond the activated guest's \(memory)")
+            }
+        } else {
+            outcome.problems.append("unexpected status reply \(status)")
+        }
+        // A clean file system: remount read-only in the guest, stop the VM, fsck the replica disk.
+        let remount = try client.request("x")
+        if remount != "OK" { outcome.problems.append("remount read-only: \(remount)") }
+        killAll()
+        let fsck = Process()
+        fsck.executableURL = URL(fileURLWithPath: "/sbin/e2fsck")
+        fsck.arguments = ["-fn", "\(directory)/backup-disk.img"]
+        fsck.standardOutput = FileHandle.nullDevice
+        fsck.standardError = FileHandle.nullDevice
+        try fsck.run()
+        fsck.waitUntilExit()
+        if fsck.terminationStatus != 0 { outcome.violations.append("e2fsck -fn found problems (exit \(fsck.terminationStatus))") }
+        outcome.summary = "\(outcome.repliesBefore) replies before the kill, \(outcome.repliesAfter) after, "
+            + "outage \(Int(outcome.outageMilliseconds)) ms, connection \(outcome.connectionSurvived ? "survived" : "re-established")"
+        if outcome.violations.isEmpty && outcome.problems.isEmpty { try? FileManager.default.removeItem(atPath: logs) }
+        return outcome
+    }
+}
