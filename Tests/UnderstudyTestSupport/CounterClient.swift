@@ -119,7 +119,7 @@ public final class CounterClient: @unchecked Sendable {
         while ContinuousClock.now < deadline, !(untilStopped && isStopping) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             // Replies can wait for a failover: allow far longer than any takes, but not forever.
-            var wait = timeval(tv_sec: 60, tv_usec: 0)
+            var wait = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
             var one: Int32 = 1
