@@ -7,6 +7,8 @@
  *   "n"  increment; append "<value>\n" to the log file; fsync; reply "<value>\n"
  *   "s"  reply "S <counter> <last value in the file> <lines in the file>\n" (no change)
  *   "x"  sync and remount the disk read-only (so that the host can fsck it); reply "OK\n"
+ *   "w N" write N MiB to a scratch file on the disk, fsync, delete it; reply "W N\n" (for
+ *        measuring disk write throughput from the client, which times the request)
  * After a failover the client must never see a value twice or going backwards, and "s" must
  * show the file agreeing with the memory counter: both come from the same checkpoint.
  *
@@ -120,6 +122,25 @@ static size_t handle(const char *request, char *reply, size_t size) {
         if (mount(NULL, MOUNT_POINT, NULL, MS_REMOUNT | MS_RDONLY, NULL) != 0)
             return (size_t)snprintf(reply, size, "ERR %s\n", strerror(errno));
         return (size_t)snprintf(reply, size, "OK\n");
+    }
+    if (request[0] == 'w' && request[1] == ' ') {
+        unsigned long mib = strtoul(request + 2, NULL, 10);
+        static char chunk[1 << 20];
+        /* Not all zeroes, so that the disk path moves real data (compressible, as files often are). */
+        for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = (char)(i * 7 + (i >> 12));
+        int fd = open(MOUNT_POINT "/scratch", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) return (size_t)snprintf(reply, size, "ERR %s\n", strerror(errno));
+        for (unsigned long i = 0; i < mib; i++) {
+            if (write_all(fd, chunk, sizeof chunk) != 0) {
+                close(fd);
+                return (size_t)snprintf(reply, size, "ERR %s\n", strerror(errno));
+            }
+        }
+        int synced = fsync(fd);
+        close(fd);
+        unlink(MOUNT_POINT "/scratch");
+        if (synced != 0) return (size_t)snprintf(reply, size, "ERR %s\n", strerror(errno));
+        return (size_t)snprintf(reply, size, "W %lu\n", mib);
     }
     return (size_t)snprintf(reply, size, "ERR unknown request\n");
 }
