@@ -8,6 +8,9 @@ packages=(
   liblz4-dev        # page and disk-write compression
   openssl           # the openssl CLI, for inspecting certificates
   qemu-system-x86   # runs the protected VM
+  qemu-utils        # qemu-io and qemu-img: the NBD server's tests use them as clients
+  e2fsprogs         # mkfs.ext4 and e2fsck for the test guest's replicated disk
+  iproute2          # ip: TAP devices, bridges and network namespaces
   busybox-static    # the test guest's userland
   gcc               # builds the test guest's programs (statically)
   libc6-dev

@@ -30,11 +30,12 @@ final class RunningBackup: @unchecked Sendable {
     let receiver: BackupReceiver
     private let thread: JoinableThread
 
-    init(workspace: Workspace, identity: VMIdentity, replicaDirectory: String? = nil) throws {
+    init(workspace: Workspace, identity: VMIdentity, replicaDirectory: String? = nil, replicaDisk: String? = nil) throws {
         let receiver = try BackupReceiver(
             configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                tls: workspace.tls(node: "backup", peer: "primary"), identity: identity,
-                                               replicaDirectory: replicaDirectory ?? "\(workspace.path)/replica"),
+                                               replicaDirectory: replicaDirectory ?? "\(workspace.path)/replica",
+                                               replicaDisk: replicaDisk),
             logger: quietLogger)
         self.receiver = receiver
         thread = JoinableThread(name: "test-backup") { receiver.serve() }

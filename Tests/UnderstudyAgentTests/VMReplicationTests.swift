@@ -168,4 +168,79 @@ struct VMReplicationTests {
         #expect(try source.collectDirtyPages() == [], "nothing wrote the paused guest's memory after the final checkpoint")
         try source.resume()
     }
+
+    /// A guest writing its replicated disk (bulk writes and small fsynced appends) while it is
+    /// checkpointed: at a paused checkpoint the replica disk equals the primary's disk byte for
+    /// byte, and the replica memory equals the guest's.
+    @Test func replicaDiskEqualsThePausedGuestsDiskByteForByte() throws {
+        let workspace = try Workspace()
+        let network = try TestNetwork(tapCount: 1)
+        defer {
+            network.remove()
+            workspace.remove()
+        }
+        let primaryDisk = "\(workspace.path)/primary-disk.img"
+        let replicaDisk = "\(workspace.path)/replica-disk.img"
+        try FileManager.default.createDirectory(atPath: workspace.path, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: primaryDisk, contents: nil))
+        try FileHandle(forWritingAtPath: primaryDisk)!.truncate(atOffset: 64 << 20)
+        let mkfs = Process()
+        mkfs.executableURL = URL(fileURLWithPath: "/sbin/mkfs.ext4")
+        mkfs.arguments = ["-q", "-F", primaryDisk]
+        try mkfs.run()
+        mkfs.waitUntilExit()
+        #expect(mkfs.terminationStatus == 0)
+
+        var description = TestGuest.description(memoryMiB: 128,
+                                                extraCommandLine: "understudy.run=counter-service \(network.guestCommandLine)")
+        description.diskImage = primaryDisk
+        description.diskBytes = 64 << 20
+        let backup = try RunningBackup(workspace: workspace, identity: description.identity, replicaDisk: replicaDisk)
+        defer { backup.stop() }
+        let devices = try GuestDevices(vm: description, diskImage: primaryDisk, tap: network.taps[0], mac: "52:54:00:00:00:42",
+                                       outputBufferBytes: 16 << 20, role: .protected(buffering: true), logger: TestGuest.quietLogger)
+        defer { devices.stop() }
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .auto,
+                                              extraArguments: devices.qemuArguments,
+                                              boundary: { devices.seal(epoch: $0, into: $1) }, logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        let primary = PrimaryReplicator(
+            source: source,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(25),
+                                                requiredCapabilities: [.deviceState, .diskWrites]),
+            disk: devices.diskImage, logger: TestGuest.quietLogger, onRelease: { devices.release(through: $0) })
+        defer { primary.stop() }
+        try primary.start()
+        let stopLoop = ErrorRecorder<TestNetworkError>()
+        let loop = JoinableThread(name: "test-checkpoints") {
+            try? primary.runCheckpoints(shouldStop: { stopLoop.error != nil })
+        }
+        // Output leaves only through acknowledged checkpoints, so these replies prove the loop runs.
+        let client = CounterClient(network: network)
+        #expect(try client.request("w 8", timeout: .seconds(120)) == "W 8")
+        client.start()
+        #expect(client.waitForReplies(40, timeout: .seconds(60)))
+        client.stop()
+        stopLoop.record(TestNetworkError("done"))
+        loop.join()
+        try primary.finalCheckpoint(timeout: .seconds(30))
+        #expect(backup.waitForCommit(primary.statistics.lastAcknowledgedEpoch))
+
+        let original = try Data(contentsOf: URL(fileURLWithPath: primaryDisk))
+        let replica = try Data(contentsOf: URL(fileURLWithPath: replicaDisk))
+        #expect(original.count == replica.count)
+        let differing = stride(from: 0, to: min(original.count, replica.count), by: 4096).filter {
+            original[$0..<min($0 + 4096, original.count)] != replica[$0..<min($0 + 4096, replica.count)]
+        }
+        let firstDiffering = Array(differing.prefix(10))
+        #expect(differing.count == 0, "disk blocks at \(firstDiffering) differ between the replica and the paused guest's disk")
+        let memory = try Data(contentsOf: URL(fileURLWithPath: backup.receiver.store.memoryPath))
+        #expect(memory.elementsEqual(UnsafeRawBufferPointer(source.memory)), "the replica memory equals the paused guest's")
+        #expect(devices.disk!.statistics.writes > 100, "the guest wrote its disk (\(devices.disk!.statistics.writes) writes)")
+        try source.resume()
+    }
 }
