@@ -413,4 +413,49 @@ struct TOMLDocumentTests {
         let notText = try #require(accessorError { try TOMLDocument(contentsOfFile: binary) })
         #expect(notText.description == "\(binary): configuration file is not valid UTF-8")
     }
+
+    @Test func agentConfigurationReadsTheDiskAndNetworkAndNamesBadKeys() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-agentcfg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let disk = "\(directory)/disk.img"
+        #expect(FileManager.default.createFile(atPath: disk, contents: nil))
+        #expect(truncate(disk, 8 << 20) == 0)
+        func configuration(_ extra: String, disk: String = disk) throws -> AgentConfiguration {
+            try AgentConfiguration(document: parse("""
+                [node]
+                name = "a"
+                certificates = "/c"
+                [peer]
+                name = "b"
+                [vm]
+                id = "web-1"
+                memory_mib = 64
+                kernel = "/k"
+                disk_image = "\(disk)"
+                \(extra)
+                """))
+        }
+        let plain = try configuration("")
+        #expect(plain.vm.diskBytes == 8 << 20)
+        #expect(plain.identity.diskSize == 8 << 20)
+        #expect(plain.tap == nil)
+        #expect(plain.mac == AgentConfiguration.defaultMAC(for: "web-1"))
+        #expect(AgentConfiguration.isUnicastMAC(plain.mac))
+        #expect(plain.outputBufferBytes == 16 << 20 && !plain.unsafeNoOutputBuffering)
+        let networked = try configuration("mac = \"52:54:00:aa:bb:cc\"\n[network]\ntap = \"tap-web\"\nbuffer_mib = 4\nunsafe_no_output_buffering = true")
+        #expect(networked.mac == "52:54:00:aa:bb:cc" && networked.tap == "tap-web")
+        #expect(networked.outputBufferBytes == 4 << 20 && networked.unsafeNoOutputBuffering)
+
+        func failure(_ extra: String, disk: String = disk) -> ConfigurationError? { accessorError { try configuration(extra, disk: disk) } }
+        #expect(failure("", disk: "\(directory)/absent.img")?.key == "vm.disk_image")
+        #expect(failure("", disk: "\(directory)/absent.img")?.description.contains("truncate -s SIZE") == true)
+        #expect(failure("mac = \"01:00:5e:00:00:01\"")?.key == "vm.mac", "a multicast address is refused")
+        #expect(failure("mac = \"52:54:00:aa:bb\"")?.key == "vm.mac")
+        #expect(failure("[network]\ntap = \"a-name-far-too-long\"")?.key == "network.tap")
+        #expect(failure("[network]\nbuffer_mib = 0")?.key == "network.buffer_mib")
+        #expect(failure("[network]\ntpa = \"x\"")?.description.contains("network.tap") == true, "a typo gets a suggestion")
+        #expect(truncate(disk, 1000) == 0)
+        #expect(failure("")?.description.contains("multiple of 512") == true)
+    }
 }

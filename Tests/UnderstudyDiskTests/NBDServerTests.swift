@@ -83,6 +83,23 @@ struct NBDServerTests {
         }
     }
 
+    @Test func dataRangesSkipHolesAndCoverEveryWrittenByte() throws {
+        try withScratchDirectory { dir in
+            let path = "\(dir)/sparse.img"
+            #expect(FileManager.default.createFile(atPath: path, contents: nil))
+            #expect(truncate(path, 64 << 20) == 0)
+            let image = try DiskImage(path: path, readOnly: false)
+            #expect(image.dataRanges().isEmpty, "a fresh sparse image has no data")
+            try [UInt8](repeating: 5, count: 10).withUnsafeBytes { try image.write($0, at: 3 << 20) }
+            try [UInt8](repeating: 6, count: 4096).withUnsafeBytes { try image.write($0, at: (64 << 20) - 4096) }
+            let ranges = image.dataRanges()
+            #expect(ranges.count == 2)
+            #expect(ranges.contains { $0.contains(3 << 20) && $0.contains((3 << 20) + 9) })
+            #expect(ranges.contains { $0.contains((64 << 20) - 1) })
+            #expect(ranges.reduce(0) { $0 + $1.count } < 4 << 20, "holes are skipped")
+        }
+    }
+
     @Test func theImageRefusesRangesPastItsEndAndNoticesTruncation() throws {
         try withScratchDirectory { dir in
             let path = "\(dir)/disk.img"
