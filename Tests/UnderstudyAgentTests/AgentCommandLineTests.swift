@@ -7,18 +7,29 @@ import UnderstudyTestSupport
 @Suite("understudy primary, backup, activate, status", .serialized)
 struct AgentCommandLineTests {
     /// Writes a primary and a backup configuration for the test guest into `directory`.
-    static func writeConfigs(in directory: String, port: UInt16, vm: String) throws -> (primary: String, backup: String) {
+    /// - Parameters:
+    ///   - disks: the primary's disk and the backup's replica disk, when the VM has one.
+    ///   - taps: the primary's and the backup's TAP, when the VM has a NIC.
+    ///   - primaryNetwork: more `[network]` lines for the primary (e.g. the unsafe option).
+    static func writeConfigs(in directory: String, port: UInt16, vm: String, cmdline: String, replicaDirectory: String,
+                             disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
+                             primaryNetwork: String = "") throws -> (primary: String, backup: String) {
         let image = TestGuest.image
-        let common = """
+        func vmSection(disk: String?) -> String {
+            """
             [vm]
             id = "\(vm)"
             memory_mib = 128
             accelerator = "tcg"
             kernel = "\(image.kernel)"
             initrd = "\(image.initrd)"
-            cmdline = "console=ttyS0 understudy.dirty_pages_per_sec=2000"
+            cmdline = "console=ttyS0 \(cmdline)"
 
-            """
+            """ + (disk.map { "disk_image = \"\($0)\"\n" } ?? "")
+        }
+        func networkSection(tap: String?, extra: String) -> String {
+            tap.map { "[network]\ntap = \"\($0)\"\n\(extra)\n" } ?? ""
+        }
         let primary = """
             [node]
             name = "primary"
@@ -26,8 +37,8 @@ struct AgentCommandLineTests {
             [peer]
             name = "backup"
             address = "127.0.0.1:\(port)"
-            \(common)run_dir = "\(directory)/run-primary"
-            [replication]
+            \(vmSection(disk: disks?.primary))run_dir = "\(directory)/run-primary"
+            \(networkSection(tap: taps?.primary, extra: primaryNetwork))[replication]
             interval_ms = 25
             """
         let backup = """
@@ -36,10 +47,10 @@ struct AgentCommandLineTests {
             certificates = "\(directory)/certs"
             [peer]
             name = "primary"
-            \(common)run_dir = "\(directory)/run-backup"
-            [backup]
+            \(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"
+            \(networkSection(tap: taps?.backup, extra: ""))[backup]
             listen = "127.0.0.1:\(port)"
-            replica_dir = "/dev/shm/understudy-cli-\(vm)"
+            replica_dir = "\(replicaDirectory)"
             """
         try primary.write(toFile: "\(directory)/primary.toml", atomically: true, encoding: .utf8)
         try backup.write(toFile: "\(directory)/backup.toml", atomically: true, encoding: .utf8)
@@ -81,7 +92,8 @@ struct AgentCommandLineTests {
         }
         #expect(try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"]).status == 0)
         let port = UInt16.random(in: 20000...60000)
-        let configs = try Self.writeConfigs(in: directory, port: port, vm: vm)
+        let configs = try Self.writeConfigs(in: directory, port: port, vm: vm, cmdline: "understudy.dirty_pages_per_sec=2000",
+                                            replicaDirectory: "/dev/shm/understudy-cli-\(vm)")
 
         let backup = try Self.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log")
         processes.append(backup)

@@ -115,51 +115,6 @@ final class ConsistencyHarness {
         guard process.terminationStatus == 0 else { throw TestNetworkError("\(command) exited with \(process.terminationStatus)") }
     }
 
-    private func writeConfigs(trial: Int, port: UInt16, buffering: Bool) throws -> (primary: String, backup: String) {
-        let image = TestGuest.image
-        let vmSection = { (disk: String) in """
-            [vm]
-            id = "\(self.vm)"
-            memory_mib = 128
-            accelerator = "tcg"
-            kernel = "\(image.kernel)"
-            initrd = "\(image.initrd)"
-            cmdline = "console=ttyS0 understudy.run=counter-service \(self.network.guestCommandLine)"
-            disk_image = "\(disk)"
-
-            """ }
-        let primary = """
-            [node]
-            name = "primary"
-            certificates = "\(directory)/certs"
-            [peer]
-            name = "backup"
-            address = "127.0.0.1:\(port)"
-            \(vmSection("\(directory)/primary-disk.img"))run_dir = "\(directory)/run-primary"
-            [network]
-            tap = "\(network.taps[0])"
-            unsafe_no_output_buffering = \(!buffering)
-            [replication]
-            interval_ms = 25
-            """
-        let backup = """
-            [node]
-            name = "backup"
-            certificates = "\(directory)/certs"
-            [peer]
-            name = "primary"
-            \(vmSection("\(directory)/backup-disk.img"))run_dir = "\(directory)/run-backup"
-            [network]
-            tap = "\(network.taps[1])"
-            [backup]
-            listen = "127.0.0.1:\(port)"
-            replica_dir = "/dev/shm/understudy-consistency-\(vm)"
-            """
-        try primary.write(toFile: "\(directory)/primary.toml", atomically: true, encoding: .utf8)
-        try backup.write(toFile: "\(directory)/backup.toml", atomically: true, encoding: .utf8)
-        return ("\(directory)/primary.toml", "\(directory)/backup.toml")
-    }
-
     /// One trial: protect, let the client run for a random while, kill the primary, activate
     /// the backup, let the client run on, then check what the client saw against the backup's
     /// memory counter and disk file, and fsck the disk.
@@ -172,7 +127,11 @@ final class ConsistencyHarness {
         var outcome = Outcome()
         try shell("rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img")
-        let configs = try writeConfigs(trial: trial, port: UInt16.random(in: 20000...60000), buffering: buffering)
+        let configs = try AgentCommandLineTests.writeConfigs(
+            in: directory, port: UInt16.random(in: 20000...60000), vm: vm,
+            cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
+            disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
+            primaryNetwork: "unsafe_no_output_buffering = \(!buffering)")
         let logs = "\(directory)/trial-\(trial)"
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
 
