@@ -6,8 +6,10 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--vm] [--output PATH]
-/// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches.
+/// Usage: understudy-bench [--quick] [--vm | --output-commit] [--output PATH]
+/// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
+/// `--output-commit` measures a guest service's request latency through the output gate and its
+/// disk write throughput, protected versus unprotected (see OutputCommitBench).
 /// Everything is measured in one run on this machine, so ratios (end to end / raw TLS) compare
 /// like with like even on a noisy shared host.
 @main
@@ -16,8 +18,9 @@ struct Bench {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let quick = arguments.contains("--quick")
         let vm = arguments.contains("--vm")
-        arguments.removeAll { $0 == "--quick" || $0 == "--vm" }
-        var output = vm ? "bench-results/vm.json" : "bench-results/foundation.json"
+        let outputCommit = arguments.contains("--output-commit")
+        arguments.removeAll { $0 == "--quick" || $0 == "--vm" || $0 == "--output-commit" }
+        var output = outputCommit ? "bench-results/output-commit.json" : vm ? "bench-results/vm.json" : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
 
         var logger = Logger(label: "bench")
@@ -28,7 +31,9 @@ struct Bench {
             "date": ISO8601DateFormatter().string(from: Date()),
             "quick": quick,
         ]
-        if vm {
+        if outputCommit {
+            results["outputCommit"] = try OutputCommitBench(quick: quick).run(logger: logger)
+        } else if vm {
             results["vm"] = try VMBench(quick: quick).run(logger: logger)
         } else {
             let codec = CodecBench(pagesPerRun: quick ? 4096 : 16384).run()
