@@ -95,15 +95,15 @@ final class GateCore: @unchecked Sendable {
                 $0.guestConnected = true
             }
             logger.info("QEMU connected to the output gate")
-            var reader = GuestFrameReader()
-            let end = serve(connection, with: &reader, warnings: &warnings)
+            let end = serve(connection, warnings: &warnings)
             link.withLock { $0.connection = nil }
             counters.withLock { $0.guestConnected = false }
             connection.shutdown()
             switch end {
             case .malformed(let length):
                 counters.withLock { $0.malformedConnections += 1 }
-                logger.error("QEMU sent a frame length of \(length) (allowed: 1 to \(GuestSocket.maxFrameLength)); closed its connection. QEMU 7.2 does not reconnect: the guest NIC stays unplugged until QEMU restarts")
+                let error = NetworkError.malformedFrame("length \(length), allowed 1 to \(GuestSocket.maxFrameLength)")
+                logger.error("\(error); closed QEMU's connection. QEMU 7.2 does not reconnect: the guest NIC stays unplugged until QEMU restarts")
             case .failed(let code):
                 logger.error("reading from QEMU failed: \(String(cString: strerror(code))); closed its connection")
             case .closed, .frame:
@@ -113,8 +113,8 @@ final class GateCore: @unchecked Sendable {
     }
 
     /// Reads frames until the connection ends; returns how it ended.
-    private func serve(_ connection: GuestConnection, with reader: inout GuestFrameReader,
-                       warnings: inout Warnings) -> GuestFrameReader.Event {
+    private func serve(_ connection: GuestConnection, warnings: inout Warnings) -> GuestFrameReader.Event {
+        var reader = GuestFrameReader()
         while true {
             let event = reader.next(from: connection.fd)
             guard case .frame(let frame) = event else { return event }

@@ -72,15 +72,21 @@ public final class OutputGate: @unchecked Sendable {
         self.tapName = tapName
         var logger = logger
         logger[metadataKey: "tap"] = "\(tapName)"
-        let listener = try GuestSocket.listen(at: guestSocketPath)
+        let wake = try OutputGate.wakePipe()
+        let listener: Int32
         let tap: Int32
-        let wake: (read: Int32, write: Int32)
         do throws(NetworkError) {
-            tap = try OutputGate.attachTAP(tapName)
-            wake = try OutputGate.wakePipe()
+            listener = try GuestSocket.listen(at: guestSocketPath)
+            do throws(NetworkError) {
+                tap = try OutputGate.attachTAP(tapName)
+            } catch {
+                close(listener)
+                unlink(guestSocketPath)
+                throw error
+            }
         } catch {
-            close(listener)
-            unlink(guestSocketPath)
+            close(wake.read)
+            close(wake.write)
             throw error
         }
         core = GateCore(listener: listener, tap: tap, wake: wake, bufferLimit: bufferLimit, buffering: buffering, logger: logger)
