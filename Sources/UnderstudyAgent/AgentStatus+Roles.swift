@@ -25,13 +25,14 @@ extension AgentStatus {
     }
 
     /// Adds the output gate's and the disk server's counters.
-    public mutating func add(devices: GuestDevices?, buffering: Bool) {
-        if let gate = devices?.gate?.statistics {
-            outputHeldFrames = Int(gate.buffer.heldFrames)
-            outputHeldBytes = Int(gate.buffer.heldBytes)
-            outputDroppedFrames = Int(gate.buffer.droppedFrames)
-            outputReleasedFrames = Int(gate.sentFrames)
-            outputBuffering = buffering
+    public mutating func add(devices: GuestDevices?) {
+        if let gate = devices?.gate {
+            let statistics = gate.statistics
+            outputHeldFrames = Int(statistics.buffer.heldFrames)
+            outputHeldBytes = Int(statistics.buffer.heldBytes)
+            outputDroppedFrames = Int(statistics.buffer.droppedFrames)
+            outputReleasedFrames = Int(statistics.sentFrames)
+            outputMode = "\(gate.mode)"
         }
         if let disk = devices?.disk?.statistics {
             diskWrites = Int(disk.writes)
@@ -72,7 +73,7 @@ extension AgentStatus {
         add("sessions", sessions.map { "\($0)" })
         if let held = outputHeldFrames, let bytes = outputHeldBytes, let dropped = outputDroppedFrames, let released = outputReleasedFrames {
             rows.append(("output", "\(held) frames (\(bytes) bytes) held, \(released) released, \(dropped) dropped"
-                         + (outputBuffering == false ? " — BUFFERING OFF" : "")))
+                         + (outputMode.map { "; \($0)" } ?? "")))
         }
         if let writes = diskWrites, let flushes = diskFlushes { rows.append(("disk", "\(writes) writes, \(flushes) flushes")) }
         let width = rows.map(\.0.count).max() ?? 0

@@ -115,12 +115,12 @@ public struct AgentStatus: Sendable, Codable {
     public var syncPages: Int?
     public var sessions: Int?
     /// Output gate: guest frames held for unacknowledged checkpoints, and those dropped because
-    /// the buffer was full; `outputBuffering` false means output commit is off.
+    /// the buffer was full; when frames may leave (output commit, unprotected, or unsafe).
     public var outputHeldFrames: Int?
     public var outputHeldBytes: Int?
     public var outputDroppedFrames: Int?
     public var outputReleasedFrames: Int?
-    public var outputBuffering: Bool?
+    public var outputMode: String?
     /// Guest disk writes and flushes served (NBD).
     public var diskWrites: Int?
     public var diskFlushes: Int?

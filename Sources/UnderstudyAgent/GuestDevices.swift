@@ -47,10 +47,13 @@ public final class GuestDevices: @unchecked Sendable {
         self.recorder = recorder
         if let tap {
             let socket = "\(vm.runDirectory)/net.sock"
-            let buffering = if case .protected(let buffering) = role { buffering } else { false }
+            let mode: OutputGate.Mode = switch role {
+            case .protected(buffering: true): .outputCommit
+            case .protected(buffering: false): .unsafeUnbuffered
+            case .unprotected: .unprotected
+            }
             do {
-                gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, buffering: buffering,
-                                      logger: logger)
+                gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, mode: mode, logger: logger)
             } catch {
                 disk?.stop()
                 throw error

@@ -19,12 +19,16 @@ final class GateCore: @unchecked Sendable {
     private let tap: Int32
     private let wake: (read: Int32, write: Int32)
     private let gate: Mutex<OutputGateStateMachine>
+    /// Whether frames passing at once deserve the periodic warning (output commit switched off).
+    private let warnUnbuffered: Bool
     private let transmit: TransmitQueue
     private let link = Mutex(Link())
     /// Everything in `OutputGate.Statistics` but `buffer`, which lives in the state machine.
     private let counters = Mutex(OutputGate.Statistics())
 
-    init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, logger: Logger) {
+    init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, warnUnbuffered: Bool,
+         logger: Logger) {
+        self.warnUnbuffered = warnUnbuffered
         self.listener = listener
         self.tap = tap
         self.wake = wake
@@ -126,7 +130,7 @@ final class GateCore: @unchecked Sendable {
             case .hold: break
             case .send:
                 countSendDrops(dropped)
-                if warnings.unbuffered.due() {
+                if warnUnbuffered, warnings.unbuffered.due() {
                     let passed = gate.withLock { $0.statistics.passedFrames }
                     logger.warning("OUTPUT BUFFERING IS OFF: \(passed) guest frames have left without output commit")
                 }

@@ -19,6 +19,26 @@ import Glibc
 /// `release(through:)` never waits for the TAP. One QEMU connection at a time: a restarted QEMU
 /// is accepted once the previous connection has closed.
 public final class OutputGate: @unchecked Sendable {
+    /// When guest frames may leave.
+    public enum Mode: Sendable, Equatable, CustomStringConvertible {
+        /// Output commit: once the checkpoint that produced them is acknowledged.
+        case outputCommit
+        /// At once, because no backup protects the VM (an activated backup, before it is
+        /// protected again): there is nothing to wait for.
+        case unprotected
+        /// At once although a backup protects the VM: output commit is off to measure what it
+        /// costs. Unsafe; warned about at start and every 10 s while frames pass.
+        case unsafeUnbuffered
+
+        public var description: String {
+            switch self {
+            case .outputCommit: "output commit"
+            case .unprotected: "unprotected (frames pass at once)"
+            case .unsafeUnbuffered: "OUTPUT BUFFERING OFF (unsafe)"
+            }
+        }
+    }
+
     /// Counters since the gate started.
     public struct Statistics: Sendable, Equatable {
         /// Guest → network frames inside the output-commit buffer: held, dropped because the
@@ -49,6 +69,7 @@ public final class OutputGate: @unchecked Sendable {
     public static let maxFrameLength = GuestSocket.maxFrameLength
 
     public let guestSocketPath: String
+    public let mode: Mode
     public let tapName: String
     private let core: GateCore
     /// The running threads; empty once stopped.
@@ -60,15 +81,16 @@ public final class OutputGate: @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - bufferLimit: guest frame bytes held at most; when full, new guest frames are dropped.
-    ///   - buffering: false sends guest frames at once, without output commit. Unsafe: only for
-    ///     measuring what buffering costs. Warned about at start and every 10 s while in use.
+    ///   - mode: when guest frames may leave.
     public init(guestSocketPath: String, tapName: String, bufferLimit: Int = OutputGateStateMachine.defaultBufferLimit,
-                buffering: Bool = true, logger: Logger) throws(NetworkError) {
+                mode: Mode = .outputCommit, logger: Logger) throws(NetworkError) {
+        let buffering = mode == .outputCommit
         guard bufferLimit > 0 else { throw .invalidConfiguration("the buffer limit must be positive, not \(bufferLimit)") }
         guard !tapName.isEmpty, tapName.utf8.count < Int(IFNAMSIZ) else {
             throw .invalidConfiguration("TAP name \"\(tapName)\" must have 1 to \(IFNAMSIZ - 1) characters")
         }
         self.guestSocketPath = guestSocketPath
+        self.mode = mode
         self.tapName = tapName
         var logger = logger
         logger[metadataKey: "tap"] = "\(tapName)"
@@ -89,8 +111,9 @@ public final class OutputGate: @unchecked Sendable {
             close(wake.write)
             throw error
         }
-        core = GateCore(listener: listener, tap: tap, wake: wake, bufferLimit: bufferLimit, buffering: buffering, logger: logger)
-        if !buffering {
+        core = GateCore(listener: listener, tap: tap, wake: wake, bufferLimit: bufferLimit, buffering: buffering,
+                        warnUnbuffered: mode == .unsafeUnbuffered, logger: logger)
+        if mode == .unsafeUnbuffered {
             logger.warning("OUTPUT BUFFERING IS OFF: guest frames leave before their checkpoint is acknowledged; a failover can expose output the backup never saw. Use only to measure the cost of buffering.")
         }
         let core = self.core
@@ -99,7 +122,7 @@ public final class OutputGate: @unchecked Sendable {
             JoinableThread(name: "gate-tap") { core.forwardToGuest() },
             JoinableThread(name: "gate-send") { core.sendToTAP() },
         ])
-        logger.info("output gate listening for QEMU at \(guestSocketPath), buffering \(buffering ? "on, limit \(bufferLimit) bytes" : "OFF")")
+        logger.info("output gate listening for QEMU at \(guestSocketPath), \(mode), buffer limit \(bufferLimit) bytes")
     }
 
     deinit { stop() }

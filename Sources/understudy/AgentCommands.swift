@@ -60,7 +60,7 @@ struct PrimaryCommand: ParsableCommand {
         let control = try ControlServer(path: configuration.controlSocket) {
             var status = AgentStatus.primary(vm: configuration.vm.id, state: state.value, detail: stop.why,
                                              statistics: replicator.statistics, dirtyTracking: "\(source.trackingMethod)")
-            status.add(devices: devices, buffering: buffering)
+            status.add(devices: devices)
             return status
         }
         defer { control.close() }
@@ -145,7 +145,7 @@ struct ActivateCommand: ParsableCommand {
             var status = AgentStatus(role: "active", vm: configuration.vm.id, state: stop.isSet ? "stopped" : "running")
             status.committedEpoch = activation.epoch
             status.detail = stop.why ?? "unprotected: no backup"
-            status.add(devices: devices, buffering: false)
+            status.add(devices: devices)
             return status
         }
         defer { control.close() }

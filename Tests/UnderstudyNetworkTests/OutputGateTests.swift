@@ -76,7 +76,7 @@ import Glibc
         let lab = try NetworkLab()
         defer { lab.remove() }
         let path = uniqueSocketPath()
-        let gate = try OutputGate(guestSocketPath: path, tapName: lab.tap, buffering: false, logger: TestGuest.quietLogger)
+        let gate = try OutputGate(guestSocketPath: path, tapName: lab.tap, mode: .unsafeUnbuffered, logger: TestGuest.quietLogger)
         defer { gate.stop() }
         try lab.moveTAPIntoNamespace()
         let mac = try lab.tapMAC()
