@@ -15,23 +15,13 @@ public final class ControlServer: @unchecked Sendable {
     private let fd: Int32
     private var thread: JoinableThread?
 
-    /// Listens at `path` (replacing a stale socket); `status` is called for each request.
+    /// Listens at `path` (replacing a stale socket, refusing one another agent still serves);
+    /// `status` is called for each request.
     public init(path: String, status: @escaping @Sendable () -> AgentStatus) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        unlink(path)
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw TransportError.system(operation: "socket", errno: errno) }
-        // Owner-only from the first moment: umask while binding, then chmod to be explicit.
-        let old = umask(0o177)
-        let bound = UnixSocket.bind(fd, path: path)
-        umask(old)
-        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 8) == 0 else {
-            let code = errno
-            Foundation.close(fd)
-            throw TransportError.system(operation: "listen on \(path)", errno: code)
-        }
+        fd = try UnixSocket.listen(at: path, backlog: 8)
         let listener = fd
         thread = JoinableThread(name: "control") {
             while true {

@@ -1,3 +1,4 @@
+import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,8 +11,10 @@ public enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidImage(path: String, reason: String)
     /// A system call on the disk image failed.
     case io(operation: String, path: String, errno: Int32)
-    /// Creating, binding or listening on the NBD socket failed.
+    /// An NBD connection's socket failed.
     case socket(operation: String, path: String, errno: Int32)
+    /// The NBD socket cannot be listened on (in use, not a socket, a failed call).
+    case listen(UnixSocket.ListenError)
     /// The server's settings cannot work (an export name too long for NBD, a socket path too long).
     case invalidConfiguration(String)
     /// An NBD client asked for an export this server does not serve.
@@ -26,6 +29,7 @@ public enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidImage(let path, let reason): "disk image \(path) cannot be served: \(reason)"
         case .io(let operation, let path, let code): "\(operation) on disk image \(path) failed: \(String(cString: strerror(code))) (errno \(code))"
         case .socket(let operation, let path, let code): "\(operation) NBD socket \(path) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .listen(let error): "cannot serve the disk over NBD: \(error)"
         case .invalidConfiguration(let what): "invalid disk configuration: \(what)"
         case .unknownExport(let requested, let served):
             "an NBD client asked for export \"\(requested)\", but this server serves \"\(served)\": make the export names agree (QEMU's -blockdev export=)"

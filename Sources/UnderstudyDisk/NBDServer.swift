@@ -64,8 +64,11 @@ public final class NBDServer: Sendable {
             throw .invalidConfiguration("the NBD export name must be at most \(NBDExport.maximumNameLength) bytes of UTF-8 without NUL")
         }
         let image = try DiskImage(path: imagePath, readOnly: readOnly)
-        try Self.removeStaleSocket(socketPath)
-        listener = try Self.listen(socketPath)
+        do throws(UnixSocket.ListenError) {
+            listener = try UnixSocket.listen(at: socketPath, backlog: 16)
+        } catch {
+            throw .listen(error)
+        }
         self.socketPath = socketPath
         self.exportName = exportName
         size = image.size
@@ -137,47 +140,6 @@ public final class NBDServer: Sendable {
             }
             connections.started(id, thread)
         }
-    }
-
-    /// Removes a socket left by a server that is gone. Refuses to touch anything else: a socket
-    /// that still accepts connections belongs to a running server, and a file that is not a
-    /// socket is not ours to delete.
-    private static func removeStaleSocket(_ path: String) throws(DiskError) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            if errno == ENOENT { return }
-            throw .socket(operation: "inspect", path: path, errno: errno)
-        }
-        guard info.st_mode & S_IFMT == S_IFSOCK else {
-            throw .invalidConfiguration("\(path) exists and is not a socket; remove it or choose another NBD socket path")
-        }
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard probe >= 0 else { throw .socket(operation: "create a probe for", path: path, errno: errno) }
-        let connected = UnixSocket.connect(probe, path: path) == 0
-        close(probe)
-        guard !connected else {
-            throw .invalidConfiguration("another server is listening on \(path); stop it or choose another NBD socket path")
-        }
-        guard unlink(path) == 0 || errno == ENOENT else { throw .socket(operation: "remove the stale", path: path, errno: errno) }
-    }
-
-    private static func listen(_ path: String) throws(DiskError) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .socket(operation: "create", path: path, errno: errno) }
-        // Owner-only before listen(): until then no client can connect, so nobody slips in while
-        // the mode is still the umask's (and the process-wide umask is left alone).
-        guard UnixSocket.bind(fd, path: path) == 0 else {
-            let code = errno
-            close(fd)
-            throw .socket(operation: "bind", path: path, errno: code)
-        }
-        guard chmod(path, 0o600) == 0, Glibc.listen(fd, 16) == 0 else {
-            let code = errno
-            close(fd)
-            unlink(path)
-            throw .socket(operation: "listen on", path: path, errno: code)
-        }
-        return fd
     }
 }
 

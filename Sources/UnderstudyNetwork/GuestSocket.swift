@@ -11,44 +11,6 @@ enum GuestSocket {
     /// own stream backend refuses anything above 65536 + 4096 bytes (NET_BUFSIZE).
     static let maxFrameLength = 65536 + 4096
 
-    /// Listens at `path`, owner-only, for one connection at a time. A socket file nobody listens
-    /// on any more (left by a previous run) is replaced; a live one is not taken over.
-    static func listen(at path: String) throws(NetworkError) -> Int32 {
-        var info = stat()
-        if lstat(path, &info) == 0 {
-            guard info.st_mode & S_IFMT == S_IFSOCK else {
-                throw .invalidConfiguration("\(path) exists and is not a socket; refusing to replace it")
-            }
-            if isLive(path) { throw .io(operation: "listen on", detail: path, errno: EADDRINUSE) }
-            unlink(path)
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .io(operation: "socket", detail: "for \(path)", errno: errno) }
-        // Nobody can connect between bind and listen, so tightening the mode in between leaves no
-        // window in which another user could reach the guest's network (and umask is process-wide,
-        // not something to change with other threads running).
-        guard UnixSocket.bind(fd, path: path) == 0 else {
-            let code = errno
-            close(fd)
-            throw .io(operation: "bind", detail: path, errno: code)
-        }
-        guard chmod(path, 0o600) == 0, Glibc.listen(fd, 1) == 0 else {
-            let code = errno
-            close(fd)
-            unlink(path)
-            throw .io(operation: "listen on", detail: path, errno: code)
-        }
-        return fd
-    }
-
-    /// True when a process accepts connections at `path`.
-    private static func isLive(_ path: String) -> Bool {
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard probe >= 0 else { return false }
-        defer { close(probe) }
-        return UnixSocket.connect(probe, path: path) == 0
-    }
-
     /// Writes all of `bytes`. Returns nil, or the errno of the failure (the connection is then
     /// useless: a frame may have been cut in the middle).
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {

@@ -98,7 +98,11 @@ public final class OutputGate: @unchecked Sendable {
         let listener: Int32
         let tap: Int32
         do throws(NetworkError) {
-            listener = try GuestSocket.listen(at: guestSocketPath)
+            do throws(UnixSocket.ListenError) {
+                listener = try UnixSocket.listen(at: guestSocketPath, backlog: 1)
+            } catch {
+                throw .listen(error)
+            }
             do throws(NetworkError) {
                 tap = try OutputGate.attachTAP(tapName)
             } catch {

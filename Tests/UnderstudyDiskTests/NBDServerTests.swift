@@ -43,10 +43,10 @@ struct NBDServerTests {
             let client = try RawNBDClient(socketPath: socketPath)
             #expect(try client.handshake(export: "disk").size == 4096)
 
-            #expect(throws: DiskError.invalidConfiguration("another server is listening on \(socketPath); stop it or choose another NBD socket path")) {
+            #expect(throws: DiskError.listen(.inUse(socketPath))) {
                 _ = try NBDServer(imagePath: image, socketPath: socketPath, exportName: "disk", observer: nil, logger: Self.quiet)
             }
-            #expect(throws: DiskError.invalidConfiguration("\(image) exists and is not a socket; remove it or choose another NBD socket path")) {
+            #expect(throws: DiskError.listen(.notASocket(image))) {
                 _ = try NBDServer(imagePath: image, socketPath: image, exportName: "disk", observer: nil, logger: Self.quiet)
             }
             #expect(try contents(image).count == 4096, "the image was left alone")
@@ -75,7 +75,7 @@ struct NBDServerTests {
             #expect(throws: DiskError.self) {
                 _ = try NBDServer(imagePath: "\(dir)/disk.img", socketPath: socketPath, exportName: "a\0b", observer: nil, logger: Self.quiet)
             }
-            #expect(throws: DiskError.socket(operation: "bind", path: "\(dir)/\(String(repeating: "s", count: 120))", errno: ENAMETOOLONG)) {
+            #expect(throws: DiskError.listen(.system(operation: "bind \(dir)/\(String(repeating: "s", count: 120))", errno: ENAMETOOLONG))) {
                 _ = try NBDServer(imagePath: "\(dir)/disk.img", socketPath: "\(dir)/\(String(repeating: "s", count: 120))", exportName: "disk",
                                   observer: nil, logger: Self.quiet)
             }

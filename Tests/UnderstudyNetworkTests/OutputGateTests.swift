@@ -158,7 +158,7 @@ import Glibc
         close(stale)
         let gate = try OutputGate(guestSocketPath: path, tapName: uniqueTAPName(), logger: TestGuest.quietLogger)
         defer { gate.stop() }
-        #expect(throws: NetworkError.io(operation: "listen on", detail: path, errno: EADDRINUSE)) {
+        #expect(throws: NetworkError.listen(.inUse(path))) {
             try OutputGate(guestSocketPath: path, tapName: uniqueTAPName(), logger: TestGuest.quietLogger)
         }
         #expect(eventually { gate.statistics.guestConnections == 1 }, "the probe connected to the live gate")
