@@ -39,7 +39,8 @@ public final class GuestDevices: @unchecked Sendable {
             let server = try NBDServer(imagePath: diskImage, socketPath: socket, exportName: vm.id, observer: recorder, logger: logger)
             disk = server
             self.diskImage = try DiskImage(path: diskImage, readOnly: true)
-            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: "disk0")
+            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: "disk0",
+                                                 deviceOptions: vm.virtio.deviceOptions)
         } else {
             disk = nil
             self.diskImage = nil
@@ -58,7 +59,7 @@ public final class GuestDevices: @unchecked Sendable {
                 disk?.stop()
                 throw error
             }
-            arguments += OutputGate.qemuArguments(socketPath: socket, mac: mac)
+            arguments += OutputGate.qemuArguments(socketPath: socket, mac: mac, deviceOptions: vm.virtio.deviceOptions)
         } else {
             gate = nil
         }

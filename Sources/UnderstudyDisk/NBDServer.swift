@@ -106,12 +106,13 @@ public final class NBDServer: Sendable {
     ///
     /// `nodeName` names the block node (and the device's drive). Commas in values are doubled, as
     /// QEMU's option syntax requires.
-    public static func qemuArguments(socketPath: String, exportName: String, nodeName: String) -> [String] {
+    /// - Parameter deviceOptions: more properties of the virtio-blk device (e.g. its virtio transport).
+    public static func qemuArguments(socketPath: String, exportName: String, nodeName: String, deviceOptions: String = "") -> [String] {
         func escaped(_ value: String) -> String { value.split(separator: ",", omittingEmptySubsequences: false).joined(separator: ",,") }
         return [
             "-blockdev",
             "driver=nbd,server.type=unix,server.path=\(escaped(socketPath)),export=\(escaped(exportName)),node-name=\(escaped(nodeName))",
-            "-device", "virtio-blk-pci,drive=\(escaped(nodeName))",
+            "-device", "virtio-blk-pci,drive=\(escaped(nodeName))" + (deviceOptions.isEmpty ? "" : ",\(deviceOptions)"),
         ]
     }
 

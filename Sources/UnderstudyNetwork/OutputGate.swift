@@ -137,11 +137,12 @@ public final class OutputGate: @unchecked Sendable {
     /// disconnected until QEMU restarts.
     ///
     /// - Parameter mac: the guest NIC's address, e.g. "52:54:00:12:34:56".
-    public static func qemuArguments(socketPath: String, mac: String, netdevID: String = "net0") -> [String] {
+    /// - Parameter deviceOptions: more properties of the virtio-net device (e.g. its virtio transport).
+    public static func qemuArguments(socketPath: String, mac: String, netdevID: String = "net0", deviceOptions: String = "") -> [String] {
         // QEMU's option syntax takes a doubled comma as a literal comma inside a value.
         let path = socketPath.replacingOccurrences(of: ",", with: ",,")
         return ["-netdev", "stream,id=\(netdevID),server=off,addr.type=unix,addr.path=\(path)",
-                "-device", "virtio-net-pci,netdev=\(netdevID),mac=\(mac)"]
+                "-device", "virtio-net-pci,netdev=\(netdevID),mac=\(mac)" + (deviceOptions.isEmpty ? "" : ",\(deviceOptions)")]
     }
 
     /// Closes the open epoch as `epoch`: the guest frames read before this call leave once

