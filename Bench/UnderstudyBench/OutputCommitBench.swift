@@ -230,13 +230,13 @@ struct OutputCommitBench {
                 unlink("/dev/shm/\(file)")
             }
         }
-        try shell("truncate -s \(OutputCommitBench.diskMiB)M \(diskPath) && mkfs.ext4 -q -F \(diskPath)")
+        try runProgram(["sh", "-c", "truncate -s \(OutputCommitBench.diskMiB)M \(diskPath) && mkfs.ext4 -q -F \(diskPath)"])
         var result = GuestRun(label: label)
         let bootStart = ContinuousClock.now
 
         var backup: BenchBackup?
         if interval != nil {
-            try shell("truncate -s \(OutputCommitBench.diskMiB)M \(replicaDiskPath)")
+            try runProgram(["truncate", "-s", "\(OutputCommitBench.diskMiB)M", replicaDiskPath])
             backup = try BenchBackup(
                 configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                    tls: TLSConfiguration(directory: certificates, node: "backup", peer: "primary"),
@@ -411,18 +411,6 @@ struct OutputCommitBench {
 
     private func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
 
-    private func shell(_ command: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw BenchError("\(command): exit \(process.terminationStatus): \(text)") }
-    }
 
     private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 }
@@ -493,7 +481,7 @@ enum ServiceClient {
             for _ in 0..<count {
                 if maxThinkMs > 0 { Thread.sleep(forTimeInterval: Double.random(in: 0..<maxThinkMs) / 1000) }
                 let sent = ContinuousClock.now
-                let reply = try exchange(fd, "n")
+                let reply = try CounterClient.exchange(fd, "n")
                 outcome.latenciesMs.append((ContinuousClock.now - sent).seconds * 1000)
                 guard let value = UInt64(reply) else { throw BenchError("unexpected reply \"\(reply)\" to n") }
                 if let previous, value != previous + 1 { throw BenchError("counter went from \(previous) to \(value)") }
@@ -502,7 +490,7 @@ enum ServiceClient {
         case .writes(let mib, let count, _):
             for round in 0...count {
                 let sent = ContinuousClock.now
-                let reply = try exchange(fd, "w \(mib)")
+                let reply = try CounterClient.exchange(fd, "w \(mib)")
                 let seconds = (ContinuousClock.now - sent).seconds
                 guard reply == "W \(mib)" else { throw BenchError("unexpected reply \"\(reply)\" to w \(mib)") }
                 if round > 0 { outcome.writeSeconds.append(seconds) }
@@ -513,47 +501,12 @@ enum ServiceClient {
     /// Connects to the service, retrying while it is not listening yet.
     private static func connect(address: String, timeout: Duration) throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
-        var lastError = "timed out"
         while true {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw BenchError("socket: \(String(cString: strerror(errno)))") }
-            var wait = timeval(tv_sec: 60, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            var socketAddress = sockaddr_in()
-            socketAddress.sin_family = sa_family_t(AF_INET)
-            socketAddress.sin_port = port.bigEndian
-            inet_pton(AF_INET, address, &socketAddress.sin_addr)
-            let result = withUnsafePointer(to: &socketAddress) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            if let fd = CounterClient.openConnection(to: address, port: port) { return fd }
+            if ContinuousClock.now > deadline {
+                throw BenchError("cannot connect to \(address):\(port): \(String(cString: strerror(errno)))")
             }
-            if result == 0 { return fd }
-            lastError = String(cString: strerror(errno))
-            close(fd)
-            if ContinuousClock.now > deadline { throw BenchError("cannot connect to \(address):\(port): \(lastError)") }
             Thread.sleep(forTimeInterval: 0.2)
-        }
-    }
-
-    /// Sends one request line and reads one reply line.
-    private static func exchange(_ fd: Int32, _ request: String) throws -> String {
-        let bytes = Array((request + "\n").utf8)
-        let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent == bytes.count else { throw BenchError("send failed: \(String(cString: strerror(errno)))") }
-        var line: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while true {
-            // Replies are one short line and the service answers one request at a time: read
-            // what is there, a line never spans two requests.
-            let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if received < 0 && errno == EINTR { continue }
-            guard received > 0 else {
-                throw BenchError(received == 0 ? "closed by the guest" : "receive failed: \(String(cString: strerror(errno)))")
-            }
-            line.append(contentsOf: buffer[0..<received])
-            if let end = line.firstIndex(of: UInt8(ascii: "\n")) { return String(decoding: line[..<end], as: UTF8.self) }
         }
     }
 }

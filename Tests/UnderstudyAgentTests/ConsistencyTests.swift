@@ -71,7 +71,7 @@ final class ConsistencyHarness {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         network = try TestNetwork(tapCount: 2)
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
-        guard certs.status == 0 else { throw TestNetworkError("certs init: \(certs.stderr)") }
+        guard certs.status == 0 else { throw ProgramFailed(description: "certs init: \(certs.stderr)") }
     }
 
     func remove() {
@@ -104,17 +104,6 @@ final class ConsistencyHarness {
         return process
     }
 
-    private func shell(_ command: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestNetworkError("\(command) exited with \(process.terminationStatus)") }
-    }
-
     /// One trial: protect, let the client run for a random while, kill the primary, activate
     /// the backup, let the client run on, then check what the client saw against the backup's
     /// memory counter and disk file, and fsck the disk.
@@ -125,8 +114,8 @@ final class ConsistencyHarness {
             for run in ["run-primary", "run-backup"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(run)") }
         }
         var outcome = Outcome()
-        try shell("rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
-                  + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img")
+        try runProgram(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
+                  + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
         let configs = try AgentCommandLineTests.writeConfigs(
             in: directory, port: UInt16.random(in: 20000...60000), vm: vm,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",

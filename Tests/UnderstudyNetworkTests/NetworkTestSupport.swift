@@ -1,34 +1,15 @@
 import Foundation
 import Testing
 import UnderstudyNetwork
+import UnderstudyTestSupport
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-struct CommandFailed: Error, CustomStringConvertible {
-    let description: String
-}
-
 /// Runs a command to completion; throws with its error output when it fails.
 @discardableResult
-func run(_ arguments: String...) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    let err = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw CommandFailed(description: "\(arguments.joined(separator: " ")): \(String(decoding: err, as: UTF8.self))")
-    }
-    return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-}
+func run(_ arguments: String...) throws -> String { try runProgram(arguments) }
 
 /// Polls `condition` every 10 ms until it holds or `seconds` pass.
 func eventually(within seconds: Double = 5, _ condition: () -> Bool) -> Bool {
@@ -102,7 +83,7 @@ final class NetworkLab {
     func python(_ script: String) throws -> NamespaceProcess {
         let process = try NamespaceProcess(["ip", "netns", "exec", namespace, "python3", "-u", "-c", script])
         children.append(process)
-        guard process.line(within: 10) == "ready" else { throw CommandFailed(description: "helper in \(namespace) did not start") }
+        guard process.line(within: 10) == "ready" else { throw ProgramFailed(description: "helper in \(namespace) did not start") }
         return process
     }
 
@@ -214,7 +195,7 @@ final class FakeQEMU {
         guard fd >= 0, UnixSocket.connect(fd, path: path) == 0 else {
             let code = errno
             if fd >= 0 { close(fd) }
-            throw CommandFailed(description: "connect to \(path): \(String(cString: strerror(code)))")
+            throw ProgramFailed(description: "connect to \(path): \(String(cString: strerror(code)))")
         }
     }
 

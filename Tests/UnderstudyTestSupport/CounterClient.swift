@@ -117,30 +117,42 @@ public final class CounterClient: @unchecked Sendable {
     private func connect(timeout: Duration, untilStopped: Bool) -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, !(untilStopped && isStopping) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            // Replies can wait for a failover: allow far longer than any takes, but not forever.
-            var wait = timeval(tv_sec: 30, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            inet_pton(AF_INET, network.guestAddress, &address.sin_addr)
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if result == 0 { return fd }
-            close(fd)
+            if let fd = Self.openConnection(to: network.guestAddress, port: port) { return fd }
             Thread.sleep(forTimeInterval: 0.2)
         }
         note("could not connect within \(timeout)")
         return nil
     }
 
+    /// One attempt to open a TCP connection to the service (call from the client namespace);
+    /// nil with errno set when it fails. Replies may wait for a failover, so reads and writes
+    /// time out only after 30 s.
+    public static func openConnection(to address: String, port: UInt16) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var wait = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var socketAddress = sockaddr_in()
+        socketAddress.sin_family = sa_family_t(AF_INET)
+        socketAddress.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &socketAddress.sin_addr)
+        let result = withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            errno = code
+            return nil
+        }
+        return fd
+    }
+
     /// Sends one request line and reads one reply line.
-    static func exchange(_ fd: Int32, _ request: String) throws -> String {
+    public static func exchange(_ fd: Int32, _ request: String) throws -> String {
         let bytes = Array((request + "\n").utf8)
         let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         guard sent == bytes.count else { throw TestNetworkError("send failed: \(String(cString: strerror(errno)))") }

@@ -54,10 +54,10 @@ public final class TestNetwork: @unchecked Sendable {
 
     /// Deletes the namespace (and with it the veth pair), the TAPs and the bridge. Idempotent.
     public func remove() {
-        _ = try? Self.ip(["netns", "delete", namespace], quiet: true)
-        for tap in taps { _ = try? Self.ip(["link", "delete", tap], quiet: true) }
-        _ = try? Self.ip(["link", "delete", vethHost], quiet: true)
-        _ = try? Self.ip(["link", "delete", bridge], quiet: true)
+        _ = try? Self.ip(["netns", "delete", namespace])
+        for tap in taps { _ = try? Self.ip(["link", "delete", tap]) }
+        _ = try? Self.ip(["link", "delete", vethHost])
+        _ = try? Self.ip(["link", "delete", bridge])
     }
 
     /// Moves the calling thread into the client namespace: sockets it opens from now on are there.
@@ -75,19 +75,7 @@ public final class TestNetwork: @unchecked Sendable {
     }
 
     @discardableResult
-    static func ip(_ arguments: [String], quiet: Bool = false) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/sbin/ip")
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestNetworkError("ip \(arguments.joined(separator: " ")): \(text)") }
-        return text
-    }
+    static func ip(_ arguments: [String]) throws -> String { try runProgram(["ip"] + arguments) }
 }
 
 public struct TestNetworkError: Error, CustomStringConvertible {
