@@ -146,18 +146,7 @@ final class ScriptedPrimary {
 
 /// Runs `understudy` with arguments; returns exit status, stdout and stderr.
 func runCLI(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = productsDirectory().appendingPathComponent("understudy")
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    try runProcess(productsDirectory().appendingPathComponent("understudy"), arguments)
 }
 
 /// The replica's memory bytes at `page`.

@@ -6,12 +6,10 @@ public struct ProgramFailed: Error, CustomStringConvertible {
     public init(description: String) { self.description = description }
 }
 
-/// Runs a program found on PATH (`arguments[0]`) and returns its standard output, trimmed;
-/// throws `ProgramFailed` with its error output when it exits with a failure status.
-@discardableResult
-public func runProgram(_ arguments: [String]) throws -> String {
+/// Runs `executable` to completion and returns its exit status and what it printed.
+public func runProcess(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.executableURL = executable
     process.arguments = arguments
     let output = Pipe()
     let errors = Pipe()
@@ -22,9 +20,16 @@ public func runProgram(_ arguments: [String]) throws -> String {
     let out = output.fileHandleForReading.readDataToEndOfFile()
     let err = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw ProgramFailed(description: "\(arguments.joined(separator: " ")) exited with \(process.terminationStatus): "
-                            + String(decoding: err + out, as: UTF8.self))
+    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+/// Runs a program found on PATH (`arguments[0]`) and returns its standard output, trimmed;
+/// throws `ProgramFailed` with its error output when it exits with a failure status.
+@discardableResult
+public func runProgram(_ arguments: [String]) throws -> String {
+    let result = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), arguments)
+    guard result.status == 0 else {
+        throw ProgramFailed(description: "\(arguments.joined(separator: " ")) exited with \(result.status): \(result.stderr)\(result.stdout)")
     }
-    return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 }
