@@ -165,12 +165,38 @@ struct StatusCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Keep showing the status, refreshed every --interval seconds, until interrupted.")
+    var watch = false
+
+    @Option(name: .long, help: "Seconds between refreshes with --watch.")
+    var interval: Double = 1
+
     func validate() throws {
         guard (config == nil) != (socket == nil) else { throw ValidationError("give either --config or --socket") }
+        guard interval >= 0.05 && interval <= 3600 else { throw ValidationError("--interval must be between 0.05 and 3600 seconds") }
+        guard !(watch && json) else { throw ValidationError("--watch shows a table for people; poll --json for scripts") }
     }
 
     func run() throws {
         let path = try socket ?? ConfigOptions(config: config!).load().controlSocket
+        guard watch else { return try show(path) }
+        // Redraw in place on a terminal; append (with a separator) when the output is a file or a pipe.
+        let terminal = isatty(STDOUT_FILENO) != 0
+        while true {
+            if terminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+            print(Date().formatted(.iso8601))
+            do {
+                try show(path)
+            } catch {
+                print("no status: \(error)")
+            }
+            if !terminal { print("") }
+            fflush(nil)
+            Thread.sleep(forTimeInterval: interval)
+        }
+    }
+
+    private func show(_ path: String) throws {
         let reply = try ControlServer.request("status", path: path)
         if json {
             print(String(decoding: reply, as: UTF8.self), terminator: "")

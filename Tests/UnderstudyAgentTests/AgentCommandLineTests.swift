@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+import UnderstudyAgent
 import UnderstudyTestSupport
 
 /// The agent commands as an operator runs them: separate processes, configuration files,
@@ -179,5 +181,36 @@ struct AgentCommandLineTests {
         let result = try runCLI(["status", "--socket", "/tmp/understudy-no-such-agent.sock"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("is the agent running?"), "\(result.stderr)")
+    }
+
+    @Test func statusWatchRedrawsUntilInterrupted() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-watch-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let counter = Mutex(0)
+        let server = try ControlServer(path: "\(directory)/control.sock") {
+            let call = counter.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            var status = AgentStatus(role: "primary", vm: "watched", state: "protecting")
+            status.committedEpoch = UInt64(call)
+            return status
+        }
+        defer { server.close() }
+        let watcher = try Self.start(["status", "--socket", "\(directory)/control.sock", "--watch", "--interval", "0.1"],
+                                     log: "\(directory)/watch.log")
+        Thread.sleep(forTimeInterval: 1.5)
+        kill(watcher.processIdentifier, SIGKILL)
+        watcher.waitUntilExit()
+        let output = try String(contentsOfFile: "\(directory)/watch.log", encoding: .utf8)
+        let epochs = output.split(separator: "\n").filter { $0.hasPrefix("committed epoch") }.compactMap { UInt64($0.split(separator: " ").last!) }
+        #expect(epochs.count >= 3, "the status is shown again and again: \(output)")
+        #expect(epochs == epochs.sorted() && Set(epochs).count == epochs.count, "each refresh asks the agent anew")
+        #expect(!output.contains("\u{1B}["), "no terminal control codes into a file")
+
+        let both = try runCLI(["status", "--socket", "\(directory)/control.sock", "--watch", "--json"])
+        #expect(both.status != 0 && both.stderr.contains("--watch"))
+        let fast = try runCLI(["status", "--socket", "\(directory)/control.sock", "--watch", "--interval", "0"])
+        #expect(fast.status != 0 && fast.stderr.contains("--interval"))
     }
 }
