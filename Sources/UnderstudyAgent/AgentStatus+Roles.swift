@@ -21,6 +21,14 @@ extension AgentStatus {
         status.ackLatencyMillisecondsP99 = percentile(acks, 0.99)
         status.dirtyTracking = dirtyTracking
         status.syncPages = s.syncPages
+        if let started = s.syncStarted, s.syncDuration == .zero {
+            let elapsed = (ContinuousClock.now - started).seconds
+            let rate = elapsed > 0 ? Double(s.syncBytesDone) / elapsed : 0
+            status.syncBytesDone = s.syncBytesDone
+            status.syncBytesTotal = s.syncBytesTotal
+            status.syncBytesPerSecond = rate
+            status.syncSecondsLeft = rate > 0 ? Double(max(0, s.syncBytesTotal - s.syncBytesDone)) / rate : nil
+        }
         return status
     }
 
@@ -69,7 +77,17 @@ extension AgentStatus {
             rows.append(("ack latency", String(format: "p50 %.2f ms, p99 %.2f ms", p50, p99)))
         }
         add("dirty tracking", dirtyTracking)
-        add("initial sync pages", syncPages.map { "\($0)" })
+        if let done = syncBytesDone, let total = syncBytesTotal, total > 0 {
+            let fraction = min(1, Double(done) / Double(total))
+            let filled = Int(fraction * 30)
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: 30 - filled)
+            let rate = (syncBytesPerSecond ?? 0) / 1e6
+            let left = syncSecondsLeft.map { String(format: "ETA %.0f s", $0) } ?? "ETA unknown"
+            rows.append(("initial sync", String(format: "[%@] %3.0f%%  %.1f of %.1f MB  %.0f MB/s  %@", bar, fraction * 100,
+                                                Double(done) / 1e6, Double(total) / 1e6, rate, left)))
+        } else {
+            add("initial sync pages", syncPages.map { "\($0)" })
+        }
         add("sessions", sessions.map { "\($0)" })
         if let held = outputHeldFrames, let bytes = outputHeldBytes, let dropped = outputDroppedFrames, let released = outputReleasedFrames {
             rows.append(("output", "\(held) frames (\(bytes) bytes) held, \(released) released, \(dropped) dropped"

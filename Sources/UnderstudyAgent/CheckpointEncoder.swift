@@ -49,9 +49,11 @@ public final class CheckpointEncoder: @unchecked Sendable {
     /// Encodes pages read from guest memory (initial sync) as SYNC_PAGES frames. The guest may be
     /// running: each page is first copied, so that what is compressed and what is remembered as
     /// "last sent" are the same bytes even if the guest writes the page meanwhile.
+    /// - Parameter progress: told the raw bytes of each frame once it is queued.
     public func encodeSync(pages indices: [UInt64], from memory: UnsafeRawBufferPointer, to sender: FrameSender,
-                           into output: inout Output) throws {
-        try encodeBatches(type: .syncPages, epoch: 0, count: indices.count, live: true, to: sender, output: &output) { position in
+                           into output: inout Output, progress: @escaping @Sendable (Int) -> Void = { _ in }) throws {
+        try encodeBatches(type: .syncPages, epoch: 0, count: indices.count, live: true, to: sender, output: &output,
+                          progress: progress) { position in
             let index = Int(indices[position])
             return (UInt64(index), UnsafeRawBufferPointer(rebasing: memory[(index * pageSize)..<((index + 1) * pageSize)]))
         }
@@ -104,10 +106,11 @@ public final class CheckpointEncoder: @unchecked Sendable {
     /// Splits `count` pages into batches and encodes them on all workers. `page(position)` gives
     /// each page's number and bytes; `live` means those bytes may change while being read.
     private func encodeBatches(type: FrameType, epoch: UInt64, count: Int, live: Bool, to sender: FrameSender, output: inout Output,
+                               progress: @escaping @Sendable (Int) -> Void = { _ in },
                                page: (Int) -> (UInt64, UnsafeRawBufferPointer)) throws {
         guard count > 0 else { return }
         let batches = (count + pagesPerBatch - 1) / pagesPerBatch
-        let sink = OrderedSink(sender: sender, output: output)
+        let sink = OrderedSink(sender: sender, output: output, progress: progress)
         let workers = min(encoders.count, batches)
         withoutActuallyEscaping(page) { page in
             let shared = UncheckedBox(page)
@@ -148,9 +151,12 @@ private final class OrderedSink: @unchecked Sendable {
     private var error: Error?
     private var nextBatch = 0
 
-    init(sender: FrameSender, output: CheckpointEncoder.Output) {
+    private let progress: @Sendable (Int) -> Void
+
+    init(sender: FrameSender, output: CheckpointEncoder.Output, progress: @escaping @Sendable (Int) -> Void) {
         self.sender = sender
         self.output = output
+        self.progress = progress
     }
 
     /// The next batch number for a worker; nil when all are taken or sending failed.
@@ -177,6 +183,7 @@ private final class OrderedSink: @unchecked Sendable {
         output.rawBytes += rawBytes
         output.wireBytes += frame.bytes.count
         output.encodings.merge(encodings, uniquingKeysWith: +)
+        progress(rawBytes)
     }
 
     func finish() throws -> CheckpointEncoder.Output {

@@ -111,6 +111,11 @@ public struct AgentStatus: Sendable, Codable {
     public var outputDroppedFrames: Int?
     public var outputReleasedFrames: Int?
     public var outputMode: String?
+    /// Initial synchronisation, while it runs: bytes copied and to copy, rate, estimated time left.
+    public var syncBytesDone: Int?
+    public var syncBytesTotal: Int?
+    public var syncBytesPerSecond: Double?
+    public var syncSecondsLeft: Double?
     /// Guest disk writes and flushes served (NBD).
     public var diskWrites: Int?
     public var diskFlushes: Int?

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyAgent
 
 @Suite("understudy command line")
 struct CommandLineTests {
@@ -44,5 +45,16 @@ struct CommandLineTests {
         #expect(report["replicaMatchesPrimary"] as? Bool == true)
         #expect((report["checkpoints"] as? Int ?? 0) > 0)
         #expect((report["compressionRatio"] as? Double ?? 0) > 1)
+    }
+
+    @Test func statusShowsTheInitialSyncAsAProgressBar() {
+        var status = AgentStatus(role: "primary", vm: "v", state: "syncing")
+        status.syncBytesDone = 300_000_000
+        status.syncBytesTotal = 1_200_000_000
+        status.syncBytesPerSecond = 150_000_000
+        status.syncSecondsLeft = 6
+        let line = status.humanReadable.split(separator: "\n").first { $0.hasPrefix("initial sync") }
+        #expect(line?.contains("[#######-----------------------]  25%") == true, "\(line ?? "no sync line")")
+        #expect(line?.contains("150 MB/s") == true && line?.contains("ETA 6 s") == true, "\(line ?? "")")
     }
 }

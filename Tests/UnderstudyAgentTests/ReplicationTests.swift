@@ -22,6 +22,9 @@ struct ReplicationTests {
             logger: quietLogger)
         defer { primary.stop() }
         try primary.start()
+        let sync = primary.statistics
+        #expect(sync.syncBytesTotal >= Int(identity.memorySize) && sync.syncBytesDone == sync.syncBytesTotal,
+                "sync progress ends complete: \(sync.syncBytesDone) of \(sync.syncBytesTotal) bytes")
         // The guest keeps writing during the pre-copy: those pages must reach the backup too.
         guest.write(pages: 100)
         try primary.runCheckpoints(count: 30)
