@@ -274,4 +274,15 @@ struct ReplicaStoreTests {
             try store.applySyncDiskWrites(try diskBatch(epoch: 0, [.write(offset: 8 << 20, data: .bytes([1]))]))
         }
     }
+
+    @Test func aReplicaDiskOfAnotherSizeIsRefusedNotResized() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let disk = "\(dir.path)/provisioned.img"
+        #expect(FileManager.default.createFile(atPath: disk, contents: Data(repeating: 7, count: 4096)))
+        let error = #expect(throws: ReplicaError.self) { _ = try ReplicaStore(directory: dir.path, identity: diskIdentity, diskPath: disk) }
+        #expect("\(error!)".contains("has 4096 bytes, the VM's disk has 8388608"))
+        let size = try FileManager.default.attributesOfItem(atPath: disk)[.size] as? Int
+        #expect(size == 4096, "the operator's file is left as it was")
+    }
 }
