@@ -46,6 +46,7 @@ extension AgentStatus {
             diskWrites = Int(disk.writes)
             diskFlushes = Int(disk.flushes)
         }
+        diskPendingBytes = devices?.recorder?.pendingBytes
     }
 
     /// The status of a backup from its receiver's statistics.
@@ -93,7 +94,9 @@ extension AgentStatus {
             rows.append(("output", "\(held) frames (\(bytes) bytes) held, \(released) released, \(dropped) dropped"
                          + (outputMode.map { "; \($0)" } ?? "")))
         }
-        if let writes = diskWrites, let flushes = diskFlushes { rows.append(("disk", "\(writes) writes, \(flushes) flushes")) }
+        if let writes = diskWrites, let flushes = diskFlushes {
+            rows.append(("disk", "\(writes) writes, \(flushes) flushes" + (diskPendingBytes.map { ", \($0) bytes not yet in a checkpoint" } ?? "")))
+        }
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
     }

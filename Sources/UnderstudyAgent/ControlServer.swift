@@ -116,6 +116,8 @@ public struct AgentStatus: Sendable, Codable {
     public var syncBytesTotal: Int?
     public var syncBytesPerSecond: Double?
     public var syncSecondsLeft: Double?
+    /// Bytes of guest disk writes recorded for the open epoch, not yet captured.
+    public var diskPendingBytes: Int?
     /// Guest disk writes and flushes served (NBD).
     public var diskWrites: Int?
     public var diskFlushes: Int?

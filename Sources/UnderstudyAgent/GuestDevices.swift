@@ -18,7 +18,8 @@ public final class GuestDevices: @unchecked Sendable {
     }
 
     public let disk: NBDServer?
-    public let diskImage: DiskImage?
+    /// The image the guest's disk is, as the disk server has it open.
+    public var diskImage: DiskImage? { disk?.image }
     /// The primary's per-epoch record of disk writes; nil when unprotected or without a disk.
     public let recorder: DiskEpochRecorder?
     public let gate: OutputGate?
@@ -38,12 +39,10 @@ public final class GuestDevices: @unchecked Sendable {
             let socket = "\(vm.runDirectory)/disk.sock"
             let server = try NBDServer(imagePath: diskImage, socketPath: socket, exportName: vm.id, observer: recorder, logger: logger)
             disk = server
-            self.diskImage = try DiskImage(path: diskImage, readOnly: true)
             arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: "disk0",
                                                  deviceOptions: vm.virtio.deviceOptions)
         } else {
             disk = nil
-            self.diskImage = nil
         }
         self.recorder = recorder
         if let tap {

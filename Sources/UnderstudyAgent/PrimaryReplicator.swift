@@ -249,7 +249,15 @@ public final class PrimaryReplicator: @unchecked Sendable {
     private func checkpoint(resume: Bool, encoder: CheckpointEncoder, sender: FrameSender) throws {
         // Backpressure: a full window stretches the interval until an ack arrives.
         let epoch = try session.waitForWindow()
-        let captured = try source.capture(epoch: epoch, resume: resume)
+        let captured: CapturedCheckpoint
+        do {
+            captured = try source.capture(epoch: epoch, resume: resume)
+        } catch {
+            // The capture may have sealed the epoch's disk writes and output before it failed:
+            // continuing the session would lose those writes, so it ends (a new one resyncs).
+            session.fail(error)
+            throw error
+        }
         let captureTime = ContinuousClock.now
         session.withLock {
             $0.machine.checkpointSent(epoch)

@@ -40,8 +40,10 @@ public final class NBDServer: Sendable {
     public let socketPath: String
     /// The name clients ask for (QEMU's `export`).
     public let exportName: String
+    /// The image served: readable by its owner too (the primary copies it in the initial sync).
+    public let image: DiskImage
     /// The export's size in bytes: the image's size when the server started.
-    public let size: UInt64
+    public var size: UInt64 { image.size }
     private let context: NBDExportContext
     private let listener: Int32
     private let connections = NBDConnectionRegistry()
@@ -63,7 +65,7 @@ public final class NBDServer: Sendable {
         guard nameBytes.count <= NBDExport.maximumNameLength, !nameBytes.contains(0) else {
             throw .invalidConfiguration("the NBD export name must be at most \(NBDExport.maximumNameLength) bytes of UTF-8 without NUL")
         }
-        let image = try DiskImage(path: imagePath, readOnly: readOnly)
+        image = try DiskImage(path: imagePath, readOnly: readOnly)
         do throws(UnixSocket.ListenError) {
             listener = try UnixSocket.listen(at: socketPath, backlog: 16)
         } catch {
@@ -71,7 +73,6 @@ public final class NBDServer: Sendable {
         }
         self.socketPath = socketPath
         self.exportName = exportName
-        size = image.size
         let export = NBDExport(name: exportName, size: image.size, isReadOnly: readOnly)
         context = NBDExportContext(export: export, socketPath: socketPath, image: image, observer: observer, logger: logger)
         let (listener, context, connections) = (listener, context, connections)

@@ -71,7 +71,7 @@ final class ConsistencyHarness {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         network = try TestNetwork(tapCount: 2)
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
-        guard certs.status == 0 else { throw ProgramFailed(description: "certs init: \(certs.stderr)") }
+        guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
     }
 
     func remove() {

@@ -1,4 +1,6 @@
 import Foundation
+import UnderstudyQEMU
+import Synchronization
 import Testing
 import UnderstudyAgent
 import UnderstudyProtocol
@@ -209,5 +211,46 @@ struct ReplicationTests {
             logger: quietLogger)
         let error = #expect(throws: TransportError.self) { try primary.start() }
         #expect("\(error!)".contains("cannot connect to 127.0.0.1:\(port)"), "\(error!)")
+    }
+
+    /// A capture that fails may already have sealed the epoch's disk writes and output: the
+    /// session must end rather than carry on without them.
+    @Test func aFailedCaptureEndsTheSession() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let source = FailingCaptureSource(SyntheticGuest(identity: identity, pagesPerEpoch: 16, mix: [.text], seed: 3))
+        let primary = PrimaryReplicator(
+            source: source,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .zero),
+            logger: quietLogger)
+        defer { primary.stop() }
+        try primary.start()
+        try primary.runCheckpoints(count: 3)
+        source.failNext.store(true, ordering: .relaxed)
+        #expect(throws: CaptureFailed.self) { try primary.runCheckpoints(count: 1) }
+        #expect(throws: CaptureFailed.self, "the session is over: no checkpoint follows a failed capture") {
+            try primary.runCheckpoints(count: 1)
+        }
+        #expect(primary.statistics.checkpointsSent == 3)
+    }
+}
+
+struct CaptureFailed: Error {}
+
+/// A checkpoint source whose next capture fails on request.
+final class FailingCaptureSource: CheckpointSource, @unchecked Sendable {
+    let inner: SyntheticGuest
+    let failNext = Atomic<Bool>(false)
+    init(_ inner: SyntheticGuest) { self.inner = inner }
+    var identity: VMIdentity { inner.identity }
+    var memory: UnsafeRawBufferPointer { inner.memory }
+    func startTracking() throws { try inner.startTracking() }
+    func collectDirtyPages() throws -> [UInt64] { try inner.collectDirtyPages() }
+    func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
+        if failNext.exchange(false, ordering: .relaxed) { throw CaptureFailed() }
+        return try inner.capture(epoch: epoch, resume: resume)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import UnderstudyAgent
 import UnderstudyProtocol
@@ -215,9 +216,9 @@ struct VMReplicationTests {
             disk: devices.diskImage, logger: TestGuest.quietLogger, onRelease: { devices.release(through: $0) })
         defer { primary.stop() }
         try primary.start()
-        let stopLoop = ErrorRecorder<TestNetworkError>()
+        let stopLoop = Atomic<Bool>(false)
         let loop = JoinableThread(name: "test-checkpoints") {
-            try? primary.runCheckpoints(shouldStop: { stopLoop.error != nil })
+            try? primary.runCheckpoints(shouldStop: { stopLoop.load(ordering: .relaxed) })
         }
         // Output leaves only through acknowledged checkpoints, so these replies prove the loop runs.
         let client = CounterClient(network: network)
@@ -225,7 +226,7 @@ struct VMReplicationTests {
         client.start()
         #expect(client.waitForReplies(40, timeout: .seconds(60)))
         client.stop()
-        stopLoop.record(TestNetworkError("done"))
+        stopLoop.store(true, ordering: .relaxed)
         loop.join()
         try primary.finalCheckpoint(timeout: .seconds(30))
         #expect(backup.waitForCommit(primary.statistics.lastAcknowledgedEpoch))

@@ -83,7 +83,7 @@ final class NetworkLab {
     func python(_ script: String) throws -> NamespaceProcess {
         let process = try NamespaceProcess(["ip", "netns", "exec", namespace, "python3", "-u", "-c", script])
         children.append(process)
-        guard process.line(within: 10) == "ready" else { throw ProgramFailed(description: "helper in \(namespace) did not start") }
+        guard process.line(within: 10) == "ready" else { throw TestSupportError("helper in \(namespace) did not start") }
         return process
     }
 
@@ -195,7 +195,7 @@ final class FakeQEMU {
         guard fd >= 0, UnixSocket.connect(fd, path: path) == 0 else {
             let code = errno
             if fd >= 0 { close(fd) }
-            throw ProgramFailed(description: "connect to \(path): \(String(cString: strerror(code)))")
+            throw TestSupportError("connect to \(path): \(String(cString: strerror(code)))")
         }
     }
 

@@ -1,11 +1,5 @@
 import Foundation
 
-/// A program that exited with a failure status, with what it printed.
-public struct ProgramFailed: Error, CustomStringConvertible {
-    public let description: String
-    public init(description: String) { self.description = description }
-}
-
 /// Runs `executable` to completion and returns its exit status and what it printed.
 public func runProcess(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
@@ -24,12 +18,12 @@ public func runProcess(_ executable: URL, _ arguments: [String]) throws -> (stat
 }
 
 /// Runs a program found on PATH (`arguments[0]`) and returns its standard output, trimmed;
-/// throws `ProgramFailed` with its error output when it exits with a failure status.
+/// throws `TestSupportError` with its error output when it exits with a failure status.
 @discardableResult
 public func runProgram(_ arguments: [String]) throws -> String {
     let result = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), arguments)
     guard result.status == 0 else {
-        throw ProgramFailed(description: "\(arguments.joined(separator: " ")) exited with \(result.status): \(result.stderr)\(result.stdout)")
+        throw TestSupportError("\(arguments.joined(separator: " ")) exited with \(result.status): \(result.stderr)\(result.stdout)")
     }
     return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 }

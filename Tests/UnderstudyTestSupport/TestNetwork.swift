@@ -64,7 +64,7 @@ public final class TestNetwork: @unchecked Sendable {
     /// Call only on a thread of its own (a `Thread` made for it), never on a shared pool thread.
     public func enterClientNamespace() throws {
         guard us_enter_network_namespace("/var/run/netns/\(namespace)") == 0 else {
-            throw TestNetworkError("cannot enter network namespace \(namespace): \(String(cString: strerror(errno)))")
+            throw TestSupportError("cannot enter network namespace \(namespace): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -78,7 +78,8 @@ public final class TestNetwork: @unchecked Sendable {
     static func ip(_ arguments: [String]) throws -> String { try runProgram(["ip"] + arguments) }
 }
 
-public struct TestNetworkError: Error, CustomStringConvertible {
+/// A failure of the test harness itself (a command, the network set-up, the guest service).
+public struct TestSupportError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
