@@ -9,15 +9,19 @@ import UnderstudyTransport
 /// The agent's local control socket: a unix socket, owner-only, answering one-line requests
 /// with one JSON document. `understudy status` is its client.
 ///
-/// Requests: `status` → the agent's `AgentStatus` as JSON.
+/// Requests: `status` → the agent's `AgentStatus` as JSON; a role's commands (`NAME` or
+/// `NAME ARGUMENT`) → the JSON the command returns (`ControlReply` for plain outcomes).
 public final class ControlServer: @unchecked Sendable {
+    /// A command of the running role: takes the request's argument ("" when none), returns JSON.
+    public typealias Command = @Sendable (_ argument: String) -> Data
+
     public let path: String
     private let fd: Int32
     private var thread: JoinableThread?
 
     /// Listens at `path` (replacing a stale socket, refusing one another agent still serves);
-    /// `status` is called for each request.
-    public init(path: String, status: @escaping @Sendable () -> AgentStatus) throws {
+    /// `status` is called for each `status` request, `commands[name]` for the others.
+    public init(path: String, status: @escaping @Sendable () -> AgentStatus, commands: [String: Command] = [:]) throws {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -30,7 +34,7 @@ public final class ControlServer: @unchecked Sendable {
                     if errno == EINTR { continue }
                     return
                 }
-                ControlServer.answer(client, status: status)
+                ControlServer.answer(client, status: status, commands: commands)
                 Foundation.close(client)
             }
         }
@@ -45,21 +49,31 @@ public final class ControlServer: @unchecked Sendable {
         unlink(path)
     }
 
-    private static func answer(_ client: Int32, status: @Sendable () -> AgentStatus) {
+    private static func answer(_ client: Int32, status: @Sendable () -> AgentStatus, commands: [String: Command]) {
         var request: [UInt8] = []
         var byte: UInt8 = 0
-        while request.count < 256, read(client, &byte, 1) == 1, byte != UInt8(ascii: "\n") { request.append(byte) }
+        while request.count < 4096, read(client, &byte, 1) == 1, byte != UInt8(ascii: "\n") { request.append(byte) }
+        let line = String(decoding: request, as: UTF8.self)
+        let name = String(line.prefix { $0 != " " })
+        let argument = String(line.dropFirst(name.count).drop { $0 == " " })
         let reply: Data
-        switch String(decoding: request, as: UTF8.self) {
-        case "status":
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            reply = (try? encoder.encode(status())) ?? Data("{\"error\":\"cannot encode status\"}".utf8)
-        default:
-            reply = Data("{\"error\":\"unknown request\"}".utf8)
+        if name == "status" {
+            reply = encode(status())
+        } else if let command = commands[name] {
+            reply = command(argument)
+        } else {
+            let known = (["status"] + commands.keys.sorted()).joined(separator: ", ")
+            reply = encode(ControlReply(ok: false, message: "unknown request \"\(name)\": this agent answers \(known)"))
         }
         let bytes = [UInt8](reply + Data("\n".utf8))
         _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// `value` as JSON with sorted keys (the form every reply takes).
+    public static func encode(_ value: some Encodable) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(value)) ?? Data("{\"ok\":false,\"message\":\"cannot encode the reply\"}".utf8)
     }
 
     /// Sends `request` to the agent at `path` and returns its JSON reply.
@@ -80,6 +94,17 @@ public final class ControlServer: @unchecked Sendable {
             reply.append(contentsOf: chunk[0..<n])
         }
         return reply
+    }
+}
+
+/// The outcome of a control command that has nothing more to report.
+public struct ControlReply: Sendable, Codable, Equatable {
+    public var ok: Bool
+    public var message: String
+
+    public init(ok: Bool, message: String) {
+        self.ok = ok
+        self.message = message
     }
 }
 
