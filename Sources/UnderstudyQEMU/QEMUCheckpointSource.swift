@@ -33,8 +33,19 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
     public var trackingMethod: DirtyTrackingMethod { tracker.method }
 
-    /// Boots the VM with guest RAM in a shared file and prepares dirty tracking.
-    public init(description: VMDescription, preloadLibrary: String?, tracking: DirtyTrackingPreference,
+    /// How the VM starts.
+    public enum Start: Sendable {
+        /// Boot it, with guest RAM in a new shared file (`VMDescription.ramFile`).
+        case boot
+        /// Resume it from a checkpoint: `ramFile` holds the checkpoint's memory (QEMU maps it and
+        /// the guest writes into it from then on), `deviceState` is its saved device state.
+        /// The guest runs, announced on the network, when the initializer returns.
+        case restore(ramFile: String, deviceState: [UInt8])
+    }
+
+    /// Starts the VM with guest RAM in a shared file and prepares dirty tracking (armed later,
+    /// by `startTracking`, when a backup is to be synchronised).
+    public init(description: VMDescription, start: Start = .boot, preloadLibrary: String?, tracking: DirtyTrackingPreference,
                 extraArguments: [String] = [], boundary: EpochBoundary? = nil, logger: Logger,
                 onExit: @escaping @Sendable (QEMUError) -> Void) throws {
         let method: DirtyTrackingMethod
@@ -49,19 +60,37 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         identity = description.identity
         self.boundary = boundary
         pageSize = Int(identity.pageSize)
-        unlink(description.ramFile)
-        ram = try GuestRAM(path: description.ramFile, size: Int(description.memoryBytes), create: true)
+        let ramFile: String
+        switch start {
+        case .boot:
+            ramFile = description.ramFile
+            unlink(ramFile)
+            ram = try GuestRAM(path: ramFile, size: Int(description.memoryBytes), create: true)
+        case .restore(let file, _):
+            ramFile = file
+            ram = try GuestRAM(path: ramFile, size: Int(description.memoryBytes), create: false)
+        }
         do {
-            qemu = try QEMUProcess(description: description, ramFile: description.ramFile, mode: .boot,
-                                   preloadLibrary: method == .pagemap ? preloadLibrary : nil,
-                                   extraArguments: extraArguments, logger: logger, onExit: onExit)
+            let qemu = try QEMUProcess(description: description, ramFile: ramFile, mode: start.processMode,
+                                       preloadLibrary: method == .pagemap ? preloadLibrary : nil,
+                                       extraArguments: extraArguments, logger: logger, onExit: onExit)
+            self.qemu = qemu
+            if case .restore(_, let deviceState) = start {
+                do {
+                    try qemu.loadDeviceState(deviceState)
+                    try qemu.announce()
+                } catch {
+                    qemu.stop()
+                    throw error
+                }
+            }
         } catch {
-            unlink(description.ramFile)
+            if case .boot = start { unlink(ramFile) }
             throw error
         }
         switch method {
         case .pagemap:
-            let range = try GuestRAM.locate(pid: qemu.pid, path: description.ramFile, size: Int(description.memoryBytes))
+            let range = try GuestRAM.locate(pid: qemu.pid, path: ramFile, size: Int(description.memoryBytes))
             tracker = PagemapDirtyTracker(pid: qemu.pid, ramStart: range.start, ramSize: range.size, pageSize: pageSize,
                                           controlSocket: description.dirtySocket)
         case .compare:
@@ -106,9 +135,16 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// Resumes a guest left paused by `capture(resume: false)`.
     public func resume() throws { try qemu.qmp.execute("cont") }
 
-    /// Stops QEMU and removes the RAM file.
+    /// Stops QEMU and removes the RAM file (a restored VM's too: once the guest has run, the
+    /// file no longer holds the checkpoint it was restored from).
     public func shutdown() {
         qemu.stop()
         unlink(qemu.ramFile)
+    }
+}
+
+extension QEMUCheckpointSource.Start {
+    var processMode: QEMUProcess.Mode {
+        if case .boot = self { .boot } else { .incoming }
     }
 }

@@ -80,6 +80,20 @@ public final class ReplicaStore: @unchecked Sendable {
 
     deinit { close(lockFD) }
 
+    /// Hands the committed checkpoint to a VM that starts from it (activation): returns its epoch
+    /// and device state and marks the replica empty first, because the running guest writes
+    /// into the memory image and the disk from then on, so they stop being that checkpoint.
+    /// A later backup session resynchronises from scratch.
+    public func consumeCommittedCheckpoint() throws(ReplicaError) -> (epoch: UInt64, deviceState: [UInt8]) {
+        guard state.phase == .committed else {
+            throw .notReady("the replica in \(directory) is \(state.phase), not committed: nothing to activate "
+                            + "(a primary must finish its initial sync and one checkpoint first)")
+        }
+        let checkpoint = (epoch: state.committedEpoch, deviceState: state.deviceState)
+        try publish(phase: .empty, epoch: 0, deviceState: [])
+        return checkpoint
+    }
+
     /// Starts a full resynchronisation: the replica stops being a usable image until the next commit.
     public func beginSync() throws(ReplicaError) {
         sealed = nil

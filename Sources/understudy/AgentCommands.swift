@@ -133,11 +133,12 @@ struct ActivateCommand: ParsableCommand {
         let devices = try GuestDevices(vm: configuration.vm, diskImage: store.diskPath, tap: configuration.tap, mac: configuration.mac,
                                        outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, logger: logger)
         defer { devices.stop() }
-        let activation = try Activator.activate(store: store, description: configuration.vm, extraArguments: devices.qemuArguments,
+        let activation = try Activator.activate(store: store, description: configuration.vm, preloadLibrary: PreloadLibrary.locate(),
+                                                tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
                                                 logger: logger) { error in
             stop.trigger("\(error)")
         }
-        defer { activation.qemu.stop() }
+        defer { activation.source.shutdown() }
         print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms)", configuration.vm.id, activation.epoch,
                      activation.duration.seconds * 1000))
         fflush(nil)

@@ -106,8 +106,9 @@ struct VMReplicationTests {
         backupDescription.runDirectory = description.runDirectory + "-backup"
         defer { try? FileManager.default.removeItem(atPath: backupDescription.runDirectory) }
         let activation = try Activator.activate(store: backup.receiver.store, description: backupDescription,
+                                                preloadLibrary: TestGuest.preloadLibrary, tracking: .auto,
                                                 logger: TestGuest.quietLogger) { _ in }
-        defer { activation.qemu.stop() }
+        defer { activation.source.shutdown() }
         let resumed = try #require(TestGuest.waitForCounter(in: backupDescription.serialLog, timeout: .seconds(30)),
                                    "trial \(trial): the activated guest runs")
         let floor = source.floor(ofEpoch: committed)
