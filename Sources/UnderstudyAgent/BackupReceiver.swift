@@ -62,6 +62,8 @@ public final class BackupReceiver: @unchecked Sendable {
     private var stopping = false
     private var stats = BackupStatistics()
     private let decoders: [PageDecoder]
+    /// Held by the apply thread for each piece of replica work, and by `withReplicaPaused`.
+    private let storeLock = NSLock()
 
     public init(configuration: BackupConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -101,6 +103,15 @@ public final class BackupReceiver: @unchecked Sendable {
                 handshakeAndServe(fd: accepted.fd, peer: accepted.peer)
             }
         }
+    }
+
+    /// Runs `body` between two pieces of replica work: the replica is a whole committed checkpoint
+    /// (or not committed at all, see its phase) and nothing writes it meanwhile. Checkpoints keep
+    /// arriving and queue up (their ACKs wait), so keep `body` short.
+    public func withReplicaPaused<T>(_ body: (ReplicaStore) throws -> T) rethrows -> T {
+        storeLock.lock()
+        defer { storeLock.unlock() }
+        return try body(store)
     }
 
     /// Stops accepting and ends the active session (its open epoch is discarded).
@@ -154,8 +165,8 @@ public final class BackupReceiver: @unchecked Sendable {
     private func runSession(_ connection: FrameConnection) -> String? {
         var machine = BackupSessionStateMachine(identity: configuration.identity, capabilities: configuration.capabilities,
                                                 committedEpoch: store.state.committedEpoch)
-        let applier = ReplicaApplier(store: store, connection: connection, decoders: decoders, depth: configuration.applyQueueDepth,
-                                     logger: logger) { [self] work in
+        let applier = ReplicaApplier(store: store, storeLock: storeLock, connection: connection, decoders: decoders,
+                                     depth: configuration.applyQueueDepth, logger: logger) { [self] work in
             lock.lock()
             defer { lock.unlock() }
             switch work {
@@ -258,12 +269,14 @@ final class ReplicaApplier: @unchecked Sendable {
     private let lock = NSLock()
     private var error: String?
 
-    init(store: ReplicaStore, connection: FrameConnection, decoders: [PageDecoder], depth: Int, logger: Logger,
+    init(store: ReplicaStore, storeLock: NSLock, connection: FrameConnection, decoders: [PageDecoder], depth: Int, logger: Logger,
          completed: @escaping @Sendable (Work) -> Void) {
         let queue = BlockingQueue<Work>(capacity: depth)
         self.queue = queue
         thread = JoinableThread(name: "backup-apply") { [self] in
             while let work = queue.pop() {
+                storeLock.lock()
+                defer { storeLock.unlock() }
                 do {
                     switch work {
                     case .beginSync: try store.beginSync()
