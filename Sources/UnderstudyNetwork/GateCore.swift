@@ -71,6 +71,18 @@ final class GateCore: @unchecked Sendable {
         countSendDrops(dropped)
     }
 
+    /// Switches between output commit and passing at once; see `OutputGate.setMode`.
+    func setHolding(_ holding: Bool) {
+        let dropped = gate.withLock { gate -> (frames: Int, bytes: Int) in
+            if holding {
+                gate.startHolding()
+                return (0, 0)
+            }
+            return transmit.enqueue(gate.stopHolding())
+        }
+        countSendDrops(dropped)
+    }
+
     // MARK: - Guest → gate
 
     /// The `gate-guest` thread: one QEMU connection at a time, until stopped.

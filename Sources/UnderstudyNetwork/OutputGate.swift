@@ -69,8 +69,8 @@ public final class OutputGate: @unchecked Sendable {
     public static let maxFrameLength = GuestSocket.maxFrameLength
 
     public let guestSocketPath: String
-    public let mode: Mode
     public let tapName: String
+    private let currentMode: Mutex<Mode>
     private let core: GateCore
     /// The running threads; empty once stopped.
     private let threads: Mutex<[JoinableThread]>
@@ -90,7 +90,7 @@ public final class OutputGate: @unchecked Sendable {
             throw .invalidConfiguration("TAP name \"\(tapName)\" must have 1 to \(IFNAMSIZ - 1) characters")
         }
         self.guestSocketPath = guestSocketPath
-        self.mode = mode
+        currentMode = Mutex(mode)
         self.tapName = tapName
         var logger = logger
         logger[metadataKey: "tap"] = "\(tapName)"
@@ -157,6 +157,26 @@ public final class OutputGate: @unchecked Sendable {
     /// epochs up to it to the sender thread, in order. Never waits for the TAP.
     public func release(through epoch: UInt64) {
         core.release(through: epoch)
+    }
+
+    /// When guest frames may leave now.
+    public var mode: Mode { currentMode.withLock { $0 } }
+
+    /// Switches between `.outputCommit` (a backup is being synchronised: frames from now on wait
+    /// for the next checkpoint's acknowledgement) and `.unprotected` (no backup: every held frame
+    /// leaves now and later ones pass at once). The caller decides when passing is allowed: only
+    /// when no other copy of the VM can be active. The unsafe mode is chosen at start only.
+    public func setMode(_ mode: Mode) {
+        precondition(mode != .unsafeUnbuffered, "the unsafe unbuffered mode is chosen when the gate starts")
+        // Unbuffered stays unbuffered: that measurement mode has no output commit to switch.
+        let changed = currentMode.withLock { current in
+            guard current != mode, current != .unsafeUnbuffered else { return false }
+            current = mode
+            return true
+        }
+        guard changed else { return }
+        core.setHolding(mode == .outputCommit)
+        core.logger.notice("output gate: \(mode)")
     }
 
     /// A snapshot of the counters.

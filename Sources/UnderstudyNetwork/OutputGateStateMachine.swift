@@ -62,11 +62,11 @@ public struct OutputGateStateMachine: Sendable {
         public init() {}
     }
 
-    /// How frames from the guest are treated; fixed for the machine's lifetime.
+    /// How frames from the guest are treated.
     enum State: Sendable, Equatable {
         /// Output commit: frames wait for their epoch's acknowledgement, at most `limit` bytes.
         case holding(limit: Int)
-        /// Unsafe mode, for measuring what buffering costs: frames pass at once.
+        /// Frames pass at once: nothing protects the VM, or the unsafe measurement mode.
         case passing
     }
 
@@ -75,7 +75,9 @@ public struct OutputGateStateMachine: Sendable {
         let frames: [[UInt8]]
     }
 
-    let state: State
+    private(set) var state: State
+    /// The bound on held bytes while holding.
+    let bufferLimit: Int
     /// Frames read since the last seal, oldest first.
     private var open: [[UInt8]] = []
     /// Sealed, unacknowledged epochs, oldest first.
@@ -87,7 +89,25 @@ public struct OutputGateStateMachine: Sendable {
     ///   - buffering: false sends every frame at once (no output commit; for measurements only).
     public init(bufferLimit: Int = defaultBufferLimit, buffering: Bool = true) {
         precondition(bufferLimit > 0, "the buffer limit must be positive")
+        self.bufferLimit = bufferLimit
         state = buffering ? .holding(limit: bufferLimit) : .passing
+    }
+
+    /// Output commit ends: nothing protects the VM any more (its backup is gone and the policy,
+    /// under the witness lease when there is one, lets it serve alone). Returns every held frame,
+    /// sealed epochs first, then the open epoch, to send now; later frames pass at once.
+    public mutating func stopHolding() -> [[UInt8]] {
+        guard isBuffering else { return [] }
+        sealed.append(SealedEpoch(epoch: statistics.lastSealedEpoch ?? 0, frames: open))
+        open.removeAll()
+        state = .passing
+        return release(count: sealed.count)
+    }
+
+    /// Output commit starts (again): a backup is being synchronised. Frames from now on are held
+    /// under the open epoch, which the next checkpoint seals; they leave when it is acknowledged.
+    public mutating func startHolding() {
+        state = .holding(limit: bufferLimit)
     }
 
     /// True when frames wait for acknowledgements (output commit is on).

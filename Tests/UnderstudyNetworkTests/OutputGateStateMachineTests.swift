@@ -131,3 +131,36 @@ private func frame(_ tag: UInt8, size: Int = 60) -> [UInt8] {
         #expect(gate.statistics.lastReleasedEpoch == 1)
     }
 }
+
+@Suite struct OutputGateModeSwitchTests {
+    @Test func stopHoldingReleasesSealedThenOpenFramesAndPassesLaterOnes() {
+        var gate = OutputGateStateMachine(bufferLimit: 1 << 20)
+        #expect(gate.guestFrame([1]) == .hold)
+        _ = gate.seal(epoch: 1)
+        #expect(gate.guestFrame([2]) == .hold)
+        _ = gate.seal(epoch: 2)
+        #expect(gate.guestFrame([3]) == .hold)
+        #expect(gate.stopHolding() == [[1], [2], [3]])
+        #expect(!gate.isBuffering)
+        #expect(gate.statistics.heldFrames == 0 && gate.statistics.heldBytes == 0)
+        #expect(gate.guestFrame([4]) == .send)
+        #expect(gate.stopHolding() == [], "stopping twice releases nothing twice")
+    }
+
+    @Test func startHoldingHoldsFramesUntilTheNextSealedEpochIsAcknowledged() {
+        var gate = OutputGateStateMachine(bufferLimit: 1 << 20, buffering: false)
+        #expect(gate.guestFrame([1]) == .send)
+        gate.startHolding()
+        #expect(gate.guestFrame([2]) == .hold)
+        #expect(gate.acknowledged(through: 0) == .unsealed(send: [], lastSealed: nil), "nothing sealed: the open frame stays held")
+        _ = gate.seal(epoch: 7)
+        #expect(gate.acknowledged(through: 7) == .send([[2]]))
+    }
+
+    @Test func theBufferLimitStillHoldsAfterHoldingResumes() {
+        var gate = OutputGateStateMachine(bufferLimit: 2, buffering: false)
+        gate.startHolding()
+        #expect(gate.guestFrame([1, 2]) == .hold)
+        #expect(gate.guestFrame([3]) == .drop)
+    }
+}
