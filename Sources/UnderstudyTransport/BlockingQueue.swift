@@ -26,6 +26,16 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
         return true
     }
 
+    /// Adds an element only if there is room now; false when the queue is full or closed.
+    public func offer(_ element: Element) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !closed && items.count - head < capacity else { return false }
+        items.append(element)
+        condition.broadcast()
+        return true
+    }
+
     /// Takes the oldest element, waiting for one. Returns nil once the queue is closed and drained.
     public func pop() -> Element? {
         condition.lock()

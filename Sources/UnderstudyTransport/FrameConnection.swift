@@ -85,6 +85,10 @@ public final class FrameSender: @unchecked Sendable {
         }
     }
 
+    /// Queues a frame only if there is room now (heartbeats: a full queue means frames are
+    /// flowing, or the link is stuck, and waiting would not help either way).
+    public func offer(_ frame: Frame) -> Bool { queue.offer(frame) }
+
     /// The error that stopped the sender, if any.
     public var error: TransportError? { failure.value }
 
