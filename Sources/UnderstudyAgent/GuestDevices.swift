@@ -13,14 +13,16 @@ public final class GuestDevices: @unchecked Sendable {
         /// The primary: disk writes are recorded per epoch and output waits for acknowledgement
         /// (unless `buffering` is false, the unsafe measurement mode).
         case protected(buffering: Bool)
-        /// An activated VM with no backup yet: writes are not recorded and output leaves at once.
+        /// A VM with no backup yet (activated on the former backup, or a primary whose backup is
+        /// gone): output leaves at once until a backup is synchronised, and disk writes are
+        /// recorded so that protection can start at any time.
         case unprotected
     }
 
     public let disk: NBDServer?
     /// The image the guest's disk is, as the disk server has it open.
     public var diskImage: DiskImage? { disk?.image }
-    /// The primary's per-epoch record of disk writes; nil when unprotected or without a disk.
+    /// The per-epoch record of disk writes; nil without a disk.
     public let recorder: DiskEpochRecorder?
     public let gate: OutputGate?
     public let qemuArguments: [String]
@@ -35,7 +37,7 @@ public final class GuestDevices: @unchecked Sendable {
         var arguments: [String] = []
         var recorder: DiskEpochRecorder?
         if let diskImage {
-            if case .protected = role { recorder = DiskEpochRecorder() }
+            recorder = DiskEpochRecorder()
             let socket = "\(vm.runDirectory)/disk.sock"
             let server = try NBDServer(imagePath: diskImage, socketPath: socket, exportName: vm.id, observer: recorder, logger: logger)
             disk = server
@@ -72,6 +74,16 @@ public final class GuestDevices: @unchecked Sendable {
         if let recorder { checkpoint.diskChanges = recorder.seal() }
         gate?.seal(epoch: epoch)
     }
+
+    /// Forgets the disk writes recorded so far: a new backup session starts with a full copy of
+    /// the disk, taken after this call, and the writes recorded from here on replay on top of it.
+    /// Between sessions it also keeps the record from growing without bound.
+    public func discardRecordedDiskWrites() {
+        _ = recorder?.seal()
+    }
+
+    /// Output commit on (a backup is being synchronised) or off (no backup: frames pass).
+    public func setOutputMode(_ mode: OutputGate.Mode) { gate?.setMode(mode) }
 
     /// The backup acknowledged `epoch`: its output may leave.
     public func release(through epoch: UInt64) { gate?.release(through: epoch) }

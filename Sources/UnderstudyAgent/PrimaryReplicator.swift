@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import CUnderstudyShims
 import UnderstudyDisk
 import UnderstudyProtocol
@@ -24,10 +25,17 @@ public struct PrimaryConfiguration: Sendable {
     public var connectTimeout: Duration
     /// Capabilities the backup must offer, or the session is refused (disk writes need a replica disk).
     public var requiredCapabilities: Capabilities
+    /// Heartbeats on the connection, and when the backup counts as lost; nil: none (tests).
+    public var heartbeat: HeartbeatMonitor.Configuration?
+    /// The number of this session's first checkpoint: a new session of the same running VM
+    /// continues the numbering, because the output gate's epochs must keep increasing.
+    public var firstEpoch: UInt64 = 1
 
     public init(nodeName: String, backup: Endpoint, tls: TLSConfiguration, interval: Duration = .milliseconds(25),
                 maxEpochsInFlight: Int = 4, sendQueueFrames: Int = 16, preCopyRounds: Int = 5, preCopyStopPages: Int = 256,
-                connectTimeout: Duration = .seconds(5), requiredCapabilities: Capabilities = [.deviceState]) {
+                connectTimeout: Duration = .seconds(5), requiredCapabilities: Capabilities = [.deviceState],
+                heartbeat: HeartbeatMonitor.Configuration? = nil) {
+        self.heartbeat = heartbeat
         self.nodeName = nodeName
         self.backup = backup
         self.tls = tls
@@ -96,6 +104,9 @@ public final class PrimaryReplicator: @unchecked Sendable {
     private var connection: FrameConnection?
     private var sender: FrameSender?
     private var receiver: JoinableThread?
+    private var heartbeats: JoinableThread?
+    /// Signs of life from the backup, fed by the receiver thread, read by the heartbeat thread.
+    private let liveness = Mutex<HeartbeatMonitor?>(nil)
     private var encoder: CheckpointEncoder?
     /// Called on the receiver thread with each acknowledged epoch; output of epochs up to it may leave.
     private let onRelease: @Sendable (UInt64) -> Void
@@ -113,13 +124,19 @@ public final class PrimaryReplicator: @unchecked Sendable {
         self.logger = logger
         self.onRelease = onRelease
         session = SessionGuard(machine: PrimarySessionStateMachine(identity: source.identity,
-                                                                   maxEpochsInFlight: configuration.maxEpochsInFlight))
+                                                                   maxEpochsInFlight: configuration.maxEpochsInFlight,
+                                                                   firstEpoch: configuration.firstEpoch))
     }
+
+    /// The last epoch this session captured (the next session starts after it).
+    public var lastCapturedEpoch: UInt64 { session.withLock { $0.machine.lastSentEpoch } }
 
     public var statistics: PrimaryStatistics { session.withLock { $0.statistics } }
 
     /// Connects, authenticates, performs the handshake and the initial sync.
-    public func start() throws {
+    /// - Parameter beforeSync: runs once the backup has accepted, before the first byte of the
+    ///   guest is read: output from here on must wait for this session's acknowledgements.
+    public func start(beforeSync: () -> Void = {}) throws {
         let context = try TLSContext(role: .client, configuration: configuration.tls)
         let timeout = Int32(configuration.connectTimeout.components.seconds * 1000)
         let stream = try TLSStream.connect(to: configuration.backup, context: context, timeoutMilliseconds: timeout)
@@ -150,6 +167,10 @@ public final class PrimaryReplicator: @unchecked Sendable {
         let sender = FrameSender(connection: connection, capacity: configuration.sendQueueFrames, name: "primary-send")
         self.sender = sender
         receiver = JoinableThread(name: "primary-recv") { [self] in receiveLoop(connection) }
+        if let heartbeat = configuration.heartbeat {
+            heartbeats = JoinableThread(name: "primary-heartbeat") { [self] in heartbeatLoop(heartbeat, connection: connection, sender: sender) }
+        }
+        beforeSync()
         try initialSync(encoder: encoder, sender: sender)
         session.withLock { $0.machine.syncFinished() }
     }
@@ -280,24 +301,54 @@ public final class PrimaryReplicator: @unchecked Sendable {
     }
 
     /// Ends the session: GOODBYE, close, join threads. Safe after a failure.
-    public func stop() {
+    /// - Parameter close: what the GOODBYE tells the backup; `.switchover` hands the VM over
+    ///   (send it only after `finalCheckpoint`: the backup activates from the last checkpoint).
+    public func stop(_ close: SessionClose = SessionClose(code: .normal, message: "primary stopping")) {
         if let sender, sender.error == nil {
-            try? sender.enqueue(Message.goodbye(SessionClose(code: .normal, message: "primary stopping")).frame)
+            try? sender.enqueue(Message.goodbye(close).frame)
             try? sender.finish()
         }
-        connection?.close()
-        receiver?.join()
-        receiver = nil
-        session.fail(TransportError.closed("stopped"))
+        end(TransportError.closed("stopped"))
     }
 
     /// Drops the session without a GOODBYE, as a crashed primary would (tests of failure paths).
     public func abandon() {
         connection?.close()
         _ = try? sender?.finish()
+        end(TransportError.closed("abandoned"))
+    }
+
+    private func end(_ reason: TransportError) {
+        connection?.close()
+        session.fail(reason)
         receiver?.join()
         receiver = nil
-        session.fail(TransportError.closed("abandoned"))
+        heartbeats?.join()
+        heartbeats = nil
+    }
+
+    /// Sends a heartbeat whenever nothing was queued for an interval, and ends the session when
+    /// nothing at all came from the backup for the timeout (a hung or unreachable backup keeps
+    /// the connection open but silent).
+    private func heartbeatLoop(_ configuration: HeartbeatMonitor.Configuration, connection: FrameConnection, sender: FrameSender) {
+        liveness.withLock { $0 = HeartbeatMonitor(configuration: configuration, now: .now) }
+        var sequence: UInt64 = 0
+        while session.waitForFailure(timeout: configuration.interval / 4) == nil {
+            let now = ContinuousClock.now
+            let decision = liveness.withLock { $0!.poll(now: now) }
+            if let silence = decision.peerLost {
+                let error = TransportError.timedOut("the backup sent nothing for \(silence.wholeMilliseconds) ms (heartbeat timeout \(configuration.timeout.wholeMilliseconds) ms)")
+                logger.error("backup lost", metadata: ["silent-ms": "\(silence.wholeMilliseconds)"])
+                session.fail(error)
+                connection.close()
+                return
+            }
+            if decision.sendHeartbeat {
+                sequence += 1
+                let beat = Message.heartbeat(Heartbeat(sequence: sequence, senderTime: DispatchTime.now().uptimeNanoseconds))
+                if sender.offer(beat.frame) { liveness.withLock { $0!.sent(at: now) } }
+            }
+        }
     }
 
     private func receiveLoop(_ connection: FrameConnection) {
@@ -309,6 +360,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
                 session.fail(error)
                 return
             }
+            let now = ContinuousClock.now
+            liveness.withLock { _ = $0?.heard(on: .replication, at: now) }
             let action = session.withLock { $0.machine.received(frame) }
             switch action {
             case .release(let epoch):
@@ -379,6 +432,15 @@ final class SessionGuard: @unchecked Sendable {
         condition.broadcast()
     }
 
+    /// Waits until the session fails or `timeout` passes; returns the failure, if any.
+    func waitForFailure(timeout: Duration) -> Error? {
+        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while protected.failure == nil, condition.wait(until: deadline) {}
+        return protected.failure
+    }
+
     /// Waits for room in the window; returns the next epoch number.
     func waitForWindow() throws -> UInt64 {
         condition.lock()
@@ -408,4 +470,7 @@ extension Duration {
     public var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
+
+    /// The duration in whole milliseconds (for messages).
+    public var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -28,9 +28,9 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Resolves to socket addresses (getaddrinfo).
-    func resolve(passive: Bool) throws(TransportError) -> [(family: Int32, address: [UInt8])] {
+    func resolve(passive: Bool, socketType: Int32 = Int32(SOCK_STREAM.rawValue)) throws(TransportError) -> [(family: Int32, address: [UInt8])] {
         var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = socketType
         hints.ai_flags = passive ? AI_PASSIVE : 0
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &list)
@@ -148,7 +148,7 @@ public final class TCPListener: @unchecked Sendable {
 
     deinit { Glibc.close(fd) }
 
-    private static func boundPort(_ fd: Int32) -> UInt16 {
+    static func boundPort(_ fd: Int32) -> UInt16 {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) {

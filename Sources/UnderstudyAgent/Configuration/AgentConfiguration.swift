@@ -3,6 +3,32 @@ import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyTransport
 
+/// What the pair does when one node loses the other.
+public struct FailoverConfiguration: Sendable, Equatable {
+    /// The primary's course once the grace period after losing its backup has passed.
+    public enum Policy: String, Sendable, CaseIterable {
+        /// Release the held output and continue unprotected (with a witness: while holding the lease).
+        case availability
+        /// Keep holding output until a backup acknowledges a checkpoint again.
+        case safety
+    }
+
+    public var automatic: Bool
+    public var withoutWitness: Bool
+    public var grace: Duration
+    public var policy: Policy
+    public var reconnect: Duration
+
+    public init(automatic: Bool = true, withoutWitness: Bool = false, grace: Duration = .seconds(1), policy: Policy = .availability,
+                reconnect: Duration = .seconds(1)) {
+        self.automatic = automatic
+        self.withoutWitness = withoutWitness
+        self.grace = grace
+        self.policy = policy
+        self.reconnect = reconnect
+    }
+}
+
 /// One node's configuration file (TOML), validated at load with errors that name the key.
 ///
 /// ```toml
@@ -41,6 +67,24 @@ import UnderstudyTransport
 /// [backup]
 /// listen = "0.0.0.0:7400"
 /// replica_dir = "/dev/shm/understudy/web-1"  # tmpfs: QEMU maps it as RAM on activation
+///
+/// [heartbeat]
+/// interval_ms = 40                      # a heartbeat when nothing else was sent for this long
+/// missed = 5                            # the peer is lost after this many silent intervals...
+/// min_timeout_ms = 200                  # ...and at least this long
+/// udp_listen = "192.0.2.1:7401"         # optional second path (another link): this node's end
+/// udp_peer = "192.0.2.2:7401"           #   and the peer's
+///
+/// [failover]
+/// automatic = true                      # the backup activates when the primary is lost
+/// without_witness = false               # true: automatic failover with no witness (split-brain risk, see docs)
+/// grace_ms = 1000                       # primary: hold output this long after losing the backup...
+/// policy = "availability"               # ...then continue unprotected (availability) or keep holding (safety)
+/// reconnect_ms = 1000                   # how often to try to (re)connect to the backup
+///
+/// [witness]
+/// endpoints = ["192.0.2.3:2379"]        # etcd v3 (HTTP/JSON gateway); the active copy holds a lease
+/// lease_ttl_s = 2
 /// ```
 public struct AgentConfiguration: Sendable {
     public var source: String
@@ -61,6 +105,13 @@ public struct AgentConfiguration: Sendable {
     public var outputBufferBytes: Int
     /// Output commit off: guest frames leave at once (only to measure what buffering costs).
     public var unsafeNoOutputBuffering: Bool
+    public var heartbeat: HeartbeatMonitor.Configuration
+    /// The optional datagram heartbeat path: this node's end and the peer's.
+    public var heartbeatDatagrams: (listen: Endpoint, peer: Endpoint)?
+    public var failover: FailoverConfiguration
+    /// etcd endpoints of the witness; empty: no witness.
+    public var witnessEndpoints: [Endpoint]
+    public var witnessLeaseTTL: Duration
 
     static let knownKeys: Set<String> = [
         "node.name", "node.certificates", "peer.name", "peer.address",
@@ -69,6 +120,9 @@ public struct AgentConfiguration: Sendable {
         "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
         "replication.interval_ms", "replication.max_epochs_in_flight", "replication.dirty_tracking",
         "backup.listen", "backup.replica_dir",
+        "heartbeat.interval_ms", "heartbeat.missed", "heartbeat.min_timeout_ms", "heartbeat.udp_listen", "heartbeat.udp_peer",
+        "failover.automatic", "failover.without_witness", "failover.grace_ms", "failover.policy", "failover.reconnect_ms",
+        "witness.endpoints", "witness.lease_ttl_s",
     ]
 
     public init(contentsOfFile path: String) throws(ConfigurationError) {
@@ -116,7 +170,42 @@ public struct AgentConfiguration: Sendable {
         dirtyTracking = try d.oneOf("replication.dirty_tracking", DirtyTrackingPreference.self) ?? .auto
         listen = try Self.endpoint(d, "backup.listen")
         replicaDirectory = try d.string("backup.replica_dir")
+        heartbeat = HeartbeatMonitor.Configuration(
+            interval: .milliseconds(try d.integer("heartbeat.interval_ms", in: 1...60_000) ?? 40),
+            missedLimit: Int(try d.integer("heartbeat.missed", in: 1...1000) ?? 5),
+            minimumTimeout: .milliseconds(try d.integer("heartbeat.min_timeout_ms", in: 0...600_000) ?? 200))
+        switch (try Self.endpoint(d, "heartbeat.udp_listen"), try Self.endpoint(d, "heartbeat.udp_peer")) {
+        case (let listen?, let peer?): heartbeatDatagrams = (listen, peer)
+        case (nil, nil): heartbeatDatagrams = nil
+        case (nil, _): throw ConfigurationError(source: d.source, line: nil, key: "heartbeat.udp_listen",
+                                                message: "missing: the datagram path needs both heartbeat.udp_listen and heartbeat.udp_peer")
+        case (_, nil): throw ConfigurationError(source: d.source, line: nil, key: "heartbeat.udp_peer",
+                                                message: "missing: the datagram path needs both heartbeat.udp_listen and heartbeat.udp_peer")
+        }
+        witnessEndpoints = []
+        for text in try d.strings("witness.endpoints") ?? [] {
+            do {
+                witnessEndpoints.append(try Endpoint(parsing: text.replacingOccurrences(of: "http://", with: "")))
+            } catch {
+                throw ConfigurationError(source: d.source, line: d.line(of: "witness.endpoints"), key: "witness.endpoints", message: "\(error)")
+            }
+        }
+        witnessLeaseTTL = .seconds(try d.integer("witness.lease_ttl_s", in: 1...600) ?? 2)
+        failover = FailoverConfiguration(
+            automatic: try d.bool("failover.automatic") ?? true,
+            withoutWitness: try d.bool("failover.without_witness") ?? false,
+            grace: .milliseconds(try d.integer("failover.grace_ms", in: 0...3_600_000) ?? 1000),
+            policy: try d.oneOf("failover.policy", FailoverConfiguration.Policy.self) ?? .availability,
+            reconnect: .milliseconds(try d.integer("failover.reconnect_ms", in: 10...600_000) ?? 1000))
+        if failover.withoutWitness, !witnessEndpoints.isEmpty {
+            throw ConfigurationError(source: d.source, line: d.line(of: "failover.without_witness"), key: "failover.without_witness",
+                                     message: "a witness is configured (witness.endpoints): remove without_witness, the witness is what makes failover safe")
+        }
     }
+
+    /// True when this node may activate the VM on its own when the primary is lost: a witness
+    /// decides who is active, or the operator accepted the two-node risk.
+    public var automaticFailover: Bool { failover.automatic && (!witnessEndpoints.isEmpty || failover.withoutWitness) }
 
     /// The control socket of the agent for this VM (owner-only).
     public var controlSocket: String { "\(vm.runDirectory)/control.sock" }
