@@ -97,6 +97,10 @@ extension AgentStatus {
         if let writes = diskWrites, let flushes = diskFlushes {
             rows.append(("disk", "\(writes) writes, \(flushes) flushes" + (diskPendingBytes.map { ", \($0) bytes not yet in a checkpoint" } ?? "")))
         }
+        add("active copy", fence)
+        if let silent = peerSilentMilliseconds, let timeout = heartbeatTimeoutMilliseconds {
+            rows.append(("peer", String(format: "last heard %.0f ms ago (lost after %.0f ms)", silent, timeout)))
+        }
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
     }

@@ -17,6 +17,8 @@ public struct BackupConfiguration: Sendable {
     public var capabilities: Capabilities
     /// Checkpoints received and waiting to be applied, at most; the receiver stops reading beyond.
     public var applyQueueDepth: Int
+    /// How often to send the primary a heartbeat; nil: never (tests of the bare protocol).
+    public var heartbeatInterval: Duration?
 
     public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
                 replicaDisk: String? = nil, capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
@@ -42,6 +44,19 @@ public struct BackupStatistics: Sendable {
     public var pagesApplied = 0
     public var bytesReceived: UInt64 = 0
     public var lastSessionError: String?
+    /// Wall-clock time of the last commit (the age of the state an activation would start from).
+    public var lastCommitAt: Date?
+}
+
+/// What happens to a backup's sessions, for whoever decides about failover.
+public enum BackupEvent: Sendable {
+    /// A frame arrived from the primary (a sign of life).
+    case heard
+    /// A primary's session was accepted.
+    case sessionStarted
+    /// The primary handed the VM over (switchover): activate from the last checkpoint, which
+    /// is applied once the session has ended.
+    case handover
 }
 
 /// The backup's replication engine: accepts one primary at a time, verifies every checkpoint
@@ -65,7 +80,10 @@ public final class BackupReceiver: @unchecked Sendable {
     /// Held by the apply thread for each piece of replica work, and by `withReplicaPaused`.
     private let storeLock = NSLock()
 
-    public init(configuration: BackupConfiguration, logger: Logger) throws {
+    private let events: @Sendable (BackupEvent) -> Void
+
+    public init(configuration: BackupConfiguration, logger: Logger, events: @escaping @Sendable (BackupEvent) -> Void = { _ in }) throws {
+        self.events = events
         self.configuration = configuration
         self.logger = logger
         context = try TLSContext(role: .server, configuration: configuration.tls)
@@ -114,6 +132,25 @@ public final class BackupReceiver: @unchecked Sendable {
         return try body(store)
     }
 
+    /// Waits until no session is active (after `stop`, the last one has applied what it sealed).
+    public func waitUntilIdle() {
+        while true {
+            lock.lock()
+            let idle = activeSession == nil && stats.sessions == stats.sessionsEnded
+            lock.unlock()
+            if idle { return }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+    }
+
+    /// Ends the active session, if any, keeping the listener (a forced failover).
+    public func endSession() {
+        lock.lock()
+        let session = activeSession
+        lock.unlock()
+        session?.close()
+    }
+
     /// Stops accepting and ends the active session (its open epoch is discarded).
     public func stop() {
         lock.lock()
@@ -151,7 +188,23 @@ public final class BackupReceiver: @unchecked Sendable {
             connection.close()
             return
         }
+        events(.sessionStarted)
+        var heartbeats: JoinableThread?
+        let sessionOver = StopSignal(signals: [])
+        if let interval = configuration.heartbeatInterval {
+            heartbeats = JoinableThread(name: "backup-heartbeat") {
+                var sequence: UInt64 = 0
+                repeat {
+                    sequence += 1
+                    let beat = Message.heartbeat(Heartbeat(sequence: sequence, senderTime: DispatchTime.now().uptimeNanoseconds))
+                    guard (try? connection.send(beat)) != nil else { return }
+                } while !sessionOver.wait(timeout: interval)
+            }
+        }
         let outcome = runSession(connection)
+        sessionOver.trigger("session over")
+        connection.close()
+        heartbeats?.join()
         lock.lock()
         activeSession = nil
         stats.sessionsEnded += 1
@@ -172,6 +225,7 @@ public final class BackupReceiver: @unchecked Sendable {
             switch work {
             case .syncPages(let batch): stats.syncPages += batch.entries.count
             case .commit(let staged):
+                stats.lastCommitAt = Date()
                 stats.checkpointsCommitted += 1
                 stats.committedEpoch = staged.epoch
                 stats.pagesApplied += staged.pageCount
@@ -184,6 +238,7 @@ public final class BackupReceiver: @unchecked Sendable {
             let frame: Frame
             do {
                 frame = try connection.receive()
+                events(.heard)
             } catch let error as ProtocolError {
                 // A bad header: the state machine never saw the frame, but the session is over all the same.
                 machine.abort()
@@ -235,6 +290,11 @@ public final class BackupReceiver: @unchecked Sendable {
             case .heartbeat:
                 continue
             case .peerClosed(let close):
+                if close.code == .switchover {
+                    logger.notice("the primary hands the VM over", metadata: ["reason": "\(close.message)"])
+                    events(.handover)
+                    return nil
+                }
                 if close.code == .normal {
                     logger.info("primary ended the session", metadata: ["reason": "\(close.message)"])
                     return nil

@@ -146,6 +146,11 @@ public struct AgentStatus: Sendable, Codable {
     /// Guest disk writes and flushes served (NBD).
     public var diskWrites: Int?
     public var diskFlushes: Int?
+    /// Who may be the active copy: the witness and whether this node holds its lease.
+    public var fence: String?
+    /// Milliseconds since the peer was last heard on any path, and the timeout that loses it.
+    public var peerSilentMilliseconds: Double?
+    public var heartbeatTimeoutMilliseconds: Double?
 
     public init(role: String, vm: String, state: String) {
         self.role = role

@@ -37,6 +37,15 @@ public final class StopSignal: @unchecked Sendable {
         return reason
     }
 
+    /// Blocks until `trigger` is called or `timeout` passes; true when triggered.
+    public func wait(timeout: Duration) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while reason == nil, condition.wait(until: deadline) {}
+        return reason != nil
+    }
+
     /// Blocks until `trigger` is called; returns the reason.
     @discardableResult
     public func wait() -> String {

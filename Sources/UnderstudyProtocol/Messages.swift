@@ -13,6 +13,9 @@ public enum CloseCode: UInt16, Sendable, CustomStringConvertible {
     case busy = 4
     case protocolError = 5
     case internalError = 6
+    /// A planned switchover: the primary took a final checkpoint with the guest paused, which
+    /// the backup acknowledged; the backup now activates the VM from it.
+    case switchover = 7
 
     public var description: String {
         switch self {
@@ -23,6 +26,7 @@ public enum CloseCode: UInt16, Sendable, CustomStringConvertible {
         case .busy: "busy"
         case .protocolError: "protocol error"
         case .internalError: "internal error"
+        case .switchover: "switchover"
         }
     }
 }

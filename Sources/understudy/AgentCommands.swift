@@ -26,132 +26,120 @@ struct PrimaryCommand: ParsableCommand {
         abstract: "Run the VM and protect it: checkpoint it continuously to the backup.",
         discussion: """
             Starts QEMU for the configured VM, connects to the backup over mutual TLS, copies the \
-            VM's memory while it runs (initial sync), then checkpoints it every interval until \
-            SIGINT or SIGTERM, which stop the VM and the agent.
+            VM's memory and disk while it runs (initial sync), then checkpoints it every interval. \
+            When the backup is lost, output is held for failover.grace_ms, then the failover policy \
+            applies, and the agent keeps reconnecting (re-protection). After `understudy switchover` \
+            this node becomes the backup. SIGINT or SIGTERM stop the VM and the agent.
             """)
 
     @OptionGroup var options: ConfigOptions
     @OptionGroup var log: LogOptions
 
-    func run() throws {
-        let logger = log.bootstrap()
-        let configuration = try options.load()
-        let primaryConfiguration = try configuration.primary()
-        let stop = StopSignal()
-        let preload = PreloadLibrary.locate()
-        if preload == nil, configuration.dirtyTracking != .compare {
-            logger.warning("\(PreloadLibrary.fileName) not found: dirty tracking falls back to page comparison")
-        }
-        let buffering = !configuration.unsafeNoOutputBuffering
-        let devices = try GuestDevices(vm: configuration.vm, diskImage: configuration.vm.diskImage, tap: configuration.tap,
-                                       mac: configuration.mac, outputBufferBytes: configuration.outputBufferBytes,
-                                       role: .protected(buffering: buffering), logger: logger)
-        defer { devices.stop() }
-        let source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload,
-                                              tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
-                                              boundary: { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) },
-                                              logger: logger) { error in
-            stop.trigger("\(error)")
-        }
-        defer { source.shutdown() }
-        let replicator = PrimaryReplicator(source: source, configuration: primaryConfiguration, disk: devices.diskImage, logger: logger,
-                                           onRelease: { devices.release(through: $0) })
-        let state = AgentState("starting")
-        let control = try ControlServer(path: configuration.controlSocket) {
-            var status = AgentStatus.primary(vm: configuration.vm.id, state: state.value, detail: stop.why,
-                                             statistics: replicator.statistics, dirtyTracking: "\(source.trackingMethod)")
-            status.add(devices: devices)
-            return status
-        }
-        defer { control.close() }
-        state.set("syncing")
-        try replicator.start()
-        state.set("protecting")
-        logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(primaryConfiguration.backup)",
-                                               "interval-ms": "\(configuration.interval.seconds * 1000)"])
-        defer { replicator.stop() }
-        do {
-            try replicator.runCheckpoints(shouldStop: { stop.isSet })
-        } catch {
-            state.set("failed")
-            throw error
-        }
-        state.set("stopped")
-        if let why = stop.why, why != "interrupted", why != "terminated" { throw QEMUError.io(why) }
-    }
+    func run() throws { try runNode(options, log, startingAs: .primary) }
 }
 
 struct BackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
-        abstract: "Receive checkpoints from the primary and keep the replica.",
-        discussion: "Listens for the primary, verifies and applies each checkpoint to the replica, until SIGINT or SIGTERM.")
+        abstract: "Receive checkpoints from the primary, keep the replica, take over when needed.",
+        discussion: """
+            Listens for the primary, verifies and applies each checkpoint to the replica. When the \
+            primary is lost (heartbeats) and automatic failover is allowed (a witness, or \
+            failover.without_witness), when the primary hands over (switchover), or on \
+            `understudy failover --force`, it activates the VM here and protects it in turn. \
+            SIGINT or SIGTERM stop it.
+            """)
 
     @OptionGroup var options: ConfigOptions
     @OptionGroup var log: LogOptions
 
-    func run() throws {
-        let logger = log.bootstrap()
-        let configuration = try options.load()
-        let receiver = try BackupReceiver(configuration: try configuration.backup(), logger: logger)
-        let stop = StopSignal()
-        let control = try ControlServer(path: configuration.controlSocket) {
-            AgentStatus.backup(vm: configuration.vm.id, state: "serving", statistics: receiver.statistics)
-        }
-        defer { control.close() }
-        let server = JoinableThread(name: "backup-accept") { receiver.serve() }
-        logger.notice("backup serving", metadata: ["vm": "\(configuration.vm.id)", "listen": "\(receiver.endpoint)"])
-        stop.wait()
-        receiver.stop()
-        server.join()
-    }
+    func run() throws { try runNode(options, log, startingAs: .backup) }
 }
 
 struct ActivateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "activate",
-        abstract: "Start the VM on this backup from the last committed checkpoint.",
+        abstract: "Start the VM on this backup from the last committed checkpoint (the backup agent stopped).",
         discussion: """
-            Run it on the backup when the primary is gone (and the backup agent is stopped): QEMU starts \
-            from the replica's memory and device state, resumes, and announces itself on the network. \
-            The command supervises the VM until SIGINT or SIGTERM, which stop it.
+            For a backup whose agent is not running: QEMU starts from the replica's memory and device \
+            state, resumes, and announces itself on the network; the VM is then protected again as \
+            soon as a backup answers at peer.address. With a witness, only once this node holds its \
+            lease. Runs until SIGINT or SIGTERM, which stop the VM.
             """)
 
     @OptionGroup var options: ConfigOptions
     @OptionGroup var log: LogOptions
 
     func run() throws {
-        let logger = log.bootstrap()
         let configuration = try options.load()
-        guard let directory = configuration.replicaDirectory else {
+        guard configuration.replicaDirectory != nil else {
             throw ValidationError("\(configuration.source): backup.replica_dir: missing required key: activation needs the replica")
         }
-        let store = try ReplicaStore(directory: directory, identity: configuration.identity, diskPath: configuration.vm.diskImage)
-        let stop = StopSignal()
-        // The VM runs unprotected here until a backup protects it again: its disk is the replica's,
-        // served by this agent, and its output leaves at once.
-        let devices = try GuestDevices(vm: configuration.vm, diskImage: store.diskPath, tap: configuration.tap, mac: configuration.mac,
-                                       outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, logger: logger)
-        defer { devices.stop() }
-        let activation = try Activator.activate(store: store, description: configuration.vm, preloadLibrary: PreloadLibrary.locate(),
-                                                tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
-                                                logger: logger) { error in
-            stop.trigger("\(error)")
-        }
-        defer { activation.source.shutdown() }
-        print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms)", configuration.vm.id, activation.epoch,
-                     activation.duration.seconds * 1000))
-        fflush(nil)
-        let control = try ControlServer(path: configuration.controlSocket) {
-            var status = AgentStatus(role: "active", vm: configuration.vm.id, state: stop.isSet ? "stopped" : "running")
-            status.committedEpoch = activation.epoch
-            status.detail = stop.why ?? "unprotected: no backup"
-            status.add(devices: devices)
-            return status
-        }
-        defer { control.close() }
-        stop.wait()
+        try runNode(options, log, startingAs: .activate)
     }
+}
+
+struct SwitchoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchover",
+        abstract: "Swap roles without loss: the backup takes over, this primary becomes its backup.",
+        discussion: """
+            Run on the primary. It takes a final checkpoint with the guest paused, waits for the \
+            backup's acknowledgement, and hands the VM over; protection restarts in the other \
+            direction by itself (a full resynchronisation).
+            """)
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws { try sendCommand("switchover", options) }
+}
+
+struct FailoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "failover",
+        abstract: "Promote this backup now (manual failover).",
+        discussion: """
+            Run on the backup when the primary is known to be down but automatic failover is off or \
+            has not happened. With a witness the backup still needs its lease, so a primary that is \
+            alive and holds it is never doubled.
+            """)
+
+    @OptionGroup var options: ConfigOptions
+
+    @Flag(name: .long, help: "Required: confirms that the primary must be given up.")
+    var force = false
+
+    func validate() throws {
+        guard force else { throw ValidationError("failover promotes this backup and abandons the primary: confirm with --force") }
+    }
+
+    func run() throws { try sendCommand("failover", options) }
+}
+
+/// Runs the pair node in `start` until SIGINT/SIGTERM; a fatal error exits non-zero.
+private func runNode(_ options: ConfigOptions, _ log: LogOptions, startingAs start: PairNode.Start) throws {
+    let logger = log.bootstrap()
+    let configuration = try options.load()
+    if configuration.witnessEndpoints.isEmpty, configuration.failover.withoutWitness {
+        logger.warning("""
+            no witness: automatic failover is on by failover.without_witness. If the two nodes lose each other while both \
+            run, both can be active (split brain); see docs/OPERATIONS.md
+            """)
+    }
+    let stop = StopSignal()
+    let node = PairNode(configuration: configuration, fence: try makeFence(configuration, logger: logger), logger: logger, stop: stop)
+    let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
+    defer { control.close() }
+    try node.run(startingAs: start)
+    if let why = stop.why, why != "interrupted", why != "terminated" { throw QEMUError.io(why) }
+}
+
+/// Sends a control command to the agent for this configuration and prints its reply.
+private func sendCommand(_ command: String, _ options: ConfigOptions) throws {
+    let path = try options.load().controlSocket
+    let reply = try JSONDecoder().decode(ControlReply.self, from: ControlServer.request(command, path: path))
+    print(reply.message)
+    if !reply.ok { throw ExitCode.failure }
 }
 
 struct StatusCommand: ParsableCommand {
@@ -206,15 +194,6 @@ struct StatusCommand: ParsableCommand {
         let status = try JSONDecoder().decode(AgentStatus.self, from: reply)
         print(status.humanReadable)
     }
-}
-
-/// The agent's lifecycle state as shown in status, shared between threads.
-final class AgentState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: String
-    init(_ initial: String) { current = initial }
-    func set(_ value: String) { lock.lock(); current = value; lock.unlock() }
-    var value: String { lock.lock(); defer { lock.unlock() }; return current }
 }
 
 extension ConfigOptions {

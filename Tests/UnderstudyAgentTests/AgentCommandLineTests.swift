@@ -15,7 +15,8 @@ struct AgentCommandLineTests {
     ///   - primaryNetwork: more `[network]` lines for the primary (e.g. the unsafe option).
     static func writeConfigs(in directory: String, port: UInt16, vm: String, cmdline: String, replicaDirectory: String,
                              disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
-                             primaryNetwork: String = "") throws -> (primary: String, backup: String) {
+                             primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
+                             backupExtra: String = "") throws -> (primary: String, backup: String) {
         let image = TestGuest.image
         func vmSection(disk: String?) -> String {
             """
@@ -49,10 +50,11 @@ struct AgentCommandLineTests {
             certificates = "\(directory)/certs"
             [peer]
             name = "primary"
-            \(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"
+            \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"
             \(networkSection(tap: taps?.backup, extra: ""))[backup]
             listen = "127.0.0.1:\(port)"
             replica_dir = "\(replicaDirectory)"
+            \(backupExtra)
             """
         try primary.write(toFile: "\(directory)/primary.toml", atomically: true, encoding: .utf8)
         try backup.write(toFile: "\(directory)/backup.toml", atomically: true, encoding: .utf8)

@@ -1,0 +1,37 @@
+import Logging
+/// Who may be the active copy of the VM: the node that releases its output and serves.
+///
+/// With a witness, that is the holder of the witness lease; a node releases output of
+/// unacknowledged checkpoints, or activates, only while `isValid`. Without one (a two-node pair
+/// whose operator accepted the risk) every node may: a partition can then leave two copies
+/// active, which is why that mode must be chosen explicitly (`failover.without_witness`).
+public protocol ActiveCopyFence: AnyObject, Sendable {
+    /// One attempt to become, or stay, the active copy: true when this node holds the right now.
+    func tryAcquire() throws -> Bool
+    /// True while this node surely holds the right. Cheap: checked before output leaves.
+    var isValid: Bool { get }
+    /// The other holder, when an attempt was refused.
+    var holder: String? { get }
+    /// Gives the right up (a switchover hands it to the peer; an orderly stop).
+    func release()
+    /// For logs and status.
+    var kind: String { get }
+}
+
+/// The two-node pair without a witness: nothing arbitrates, every attempt succeeds.
+public final class UnwitnessedFence: ActiveCopyFence {
+    public init() {}
+    public func tryAcquire() throws -> Bool { true }
+    public var isValid: Bool { true }
+    public var holder: String? { nil }
+    public func release() {}
+    public var kind: String { "none (two-node pair, split-brain risk accepted)" }
+}
+
+/// The fence a node's configuration asks for.
+public func makeFence(_ configuration: AgentConfiguration, logger: Logger) throws -> ActiveCopyFence {
+    guard configuration.witnessEndpoints.isEmpty else {
+        throw ConfigurationError(source: configuration.source, line: nil, key: "witness.endpoints", message: "witness support is not built in")
+    }
+    return UnwitnessedFence()
+}

@@ -1,0 +1,161 @@
+import Foundation
+import Logging
+import Synchronization
+import UnderstudyProtocol
+import UnderstudyReplica
+import UnderstudyTransport
+
+/// The backup role: receives checkpoints (`BackupReceiver`) and decides when this node takes
+/// over. It listens for the primary on every heartbeat path, and activates when the primary is
+/// lost (with automatic failover), hands the VM over (switchover), or the operator forces it —
+/// each time only once the fence lets this node be the active copy.
+public final class BackupSupervisor: @unchecked Sendable {
+    /// How `run` ended.
+    public enum Outcome: Sendable, Equatable {
+        case stopped
+        /// Activate the VM from the replica now: this node holds the fence, the receiver is stopped.
+        case activate(reason: String)
+    }
+
+    public let receiver: BackupReceiver
+    private let configuration: AgentConfiguration
+    private let fence: ActiveCopyFence
+    private let logger: Logger
+    private let stop: StopSignal
+    private let shared: Shared
+    private var datagrams: HeartbeatDatagrams?
+
+    /// What the receiver's and the datagram path's threads report into.
+    private final class Shared: Sendable {
+        let monitor: Mutex<HeartbeatMonitor>
+        let requests = Mutex(Requests())
+        init(_ monitor: HeartbeatMonitor) { self.monitor = Mutex(monitor) }
+    }
+
+    private struct Requests {
+        var handover = false
+        var forced: ForcedFailover?
+    }
+
+    private final class ForcedFailover: @unchecked Sendable {
+        let done = StopSignal(signals: [])
+        var reply = ControlReply(ok: false, message: "")
+    }
+
+    public init(configuration: AgentConfiguration, fence: ActiveCopyFence, logger: Logger, stop: StopSignal) throws {
+        self.configuration = configuration
+        self.fence = fence
+        self.logger = logger
+        self.stop = stop
+        let shared = Shared(HeartbeatMonitor(configuration: configuration.heartbeat, now: .now))
+        self.shared = shared
+        var backup = try configuration.backup()
+        backup.heartbeatInterval = configuration.heartbeat.interval
+        receiver = try BackupReceiver(configuration: backup, logger: logger) { event in
+            let now = ContinuousClock.now
+            switch event {
+            case .heard: shared.monitor.withLock { _ = $0.heard(on: .replication, at: now) }
+            case .sessionStarted: shared.monitor.withLock { $0.restart(at: now) }
+            case .handover: shared.requests.withLock { $0.handover = true }
+            }
+        }
+        if let path = configuration.heartbeatDatagrams {
+            datagrams = try HeartbeatDatagrams(listen: path.listen, peerAddress: path.peer, vm: configuration.vm.id,
+                                               node: configuration.nodeName, peerName: configuration.peerName) {
+                let now = ContinuousClock.now
+                shared.monitor.withLock { _ = $0.heard(on: .datagram, at: now) }
+            }
+        }
+    }
+
+    /// Serves until stopped or until this node must activate. Call on a dedicated thread.
+    public func run() -> Outcome {
+        let server = JoinableThread(name: "backup-accept") { [receiver] in receiver.serve() }
+        logger.notice("backup serving", metadata: ["vm": "\(configuration.vm.id)", "listen": "\(receiver.endpoint)",
+                                                   "automatic-failover": "\(configuration.automaticFailover)", "fence": "\(fence.kind)"])
+        defer {
+            receiver.stop()
+            server.join()
+            receiver.waitUntilIdle()
+            datagrams?.close()
+        }
+        var reportedLoss = false
+        let poll = max(configuration.heartbeat.interval / 4, .milliseconds(2))
+        while !stop.wait(timeout: poll) {
+            let now = ContinuousClock.now
+            let decision = shared.monitor.withLock { $0.poll(now: now) }
+            if decision.sendHeartbeat, let datagrams {
+                datagrams.send()
+                shared.monitor.withLock { $0.sent(at: now) }
+            }
+            let requested = shared.requests.withLock { ($0.handover, $0.forced) }
+            if requested.0 {
+                // The primary released the witness before its GOODBYE: the lease is ours to take.
+                if acquireFence() { return .activate(reason: "switchover: the primary handed the VM over") }
+                continue
+            }
+            if let forced = requested.1 {
+                shared.requests.withLock { $0.forced = nil }
+                if acquireFence() {
+                    forced.reply = ControlReply(ok: true, message: "activating from checkpoint \(receiver.store.state.committedEpoch)")
+                    forced.done.trigger("done")
+                    return .activate(reason: "failover forced by the operator")
+                }
+                forced.reply = ControlReply(ok: false, message: "refused: \(fence.holder ?? "another node") holds the witness lease; "
+                                            + "it is the active copy (stop it, or wait for its lease to expire)")
+                forced.done.trigger("done")
+                continue
+            }
+            let lost = shared.monitor.withLock { $0.isLost }
+            guard lost, receiver.store.state.phase == .committed else {
+                reportedLoss = false
+                continue
+            }
+            let silence = shared.monitor.withLock { $0.silence(at: now) }
+            if !reportedLoss {
+                reportedLoss = true
+                logger.error("primary lost", metadata: ["silent-ms": "\(silence.wholeMilliseconds)",
+                                                        "committed-epoch": "\(receiver.store.state.committedEpoch)"])
+                if !configuration.automaticFailover {
+                    logger.error("""
+                        automatic failover is off (no witness and failover.without_witness is false, or failover.automatic = false): \
+                        run `understudy failover --force` on this node once the primary is surely down
+                        """)
+                }
+            }
+            guard configuration.automaticFailover else { continue }
+            if acquireFence() { return .activate(reason: "primary lost: nothing heard for \(silence.wholeMilliseconds) ms") }
+        }
+        return .stopped
+    }
+
+    /// `understudy failover --force`: activate now, if the fence allows it (the control thread).
+    public func forceFailover() -> ControlReply {
+        guard receiver.store.state.phase == .committed else {
+            return ControlReply(ok: false, message: "the replica is \(receiver.store.state.phase), not committed: nothing to activate")
+        }
+        let request = ForcedFailover()
+        shared.requests.withLock { $0.forced = request }
+        guard request.done.wait(timeout: .seconds(30)) else { return ControlReply(ok: false, message: "no outcome within 30 s") }
+        return request.reply
+    }
+
+    private func acquireFence() -> Bool {
+        do {
+            return try fence.tryAcquire()
+        } catch {
+            logger.warning("cannot reach the witness", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// The node's status in the backup role.
+    public func status(vm: String) -> AgentStatus {
+        var status = AgentStatus.backup(vm: vm, state: "serving", statistics: receiver.statistics)
+        let now = ContinuousClock.now
+        status.peerSilentMilliseconds = shared.monitor.withLock { $0.silence(at: now) }.seconds * 1000
+        status.heartbeatTimeoutMilliseconds = configuration.heartbeat.timeout.seconds * 1000
+        status.fence = fence.kind
+        return status
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+import Synchronization
+import UnderstudyQEMU
+import UnderstudyReplica
+
+/// One node of an HA pair, through all its roles in one process: a primary boots the VM and
+/// protects it; a backup keeps the replica and takes over; after a switchover the old primary
+/// becomes the backup, after a failover the activated VM is protected again as soon as a backup
+/// comes (re-protection), and a primary fenced by the witness stops its VM and becomes a backup.
+public final class PairNode: @unchecked Sendable {
+    /// The role the process starts in.
+    public enum Start: Sendable {
+        /// Boot the VM here and protect it.
+        case primary
+        /// Keep the replica; take over when the primary is lost or hands over.
+        case backup
+        /// Start the VM from the replica now (the operator's offline activation), then protect it.
+        case activate
+    }
+
+    private enum Role {
+        case primary(VMProtector)
+        case backup(BackupSupervisor)
+        case idle
+    }
+
+    private let configuration: AgentConfiguration
+    private let logger: Logger
+    private let stop: StopSignal
+    private let fence: ActiveCopyFence
+    private let role = Mutex<Role>(.idle)
+    private let history = Mutex<[String]>([])
+
+    public init(configuration: AgentConfiguration, fence: ActiveCopyFence, logger: Logger, stop: StopSignal) {
+        self.configuration = configuration
+        self.fence = fence
+        self.logger = logger
+        self.stop = stop
+    }
+
+    /// The control socket's commands: `switchover` (on the active copy), `failover` (on the backup, forced).
+    public var commands: [String: ControlServer.Command] {
+        [
+            "switchover": { [self] _ in
+                guard case .primary(let protector) = role.withLock({ $0 }) else {
+                    return ControlServer.encode(ControlReply(ok: false, message: "this node is not running the VM; run switchover on the primary"))
+                }
+                return ControlServer.encode(protector.requestSwitchover())
+            },
+            "failover": { [self] _ in
+                guard case .backup(let supervisor) = role.withLock({ $0 }) else {
+                    return ControlServer.encode(ControlReply(ok: false, message: "this node is not a backup: the VM already runs here, or is starting"))
+                }
+                return ControlServer.encode(supervisor.forceFailover())
+            },
+        ]
+    }
+
+    /// What `understudy status` shows for the current role.
+    public func status() -> AgentStatus {
+        var status: AgentStatus
+        switch role.withLock({ $0 }) {
+        case .primary(let protector): status = protector.status(vm: configuration.vm.id)
+        case .backup(let supervisor): status = supervisor.status(vm: configuration.vm.id)
+        case .idle: status = AgentStatus(role: "starting", vm: configuration.vm.id, state: stop.why ?? "starting")
+        }
+        if let last = history.withLock({ $0.last }) { status.detail = [status.detail, last].compactMap { $0 }.joined(separator: "; ") }
+        return status
+    }
+
+    /// Runs the node until it is stopped (SIGINT/SIGTERM or a fatal error); role changes happen inside.
+    public func run(startingAs start: Start) throws {
+        var next: Start = start
+        while !stop.isSet {
+            switch next {
+            case .primary:
+                try acquireFenceToStart()
+                next = try runPrimary(booting: nil)
+            case .activate:
+                try acquireFenceToStart()
+                let store = try ReplicaStore(directory: try configuration.backup().replicaDirectory, identity: configuration.identity,
+                                             diskPath: configuration.vm.diskImage)
+                next = try runPrimary(booting: store)
+            case .backup:
+                let supervisor = try BackupSupervisor(configuration: configuration, fence: fence, logger: logger, stop: stop)
+                role.withLock { $0 = .backup(supervisor) }
+                let outcome = supervisor.run()
+                role.withLock { $0 = .idle }
+                guard case .activate(let reason) = outcome else { return }
+                note("activating: \(reason)")
+                logger.notice("taking over", metadata: ["reason": "\(reason)"])
+                next = try runPrimary(booting: supervisor.receiver.store)
+            }
+        }
+    }
+
+    /// Runs the VM here, booted or activated from `replica`, and protects it until the role ends.
+    /// Returns the next role.
+    private func runPrimary(booting replica: ReplicaStore?) throws -> Start {
+        let preload = PreloadLibrary.locate()
+        if preload == nil, configuration.dirtyTracking != .compare {
+            logger.warning("\(PreloadLibrary.fileName) not found: dirty tracking falls back to page comparison")
+        }
+        let diskImage = replica?.diskPath ?? configuration.vm.diskImage
+        let activated = replica != nil
+        let devices = try GuestDevices(vm: configuration.vm, diskImage: diskImage, tap: configuration.tap, mac: configuration.mac,
+                                       outputBufferBytes: configuration.outputBufferBytes,
+                                       role: activated ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
+                                       logger: logger)
+        defer { devices.stop() }
+        let onExit: @Sendable (QEMUError) -> Void = { [stop] error in stop.trigger("\(error)") }
+        let boundary: QEMUCheckpointSource.EpochBoundary = { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) }
+        let source: QEMUCheckpointSource
+        let firstEpoch: UInt64
+        if let replica {
+            let activation = try Activator.activate(store: replica, description: configuration.vm, preloadLibrary: preload,
+                                                    tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
+                                                    boundary: boundary, logger: logger, onExit: onExit)
+            source = activation.source
+            firstEpoch = activation.epoch + 1
+            print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms)", configuration.vm.id, activation.epoch,
+                         activation.duration.seconds * 1000))
+            fflush(nil)
+        } else {
+            source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload, tracking: configuration.dirtyTracking,
+                                              extraArguments: devices.qemuArguments, boundary: boundary, logger: logger, onExit: onExit)
+            firstEpoch = 1
+        }
+        defer { source.shutdown() }
+        let protector = try VMProtector(configuration: configuration, source: source, devices: devices, fence: fence,
+                                        firstEpoch: firstEpoch, unprotected: activated, logger: logger, stop: stop)
+        role.withLock { $0 = .primary(protector) }
+        defer { role.withLock { $0 = .idle } }
+        let outcome = protector.run()
+        switch outcome {
+        case .stopped:
+            fence.release()
+            return .primary
+        case .switchedOver:
+            note("switched over: the peer runs the VM, this node is its backup")
+            return .backup
+        case .fenced(let reason):
+            // The other copy is active: this one stops before anything else can leave it.
+            source.qemu.stop()
+            note("fenced: \(reason)")
+            logger.critical("fenced: this copy of the VM stops; the node continues as the backup", metadata: ["reason": "\(reason)"])
+            return .backup
+        }
+    }
+
+    /// A node that is to run the VM first makes sure no other copy is active.
+    private func acquireFenceToStart() throws {
+        let deadline = ContinuousClock.now + configuration.witnessLeaseTTL * 2
+        while true {
+            if try fence.tryAcquire() { return }
+            guard ContinuousClock.now < deadline, !stop.isSet else {
+                throw AgentError.fenced("\(fence.holder ?? "another node") is the active copy of \(configuration.vm.id) (it holds the witness lease): "
+                                        + "refusing to run a second copy")
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+    }
+
+    private func note(_ event: String) {
+        history.withLock { $0.append(event) }
+    }
+}
+
+/// Failures of the node as a whole.
+public enum AgentError: Error, CustomStringConvertible {
+    case fenced(String)
+
+    public var description: String {
+        switch self {
+        case .fenced(let message): message
+        }
+    }
+}
