@@ -43,6 +43,7 @@ struct AgentCommandLineTests {
             \(vmSection(disk: disks?.primary))run_dir = "\(directory)/run-primary"
             \(networkSection(tap: taps?.primary, extra: primaryNetwork))[replication]
             interval_ms = 25
+            \(primaryExtra)
             """
         let backup = """
             [node]

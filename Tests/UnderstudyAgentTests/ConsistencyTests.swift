@@ -51,6 +51,23 @@ struct ConsistencyTests {
 /// One network, certificates and a workspace shared by the trials of a test; each trial gets
 /// fresh disks, replica, ports and processes.
 final class ConsistencyHarness {
+    /// How the primary fails, and how the backup comes to run the VM.
+    enum Scenario: String, Sendable, CustomTestStringConvertible {
+        var testDescription: String { rawValue }
+        /// SIGKILL the primary; the operator stops the backup agent and runs `understudy activate`.
+        case killThenActivate = "kill, manual activation"
+        /// SIGKILL the primary; the backup fails over by itself (heartbeats, no witness, opted in).
+        case kill = "kill, automatic failover"
+        /// SIGSTOP the primary (a hung host): it keeps its connections open but says nothing.
+        case hang = "hang, automatic failover"
+        /// The replication link goes silent (a cut cable) while a second heartbeat path still
+        /// works: no failover; the primary continues unprotected after the grace period and is
+        /// protected again once the link is back; then it is killed and the backup takes over.
+        case cutLinkThenKill = "link cut and restored, then kill"
+        /// `understudy switchover`: a planned swap, the old primary becomes the backup.
+        case switchover
+    }
+
     struct Outcome {
         var violations: [String] = []
         var problems: [String] = []
@@ -91,9 +108,57 @@ final class ConsistencyHarness {
         }
     }
 
+    /// The node's status as JSON.
+    private func status(_ config: String) throws -> [String: Any] {
+        let reply = try runCLI(["status", "--config", config, "--json"])
+        return (try JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    /// Waits until `predicate` holds for the node's status; nil on time-out.
+    private func waitForStatus(_ config: String, timeout: Duration, _ predicate: ([String: Any]) -> Bool) -> [String: Any]? {
+        let deadline = ContinuousClock.now + timeout
+        var last: [String: Any] = [:]
+        while ContinuousClock.now < deadline {
+            if let status = try? self.status(config) {
+                last = status
+                if predicate(status) { return status }
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        print("status never matched: \(last)")
+        return nil
+    }
+
+    /// The link scenario: silence the replication link for 3 s. The second heartbeat path keeps
+    /// the backup from failing over; the primary, after its grace period, serves unprotected
+    /// (the client keeps getting replies); once the link is back it is protected again.
+    private func cutAndRestore(_ relay: LinkRelay, client: CounterClient, configs: (primary: String, backup: String)) -> String? {
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" }) != nil else {
+            return "the primary never protected the VM"
+        }
+        relay.cut()
+        guard waitForStatus(configs.primary, timeout: .seconds(10), { $0["state"] as? String == "unprotected" }) != nil else {
+            return "with the link cut, the primary did not continue unprotected after its grace period"
+        }
+        let during = client.history.count
+        Thread.sleep(forTimeInterval: 2)
+        if client.history.count < during + 5 { return "the client got no replies while the primary ran unprotected" }
+        if let backup = try? status(configs.backup), backup["role"] as? String != "backup" {
+            return "the backup failed over although the datagram path showed the primary alive: \(backup)"
+        }
+        relay.restore()
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" && ($0["sessions"] as? Int ?? 0) >= 2 }) != nil else {
+            return "the primary was not protected again after the link came back"
+        }
+        // Let the new session commit a few checkpoints before the kill.
+        Thread.sleep(forTimeInterval: 1)
+        return nil
+    }
+
     /// The killed primary leaves its RAM and device-state files, as a crashed host would.
     private func removeSharedMemoryFiles() {
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-consistency-\(vm)")
+        try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-consistency-\(vm)-p")
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
             unlink("/dev/shm/\(file)")
         }
@@ -108,7 +173,7 @@ final class ConsistencyHarness {
     /// One trial: protect, let the client run for a random while, kill the primary, activate
     /// the backup, let the client run on, then check what the client saw against the backup's
     /// memory counter and disk file, and fsck the disk.
-    func run(trial: Int, buffering: Bool) throws -> Outcome {
+    func run(trial: Int, buffering: Bool, scenario: Scenario = .killThenActivate) throws -> Outcome {
         defer {
             killAll()
             removeSharedMemoryFiles()
@@ -117,11 +182,40 @@ final class ConsistencyHarness {
         var outcome = Outcome()
         try runProgram(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
+        let port = UInt16.random(in: 20000...50000)
+        // The primary reaches the backup through a relay the cut scenario can silence.
+        let relay = scenario == .cutLinkThenKill ? try LinkRelay(to: port) : nil
+        defer { relay?.stop() }
+        let automatic = scenario != .killThenActivate
+        let heartbeat = scenario == .cutLinkThenKill
+            ? "[heartbeat]\nudp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : ""
         let configs = try AgentCommandLineTests.writeConfigs(
-            in: directory, port: UInt16.random(in: 20000...60000), vm: vm,
+            in: directory, port: port, vm: vm,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
             disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
-            primaryNetwork: "unsafe_no_output_buffering = \(!buffering)")
+            primaryNetwork: "unsafe_no_output_buffering = \(!buffering)",
+            backupPeerAddress: "127.0.0.1:\(port + 1)",
+            primaryExtra: """
+                [backup]
+                listen = "127.0.0.1:\(port + 1)"
+                replica_dir = "/dev/shm/understudy-consistency-\(vm)-p"
+                [failover]
+                without_witness = true
+                grace_ms = 500
+                reconnect_ms = 200
+                \(String(format: heartbeat, Int(port) + 2, Int(port) + 3))
+                """,
+            backupExtra: automatic ? """
+                [failover]
+                without_witness = true
+                reconnect_ms = 200
+                \(String(format: heartbeat, Int(port) + 3, Int(port) + 2))
+                """ : "")
+        if let relay {
+            let text = try String(contentsOfFile: configs.primary, encoding: .utf8)
+            try text.replacingOccurrences(of: "address = \"127.0.0.1:\(port)\"", with: "address = \"127.0.0.1:\(relay.port)\"")
+                .write(toFile: configs.primary, atomically: true, encoding: .utf8)
+        }
         let logs = "\(directory)/trial-\(trial)"
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
 
@@ -135,22 +229,42 @@ final class ConsistencyHarness {
             outcome.problems.append("the service never answered 20 requests: \(client.errors); see \(logs)")
             return outcome
         }
+        if let relay {
+            if let problem = cutAndRestore(relay, client: client, configs: configs) {
+                outcome.problems.append("\(problem); see \(logs)")
+                return outcome
+            }
+        }
         // A random moment: anywhere in the next two seconds of requests.
         Thread.sleep(forTimeInterval: Double.random(in: 0...2))
         let qemuPID = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
-        // The agent first: with it gone nothing can leave the gate, whatever QEMU still does.
-        kill(primary.processIdentifier, SIGKILL)
-        kill(qemuPID, SIGKILL)
         let killedAt = ContinuousClock.now
-        primary.waitUntilExit()
+        switch scenario {
+        case .switchover:
+            let reply = try runCLI(["switchover", "--config", configs.primary])
+            guard reply.status == 0 else {
+                outcome.violations.append("switchover failed: \(reply.stdout) \(reply.stderr); see \(logs)")
+                return outcome
+            }
+        case .hang:
+            // The whole host hangs: agent and QEMU stop without closing anything.
+            kill(primary.processIdentifier, SIGSTOP)
+            kill(qemuPID, SIGSTOP)
+        default:
+            // The agent first: with it gone nothing can leave the gate, whatever QEMU still does.
+            kill(primary.processIdentifier, SIGKILL)
+            kill(qemuPID, SIGKILL)
+            primary.waitUntilExit()
+        }
         let before = client.history
         outcome.repliesBefore = before.count
-
-        // The backup finishes applying what it received; then the operator activates it.
-        Thread.sleep(forTimeInterval: 0.2)
-        kill(backup.processIdentifier, SIGTERM)
-        backup.waitUntilExit()
-        _ = try start(["activate", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/activate.log")
+        if scenario == .killThenActivate {
+            // The backup finishes applying what it received; then the operator activates it.
+            Thread.sleep(forTimeInterval: 0.2)
+            kill(backup.processIdentifier, SIGTERM)
+            backup.waitUntilExit()
+            _ = try start(["activate", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/activate.log")
+        }
         // TCP retransmits within seconds; a connection that stays silent lost state the client
         // had seen acknowledged (requests or replies released before their checkpoint committed).
         guard client.waitForReplies(before.count + 10, timeout: .seconds(40)) else {
@@ -166,6 +280,16 @@ final class ConsistencyHarness {
             outcome.outageMilliseconds = (firstAfter.at - max(before.last?.at ?? killedAt, killedAt)).milliseconds
         }
 
+        // Exactly one active copy: the backup node runs the VM now; after a switchover the old
+        // primary serves as its backup (and is being synchronised or already protecting it).
+        if scenario != .killThenActivate {
+            let active = try? status(configs.backup)
+            if active?["role"] as? String != "primary" { outcome.violations.append("the backup node is not running the VM: \(active ?? [:])") }
+        }
+        if scenario == .switchover {
+            let old = try? status(configs.primary)
+            if old?["role"] as? String != "backup" { outcome.violations.append("the old primary did not become the backup: \(old ?? [:])") }
+        }
         // Never a smaller or a repeated counter.
         for (previous, next) in zip(history, history.dropFirst()) where next.value <= previous.value {
             outcome.violations.append("the client got \(next.value) after \(previous.value)")
