@@ -100,6 +100,29 @@ public final class VMProtector: @unchecked Sendable {
 
     /// Runs until stopped, switched over or fenced. Call on a dedicated thread.
     public func run() -> Outcome {
+        // The datagram path tells the backup this node lives even while the replication link is down.
+        let done = StopSignal(signals: [])
+        let datagrams = configuration.heartbeatDatagrams.flatMap { path in
+            try? HeartbeatDatagrams(listen: path.listen, peerAddress: path.peer, vm: configuration.vm.id, node: configuration.nodeName,
+                                    peerName: configuration.peerName, heard: {})
+        }
+        if configuration.heartbeatDatagrams != nil, datagrams == nil {
+            logger.error("cannot open the datagram heartbeat path", metadata: ["listen": "\(configuration.heartbeatDatagrams!.listen)"])
+        }
+        let beating = datagrams.map { datagrams in
+            JoinableThread(name: "heartbeat-udp-send") { [interval = configuration.heartbeat.interval] in
+                repeat { datagrams.send() } while !done.wait(timeout: interval)
+            }
+        }
+        defer {
+            done.trigger("done")
+            beating?.join()
+            datagrams?.close()
+        }
+        return protect()
+    }
+
+    private func protect() -> Outcome {
         guard let primaryConfiguration else {
             set(.unprotected, "not protected: the configuration names no backup (peer.address)")
             while true {
