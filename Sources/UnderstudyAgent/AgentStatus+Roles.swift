@@ -97,6 +97,7 @@ extension AgentStatus {
         if let writes = diskWrites, let flushes = diskFlushes {
             rows.append(("disk", "\(writes) writes, \(flushes) flushes" + (diskPendingBytes.map { ", \($0) bytes not yet in a checkpoint" } ?? "")))
         }
+        add("activated from", activatedFromEpoch.map { "checkpoint \($0)" })
         add("active copy", fence)
         if let silent = peerSilentMilliseconds, let timeout = heartbeatTimeoutMilliseconds {
             rows.append(("peer", String(format: "last heard %.0f ms ago (lost after %.0f ms)", silent, timeout)))

@@ -146,6 +146,8 @@ public struct AgentStatus: Sendable, Codable {
     /// Guest disk writes and flushes served (NBD).
     public var diskWrites: Int?
     public var diskFlushes: Int?
+    /// The checkpoint an activated VM started from.
+    public var activatedFromEpoch: UInt64?
     /// Who may be the active copy: the witness and whether this node holds its lease.
     public var fence: String?
     /// Milliseconds since the peer was last heard on any path, and the timeout that loses it.

@@ -43,6 +43,8 @@ public final class VMProtector: @unchecked Sendable {
     private let logger: Logger
     private let stop: StopSignal
     private let state: Mutex<State>
+    /// The checkpoint this VM was activated from (nil: booted here).
+    private let activatedFromEpoch: UInt64?
     private let wake = NSCondition()
 
     private struct State {
@@ -84,6 +86,7 @@ public final class VMProtector: @unchecked Sendable {
         self.logger = logger
         self.stop = stop
         state = Mutex(State(phase: unprotected ? .unprotected : .connecting, lostAt: unprotected ? nil : .now))
+        activatedFromEpoch = unprotected ? firstEpoch - 1 : nil
     }
 
     public var phase: Phase { state.withLock { $0.phase } }
@@ -355,6 +358,7 @@ public final class VMProtector: @unchecked Sendable {
         }
         status.sessions = sessions
         status.fence = fence.kind
+        status.activatedFromEpoch = activatedFromEpoch
         status.add(devices: devices)
         return status
     }

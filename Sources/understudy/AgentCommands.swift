@@ -120,6 +120,15 @@ struct FailoverCommand: ParsableCommand {
 private func runNode(_ options: ConfigOptions, _ log: LogOptions, startingAs start: PairNode.Start) throws {
     let logger = log.bootstrap()
     let configuration = try options.load()
+    do {
+        // The keys the starting role needs, checked before anything starts.
+        switch start {
+        case .primary: _ = try configuration.primary()
+        case .backup, .activate: _ = try configuration.backup()
+        }
+    } catch {
+        throw ValidationError("\(error)")
+    }
     if configuration.witnessEndpoints.isEmpty, configuration.failover.withoutWitness {
         logger.warning("""
             no witness: automatic failover is on by failover.without_witness. If the two nodes lose each other while both \

@@ -13,67 +13,6 @@ struct AgentCommandLineTests {
     ///   - disks: the primary's disk and the backup's replica disk, when the VM has one.
     ///   - taps: the primary's and the backup's TAP, when the VM has a NIC.
     ///   - primaryNetwork: more `[network]` lines for the primary (e.g. the unsafe option).
-    static func writeConfigs(in directory: String, port: UInt16, vm: String, cmdline: String, replicaDirectory: String,
-                             disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
-                             primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
-                             backupExtra: String = "") throws -> (primary: String, backup: String) {
-        let image = TestGuest.image
-        func vmSection(disk: String?) -> String {
-            """
-            [vm]
-            id = "\(vm)"
-            memory_mib = 128
-            accelerator = "tcg"
-            kernel = "\(image.kernel)"
-            initrd = "\(image.initrd)"
-            cmdline = "console=ttyS0 \(cmdline)"
-
-            """ + (disk.map { "disk_image = \"\($0)\"\n" } ?? "")
-        }
-        func networkSection(tap: String?, extra: String) -> String {
-            tap.map { "[network]\ntap = \"\($0)\"\n\(extra)\n" } ?? ""
-        }
-        let primary = """
-            [node]
-            name = "primary"
-            certificates = "\(directory)/certs"
-            [peer]
-            name = "backup"
-            address = "127.0.0.1:\(port)"
-            \(vmSection(disk: disks?.primary))run_dir = "\(directory)/run-primary"
-            \(networkSection(tap: taps?.primary, extra: primaryNetwork))[replication]
-            interval_ms = 25
-            \(primaryExtra)
-            """
-        let backup = """
-            [node]
-            name = "backup"
-            certificates = "\(directory)/certs"
-            [peer]
-            name = "primary"
-            \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"
-            \(networkSection(tap: taps?.backup, extra: ""))[backup]
-            listen = "127.0.0.1:\(port)"
-            replica_dir = "\(replicaDirectory)"
-            \(backupExtra)
-            """
-        try primary.write(toFile: "\(directory)/primary.toml", atomically: true, encoding: .utf8)
-        try backup.write(toFile: "\(directory)/backup.toml", atomically: true, encoding: .utf8)
-        return ("\(directory)/primary.toml", "\(directory)/backup.toml")
-    }
-
-    static func start(_ arguments: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = productsDirectory().appendingPathComponent("understudy")
-        process.arguments = arguments
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = FileHandle(forWritingAtPath: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
-    }
-
     static func status(_ config: String) -> [String: Any]? {
         guard let result = try? runCLI(["status", "--config", config, "--json"]), result.status == 0 else { return nil }
         return try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
@@ -97,13 +36,13 @@ struct AgentCommandLineTests {
         }
         #expect(try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"]).status == 0)
         let port = UInt16.random(in: 20000...60000)
-        let configs = try Self.writeConfigs(in: directory, port: port, vm: vm, cmdline: "understudy.dirty_pages_per_sec=2000",
+        let configs = try AgentPair.writeConfigs(in: directory, port: port, vm: vm, cmdline: "understudy.dirty_pages_per_sec=2000",
                                             replicaDirectory: "/dev/shm/understudy-cli-\(vm)")
 
-        let backup = try Self.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log")
+        let backup = try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log")
         processes.append(backup)
         Thread.sleep(forTimeInterval: 0.5)
-        let primary = try Self.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
+        let primary = try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
         processes.append(primary)
 
         // Protected: wait until status shows the primary checkpointing and committing.
@@ -143,12 +82,13 @@ struct AgentCommandLineTests {
         backup.waitUntilExit()
         #expect(backup.terminationStatus == 0, "the backup stops cleanly on SIGTERM")
 
-        let activate = try Self.start(["activate", "--config", configs.backup], log: "\(directory)/activate.log")
+        let activate = try AgentPair.start(["activate", "--config", configs.backup], log: "\(directory)/activate.log")
         processes.append(activate)
         let resumed = try #require(TestGuest.waitForCounter(in: "\(directory)/run-backup/serial.log", timeout: .seconds(30)))
         let activeStatus = Self.status(configs.backup)
-        #expect(activeStatus?["role"] as? String == "active")
-        #expect(activeStatus?["committedEpoch"] as? Int == committed)
+        #expect(activeStatus?["role"] as? String == "primary")
+        #expect(activeStatus?["state"] as? String == "unprotected", "the backup's configuration names no peer to protect to")
+        #expect(activeStatus?["activatedFromEpoch"] as? Int == committed)
         // Not from boot, not ahead of the primary: from the last committed checkpoint.
         #expect(resumed > (primaryCounters.first ?? 0))
         #expect(resumed <= (primaryCounters.last ?? 0) + 100_000_000)
@@ -200,7 +140,7 @@ struct AgentCommandLineTests {
             return status
         }
         defer { server.close() }
-        let watcher = try Self.start(["status", "--socket", "\(directory)/control.sock", "--watch", "--interval", "0.1"],
+        let watcher = try AgentPair.start(["status", "--socket", "\(directory)/control.sock", "--watch", "--interval", "0.1"],
                                      log: "\(directory)/watch.log")
         Thread.sleep(forTimeInterval: 1.5)
         kill(watcher.processIdentifier, SIGKILL)

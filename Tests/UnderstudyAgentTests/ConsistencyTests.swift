@@ -165,7 +165,7 @@ final class ConsistencyHarness {
     }
 
     private func start(_ arguments: [String], log: String) throws -> Process {
-        let process = try AgentCommandLineTests.start(arguments, log: log)
+        let process = try AgentPair.start(arguments, log: log)
         processes.append(process)
         return process
     }
@@ -189,7 +189,7 @@ final class ConsistencyHarness {
         let automatic = scenario != .killThenActivate
         let heartbeat = scenario == .cutLinkThenKill
             ? "[heartbeat]\nudp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : ""
-        let configs = try AgentCommandLineTests.writeConfigs(
+        let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
             disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
