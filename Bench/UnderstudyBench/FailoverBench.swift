@@ -1,0 +1,186 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import UnderstudyTestSupport
+import UnderstudyTransport
+
+/// Failover time (issue 5): from the primary's death (SIGKILL of its agent and QEMU) to the first
+/// reply from the VM on the backup, for heartbeat timeouts of 100, 200 and 500 ms, with the
+/// agents as an operator runs them (`understudy primary` / `understudy backup` processes, the
+/// counter-service guest on a replicated disk, NIC behind the output gate, no witness with
+/// `failover.without_witness`). The client, in its own namespace, opens a fresh connection every
+/// few milliseconds after the kill and asks for the counter, so that its own TCP retransmission
+/// timers do not count. Target: failover time ≤ timeout + 150 ms.
+struct FailoverBench {
+    let trials: Int
+    static let timeoutsMilliseconds = [100, 200, 500]
+    static let targetSlackMilliseconds = 150.0
+
+    init(quick: Bool) { trials = quick ? 3 : 10 }
+
+    func run() throws -> [String: Any] {
+        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-fobench-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
+        let network = try TestNetwork(tapCount: 2)
+        defer { network.remove() }
+        var rows: [[String: Any]] = []
+        for timeout in Self.timeoutsMilliseconds {
+            var times: [Double] = []
+            var detections: [Double] = []
+            var activations: [Double] = []
+            for trial in 1...trials {
+                let result = try runTrial(timeoutMs: timeout, trial: trial, network: network, workspace: workspace)
+                times.append(result.failoverMs)
+                if let detection = result.detectionMs { detections.append(detection) }
+                if let activation = result.activationMs { activations.append(activation) }
+                log(String(format: "timeout %d ms, trial %d: failover %.0f ms (detection %.0f ms, activation %.0f ms)", timeout, trial,
+                           result.failoverMs, result.detectionMs ?? -1, result.activationMs ?? -1))
+            }
+            times.sort()
+            let target = Double(timeout) + Self.targetSlackMilliseconds
+            let p50 = percentile(times, 0.5)
+            let p99 = percentile(times, 0.99)
+            rows.append([
+                "heartbeat_timeout_ms": timeout, "trials": trials,
+                "failover_ms_p50": p50, "failover_ms_p99": p99, "failover_ms_max": times.last ?? 0,
+                "detection_ms_p50": percentile(detections.sorted(), 0.5),
+                "activation_ms_p50": percentile(activations.sorted(), 0.5),
+                "target_ms": target, "target_met_p50": p50 <= target, "target_met_p99": p99 <= target,
+            ])
+            log(String(format: "timeout %d ms: failover p50 %.0f ms, p99 %.0f ms (target %.0f ms)", timeout, p50, p99, target))
+        }
+        return ["byTimeout": rows]
+    }
+
+    private struct TrialResult {
+        var failoverMs: Double
+        /// From the kill to the backup's "primary lost" log line, and its activation's own duration.
+        var detectionMs: Double?
+        var activationMs: Double?
+    }
+
+    private func runTrial(timeoutMs: Int, trial: Int, network: TestNetwork, workspace: String) throws -> TrialResult {
+        let directory = "\(workspace)/t\(timeoutMs)-\(trial)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(directory)/certs", withDestinationPath: "\(workspace)/certs")
+        let vm = "fb\(UUID().uuidString.prefix(6).lowercased())"
+        let replica = "/dev/shm/understudy-fobench-\(vm)"
+        var processes: [Process] = []
+        defer {
+            for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            for process in processes { process.waitUntilExit() }
+            for run in ["run-primary", "run-backup"] {
+                if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
+            }
+            try? FileManager.default.removeItem(atPath: replica)
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
+                unlink("/dev/shm/\(file)")
+            }
+        }
+        try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
+                        + "&& truncate -s 64M \(directory)/backup-disk.img"])
+        let interval = max(1, timeoutMs / 5)
+        let heartbeat = "[heartbeat]\ninterval_ms = \(interval)\nmissed = 5\nmin_timeout_ms = \(timeoutMs)\n"
+        let port = UInt16.random(in: 20000...50000)
+        let configs = try AgentPair.writeConfigs(
+            in: directory, port: port, vm: vm, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
+            replicaDirectory: replica, disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"),
+            taps: (network.taps[0], network.taps[1]), primaryExtra: heartbeat,
+            backupExtra: "[failover]\nwithout_witness = true\n" + heartbeat)
+        processes.append(try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
+        Thread.sleep(forTimeInterval: 0.3)
+        let primary = try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
+        processes.append(primary)
+        // Protected and serving, then a couple of seconds of checkpoints.
+        guard ServiceProbe.firstReply(network: network, timeout: .seconds(120)) != nil else {
+            throw BenchError("the guest service never answered; see \(directory)")
+        }
+        Thread.sleep(forTimeInterval: 2)
+        let qemuPID = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
+        let killed = ContinuousClock.now
+        let killedWall = Date()
+        kill(primary.processIdentifier, SIGKILL)
+        kill(qemuPID, SIGKILL)
+        guard let answered = ServiceProbe.firstReply(network: network, timeout: .seconds(30)) else {
+            throw BenchError("the backup never answered after the kill; see \(directory)/backup.log")
+        }
+        var result = TrialResult(failoverMs: (answered - killed).seconds * 1000)
+        let backupLog = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
+        if let line = backupLog.split(separator: "\n").first(where: { $0.contains("primary lost") }), let at = Self.timestamp(of: line) {
+            result.detectionMs = at.timeIntervalSince(killedWall) * 1000
+        }
+        if let range = backupLog.range(of: #"activated in (\d+) ms"#, options: .regularExpression) {
+            result.activationMs = Double(backupLog[range].split(separator: " ")[2])
+        }
+        return result
+    }
+
+    /// The ISO 8601 time at the start of a log line (swift-log's stream handler format).
+    private static func timestamp(of line: Substring) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: String(line.prefix { $0 != " " }))
+    }
+
+    private func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
+    }
+
+    private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+}
+
+/// Asks the counter service for its value over fresh connections, every few milliseconds, from
+/// the client namespace, until one answers.
+enum ServiceProbe {
+    static func firstReply(network: TestNetwork, timeout: Duration) -> ContinuousClock.Instant? {
+        final class Box: @unchecked Sendable { var answered: ContinuousClock.Instant? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        // Entering the namespace changes the calling thread only: a thread of its own.
+        let thread = Thread {
+            defer { done.signal() }
+            guard (try? network.enterClientNamespace()) != nil else { return }
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if attempt(address: network.guestAddress) {
+                    box.answered = ContinuousClock.now
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.003)
+            }
+        }
+        thread.start()
+        done.wait()
+        return box.answered
+    }
+
+    /// One connection with short timeouts: connect, "n", a number back.
+    private static func attempt(address: String) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = UInt16(7000).bigEndian
+        inet_pton(AF_INET, address, &target.sin_addr)
+        let status = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard status == 0 || errno == EINPROGRESS else { return false }
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        guard poll(&poller, 1, 20) == 1 else { return false }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+        guard error == 0 else { return false }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+        var wait = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        guard let reply = try? CounterClient.exchange(fd, "n") else { return false }
+        return UInt64(reply) != nil
+    }
+}
