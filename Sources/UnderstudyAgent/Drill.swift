@@ -77,20 +77,30 @@ public enum Drill {
                                        address: configuration.drill.sandboxAddress, outputBufferBytes: configuration.outputBufferBytes,
                                        logger: logger)
         defer { sandbox.remove() }
-        var arguments = sandbox.qemuArguments
+        // Disk before NIC, as `GuestDevices` orders them: QEMU assigns PCI slots in order, and the
+        // device state names each device by its slot.
+        var arguments: [String] = []
         if let frozen = snapshot.diskPath {
             let overlay = "\(directory)/overlay.qcow2"
             try HostCommand.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", frozen, overlay])
             arguments += VirtioDisk.overlayArguments(overlay: overlay, deviceOptions: vm.virtio.deviceOptions)
         }
+        arguments += sandbox.qemuArguments
 
         let started = ContinuousClock.now
         let deadline = started + timeout
         // No preload library and comparison tracking: the clone is never checkpointed, and this
         // tracker costs nothing until armed.
-        let clone = try QEMUCheckpointSource(description: vm, start: .restore(ramFile: snapshot.memoryPath, deviceState: snapshot.deviceState()),
+        let clone: QEMUCheckpointSource
+        do {
+            clone = try QEMUCheckpointSource(description: vm, start: .restore(ramFile: snapshot.memoryPath, deviceState: snapshot.deviceState()),
                                              preloadLibrary: nil, tracking: .compare, extraArguments: arguments, logger: logger) { error in
-            stop.trigger("the clone's QEMU exited: \(error)")
+                stop.trigger("the clone's QEMU exited: \(error)")
+            }
+        } catch {
+            // The run directory, with QEMU's log, is about to go: keep what QEMU said.
+            let log = (try? String(contentsOfFile: vm.qemuLog, encoding: .utf8)) ?? ""
+            throw DrillError("the clone did not start: \(error); QEMU: \(log.split(separator: "\n").suffix(5).joined(separator: " | "))")
         }
         defer { clone.shutdown() }
         let running = ContinuousClock.now - started
