@@ -31,37 +31,62 @@ public struct ReplicaSnapshot: Sendable, Codable {
     /// How old the copied state was when it was taken.
     public var stateAgeMilliseconds: Double { max(0, takenAt - committedAt) * 1000 }
 
-    /// Copies `store`'s committed checkpoint into the new directory `directory`. The caller keeps
-    /// every writer of the store away meanwhile (`BackupReceiver.withReplicaPaused`, or holding
-    /// the store itself). Refuses a replica that is not committed; leaves nothing behind on failure.
+    /// Copies `store`'s committed checkpoint into the new directory `directory`, in one pass: for
+    /// a store nobody else uses (this process opened it). Refuses a replica that is not committed;
+    /// leaves nothing behind on failure. `BackupReceiver.snapshot` is the variant for a replica
+    /// being applied to.
     public static func take(of store: ReplicaStore, into directory: String) throws -> ReplicaSnapshot {
-        guard store.state.phase == .committed else {
-            throw ReplicaError.notReady("the replica in \(store.directory) is \(store.state.phase), not committed: there is no "
-                                        + "checkpoint to start a drill from (a primary must finish its initial sync and one checkpoint first)")
-        }
         let started = ContinuousClock.now
-        let takenAt = Date().timeIntervalSince1970
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
-                                                attributes: [.posixPermissions: 0o700])
-        let diskPath = store.diskPath.map { "\($0).\((directory as NSString).lastPathComponent)" }
-        var snapshot = ReplicaSnapshot(directory: directory, epoch: store.state.committedEpoch, memoryPath: "\(directory)/memory.img",
-                                       diskPath: diskPath, deviceStatePath: "\(directory)/device-state", committedAt: 0,
-                                       takenAt: takenAt, pausedMilliseconds: 0)
+        var snapshot = try prepare(of: store, into: directory)
         do {
-            let attributes = try FileManager.default.attributesOfItem(atPath: store.statePath)
-            snapshot.committedAt = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? takenAt
-            _ = try ImageCopy.copy(from: store.memoryPath, to: snapshot.memoryPath)
-            if let source = store.diskPath, let diskPath { snapshot.diskCopy = try ImageCopy.copy(from: source, to: diskPath) }
-            guard FileManager.default.createFile(atPath: snapshot.deviceStatePath, contents: Data(store.state.deviceState),
-                                                 attributes: [.posixPermissions: 0o600]) else {
-                throw ReplicaError.io(operation: "create", path: snapshot.deviceStatePath, errno: errno)
-            }
+            try snapshot.copyMemory(of: store)
+            try snapshot.finish(from: store, memoryWritten: [])
         } catch {
             snapshot.remove()
             throw error
         }
         snapshot.pausedMilliseconds = (ContinuousClock.now - started).seconds * 1000
         return snapshot
+    }
+
+    /// Checks that the replica is committed and creates the directory; copies nothing yet.
+    static func prepare(of store: ReplicaStore, into directory: String) throws -> ReplicaSnapshot {
+        try requireCommitted(store)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
+                                                attributes: [.posixPermissions: 0o700])
+        return ReplicaSnapshot(directory: directory, epoch: 0, memoryPath: "\(directory)/memory.img",
+                               diskPath: store.diskPath.map { "\($0).\((directory as NSString).lastPathComponent)" },
+                               deviceStatePath: "\(directory)/device-state", committedAt: 0, takenAt: 0, pausedMilliseconds: 0)
+    }
+
+    /// Copies the whole memory image. Only reads it, so it may run while checkpoints are applied
+    /// to it, if `finish` then gets every page written meanwhile.
+    func copyMemory(of store: ReplicaStore) throws {
+        _ = try ImageCopy.copy(from: store.memoryPath, to: memoryPath)
+    }
+
+    /// Completes the snapshot with nothing writing the replica: brings the memory copy up to date
+    /// with `memoryWritten` (the byte ranges written since `copyMemory` began), copies the disk and
+    /// the device state, and records the epoch they all are.
+    mutating func finish(from store: ReplicaStore, memoryWritten: [Range<UInt64>]) throws {
+        try Self.requireCommitted(store)
+        takenAt = Date().timeIntervalSince1970
+        epoch = store.state.committedEpoch
+        let attributes = try FileManager.default.attributesOfItem(atPath: store.statePath)
+        committedAt = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? takenAt
+        try ImageCopy.update(memoryWritten, from: store.memoryPath, to: memoryPath)
+        if let source = store.diskPath, let diskPath { diskCopy = try ImageCopy.copy(from: source, to: diskPath) }
+        guard FileManager.default.createFile(atPath: deviceStatePath, contents: Data(store.state.deviceState),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw ReplicaError.io(operation: "create", path: deviceStatePath, errno: errno)
+        }
+    }
+
+    private static func requireCommitted(_ store: ReplicaStore) throws {
+        guard store.state.phase == .committed else {
+            throw ReplicaError.notReady("the replica in \(store.directory) is \(store.state.phase), not committed: there is no "
+                                        + "checkpoint to start a drill from (a primary must finish its initial sync and one checkpoint first)")
+        }
     }
 
     /// The device state, read back from its file.

@@ -31,7 +31,12 @@ public enum ImageCopy {
         // device) only means no reflink here: the data is copied instead.
         if ioctl(output, ficlone, input) == 0 { return .reflink }
         do throws(DiskError) {
-            try copyDataRanges(of: DiskImage(path: source, readOnly: true), to: output, path: destination)
+            let image = try DiskImage(path: source, readOnly: true)
+            guard ftruncate(output, off_t(image.size)) == 0 else {
+                throw .io(operation: "size to \(image.size) bytes", path: destination, errno: errno)
+            }
+            // The new file reads as zeroes already: writing zeroes would only allocate space.
+            try copy(image.dataRanges(), of: image, to: DiskImage(path: destination, readOnly: false), skippingZeroes: true)
         } catch {
             unlink(destination)
             throw error
@@ -39,21 +44,25 @@ public enum ImageCopy {
         return .sparse
     }
 
-    private static func copyDataRanges(of image: DiskImage, to output: Int32, path: String) throws(DiskError) {
-        guard ftruncate(output, off_t(image.size)) == 0 else { throw .io(operation: "size to \(image.size) bytes", path: path, errno: errno) }
-        let copy = try DiskImage(path: path, readOnly: false)
+    /// Copies the byte ranges `ranges` of the image at `source` into the same places of the
+    /// image at `destination` (both exist, with the same size): brings a copy up to date with
+    /// the parts of its source written since it was made.
+    public static func update(_ ranges: [Range<UInt64>], from source: String, to destination: String) throws(DiskError) {
+        try copy(ranges, of: DiskImage(path: source, readOnly: true), to: DiskImage(path: destination, readOnly: false), skippingZeroes: false)
+    }
+
+    private static func copy(_ ranges: [Range<UInt64>], of image: DiskImage, to copy: DiskImage, skippingZeroes: Bool) throws(DiskError) {
         let chunk = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buffer.deallocate() }
-        for range in image.dataRanges() {
+        for range in ranges {
             var offset = range.lowerBound
             while offset < range.upperBound {
                 let count = Int(min(UInt64(chunk), range.upperBound - offset))
                 let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
                 try image.read(into: piece, at: offset)
-                // The new file reads as zeroes already: writing zeroes would only allocate space.
-                // (us_is_zero takes multiples of 64 bytes; a shorter tail is simply written.)
-                if count % 64 != 0 || us_is_zero(piece.baseAddress, count) == 0 {
+                // us_is_zero takes multiples of 64 bytes; a shorter tail is simply written.
+                if !skippingZeroes || count % 64 != 0 || us_is_zero(piece.baseAddress, count) == 0 {
                     try copy.write(UnsafeRawBufferPointer(piece), at: offset)
                 }
                 offset += UInt64(count)
