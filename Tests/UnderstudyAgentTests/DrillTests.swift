@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyAgent
 import UnderstudyTestSupport
 
 /// `understudy drill` as an operator runs it on the backup, while the primary protects the
@@ -67,6 +68,55 @@ struct DrillTests {
         let failedSandbox = try #require(failed["sandbox"] as? String)
         #expect(pair.leftovers(sandbox: failedSandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: failedSandbox))")
         #expect(client.reconnects == 0)
+
+        // Interrupted (SIGINT) while the clone runs: it still removes everything.
+        let log = "\(pair.directory)/interrupted-drill.log"
+        let interrupted = try AgentCommandLineTests.start(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7999",
+                                                           "--json", "--log-level", "notice"], log: log)
+        let running = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < running, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("clone running") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        kill(interrupted.processIdentifier, SIGINT)
+        interrupted.waitUntilExit()
+        #expect(interrupted.terminationStatus != 0)
+        let interruptedOutput = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let interruptedReport = try #require(interruptedOutput.split(separator: "\n").last { $0.hasPrefix("{") }
+            .flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(interruptedOutput)")
+        #expect((interruptedReport["message"] as? String ?? "").contains("interrupted"), "\(interruptedReport)")
+        let interruptedSandbox = try #require(interruptedReport["sandbox"] as? String)
+        #expect(pair.leftovers(sandbox: interruptedSandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: interruptedSandbox))")
+
+        // With no backup agent running, the drill copies the replica directory itself, and finds
+        // it as the agent left it: the last committed checkpoint, not used up.
+        client.stop()
+        pair.terminate(pair.primary)
+        let last = try #require(pair.backupCommittedEpoch())
+        pair.terminate(pair.backup)
+        let offline = try runCLI(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7000", "--json"])
+        #expect(offline.status == 0, "\(offline.stdout) \(offline.stderr)")
+        let offlineReport = try #require(try JSONSerialization.jsonObject(with: Data(offline.stdout.utf8)) as? [String: Any], "\(offline.stderr)")
+        #expect(offlineReport["snapshot_from"] as? String == "replica directory")
+        #expect(offlineReport["epoch"] as? Int == last)
+        let offlineSandbox = try #require(offlineReport["sandbox"] as? String)
+        #expect(pair.leftovers(sandbox: offlineSandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: offlineSandbox))")
+    }
+
+    @Test func drillSettingsAreCheckedWithTheKeyNamed() throws {
+        let base = "[node]\nname = \"b\"\ncertificates = \"/c\"\n[peer]\nname = \"p\"\n[vm]\nid = \"v\"\nmemory_mib = 64\nkernel = \"/k\"\n[drill]\n"
+        let good = try AgentConfiguration(document: TOMLDocument(
+            parsing: base + "probe = \"serial:SERVICE READY\"\ntimeout_s = 5\nsandbox_address = \"10.77.0.1/24\"\n", source: "good.toml"))
+        #expect(good.drill == DrillConfiguration(probe: .serial(marker: "SERVICE READY"), timeout: .seconds(5), sandboxAddress: "10.77.0.1/24"))
+        for (line, key) in [("probe = \"udp:1.2.3.4:5\"", "drill.probe"), ("probe = \"tcp:nowhere\"", "drill.probe"),
+                            ("sandbox_address = \"10.77.0.1\"", "drill.sandbox_address"), ("timeout_s = 0", "drill.timeout_s"),
+                            ("prbe = \"serial:x\"", "drill.prbe")] {
+            do {
+                _ = try AgentConfiguration(document: TOMLDocument(parsing: base + line + "\n", source: "bad.toml"))
+                Issue.record("accepted \(line)")
+            } catch {
+                #expect(error.key == key, "\(error)")
+            }
+        }
     }
 
     @Test func aReplicaThatIsNotCommittedIsRefused() throws {
@@ -121,6 +171,15 @@ private final class ProtectedPair {
             remove()
             throw error
         }
+    }
+
+    var backup: Process { processes[0] }
+    var primary: Process { processes[1] }
+
+    /// Stops an agent as an operator would (SIGTERM) and waits for it.
+    func terminate(_ process: Process) {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
     }
 
     func backupCommittedEpoch() -> Int? { AgentCommandLineTests.status(configs.backup)?["committedEpoch"] as? Int }
