@@ -62,7 +62,7 @@ public enum Drill {
                                  + "subnet for the drill's side of the sandbox, e.g. \"10.77.0.1/24\"")
             }
         }
-        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
+        let tag = String(format: "%06x", UInt32.random(in: 0...0xff_ffff))
         let directory = "/dev/shm/understudy-\(configuration.vm.id)-drill-\(tag)"
         let (snapshot, snapshotFrom) = try takeSnapshot(configuration: configuration, into: directory, logger: logger)
         defer { snapshot.remove() }
