@@ -17,7 +17,11 @@ struct DrillTests {
         client.start()
         defer { client.stop() }
         try #require(client.waitForReplies(20, timeout: .seconds(120)), "the service never answered: \(client.errors); see \(pair.directory)")
+        // Protected: the backup has committed checkpoints (the guest may answer before that).
+        let protected = ContinuousClock.now + .seconds(120)
+        while (pair.backupCommittedEpoch() ?? 0) < 10, ContinuousClock.now < protected { Thread.sleep(forTimeInterval: 0.1) }
         let committedBefore = try #require(pair.backupCommittedEpoch(), "backup status")
+        try #require(committedBefore >= 10, "the backup never committed; see \(pair.directory)")
 
         let drillStarted = ContinuousClock.now
         let drill = try runCLI(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7000", "--json",
@@ -71,7 +75,7 @@ struct DrillTests {
 
         // Interrupted (SIGINT) while the clone runs: it still removes everything.
         let log = "\(pair.directory)/interrupted-drill.log"
-        let interrupted = try AgentCommandLineTests.start(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7999",
+        let interrupted = try AgentPair.start(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7999",
                                                            "--json", "--log-level", "notice"], log: log)
         let running = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < running, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("clone running") {
@@ -124,7 +128,7 @@ struct DrillTests {
         let vm = "dr\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let configs = try AgentCommandLineTests.writeConfigs(in: directory, port: 1, vm: vm, cmdline: "",
+        let configs = try AgentPair.writeConfigs(in: directory, port: 1, vm: vm, cmdline: "",
                                                              replicaDirectory: "\(directory)/replica")
         let result = try runCLI(["drill", "--config", configs.backup, "--probe", "serial:READY"])
         #expect(result.status != 0)
@@ -153,19 +157,15 @@ private final class ProtectedPair {
             guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
             try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
                             + "&& truncate -s 64M \(directory)/backup-disk.img"])
-            configs = try AgentCommandLineTests.writeConfigs(
+            configs = try AgentPair.writeConfigs(
                 in: directory, port: UInt16.random(in: 20000...60000), vm: vm,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-drill-\(vm)",
-                disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]))
-            let drill = "\n[drill]\nsandbox_address = \"\(network.clientAddress)/\(network.prefixLength)\"\n"
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: configs.backup))
-            try handle.seekToEnd()
-            try handle.write(contentsOf: Data(drill.utf8))
-            try handle.close()
-            processes.append(try AgentCommandLineTests.start(["backup", "--config", configs.backup, "--log-level", "info"],
+                disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
+                backupExtra: "[drill]\nsandbox_address = \"\(network.clientAddress)/\(network.prefixLength)\"")
+            processes.append(try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"],
                                                              log: "\(directory)/backup.log"))
             Thread.sleep(forTimeInterval: 0.3)
-            processes.append(try AgentCommandLineTests.start(["primary", "--config", configs.primary, "--log-level", "info"],
+            processes.append(try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"],
                                                              log: "\(directory)/primary.log"))
         } catch {
             remove()
