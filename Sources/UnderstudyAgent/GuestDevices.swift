@@ -41,7 +41,7 @@ public final class GuestDevices: @unchecked Sendable {
             let socket = "\(vm.runDirectory)/disk.sock"
             let server = try NBDServer(imagePath: diskImage, socketPath: socket, exportName: vm.id, observer: recorder, logger: logger)
             disk = server
-            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: "disk0",
+            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: VirtioDisk.nodeName,
                                                  deviceOptions: vm.virtio.deviceOptions)
         } else {
             disk = nil

@@ -39,7 +39,8 @@ public final class PairNode: @unchecked Sendable {
         self.stop = stop
     }
 
-    /// The control socket's commands: `switchover` (on the active copy), `failover` (on the backup, forced).
+    /// The control socket's commands: `switchover` (on the active copy), `failover` (on the backup, forced),
+    /// `snapshot DIRECTORY` (on the backup: a copy of the replica for `understudy drill`).
     public var commands: [String: ControlServer.Command] {
         [
             "switchover": { [self] _ in
@@ -53,6 +54,12 @@ public final class PairNode: @unchecked Sendable {
                     return ControlServer.encode(ControlReply(ok: false, message: "this node is not a backup: the VM already runs here, or is starting"))
                 }
                 return ControlServer.encode(supervisor.forceFailover())
+            },
+            "snapshot": { [self] directory in
+                guard case .backup(let supervisor) = role.withLock({ $0 }) else {
+                    return ControlServer.encode(ControlReply(ok: false, message: "this node is not a backup: it has no replica to copy"))
+                }
+                return supervisor.receiver.snapshotCommand(logger: logger)(directory)
             },
         ]
     }

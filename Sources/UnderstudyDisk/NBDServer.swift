@@ -109,12 +109,11 @@ public final class NBDServer: Sendable {
     /// QEMU's option syntax requires.
     /// - Parameter deviceOptions: more properties of the virtio-blk device (e.g. its virtio transport).
     public static func qemuArguments(socketPath: String, exportName: String, nodeName: String, deviceOptions: String = "") -> [String] {
-        func escaped(_ value: String) -> String { value.split(separator: ",", omittingEmptySubsequences: false).joined(separator: ",,") }
+        let escaped = VirtioDisk.escaped
         return [
             "-blockdev",
             "driver=nbd,server.type=unix,server.path=\(escaped(socketPath)),export=\(escaped(exportName)),node-name=\(escaped(nodeName))",
-            "-device", "virtio-blk-pci,drive=\(escaped(nodeName))" + (deviceOptions.isEmpty ? "" : ",\(deviceOptions)"),
-        ]
+        ] + VirtioDisk.deviceArguments(nodeName: nodeName, deviceOptions: deviceOptions)
     }
 
     private static func accept(_ listener: Int32, _ context: NBDExportContext, _ connections: NBDConnectionRegistry) {

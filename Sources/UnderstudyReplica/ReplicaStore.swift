@@ -34,6 +34,10 @@ public final class ReplicaStore: @unchecked Sendable {
     private var sealed: EpochJournal.Header?
     /// One bit per page, reused by every apply to find duplicate pages in an epoch.
     private var seen: [UInt64]
+    /// One bit per memory page written since `recordWrittenPages`; nil when not recording.
+    private var writtenPages: [UInt64]?
+    /// A resynchronisation began while recording: every page was rewritten.
+    private var rewrittenWhileRecording = false
 
     public var memoryPath: String { memory.path }
     /// The replica disk image, nil when the VM has no disk.
@@ -94,8 +98,38 @@ public final class ReplicaStore: @unchecked Sendable {
         return checkpoint
     }
 
+    /// Starts noting which memory pages later applies write, so that a copy of the memory image
+    /// made meanwhile, without holding up the applies, can then be brought up to date with just
+    /// those pages (`takeWrittenPages`). Call between two pieces of replica work, as the applies.
+    public func recordWrittenPages() {
+        writtenPages = [UInt64](repeating: 0, count: seen.count)
+        rewrittenWhileRecording = false
+    }
+
+    /// Stops recording and returns the byte ranges of the memory image written since
+    /// `recordWrittenPages` (adjacent pages merged); nil when a resynchronisation rewrote the whole
+    /// image meanwhile, or nothing was recording.
+    public func takeWrittenPages() -> [Range<UInt64>]? {
+        defer { writtenPages = nil }
+        guard let bits = writtenPages, !rewrittenWhileRecording else { return nil }
+        var ranges: [Range<UInt64>] = []
+        let size = UInt64(pageSize)
+        for (word, value) in bits.enumerated() where value != 0 {
+            for bit in 0..<64 where value & (1 << UInt64(bit)) != 0 {
+                let start = UInt64(word * 64 + bit) * size
+                if let last = ranges.last, last.upperBound == start {
+                    ranges[ranges.count - 1] = last.lowerBound..<start + size
+                } else {
+                    ranges.append(start..<start + size)
+                }
+            }
+        }
+        return ranges
+    }
+
     /// Starts a full resynchronisation: the replica stops being a usable image until the next commit.
     public func beginSync() throws(ReplicaError) {
+        if writtenPages != nil { rewrittenWhileRecording = true }
         sealed = nil
         try publish(phase: .syncing, epoch: 0, deviceState: [])
         try memory.zero()
@@ -234,6 +268,7 @@ public final class ReplicaStore: @unchecked Sendable {
             // Recovery reads the journal back from disk: never trust an index blindly.
             guard index < identity.pageCount else { throw .corrupt("journal names page \(index), beyond the last page") }
             memoryPage(index).copyMemory(from: UnsafeRawBufferPointer(journal.page(slot, layout: layout)))
+            writtenPages?[Int(index / 64)] |= UInt64(1) << (index % 64)
         }
         if layout.diskLength > 0 {
             guard let disk else { throw .corrupt("journal holds disk changes, but the VM has no disk") }

@@ -16,7 +16,7 @@ struct Understudy: ParsableCommand {
             """,
         version: UnderstudyVersion.summary,
         subcommands: [VersionCommand.self, CertsCommand.self, PrimaryCommand.self, BackupCommand.self, ActivateCommand.self,
-                      SwitchoverCommand.self, FailoverCommand.self, StatusCommand.self, DemoCommand.self]
+                      SwitchoverCommand.self, FailoverCommand.self, StatusCommand.self, DrillCommand.self, DemoCommand.self]
     )
 }
 

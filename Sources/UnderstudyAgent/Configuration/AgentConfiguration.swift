@@ -112,6 +112,8 @@ public struct AgentConfiguration: Sendable {
     /// etcd endpoints of the witness; empty: no witness.
     public var witnessEndpoints: [Endpoint]
     public var witnessLeaseTTL: Duration
+    /// The `[drill]` table (`understudy drill`).
+    public var drill: DrillConfiguration
 
     static let knownKeys: Set<String> = [
         "node.name", "node.certificates", "peer.name", "peer.address",
@@ -130,8 +132,9 @@ public struct AgentConfiguration: Sendable {
     }
 
     public init(document d: TOMLDocument) throws(ConfigurationError) {
-        try d.rejectUnknownKeys(Self.knownKeys)
+        try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys))
         source = d.source
+        drill = try DrillConfiguration(document: d)
         nodeName = try d.requiredString("node.name")
         certificates = try d.requiredString("node.certificates")
         peerName = try d.requiredString("peer.name")

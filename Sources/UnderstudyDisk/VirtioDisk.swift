@@ -1,0 +1,27 @@
+/// The guest's disk as QEMU attaches it: a virtio-blk device on a named block node.
+///
+/// The primary backs the node with the agent's NBD server (`NBDServer.qemuArguments`), a failover
+/// drill with a qcow2 overlay over a frozen copy of the replica (`overlayArguments`). The device
+/// itself is defined once, here, because device state saved from one QEMU loads only into a QEMU
+/// whose devices match.
+public enum VirtioDisk {
+    /// The block node (and drive) name of the guest's disk.
+    public static let nodeName = "disk0"
+
+    /// The -device options of a virtio-blk disk on the block node `nodeName`.
+    /// - Parameter deviceOptions: more properties of the device (e.g. its virtio transport).
+    public static func deviceArguments(nodeName: String, deviceOptions: String = "") -> [String] {
+        ["-device", "virtio-blk-pci,drive=\(escaped(nodeName))" + (deviceOptions.isEmpty ? "" : ",\(deviceOptions)")]
+    }
+
+    /// A virtio-blk disk on the qcow2 image at `overlay`. Its backing file is the one named in the
+    /// image (`qemu-img create -f qcow2 -F raw -b BACKING OVERLAY`): the guest's writes land in the
+    /// overlay and never reach the backing file.
+    public static func overlayArguments(overlay: String, nodeName: String = nodeName, deviceOptions: String = "") -> [String] {
+        ["-blockdev", "driver=qcow2,node-name=\(escaped(nodeName)),file.driver=file,file.filename=\(escaped(overlay))"]
+            + deviceArguments(nodeName: nodeName, deviceOptions: deviceOptions)
+    }
+
+    /// `value` with its commas doubled: QEMU's option syntax reads a doubled comma as a literal one.
+    static func escaped(_ value: String) -> String { value.split(separator: ",", omittingEmptySubsequences: false).joined(separator: ",,") }
+}

@@ -1,0 +1,226 @@
+import Foundation
+import Testing
+import UnderstudyAgent
+import UnderstudyTestSupport
+
+/// `understudy drill` as an operator runs it on the backup, while the primary protects the
+/// counter-service guest and a client keeps asking it for the next value.
+@Suite("understudy drill", .serialized)
+struct DrillTests {
+    /// The issue's requirement, "a drill leaves the primary's counter service undisturbed", and
+    /// the drill's own report; then a drill whose probe never succeeds fails, cleanly. One
+    /// protected pair serves both drills: booting and synchronising it is most of the test's time.
+    @Test func aDrillLeavesThePrimarysCounterServiceUndisturbed() throws {
+        let pair = try ProtectedPair()
+        defer { pair.remove() }
+        let client = CounterClient(network: pair.network)
+        client.start()
+        defer { client.stop() }
+        try #require(client.waitForReplies(20, timeout: .seconds(120)), "the service never answered: \(client.errors); see \(pair.directory)")
+        // Protected: the backup has committed checkpoints (the guest may answer before that).
+        let protected = ContinuousClock.now + .seconds(120)
+        while (pair.backupCommittedEpoch() ?? 0) < 10, ContinuousClock.now < protected { Thread.sleep(forTimeInterval: 0.1) }
+        let committedBefore = try #require(pair.backupCommittedEpoch(), "backup status")
+        try #require(committedBefore >= 10, "the backup never committed; see \(pair.directory)")
+
+        let drillStarted = ContinuousClock.now
+        let drill = try runCLI(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7000", "--json",
+                                "--log-level", "notice"])
+        let drillEnded = ContinuousClock.now
+        #expect(drill.status == 0, "\(drill.stdout) \(drill.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(drill.stdout.utf8)) as? [String: Any], "\(drill.stdout) \(drill.stderr)")
+        print("drill: \(drill.stdout)")
+        #expect(report["ok"] as? Bool == true, "\(report)")
+        #expect(report["snapshot_from"] as? String == "backup agent")
+        let epoch = try #require(report["epoch"] as? Int)
+        #expect(epoch >= committedBefore, "the clone starts from a checkpoint the backup committed by then")
+        let recovery = try #require(report["recovery_ms"] as? Double)
+        #expect(recovery > 0 && recovery < 60_000)
+        #expect((report["replica_paused_ms"] as? Double ?? -1) >= 0)
+        #expect((report["state_age_ms"] as? Double ?? -1) >= 0)
+        // The probe's connection was answered from inside the sandbox: the clone's frames went
+        // into the drill's namespace, its only way out.
+        #expect((report["sandbox_frames_from_clone"] as? Int ?? 0) > 0, "\(report)")
+        let sandbox = try #require(report["sandbox"] as? String)
+        #expect(pair.leftovers(sandbox: sandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: sandbox))")
+
+        // The primary: its client went on over the same connection, never stalled for long,
+        // never saw a value twice or out of order.
+        #expect(client.waitForReplies(client.history.count + 20, timeout: .seconds(20)))
+        let history = client.history
+        #expect(client.reconnects == 0, "\(client.errors)")
+        for (previous, next) in zip(history, history.dropFirst()) where next.value <= previous.value {
+            Issue.record("the client got \(next.value) after \(previous.value)")
+        }
+        let during = [drillStarted] + history.map(\.at).filter { $0 > drillStarted && $0 < drillEnded } + [drillEnded]
+        let longest = zip(during, during.dropFirst()).map { ($1 - $0).milliseconds }.max() ?? 0
+        print("drill: the client got \(during.count - 2) replies during the \(Int((drillEnded - drillStarted).milliseconds)) ms drill, "
+              + "longest wait \(Int(longest)) ms")
+        #expect(longest < 2000, "the client waited \(Int(longest)) ms for a reply during the drill")
+        // The backup went on committing.
+        let committedAfter = try #require(pair.backupCommittedEpoch())
+        #expect(committedAfter > epoch, "the backup committed \(committedAfter) after the drill of \(epoch)")
+
+        // A probe that never succeeds: the drill fails, says why, and still removes everything.
+        let failing = try runCLI(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7999",
+                                  "--timeout", "3", "--json"])
+        #expect(failing.status != 0)
+        let failed = try #require(try JSONSerialization.jsonObject(with: Data(failing.stdout.utf8)) as? [String: Any], "\(failing.stderr)")
+        #expect(failed["ok"] as? Bool == false)
+        #expect((failed["message"] as? String ?? "").contains("did not succeed within 3"), "\(failed)")
+        #expect(failed["recovery_ms"] == nil)
+        let failedSandbox = try #require(failed["sandbox"] as? String)
+        #expect(pair.leftovers(sandbox: failedSandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: failedSandbox))")
+        #expect(client.reconnects == 0)
+
+        // Interrupted (SIGINT) while the clone runs: it still removes everything.
+        let log = "\(pair.directory)/interrupted-drill.log"
+        let interrupted = try AgentPair.start(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7999",
+                                                           "--json", "--log-level", "notice"], log: log)
+        let running = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < running, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("clone running") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        kill(interrupted.processIdentifier, SIGINT)
+        interrupted.waitUntilExit()
+        #expect(interrupted.terminationStatus != 0)
+        let interruptedOutput = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let interruptedReport = try #require(interruptedOutput.split(separator: "\n").last { $0.hasPrefix("{") }
+            .flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(interruptedOutput)")
+        #expect((interruptedReport["message"] as? String ?? "").contains("interrupted"), "\(interruptedReport)")
+        let interruptedSandbox = try #require(interruptedReport["sandbox"] as? String)
+        #expect(pair.leftovers(sandbox: interruptedSandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: interruptedSandbox))")
+
+        // With no backup agent running, the drill copies the replica directory itself, and finds
+        // it as the agent left it: the last committed checkpoint, not used up.
+        client.stop()
+        pair.terminate(pair.primary)
+        let last = try #require(pair.backupCommittedEpoch())
+        pair.terminate(pair.backup)
+        let offline = try runCLI(["drill", "--config", pair.configs.backup, "--probe", "tcp:\(pair.network.guestAddress):7000", "--json"])
+        #expect(offline.status == 0, "\(offline.stdout) \(offline.stderr)")
+        let offlineReport = try #require(try JSONSerialization.jsonObject(with: Data(offline.stdout.utf8)) as? [String: Any], "\(offline.stderr)")
+        #expect(offlineReport["snapshot_from"] as? String == "replica directory")
+        #expect(offlineReport["epoch"] as? Int == last)
+        let offlineSandbox = try #require(offlineReport["sandbox"] as? String)
+        #expect(pair.leftovers(sandbox: offlineSandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: offlineSandbox))")
+    }
+
+    @Test func drillSettingsAreCheckedWithTheKeyNamed() throws {
+        let base = "[node]\nname = \"b\"\ncertificates = \"/c\"\n[peer]\nname = \"p\"\n[vm]\nid = \"v\"\nmemory_mib = 64\nkernel = \"/k\"\n[drill]\n"
+        let good = try AgentConfiguration(document: TOMLDocument(
+            parsing: base + "probe = \"serial:SERVICE READY\"\ntimeout_s = 5\nsandbox_address = \"10.77.0.1/24\"\n", source: "good.toml"))
+        #expect(good.drill == DrillConfiguration(probe: .serial(marker: "SERVICE READY"), timeout: .seconds(5), sandboxAddress: "10.77.0.1/24"))
+        for (line, key) in [("probe = \"udp:1.2.3.4:5\"", "drill.probe"), ("probe = \"tcp:nowhere\"", "drill.probe"),
+                            ("sandbox_address = \"10.77.0.1\"", "drill.sandbox_address"), ("timeout_s = 0", "drill.timeout_s"),
+                            ("prbe = \"serial:x\"", "drill.prbe")] {
+            do {
+                _ = try AgentConfiguration(document: TOMLDocument(parsing: base + line + "\n", source: "bad.toml"))
+                Issue.record("accepted \(line)")
+            } catch {
+                #expect(error.key == key, "\(error)")
+            }
+        }
+    }
+
+    @Test func aReplicaThatIsNotCommittedIsRefused() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-drill-\(UUID().uuidString.prefix(8))").path
+        let vm = "dr\(UUID().uuidString.prefix(6).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configs = try AgentPair.writeConfigs(in: directory, port: 1, vm: vm, cmdline: "",
+                                                             replicaDirectory: "\(directory)/replica")
+        let result = try runCLI(["drill", "--config", configs.backup, "--probe", "serial:READY"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("empty, not committed"), "\(result.stderr)")
+        let shared = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+        #expect(!shared.contains { $0.hasPrefix("understudy-\(vm)-drill-") })
+    }
+}
+
+/// The counter-service guest protected by `understudy primary` and `understudy backup`
+/// subprocesses on a test network, with a `[drill]` table in the backup's configuration.
+private final class ProtectedPair {
+    let directory: String
+    let vm: String
+    let network: TestNetwork
+    private(set) var configs = (primary: "", backup: "")
+    private var processes: [Process] = []
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-drill-\(UUID().uuidString.prefix(8))").path
+        vm = "dr\(UUID().uuidString.prefix(6).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        network = try TestNetwork(tapCount: 2)
+        do {
+            let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
+            guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
+            try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
+                            + "&& truncate -s 64M \(directory)/backup-disk.img"])
+            configs = try AgentPair.writeConfigs(
+                in: directory, port: UInt16.random(in: 20000...60000), vm: vm,
+                cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-drill-\(vm)",
+                disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
+                backupExtra: "[drill]\nsandbox_address = \"\(network.clientAddress)/\(network.prefixLength)\"")
+            processes.append(try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"],
+                                                             log: "\(directory)/backup.log"))
+            Thread.sleep(forTimeInterval: 0.3)
+            processes.append(try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"],
+                                                             log: "\(directory)/primary.log"))
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    var backup: Process { processes[0] }
+    var primary: Process { processes[1] }
+
+    /// Stops an agent as an operator would (SIGTERM) and waits for it.
+    func terminate(_ process: Process) {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+
+    func backupCommittedEpoch() -> Int? { AgentCommandLineTests.status(configs.backup)?["committedEpoch"] as? Int }
+
+    /// What a drill with namespace `sandbox` may have left: its namespace, its TAP, its QEMU,
+    /// its copies in /dev/shm and beside the replica disk, its run directory.
+    func leftovers(sandbox: String) -> [String] {
+        let tag = String(sandbox.dropFirst("us-drill-".count))
+        var found: [String] = []
+        if FileManager.default.fileExists(atPath: "/var/run/netns/\(sandbox)") { found.append("namespace \(sandbox)") }
+        if FileManager.default.fileExists(atPath: "/sys/class/net/usdrill\(tag)") { found.append("TAP usdrill\(tag)") }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where entry.contains("-drill-\(tag)") {
+            found.append("/dev/shm/\(entry)")
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.contains("drill-\(tag)") {
+            found.append("\(directory)/\(entry)")
+        }
+        for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
+            let arguments = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+            if String(decoding: arguments, as: UTF8.self).contains("run-backup-drill-\(tag)") { found.append("process \(pid)") }
+        }
+        return found
+    }
+
+    /// Stops the agents (SIGTERM, which stops QEMU too; SIGKILL for any that lingers) and removes
+    /// the network and every file.
+    func remove() {
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while processes.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in processes { process.waitUntilExit() }
+        for run in ["run-primary", "run-backup"] {
+            if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
+        }
+        network.remove()
+        try? FileManager.default.removeItem(atPath: directory)
+        try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-drill-\(vm)")
+        // A killed primary leaves its RAM and device-state files.
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
+            unlink("/dev/shm/\(file)")
+        }
+    }
+}
