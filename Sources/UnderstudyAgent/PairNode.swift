@@ -97,14 +97,15 @@ public final class PairNode: @unchecked Sendable {
                 guard case .activate(let reason) = outcome else { return }
                 note("activating: \(reason)")
                 logger.notice("taking over", metadata: ["reason": "\(reason)"])
-                next = try runPrimary(booting: supervisor.receiver.store)
+                next = try runPrimary(booting: supervisor.receiver.store, decidedAt: .now)
             }
         }
     }
 
     /// Runs the VM here, booted or activated from `replica`, and protects it until the role ends.
     /// Returns the next role.
-    private func runPrimary(booting replica: ReplicaStore?) throws -> Start {
+    /// - Parameter decidedAt: when this node decided to take over (for the log: how long it took).
+    private func runPrimary(booting replica: ReplicaStore?, decidedAt: ContinuousClock.Instant = .now) throws -> Start {
         let preload = PreloadLibrary.locate()
         if preload == nil, configuration.dirtyTracking != .compare {
             logger.warning("\(PreloadLibrary.fileName) not found: dirty tracking falls back to page comparison")
@@ -126,8 +127,8 @@ public final class PairNode: @unchecked Sendable {
                                                     boundary: boundary, logger: logger, onExit: onExit)
             source = activation.source
             firstEpoch = activation.epoch + 1
-            print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms)", configuration.vm.id, activation.epoch,
-                         activation.duration.seconds * 1000))
+            print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms, %.0f ms after the decision to take over)",
+                         configuration.vm.id, activation.epoch, activation.duration.seconds * 1000, (ContinuousClock.now - decidedAt).seconds * 1000))
             fflush(nil)
         } else {
             source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload, tracking: configuration.dirtyTracking,
