@@ -20,7 +20,7 @@ public enum Activator {
     }
 
     public static func activate(store: ReplicaStore, description: VMDescription, preloadLibrary: String?,
-                                tracking: DirtyTrackingPreference, extraArguments: [String] = [],
+                                tracking: DirtyTrackingPreference, extraArguments: [String] = [], standby: QEMUProcess? = nil,
                                 boundary: QEMUCheckpointSource.EpochBoundary? = nil,
                                 logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws -> Activation {
         let started = ContinuousClock.now
@@ -33,7 +33,7 @@ public enum Activator {
         let checkpoint = try store.consumeCommittedCheckpoint()
         logger.notice("activating the VM from the replica", metadata: ["vm": "\(description.id)", "epoch": "\(checkpoint.epoch)"])
         let source = try QEMUCheckpointSource(description: description,
-                                              start: .restore(ramFile: store.memoryPath, deviceState: checkpoint.deviceState),
+                                              start: .restore(ramFile: store.memoryPath, deviceState: checkpoint.deviceState, standby: standby),
                                               preloadLibrary: preloadLibrary, tracking: tracking, extraArguments: extraArguments,
                                               boundary: boundary, logger: logger, onExit: onExit)
         let duration = ContinuousClock.now - started

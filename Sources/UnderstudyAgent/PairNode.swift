@@ -91,13 +91,17 @@ public final class PairNode: @unchecked Sendable {
                 next = try runPrimary(booting: store)
             case .backup:
                 let supervisor = try BackupSupervisor(configuration: configuration, fence: fence, logger: logger, stop: stop)
+                let standby = startStandby(supervisor.receiver.store)
                 role.withLock { $0 = .backup(supervisor) }
                 let outcome = supervisor.run()
                 role.withLock { $0 = .idle }
-                guard case .activate(let reason) = outcome else { return }
+                guard case .activate(let reason) = outcome else {
+                    standby?.stop()
+                    return
+                }
                 note("activating: \(reason)")
                 logger.notice("taking over", metadata: ["reason": "\(reason)"])
-                next = try runPrimary(booting: supervisor.receiver.store, decidedAt: .now)
+                next = try runPrimary(booting: supervisor.receiver.store, standby: standby, decidedAt: .now)
             }
         }
     }
@@ -105,26 +109,30 @@ public final class PairNode: @unchecked Sendable {
     /// Runs the VM here, booted or activated from `replica`, and protects it until the role ends.
     /// Returns the next role.
     /// - Parameter decidedAt: when this node decided to take over (for the log: how long it took).
-    private func runPrimary(booting replica: ReplicaStore?, decidedAt: ContinuousClock.Instant = .now) throws -> Start {
-        let preload = PreloadLibrary.locate()
-        if preload == nil, configuration.dirtyTracking != .compare {
-            logger.warning("\(PreloadLibrary.fileName) not found: dirty tracking falls back to page comparison")
-        }
+    private func runPrimary(booting replica: ReplicaStore?, standby: StandbyVM? = nil,
+                            decidedAt: ContinuousClock.Instant = .now) throws -> Start {
+        let preload = Self.preloadLibrary(logger)
         let diskImage = replica?.diskPath ?? configuration.vm.diskImage
         let activated = replica != nil
-        let devices = try GuestDevices(vm: configuration.vm, diskImage: diskImage, tap: configuration.tap, mac: configuration.mac,
-                                       outputBufferBytes: configuration.outputBufferBytes,
-                                       role: activated ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
-                                       logger: logger)
-        defer { devices.stop() }
         let onExit: @Sendable (QEMUError) -> Void = { [stop] error in stop.trigger("\(error)") }
+        let waiting = standby?.take(onExit: onExit)
+        let devices = try standby?.devices
+            ?? GuestDevices(vm: configuration.vm, diskImage: diskImage, tap: configuration.tap, mac: configuration.mac,
+                            outputBufferBytes: configuration.outputBufferBytes,
+                            role: activated ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
+                            logger: logger)
+        defer { devices.stop() }
+        if standby != nil, waiting == nil {
+            // Its devices stay; QEMU attaches to them anew.
+            logger.warning("the standby QEMU is gone: starting one now")
+        }
         let boundary: QEMUCheckpointSource.EpochBoundary = { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) }
         let source: QEMUCheckpointSource
         let firstEpoch: UInt64
         if let replica {
             let activation = try Activator.activate(store: replica, description: configuration.vm, preloadLibrary: preload,
                                                     tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
-                                                    boundary: boundary, logger: logger, onExit: onExit)
+                                                    standby: waiting, boundary: boundary, logger: logger, onExit: onExit)
             source = activation.source
             firstEpoch = activation.epoch + 1
             print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms, %.0f ms after the decision to take over)",
@@ -154,6 +162,22 @@ public final class PairNode: @unchecked Sendable {
             note("fenced: \(reason)")
             logger.critical("fenced: this copy of the VM stops; the node continues as the backup", metadata: ["reason": "\(reason)"])
             return .backup
+        }
+    }
+
+    private static func preloadLibrary(_ logger: Logger) -> String? {
+        let preload = PreloadLibrary.locate()
+        if preload == nil { logger.warning("\(PreloadLibrary.fileName) not found: dirty tracking falls back to page comparison") }
+        return preload
+    }
+
+    /// The backup's QEMU, waiting to be activated; nil (a cold start later) when it cannot start.
+    private func startStandby(_ store: ReplicaStore) -> StandbyVM? {
+        do {
+            return try StandbyVM(configuration: configuration, store: store, preloadLibrary: Self.preloadLibrary(logger), logger: logger)
+        } catch {
+            logger.warning("no standby QEMU: activation will start one", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 

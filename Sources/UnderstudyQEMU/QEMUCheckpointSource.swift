@@ -39,15 +39,25 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         case boot
         /// Resume it from a checkpoint: `ramFile` holds the checkpoint's memory (QEMU maps it and
         /// the guest writes into it from then on), `deviceState` is its saved device state.
-        /// The guest runs, announced on the network, when the initializer returns.
-        case restore(ramFile: String, deviceState: [UInt8])
+        /// The guest runs, announced on the network, when the initializer returns. `standby`, when
+        /// given, is a QEMU already waiting on `ramFile` (see `startStandby`): it saves the start
+        /// of a process at failover time.
+        case restore(ramFile: String, deviceState: [UInt8], standby: QEMUProcess? = nil)
     }
 
-    /// Starts the VM with guest RAM in a shared file and prepares dirty tracking (armed later,
-    /// by `startTracking`, when a backup is to be synchronised).
-    public init(description: VMDescription, start: Start = .boot, preloadLibrary: String?, tracking: DirtyTrackingPreference,
-                extraArguments: [String] = [], boundary: EpochBoundary? = nil, logger: Logger,
-                onExit: @escaping @Sendable (QEMUError) -> Void) throws {
+    /// Starts a QEMU ahead of need that waits (`-incoming defer`, touching nothing) on `ramFile`
+    /// until a `.restore` start hands it the device state: activation then only loads device
+    /// state. Use the same arguments as the `.restore` start will.
+    public static func startStandby(description: VMDescription, ramFile: String, preloadLibrary: String?, tracking: DirtyTrackingPreference,
+                                    extraArguments: [String], logger: Logger,
+                                    onExit: @escaping @Sendable (QEMUError) -> Void) throws -> QEMUProcess {
+        let method = try trackingMethod(tracking, preloadLibrary: preloadLibrary)
+        return try QEMUProcess(description: description, ramFile: ramFile, mode: .incoming,
+                               preloadLibrary: method == .pagemap ? preloadLibrary : nil,
+                               extraArguments: extraArguments, logger: logger, onExit: onExit)
+    }
+
+    private static func trackingMethod(_ tracking: DirtyTrackingPreference, preloadLibrary: String?) throws -> DirtyTrackingMethod {
         let method: DirtyTrackingMethod
         switch tracking {
         case .pagemap: method = .pagemap
@@ -57,6 +67,15 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         if method == .pagemap, preloadLibrary == nil {
             throw QEMUError.tracking("pagemap tracking needs the preload library (libUnderstudyPreload.so)")
         }
+        return method
+    }
+
+    /// Starts the VM with guest RAM in a shared file and prepares dirty tracking (armed later,
+    /// by `startTracking`, when a backup is to be synchronised).
+    public init(description: VMDescription, start: Start = .boot, preloadLibrary: String?, tracking: DirtyTrackingPreference,
+                extraArguments: [String] = [], boundary: EpochBoundary? = nil, logger: Logger,
+                onExit: @escaping @Sendable (QEMUError) -> Void) throws {
+        let method = try Self.trackingMethod(tracking, preloadLibrary: preloadLibrary)
         identity = description.identity
         self.boundary = boundary
         pageSize = Int(identity.pageSize)
@@ -66,16 +85,21 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             ramFile = description.ramFile
             unlink(ramFile)
             ram = try GuestRAM(path: ramFile, size: Int(description.memoryBytes), create: true)
-        case .restore(let file, _):
+        case .restore(let file, _, _):
             ramFile = file
             ram = try GuestRAM(path: ramFile, size: Int(description.memoryBytes), create: false)
         }
         do {
-            let qemu = try QEMUProcess(description: description, ramFile: ramFile, mode: start.processMode,
+            let qemu: QEMUProcess
+            if case .restore(_, _, let standby?) = start {
+                qemu = standby
+            } else {
+                qemu = try QEMUProcess(description: description, ramFile: ramFile, mode: start.processMode,
                                        preloadLibrary: method == .pagemap ? preloadLibrary : nil,
                                        extraArguments: extraArguments, logger: logger, onExit: onExit)
+            }
             self.qemu = qemu
-            if case .restore(_, let deviceState) = start {
+            if case .restore(_, let deviceState, _) = start {
                 do {
                     try qemu.loadDeviceState(deviceState)
                     try qemu.announce()
