@@ -461,4 +461,55 @@ struct TOMLDocumentTests {
         #expect(truncate(disk, 1000) == 0)
         #expect(failure("")?.description.contains("multiple of 512") == true)
     }
+
+    @Test func failoverKeysHaveSafeDefaultsAndNameTheKeyWhenWrong() throws {
+        func configuration(_ extra: String) throws -> AgentConfiguration {
+            try AgentConfiguration(document: parse("""
+                [node]
+                name = "a"
+                certificates = "/c"
+                [peer]
+                name = "b"
+                [vm]
+                id = "web-1"
+                memory_mib = 64
+                kernel = "/k"
+                \(extra)
+                """))
+        }
+        let plain = try configuration("")
+        #expect(plain.heartbeat.timeout == .milliseconds(200), "5 intervals of 40 ms, at least 200 ms")
+        #expect(plain.failover == FailoverConfiguration())
+        #expect(plain.failover.policy == .availability && plain.failover.grace == .seconds(1))
+        #expect(!plain.automaticFailover, "no witness and no opt-in: the backup does not fail over by itself")
+        #expect(plain.heartbeatDatagrams == nil && plain.witnessEndpoints.isEmpty)
+        #expect(try configuration("[failover]\nwithout_witness = true").automaticFailover)
+        #expect(!(try configuration("[failover]\nwithout_witness = true\nautomatic = false").automaticFailover))
+        let witnessed = try configuration("[witness]\nendpoints = [\"10.0.0.3:2379\", \"http://10.0.0.4:2379\"]\nlease_ttl_s = 3")
+        #expect(witnessed.automaticFailover)
+        #expect(witnessed.witnessEndpoints.map(\.description) == ["10.0.0.3:2379", "10.0.0.4:2379"])
+        #expect(witnessed.witnessLeaseTTL == .seconds(3))
+        let tuned = try configuration("""
+            [heartbeat]
+            interval_ms = 20
+            missed = 5
+            min_timeout_ms = 100
+            udp_listen = "10.0.1.1:7401"
+            udp_peer = "10.0.1.2:7401"
+            [failover]
+            policy = "safety"
+            grace_ms = 250
+            """)
+        #expect(tuned.heartbeat.timeout == .milliseconds(100))
+        #expect(tuned.heartbeatDatagrams?.peer.description == "10.0.1.2:7401")
+        #expect(tuned.failover.policy == .safety && tuned.failover.grace == .milliseconds(250))
+
+        func failure(_ extra: String) -> ConfigurationError? { accessorError { try configuration(extra) } }
+        #expect(failure("[heartbeat]\nudp_listen = \"10.0.1.1:7401\"")?.key == "heartbeat.udp_peer", "one end of the path is not enough")
+        #expect(failure("[heartbeat]\ninterval_ms = 0")?.key == "heartbeat.interval_ms")
+        #expect(failure("[failover]\npolicy = \"yolo\"")?.description.contains("\"availability\", \"safety\"") == true)
+        #expect(failure("[witness]\nendpoints = [\"nowhere\"]")?.key == "witness.endpoints")
+        #expect(failure("[witness]\nendpoints = [\"10.0.0.3:2379\"]\n[failover]\nwithout_witness = true")?.key == "failover.without_witness",
+                "a witness and the opt-out together are contradictory")
+    }
 }
