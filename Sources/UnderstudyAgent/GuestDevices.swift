@@ -85,6 +85,9 @@ public final class GuestDevices: @unchecked Sendable {
     /// Output commit on (a backup is being synchronised) or off (no backup: frames pass).
     public func setOutputMode(_ mode: OutputGate.Mode) { gate?.setMode(mode) }
 
+    /// Waits until released output has left for the network (see `OutputGate.waitUntilSent`).
+    public func waitUntilOutputSent(timeout: Duration) -> Bool { gate?.waitUntilSent(timeout: timeout) ?? true }
+
     /// The backup acknowledged `epoch`: its output may leave.
     public func release(through epoch: UInt64) { gate?.release(through: epoch) }
 

@@ -252,6 +252,9 @@ public final class VMProtector: @unchecked Sendable {
             return nil
         }
         let epoch = replicator.lastCapturedEpoch
+        // The last frames released must reach the LAN before the backup's VM announces itself
+        // there, or switches would learn this node's port again for the VM's address.
+        if !devices.waitUntilOutputSent(timeout: .seconds(2)) { logger.warning("switchover: released output still queued after 2 s") }
         fence.release()
         replicator.stop(SessionClose(code: .switchover, message: "switchover at checkpoint \(epoch)"))
         set(.switchedOver, "the backup took over at checkpoint \(epoch)")

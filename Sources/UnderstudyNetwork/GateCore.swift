@@ -157,6 +157,8 @@ final class GateCore: @unchecked Sendable {
 
     // MARK: - Gate → TAP
 
+    func waitUntilSent(timeout: Duration) -> Bool { transmit.waitUntilSent(timeout: timeout) }
+
     /// The `gate-send` thread: writes released (or passed) frames to the TAP.
     func sendToTAP() {
         var failing = false

@@ -159,6 +159,11 @@ public final class OutputGate: @unchecked Sendable {
         core.release(through: epoch)
     }
 
+    /// Waits until every released frame has been written to the TAP (or `timeout` passes); true
+    /// when so. A switchover calls it before the backup takes over, so that none of this node's
+    /// frames reaches the LAN after the new copy announced itself there.
+    public func waitUntilSent(timeout: Duration) -> Bool { core.waitUntilSent(timeout: timeout) }
+
     /// When guest frames may leave now.
     public var mode: Mode { currentMode.withLock { $0 } }
 

@@ -9,6 +9,8 @@ final class TransmitQueue: @unchecked Sendable {
     private var head = 0
     private var bytes = 0
     private var closed = false
+    /// The sender is back for another frame: everything it took before has been written.
+    private var senderIdle = false
     let limit: Int
 
     init(limit: Int) {
@@ -31,7 +33,7 @@ final class TransmitQueue: @unchecked Sendable {
                 bytes += frame.count
             }
         }
-        condition.signal()
+        condition.broadcast()
         return dropped
     }
 
@@ -39,7 +41,10 @@ final class TransmitQueue: @unchecked Sendable {
     func next() -> [UInt8]? {
         condition.lock()
         defer { condition.unlock() }
+        senderIdle = true
+        condition.broadcast()
         while !closed && head == frames.count { condition.wait() }
+        senderIdle = false
         guard !closed else { return nil }
         let frame = frames[head]
         head += 1
@@ -52,6 +57,18 @@ final class TransmitQueue: @unchecked Sendable {
             head = 0
         }
         return frame
+    }
+
+    /// Waits until every frame enqueued so far has been written (or `timeout` passes); true when so.
+    func waitUntilSent(timeout: Duration) -> Bool {
+        let parts = timeout.components
+        let deadline = Date(timeIntervalSinceNow: Double(parts.seconds) + Double(parts.attoseconds) / 1e18)
+        condition.lock()
+        defer { condition.unlock() }
+        while !closed && !(head == frames.count && senderIdle) {
+            if !condition.wait(until: deadline) { return false }
+        }
+        return true
     }
 
     /// Wakes the sender and discards what is queued: dropping is always safe, and a stopping gate

@@ -64,6 +64,9 @@ final class ConsistencyHarness {
         /// works: no failover; the primary continues unprotected after the grace period and is
         /// protected again once the link is back; then it is killed and the backup takes over.
         case cutLinkThenKill = "link cut and restored, then kill"
+        /// The same with the safety policy: after the grace period output stays held (the client
+        /// gets nothing) until the backup acknowledges again.
+        case cutLinkSafetyThenKill = "link cut and restored (policy safety), then kill"
         /// `understudy switchover`: a planned swap, the old primary becomes the backup.
         case switchover
     }
@@ -129,20 +132,28 @@ final class ConsistencyHarness {
         return nil
     }
 
-    /// The link scenario: silence the replication link for 3 s. The second heartbeat path keeps
-    /// the backup from failing over; the primary, after its grace period, serves unprotected
-    /// (the client keeps getting replies); once the link is back it is protected again.
-    private func cutAndRestore(_ relay: LinkRelay, client: CounterClient, configs: (primary: String, backup: String)) -> String? {
+    /// The link scenarios: silence the replication link for about 3 s. The second heartbeat path
+    /// keeps the backup from failing over; the primary, after its grace period, serves
+    /// unprotected (the client keeps getting replies) or, with `safety`, keeps holding (the
+    /// client gets nothing); once the link is back it is protected again.
+    private func cutAndRestore(_ relay: LinkRelay, client: CounterClient, configs: (primary: String, backup: String), safety: Bool) -> String? {
         guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" }) != nil else {
             return "the primary never protected the VM"
         }
         relay.cut()
-        guard waitForStatus(configs.primary, timeout: .seconds(10), { $0["state"] as? String == "unprotected" }) != nil else {
-            return "with the link cut, the primary did not continue unprotected after its grace period"
+        let expected = safety ? "holding" : "unprotected"
+        guard waitForStatus(configs.primary, timeout: .seconds(10), {
+            $0["state"] as? String == expected && ($0["detail"] as? String ?? "").contains("policy")
+        }) != nil else {
+            return "with the link cut, the primary was not \(expected) after its grace period"
         }
         let during = client.history.count
         Thread.sleep(forTimeInterval: 2)
-        if client.history.count < during + 5 { return "the client got no replies while the primary ran unprotected" }
+        if safety {
+            if client.history.count > during { return "with the safety policy, the client got replies while no backup acknowledged" }
+        } else if client.history.count < during + 5 {
+            return "the client got no replies while the primary ran unprotected"
+        }
         if let backup = try? status(configs.backup), backup["role"] as? String != "backup" {
             return "the backup failed over although the datagram path showed the primary alive: \(backup)"
         }
@@ -184,10 +195,11 @@ final class ConsistencyHarness {
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
         let port = UInt16.random(in: 20000...50000)
         // The primary reaches the backup through a relay the cut scenario can silence.
-        let relay = scenario == .cutLinkThenKill ? try LinkRelay(to: port) : nil
+        let cut = scenario == .cutLinkThenKill || scenario == .cutLinkSafetyThenKill
+        let relay = cut ? try LinkRelay(to: port) : nil
         defer { relay?.stop() }
         let automatic = scenario != .killThenActivate
-        let heartbeat = scenario == .cutLinkThenKill
+        let heartbeat = cut
             ? "[heartbeat]\nudp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : ""
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm,
@@ -203,6 +215,7 @@ final class ConsistencyHarness {
                 without_witness = true
                 grace_ms = 500
                 reconnect_ms = 200
+                policy = "\(scenario == .cutLinkSafetyThenKill ? "safety" : "availability")"
                 \(String(format: heartbeat, Int(port) + 2, Int(port) + 3))
                 """,
             backupExtra: automatic ? """
@@ -230,7 +243,7 @@ final class ConsistencyHarness {
             return outcome
         }
         if let relay {
-            if let problem = cutAndRestore(relay, client: client, configs: configs) {
+            if let problem = cutAndRestore(relay, client: client, configs: configs, safety: scenario == .cutLinkSafetyThenKill) {
                 outcome.problems.append("\(problem); see \(logs)")
                 return outcome
             }

@@ -12,7 +12,7 @@ import UnderstudyTestSupport
 struct FailoverTests {
     static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_FAILOVER_TRIALS"] ?? "") ?? 2 }
 
-    @Test(arguments: [ConsistencyHarness.Scenario.kill, .hang, .cutLinkThenKill, .switchover])
+    @Test(arguments: [ConsistencyHarness.Scenario.kill, .hang, .cutLinkThenKill, .cutLinkSafetyThenKill, .switchover])
     func scenarioEndsWithOneActiveCopyAndNothingLost(_ scenario: ConsistencyHarness.Scenario) throws {
         let harness = try ConsistencyHarness()
         defer { harness.remove() }
