@@ -120,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UnderstudyWitnessTests",
-            dependencies: ["UnderstudyWitness", "UnderstudyTestSupport"]
+            dependencies: ["UnderstudyWitness", "UnderstudyTransport", "UnderstudyTestSupport"]
         ),
         .testTarget(
             name: "UnderstudyAgentTests",

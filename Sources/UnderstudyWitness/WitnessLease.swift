@@ -26,7 +26,7 @@ public final class WitnessLease: @unchecked Sendable {
         let condition = NSCondition()
         var machine: WitnessLeaseStateMachine
         var holder: String?
-        /// Tells the keep-alive thread to return.
+        /// Tells the keep-alive thread to return (and cuts its sleep short).
         var stopping = false
 
         init(machine: WitnessLeaseStateMachine) { self.machine = machine }
@@ -112,10 +112,8 @@ public final class WitnessLease: @unchecked Sendable {
         stopKeeper()
         do {
             try client.release(key, ifValue: node)
-            if let lease {
-                try client.revoke(lease: lease)
-                logger.info("witness: released \(key) and revoked lease \(Self.hex(lease))")
-            }
+            if let lease { try client.revoke(lease: lease) }
+            logger.info("witness: \(node) released \(key)\(lease.map { " and revoked lease \(Self.hex($0))" } ?? "")")
         } catch {
             logger.warning("witness: releasing \(key) failed, the claim ends when its lease expires: \(error)")
         }
@@ -127,7 +125,13 @@ public final class WitnessLease: @unchecked Sendable {
         operations.lock()
         defer { operations.unlock() }
         if isValid { return true }
-        // A keeper that reported a lost lease has returned or is about to.
+        // A held lease that ran out while the keep-alive thread was stuck in a request: report it
+        // here. The machine yields `.lost` once, so the thread cannot report it a second time.
+        let unreported = core.withLock { core -> String? in
+            guard case .held = core.machine.state, case .lost(let reason) = core.machine.poll(.now) else { return nil }
+            return reason
+        }
+        if let unreported { Self.report(lost: unreported, logger: logger, onLost: onLost) }
         stopKeeper()
         var lastError: WitnessError?
         var action = core.withLock { $0.machine.start(at: .now) }
@@ -151,11 +155,6 @@ public final class WitnessLease: @unchecked Sendable {
                             core.holder = node
                             return core.machine.claimed(at: .now)
                         }
-                        if isValid {
-                            startKeeper()
-                            logger.info("witness: \(node) holds \(key) with lease \(Self.hex(lease))")
-                            return true
-                        }
                     case .heldBy(let holder):
                         lastError = .heldBy(holder)
                         action = core.withLock { core in
@@ -168,8 +167,16 @@ public final class WitnessLease: @unchecked Sendable {
                     action = core.withLock { $0.machine.requestFailed(error.description, at: .now) }
                 }
             case .sendKeepAlive(let lease):
-                action = Self.renew(lease, client: client, core: core, logger: logger)
+                let renewal = Self.renew(lease, client: client, core: core, logger: logger)
+                action = renewal.next
+                lastError = renewal.error ?? lastError
             case .wait(let until):
+                // Held and waiting for the next renewal: the keep-alive thread takes it from here.
+                if let lease = core.withLock({ $0.machine.mayAct(.now) ? $0.machine.lease : nil }) {
+                    startKeeper()
+                    logger.info("witness: \(node) holds \(key) with lease \(lease.hexID) (TTL \(lease.ttl))")
+                    return true
+                }
                 guard retrying, until <= deadline else {
                     if case .heldBy = lastError, !retrying { return false }
                     throw lastError ?? .unreachable("etcd did not answer in time")
@@ -188,7 +195,6 @@ public final class WitnessLease: @unchecked Sendable {
 
     /// Starts the keep-alive thread. Called under `operations` with the key just claimed.
     private func startKeeper() {
-        core.withLock { $0.stopping = false }
         // The thread holds what it needs, not `self`: an abandoned WitnessLease can still deinit.
         let core = core
         let client = client
@@ -199,13 +205,12 @@ public final class WitnessLease: @unchecked Sendable {
             while !core.withLock({ $0.stopping }) {
                 switch action {
                 case .sendKeepAlive(let lease):
-                    action = WitnessLease.renew(lease, client: client, core: core, logger: logger)
+                    action = WitnessLease.renew(lease, client: client, core: core, logger: logger).next
                 case .wait(let until):
                     core.sleep(until: until)
                     action = core.withLock { $0.machine.poll(.now) }
                 case .lost(let reason):
-                    logger.error("witness: \(reason); this node must not act until it acquires again")
-                    onLost(reason)
+                    WitnessLease.report(lost: reason, logger: logger, onLost: onLost)
                     return
                 case .none, .sendGrant, .sendClaim:
                     // Released (or never held): a held lease only renews, waits, or is lost.
@@ -223,27 +228,37 @@ public final class WitnessLease: @unchecked Sendable {
         }
         keeper?.join()
         keeper = nil
+        // Re-armed for the next keeper, and so that `acquire` really sleeps between attempts.
+        core.withLock { $0.stopping = false }
     }
 
-    /// One keep-alive, reported to the state machine; returns its next action.
-    private static func renew(_ lease: Int64, client: EtcdClient, core: Core, logger: Logger) -> WitnessLeaseStateMachine.Action {
+    /// One keep-alive, reported to the state machine: its next action, and the failure if any.
+    private static func renew(_ lease: Int64, client: EtcdClient, core: Core, logger: Logger)
+        -> (next: WitnessLeaseStateMachine.Action, error: WitnessError?) {
         let sent = ContinuousClock.now
         do {
             let remaining = try client.keepAlive(lease: lease)
-            return core.withLock { core in
+            let next = core.withLock { core in
                 if core.machine.lease?.lastFailure != nil && remaining > .zero {
                     logger.info("witness: lease \(hex(lease)) renewed again")
                 }
                 return core.machine.renewed(remaining: remaining, sentAt: sent)
             }
+            return (next, nil)
         } catch {
-            return core.withLock { core in
+            let next = core.withLock { core in
                 if core.machine.lease?.lastFailure == nil {
                     logger.warning("witness: keep-alive of lease \(hex(lease)) failed, retrying: \(error)")
                 }
                 return core.machine.requestFailed(error.description, at: .now)
             }
+            return (next, error)
         }
+    }
+
+    private static func report(lost reason: String, logger: Logger, onLost: @Sendable (String) -> Void) {
+        logger.error("witness: \(reason); this node must not act until it acquires again")
+        onLost(reason)
     }
 
     private static func hex(_ lease: Int64) -> String { "0x" + String(UInt64(bitPattern: lease), radix: 16) }
