@@ -54,6 +54,11 @@ let package = Package(
             name: "UnderstudyNetwork",
             dependencies: ["UnderstudyProtocol", "UnderstudyTransport", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
+        // Fencing through an etcd witness: the lease on /understudy/<vm>/active that lets a node act.
+        .target(
+            name: "UnderstudyWitness",
+            dependencies: ["UnderstudyTransport", .product(name: "Logging", package: "swift-log")]
+        ),
         // Primary and backup roles wired from the layers below.
         .target(
             name: "UnderstudyAgent",
@@ -112,6 +117,10 @@ let package = Package(
         .testTarget(
             name: "UnderstudyNetworkTests",
             dependencies: ["UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyTestSupport"]
+        ),
+        .testTarget(
+            name: "UnderstudyWitnessTests",
+            dependencies: ["UnderstudyWitness", "UnderstudyTransport", "UnderstudyTestSupport"]
         ),
         .testTarget(
             name: "UnderstudyAgentTests",

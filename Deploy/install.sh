@@ -14,6 +14,7 @@ packages=(
   busybox-static    # the test guest's userland
   gcc               # builds the test guest's programs (statically)
   libc6-dev
+  etcd-server       # the witness (etcd 3.4, v3 HTTP gateway): fencing tests start their own
 )
 
 missing=()

@@ -1,0 +1,170 @@
+import Foundation
+import Synchronization
+import UnderstudyTransport
+
+/// Thin etcd v3 client over the HTTP/JSON gateway (blocking).
+///
+/// The gateway speaks proto3 JSON: keys and values are base64, 64-bit integers are strings, and
+/// fields holding their default (0, false, empty) are left out, so a missing `TTL` means 0.
+public final class EtcdClient: Sendable {
+    /// The client URLs, tried in order, beginning with the one that answered last.
+    public let endpoints: [Endpoint]
+    /// How long one request to one endpoint may take, connection included.
+    public let timeout: Duration
+    /// Index of the endpoint that answered last: a dead first endpoint then costs one timeout
+    /// when it fails, not one on every request.
+    private let preferred = Mutex(0)
+
+    public init(endpoints: [Endpoint], timeout: Duration) {
+        precondition(!endpoints.isEmpty, "etcd needs at least one endpoint")
+        self.endpoints = endpoints
+        self.timeout = timeout
+    }
+
+    /// Grants a lease of `ttl` rounded up to whole seconds. Returns its id and the TTL etcd
+    /// actually granted, which may be longer (etcd's minimum depends on its election timeout).
+    public func grantLease(ttl: Duration) throws(WitnessError) -> (id: Int64, ttl: Duration) {
+        let seconds = max(1, Int64(ttl.witnessSeconds.rounded(.up)))
+        let reply = try call("/v3/lease/grant", ["TTL": String(seconds)])
+        if let error = reply["error"] as? String, !error.isEmpty { throw .rejected(error) }
+        let id = try integer(reply, "ID", in: "lease grant")
+        let granted = try integer(reply, "TTL", in: "lease grant")
+        guard id != 0, granted > 0 else { throw .malformedReply("lease grant returned lease \(id) with TTL \(granted)") }
+        return (id, .seconds(granted))
+    }
+
+    /// Renews the lease. Returns its TTL from now, or `.zero` when etcd no longer knows it
+    /// (expired or revoked): whatever it held is gone.
+    public func keepAlive(lease: Int64) throws(WitnessError) -> Duration {
+        let reply = try call("/v3/lease/keepalive", ["ID": String(lease)])
+        // LeaseKeepAlive is a stream: the gateway wraps each message in "result", or an "error".
+        if let error = reply["error"] as? [String: Any] {
+            throw .rejected("keep-alive: \(error["message"] as? String ?? "error without a message")")
+        }
+        guard let result = reply["result"] as? [String: Any] else {
+            throw .malformedReply("keep-alive reply without \"result\"")
+        }
+        let ttl = try integer(result, "TTL", in: "keep-alive", default: 0)
+        return ttl > 0 ? .seconds(ttl) : .zero
+    }
+
+    /// Revokes the lease, deleting every key attached to it. A lease etcd no longer knows counts
+    /// as revoked.
+    public func revoke(lease: Int64) throws(WitnessError) {
+        let (status, reply) = try request("/v3/lease/revoke", ["ID": String(lease)])
+        // gRPC NOT_FOUND: the lease expired or was revoked already, which is the goal.
+        if status == 404, (reply["code"] as? NSNumber)?.intValue == 5 { return }
+        try check(status, reply)
+    }
+
+    /// The key's value and the lease it is attached to (0: none); nil when the key is absent.
+    public func get(_ key: String) throws(WitnessError) -> (value: String, lease: Int64)? {
+        let reply = try call("/v3/kv/range", ["key": base64(key)])
+        return try firstValue(reply, in: "range")
+    }
+
+    /// Puts `key` = `value` attached to `lease` if the key is absent or already holds `value`
+    /// (this node's earlier claim, moved to the new lease); otherwise reports the holder.
+    public func claim(_ key: String, value: String, lease: Int64) throws(WitnessError) -> ClaimOutcome {
+        let put: [String: Any] = ["request_put": ["key": base64(key), "value": base64(value), "lease": String(lease)]]
+        let read: [String: Any] = ["request_range": ["key": base64(key)]]
+        let absent: [String: Any] = ["target": "CREATE", "result": "EQUAL", "key": base64(key), "create_revision": "0"]
+        let ours: [String: Any] = ["target": "VALUE", "result": "EQUAL", "key": base64(key), "value": base64(value)]
+        // etcd ANDs a transaction's comparisons, and a VALUE comparison on an absent key fails,
+        // so "absent or ours" takes two transactions. Between them the key may vanish (its
+        // lease expired) or appear: start over, a few times.
+        for _ in 0..<4 {
+            for comparison in [absent, ours] {
+                let reply = try call("/v3/kv/txn", ["compare": [comparison], "success": [put], "failure": [read]])
+                if reply["succeeded"] as? Bool == true { return .acquired }
+                guard let current = try rangeInFailedTransaction(reply) else { break }
+                if current.value != value { return .heldBy(current.value) }
+            }
+        }
+        throw .rejected("the witness key \(key) kept changing while it was claimed")
+    }
+
+    /// Deletes `key` only while it holds `value`: a node removes its own claim, never another's.
+    public func release(_ key: String, ifValue value: String) throws(WitnessError) {
+        let ours: [String: Any] = ["target": "VALUE", "result": "EQUAL", "key": base64(key), "value": base64(value)]
+        _ = try call("/v3/kv/txn", ["compare": [ours], "success": [["request_delete_range": ["key": base64(key)]]]])
+    }
+
+    // MARK: - Gateway plumbing
+
+    /// POSTs `body` and returns the JSON object of a 200 reply; any other status is `.rejected`.
+    private func call(_ path: String, _ body: [String: Any]) throws(WitnessError) -> [String: Any] {
+        let (status, reply) = try request(path, body)
+        try check(status, reply)
+        return reply
+    }
+
+    private func check(_ status: Int, _ reply: [String: Any]) throws(WitnessError) {
+        guard status != 200 else { return }
+        let message = reply["message"] as? String ?? reply["error"] as? String ?? "no message"
+        throw .rejected("HTTP \(status): \(message)")
+    }
+
+    /// POSTs `body` to each endpoint in turn until one replies; returns the status and JSON object.
+    private func request(_ path: String, _ body: [String: Any]) throws(WitnessError) -> (status: Int, reply: [String: Any]) {
+        let payload: [UInt8]
+        do {
+            payload = Array(try JSONSerialization.data(withJSONObject: body))
+        } catch {
+            preconditionFailure("request bodies are built from strings, arrays and dictionaries: \(error)")
+        }
+        let first = preferred.withLock { $0 }
+        var failures: [String] = []
+        for offset in endpoints.indices {
+            let index = (first + offset) % endpoints.count
+            let reply: HTTPReply
+            do {
+                reply = try HTTPClient.post(path, body: payload, to: endpoints[index], timeout: timeout)
+            } catch .unreachable(let what) {
+                failures.append(what)
+                continue
+            }
+            preferred.withLock { $0 = index }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any] else {
+                throw .malformedReply("\(endpoints[index]) \(path): HTTP \(reply.status) with a body that is not a JSON object: "
+                    + HTTPReplyParser.excerpt(reply.body))
+            }
+            return (reply.status, object)
+        }
+        throw .unreachable(failures.joined(separator: "; "))
+    }
+
+    private func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+
+    /// An int64 field: a string in proto3 JSON, a number from a lenient server; absent means `default`.
+    private func integer(_ object: [String: Any], _ field: String, in what: String, default: Int64? = nil) throws(WitnessError) -> Int64 {
+        switch object[field] {
+        case let text as String:
+            guard let value = Int64(text) else { throw .malformedReply("\(what): \(field) \"\(text)\" is not an integer") }
+            return value
+        case let number as NSNumber:
+            return number.int64Value
+        case nil:
+            guard let `default` else { throw .malformedReply("\(what) reply without \(field)") }
+            return `default`
+        default:
+            throw .malformedReply("\(what): \(field) is neither a string nor a number")
+        }
+    }
+
+    /// The first key-value of a range reply: its value (UTF-8) and lease.
+    private func firstValue(_ range: [String: Any], in what: String) throws(WitnessError) -> (value: String, lease: Int64)? {
+        guard let kvs = range["kvs"] as? [[String: Any]], let kv = kvs.first else { return nil }
+        let encoded = kv["value"] as? String ?? ""
+        guard let value = Data(base64Encoded: encoded) else { throw .malformedReply("\(what): value is not base64") }
+        return (String(decoding: value, as: UTF8.self), try integer(kv, "lease", in: what, default: 0))
+    }
+
+    /// The key as the failure branch's range read it; nil when it was absent.
+    private func rangeInFailedTransaction(_ reply: [String: Any]) throws(WitnessError) -> (value: String, lease: Int64)? {
+        guard let responses = reply["responses"] as? [[String: Any]], let range = responses.first?["response_range"] as? [String: Any] else {
+            throw .malformedReply("failed transaction without the range of its failure branch")
+        }
+        return try firstValue(range, in: "transaction")
+    }
+}

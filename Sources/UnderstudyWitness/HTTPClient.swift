@@ -1,0 +1,224 @@
+import UnderstudyTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An HTTP reply: the status code and the body, de-chunked.
+struct HTTPReply: Sendable, Equatable {
+    var status: Int
+    var body: [UInt8]
+}
+
+/// The least HTTP/1.1 the etcd gateway needs: one POST with a JSON body per connection.
+///
+/// Every request opens its own connection and asks the server to close it. A request that timed
+/// out then cannot leave a late reply on a connection that a later request would read as its
+/// own, and a connection costs well under a millisecond on loopback (a few on a LAN) against a
+/// handful of requests per second. The socket stays non-blocking so that `poll` bounds every
+/// step by the request's deadline.
+enum HTTPClient {
+    static func post(_ path: String, body: [UInt8], to endpoint: Endpoint, timeout: Duration) throws(WitnessError) -> HTTPReply {
+        let deadline = ContinuousClock.now + timeout
+        let fd = try connect(to: endpoint, deadline: deadline, timeout: timeout)
+        defer { close(fd) }
+        let head = "POST \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        try sendAll(Array(head.utf8) + body, on: fd, to: endpoint, deadline: deadline, timeout: timeout)
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let ready = try wait(fd, for: POLLIN, until: deadline)
+            guard ready else { throw .unreachable("etcd at \(endpoint) unreachable (no reply within \(milliseconds(timeout)) ms)") }
+            // Safe: recv writes at most `chunk.count` bytes into the array's own storage.
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw .unreachable("etcd at \(endpoint) unreachable (\(String(cString: strerror(errno))) while reading the reply)")
+            }
+            received += chunk[..<n]
+            do throws(HTTPReplyParser.Failure) {
+                if let reply = try HTTPReplyParser.parse(received, complete: n == 0) { return reply }
+            } catch {
+                switch error {
+                case .closedEarly: throw .unreachable("etcd at \(endpoint) closed the connection without replying")
+                case .malformed(let what): throw .malformedReply("\(endpoint): \(what)")
+                }
+            }
+        }
+    }
+
+    private static func connect(to endpoint: Endpoint, deadline: ContinuousClock.Instant, timeout: Duration) throws(WitnessError) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(endpoint.host, String(endpoint.port), &hints, &list)
+        guard status == 0, let list else {
+            throw .unreachable("etcd at \(endpoint) unreachable (cannot resolve: \(String(cString: gai_strerror(status))))")
+        }
+        defer { freeaddrinfo(list) }
+        var reason = "no address"
+        var cursor: UnsafeMutablePointer<addrinfo>? = list
+        while let entry = cursor {
+            cursor = entry.pointee.ai_next
+            let fd = socket(entry.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else {
+                reason = String(cString: strerror(errno))
+                continue
+            }
+            // Safe: getaddrinfo's entry stays allocated until freeaddrinfo, after this loop.
+            if Glibc.connect(fd, entry.pointee.ai_addr, entry.pointee.ai_addrlen) == 0 { return fd }
+            if errno == EINPROGRESS {
+                do throws(WitnessError) {
+                    if try wait(fd, for: POLLOUT, until: deadline) {
+                        var error: Int32 = 0
+                        var length = socklen_t(MemoryLayout<Int32>.size)
+                        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                        if error == 0 { return fd }
+                        reason = String(cString: strerror(error))
+                    } else {
+                        reason = "no connection within \(milliseconds(timeout)) ms"
+                    }
+                } catch {
+                    close(fd)
+                    throw error
+                }
+            } else {
+                reason = String(cString: strerror(errno))
+            }
+            close(fd)
+        }
+        throw .unreachable("etcd at \(endpoint) unreachable (\(reason.lowercased()))")
+    }
+
+    private static func sendAll(_ bytes: [UInt8], on fd: Int32, to endpoint: Endpoint, deadline: ContinuousClock.Instant,
+                             timeout: Duration) throws(WitnessError) {
+        var offset = 0
+        while offset < bytes.count {
+            // Safe: send reads only the slice's bytes, which the array keeps alive during the call.
+            // MSG_NOSIGNAL: a peer that went away must surface as an error, not as SIGPIPE.
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n >= 0 {
+                offset += n
+            } else if errno == EAGAIN || errno == EINTR {
+                guard try wait(fd, for: POLLOUT, until: deadline) else {
+                    throw .unreachable("etcd at \(endpoint) unreachable (request not sent within \(milliseconds(timeout)) ms)")
+                }
+            } else {
+                throw .unreachable("etcd at \(endpoint) unreachable (\(String(cString: strerror(errno))) while sending)")
+            }
+        }
+    }
+
+    /// Waits until `fd` is ready for `events` (true) or the deadline passes (false).
+    private static func wait(_ fd: Int32, for events: Int32, until deadline: ContinuousClock.Instant) throws(WitnessError) -> Bool {
+        while true {
+            let left = deadline - .now
+            guard left > .zero else { return false }
+            var descriptor = pollfd(fd: fd, events: Int16(events), revents: 0)
+            let ready = poll(&descriptor, 1, Int32(clamping: milliseconds(left, roundingUp: true)))
+            if ready > 0 { return true }
+            if ready < 0 && errno != EINTR { throw .unreachable("poll failed: \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    static func milliseconds(_ duration: Duration, roundingUp: Bool = false) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let whole = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return roundingUp && attoseconds % 1_000_000_000_000_000 != 0 ? whole + 1 : whole
+    }
+}
+
+/// Parses an HTTP/1.1 reply from the bytes received so far. No I/O, so it is tested on its own.
+enum HTTPReplyParser {
+    enum Failure: Error, Equatable {
+        /// The server closed the connection before sending a byte.
+        case closedEarly
+        case malformed(String)
+    }
+
+    /// Anything bigger is not a gateway reply for the few keys the witness reads.
+    static let maximumSize = 1 << 20
+
+    /// The reply, or nil when more bytes are needed. `complete`: the server closed the connection,
+    /// so what was received is all there is.
+    static func parse(_ bytes: [UInt8], complete: Bool) throws(Failure) -> HTTPReply? {
+        guard bytes.count <= maximumSize else { throw .malformed("reply larger than \(maximumSize) bytes") }
+        guard let headerEnd = find([13, 10, 13, 10], in: bytes, from: 0) else {
+            if !complete { return nil }
+            throw bytes.isEmpty ? .closedEarly : .malformed("reply ended inside its header: \(excerpt(bytes[...]))")
+        }
+        let lines = String(decoding: bytes[..<headerEnd], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
+        let statusParts = lines[0].split(separator: " ", maxSplits: 2)
+        guard statusParts.count >= 2, statusParts[0].hasPrefix("HTTP/1."), statusParts[1].count == 3, let status = Int(statusParts[1]) else {
+            throw .malformed("not an HTTP reply: \(excerpt(bytes[..<headerEnd]))")
+        }
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { throw .malformed("header line without a colon: \(excerpt(line.utf8[...]))") }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingSpaces()
+        }
+        let bodyStart = headerEnd + 4
+        if let encoding = headers["transfer-encoding"], encoding.lowercased().contains("chunked") {
+            return try dechunk(bytes, from: bodyStart, complete: complete).map { HTTPReply(status: status, body: $0) }
+        }
+        if let text = headers["content-length"] {
+            guard let length = Int(text), length >= 0 else { throw .malformed("Content-Length \"\(text)\"") }
+            guard bytes.count - bodyStart >= length else {
+                if !complete { return nil }
+                throw .malformed("reply ended after \(bytes.count - bodyStart) of \(length) body bytes")
+            }
+            return HTTPReply(status: status, body: Array(bytes[bodyStart..<bodyStart + length]))
+        }
+        // Neither: the body runs to the end of the connection.
+        return complete ? HTTPReply(status: status, body: Array(bytes[bodyStart...])) : nil
+    }
+
+    /// Joins the chunks of a chunked body; nil while the last (empty) chunk has not arrived.
+    /// Trailers after it are ignored: the connection is closed right after anyway.
+    private static func dechunk(_ bytes: [UInt8], from start: Int, complete: Bool) throws(Failure) -> [UInt8]? {
+        var body: [UInt8] = []
+        var position = start
+        while true {
+            guard let lineEnd = find([13, 10], in: bytes, from: position) else { break }
+            let sizeText = String(decoding: bytes[position..<lineEnd], as: UTF8.self)
+            guard let size = Int(sizeText.split(separator: ";", maxSplits: 1).first.map(String.init)?.trimmingSpaces() ?? "", radix: 16),
+                  size >= 0 else {
+                throw .malformed("bad chunk size line: \(excerpt(bytes[position..<lineEnd]))")
+            }
+            if size == 0 { return body }
+            let dataStart = lineEnd + 2
+            guard bytes.count >= dataStart + size + 2 else { break }
+            guard bytes[dataStart + size] == 13, bytes[dataStart + size + 1] == 10 else {
+                throw .malformed("chunk of \(size) bytes not followed by CRLF")
+            }
+            body += bytes[dataStart..<dataStart + size]
+            position = dataStart + size + 2
+        }
+        if complete { throw .malformed("reply ended inside its chunked body") }
+        return nil
+    }
+
+    private static func find(_ needle: [UInt8], in bytes: [UInt8], from start: Int) -> Int? {
+        guard bytes.count >= needle.count else { return nil }
+        var index = start
+        while index + needle.count <= bytes.count {
+            if bytes[index..<index + needle.count].elementsEqual(needle) { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    /// The first bytes of something unexpected, printable, for an error message.
+    static func excerpt<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
+        let text = String(decoding: bytes.prefix(60), as: UTF8.self)
+            .map { $0.isASCII && ($0.isLetter || $0.isNumber || $0.isPunctuation || $0.isSymbol || $0 == " ") ? String($0) : "." }
+            .joined()
+        return "\"\(text)\(bytes.count > 60 ? "…" : "")\""
+    }
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> String {
+        String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+    }
+}

@@ -1,0 +1,320 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import UnderstudyTestSupport
+import UnderstudyTransport
+import UnderstudyWitness
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let logger = Logger(label: "witness-test")
+
+private func uniqueVM() -> String { "vm-" + UUID().uuidString.prefix(8).lowercased() }
+
+private func endpoint(_ port: UInt16) -> Endpoint { Endpoint(host: "127.0.0.1", port: port) }
+
+/// 1 s leases (the test etcd grants them) and short requests keep these tests quick.
+private func configuration(_ port: UInt16) -> WitnessConfiguration {
+    WitnessConfiguration(endpoints: [endpoint(port)], leaseTTL: .seconds(1), requestTimeout: .milliseconds(200))
+}
+
+/// Collects what `onLost` reported.
+private final class LostReports: Sendable {
+    private let reasons = Mutex<[String]>([])
+    var all: [String] { reasons.withLock { $0 } }
+    var callback: @Sendable (String) -> Void { { reason in self.reasons.withLock { $0.append(reason) } } }
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `timeout` passes (false). It blocks
+/// rather than awaits: with the cooperative pool as wide as the cores and busy with other tests,
+/// a resumption after `Task.sleep` may come late and spoil the timing being measured.
+private func eventually(within timeout: Duration, _ condition: () throws -> Bool) throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.01)
+    }
+    return try condition()
+}
+
+private func sleep(_ duration: Duration) {
+    Thread.sleep(forTimeInterval: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+}
+
+@Suite(.enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (Debian's etcd-server)"))
+struct EtcdWitnessTests {
+    @Test func grantClaimGetAndReleaseRoundTrip() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        let key = WitnessConfiguration.key(forVM: uniqueVM())
+
+        let lease = try client.grantLease(ttl: .milliseconds(1200))
+        #expect(lease.ttl == .seconds(2), "asked 1.2 s: etcd grants whole seconds, rounded up")
+        #expect(try client.get(key) == nil)
+        #expect(try client.claim(key, value: "node-a", lease: lease.id) == .acquired)
+        let stored = try #require(try client.get(key))
+        #expect(stored.value == "node-a")
+        #expect(stored.lease == lease.id)
+        #expect(try client.keepAlive(lease: lease.id) == .seconds(2))
+
+        // This node's own claim moves to a new lease.
+        let second = try client.grantLease(ttl: .seconds(1))
+        #expect(second.ttl == .seconds(1))
+        #expect(try client.claim(key, value: "node-a", lease: second.id) == .acquired)
+        #expect(try client.get(key)?.lease == second.id)
+
+        try client.release(key, ifValue: "node-b")
+        #expect(try client.get(key)?.value == "node-a", "release deletes only the caller's own claim")
+        try client.release(key, ifValue: "node-a")
+        #expect(try client.get(key) == nil)
+
+        try client.revoke(lease: lease.id)
+        #expect(try client.keepAlive(lease: lease.id) == .zero, "a revoked lease renews to nothing")
+        try client.revoke(lease: lease.id)
+    }
+
+    @Test func revokingALeaseDeletesTheClaimWithIt() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        let key = WitnessConfiguration.key(forVM: uniqueVM())
+        let lease = try client.grantLease(ttl: .seconds(5))
+        #expect(try client.claim(key, value: "node-a", lease: lease.id) == .acquired)
+        let other = try client.grantLease(ttl: .seconds(5))
+        #expect(try client.claim(key, value: "node-b", lease: other.id) == .heldBy("node-a"))
+        try client.revoke(lease: lease.id)
+        #expect(try client.get(key) == nil)
+        #expect(try client.claim(key, value: "node-b", lease: other.id) == .acquired)
+    }
+
+    @Test func aSecondNodeIsRefusedWithTheHoldersName() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let vm = uniqueVM()
+        let a = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-a", logger: logger, onLost: { _ in })
+        let b = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        defer { a.release(); b.release() }
+        try a.acquire(timeout: .seconds(5))
+        #expect(a.isValid)
+        #expect(a.holder == "node-a")
+        #expect(try a.tryAcquire(), "acquiring what is held succeeds at once")
+
+        #expect(try !b.tryAcquire())
+        #expect(b.holder == "node-a")
+        #expect(!b.isValid)
+        let started = ContinuousClock.now
+        #expect(throws: WitnessError.heldBy("node-a")) { try b.acquire(timeout: .milliseconds(800)) }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(a.isValid, "a keeps renewing while b polls")
+    }
+
+    @Test func anAbandonedHoldersLeaseExpiresAndTheOtherNodeTakesOver() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let vm = uniqueVM()
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        // node-a claims with a 1 s lease and never renews it: a node that died.
+        let dead = try client.grantLease(ttl: .seconds(1))
+        #expect(try client.claim(WitnessConfiguration.key(forVM: vm), value: "node-a", lease: dead.id) == .acquired)
+        let claimed = ContinuousClock.now
+
+        let b = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        defer { b.release() }
+        try b.acquire(timeout: .seconds(5))
+        let waited = ContinuousClock.now - claimed
+        #expect(b.isValid)
+        #expect(b.holder == "node-b")
+        #expect(try client.get(WitnessConfiguration.key(forVM: vm))?.value == "node-b")
+        // etcd revokes expired leases in a sweep every 500 ms, after the TTL.
+        #expect(waited < .milliseconds(2500), "took \(waited)")
+    }
+
+    @Test func releaseLetsTheOtherNodeAcquireAtOnce() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let vm = uniqueVM()
+        let config = WitnessConfiguration(endpoints: [endpoint(etcd.clientPort)], leaseTTL: .seconds(10))
+        let a = WitnessLease(configuration: config, vm: vm, node: "node-a", logger: logger, onLost: { _ in })
+        let b = WitnessLease(configuration: config, vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        defer { b.release() }
+        try a.acquire(timeout: .seconds(5))
+        #expect(try !b.tryAcquire())
+        a.release()
+        #expect(!a.isValid)
+        #expect(try b.tryAcquire(), "no 10 s wait for a's lease: it was revoked")
+        #expect(b.isValid)
+        #expect(try !a.tryAcquire())
+        #expect(a.holder == "node-b")
+    }
+
+    @Test func validityEndsBeforeEtcdExpiresTheLeaseWhenEtcdBecomesUnreachable() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let relay = try LinkRelay(to: etcd.clientPort)
+        defer { relay.stop() }
+        let vm = uniqueVM()
+        let key = WitnessConfiguration.key(forVM: vm)
+        let lost = LostReports()
+        let a = WitnessLease(configuration: configuration(relay.port), vm: vm, node: "node-a", logger: logger, onLost: lost.callback)
+        defer { a.release() }
+        let direct = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        try a.acquire(timeout: .seconds(5))
+
+        // Held over several TTLs: the keep-alive thread renews.
+        sleep(.milliseconds(2500))
+        #expect(a.isValid)
+        #expect(try direct.get(key)?.value == "node-a")
+        #expect(lost.all.isEmpty)
+
+        relay.cut()
+        let cut = ContinuousClock.now
+        #expect(try eventually(within: .seconds(2)) { !a.isValid })
+        #expect(ContinuousClock.now - cut < .seconds(1), "validity lasts at most TTL less the margin")
+        #expect(try direct.get(key)?.value == "node-a", "etcd still has the claim: this node stopped acting first")
+
+        #expect(try eventually(within: .seconds(1)) { !lost.all.isEmpty })
+        #expect(lost.all.count == 1)
+        let reason = try #require(lost.all.first)
+        #expect(reason.hasPrefix("lease 0x"))
+        #expect(reason.contains("not renewed for"))
+        #expect(reason.contains("127.0.0.1:\(relay.port)"), "names the endpoint: \(reason)")
+
+        #expect(try eventually(within: .seconds(3)) { try direct.get(key) == nil }, "then etcd expires it")
+        let b = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        defer { b.release() }
+        #expect(try b.tryAcquire())
+        sleep(.milliseconds(300))
+        #expect(lost.all.count == 1, "onLost is called once")
+    }
+
+    @Test func aPausedWitnessEndsValidityByItself() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let lost = LostReports()
+        let a = WitnessLease(configuration: configuration(etcd.clientPort), vm: uniqueVM(), node: "node-a", logger: logger,
+                             onLost: lost.callback)
+        try a.acquire(timeout: .seconds(5))
+        #expect(a.isValid)
+        etcd.pause()
+        defer { etcd.resume() }
+        let paused = ContinuousClock.now
+        #expect(try eventually(within: .seconds(2)) { !a.isValid })
+        #expect(ContinuousClock.now - paused < .seconds(1))
+        #expect(try eventually(within: .seconds(1)) { !lost.all.isEmpty })
+        let reason = try #require(lost.all.first)
+        #expect(reason.contains("not renewed for"))
+        #expect(reason.contains("etcd at 127.0.0.1:\(etcd.clientPort) unreachable (no reply within 200 ms)"), "\(reason)")
+        #expect(throws: WitnessError.self) { try a.tryAcquire() }
+        etcd.resume()
+        a.release()
+    }
+
+    @Test func anUnreachableEndpointIsNamed() throws {
+        // A port nobody listens on (connection refused), and one that accepts but never answers.
+        let closedPort = try TCPListener(endpoint: endpoint(0)).endpoint.port
+        let silent = try TCPListener(endpoint: endpoint(0))
+        let client = EtcdClient(endpoints: [endpoint(closedPort), silent.endpoint], timeout: .milliseconds(200))
+        #expect(throws: WitnessError.unreachable(
+            "etcd at 127.0.0.1:\(closedPort) unreachable (connection refused); etcd at \(silent.endpoint) unreachable (no reply within 200 ms)"
+        )) { try client.grantLease(ttl: .seconds(1)) }
+
+        let lease = WitnessLease(configuration: .init(endpoints: [endpoint(closedPort)], requestTimeout: .milliseconds(200)), vm: uniqueVM(),
+                                 node: "node-a", logger: logger, onLost: { _ in })
+        #expect(throws: WitnessError.unreachable("etcd at 127.0.0.1:\(closedPort) unreachable (connection refused)")) {
+            try lease.tryAcquire()
+        }
+        let started = ContinuousClock.now
+        #expect(throws: WitnessError.unreachable("etcd at 127.0.0.1:\(closedPort) unreachable (connection refused)")) {
+            try lease.acquire(timeout: .milliseconds(500))
+        }
+        #expect(ContinuousClock.now - started < .seconds(1), "retries stop at the timeout")
+        #expect(!lease.isValid)
+    }
+
+    @Test func aMalformedReplyIsReportedNotACrash() throws {
+        let replies = [
+            "SSH-2.0-OpenSSH_9.2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\n{\"ID\":\"12\",\"TTL\":\"soon\"}",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"ID\":",
+        ]
+        let expected = [
+            "not an HTTP reply", "not a JSON object", "lease grant reply without ID", "TTL \"soon\" is not an integer",
+            "bad chunk size line", "reply ended after 6 of 100 body bytes",
+        ]
+        let server = try FakeHTTPServer(replies: replies)
+        defer { server.stop() }
+        let client = EtcdClient(endpoints: [server.endpoint], timeout: .seconds(2))
+        for fragment in expected {
+            #expect {
+                _ = try client.grantLease(ttl: .seconds(1))
+            } throws: { error in
+                guard case .malformedReply(let what) = error as? WitnessError else { return false }
+                return what.contains(fragment)
+            }
+        }
+    }
+
+    @Test func anEtcdErrorIsRejectedWithItsMessage() throws {
+        let etcd = try EtcdProcess()
+        defer { etcd.stop() }
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        #expect(throws: WitnessError.rejected("HTTP 404: etcdserver: requested lease not found")) {
+            try client.claim(WitnessConfiguration.key(forVM: uniqueVM()), value: "node-a", lease: 12345)
+        }
+    }
+}
+
+/// Answers each connection with the next scripted reply, after reading the request whole.
+private final class FakeHTTPServer: Sendable {
+    let endpoint: Endpoint
+    private let listener: TCPListener
+    private let thread: JoinableThread
+
+    init(replies: [String]) throws {
+        let listener = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: 0))
+        self.listener = listener
+        endpoint = listener.endpoint
+        thread = JoinableThread(name: "fake-etcd") {
+            for reply in replies {
+                guard let (fd, _) = try? listener.accept() else { return }
+                FakeHTTPServer.readRequest(fd)
+                let bytes = Array(reply.utf8)
+                // Safe: write reads `bytes.count` bytes of the array, alive during the call.
+                _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+                // Half-close and drain, so the client reads the reply rather than a reset.
+                shutdown(fd, Int32(SHUT_WR))
+                FakeHTTPServer.readRequest(fd)
+                close(fd)
+            }
+        }
+    }
+
+    func stop() {
+        listener.close()
+        thread.join()
+    }
+
+    /// Reads until the request's body is in (or the peer closes).
+    private static func readRequest(_ fd: Int32) {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            // Safe: read writes at most `buffer.count` bytes into the array's storage.
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            guard n > 0 else { return }
+            received += buffer[..<n]
+            let text = String(decoding: received, as: UTF8.self)
+            guard let end = text.range(of: "\r\n\r\n") else { continue }
+            let length = text[..<end.lowerBound].split(separator: "\r\n")
+                .first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            if text[end.upperBound...].utf8.count >= length { return }
+        }
+    }
+}
