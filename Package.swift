@@ -64,7 +64,7 @@ let package = Package(
             name: "UnderstudyAgent",
             dependencies: [
                 "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyDisk",
-                "UnderstudyNetwork", "CUnderstudyShims", .product(name: "Logging", package: "swift-log"),
+                "UnderstudyNetwork", "UnderstudyWitness", "CUnderstudyShims", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

@@ -1,4 +1,5 @@
 import Logging
+import UnderstudyWitness
 /// Who may be the active copy of the VM: the node that releases its output and serves.
 ///
 /// With a witness, that is the holder of the witness lease; a node releases output of
@@ -28,10 +29,19 @@ public final class UnwitnessedFence: ActiveCopyFence {
     public var kind: String { "none (two-node pair, split-brain risk accepted)" }
 }
 
-/// The fence a node's configuration asks for.
-public func makeFence(_ configuration: AgentConfiguration, logger: Logger) throws -> ActiveCopyFence {
-    guard configuration.witnessEndpoints.isEmpty else {
-        throw ConfigurationError(source: configuration.source, line: nil, key: "witness.endpoints", message: "witness support is not built in")
+extension WitnessLease: ActiveCopyFence {
+    public var kind: String {
+        let endpoints = configuration.endpoints.map(\.description).joined(separator: ", ")
+        let state = isValid ? "held by this node" : holder.map { "held by \($0)" } ?? "not held"
+        return "witness \(endpoints) (\(key): \(state))"
     }
-    return UnwitnessedFence()
+}
+
+/// The fence a node's configuration asks for: the witness lease, or the unwitnessed pair.
+/// - Parameter onLost: called once when a held witness lease can no longer be trusted.
+public func makeFence(_ configuration: AgentConfiguration, logger: Logger,
+                      onLost: @escaping @Sendable (String) -> Void) -> ActiveCopyFence {
+    guard !configuration.witnessEndpoints.isEmpty else { return UnwitnessedFence() }
+    return WitnessLease(configuration: WitnessConfiguration(endpoints: configuration.witnessEndpoints, leaseTTL: configuration.witnessLeaseTTL),
+                        vm: configuration.vm.id, node: configuration.nodeName, logger: logger, onLost: onLost)
 }

@@ -24,6 +24,8 @@ public final class BackupSupervisor: @unchecked Sendable {
     private let stop: StopSignal
     private let shared: Shared
     private var datagrams: HeartbeatDatagrams?
+    /// Only `run`'s thread attempts the fence.
+    private var lastFenceAttempt: ContinuousClock.Instant?
 
     /// What the receiver's and the datagram path's threads report into.
     private final class Shared: Sendable {
@@ -96,7 +98,7 @@ public final class BackupSupervisor: @unchecked Sendable {
             }
             if let forced = requested.1 {
                 shared.requests.withLock { $0.forced = nil }
-                if acquireFence() {
+                if acquireFence(throttled: false) {
                     forced.reply = ControlReply(ok: true, message: "activating from checkpoint \(receiver.store.state.committedEpoch)")
                     forced.done.trigger("done")
                     return .activate(reason: "failover forced by the operator")
@@ -140,7 +142,11 @@ public final class BackupSupervisor: @unchecked Sendable {
         return request.reply
     }
 
-    private func acquireFence() -> Bool {
+    /// - Parameter throttled: at most one attempt per 100 ms (each asks the witness over the network).
+    private func acquireFence(throttled: Bool = true) -> Bool {
+        let now = ContinuousClock.now
+        if throttled, let last = lastFenceAttempt, now - last < .milliseconds(100) { return false }
+        lastFenceAttempt = now
         do {
             return try fence.tryAcquire()
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import UnderstudyDisk
 import UnderstudyNetwork
@@ -26,6 +27,8 @@ public final class GuestDevices: @unchecked Sendable {
     public let recorder: DiskEpochRecorder?
     public let gate: OutputGate?
     public let qemuArguments: [String]
+    /// Set by `holdOutputFromNextEpoch`, consumed by the next `seal`.
+    private let holdFromNextEpoch = Atomic<Bool>(false)
 
     /// - Parameters:
     ///   - diskImage: the raw image the guest's disk is (the replica's disk on an activated backup).
@@ -73,6 +76,22 @@ public final class GuestDevices: @unchecked Sendable {
     public func seal(epoch: UInt64, into checkpoint: CapturedCheckpoint) {
         if let recorder { checkpoint.diskChanges = recorder.seal() }
         gate?.seal(epoch: epoch)
+        if holdFromNextEpoch.exchange(false, ordering: .sequentiallyConsistent) { gate?.setMode(.outputCommit) }
+    }
+
+    /// A backup is being synchronised. Output that passes at once now (no backup protected the
+    /// VM) keeps passing until the first checkpoint's boundary, and waits for acknowledgements
+    /// from then on: until that checkpoint commits the backup has nothing to take over from, so
+    /// holding output for the whole synchronisation (seconds) would only stall the VM's network.
+    /// Output already held stays held until the first acknowledgement.
+    public func holdOutputFromNextEpoch() {
+        guard gate?.mode == .unprotected else { return }
+        holdFromNextEpoch.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// The synchronisation failed before its first checkpoint: output goes on passing.
+    public func cancelPendingHold() {
+        holdFromNextEpoch.store(false, ordering: .sequentiallyConsistent)
     }
 
     /// Forgets the disk writes recorded so far: a new backup session starts with a full copy of

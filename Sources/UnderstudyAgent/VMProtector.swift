@@ -52,7 +52,10 @@ public final class VMProtector: @unchecked Sendable {
         var detail: String?
         var replicator: PrimaryReplicator?
         var switchover: SwitchoverRequest?
+        /// The fence was lost and is being re-acquired (output waits meanwhile).
         var fenceLost: String?
+        /// Another node holds the fence: this copy must stop.
+        var fencedBy: String?
         var sessions = 0
         var lostAt: ContinuousClock.Instant?
         /// The latest acknowledged epoch whose output the fence kept back.
@@ -117,9 +120,13 @@ public final class VMProtector: @unchecked Sendable {
                 repeat { datagrams.send() } while !done.wait(timeout: interval)
             }
         }
+        let fenceWatch = JoinableThread(name: "fence-watch") { [self] in
+            while !done.wait(timeout: .milliseconds(100)) { regainFence() }
+        }
         defer {
             done.trigger("done")
             beating?.join()
+            fenceWatch.join()
             datagrams?.close()
         }
         return protect()
@@ -147,10 +154,10 @@ public final class VMProtector: @unchecked Sendable {
             do {
                 try replicator.start(beforeSync: { [self] in
                     set(.syncing, nil)
-                    devices.setOutputMode(.outputCommit)
-                    state.withLock { if $0.lostAt == nil { $0.lostAt = .now } }
+                    devices.holdOutputFromNextEpoch()
                 })
             } catch {
+                devices.cancelPendingHold()
                 replicator.abandon()
                 let text = "\(error)"
                 if text != lastError { logger.warning("cannot protect the VM: the backup is not reachable", metadata: ["error": "\(text)"]) }
@@ -174,7 +181,7 @@ public final class VMProtector: @unchecked Sendable {
                                                    "first-epoch": "\(nextEpoch)"])
             var failure: Error?
             do {
-                try replicator.runCheckpoints(shouldStop: { [self] in stop.isSet || state.withLock { $0.switchover != nil || $0.fenceLost != nil } })
+                try replicator.runCheckpoints(shouldStop: { [self] in stop.isSet || state.withLock { $0.switchover != nil || $0.fencedBy != nil } })
             } catch {
                 failure = error
             }
@@ -311,17 +318,37 @@ public final class VMProtector: @unchecked Sendable {
             set(.stopped, stop.why)
             return .stopped
         }
-        if let reason = state.withLock({ $0.fenceLost }) {
-            // Still ours (the witness was only unreachable)? Then carry on holding output.
-            if (try? fence.tryAcquire()) == true {
-                state.withLock { $0.fenceLost = nil }
-                return nil
-            }
-            guard let holder = fence.holder else { return nil }
+        if let holder = state.withLock({ $0.fencedBy }) {
+            let reason = state.withLock { $0.fenceLost } ?? "witness lease lost"
             set(.fenced, "\(holder) is the active copy: \(reason)")
             return .fenced("\(holder) is the active copy (\(reason))")
         }
         return nil
+    }
+
+    /// After a loss of the fence: gets it back if nobody else took it (the witness was only out
+    /// of reach), then lets out what waited; or learns that another node holds it (fenced).
+    private func regainFence() {
+        guard state.withLock({ $0.fenceLost != nil && $0.fencedBy == nil }) else { return }
+        do {
+            if try fence.tryAcquire() {
+                let (phase, withheld) = state.withLock { s in
+                    defer {
+                        s.fenceLost = nil
+                        s.withheldRelease = nil
+                    }
+                    return (s.phase, s.withheldRelease)
+                }
+                logger.notice("witness lease held again: output may leave")
+                if phase == .unprotected { devices.setOutputMode(.unprotected) }
+                if let withheld { devices.release(through: withheld) }
+            } else if let holder = fence.holder {
+                state.withLock { $0.fencedBy = holder }
+                poke()
+            }
+        } catch {
+            // Still out of reach: output keeps waiting.
+        }
     }
 
     private func set(_ phase: Phase, _ detail: String?) {

@@ -136,7 +136,7 @@ private func runNode(_ options: ConfigOptions, _ log: LogOptions, startingAs sta
             """)
     }
     let stop = StopSignal()
-    let node = PairNode(configuration: configuration, fence: try makeFence(configuration, logger: logger), logger: logger, stop: stop)
+    let node = PairNode(configuration: configuration, logger: logger, stop: stop)
     let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
     defer { control.close() }
     try node.run(startingAs: start)

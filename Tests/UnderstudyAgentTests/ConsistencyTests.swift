@@ -69,6 +69,11 @@ final class ConsistencyHarness {
         case cutLinkSafetyThenKill = "link cut and restored (policy safety), then kill"
         /// `understudy switchover`: a planned swap, the old primary becomes the backup.
         case switchover
+        /// With an etcd witness: the primary is cut off from the backup and from the witness
+        /// while it keeps running. The backup may take over only once the primary's lease has
+        /// expired; the primary must not send anything from then on; when the partition heals
+        /// the old primary is fenced and becomes the backup of the new one.
+        case partitionWithWitness = "partition with a witness"
     }
 
     struct Outcome {
@@ -129,6 +134,39 @@ final class ConsistencyHarness {
             Thread.sleep(forTimeInterval: 0.1)
         }
         print("status never matched: \(last)")
+        return nil
+    }
+
+    /// The partition: both the replication link and the primary's way to the witness go silent
+    /// while the primary runs on. The backup must take over only with the lease, the primary must
+    /// send nothing from then on, and after the partition heals it must be fenced into a backup.
+    private func partition(_ link: LinkRelay, _ witness: LinkRelay, client: CounterClient, configs: (primary: String, backup: String),
+                           outcome: inout Outcome) -> String? {
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" }) != nil else {
+            return "the primary never protected the VM"
+        }
+        Thread.sleep(forTimeInterval: Double.random(in: 0...1))
+        link.cut()
+        witness.cut()
+        guard waitForStatus(configs.backup, timeout: .seconds(30), { $0["role"] as? String == "primary" }) != nil else {
+            return "the backup never took over after the primary's lease expired"
+        }
+        let sentAtTakeover = (try? status(configs.primary))?["outputReleasedFrames"] as? Int
+        guard client.waitForReplies(outcome.repliesBefore + 10, timeout: .seconds(40)) else {
+            return "the client got no replies from the new primary: \(client.errors)"
+        }
+        let primary = (try? status(configs.primary)) ?? [:]
+        if let sent = primary["outputReleasedFrames"] as? Int, let sentAtTakeover, sent != sentAtTakeover {
+            return "two active copies: the partitioned primary sent \(sent - sentAtTakeover) frames after the backup took over (\(primary))"
+        }
+        link.restore()
+        witness.restore()
+        guard waitForStatus(configs.primary, timeout: .seconds(30), { $0["role"] as? String == "backup" }) != nil else {
+            return "after the partition healed, the old primary was not fenced into a backup"
+        }
+        guard waitForStatus(configs.backup, timeout: .seconds(90), { $0["state"] as? String == "protecting" }) != nil else {
+            return "the new primary did not protect the VM to the fenced node"
+        }
         return nil
     }
 
@@ -194,12 +232,19 @@ final class ConsistencyHarness {
         try runProgram(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
         let port = UInt16.random(in: 20000...50000)
+        let witnessed = scenario == .partitionWithWitness
+        let etcd = witnessed ? try EtcdProcess() : nil
+        defer { etcd?.stop() }
+        // The primary reaches the witness through a relay, so that the partition can cut it off.
+        let witnessRelay = try etcd.map { try LinkRelay(to: $0.clientPort) }
+        defer { witnessRelay?.stop() }
+        let witness = { (port: UInt16) in "[witness]\nendpoints = [\"127.0.0.1:\(port)\"]\nlease_ttl_s = 1\n" }
         // The primary reaches the backup through a relay the cut scenario can silence.
-        let cut = scenario == .cutLinkThenKill || scenario == .cutLinkSafetyThenKill
+        let cut = scenario == .cutLinkThenKill || scenario == .cutLinkSafetyThenKill || witnessed
         let relay = cut ? try LinkRelay(to: port) : nil
         defer { relay?.stop() }
         let automatic = scenario != .killThenActivate
-        let heartbeat = cut
+        let heartbeat = cut && !witnessed
             ? "[heartbeat]\nudp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : ""
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm,
@@ -212,17 +257,19 @@ final class ConsistencyHarness {
                 listen = "127.0.0.1:\(port + 1)"
                 replica_dir = "/dev/shm/understudy-consistency-\(vm)-p"
                 [failover]
-                without_witness = true
+                without_witness = \(!witnessed)
                 grace_ms = 500
                 reconnect_ms = 200
                 policy = "\(scenario == .cutLinkSafetyThenKill ? "safety" : "availability")"
                 \(String(format: heartbeat, Int(port) + 2, Int(port) + 3))
+                \(witnessRelay.map { witness($0.port) } ?? "")
                 """,
             backupExtra: automatic ? """
                 [failover]
-                without_witness = true
+                without_witness = \(!witnessed)
                 reconnect_ms = 200
                 \(String(format: heartbeat, Int(port) + 3, Int(port) + 2))
+                \(etcd.map { witness($0.clientPort) } ?? "")
                 """ : "")
         if let relay {
             let text = try String(contentsOfFile: configs.primary, encoding: .utf8)
@@ -241,6 +288,16 @@ final class ConsistencyHarness {
         guard client.waitForReplies(20, timeout: .seconds(120)) else {
             outcome.problems.append("the service never answered 20 requests: \(client.errors); see \(logs)")
             return outcome
+        }
+        if let relay, let witnessRelay {
+            let before = client.history
+            outcome.repliesBefore = before.count
+            let cutAt = ContinuousClock.now
+            if let problem = partition(relay, witnessRelay, client: client, configs: configs, outcome: &outcome) {
+                outcome.violations.append("\(problem); see \(logs)")
+                return outcome
+            }
+            return try finish(outcome, client: client, before: before, failedAt: cutAt, scenario: scenario, configs: configs, logs: logs)
         }
         if let relay {
             if let problem = cutAndRestore(relay, client: client, configs: configs, safety: scenario == .cutLinkSafetyThenKill) {
@@ -278,6 +335,14 @@ final class ConsistencyHarness {
             backup.waitUntilExit()
             _ = try start(["activate", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/activate.log")
         }
+        return try finish(outcome, client: client, before: before, failedAt: killedAt, scenario: scenario, configs: configs, logs: logs)
+    }
+
+    /// The checks after the VM moved: the client goes on, one copy is active, nothing it saw is
+    /// missing, disk and memory agree, the file system is clean.
+    private func finish(_ outcome: Outcome, client: CounterClient, before: [CounterClient.Reply], failedAt killedAt: ContinuousClock.Instant,
+                        scenario: Scenario, configs: (primary: String, backup: String), logs: String) throws -> Outcome {
+        var outcome = outcome
         // TCP retransmits within seconds; a connection that stays silent lost state the client
         // had seen acknowledged (requests or replies released before their checkpoint committed).
         guard client.waitForReplies(before.count + 10, timeout: .seconds(40)) else {
@@ -296,11 +361,11 @@ final class ConsistencyHarness {
         // Exactly one active copy: the backup node runs the VM now; after a switchover the old
         // primary serves as its backup (and is being synchronised or already protecting it).
         if scenario != .killThenActivate {
-            let active = try? status(configs.backup)
+            let active = try? self.status(configs.backup)
             if active?["role"] as? String != "primary" { outcome.violations.append("the backup node is not running the VM: \(active ?? [:])") }
         }
-        if scenario == .switchover {
-            let old = try? status(configs.primary)
+        if scenario == .switchover || scenario == .partitionWithWitness {
+            let old = try? self.status(configs.primary)
             if old?["role"] as? String != "backup" { outcome.violations.append("the old primary did not become the backup: \(old ?? [:])") }
         }
         // Never a smaller or a repeated counter.

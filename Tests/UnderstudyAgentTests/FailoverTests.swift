@@ -23,4 +23,18 @@ struct FailoverTests {
             print("\(scenario.rawValue), trial \(trial): \(outcome.summary)")
         }
     }
+
+    /// With a witness, a partition that isolates a running primary never leaves two active
+    /// copies. Trials: UNDERSTUDY_PARTITION_TRIALS (default 10).
+    @Test func partitionWithAWitnessNeverLeavesTwoActiveCopies() throws {
+        let harness = try ConsistencyHarness()
+        defer { harness.remove() }
+        let trials = Int(ProcessInfo.processInfo.environment["UNDERSTUDY_PARTITION_TRIALS"] ?? "") ?? 10
+        for trial in 1...trials {
+            let outcome = try harness.run(trial: trial, buffering: true, scenario: .partitionWithWitness)
+            #expect(outcome.violations.isEmpty, "partition, trial \(trial): \(outcome.violations) (\(outcome.summary))")
+            #expect(outcome.problems.isEmpty, "partition, trial \(trial): \(outcome.problems) (\(outcome.summary))")
+            print("partition with a witness, trial \(trial): \(outcome.summary)")
+        }
+    }
 }
