@@ -32,7 +32,7 @@ public final class UnwitnessedFence: ActiveCopyFence {
 extension WitnessLease: ActiveCopyFence {
     public var kind: String {
         let endpoints = configuration.endpoints.map(\.description).joined(separator: ", ")
-        let state = isValid ? "held by this node" : holder.map { "held by \($0)" } ?? "not held"
+        let state = if isValid { "held by this node" } else if let holder, holder != node { "held by \(holder)" } else { "not held by this node" }
         return "witness \(endpoints) (\(key): \(state))"
     }
 }

@@ -83,6 +83,7 @@ final class ConsistencyHarness {
         var repliesBefore = 0
         var repliesAfter = 0
         var outageMilliseconds = 0.0
+        var longestSilenceMilliseconds = 0.0
         var summary = ""
     }
 
@@ -155,9 +156,14 @@ final class ConsistencyHarness {
         guard client.waitForReplies(outcome.repliesBefore + 10, timeout: .seconds(40)) else {
             return "the client got no replies from the new primary: \(client.errors)"
         }
+        // Long enough for the old guest's TCP to retransmit what it had sent: none of it may leave.
+        Thread.sleep(forTimeInterval: 2)
         let primary = (try? status(configs.primary)) ?? [:]
         if let sent = primary["outputReleasedFrames"] as? Int, let sentAtTakeover, sent != sentAtTakeover {
             return "two active copies: the partitioned primary sent \(sent - sentAtTakeover) frames after the backup took over (\(primary))"
+        }
+        if primary["outputMode"] as? String != nil, (primary["outputMode"] as? String)?.hasPrefix("output commit") != true {
+            return "two active copies: the partitioned primary lets output pass while the backup is active (\(primary))"
         }
         link.restore()
         witness.restore()
@@ -357,6 +363,9 @@ final class ConsistencyHarness {
         if let firstAfter = history.dropFirst(before.count).first {
             outcome.outageMilliseconds = (firstAfter.at - max(before.last?.at ?? killedAt, killedAt)).milliseconds
         }
+        // The client's longest wait between two replies, wherever it fell (a partition's takeover
+        // comes after replies of checkpoints acknowledged before the cut).
+        outcome.longestSilenceMilliseconds = zip(history, history.dropFirst()).map { ($1.at - $0.at).milliseconds }.max() ?? 0
 
         // Exactly one active copy: the backup node runs the VM now; after a switchover the old
         // primary serves as its backup (and is being synchronised or already protecting it).
@@ -398,7 +407,7 @@ final class ConsistencyHarness {
         if fsck.terminationStatus != 0 { outcome.violations.append("e2fsck -fn found problems (exit \(fsck.terminationStatus))") }
         outcome.summary = "\(outcome.repliesBefore) replies before the kill (last \(before.last?.value ?? 0)), \(outcome.repliesAfter) after "
             + "(first \(history.dropFirst(before.count).first?.value ?? 0)), "
-            + "outage \(Int(outcome.outageMilliseconds)) ms, connection \(outcome.connectionSurvived ? "survived" : "re-established")"
+            + "outage \(Int(outcome.outageMilliseconds)) ms, longest silence \(Int(outcome.longestSilenceMilliseconds)) ms, connection \(outcome.connectionSurvived ? "survived" : "re-established")"
         if outcome.violations.isEmpty && outcome.problems.isEmpty { try? FileManager.default.removeItem(atPath: logs) }
         return outcome
     }
