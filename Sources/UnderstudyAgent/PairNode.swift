@@ -36,26 +36,15 @@ public final class PairNode: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.stop = stop
-        let losses = FenceLossRelay()
+        let losses = CallbackRelay<String>()
         fence = makeFence(configuration, logger: logger) { reason in losses.forward(reason) }
-        losses.target = { [weak self] reason in self?.fenceLost(reason) }
+        losses.point { [weak self] reason in self?.fenceLost(reason) }
     }
 
     /// The witness lease could not be renewed: a VM running here stops releasing output at once.
     private func fenceLost(_ reason: String) {
         logger.error("witness lease lost", metadata: ["reason": "\(reason)"])
         if case .primary(let protector) = role.withLock({ $0 }) { protector.fenceLost(reason) }
-    }
-
-    /// The fence's loss callback is fixed when the fence is made; this points it at the node.
-    private final class FenceLossRelay: @unchecked Sendable {
-        private let lock = NSLock()
-        private var _target: (@Sendable (String) -> Void)?
-        var target: (@Sendable (String) -> Void)? {
-            get { lock.withLock { _target } }
-            set { lock.withLock { _target = newValue } }
-        }
-        func forward(_ reason: String) { target?(reason) }
     }
 
     /// The control socket's commands: `switchover` (on the active copy), `failover` (on the backup, forced),

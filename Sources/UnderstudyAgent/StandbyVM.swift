@@ -21,7 +21,7 @@ public final class StandbyVM: @unchecked Sendable {
     public init(configuration: AgentConfiguration, store: ReplicaStore, preloadLibrary: String?, logger: Logger) throws {
         devices = try GuestDevices(vm: configuration.vm, diskImage: store.diskPath, tap: configuration.tap, mac: configuration.mac,
                                    outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, logger: logger)
-        let relay = Relay()
+        let relay = CallbackRelay<QEMUError>()
         do {
             process = try QEMUCheckpointSource.startStandby(
                 description: configuration.vm, ramFile: store.memoryPath, preloadLibrary: preloadLibrary,
@@ -31,7 +31,7 @@ public final class StandbyVM: @unchecked Sendable {
             devices.stop()
             throw error
         }
-        relay.target = { [weak self] error in
+        relay.point { [weak self] error in
             guard let self else { return }
             self.exited.store(true, ordering: .sequentiallyConsistent)
             if let handler = self.exitHandler.withLock({ $0 }) {
@@ -56,16 +56,5 @@ public final class StandbyVM: @unchecked Sendable {
     public func stop() {
         if !taken.load(ordering: .sequentiallyConsistent) { process.stop() }
         devices.stop()
-    }
-
-    /// QEMU's exit callback is fixed when it starts; this lets the handler be set afterwards.
-    private final class Relay: @unchecked Sendable {
-        private let lock = NSLock()
-        private var _target: (@Sendable (QEMUError) -> Void)?
-        var target: (@Sendable (QEMUError) -> Void)? {
-            get { lock.withLock { _target } }
-            set { lock.withLock { _target = newValue } }
-        }
-        func forward(_ error: QEMUError) { target?(error) }
     }
 }

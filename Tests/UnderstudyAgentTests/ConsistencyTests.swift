@@ -250,8 +250,11 @@ final class ConsistencyHarness {
         let relay = cut ? try LinkRelay(to: port) : nil
         defer { relay?.stop() }
         let automatic = scenario != .killThenActivate
-        let heartbeat = cut && !witnessed
-            ? "[heartbeat]\nudp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : ""
+        // A 1 s timeout: these trials check what a failover preserves, and under the load of a
+        // parallel test run a 200 ms timeout can mistake a starved primary for a dead one (the
+        // failover bench measures the short timeouts on a quiet machine).
+        let heartbeat = "[heartbeat]\ninterval_ms = 100\nmissed = 10\n"
+            + (cut && !witnessed ? "udp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : "")
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",

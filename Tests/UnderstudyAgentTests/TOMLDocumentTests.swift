@@ -422,19 +422,7 @@ struct TOMLDocumentTests {
         #expect(FileManager.default.createFile(atPath: disk, contents: nil))
         #expect(truncate(disk, 8 << 20) == 0)
         func configuration(_ extra: String, disk: String = disk) throws -> AgentConfiguration {
-            try AgentConfiguration(document: parse("""
-                [node]
-                name = "a"
-                certificates = "/c"
-                [peer]
-                name = "b"
-                [vm]
-                id = "web-1"
-                memory_mib = 64
-                kernel = "/k"
-                disk_image = "\(disk)"
-                \(extra)
-                """))
+            try agentConfiguration("disk_image = \"\(disk)\"\n" + extra)
         }
         let plain = try configuration("")
         #expect(plain.vm.diskBytes == 8 << 20)
@@ -462,21 +450,25 @@ struct TOMLDocumentTests {
         #expect(failure("")?.description.contains("multiple of 512") == true)
     }
 
+    /// A minimal node configuration with `extra` appended inside its [vm] table (and whatever
+    /// tables `extra` opens).
+    private func agentConfiguration(_ extra: String) throws -> AgentConfiguration {
+        try AgentConfiguration(document: parse("""
+            [node]
+            name = "a"
+            certificates = "/c"
+            [peer]
+            name = "b"
+            [vm]
+            id = "web-1"
+            memory_mib = 64
+            kernel = "/k"
+            \(extra)
+            """))
+    }
+
     @Test func failoverKeysHaveSafeDefaultsAndNameTheKeyWhenWrong() throws {
-        func configuration(_ extra: String) throws -> AgentConfiguration {
-            try AgentConfiguration(document: parse("""
-                [node]
-                name = "a"
-                certificates = "/c"
-                [peer]
-                name = "b"
-                [vm]
-                id = "web-1"
-                memory_mib = 64
-                kernel = "/k"
-                \(extra)
-                """))
-        }
+        func configuration(_ extra: String) throws -> AgentConfiguration { try agentConfiguration(extra) }
         let plain = try configuration("")
         #expect(plain.heartbeat.timeout == .milliseconds(200), "5 intervals of 40 ms, at least 200 ms")
         #expect(plain.failover == FailoverConfiguration())
