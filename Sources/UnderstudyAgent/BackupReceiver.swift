@@ -191,8 +191,13 @@ public final class BackupReceiver: @unchecked Sendable {
         events(.sessionStarted)
         var heartbeats: JoinableThread?
         let sessionOver = StopSignal(signals: [])
+        let welcomed = StopSignal(signals: [])
         if let interval = configuration.heartbeatInterval {
             heartbeats = JoinableThread(name: "backup-heartbeat") {
+                // Nothing but WELCOME may come first: the primary refuses any other frame before it.
+                while !welcomed.wait(timeout: interval) {
+                    if sessionOver.isSet { return }
+                }
                 var sequence: UInt64 = 0
                 repeat {
                     sequence += 1
@@ -201,7 +206,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 } while !sessionOver.wait(timeout: interval)
             }
         }
-        let outcome = runSession(connection)
+        let outcome = runSession(connection, welcomed: welcomed)
         sessionOver.trigger("session over")
         connection.close()
         heartbeats?.join()
@@ -215,7 +220,8 @@ public final class BackupReceiver: @unchecked Sendable {
     }
 
     /// Runs one session to its end; returns why it ended abnormally (nil when orderly).
-    private func runSession(_ connection: FrameConnection) -> String? {
+    /// - Parameter welcomed: triggered once WELCOME has been sent (heartbeats may follow it).
+    private func runSession(_ connection: FrameConnection, welcomed: StopSignal) -> String? {
         var machine = BackupSessionStateMachine(identity: configuration.identity, capabilities: configuration.capabilities,
                                                 committedEpoch: store.state.committedEpoch)
         let applier = ReplicaApplier(store: store, storeLock: storeLock, connection: connection, decoders: decoders,
@@ -261,6 +267,7 @@ public final class BackupReceiver: @unchecked Sendable {
                     return fail("cannot answer the primary: \(error)")
                 }
                 if case .welcome = message {
+                    welcomed.trigger("welcome sent")
                     logger.info("primary connected", metadata: ["primary": "\(machine.peerName ?? "?")",
                                                                "capabilities": "\(machine.agreedCapabilities)"])
                 }

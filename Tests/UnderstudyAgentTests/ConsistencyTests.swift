@@ -117,6 +117,14 @@ final class ConsistencyHarness {
         }
     }
 
+    /// A failed trial's logs outlive the harness's workspace, for the reader of the failure.
+    private func keep(_ logs: String) {
+        let kept = "\(FileManager.default.temporaryDirectory.path)/understudy-failed-trials/\(vm)-\((logs as NSString).lastPathComponent)"
+        try? FileManager.default.createDirectory(atPath: (kept as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try? FileManager.default.copyItem(atPath: logs, toPath: kept)
+        print("logs of the failed trial: \(kept)")
+    }
+
     /// The node's status as JSON.
     private func status(_ config: String) throws -> [String: Any] {
         let reply = try runCLI(["status", "--config", config, "--json"])
@@ -287,6 +295,7 @@ final class ConsistencyHarness {
         }
         let logs = "\(directory)/trial-\(trial)"
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        defer { if !outcome.violations.isEmpty || !outcome.problems.isEmpty { keep(logs) } }
 
         let backup = try start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/backup.log")
         Thread.sleep(forTimeInterval: 0.3)
@@ -306,7 +315,8 @@ final class ConsistencyHarness {
                 outcome.violations.append("\(problem); see \(logs)")
                 return outcome
             }
-            return try finish(outcome, client: client, before: before, failedAt: cutAt, scenario: scenario, configs: configs, logs: logs)
+            outcome = try finish(outcome, client: client, before: before, failedAt: cutAt, scenario: scenario, configs: configs, logs: logs)
+            return outcome
         }
         if let relay {
             if let problem = cutAndRestore(relay, client: client, configs: configs, safety: scenario == .cutLinkSafetyThenKill) {
@@ -344,7 +354,8 @@ final class ConsistencyHarness {
             backup.waitUntilExit()
             _ = try start(["activate", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/activate.log")
         }
-        return try finish(outcome, client: client, before: before, failedAt: killedAt, scenario: scenario, configs: configs, logs: logs)
+        outcome = try finish(outcome, client: client, before: before, failedAt: killedAt, scenario: scenario, configs: configs, logs: logs)
+        return outcome
     }
 
     /// The checks after the VM moved: the client goes on, one copy is active, nothing it saw is
