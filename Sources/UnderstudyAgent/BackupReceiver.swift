@@ -44,8 +44,6 @@ public struct BackupStatistics: Sendable {
     public var pagesApplied = 0
     public var bytesReceived: UInt64 = 0
     public var lastSessionError: String?
-    /// Wall-clock time of the last commit (the age of the state an activation would start from).
-    public var lastCommitAt: Date?
 }
 
 /// What happens to a backup's sessions, for whoever decides about failover.
@@ -143,14 +141,6 @@ public final class BackupReceiver: @unchecked Sendable {
         }
     }
 
-    /// Ends the active session, if any, keeping the listener (a forced failover).
-    public func endSession() {
-        lock.lock()
-        let session = activeSession
-        lock.unlock()
-        session?.close()
-    }
-
     /// Stops accepting and ends the active session (its open epoch is discarded).
     public func stop() {
         lock.lock()
@@ -231,7 +221,6 @@ public final class BackupReceiver: @unchecked Sendable {
             switch work {
             case .syncPages(let batch): stats.syncPages += batch.entries.count
             case .commit(let staged):
-                stats.lastCommitAt = Date()
                 stats.checkpointsCommitted += 1
                 stats.committedEpoch = staged.epoch
                 stats.pagesApplied += staged.pageCount
