@@ -247,7 +247,7 @@ struct OutputCommitBench {
         defer { backup?.stop() }
         let devices = try GuestDevices(vm: description, diskImage: diskPath, tap: network.taps[0], mac: OutputCommitBench.mac,
                                        outputBufferBytes: 16 << 20,
-                                       role: interval == nil ? .unprotected : .protected(buffering: true), logger: logger)
+                                       role: interval == nil ? .unprotected : .protected(buffering: true), fence: nil, logger: logger)
         defer { devices.stop() }
         let exits = FailureBox()
         var boundary: QEMUCheckpointSource.EpochBoundary?

@@ -40,6 +40,7 @@ extension AgentStatus {
             outputHeldBytes = Int(statistics.buffer.heldBytes)
             outputDroppedFrames = Int(statistics.buffer.droppedFrames)
             outputReleasedFrames = Int(statistics.sentFrames)
+            outputFencedFrames = Int(statistics.fencedFrames)
             outputMode = "\(gate.mode)"
         }
         if let disk = devices?.disk?.statistics {
@@ -92,6 +93,7 @@ extension AgentStatus {
         add("sessions", sessions.map { "\($0)" })
         if let held = outputHeldFrames, let bytes = outputHeldBytes, let dropped = outputDroppedFrames, let released = outputReleasedFrames {
             rows.append(("output", "\(held) frames (\(bytes) bytes) held, \(released) released, \(dropped) dropped"
+                         + (outputFencedFrames.flatMap { $0 > 0 ? ", \($0) dropped while not the active copy" : nil } ?? "")
                          + (outputMode.map { "; \($0)" } ?? "")))
         }
         if let writes = diskWrites, let flushes = diskFlushes {

@@ -135,6 +135,8 @@ public struct AgentStatus: Sendable, Codable {
     public var outputHeldBytes: Int?
     public var outputDroppedFrames: Int?
     public var outputReleasedFrames: Int?
+    /// Frames dropped because this node could not prove it is the active copy (lease not valid).
+    public var outputFencedFrames: Int?
     public var outputMode: String?
     /// Initial synchronisation, while it runs: bytes copied and to copy, rate, estimated time left.
     public var syncBytesDone: Int?

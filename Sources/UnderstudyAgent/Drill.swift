@@ -154,7 +154,7 @@ final class DrillSandbox: @unchecked Sendable {
         try HostCommand.run(["ip", "netns", "add", namespace])
         do {
             devices = try GuestDevices(vm: vm, diskImage: nil, tap: nic ? tap : nil, mac: mac, outputBufferBytes: outputBufferBytes,
-                                       role: .unprotected, logger: logger)
+                                       role: .unprotected, fence: nil, logger: logger)
         } catch {
             _ = try? HostCommand.run(["ip", "netns", "delete", namespace])
             throw error

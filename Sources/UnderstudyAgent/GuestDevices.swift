@@ -33,8 +33,10 @@ public final class GuestDevices: @unchecked Sendable {
     /// - Parameters:
     ///   - diskImage: the raw image the guest's disk is (the replica's disk on an activated backup).
     ///   - tap: the TAP the guest's NIC reaches the network through; nil: no NIC.
+    ///   - fence: when given, no frame reaches the TAP unless this node is provably the active
+    ///     copy (`ActiveCopyFence.isValid`, asked per frame); nil for a sandboxed clone.
     public init(vm: VMDescription, diskImage: String?, tap: String?, mac: String, outputBufferBytes: Int, role: Role,
-                logger: Logger) throws {
+                fence: ActiveCopyFence?, logger: Logger) throws {
         try FileManager.default.createDirectory(atPath: vm.runDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         var arguments: [String] = []
@@ -58,7 +60,8 @@ public final class GuestDevices: @unchecked Sendable {
             case .unprotected: .unprotected
             }
             do {
-                gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, mode: mode, logger: logger)
+                gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, mode: mode,
+                                      mayTransmit: { fence?.isValid ?? true }, logger: logger)
             } catch {
                 disk?.stop()
                 throw error

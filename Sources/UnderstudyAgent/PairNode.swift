@@ -128,7 +128,7 @@ public final class PairNode: @unchecked Sendable {
             ?? GuestDevices(vm: configuration.vm, diskImage: diskImage, tap: configuration.tap, mac: configuration.mac,
                             outputBufferBytes: configuration.outputBufferBytes,
                             role: activated ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
-                            logger: logger)
+                            fence: fence, logger: logger)
         defer { devices.stop() }
         if standby != nil, waiting == nil {
             // Its devices stay; QEMU attaches to them anew.
@@ -182,7 +182,8 @@ public final class PairNode: @unchecked Sendable {
     /// The backup's QEMU, waiting to be activated; nil (a cold start later) when it cannot start.
     private func startStandby(_ store: ReplicaStore) -> StandbyVM? {
         do {
-            return try StandbyVM(configuration: configuration, store: store, preloadLibrary: Self.preloadLibrary(logger), logger: logger)
+            return try StandbyVM(configuration: configuration, store: store, fence: fence, preloadLibrary: Self.preloadLibrary(logger),
+                                 logger: logger)
         } catch {
             logger.warning("no standby QEMU: activation will start one", metadata: ["error": "\(error)"])
             return nil

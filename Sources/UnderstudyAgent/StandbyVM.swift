@@ -18,9 +18,11 @@ public final class StandbyVM: @unchecked Sendable {
     private let exited = Atomic<Bool>(false)
     private let taken = Atomic<Bool>(false)
 
-    public init(configuration: AgentConfiguration, store: ReplicaStore, preloadLibrary: String?, logger: Logger) throws {
+    /// - Parameter fence: once activated, the VM's output leaves only while this node holds it.
+    public init(configuration: AgentConfiguration, store: ReplicaStore, fence: ActiveCopyFence, preloadLibrary: String?,
+                logger: Logger) throws {
         devices = try GuestDevices(vm: configuration.vm, diskImage: store.diskPath, tap: configuration.tap, mac: configuration.mac,
-                                   outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, logger: logger)
+                                   outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, fence: fence, logger: logger)
         let relay = CallbackRelay<QEMUError>()
         do {
             process = try QEMUCheckpointSource.startStandby(

@@ -21,14 +21,17 @@ final class GateCore: @unchecked Sendable {
     private let gate: Mutex<OutputGateStateMachine>
     /// Whether frames passing at once deserve the periodic warning (output commit switched off).
     private let warnUnbuffered: Bool
+    /// Whether this node may put frames on the network at all (see `OutputGate.init`).
+    private let mayTransmit: @Sendable () -> Bool
     private let transmit: TransmitQueue
     private let link = Mutex(Link())
     /// Everything in `OutputGate.Statistics` but `buffer`, which lives in the state machine.
     private let counters = Mutex(OutputGate.Statistics())
 
     init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, warnUnbuffered: Bool,
-         logger: Logger) {
+         mayTransmit: @escaping @Sendable () -> Bool, logger: Logger) {
         self.warnUnbuffered = warnUnbuffered
+        self.mayTransmit = mayTransmit
         self.listener = listener
         self.tap = tap
         self.wake = wake
@@ -162,7 +165,20 @@ final class GateCore: @unchecked Sendable {
     /// The `gate-send` thread: writes released (or passed) frames to the TAP.
     func sendToTAP() {
         var failing = false
+        var fenced = Warnings.Throttle(interval: .seconds(10), last: nil)
         while let frame = transmit.next() {
+            // Asked per frame, as late as possible: frames queued before this node stalled and
+            // lost its lease must not leave after another copy became active.
+            guard mayTransmit() else {
+                counters.withLock {
+                    $0.fencedFrames += 1
+                    $0.fencedBytes += UInt64(frame.count)
+                }
+                if fenced.due() {
+                    logger.error("dropping guest output: this node cannot prove it is the active copy of the VM (witness lease not valid)")
+                }
+                continue
+            }
             // Safe: write reads exactly `count` bytes of the array's storage during the call.
             let n = frame.withUnsafeBytes { write(tap, $0.baseAddress!, $0.count) }
             if n == frame.count {

@@ -51,6 +51,10 @@ public final class OutputGate: @unchecked Sendable {
         /// ENOBUFS, EIO when the TAP is down, ...) or too many bytes were already queued for it.
         public var sendDroppedFrames: UInt64 = 0
         public var sendDroppedBytes: UInt64 = 0
+        /// Released or passed frames dropped because, when their turn came, this node could not
+        /// prove it is the active copy of the VM (`mayTransmit` said no).
+        public var fencedFrames: UInt64 = 0
+        public var fencedBytes: UInt64 = 0
         /// Network → guest frames written to QEMU.
         public var framesToGuest: UInt64 = 0
         public var bytesToGuest: UInt64 = 0
@@ -82,8 +86,14 @@ public final class OutputGate: @unchecked Sendable {
     /// - Parameters:
     ///   - bufferLimit: guest frame bytes held at most; when full, new guest frames are dropped.
     ///   - mode: when guest frames may leave.
+    ///   - mayTransmit: asked right before each frame is written to the TAP, whatever the mode;
+    ///     false drops the frame (counted in `fencedFrames`). The agent answers whether this node
+    ///     is provably the active copy (its witness lease is valid), so that a node that stalled
+    ///     (SIGSTOP, a long pause) and lost its lease meanwhile sends nothing, not even frames it
+    ///     read or released before the stall. Must be cheap and must not block.
     public init(guestSocketPath: String, tapName: String, bufferLimit: Int = OutputGateStateMachine.defaultBufferLimit,
-                mode: Mode = .outputCommit, logger: Logger) throws(NetworkError) {
+                mode: Mode = .outputCommit, mayTransmit: @escaping @Sendable () -> Bool = { true },
+                logger: Logger) throws(NetworkError) {
         let buffering = mode == .outputCommit
         guard bufferLimit > 0 else { throw .invalidConfiguration("the buffer limit must be positive, not \(bufferLimit)") }
         guard !tapName.isEmpty, tapName.utf8.count < Int(IFNAMSIZ) else {
@@ -116,7 +126,7 @@ public final class OutputGate: @unchecked Sendable {
             throw error
         }
         core = GateCore(listener: listener, tap: tap, wake: wake, bufferLimit: bufferLimit, buffering: buffering,
-                        warnUnbuffered: mode == .unsafeUnbuffered, logger: logger)
+                        warnUnbuffered: mode == .unsafeUnbuffered, mayTransmit: mayTransmit, logger: logger)
         if mode == .unsafeUnbuffered {
             logger.warning("OUTPUT BUFFERING IS OFF: guest frames leave before their checkpoint is acknowledged; a failover can expose output the backup never saw. Use only to measure the cost of buffering.")
         }

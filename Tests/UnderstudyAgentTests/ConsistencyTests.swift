@@ -74,6 +74,13 @@ final class ConsistencyHarness {
         /// expired; the primary must not send anything from then on; when the partition heals
         /// the old primary is fenced and becomes the backup of the new one.
         case partitionWithWitness = "partition with a witness"
+        /// With an etcd witness: the replication link is cut, the primary runs unprotected
+        /// (policy availability, lease held), then its agent stalls (SIGSTOP) while its QEMU runs
+        /// on. The backup takes over once the lease expired; when the agent resumes, nothing the
+        /// guest wrote meanwhile, or that waited in the gate, may leave; it is fenced into a backup.
+        case stallWhileUnprotected = "stall of an unprotected primary with a witness"
+
+        var witnessed: Bool { self == .partitionWithWitness || self == .stallWhileUnprotected }
     }
 
     struct Outcome {
@@ -184,6 +191,49 @@ final class ConsistencyHarness {
         return nil
     }
 
+    /// The stall: the replication link is cut, the primary goes unprotected, then its agent stops
+    /// while QEMU runs on and the backup takes over. After the agent resumes, no frame may reach
+    /// its TAP: its lease expired while it was stopped.
+    private func stallWhileUnprotected(_ link: LinkRelay, agent: Process, configs: (primary: String, backup: String),
+                                       outcome: inout Outcome) -> String? {
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" }) != nil else {
+            return "the primary never protected the VM"
+        }
+        link.cut()
+        guard waitForStatus(configs.primary, timeout: .seconds(10), {
+            $0["state"] as? String == "unprotected" && ($0["detail"] as? String ?? "").contains("policy")
+        }) != nil else {
+            return "with the link cut, the primary did not run unprotected after its grace period"
+        }
+        kill(agent.processIdentifier, SIGSTOP)
+        // What the gate wrote to its TAP, counted by the kernel (the TAP's receive side): readable
+        // while the agent is stopped, once the write in progress at the SIGSTOP has finished.
+        let tap = "/sys/class/net/\(network.taps[0])/statistics/rx_packets"
+        let written = { Int((try? String(contentsOfFile: tap, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") }
+        Thread.sleep(forTimeInterval: 0.05)
+        let atStall = written()
+        guard waitForStatus(configs.backup, timeout: .seconds(30), { $0["role"] as? String == "primary" }) != nil else {
+            kill(agent.processIdentifier, SIGCONT)
+            return "the backup never took over after the stalled primary's lease expired"
+        }
+        // Meanwhile the old guest goes on sending (retransmissions) into the stopped gate's socket.
+        Thread.sleep(forTimeInterval: 1)
+        kill(agent.processIdentifier, SIGCONT)
+        Thread.sleep(forTimeInterval: 2)
+        let afterResume = written()
+        let primary = (try? status(configs.primary)) ?? [:]
+        let fenced = primary["outputFencedFrames"] as? Int
+        outcome.summary = "\(fenced.map(String.init) ?? "no count of") frames dropped after the resume as not the active copy"
+        guard let atStall, let afterResume else { return "cannot read \(tap)" }
+        if afterResume != atStall {
+            return "two active copies: the stalled primary wrote \(afterResume - atStall) frames to its TAP after it resumed (\(primary))"
+        }
+        guard waitForStatus(configs.primary, timeout: .seconds(30), { $0["role"] as? String == "backup" }) != nil else {
+            return "the stalled primary was not fenced into a backup after it resumed"
+        }
+        return nil
+    }
+
     /// The link scenarios: silence the replication link for about 3 s. The second heartbeat path
     /// keeps the backup from failing over; the primary, after its grace period, serves
     /// unprotected (the client keeps getting replies) or, with `safety`, keeps holding (the
@@ -246,7 +296,7 @@ final class ConsistencyHarness {
         try runProgram(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
         let port = UInt16.random(in: 20000...50000)
-        let witnessed = scenario == .partitionWithWitness
+        let witnessed = scenario.witnessed
         let etcd = witnessed ? try EtcdProcess() : nil
         defer { etcd?.stop() }
         // The primary reaches the witness through a relay, so that the partition can cut it off.
@@ -305,6 +355,14 @@ final class ConsistencyHarness {
         defer { client.stop() }
         guard client.waitForReplies(20, timeout: .seconds(120)) else {
             outcome.problems.append("the service never answered 20 requests: \(client.errors); see \(logs)")
+            return outcome
+        }
+        if scenario == .stallWhileUnprotected, let relay {
+            // The guest's state after the cut was never replicated (policy availability): only
+            // the one-active-copy rule is checked, not the client's continuity.
+            if let problem = stallWhileUnprotected(relay, agent: primary, configs: configs, outcome: &outcome) {
+                outcome.violations.append("\(problem); see \(logs)")
+            }
             return outcome
         }
         if let relay, let witnessRelay {

@@ -37,4 +37,19 @@ struct FailoverTests {
             print("partition with a witness, trial \(trial): \(outcome.summary)")
         }
     }
+
+    /// With a witness, an unprotected primary whose agent stalls past its lease sends nothing
+    /// when it resumes, not even what waited in its gate: the backup is the active copy by then.
+    /// Trials: UNDERSTUDY_STALL_TRIALS (default 2).
+    @Test func stalledUnprotectedPrimarySendsNothingAfterTheTakeover() throws {
+        let harness = try ConsistencyHarness()
+        defer { harness.remove() }
+        let trials = Int(ProcessInfo.processInfo.environment["UNDERSTUDY_STALL_TRIALS"] ?? "") ?? 2
+        for trial in 1...trials {
+            let outcome = try harness.run(trial: trial, buffering: true, scenario: .stallWhileUnprotected)
+            #expect(outcome.violations.isEmpty, "stall, trial \(trial): \(outcome.violations) (\(outcome.summary))")
+            #expect(outcome.problems.isEmpty, "stall, trial \(trial): \(outcome.problems) (\(outcome.summary))")
+            print("stall of an unprotected primary, trial \(trial): \(outcome.summary)")
+        }
+    }
 }
