@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import UnderstudyNetwork
 import UnderstudyTestSupport
@@ -86,6 +87,39 @@ import Glibc
         #expect(listener.lines(within: 1) == ["u1", "u2"].map(Self.hex))
         #expect(gate.statistics.buffer.passedFrames == 2)
         #expect(gate.statistics.buffer.heldFrames == 0)
+    }
+
+    /// A node that cannot prove it is the active copy puts nothing on the network, whether the
+    /// frames pass at once or were released by an acknowledgement.
+    @Test func nothingLeavesWhileTheFenceSaysNo() throws {
+        let lab = try NetworkLab()
+        defer { lab.remove() }
+        let path = uniqueSocketPath()
+        let active = Atomic<Bool>(false)
+        let gate = try OutputGate(guestSocketPath: path, tapName: lab.tap, mode: .unprotected,
+                                  mayTransmit: { active.load(ordering: .relaxed) }, logger: TestGuest.quietLogger)
+        defer { gate.stop() }
+        try lab.moveTAPIntoNamespace()
+        let mac = try lab.tapMAC()
+        let listener = try lab.udpListener(port: Self.port)
+        let guest = try FakeQEMU(path: path)
+        for text in ["f1", "f2"] { guest.send(frame: Self.guestDatagram(text, tapMAC: mac)) }
+        #expect(eventually { gate.statistics.fencedFrames == 2 })
+        #expect(listener.line(within: 0.3) == nil, "passing frames wait for nothing, but the fence stops them")
+
+        active.store(true, ordering: .relaxed)
+        guest.send(frame: Self.guestDatagram("p1", tapMAC: mac))
+        #expect(listener.lines(within: 1) == ["p1"].map(Self.hex), "frames dropped while fenced are gone, not sent late")
+
+        gate.setMode(.outputCommit)
+        guest.send(frame: Self.guestDatagram("h1", tapMAC: mac))
+        #expect(eventually { gate.statistics.buffer.heldFrames == 1 })
+        gate.seal(epoch: 1)
+        active.store(false, ordering: .relaxed)
+        gate.release(through: 1)
+        #expect(eventually { gate.statistics.fencedFrames == 3 }, "a released frame meets the fence on its way to the TAP")
+        #expect(listener.line(within: 0.3) == nil)
+        #expect(gate.statistics.sentFrames == 1)
     }
 
     @Test func aFullBufferDropsGuestFramesAndFailedTAPWritesAreCounted() throws {
