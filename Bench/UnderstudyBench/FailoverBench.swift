@@ -10,8 +10,12 @@ import UnderstudyTransport
 /// agents as an operator runs them (`understudy primary` / `understudy backup` processes, the
 /// counter-service guest on a replicated disk, NIC behind the output gate, no witness with
 /// `failover.without_witness`). The client, in its own namespace, opens a fresh connection every
-/// few milliseconds after the kill and asks for the counter, so that its own TCP retransmission
-/// timers do not count. Target: failover time ≤ timeout + 150 ms.
+/// few milliseconds after the kill, so that its own TCP retransmission timers do not count, and
+/// asks for the service's status (`s`, served from memory): failover time is the first such reply.
+/// Then it asks for an increment (`n`, appended to the disk with fsync before the reply): the
+/// first durable write. The same two requests timed before the kill, on the protected primary,
+/// are the baseline: what the service costs without a failover. Target: failover time ≤ timeout
+/// + 150 ms.
 struct FailoverBench {
     let trials: Int
     static let timeoutsMilliseconds = [100, 200, 500]
@@ -29,15 +33,22 @@ struct FailoverBench {
         var rows: [[String: Any]] = []
         for timeout in Self.timeoutsMilliseconds {
             var times: [Double] = []
+            var durable: [Double] = []
+            var baselineStatus: [Double] = []
+            var baselineDurable: [Double] = []
             var detections: [Double] = []
             var activations: [Double] = []
             for trial in 1...trials {
                 let result = try runTrial(timeoutMs: timeout, trial: trial, network: network, workspace: workspace)
                 times.append(result.failoverMs)
+                durable.append(result.durableMs)
+                baselineStatus.append(result.baselineStatusMs)
+                baselineDurable.append(result.baselineDurableMs)
                 if let detection = result.detectionMs { detections.append(detection) }
                 if let activation = result.activationMs { activations.append(activation) }
-                log(String(format: "timeout %d ms, trial %d: failover %.0f ms (detection %.0f ms, activation %.0f ms)", timeout, trial,
-                           result.failoverMs, result.detectionMs ?? -1, result.activationMs ?? -1))
+                log(String(format: "timeout %d ms, trial %d: failover %.0f ms (detection %.0f ms, activation %.0f ms), first durable write %.0f ms; "
+                           + "before the kill: status %.0f ms, durable write %.0f ms", timeout, trial, result.failoverMs, result.detectionMs ?? -1,
+                           result.activationMs ?? -1, result.durableMs, result.baselineStatusMs, result.baselineDurableMs))
             }
             times.sort()
             let target = Double(timeout) + Self.targetSlackMilliseconds
@@ -46,6 +57,9 @@ struct FailoverBench {
             rows.append([
                 "heartbeat_timeout_ms": timeout, "trials": trials,
                 "failover_ms_p50": p50, "failover_ms_p99": p99, "failover_ms_max": times.last ?? 0,
+                "first_durable_write_ms_p50": percentile(durable.sorted(), 0.5), "first_durable_write_ms_p99": percentile(durable.sorted(), 0.99),
+                "baseline_status_reply_ms_p50": percentile(baselineStatus.sorted(), 0.5),
+                "baseline_durable_write_reply_ms_p50": percentile(baselineDurable.sorted(), 0.5),
                 "detection_ms_p50": percentile(detections.sorted(), 0.5),
                 "activation_ms_p50": percentile(activations.sorted(), 0.5),
                 "target_ms": target, "target_met_p50": p50 <= target, "target_met_p99": p99 <= target,
@@ -56,7 +70,12 @@ struct FailoverBench {
     }
 
     private struct TrialResult {
+        /// Kill → first status reply, and → first reply to a durable write.
         var failoverMs: Double
+        var durableMs: Double
+        /// The two requests' round trips (fresh connection each) on the protected primary.
+        var baselineStatusMs: Double
+        var baselineDurableMs: Double
         /// The silence after which the backup decided (from its last frame, a little before the
         /// kill), and the time from that decision to the VM running.
         var detectionMs: Double?
@@ -96,18 +115,23 @@ struct FailoverBench {
         let primary = try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
         processes.append(primary)
         // Protected and serving, then a couple of seconds of checkpoints.
-        guard ServiceProbe.firstReply(network: network, timeout: .seconds(120)) != nil else {
+        guard ServiceProbe.firstReply(network: network, request: .status, timeout: .seconds(120)) != nil else {
             throw BenchError("the guest service never answered; see \(directory)")
         }
-        Thread.sleep(forTimeInterval: 2)
+        Thread.sleep(forTimeInterval: 1)
+        let baselineStatus = ServiceProbe.roundTripMilliseconds(network: network, request: .status)
+        let baselineDurable = ServiceProbe.roundTripMilliseconds(network: network, request: .durableWrite)
+        Thread.sleep(forTimeInterval: 1)
         let qemuPID = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
         let killed = ContinuousClock.now
         kill(primary.processIdentifier, SIGKILL)
         kill(qemuPID, SIGKILL)
-        guard let answered = ServiceProbe.firstReply(network: network, timeout: .seconds(30)) else {
+        guard let answered = ServiceProbe.firstReply(network: network, request: .status, timeout: .seconds(30)),
+              let wrote = ServiceProbe.firstReply(network: network, request: .durableWrite, timeout: .seconds(30)) else {
             throw BenchError("the backup never answered after the kill; see \(directory)/backup.log")
         }
-        var result = TrialResult(failoverMs: (answered - killed).seconds * 1000)
+        var result = TrialResult(failoverMs: (answered - killed).seconds * 1000, durableMs: (wrote - killed).seconds * 1000,
+                                 baselineStatusMs: baselineStatus, baselineDurableMs: baselineDurable)
         let backupLog = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
         result.detectionMs = Self.number(in: backupLog, after: "nothing heard for ")
         result.activationMs = Self.number(in: backupLog, after: "ms, ")
@@ -127,33 +151,66 @@ struct FailoverBench {
     private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 }
 
-/// Asks the counter service for its value over fresh connections, every few milliseconds, from
-/// the client namespace, until one answers.
+private final class ProbeResult<T>: @unchecked Sendable { var value: T? }
+
+/// Asks the counter service over fresh connections, every few milliseconds, from the client
+/// namespace, until one answers.
 enum ServiceProbe {
-    static func firstReply(network: TestNetwork, timeout: Duration) -> ContinuousClock.Instant? {
-        final class Box: @unchecked Sendable { var answered: ContinuousClock.Instant? }
-        let box = Box()
+    enum Request: String {
+        /// `s`: the counter and the disk file's state, from memory; changes nothing.
+        case status = "s"
+        /// `n`: an increment, appended to the disk file with fsync before the reply.
+        case durableWrite = "n"
+
+        func accepts(_ reply: String) -> Bool {
+            switch self {
+            case .status: reply.hasPrefix("S ")
+            case .durableWrite: UInt64(reply) != nil
+            }
+        }
+    }
+
+    static func firstReply(network: TestNetwork, request: Request, timeout: Duration) -> ContinuousClock.Instant? {
+        inClientNamespace(network) {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if attempt(address: network.guestAddress, request: request) { return ContinuousClock.now }
+                Thread.sleep(forTimeInterval: 0.003)
+            }
+            return nil
+        }
+    }
+
+    /// The median of 9 round trips of `request`, each on a fresh connection, in milliseconds.
+    static func roundTripMilliseconds(network: TestNetwork, request: Request) -> Double {
+        inClientNamespace(network) {
+            var times: [Double] = []
+            for _ in 0..<9 {
+                let start = ContinuousClock.now
+                if attempt(address: network.guestAddress, request: request) { times.append((ContinuousClock.now - start).seconds * 1000) }
+            }
+            return times.sorted().dropFirst(times.count / 2).first ?? -1
+        } ?? -1
+    }
+
+    /// Runs `body` on a thread of its own inside the client namespace (entering a namespace
+    /// changes the calling thread only).
+    private static func inClientNamespace<T>(_ network: TestNetwork, _ body: @escaping @Sendable () -> T?) -> T? {
+        let box = ProbeResult<T>()
         let done = DispatchSemaphore(value: 0)
-        // Entering the namespace changes the calling thread only: a thread of its own.
         let thread = Thread {
             defer { done.signal() }
             guard (try? network.enterClientNamespace()) != nil else { return }
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if attempt(address: network.guestAddress) {
-                    box.answered = ContinuousClock.now
-                    return
-                }
-                Thread.sleep(forTimeInterval: 0.003)
-            }
+            box.value = body()
         }
         thread.start()
         done.wait()
-        return box.answered
+        return box.value
     }
 
-    /// One connection with short timeouts: connect, "n", a number back.
-    private static func attempt(address: String) -> Bool {
+    /// One connection: connect within 20 ms (a dead or not yet running guest answers nothing),
+    /// the request, a reply within 2 s.
+    private static func attempt(address: String, request: Request) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -173,9 +230,9 @@ enum ServiceProbe {
         guard error == 0 else { return false }
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-        var wait = timeval(tv_sec: 0, tv_usec: 200_000)
+        var wait = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-        guard let reply = try? CounterClient.exchange(fd, "n") else { return false }
-        return UInt64(reply) != nil
+        guard let reply = try? CounterClient.exchange(fd, request.rawValue) else { return false }
+        return request.accepts(reply)
     }
 }
