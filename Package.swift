@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C shims over the system OpenSSL 3 and liblz4 (macros and variadics that Swift cannot import).
@@ -65,6 +66,8 @@ let package = Package(
             dependencies: [
                 "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyDisk",
                 "UnderstudyNetwork", "UnderstudyWitness", "CUnderstudyShims", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -72,6 +75,7 @@ let package = Package(
             dependencies: [
                 "UnderstudyAgent", "UnderstudyTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

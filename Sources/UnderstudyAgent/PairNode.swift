@@ -10,9 +10,12 @@ import UnderstudyReplica
 /// comes (re-protection), and a primary fenced by the witness stops its VM and becomes a backup.
 public final class PairNode: @unchecked Sendable {
     /// The role the process starts in.
-    public enum Start: Sendable {
-        /// Boot the VM here and protect it.
+    public enum Start: Sendable, Equatable {
+        /// Boot the VM here and protect it; refuse when another node is the active copy.
         case primary
+        /// Boot the VM here, unless another node is the active copy (it holds the witness
+        /// lease): then be its backup.
+        case primaryUnlessActiveElsewhere
         /// Keep the replica; take over when the primary is lost or hands over.
         case backup
         /// Start the VM from the replica now (the operator's offline activation), then protect it.
@@ -31,9 +34,12 @@ public final class PairNode: @unchecked Sendable {
     private let fence: ActiveCopyFence
     private let role = Mutex<Role>(.idle)
     private let history = Mutex<[String]>([])
+    /// Where the role is kept across restarts (`understudy run`); nil: not kept.
+    private let record: RoleRecord?
 
-    public init(configuration: AgentConfiguration, logger: Logger, stop: StopSignal) {
+    public init(configuration: AgentConfiguration, record: RoleRecord? = nil, logger: Logger, stop: StopSignal) {
         self.configuration = configuration
+        self.record = record
         self.logger = logger
         self.stop = stop
         let losses = CallbackRelay<String>()
@@ -92,6 +98,16 @@ public final class PairNode: @unchecked Sendable {
             case .primary:
                 try acquireFenceToStart()
                 next = try runPrimary(booting: nil)
+            case .primaryUnlessActiveElsewhere:
+                do {
+                    try acquireFenceToStart()
+                } catch let error as AgentError {
+                    note("started as the backup: \(error)")
+                    logger.notice("another node is the active copy: starting as its backup", metadata: ["reason": "\(error)"])
+                    next = .backup
+                    continue
+                }
+                next = try runPrimary(booting: nil)
             case .activate:
                 try acquireFenceToStart()
                 let store = try ReplicaStore(directory: try configuration.backup().replicaDirectory, identity: configuration.identity,
@@ -100,6 +116,7 @@ public final class PairNode: @unchecked Sendable {
             case .backup:
                 let supervisor = try BackupSupervisor(configuration: configuration, fence: fence, logger: logger, stop: stop)
                 let standby = startStandby(supervisor.receiver.store)
+                remember(.backup)
                 role.withLock { $0 = .backup(supervisor) }
                 let outcome = supervisor.run()
                 role.withLock { $0 = .idle }
@@ -154,12 +171,15 @@ public final class PairNode: @unchecked Sendable {
         defer { source.shutdown() }
         let protector = try VMProtector(configuration: configuration, source: source, devices: devices, fence: fence,
                                         firstEpoch: firstEpoch, unprotected: activated, logger: logger, stop: stop)
+        remember(.primary)
         role.withLock { $0 = .primary(protector) }
         defer { role.withLock { $0 = .idle } }
         let outcome = protector.run()
         switch outcome {
         case .stopped:
             fence.release()
+            // The VM stops with this process (QEMU is shut down on return): it runs nowhere.
+            remember(.primaryStopped)
             return .primary
         case .switchedOver:
             note("switched over: the peer runs the VM, this node is its backup")
@@ -200,6 +220,33 @@ public final class PairNode: @unchecked Sendable {
                                         + "refusing to run a second copy")
             }
             Thread.sleep(forTimeInterval: 0.2)
+        }
+    }
+
+    /// An orderly stop (SIGTERM/SIGINT of `understudy run`). A node running the VM first hands
+    /// it to an in-sync backup when `action` is `.switchover`, so that the VM runs on with
+    /// nothing lost; then everything stops. Blocks until the handover is done or refused.
+    public func shutDown(_ action: StopAction) {
+        if action == .switchover, case .primary(let protector) = role.withLock({ $0 }), protector.phase == .protecting {
+            logger.notice("stopping: handing the VM over to the backup first")
+            let reply = protector.requestSwitchover()
+            if reply.ok {
+                logger.notice("stopping: the backup runs the VM now", metadata: ["switchover": "\(reply.message)"])
+            } else {
+                logger.error("stopping: the switchover failed, the VM stops here", metadata: ["reason": "\(reply.message)"])
+            }
+        }
+        stop.trigger("terminated")
+    }
+
+    /// Keeps the role across restarts; a failure is logged (the next start may then choose from
+    /// an older entry, which `StartingRole` resolves towards the backup).
+    private func remember(_ entry: RoleRecord.Entry) {
+        guard let record else { return }
+        do {
+            try record.store(entry)
+        } catch {
+            logger.error("cannot record this node's role", metadata: ["role": "\(entry.rawValue)", "error": "\(error)"])
         }
     }
 

@@ -4,6 +4,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyQEMU
 import UnderstudyReplica
+import ServiceLifecycle
 import UnderstudyTransport
 
 /// Options of the commands that run an agent from a configuration file.
@@ -116,25 +117,97 @@ struct FailoverCommand: ParsableCommand {
     func run() throws { try sendCommand("failover", options) }
 }
 
-/// Runs the pair node in `start` until SIGINT/SIGTERM; a fatal error exits non-zero.
-private func runNode(_ options: ConfigOptions, _ log: LogOptions, startingAs start: PairNode.Start) throws {
-    let logger = log.bootstrap()
-    let configuration = try options.load()
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run this node of the pair as a daemon; its role comes from its configuration and its last role.",
+        discussion: """
+            A new pair's nodes start in node.role. From then on the node keeps the role it last had in \
+            node.state_dir: a backup restarts as the backup; a node that stopped the VM in an orderly way \
+            boots it again; a node that died while running the VM restarts as the backup, because its \
+            peer has most likely taken over (--start-as primary overrides that, once you know the VM runs \
+            nowhere). With a witness, a node never boots the VM while the other node is the active copy. \
+            SIGTERM or SIGINT: orderly shutdown; on the node running the VM a switchover to the in-sync \
+            backup first (node.on_stop = "switchover", the default), so that the VM keeps running. \
+            SIGHUP: reload the configuration file (the log level applies at once, other changes at the next \
+            start; an invalid file changes nothing).
+            """)
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var log: LogOptions
+
+    @Option(name: .long, help: "Start in this role whatever the node's record says: primary (boot the VM here) or backup.")
+    var startAs: NodeRole?
+
+    func run() async throws {
+        let configuration = try options.load()
+        guard let configured = startAs ?? configuration.role else {
+            throw ValidationError("\(configuration.source): node.role: missing required key: understudy run starts a new pair's node "
+                                  + "in this role (\"primary\" or \"backup\")")
+        }
+        // The node can take either role over its life (switchover, failover): both must be complete.
+        try checkRoleKeys(configuration, [.primary, .backup])
+        let document: TOMLDocument
+        do {
+            document = try TOMLDocument(contentsOfFile: options.config)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let (logger, levels) = log.bootstrapReloadable(configuration)
+        let record = RoleRecord(directory: configuration.stateDirectory)
+        let last: RoleRecord.Entry?
+        do {
+            last = try record.load()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let decision = StartingRole.decide(configured: configured, last: last, override: startAs)
+        logger.notice("starting", metadata: ["vm": "\(configuration.vm.id)", "role": "\(decision.start)", "reason": "\(decision.reason)",
+                                             "record": "\(record.path)"])
+        warnIfUnwitnessed(configuration, logger)
+        let stop = StopSignal(signals: [])
+        let node = PairNode(configuration: configuration, record: record, logger: logger, stop: stop)
+        let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
+        defer { control.close() }
+        let reloader = ConfigurationReloader(path: options.config, loaded: document, levels: levels, levelOverride: log.logLevel,
+                                             logger: logger)
+        let service = NodeService(node: node, start: decision.start, onStop: configuration.onStop, stop: stop, reloader: reloader,
+                                  logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// The keys each role needs, checked before anything starts.
+private func checkRoleKeys(_ configuration: AgentConfiguration, _ roles: [NodeRole]) throws {
     do {
-        // The keys the starting role needs, checked before anything starts.
-        switch start {
-        case .primary: _ = try configuration.primary()
-        case .backup, .activate: _ = try configuration.backup()
+        for role in roles {
+            switch role {
+            case .primary: _ = try configuration.primary()
+            case .backup: _ = try configuration.backup()
+            }
         }
     } catch {
         throw ValidationError("\(error)")
     }
+}
+
+private func warnIfUnwitnessed(_ configuration: AgentConfiguration, _ logger: Logger) {
     if configuration.witnessEndpoints.isEmpty, configuration.failover.withoutWitness {
         logger.warning("""
             no witness: automatic failover is on by failover.without_witness. If the two nodes lose each other while both \
             run, both can be active (split brain); see docs/OPERATIONS.md
             """)
     }
+}
+
+/// Runs the pair node in `start` until SIGINT/SIGTERM; a fatal error exits non-zero.
+private func runNode(_ options: ConfigOptions, _ log: LogOptions, startingAs start: PairNode.Start) throws {
+    let configuration = try options.load()
+    let logger = log.bootstrap(configuration)
+    try checkRoleKeys(configuration, [start == .backup || start == .activate ? .backup : .primary])
+    warnIfUnwitnessed(configuration, logger)
     let stop = StopSignal()
     let node = PairNode(configuration: configuration, logger: logger, stop: stop)
     let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)

@@ -5,7 +5,7 @@ import UnderstudyAgent
 import UnderstudyTransport
 
 @main
-struct Understudy: ParsableCommand {
+struct Understudy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "understudy",
         abstract: "Fault-tolerant VM replication: a hot standby that takes over with nothing lost.",
@@ -15,7 +15,7 @@ struct Understudy: ParsableCommand {
             TLS 1.3 to a backup agent, which can resume the VM from the last committed checkpoint.
             """,
         version: UnderstudyVersion.summary,
-        subcommands: [VersionCommand.self, CertsCommand.self, PrimaryCommand.self, BackupCommand.self, ActivateCommand.self,
+        subcommands: [VersionCommand.self, CertsCommand.self, RunCommand.self, PrimaryCommand.self, BackupCommand.self, ActivateCommand.self,
                       SwitchoverCommand.self, FailoverCommand.self, StatusCommand.self, DrillCommand.self, DemoCommand.self]
     )
 }
@@ -30,18 +30,24 @@ struct VersionCommand: ParsableCommand {
 
 /// Log options shared by the commands that run agents.
 struct LogOptions: ParsableArguments {
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .warning
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default: the configuration's log.level, else warning).")
+    var logLevel: Logger.Level?
 
-    func bootstrap() -> Logger {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        return Logger(label: "understudy")
+    @Option(name: .long, help: "Log format: auto (human on a terminal, JSON lines otherwise), human, json (default: log.format, else auto).")
+    var logFormat: LogFormat?
+
+    /// Installs the process's log handler: the command line first, then the configuration's
+    /// `[log]`, then the defaults.
+    func bootstrap(_ configuration: AgentConfiguration? = nil) -> Logger { bootstrapReloadable(configuration).logger }
+
+    /// `bootstrap`, with the control that changes the level later (SIGHUP).
+    func bootstrapReloadable(_ configuration: AgentConfiguration?) -> (logger: Logger, levels: LogLevelControl) {
+        let levels = LogLevelControl(logLevel ?? configuration?.logLevel ?? AgentLogHandler.defaultLevel)
+        let format = logFormat ?? configuration?.logFormat ?? .auto
+        return (AgentLogHandler.bootstrap(format: format, control: levels), levels)
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}
+extension NodeRole: ExpressibleByArgument {}

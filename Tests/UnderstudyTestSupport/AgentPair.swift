@@ -29,6 +29,8 @@ public enum AgentPair {
             [node]
             name = "primary"
             certificates = "\(directory)/certs"
+            role = "primary"
+            state_dir = "\(directory)/state-primary"
             [peer]
             name = "backup"
             address = "127.0.0.1:\(port)"
@@ -41,6 +43,8 @@ public enum AgentPair {
             [node]
             name = "backup"
             certificates = "\(directory)/certs"
+            role = "backup"
+            state_dir = "\(directory)/state-backup"
             [peer]
             name = "primary"
             \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyTransport
@@ -35,6 +36,13 @@ public struct FailoverConfiguration: Sendable, Equatable {
 /// [node]
 /// name = "primary"                      # this node; its certificate carries this name
 /// certificates = "/etc/understudy/certs" # ca.pem, NAME.pem, NAME.key
+/// role = "primary"                      # understudy run: the role of a new pair's node (primary | backup)
+/// state_dir = "/var/lib/understudy/web-1"  # understudy run: the role this node last had, across restarts
+/// on_stop = "switchover"                # understudy run, SIGTERM on the node running the VM: switchover | stop
+///
+/// [log]
+/// level = "notice"                      # trace | debug | info | notice | warning | error | critical (SIGHUP reloads it)
+/// format = "auto"                       # auto (human on a terminal, JSON lines otherwise) | human | json
 ///
 /// [peer]
 /// name = "backup"                       # the other node's certificate name
@@ -89,6 +97,14 @@ public struct FailoverConfiguration: Sendable, Equatable {
 public struct AgentConfiguration: Sendable {
     public var source: String
     public var nodeName: String
+    /// `understudy run`: the role a node starts in when it has no role record yet.
+    public var role: NodeRole?
+    /// `understudy run`: where the node keeps its role across restarts.
+    public var stateDirectory: String
+    public var onStop: StopAction
+    /// The log level and format from `[log]`; the command line's `--log-level` wins.
+    public var logLevel: Logger.Level?
+    public var logFormat: LogFormat
     public var certificates: String
     public var peerName: String
     public var peerAddress: Endpoint?
@@ -116,7 +132,8 @@ public struct AgentConfiguration: Sendable {
     public var drill: DrillConfiguration
 
     static let knownKeys: Set<String> = [
-        "node.name", "node.certificates", "peer.name", "peer.address",
+        "node.name", "node.certificates", "node.role", "node.state_dir", "node.on_stop", "log.level", "log.format",
+        "peer.name", "peer.address",
         "vm.id", "vm.memory_mib", "vm.vcpus", "vm.machine", "vm.accelerator", "vm.kernel", "vm.initrd", "vm.cmdline",
         "vm.disk_image", "vm.mac", "vm.virtio", "vm.run_dir", "vm.qemu",
         "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
@@ -141,6 +158,11 @@ public struct AgentConfiguration: Sendable {
         peerAddress = try Self.endpoint(d, "peer.address")
         let id = try d.requiredString("vm.id")
         let runDirectory = try d.string("vm.run_dir") ?? "/run/understudy/\(id)"
+        role = try d.oneOf("node.role", NodeRole.self)
+        stateDirectory = try d.string("node.state_dir") ?? "/var/lib/understudy/\(id)"
+        onStop = try d.oneOf("node.on_stop", StopAction.self) ?? .switchover
+        logLevel = try d.oneOf("log.level", Logger.Level.self)
+        logFormat = try d.oneOf("log.format", LogFormat.self) ?? .auto
         vm = VMDescription(
             id: id,
             memoryBytes: UInt64(try d.requiredInteger("vm.memory_mib", in: 16...1_048_576)) << 20,

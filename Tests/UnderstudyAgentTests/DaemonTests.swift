@@ -1,0 +1,233 @@
+import Foundation
+import Logging
+import Testing
+import UnderstudyAgent
+import UnderstudyTestSupport
+
+/// `understudy run`: the starting role, the role record, the log format, SIGHUP reloads (pure or
+/// file-level), and the daemon end to end.
+@Suite struct StartingRoleTests {
+    @Test func aNewNodeStartsInItsConfiguredRole() {
+        #expect(StartingRole.decide(configured: .primary, last: nil, override: nil).start == .primaryUnlessActiveElsewhere)
+        #expect(StartingRole.decide(configured: .backup, last: nil, override: nil).start == .backup)
+    }
+
+    @Test func theRecordWinsOverTheConfiguredRole() {
+        #expect(StartingRole.decide(configured: .primary, last: .backup, override: nil).start == .backup,
+                "a primary that switched over restarts as the backup")
+        #expect(StartingRole.decide(configured: .backup, last: .primaryStopped, override: nil).start == .primaryUnlessActiveElsewhere,
+                "the VM was stopped here in an orderly way: boot it again")
+    }
+
+    @Test func aNodeThatDiedRunningTheVMRestartsAsTheBackup() {
+        let decision = StartingRole.decide(configured: .primary, last: .primary, override: nil)
+        #expect(decision.start == .backup)
+        #expect(decision.reason.contains("--start-as primary"), "the reason tells the operator the way out: \(decision.reason)")
+    }
+
+    @Test func theOperatorOverrides() {
+        #expect(StartingRole.decide(configured: .backup, last: .primary, override: .primary).start == .primary)
+        #expect(StartingRole.decide(configured: .primary, last: nil, override: .backup).start == .backup)
+    }
+}
+
+@Suite struct RoleRecordTests {
+    @Test func storesAndLoadsEveryEntry() throws {
+        let directory = NSTemporaryDirectory() + "understudy-role-\(UUID().uuidString.prefix(8))/state"
+        defer { try? FileManager.default.removeItem(atPath: (directory as NSString).deletingLastPathComponent) }
+        let record = RoleRecord(directory: directory)
+        #expect(try record.load() == nil, "no file: a node that never ran")
+        for entry in [RoleRecord.Entry.primary, .primaryStopped, .backup] {
+            try record.store(entry)
+            #expect(try record.load() == entry)
+        }
+        let mode = try FileManager.default.attributesOfItem(atPath: directory)[.posixPermissions] as? Int
+        #expect(mode == 0o700)
+        #expect(!FileManager.default.fileExists(atPath: record.path + ".new"))
+    }
+
+    @Test func anUnreadableRecordIsAnErrorThatSaysWhatToDo() throws {
+        let directory = NSTemporaryDirectory() + "understudy-role-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let record = RoleRecord(directory: directory)
+        try "primray\n".write(toFile: record.path, atomically: true, encoding: .utf8)
+        #expect {
+            try record.load()
+        } throws: { error in
+            "\(error)".contains("primray") && "\(error)".contains("--start-as")
+        }
+    }
+}
+
+@Suite struct AgentLogTests {
+    @Test func jsonLinesCarryTheRecordAndItsMetadata() throws {
+        let line = AgentLogHandler.jsonLine(level: .error, label: "understudy", message: "disk \"a\" full\nretrying",
+                                            metadata: ["vm": "web-1", "epochs": .array(["1", "2"])], source: "UnderstudyAgent",
+                                            time: Date(timeIntervalSince1970: 0))
+        #expect(!line.contains("\n"), "one record per line")
+        let record = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(record["level"] as? String == "error")
+        #expect(record["message"] as? String == "disk \"a\" full\nretrying")
+        #expect(record["label"] as? String == "understudy")
+        #expect(record["source"] as? String == "UnderstudyAgent")
+        #expect((record["time"] as? String)?.hasPrefix("1970-01-01T00:00:00.000") == true, "\(record["time"] ?? "")")
+        let metadata = try #require(record["metadata"] as? [String: Any])
+        #expect(metadata["vm"] as? String == "web-1")
+        #expect(metadata["epochs"] as? [String] == ["1", "2"])
+    }
+
+    @Test func theLevelControlIsSharedAndChangeable() {
+        let control = LogLevelControl(.warning)
+        var handler = AgentLogHandler(label: "t", format: .json, control: control)
+        #expect(handler.logLevel == .warning)
+        control.level = .debug
+        #expect(handler.logLevel == .debug, "handlers read the shared level at each message")
+        handler.logLevel = .error
+        #expect(control.level == .error)
+    }
+}
+
+@Suite struct ConfigurationReloaderTests {
+    private func configuration(level: String?, memory: Int = 64) -> String {
+        """
+        [node]
+        name = "a"
+        certificates = "/tmp"
+        [peer]
+        name = "b"
+        [vm]
+        id = "reload"
+        memory_mib = \(memory)
+        kernel = "/boot/vmlinuz"
+        """ + (level.map { "\n[log]\nlevel = \"\($0)\"\n" } ?? "\n")
+    }
+
+    @Test func appliesTheLogLevelAndReportsTheRest() throws {
+        let path = NSTemporaryDirectory() + "understudy-reload-\(UUID().uuidString.prefix(8)).toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try configuration(level: "warning").write(toFile: path, atomically: true, encoding: .utf8)
+        let levels = LogLevelControl(.warning)
+        let reloader = ConfigurationReloader(path: path, loaded: try TOMLDocument(contentsOfFile: path), levels: levels, levelOverride: nil,
+                                             logger: Logger(label: "test"))
+
+        try configuration(level: "debug", memory: 128).write(toFile: path, atomically: true, encoding: .utf8)
+        let outcome = reloader.reload()
+        #expect(outcome.error == nil)
+        #expect(outcome.applied == ["log.level"])
+        #expect(outcome.atNextStart == ["vm.memory_mib"])
+        #expect(levels.level == .debug)
+
+        try "[node]\nname = 3\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let broken = reloader.reload()
+        #expect(broken.error?.contains("node.name") == true, "\(broken.error ?? "no error")")
+        #expect(broken.applied.isEmpty && levels.level == .debug, "an invalid file changes nothing")
+
+        try configuration(level: nil, memory: 128).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(reloader.reload().applied == ["log.level"])
+        #expect(levels.level == AgentLogHandler.defaultLevel, "a removed level falls back to the default")
+    }
+
+    @Test func theCommandLineLevelWins() throws {
+        let path = NSTemporaryDirectory() + "understudy-reload-\(UUID().uuidString.prefix(8)).toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try configuration(level: "warning").write(toFile: path, atomically: true, encoding: .utf8)
+        let levels = LogLevelControl(.info)
+        let reloader = ConfigurationReloader(path: path, loaded: try TOMLDocument(contentsOfFile: path), levels: levels, levelOverride: .info,
+                                             logger: Logger(label: "test"))
+        try configuration(level: "critical").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(reloader.reload().applied == ["log.level"])
+        #expect(levels.level == .info)
+    }
+}
+
+/// The daemon as systemd runs it: two `understudy run` processes; SIGTERM on the one running the
+/// VM hands the VM over (the client's connection survives), the stopped node's record says
+/// backup, and restarted it becomes the backup of the other; SIGHUP reloads the log level.
+@Suite("understudy run", .serialized)
+struct DaemonTests {
+    @Test func sigtermHandsTheVMOverAndARestartedNodeKeepsItsRole() throws {
+        let directory = NSTemporaryDirectory() + "understudy-daemon-\(UUID().uuidString.prefix(8))"
+        let vm = "dm\(UUID().uuidString.prefix(6).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let network = try TestNetwork(tapCount: 2)
+        var processes: [Process] = []
+        defer {
+            for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            for process in processes { process.waitUntilExit() }
+            for run in ["run-primary", "run-backup"] {
+                if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
+            }
+            network.remove()
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.contains(vm) {
+                try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
+            }
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
+        try #require(certs.status == 0, "\(certs.stderr)")
+        try runProgram(["sh", "-c", "truncate -s 64M \(directory)/p.img && mkfs.ext4 -q -F \(directory)/p.img && truncate -s 64M \(directory)/b.img"])
+        let port = UInt16.random(in: 20000...50000)
+        let configs = try AgentPair.writeConfigs(
+            in: directory, port: port, vm: vm, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
+            replicaDirectory: "/dev/shm/understudy-\(vm)-b", disks: ("\(directory)/p.img", "\(directory)/b.img"),
+            taps: (network.taps[0], network.taps[1]), backupPeerAddress: "127.0.0.1:\(port + 1)",
+            primaryExtra: "[backup]\nlisten = \"127.0.0.1:\(port + 1)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n"
+                + "[failover]\nwithout_witness = true\n[heartbeat]\ninterval_ms = 100\nmissed = 10\n",
+            backupExtra: "[failover]\nwithout_witness = true\nreconnect_ms = 200\n[heartbeat]\ninterval_ms = 100\nmissed = 10\n")
+        func status(_ config: String) -> [String: Any] {
+            guard let reply = try? runCLI(["status", "--config", config, "--json"]) else { return [:] }
+            return (try? JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        func eventually(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if condition() { return true }
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            return false
+        }
+
+        processes.append(try AgentPair.start(["run", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
+        let primary = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
+        processes.append(primary)
+        let client = CounterClient(network: network)
+        client.start()
+        defer { client.stop() }
+        try #require(client.waitForReplies(10, timeout: .seconds(120)), "the service never answered: \(client.errors)")
+        try #require(eventually(.seconds(90)) { status(configs.primary)["state"] as? String == "protecting" },
+                     "never protected: \(status(configs.primary))")
+        #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "primary\n")
+
+        // SIGTERM: a switchover, then the process ends; the VM runs on the other node.
+        let before = client.history.count
+        kill(primary.processIdentifier, SIGTERM)
+        try #require(eventually(.seconds(60)) { !primary.isRunning }, "the primary did not stop after SIGTERM")
+        #expect(primary.terminationStatus == 0)
+        #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "backup\n",
+                "the stopped node handed the VM over: it is the backup now")
+        #expect(status(configs.backup)["role"] as? String == "primary")
+        #expect(client.waitForReplies(before + 10, timeout: .seconds(30)), "the client got nothing after the handover: \(client.errors)")
+        #expect(client.reconnects == 0, "the client's connection survives the handover")
+        let values = client.values
+        #expect(zip(values, values.dropFirst()).allSatisfy { $0 < $1 }, "values strictly increase across the handover")
+
+        // Restarted, the node follows its record: the backup of the node now running the VM.
+        let restarted = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary-2.log")
+        processes.append(restarted)
+        #expect(eventually(.seconds(30)) { status(configs.primary)["role"] as? String == "backup" }, "\(status(configs.primary))")
+        #expect(eventually(.seconds(120)) { status(configs.backup)["state"] as? String == "protecting" }, "\(status(configs.backup))")
+
+        // SIGHUP: the log level applies at once, the rest waits for a restart.
+        let text = try String(contentsOfFile: configs.backup, encoding: .utf8)
+        try (text + "\n[log]\nlevel = \"debug\"\n").replacingOccurrences(of: "memory_mib = 128", with: "memory_mib = 256")
+            .write(toFile: configs.backup, atomically: true, encoding: .utf8)
+        kill(processes[0].processIdentifier, SIGHUP)
+        let reloaded = eventually(.seconds(10)) {
+            let log = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
+            return log.contains("configuration reloaded") && log.contains("log.level") && log.contains("vm.memory_mib")
+        }
+        #expect(reloaded, "no reload in the log")
+        #expect(processes[0].isRunning, "SIGHUP does not stop the agent")
+    }
+}
