@@ -183,12 +183,15 @@ public final class PairNode: @unchecked Sendable {
             return .primary
         case .switchedOver:
             note("switched over: the peer runs the VM, this node is its backup")
+            // Recorded now: the node may be stopping (SIGTERM's handover) and never start the backup role.
+            remember(.backup)
             return .backup
         case .fenced(let reason):
             // The other copy is active: this one stops before anything else can leave it.
             source.qemu.stop()
             note("fenced: \(reason)")
             logger.critical("fenced: this copy of the VM stops; the node continues as the backup", metadata: ["reason": "\(reason)"])
+            remember(.backup)
             return .backup
         }
     }

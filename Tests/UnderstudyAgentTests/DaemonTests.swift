@@ -195,7 +195,7 @@ struct DaemonTests {
         client.start()
         defer { client.stop() }
         try #require(client.waitForReplies(10, timeout: .seconds(120)), "the service never answered: \(client.errors)")
-        try #require(eventually(.seconds(90)) { status(configs.primary)["state"] as? String == "protecting" },
+        try #require(eventually(.seconds(180)) { status(configs.primary)["state"] as? String == "protecting" },
                      "never protected: \(status(configs.primary))")
         #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "primary\n")
 
