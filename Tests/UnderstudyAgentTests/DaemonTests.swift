@@ -231,3 +231,30 @@ struct DaemonTests {
         #expect(processes[0].isRunning, "SIGHUP does not stop the agent")
     }
 }
+
+/// Every example configuration under Deploy/examples is valid as shipped (its disk image, which
+/// the configuration checks for, stands in as an empty file of a plausible size).
+@Suite struct ExampleConfigurationTests {
+    @Test func everyExampleLoadsAndTheRunKeysAreSet() throws {
+        let examples = TestGuest.repository.appendingPathComponent("Deploy/examples").path
+        let files = try #require(FileManager.default.enumerator(atPath: examples)).compactMap { $0 as? String }.filter { $0.hasSuffix(".toml") }
+        #expect(files.count >= 6, "\(files)")
+        let disk = NSTemporaryDirectory() + "understudy-example-\(UUID().uuidString.prefix(8)).img"
+        defer { try? FileManager.default.removeItem(atPath: disk) }
+        try runProgram(["truncate", "-s", "64M", disk])
+        for file in files {
+            let text = try String(contentsOfFile: "\(examples)/\(file)", encoding: .utf8)
+            let local = try #require(text.range(of: #"disk_image = "[^"]*""#, options: .regularExpression).map {
+                text.replacingCharacters(in: $0, with: "disk_image = \"\(disk)\"")
+            }, "\(file) names no disk")
+            do {
+                let configuration = try AgentConfiguration(document: TOMLDocument(parsing: local, source: file))
+                #expect(configuration.role != nil, "\(file): understudy run needs node.role")
+                _ = try configuration.primary()
+                _ = try configuration.backup()
+            } catch {
+                Issue.record("\(file): \(error)")
+            }
+        }
+    }
+}
