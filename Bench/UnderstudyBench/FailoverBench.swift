@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import UnderstudyAgent
 import UnderstudyTestSupport
 import UnderstudyTransport
 
@@ -24,7 +25,7 @@ struct FailoverBench {
         try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: workspace) }
         _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
-        let network = try TestNetwork(tapCount: 2)
+        let network = try PairNetwork(tapCount: 2)
         defer { network.remove() }
         var rows: [[String: Any]] = []
         for timeout in Self.timeoutsMilliseconds {
@@ -63,7 +64,7 @@ struct FailoverBench {
         var activationMs: Double?
     }
 
-    private func runTrial(timeoutMs: Int, trial: Int, network: TestNetwork, workspace: String) throws -> TrialResult {
+    private func runTrial(timeoutMs: Int, trial: Int, network: PairNetwork, workspace: String) throws -> TrialResult {
         let directory = "\(workspace)/t\(timeoutMs)-\(trial)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: "\(directory)/certs", withDestinationPath: "\(workspace)/certs")
@@ -87,13 +88,14 @@ struct FailoverBench {
         let heartbeat = "[heartbeat]\ninterval_ms = \(interval)\nmissed = 5\nmin_timeout_ms = \(timeoutMs)\n"
         let port = UInt16.random(in: 20000...50000)
         let configs = try AgentPair.writeConfigs(
-            in: directory, port: port, vm: vm, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
+            in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
             replicaDirectory: replica, disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"),
             taps: (network.taps[0], network.taps[1]), primaryExtra: heartbeat,
             backupExtra: "[failover]\nwithout_witness = true\n" + heartbeat)
-        processes.append(try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
+        let understudy = productsDirectory().appendingPathComponent("understudy").path
+        processes.append(try AgentPair.start(understudy, ["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
         Thread.sleep(forTimeInterval: 0.3)
-        let primary = try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
+        let primary = try AgentPair.start(understudy, ["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
         processes.append(primary)
         // Protected and serving, then a couple of seconds of checkpoints.
         guard ServiceProbe.firstReply(network: network, timeout: .seconds(120)) != nil else {
@@ -130,7 +132,7 @@ struct FailoverBench {
 /// Asks the counter service for its value over fresh connections, every few milliseconds, from
 /// the client namespace, until one answers.
 enum ServiceProbe {
-    static func firstReply(network: TestNetwork, timeout: Duration) -> ContinuousClock.Instant? {
+    static func firstReply(network: PairNetwork, timeout: Duration) -> ContinuousClock.Instant? {
         final class Box: @unchecked Sendable { var answered: ContinuousClock.Instant? }
         let box = Box()
         let done = DispatchSemaphore(value: 0)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyAgent
 import UnderstudyTestSupport
 
 /// The end-to-end proof of output commit and "disk follows memory": a TCP counter service in the
@@ -88,7 +89,7 @@ final class ConsistencyHarness {
     }
 
     let directory: String
-    let network: TestNetwork
+    let network: PairNetwork
     let vm: String
     private var processes: [Process] = []
 
@@ -96,7 +97,7 @@ final class ConsistencyHarness {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-consistency-\(UUID().uuidString.prefix(8))").path
         vm = "cs\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        network = try TestNetwork(tapCount: 2)
+        network = try PairNetwork(tapCount: 2)
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
         guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
     }
@@ -264,7 +265,7 @@ final class ConsistencyHarness {
         let heartbeat = "[heartbeat]\ninterval_ms = 100\nmissed = 10\n"
             + (cut && !witnessed ? "udp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : "")
         let configs = try AgentPair.writeConfigs(
-            in: directory, port: port, vm: vm,
+            in: directory, port: port, vm: vm, guest: TestGuest.image,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
             disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
             primaryNetwork: "unsafe_no_output_buffering = \(!buffering)",

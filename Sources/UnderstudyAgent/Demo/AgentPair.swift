@@ -1,15 +1,16 @@
 import Foundation
 
-/// Two agents of a test or benchmark as the operator runs them: their configuration files and
-/// `understudy` processes.
+/// Two agents of a test, a benchmark or the demo as the operator runs them: their configuration
+/// files and `understudy` processes.
 public enum AgentPair {
-    /// Writes `primary.toml` and `backup.toml` for a pair on loopback (the backup listening on
-    /// `port`) protecting the test guest; the `extra` texts are appended as more TOML tables.
-    public static func writeConfigs(in directory: String, port: UInt16, vm: String, cmdline: String, replicaDirectory: String,
-                             disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
-                             primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
-                             backupExtra: String = "") throws -> (primary: String, backup: String) {
-        let image = TestGuest.image
+    /// Writes `primary.toml` and `backup.toml` for a pair (the backup listening on `port` at
+    /// `backupHost`, by default on loopback) protecting the test guest `guest`
+    /// (`CounterGuestImage`); the `extra` texts are appended as more TOML tables.
+    public static func writeConfigs(in directory: String, port: UInt16, vm: String, guest image: (kernel: String, initrd: String),
+                                    cmdline: String, replicaDirectory: String, backupHost: String = "127.0.0.1",
+                                    disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
+                                    primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
+                                    backupExtra: String = "") throws -> (primary: String, backup: String) {
         func vmSection(disk: String?) -> String {
             """
             [vm]
@@ -31,7 +32,7 @@ public enum AgentPair {
             certificates = "\(directory)/certs"
             [peer]
             name = "backup"
-            address = "127.0.0.1:\(port)"
+            address = "\(backupHost):\(port)"
             \(vmSection(disk: disks?.primary))run_dir = "\(directory)/run-primary"
             \(networkSection(tap: taps?.primary, extra: primaryNetwork))[replication]
             interval_ms = 25
@@ -45,7 +46,7 @@ public enum AgentPair {
             name = "primary"
             \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"
             \(networkSection(tap: taps?.backup, extra: ""))[backup]
-            listen = "127.0.0.1:\(port)"
+            listen = "\(backupHost):\(port)"
             replica_dir = "\(replicaDirectory)"
             \(backupExtra)
             """
@@ -54,16 +55,25 @@ public enum AgentPair {
         return ("\(directory)/primary.toml", "\(directory)/backup.toml")
     }
 
-    public static func start(_ arguments: [String], log: String) throws -> Process {
+    /// Starts `executable` (an `understudy` binary) with `arguments`, its output and errors into
+    /// `log`; inside network namespace `namespace` when one is given (`ip netns exec`, which
+    /// execs the program: the process is the agent itself, so signals reach it).
+    public static func start(_ executable: String, _ arguments: [String], log: String, namespace: String? = nil) throws -> Process {
         let process = Process()
-        process.executableURL = productsDirectory().appendingPathComponent("understudy")
-        process.arguments = arguments
+        if let namespace {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["ip", "netns", "exec", namespace, executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
         FileManager.default.createFile(atPath: log, contents: nil)
         let handle = FileHandle(forWritingAtPath: log)
         process.standardOutput = handle
         process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
         try process.run()
+        try? handle?.close()
         return process
     }
-
 }
