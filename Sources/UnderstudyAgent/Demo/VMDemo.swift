@@ -354,7 +354,7 @@ public struct DemoReport: Sendable, Codable {
     public var survivorCounter: UInt64?
     public var survivorDiskAgrees: Bool?
 
-    init(protectedSeconds: Double) { self.protectedSeconds = protectedSeconds }
+    public init(protectedSeconds: Double) { self.protectedSeconds = protectedSeconds }
 
     mutating func record(_ primary: AgentStatus) {
         checkpoints = Int(primary.currentEpoch ?? 0)
@@ -366,9 +366,10 @@ public struct DemoReport: Sendable, Codable {
         rawBytes = primary.rawBytes ?? 0
     }
 
-    /// Counts what the client saw before the kill that the survivor lost, from the values on
-    /// either side of it, and decides `ok`.
-    mutating func finish(before: [UInt64], after: [UInt64]) {
+    /// Counts what the client saw before the kill (`before`, in order) that the survivor lost,
+    /// from the values it got after the failover (`after`) and `survivorCounter`, and decides
+    /// `ok` (with `failoverMs` and `survivorDiskAgrees`, which must be set first).
+    public mutating func finish(before: [UInt64], after: [UInt64]) {
         // The survivor continues from the value before its first reply; any value the client had
         // at or beyond that was handed out by state the survivor never received.
         let resumedFrom = after.first.map { $0 - 1 }
