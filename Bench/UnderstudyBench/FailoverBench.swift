@@ -72,11 +72,7 @@ struct FailoverBench {
         let replica = "/dev/shm/understudy-fobench-\(vm)"
         var processes: [Process] = []
         defer {
-            for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            for process in processes { process.waitUntilExit() }
-            for run in ["run-primary", "run-backup"] {
-                if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
-            }
+            AgentPair.stop(processes, grace: .zero, directory: directory)
             try? FileManager.default.removeItem(atPath: replica)
             for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
                 unlink("/dev/shm/\(file)")

@@ -110,12 +110,8 @@ final class ConsistencyHarness {
     }
 
     private func killAll() {
-        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for process in processes { process.waitUntilExit() }
+        AgentPair.stop(processes, grace: .zero, directory: directory)
         processes.removeAll()
-        for run in ["run-primary", "run-backup"] {
-            if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
-        }
     }
 
     /// A failed trial's logs outlive the harness's workspace, for the reader of the failure.

@@ -207,14 +207,7 @@ private final class ProtectedPair {
     /// Stops the agents (SIGTERM, which stops QEMU too; SIGKILL for any that lingers) and removes
     /// the network and every file.
     func remove() {
-        for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while processes.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for process in processes { process.waitUntilExit() }
-        for run in ["run-primary", "run-backup"] {
-            if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
-        }
+        AgentPair.stop(processes, directory: directory)
         network.remove()
         try? FileManager.default.removeItem(atPath: directory)
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-drill-\(vm)")

@@ -76,4 +76,22 @@ public enum AgentPair {
         try? handle?.close()
         return process
     }
+
+    /// Stops `processes` (SIGTERM, which stops an agent's QEMU too, then SIGKILL for any still
+    /// running after `grace`; at once with a zero `grace`) and kills the QEMU a SIGKILLed agent
+    /// leaves behind in the pair's run directories under `directory`.
+    public static func stop(_ processes: [Process], grace: Duration = .seconds(10), directory: String) {
+        for process in processes where process.isRunning { kill(process.processIdentifier, grace > .zero ? SIGTERM : SIGKILL) }
+        let deadline = ContinuousClock.now + grace
+        while processes.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in processes { process.waitUntilExit() }
+        for run in ["run-primary", "run-backup"] {
+            // Only a QEMU of this pair: the pid file may be stale and its number reused.
+            guard let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text),
+                  let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
+                  String(decoding: arguments, as: UTF8.self).contains(directory) else { continue }
+            kill(pid, SIGKILL)
+        }
+    }
 }

@@ -1,3 +1,4 @@
+import CUnderstudyShims
 import Foundation
 import Synchronization
 import UnderstudyTransport

@@ -83,7 +83,6 @@ public final class VMDemo: @unchecked Sendable {
         if !FileManager.default.fileExists(atPath: guestDirectory.appendingPathComponent("build-initramfs.sh").path) {
             missing.append("the guest's sources in \(guestDirectory.path): run the demo from the repository (swift run understudy demo)")
         }
-        if PreloadLibrary.locate() == nil { missing.append("\(PreloadLibrary.fileName) next to the understudy binary: build with swift build") }
         return missing
     }
 
@@ -123,6 +122,7 @@ public final class VMDemo: @unchecked Sendable {
         say("[1/5] preparing: the test guest (Debian cloud kernel, busybox, a TCP counter service on an ext4 disk), "
             + "certificates, disks, network namespaces")
         let guest = try CounterGuestImage.build(guestDirectory: options.guestDirectory)
+        try buildPreloadLibraryIfMissing()
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try HostCommand.run([options.executable, "certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
@@ -147,6 +147,26 @@ public final class VMDemo: @unchecked Sendable {
                 [drill]
                 sandbox_address = "\(network.clientAddress)/\(network.prefixLength)"
                 """)
+    }
+
+    /// `swift run understudy` builds only that product, not the library the primary loads into
+    /// QEMU for exact dirty tracking (without it the agent compares pages, too slow for this guest
+    /// under TCG): build it into the same build directory, next to the binary.
+    private func buildPreloadLibraryIfMissing() throws {
+        guard PreloadLibrary.locate() == nil else { return }
+        let binary = URL(fileURLWithPath: options.executable).deletingLastPathComponent()  // SCRATCH/TRIPLE/CONFIGURATION
+        let scratch = binary.deletingLastPathComponent().deletingLastPathComponent()
+        let package = options.guestDirectory.deletingLastPathComponent().deletingLastPathComponent()
+        guard FileManager.default.fileExists(atPath: package.appendingPathComponent("Package.swift").path) else {
+            throw DemoError("\(PreloadLibrary.fileName) is not next to \(options.executable): build it with swift build")
+        }
+        say("      building \(PreloadLibrary.fileName) next to the binary (swift build --product UnderstudyPreload)")
+        do {
+            try HostCommand.run(["swift", "build", "-c", binary.lastPathComponent, "--product", "UnderstudyPreload",
+                                 "--package-path", package.path, "--scratch-path", scratch.path])
+        } catch {
+            throw DemoError("\(PreloadLibrary.fileName) is missing and building it failed (run swift build -c release): \(error)")
+        }
     }
 
     /// Starts the backup agent, then the primary, each in its host's namespace; returns the
@@ -296,18 +316,7 @@ public final class VMDemo: @unchecked Sendable {
     /// is left, removes the network, the shared-memory files and the working directory.
     private func cleanUp() {
         client?.stop()
-        for agent in agents where agent.isRunning { kill(agent.processIdentifier, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while agents.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        for agent in agents where agent.isRunning { kill(agent.processIdentifier, SIGKILL) }
-        for agent in agents { agent.waitUntilExit() }
-        for run in ["run-primary", "run-backup"] {
-            // Only a QEMU of this demo: the pid file may be stale and its number reused.
-            guard let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text),
-                  let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
-                  String(decoding: arguments, as: UTF8.self).contains(directory) else { continue }
-            kill(pid, SIGKILL)
-        }
+        AgentPair.stop(agents, directory: directory)
         network?.remove()
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
             try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
