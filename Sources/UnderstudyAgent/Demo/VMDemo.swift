@@ -43,8 +43,10 @@ public final class VMDemo: @unchecked Sendable {
         return FileManager.default.fileExists(atPath: here.appendingPathComponent("build-initramfs.sh").path) ? here : built
     }
 
-    /// The guest's address and service port; the heartbeat timeout that declares the primary lost.
+    /// The guest's counter service's port (Deploy/guest/counter-service.c).
     static let servicePort: UInt16 = 7000
+    /// A primary is lost after 1 s of silence: shorter timeouts can mistake a primary starved of
+    /// CPU on a busy two-core machine (two TCG guests during the drill) for a dead one.
     static let heartbeat = "[heartbeat]\ninterval_ms = 100\nmissed = 10\n"
 
     private let options: Options
@@ -110,7 +112,8 @@ public final class VMDemo: @unchecked Sendable {
         client.start()
         try waitFor("the guest's counter service to answer the client", timeout: .seconds(60)) { client.history.count >= 5 }
         say("      a client in its own namespace asks the guest's counter service for the next value, back to back, "
-            + "over one TCP connection (first reply \(String(format: "%.1f", (ContinuousClock.now - protectedAt).seconds)) s after protection began)")
+            + "over one TCP connection (the guest booted and answered \(String(format: "%.1f", (ContinuousClock.now - protectedAt).seconds)) s "
+            + "after protection began)")
         try showStatistics(client: client, into: &report)
         try drill(configs.backup, into: &report)
         try failover(primary: primary, configs: configs, client: client, into: &report)
