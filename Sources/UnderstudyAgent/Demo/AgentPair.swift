@@ -67,13 +67,14 @@ public enum AgentPair {
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
         }
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = FileHandle(forWritingAtPath: log)
+        guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
+            throw DemoError("cannot create the log \(log)")
+        }
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        try? handle?.close()
+        try? handle.close()
         return process
     }
 
