@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import UnderstudyAgent
 import UnderstudyTestSupport
 import UnderstudyTransport
 
@@ -28,7 +29,7 @@ struct FailoverBench {
         try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: workspace) }
         _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
-        let network = try TestNetwork(tapCount: 2)
+        let network = try PairNetwork(tapCount: 2)
         defer { network.remove() }
         var rows: [[String: Any]] = []
         for timeout in Self.timeoutsMilliseconds {
@@ -82,7 +83,7 @@ struct FailoverBench {
         var activationMs: Double?
     }
 
-    private func runTrial(timeoutMs: Int, trial: Int, network: TestNetwork, workspace: String) throws -> TrialResult {
+    private func runTrial(timeoutMs: Int, trial: Int, network: PairNetwork, workspace: String) throws -> TrialResult {
         let directory = "\(workspace)/t\(timeoutMs)-\(trial)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: "\(directory)/certs", withDestinationPath: "\(workspace)/certs")
@@ -90,11 +91,7 @@ struct FailoverBench {
         let replica = "/dev/shm/understudy-fobench-\(vm)"
         var processes: [Process] = []
         defer {
-            for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            for process in processes { process.waitUntilExit() }
-            for run in ["run-primary", "run-backup"] {
-                if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
-            }
+            AgentPair.stop(processes, grace: .zero, directory: directory)
             try? FileManager.default.removeItem(atPath: replica)
             for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
                 unlink("/dev/shm/\(file)")
@@ -106,13 +103,14 @@ struct FailoverBench {
         let heartbeat = "[heartbeat]\ninterval_ms = \(interval)\nmissed = 5\nmin_timeout_ms = \(timeoutMs)\n"
         let port = UInt16.random(in: 20000...50000)
         let configs = try AgentPair.writeConfigs(
-            in: directory, port: port, vm: vm, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
+            in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
             replicaDirectory: replica, disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"),
             taps: (network.taps[0], network.taps[1]), primaryExtra: heartbeat,
             backupExtra: "[failover]\nwithout_witness = true\n" + heartbeat)
-        processes.append(try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
+        let understudy = productsDirectory().appendingPathComponent("understudy").path
+        processes.append(try AgentPair.start(understudy, ["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
         Thread.sleep(forTimeInterval: 0.3)
-        let primary = try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
+        let primary = try AgentPair.start(understudy, ["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
         processes.append(primary)
         // Protected and serving, then a couple of seconds of checkpoints.
         guard ServiceProbe.firstReply(network: network, request: .status, timeout: .seconds(120)) != nil else {
@@ -170,7 +168,7 @@ enum ServiceProbe {
         }
     }
 
-    static func firstReply(network: TestNetwork, request: Request, timeout: Duration) -> ContinuousClock.Instant? {
+    static func firstReply(network: PairNetwork, request: Request, timeout: Duration) -> ContinuousClock.Instant? {
         inClientNamespace(network) {
             let deadline = ContinuousClock.now + timeout
             while ContinuousClock.now < deadline {
@@ -182,7 +180,7 @@ enum ServiceProbe {
     }
 
     /// The median of 9 round trips of `request`, each on a fresh connection, in milliseconds.
-    static func roundTripMilliseconds(network: TestNetwork, request: Request) -> Double {
+    static func roundTripMilliseconds(network: PairNetwork, request: Request) -> Double {
         inClientNamespace(network) {
             var times: [Double] = []
             for _ in 0..<9 {
@@ -195,7 +193,7 @@ enum ServiceProbe {
 
     /// Runs `body` on a thread of its own inside the client namespace (entering a namespace
     /// changes the calling thread only).
-    private static func inClientNamespace<T>(_ network: TestNetwork, _ body: @escaping @Sendable () -> T?) -> T? {
+    private static func inClientNamespace<T>(_ network: PairNetwork, _ body: @escaping @Sendable () -> T?) -> T? {
         let box = ProbeResult<T>()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {

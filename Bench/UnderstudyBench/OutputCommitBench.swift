@@ -12,7 +12,7 @@ import UnderstudyTransport
 /// Output commit and disk replication (issue 4) as a client sees them: the counter service of
 /// the test guest (`understudy.run=counter-service`, Deploy/guest/counter-service.c) on an ext4
 /// disk served over NBD by the agent, its NIC behind the output gate, asked from a client in a
-/// private network namespace (TestNetwork).
+/// private network namespace (PairNetwork).
 ///
 /// One boot per configuration, all in one run, in this order: unprotected (`GuestDevices` role
 /// `.unprotected`: the same NBD disk and gate, output passes at once, no checkpoints), protected
@@ -114,7 +114,7 @@ struct OutputCommitBench {
         defer { try? FileManager.default.removeItem(atPath: workspace) }
         let certificates = "\(workspace)/certs"
         _ = try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
-        let network = try TestNetwork(tapCount: 1)
+        let network = try PairNetwork(tapCount: 1)
         defer { network.remove() }
 
         log(String(format: "output-commit bench: counter-service guest, TCG, %llu MiB RAM, %llu MiB ext4 disk over NBD, "
@@ -207,7 +207,7 @@ struct OutputCommitBench {
 
     // MARK: - One boot
 
-    private func runGuest(_ mode: Mode, label: String, measureDisk: Bool, network: TestNetwork, image: (kernel: String, initrd: String), preload: String,
+    private func runGuest(_ mode: Mode, label: String, measureDisk: Bool, network: PairNetwork, image: (kernel: String, initrd: String), preload: String,
                           workspace: String, certificates: String, logger: Logger) throws -> GuestRun {
         let tag: String
         var interval: Int?
@@ -442,7 +442,7 @@ enum ServiceClient {
 
     static let port: UInt16 = 7000
 
-    static func run(network: TestNetwork, work: Work) -> Outcome {
+    static func run(network: PairNetwork, work: Work) -> Outcome {
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {

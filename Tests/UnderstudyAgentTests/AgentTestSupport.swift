@@ -156,3 +156,10 @@ func replicaPage(_ store: ReplicaStore, _ page: Int, pageSize: Int) throws -> [U
     try handle.seek(toOffset: UInt64(page * pageSize))
     return Array(try handle.read(upToCount: pageSize) ?? Data())
 }
+
+extension AgentPair {
+    /// Starts this build's `understudy` with `arguments`, its output into `log`.
+    static func start(_ arguments: [String], log: String) throws -> Process {
+        try start(productsDirectory().appendingPathComponent("understudy").path, arguments, log: log)
+    }
+}

@@ -32,13 +32,16 @@ struct CommandLineTests {
     }
 
     @Test func badOptionsGiveClearErrors() throws {
-        let result = try runCLI(["demo", "--mix", "text,cheese"])
+        let result = try runCLI(["demo", "--synthetic", "--mix", "text,cheese"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("unknown content \"cheese\""), "\(result.stderr)")
+        let real = try runCLI(["demo", "--mix", "text"])
+        #expect(real.status != 0)
+        #expect(real.stderr.contains("--mix: only with --synthetic"), "\(real.stderr)")
     }
 
     @Test func demoReplicatesAndReportsJSON() throws {
-        let result = try runCLI(["demo", "--memory-mib", "8", "--pages-per-checkpoint", "100", "--seconds", "1", "--json"])
+        let result = try runCLI(["demo", "--synthetic", "--memory-mib", "8", "--pages-per-checkpoint", "100", "--seconds", "1", "--json"])
         #expect(result.status == 0, "\(result.stderr)")
         let start = result.stdout.firstIndex(of: "{")!
         let report = try JSONSerialization.jsonObject(with: Data(result.stdout[start...].utf8)) as! [String: Any]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyAgent
 import UnderstudyTestSupport
 
 /// The end-to-end proof of output commit and "disk follows memory": a TCP counter service in the
@@ -95,7 +96,7 @@ final class ConsistencyHarness {
     }
 
     let directory: String
-    let network: TestNetwork
+    let network: PairNetwork
     let vm: String
     private var processes: [Process] = []
 
@@ -103,7 +104,7 @@ final class ConsistencyHarness {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-consistency-\(UUID().uuidString.prefix(8))").path
         vm = "cs\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        network = try TestNetwork(tapCount: 2)
+        network = try PairNetwork(tapCount: 2)
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
         guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
     }
@@ -116,12 +117,8 @@ final class ConsistencyHarness {
     }
 
     private func killAll() {
-        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for process in processes { process.waitUntilExit() }
+        AgentPair.stop(processes, grace: .zero, directory: directory)
         processes.removeAll()
-        for run in ["run-primary", "run-backup"] {
-            if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
-        }
     }
 
     /// A failed trial's logs outlive the harness's workspace, for the reader of the failure.
@@ -313,7 +310,7 @@ final class ConsistencyHarness {
         let heartbeat = "[heartbeat]\ninterval_ms = 100\nmissed = 10\n"
             + (cut && !witnessed ? "udp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : "")
         let configs = try AgentPair.writeConfigs(
-            in: directory, port: port, vm: vm,
+            in: directory, port: port, vm: vm, guest: TestGuest.image,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
             disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
             primaryNetwork: "unsafe_no_output_buffering = \(!buffering)",

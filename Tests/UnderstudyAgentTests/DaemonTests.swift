@@ -150,14 +150,10 @@ struct DaemonTests {
         let directory = NSTemporaryDirectory() + "understudy-daemon-\(UUID().uuidString.prefix(8))"
         let vm = "dm\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let network = try TestNetwork(tapCount: 2)
+        let network = try PairNetwork(tapCount: 2)
         var processes: [Process] = []
         defer {
-            for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            for process in processes { process.waitUntilExit() }
-            for run in ["run-primary", "run-backup"] {
-                if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
-            }
+            AgentPair.stop(processes, grace: .zero, directory: directory)
             network.remove()
             for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.contains(vm) {
                 try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
@@ -169,7 +165,7 @@ struct DaemonTests {
         try runProgram(["sh", "-c", "truncate -s 64M \(directory)/p.img && mkfs.ext4 -q -F \(directory)/p.img && truncate -s 64M \(directory)/b.img"])
         let port = UInt16.random(in: 20000...50000)
         let configs = try AgentPair.writeConfigs(
-            in: directory, port: port, vm: vm, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
+            in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
             replicaDirectory: "/dev/shm/understudy-\(vm)-b", disks: ("\(directory)/p.img", "\(directory)/b.img"),
             taps: (network.taps[0], network.taps[1]), backupPeerAddress: "127.0.0.1:\(port + 1)",
             primaryExtra: "[backup]\nlisten = \"127.0.0.1:\(port + 1)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n"

@@ -128,7 +128,7 @@ struct DrillTests {
         let vm = "dr\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let configs = try AgentPair.writeConfigs(in: directory, port: 1, vm: vm, cmdline: "",
+        let configs = try AgentPair.writeConfigs(in: directory, port: 1, vm: vm, guest: TestGuest.image, cmdline: "",
                                                              replicaDirectory: "\(directory)/replica")
         let result = try runCLI(["drill", "--config", configs.backup, "--probe", "serial:READY"])
         #expect(result.status != 0)
@@ -143,7 +143,7 @@ struct DrillTests {
 private final class ProtectedPair {
     let directory: String
     let vm: String
-    let network: TestNetwork
+    let network: PairNetwork
     private(set) var configs = (primary: "", backup: "")
     private var processes: [Process] = []
 
@@ -151,14 +151,14 @@ private final class ProtectedPair {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-drill-\(UUID().uuidString.prefix(8))").path
         vm = "dr\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        network = try TestNetwork(tapCount: 2)
+        network = try PairNetwork(tapCount: 2)
         do {
             let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
             guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
             try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
                             + "&& truncate -s 64M \(directory)/backup-disk.img"])
             configs = try AgentPair.writeConfigs(
-                in: directory, port: UInt16.random(in: 20000...60000), vm: vm,
+                in: directory, port: UInt16.random(in: 20000...60000), vm: vm, guest: TestGuest.image,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-drill-\(vm)",
                 disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
                 backupExtra: "[drill]\nsandbox_address = \"\(network.clientAddress)/\(network.prefixLength)\"")
@@ -207,14 +207,7 @@ private final class ProtectedPair {
     /// Stops the agents (SIGTERM, which stops QEMU too; SIGKILL for any that lingers) and removes
     /// the network and every file.
     func remove() {
-        for process in processes where process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while processes.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for process in processes { process.waitUntilExit() }
-        for run in ["run-primary", "run-backup"] {
-            if let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text) { kill(pid, SIGKILL) }
-        }
+        AgentPair.stop(processes, directory: directory)
         network.remove()
         try? FileManager.default.removeItem(atPath: directory)
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-drill-\(vm)")

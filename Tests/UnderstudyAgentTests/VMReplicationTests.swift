@@ -176,7 +176,7 @@ struct VMReplicationTests {
     /// byte, and the replica memory equals the guest's.
     @Test func replicaDiskEqualsThePausedGuestsDiskByteForByte() throws {
         let workspace = try Workspace()
-        let network = try TestNetwork(tapCount: 1)
+        let network = try PairNetwork(tapCount: 1)
         defer {
             network.remove()
             workspace.remove()

@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,7 +61,7 @@ public final class LinkRelay: @unchecked Sendable {
         while true {
             let client = accept(listener, nil, nil)
             if client < 0 { return }
-            guard let server = CounterClient.openConnection(to: "127.0.0.1", port: target) else {
+            guard let server = try? Endpoint(host: "127.0.0.1", port: target).connect(timeoutMilliseconds: 2000) else {
                 close(client)
                 continue
             }

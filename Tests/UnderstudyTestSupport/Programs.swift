@@ -27,3 +27,9 @@ public func runProgram(_ arguments: [String]) throws -> String {
     }
     return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 }
+
+/// A failure of the test harness itself (a command, the network set-up, the guest service).
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

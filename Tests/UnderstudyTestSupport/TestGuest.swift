@@ -21,26 +21,17 @@ public final class ErrorRecorder<Failure: Error>: @unchecked Sendable {
     public var error: Failure? { lock.lock(); defer { lock.unlock() }; return recorded }
 }
 
-/// The test guest: the Debian cloud kernel and a busybox initramfs running `counter.c` (or, with
-/// `understudy.run=counter-service`, `counter-service.c`), built
-/// with the scripts in Deploy/guest (which fetch the kernel once into a cache).
+/// The test guest (`CounterGuestImage`) as the tests use it: built once per test process.
 public enum TestGuest {
     public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    public static let cache = ProcessInfo.processInfo.environment["UNDERSTUDY_GUEST_DIR"] ?? "/var/cache/understudy/guest"
 
     /// Builds (or reuses) the initramfs; returns kernel and initrd paths.
     public static let image: (kernel: String, initrd: String) = {
-        let initrd = "\(cache)/initramfs-counter.cpio.gz"
-        let build = Process()
-        build.executableURL = URL(fileURLWithPath: "/bin/bash")
-        build.arguments = [repository.appendingPathComponent("Deploy/guest/build-initramfs.sh").path, initrd,
-                           repository.appendingPathComponent("Deploy/guest/counter.c").path,
-                           repository.appendingPathComponent("Deploy/guest/counter-service.c").path]
-        build.standardOutput = FileHandle.nullDevice
-        try! build.run()
-        build.waitUntilExit()
-        precondition(build.terminationStatus == 0, "building the test guest failed; run Deploy/install.sh")
-        return ("\(cache)/vmlinuz", initrd)
+        do {
+            return try CounterGuestImage.build(guestDirectory: repository.appendingPathComponent("Deploy/guest"))
+        } catch {
+            fatalError("\(error)")
+        }
     }()
 
     /// A VM description for the counter guest in a fresh run directory.

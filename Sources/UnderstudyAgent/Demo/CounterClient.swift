@@ -1,20 +1,23 @@
+import CUnderstudyShims
 import Foundation
 import Synchronization
+import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The client of the consistency test: from inside a test network's client namespace, it asks the
-/// guest's counter service (`Deploy/guest/counter-service.c`) for the next value, back to back,
-/// over one TCP connection, and records every reply. When the connection breaks it reconnects
-/// and counts that, since whether TCP survives a failover is part of what the test measures.
+/// The client of the consistency tests and the demo: from inside a pair network's client
+/// namespace, it asks the guest's counter service (`Deploy/guest/counter-service.c`) for the next
+/// value, back to back, over one TCP connection, and records every reply. When the connection
+/// breaks it reconnects and counts that, since whether TCP survives a failover is part of what
+/// the tests and the demo measure.
 public final class CounterClient: @unchecked Sendable {
     public struct Reply: Sendable {
         public let value: UInt64
         public let at: ContinuousClock.Instant
     }
 
-    private let network: TestNetwork
+    private let network: PairNetwork
     private let port: UInt16
     private let lock = NSLock()
     private var replies: [Reply] = []
@@ -24,7 +27,7 @@ public final class CounterClient: @unchecked Sendable {
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    public init(network: TestNetwork, port: UInt16 = 7000) {
+    public init(network: PairNetwork, port: UInt16 = 7000) {
         self.network = network
         self.port = port
     }
@@ -89,18 +92,18 @@ public final class CounterClient: @unchecked Sendable {
 
     /// One request on a new connection of its own, from the client namespace (e.g. "s" or "x").
     public func request(_ line: String, timeout: Duration = .seconds(60)) throws -> String {
-        let result = Mutex<Result<String, TestSupportError>>(.failure(TestSupportError("no reply")))
+        let result = Mutex<Result<String, DemoError>>(.failure(DemoError("no reply")))
         let done = DispatchSemaphore(value: 0)
         let thread = Thread { [self] in
             defer { done.signal() }
             do {
                 try network.enterClientNamespace()
-                guard let socket = connect(timeout: timeout, untilStopped: false) else { throw TestSupportError("cannot connect to the guest service") }
+                guard let socket = connect(timeout: timeout, untilStopped: false) else { throw DemoError("cannot connect to the guest service") }
                 defer { close(socket) }
                 let reply = try Self.exchange(socket, line)
                 result.withLock { $0 = .success(reply) }
             } catch {
-                result.withLock { $0 = .failure(TestSupportError("\(error)")) }
+                result.withLock { $0 = .failure(DemoError("\(error)")) }
             }
         }
         thread.start()
@@ -125,29 +128,13 @@ public final class CounterClient: @unchecked Sendable {
     }
 
     /// One attempt to open a TCP connection to the service (call from the client namespace);
-    /// nil with errno set when it fails. Replies may wait for a failover, so reads and writes
-    /// time out only after 30 s.
+    /// nil when it fails. Replies may wait for a failover, so reads and writes time out only
+    /// after 30 s.
     public static func openConnection(to address: String, port: UInt16) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard let fd = try? Endpoint(host: address, port: port).connect(timeoutMilliseconds: 2000) else { return nil }
         var wait = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var socketAddress = sockaddr_in()
-        socketAddress.sin_family = sa_family_t(AF_INET)
-        socketAddress.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &socketAddress.sin_addr)
-        let result = withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
-            let code = errno
-            close(fd)
-            errno = code
-            return nil
-        }
         return fd
     }
 
@@ -155,14 +142,14 @@ public final class CounterClient: @unchecked Sendable {
     public static func exchange(_ fd: Int32, _ request: String) throws -> String {
         let bytes = Array((request + "\n").utf8)
         let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent == bytes.count else { throw TestSupportError("send failed: \(String(cString: strerror(errno)))") }
+        guard sent == bytes.count else { throw DemoError("send failed: \(String(cString: strerror(errno)))") }
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while true {
             let received = recv(fd, &byte, 1, 0)
             if received < 0 && errno == EINTR { continue }
             guard received == 1 else {
-                throw TestSupportError(received == 0 ? "closed by the guest" : "receive failed: \(String(cString: strerror(errno)))")
+                throw DemoError(received == 0 ? "closed by the guest" : "receive failed: \(String(cString: strerror(errno)))")
             }
             if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
             line.append(byte)

@@ -1,0 +1,102 @@
+import Foundation
+
+/// Two agents of a test, a benchmark or the demo as the operator runs them: their configuration
+/// files and `understudy` processes.
+public enum AgentPair {
+    /// Writes `primary.toml` and `backup.toml` for a pair (the backup listening on `port` at
+    /// `backupHost`, by default on loopback) protecting the test guest `guest`
+    /// (`CounterGuestImage`); the `extra` texts are appended as more TOML tables.
+    public static func writeConfigs(in directory: String, port: UInt16, vm: String, guest image: (kernel: String, initrd: String),
+                                    cmdline: String, replicaDirectory: String, backupHost: String = "127.0.0.1",
+                                    disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
+                                    primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
+                                    backupExtra: String = "") throws -> (primary: String, backup: String) {
+        func vmSection(disk: String?) -> String {
+            """
+            [vm]
+            id = "\(vm)"
+            memory_mib = 128
+            accelerator = "tcg"
+            kernel = "\(image.kernel)"
+            initrd = "\(image.initrd)"
+            cmdline = "console=ttyS0 \(cmdline)"
+
+            """ + (disk.map { "disk_image = \"\($0)\"\n" } ?? "")
+        }
+        func networkSection(tap: String?, extra: String) -> String {
+            tap.map { "[network]\ntap = \"\($0)\"\n\(extra)\n" } ?? ""
+        }
+        let primary = """
+            [node]
+            name = "primary"
+            certificates = "\(directory)/certs"
+            role = "primary"
+            state_dir = "\(directory)/state-primary"
+            [peer]
+            name = "backup"
+            address = "\(backupHost):\(port)"
+            \(vmSection(disk: disks?.primary))run_dir = "\(directory)/run-primary"
+            \(networkSection(tap: taps?.primary, extra: primaryNetwork))[replication]
+            interval_ms = 25
+            \(primaryExtra)
+            """
+        let backup = """
+            [node]
+            name = "backup"
+            certificates = "\(directory)/certs"
+            role = "backup"
+            state_dir = "\(directory)/state-backup"
+            [peer]
+            name = "primary"
+            \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"
+            \(networkSection(tap: taps?.backup, extra: ""))[backup]
+            listen = "\(backupHost):\(port)"
+            replica_dir = "\(replicaDirectory)"
+            \(backupExtra)
+            """
+        try primary.write(toFile: "\(directory)/primary.toml", atomically: true, encoding: .utf8)
+        try backup.write(toFile: "\(directory)/backup.toml", atomically: true, encoding: .utf8)
+        return ("\(directory)/primary.toml", "\(directory)/backup.toml")
+    }
+
+    /// Starts `executable` (an `understudy` binary) with `arguments`, its output and errors into
+    /// `log`; inside network namespace `namespace` when one is given (`ip netns exec`, which
+    /// execs the program: the process is the agent itself, so signals reach it).
+    public static func start(_ executable: String, _ arguments: [String], log: String, namespace: String? = nil) throws -> Process {
+        let process = Process()
+        if let namespace {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["ip", "netns", "exec", namespace, executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
+        guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
+            throw DemoError("cannot create the log \(log)")
+        }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try? handle.close()
+        return process
+    }
+
+    /// Stops `processes` (SIGTERM, which stops an agent's QEMU too, then SIGKILL for any still
+    /// running after `grace`; at once with a zero `grace`) and kills the QEMU a SIGKILLed agent
+    /// leaves behind in the pair's run directories under `directory`.
+    public static func stop(_ processes: [Process], grace: Duration = .seconds(10), directory: String) {
+        for process in processes where process.isRunning { kill(process.processIdentifier, grace > .zero ? SIGTERM : SIGKILL) }
+        let deadline = ContinuousClock.now + grace
+        while processes.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in processes { process.waitUntilExit() }
+        for run in ["run-primary", "run-backup"] {
+            // Only a QEMU of this pair: the pid file may be stale and its number reused.
+            guard let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text),
+                  let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
+                  String(decoding: arguments, as: UTF8.self).contains(directory) else { continue }
+            kill(pid, SIGKILL)
+        }
+    }
+}
