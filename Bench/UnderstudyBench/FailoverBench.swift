@@ -168,12 +168,34 @@ enum ServiceProbe {
         }
     }
 
+    /// A new connection attempt every 10 ms, each kept open for up to a second: a guest that
+    /// resumes answers the handshakes that reached it meanwhile, as it would a client's first SYN
+    /// (abandoning each attempt after a few milliseconds would count the guest's catch-up against
+    /// the failover). The first attempt that connects carries the request.
     static func firstReply(network: PairNetwork, request: Request, timeout: Duration) -> ContinuousClock.Instant? {
         inClientNamespace(network) {
+            var pending: [(fd: Int32, started: ContinuousClock.Instant)] = []
+            defer { for attempt in pending { close(attempt.fd) } }
             let deadline = ContinuousClock.now + timeout
+            var nextAttempt = ContinuousClock.now
             while ContinuousClock.now < deadline {
-                if attempt(address: network.guestAddress, request: request) { return ContinuousClock.now }
-                Thread.sleep(forTimeInterval: 0.003)
+                let now = ContinuousClock.now
+                if now >= nextAttempt, let fd = startConnecting(to: network.guestAddress) {
+                    pending.append((fd, now))
+                    nextAttempt = now + .milliseconds(10)
+                }
+                pending.removeAll { attempt in
+                    guard now - attempt.started > .seconds(1) else { return false }
+                    close(attempt.fd)
+                    return true
+                }
+                var pollers = pending.map { pollfd(fd: $0.fd, events: Int16(POLLOUT), revents: 0) }
+                guard poll(&pollers, nfds_t(pollers.count), 2) > 0 else { continue }
+                for poller in pollers where poller.revents != 0 {
+                    pending.removeAll { $0.fd == poller.fd }
+                    defer { close(poller.fd) }
+                    if exchange(on: poller.fd, request: request) { return ContinuousClock.now }
+                }
             }
             return nil
         }
@@ -206,12 +228,20 @@ enum ServiceProbe {
         return box.value
     }
 
-    /// One connection: connect within 20 ms (a dead or not yet running guest answers nothing),
-    /// the request, a reply within 2 s.
+    /// One connection: connect within 20 ms (the guest runs: a round trip is far less), the
+    /// request, a reply within 2 s.
     private static func attempt(address: String, request: Request) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard let fd = startConnecting(to: address) else { return false }
         defer { close(fd) }
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        guard poll(&poller, 1, 20) == 1 else { return false }
+        return exchange(on: fd, request: request)
+    }
+
+    /// A non-blocking connect to the service, under way; nil when it failed at once.
+    private static func startConnecting(to address: String) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
         var target = sockaddr_in()
         target.sin_family = sa_family_t(AF_INET)
         target.sin_port = UInt16(7000).bigEndian
@@ -219,9 +249,15 @@ enum ServiceProbe {
         let status = withUnsafePointer(to: &target) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard status == 0 || errno == EINPROGRESS else { return false }
-        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        guard poll(&poller, 1, 20) == 1 else { return false }
+        guard status == 0 || errno == EINPROGRESS else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// On a connect that finished (writable): true when it succeeded and `request` got its reply.
+    private static func exchange(on fd: Int32, request: Request) -> Bool {
         var error: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
