@@ -171,8 +171,7 @@ struct RunCommand: AsyncParsableCommand {
         defer { control.close() }
         let reloader = ConfigurationReloader(path: options.config, loaded: document, levels: levels, levelOverride: log.logLevel,
                                              logger: logger)
-        let service = NodeService(node: node, start: decision.start, onStop: configuration.onStop, stop: stop, reloader: reloader,
-                                  logger: logger)
+        let service = NodeService(node: node, start: decision.start, onStop: configuration.onStop, stop: stop, reloader: reloader)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

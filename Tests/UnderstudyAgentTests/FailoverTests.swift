@@ -14,42 +14,30 @@ struct FailoverTests {
 
     @Test(arguments: [ConsistencyHarness.Scenario.kill, .hang, .cutLinkThenKill, .cutLinkSafetyThenKill, .switchover])
     func scenarioEndsWithOneActiveCopyAndNothingLost(_ scenario: ConsistencyHarness.Scenario) throws {
-        let harness = try ConsistencyHarness()
-        defer { harness.remove() }
-        for trial in 1...Self.trials {
-            let outcome = try harness.run(trial: trial, buffering: true, scenario: scenario)
-            #expect(outcome.violations.isEmpty, "\(scenario.rawValue), trial \(trial): \(outcome.violations) (\(outcome.summary))")
-            #expect(outcome.problems.isEmpty, "\(scenario.rawValue), trial \(trial): \(outcome.problems) (\(outcome.summary))")
-            print("\(scenario.rawValue), trial \(trial): \(outcome.summary)")
-        }
+        try runTrials(of: scenario, count: Self.trials)
     }
 
     /// With a witness, a partition that isolates a running primary never leaves two active
     /// copies. Trials: UNDERSTUDY_PARTITION_TRIALS (default 10).
     @Test func partitionWithAWitnessNeverLeavesTwoActiveCopies() throws {
-        let harness = try ConsistencyHarness()
-        defer { harness.remove() }
-        let trials = Int(ProcessInfo.processInfo.environment["UNDERSTUDY_PARTITION_TRIALS"] ?? "") ?? 10
-        for trial in 1...trials {
-            let outcome = try harness.run(trial: trial, buffering: true, scenario: .partitionWithWitness)
-            #expect(outcome.violations.isEmpty, "partition, trial \(trial): \(outcome.violations) (\(outcome.summary))")
-            #expect(outcome.problems.isEmpty, "partition, trial \(trial): \(outcome.problems) (\(outcome.summary))")
-            print("partition with a witness, trial \(trial): \(outcome.summary)")
-        }
+        try runTrials(of: .partitionWithWitness, count: Int(ProcessInfo.processInfo.environment["UNDERSTUDY_PARTITION_TRIALS"] ?? "") ?? 10)
     }
 
     /// With a witness, an unprotected primary whose agent stalls past its lease sends nothing
     /// when it resumes, not even what waited in its gate: the backup is the active copy by then.
     /// Trials: UNDERSTUDY_STALL_TRIALS (default 2).
     @Test func stalledUnprotectedPrimarySendsNothingAfterTheTakeover() throws {
+        try runTrials(of: .stallWhileUnprotected, count: Int(ProcessInfo.processInfo.environment["UNDERSTUDY_STALL_TRIALS"] ?? "") ?? 2)
+    }
+
+    private func runTrials(of scenario: ConsistencyHarness.Scenario, count: Int) throws {
         let harness = try ConsistencyHarness()
         defer { harness.remove() }
-        let trials = Int(ProcessInfo.processInfo.environment["UNDERSTUDY_STALL_TRIALS"] ?? "") ?? 2
-        for trial in 1...trials {
-            let outcome = try harness.run(trial: trial, buffering: true, scenario: .stallWhileUnprotected)
-            #expect(outcome.violations.isEmpty, "stall, trial \(trial): \(outcome.violations) (\(outcome.summary))")
-            #expect(outcome.problems.isEmpty, "stall, trial \(trial): \(outcome.problems) (\(outcome.summary))")
-            print("stall of an unprotected primary, trial \(trial): \(outcome.summary)")
+        for trial in 1...count {
+            let outcome = try harness.run(trial: trial, buffering: true, scenario: scenario)
+            #expect(outcome.violations.isEmpty, "\(scenario.rawValue), trial \(trial): \(outcome.violations) (\(outcome.summary))")
+            #expect(outcome.problems.isEmpty, "\(scenario.rawValue), trial \(trial): \(outcome.problems) (\(outcome.summary))")
+            print("\(scenario.rawValue), trial \(trial): \(outcome.summary)")
         }
     }
 }

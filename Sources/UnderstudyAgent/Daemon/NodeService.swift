@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import ServiceLifecycle
 import Synchronization
 import UnderstudyTransport
@@ -15,17 +14,14 @@ public final class NodeService: Service, @unchecked Sendable {
     private let onStop: StopAction
     private let stop: StopSignal
     private let reloader: ConfigurationReloader
-    private let logger: Logger
     private let failure = Mutex<Error?>(nil)
 
-    public init(node: PairNode, start: PairNode.Start, onStop: StopAction, stop: StopSignal, reloader: ConfigurationReloader,
-                logger: Logger) {
+    public init(node: PairNode, start: PairNode.Start, onStop: StopAction, stop: StopSignal, reloader: ConfigurationReloader) {
         self.node = node
         self.start = start
         self.onStop = onStop
         self.stop = stop
         self.reloader = reloader
-        self.logger = logger
     }
 
     public func run() async throws {
