@@ -280,10 +280,15 @@ public final class PrimaryReplicator: @unchecked Sendable {
             throw error
         }
         let captureTime = ContinuousClock.now
-        session.withLock {
-            $0.machine.checkpointSent(epoch)
-            $0.sentAt[epoch] = captureTime
-            $0.statistics.note(pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
+        try session.withLock { p in
+            // The session can end while the guest is captured (the backup lost, a protocol error
+            // seen by the receiving thread): this checkpoint is not sent; a new session resyncs.
+            guard p.machine.canSendCheckpoint else {
+                throw p.failure ?? TransportError.closed("the session ended while checkpoint \(epoch) was being captured")
+            }
+            p.machine.checkpointSent(epoch)
+            p.sentAt[epoch] = captureTime
+            p.statistics.note(pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
         }
         let output = try encoder.encodeCheckpoint(captured, epoch: epoch, to: sender)
         session.withLock {
@@ -362,7 +367,10 @@ public final class PrimaryReplicator: @unchecked Sendable {
             }
             let now = ContinuousClock.now
             liveness.withLock { _ = $0?.heard(on: .replication, at: now) }
-            let action = session.withLock { $0.machine.received(frame) }
+            // Nil once this side has ended the session (heartbeat timeout, a failed capture): what
+            // still arrives before the connection closes no longer matters.
+            let action = session.withLock { $0.failure == nil ? $0.machine.received(frame) : nil }
+            guard let action else { return }
             switch action {
             case .release(let epoch):
                 let now = ContinuousClock.now

@@ -45,6 +45,26 @@ struct ReplicationTests {
         #expect(stats.encodings[.zero, default: 0] > 0)
     }
 
+    /// The session can end while the guest is being captured (the heartbeat thread lost the
+    /// backup, the receiving thread saw a protocol error): the checkpoint loop then ends with that
+    /// error instead of sending into a closed session (it once crashed on a precondition).
+    @Test func aSessionEndingDuringACaptureEndsTheLoopWithAnError() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let source = SessionEndingSource(SyntheticGuest(identity: identity, pagesPerEpoch: 8, mix: [.text]), endingAt: 5)
+        let primary = PrimaryReplicator(
+            source: source,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .zero),
+            logger: quietLogger)
+        source.end = { primary.abandon() }
+        try primary.start()
+        #expect(throws: TransportError.self) { try primary.runCheckpoints(count: 20) }
+        #expect(primary.statistics.checkpointsSent == 4, "checkpoints 1 to 4 went out, 5 was captured after the session ended")
+    }
+
     @Test func certificateFromAnotherCAIsRefusedAndTheBackupKeepsServing() throws {
         let workspace = try Workspace()
         defer { workspace.remove() }
@@ -252,5 +272,26 @@ final class FailingCaptureSource: CheckpointSource, @unchecked Sendable {
     func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         if failNext.exchange(false, ordering: .relaxed) { throw CaptureFailed() }
         return try inner.capture(epoch: epoch, resume: resume)
+    }
+}
+
+/// A guest whose capture of one epoch first ends the replication session (as another thread would).
+private final class SessionEndingSource: CheckpointSource, @unchecked Sendable {
+    private let guest: SyntheticGuest
+    private let endingAt: UInt64
+    var end: () -> Void = {}
+
+    init(_ guest: SyntheticGuest, endingAt: UInt64) {
+        self.guest = guest
+        self.endingAt = endingAt
+    }
+
+    var identity: VMIdentity { guest.identity }
+    var memory: UnsafeRawBufferPointer { guest.memory }
+    func startTracking() throws { try guest.startTracking() }
+    func collectDirtyPages() throws -> [UInt64] { try guest.collectDirtyPages() }
+    func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
+        if epoch == endingAt { end() }
+        return try guest.capture(epoch: epoch, resume: resume)
     }
 }
