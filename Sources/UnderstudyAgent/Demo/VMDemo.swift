@@ -22,7 +22,7 @@ public final class VMDemo: @unchecked Sendable {
     public struct Options: Sendable {
         /// Seconds of protection shown live before the drill.
         public var protectedSeconds: Double = 15
-        /// The `understudy` binary whose `primary`, `backup` and `certs init` the demo runs.
+        /// The `understudy` binary whose `run` (both nodes) and `certs init` the demo runs.
         public var executable: String
         /// Deploy/guest of this checkout: the guest's sources and build script.
         public var guestDirectory: URL
@@ -142,7 +142,15 @@ public final class VMDemo: @unchecked Sendable {
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-\(vm)-replica",
             backupHost: network.nodeAddresses[1], disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"),
             taps: (network.taps[0], network.taps[1]), backupPeerAddress: "\(network.nodeAddresses[0]):\(port)",
-            primaryExtra: Self.heartbeat,
+            // Both nodes can take either role (`understudy run` checks that they can).
+            primaryExtra: """
+                [backup]
+                listen = "\(network.nodeAddresses[0]):\(port)"
+                replica_dir = "/dev/shm/understudy-\(vm)-replica-p"
+                [failover]
+                without_witness = true
+                \(Self.heartbeat)
+                """,
             backupExtra: """
                 [failover]
                 without_witness = true
@@ -177,10 +185,10 @@ public final class VMDemo: @unchecked Sendable {
     private func startPair(_ configs: (primary: String, backup: String)) throws -> (Process, ContinuousClock.Instant) {
         say("[2/5] starting the backup agent, then the primary agent: QEMU boots the guest, "
             + "the primary copies its memory and disk to the backup (initial sync), then checkpoints every 25 ms")
-        agents.append(try AgentPair.start(options.executable, ["backup", "--config", configs.backup, "--log-level", "info"],
+        agents.append(try AgentPair.start(options.executable, ["run", "--config", configs.backup, "--log-level", "info"],
                                           log: "\(directory)/backup.log", namespace: network!.nodeNamespaces[1]))
         try waitFor("the backup agent to listen", timeout: .seconds(20)) { status(.backup) != nil }
-        let primary = try AgentPair.start(options.executable, ["primary", "--config", configs.primary, "--log-level", "info"],
+        let primary = try AgentPair.start(options.executable, ["run", "--config", configs.primary, "--log-level", "info"],
                                           log: "\(directory)/primary.log", namespace: network!.nodeNamespaces[0])
         agents.append(primary)
         let started = ContinuousClock.now
