@@ -80,6 +80,17 @@ public final class MetricsServer: @unchecked Sendable {
             reply = head(code, reason, contentType: "text/plain; charset=utf-8", length: text.count, extra: extra) + text
         }
         sendAll(reply, to: fd)
+        // Closing with unread request bytes would reset the connection and could destroy the
+        // reply in flight (a head too long): end our side, then read until the client closes.
+        shutdown(fd, Int32(SHUT_WR))
+        var drained = 0
+        while drained < 1 << 20 {
+            // Safe: recv writes at most `chunk.count` bytes into the array's own storage.
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return }
+            drained += n
+        }
     }
 
     enum Route: Equatable {
@@ -94,8 +105,8 @@ public final class MetricsServer: @unchecked Sendable {
             if request.count > maxRequestBytes { return .error(431, "Request Header Fields Too Large", extraHeader: nil) }
             return .error(400, "Bad Request", extraHeader: nil)
         }
-        let head = String(decoding: request[..<end], as: UTF8.self)
-        let requestLine = head.prefix { $0 != "\r" && $0 != "\n" }
+        // Cut at the first CR or LF as bytes: in a Swift String "\r\n" is one Character.
+        let requestLine = String(decoding: request[..<end].prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
         let parts = requestLine.split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[2].hasPrefix("HTTP/1."), !parts[0].isEmpty, parts[1].hasPrefix("/") else {
             return .error(400, "Bad Request", extraHeader: nil)
