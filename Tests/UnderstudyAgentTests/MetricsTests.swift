@@ -10,18 +10,8 @@ import UnderstudyTransport
 /// Sends `request` to 127.0.0.1:`port` as it is and returns everything the server sent back
 /// until it closed the connection.
 func httpExchange(port: UInt16, _ request: [UInt8], closeWriting: Bool = false) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TransportError.system(operation: "socket", errno: errno) }
+    let fd = try connectLoopback(port: port)
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = port.bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    // Safe: the pointer is rebound only for the call and covers exactly one sockaddr_in.
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw TransportError.connectFailed(address: "127.0.0.1:\(port)", errno: errno) }
     var timeout = timeval(tv_sec: 10, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     // Safe: the array's storage is valid for the call and `count` is its length.
@@ -36,6 +26,26 @@ func httpExchange(port: UInt16, _ request: [UInt8], closeWriting: Bool = false) 
         reply += chunk[..<n]
     }
     return String(decoding: reply, as: UTF8.self)
+}
+
+/// A blocking TCP connection to 127.0.0.1:`port`; the caller closes it.
+func connectLoopback(port: UInt16) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TransportError.system(operation: "socket", errno: errno) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    // Safe: the pointer is rebound only for the call and covers exactly one sockaddr_in.
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        let error = errno
+        close(fd)
+        throw TransportError.connectFailed(address: "127.0.0.1:\(port)", errno: error)
+    }
+    return fd
 }
 
 /// GET /metrics from 127.0.0.1:`port`: the body of a 200 reply, or nil.
@@ -124,17 +134,8 @@ struct MetricsServerTests {
         let server = try MetricsServer(listen: Endpoint(host: "127.0.0.1", port: 0), metrics: AgentMetrics(vm: "web-3"))
         defer { server.close() }
         // Connects and never sends: the server gives up on it after its timeout and serves the next.
-        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let silent = try connectLoopback(port: server.endpoint.port)
         defer { close(silent) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = server.endpoint.port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        // Safe: the pointer is rebound only for the call and covers exactly one sockaddr_in.
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
         let started = ContinuousClock.now
         #expect(try scrape(port: server.endpoint.port) != nil)
         #expect(ContinuousClock.now - started < .seconds(5))
