@@ -206,15 +206,9 @@ struct MetricsEndToEndTests {
         return text
     }
 
-    /// A backup agent (`PairNode`, configured from TOML with `[metrics] listen`) and a primary
-    /// streaming a synthetic guest to it with its own metrics endpoint: both scrapes show the
-    /// replication as it happens.
-    @Test func scrapedMetricsFollowTheReplication() throws {
-        let workspace = try Workspace()
-        defer { workspace.remove() }
-        let vm = "metrics-\(UUID().uuidString.prefix(6).lowercased())"
-        let backupPort = try Self.freePort()
-        let configuration = try AgentConfiguration(document: TOMLDocument(parsing: """
+    /// A backup node's configuration without a standby QEMU (this test needs only the replica).
+    static func backupConfiguration(_ workspace: Workspace, vm: String, listen: UInt16, metrics: String) throws -> AgentConfiguration {
+        try AgentConfiguration(document: TOMLDocument(parsing: """
             [node]
             name = "backup"
             certificates = "\(workspace.certificates)"
@@ -224,17 +218,41 @@ struct MetricsEndToEndTests {
             id = "\(vm)"
             memory_mib = 16
             kernel = "/nonexistent/vmlinuz"
-            qemu = "/nonexistent/qemu-system-x86_64"   # no standby QEMU: this test needs only the replica
+            qemu = "/nonexistent/qemu-system-x86_64"
             run_dir = "\(workspace.path)/run"
             [backup]
-            listen = "127.0.0.1:\(backupPort)"
+            listen = "127.0.0.1:\(listen)"
             replica_dir = "\(workspace.path)/replica"
             [heartbeat]
             interval_ms = 20
             min_timeout_ms = 5000
             [metrics]
-            listen = "127.0.0.1:0"
+            listen = "\(metrics)"
             """, source: "backup.toml"))
+    }
+
+    @Test func anAgentWhoseMetricsAddressIsTakenStopsAtStart() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let taken = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: 0))
+        defer { taken.close() }
+        let configuration = try Self.backupConfiguration(workspace, vm: "taken", listen: try Self.freePort(),
+                                                         metrics: "\(taken.endpoint)")
+        let node = PairNode(configuration: configuration, logger: quietLogger, stop: StopSignal(signals: []))
+        let error = #expect(throws: MetricsServerError.self) { try node.run(startingAs: .backup) }
+        #expect(error?.description == "cannot serve metrics on \(taken.endpoint) (metrics.listen): Address already in use")
+        #expect(node.metricsEndpoint == nil)
+    }
+
+    /// A backup agent (`PairNode`, configured from TOML with `[metrics] listen`) and a primary
+    /// streaming a synthetic guest to it with its own metrics endpoint: both scrapes show the
+    /// replication as it happens.
+    @Test func scrapedMetricsFollowTheReplication() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let vm = "metrics-\(UUID().uuidString.prefix(6).lowercased())"
+        let backupPort = try Self.freePort()
+        let configuration = try Self.backupConfiguration(workspace, vm: vm, listen: backupPort, metrics: "127.0.0.1:0")
         let stop = StopSignal(signals: [])
         let node = PairNode(configuration: configuration, logger: quietLogger, stop: stop)
         let nodeThread = JoinableThread(name: "test-node") {
