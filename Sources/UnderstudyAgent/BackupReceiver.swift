@@ -19,6 +19,8 @@ public struct BackupConfiguration: Sendable {
     public var applyQueueDepth: Int
     /// How often to send the primary a heartbeat; nil: never (tests of the bare protocol).
     public var heartbeatInterval: Duration?
+    /// Where commits and heartbeat round trips are recorded; nil: nowhere.
+    public var metrics: AgentMetrics?
 
     public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
                 replicaDisk: String? = nil, capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
@@ -91,6 +93,7 @@ public final class BackupReceiver: @unchecked Sendable {
         listener = try TCPListener(endpoint: configuration.listen)
         decoders = (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in PageDecoder(pageSize: Int(configuration.identity.pageSize)) }
         stats.committedEpoch = store.state.committedEpoch
+        configuration.metrics?.committed(epoch: store.state.committedEpoch, fresh: false)
         logger.info("backup listening", metadata: ["endpoint": "\(listener.endpoint)", "replica": "\(configuration.replicaDirectory)",
                                                    "replica-phase": "\(store.state.phase)", "committed-epoch": "\(store.state.committedEpoch)"])
     }
@@ -191,7 +194,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 var sequence: UInt64 = 0
                 repeat {
                     sequence += 1
-                    let beat = Message.heartbeat(Heartbeat(sequence: sequence, senderTime: DispatchTime.now().uptimeNanoseconds))
+                    let beat = Message.heartbeat(.stamped(sequence: sequence))
                     guard (try? connection.send(beat)) != nil else { return }
                 } while !sessionOver.wait(timeout: interval)
             }
@@ -224,6 +227,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 stats.checkpointsCommitted += 1
                 stats.committedEpoch = staged.epoch
                 stats.pagesApplied += staged.pageCount
+                configuration.metrics?.checkpointCommitted(epoch: staged.epoch)
             case .beginSync, .finishSync, .syncDiskWrites: break
             }
         }
@@ -283,8 +287,10 @@ public final class BackupReceiver: @unchecked Sendable {
             case .commit:
                 if let whole = staged { applier.enqueue(.commit(whole)) }
                 staged = nil
-            case .heartbeat:
-                continue
+            case .heartbeat(let beat):
+                if machine.agreedCapabilities.contains(.heartbeatEcho) { try? connection.send(.heartbeatEcho(beat)) }
+            case .heartbeatEcho(let beat):
+                configuration.metrics?.heartbeatEchoed(beat)
             case .peerClosed(let close):
                 if close.code == .switchover {
                     logger.notice("the primary hands the VM over", metadata: ["reason": "\(close.message)"])

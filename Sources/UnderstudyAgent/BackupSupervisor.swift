@@ -44,7 +44,9 @@ public final class BackupSupervisor: @unchecked Sendable {
         var reply = ControlReply(ok: false, message: "")
     }
 
-    public init(configuration: AgentConfiguration, fence: ActiveCopyFence, logger: Logger, stop: StopSignal) throws {
+    /// - Parameter metrics: where the receiver records commits; nil: nowhere.
+    public init(configuration: AgentConfiguration, fence: ActiveCopyFence, logger: Logger, stop: StopSignal,
+                metrics: AgentMetrics? = nil) throws {
         self.configuration = configuration
         self.fence = fence
         self.logger = logger
@@ -53,6 +55,7 @@ public final class BackupSupervisor: @unchecked Sendable {
         self.shared = shared
         var backup = try configuration.backup()
         backup.heartbeatInterval = configuration.heartbeat.interval
+        backup.metrics = metrics
         receiver = try BackupReceiver(configuration: backup, logger: logger) { event in
             let now = ContinuousClock.now
             switch event {

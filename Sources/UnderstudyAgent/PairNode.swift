@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import UnderstudyQEMU
 import UnderstudyReplica
+import UnderstudyTransport
 
 /// One node of an HA pair, through all its roles in one process: a primary boots the VM and
 /// protects it; a backup keeps the replica and takes over; after a switchover the old primary
@@ -36,15 +37,43 @@ public final class PairNode: @unchecked Sendable {
     private let history = Mutex<[String]>([])
     /// Where the role is kept across restarts (`understudy run`); nil: not kept.
     private let record: RoleRecord?
+    /// Nil when the configuration has no `[metrics]` table.
+    private let metrics: AgentMetrics?
+    private let metricsServer = Mutex<MetricsServer?>(nil)
 
     public init(configuration: AgentConfiguration, record: RoleRecord? = nil, logger: Logger, stop: StopSignal) {
         self.configuration = configuration
         self.record = record
         self.logger = logger
         self.stop = stop
+        metrics = configuration.metricsListen.map { _ in AgentMetrics(vm: configuration.vm.id) }
         let losses = CallbackRelay<String>()
         fence = makeFence(configuration, logger: logger) { reason in losses.forward(reason) }
         losses.point { [weak self] reason in self?.fenceLost(reason) }
+        metrics?.onScrape { [weak self] metrics in self?.refresh(metrics) }
+    }
+
+    /// Where the metrics endpoint listens while `run` runs (nil: none configured, or not yet started).
+    public var metricsEndpoint: Endpoint? { metricsServer.withLock { $0?.endpoint } }
+
+    /// Before a scrape: the output gate's held and dropped frames, read from the gate itself.
+    private func refresh(_ metrics: AgentMetrics) {
+        guard case .primary(let protector) = role.withLock({ $0 }), let gate = protector.devices.gate else {
+            metrics.output(gate: nil, heldFrames: 0, heldBytes: 0, droppedFrames: 0)
+            return
+        }
+        let buffer = gate.statistics.buffer
+        metrics.output(gate: ObjectIdentifier(gate), heldFrames: UInt64(buffer.heldFrames), heldBytes: UInt64(buffer.heldBytes),
+                       droppedFrames: UInt64(buffer.droppedFrames))
+    }
+
+    private func setRole(_ new: Role) {
+        role.withLock { $0 = new }
+        switch new {
+        case .primary: metrics?.setRole(.primary)
+        case .backup: metrics?.setRole(.backup)
+        case .idle: metrics?.setRole(.starting)
+        }
     }
 
     /// The witness lease could not be renewed: a VM running here stops releasing output at once.
@@ -91,7 +120,14 @@ public final class PairNode: @unchecked Sendable {
     }
 
     /// Runs the node until it is stopped (SIGINT/SIGTERM or a fatal error); role changes happen inside.
+    /// - Throws: `MetricsServerError` at once when `metrics.listen` cannot be listened on.
     public func run(startingAs start: Start) throws {
+        if let metrics, let address = configuration.metricsListen {
+            let server = try MetricsServer(listen: address, metrics: metrics)
+            metricsServer.withLock { $0 = server }
+            logger.notice("metrics served", metadata: ["url": "http://\(server.endpoint)/metrics"])
+        }
+        defer { metricsServer.withLock { $0.take() }?.close() }
         var next: Start = start
         while !stop.isSet {
             switch next {
@@ -114,12 +150,12 @@ public final class PairNode: @unchecked Sendable {
                                              diskPath: configuration.vm.diskImage)
                 next = try runPrimary(booting: store)
             case .backup:
-                let supervisor = try BackupSupervisor(configuration: configuration, fence: fence, logger: logger, stop: stop)
+                let supervisor = try BackupSupervisor(configuration: configuration, fence: fence, logger: logger, stop: stop, metrics: metrics)
                 let standby = startStandby(supervisor.receiver.store)
                 remember(.backup)
-                role.withLock { $0 = .backup(supervisor) }
+                setRole(.backup(supervisor))
                 let outcome = supervisor.run()
-                role.withLock { $0 = .idle }
+                setRole(.idle)
                 guard case .activate(let reason) = outcome else {
                     standby?.stop()
                     return
@@ -170,10 +206,11 @@ public final class PairNode: @unchecked Sendable {
         }
         defer { source.shutdown() }
         let protector = try VMProtector(configuration: configuration, source: source, devices: devices, fence: fence,
-                                        firstEpoch: firstEpoch, unprotected: activated, logger: logger, stop: stop)
+                                        firstEpoch: firstEpoch, unprotected: activated, logger: logger, stop: stop,
+                                        metrics: metrics)
         remember(.primary)
-        role.withLock { $0 = .primary(protector) }
-        defer { role.withLock { $0 = .idle } }
+        setRole(.primary(protector))
+        defer { setRole(.idle) }
         let outcome = protector.run()
         switch outcome {
         case .stopped:

@@ -30,6 +30,8 @@ public struct PrimaryConfiguration: Sendable {
     /// The number of this session's first checkpoint: a new session of the same running VM
     /// continues the numbering, because the output gate's epochs must keep increasing.
     public var firstEpoch: UInt64 = 1
+    /// Where checkpoints, acknowledgements and heartbeat round trips are recorded; nil: nowhere.
+    public var metrics: AgentMetrics?
 
     public init(nodeName: String, backup: Endpoint, tls: TLSConfiguration, interval: Duration = .milliseconds(25),
                 maxEpochsInFlight: Int = 4, sendQueueFrames: Int = 16, preCopyRounds: Int = 5, preCopyStopPages: Int = 256,
@@ -125,7 +127,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
         self.onRelease = onRelease
         session = SessionGuard(machine: PrimarySessionStateMachine(identity: source.identity,
                                                                    maxEpochsInFlight: configuration.maxEpochsInFlight,
-                                                                   firstEpoch: configuration.firstEpoch))
+                                                                   firstEpoch: configuration.firstEpoch),
+                               metrics: configuration.metrics)
     }
 
     /// The last epoch this session captured (the next session starts after it).
@@ -166,7 +169,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
         self.encoder = encoder
         let sender = FrameSender(connection: connection, capacity: configuration.sendQueueFrames, name: "primary-send")
         self.sender = sender
-        receiver = JoinableThread(name: "primary-recv") { [self] in receiveLoop(connection) }
+        let echo = capabilities.contains(.heartbeatEcho)
+        receiver = JoinableThread(name: "primary-recv") { [self] in receiveLoop(connection, sender: sender, echoHeartbeats: echo) }
         if let heartbeat = configuration.heartbeat {
             heartbeats = JoinableThread(name: "primary-heartbeat") { [self] in heartbeatLoop(heartbeat, connection: connection, sender: sender) }
         }
@@ -280,7 +284,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
             throw error
         }
         let captureTime = ContinuousClock.now
-        try session.withLock { p in
+        let unacknowledged = try session.withLock { p in
             // The session can end while the guest is captured (the backup lost, a protocol error
             // seen by the receiving thread): this checkpoint is not sent; a new session resyncs.
             guard p.machine.canSendCheckpoint else {
@@ -289,7 +293,10 @@ public final class PrimaryReplicator: @unchecked Sendable {
             p.machine.checkpointSent(epoch)
             p.sentAt[epoch] = captureTime
             p.statistics.note(pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
+            return p.machine.inFlight.count
         }
+        configuration.metrics?.checkpointCaptured(pause: captured.pause, dirtyPages: captured.pageIndices.count,
+                                                  unacknowledged: unacknowledged)
         let output = try encoder.encodeCheckpoint(captured, epoch: epoch, to: sender)
         session.withLock {
             $0.statistics.checkpointsSent += 1
@@ -298,6 +305,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
             $0.statistics.wireBytes += output.wireBytes
             $0.statistics.encodings.merge(output.encodings, uniquingKeysWith: +)
         }
+        configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes)
     }
 
     /// Waits until every checkpoint sent has been acknowledged (or `timeout` passes).
@@ -350,13 +358,14 @@ public final class PrimaryReplicator: @unchecked Sendable {
             }
             if decision.sendHeartbeat {
                 sequence += 1
-                let beat = Message.heartbeat(Heartbeat(sequence: sequence, senderTime: DispatchTime.now().uptimeNanoseconds))
+                let beat = Message.heartbeat(.stamped(sequence: sequence))
                 if sender.offer(beat.frame) { liveness.withLock { $0!.sent(at: now) } }
             }
         }
     }
 
-    private func receiveLoop(_ connection: FrameConnection) {
+    /// - Parameter echoHeartbeats: the session agreed heartbeat-echo: answer the backup's heartbeats.
+    private func receiveLoop(_ connection: FrameConnection, sender: FrameSender, echoHeartbeats: Bool) {
         while true {
             let frame: Frame
             do {
@@ -376,8 +385,11 @@ public final class PrimaryReplicator: @unchecked Sendable {
                 let now = ContinuousClock.now
                 session.acknowledge(through: epoch, at: now)
                 onRelease(epoch)
-            case .heartbeat:
-                continue
+            case .heartbeat(let beat):
+                // Never waits: an echo that finds the queue full is dropped (one sample fewer).
+                if echoHeartbeats { _ = sender.offer(Message.heartbeatEcho(beat).frame) }
+            case .heartbeatEcho(let beat):
+                configuration.metrics?.heartbeatEchoed(beat)
             case .peerClosed(let close):
                 logger.warning("backup ended the session", metadata: ["code": "\(close.code)", "reason": "\(close.message)"])
                 session.fail(ProtocolError.rejected(code: close.code, message: close.message))
@@ -409,9 +421,11 @@ final class SessionGuard: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var protected: Protected
+    private let metrics: AgentMetrics?
 
-    init(machine: PrimarySessionStateMachine) {
+    init(machine: PrimarySessionStateMachine, metrics: AgentMetrics?) {
         protected = Protected(machine: machine)
+        self.metrics = metrics
     }
 
     func withLock<T>(_ body: (inout Protected) throws -> T) rethrows -> T {
@@ -424,10 +438,12 @@ final class SessionGuard: @unchecked Sendable {
         withLock { p in
             for (sent, at) in p.sentAt where sent <= epoch {
                 p.statistics.note(ackLatency: now - at)
+                metrics?.acknowledged(latency: now - at)
                 p.sentAt[sent] = nil
                 p.statistics.checkpointsAcknowledged += 1
             }
             p.statistics.lastAcknowledgedEpoch = epoch
+            metrics?.committed(epoch: epoch, unacknowledged: p.machine.inFlight.count)
         }
         condition.broadcast()
     }

@@ -70,12 +70,14 @@ public final class VMProtector: @unchecked Sendable {
     /// - Parameters:
     ///   - firstEpoch: the next checkpoint number (after the epoch an activated VM started from).
     ///   - unprotected: the VM already runs without a backup and its output passes (activation).
+    ///   - metrics: where every session records its checkpoints; nil: nowhere.
     public init(configuration: AgentConfiguration, source: QEMUCheckpointSource, devices: GuestDevices, fence: ActiveCopyFence,
-                firstEpoch: UInt64, unprotected: Bool, logger: Logger, stop: StopSignal) throws {
+                firstEpoch: UInt64, unprotected: Bool, logger: Logger, stop: StopSignal, metrics: AgentMetrics? = nil) throws {
         self.configuration = configuration
         if configuration.peerAddress != nil {
             var primary = try configuration.primary()
             primary.heartbeat = configuration.heartbeat
+            primary.metrics = metrics
             primary.firstEpoch = firstEpoch
             // A reconnection attempt must not stall the loop for long: the policy and stop are checked between them.
             primary.connectTimeout = min(primary.connectTimeout, max(configuration.failover.reconnect, .seconds(1)))

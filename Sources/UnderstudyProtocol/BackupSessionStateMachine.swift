@@ -27,6 +27,8 @@ public struct BackupSessionStateMachine: Sendable {
         /// The open epoch is whole and verified: acknowledge it, then apply it.
         case commit(epoch: UInt64)
         case heartbeat(Heartbeat)
+        /// The primary sent back one of our heartbeats (heartbeat-echo): a round trip ended.
+        case heartbeatEcho(Heartbeat)
         /// The peer ended the session in order (GOODBYE); discard the open epoch.
         case peerClosed(SessionClose)
         /// The peer broke the protocol: send GOODBYE with this error, discard the open epoch, close.
@@ -93,6 +95,10 @@ public struct BackupSessionStateMachine: Sendable {
             return fail(.unexpected("disk writes, but the session did not agree on the disk-writes capability"))
         case (_, .heartbeat(let beat)):
             return .heartbeat(beat)
+        case (_, .heartbeatEcho) where !agreedCapabilities.contains(.heartbeatEcho):
+            return fail(.unexpected("heartbeat echo, but the session did not agree on the heartbeat-echo capability"))
+        case (_, .heartbeatEcho(let beat)):
+            return .heartbeatEcho(beat)
         case (_, .goodbye(let close)):
             state = .closed
             return .peerClosed(close)

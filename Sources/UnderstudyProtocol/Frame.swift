@@ -13,6 +13,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case checkpointEnd = 0x24
     case ack = 0x30
     case heartbeat = 0x40
+    /// Only when both sides agreed the heartbeat-echo capability.
+    case heartbeatEcho = 0x41
     case goodbye = 0x50
 }
 

@@ -35,11 +35,8 @@ extension Message {
         case .diskWrites(let batch): batch.frame
         case .checkpointEnd(let summary): Self.summaryFrame(.checkpointEnd, summary)
         case .ack(let epoch): Frame(.ack) { $0.write(epoch) }
-        case .heartbeat(let beat):
-            Frame(.heartbeat) { w in
-                w.write(beat.sequence)
-                w.write(beat.senderTime)
-            }
+        case .heartbeat(let beat): Self.heartbeatFrame(.heartbeat, beat)
+        case .heartbeatEcho(let beat): Self.heartbeatFrame(.heartbeatEcho, beat)
         }
     }
 
@@ -89,8 +86,16 @@ extension Message {
         case .checkpointEnd: self = .checkpointEnd(try Self.readSummary(&r))
         case .ack: self = .ack(epoch: try r.readUInt64())
         case .heartbeat: self = .heartbeat(Heartbeat(sequence: try r.readUInt64(), senderTime: try r.readUInt64()))
+        case .heartbeatEcho: self = .heartbeatEcho(Heartbeat(sequence: try r.readUInt64(), senderTime: try r.readUInt64()))
         }
         try r.expectEnd()
+    }
+
+    private static func heartbeatFrame(_ type: FrameType, _ beat: Heartbeat) -> Frame {
+        Frame(type) { w in
+            w.write(beat.sequence)
+            w.write(beat.senderTime)
+        }
     }
 
     private static func closeFrame(_ type: FrameType, _ close: SessionClose) -> Frame {

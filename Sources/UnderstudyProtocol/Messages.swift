@@ -90,13 +90,16 @@ public struct Capabilities: OptionSet, Sendable, Hashable, CustomStringConvertib
     public static let xorDelta = Capabilities(rawValue: 1 << 1)
     public static let deviceState = Capabilities(rawValue: 1 << 2)
     public static let diskWrites = Capabilities(rawValue: 1 << 3)
+    /// Each side answers a HEARTBEAT with HEARTBEAT_ECHO, so its sender can measure the round trip.
+    public static let heartbeatEcho = Capabilities(rawValue: 1 << 4)
 
     /// Everything this build implements.
-    public static let supported: Capabilities = [.lz4Pages, .xorDelta, .deviceState, .diskWrites]
+    public static let supported: Capabilities = [.lz4Pages, .xorDelta, .deviceState, .diskWrites, .heartbeatEcho]
 
     public var description: String {
         let names: [(Capabilities, String)] = [
             (.lz4Pages, "lz4-pages"), (.xorDelta, "xor-delta"), (.deviceState, "device-state"), (.diskWrites, "disk-writes"),
+            (.heartbeatEcho, "heartbeat-echo"),
         ]
         var parts = names.filter { contains($0.0) }.map(\.1)
         let unknown = rawValue & ~Capabilities.supported.rawValue
@@ -216,5 +219,7 @@ public enum Message: Sendable, Equatable {
     case checkpointEnd(ContentSummary)
     case ack(epoch: UInt64)
     case heartbeat(Heartbeat)
+    /// A HEARTBEAT sent back unchanged (heartbeat-echo capability): its sender's round trip.
+    case heartbeatEcho(Heartbeat)
     case goodbye(SessionClose)
 }

@@ -10,6 +10,8 @@ public struct PrimarySessionStateMachine: Sendable {
         /// Epochs up to and including this one are acknowledged.
         case release(throughEpoch: UInt64)
         case heartbeat(Heartbeat)
+        /// The backup sent back one of our heartbeats (heartbeat-echo): a round trip ended.
+        case heartbeatEcho(Heartbeat)
         /// The backup ended or refused the session.
         case peerClosed(SessionClose)
         /// The backup broke the protocol: send GOODBYE with this error and close.
@@ -31,6 +33,8 @@ public struct PrimarySessionStateMachine: Sendable {
     /// The last epoch handed to `checkpointSent`.
     public private(set) var lastSentEpoch: UInt64
     public private(set) var lastAcknowledgedEpoch: UInt64?
+    /// What the backup's WELCOME agreed; empty before it.
+    public private(set) var agreedCapabilities: Capabilities = []
 
     /// - Parameter firstEpoch: the number the first checkpoint of this session will carry.
     public init(identity: VMIdentity, maxEpochsInFlight: Int, firstEpoch: UInt64 = 1) {
@@ -75,6 +79,7 @@ public struct PrimarySessionStateMachine: Sendable {
                 return fail(.versionMismatch(local: understudyProtocolVersion, remote: welcome.version))
             }
             state = .syncing
+            agreedCapabilities = welcome.capabilities
             return .startSync(welcome.capabilities, backupCommittedEpoch: welcome.committedEpoch)
         case (.awaitingWelcome, .reject(let close)):
             state = .closed
@@ -86,6 +91,10 @@ public struct PrimarySessionStateMachine: Sendable {
             return fail(.unexpected("\(frame.type) before WELCOME"))
         case (_, .heartbeat(let beat)):
             return .heartbeat(beat)
+        case (_, .heartbeatEcho) where !agreedCapabilities.contains(.heartbeatEcho):
+            return fail(.unexpected("heartbeat echo, but the session did not agree on the heartbeat-echo capability"))
+        case (_, .heartbeatEcho(let beat)):
+            return .heartbeatEcho(beat)
         case (.protecting, .ack(let epoch)):
             guard let position = inFlight.firstIndex(of: epoch) else {
                 let detail = if let acked = lastAcknowledgedEpoch, epoch <= acked { "was already acknowledged" } else { "was never sent" }

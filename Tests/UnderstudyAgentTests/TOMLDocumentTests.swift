@@ -504,4 +504,23 @@ struct TOMLDocumentTests {
         #expect(failure("[witness]\nendpoints = [\"10.0.0.3:2379\"]\n[failover]\nwithout_witness = true")?.key == "failover.without_witness",
                 "a witness and the opt-out together are contradictory")
     }
+
+    @Test func metricsListenIsOptionalAndNamesTheKeyWhenWrong() throws {
+        #expect(try agentConfiguration("").metricsListen == nil, "no [metrics] table: no endpoint")
+        #expect(try agentConfiguration("[metrics]\nlisten = \"127.0.0.1:9464\"").metricsListen?.description == "127.0.0.1:9464")
+        #expect(try agentConfiguration("[metrics]\nlisten = \"[::1]:9464\"").metricsListen?.description == "[::1]:9464")
+        #expect(try agentConfiguration("[metrics]\nlisten = \"0.0.0.0:0\"\n[backup]\nlisten = \"0.0.0.0:0\"").metricsListen?.port == 0,
+                "port 0 (any free port) twice is no conflict")
+
+        func failure(_ extra: String) -> ConfigurationError? { accessorError { try agentConfiguration(extra) } }
+        let noPort = failure("[metrics]\nlisten = \"127.0.0.1\"")
+        #expect(noPort?.key == "metrics.listen" && noPort?.line == 11, "\(String(describing: noPort))")
+        #expect(noPort?.description.contains("has no port") == true)
+        #expect(failure("[metrics]\nlisten = \"127.0.0.1:99999\"")?.description.contains("a port from 0 to 65535") == true)
+        #expect(failure("[metrics]\nlisten = 9464")?.key == "metrics.listen", "a number is not an address")
+        #expect(failure("[metrics]\nlisten = \":9464\"")?.key == "metrics.listen", "no host")
+        let clash = failure("[metrics]\nlisten = \"0.0.0.0:7400\"\n[backup]\nlisten = \"0.0.0.0:7400\"")
+        #expect(clash?.key == "metrics.listen" && clash?.description.contains("backup.listen") == true)
+        #expect(failure("[metrics]\nlsiten = \"127.0.0.1:9464\"")?.description.contains("metrics.listen") == true, "a typo gets a suggestion")
+    }
 }

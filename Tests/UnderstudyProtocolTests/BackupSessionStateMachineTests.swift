@@ -49,6 +49,21 @@ struct BackupSessionStateMachineTests {
         #expect(backup.openEpoch == nil, sourceLocation: sourceLocation)
     }
 
+    @Test("a heartbeat echo is a round trip when heartbeat-echo was agreed, a protocol error otherwise")
+    func heartbeatEcho() {
+        let echo = Message.heartbeatEcho(Heartbeat(sequence: 2, senderTime: 77)).frame
+        var backup = Self.ready()
+        #expect(backup.received(echo) == .heartbeatEcho(Heartbeat(sequence: 2, senderTime: 77)))
+        #expect(!backup.isClosed)
+
+        // A primary that does not offer it (an older build) never gets echoes, and may not send them.
+        var old = BackupSessionStateMachine(identity: Self.identity, capabilities: .supported, committedEpoch: 0)
+        let offered = Capabilities.supported.subtracting(.heartbeatEcho)
+        #expect(old.received(Fixtures.hello(capabilities: offered, required: []))
+            == .send(.welcome(Welcome(capabilities: offered, committedEpoch: 0))))
+        Self.expectClose(old.received(echo), "unexpected", containing: "heartbeat-echo", old)
+    }
+
     // MARK: Normal path
 
     @Test("full session: handshake, sync, checkpoints with every content type, heartbeats, goodbye")

@@ -60,6 +60,7 @@ struct MessageRoundTripTests {
             (.ack(epoch: 0), .ack),
             (.ack(epoch: 123_456_789), .ack),
             (.heartbeat(Heartbeat(sequence: 1, senderTime: .max)), .heartbeat),
+            (.heartbeatEcho(Heartbeat(sequence: .max, senderTime: 0)), .heartbeatEcho),
         ]
         for code in [CloseCode.normal, .versionMismatch, .identityMismatch, .capabilityMismatch, .busy, .protocolError, .internalError] {
             cases.append((.reject(SessionClose(code: code, message: "reason: \(code) ✓")), .reject))
@@ -117,7 +118,7 @@ struct MessageRoundTripTests {
         #expect(hello.count == 5 + 8 + 2 + 3 + 8 + 4 + 8 + 8 + 8 + 3)
         #expect(Array(hello[30..<38]) == [0, 0, 0, 0, 0, 0, 2, 0], "disk size follows the page size")
         #expect(Message.welcome(Welcome(capabilities: .supported, committedEpoch: 3)).frame.bytes
-            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x0F, 0, 0, 0, 0, 0, 0, 0, 3])
+            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x1F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 4")
     }
 
     @Test("random field values round-trip")

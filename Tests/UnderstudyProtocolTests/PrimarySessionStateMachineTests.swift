@@ -48,6 +48,20 @@ struct PrimarySessionStateMachineTests {
         #expect(primary.inFlight == [] && primary.lastAcknowledgedEpoch == nil)
     }
 
+    @Test("a heartbeat echo is a round trip when heartbeat-echo was agreed, a protocol error otherwise")
+    func heartbeatEcho() {
+        let echo = Message.heartbeatEcho(Heartbeat(sequence: 9, senderTime: 1234)).frame
+        var primary = Self.protecting(window: 2)
+        #expect(primary.agreedCapabilities == .supported)
+        #expect(primary.received(echo) == .heartbeatEcho(Heartbeat(sequence: 9, senderTime: 1234)))
+        #expect(primary.isProtecting)
+
+        var old = PrimarySessionStateMachine(identity: Self.identity, maxEpochsInFlight: 2)
+        let withoutEcho = Capabilities.supported.subtracting(.heartbeatEcho)
+        #expect(old.received(Self.welcome(withoutEcho)) == .startSync(withoutEcho, backupCommittedEpoch: 0))
+        Self.expectClose(old.received(echo), "unexpected", containing: "heartbeat-echo", old)
+    }
+
     @Test("WELCOME of another version closes with versionMismatch")
     func welcomeOtherVersion() {
         var primary = PrimarySessionStateMachine(identity: Self.identity, maxEpochsInFlight: 2)

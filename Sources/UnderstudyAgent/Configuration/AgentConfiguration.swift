@@ -93,6 +93,9 @@ public struct FailoverConfiguration: Sendable, Equatable {
 /// [witness]
 /// endpoints = ["192.0.2.3:2379"]        # etcd v3 (HTTP/JSON gateway); the active copy holds a lease
 /// lease_ttl_s = 2
+///
+/// [metrics]
+/// listen = "127.0.0.1:9464"             # Prometheus text at http://ADDRESS/metrics; absent: no endpoint
 /// ```
 public struct AgentConfiguration: Sendable {
     public var source: String
@@ -130,6 +133,8 @@ public struct AgentConfiguration: Sendable {
     public var witnessLeaseTTL: Duration
     /// The `[drill]` table (`understudy drill`).
     public var drill: DrillConfiguration
+    /// Where to serve Prometheus metrics (`GET /metrics`); nil: no endpoint.
+    public var metricsListen: Endpoint?
 
     static let knownKeys: Set<String> = [
         "node.name", "node.certificates", "node.role", "node.state_dir", "node.on_stop", "log.level", "log.format",
@@ -142,6 +147,7 @@ public struct AgentConfiguration: Sendable {
         "heartbeat.interval_ms", "heartbeat.missed", "heartbeat.min_timeout_ms", "heartbeat.udp_listen", "heartbeat.udp_peer",
         "failover.automatic", "failover.without_witness", "failover.grace_ms", "failover.policy", "failover.reconnect_ms",
         "witness.endpoints", "witness.lease_ttl_s",
+        "metrics.listen",
     ]
 
     public init(contentsOfFile path: String) throws(ConfigurationError) {
@@ -216,6 +222,11 @@ public struct AgentConfiguration: Sendable {
             }
         }
         witnessLeaseTTL = .seconds(try d.integer("witness.lease_ttl_s", in: 1...600) ?? 2)
+        metricsListen = try Self.endpoint(d, "metrics.listen")
+        if let metricsListen, let listen, metricsListen.port != 0, metricsListen == listen {
+            throw ConfigurationError(source: d.source, line: d.line(of: "metrics.listen"), key: "metrics.listen",
+                                     message: "\"\(metricsListen)\" is also backup.listen: the metrics endpoint needs a port of its own")
+        }
         failover = FailoverConfiguration(
             automatic: try d.bool("failover.automatic") ?? true,
             withoutWitness: try d.bool("failover.without_witness") ?? false,

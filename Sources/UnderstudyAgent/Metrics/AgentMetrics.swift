@@ -1,0 +1,185 @@
+import CoreMetrics
+import Foundation
+import Metrics
+import Prometheus
+import Synchronization
+import UnderstudyProtocol
+
+/// The agent's Prometheus metrics, all named `understudy_…` and labelled with the VM's id.
+///
+/// Each agent owns its own registry and records through a `PrometheusMetricsFactory` on it,
+/// passed explicitly to every swift-metrics handle. The global `MetricsSystem` is deliberately
+/// never bootstrapped: it can be bootstrapped only once per process, while tests (and the
+/// demo) run a primary and a backup of the same VM in one process, whose metrics must not mix
+/// under one `vm` label.
+///
+/// Recording is a handful of calls per checkpoint, never per page: counters are atomics,
+/// histograms take a short lock. Values that already exist elsewhere (the output gate's held
+/// frames, time since the last commit) are read when a scrape asks for them (`exposition`).
+public final class AgentMetrics: Sendable {
+    /// The roles `understudy_role` reports, one series each (1 for the current one).
+    public enum Role: String, Sendable, CaseIterable {
+        case primary, backup, starting
+    }
+
+    public let vm: String
+    /// The registry the metrics live in; `exposition()` renders it.
+    public let registry: PrometheusCollectorRegistry
+
+    private let checkpoints: CoreMetrics.Counter
+    private let checkpointPause: CoreMetrics.Timer
+    private let dirtyPages: CoreMetrics.Recorder
+    private let rawBytes: CoreMetrics.Counter
+    private let wireBytes: CoreMetrics.Counter
+    private let ackLatency: CoreMetrics.Timer
+    private let checkpointsCommitted: CoreMetrics.Counter
+    private let committedEpoch: CoreMetrics.Gauge
+    private let lagEpochs: CoreMetrics.Gauge
+    private let secondsSinceCommit: CoreMetrics.Gauge
+    private let heartbeatRTT: CoreMetrics.Timer
+    private let heldFrames: CoreMetrics.Gauge
+    private let heldBytes: CoreMetrics.Gauge
+    private let droppedFrames: CoreMetrics.Counter
+    private let roles: [Role: CoreMetrics.Gauge]
+
+    private struct Bookkeeping {
+        /// When the last checkpoint committed (or the metrics were created, before any did).
+        var lastCommit: ContinuousClock.Instant
+        /// The gate whose cumulative drop count was last seen, and that count: the counter
+        /// advances by the difference, and starts afresh with a new gate (a new role).
+        var dropSource: ObjectIdentifier?
+        var dropsSeen: UInt64 = 0
+    }
+
+    private let bookkeeping: Mutex<Bookkeeping>
+    /// Reads the values that live elsewhere (set by `PairNode`), just before each scrape.
+    private let refresh = Mutex<(@Sendable (AgentMetrics) -> Void)?>(nil)
+
+    /// Pause buckets around the 0.5–50 ms a checkpoint takes.
+    static let pauseBuckets: [Duration] = [0.25, 0.5, 1, 2, 3, 5, 10, 20, 50, 100].map { .microseconds(Int64($0 * 1000)) }
+    /// From loopback (well under a millisecond) to a congested WAN.
+    static let ackBuckets: [Duration] = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000].map { .microseconds(Int64($0 * 1000)) }
+    static let rttBuckets: [Duration] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000].map { .microseconds(Int64($0 * 1000)) }
+    static let dirtyPageBuckets: [Double] = [0, 10, 100, 1000, 10_000, 100_000, 1_000_000]
+
+    public init(vm: String) {
+        self.vm = vm
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets = [
+            "understudy_checkpoint_pause_seconds": Self.pauseBuckets,
+            "understudy_ack_latency_seconds": Self.ackBuckets,
+            "understudy_heartbeat_rtt_seconds": Self.rttBuckets,
+        ]
+        factory.valueHistogramBuckets = ["understudy_checkpoint_dirty_pages": Self.dirtyPageBuckets]
+        let labels = [("vm", vm)]
+        checkpoints = CoreMetrics.Counter(label: "understudy_checkpoints_total", dimensions: labels, factory: factory)
+        checkpointPause = CoreMetrics.Timer(label: "understudy_checkpoint_pause_seconds", dimensions: labels, factory: factory)
+        dirtyPages = CoreMetrics.Recorder(label: "understudy_checkpoint_dirty_pages", dimensions: labels, aggregate: true, factory: factory)
+        rawBytes = CoreMetrics.Counter(label: "understudy_checkpoint_raw_bytes_total", dimensions: labels, factory: factory)
+        wireBytes = CoreMetrics.Counter(label: "understudy_checkpoint_wire_bytes_total", dimensions: labels, factory: factory)
+        ackLatency = CoreMetrics.Timer(label: "understudy_ack_latency_seconds", dimensions: labels, factory: factory)
+        checkpointsCommitted = CoreMetrics.Counter(label: "understudy_checkpoints_committed_total", dimensions: labels, factory: factory)
+        committedEpoch = CoreMetrics.Gauge(label: "understudy_committed_epoch", dimensions: labels, factory: factory)
+        lagEpochs = CoreMetrics.Gauge(label: "understudy_replication_lag_epochs", dimensions: labels, factory: factory)
+        secondsSinceCommit = CoreMetrics.Gauge(label: "understudy_seconds_since_commit", dimensions: labels, factory: factory)
+        heartbeatRTT = CoreMetrics.Timer(label: "understudy_heartbeat_rtt_seconds", dimensions: labels, factory: factory)
+        heldFrames = CoreMetrics.Gauge(label: "understudy_output_held_frames", dimensions: labels, factory: factory)
+        heldBytes = CoreMetrics.Gauge(label: "understudy_output_held_bytes", dimensions: labels, factory: factory)
+        droppedFrames = CoreMetrics.Counter(label: "understudy_output_dropped_frames_total", dimensions: labels, factory: factory)
+        var roles: [Role: CoreMetrics.Gauge] = [:]
+        for role in Role.allCases {
+            roles[role] = CoreMetrics.Gauge(label: "understudy_role", dimensions: labels + [("role", role.rawValue)], factory: factory)
+        }
+        self.roles = roles
+        bookkeeping = Mutex(Bookkeeping(lastCommit: .now))
+        setRole(.starting)
+    }
+
+    // MARK: Recording, where the values are produced
+
+    /// The primary captured a checkpoint: its pause, its dirty pages, and how many checkpoints
+    /// are now captured but not yet acknowledged (the replication lag in epochs).
+    public func checkpointCaptured(pause: Duration, dirtyPages pages: Int, unacknowledged: Int) {
+        checkpoints.increment()
+        checkpointPause.record(duration: pause)
+        dirtyPages.record(pages)
+        lagEpochs.record(unacknowledged)
+    }
+
+    /// The primary encoded a checkpoint: its bytes before compression and as framed on the wire.
+    public func checkpointEncoded(rawBytes raw: Int, wireBytes wire: Int) {
+        rawBytes.increment(by: raw)
+        wireBytes.increment(by: wire)
+    }
+
+    /// The backup acknowledged a checkpoint `latency` after its capture (once per epoch).
+    public func acknowledged(latency: Duration) {
+        ackLatency.record(duration: latency)
+    }
+
+    /// Checkpoints up to `epoch` are committed: acknowledged (primary) or applied (backup);
+    /// `unacknowledged` is what the primary still waits for (0 on the backup).
+    /// - Parameter fresh: false when `epoch` committed earlier (a replica found at start), so
+    ///   the time since the last commit keeps counting.
+    public func committed(epoch: UInt64, unacknowledged: Int = 0, fresh: Bool = true) {
+        committedEpoch.record(Int64(clamping: epoch))
+        lagEpochs.record(unacknowledged)
+        if fresh { bookkeeping.withLock { $0.lastCommit = .now } }
+    }
+
+    /// The backup committed (applied) one checkpoint.
+    public func checkpointCommitted(epoch: UInt64) {
+        checkpointsCommitted.increment()
+        committed(epoch: epoch)
+    }
+
+    /// One of our heartbeats came back (heartbeat-echo): records its round trip on the
+    /// replication connection. Heartbeats carry `Heartbeat.now()`, so the echo's sender time
+    /// is on this process's clock.
+    public func heartbeatEchoed(_ beat: Heartbeat) {
+        let now = Heartbeat.now()
+        // A time in the future is not one of ours (or not from this process): no sample.
+        guard beat.senderTime <= now, now - beat.senderTime < UInt64(Int64.max) else { return }
+        heartbeatRTT.record(duration: .nanoseconds(Int64(now - beat.senderTime)))
+    }
+
+    /// The node's role changed.
+    public func setRole(_ current: Role) {
+        for (role, gauge) in roles { gauge.record(role == current ? 1 : 0) }
+    }
+
+    /// The output gate's state: frames and bytes held now, and its cumulative count of dropped
+    /// frames. `gate` identifies the gate, whose count starts at zero; nil: no gate (zeroes).
+    public func output(gate: ObjectIdentifier?, heldFrames frames: UInt64, heldBytes bytes: UInt64, droppedFrames dropped: UInt64) {
+        heldFrames.record(Int64(clamping: frames))
+        heldBytes.record(Int64(clamping: bytes))
+        guard let gate else { return }
+        let newDrops: UInt64 = bookkeeping.withLock {
+            let base = $0.dropSource == gate ? $0.dropsSeen : 0
+            $0.dropSource = gate
+            $0.dropsSeen = dropped
+            return dropped >= base ? dropped - base : dropped
+        }
+        if newDrops > 0 { droppedFrames.increment(by: newDrops) }
+    }
+
+    // MARK: Exposition
+
+    /// Sets what `exposition` reads just before rendering (values that live elsewhere).
+    public func onScrape(_ body: @escaping @Sendable (AgentMetrics) -> Void) {
+        refresh.withLock { $0 = body }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric, refreshed now.
+    public func exposition() -> [UInt8] {
+        if let body = refresh.withLock({ $0 }) { body(self) }
+        let since = ContinuousClock.now - bookkeeping.withLock { $0.lastCommit }
+        secondsSinceCommit.record(since.seconds)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(8192)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}
