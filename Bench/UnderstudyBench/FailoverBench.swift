@@ -35,6 +35,7 @@ struct FailoverBench {
         for timeout in Self.timeoutsMilliseconds {
             var times: [Double] = []
             var durable: [Double] = []
+            var handshakes: [Double] = []
             var baselineStatus: [Double] = []
             var baselineDurable: [Double] = []
             var detections: [Double] = []
@@ -43,13 +44,15 @@ struct FailoverBench {
                 let result = try runTrial(timeoutMs: timeout, trial: trial, network: network, workspace: workspace)
                 times.append(result.failoverMs)
                 durable.append(result.durableMs)
+                handshakes.append(result.handshakeMs)
                 baselineStatus.append(result.baselineStatusMs)
                 baselineDurable.append(result.baselineDurableMs)
                 if let detection = result.detectionMs { detections.append(detection) }
                 if let activation = result.activationMs { activations.append(activation) }
-                log(String(format: "timeout %d ms, trial %d: failover %.0f ms (detection %.0f ms, activation %.0f ms), first durable write %.0f ms; "
-                           + "before the kill: status %.0f ms, durable write %.0f ms", timeout, trial, result.failoverMs, result.detectionMs ?? -1,
-                           result.activationMs ?? -1, result.durableMs, result.baselineStatusMs, result.baselineDurableMs))
+                log(String(format: "timeout %d ms, trial %d: failover %.0f ms (detection %.0f ms, activation %.0f ms, first handshake %.0f ms), "
+                           + "first durable write %.0f ms; before the kill: status %.0f ms, durable write %.0f ms", timeout, trial, result.failoverMs,
+                           result.detectionMs ?? -1, result.activationMs ?? -1, result.handshakeMs, result.durableMs, result.baselineStatusMs,
+                           result.baselineDurableMs))
             }
             times.sort()
             let target = Double(timeout) + Self.targetSlackMilliseconds
@@ -58,6 +61,7 @@ struct FailoverBench {
             rows.append([
                 "heartbeat_timeout_ms": timeout, "trials": trials,
                 "failover_ms_p50": p50, "failover_ms_p99": p99, "failover_ms_max": times.last ?? 0,
+                "first_handshake_ms_p50": percentile(handshakes.sorted(), 0.5), "first_handshake_ms_p99": percentile(handshakes.sorted(), 0.99),
                 "first_durable_write_ms_p50": percentile(durable.sorted(), 0.5), "first_durable_write_ms_p99": percentile(durable.sorted(), 0.99),
                 "baseline_status_reply_ms_p50": percentile(baselineStatus.sorted(), 0.5),
                 "baseline_durable_write_reply_ms_p50": percentile(baselineDurable.sorted(), 0.5),
@@ -71,8 +75,10 @@ struct FailoverBench {
     }
 
     private struct TrialResult {
-        /// Kill → first status reply, and → first reply to a durable write.
+        /// Kill → first status reply, → first TCP handshake the guest completed, and → first
+        /// reply to a durable write.
         var failoverMs: Double
+        var handshakeMs: Double
         var durableMs: Double
         /// The two requests' round trips (fresh connection each) on the protected primary.
         var baselineStatusMs: Double
@@ -128,7 +134,8 @@ struct FailoverBench {
               let wrote = ServiceProbe.firstReply(network: network, request: .durableWrite, timeout: .seconds(30)) else {
             throw BenchError("the backup never answered after the kill; see \(directory)/backup.log")
         }
-        var result = TrialResult(failoverMs: (answered - killed).seconds * 1000, durableMs: (wrote - killed).seconds * 1000,
+        var result = TrialResult(failoverMs: (answered.replied - killed).seconds * 1000,
+                                 handshakeMs: (answered.connected - killed).seconds * 1000, durableMs: (wrote.replied - killed).seconds * 1000,
                                  baselineStatusMs: baselineStatus, baselineDurableMs: baselineDurable)
         let backupLog = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
         result.detectionMs = Self.number(in: backupLog, after: "nothing heard for ")
@@ -172,8 +179,15 @@ enum ServiceProbe {
     /// resumes answers the handshakes that reached it meanwhile, as it would a client's first SYN
     /// (abandoning each attempt after a few milliseconds would count the guest's catch-up against
     /// the failover). The first attempt that connects carries the request.
-    static func firstReply(network: PairNetwork, request: Request, timeout: Duration) -> ContinuousClock.Instant? {
+    /// When the guest first completed a TCP handshake, and when it first answered `request`.
+    struct Answer {
+        var connected: ContinuousClock.Instant
+        var replied: ContinuousClock.Instant
+    }
+
+    static func firstReply(network: PairNetwork, request: Request, timeout: Duration) -> Answer? {
         inClientNamespace(network) {
+            var connected: ContinuousClock.Instant?
             var pending: [(fd: Int32, started: ContinuousClock.Instant)] = []
             defer { for attempt in pending { close(attempt.fd) } }
             let deadline = ContinuousClock.now + timeout
@@ -194,7 +208,10 @@ enum ServiceProbe {
                 for poller in pollers where poller.revents != 0 {
                     pending.removeAll { $0.fd == poller.fd }
                     defer { close(poller.fd) }
-                    if exchange(on: poller.fd, request: request) { return ContinuousClock.now }
+                    let at = ContinuousClock.now
+                    if exchange(on: poller.fd, request: request) { return Answer(connected: connected ?? at, replied: .now) }
+                    // Handshake done, no reply (yet): the guest answers on the network already.
+                    if connected == nil, isConnected(poller.fd) { connected = at }
                 }
             }
             return nil
@@ -256,12 +273,16 @@ enum ServiceProbe {
         return fd
     }
 
-    /// On a connect that finished (writable): true when it succeeded and `request` got its reply.
-    private static func exchange(on fd: Int32, request: Request) -> Bool {
+    /// On a connect that finished (writable): whether it succeeded.
+    private static func isConnected(_ fd: Int32) -> Bool {
         var error: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-        guard error == 0 else { return false }
+        return getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0
+    }
+
+    /// On a connect that finished (writable): true when it succeeded and `request` got its reply.
+    private static func exchange(on fd: Int32, request: Request) -> Bool {
+        guard isConnected(fd) else { return false }
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
         var wait = timeval(tv_sec: 2, tv_usec: 0)
