@@ -341,7 +341,8 @@ final class ConsistencyHarness {
         }
         let logs = "\(directory)/trial-\(trial)"
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        defer { if !outcome.violations.isEmpty || !outcome.problems.isEmpty { keep(logs) } }
+        // Without output buffering violations are the expected outcome, not a failure to keep logs of.
+        defer { if buffering && (!outcome.violations.isEmpty || !outcome.problems.isEmpty) { keep(logs) } }
 
         let backup = try start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(logs)/backup.log")
         Thread.sleep(forTimeInterval: 0.3)

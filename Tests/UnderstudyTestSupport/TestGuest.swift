@@ -30,7 +30,7 @@ public enum TestGuest {
         do {
             return try CounterGuestImage.build(guestDirectory: repository.appendingPathComponent("Deploy/guest"))
         } catch {
-            fatalError("\(error)")
+            fatalError("the test guest cannot be built (run ./Deploy/install.sh): \(error)")
         }
     }()
 
