@@ -273,6 +273,9 @@ public final class BackupReceiver: @unchecked Sendable {
                 applier.enqueue(.syncPages(batch))
             case .applySyncDiskWrites(let batch):
                 applier.enqueue(.syncDiskWrites(batch))
+            case .beginCatchUp(let base):
+                // The replica stays as it is: committed at `base`, which the state machine checked.
+                logger.notice("the primary catches the replica up instead of a full resync", metadata: ["committed-epoch": "\(base)"])
             case .syncComplete(let pages):
                 logger.info("initial sync received", metadata: ["pages": "\(pages)"])
                 applier.enqueue(.finishSync)

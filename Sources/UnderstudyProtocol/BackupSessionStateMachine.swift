@@ -16,6 +16,9 @@ public struct BackupSessionStateMachine: Sendable {
         case applySyncPages(PageBatch)
         /// Write this disk content into the replica disk (part of the sync, not of any epoch).
         case applySyncDiskWrites(DiskWriteBatch)
+        /// The primary catches the replica up instead of synchronising it: the replica must be
+        /// committed at `baseEpoch` (it is not reset); the next checkpoint brings it up to date.
+        case beginCatchUp(baseEpoch: UInt64)
         /// Initial synchronisation arrived whole and verified.
         case syncComplete(pages: UInt64)
         /// A checkpoint starts: open an empty staging area for it.
@@ -49,6 +52,9 @@ public struct BackupSessionStateMachine: Sendable {
         case syncing(expectedPages: UInt64, Content)
         /// Between checkpoints. `lastEpoch` is nil until the first checkpoint after the sync.
         case ready(lastEpoch: UInt64?)
+        /// Awaiting the catch-up checkpoint: any epoch after `base` (the primary went on
+        /// numbering while the connection was down).
+        case catchingUp(base: UInt64)
         case receiving(Content)
         case closed
     }
@@ -109,6 +115,20 @@ public struct BackupSessionStateMachine: Sendable {
             }
             state = .syncing(expectedPages: begin.pageCount, Content(epoch: 0))
             return .beginSync(begin)
+        case (.awaitingSync, .catchUpBegin) where !agreedCapabilities.contains(.catchUp):
+            return fail(.unexpected("catch-up, but the session did not agree on the catch-up capability"))
+        case (.awaitingSync, .catchUpBegin(let base)):
+            guard base > 0, base == committedEpoch else {
+                return fail(.unexpected("catch-up from checkpoint \(base), but this replica is committed at \(committedEpoch): a full synchronisation is needed"))
+            }
+            state = .catchingUp(base: base)
+            return .beginCatchUp(baseEpoch: base)
+        case (.catchingUp(let base), .checkpointBegin(let epoch)):
+            guard epoch > base, epoch < .max else {
+                return fail(.unexpected("catch-up checkpoint \(epoch) is not after the replica's checkpoint \(base)"))
+            }
+            state = .receiving(Content(epoch: epoch))
+            return .beginEpoch(epoch)
         case (.syncing(let expected, var content), .syncPages(let batch)):
             guard batch.epoch == 0 else { return fail(.malformed("sync pages carry epoch \(batch.epoch), expected 0")) }
             content.pages += UInt64(batch.entries.count)
@@ -230,6 +250,7 @@ public struct BackupSessionStateMachine: Sendable {
         switch state {
         case .awaitingHello: "awaiting HELLO"
         case .awaitingSync: "awaiting SYNC_BEGIN"
+        case .catchingUp(let base): "awaiting the catch-up checkpoint after \(base)"
         case .syncing: "receiving the initial sync"
         case .ready(let last): last.map { "between checkpoints (last \($0))" } ?? "awaiting the first checkpoint"
         case .receiving(let content): "receiving checkpoint \(content.epoch)"

@@ -203,7 +203,7 @@ public enum DiskChange: Sendable, Equatable {
     case flush
 
     /// Data bytes the change carries on the wire before compression.
-    var wireCapacity: Int {
+    public var wireCapacity: Int {
         if case .write(_, .bytes(let bytes)) = self { bytes.count } else { 0 }
     }
 }

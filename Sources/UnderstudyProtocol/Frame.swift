@@ -6,6 +6,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case syncBegin = 0x10
     case syncPages = 0x11
     case syncEnd = 0x12
+    /// Only when both sides agreed the catch-up capability.
+    case catchUpBegin = 0x13
     case checkpointBegin = 0x20
     case pages = 0x21
     case deviceState = 0x22

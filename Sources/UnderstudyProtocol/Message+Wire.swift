@@ -25,6 +25,7 @@ extension Message {
         case .syncBegin(let begin): Frame(.syncBegin) { $0.write(begin.pageCount) }
         case .syncPages(let batch), .pages(let batch): batch.frame
         case .syncEnd(let summary): Self.summaryFrame(.syncEnd, summary)
+        case .catchUpBegin(let base): Frame(.catchUpBegin) { $0.write(base) }
         case .checkpointBegin(let epoch): Frame(.checkpointBegin) { $0.write(epoch) }
         case .deviceState(let chunk):
             Frame(.deviceState, capacity: 16 + chunk.data.count) { w in
@@ -75,6 +76,7 @@ extension Message {
             self = frame.type == .pages ? .pages(batch) : .syncPages(batch)
             return
         case .syncEnd: self = .syncEnd(try Self.readSummary(&r))
+        case .catchUpBegin: self = .catchUpBegin(baseEpoch: try r.readUInt64())
         case .checkpointBegin: self = .checkpointBegin(epoch: try r.readUInt64())
         case .deviceState:
             let epoch = try r.readUInt64()

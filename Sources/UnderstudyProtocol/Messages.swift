@@ -92,14 +92,17 @@ public struct Capabilities: OptionSet, Sendable, Hashable, CustomStringConvertib
     public static let diskWrites = Capabilities(rawValue: 1 << 3)
     /// Each side answers a HEARTBEAT with HEARTBEAT_ECHO, so its sender can measure the round trip.
     public static let heartbeatEcho = Capabilities(rawValue: 1 << 4)
+    /// After a lost connection the primary may send CATCH_UP_BEGIN and one catch-up checkpoint
+    /// on top of the backup's committed replica instead of a full synchronisation.
+    public static let catchUp = Capabilities(rawValue: 1 << 5)
 
     /// Everything this build implements.
-    public static let supported: Capabilities = [.lz4Pages, .xorDelta, .deviceState, .diskWrites, .heartbeatEcho]
+    public static let supported: Capabilities = [.lz4Pages, .xorDelta, .deviceState, .diskWrites, .heartbeatEcho, .catchUp]
 
     public var description: String {
         let names: [(Capabilities, String)] = [
             (.lz4Pages, "lz4-pages"), (.xorDelta, "xor-delta"), (.deviceState, "device-state"), (.diskWrites, "disk-writes"),
-            (.heartbeatEcho, "heartbeat-echo"),
+            (.heartbeatEcho, "heartbeat-echo"), (.catchUp, "catch-up"),
         ]
         var parts = names.filter { contains($0.0) }.map(\.1)
         let unknown = rawValue & ~Capabilities.supported.rawValue
@@ -212,6 +215,9 @@ public enum Message: Sendable, Equatable {
     case syncBegin(SyncBegin)
     case syncPages(PageBatch)
     case syncEnd(ContentSummary)
+    /// Instead of SYNC_BEGIN (catch-up capability): the replica stays as committed at
+    /// `baseEpoch`, and the next checkpoint, whatever its number, brings it up to date.
+    case catchUpBegin(baseEpoch: UInt64)
     case checkpointBegin(epoch: UInt64)
     case pages(PageBatch)
     case deviceState(DeviceStateChunk)

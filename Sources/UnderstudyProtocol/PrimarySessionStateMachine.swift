@@ -53,6 +53,7 @@ public struct PrimarySessionStateMachine: Sendable {
     /// The next epoch number to use.
     public var nextEpoch: UInt64 { lastSentEpoch + 1 }
 
+    /// The initial sync, or the catch-up's CATCH_UP_BEGIN, was sent: checkpoints may follow.
     public mutating func syncFinished() {
         precondition(state == .syncing, "sync finished while \(state)")
         state = .protecting
