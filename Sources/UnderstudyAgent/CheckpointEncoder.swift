@@ -25,14 +25,17 @@ public final class CheckpointEncoder: @unchecked Sendable {
     /// Device-state chunk size: well under the frame limit.
     static let deviceStateChunk = 1 << 20
 
+    /// - Parameter lastSent: the last-sent copy to use, kept across sessions for catch-up (all
+    ///   zero before a full synchronisation); nil: a copy of this encoder's own.
     public init(identity: VMIdentity, capabilities: Capabilities, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
-                pagesPerBatch: Int = 256) {
+                pagesPerBatch: Int = 256, lastSent: AnonymousMemory? = nil) {
         self.identity = identity
         self.capabilities = capabilities
         self.pagesPerBatch = pagesPerBatch
         pageSize = Int(identity.pageSize)
         encoders = (0..<max(1, workers)).map { _ in PageEncoder(pageSize: Int(identity.pageSize), capabilities: capabilities) }
-        lastSentMemory = AnonymousMemory(size: Int(identity.memorySize), purpose: "the last-sent copy")
+        precondition(lastSent.map { $0.bytes.count == Int(identity.memorySize) } ?? true, "a last-sent copy of another size")
+        lastSentMemory = lastSent ?? AnonymousMemory(size: Int(identity.memorySize), purpose: "the last-sent copy")
     }
 
     /// What encoding one epoch or sync round produced.
@@ -70,13 +73,36 @@ public final class CheckpointEncoder: @unchecked Sendable {
         output.rawBytes += bytes
     }
 
+    /// What a catch-up checkpoint carries besides its capture (see `ReplicationBacklog`).
+    struct CatchUpContent {
+        /// Pages whose copy on the backup may differ from the last-sent copy: they go whole, from
+        /// the capture when it has them, else from the last-sent copy (the guest has not written
+        /// them since, or the capture would have them).
+        let resentPages: Set<UInt64>
+        /// Hands the disk changes that precede the capture's to its argument, in order, in batches.
+        let precedingDisk: (([DiskChange]) throws -> Void) throws -> Void
+    }
+
     /// Encodes one whole checkpoint: begin, page batches, device state, disk changes, end with
     /// counts and digest.
-    public func encodeCheckpoint(_ captured: CapturedCheckpoint, epoch: UInt64, to sender: FrameSender) throws -> Output {
+    /// - Parameter catchUp: the checkpoint catches a replica up after a lost connection.
+    func encodeCheckpoint(_ captured: CapturedCheckpoint, epoch: UInt64, catchUp: CatchUpContent? = nil,
+                          to sender: FrameSender) throws -> Output {
         var output = Output()
         try emit(Message.checkpointBegin(epoch: epoch).frame, to: sender, output: &output, content: false)
-        try encodeBatches(type: .pages, epoch: epoch, count: captured.pageIndices.count, live: false, to: sender, output: &output) { position in
+        let resent = catchUp?.resentPages ?? []
+        try encodeBatches(type: .pages, epoch: epoch, count: captured.pageIndices.count, live: false, to: sender, output: &output,
+                          delta: { !resent.contains($0) }) { position in
             (captured.pageIndices[position], UnsafeRawBufferPointer(captured.page(at: position)))
+        }
+        if catchUp != nil {
+            let unchanged = Array(resent.subtracting(captured.pageIndices)).sorted()
+            // `live`: each page is copied first, because what it is read from is what it is remembered into.
+            try encodeBatches(type: .pages, epoch: epoch, count: unchanged.count, live: true, to: sender, output: &output,
+                              delta: { _ in false }) { [lastSent, pageSize] position in
+                let index = Int(unchanged[position])
+                return (UInt64(index), UnsafeRawBufferPointer(rebasing: lastSent[(index * pageSize)..<((index + 1) * pageSize)]))
+            }
         }
         var offset = 0
         while offset < captured.deviceState.count {
@@ -85,11 +111,22 @@ public final class CheckpointEncoder: @unchecked Sendable {
             try emit(Message.deviceState(chunk).frame, to: sender, output: &output, content: true)
             offset = end
         }
+        try catchUp?.precedingDisk { try encodeDisk($0, epoch: epoch, to: sender, into: &output) }
         try encodeDisk(captured.diskChanges, epoch: epoch, to: sender, into: &output)
         let summary = ContentSummary(epoch: epoch, pageCount: UInt64(output.pages), deviceStateBytes: UInt64(captured.deviceState.count),
                                      diskWriteCount: UInt64(output.diskWrites), digest: output.digest.value)
         try emit(Message.checkpointEnd(summary).frame, to: sender, output: &output, content: false)
         return output
+    }
+
+    /// Makes the last-sent copy hold `captured`'s pages although they may not all have been sent
+    /// (the session ended first): the next session's catch-up resends these pages whole, and
+    /// takes the ones the guest did not write again from this copy.
+    func remember(_ captured: CapturedCheckpoint) {
+        for (position, index) in captured.pageIndices.enumerated() {
+            UnsafeMutableRawBufferPointer(rebasing: lastSent[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
+                .copyMemory(from: UnsafeRawBufferPointer(captured.page(at: position)))
+        }
     }
 
     /// Makes `summary` for the sync frames encoded into `output`.
@@ -106,14 +143,15 @@ public final class CheckpointEncoder: @unchecked Sendable {
     /// Splits `count` pages into batches and encodes them on all workers. `page(position)` gives
     /// each page's number and bytes; `live` means those bytes may change while being read.
     private func encodeBatches(type: FrameType, epoch: UInt64, count: Int, live: Bool, to sender: FrameSender, output: inout Output,
-                               progress: @escaping @Sendable (Int) -> Void = { _ in },
+                               progress: @escaping @Sendable (Int) -> Void = { _ in }, delta: (UInt64) -> Bool = { _ in true },
                                page: (Int) -> (UInt64, UnsafeRawBufferPointer)) throws {
         guard count > 0 else { return }
         let batches = (count + pagesPerBatch - 1) / pagesPerBatch
         let sink = OrderedSink(sender: sender, output: output, progress: progress)
         let workers = min(encoders.count, batches)
-        withoutActuallyEscaping(page) { page in
+        withoutActuallyEscaping(page) { page in withoutActuallyEscaping(delta) { delta in
             let shared = UncheckedBox(page)
+            let mayDelta = UncheckedBox(delta)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 let encoder = encoders[worker]
                 let snapshot = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
@@ -130,14 +168,15 @@ public final class CheckpointEncoder: @unchecked Sendable {
                             bytes = UnsafeRawBufferPointer(snapshot)
                         }
                         let last = UnsafeMutableRawBufferPointer(rebasing: lastSent[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
-                        encodings[encoder.append(page: bytes, index: index, lastSent: last, to: &builder), default: 0] += 1
+                        encodings[encoder.append(page: bytes, index: index, lastSent: last, delta: mayDelta.value(index), to: &builder),
+                                  default: 0] += 1
                     }
                     let frame = builder.finish()
                     sink.emit(frame, digest: EpochDigest.sha256(frame.bytes), pages: range.count, rawBytes: range.count * pageSize,
                               encodings: encodings)
                 }
             }
-        }
+        } }
         output = try sink.finish()
     }
 }

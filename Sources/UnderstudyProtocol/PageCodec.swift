@@ -63,12 +63,15 @@ public final class PageEncoder: @unchecked Sendable {
     /// Appends `page` to `batch`, then makes `lastSent` equal to `page`. `page` must not change
     /// during the call (copy a running guest's page first), or `lastSent` would differ from what
     /// the receiver decodes.
-    /// - Parameter lastSent: the receiver's current copy of this page (all zero before it was ever sent).
+    /// - Parameters:
+    ///   - lastSent: the receiver's current copy of this page (all zero before it was ever sent).
+    ///   - delta: false when the receiver's copy may differ from `lastSent` (a catch-up after a
+    ///     lost connection): the page then goes whole, never as an XOR delta.
     @discardableResult
-    public func append(page: UnsafeRawBufferPointer, index: UInt64, lastSent: UnsafeMutableRawBufferPointer,
+    public func append(page: UnsafeRawBufferPointer, index: UInt64, lastSent: UnsafeMutableRawBufferPointer, delta: Bool = true,
                        to batch: inout PageBatchBuilder) -> PageEncoding {
         precondition(page.count == pageSize && lastSent.count == pageSize)
-        let (encoding, size) = choose(page: page, lastSent: UnsafeRawBufferPointer(lastSent))
+        let (encoding, size) = choose(page: page, lastSent: UnsafeRawBufferPointer(lastSent), delta: delta)
         batch.appendHeader(index: index, encoding: encoding)
         switch encoding {
         case .zero: break
@@ -82,11 +85,11 @@ public final class PageEncoder: @unchecked Sendable {
     }
 
     /// Picks the encoding, leaving compressed bytes in `plainOut` or `deltaOut`.
-    private func choose(page: UnsafeRawBufferPointer, lastSent: UnsafeRawBufferPointer) -> (PageEncoding, Int) {
+    private func choose(page: UnsafeRawBufferPointer, lastSent: UnsafeRawBufferPointer, delta allowDelta: Bool) -> (PageEncoding, Int) {
         if us_is_zero(page.baseAddress, pageSize) != 0 { return (.zero, 0) }
         guard capabilities.contains(.lz4Pages) else { return (.raw, pageSize) }
         // When the receiver's copy is zero the delta is the page itself: compress once.
-        guard capabilities.contains(.xorDelta), us_is_zero(lastSent.baseAddress, pageSize) == 0 else {
+        guard allowDelta, capabilities.contains(.xorDelta), us_is_zero(lastSent.baseAddress, pageSize) == 0 else {
             let plain = compressPlain(page, capacity: pageSize - 1)
             return plain > 0 ? (.lz4, plain) : (.raw, pageSize)
         }

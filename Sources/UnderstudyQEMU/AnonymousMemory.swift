@@ -17,4 +17,10 @@ public final class AnonymousMemory: @unchecked Sendable {
     }
 
     deinit { munmap(bytes.baseAddress, bytes.count) }
+
+    /// Makes every byte zero again, giving the pages back to the kernel (private anonymous pages
+    /// read as zero after MADV_DONTNEED).
+    public func zero() {
+        if madvise(bytes.baseAddress, bytes.count, MADV_DONTNEED) != 0 { bytes.initializeMemory(as: UInt8.self, repeating: 0) }
+    }
 }

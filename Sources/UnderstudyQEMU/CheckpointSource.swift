@@ -20,6 +20,16 @@ public protocol CheckpointSource: AnyObject, Sendable {
     /// Pauses the guest, captures the content of checkpoint `epoch`, and resumes the guest unless
     /// `resume` is false (a final checkpoint before a switchover, or a consistency check).
     func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint
+    /// Keeps the guest paused for `duration`, then lets it run again: slows a guest whose
+    /// replica lags behind its recovery-point objective.
+    func hold(for duration: Duration) throws
+}
+
+extension CheckpointSource {
+    /// For a guest that only runs inside `capture` (synthetic guests): waiting is holding it.
+    public func hold(for duration: Duration) throws {
+        Thread.sleep(forTimeInterval: duration.seconds)
+    }
 }
 
 /// The content of one checkpoint, copied out while the guest was paused.

@@ -156,6 +156,12 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         return captured!
     }
 
+    public func hold(for duration: Duration) throws {
+        try qemu.qmp.execute("stop")
+        Thread.sleep(forTimeInterval: duration.seconds)
+        try qemu.qmp.execute("cont")
+    }
+
     /// Resumes a guest left paused by `capture(resume: false)`.
     public func resume() throws { try qemu.qmp.execute("cont") }
 

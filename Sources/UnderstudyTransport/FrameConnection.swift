@@ -53,19 +53,34 @@ public final class FrameConnection: @unchecked Sendable {
 }
 
 /// A dedicated thread that writes frames from a bounded queue, so that producers (encoder
-/// threads) block when the network falls behind instead of buffering without limit.
+/// threads) block when the network falls behind instead of buffering without limit. With a rate
+/// limit, a token bucket paces the frames (a bandwidth cap on a shared WAN link).
 public final class FrameSender: @unchecked Sendable {
+    /// Bytes written, and the time the thread spent pacing and writing them: over a stretch where
+    /// it never waited for frames, bytes over busy time is the throughput the link achieved.
+    public struct Usage: Sendable, Equatable {
+        public var bytes = 0
+        public var busy: Duration = .zero
+    }
+
     private let queue: BlockingQueue<Frame>
     private let failure = ErrorSlot()
+    private let usage = UsageMeter()
     private var thread: JoinableThread?
 
-    /// - Parameter capacity: frames queued at most (each up to `Frame.maxPayload` bytes).
-    public init(connection: FrameConnection, capacity: Int, name: String = "frame-sender") {
+    /// - Parameters:
+    ///   - capacity: frames queued at most (each up to `Frame.maxPayload` bytes).
+    ///   - bytesPerSecond: the rate cap; nil: as fast as the connection takes them.
+    public init(connection: FrameConnection, capacity: Int, name: String = "frame-sender", bytesPerSecond: Int? = nil) {
         let queue = BlockingQueue<Frame>(capacity: capacity)
         self.queue = queue
         let failure = self.failure
+        let usage = self.usage
         thread = JoinableThread(name: name) { [queue] in
+            var bucket = bytesPerSecond.map { TokenBucket(bytesPerSecond: $0, now: .now) }
             while let frame = queue.pop() {
+                let start = ContinuousClock.now
+                if let wait = bucket?.take(frame.bytes.count, now: start), wait > .zero { Thread.sleep(forTimeInterval: wait.seconds) }
                 do throws(TransportError) {
                     try connection.send(frame)
                 } catch {
@@ -74,9 +89,14 @@ public final class FrameSender: @unchecked Sendable {
                     connection.close()
                     return
                 }
+                let busy = ContinuousClock.now - start
+                usage.add(bytes: frame.bytes.count, busy: busy)
             }
         }
     }
+
+    /// What the thread has written so far, and how long it was busy doing so.
+    public var written: Usage { usage.value }
 
     /// Queues a frame, waiting while the queue is full. Throws once sending has failed.
     public func enqueue(_ frame: Frame) throws(TransportError) {
@@ -99,6 +119,20 @@ public final class FrameSender: @unchecked Sendable {
         thread = nil
         if let error { throw error }
     }
+}
+
+/// `FrameSender.Usage`, added to by the sender thread and read by others.
+final class UsageMeter: Sendable {
+    private let usage = Mutex(FrameSender.Usage())
+
+    func add(bytes: Int, busy: Duration) {
+        usage.withLock {
+            $0.bytes += bytes
+            $0.busy += busy
+        }
+    }
+
+    var value: FrameSender.Usage { usage.withLock { $0 } }
 }
 
 /// The first error a background thread hit, readable from other threads.
