@@ -21,6 +21,30 @@ extension AgentStatus {
         status.ackLatencyMillisecondsP99 = percentile(acks, 0.99)
         status.dirtyTracking = dirtyTracking
         status.syncPages = s.syncPages
+        if let decision = s.interval {
+            status.intervalMilliseconds = decision.interval.seconds * 1000
+            status.intervalReason = decision.reason.explanation
+            status.checkpointDemandBytesPerSecond = decision.demandBytesPerSecond
+            status.linkBudgetBytesPerSecond = decision.budgetBytesPerSecond
+        }
+        if let lag = s.lag {
+            let peaks = s.lagPeaks.map { $0.seconds * 1000 }.sorted()
+            status.lagMilliseconds = lag.seconds * 1000
+            status.lagMillisecondsP50 = percentile(peaks, 0.5)
+            status.lagMillisecondsP99 = percentile(peaks, 0.99)
+            status.recoveryPointExceeded = s.recoveryPointExceeded
+            status.guestThrottle = s.throttle
+        }
+        switch s.start {
+        case .catchUp(let base):
+            status.sessionStart = "catch-up from checkpoint \(base)"
+            status.catchUpPages = s.catchUpPages
+            status.catchUpDiskWrites = s.catchUpDiskWrites
+            status.catchUpWireBytes = s.catchUpWireBytes
+            status.catchUpSeconds = s.catchUpDuration?.seconds
+        case .fullSync(let reason): status.sessionStart = "full sync" + (reason.map { ": \($0)" } ?? "")
+        case nil: break
+        }
         if let started = s.syncStarted, s.syncDuration == .zero {
             let elapsed = (ContinuousClock.now - started).seconds
             let rate = elapsed > 0 ? Double(s.syncBytesDone) / elapsed : 0
@@ -79,6 +103,28 @@ extension AgentStatus {
             rows.append(("ack latency", String(format: "p50 %.2f ms, p99 %.2f ms", p50, p99)))
         }
         add("dirty tracking", dirtyTracking)
+        add("mode", protectionMode)
+        if let interval = intervalMilliseconds {
+            let rates = checkpointDemandBytesPerSecond.map { demand in
+                String(format: " (checkpoints need %.2f MB/s", demand / 1e6)
+                    + (linkBudgetBytesPerSecond.map { String(format: " of %.2f MB/s", $0 / 1e6) } ?? "") + ")"
+            } ?? ""
+            rows.append(("interval", String(format: "%.0f ms: ", interval) + (intervalReason ?? "") + rates))
+        }
+        if let lag = lagMilliseconds {
+            var text = String(format: "%.0f ms now", lag)
+            if let p50 = lagMillisecondsP50, let p99 = lagMillisecondsP99 { text += String(format: ", p50 %.0f ms, p99 %.0f ms", p50, p99) }
+            if let objective = recoveryPointObjectiveMilliseconds { text += String(format: "; objective %.0f ms", objective) }
+            if recoveryPointExceeded == true { text += ": EXCEEDED" }
+            if let throttle = guestThrottle, throttle > 0 { text += String(format: "; guest held paused %.0f%% of the time", throttle * 100) }
+            rows.append(("replica lag", text))
+        }
+        add("session start", sessionStart)
+        if let pages = catchUpPages, let writes = catchUpDiskWrites, let wire = catchUpWireBytes {
+            rows.append(("catch-up", "\(pages) pages, \(writes) disk writes, " + String(format: "%.1f MB on the wire", Double(wire) / 1e6)
+                         + (catchUpSeconds.map { String(format: ", acknowledged %.1f s after its capture", $0) } ?? ", not yet acknowledged")))
+        }
+        add("catch-up journal", catchUpJournalBytes.flatMap { $0 > 0 ? "\($0) bytes of disk writes kept for the backup" : nil })
         if let done = syncBytesDone, let total = syncBytesTotal, total > 0 {
             let fraction = min(1, Double(done) / Double(total))
             let filled = Int(fraction * 30)

@@ -155,6 +155,30 @@ public struct AgentStatus: Sendable, Codable {
     /// Milliseconds since the peer was last heard on any path, and the timeout that loses it.
     public var peerSilentMilliseconds: Double?
     public var heartbeatTimeoutMilliseconds: Double?
+    /// synchronous | asynchronous (primary).
+    public var protectionMode: String?
+    /// The checkpoint interval now and why; the wire bytes per second checkpoints need and the link's budget.
+    public var intervalMilliseconds: Double?
+    public var intervalReason: String?
+    public var checkpointDemandBytesPerSecond: Double?
+    public var linkBudgetBytesPerSecond: Double?
+    /// Asynchronous mode: the replica's lag now and its peaks' percentiles, the objective,
+    /// whether the lag is over it, and the share of each interval the guest is held paused.
+    public var lagMilliseconds: Double?
+    public var lagMillisecondsP50: Double?
+    public var lagMillisecondsP99: Double?
+    public var recoveryPointObjectiveMilliseconds: Double?
+    public var recoveryPointExceeded: Bool?
+    public var guestThrottle: Double?
+    /// How the current session brought the backup up to date ("catch-up from checkpoint N" or "full sync: why").
+    public var sessionStart: String?
+    /// The catch-up checkpoint: pages and disk writes it carried, wire bytes, seconds from capture to acknowledgement.
+    public var catchUpPages: Int?
+    public var catchUpDiskWrites: Int?
+    public var catchUpWireBytes: Int?
+    public var catchUpSeconds: Double?
+    /// Disk writes kept in the catch-up journal while the backup cannot be reached.
+    public var catchUpJournalBytes: Int?
 
     public init(role: String, vm: String, state: String) {
         self.role = role

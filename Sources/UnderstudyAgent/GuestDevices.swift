@@ -101,8 +101,12 @@ public final class GuestDevices: @unchecked Sendable {
     /// the disk, taken after this call, and the writes recorded from here on replay on top of it.
     /// Between sessions it also keeps the record from growing without bound.
     public func discardRecordedDiskWrites() {
-        _ = recorder?.seal()
+        _ = takeRecordedDiskWrites()
     }
+
+    /// Takes the disk writes recorded since the last seal, in order (kept for a catch-up while
+    /// no session runs).
+    public func takeRecordedDiskWrites() -> [DiskChange] { recorder?.seal() ?? [] }
 
     /// Output commit on (a backup is being synchronised) or off (no backup: frames pass).
     public func setOutputMode(_ mode: OutputGate.Mode) { gate?.setMode(mode) }

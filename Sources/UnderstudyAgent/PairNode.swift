@@ -180,7 +180,8 @@ public final class PairNode: @unchecked Sendable {
         let devices = try standby?.devices
             ?? GuestDevices(vm: configuration.vm, diskImage: diskImage, tap: configuration.tap, mac: configuration.mac,
                             outputBufferBytes: configuration.outputBufferBytes,
-                            role: activated ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
+                            role: activated || configuration.replication.mode == .asynchronous
+                                ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
                             fence: fence, logger: logger)
         defer { devices.stop() }
         if standby != nil, waiting == nil {

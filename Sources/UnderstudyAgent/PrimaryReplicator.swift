@@ -32,6 +32,17 @@ public struct PrimaryConfiguration: Sendable {
     public var firstEpoch: UInt64 = 1
     /// Where checkpoints, acknowledgements and heartbeat round trips are recorded; nil: nowhere.
     public var metrics: AgentMetrics?
+    /// The longest interval the adaptive interval may stretch to, so that checkpoints fit the
+    /// link (`interval` is the shortest); nil: the interval is fixed.
+    public var maximumInterval: Duration?
+    /// The cap on the replication stream, in bytes per second; nil: none.
+    public var bandwidthLimit: Int?
+    /// Asynchronous protection: output is not held, and the replica may lag by this objective;
+    /// nil: synchronous (output commit).
+    public var recoveryPoint: RecoveryPointObjective?
+    /// Remembers unacknowledged checkpoints across sessions, so that a new session can catch
+    /// the backup up instead of resynchronising; nil: every session synchronises in full.
+    public var backlog: ReplicationBacklog?
 
     public init(nodeName: String, backup: Endpoint, tls: TLSConfiguration, interval: Duration = .milliseconds(25),
                 maxEpochsInFlight: Int = 4, sendQueueFrames: Int = 16, preCopyRounds: Int = 5, preCopyStopPages: Int = 256,
@@ -49,6 +60,26 @@ public struct PrimaryConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.requiredCapabilities = requiredCapabilities
     }
+}
+
+/// Asynchronous protection's bound on how far the replica may lag behind the guest.
+public struct RecoveryPointObjective: Sendable, Equatable {
+    public var objective: Duration
+    /// Slow the guest (pause it briefly between checkpoints) while the lag is over the objective.
+    public var throttleGuest: Bool
+
+    public init(objective: Duration, throttleGuest: Bool) {
+        self.objective = objective
+        self.throttleGuest = throttleGuest
+    }
+}
+
+/// How a session brought the backup's replica up to date before checkpointing.
+public enum SessionStart: Sendable, Equatable {
+    /// A full synchronisation, and why (nil: a new backup, nothing to catch up from).
+    case fullSync(reason: String?)
+    /// One catch-up checkpoint on top of the replica's committed epoch `base`.
+    case catchUp(base: UInt64)
 }
 
 /// Counters of a primary's session, read with `PrimaryReplicator.statistics`.
@@ -74,6 +105,23 @@ public struct PrimaryStatistics: Sendable {
     /// When the most recent checkpoints were captured and how many pages each had.
     public var recent: [(at: ContinuousClock.Instant, dirtyPages: Int)] = []
     public var encodings: [PageEncoding: Int] = [:]
+    /// How the session started; nil until the backup's WELCOME.
+    public var start: SessionStart?
+    /// The catch-up checkpoint: its pages and disk writes, wire bytes, and how long from its
+    /// capture until the backup acknowledged it (nil until acknowledged).
+    public var catchUpPages = 0
+    public var catchUpDiskWrites = 0
+    public var catchUpWireBytes = 0
+    public var catchUpDuration: Duration?
+    /// The adaptive interval's current choice (the fixed interval's, when it does not adapt).
+    public var interval: CheckpointIntervalController.Decision?
+    /// Asynchronous mode: the replica's lag now, its peaks (just before each acknowledgement),
+    /// whether it is over the objective, and how hard the guest is throttled (share of each interval paused).
+    public var lag: Duration?
+    public var lagPeaks: [Duration] = []
+    public var recoveryPointExceeded = false
+    public var throttle = 0.0
+    public var throttledFor: Duration = .zero
 
     public static let window = 10_000
 
@@ -83,6 +131,8 @@ public struct PrimaryStatistics: Sendable {
     }
 
     mutating func note(ackLatency: Duration) { Self.append(ackLatency, to: &ackLatencies) }
+
+    mutating func note(lagPeak: Duration) { Self.append(lagPeak, to: &lagPeaks) }
 
     private static func append<T>(_ value: T, to samples: inout [T]) {
         samples.append(value)
@@ -114,6 +164,11 @@ public final class PrimaryReplicator: @unchecked Sendable {
     private let onRelease: @Sendable (UInt64) -> Void
     /// The guest's disk, copied in the initial sync; its later writes come with the checkpoints.
     private let disk: DiskImage?
+    /// Set by `start` when the session catches the backup up: the first checkpoint carries it.
+    private var pendingCatchUp: ReplicationBacklog.CatchUp?
+    /// What the sender had written at the previous checkpoint (the link's throughput is measured between them).
+    private var lastUsage = FrameSender.Usage()
+    private var measuredThroughput: Double?
 
     /// - Parameter disk: the image the guest's disk server writes. Its recorder must have been
     ///   recording since before the guest could write, so that every write the sync's copy may
@@ -125,21 +180,38 @@ public final class PrimaryReplicator: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.onRelease = onRelease
+        let interval = CheckpointIntervalController(minimum: configuration.interval,
+                                                    maximum: max(configuration.interval, configuration.maximumInterval ?? configuration.interval))
         session = SessionGuard(machine: PrimarySessionStateMachine(identity: source.identity,
                                                                    maxEpochsInFlight: configuration.maxEpochsInFlight,
                                                                    firstEpoch: configuration.firstEpoch),
-                               metrics: configuration.metrics)
+                               interval: interval, metrics: configuration.metrics)
     }
 
-    /// The last epoch this session captured (the next session starts after it).
-    public var lastCapturedEpoch: UInt64 { session.withLock { $0.machine.lastSentEpoch } }
+    /// The last epoch this session captured (the next session starts after it), whether or not it was sent.
+    public var lastCapturedEpoch: UInt64 { session.withLock { max($0.machine.lastSentEpoch, $0.capturedThrough) } }
 
-    public var statistics: PrimaryStatistics { session.withLock { $0.statistics } }
+    public var statistics: PrimaryStatistics {
+        session.withLock { p in
+            var statistics = p.statistics
+            statistics.interval = p.interval.decision
+            if let recovery = p.recovery {
+                statistics.lag = recovery.lag(now: .now)
+                statistics.recoveryPointExceeded = recovery.isExceeded
+                statistics.throttle = recovery.throttle
+            }
+            return statistics
+        }
+    }
 
-    /// Connects, authenticates, performs the handshake and the initial sync.
-    /// - Parameter beforeSync: runs once the backup has accepted, before the first byte of the
-    ///   guest is read: output from here on must wait for this session's acknowledgements.
-    public func start(beforeSync: () -> Void = {}) throws {
+    /// Connects, authenticates, performs the handshake and brings the backup's replica up to
+    /// date: with one catch-up checkpoint when the backlog allows it, else a full synchronisation.
+    /// - Parameters:
+    ///   - beforeSync: runs once the backup has accepted, before the first byte of the guest is
+    ///     read: output from here on must wait for this session's acknowledgements.
+    ///   - beforeFullSync: runs before a full synchronisation reads the guest's disk: the disk
+    ///     writes recorded so far are to be forgotten (the copy includes them).
+    public func start(beforeSync: () -> Void = {}, beforeFullSync: () -> Void = {}) throws {
         let context = try TLSContext(role: .client, configuration: configuration.tls)
         let timeout = Int32(configuration.connectTimeout.components.seconds * 1000)
         let stream = try TLSStream.connect(to: configuration.backup, context: context, timeoutMilliseconds: timeout)
@@ -150,9 +222,11 @@ public final class PrimaryReplicator: @unchecked Sendable {
                                           nodeName: configuration.nodeName)))
         let welcome = try connection.receive()
         let capabilities: Capabilities
+        let committed: UInt64
         switch session.withLock({ $0.machine.received(welcome) }) {
-        case .startSync(let agreed, let committed):
+        case .startSync(let agreed, let backupCommitted):
             capabilities = agreed
+            committed = backupCommitted
             logger.info("backup accepted the session", metadata: ["capabilities": "\(agreed)", "backup-committed-epoch": "\(committed)"])
         case .peerClosed(let close):
             connection.close()
@@ -165,9 +239,10 @@ public final class PrimaryReplicator: @unchecked Sendable {
             connection.close()
             throw ProtocolError.unexpected("handshake ended without WELCOME")
         }
-        let encoder = CheckpointEncoder(identity: source.identity, capabilities: capabilities)
+        let encoder = CheckpointEncoder(identity: source.identity, capabilities: capabilities, lastSent: configuration.backlog?.lastSent)
         self.encoder = encoder
-        let sender = FrameSender(connection: connection, capacity: configuration.sendQueueFrames, name: "primary-send")
+        let sender = FrameSender(connection: connection, capacity: configuration.sendQueueFrames, name: "primary-send",
+                                 bytesPerSecond: configuration.bandwidthLimit)
         self.sender = sender
         let echo = capabilities.contains(.heartbeatEcho)
         receiver = JoinableThread(name: "primary-recv") { [self] in receiveLoop(connection, sender: sender, echoHeartbeats: echo) }
@@ -175,8 +250,43 @@ public final class PrimaryReplicator: @unchecked Sendable {
             heartbeats = JoinableThread(name: "primary-heartbeat") { [self] in heartbeatLoop(heartbeat, connection: connection, sender: sender) }
         }
         beforeSync()
-        try initialSync(encoder: encoder, sender: sender)
-        session.withLock { $0.machine.syncFinished() }
+        switch catchUpPlan(capabilities: capabilities, backupCommitted: committed) {
+        case .catchUp(let plan):
+            pendingCatchUp = plan
+            session.withLock { $0.statistics.start = .catchUp(base: plan.base) }
+            configuration.metrics?.sessionStarted(catchUp: true)
+            logger.notice("catching the backup up with one checkpoint instead of a full resynchronisation", metadata: [
+                "replica-epoch": "\(plan.base)", "checkpoints-to-resend": "\(plan.entries.count)",
+                "pages-to-resend": "\(plan.resentPages.count)", "journal-bytes": "\(configuration.backlog?.journalBytes ?? 0)"])
+            try sender.enqueue(Message.catchUpBegin(baseEpoch: plan.base).frame)
+        case .fullSync(let reason):
+            session.withLock { $0.statistics.start = .fullSync(reason: reason) }
+            configuration.metrics?.sessionStarted(catchUp: false)
+            if let reason { logger.notice("full resynchronisation", metadata: ["why": "\(reason)"]) }
+            beforeFullSync()
+            configuration.backlog?.reset()
+            try initialSync(encoder: encoder, sender: sender)
+        }
+        session.withLock { p in
+            p.machine.syncFinished()
+            p.recovery = configuration.recoveryPoint.map { RecoveryPointMonitor(objective: $0.objective, throttles: $0.throttleGuest, now: .now) }
+        }
+        lastUsage = sender.written
+    }
+
+    private enum Plan {
+        case catchUp(ReplicationBacklog.CatchUp)
+        /// Why not a catch-up (nil: no backlog is kept, so there was never anything to catch up from).
+        case fullSync(reason: String?)
+    }
+
+    private func catchUpPlan(capabilities: Capabilities, backupCommitted: UInt64) -> Plan {
+        guard let backlog = configuration.backlog else { return .fullSync(reason: nil) }
+        guard capabilities.contains(.catchUp) else { return .fullSync(reason: "the backup does not offer catch-up") }
+        switch backlog.catchUp(onto: backupCommitted) {
+        case .success(let plan): return .catchUp(plan)
+        case .failure(let refusal): return .fullSync(reason: refusal.reason)
+        }
     }
 
     /// Iterative pre-copy: send all memory while the guest runs, then what it dirtied meanwhile,
@@ -256,10 +366,36 @@ public final class PrimaryReplicator: @unchecked Sendable {
         while count.map({ done < $0 }) ?? true, !shouldStop() {
             let now = ContinuousClock.now
             if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
-            next = max(next + configuration.interval, ContinuousClock.now)
+            let started = ContinuousClock.now
             try checkpoint(resume: true, encoder: encoder, sender: sender)
             done += 1
+            let (interval, throttle, event) = session.withLock { p in
+                (p.interval.interval, p.recovery?.throttle ?? 0, p.recovery?.poll(now: .now))
+            }
+            if let event { log(event) }
+            // Asynchronous mode, lag over the objective: the guest stays paused for a share of
+            // each interval, which slows its dirtying to what the link carries.
+            if throttle > 0 {
+                let hold = interval * throttle
+                try source.hold(for: hold)
+                session.withLock { $0.statistics.throttledFor += hold }
+            }
+            next = max(started + interval, ContinuousClock.now)
         }
+    }
+
+    private func log(_ event: RecoveryPointMonitor.Event) {
+        let objective = configuration.recoveryPoint?.objective ?? .zero
+        switch event {
+        case .exceeded(let lag):
+            logger.warning("recovery point objective exceeded: the replica lags the guest", metadata: [
+                "lag-ms": "\(lag.wholeMilliseconds)", "objective-ms": "\(objective.wholeMilliseconds)",
+                "throttle": "\(configuration.recoveryPoint?.throttleGuest == true ? "on: the guest is slowed" : "off")"])
+        case .recovered(let lasted):
+            logger.notice("recovery point objective met again", metadata: ["objective-ms": "\(objective.wholeMilliseconds)",
+                                                                        "exceeded-for-ms": "\(lasted.wholeMilliseconds)"])
+        }
+        configuration.metrics?.recoveryPoint(exceeded: { if case .exceeded = event { true } else { false } }())
     }
 
     /// Takes one last checkpoint with the guest left paused and waits for its acknowledgement:
@@ -279,33 +415,87 @@ public final class PrimaryReplicator: @unchecked Sendable {
             captured = try source.capture(epoch: epoch, resume: resume)
         } catch {
             // The capture may have sealed the epoch's disk writes and output before it failed:
-            // continuing the session would lose those writes, so it ends (a new one resyncs).
+            // continuing the session would lose those writes, so it ends, and a new one resyncs.
+            configuration.backlog?.invalidate("a checkpoint capture failed: \(error)")
             session.fail(error)
             throw error
         }
         let captureTime = ContinuousClock.now
-        let unacknowledged = try session.withLock { p in
+        let catchUp = pendingCatchUp
+        pendingCatchUp = nil
+        // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
+        configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges)
+        let (sendable, previousCapture, unacknowledged) = session.withLock { p in
+            p.capturedThrough = epoch
+            let previous = p.statistics.recent.last?.at
             // The session can end while the guest is captured (the backup lost, a protocol error
-            // seen by the receiving thread): this checkpoint is not sent; a new session resyncs.
-            guard p.machine.canSendCheckpoint else {
-                throw p.failure ?? TransportError.closed("the session ended while checkpoint \(epoch) was being captured")
-            }
+            // seen by the receiving thread): this checkpoint is not sent; a new session catches up or resyncs.
+            guard p.machine.canSendCheckpoint else { return (false, previous, 0) }
             p.machine.checkpointSent(epoch)
             p.sentAt[epoch] = captureTime
             p.statistics.note(pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
-            return p.machine.inFlight.count
+            p.recovery?.captured(epoch, at: captureTime)
+            if catchUp != nil { p.catchUp = (epoch, captureTime) }
+            return (true, previous, p.machine.inFlight.count)
+        }
+        guard sendable else {
+            encoder.remember(captured)
+            throw session.withLock { $0.failure } ?? TransportError.closed("the session ended while checkpoint \(epoch) was being captured")
         }
         configuration.metrics?.checkpointCaptured(pause: captured.pause, dirtyPages: captured.pageIndices.count,
                                                   unacknowledged: unacknowledged)
-        let output = try encoder.encodeCheckpoint(captured, epoch: epoch, to: sender)
-        session.withLock {
-            $0.statistics.checkpointsSent += 1
-            $0.statistics.dirtyPages += output.pages
-            $0.statistics.rawBytes += output.rawBytes
-            $0.statistics.wireBytes += output.wireBytes
-            $0.statistics.encodings.merge(output.encodings, uniquingKeysWith: +)
+        let output: CheckpointEncoder.Output
+        do {
+            output = try encoder.encodeCheckpoint(captured, epoch: epoch, catchUp: catchUp.map(content), to: sender)
+        } catch {
+            encoder.remember(captured)
+            throw error
+        }
+        let budget = linkBudget(sender.written)
+        let decision = session.withLock { p in
+            p.statistics.checkpointsSent += 1
+            p.statistics.dirtyPages += output.pages
+            p.statistics.rawBytes += output.rawBytes
+            p.statistics.wireBytes += output.wireBytes
+            p.statistics.encodings.merge(output.encodings, uniquingKeysWith: +)
+            if catchUp != nil {
+                p.statistics.catchUpPages = output.pages
+                p.statistics.catchUpDiskWrites = output.diskWrites
+                p.statistics.catchUpWireBytes = output.wireBytes
+            }
+            return p.interval.checkpointSent(wireBytes: output.wireBytes, span: captureTime - (previousCapture ?? captureTime), budget: budget)
         }
         configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes)
+        configuration.metrics?.interval(decision)
+    }
+
+    /// The catch-up checkpoint's extra content: what the backlog holds after the replica's epoch.
+    private func content(_ plan: ReplicationBacklog.CatchUp) -> CheckpointEncoder.CatchUpContent {
+        let backlog = configuration.backlog!
+        return CheckpointEncoder.CatchUpContent(resentPages: plan.resentPages) { emit in
+            for entry in plan.entries {
+                if let range = entry.journalRange { try backlog.readJournal(range, emit) }
+                if !entry.changes.isEmpty { try emit(entry.changes) }
+            }
+            if let tail = plan.tail { try backlog.readJournal(tail, emit) }
+        }
+    }
+
+    /// What the link may carry, in bytes per second: the cap, or the throughput the sender
+    /// achieved since the last measurement while it was busy, whichever is lower; nil: neither known.
+    private func linkBudget(_ usage: FrameSender.Usage) -> Double? {
+        let busy = usage.busy - lastUsage.busy
+        // Too little busy time says nothing about the link: keep the previous measurement.
+        if busy >= .milliseconds(20) {
+            measuredThroughput = Double(usage.bytes - lastUsage.bytes) / busy.seconds
+            lastUsage = usage
+        }
+        let cap = configuration.bandwidthLimit.map(Double.init)
+        switch (cap, measuredThroughput) {
+        case (let cap?, let measured?): return min(cap, measured)
+        case (let cap?, nil): return cap
+        case (nil, let measured): return measured
+        }
     }
 
     /// Waits until every checkpoint sent has been acknowledged (or `timeout` passes).
@@ -382,9 +572,13 @@ public final class PrimaryReplicator: @unchecked Sendable {
             guard let action else { return }
             switch action {
             case .release(let epoch):
-                let now = ContinuousClock.now
-                session.acknowledge(through: epoch, at: now)
+                let acknowledged = session.acknowledge(through: epoch, at: .now)
+                configuration.backlog?.acknowledged(through: epoch)
                 onRelease(epoch)
+                if let event = acknowledged.recoveryPoint { log(event) }
+                if let duration = acknowledged.caughtUp {
+                    logger.notice("the backup caught up", metadata: ["epoch": "\(epoch)", "seconds": "\(duration)"])
+                }
             case .heartbeat(let beat):
                 // Never waits: an echo that finds the queue full is dropped (one sample fewer).
                 if echoHeartbeats { _ = sender.offer(Message.heartbeatEcho(beat).frame) }
@@ -414,17 +608,31 @@ public final class PrimaryReplicator: @unchecked Sendable {
 final class SessionGuard: @unchecked Sendable {
     struct Protected {
         var machine: PrimarySessionStateMachine
+        var interval: CheckpointIntervalController
         var statistics = PrimaryStatistics()
         var sentAt: [UInt64: ContinuousClock.Instant] = [:]
         var failure: Error?
+        /// The newest epoch captured, sent or not (a session can end while one is captured).
+        var capturedThrough: UInt64 = 0
+        /// Asynchronous mode's lag bookkeeping; nil: synchronous.
+        var recovery: RecoveryPointMonitor?
+        /// The catch-up checkpoint until it is acknowledged, and when it was captured.
+        var catchUp: (epoch: UInt64, capturedAt: ContinuousClock.Instant)?
+    }
+
+    /// What an acknowledgement changed beyond the window, for the log.
+    struct Acknowledged {
+        var recoveryPoint: RecoveryPointMonitor.Event?
+        /// The catch-up checkpoint is acknowledged, this long after its capture.
+        var caughtUp: Duration?
     }
 
     private let condition = NSCondition()
     private var protected: Protected
     private let metrics: AgentMetrics?
 
-    init(machine: PrimarySessionStateMachine, metrics: AgentMetrics?) {
-        protected = Protected(machine: machine)
+    init(machine: PrimarySessionStateMachine, interval: CheckpointIntervalController, metrics: AgentMetrics?) {
+        protected = Protected(machine: machine, interval: interval)
         self.metrics = metrics
     }
 
@@ -434,8 +642,9 @@ final class SessionGuard: @unchecked Sendable {
         return try body(&protected)
     }
 
-    func acknowledge(through epoch: UInt64, at now: ContinuousClock.Instant) {
-        withLock { p in
+    func acknowledge(through epoch: UInt64, at now: ContinuousClock.Instant) -> Acknowledged {
+        defer { condition.broadcast() }
+        return withLock { p in
             for (sent, at) in p.sentAt where sent <= epoch {
                 p.statistics.note(ackLatency: now - at)
                 metrics?.acknowledged(latency: now - at)
@@ -444,8 +653,19 @@ final class SessionGuard: @unchecked Sendable {
             }
             p.statistics.lastAcknowledgedEpoch = epoch
             metrics?.committed(epoch: epoch, unacknowledged: p.machine.inFlight.count)
+            var result = Acknowledged()
+            if let (peak, event) = p.recovery?.acknowledged(through: epoch, now: now) {
+                p.statistics.note(lagPeak: peak)
+                metrics?.replicaLagged(peak: peak)
+                result.recoveryPoint = event
+            }
+            if let catchUp = p.catchUp, catchUp.epoch <= epoch {
+                result.caughtUp = now - catchUp.capturedAt
+                p.statistics.catchUpDuration = result.caughtUp
+                p.catchUp = nil
+            }
+            return result
         }
-        condition.broadcast()
     }
 
     func fail(_ error: Error) {

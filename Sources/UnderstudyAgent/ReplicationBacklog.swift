@@ -102,7 +102,11 @@ public final class ReplicationBacklog: @unchecked Sendable {
         return lock.withLock {
             guard broken == nil else { return nil }
             do {
-                if journal == nil { journal = try DiskChangeJournal(path: journalPath, limit: journalLimit) }
+                if journal == nil {
+                    try FileManager.default.createDirectory(atPath: (journalPath as NSString).deletingLastPathComponent,
+                                                            withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                    journal = try DiskChangeJournal(path: journalPath, limit: journalLimit)
+                }
                 let range = try journal!.append(changes)
                 tail = tail.map { $0.lowerBound..<range.upperBound } ?? range
                 return nil

@@ -46,6 +46,10 @@ public final class VMProtector: @unchecked Sendable {
     /// The checkpoint this VM was activated from (nil: booted here).
     private let activatedFromEpoch: UInt64?
     private let wake = NSCondition()
+    /// Unacknowledged checkpoints and disk writes kept across sessions for catch-up; nil: none kept.
+    private let backlog: ReplicationBacklog?
+    /// Asynchronous protection: output is never held for acknowledgements.
+    private var asynchronous: Bool { configuration.replication.mode == .asynchronous }
 
     private struct State {
         var phase: Phase
@@ -81,9 +85,16 @@ public final class VMProtector: @unchecked Sendable {
             primary.firstEpoch = firstEpoch
             // A reconnection attempt must not stall the loop for long: the policy and stop are checked between them.
             primary.connectTimeout = min(primary.connectTimeout, max(configuration.failover.reconnect, .seconds(1)))
+            let replication = configuration.replication
+            backlog = replication.catchUpJournalLimit > 0
+                ? ReplicationBacklog(memorySize: Int(source.identity.memorySize), journalPath: replication.catchUpJournal,
+                                     journalLimit: replication.catchUpJournalLimit)
+                : nil
+            primary.backlog = backlog
             primaryConfiguration = primary
         } else {
             primaryConfiguration = nil
+            backlog = nil
         }
         self.source = source
         self.devices = devices
@@ -147,7 +158,7 @@ public final class VMProtector: @unchecked Sendable {
         while true {
             if let outcome = checkEnd() { return outcome }
             applyPolicyIfDue()
-            devices.discardRecordedDiskWrites()
+            keepRecordedDiskWrites()
             var sessionConfiguration = primaryConfiguration
             sessionConfiguration.firstEpoch = nextEpoch
             let replicator = PrimaryReplicator(source: source, configuration: sessionConfiguration, disk: devices.diskImage, logger: logger,
@@ -156,8 +167,8 @@ public final class VMProtector: @unchecked Sendable {
             do {
                 try replicator.start(beforeSync: { [self] in
                     set(.syncing, nil)
-                    devices.holdOutputFromNextEpoch()
-                })
+                    if !asynchronous { devices.holdOutputFromNextEpoch() }
+                }, beforeFullSync: { [devices] in devices.discardRecordedDiskWrites() })
             } catch {
                 devices.cancelPendingHold()
                 replicator.abandon()
@@ -167,7 +178,7 @@ public final class VMProtector: @unchecked Sendable {
                 state.withLock {
                     $0.replicator = nil
                     $0.detail = "backup unreachable: \(text)"
-                    if $0.phase == .syncing || $0.phase == .connecting { $0.phase = $0.lostAt == nil ? .unprotected : .holding }
+                    if $0.phase == .syncing || $0.phase == .connecting { $0.phase = $0.lostAt == nil || asynchronous ? .unprotected : .holding }
                 }
                 waitForRetry()
                 continue
@@ -187,7 +198,7 @@ public final class VMProtector: @unchecked Sendable {
             } catch {
                 failure = error
             }
-            nextEpoch = replicator.lastCapturedEpoch + 1
+            nextEpoch = max(replicator.lastCapturedEpoch, nextEpoch - 1) + 1
             if failure == nil, let request = state.withLock({ $0.switchover }) {
                 if let outcome = handOver(replicator, request) { return outcome }
                 nextEpoch = replicator.lastCapturedEpoch + 1
@@ -201,14 +212,27 @@ public final class VMProtector: @unchecked Sendable {
             replicator.abandon()
             state.withLock {
                 $0.replicator = nil
-                $0.phase = .holding
+                $0.phase = asynchronous ? .unprotected : .holding
                 $0.lostAt = .now
                 $0.detail = "backup lost: \(failure!)"
             }
-            logger.error("backup lost: output of unacknowledged checkpoints is held", metadata: [
-                "error": "\(failure!)", "grace-ms": "\(configuration.failover.grace.wholeMilliseconds)",
-                "policy": "\(configuration.failover.policy)"])
+            if asynchronous {
+                logger.error("backup lost: the replica falls behind until the link is back (asynchronous mode: output passes)",
+                             metadata: ["error": "\(failure!)", "catch-up": "\(backlog == nil ? "off" : "on")"])
+            } else {
+                logger.error("backup lost: output of unacknowledged checkpoints is held", metadata: [
+                    "error": "\(failure!)", "grace-ms": "\(configuration.failover.grace.wholeMilliseconds)",
+                    "policy": "\(configuration.failover.policy)"])
+            }
         }
+    }
+
+    /// Between sessions: the disk writes recorded since the last checkpoint go to the catch-up
+    /// journal (or are forgotten when no catch-up is possible: the next session copies the disk).
+    private func keepRecordedDiskWrites() {
+        let changes = devices.takeRecordedDiskWrites()
+        guard let overflow = backlog?.spill(changes) else { return }
+        logger.warning("the next connection to the backup resynchronises in full", metadata: ["why": "\(overflow)"])
     }
 
     /// Why this node could not serve as the backup after a switchover (nil: it can).
@@ -342,7 +366,7 @@ public final class VMProtector: @unchecked Sendable {
                     return (s.phase, s.withheldRelease)
                 }
                 logger.notice("witness lease held again: output may leave")
-                if phase == .unprotected { devices.setOutputMode(.unprotected) }
+                if phase == .unprotected || asynchronous { devices.setOutputMode(.unprotected) }
                 if let withheld { devices.release(through: withheld) }
             } else if let holder = fence.holder {
                 state.withLock { $0.fencedBy = holder }
@@ -390,6 +414,11 @@ public final class VMProtector: @unchecked Sendable {
         }
         status.sessions = sessions
         status.fence = fence.kind
+        if primaryConfiguration != nil {
+            status.protectionMode = configuration.replication.mode.rawValue
+            if asynchronous { status.recoveryPointObjectiveMilliseconds = configuration.replication.recoveryPointObjective.seconds * 1000 }
+            status.catchUpJournalBytes = backlog?.journalBytes
+        }
         status.activatedFromEpoch = activatedFromEpoch
         status.add(devices: devices)
         return status

@@ -61,6 +61,8 @@ public final class FrameSender: @unchecked Sendable {
     public struct Usage: Sendable, Equatable {
         public var bytes = 0
         public var busy: Duration = .zero
+
+        public init() {}
     }
 
     private let queue: BlockingQueue<Frame>

@@ -71,6 +71,7 @@ public struct FailoverConfiguration: Sendable, Equatable {
 /// interval_ms = 25
 /// max_epochs_in_flight = 4
 /// dirty_tracking = "auto"               # auto | pagemap | compare
+/// mode = "synchronous"                  # or asynchronous: see ReplicationConfiguration for the WAN keys
 ///
 /// [backup]
 /// listen = "0.0.0.0:7400"
@@ -115,6 +116,8 @@ public struct AgentConfiguration: Sendable {
     public var interval: Duration
     public var maxEpochsInFlight: Int
     public var dirtyTracking: DirtyTrackingPreference
+    /// `[replication]`'s keys for thin and long links (mode, objective, cap, adaptive interval, catch-up).
+    public var replication: ReplicationConfiguration
     public var listen: Endpoint?
     public var replicaDirectory: String?
     /// The guest NIC's MAC address; the same on both nodes, so the network sees one machine.
@@ -155,7 +158,7 @@ public struct AgentConfiguration: Sendable {
     }
 
     public init(document d: TOMLDocument) throws(ConfigurationError) {
-        try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys))
+        try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys).union(ReplicationConfiguration.knownKeys))
         source = d.source
         drill = try DrillConfiguration(document: d)
         nodeName = try d.requiredString("node.name")
@@ -199,6 +202,11 @@ public struct AgentConfiguration: Sendable {
         interval = .milliseconds(try d.integer("replication.interval_ms", in: 1...60_000) ?? 25)
         maxEpochsInFlight = Int(try d.integer("replication.max_epochs_in_flight", in: 1...64) ?? 4)
         dirtyTracking = try d.oneOf("replication.dirty_tracking", DirtyTrackingPreference.self) ?? .auto
+        replication = try ReplicationConfiguration(document: d, interval: interval, stateDirectory: stateDirectory)
+        if replication.mode == .asynchronous, unsafeNoOutputBuffering {
+            throw ConfigurationError(source: d.source, line: d.line(of: "network.unsafe_no_output_buffering"), key: "network.unsafe_no_output_buffering",
+                                     message: "asynchronous mode already lets output pass: remove this key")
+        }
         listen = try Self.endpoint(d, "backup.listen")
         replicaDirectory = try d.string("backup.replica_dir")
         heartbeat = HeartbeatMonitor.Configuration(
@@ -253,9 +261,15 @@ public struct AgentConfiguration: Sendable {
     /// Checks the keys the primary role needs.
     public func primary() throws(ConfigurationError) -> PrimaryConfiguration {
         guard let peerAddress else { throw missing("peer.address", "the primary needs the backup's address") }
-        return PrimaryConfiguration(nodeName: nodeName, backup: peerAddress, tls: tls, interval: interval,
-                                    maxEpochsInFlight: maxEpochsInFlight,
-                                    requiredCapabilities: vm.diskImage == nil ? [.deviceState] : [.deviceState, .diskWrites])
+        var primary = PrimaryConfiguration(nodeName: nodeName, backup: peerAddress, tls: tls, interval: interval,
+                                           maxEpochsInFlight: maxEpochsInFlight,
+                                           requiredCapabilities: vm.diskImage == nil ? [.deviceState] : [.deviceState, .diskWrites])
+        primary.maximumInterval = replication.maximumInterval
+        primary.bandwidthLimit = replication.bandwidthLimit
+        if replication.mode == .asynchronous {
+            primary.recoveryPoint = RecoveryPointObjective(objective: replication.recoveryPointObjective, throttleGuest: replication.throttleGuest)
+        }
+        return primary
     }
 
     /// Checks the keys the backup role needs.

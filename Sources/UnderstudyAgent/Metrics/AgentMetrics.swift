@@ -41,6 +41,13 @@ public final class AgentMetrics: Sendable {
     private let heldBytes: CoreMetrics.Gauge
     private let droppedFrames: CoreMetrics.Counter
     private let roles: [Role: CoreMetrics.Gauge]
+    private let interval: CoreMetrics.Gauge
+    private let intervalReasons: [CheckpointIntervalController.Reason: CoreMetrics.Gauge]
+    private let linkBudget: CoreMetrics.Gauge
+    private let checkpointDemand: CoreMetrics.Gauge
+    private let replicaLag: CoreMetrics.Timer
+    private let recoveryPointExceeded: CoreMetrics.Gauge
+    private let sessionStarts: [String: CoreMetrics.Counter]
 
     private struct Bookkeeping {
         /// When the last checkpoint committed (or the metrics were created, before any did).
@@ -61,6 +68,8 @@ public final class AgentMetrics: Sendable {
     static let ackBuckets: [Duration] = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000].map { .microseconds(Int64($0 * 1000)) }
     static let rttBuckets: [Duration] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000].map { .microseconds(Int64($0 * 1000)) }
     static let dirtyPageBuckets: [Double] = [0, 10, 100, 1000, 10_000, 100_000, 1_000_000]
+    /// A LAN pair's tens of milliseconds to a lagging WAN replica's minutes.
+    static let lagBuckets: [Duration] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300].map { .milliseconds(Int64($0 * 1000)) }
 
     public init(vm: String) {
         self.vm = vm
@@ -71,6 +80,7 @@ public final class AgentMetrics: Sendable {
             "understudy_checkpoint_pause_seconds": Self.pauseBuckets,
             "understudy_ack_latency_seconds": Self.ackBuckets,
             "understudy_heartbeat_rtt_seconds": Self.rttBuckets,
+            "understudy_replica_lag_seconds": Self.lagBuckets,
         ]
         factory.valueHistogramBuckets = ["understudy_checkpoint_dirty_pages": Self.dirtyPageBuckets]
         let labels = [("vm", vm)]
@@ -93,6 +103,20 @@ public final class AgentMetrics: Sendable {
             roles[role] = CoreMetrics.Gauge(label: "understudy_role", dimensions: labels + [("role", role.rawValue)], factory: factory)
         }
         self.roles = roles
+        interval = CoreMetrics.Gauge(label: "understudy_checkpoint_interval_seconds", dimensions: labels, factory: factory)
+        var reasons: [CheckpointIntervalController.Reason: CoreMetrics.Gauge] = [:]
+        for reason in CheckpointIntervalController.Reason.allCases {
+            reasons[reason] = CoreMetrics.Gauge(label: "understudy_checkpoint_interval_reason", dimensions: labels + [("reason", reason.rawValue)],
+                                                factory: factory)
+        }
+        intervalReasons = reasons
+        linkBudget = CoreMetrics.Gauge(label: "understudy_link_budget_bytes_per_second", dimensions: labels, factory: factory)
+        checkpointDemand = CoreMetrics.Gauge(label: "understudy_checkpoint_demand_bytes_per_second", dimensions: labels, factory: factory)
+        replicaLag = CoreMetrics.Timer(label: "understudy_replica_lag_seconds", dimensions: labels, factory: factory)
+        recoveryPointExceeded = CoreMetrics.Gauge(label: "understudy_recovery_point_exceeded", dimensions: labels, factory: factory)
+        sessionStarts = Dictionary(uniqueKeysWithValues: ["catch_up", "full_sync"].map { kind in
+            (kind, CoreMetrics.Counter(label: "understudy_session_starts_total", dimensions: labels + [("kind", kind)], factory: factory))
+        })
         bookkeeping = Mutex(Bookkeeping(lastCommit: .now))
         setRole(.starting)
     }
@@ -144,6 +168,23 @@ public final class AgentMetrics: Sendable {
         guard beat.senderTime <= now, now - beat.senderTime < UInt64(Int64.max) else { return }
         heartbeatRTT.record(duration: .nanoseconds(Int64(now - beat.senderTime)))
     }
+
+    /// The adaptive interval's choice after a checkpoint: the interval, why, and the rates behind it.
+    public func interval(_ decision: CheckpointIntervalController.Decision) {
+        interval.record(decision.interval.seconds)
+        for (reason, gauge) in intervalReasons { gauge.record(reason == decision.reason ? 1 : 0) }
+        linkBudget.record(decision.budgetBytesPerSecond ?? 0)
+        checkpointDemand.record(decision.demandBytesPerSecond)
+    }
+
+    /// Asynchronous mode: the replica's lag just before an acknowledgement (its peak).
+    public func replicaLagged(peak: Duration) { replicaLag.record(duration: peak) }
+
+    /// Asynchronous mode: the lag went over the recovery-point objective, or back under it.
+    public func recoveryPoint(exceeded: Bool) { recoveryPointExceeded.record(exceeded ? 1 : 0) }
+
+    /// A session brought the backup up to date with a catch-up checkpoint or a full synchronisation.
+    public func sessionStarted(catchUp: Bool) { sessionStarts[catchUp ? "catch_up" : "full_sync"]?.increment() }
 
     /// The node's role changed.
     public func setRole(_ current: Role) {

@@ -1,0 +1,93 @@
+import Foundation
+
+/// How output relates to the backup's acknowledgements.
+public enum ProtectionMode: String, Sendable, CaseIterable {
+    /// Output commit: no frame leaves before the checkpoint that produced it is acknowledged
+    /// (an HA pair: a failover loses nothing anyone saw).
+    case synchronous
+    /// Output leaves at once; the replica may lag by at most the recovery-point objective (a
+    /// disaster-recovery replica over a WAN: a failover loses up to that much recent work).
+    case asynchronous
+}
+
+/// The `[replication]` keys for thin and long links: protection mode, recovery-point objective,
+/// bandwidth cap, adaptive interval, catch-up after a lost link. (The table's other keys,
+/// `interval_ms`, `max_epochs_in_flight` and `dirty_tracking`, are read by `AgentConfiguration`.)
+///
+/// ```toml
+/// [replication]
+/// mode = "asynchronous"                 # synchronous (output commit) | asynchronous (DR replica)
+/// rpo_ms = 5000                         # asynchronous: the replica may lag this much; more raises an alert
+/// throttle_guest = false                # asynchronous: over the objective, pause the guest briefly between checkpoints
+/// interval_max_ms = 2000                # the interval adapts between interval_ms and this to fit the link
+/// bandwidth_limit = "20Mbit"            # cap on the replication stream: bytes/s, or a number with kbit/Mbit/Gbit/KB/MB/GB
+/// catch_up_journal = "/var/lib/understudy/web-1/catch-up.journal"  # disk writes kept while the link is down
+/// catch_up_journal_mib = 256            # past this the next connection resynchronises in full; 0: always resync
+/// ```
+public struct ReplicationConfiguration: Sendable, Equatable {
+    public var mode: ProtectionMode
+    public var recoveryPointObjective: Duration
+    public var throttleGuest: Bool
+    /// The longest interval the adaptive interval may choose; nil: the interval is fixed.
+    public var maximumInterval: Duration?
+    /// Bytes per second; nil: no cap.
+    public var bandwidthLimit: Int?
+    public var catchUpJournal: String
+    /// Bytes; 0: no catch-up.
+    public var catchUpJournalLimit: Int
+
+    static let knownKeys: Set<String> = [
+        "replication.mode", "replication.rpo_ms", "replication.throttle_guest", "replication.interval_max_ms",
+        "replication.bandwidth_limit", "replication.catch_up_journal", "replication.catch_up_journal_mib",
+    ]
+
+    init(document d: TOMLDocument, interval: Duration, stateDirectory: String) throws(ConfigurationError) {
+        mode = try d.oneOf("replication.mode", ProtectionMode.self) ?? .synchronous
+        recoveryPointObjective = .milliseconds(try d.integer("replication.rpo_ms", in: 1...86_400_000) ?? 5000)
+        throttleGuest = try d.bool("replication.throttle_guest") ?? false
+        if mode == .synchronous {
+            for key in ["replication.rpo_ms", "replication.throttle_guest"] where d.value(key) != nil {
+                throw ConfigurationError(source: d.source, line: d.line(of: key), key: key,
+                                         message: "only applies with mode = \"asynchronous\" (synchronous mode holds output instead)")
+            }
+        }
+        maximumInterval = try d.integer("replication.interval_max_ms", in: 1...600_000).map { .milliseconds($0) }
+        if let maximumInterval, maximumInterval < interval {
+            throw ConfigurationError(source: d.source, line: d.line(of: "replication.interval_max_ms"), key: "replication.interval_max_ms",
+                                     message: "\(maximumInterval.wholeMilliseconds) ms is shorter than interval_ms (\(interval.wholeMilliseconds) ms), the shortest interval")
+        }
+        bandwidthLimit = try Self.bandwidth(d, "replication.bandwidth_limit")
+        catchUpJournal = try d.string("replication.catch_up_journal") ?? "\(stateDirectory)/catch-up.journal"
+        catchUpJournalLimit = Int(try d.integer("replication.catch_up_journal_mib", in: 0...1_048_576) ?? 256) << 20
+    }
+
+    /// Parses a bandwidth: an integer of bytes per second, or a string with a unit (per second):
+    /// bits (`kbit`, `Mbit`, `Gbit`) or bytes (`KB`, `MB`, `GB`, decimal).
+    static func bandwidth(_ d: TOMLDocument, _ key: String) throws(ConfigurationError) -> Int? {
+        guard let value = d.value(key) else { return nil }
+        let fail = { (message: String) in ConfigurationError(source: d.source, line: d.line(of: key), key: key, message: message) }
+        if case .integer(let bytes) = value {
+            guard bytes >= 1024 else { throw fail("\(bytes) bytes/s is below 1 KB/s") }
+            return Int(bytes)
+        }
+        guard let text = try d.string(key) else { return nil }
+        guard let bytes = parseBandwidth(text) else {
+            throw fail("\"\(text)\" is not a bandwidth: write bytes per second (20000000) or a number with a unit (\"20Mbit\", \"2.5MB\")")
+        }
+        guard bytes >= 1024 else { throw fail("\"\(text)\" is below 1 KB/s") }
+        return bytes
+    }
+
+    /// Bytes per second of `"20Mbit"`, `"2.5MB"`, `"800kbit"`…; nil when it is not one.
+    static func parseBandwidth(_ text: String) -> Int? {
+        let units: [(String, Double)] = [("kbit", 1e3 / 8), ("Mbit", 1e6 / 8), ("Gbit", 1e9 / 8), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9)]
+        let trimmed = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "/s", with: "")
+        for (unit, factor) in units where trimmed.hasSuffix(unit) {
+            guard let number = Double(trimmed.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), number > 0, number.isFinite else {
+                return nil
+            }
+            return Int((number * factor).rounded())
+        }
+        return nil
+    }
+}
