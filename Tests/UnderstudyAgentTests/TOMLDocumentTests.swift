@@ -467,6 +467,57 @@ struct TOMLDocumentTests {
             """))
     }
 
+    @Test func replicationKeysForThinLinksHaveDefaultsAndNameTheKeyWhenWrong() throws {
+        let plain = try agentConfiguration("")
+        #expect(plain.replication.mode == .synchronous)
+        #expect(plain.replication.maximumInterval == nil && plain.replication.bandwidthLimit == nil)
+        #expect(plain.replication.catchUpJournalLimit == 256 << 20)
+        #expect(plain.replication.catchUpJournal == "/var/lib/understudy/web-1/catch-up.journal")
+        let wan = try AgentConfiguration(document: parse("""
+            [node]
+            name = "a"
+            certificates = "/c"
+            [peer]
+            name = "b"
+            address = "192.0.2.9:7400"
+            [vm]
+            id = "web-1"
+            memory_mib = 64
+            kernel = "/k"
+            [replication]
+            mode = "asynchronous"
+            rpo_ms = 3000
+            throttle_guest = true
+            interval_ms = 50
+            interval_max_ms = 2000
+            bandwidth_limit = "20Mbit"
+            catch_up_journal_mib = 0
+            """))
+        #expect(wan.replication.mode == .asynchronous && wan.replication.throttleGuest)
+        #expect(wan.replication.recoveryPointObjective == .seconds(3))
+        #expect(wan.replication.bandwidthLimit == 2_500_000)
+        #expect(wan.replication.catchUpJournalLimit == 0)
+        let primary = try wan.primary()
+        #expect(primary.recoveryPoint == RecoveryPointObjective(objective: .seconds(3), throttleGuest: true))
+        #expect(primary.maximumInterval == .seconds(2) && primary.interval == .milliseconds(50))
+        #expect(primary.bandwidthLimit == 2_500_000)
+        #expect(try agentConfiguration("[replication]\nbandwidth_limit = 1250000").replication.bandwidthLimit == 1_250_000)
+        #expect(ReplicationConfiguration.parseBandwidth("2.5MB") == 2_500_000)
+        #expect(ReplicationConfiguration.parseBandwidth("800kbit") == 100_000)
+        #expect(ReplicationConfiguration.parseBandwidth("1Gbit/s") == 125_000_000)
+        #expect(ReplicationConfiguration.parseBandwidth("fast") == nil)
+        #expect(ReplicationConfiguration.parseBandwidth("-3Mbit") == nil)
+
+        func failure(_ extra: String) -> ConfigurationError? { accessorError { try agentConfiguration(extra) } }
+        #expect(failure("[replication]\nmode = \"async\"")?.key == "replication.mode")
+        #expect(failure("[replication]\nrpo_ms = 1000")?.description.contains("asynchronous") == true, "an objective only means something in asynchronous mode")
+        #expect(failure("[replication]\ninterval_ms = 100\ninterval_max_ms = 50")?.key == "replication.interval_max_ms")
+        #expect(failure("[replication]\nbandwidth_limit = \"lots\"")?.description.contains("20Mbit") == true)
+        #expect(failure("[replication]\nbandwidth_limit = 10")?.key == "replication.bandwidth_limit")
+        #expect(failure("[replication]\nmode = \"asynchronous\"\n[network]\nunsafe_no_output_buffering = true")?.key
+                == "network.unsafe_no_output_buffering")
+    }
+
     @Test func failoverKeysHaveSafeDefaultsAndNameTheKeyWhenWrong() throws {
         func configuration(_ extra: String) throws -> AgentConfiguration { try agentConfiguration(extra) }
         let plain = try configuration("")

@@ -563,4 +563,33 @@ struct BackupSessionStateMachineTests {
         var backup = Self.ready()
         Self.expectClose(backup.received(message.frame), "unexpected", backup)
     }
+
+    @Test("a catch-up starts on the replica's committed epoch and accepts the next checkpoint whatever its number")
+    func catchUp() {
+        var backup = Self.welcomed(committedEpoch: 40)
+        #expect(backup.received(Message.catchUpBegin(baseEpoch: 40).frame) == .beginCatchUp(baseEpoch: 40))
+        #expect(backup.received(Message.checkpointBegin(epoch: 47).frame) == .beginEpoch(47))
+        let empty = ContentSummary(epoch: 47, pageCount: 0, digest: Fixtures.digest([]))
+        #expect(backup.received(Message.checkpointEnd(empty).frame) == .commit(epoch: 47))
+        // After it, the usual order.
+        Self.expectClose(backup.received(Message.checkpointBegin(epoch: 49).frame), "unexpected", containing: "skips", backup)
+    }
+
+    @Test("a catch-up from another epoch than the replica's, from none, or without the capability is refused")
+    func catchUpRefused() {
+        var other = Self.welcomed(committedEpoch: 40)
+        Self.expectClose(other.received(Message.catchUpBegin(baseEpoch: 39).frame), "unexpected", containing: "full synchronisation", other)
+        var empty = Self.welcomed(committedEpoch: 0)
+        Self.expectClose(empty.received(Message.catchUpBegin(baseEpoch: 0).frame), "unexpected", empty)
+        var old = BackupSessionStateMachine(identity: Self.identity, capabilities: Capabilities.supported.subtracting(.catchUp), committedEpoch: 40)
+        _ = old.received(Fixtures.hello(required: [.deviceState]))
+        Self.expectClose(old.received(Message.catchUpBegin(baseEpoch: 40).frame), "unexpected", containing: "capability", old)
+        // The catch-up checkpoint must come after the replica's.
+        var stale = Self.welcomed(committedEpoch: 40)
+        _ = stale.received(Message.catchUpBegin(baseEpoch: 40).frame)
+        Self.expectClose(stale.received(Message.checkpointBegin(epoch: 40).frame), "unexpected", containing: "not after", stale)
+        // Once checkpoints flow, CATCH_UP_BEGIN is out of place.
+        var ready = Self.ready()
+        Self.expectClose(ready.received(Message.catchUpBegin(baseEpoch: 1).frame), "unexpected", ready)
+    }
 }

@@ -50,6 +50,7 @@ struct MessageRoundTripTests {
             (.syncBegin(SyncBegin(pageCount: 64)), .syncBegin),
             (.syncPages(try samplePageBatch(type: .syncPages, epoch: 0)), .syncPages),
             (.syncEnd(summary(0, 1)), .syncEnd),
+            (.catchUpBegin(baseEpoch: 41), .catchUpBegin),
             (.checkpointBegin(epoch: 1), .checkpointBegin),
             (.checkpointBegin(epoch: .max), .checkpointBegin),
             (.pages(try samplePageBatch(type: .pages, epoch: 77)), .pages),
@@ -118,7 +119,7 @@ struct MessageRoundTripTests {
         #expect(hello.count == 5 + 8 + 2 + 3 + 8 + 4 + 8 + 8 + 8 + 3)
         #expect(Array(hello[30..<38]) == [0, 0, 0, 0, 0, 0, 2, 0], "disk size follows the page size")
         #expect(Message.welcome(Welcome(capabilities: .supported, committedEpoch: 3)).frame.bytes
-            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x1F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 4")
+            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x3F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 5")
     }
 
     @Test("random field values round-trip")

@@ -48,7 +48,7 @@ public struct CheckpointIntervalController: Sendable, Equatable {
     public private(set) var decision: Decision
 
     public init(minimum: Duration, maximum: Duration) {
-        precondition(minimum > .zero && maximum >= minimum)
+        precondition(minimum >= .zero && maximum >= minimum)
         self.minimum = minimum
         self.maximum = maximum
         decision = Decision(interval: minimum, reason: .shortest, demandBytesPerSecond: 0, budgetBytesPerSecond: nil)
@@ -70,7 +70,8 @@ public struct CheckpointIntervalController: Sendable, Equatable {
         if let budget, budget > 0 {
             let load = decision.demandBytesPerSecond / (budget * Self.utilisation)
             if load > 1 {
-                interval = interval * load
+                // From a zero interval (back to back) stretching starts at a millisecond.
+                interval = max(interval, .milliseconds(1)) * load
             } else if load < Self.shrinkBelow {
                 interval = interval * 0.75
             }
