@@ -8,7 +8,8 @@ import CUnderstudyShims
 public enum CompressionMode: Sendable, Equatable, LosslessStringConvertible {
     /// `LZ4_compress_default`: hundreds of MB/s per core.
     case fast
-    /// `LZ4_compress_HC` at `level` (1...12; 10 and up use the optimal parser, much slower).
+    /// `LZ4_compress_HC` at `level` (1...12): on text-like pages about 10% smaller than `fast`
+    /// and about 8 times slower at level 9; 10 and up use the optimal parser, slower still.
     /// A level outside `highLevels` is clamped into it when compressing; parsing rejects it.
     case high(level: Int)
 
@@ -29,6 +30,7 @@ public enum CompressionMode: Sendable, Equatable, LosslessStringConvertible {
         }
     }
 
+    /// `lz4`, or `lz4hc:N` with the level always spelled out, so that logs say what ran.
     public var description: String {
         switch self {
         case .fast: "lz4"

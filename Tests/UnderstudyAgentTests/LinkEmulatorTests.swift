@@ -50,6 +50,36 @@ struct LinkEmulatorTests {
         #expect(eventually { emulator.bytesForwarded == (payload.count, 8) }, "forwarded \(emulator.bytesForwarded)")
     }
 
+    @Test("a full bottleneck queue holds the sender back, and delivery keeps to the rate")
+    func backpressure() throws {
+        let server = try LocalServer(handler: LocalServer.sink)
+        let rate = 100_000
+        let emulator = try LinkEmulator(target: ("127.0.0.1", server.port),
+                                        shape: .init(bytesPerSecond: rate, queueBytes: 64 * 1024))
+        defer {
+            emulator.close()
+            server.stop()
+        }
+        let fd = try connectClient(to: emulator.port)
+        defer { close(fd) }
+        // Write without blocking for half a second. An emulator that read regardless of its queue
+        // would take everything loopback can carry (gigabytes); one that stops reading lets only
+        // the socket buffers fill (a few MB at most).
+        let chunk = [UInt8](repeating: 7, count: 65536)
+        var written = 0
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < .milliseconds(500) {
+            // The pointer and count come from the array, valid for the call.
+            let count = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            if count > 0 { written += count } else { usleep(1000) }
+        }
+        let elapsed = ContinuousClock.now - start
+        let delivered = emulator.bytesForwarded.toTarget
+        #expect(written < 32 << 20, "the sender wrote \(written) bytes in \(elapsed)")
+        let allowed = Int(Double(rate) * (elapsed / .seconds(1)))
+        #expect(delivered > 0 && delivered <= allowed + 16 * 1024, "\(delivered) bytes delivered in \(elapsed) at \(rate) B/s")
+    }
+
     @Test("cut resets established connections on both sides and closes new ones; restore lets them pass again")
     func cutAndRestore() throws {
         let ended = DispatchSemaphore(value: 0)

@@ -96,17 +96,21 @@ public final class LinkEmulator: @unchecked Sendable {
 
     /// Stops listening, resets every connection and joins every thread. Later calls do nothing.
     public func close() {
-        let (accepting, dropped) = lock.withLock {
-            guard !closed else { return (nil as JoinableThread?, [ProxiedConnection]()) }
-            closed = true
+        let accepting: JoinableThread? = lock.withLock {
             defer {
-                connections.removeAll()
+                closed = true
                 acceptThread = nil
             }
-            return (acceptThread, connections)
+            return closed ? nil : acceptThread
         }
+        guard let accepting else { return }
         listener.close()
-        accepting?.join()
+        accepting.join()
+        // The accept loop has ended, so nothing adds connections any more.
+        let dropped = lock.withLock {
+            defer { connections.removeAll() }
+            return connections
+        }
         ProxiedConnection.reset(dropped)
     }
 
@@ -136,8 +140,10 @@ public final class LinkEmulator: @unchecked Sendable {
     /// Joins and closes the connections whose both directions ended (EOF or an error).
     private func closeFinishedConnections() {
         let finished = lock.withLock {
-            defer { connections.removeAll { $0.isFinished } }
-            return connections.filter { $0.isFinished }
+            // Decided once per connection: one that finishes meanwhile waits for the next round.
+            let split = Dictionary(grouping: connections) { $0.isFinished }
+            connections = split[false] ?? []
+            return split[true] ?? []
         }
         for connection in finished { connection.finish() }
     }
@@ -173,8 +179,8 @@ private final class ProxiedConnection: @unchecked Sendable {
     static let unlimitedInFlightBytes = 64 * 1024 * 1024
 
     private struct Chunk {
-        var bytes: [UInt8]
-        var deliverAt: ContinuousClock.Instant
+        let bytes: [UInt8]
+        let deliverAt: ContinuousClock.Instant
     }
 
     /// One direction's bottleneck: chunks from reading to delivery.
@@ -197,7 +203,21 @@ private final class ProxiedConnection: @unchecked Sendable {
             return min(shape.queueBytes - waiting, shape.queueBytes + onTheWire - heldBytes)
         }
 
-        mutating func popFirst() -> Chunk {
+        /// Queues `bytes` read at `now`: serialised back to back behind what waits, delivered
+        /// the one-way delay later.
+        mutating func append(_ bytes: [UInt8], at now: ContinuousClock.Instant, shape: LinkEmulator.Shape) {
+            let start = max(now, serialisedUntil)
+            serialisedUntil = shape.bytesPerSecond > 0
+                ? start + .nanoseconds(Int64(bytes.count) * 1_000_000_000 / Int64(shape.bytesPerSecond)) : start
+            chunks.append(Chunk(bytes: bytes, deliverAt: serialisedUntil + shape.oneWayDelay))
+            heldBytes += bytes.count
+        }
+
+        /// Takes the oldest chunk if it is due at `now`; otherwise says how long until it is.
+        mutating func takeDue(at now: ContinuousClock.Instant) -> Due {
+            guard head < chunks.count else { return .empty }
+            let wait = chunks[head].deliverAt - now
+            guard wait <= .zero else { return .notYet(wait) }
             let chunk = chunks[head]
             head += 1
             heldBytes -= chunk.bytes.count
@@ -206,8 +226,14 @@ private final class ProxiedConnection: @unchecked Sendable {
                 chunks.removeFirst(head)
                 head = 0
             }
-            return chunk
+            return .due(chunk.bytes)
         }
+    }
+
+    private enum Due {
+        case due([UInt8])
+        case notYet(Duration)
+        case empty
     }
 
     private enum Next {
@@ -216,8 +242,8 @@ private final class ProxiedConnection: @unchecked Sendable {
         case aborted
     }
 
-    let client: Int32
-    let server: Int32
+    private let client: Int32
+    private let server: Int32
     private let link: LinkState
     private let condition = NSCondition()
     private var lanes = [Lane(), Lane()]
@@ -325,14 +351,7 @@ private final class ProxiedConnection: @unchecked Sendable {
     private func enqueue(_ bytes: [UInt8], _ direction: Direction) {
         let shape = link.state.withLock { $0.shape }
         condition.withLock {
-            let now = ContinuousClock.now
-            var lane = lanes[direction.rawValue]
-            let start = max(now, lane.serialisedUntil)
-            lane.serialisedUntil = shape.bytesPerSecond > 0
-                ? start + .nanoseconds(Int64(bytes.count) * 1_000_000_000 / Int64(shape.bytesPerSecond)) : start
-            lane.chunks.append(Chunk(bytes: bytes, deliverAt: lane.serialisedUntil + shape.oneWayDelay))
-            lane.heldBytes += bytes.count
-            lanes[direction.rawValue] = lane
+            lanes[direction.rawValue].append(bytes, at: .now, shape: shape)
             condition.broadcast()
         }
     }
@@ -348,7 +367,7 @@ private final class ProxiedConnection: @unchecked Sendable {
                 shutdown(destination, Int32(SHUT_WR))
                 return
             case .deliver(let bytes):
-                guard send(bytes, to: destination) else { return abort() }
+                guard deliver(bytes, to: destination) else { return abort() }
                 link.state.withLock { $0.delivered[direction.rawValue] += bytes.count }
             }
         }
@@ -358,19 +377,16 @@ private final class ProxiedConnection: @unchecked Sendable {
     private func nextDue(_ direction: Direction) -> Next {
         condition.withLock {
             while !aborted {
-                let lane = lanes[direction.rawValue]
-                guard lane.head < lane.chunks.count else {
-                    if lane.sourceEnded { return .sourceEnded }
-                    condition.wait()
-                    continue
-                }
-                let wait = lane.chunks[lane.head].deliverAt - .now
-                if wait <= .zero {
-                    let chunk = lanes[direction.rawValue].popFirst()
+                switch lanes[direction.rawValue].takeDue(at: .now) {
+                case .due(let bytes):
                     condition.broadcast()
-                    return .deliver(chunk.bytes)
+                    return .deliver(bytes)
+                case .notYet(let wait):
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: wait / .seconds(1)))
+                case .empty:
+                    if lanes[direction.rawValue].sourceEnded { return .sourceEnded }
+                    condition.wait()
                 }
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Self.seconds(wait)))
             }
             return .aborted
         }
@@ -378,7 +394,7 @@ private final class ProxiedConnection: @unchecked Sendable {
 
     /// Writes all of `bytes`, polling so that an abort is noticed while the receiver is not
     /// reading. False when the socket failed or the connection was aborted.
-    private func send(_ bytes: [UInt8], to destination: Int32) -> Bool {
+    private func deliver(_ bytes: [UInt8], to destination: Int32) -> Bool {
         var offset = 0
         while offset < bytes.count {
             if condition.withLock({ aborted }) { return false }
@@ -400,10 +416,6 @@ private final class ProxiedConnection: @unchecked Sendable {
     }
 
     static func bytes(in duration: Duration, at bytesPerSecond: Int) -> Int {
-        Int(seconds(duration) * Double(bytesPerSecond))
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        Int(duration / .seconds(1) * Double(bytesPerSecond))
     }
 }
