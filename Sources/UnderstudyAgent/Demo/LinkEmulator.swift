@@ -317,9 +317,12 @@ private final class ProxiedConnection: @unchecked Sendable {
             if status == 0 || (status < 0 && errno == EINTR) { continue }
             if status < 0 { return abort() }
             var count = 0
+            var readError: Int32 = 0
             let bytes = [UInt8](unsafeUninitializedCapacity: min(room, Self.chunkBytes)) { buffer, initialized in
-                // read() writes at most buffer.count bytes into the buffer it is given.
+                // read() writes at most buffer.count bytes into the buffer it is given, and
+                // `initialized` counts only what it wrote.
                 count = read(source, buffer.baseAddress, buffer.count)
+                readError = errno
                 initialized = max(count, 0)
             }
             if count > 0 {
@@ -329,7 +332,7 @@ private final class ProxiedConnection: @unchecked Sendable {
                     lanes[direction.rawValue].sourceEnded = true
                     condition.broadcast()
                 }
-            } else if errno != EINTR && errno != EAGAIN {
+            } else if readError != EINTR && readError != EAGAIN {
                 return abort()
             }
         }
