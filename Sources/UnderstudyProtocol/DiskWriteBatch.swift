@@ -98,8 +98,9 @@ public struct DiskWriteBatch: Sendable, Equatable {
 
     /// Builds one batch, compressing each write when that makes it smaller. Each data write must be
     /// at most `Frame.maxPayload` bytes and the whole batch must fit in one frame; `frames` packs
-    /// any list of changes within those limits.
-    public static func frame(epoch: UInt64, changes: [DiskChange]) -> Frame {
+    /// any list of changes within those limits. `compression` picks liblz4's compressor; the
+    /// receiver decodes either.
+    public static func frame(epoch: UInt64, changes: [DiskChange], compression: CompressionMode = .fast) -> Frame {
         precondition(!changes.isEmpty && changes.count <= maxEntries)
         for case .write(let offset, let data) in changes {
             let length = data.length
@@ -125,7 +126,7 @@ public struct DiskWriteBatch: Sendable, Equatable {
                     writer.write(UInt32(bytes.count))
                     let compressed = bytes.withUnsafeBytes { source in
                         var out = [UInt8](repeating: 0, count: max(bytes.count - 1, 0))
-                        let size = out.isEmpty ? 0 : out.withUnsafeMutableBytes { LZ4Block.compress(source, into: $0) }
+                        let size = out.isEmpty ? 0 : out.withUnsafeMutableBytes { LZ4Block.compress(source, into: $0, mode: compression) }
                         return size > 0 ? Array(out[0..<size]) : nil
                     }
                     if let compressed {
@@ -145,14 +146,15 @@ public struct DiskWriteBatch: Sendable, Equatable {
     /// pieces (applied in order, they leave the same disk), and a batch is closed once it holds
     /// about `maxEntryBytes` of data, so every frame stays far below the frame limit. Returns the
     /// frames and how many entries they hold in all (what the epoch's summary counts).
-    public static func frames(epoch: UInt64, changes: [DiskChange]) -> (frames: [Frame], entries: Int) {
+    public static func frames(epoch: UInt64, changes: [DiskChange], compression: CompressionMode = .fast)
+        -> (frames: [Frame], entries: Int) {
         var frames: [Frame] = []
         var entries = 0
         var batch: [DiskChange] = []
         var batchBytes = 0
         func add(_ change: DiskChange) {
             if batch.count == maxEntries || batchBytes + change.wireCapacity > maxEntryBytes, !batch.isEmpty {
-                frames.append(frame(epoch: epoch, changes: batch))
+                frames.append(frame(epoch: epoch, changes: batch, compression: compression))
                 batch.removeAll(keepingCapacity: true)
                 batchBytes = 0
             }
@@ -175,7 +177,7 @@ public struct DiskWriteBatch: Sendable, Equatable {
                 add(change)
             }
         }
-        if !batch.isEmpty { frames.append(frame(epoch: epoch, changes: batch)) }
+        if !batch.isEmpty { frames.append(frame(epoch: epoch, changes: batch, compression: compression)) }
         return (frames, entries)
     }
 }
