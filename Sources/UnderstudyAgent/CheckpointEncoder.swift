@@ -17,6 +17,7 @@ public final class CheckpointEncoder: @unchecked Sendable {
     public let identity: VMIdentity
     public let capabilities: Capabilities
     public let pagesPerBatch: Int
+    public let compression: CompressionMode
     private let pageSize: Int
     private let encoders: [PageEncoder]
     /// The backup's copy of every page as of the last frame emitted (zero before the first sync).
@@ -27,13 +28,14 @@ public final class CheckpointEncoder: @unchecked Sendable {
 
     /// - Parameter lastSent: the last-sent copy to use, kept across sessions for catch-up (all
     ///   zero before a full synchronisation); nil: a copy of this encoder's own.
-    public init(identity: VMIdentity, capabilities: Capabilities, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
-                pagesPerBatch: Int = 256, lastSent: AnonymousMemory? = nil) {
+    public init(identity: VMIdentity, capabilities: Capabilities, compression: CompressionMode = .fast,
+                workers: Int = ProcessInfo.processInfo.activeProcessorCount, pagesPerBatch: Int = 256, lastSent: AnonymousMemory? = nil) {
         self.identity = identity
         self.capabilities = capabilities
         self.pagesPerBatch = pagesPerBatch
         pageSize = Int(identity.pageSize)
-        encoders = (0..<max(1, workers)).map { _ in PageEncoder(pageSize: Int(identity.pageSize), capabilities: capabilities) }
+        self.compression = compression
+        encoders = (0..<max(1, workers)).map { _ in PageEncoder(pageSize: Int(identity.pageSize), capabilities: capabilities, compression: compression) }
         precondition(lastSent.map { $0.bytes.count == Int(identity.memorySize) } ?? true, "a last-sent copy of another size")
         lastSentMemory = lastSent ?? AnonymousMemory(size: Int(identity.memorySize), purpose: "the last-sent copy")
     }
@@ -65,7 +67,7 @@ public final class CheckpointEncoder: @unchecked Sendable {
     /// Encodes disk changes of the initial sync (epoch 0) or of a checkpoint as disk-write frames.
     public func encodeDisk(_ changes: [DiskChange], epoch: UInt64, to sender: FrameSender, into output: inout Output) throws {
         guard !changes.isEmpty else { return }
-        let (frames, entries) = DiskWriteBatch.frames(epoch: epoch, changes: changes)
+        let (frames, entries) = DiskWriteBatch.frames(epoch: epoch, changes: changes, compression: compression)
         for frame in frames { try emit(frame, to: sender, output: &output, content: true) }
         output.diskWrites += entries
         let bytes = changes.reduce(0) { total, change in if case .write(_, let data) = change { total + data.length } else { total } }

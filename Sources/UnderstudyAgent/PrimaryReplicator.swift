@@ -43,6 +43,8 @@ public struct PrimaryConfiguration: Sendable {
     /// Remembers unacknowledged checkpoints across sessions, so that a new session can catch
     /// the backup up instead of resynchronising; nil: every session synchronises in full.
     public var backlog: ReplicationBacklog?
+    /// LZ4, or LZ4 high compression for thin links (fewer bytes, more CPU).
+    public var compression: CompressionMode = .fast
 
     public init(nodeName: String, backup: Endpoint, tls: TLSConfiguration, interval: Duration = .milliseconds(25),
                 maxEpochsInFlight: Int = 4, sendQueueFrames: Int = 16, preCopyRounds: Int = 5, preCopyStopPages: Int = 256,
@@ -239,7 +241,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
             connection.close()
             throw ProtocolError.unexpected("handshake ended without WELCOME")
         }
-        let encoder = CheckpointEncoder(identity: source.identity, capabilities: capabilities, lastSent: configuration.backlog?.lastSent)
+        let encoder = CheckpointEncoder(identity: source.identity, capabilities: capabilities, compression: configuration.compression,
+                                        lastSent: configuration.backlog?.lastSent)
         self.encoder = encoder
         let sender = FrameSender(connection: connection, capacity: configuration.sendQueueFrames, name: "primary-send",
                                  bytesPerSecond: configuration.bandwidthLimit)

@@ -70,6 +70,9 @@ final class ConsistencyHarness {
         case cutLinkSafetyThenKill = "link cut and restored (policy safety), then kill"
         /// `understudy switchover`: a planned swap, the old primary becomes the backup.
         case switchover
+        /// Synchronous protection over an emulated WAN link (40 ms one way, 20 Mbit/s), then a
+        /// kill: output commit must hold on a slow link as on a LAN.
+        case wanSynchronousKill = "synchronous over a 40 ms, 20 Mbit/s link, then kill"
         /// With an etcd witness: the primary is cut off from the backup and from the witness
         /// while it keeps running. The backup may take over only once the primary's lease has
         /// expired; the primary must not send anything from then on; when the partition heals
@@ -303,6 +306,10 @@ final class ConsistencyHarness {
         let cut = scenario == .cutLinkThenKill || scenario == .cutLinkSafetyThenKill || witnessed
         let relay = cut ? try LinkRelay(to: port) : nil
         defer { relay?.stop() }
+        let wan = scenario == .wanSynchronousKill
+            ? try LinkEmulator(target: ("127.0.0.1", port), shape: LinkEmulator.Shape(oneWayDelay: .milliseconds(40), bytesPerSecond: 2_500_000))
+            : nil
+        defer { wan?.close() }
         let automatic = scenario != .killThenActivate
         // A 1 s timeout: these trials check what a failover preserves, and under the load of a
         // parallel test run a 200 ms timeout can mistake a starved primary for a dead one (the
@@ -334,9 +341,9 @@ final class ConsistencyHarness {
                 \(String(format: heartbeat, Int(port) + 3, Int(port) + 2))
                 \(etcd.map { witness($0.clientPort) } ?? "")
                 """ : "")
-        if let relay {
+        if let linkPort = relay?.port ?? wan?.port {
             let text = try String(contentsOfFile: configs.primary, encoding: .utf8)
-            try text.replacingOccurrences(of: "address = \"127.0.0.1:\(port)\"", with: "address = \"127.0.0.1:\(relay.port)\"")
+            try text.replacingOccurrences(of: "address = \"127.0.0.1:\(port)\"", with: "address = \"127.0.0.1:\(linkPort)\"")
                 .write(toFile: configs.primary, atomically: true, encoding: .utf8)
         }
         let logs = "\(directory)/trial-\(trial)"

@@ -12,7 +12,7 @@ import UnderstudyTestSupport
 struct FailoverTests {
     static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_FAILOVER_TRIALS"] ?? "") ?? 2 }
 
-    @Test(arguments: [ConsistencyHarness.Scenario.kill, .hang, .cutLinkThenKill, .cutLinkSafetyThenKill, .switchover])
+    @Test(arguments: [ConsistencyHarness.Scenario.kill, .hang, .cutLinkThenKill, .cutLinkSafetyThenKill, .switchover, .wanSynchronousKill])
     func scenarioEndsWithOneActiveCopyAndNothingLost(_ scenario: ConsistencyHarness.Scenario) throws {
         try runTrials(of: scenario, count: Self.trials)
     }

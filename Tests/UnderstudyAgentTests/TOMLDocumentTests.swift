@@ -492,7 +492,10 @@ struct TOMLDocumentTests {
             interval_max_ms = 2000
             bandwidth_limit = "20Mbit"
             catch_up_journal_mib = 0
+            compression = "lz4hc:4"
             """))
+        #expect(wan.replication.compression == .high(level: 4) && (try wan.primary()).compression == .high(level: 4))
+        #expect(plain.replication.compression == .fast)
         #expect(wan.replication.mode == .asynchronous && wan.replication.throttleGuest)
         #expect(wan.replication.recoveryPointObjective == .seconds(3))
         #expect(wan.replication.bandwidthLimit == 2_500_000)
@@ -514,6 +517,7 @@ struct TOMLDocumentTests {
         #expect(failure("[replication]\ninterval_ms = 100\ninterval_max_ms = 50")?.key == "replication.interval_max_ms")
         #expect(failure("[replication]\nbandwidth_limit = \"lots\"")?.description.contains("20Mbit") == true)
         #expect(failure("[replication]\nbandwidth_limit = 10")?.key == "replication.bandwidth_limit")
+        #expect(failure("[replication]\ncompression = \"zstd\"")?.description.contains("lz4hc:LEVEL") == true)
         #expect(failure("[replication]\nmode = \"asynchronous\"\n[network]\nunsafe_no_output_buffering = true")?.key
                 == "network.unsafe_no_output_buffering")
     }

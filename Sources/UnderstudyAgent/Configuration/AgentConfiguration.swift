@@ -266,6 +266,7 @@ public struct AgentConfiguration: Sendable {
                                            requiredCapabilities: vm.diskImage == nil ? [.deviceState] : [.deviceState, .diskWrites])
         primary.maximumInterval = replication.maximumInterval
         primary.bandwidthLimit = replication.bandwidthLimit
+        primary.compression = replication.compression
         if replication.mode == .asynchronous {
             primary.recoveryPoint = RecoveryPointObjective(objective: replication.recoveryPointObjective, throttleGuest: replication.throttleGuest)
         }

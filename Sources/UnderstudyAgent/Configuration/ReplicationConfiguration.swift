@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyProtocol
 
 /// How output relates to the backup's acknowledgements.
 public enum ProtectionMode: String, Sendable, CaseIterable {
@@ -23,6 +24,7 @@ public enum ProtectionMode: String, Sendable, CaseIterable {
 /// bandwidth_limit = "20Mbit"            # cap on the replication stream: bytes/s, or a number with kbit/Mbit/Gbit/KB/MB/GB
 /// catch_up_journal = "/var/lib/understudy/web-1/catch-up.journal"  # disk writes kept while the link is down
 /// catch_up_journal_mib = 256            # past this the next connection resynchronises in full; 0: always resync
+/// compression = "lz4"                   # lz4 | lz4hc | lz4hc:1..12: high compression, fewer bytes for more CPU
 /// ```
 public struct ReplicationConfiguration: Sendable, Equatable {
     public var mode: ProtectionMode
@@ -35,10 +37,12 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     public var catchUpJournal: String
     /// Bytes; 0: no catch-up.
     public var catchUpJournalLimit: Int
+    /// How pages and disk writes are compressed (the decoder is the same for all).
+    public var compression: CompressionMode
 
     static let knownKeys: Set<String> = [
         "replication.mode", "replication.rpo_ms", "replication.throttle_guest", "replication.interval_max_ms",
-        "replication.bandwidth_limit", "replication.catch_up_journal", "replication.catch_up_journal_mib",
+        "replication.bandwidth_limit", "replication.catch_up_journal", "replication.catch_up_journal_mib", "replication.compression",
     ]
 
     init(document d: TOMLDocument, interval: Duration, stateDirectory: String) throws(ConfigurationError) {
@@ -59,6 +63,12 @@ public struct ReplicationConfiguration: Sendable, Equatable {
         bandwidthLimit = try Self.bandwidth(d, "replication.bandwidth_limit")
         catchUpJournal = try d.string("replication.catch_up_journal") ?? "\(stateDirectory)/catch-up.journal"
         catchUpJournalLimit = Int(try d.integer("replication.catch_up_journal_mib", in: 0...1_048_576) ?? 256) << 20
+        let compressionText = try d.string("replication.compression") ?? "lz4"
+        guard let compression = CompressionMode(compressionText) else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "replication.compression"), key: "replication.compression",
+                                     message: "\"\(compressionText)\" is not lz4, lz4hc or lz4hc:LEVEL (LEVEL 1 to 12)")
+        }
+        self.compression = compression
     }
 
     /// Parses a bandwidth: an integer of bytes per second, or a string with a unit (per second):

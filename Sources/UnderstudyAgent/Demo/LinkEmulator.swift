@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import CUnderstudyShims
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
