@@ -494,7 +494,8 @@ struct TOMLDocumentTests {
             catch_up_journal_mib = 0
             compression = "lz4hc:4"
             """))
-        #expect(wan.replication.compression == .high(level: 4) && (try wan.primary()).compression == .high(level: 4))
+        #expect(wan.replication.compression == .high(level: 4))
+        #expect(try wan.primary().compression == .high(level: 4))
         #expect(plain.replication.compression == .fast)
         #expect(wan.replication.mode == .asynchronous && wan.replication.throttleGuest)
         #expect(wan.replication.recoveryPointObjective == .seconds(3))
