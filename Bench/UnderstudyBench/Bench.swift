@@ -6,11 +6,12 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover] [--output PATH]
+/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
 /// `--output-commit` measures a guest service's request latency through the output gate and its
 /// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
-/// the time from a primary's death to the backup's first reply (see FailoverBench).
+/// the time from a primary's death to the backup's first reply (see FailoverBench); `--wan` a
+/// disaster-recovery replica over an emulated thin link (see WANBench).
 /// Everything is measured in one run on this machine, so ratios (end to end / raw TLS) compare
 /// like with like even on a noisy shared host.
 @main
@@ -21,8 +22,9 @@ struct Bench {
         let vm = arguments.contains("--vm")
         let outputCommit = arguments.contains("--output-commit")
         let failover = arguments.contains("--failover")
-        arguments.removeAll { $0 == "--quick" || $0 == "--vm" || $0 == "--output-commit" || $0 == "--failover" }
-        var output = failover ? "bench-results/failover.json" : outputCommit ? "bench-results/output-commit.json"
+        let wan = arguments.contains("--wan")
+        arguments.removeAll { ["--quick", "--vm", "--output-commit", "--failover", "--wan"].contains($0) }
+        var output = wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json" : outputCommit ? "bench-results/output-commit.json"
             : vm ? "bench-results/vm.json" : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
 
@@ -34,7 +36,9 @@ struct Bench {
             "date": ISO8601DateFormatter().string(from: Date()),
             "quick": quick,
         ]
-        if failover {
+        if wan {
+            results["wan"] = try WANBench(quick: quick).run()
+        } else if failover {
             results["failover"] = try FailoverBench(quick: quick).run()
         } else if outputCommit {
             results["outputCommit"] = try OutputCommitBench(quick: quick).run(logger: logger)

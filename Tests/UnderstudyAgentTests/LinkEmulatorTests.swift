@@ -123,12 +123,12 @@ struct LinkEmulatorTests {
         for fd in clients { _ = try timedRoundTrip(fd) }
         // Leave bytes queued in the link, so that close() has to interrupt a busy connection too.
         try writeAll(clients[0], [UInt8](repeating: 1, count: 200_000))
-        #expect(emulatorThreads() > 0)
+        #expect(emulatorThreads(emulator) > 0)
 
         let start = ContinuousClock.now
         emulator.close()
         #expect(ContinuousClock.now - start < .seconds(1))
-        #expect(emulatorThreads() == 0)
+        #expect(emulatorThreads(emulator) == 0)
         emulator.close()
         for fd in clients {
             #expect(readOutcome(fd, skippingData: true) == .endedOrReset)
@@ -252,11 +252,11 @@ private func readOutcome(_ fd: Int32, skippingData: Bool = false) -> ReadOutcome
     }
 }
 
-/// Threads of this process the emulator named (link-accept, link-read, link-write).
-private func emulatorThreads() -> Int {
+/// Threads of this process that `emulator` named (lk-TAG-accept, -read, -write).
+private func emulatorThreads(_ emulator: LinkEmulator) -> Int {
     let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
     return tasks.filter { task in
-        (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.hasPrefix("link-") == true
+        (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.hasPrefix("lk-\(emulator.tag)-") == true
     }.count
 }
 

@@ -43,6 +43,9 @@ public final class LinkEmulator: @unchecked Sendable {
     }
 
     /// The port the emulator listens on (the one chosen when 0 was asked for).
+    /// Names this emulator's threads (`lk-TAG-accept`, `-read`, `-write`): several may run in one process.
+    public let tag = String(UInt16.random(in: .min ... .max), radix: 16)
+
     public var port: UInt16 { listener.endpoint.port }
 
     private let listener: TCPListener
@@ -61,7 +64,7 @@ public final class LinkEmulator: @unchecked Sendable {
         listener = try TCPListener(endpoint: Endpoint(host: listenHost, port: listenPort))
         self.target = Endpoint(host: target.host, port: target.port)
         link = LinkState(shape: shape)
-        acceptThread = JoinableThread(name: "link-accept") { [self] in acceptLoop() }
+        acceptThread = JoinableThread(name: "lk-\(tag)-accept") { [self] in acceptLoop() }
     }
 
     /// Changes the link at run time (a benchmark sweep); bytes already read keep their schedule.
@@ -128,7 +131,7 @@ public final class LinkEmulator: @unchecked Sendable {
             }
             let accepted = lock.withLock {
                 guard !cutDown, !closed else { return false }
-                connections.append(ProxiedConnection(client: client, server: server, link: link))
+                connections.append(ProxiedConnection(client: client, server: server, link: link, tag: tag))
                 return true
             }
             if !accepted {
@@ -253,17 +256,17 @@ private final class ProxiedConnection: @unchecked Sendable {
     private var threads: [JoinableThread] = []
 
     /// Starts the four threads; the connection owns both sockets from now on.
-    init(client: Int32, server: Int32, link: LinkState) {
+    init(client: Int32, server: Int32, link: LinkState, tag: String) {
         self.client = client
         self.server = server
         self.link = link
         runningThreads = 2 * Direction.allCases.count
         threads = Direction.allCases.flatMap { direction in
-            [JoinableThread(name: "link-read") { [self] in
+            [JoinableThread(name: "lk-\(tag)-read") { [self] in
                 readLoop(direction)
                 threadEnded()
             },
-             JoinableThread(name: "link-write") { [self] in
+             JoinableThread(name: "lk-\(tag)-write") { [self] in
                 writeLoop(direction)
                 threadEnded()
             }]
