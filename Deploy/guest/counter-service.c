@@ -30,6 +30,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define MOUNT_POINT "/mnt"
@@ -193,6 +194,14 @@ int main(void) {
         int client = accept(listener, NULL, NULL);
         if (client < 0) continue;
         setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* One connection at a time: a client that vanished must not hold the service forever.
+         * After an asynchronous failover the guest resumes from an older checkpoint, its side
+         * of the connection behind the client's, so nothing more arrives on it (and the
+         * client's retransmissions keep TCP keepalive from ending it): a connection idle for
+         * 15 s is closed. Clients here send requests back to back; a failover's silence lasts
+         * seconds. */
+        struct timeval idle = {.tv_sec = 15};
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof idle);
         serve(client);
         close(client);
     }

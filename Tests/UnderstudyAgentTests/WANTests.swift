@@ -195,7 +195,8 @@ final class DRPair {
         AgentPair.stop(processes, grace: .zero, directory: directory)
         link.close()
         network.remove()
-        try? FileManager.default.removeItem(atPath: directory)
+        // UNDERSTUDY_KEEP_WAN_LOGS keeps the agents' logs and configurations for a reader of a failure.
+        if ProcessInfo.processInfo.environment["UNDERSTUDY_KEEP_WAN_LOGS"] == nil { try? FileManager.default.removeItem(atPath: directory) }
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-wan-\(vm)")
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
             unlink("/dev/shm/\(file)")
