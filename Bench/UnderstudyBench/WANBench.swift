@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import UnderstudyAgent
+import UnderstudyProtocol
 import UnderstudyTestSupport
 import UnderstudyTransport
 #if canImport(Glibc)
@@ -11,7 +13,8 @@ import Glibc
 /// `LinkEmulator`, and everything is read from `understudy status --json`:
 ///
 /// 1. wire bytes per second the checkpoints need against the guest's dirty rate, with LZ4 and
-///    LZ4 HC (loopback, no emulated link: this is demand, not what a link allows);
+///    LZ4 HC (loopback, no emulated link: this is demand, not what a link allows), measured once
+///    the guest's dirtying loop runs (boot writes far more);
 /// 2. the replica's lag (asynchronous mode) against the link's bandwidth, 40 ms one way, the
 ///    interval adapting between 25 ms and 2 s;
 /// 3. catch-up after link cuts of 10, 30 and 120 s, the guest serving requests (disk writes) all along.
@@ -25,7 +28,7 @@ struct WANBench {
     init(quick: Bool) {
         seconds = quick ? 3 : 6
         loads = quick ? [0, 5000] : [0, 1000, 5000, 20000]
-        bandwidthsMbit = quick ? [20, 5] : [50, 20, 10, 5]
+        bandwidthsMbit = quick ? [20, 2] : [50, 20, 10, 5, 2]
         cutsSeconds = quick ? [10] : [10, 30, 120]
     }
 
@@ -35,9 +38,11 @@ struct WANBench {
         defer { try? FileManager.default.removeItem(atPath: workspace) }
         _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
         let demand = try wireBytesAgainstDirtyRate(workspace)
+        let content = try compressionOnMixedContent(workspace)
         let lag = try lagAgainstBandwidth(workspace)
         let catchUp = try catchUpAfterCuts(workspace)
-        return ["linkDelayMs": Self.delay.seconds * 1000, "wireBytesAgainstDirtyRate": demand, "lagAgainstBandwidth": lag,
+        return ["linkDelayMs": Self.delay.seconds * 1000, "wireBytesAgainstDirtyRate": demand, "compressionOnMixedContent": content,
+                "lagAgainstBandwidth": lag,
                 "catchUpAfterCut": catchUp, "guest": ["memoryMiB": 128, "accelerator": "tcg"]]
     }
 
@@ -48,11 +53,11 @@ struct WANBench {
         for load in loads {
             for compression in ["lz4", "lz4hc"] {
                 let pair = try BenchPair(workspace: workspace, name: "demand-\(load)-\(compression)",
-                                         cmdline: "understudy.run=counter understudy.dirty_pages_per_sec=\(load) understudy.dirty_mib=64",
+                                         cmdline: "understudy.run=counter understudy.dirty_pages_per_sec=\(load) understudy.dirty_mib=32",
                                          primaryReplication: "compression = \"\(compression)\"")
                 defer { pair.stop() }
                 try pair.waitUntilProtected()
-                Thread.sleep(forTimeInterval: 1)
+                try pair.waitForCounter()
                 let (first, firstCPU) = (try pair.primaryStatus(), pair.primaryCPUSeconds())
                 let started = ContinuousClock.now
                 Thread.sleep(forTimeInterval: seconds)
@@ -74,14 +79,60 @@ struct WANBench {
         return rows
     }
 
+    /// The counter guest writes one word per page, which any mode shrinks to a few bytes: LZ4 HC
+    /// shows what it buys on a synthetic guest writing text, binaries and sparse updates instead
+    /// (in process, over loopback TLS), with the encoding CPU time it costs.
+    private func compressionOnMixedContent(_ workspace: String) throws -> [[String: Any]] {
+        let identity = VMIdentity(id: "wanbench-mixed", memorySize: 64 << 20)
+        var logger = Logger(label: "wanbench")
+        logger.logLevel = .error
+        var rows: [[String: Any]] = []
+        for compression in [CompressionMode.fast, .high(level: CompressionMode.defaultHighLevel)] {
+            let backup = try BenchBackup(
+                configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
+                                                   tls: TLSConfiguration(directory: "\(workspace)/certs", node: "backup", peer: "primary"),
+                                                   identity: identity, replicaDirectory: "/dev/shm/understudy-wanbench-mixed-\(UUID().uuidString.prefix(6))"),
+                logger: logger)
+            defer {
+                backup.stop()
+                try? FileManager.default.removeItem(atPath: backup.receiver.store.directory)
+            }
+            let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 500, mix: [.text, .binary, .sparseUpdate, .zero], seed: 11)
+            var configuration = PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                     tls: TLSConfiguration(directory: "\(workspace)/certs", node: "primary", peer: "backup"),
+                                                     interval: .zero)
+            configuration.compression = compression
+            let primary = PrimaryReplicator(source: guest, configuration: configuration, logger: logger)
+            defer { primary.stop() }
+            try primary.start()
+            let before = primary.statistics
+            let cpu = ProcessCPU()
+            try primary.runCheckpoints(count: 200)
+            try primary.drain(timeout: .seconds(60))
+            let cpuSeconds = cpu.elapsed
+            let after = primary.statistics
+            let pages = after.dirtyPages - before.dirtyPages
+            let row: [String: Any] = [
+                "compression": compression.description, "pages": pages,
+                "wireBytesPerPage": Double(after.wireBytes - before.wireBytes) / Double(pages),
+                "cpuMicrosecondsPerPage": cpuSeconds * 1e6 / Double(pages),
+            ]
+            log(String(format: "mixed content, %@: %.0f wire bytes per page, %.1f µs of CPU per page (encode, send, and the in-process backup)",
+                       compression.description, row["wireBytesPerPage"] as! Double, row["cpuMicrosecondsPerPage"] as! Double))
+            rows.append(row)
+        }
+        return rows
+    }
+
     // MARK: 2. Lag
 
     private func lagAgainstBandwidth(_ workspace: String) throws -> [[String: Any]] {
         let link = LinkEmulator.Shape(oneWayDelay: Self.delay)
-        let pair = try BenchPair(workspace: workspace, name: "lag", cmdline: "understudy.run=counter understudy.dirty_pages_per_sec=5000 understudy.dirty_mib=64",
+        let pair = try BenchPair(workspace: workspace, name: "lag", cmdline: "understudy.run=counter understudy.dirty_pages_per_sec=5000 understudy.dirty_mib=32",
                                  primaryReplication: "mode = \"asynchronous\"\nrpo_ms = 5000\ninterval_max_ms = 2000", link: link)
         defer { pair.stop() }
         try pair.waitUntilProtected()
+        try pair.waitForCounter()
         var rows: [[String: Any]] = []
         for mbit in bandwidthsMbit {
             let bytesPerSecond = Int(mbit * 1e6 / 8)
@@ -231,6 +282,22 @@ private final class BenchPair {
         }
     }
 
+    /// Waits until the counter guest runs its dirtying loop (it prints COUNTER lines), and a
+    /// second more: boot writes far more memory than any configured load.
+    func waitForCounter() throws {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            let serial = (try? String(contentsOfFile: "\(directory)/run-primary/serial.log", encoding: .utf8)) ?? ""
+            if serial.contains("COUNTER") {
+                Thread.sleep(forTimeInterval: 1)
+                return
+            }
+            if serial.contains("counter exited") { throw BenchError("the counter guest exited; see \(directory)/run-primary/serial.log") }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw BenchError("the counter guest printed no COUNTER within 120 s; see \(directory)/run-primary/serial.log")
+    }
+
     /// CPU seconds the primary agent has used (user + system).
     func primaryCPUSeconds() -> Double {
         guard processes.count > 1, let stat = try? String(contentsOfFile: "/proc/\(processes[1].processIdentifier)/stat", encoding: .utf8),
@@ -248,5 +315,18 @@ private final class BenchPair {
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
             unlink("/dev/shm/\(file)")
         }
+    }
+}
+
+/// This process's CPU time (all threads) since it was created.
+private struct ProcessCPU {
+    private let start = ProcessCPU.now()
+
+    var elapsed: Double { ProcessCPU.now() - start }
+
+    private static func now() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 }

@@ -127,6 +127,8 @@ public struct PrimaryStatistics: Sendable {
 
     public static let window = 10_000
 
+    public init() {}
+
     mutating func note(pause: Duration, dirtyPages: Int, at time: ContinuousClock.Instant) {
         Self.append(pause, to: &pauses)
         Self.append((time, dirtyPages), to: &recent)
@@ -171,6 +173,11 @@ public final class PrimaryReplicator: @unchecked Sendable {
     /// What the sender had written at the previous checkpoint (the link's throughput is measured between them).
     private var lastUsage = FrameSender.Usage()
     private var measuredThroughput: Double?
+    /// Acknowledged bytes at the start of the current measurement span, and whether the window
+    /// was full at some point in it.
+    private var acknowledged = (at: ContinuousClock.now, bytes: 0, backpressure: false)
+    /// The link's throughput as the acknowledgements showed it under backpressure.
+    private var backpressureThroughput: Double?
 
     /// - Parameter disk: the image the guest's disk server writes. Its recorder must have been
     ///   recording since before the guest could write, so that every write the sync's copy may
@@ -412,7 +419,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
     /// One checkpoint: wait for room in the window, capture, encode and queue it.
     private func checkpoint(resume: Bool, encoder: CheckpointEncoder, sender: FrameSender) throws {
         // Backpressure: a full window stretches the interval until an ack arrives.
-        let epoch = try session.waitForWindow()
+        let (epoch, waited) = try session.waitForWindow()
         let captured: CapturedCheckpoint
         do {
             captured = try source.capture(epoch: epoch, resume: resume)
@@ -454,8 +461,10 @@ public final class PrimaryReplicator: @unchecked Sendable {
             encoder.remember(captured)
             throw error
         }
-        let budget = linkBudget(sender.written)
         let decision = session.withLock { p in
+            // An ACK that overtook this bookkeeping counts at once.
+            if epoch <= p.statistics.lastAcknowledgedEpoch { p.acknowledgedBytes += output.wireBytes } else { p.unacknowledgedBytes[epoch] = output.wireBytes }
+            let budget = linkBudget(sender.written, acknowledgedBytes: p.acknowledgedBytes, backpressure: waited)
             p.statistics.checkpointsSent += 1
             p.statistics.dirtyPages += output.pages
             p.statistics.rawBytes += output.rawBytes
@@ -466,7 +475,12 @@ public final class PrimaryReplicator: @unchecked Sendable {
                 p.statistics.catchUpDiskWrites = output.diskWrites
                 p.statistics.catchUpWireBytes = output.wireBytes
             }
-            return p.interval.checkpointSent(wireBytes: output.wireBytes, span: captureTime - (previousCapture ?? captureTime), budget: budget)
+            // Demand is what checkpoints at the chosen interval would need. The time since the
+            // previous capture would understate it under backpressure: the link, waiting for
+            // acknowledgements, stretched that span already.
+            let chosen = p.interval.interval
+            return p.interval.checkpointSent(wireBytes: output.wireBytes,
+                                             span: chosen > .zero ? chosen : captureTime - (previousCapture ?? captureTime), budget: budget)
         }
         configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes)
         configuration.metrics?.interval(decision)
@@ -484,21 +498,37 @@ public final class PrimaryReplicator: @unchecked Sendable {
         }
     }
 
-    /// What the link may carry, in bytes per second: the cap, or the throughput the sender
-    /// achieved since the last measurement while it was busy, whichever is lower; nil: neither known.
-    private func linkBudget(_ usage: FrameSender.Usage) -> Double? {
+    /// What the link may carry, in bytes per second: the lowest of the cap, the throughput the
+    /// sender achieved while it was busy, and the bytes the backup acknowledged per second while
+    /// the window of checkpoints in flight was full (`backpressure`); nil: none known.
+    ///
+    /// The sender is only busy when the socket's buffers are full; a window of a few checkpoints
+    /// may never fill them, and then the acknowledgements, not the sender, show the link's pace.
+    /// That measurement stands after the backpressure ended (a stretched interval is what ended
+    /// it), and only rises when the link is seen carrying more; a shorter interval that brings
+    /// the backpressure back measures it again.
+    private func linkBudget(_ usage: FrameSender.Usage, acknowledgedBytes: Int, backpressure: Bool) -> Double? {
+        let now = ContinuousClock.now
         let busy = usage.busy - lastUsage.busy
         // Too little busy time says nothing about the link: keep the previous measurement.
         if busy >= .milliseconds(20) {
             measuredThroughput = Double(usage.bytes - lastUsage.bytes) / busy.seconds
             lastUsage = usage
         }
-        let cap = configuration.bandwidthLimit.map(Double.init)
-        switch (cap, measuredThroughput) {
-        case (let cap?, let measured?): return min(cap, measured)
-        case (let cap?, nil): return cap
-        case (nil, let measured): return measured
+        let span = now - acknowledged.at
+        if span >= .milliseconds(500) {
+            let rate = Double(acknowledgedBytes - acknowledged.bytes) / span.seconds
+            if acknowledged.backpressure, rate > 0 {
+                backpressureThroughput = rate
+            } else if let measured = backpressureThroughput, rate > measured {
+                backpressureThroughput = rate
+            }
+            acknowledged = (now, acknowledgedBytes, backpressure)
+        } else if backpressure {
+            acknowledged.backpressure = true
         }
+        let limits = [configuration.bandwidthLimit.map(Double.init), measuredThroughput, backpressureThroughput].compactMap { $0 }
+        return limits.min()
     }
 
     /// Waits until every checkpoint sent has been acknowledged (or `timeout` passes).
@@ -621,6 +651,10 @@ final class SessionGuard: @unchecked Sendable {
         var recovery: RecoveryPointMonitor?
         /// The catch-up checkpoint until it is acknowledged, and when it was captured.
         var catchUp: (epoch: UInt64, capturedAt: ContinuousClock.Instant)?
+        /// Wire bytes of each checkpoint not yet acknowledged, and of all acknowledged ones: what
+        /// the link delivered, for its throughput under backpressure.
+        var unacknowledgedBytes: [UInt64: Int] = [:]
+        var acknowledgedBytes = 0
     }
 
     /// What an acknowledgement changed beyond the window, for the log.
@@ -655,6 +689,10 @@ final class SessionGuard: @unchecked Sendable {
                 p.statistics.checkpointsAcknowledged += 1
             }
             p.statistics.lastAcknowledgedEpoch = epoch
+            for (sent, bytes) in p.unacknowledgedBytes where sent <= epoch {
+                p.acknowledgedBytes += bytes
+                p.unacknowledgedBytes[sent] = nil
+            }
             metrics?.committed(epoch: epoch, unacknowledged: p.machine.inFlight.count)
             var result = Acknowledged()
             if let (peak, event) = p.recovery?.acknowledged(through: epoch, now: now) {
@@ -688,13 +726,16 @@ final class SessionGuard: @unchecked Sendable {
         return protected.failure
     }
 
-    /// Waits for room in the window; returns the next epoch number.
-    func waitForWindow() throws -> UInt64 {
+    /// Waits for room in the window; returns the next epoch number, and whether it had to wait
+    /// (backpressure: the link, not the interval, set the pace).
+    func waitForWindow() throws -> (epoch: UInt64, waited: Bool) {
         condition.lock()
         defer { condition.unlock() }
+        var waited = false
         while true {
             if let failure = protected.failure { throw failure }
-            if protected.machine.canSendCheckpoint { return protected.machine.nextEpoch }
+            if protected.machine.canSendCheckpoint { return (protected.machine.nextEpoch, waited) }
+            waited = true
             condition.wait()
         }
     }

@@ -157,6 +157,15 @@ func replicaPage(_ store: ReplicaStore, _ page: Int, pageSize: Int) throws -> [U
     return Array(try handle.read(upToCount: pageSize) ?? Data())
 }
 
+/// Certificates for nodes "primary" and "backup" in `directory/certs`, an ext4 disk for the
+/// primary (`primary-disk.img`, 64 MiB) and an empty replica disk of the same size for the backup.
+func preparePairDirectory(_ directory: String) throws {
+    let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
+    guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
+    try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
+                    + "&& truncate -s 64M \(directory)/backup-disk.img"])
+}
+
 extension AgentPair {
     /// Starts this build's `understudy` with `arguments`, its output into `log`.
     static func start(_ arguments: [String], log: String) throws -> Process {

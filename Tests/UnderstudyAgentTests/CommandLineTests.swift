@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyAgent
+import UnderstudyProtocol
 
 @Suite("understudy command line")
 struct CommandLineTests {
@@ -59,5 +60,31 @@ struct CommandLineTests {
         let line = status.humanReadable.split(separator: "\n").first { $0.hasPrefix("initial sync") }
         #expect(line?.contains("[#######-----------------------]  25%") == true, "\(line ?? "no sync line")")
         #expect(line?.contains("150 MB/s") == true && line?.contains("ETA 6 s") == true, "\(line ?? "")")
+    }
+
+    @Test func statusShowsTheIntervalWhyTheLagAndTheCatchUp() {
+        var statistics = PrimaryStatistics()
+        statistics.interval = CheckpointIntervalController.Decision(interval: .milliseconds(400), reason: .fitted,
+                                                                    demandBytesPerSecond: 1_500_000, budgetBytesPerSecond: 2_000_000)
+        statistics.lag = .milliseconds(6_200)
+        statistics.lagPeaks = [.milliseconds(300), .milliseconds(7_000)]
+        statistics.recoveryPointExceeded = true
+        statistics.throttle = 0.4
+        statistics.start = .catchUp(base: 41)
+        statistics.catchUpPages = 1200
+        statistics.catchUpDiskWrites = 30
+        statistics.catchUpWireBytes = 2_500_000
+        statistics.catchUpDuration = .milliseconds(1500)
+        var status = AgentStatus.primary(vm: "v", state: "protecting", statistics: statistics, dirtyTracking: "pagemap")
+        status.protectionMode = "asynchronous"
+        status.recoveryPointObjectiveMilliseconds = 5000
+        let text = status.humanReadable
+        func line(_ name: String) -> String { text.split(separator: "\n").first { $0.hasPrefix(name) }.map(String.init) ?? "no \(name) line in\n\(text)" }
+        #expect(line("interval").contains("400 ms: stretched so that each checkpoint fits the link's budget (checkpoints need 1.50 MB/s of 2.00 MB/s)"), "\(line("interval"))")
+        #expect(line("replica lag").contains("6200 ms now") && line("replica lag").contains("objective 5000 ms: EXCEEDED")
+                && line("replica lag").contains("held paused 40%"), "\(line("replica lag"))")
+        #expect(line("session start").contains("catch-up from checkpoint 41"))
+        #expect(line("catch-up").contains("1200 pages, 30 disk writes, 2.5 MB on the wire, acknowledged 1.5 s after its capture"), "\(line("catch-up"))")
+        #expect(line("mode").contains("asynchronous"))
     }
 }

@@ -120,10 +120,7 @@ final class DRPair {
             throw error
         }
         do {
-            let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
-            guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
-            try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
-                            + "&& truncate -s 64M \(directory)/backup-disk.img"])
+            try preparePairDirectory(directory)
             configs = try AgentPair.writeConfigs(
                 in: directory, port: port, vm: vm, guest: TestGuest.image,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-wan-\(vm)",

@@ -2,8 +2,8 @@
 /// wire bytes fit the link: the configured bandwidth cap, or the throughput the link achieved,
 /// whichever is lower. A value with no clock: the I/O layer reports each checkpoint.
 ///
-/// Demand is measured, not predicted: the wire bytes of each checkpoint over the time its dirt
-/// accumulated (a moving average). A guest that rewrites the same pages sends fewer bytes per
+/// Demand is measured, not predicted: the wire bytes of each checkpoint over the interval it was
+/// meant to cover (a moving average), i.e. what checkpoints at this interval need. A guest that rewrites the same pages sends fewer bytes per
 /// second at a longer interval; one that streams through fresh memory does not, and then even
 /// the maximum cannot help (`Reason.longest`): that is what the recovery-point alert is for.
 public struct CheckpointIntervalController: Sendable, Equatable {
@@ -34,6 +34,13 @@ public struct CheckpointIntervalController: Sendable, Equatable {
         public var demandBytesPerSecond: Double
         /// Bytes per second the link may carry (nil: no cap and nothing measured yet).
         public var budgetBytesPerSecond: Double?
+
+        public init(interval: Duration, reason: Reason, demandBytesPerSecond: Double, budgetBytesPerSecond: Double?) {
+            self.interval = interval
+            self.reason = reason
+            self.demandBytesPerSecond = demandBytesPerSecond
+            self.budgetBytesPerSecond = budgetBytesPerSecond
+        }
     }
 
     public let minimum: Duration
@@ -46,6 +53,8 @@ public struct CheckpointIntervalController: Sendable, Equatable {
     static let weight = 0.3
 
     public private(set) var decision: Decision
+    /// The span the demand average is made of.
+    private var averagedSpan: Duration = .zero
 
     public init(minimum: Duration, maximum: Duration) {
         precondition(minimum >= .zero && maximum >= minimum)
@@ -56,14 +65,17 @@ public struct CheckpointIntervalController: Sendable, Equatable {
 
     public var interval: Duration { decision.interval }
 
-    /// Reports a checkpoint: `wireBytes` carried what the guest dirtied over `span` (the time since
-    /// the previous capture); `budget` is what the link may carry now, in bytes per second.
+    /// Reports a checkpoint: `wireBytes` carried what the guest dirtied over `span` (the chosen
+    /// interval); `budget` is what the link may carry now, in bytes per second.
     @discardableResult
     public mutating func checkpointSent(wireBytes: Int, span: Duration, budget: Double?) -> Decision {
         if span > .zero {
             let rate = Double(wireBytes) / span.seconds
-            decision.demandBytesPerSecond = decision.demandBytesPerSecond == 0 ? rate
+            // Only checkpoints of the same interval are averaged: a stretched interval changes
+            // the rate, and old samples would stretch it again.
+            decision.demandBytesPerSecond = decision.demandBytesPerSecond == 0 || span != averagedSpan ? rate
                 : Self.weight * rate + (1 - Self.weight) * decision.demandBytesPerSecond
+            averagedSpan = span
         }
         decision.budgetBytesPerSecond = budget
         var interval = decision.interval
@@ -76,7 +88,8 @@ public struct CheckpointIntervalController: Sendable, Equatable {
                 interval = interval * 0.75
             }
         } else {
-            interval = minimum
+            // Nothing known about the link: back towards the shortest interval, step by step.
+            interval = interval * 0.75
         }
         interval = min(maximum, max(minimum, interval))
         decision.interval = interval

@@ -124,3 +124,81 @@ struct CatchUpTests {
         #expect((stats.interval?.interval ?? .zero) >= .milliseconds(100))
     }
 }
+
+/// Asynchronous protection with a synthetic guest over loopback TLS: the lag against the objective.
+@Suite("Asynchronous protection")
+struct AsynchronousModeTests {
+    let identity = VMIdentity(id: "vm-async-test", memorySize: 8 << 20)
+
+    func run(objective: Duration, throttle: Bool) throws -> PrimaryStatistics {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 16, mix: [.text, .sparseUpdate], seed: 5)
+        var configuration = PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                 tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(10))
+        configuration.recoveryPoint = RecoveryPointObjective(objective: objective, throttleGuest: throttle)
+        let primary = PrimaryReplicator(source: guest, configuration: configuration, logger: quietLogger)
+        defer { primary.stop() }
+        try primary.start()
+        try primary.runCheckpoints(count: 30)
+        try primary.drain(timeout: .seconds(20))
+        return primary.statistics
+    }
+
+    @Test func aReplicaWithinItsObjectiveRaisesNothingAndIsNotThrottled() throws {
+        let stats = try run(objective: .seconds(10), throttle: true)
+        #expect(stats.lag != nil && stats.lag! < .seconds(10))
+        #expect(stats.lagPeaks.count >= 1)
+        #expect(!stats.recoveryPointExceeded)
+        #expect(stats.throttle == 0 && stats.throttledFor == .zero)
+    }
+
+    @Test func aLagOverTheObjectiveRaisesTheAlertAndThrottlesTheGuestWhenAsked() throws {
+        // Every lag exceeds a microsecond: the alert stays raised and the throttle climbs.
+        let throttled = try run(objective: .microseconds(1), throttle: true)
+        #expect(throttled.recoveryPointExceeded)
+        #expect(throttled.throttle >= 0.5, "\(throttled.throttle)")
+        // 30 checkpoints of 10 ms, paused from 20 % rising to 90 % of each.
+        #expect(throttled.throttledFor >= .milliseconds(100), "\(throttled.throttledFor)")
+        let alertOnly = try run(objective: .microseconds(1), throttle: false)
+        #expect(alertOnly.recoveryPointExceeded)
+        #expect(alertOnly.throttle == 0 && alertOnly.throttledFor == .zero)
+    }
+}
+
+/// The adaptive interval against a link that is slower than the checkpoints, with no cap
+/// configured: the acknowledgements show the link's pace.
+@Suite("Adaptive interval")
+struct AdaptiveIntervalTests {
+    let identity = VMIdentity(id: "vm-interval-test", memorySize: 8 << 20)
+
+    @Test func withoutACapTheIntervalStretchesToTheThroughputTheLinkAchieves() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let link = try LinkEmulator(target: ("127.0.0.1", backup.endpoint.port), shape: LinkEmulator.Shape(oneWayDelay: .milliseconds(20)))
+        defer { link.close() }
+        // 64 incompressible pages per checkpoint, whatever the interval: a guest rewriting its working set.
+        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 64, mix: [.random], seed: 13)
+        var configuration = PrimaryConfiguration(nodeName: "primary", backup: Endpoint(host: "127.0.0.1", port: link.port),
+                                                 tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(10))
+        configuration.maximumInterval = .seconds(2)
+        let primary = PrimaryReplicator(source: guest, configuration: configuration, logger: quietLogger)
+        defer { primary.stop() }
+        try primary.start()
+        // 1 MB/s from here on: 256 KiB checkpoints every 10 ms would need 26 MB/s.
+        link.setShape(LinkEmulator.Shape(oneWayDelay: .milliseconds(20), bytesPerSecond: 1_000_000))
+        try primary.runCheckpoints(count: 25)
+        let stats = primary.statistics
+        print("adaptive interval: \(stats.checkpointsSent) checkpoints, \(stats.dirtyPages) pages, \(stats.wireBytes) wire bytes, \(String(describing: stats.interval))")
+        let decision = try #require(stats.interval)
+        #expect(decision.reason == .fitted, "\(decision)")
+        // Each checkpoint (about 265 KB) must fit 80 % of 1 MB/s: about 330 ms.
+        #expect(decision.interval >= .milliseconds(200) && decision.interval <= .seconds(1), "\(decision)")
+        let budget = try #require(decision.budgetBytesPerSecond)
+        #expect(budget > 500_000 && budget < 1_500_000, "the budget is the link's pace: \(decision)")
+    }
+}
