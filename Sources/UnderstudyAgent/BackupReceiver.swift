@@ -351,8 +351,12 @@ final class ReplicaApplier: @unchecked Sendable {
                     case .commit(let staged):
                         try store.seal(staged, decoders: decoders)
                         // Sealed: durable against our own crash, so the primary may release its output.
-                        try connection.send(.ack(epoch: staged.epoch))
+                        // Applied even when the ACK cannot be sent (the link just failed): the
+                        // primary may have seen it, and a sealed checkpoint left unapplied would
+                        // block every later one, a catch-up's included.
+                        let acknowledged = Result { try connection.send(.ack(epoch: staged.epoch)) }
                         try store.applySealed()
+                        try acknowledged.get()
                     }
                     completed(work)
                 } catch {
