@@ -43,13 +43,7 @@ public enum TestGuest {
     }
 
     /// The last COUNTER value in a serial log, nil when there is none yet.
-    public static func lastCounter(in log: String) -> UInt64? {
-        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return nil }
-        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).reversed() where line.hasPrefix("COUNTER ") {
-            if let value = UInt64(line.dropFirst(8)) { return value }
-        }
-        return nil
-    }
+    public static func lastCounter(in log: String) -> UInt64? { counters(in: log).last }
 
     /// Waits until the serial log shows a counter (the guest's program runs).
     public static func waitForCounter(in log: String, above minimum: UInt64 = 0, timeout: Duration = .seconds(60)) -> UInt64? {
@@ -70,7 +64,10 @@ extension TestGuest {
     /// Every COUNTER value in a serial log, in order.
     public static func counters(in log: String) -> [UInt64] {
         guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return [] }
-        return text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).compactMap { line in
+        // Only whole lines: QEMU may be writing the last one, and its first digits alone would
+        // read as a much smaller counter (a kill trial once "resumed" at 27897118 of 2789711872).
+        let complete = text[..<(text.lastIndex(of: "\n") ?? text.startIndex)]
+        return complete.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).compactMap { line in
             line.hasPrefix("COUNTER ") ? UInt64(line.dropFirst(8)) : nil
         }
     }
