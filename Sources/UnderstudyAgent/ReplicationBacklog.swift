@@ -31,7 +31,14 @@ public final class ReplicationBacklog: @unchecked Sendable {
         let entries: [Entry]
         let tail: Range<UInt64>?
         /// Pages the backup's copy may differ from the primary's last-sent copy: they go whole, without XOR delta.
-        var resentPages: Set<UInt64> { Set(entries.lazy.flatMap(\.pages)) }
+        let resentPages: Set<UInt64>
+
+        init(base: UInt64, entries: [Entry], tail: Range<UInt64>?) {
+            self.base = base
+            self.entries = entries
+            self.tail = tail
+            resentPages = Set(entries.lazy.flatMap(\.pages))
+        }
     }
 
     /// The encoder's last-sent copy of guest memory, which a catch-up continues from.
@@ -40,6 +47,7 @@ public final class ReplicationBacklog: @unchecked Sendable {
     private let journalPath: String
     private let journalLimit: Int
     private var journal: DiskChangeJournal?
+    /// The newest epoch the backup acknowledged since the last full synchronisation; nil: none yet.
     private var acknowledged: UInt64?
     private var entries: [Entry] = []
     private var tail: Range<UInt64>?
@@ -53,13 +61,9 @@ public final class ReplicationBacklog: @unchecked Sendable {
         lastSent = AnonymousMemory(size: memorySize, purpose: "the last-sent copy")
         self.journalPath = journalPath
         self.journalLimit = journalLimit
-        broken = "no checkpoint acknowledged yet"
     }
 
     deinit { journal?.remove() }
-
-    /// The newest epoch captured (the next session numbers its checkpoints after it); nil: none.
-    var lastEpoch: UInt64? { lock.withLock { entries.last?.epoch ?? acknowledged } }
 
     /// Bytes held in the journal now.
     public var journalBytes: Int { lock.withLock { Int(journal?.end ?? 0) } }
@@ -72,7 +76,7 @@ public final class ReplicationBacklog: @unchecked Sendable {
             entries = []
             tail = nil
             acknowledged = nil
-            broken = "no checkpoint acknowledged since the full synchronisation"
+            broken = nil
             try? journal?.reset()
         }
     }
@@ -90,7 +94,6 @@ public final class ReplicationBacklog: @unchecked Sendable {
         lock.withLock {
             entries.removeAll { $0.epoch <= epoch }
             acknowledged = max(acknowledged ?? 0, epoch)
-            if broken?.hasPrefix("no checkpoint acknowledged") == true { broken = nil }
             if entries.allSatisfy({ $0.journalRange == nil }), tail == nil, (journal?.end ?? 0) > 0 { try? journal?.reset() }
         }
     }
@@ -100,7 +103,8 @@ public final class ReplicationBacklog: @unchecked Sendable {
     func spill(_ changes: [DiskChange]) -> String? {
         guard !changes.isEmpty else { return nil }
         return lock.withLock {
-            guard broken == nil else { return nil }
+            // Nothing to catch up from (no ACK since the full sync, or broken): the writes are not kept.
+            guard broken == nil, acknowledged != nil else { return nil }
             do {
                 if journal == nil {
                     try FileManager.default.createDirectory(atPath: (journalPath as NSString).deletingLastPathComponent,
@@ -124,9 +128,10 @@ public final class ReplicationBacklog: @unchecked Sendable {
     func catchUp(onto committed: UInt64) -> Result<CatchUp, CatchUpRefusal> {
         lock.withLock {
             if let broken { return .failure(CatchUpRefusal(reason: broken)) }
-            guard let acknowledged, committed >= acknowledged else {
+            guard let acknowledged else { return .failure(CatchUpRefusal(reason: "no checkpoint acknowledged yet")) }
+            guard committed >= acknowledged else {
                 return .failure(CatchUpRefusal(reason: "the backup's replica is committed at checkpoint \(committed), "
-                                               + "older than the last one it acknowledged (\(acknowledged ?? 0))"))
+                                               + "older than the last one it acknowledged (\(acknowledged))"))
             }
             let newest = entries.last?.epoch ?? acknowledged
             guard committed <= newest else {
