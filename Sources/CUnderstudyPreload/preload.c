@@ -1,18 +1,41 @@
 // libUnderstudyPreload.so: loaded into QEMU with LD_PRELOAD so that guest-RAM write tracking
 // can be armed from inside QEMU's address space, which userfaultfd requires.
 //
-// When UNDERSTUDY_DIRTY_SOCKET names a path, a constructor starts one thread that listens there
+// When UNDERSTUDY_PRELOAD_SOCKET names a path, a constructor starts one thread that listens there
 // (mode 0600) and answers one-line commands:
 //   ARM <start-hex> <length-hex>   register [start, start+length) for asynchronous write-protect
 //                                  tracking and write-protect it: every later write marks the
 //                                  page PAGE_IS_WRITTEN, which the agent reads and re-arms with
 //                                  PAGEMAP_SCAN from outside. Replies "OK" or "ERR <reason>".
+//   PAUSE <path>                   make this connection the checkpoint pause channel (below) for
+//                                  device-state saves to <path>. Replies "OK"; the connection
+//                                  then stays open for the life of QEMU (a new one replaces it).
 // Without the variable the library does nothing, so loading it is harmless.
+//
+// The pause channel puts the agent's page collection inside QEMU's own pause. QMP's
+// xen-save-devices-state, sent while the guest runs, stops the VM, writes the device state to a
+// file it opens, closes it and resumes the VM, all in one main-loop turn. QEMU reads QMP one byte
+// per main-loop iteration (about 7 us a byte here), so driving stop / save / cont as separate
+// commands parses ~130 bytes while the guest is paused; sent as one command, the whole command
+// is parsed while the guest still runs. The agent must copy the written pages while the VM is
+// stopped, so this library interposes open64 and close:
+//   open64(<path>)  the VM is stopped (vm_stop ran first): send the save's sequence number (4 bytes,
+//                   host order) to the agent, which collects and copies pages while QEMU
+//                   serialises the devices;
+//   close(that fd)  the save is written: wait for the agent to send the same number back before
+//                   QEMU resumes the VM. Its complement, the end of file or PAUSE_WAIT_SECONDS
+//                   without an answer fail the close with EIO, so the save fails and QEMU resumes
+//                   the VM anyway: a dead or stuck agent never leaves the guest paused. Answers to
+//                   earlier saves (an agent that answered after the wait ended) are skipped, so a
+//                   late answer can never release a later pause.
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +45,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 // Debian 12's headers predate these (Linux 6.7); values from the kernel's uapi.
@@ -36,6 +60,78 @@
 #endif
 
 static int tracked_fd = -1;
+
+#define PAUSE_WAIT_SECONDS 10
+
+// Set once by PAUSE (before the agent saves any device state), read by open64 on QEMU's threads.
+static char pause_path[256];
+static int pause_channel = -1;
+// The descriptor of the device-state file being written (-1 outside a save), and its number.
+static int saving_fd = -1;
+static uint32_t saving_sequence;
+
+static int (*real_open64)(const char *, int, ...);
+static int (*real_close)(int);
+
+// Resolved in the constructor, before QEMU's main runs; a lazy lookup from a hook could race.
+static void resolve_real_functions(void) {
+    real_open64 = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open64");
+    real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+}
+
+int open64(const char *path, int flags, ...) {
+    mode_t mode = 0;
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {  // as glibc decides whether a mode was passed
+        va_list arguments;
+        va_start(arguments, flags);
+        mode = va_arg(arguments, mode_t);
+        va_end(arguments);
+    }
+    int fd = real_open64(path, flags, mode);
+    int channel = __atomic_load_n(&pause_channel, __ATOMIC_ACQUIRE);
+    if (fd >= 0 && channel >= 0 && strcmp(path, pause_path) == 0) {
+        // Saves run on QEMU's main thread only, one at a time.
+        uint32_t sequence = ++saving_sequence;
+        __atomic_store_n(&saving_fd, fd, __ATOMIC_RELEASE);
+        // If the agent is gone the send fails; close() then sees the end of file and fails the save.
+        (void)send(channel, &sequence, sizeof sequence, MSG_NOSIGNAL);
+    }
+    return fd;
+}
+
+// Waits for the agent's answer to save `sequence`: 1 to go on, 0 to fail the save.
+static int agent_released(uint32_t sequence) {
+    int channel = __atomic_load_n(&pause_channel, __ATOMIC_ACQUIRE);
+    if (channel < 0) return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long deadline = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + PAUSE_WAIT_SECONDS * 1000LL;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long left = deadline - (now.tv_sec * 1000LL + now.tv_nsec / 1000000);
+        if (left <= 0) return 0;
+        struct pollfd waiting = {.fd = channel, .events = POLLIN};
+        int ready = poll(&waiting, 1, (int)left);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready != 1) return 0;
+        uint32_t answer;
+        if (recv(channel, &answer, sizeof answer, MSG_WAITALL) != sizeof answer) return 0;
+        if (answer == sequence) return 1;
+        if (answer == ~sequence) return 0;
+    }
+}
+
+int close(int fd) {
+    if (fd < 0 || fd != __atomic_load_n(&saving_fd, __ATOMIC_ACQUIRE)) return real_close(fd);
+    __atomic_store_n(&saving_fd, -1, __ATOMIC_RELEASE);
+    int released = agent_released(saving_sequence);
+    int result = real_close(fd);
+    if (!released) {
+        errno = EIO;
+        return -1;
+    }
+    return result;
+}
 
 static int arm(uint64_t start, uint64_t length, char *error, size_t error_size) {
     // Arming again (a new replication session on the same QEMU) starts from scratch: the old
@@ -75,12 +171,13 @@ static int arm(uint64_t start, uint64_t length, char *error, size_t error_size) 
     return 0;
 }
 
-static void serve(int client) {
+// Returns 1 when the connection became the pause channel and must stay open.
+static int serve(int client) {
     char line[256];
     size_t used = 0;
     for (;;) {
         ssize_t n = read(client, line + used, sizeof line - 1 - used);
-        if (n <= 0) return;
+        if (n <= 0) return 0;
         used += (size_t)n;
         line[used] = 0;
         char *newline;
@@ -92,16 +189,23 @@ static void serve(int client) {
                 char error[200];
                 if (arm(start, length, error, sizeof error) == 0) snprintf(reply, sizeof reply, "OK\n");
                 else snprintf(reply, sizeof reply, "ERR %s\n", error);
+            } else if (strncmp(line, "PAUSE ", 6) == 0 && strlen(line + 6) < sizeof pause_path && used == strlen(line) + 1) {
+                // The last command on this connection: from now on it carries only the pause bytes.
+                int old = __atomic_exchange_n(&pause_channel, -1, __ATOMIC_ACQ_REL);
+                if (old >= 0) real_close(old);
+                strcpy(pause_path, line + 6);
+                __atomic_store_n(&pause_channel, client, __ATOMIC_RELEASE);
+                return write(client, "OK\n", 3) == 3;
             } else {
                 snprintf(reply, sizeof reply, "ERR unknown command\n");
             }
-            if (write(client, reply, strlen(reply)) < 0) return;
+            if (write(client, reply, strlen(reply)) < 0) return 0;
             size_t rest = used - (size_t)(newline + 1 - line);
             memmove(line, newline + 1, rest);
             used = rest;
             line[used] = 0;
         }
-        if (used == sizeof line - 1) return;  // an over-long line: drop the client
+        if (used == sizeof line - 1) return 0;  // an over-long line: drop the client
     }
 }
 
@@ -113,13 +217,13 @@ static void *listen_thread(void *arg) {
             if (errno == EINTR) continue;
             return NULL;
         }
-        serve(client);
-        close(client);
+        if (!serve(client)) real_close(client);
     }
 }
 
 __attribute__((constructor)) static void understudy_preload_init(void) {
-    const char *path = getenv("UNDERSTUDY_DIRTY_SOCKET");
+    resolve_real_functions();
+    const char *path = getenv("UNDERSTUDY_PRELOAD_SOCKET");
     if (path == NULL || *path == 0) return;
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof address.sun_path) return;
@@ -132,16 +236,16 @@ __attribute__((constructor)) static void understudy_preload_init(void) {
     int bound = bind(server, (struct sockaddr *)&address, sizeof address);
     umask(old);
     if (bound < 0 || listen(server, 1) < 0) {
-        close(server);
+        real_close(server);
         return;
     }
     // QEMU may start helpers; they must not inherit the variable and listen again.
-    unsetenv("UNDERSTUDY_DIRTY_SOCKET");
+    unsetenv("UNDERSTUDY_PRELOAD_SOCKET");
     pthread_t thread;
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);
     pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attributes, 64 * 1024);
-    if (pthread_create(&thread, &attributes, listen_thread, (void *)(intptr_t)server) != 0) close(server);
+    if (pthread_create(&thread, &attributes, listen_thread, (void *)(intptr_t)server) != 0) real_close(server);
     pthread_attr_destroy(&attributes);
 }

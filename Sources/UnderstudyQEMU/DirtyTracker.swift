@@ -130,29 +130,3 @@ public final class ComparingDirtyTracker: DirtyTracker, @unchecked Sendable {
         return pages
     }
 }
-
-/// Talks to the preload library inside QEMU (one request per connection).
-enum PreloadControl {
-    static func request(_ line: String, socket path: String, timeout: Duration = .seconds(2)) throws -> String {
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw QEMUError.tracking("socket: \(String(cString: strerror(errno)))") }
-            defer { close(fd) }
-            if UnixSocket.connect(fd, path: path) == 0 {
-                let bytes = Array((line + "\n").utf8)
-                guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
-                    throw QEMUError.tracking("write to \(path) failed: \(String(cString: strerror(errno)))")
-                }
-                var reply: [UInt8] = []
-                var byte: UInt8 = 0
-                while read(fd, &byte, 1) == 1 && byte != UInt8(ascii: "\n") { reply.append(byte) }
-                return String(decoding: reply, as: UTF8.self)
-            }
-            guard ContinuousClock.now < deadline else {
-                throw QEMUError.tracking("the preload library in QEMU does not answer on \(path): \(String(cString: strerror(errno))) (is libUnderstudyPreload.so loaded?)")
-            }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-    }
-}

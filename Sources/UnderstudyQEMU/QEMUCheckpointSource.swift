@@ -14,10 +14,11 @@ public enum DirtyTrackingPreference: String, Sendable, CaseIterable {
 /// Checkpoints of a real VM under QEMU.
 ///
 /// `capture` is the latency-critical path and runs on the caller's dedicated thread with
-/// blocking calls only: QMP stop and save-device-state sent together → once stop has returned,
-/// collect the written pages and copy them out while QEMU saves the devices → QMP cont. Pages
-/// are collected only after `stop` returned (no vCPU and no device DMA writes any more), and the
-/// guest resumes only after pages and device state are both copied, so they describe one instant.
+/// blocking calls only: one QMP save-device-state, during which QEMU stops the VM, the written
+/// pages are collected and copied out while QEMU saves the devices, and QEMU resumes the VM
+/// (`QEMUProcess.saveDeviceState`). Pages are collected only once the VM is stopped (no vCPU and
+/// no device DMA writes any more), and the guest resumes only after pages and device state are
+/// both copied, so they describe one instant.
 public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public let identity: VMIdentity
     public let qemu: QEMUProcess
@@ -51,9 +52,9 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public static func startStandby(description: VMDescription, ramFile: String, preloadLibrary: String?, tracking: DirtyTrackingPreference,
                                     extraArguments: [String], logger: Logger,
                                     onExit: @escaping @Sendable (QEMUError) -> Void) throws -> QEMUProcess {
-        let method = try trackingMethod(tracking, preloadLibrary: preloadLibrary)
+        _ = try trackingMethod(tracking, preloadLibrary: preloadLibrary)  // the same checks as the start it stands in for
         return try QEMUProcess(description: description, ramFile: ramFile, mode: .incoming,
-                               preloadLibrary: method == .pagemap ? preloadLibrary : nil,
+                               preloadLibrary: preloadLibrary,
                                extraArguments: extraArguments, logger: logger, onExit: onExit)
     }
 
@@ -95,7 +96,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 qemu = standby
             } else {
                 qemu = try QEMUProcess(description: description, ramFile: ramFile, mode: start.processMode,
-                                       preloadLibrary: method == .pagemap ? preloadLibrary : nil,
+                                       preloadLibrary: preloadLibrary,
                                        extraArguments: extraArguments, logger: logger, onExit: onExit)
             }
             self.qemu = qemu
@@ -116,7 +117,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         case .pagemap:
             let range = try GuestRAM.locate(pid: qemu.pid, path: ramFile, size: Int(description.memoryBytes))
             tracker = PagemapDirtyTracker(pid: qemu.pid, ramStart: range.start, ramSize: range.size, pageSize: pageSize,
-                                          controlSocket: description.dirtySocket)
+                                          controlSocket: description.preloadSocket)
         case .compare:
             tracker = ComparingDirtyTracker(memory: UnsafeRawBufferPointer(ram.bytes), pageSize: pageSize)
         }
@@ -130,12 +131,13 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
+        let saved: QEMUProcess.DeviceStateSave
         do {
-            // Once `stop` has returned no vCPU runs and device I/O is drained, so the dirty set
-            // is complete; it is collected and copied while QEMU serialises the device state,
-            // which only reads the devices (the exactness tests check that nothing writes guest
-            // RAM after the collection).
-            let deviceState = try qemu.stopAndSaveDeviceState {
+            // While the VM is stopped no vCPU runs and device I/O is drained, so the dirty set is
+            // complete; it is collected and copied while QEMU serialises the device state, which
+            // only reads the devices (the exactness tests check that nothing writes guest RAM
+            // after the collection).
+            saved = try qemu.saveDeviceState(resume: resume) {
                 let pages = try tracker.collect()
                 let staging = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
                 for (position, index) in pages.enumerated() {
@@ -145,14 +147,13 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 boundary?(epoch, staging)
                 captured = staging
             }
-            captured!.deviceState = deviceState
         } catch {
             // Never leave the guest paused because a capture failed: it keeps running unprotected.
             if resume { _ = try? qemu.qmp.execute("cont") }
             throw error
         }
-        if resume { try qemu.qmp.execute("cont") }
-        captured!.pause = ContinuousClock.now - start
+        captured!.deviceState = saved.bytes
+        captured!.pause = saved.pause ?? ContinuousClock.now - start
         return captured!
     }
 

@@ -17,6 +17,8 @@ public final class QEMUProcess: @unchecked Sendable {
     public let description: VMDescription
     public let ramFile: String
     public let qmp: QMPClient
+    /// The preload library's pause channel; nil when QEMU runs without the library.
+    private let pauseChannel: PauseChannel?
     private let process: Process
     private let lock = NSLock()
     private var stopping = false
@@ -41,7 +43,7 @@ public final class QEMUProcess: @unchecked Sendable {
         } catch {
             throw .io("cannot create \(description.runDirectory): \(error.localizedDescription)")
         }
-        for stale in [description.qmpSocket, description.dirtySocket] { unlink(stale) }
+        for stale in [description.qmpSocket, description.preloadSocket] { unlink(stale) }
         self.description = description
         self.ramFile = ramFile
         let accelerator = description.resolvedAccelerator
@@ -72,7 +74,7 @@ public final class QEMUProcess: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment
         if let preloadLibrary {
             environment["LD_PRELOAD"] = preloadLibrary
-            environment["UNDERSTUDY_DIRTY_SOCKET"] = description.dirtySocket
+            environment["UNDERSTUDY_PRELOAD_SOCKET"] = description.preloadSocket
         }
         process.environment = environment
         FileManager.default.createFile(atPath: description.qemuLog, contents: nil, attributes: [.posixPermissions: 0o600])
@@ -95,6 +97,14 @@ public final class QEMUProcess: @unchecked Sendable {
             process.terminate()
             process.waitUntilExit()
             throw process.isRunning ? error : .exited(status: process.terminationStatus, log: QEMUProcess.tail(of: logPath))
+        }
+        do throws(QEMUError) {
+            pauseChannel = preloadLibrary == nil ? nil : try PauseChannel(controlSocket: description.preloadSocket,
+                                                                          deviceStateFile: description.deviceStateFile)
+        } catch {
+            process.terminate()
+            process.waitUntilExit()
+            throw error
         }
         // For operators and tests that must find QEMU after the agent itself died.
         try? "\(process.processIdentifier)".write(toFile: description.pidFile, atomically: true, encoding: .utf8)
@@ -126,19 +136,65 @@ public final class QEMUProcess: @unchecked Sendable {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
-        for path in [description.qmpSocket, description.dirtySocket, description.pidFile, description.deviceStateFile] { unlink(path) }
+        for path in [description.qmpSocket, description.preloadSocket, description.pidFile, description.deviceStateFile] { unlink(path) }
     }
 
-    /// Stops the VM and saves all its device and CPU state (no RAM), in one QMP round trip.
-    /// `whileSaving` runs once the VM has stopped, while QEMU is still serialising the devices.
-    public func stopAndSaveDeviceState(whileSaving: () throws -> Void) throws -> [UInt8] {
-        try qmp.execute([("stop", nil), ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])]) { done in
-            if done == 0 { try whileSaving() }
+    /// A checkpoint's device state, and how long the guest was stopped for it.
+    public struct DeviceStateSave {
+        public let bytes: [UInt8]
+        /// From QEMU's STOP to its RESUME event; nil when the VM stays stopped or QEMU runs
+        /// without the preload library (the caller then times the whole exchange).
+        public let pause: Duration?
+    }
+
+    /// Stops the VM, saves all its device and CPU state (no RAM) and resumes it if `resume`.
+    /// `whilePaused` runs while the VM is stopped, in parallel with QEMU serialising the devices.
+    ///
+    /// With the preload library this is one QMP command sent while the guest runs, so QEMU has
+    /// parsed it (one byte per main-loop turn) before it stops the VM; the library holds the
+    /// save open until `whilePaused` returned (see preload.c). If `whilePaused` throws, the save
+    /// is failed on purpose and QEMU resumes the VM anyway. Without the library: stop and save
+    /// together, then cont, each parsed while the guest is stopped.
+    public func saveDeviceState(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
+        let save: (String, [String: Any]?) = ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])
+        var pause: Duration?
+        if let channel = pauseChannel {
+            var stopped = false
+            try withoutActuallyEscaping(whilePaused) { whilePaused in
+                let replies = try qmp.execute(resume ? [save] : [("stop", nil), save], watching: .init(fd: channel.fd) {
+                    let sequence = try channel.stopped()
+                    stopped = true
+                    do {
+                        try whilePaused()
+                    } catch {
+                        try channel.release(sequence, succeeded: false)
+                        throw error
+                    }
+                    try channel.release(sequence, succeeded: true)
+                })
+                if resume { pause = Self.pause(in: replies.events) }
+            }
+            guard stopped else {
+                throw QEMUError.tracking("QEMU saved the device state without stopping at the pause channel, so no pages were copied "
+                                         + "(\(description.deviceStateFile) not opened through the preload library's open64)")
+            }
+        } else {
+            try qmp.execute([("stop", nil), save]) { done in
+                if done == 0 { try whilePaused() }
+            }
+            if resume { try qmp.execute("cont") }
         }
         guard let data = FileManager.default.contents(atPath: description.deviceStateFile) else {
             throw QEMUError.io("cannot read the saved device state \(description.deviceStateFile)")
         }
-        return [UInt8](data)
+        return DeviceStateSave(bytes: [UInt8](data), pause: pause)
+    }
+
+    /// The time between the STOP and RESUME events (QEMU's clock), when both came in order.
+    private static func pause(in events: [QMPClient.Event]) -> Duration? {
+        guard let stop = events.first(where: { $0.name == "STOP" }),
+              let resume = events.last(where: { $0.name == "RESUME" }), resume.timestamp >= stop.timestamp else { return nil }
+        return .microseconds(Int64(((resume.timestamp - stop.timestamp) * 1e6).rounded()))
     }
 
     static func find(_ binary: String) -> String? {

@@ -45,7 +45,7 @@ public final class QMPClient: @unchecked Sendable {
     @discardableResult
     public func execute(_ command: String, arguments: [String: Any]? = nil) throws(QEMUError) -> Any {
         do {
-            return try execute([(command, arguments)])[0]
+            return try execute([(command, arguments)]).values[0]
         } catch let error as QEMUError {
             throw error
         } catch {
@@ -53,13 +53,38 @@ public final class QMPClient: @unchecked Sendable {
         }
     }
 
+    /// An asynchronous event QEMU sent while commands ran: its name and QEMU's wall-clock time.
+    public struct Event: Sendable {
+        public let name: String
+        /// Seconds since the epoch, to the microsecond.
+        public let timestamp: Double
+    }
+
+    /// The replies to `execute`: each command's "return" value, and the events that came meanwhile.
+    public struct Replies {
+        public var values: [Any]
+        public var events: [Event]
+    }
+
+    /// Another descriptor to watch while the replies are awaited: `onReadable` runs once, on the
+    /// caller's thread, when it first becomes readable (before the next reply is read).
+    public struct Watch {
+        public let fd: Int32
+        public let onReadable: () throws -> Void
+        public init(fd: Int32, onReadable: @escaping () throws -> Void) {
+            self.fd = fd
+            self.onReadable = onReadable
+        }
+    }
+
     /// Sends several commands at once and then reads their replies in order: QEMU runs them one
     /// after another, and the checkpoint pause saves a round trip per command. `afterReply(i)`
     /// runs as soon as command `i` succeeded, while QEMU may still be working on the next one.
-    /// Stops at the first error (later commands may have run; their replies are drained).
+    /// Stops at the first error (later commands may have run; their replies are drained, and so
+    /// they are when `afterReply` or the watch fails).
     @discardableResult
-    public func execute(_ commands: [(String, [String: Any]?)],
-                        afterReply: (Int) throws -> Void = { _ in }) throws -> [Any] {
+    public func execute(_ commands: [(String, [String: Any]?)], watching watch: Watch? = nil,
+                        afterReply: (Int) throws -> Void = { _ in }) throws -> Replies {
         lock.lock()
         defer { lock.unlock() }
         var bytes: [UInt8] = []
@@ -77,32 +102,49 @@ public final class QMPClient: @unchecked Sendable {
             guard n > 0 else { throw QEMUError.qmp("write \(commands[0].0): \(String(cString: strerror(errno)))") }
             offset += n
         }
-        var results: [Any] = []
+        var replies = Replies(values: [], events: [])
         var failure: QEMUError?
         var callbackError: Error?
-        while results.count < commands.count {
-            let object = try readObject()
-            if object["event"] != nil { continue }
-            let command = commands[results.count].0
+        var pending = watch.map { watch in
+            Watch(fd: watch.fd) {
+                // A failing callback must not leave later replies unread in the stream.
+                do { try watch.onReadable() } catch { callbackError = callbackError ?? error }
+            }
+        }
+        while replies.values.count < commands.count {
+            let object = try readObject(watching: &pending)
+            if let event = object["event"] as? String {
+                let time = object["timestamp"] as? [String: Any]
+                let seconds = (time?["seconds"] as? NSNumber)?.doubleValue ?? 0
+                let microseconds = (time?["microseconds"] as? NSNumber)?.doubleValue ?? 0
+                replies.events.append(Event(name: event, timestamp: seconds + microseconds / 1e6))
+                continue
+            }
+            let command = commands[replies.values.count].0
             if let error = object["error"] as? [String: Any] {
                 if failure == nil { failure = QEMUError.qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")") }
-                results.append(NSNull())
+                replies.values.append(NSNull())
             } else if let value = object["return"] {
-                results.append(value)
-                // A failing callback must not leave later replies unread in the stream.
+                replies.values.append(value)
                 if failure == nil && callbackError == nil {
-                    do { try afterReply(results.count - 1) } catch { callbackError = error }
+                    do { try afterReply(replies.values.count - 1) } catch { callbackError = error }
                 }
             } else {
                 throw QEMUError.qmp("unexpected reply to \(command): \(object)")
             }
         }
-        if let failure { throw failure }
+        // The caller's own error explains a failure it caused (a save failed on purpose) better.
         if let callbackError { throw callbackError }
-        return results
+        if let failure { throw failure }
+        return replies
     }
 
     private func readObject() throws(QEMUError) -> [String: Any] {
+        var nothing: Watch?
+        return try readObject(watching: &nothing)
+    }
+
+    private func readObject(watching watch: inout Watch?) throws(QEMUError) -> [String: Any] {
         while true {
             if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Data(buffer[..<newline])
@@ -111,6 +153,18 @@ public final class QMPClient: @unchecked Sendable {
                     throw .qmp("malformed reply: \(String(decoding: line, as: UTF8.self))")
                 }
                 return object
+            }
+            if let waiting = watch {
+                var descriptors = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: waiting.fd, events: Int16(POLLIN), revents: 0)]
+                guard poll(&descriptors, 2, -1) >= 0 else {
+                    if errno == EINTR { continue }
+                    throw .qmp("poll: \(String(cString: strerror(errno)))")
+                }
+                if descriptors[1].revents != 0 {
+                    watch = nil
+                    try? waiting.onReadable()  // cannot throw: execute wraps it and keeps the error
+                    continue
+                }
             }
             var chunk = [UInt8](repeating: 0, count: 4096)
             let n = read(fd, &chunk, chunk.count)

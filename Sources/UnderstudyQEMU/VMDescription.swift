@@ -66,7 +66,7 @@ public struct VMDescription: Sendable, Equatable {
     public var identity: VMIdentity { VMIdentity(id: id, memorySize: memoryBytes, diskSize: diskBytes) }
 
     public var qmpSocket: String { "\(runDirectory)/qmp.sock" }
-    public var dirtySocket: String { "\(runDirectory)/dirty.sock" }
+    public var preloadSocket: String { "\(runDirectory)/preload.sock" }
     public var serialLog: String { "\(runDirectory)/serial.log" }
     public var qemuLog: String { "\(runDirectory)/qemu.log" }
     /// On tmpfs: it is written and read back inside every checkpoint pause. Named after the run

@@ -20,7 +20,7 @@ final class WriterProcess {
         process.arguments = [file, "\(WriterProcess.size)"]
         var environment = ProcessInfo.processInfo.environment
         environment["LD_PRELOAD"] = productsDirectory().appendingPathComponent("libUnderstudyPreload.so").path
-        environment["UNDERSTUDY_DIRTY_SOCKET"] = socket
+        environment["UNDERSTUDY_PRELOAD_SOCKET"] = socket
         process.environment = environment
         process.standardInput = input
         process.standardOutput = output
