@@ -5,12 +5,14 @@ import UnderstudyTestSupport
 
 @Suite("QEMU checkpoint source", .serialized)
 struct QEMUCheckpointSourceTests {
-    @Test(arguments: [DirtyTrackingPreference.pagemap, .compare])
-    func capturesPagesAndDeviceStateAndKeepsTheGuestRunning(tracking: DirtyTrackingPreference) throws {
+    /// With the preload library the pause is QEMU's own inside one save (its pause channel);
+    /// without it, QMP stop / save / cont.
+    @Test(arguments: [(DirtyTrackingPreference.pagemap, true), (.compare, true), (.compare, false)])
+    func capturesPagesAndDeviceStateAndKeepsTheGuestRunning(tracking: DirtyTrackingPreference, preload: Bool) throws {
         if tracking == .pagemap && !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
         let description = TestGuest.description(dirtyPagesPerSecond: 2000)
-        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: tracking,
-                                              logger: TestGuest.quietLogger) { _ in }
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: preload ? TestGuest.preloadLibrary : nil,
+                                              tracking: tracking, logger: TestGuest.quietLogger) { _ in }
         defer {
             source.shutdown()
             try? FileManager.default.removeItem(atPath: description.runDirectory)
@@ -31,7 +33,48 @@ struct QEMUCheckpointSourceTests {
         #expect(dirty > 0, "a guest dirtying 2000 pages/s writes pages between checkpoints")
         #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest keeps running")
         let sorted = pauses.map(\.milliseconds).sorted()
-        print("\(tracking): pause p50 \(sorted[sorted.count / 2]) ms, max \(sorted.last!) ms, \(dirty) dirty pages in 20 checkpoints")
+        print("\(tracking), preload \(preload): pause p50 \(sorted[sorted.count / 2]) ms, max \(sorted.last!) ms, \(dirty) dirty pages in 20 checkpoints")
+    }
+
+    /// The agent failing while the VM is stopped fails the save, and QEMU resumes the guest anyway.
+    /// An agent answering only after the library stopped waiting cannot release a later pause:
+    /// the next capture is still whole.
+    @Test func aFailedOrLateAgentNeverLeavesTheGuestPausedNorReleasesALaterPause() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let description = TestGuest.description(dirtyPagesPerSecond: 2000)
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
+                                              logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
+        struct Refused: Error {}
+        #expect(throws: Refused.self) { _ = try source.qemu.saveDeviceState(resume: true) { throw Refused() } }
+        #expect(Self.running(source), "QEMU resumed the guest after the failed save")
+
+        // The library waits 10 s (preload.c); this agent answers after 11.
+        let late = #expect(throws: QEMUError.self) {
+            _ = try source.qemu.saveDeviceState(resume: true) { Thread.sleep(forTimeInterval: 11) }
+        }
+        #expect("\(late!)".contains("IO error"), "\(late!)")
+        #expect(Self.running(source), "QEMU resumed the guest when the agent did not answer")
+
+        let start = ContinuousClock.now
+        var collected = false
+        let saved = try source.qemu.saveDeviceState(resume: true) {
+            Thread.sleep(forTimeInterval: 0.2)
+            collected = true
+        }
+        #expect(collected && saved.bytes.count > 1000)
+        let pause = try #require(saved.pause)
+        #expect(pause >= .milliseconds(200), "the late answer to the previous save did not cut this pause short (\(pause))")
+        #expect(pause <= ContinuousClock.now - start)
+        #expect(Self.running(source))
+    }
+
+    private static func running(_ source: QEMUCheckpointSource) -> Bool {
+        ((try? source.qemu.qmp.execute("query-status")) as? [String: Any])?["status"] as? String == "running"
     }
 
     @Test func missingQEMUBinaryIsReportedClearly() throws {
