@@ -18,9 +18,9 @@ import UnderstudyTransport
 /// 2. one replication session per checkpoint interval (25 ms above, then 10 and 100 ms),
 ///    `seconds` each: achieved checkpoints/s, pause percentiles, dirty pages, raw/wire bytes,
 ///    ack latency, and the counter's rate while protected;
-/// 3. where the pause goes: captures done by hand, timing QMP stop, device-state save, dirty
-///    collection, page copy and QMP cont separately (no replication running), and the
-///    device-state save to the run directory's filesystem versus tmpfs.
+/// 3. where the pause goes (no replication running): captures through the preload library's pause
+///    channel alternating with stepwise QMP stop / save / cont ones, the baseline (see
+///    `pauseBreakdown`), and the device-state save to the run directory's filesystem versus tmpfs.
 ///
 /// The counter guest prints `COUNTER <n>` every 100 ms of guest time. Its rate of increase is
 /// the guest's work rate (for the idle guest it only shows timer ticks: 100/s by design); the
@@ -177,7 +177,14 @@ struct VMBench {
 
         let protectedRate = protected!
         let after = unprotectedAfter!
+        // The guest's clock stops while the VM is, so the time it loses per checkpoint (against
+        // the mean unprotected clock speed) is the pause as the guest saw it: a check on the
+        // reported pause, coarse (a COUNTER line is 100 ms of guest time).
+        let workRow = rows[VMBench.workRateInterval]!
+        let clockLost = (unprotected.guestClock + after.guestClock) / 2 - protectedRate.guestClock
         result.workRate = [
+            "guestObservedPauseMeanMs": clockLost / (workRow["checkpointsPerSecond"] as! Double) * 1000,
+            "reportedPauseMeanMs": workRow["pauseMeanMs"]!,
             "load": load.name,
             "unprotectedCounterPerSecond": unprotected.rate,
             "unprotectedAfterCounterPerSecond": after.rate,
@@ -290,75 +297,88 @@ struct VMBench {
 
     // MARK: - Pause breakdown
 
-    /// Captures by hand, the way `QEMUCheckpointSource.capture` does them, timing each step.
-    /// No replication runs meanwhile; one capture every 25 ms like the protected work-rate run.
+    /// Where the pause goes, with no replication running (one capture every 25 ms, as in the
+    /// protected work-rate run), alternating two ways of capturing the same guest:
+    /// - `pauseChannel`: `QEMUProcess.saveDeviceState` as `capture` uses it (one QMP save during
+    ///   which QEMU stops and resumes the VM; the pages are copied from inside that pause);
+    /// - `stepwise` (the baseline, how captures were done before): QMP stop and save sent together,
+    ///   the pages copied once stop returned, then QMP cont.
+    /// For both: the guest's pause (QEMU's STOP to RESUME events), the agent's whole exchange, and
+    /// the collect-and-copy inside it. Also the QMP round trip of a short command and of the same
+    /// command 100 bytes longer: QEMU parses QMP a byte per main-loop turn.
     private func pauseBreakdown(qemu: QEMUCheckpointSource, description: VMDescription) throws -> [String: Any] {
         let qmp = qemu.qemu.qmp
         let pageSize = Int(qemu.identity.pageSize)
         // Pages dirtied since the last session ended are not part of a 25 ms interval.
         _ = try qemu.tracker.collect()
         Thread.sleep(forTimeInterval: 0.025)
-        var roundTrip: [Double] = []
+        var roundTrip: [String: [Double]] = [:]
+        let padding = String(repeating: "x", count: 100)
         for _ in 0..<50 {
-            let start = ContinuousClock.now
-            try qmp.execute("query-status")
-            roundTrip.append((ContinuousClock.now - start).benchMilliseconds)
+            // The same command, refused alike ("parameter 'p' is unexpected") after a parse of
+            // different length.
+            for (name, value) in [("short", ""), ("padded100Bytes", padding)] {
+                let start = ContinuousClock.now
+                _ = try? qmp.execute([("query-status", ["p": value])])
+                roundTrip[name, default: []].append((ContinuousClock.now - start).benchMilliseconds)
+            }
         }
         var phases: [String: [Double]] = [:]
         var pages: [Double] = []
-        var deviceBytes = 0
+        let save: (String, [String: Any]?) = ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])
         var next = ContinuousClock.now
-        for _ in 0..<breakdownCaptures {
+        for round in 0..<breakdownCaptures {
             let now = ContinuousClock.now
             if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
             next = max(next + .milliseconds(VMBench.workRateInterval), ContinuousClock.now)
-            let t0 = ContinuousClock.now
-            try qmp.execute("stop")
-            let t1 = ContinuousClock.now
-            var resumed = false
-            defer { if !resumed { _ = try? qmp.execute("cont") } }
-            try qmp.execute("xen-save-devices-state", arguments: ["filename": description.deviceStateFile, "live": false])
-            let t2 = ContinuousClock.now
-            guard let state = FileManager.default.contents(atPath: description.deviceStateFile) else {
-                throw BenchError("cannot read \(description.deviceStateFile)")
+            let stepwise = round % 2 == 1
+            var copying = Duration.zero
+            let copy = {
+                let start = ContinuousClock.now
+                let captured = CapturedCheckpoint(copying: try qemu.tracker.collect(), from: qemu.memory, pageSize: pageSize)
+                copying = ContinuousClock.now - start
+                pages.append(Double(captured.pageIndices.count))
             }
-            let t3 = ContinuousClock.now
-            let dirty = try qemu.tracker.collect()
-            let t4 = ContinuousClock.now
-            let captured = CapturedCheckpoint(pageIndices: dirty, pageSize: pageSize)
-            let t5 = ContinuousClock.now
-            let base = qemu.memory.baseAddress!
-            for (position, index) in dirty.enumerated() {
-                captured.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: base + Int(index) * pageSize, count: pageSize))
+            let start = ContinuousClock.now
+            let pause: Duration?
+            if stepwise {
+                var events = try qmp.execute([("stop", nil), save]) { if $0 == 0 { try copy() } }.events
+                events += try qmp.execute([("cont", nil)]).events
+                pause = QMPClient.pause(in: events)
+            } else {
+                pause = try qemu.qemu.saveDeviceState(resume: true, whilePaused: copy).pause
             }
-            let t6 = ContinuousClock.now
-            try qmp.execute("cont")
-            resumed = true
-            let t7 = ContinuousClock.now
-            for (name, value) in [("stop", t1 - t0), ("deviceStateSave", t2 - t1), ("deviceStateRead", t3 - t2), ("collect", t4 - t3),
-                                  ("stagingTake", t5 - t4), ("copy", t6 - t5), ("cont", t7 - t6), ("total", t7 - t0)] {
-                phases[name, default: []].append(value.benchMilliseconds)
+            let exchange = ContinuousClock.now - start
+            guard let pause else { throw BenchError("no STOP/RESUME events around a capture") }
+            let method = stepwise ? "stepwise" : "pauseChannel"
+            for (name, value) in [("pause", pause), ("exchange", exchange), ("collectAndCopy", copying)] {
+                phases["\(method).\(name)", default: []].append(value.benchMilliseconds)
             }
-            pages.append(Double(dirty.count))
-            deviceBytes = state.count
         }
         var row: [String: Any] = [
             "captures": breakdownCaptures,
             "intervalMs": VMBench.workRateInterval,
             "dirtyPagesPerCapture": pages.reduce(0, +) / Double(max(1, pages.count)),
-            "deviceStateBytes": deviceBytes,
-            "qmpRoundTripP50Ms": percentile(roundTrip.sorted(), 0.5),
-            "qmpRoundTripP99Ms": percentile(roundTrip.sorted(), 0.99),
+            "deviceStateBytes": (try? FileManager.default.attributesOfItem(atPath: description.deviceStateFile)[.size] as? Int) ?? 0,
         ]
-        var line = "  pause breakdown (p50/p99 ms):"
-        for name in ["stop", "deviceStateSave", "deviceStateRead", "collect", "stagingTake", "copy", "cont", "total"] {
-            let sorted = phases[name, default: []].sorted()
-            let mean = sorted.reduce(0, +) / Double(max(1, sorted.count))
-            row[name] = ["p50Ms": percentile(sorted, 0.5), "p99Ms": percentile(sorted, 0.99), "maxMs": sorted.last ?? 0, "meanMs": mean]
-            line += String(format: " %@ %.2f/%.2f", name, percentile(sorted, 0.5), percentile(sorted, 0.99))
+        for (name, times) in roundTrip {
+            row["qmpRoundTrip.\(name)"] = ["p50Ms": percentile(times.sorted(), 0.5), "p99Ms": percentile(times.sorted(), 0.99)]
         }
-        log(line + String(format: "; %.0f pages, QMP round trip %.2f ms", row["dirtyPagesPerCapture"] as! Double,
-                          row["qmpRoundTripP50Ms"] as! Double))
+        var line = "  pause breakdown (p50/p99 ms):"
+        for method in ["pauseChannel", "stepwise"] {
+            for name in ["pause", "exchange", "collectAndCopy"] {
+                let sorted = phases["\(method).\(name)", default: []].sorted()
+                let mean = sorted.reduce(0, +) / Double(max(1, sorted.count))
+                row["\(method).\(name)"] = ["p50Ms": percentile(sorted, 0.5), "p99Ms": percentile(sorted, 0.99), "maxMs": sorted.last ?? 0,
+                                              "meanMs": mean]
+                line += String(format: " %@.%@ %.2f/%.2f", method, name, percentile(sorted, 0.5), percentile(sorted, 0.99))
+            }
+        }
+        let short = percentile(roundTrip["short", default: []].sorted(), 0.5)
+        let padded = percentile(roundTrip["padded100Bytes", default: []].sorted(), 0.5)
+        row["qmpParseMicrosecondsPerByte"] = (padded - short) * 1000 / Double(padding.utf8.count)
+        log(line + String(format: "; %.0f pages; QMP round trip %.2f ms, +100 bytes %.2f ms",
+                          row["dirtyPagesPerCapture"] as! Double, short, padded))
         return row
     }
 
@@ -484,17 +504,22 @@ struct VMBench {
         }
         text += "work rate (counter/s)  unprotected   protected@\(VMBench.workRateInterval)ms  ratio  (unprotected again)\n"
         for row in workRates {
-            text += pad(row["load"] as! String, 22) + String(format: " %11.4g  %14.4g  %5.3f  (%.4g; ratio to the mean of both %.3f)\n",
+            text += pad(row["load"] as! String, 22) + String(format: " %11.4g  %14.4g  %5.3f  (%.4g; ratio to the mean of both %.3f; guest clock lost %.2f ms per checkpoint, mean pause reported %.2f ms)\n",
                            row["unprotectedCounterPerSecond"] as! Double, row["protectedCounterPerSecond"] as! Double,
                            row["ratioProtectedToUnprotected"] as! Double, row["unprotectedAfterCounterPerSecond"] as! Double,
-                           row["ratioProtectedToMeanUnprotected"] as! Double)
+                           row["ratioProtectedToMeanUnprotected"] as! Double, row["guestObservedPauseMeanMs"] as! Double,
+                           row["reportedPauseMeanMs"] as! Double)
         }
-        text += "pause breakdown, p50 ms: stop  dev-save  dev-read  collect  copy  cont  total (pages)\n"
+        text += "pause p50/p99 ms (pages/capture):    pause channel: pause  exchange  copy |  stepwise: pause  exchange  copy\n"
         for row in breakdowns {
-            func p50(_ name: String) -> Double { (row[name] as! [String: Any])["p50Ms"] as! Double }
-            text += pad(row["load"] as! String, 22) + String(format: " %5.2f  %8.2f  %8.2f  %7.2f  %4.2f  %4.2f  %5.2f (%.0f)\n",
-                           p50("stop"), p50("deviceStateSave"), p50("deviceStateRead"), p50("collect"), p50("copy"), p50("cont"),
-                           p50("total"), row["dirtyPagesPerCapture"] as! Double)
+            func p(_ name: String, _ key: String) -> Double { (row[name] as! [String: Any])[key] as! Double }
+            text += pad(row["load"] as! String, 14) + String(format: " (%5.0f)", row["dirtyPagesPerCapture"] as! Double)
+            for method in ["pauseChannel", "stepwise"] {
+                text += String(format: "  %4.2f/%4.2f  %4.2f/%4.2f  %4.2f/%4.2f", p("\(method).pause", "p50Ms"), p("\(method).pause", "p99Ms"),
+                               p("\(method).exchange", "p50Ms"), p("\(method).exchange", "p99Ms"),
+                               p("\(method).collectAndCopy", "p50Ms"), p("\(method).collectAndCopy", "p99Ms"))
+            }
+            text += String(format: "  QMP parse %.1f us/byte\n", row["qmpParseMicrosecondsPerByte"] as! Double)
         }
         for target in targets {
             let measured = (target["measuredMs"] ?? target["measured"]) as! Double

@@ -83,10 +83,7 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
             let start = ContinuousClock.now
             let indices = guest.dirty.sorted()
             guest.dirty.removeAll(keepingCapacity: true)
-            let captured = CapturedCheckpoint(pageIndices: indices, pageSize: pageSize)
-            for (position, index) in indices.enumerated() {
-                captured.page(at: position).copyMemory(from: UnsafeRawBufferPointer(page(Int(index))))
-            }
+            let captured = CapturedCheckpoint(copying: indices, from: memory, pageSize: pageSize)
             var device = WireWriter(capacity: 64)
             device.write(bytes: Array("synthetic device state".utf8))
             device.write(UInt64(indices.count))

@@ -54,6 +54,14 @@ public final class CapturedCheckpoint: @unchecked Sendable {
         pages = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(pageIndices.count * pageSize)])
     }
 
+    /// Copies `pageIndices` out of guest `memory` (the copy out of a paused guest).
+    public convenience init(copying pageIndices: [UInt64], from memory: UnsafeRawBufferPointer, pageSize: Int) {
+        self.init(pageIndices: pageIndices, pageSize: pageSize)
+        for (position, index) in pageIndices.enumerated() {
+            page(at: position).copyMemory(from: UnsafeRawBufferPointer(rebasing: memory[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)]))
+        }
+    }
+
     deinit { StagingPool.shared.give(buffer) }
 
     public func page(at position: Int) -> UnsafeMutableRawBufferPointer {

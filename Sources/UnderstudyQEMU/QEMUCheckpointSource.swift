@@ -138,12 +138,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             // only reads the devices (the exactness tests check that nothing writes guest RAM
             // after the collection).
             saved = try qemu.saveDeviceState(resume: resume) {
-                let pages = try tracker.collect()
-                let staging = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
-                for (position, index) in pages.enumerated() {
-                    staging.page(at: position).copyMemory(from: UnsafeRawBufferPointer(start: ram.bytes.baseAddress! + Int(index) * pageSize,
-                                                                                       count: pageSize))
-                }
+                let staging = CapturedCheckpoint(copying: try tracker.collect(), from: memory, pageSize: pageSize)
                 boundary?(epoch, staging)
                 captured = staging
             }

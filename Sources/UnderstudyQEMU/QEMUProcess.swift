@@ -172,7 +172,7 @@ public final class QEMUProcess: @unchecked Sendable {
                     }
                     try channel.release(sequence, succeeded: true)
                 })
-                if resume { pause = Self.pause(in: replies.events) }
+                if resume { pause = QMPClient.pause(in: replies.events) }
             }
             guard stopped else {
                 throw QEMUError.tracking("QEMU saved the device state without stopping at the pause channel, so no pages were copied "
@@ -188,13 +188,6 @@ public final class QEMUProcess: @unchecked Sendable {
             throw QEMUError.io("cannot read the saved device state \(description.deviceStateFile)")
         }
         return DeviceStateSave(bytes: [UInt8](data), pause: pause)
-    }
-
-    /// The time between the STOP and RESUME events (QEMU's clock), when both came in order.
-    private static func pause(in events: [QMPClient.Event]) -> Duration? {
-        guard let stop = events.first(where: { $0.name == "STOP" }),
-              let resume = events.last(where: { $0.name == "RESUME" }), resume.timestamp >= stop.timestamp else { return nil }
-        return .microseconds(Int64(((resume.timestamp - stop.timestamp) * 1e6).rounded()))
     }
 
     static func find(_ binary: String) -> String? {

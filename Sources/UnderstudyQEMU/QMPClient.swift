@@ -60,6 +60,15 @@ public final class QMPClient: @unchecked Sendable {
         public let timestamp: Double
     }
 
+    /// How long the VM was stopped: from QEMU's STOP to its RESUME event (QEMU's clock), when
+    /// both are among `events` in that order. QEMU sends STOP once the vCPUs are stopped and
+    /// RESUME just before it restarts them.
+    public static func pause(in events: [Event]) -> Duration? {
+        guard let stop = events.first(where: { $0.name == "STOP" }),
+              let resume = events.last(where: { $0.name == "RESUME" }), resume.timestamp >= stop.timestamp else { return nil }
+        return .microseconds(Int64(((resume.timestamp - stop.timestamp) * 1e6).rounded()))
+    }
+
     /// The replies to `execute`: each command's "return" value, and the events that came meanwhile.
     public struct Replies {
         public var values: [Any]
