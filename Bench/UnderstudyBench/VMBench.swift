@@ -20,7 +20,7 @@ import UnderstudyTransport
 ///    ack latency, and the counter's rate while protected;
 /// 3. where the pause goes (no replication running): captures through the preload library's pause
 ///    channel alternating with stepwise QMP stop / save / cont ones, the baseline (see
-///    `pauseBreakdown`), and the device-state save to the run directory's filesystem versus tmpfs.
+///    `pauseBreakdown`).
 ///
 /// The counter guest prints `COUNTER <n>` every 100 ms of guest time. Its rate of increase is
 /// the guest's work rate (for the idle guest it only shows timer ticks: 100/s by design); the
@@ -171,8 +171,6 @@ struct VMBench {
         try exits.check()
         result.breakdown = try pauseBreakdown(qemu: qemu, description: description)
         result.breakdown["load"] = load.name
-        try exits.check()
-        result.breakdown["deviceStateSaveByFilesystem"] = try deviceStateSaveComparison(qemu: qemu, description: description)
         try exits.check()
 
         let protectedRate = protected!
@@ -325,7 +323,10 @@ struct VMBench {
         }
         var phases: [String: [Double]] = [:]
         var pages: [Double] = []
-        let save: (String, [String: Any]?) = ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])
+        // Another file than the pause channel's, which would wait for an answer the baseline never gives.
+        let stepwiseFile = description.deviceStateFile + "-stepwise"
+        defer { unlink(stepwiseFile) }
+        let save: (String, [String: Any]?) = ("xen-save-devices-state", ["filename": stepwiseFile, "live": false])
         var next = ContinuousClock.now
         for round in 0..<breakdownCaptures {
             let now = ContinuousClock.now
@@ -380,52 +381,6 @@ struct VMBench {
         log(line + String(format: "; %.0f pages; QMP round trip %.2f ms, +100 bytes %.2f ms",
                           row["dirtyPagesPerCapture"] as! Double, short, padded))
         return row
-    }
-
-    /// `xen-save-devices-state` on a stopped VM into the run directory (overwriting the previous
-    /// file, as `QEMUProcess.saveDeviceState` does), into a file removed beforehand, and into tmpfs.
-    private func deviceStateSaveComparison(qemu: QEMUCheckpointSource, description: VMDescription) throws -> [String: Any] {
-        let qmp = qemu.qemu.qmp
-        let fresh = "\(description.runDirectory)/device-state-fresh.bin"
-        let tmpfs = "/dev/shm/understudy-vmbench-\(description.id)-device-state.bin"
-        defer { unlink(fresh); unlink(tmpfs) }
-        var times: [String: [Double]] = [:]
-        let variants = [("overwriteRunDirectory", description.deviceStateFile), ("newFileRunDirectory", fresh), ("overwriteTmpfs", tmpfs)]
-        for round in 0..<(breakdownCaptures / 4) {
-            try qmp.execute("stop")
-            defer { _ = try? qmp.execute("cont") }
-            // Rotate the order so that no variant always goes first.
-            for step in 0..<variants.count {
-                let (name, path) = variants[(round + step) % variants.count]
-                if name == "newFileRunDirectory" { unlink(path) }
-                let start = ContinuousClock.now
-                try qmp.execute("xen-save-devices-state", arguments: ["filename": path, "live": false])
-                times[name, default: []].append((ContinuousClock.now - start).benchMilliseconds)
-            }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        var row: [String: Any] = ["filesystem": VMBench.filesystem(of: description.runDirectory)]
-        var line = "  device-state save p50/p99 ms:"
-        for (name, _) in variants {
-            let sorted = times[name, default: []].sorted()
-            row[name] = ["p50Ms": percentile(sorted, 0.5), "p99Ms": percentile(sorted, 0.99), "maxMs": sorted.last ?? 0]
-            line += String(format: " %@ %.2f/%.2f", name, percentile(sorted, 0.5), percentile(sorted, 0.99))
-        }
-        log(line + " (run directory on \(row["filesystem"]!))")
-        return row
-    }
-
-    /// The filesystem type holding `path`, from /proc/self/mounts (longest mount point prefix).
-    static func filesystem(of path: String) -> String {
-        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return "?" }
-        var best = ("", "?")
-        for line in mounts.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count >= 3 else { continue }
-            let point = String(fields[1])
-            if (path == point || path.hasPrefix(point == "/" ? "/" : point + "/")) && point.count > best.0.count { best = (point, String(fields[2])) }
-        }
-        return best.1
     }
 
     static func loadAverage() -> String {
