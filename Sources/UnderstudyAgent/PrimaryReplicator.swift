@@ -317,7 +317,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
         var pages = Array(0..<source.identity.pageCount)
         var round = 1
         while true {
-            try encoder.encodeSync(pages: pages, from: source.memory, to: sender, into: &output, progress: progress)
+            try encoder.encodeSync(pages: pages, from: source.syncMemory, to: sender, into: &output, progress: progress)
             logger.info("initial sync round done", metadata: ["round": "\(round)", "pages": "\(pages.count)",
                                                              "total-pages": "\(output.pages)"])
             // Collecting hands these pages to us and re-arms tracking: they must be sent, by
@@ -328,7 +328,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
             round += 1
             if pages.count <= configuration.preCopyStopPages || round > max(1, configuration.preCopyRounds) { break }
         }
-        try encoder.encodeSync(pages: pages, from: source.memory, to: sender, into: &output, progress: progress)
+        try encoder.encodeSync(pages: pages, from: source.syncMemory, to: sender, into: &output, progress: progress)
         try sender.enqueue(Message.syncEnd(encoder.syncSummary(output)).frame)
         let duration = ContinuousClock.now - started
         session.withLock {
@@ -376,7 +376,6 @@ public final class PrimaryReplicator: @unchecked Sendable {
         while count.map({ done < $0 }) ?? true, !shouldStop() {
             let now = ContinuousClock.now
             if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
-            let started = ContinuousClock.now
             try checkpoint(resume: true, encoder: encoder, sender: sender)
             done += 1
             let (interval, throttle, event) = session.withLock { p in
@@ -390,7 +389,9 @@ public final class PrimaryReplicator: @unchecked Sendable {
                 try source.hold(for: hold)
                 session.withLock { $0.statistics.throttledFor += hold }
             }
-            next = max(started + interval, ContinuousClock.now)
+            // On a fixed grid, so sleeps that overshoot do not add up and slow the rate; a
+            // checkpoint that overran its interval restarts the grid instead of bursting.
+            next = max(next + interval, ContinuousClock.now)
         }
     }
 

@@ -11,8 +11,13 @@ import UnderstudyProtocol
 ///   resumes; only what it returns is epoch content.
 public protocol CheckpointSource: AnyObject, Sendable {
     var identity: VMIdentity { get }
-    /// The guest's memory as the agent maps it. Read while the guest runs only for the initial sync.
+    /// The guest's memory as the agent maps it.
     var memory: UnsafeRawBufferPointer { get }
+    /// What the initial sync reads its pages from while the guest runs. Guest memory when
+    /// tracking sees every write. When tracking compares pages with a copy, that copy: a page
+    /// read from guest memory could be sent with a value the guest later reverts, the comparison
+    /// would then find it unchanged, and the backup would keep the transient value.
+    var syncMemory: UnsafeRawBufferPointer { get }
     /// Arms write tracking.
     func startTracking() throws
     /// Pages written since the last collection, without pausing the guest (pre-copy rounds).
@@ -26,6 +31,8 @@ public protocol CheckpointSource: AnyObject, Sendable {
 }
 
 extension CheckpointSource {
+    public var syncMemory: UnsafeRawBufferPointer { memory }
+
     /// For a guest that only runs inside `capture` (synthetic guests): waiting is holding it.
     public func hold(for duration: Duration) throws {
         Thread.sleep(forTimeInterval: duration.seconds)

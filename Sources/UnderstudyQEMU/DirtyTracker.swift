@@ -22,11 +22,15 @@ public protocol DirtyTracker: AnyObject, Sendable {
     var method: DirtyTrackingMethod { get }
     func arm() throws
     func collect() throws -> [UInt64]
+    /// The copy that collections compare guest memory against, when tracking works that way;
+    /// nil when it sees every write (pagemap).
+    var reference: UnsafeRawBufferPointer? { get }
 }
 
 /// Exact tracking through the preload library and PAGEMAP_SCAN, from outside QEMU.
 public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
     public let method = DirtyTrackingMethod.pagemap
+    public var reference: UnsafeRawBufferPointer? { nil }
     private let pid: Int32
     private let ramStart: UInt64
     private let ramSize: UInt64
@@ -104,13 +108,14 @@ public final class ComparingDirtyTracker: DirtyTracker, @unchecked Sendable {
     public let method = DirtyTrackingMethod.compare
     private let memory: UnsafeRawBufferPointer
     private let pageSize: Int
-    private let reference: AnonymousMemory
-    private var copy: UnsafeMutableRawBufferPointer { reference.bytes }
+    private let referenceMemory: AnonymousMemory
+    private var copy: UnsafeMutableRawBufferPointer { referenceMemory.bytes }
+    public var reference: UnsafeRawBufferPointer? { UnsafeRawBufferPointer(copy) }
 
     public init(memory: UnsafeRawBufferPointer, pageSize: Int) {
         self.memory = memory
         self.pageSize = pageSize
-        reference = AnonymousMemory(size: memory.count, purpose: "the comparison copy")
+        referenceMemory = AnonymousMemory(size: memory.count, purpose: "the comparison copy")
     }
 
     public func arm() throws {

@@ -32,6 +32,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     private let boundary: EpochBoundary?
 
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
+    public var syncMemory: UnsafeRawBufferPointer { tracker.reference ?? memory }
     public var trackingMethod: DirtyTrackingMethod { tracker.method }
 
     /// How the VM starts.

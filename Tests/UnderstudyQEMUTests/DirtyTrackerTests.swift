@@ -90,6 +90,29 @@ struct DirtyTrackerTests {
         #expect(try tracker.collect() == [])
     }
 
+    /// A page the initial sync reads while the guest runs may hold a value the guest later
+    /// reverts; comparison then finds it unchanged. Sent from the tracker's reference, the
+    /// backup holds what the comparison assumes, so it ends equal to the guest (read from guest
+    /// memory, the backup would keep the transient value).
+    @Test func aPageRevertedAfterTheSyncReadItIsStillExactFromTheReference() throws {
+        let memory = AnonymousMemory(size: 4 * 4096, purpose: "a test guest")
+        let guest = memory.bytes
+        guest.storeBytes(of: 0x11, toByteOffset: 4096, as: UInt8.self)
+        let tracker = ComparingDirtyTracker(memory: UnsafeRawBufferPointer(guest), pageSize: 4096)
+        try tracker.arm()
+        let reference = try #require(tracker.reference)
+        var backup = [UInt8](repeating: 0, count: guest.count)
+
+        guest.storeBytes(of: 0x22, toByteOffset: 4096, as: UInt8.self)   // the guest writes while the sync runs
+        backup.withUnsafeMutableBytes { $0.copyMemory(from: reference) } // the sync's first round: all pages
+        guest.storeBytes(of: 0x11, toByteOffset: 4096, as: UInt8.self)   // and reverts the write
+        for index in try tracker.collect() {                             // the paused checkpoint
+            let page = Int(index) * 4096..<(Int(index) + 1) * 4096
+            backup.replaceSubrange(page, with: guest[page])
+        }
+        #expect(backup.elementsEqual(guest), "the backup equals the guest at the checkpoint")
+    }
+
     @Test func armingWithoutThePreloadLibraryFailsClearly() throws {
         let tracker = PagemapDirtyTracker(pid: getpid(), ramStart: 0, ramSize: 4096, pageSize: 4096,
                                           controlSocket: "/nonexistent/understudy.sock")
