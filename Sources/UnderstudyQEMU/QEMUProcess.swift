@@ -19,6 +19,7 @@ public final class QEMUProcess: @unchecked Sendable {
     public let qmp: QMPClient
     /// The preload library's pause channel; nil when QEMU runs without the library.
     private let pauseChannel: PauseChannel?
+    private let pauseBoost: RealtimeBoost
     private let process: Process
     private let lock = NSLock()
     private var stopping = false
@@ -46,6 +47,7 @@ public final class QEMUProcess: @unchecked Sendable {
         for stale in [description.qmpSocket, description.preloadSocket] { unlink(stale) }
         self.description = description
         self.ramFile = ramFile
+        pauseBoost = RealtimeBoost(priority: description.pausePriority, logger: logger)
         let accelerator = description.resolvedAccelerator
         var arguments = [
             "-name", description.id,
@@ -77,7 +79,7 @@ public final class QEMUProcess: @unchecked Sendable {
             environment["UNDERSTUDY_PRELOAD_SOCKET"] = description.preloadSocket
         }
         process.environment = environment
-        FileManager.default.createFile(atPath: description.qemuLog, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: description.qemuLog, contents: nil, attributes: [.posixPermissions: 0o600])
         let log = FileHandle(forWritingAtPath: description.qemuLog)
         process.standardOutput = log
         process.standardError = log
@@ -155,7 +157,13 @@ public final class QEMUProcess: @unchecked Sendable {
     /// save open until `whilePaused` returned (see preload.c). If `whilePaused` throws, the save
     /// is failed on purpose and QEMU resumes the VM anyway. Without the library: stop and save
     /// together, then cont, each parsed while the guest is stopped.
+    /// The agent's thread and QEMU's main thread (whose id is QEMU's pid) run the exchange under
+    /// real-time priority (`VMDescription.pausePriority`).
     public func saveDeviceState(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
+        try pauseBoost.during(threads: [pid]) { try saveDeviceStateNow(resume: resume, whilePaused: whilePaused) }
+    }
+
+    private func saveDeviceStateNow(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
         let save: (String, [String: Any]?) = ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])
         var pause: Duration?
         if let channel = pauseChannel {

@@ -38,6 +38,9 @@ public struct VMDescription: Sendable, Equatable {
     /// ... or a raw disk image to boot from.
     public var diskImage: String?
     public var virtio: VirtioTransport = .legacy
+    /// SCHED_FIFO priority of the agent's checkpoint thread and QEMU's main thread while a
+    /// checkpoint holds the guest paused (see `RealtimeBoost`); 0 leaves their scheduling alone.
+    public var pausePriority: Int32 = 10
     /// Bytes of the replicated disk (`diskImage`'s size), 0 without one. Set by whoever opened
     /// the image; part of the identity both agents must agree on.
     public var diskBytes: UInt64 = 0

@@ -60,6 +60,7 @@ public struct FailoverConfiguration: Sendable, Equatable {
 /// disk_image = "/var/lib/understudy/web-1/disk.raw"  # raw; the backup's copy has the same size
 /// mac = "52:54:00:12:34:56"             # the guest NIC's address (default: derived from the id)
 /// virtio = "legacy"                     # legacy | modern: legacy keeps each checkpoint's device state small
+/// pause_priority = 10                   # SCHED_FIFO priority of the pause path (agent + QEMU main thread); 0: off
 /// run_dir = "/run/understudy/web-1"     # QMP, serial log, control socket
 ///
 /// [network]
@@ -143,7 +144,7 @@ public struct AgentConfiguration: Sendable {
         "node.name", "node.certificates", "node.role", "node.state_dir", "node.on_stop", "log.level", "log.format",
         "peer.name", "peer.address",
         "vm.id", "vm.memory_mib", "vm.vcpus", "vm.machine", "vm.accelerator", "vm.kernel", "vm.initrd", "vm.cmdline",
-        "vm.disk_image", "vm.mac", "vm.virtio", "vm.run_dir", "vm.qemu",
+        "vm.disk_image", "vm.mac", "vm.virtio", "vm.pause_priority", "vm.run_dir", "vm.qemu",
         "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
         "replication.interval_ms", "replication.max_epochs_in_flight", "replication.dirty_tracking",
         "backup.listen", "backup.replica_dir",
@@ -187,6 +188,7 @@ public struct AgentConfiguration: Sendable {
         }
         if let disk = vm.diskImage { vm.diskBytes = try Self.diskSize(d, disk) }
         vm.virtio = try d.oneOf("vm.virtio", VMDescription.VirtioTransport.self) ?? .legacy
+        vm.pausePriority = Int32(try d.integer("vm.pause_priority", in: 0...99) ?? 10)
         mac = try d.string("vm.mac") ?? Self.defaultMAC(for: id)
         guard Self.isUnicastMAC(mac) else {
             throw ConfigurationError(source: d.source, line: d.line(of: "vm.mac"), key: "vm.mac",
