@@ -160,7 +160,12 @@ public final class QEMUProcess: @unchecked Sendable {
     /// The agent's thread and QEMU's main thread (whose id is QEMU's pid) run the exchange under
     /// real-time priority (`VMDescription.pausePriority`).
     public func saveDeviceState(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
-        try pauseBoost.during(threads: [pid]) { try saveDeviceStateNow(resume: resume, whilePaused: whilePaused) }
+        try withPausePriority { try saveDeviceStateNow(resume: resume, whilePaused: whilePaused) }
+    }
+
+    /// Runs `body` with the calling thread and QEMU's main thread at the pause's priority.
+    public func withPausePriority<T>(_ body: () throws -> T) rethrows -> T {
+        try pauseBoost.during(threads: [pid], body)
     }
 
     private func saveDeviceStateNow(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
