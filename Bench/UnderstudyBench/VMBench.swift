@@ -332,7 +332,6 @@ struct VMBench {
         // Another file than the pause channel's, which would wait for an answer the baseline never gives.
         let stepwiseFile = description.deviceStateFile + "-stepwise"
         defer { unlink(stepwiseFile) }
-        let save: (String, [String: Any]?) = ("xen-save-devices-state", ["filename": stepwiseFile, "live": false])
         var next = ContinuousClock.now
         for round in 0..<breakdownCaptures {
             let now = ContinuousClock.now
@@ -350,11 +349,7 @@ struct VMBench {
             let pause: Duration?
             if stepwise {
                 // At the same priority as the pause channel's captures: only the method differs.
-                pause = try qemu.qemu.withPausePriority {
-                    var events = try qmp.execute([("stop", nil), save]) { if $0 == 0 { try copy() } }.events
-                    events += try qmp.execute([("cont", nil)]).events
-                    return QMPClient.pause(in: events)
-                }
+                pause = try qemu.qemu.withPausePriority { try qemu.qemu.saveStepwise(to: stepwiseFile, resume: true, whilePaused: copy) }
             } else {
                 pause = try qemu.qemu.saveDeviceState(resume: true, whilePaused: copy).pause
             }

@@ -26,6 +26,12 @@ final class PauseChannel: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Drops whatever the library sent that no exchange read.
+    func discardUnread() {
+        var bytes = [UInt8](repeating: 0, count: 64)
+        while recv(fd, &bytes, bytes.count, Int32(MSG_DONTWAIT)) > 0 {}
+    }
+
     /// Reads the number of the save that has just stopped the VM (call when `fd` is readable).
     func stopped() throws(QEMUError) -> UInt32 {
         var sequence: UInt32 = 0

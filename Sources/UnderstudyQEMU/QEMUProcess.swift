@@ -144,8 +144,8 @@ public final class QEMUProcess: @unchecked Sendable {
     /// A checkpoint's device state, and how long the guest was stopped for it.
     public struct DeviceStateSave {
         public let bytes: [UInt8]
-        /// From QEMU's STOP to its RESUME event; nil when the VM stays stopped or QEMU runs
-        /// without the preload library (the caller then times the whole exchange).
+        /// From QEMU's STOP to its RESUME event; nil when the VM stays stopped (the caller then
+        /// times the whole exchange).
         public let pause: Duration?
     }
 
@@ -155,8 +155,7 @@ public final class QEMUProcess: @unchecked Sendable {
     /// With the preload library this is one QMP command sent while the guest runs, so QEMU has
     /// parsed it (one byte per main-loop turn) before it stops the VM; the library holds the
     /// save open until `whilePaused` returned (see preload.c). If `whilePaused` throws, the save
-    /// is failed on purpose and QEMU resumes the VM anyway. Without the library: stop and save
-    /// together, then cont, each parsed while the guest is stopped.
+    /// is failed on purpose and QEMU resumes the VM anyway. Without the library: `saveStepwise`.
     /// The agent's thread and QEMU's main thread (whose id is QEMU's pid) run the exchange under
     /// real-time priority (`VMDescription.pausePriority`).
     public func saveDeviceState(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
@@ -169,38 +168,58 @@ public final class QEMUProcess: @unchecked Sendable {
     }
 
     private func saveDeviceStateNow(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
-        let save: (String, [String: Any]?) = ("xen-save-devices-state", ["filename": description.deviceStateFile, "live": false])
-        var pause: Duration?
+        let pause: Duration?
         if let channel = pauseChannel {
-            var stopped = false
-            try withoutActuallyEscaping(whilePaused) { whilePaused in
-                let replies = try qmp.execute(resume ? [save] : [("stop", nil), save], watching: .init(fd: channel.fd) {
-                    let sequence = try channel.stopped()
-                    stopped = true
-                    do {
-                        try whilePaused()
-                    } catch {
-                        try channel.release(sequence, succeeded: false)
-                        throw error
-                    }
-                    try channel.release(sequence, succeeded: true)
-                })
-                if resume { pause = QMPClient.pause(in: replies.events) }
-            }
-            guard stopped else {
-                throw QEMUError.tracking("QEMU saved the device state without stopping at the pause channel, so no pages were copied "
-                                         + "(\(description.deviceStateFile) not opened through the preload library's open64)")
-            }
+            pause = try saveThroughPauseChannel(channel, resume: resume, whilePaused: whilePaused)
         } else {
-            try qmp.execute([("stop", nil), save]) { done in
-                if done == 0 { try whilePaused() }
-            }
-            if resume { try qmp.execute("cont") }
+            pause = try saveStepwise(to: description.deviceStateFile, resume: resume, whilePaused: whilePaused)
         }
         guard let data = FileManager.default.contents(atPath: description.deviceStateFile) else {
             throw QEMUError.io("cannot read the saved device state \(description.deviceStateFile)")
         }
         return DeviceStateSave(bytes: [UInt8](data), pause: pause)
+    }
+
+    private func saveThroughPauseChannel(_ channel: PauseChannel, resume: Bool, whilePaused: () throws -> Void) throws -> Duration? {
+        // A number left unread by an exchange that failed early belongs to no save of this one.
+        channel.discardUnread()
+        var stopped = false
+        let replies = try withoutActuallyEscaping(whilePaused) { whilePaused in
+            try qmp.execute(resume ? [save(to: description.deviceStateFile)] : [("stop", nil), save(to: description.deviceStateFile)],
+                            watching: .init(fd: channel.fd) {
+                let sequence = try channel.stopped()
+                stopped = true
+                do {
+                    try whilePaused()
+                } catch {
+                    try channel.release(sequence, succeeded: false)
+                    throw error
+                }
+                try channel.release(sequence, succeeded: true)
+            })
+        }
+        guard stopped else {
+            throw QEMUError.tracking("QEMU saved the device state without stopping at the pause channel, so no pages were copied "
+                                     + "(\(description.deviceStateFile) not opened through the preload library's open64)")
+        }
+        return resume ? QMPClient.pause(in: replies.events) : nil
+    }
+
+    /// A capture without the preload library: stop and save sent together, `whilePaused` once stop
+    /// returned, then cont if `resume`; every command is parsed with the guest stopped. Returns the
+    /// pause (QEMU's STOP to RESUME) when `resume`. Public for the benchmark's baseline, which saves
+    /// to another `file` than the pause channel's.
+    public func saveStepwise(to file: String, resume: Bool, whilePaused: () throws -> Void) throws -> Duration? {
+        var events = try qmp.execute([("stop", nil), save(to: file)]) { done in
+            if done == 0 { try whilePaused() }
+        }.events
+        guard resume else { return nil }
+        events += try qmp.execute([("cont", nil)]).events
+        return QMPClient.pause(in: events)
+    }
+
+    private func save(to file: String) -> (String, [String: Any]?) {
+        ("xen-save-devices-state", ["filename": file, "live": false])
     }
 
     static func find(_ binary: String) -> String? {
