@@ -1,0 +1,69 @@
+import UnderstudyProtocol
+
+/// Counters of a primary's session, read with `PrimaryReplicator.statistics`.
+public struct PrimaryStatistics: Sendable {
+    public var syncPages = 0
+    public var syncWireBytes = 0
+    public var syncDuration: Duration = .zero
+    /// Initial sync progress: guest memory and disk bytes copied, and the bytes known to be
+    /// copied in all (it grows when a pre-copy round finds pages written meanwhile).
+    public var syncBytesDone = 0
+    public var syncBytesTotal = 0
+    public var syncStarted: ContinuousClock.Instant?
+    public var checkpointsSent = 0
+    /// The newest epoch this session sent (0 before its first checkpoint).
+    public var currentEpoch: UInt64 = 0
+    public var checkpointsAcknowledged = 0
+    public var lastAcknowledgedEpoch: UInt64 = 0
+    public var dirtyPages = 0
+    public var rawBytes = 0
+    public var wireBytes = 0
+    /// The most recent pauses and ack latencies (at most `PrimaryStatistics.window` of each),
+    /// so that a long-running agent keeps a bounded history.
+    public var pauses: [Duration] = []
+    public var ackLatencies: [Duration] = []
+    /// When the most recent checkpoints were captured and how many pages each had.
+    public var recent: [(at: ContinuousClock.Instant, dirtyPages: Int)] = []
+    public var encodings: [PageEncoding: Int] = [:]
+    /// How the session started; nil until the backup's WELCOME.
+    public var start: SessionStart?
+    /// The catch-up checkpoint: its pages and disk writes, wire bytes, and how long from its
+    /// capture until the backup acknowledged it (nil until acknowledged).
+    public var catchUpPages = 0
+    public var catchUpDiskWrites = 0
+    public var catchUpWireBytes = 0
+    public var catchUpDuration: Duration?
+    /// The adaptive interval's current choice (the fixed interval's, when it does not adapt).
+    public var interval: CheckpointIntervalController.Decision?
+    /// Asynchronous mode: the replica's lag now, its peaks (just before each acknowledgement),
+    /// whether it is over the objective, and how hard the guest is throttled (share of each interval paused).
+    public var lag: Duration?
+    public var lagPeaks: [Duration] = []
+    public var recoveryPointExceeded = false
+    public var throttle = 0.0
+    public var throttledFor: Duration = .zero
+
+    public static let window = 10_000
+
+    public init() {}
+
+    mutating func note(pause: Duration, dirtyPages: Int, at time: ContinuousClock.Instant) {
+        Self.append(pause, to: &pauses)
+        Self.append((time, dirtyPages), to: &recent)
+    }
+
+    mutating func note(ackLatency: Duration) { Self.append(ackLatency, to: &ackLatencies) }
+
+    mutating func note(lagPeak: Duration) { Self.append(lagPeak, to: &lagPeaks) }
+
+    private static func append<T>(_ value: T, to samples: inout [T]) {
+        samples.append(value)
+        if samples.count >= 2 * window { samples.removeFirst(samples.count - window) }
+    }
+
+    /// Checkpoints per second over the last `span`.
+    public func checkpointsPerSecond(over span: Duration = .seconds(5), now: ContinuousClock.Instant = .now) -> Double {
+        let since = now - span
+        return Double(recent.reversed().prefix { $0.at >= since }.count) / span.seconds
+    }
+}
