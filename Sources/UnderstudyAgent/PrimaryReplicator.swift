@@ -43,6 +43,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
     /// The last epoch this session captured (the next session starts after it), whether or not it was sent.
     public var lastCapturedEpoch: UInt64 { session.withLock { $0.session.lastCapturedEpoch } }
 
+    /// The session's counters as of now, with the interval's choice and asynchronous mode's lag.
     public var statistics: PrimaryStatistics { session.withLock { $0.session.statistics(now: .now) } }
 
     /// Connects, authenticates, performs the handshake and brings the backup's replica up to

@@ -56,11 +56,11 @@ struct PrimarySession {
         var isCatchUp: Bool
     }
 
-    private(set) var machine: PrimarySessionStateMachine
-    private(set) var interval: CheckpointIntervalController
-    private(set) var link: LinkBudget
+    private var machine: PrimarySessionStateMachine
+    private var interval: CheckpointIntervalController
+    private var link: LinkBudget
     /// Asynchronous mode's lag bookkeeping; nil: synchronous, or until the replica is up to date.
-    private(set) var recovery: RecoveryPointMonitor?
+    private var recovery: RecoveryPointMonitor?
     private let objective: RecoveryPointObjective?
     private var statistics = PrimaryStatistics()
     /// The newest epoch captured, sent or not (a session can end while one is captured).
