@@ -6,7 +6,7 @@ extension AgentStatus {
                                dirtyTracking: String) -> AgentStatus {
         var status = AgentStatus(role: "primary", vm: vm, state: state)
         status.detail = detail
-        status.currentEpoch = UInt64(s.checkpointsSent)
+        status.currentEpoch = s.currentEpoch
         status.committedEpoch = s.lastAcknowledgedEpoch
         status.checkpointsPerSecond = s.checkpointsPerSecond()
         let pauses = s.pauses.map { $0.seconds * 1000 }.sorted()

@@ -95,6 +95,8 @@ public struct PrimaryStatistics: Sendable {
     public var syncBytesTotal = 0
     public var syncStarted: ContinuousClock.Instant?
     public var checkpointsSent = 0
+    /// The newest epoch this session sent (epochs continue across sessions; `checkpointsSent` does not).
+    public var currentEpoch: UInt64 = 0
     public var checkpointsAcknowledged = 0
     public var lastAcknowledgedEpoch: UInt64 = 0
     public var dirtyPages = 0
@@ -467,6 +469,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
             if epoch <= p.statistics.lastAcknowledgedEpoch { p.acknowledgedBytes += output.wireBytes } else { p.unacknowledgedBytes[epoch] = output.wireBytes }
             let budget = linkBudget(sender.written, acknowledgedBytes: p.acknowledgedBytes, backpressure: waited)
             p.statistics.checkpointsSent += 1
+            p.statistics.currentEpoch = epoch
             p.statistics.dirtyPages += output.pages
             p.statistics.rawBytes += output.rawBytes
             p.statistics.wireBytes += output.wireBytes
