@@ -33,14 +33,12 @@ public struct ProtectionStateMachine: Sendable {
         case keepHolding
     }
 
-    /// What to do when a session ends.
+    /// What to do when a session's checkpoint loop returned on request.
     public enum SessionEndAction: Sendable, Equatable {
-        /// Stopped on request: close the session; the next step decides what follows.
+        /// Close the session; the next step decides what follows.
         case close
         /// Stopped for a requested switchover: take the final checkpoint.
         case handOver
-        /// The backup is lost: abandon the session; output is held unless `asynchronous`.
-        case backupLost(asynchronous: Bool)
     }
 
     /// What to do with the output of an acknowledged checkpoint.
@@ -151,13 +149,17 @@ public struct ProtectionStateMachine: Sendable {
     /// Whether the session's checkpoint loop should return (a switchover or the fence needs the loop).
     public var checkpointsShouldStop: Bool { switchoverPending || fencedBy != nil }
 
-    /// The session's checkpoint loop returned; `failure` is why, when the backup was lost.
-    public mutating func sessionEnded(failure: String?, now: ContinuousClock.Instant) -> SessionEndAction {
-        guard let failure else { return switchoverPending ? .handOver : .close }
+    /// The session's checkpoint loop returned on request (not for a lost backup).
+    public func sessionEnded() -> SessionEndAction {
+        switchoverPending ? .handOver : .close
+    }
+
+    /// The backup is lost: output of unacknowledged checkpoints is held (unless `asynchronous`)
+    /// for the grace period, counted from `now`.
+    public mutating func backupLost(_ error: String, now: ContinuousClock.Instant) {
         phase = asynchronous ? .unprotected : .holding
         lostAt = now
-        detail = "backup lost: \(failure)"
-        return .backupLost(asynchronous: asynchronous)
+        detail = "backup lost: \(error)"
     }
 
     /// How long to wait before the next connection attempt: the reconnect interval, or less
@@ -225,6 +227,7 @@ public struct ProtectionStateMachine: Sendable {
 
     /// The backup acknowledged the final checkpoint and this node let go of the fence: it took over.
     public mutating func switchedOver(at epoch: UInt64) -> ControlReply {
+        switchoverPending = false
         set(.switchedOver, "the backup took over at checkpoint \(epoch)")
         return ControlReply(ok: true, message: "switched over at checkpoint \(epoch): the peer is now the primary")
     }
