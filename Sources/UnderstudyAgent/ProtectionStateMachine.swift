@@ -55,6 +55,11 @@ public struct ProtectionStateMachine: Sendable {
         public var outputPasses: Bool
         /// The acknowledged output the fence kept back, to release now.
         public var release: UInt64?
+
+        public init(outputPasses: Bool, release: UInt64?) {
+            self.outputPasses = outputPasses
+            self.release = release
+        }
     }
 
     public let failover: FailoverConfiguration
