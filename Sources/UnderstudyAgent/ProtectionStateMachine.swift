@@ -1,5 +1,3 @@
-import UnderstudyProtocol
-
 /// The rules by which a primary keeps its VM protected, without I/O: the phases, the grace
 /// period and policy after the backup is lost, the fence (output waits while this node cannot
 /// prove it is the active copy) and the planned switchover. `VMProtector` feeds it events from
