@@ -72,7 +72,7 @@ public struct ProtectionStateMachine: Sendable {
     /// A switchover was requested and not yet finished.
     public private(set) var switchoverPending = false
     /// Why the fence was lost, while it is being re-acquired (output waits meanwhile).
-    public private(set) var fenceLost: String?
+    public private(set) var fenceLossReason: String?
     /// Another node holds the fence: this copy must stop.
     public private(set) var fencedBy: String?
     /// The latest acknowledged epoch whose output the fence kept back.
@@ -99,7 +99,7 @@ public struct ProtectionStateMachine: Sendable {
             return .stopped
         }
         if let fencedBy {
-            let reason = fenceLost ?? "witness lease lost"
+            let reason = fenceLossReason ?? "witness lease lost"
             set(.fenced, "\(fencedBy) is the active copy: \(reason)")
             return .fenced("\(fencedBy) is the active copy (\(reason))")
         }
@@ -185,16 +185,16 @@ public struct ProtectionStateMachine: Sendable {
 
     /// The fence's holder lost the right to be active: output stops until it is regained.
     public mutating func fenceLost(_ reason: String) {
-        fenceLost = reason
+        fenceLossReason = reason
     }
 
     /// Whether the fence should be tried for again (lost, and nobody else is known to hold it).
-    public var wantsFence: Bool { fenceLost != nil && fencedBy == nil }
+    public var wantsFence: Bool { fenceLossReason != nil && fencedBy == nil }
 
     /// The fence is held again: nobody else took it while the witness was out of reach.
     public mutating func fenceRegained() -> FenceRegainedAction {
         defer {
-            fenceLost = nil
+            fenceLossReason = nil
             withheldRelease = nil
         }
         return FenceRegainedAction(outputPasses: phase == .unprotected || asynchronous, release: withheldRelease)
