@@ -63,12 +63,12 @@ struct WANBench {
                 Thread.sleep(forTimeInterval: seconds)
                 let (last, lastCPU) = (try pair.primaryStatus(), pair.primaryCPUSeconds())
                 let elapsed = (ContinuousClock.now - started).seconds
-                let wire = Double(int(last, "wireBytes") - int(first, "wireBytes")) / elapsed
-                let dirty = Double(int(last, "rawBytes") - int(first, "rawBytes")) / 4096 / elapsed
+                let wire = Double((last?.wireBytes ?? 0) - (first?.wireBytes ?? 0)) / elapsed
+                let dirty = Double((last?.rawBytes ?? 0) - (first?.rawBytes ?? 0)) / 4096 / elapsed
                 let row: [String: Any] = [
                     "configuredDirtyPagesPerSecond": load, "compression": compression,
                     "dirtyPagesPerSecond": dirty, "wireBytesPerSecond": wire, "wireBytesPerDirtyPage": dirty > 0 ? wire / dirty : 0,
-                    "checkpointsPerSecond": last["checkpointsPerSecond"] as? Double ?? 0,
+                    "checkpointsPerSecond": last?.checkpointsPerSecond ?? 0,
                     "primaryAgentCpuPercent": (lastCPU - firstCPU) / elapsed * 100,
                 ]
                 log(String(format: "demand: %5d pages/s configured, %@: %7.0f dirty pages/s, %8.0f wire B/s (%6.0f B/page), agent CPU %3.0f%%",
@@ -142,7 +142,7 @@ struct WANBench {
             let first = try pair.primaryStatus()
             let started = ContinuousClock.now
             while ContinuousClock.now < started + .seconds(seconds * 2) {
-                if let lag = try pair.primaryStatus()["lagMilliseconds"] as? Double { lags.append(lag) }
+                if let lag = try pair.primaryStatus()?.lagMilliseconds { lags.append(lag) }
                 Thread.sleep(forTimeInterval: 0.1)
             }
             let last = try pair.primaryStatus()
@@ -150,10 +150,10 @@ struct WANBench {
             lags.sort()
             let row: [String: Any] = [
                 "linkMbitPerSecond": mbit, "lagP50Ms": percentile(lags, 0.5), "lagP99Ms": percentile(lags, 0.99), "lagMaxMs": lags.last ?? 0,
-                "intervalMs": last["intervalMilliseconds"] as? Double ?? 0, "intervalReason": last["intervalReason"] as? String ?? "",
-                "wireBytesPerSecond": Double(int(last, "wireBytes") - int(first, "wireBytes")) / elapsed,
-                "linkBudgetBytesPerSecond": last["linkBudgetBytesPerSecond"] as? Double ?? 0,
-                "objectiveExceeded": last["recoveryPointExceeded"] as? Bool ?? false,
+                "intervalMs": last?.intervalMilliseconds ?? 0, "intervalReason": last?.intervalReason ?? "",
+                "wireBytesPerSecond": Double((last?.wireBytes ?? 0) - (first?.wireBytes ?? 0)) / elapsed,
+                "linkBudgetBytesPerSecond": last?.linkBudgetBytesPerSecond ?? 0,
+                "objectiveExceeded": last?.recoveryPointExceeded ?? false,
             ]
             log(String(format: "lag: %4.0f Mbit/s: lag p50 %5.0f ms, p99 %5.0f ms; interval %4.0f ms (%@)", mbit, row["lagP50Ms"] as! Double,
                        row["lagP99Ms"] as! Double, row["intervalMs"] as! Double, row["intervalReason"] as! String))
@@ -180,23 +180,23 @@ struct WANBench {
         var rows: [[String: Any]] = []
         for cut in cutsSeconds {
             let before = try pair.primaryStatus()
-            let sessions = before["sessions"] as? Int ?? 0
+            let sessions = before?.sessions ?? 0
             let replies = client.history.count
             pair.link!.cut()
             Thread.sleep(forTimeInterval: Double(cut))
-            let journal = try pair.primaryStatus()["catchUpJournalBytes"] as? Int ?? 0
+            let journal = try pair.primaryStatus()?.catchUpJournalBytes ?? 0
             let repliesDuringCut = client.history.count - replies
             let restored = ContinuousClock.now
             pair.link!.restore()
             guard let after = pair.waitForPrimary(timeout: .seconds(600), {
-                ($0["sessions"] as? Int ?? 0) > sessions && $0["catchUpSeconds"] != nil
+                ($0.sessions ?? 0) > sessions && $0.catchUpSeconds != nil
             }) else { throw BenchError("no acknowledged catch-up after the \(cut) s cut; see \(pair.directory)") }
             let row: [String: Any] = [
-                "cutSeconds": cut, "sessionStart": after["sessionStart"] as? String ?? "",
+                "cutSeconds": cut, "sessionStart": after.sessionStart ?? "",
                 "restoreToAcknowledgedSeconds": (ContinuousClock.now - restored).seconds,
-                "catchUpCheckpointSeconds": after["catchUpSeconds"] as? Double ?? 0,
-                "catchUpPages": after["catchUpPages"] as? Int ?? 0, "catchUpDiskWrites": after["catchUpDiskWrites"] as? Int ?? 0,
-                "catchUpWireBytes": after["catchUpWireBytes"] as? Int ?? 0, "journalBytesAtRestore": journal,
+                "catchUpCheckpointSeconds": after.catchUpSeconds ?? 0,
+                "catchUpPages": after.catchUpPages ?? 0, "catchUpDiskWrites": after.catchUpDiskWrites ?? 0,
+                "catchUpWireBytes": after.catchUpWireBytes ?? 0, "journalBytesAtRestore": journal,
                 "clientRepliesDuringCut": repliesDuringCut,
             ]
             log(String(format: "catch-up after a %3d s cut: %@; %d pages, %d disk writes (journal %d bytes), %.1f MB on the wire; "
@@ -208,8 +208,6 @@ struct WANBench {
         }
         return rows
     }
-
-    private func int(_ status: [String: Any], _ key: String) -> Int { status[key] as? Int ?? 0 }
 
     private func percentile(_ sorted: [Double], _ p: Double) -> Double {
         sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
@@ -262,12 +260,13 @@ private final class BenchPair {
         }
     }
 
-    func primaryStatus() throws -> [String: Any] {
+    /// The primary node's status (nil when it does not answer as the primary).
+    func primaryStatus() throws -> PrimaryStatus? {
         let reply = try runProcess(URL(fileURLWithPath: understudy), ["status", "--config", configs.primary, "--json"])
-        return (try? JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]) ?? [:]
+        return (try? JSONDecoder().decode(AgentStatus.self, from: Data(reply.stdout.utf8)))?.primary
     }
 
-    func waitForPrimary(timeout: Duration, _ predicate: ([String: Any]) -> Bool) -> [String: Any]? {
+    func waitForPrimary(timeout: Duration, _ predicate: (PrimaryStatus) -> Bool) -> PrimaryStatus? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let status = try? primaryStatus(), predicate(status) { return status }
@@ -277,7 +276,7 @@ private final class BenchPair {
     }
 
     func waitUntilProtected() throws {
-        guard waitForPrimary(timeout: .seconds(300), { $0["state"] as? String == "protecting" && ($0["committedEpoch"] as? Int ?? 0) >= 20 }) != nil else {
+        guard waitForPrimary(timeout: .seconds(300), { $0.state == .protecting && ($0.committedEpoch ?? 0) >= 20 }) != nil else {
             throw BenchError("the primary never protected the VM; see \(directory)")
         }
     }

@@ -36,12 +36,7 @@ public final class BackupSupervisor: @unchecked Sendable {
 
     private struct Requests {
         var handover = false
-        var forced: ForcedFailover?
-    }
-
-    private final class ForcedFailover: @unchecked Sendable {
-        let done = StopSignal(signals: [])
-        var reply = ControlReply(ok: false, message: "")
+        var forced: ControlRequest?
     }
 
     /// - Parameter metrics: where the receiver records commits; nil: nowhere.
@@ -102,13 +97,11 @@ public final class BackupSupervisor: @unchecked Sendable {
             if let forced = requested.1 {
                 shared.requests.withLock { $0.forced = nil }
                 if acquireFence(throttled: false) {
-                    forced.reply = ControlReply(ok: true, message: "activating from checkpoint \(receiver.store.state.committedEpoch)")
-                    forced.done.trigger("done")
+                    forced.finish(ControlReply(ok: true, message: "activating from checkpoint \(receiver.store.state.committedEpoch)"))
                     return .activate(reason: "failover forced by the operator")
                 }
-                forced.reply = ControlReply(ok: false, message: "refused: \(fence.holder ?? "another node") holds the witness lease; "
-                                            + "it is the active copy (stop it, or wait for its lease to expire)")
-                forced.done.trigger("done")
+                forced.finish(ControlReply(ok: false, message: "refused: \(fence.holder ?? "another node") holds the witness lease; "
+                                           + "it is the active copy (stop it, or wait for its lease to expire)"))
                 continue
             }
             let lost = shared.monitor.withLock { $0.isLost }
@@ -139,10 +132,9 @@ public final class BackupSupervisor: @unchecked Sendable {
         guard receiver.store.state.phase == .committed else {
             return ControlReply(ok: false, message: "the replica is \(receiver.store.state.phase), not committed: nothing to activate")
         }
-        let request = ForcedFailover()
+        let request = ControlRequest()
         shared.requests.withLock { $0.forced = request }
-        guard request.done.wait(timeout: .seconds(30)) else { return ControlReply(ok: false, message: "no outcome within 30 s") }
-        return request.reply
+        return request.wait(timeout: .seconds(30)) ?? ControlReply(ok: false, message: "no outcome within 30 s")
     }
 
     /// - Parameter throttled: at most one attempt per 100 ms (each asks the witness over the network).
@@ -160,11 +152,11 @@ public final class BackupSupervisor: @unchecked Sendable {
 
     /// The node's status in the backup role.
     public func status(vm: String) -> AgentStatus {
-        var status = AgentStatus.backup(vm: vm, state: "serving", statistics: receiver.statistics)
+        var status = BackupStatus(vm: vm, state: .serving, statistics: receiver.statistics)
         let now = ContinuousClock.now
         status.peerSilentMilliseconds = shared.monitor.withLock { $0.silence(at: now) }.seconds * 1000
         status.heartbeatTimeoutMilliseconds = configuration.heartbeat.timeout.seconds * 1000
         status.fence = fence.kind
-        return status
+        return .backup(status)
     }
 }

@@ -113,7 +113,7 @@ public final class PairNode: @unchecked Sendable {
         switch role.withLock({ $0 }) {
         case .primary(let protector): status = protector.status(vm: configuration.vm.id)
         case .backup(let supervisor): status = supervisor.status(vm: configuration.vm.id)
-        case .idle: status = AgentStatus(role: "starting", vm: configuration.vm.id, state: stop.why ?? "starting")
+        case .idle: status = .starting(StartingStatus(vm: configuration.vm.id, state: stop.why ?? "starting"))
         }
         if let last = history.withLock({ $0.last }) { status.detail = [status.detail, last].compactMap { $0 }.joined(separator: "; ") }
         return status

@@ -13,9 +13,9 @@ struct AgentCommandLineTests {
     ///   - disks: the primary's disk and the backup's replica disk, when the VM has one.
     ///   - taps: the primary's and the backup's TAP, when the VM has a NIC.
     ///   - primaryNetwork: more `[network]` lines for the primary (e.g. the unsafe option).
-    static func status(_ config: String) -> [String: Any]? {
+    static func status(_ config: String) -> AgentStatus? {
         guard let result = try? runCLI(["status", "--config", config, "--json"]), result.status == 0 else { return nil }
-        return try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        return try? JSONDecoder().decode(AgentStatus.self, from: Data(result.stdout.utf8))
     }
 
     @Test func protectKillAndActivateFromTheCommandLine() throws {
@@ -47,17 +47,17 @@ struct AgentCommandLineTests {
 
         // Protected: wait until status shows the primary checkpointing and committing.
         let deadline = ContinuousClock.now + .seconds(120)
-        var primaryStatus: [String: Any]?
+        var primaryStatus: PrimaryStatus?
         while ContinuousClock.now < deadline {
-            primaryStatus = Self.status(configs.primary)
-            if primaryStatus?["state"] as? String == "protecting", (primaryStatus?["committedEpoch"] as? Int ?? 0) > 100 { break }
+            primaryStatus = Self.status(configs.primary)?.primary
+            if primaryStatus?.state == .protecting, (primaryStatus?.committedEpoch ?? 0) > 100 { break }
             Thread.sleep(forTimeInterval: 0.5)
         }
         let status = try #require(primaryStatus, "status of the primary")
-        #expect(status["state"] as? String == "protecting")
-        #expect(status["dirtyTracking"] as? String != nil)
-        #expect((status["checkpointsPerSecond"] as? Double ?? 0) > 20, "\(status)")
-        #expect(status["pauseMillisecondsP99"] != nil && status["ackLatencyMillisecondsP50"] != nil)
+        #expect(status.state == .protecting)
+        #expect(status.dirtyTracking != nil)
+        #expect((status.checkpointsPerSecond ?? 0) > 20, "\(status)")
+        #expect(status.pauseMillisecondsP99 != nil && status.ackLatencyMillisecondsP50 != nil)
         let human = try runCLI(["status", "--config", configs.primary])
         #expect(human.stdout.contains("checkpoints/s") && human.stdout.contains("dirty tracking"))
 
@@ -69,12 +69,12 @@ struct AgentCommandLineTests {
         let primaryCounters = TestGuest.counters(in: "\(directory)/run-primary/serial.log")
 
         // The backup notices, keeps its last committed epoch; stop it and activate.
-        var committed = 0
+        var committed: UInt64 = 0
         let noticed = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < noticed {
-            let backupStatus = Self.status(configs.backup)
-            committed = backupStatus?["committedEpoch"] as? Int ?? 0
-            if backupStatus?["detail"] != nil { break }
+            let backupStatus = Self.status(configs.backup)?.backup
+            committed = backupStatus?.committedEpoch ?? 0
+            if backupStatus?.detail != nil { break }
             Thread.sleep(forTimeInterval: 0.1)
         }
         #expect(committed > 100)
@@ -86,9 +86,9 @@ struct AgentCommandLineTests {
         processes.append(activate)
         let resumed = try #require(TestGuest.waitForCounter(in: "\(directory)/run-backup/serial.log", timeout: .seconds(30)))
         let activeStatus = Self.status(configs.backup)
-        #expect(activeStatus?["role"] as? String == "primary")
-        #expect(activeStatus?["state"] as? String == "unprotected", "the backup's configuration names no peer to protect to")
-        #expect(activeStatus?["activatedFromEpoch"] as? Int == committed)
+        #expect(activeStatus?.role == .primary)
+        #expect(activeStatus?.primary?.state == .unprotected, "the backup's configuration names no peer to protect to")
+        #expect(activeStatus?.primary?.activatedFromEpoch == committed)
         // Not from boot, not ahead of the primary: from the last committed checkpoint.
         #expect(resumed > (primaryCounters.first ?? 0))
         #expect(resumed <= (primaryCounters.last ?? 0) + 100_000_000)
@@ -135,9 +135,9 @@ struct AgentCommandLineTests {
                 value += 1
                 return value
             }
-            var status = AgentStatus(role: "primary", vm: "watched", state: "protecting")
+            var status = PrimaryStatus(vm: "watched", state: .protecting)
             status.committedEpoch = UInt64(call)
-            return status
+            return .primary(status)
         }
         defer { server.close() }
         let watcher = try AgentPair.start(["status", "--socket", "\(directory)/control.sock", "--watch", "--interval", "0.1"],

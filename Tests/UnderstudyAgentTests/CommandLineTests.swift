@@ -52,12 +52,12 @@ struct CommandLineTests {
     }
 
     @Test func statusShowsTheInitialSyncAsAProgressBar() {
-        var status = AgentStatus(role: "primary", vm: "v", state: "syncing")
+        var status = PrimaryStatus(vm: "v", state: .syncing)
         status.syncBytesDone = 300_000_000
         status.syncBytesTotal = 1_200_000_000
         status.syncBytesPerSecond = 150_000_000
         status.syncSecondsLeft = 6
-        let line = status.humanReadable.split(separator: "\n").first { $0.hasPrefix("initial sync") }
+        let line = AgentStatus.primary(status).humanReadable.split(separator: "\n").first { $0.hasPrefix("initial sync") }
         #expect(line?.contains("[#######-----------------------]  25%") == true, "\(line ?? "no sync line")")
         #expect(line?.contains("150 MB/s") == true && line?.contains("ETA 6 s") == true, "\(line ?? "")")
     }
@@ -75,10 +75,12 @@ struct CommandLineTests {
         statistics.catchUpDiskWrites = 30
         statistics.catchUpWireBytes = 2_500_000
         statistics.catchUpDuration = .milliseconds(1500)
-        var status = AgentStatus.primary(vm: "v", state: "protecting", statistics: statistics, dirtyTracking: "pagemap")
+        var status = PrimaryStatus(vm: "v", state: .protecting)
+        status.add(statistics: statistics)
+        status.dirtyTracking = "pagemap"
         status.protectionMode = "asynchronous"
         status.recoveryPointObjectiveMilliseconds = 5000
-        let text = status.humanReadable
+        let text = AgentStatus.primary(status).humanReadable
         func line(_ name: String) -> String { text.split(separator: "\n").first { $0.hasPrefix(name) }.map(String.init) ?? "no \(name) line in\n\(text)" }
         #expect(line("interval").contains("400 ms: stretched so that each checkpoint fits the link's budget (checkpoints need 1.50 MB/s of 2.00 MB/s)"), "\(line("interval"))")
         #expect(line("replica lag").contains("6200 ms now") && line("replica lag").contains("objective 5000 ms: EXCEEDED")

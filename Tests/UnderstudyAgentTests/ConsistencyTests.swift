@@ -133,15 +133,15 @@ final class ConsistencyHarness {
     }
 
     /// The node's status as JSON.
-    private func status(_ config: String) throws -> [String: Any] {
+    private func status(_ config: String) throws -> AgentStatus {
         let reply = try runCLI(["status", "--config", config, "--json"])
-        return (try JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]) ?? [:]
+        return try JSONDecoder().decode(AgentStatus.self, from: Data(reply.stdout.utf8))
     }
 
     /// Waits until `predicate` holds for the node's status; nil on time-out.
-    private func waitForStatus(_ config: String, timeout: Duration, _ predicate: ([String: Any]) -> Bool) -> [String: Any]? {
+    private func waitForStatus(_ config: String, timeout: Duration, _ predicate: (AgentStatus) -> Bool) -> AgentStatus? {
         let deadline = ContinuousClock.now + timeout
-        var last: [String: Any] = [:]
+        var last: AgentStatus?
         while ContinuousClock.now < deadline {
             if let status = try? self.status(config) {
                 last = status
@@ -149,7 +149,7 @@ final class ConsistencyHarness {
             }
             Thread.sleep(forTimeInterval: 0.1)
         }
-        print("status never matched: \(last)")
+        print("status never matched: \(last.map { "\($0)" } ?? "no status")")
         return nil
     }
 
@@ -158,34 +158,34 @@ final class ConsistencyHarness {
     /// send nothing from then on, and after the partition heals it must be fenced into a backup.
     private func partition(_ link: LinkRelay, _ witness: LinkRelay, client: CounterClient, configs: (primary: String, backup: String),
                            outcome: inout Outcome) -> String? {
-        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" }) != nil else {
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0.primary?.state == .protecting }) != nil else {
             return "the primary never protected the VM"
         }
         Thread.sleep(forTimeInterval: Double.random(in: 0...1))
         link.cut()
         witness.cut()
-        guard waitForStatus(configs.backup, timeout: .seconds(30), { $0["role"] as? String == "primary" }) != nil else {
+        guard waitForStatus(configs.backup, timeout: .seconds(30), { $0.role == .primary }) != nil else {
             return "the backup never took over after the primary's lease expired"
         }
-        let sentAtTakeover = (try? status(configs.primary))?["outputReleasedFrames"] as? Int
+        let sentAtTakeover = (try? status(configs.primary))?.primary?.outputReleasedFrames
         guard client.waitForReplies(outcome.repliesBefore + 10, timeout: .seconds(40)) else {
             return "the client got no replies from the new primary: \(client.errors)"
         }
         // Long enough for the old guest's TCP to retransmit what it had sent: none of it may leave.
         Thread.sleep(forTimeInterval: 2)
-        let primary = (try? status(configs.primary)) ?? [:]
-        if let sent = primary["outputReleasedFrames"] as? Int, let sentAtTakeover, sent != sentAtTakeover {
-            return "two active copies: the partitioned primary sent \(sent - sentAtTakeover) frames after the backup took over (\(primary))"
+        let primary = (try? status(configs.primary))?.primary
+        if let sent = primary?.outputReleasedFrames, let sentAtTakeover, sent != sentAtTakeover {
+            return "two active copies: the partitioned primary sent \(sent - sentAtTakeover) frames after the backup took over (\(primary!))"
         }
-        if primary["outputMode"] as? String != nil, (primary["outputMode"] as? String)?.hasPrefix("output commit") != true {
-            return "two active copies: the partitioned primary lets output pass while the backup is active (\(primary))"
+        if let mode = primary?.outputMode, !mode.hasPrefix("output commit") {
+            return "two active copies: the partitioned primary lets output pass while the backup is active (\(primary!))"
         }
         link.restore()
         witness.restore()
-        guard waitForStatus(configs.primary, timeout: .seconds(30), { $0["role"] as? String == "backup" }) != nil else {
+        guard waitForStatus(configs.primary, timeout: .seconds(30), { $0.role == .backup }) != nil else {
             return "after the partition healed, the old primary was not fenced into a backup"
         }
-        guard waitForStatus(configs.backup, timeout: .seconds(90), { $0["state"] as? String == "protecting" }) != nil else {
+        guard waitForStatus(configs.backup, timeout: .seconds(90), { $0.primary?.state == .protecting }) != nil else {
             return "the new primary did not protect the VM to the fenced node"
         }
         return nil
@@ -196,12 +196,12 @@ final class ConsistencyHarness {
     /// its TAP: its lease expired while it was stopped.
     private func stallWhileUnprotected(_ link: LinkRelay, agent: Process, configs: (primary: String, backup: String),
                                        outcome: inout Outcome) -> String? {
-        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" }) != nil else {
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0.primary?.state == .protecting }) != nil else {
             return "the primary never protected the VM"
         }
         link.cut()
         guard waitForStatus(configs.primary, timeout: .seconds(10), {
-            $0["state"] as? String == "unprotected" && ($0["detail"] as? String ?? "").contains("policy")
+            $0.primary?.state == .unprotected && ($0.detail ?? "").contains("policy")
         }) != nil else {
             return "with the link cut, the primary did not run unprotected after its grace period"
         }
@@ -212,7 +212,7 @@ final class ConsistencyHarness {
         let written = { Int((try? String(contentsOfFile: tap, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") }
         Thread.sleep(forTimeInterval: 0.05)
         let atStall = written()
-        guard waitForStatus(configs.backup, timeout: .seconds(30), { $0["role"] as? String == "primary" }) != nil else {
+        guard waitForStatus(configs.backup, timeout: .seconds(30), { $0.role == .primary }) != nil else {
             kill(agent.processIdentifier, SIGCONT)
             return "the backup never took over after the stalled primary's lease expired"
         }
@@ -221,13 +221,13 @@ final class ConsistencyHarness {
         kill(agent.processIdentifier, SIGCONT)
         Thread.sleep(forTimeInterval: 2)
         let afterResume = written()
-        let primary = (try? status(configs.primary)) ?? [:]
+        let primary = (try? status(configs.primary)).map { "\($0)" } ?? "no status"
         guard let atStall, let afterResume else { return "cannot read \(tap)" }
         outcome.summary = "the TAP had \(atStall) frames from the gate at the stall, \(afterResume) two seconds after the resume"
         if afterResume != atStall {
             return "two active copies: the stalled primary wrote \(afterResume - atStall) frames to its TAP after it resumed (\(primary))"
         }
-        guard waitForStatus(configs.primary, timeout: .seconds(30), { $0["role"] as? String == "backup" }) != nil else {
+        guard waitForStatus(configs.primary, timeout: .seconds(30), { $0.role == .backup }) != nil else {
             return "the stalled primary was not fenced into a backup after it resumed"
         }
         return nil
@@ -238,13 +238,13 @@ final class ConsistencyHarness {
     /// unprotected (the client keeps getting replies) or, with `safety`, keeps holding (the
     /// client gets nothing); once the link is back it is protected again.
     private func cutAndRestore(_ relay: LinkRelay, client: CounterClient, configs: (primary: String, backup: String), safety: Bool) -> String? {
-        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" }) != nil else {
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0.primary?.state == .protecting }) != nil else {
             return "the primary never protected the VM"
         }
         relay.cut()
-        let expected = safety ? "holding" : "unprotected"
+        let expected: PrimaryStatus.Phase = safety ? .holding : .unprotected
         guard waitForStatus(configs.primary, timeout: .seconds(10), {
-            $0["state"] as? String == expected && ($0["detail"] as? String ?? "").contains("policy")
+            $0.primary?.state == expected && ($0.detail ?? "").contains("policy")
         }) != nil else {
             return "with the link cut, the primary was not \(expected) after its grace period"
         }
@@ -255,11 +255,11 @@ final class ConsistencyHarness {
         } else if client.history.count < during + 5 {
             return "the client got no replies while the primary ran unprotected"
         }
-        if let backup = try? status(configs.backup), backup["role"] as? String != "backup" {
+        if let backup = try? status(configs.backup), backup.role != .backup {
             return "the backup failed over although the datagram path showed the primary alive: \(backup)"
         }
         relay.restore()
-        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0["state"] as? String == "protecting" && ($0["sessions"] as? Int ?? 0) >= 2 }) != nil else {
+        guard waitForStatus(configs.primary, timeout: .seconds(60), { $0.primary?.state == .protecting && ($0.primary?.sessions ?? 0) >= 2 }) != nil else {
             return "the primary was not protected again after the link came back"
         }
         // Let the new session commit a few checkpoints before the kill.
@@ -447,11 +447,11 @@ final class ConsistencyHarness {
         // primary serves as its backup (and is being synchronised or already protecting it).
         if scenario != .killThenActivate {
             let active = try? self.status(configs.backup)
-            if active?["role"] as? String != "primary" { outcome.violations.append("the backup node is not running the VM: \(active ?? [:])") }
+            if active?.role != .primary { outcome.violations.append("the backup node is not running the VM: \(active.map { "\($0)" } ?? "no status")") }
         }
         if scenario == .switchover || scenario == .partitionWithWitness {
             let old = try? self.status(configs.primary)
-            if old?["role"] as? String != "backup" { outcome.violations.append("the old primary did not become the backup: \(old ?? [:])") }
+            if old?.role != .backup { outcome.violations.append("the old primary did not become the backup: \(old.map { "\($0)" } ?? "no status")") }
         }
         // Never a smaller or a repeated counter.
         for (previous, next) in zip(history, history.dropFirst()) where next.value <= previous.value {

@@ -171,9 +171,9 @@ struct DaemonTests {
             primaryExtra: "[backup]\nlisten = \"127.0.0.1:\(port + 1)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n"
                 + "[failover]\nwithout_witness = true\n[heartbeat]\ninterval_ms = 100\nmissed = 10\n",
             backupExtra: "[failover]\nwithout_witness = true\nreconnect_ms = 200\n[heartbeat]\ninterval_ms = 100\nmissed = 10\n")
-        func status(_ config: String) -> [String: Any] {
-            guard let reply = try? runCLI(["status", "--config", config, "--json"]) else { return [:] }
-            return (try? JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]) ?? [:]
+        func status(_ config: String) -> AgentStatus? {
+            guard let reply = try? runCLI(["status", "--config", config, "--json"]) else { return nil }
+            return try? JSONDecoder().decode(AgentStatus.self, from: Data(reply.stdout.utf8))
         }
         func eventually(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
             let deadline = ContinuousClock.now + timeout
@@ -191,8 +191,8 @@ struct DaemonTests {
         client.start()
         defer { client.stop() }
         try #require(client.waitForReplies(10, timeout: .seconds(120)), "the service never answered: \(client.errors)")
-        try #require(eventually(.seconds(180)) { status(configs.primary)["state"] as? String == "protecting" },
-                     "never protected: \(status(configs.primary))")
+        try #require(eventually(.seconds(180)) { status(configs.primary)?.primary?.state == .protecting },
+                     "never protected: \(String(describing: status(configs.primary)))")
         #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "primary\n")
 
         // SIGTERM: a switchover, then the process ends; the VM runs on the other node.
@@ -202,7 +202,7 @@ struct DaemonTests {
         #expect(primary.terminationStatus == 0)
         #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "backup\n",
                 "the stopped node handed the VM over: it is the backup now")
-        #expect(status(configs.backup)["role"] as? String == "primary")
+        #expect(status(configs.backup)?.role == .primary)
         #expect(client.waitForReplies(before + 10, timeout: .seconds(30)), "the client got nothing after the handover: \(client.errors)")
         #expect(client.reconnects == 0, "the client's connection survives the handover")
         let values = client.values
@@ -211,8 +211,8 @@ struct DaemonTests {
         // Restarted, the node follows its record: the backup of the node now running the VM.
         let restarted = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary-2.log")
         processes.append(restarted)
-        #expect(eventually(.seconds(30)) { status(configs.primary)["role"] as? String == "backup" }, "\(status(configs.primary))")
-        #expect(eventually(.seconds(120)) { status(configs.backup)["state"] as? String == "protecting" }, "\(status(configs.backup))")
+        #expect(eventually(.seconds(30)) { status(configs.primary)?.role == .backup }, "\(String(describing: status(configs.primary)))")
+        #expect(eventually(.seconds(120)) { status(configs.backup)?.primary?.state == .protecting }, "\(String(describing: status(configs.backup)))")
 
         // SIGHUP: the log level applies at once, the rest waits for a restart.
         let text = try String(contentsOfFile: configs.backup, encoding: .utf8)

@@ -179,7 +179,7 @@ private final class ProtectedPair {
         process.waitUntilExit()
     }
 
-    func backupCommittedEpoch() -> Int? { AgentCommandLineTests.status(configs.backup)?["committedEpoch"] as? Int }
+    func backupCommittedEpoch() -> Int? { AgentCommandLineTests.status(configs.backup)?.backup?.committedEpoch.map { Int($0) } }
 
     /// What a drill with namespace `sandbox` may have left: its namespace, its TAP, its QEMU,
     /// its copies in /dev/shm and beside the replica disk, its run directory.

@@ -26,44 +26,44 @@ struct WANTests {
         defer { client.stop() }
         try #require(client.waitForReplies(20, timeout: .seconds(120)), "the service never answered: \(client.errors); see \(pair.directory)")
         try #require(pair.waitForStatus(pair.configs.primary, timeout: .seconds(120)) {
-            $0["state"] as? String == "protecting" && ($0["committedEpoch"] as? Int ?? 0) >= 10
+            $0.primary?.state == .protecting && ($0.primary?.committedEpoch ?? 0) >= 10
         } != nil, "the primary never protected the VM; see \(pair.directory)")
 
         // Steady load: the client's requests, each a counter increment and a disk write.
         var lags: [Double] = []
         let steady = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < steady {
-            let status = try #require(DRPair.status(pair.configs.primary))
-            #expect(status["protectionMode"] as? String == "asynchronous")
-            #expect(status["recoveryPointExceeded"] as? Bool == false, "objective exceeded under steady load: \(status)")
-            if let lag = status["lagMilliseconds"] as? Double { lags.append(lag) }
+            let status = try #require(DRPair.status(pair.configs.primary)?.primary)
+            #expect(status.protectionMode == "asynchronous")
+            #expect(status.recoveryPointExceeded == false, "objective exceeded under steady load: \(status)")
+            if let lag = status.lagMilliseconds { lags.append(lag) }
             Thread.sleep(forTimeInterval: 0.5)
         }
-        let steadyStatus = try #require(DRPair.status(pair.configs.primary))
-        print("WAN steady: lag samples \(lags.map { Int($0) }) ms, interval \(steadyStatus["intervalMilliseconds"] ?? "?") ms "
-              + "(\(steadyStatus["intervalReason"] ?? "?")), \(client.history.count) replies")
+        let steadyStatus = try #require(DRPair.status(pair.configs.primary)?.primary)
+        print("WAN steady: lag samples \(lags.map { Int($0) }) ms, interval \(steadyStatus.intervalMilliseconds.map { "\($0)" } ?? "?") ms "
+              + "(\(steadyStatus.intervalReason ?? "?")), \(client.history.count) replies")
         // Sampled every half second; the alert (checked at each sample) covers the moments between.
         #expect(lags.count >= 10 && lags.allSatisfy { $0 < Self.objective.seconds * 1000 })
 
         // The link goes down: the primary runs on (output passes), the DR site does not fail over.
-        let sessionsBefore = steadyStatus["sessions"] as? Int ?? 1
+        let sessionsBefore = steadyStatus.sessions ?? 1
         pair.link.cut()
         let repliesAtCut = client.history.count
         Thread.sleep(forTimeInterval: Self.cut.seconds)
-        let during = try #require(DRPair.status(pair.configs.primary))
-        #expect(during["state"] as? String == "unprotected", "\(during)")
+        let during = try #require(DRPair.status(pair.configs.primary)?.primary)
+        #expect(during.state == .unprotected, "\(during)")
         #expect(client.history.count > repliesAtCut + 20, "asynchronous mode holds no output while the link is down")
-        #expect(DRPair.status(pair.configs.backup)?["role"] as? String == "backup")
+        #expect(DRPair.status(pair.configs.backup)?.role == .backup)
 
         // Back: one catch-up checkpoint, no full resynchronisation.
         pair.link.restore()
         let caughtUp = pair.waitForStatus(pair.configs.primary, timeout: .seconds(120)) {
-            ($0["sessions"] as? Int ?? 0) > sessionsBefore && $0["catchUpSeconds"] != nil
+            ($0.primary?.sessions ?? 0) > sessionsBefore && $0.primary?.catchUpSeconds != nil
         }
-        let after = try #require(caughtUp, "no acknowledged catch-up after the link came back; see \(pair.directory)")
-        print("WAN catch-up after a \(Int(Self.cut.seconds)) s cut: \(after["sessionStart"] ?? "?"), \(after["catchUpPages"] ?? "?") pages, "
-              + "\(after["catchUpDiskWrites"] ?? "?") disk writes, \(after["catchUpWireBytes"] ?? "?") wire bytes, \(after["catchUpSeconds"] ?? "?") s")
-        #expect((after["sessionStart"] as? String ?? "").hasPrefix("catch-up from checkpoint"), "\(after)")
+        let after = try #require(caughtUp?.primary, "no acknowledged catch-up after the link came back; see \(pair.directory)")
+        print("WAN catch-up after a \(Int(Self.cut.seconds)) s cut: \(after.sessionStart ?? "?"), \(after.catchUpPages ?? 0) pages, "
+              + "\(after.catchUpDiskWrites ?? 0) disk writes, \(after.catchUpWireBytes ?? 0) wire bytes, \(after.catchUpSeconds ?? 0) s")
+        #expect((after.sessionStart ?? "").hasPrefix("catch-up from checkpoint"), "\(after)")
         let backupLog = (try? String(contentsOfFile: "\(pair.directory)/backup.log", encoding: .utf8)) ?? ""
         #expect(backupLog.components(separatedBy: "initial sync received").count == 2, "one full sync only, at the start")
         #expect(backupLog.contains("catches the replica up"))
@@ -76,7 +76,7 @@ struct WANTests {
         #expect(report?["ok"] as? Bool == true, "\(drill.stdout)")
 
         // The primary site is lost: the DR replica is activated and is at most the objective behind.
-        let lastHeard = pair.waitForStatus(pair.configs.primary, timeout: .seconds(10)) { ($0["recoveryPointExceeded"] as? Bool) == false }
+        let lastHeard = pair.waitForStatus(pair.configs.primary, timeout: .seconds(10)) { $0.primary?.recoveryPointExceeded == false }
         #expect(lastHeard != nil, "the objective is met again after the catch-up")
         let killedAt = ContinuousClock.now
         pair.killPrimary()
@@ -154,12 +154,12 @@ final class DRPair {
         }
     }
 
-    static func status(_ config: String) -> [String: Any]? { AgentCommandLineTests.status(config) }
+    static func status(_ config: String) -> AgentStatus? { AgentCommandLineTests.status(config) }
 
     /// Waits until `predicate` holds for the node's status; nil on time-out.
-    func waitForStatus(_ config: String, timeout: Duration, _ predicate: ([String: Any]) -> Bool) -> [String: Any]? {
+    func waitForStatus(_ config: String, timeout: Duration, _ predicate: (AgentStatus) -> Bool) -> AgentStatus? {
         let deadline = ContinuousClock.now + timeout
-        var last: [String: Any] = [:]
+        var last: AgentStatus?
         while ContinuousClock.now < deadline {
             if let status = Self.status(config) {
                 last = status
@@ -167,7 +167,7 @@ final class DRPair {
             }
             Thread.sleep(forTimeInterval: 0.2)
         }
-        print("status never matched: \(last)")
+        print("status never matched: \(last.map { "\($0)" } ?? "no status")")
         return nil
     }
 

@@ -197,7 +197,7 @@ public final class VMDemo: @unchecked Sendable {
             return status(.primary)?.state == "protecting"
         }
         guard primary.isRunning else { throw DemoError("the primary agent exited: \(tail("primary.log"))") }
-        let sync = status(.primary)
+        let sync = status(.primary)?.primary
         say(String(format: "      protecting after %.1f s (initial sync of %d pages, dirty tracking: %@)",
                    (ContinuousClock.now - started).seconds, sync?.syncPages ?? 0, sync?.dirtyTracking ?? "?"))
         return (primary, .now)
@@ -211,13 +211,13 @@ public final class VMDemo: @unchecked Sendable {
         say("        s   epoch  ckpt/s  pause p50  pause p99  dirty pages/ckpt  wire MB  wire MB/s  backup epoch  client value")
         let end = ContinuousClock.now + .milliseconds(Int(options.protectedSeconds * 1000))
         var second = 0
-        var lastWire = status(.primary)?.wireBytes ?? 0
+        var lastWire = status(.primary)?.primary?.wireBytes ?? 0
         repeat {
             if stop.wait(timeout: .seconds(1)) { throw DemoError("interrupted") }
             second += 1
-            guard let primary = status(.primary) else { throw DemoError("the primary agent stopped answering: \(tail("primary.log"))") }
+            guard let primary = status(.primary)?.primary else { throw DemoError("the primary agent stopped answering: \(tail("primary.log"))") }
             let wire = primary.wireBytes ?? 0
-            let backupEpoch = status(.backup)?.committedEpoch.map { "\($0)" } ?? "-"
+            let backupEpoch = status(.backup)?.backup?.committedEpoch.map { "\($0)" } ?? "-"
             let value = client.history.last.map { "\($0.value)" } ?? "-"
             say(String(format: "      %3d  %6d  %6.1f  %6.1f ms  %6.1f ms  %16.0f  %7.1f  %9.2f  ", second, Int(primary.currentEpoch ?? 0),
                        primary.checkpointsPerSecond ?? 0, primary.pauseMillisecondsP50 ?? 0, primary.pauseMillisecondsP99 ?? 0,
@@ -249,7 +249,7 @@ public final class VMDemo: @unchecked Sendable {
     /// Kills the primary host's agent and QEMU and follows the backup's takeover and the client.
     private func failover(primary: Process, configs: (primary: String, backup: String), client: CounterClient,
                           into report: inout DemoReport) throws {
-        if let last = status(.primary) { report.record(last) }
+        if let last = status(.primary)?.primary { report.record(last) }
         let qemu = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
         say("[5/5] failover: SIGKILL to the primary agent (pid \(primary.processIdentifier)) and its QEMU (pid \(qemu)), "
             + "as if its host died; the backup notices after 1 s of silence (heartbeats) and resumes the VM from the last checkpoint")
@@ -264,7 +264,7 @@ public final class VMDemo: @unchecked Sendable {
         var tookOver: ContinuousClock.Instant?
         do {
             try waitFor("the client's first reply after the failover", timeout: .seconds(40)) {
-                if tookOver == nil, status(.backup)?.role == "primary" {
+                if tookOver == nil, status(.backup)?.role == .primary {
                     tookOver = .now
                     say(String(format: "      the backup is the primary now (%.0f ms after the kill)", (ContinuousClock.now - killedAt).seconds * 1000))
                 }
@@ -376,7 +376,7 @@ public struct DemoReport: Sendable, Codable {
 
     public init(protectedSeconds: Double) { self.protectedSeconds = protectedSeconds }
 
-    mutating func record(_ primary: AgentStatus) {
+    mutating func record(_ primary: PrimaryStatus) {
         checkpoints = Int(primary.currentEpoch ?? 0)
         checkpointsPerSecond = primary.checkpointsPerSecond ?? 0
         pauseMsP50 = primary.pauseMillisecondsP50 ?? 0

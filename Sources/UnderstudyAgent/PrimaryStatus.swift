@@ -1,0 +1,77 @@
+/// The status of a node running the VM: its protection's phase, the current session's
+/// checkpoints, the output gate and the guest's disk.
+public struct PrimaryStatus: Sendable, Codable, Equatable {
+    public typealias Phase = ProtectionStateMachine.Phase
+
+    public var vm: String
+    public var state: Phase
+    public var detail: String?
+    /// The newest checkpoint the session sent, and the newest the backup acknowledged.
+    public var currentEpoch: UInt64?
+    public var committedEpoch: UInt64?
+    public var checkpointsPerSecond: Double?
+    public var pauseMillisecondsP50: Double?
+    public var pauseMillisecondsP99: Double?
+    public var pauseMillisecondsMax: Double?
+    public var dirtyPagesPerCheckpoint: Double?
+    public var rawBytes: Int?
+    public var wireBytes: Int?
+    public var ackLatencyMillisecondsP50: Double?
+    public var ackLatencyMillisecondsP99: Double?
+    public var dirtyTracking: String?
+    public var syncPages: Int?
+    public var sessions: Int?
+    /// Output gate: guest frames held for unacknowledged checkpoints, and those dropped because
+    /// the buffer was full; when frames may leave (output commit, unprotected, or unsafe).
+    public var outputHeldFrames: Int?
+    public var outputHeldBytes: Int?
+    public var outputDroppedFrames: Int?
+    public var outputReleasedFrames: Int?
+    /// Frames dropped because this node could not prove it is the active copy (lease not valid).
+    public var outputFencedFrames: Int?
+    public var outputMode: String?
+    /// Initial synchronisation, while it runs: bytes copied and to copy, rate, estimated time left.
+    public var syncBytesDone: Int?
+    public var syncBytesTotal: Int?
+    public var syncBytesPerSecond: Double?
+    public var syncSecondsLeft: Double?
+    /// Bytes of guest disk writes recorded for the open epoch, not yet captured.
+    public var diskPendingBytes: Int?
+    /// Guest disk writes and flushes served (NBD).
+    public var diskWrites: Int?
+    public var diskFlushes: Int?
+    /// The checkpoint an activated VM started from.
+    public var activatedFromEpoch: UInt64?
+    /// Who may be the active copy: the witness and whether this node holds its lease.
+    public var fence: String?
+    /// synchronous | asynchronous (primary).
+    public var protectionMode: String?
+    /// The checkpoint interval now and why; the wire bytes per second checkpoints need and the link's budget.
+    public var intervalMilliseconds: Double?
+    public var intervalReason: String?
+    public var checkpointDemandBytesPerSecond: Double?
+    public var linkBudgetBytesPerSecond: Double?
+    /// Asynchronous mode: the replica's lag now and its peaks' percentiles, the objective,
+    /// whether the lag is over it, and the share of each interval the guest is held paused.
+    public var lagMilliseconds: Double?
+    public var lagMillisecondsP50: Double?
+    public var lagMillisecondsP99: Double?
+    public var recoveryPointObjectiveMilliseconds: Double?
+    public var recoveryPointExceeded: Bool?
+    public var guestThrottle: Double?
+    /// How the current session brought the backup up to date ("catch-up from checkpoint N" or "full sync: why").
+    public var sessionStart: String?
+    /// The catch-up checkpoint: pages and disk writes it carried, wire bytes, seconds from capture to acknowledgement.
+    public var catchUpPages: Int?
+    public var catchUpDiskWrites: Int?
+    public var catchUpWireBytes: Int?
+    public var catchUpSeconds: Double?
+    /// Disk writes kept in the catch-up journal while the backup cannot be reached.
+    public var catchUpJournalBytes: Int?
+
+    public init(vm: String, state: Phase, detail: String? = nil) {
+        self.vm = vm
+        self.state = state
+        self.detail = detail
+    }
+}
