@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import UnderstudyAgent
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyTransport
 
@@ -82,7 +83,7 @@ struct CodecBench {
         for (name, mix) in cases {
             let identity = VMIdentity(id: "bench", memorySize: UInt64(pagesPerRun * pageSize))
             // Prefill so that sparse updates have a previous copy to delta against.
-            let guest = SyntheticGuest(identity: identity, pagesPerEpoch: pagesPerRun, mix: mix, seed: 7, prefill: .binary)
+            let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: pagesPerRun, mix: mix, seed: 7, prefill: .binary)
             let encoder = PageEncoder(pageSize: pageSize, capabilities: .supported)
             let decoder = PageDecoder(pageSize: pageSize)
             let lastSent = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(identity.memorySize), alignment: 4096)
@@ -193,7 +194,7 @@ struct EndToEndBench {
         for (name, mix, pages) in cases {
             var options = SyntheticRun.Options()
             options.mix = mix
-            options.pagesPerEpoch = pages
+            options.pagesPerCheckpoint = pages
             options.duration = .milliseconds(Int(seconds * 1000))
             let report = try SyntheticRun(options: options).run(logger: logger)
             let data = try JSONEncoder().encode(report)

@@ -6,7 +6,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 
 /// Output commit and disk replication (issue 4) as a client sees them: the counter service of
@@ -230,13 +230,13 @@ struct OutputCommitBench {
                 unlink("/dev/shm/\(file)")
             }
         }
-        try runProgram(["sh", "-c", "truncate -s \(OutputCommitBench.diskMiB)M \(diskPath) && mkfs.ext4 -q -F \(diskPath)"])
+        try HostCommand.run(["sh", "-c", "truncate -s \(OutputCommitBench.diskMiB)M \(diskPath) && mkfs.ext4 -q -F \(diskPath)"])
         var result = GuestRun(label: label)
         let bootStart = ContinuousClock.now
 
         var backup: BenchBackup?
         if interval != nil {
-            try runProgram(["truncate", "-s", "\(OutputCommitBench.diskMiB)M", replicaDiskPath])
+            try HostCommand.run(["truncate", "-s", "\(OutputCommitBench.diskMiB)M", replicaDiskPath])
             backup = try BenchBackup(
                 configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                    tls: TLSConfiguration(directory: certificates, node: "backup", peer: "primary"),

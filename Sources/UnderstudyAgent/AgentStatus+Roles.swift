@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySystem
 
 extension AgentStatus {
     /// The status of a primary from its replicator's statistics.

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
+import UnderstudySystem
 
 /// The end-to-end proof of output commit and "disk follows memory": a TCP counter service in the
 /// guest (counter in memory, each value appended with fsync to a file on the replicated ext4
@@ -109,7 +110,7 @@ final class ConsistencyHarness {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         network = try PairNetwork(tapCount: 2)
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
-        guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
+        guard certs.status == 0 else { throw HarnessError("certs init: \(certs.stderr)") }
     }
 
     func remove() {
@@ -292,7 +293,7 @@ final class ConsistencyHarness {
             for run in ["run-primary", "run-backup"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(run)") }
         }
         var outcome = Outcome()
-        try runProgram(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
+        try HostCommand.run(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
         let port = UInt16.random(in: 20000...50000)
         let witnessed = scenario.witnessed

@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
+import UnderstudySystem
 
 /// `understudy run`: the starting role, the role record, the log format, SIGHUP reloads (pure or
 /// file-level), and the daemon end to end.
@@ -162,7 +163,7 @@ struct DaemonTests {
         }
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
         try #require(certs.status == 0, "\(certs.stderr)")
-        try runProgram(["sh", "-c", "truncate -s 64M \(directory)/p.img && mkfs.ext4 -q -F \(directory)/p.img && truncate -s 64M \(directory)/b.img"])
+        try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/p.img && mkfs.ext4 -q -F \(directory)/p.img && truncate -s 64M \(directory)/b.img"])
         let port = UInt16.random(in: 20000...50000)
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
@@ -237,7 +238,7 @@ struct DaemonTests {
         #expect(files.count >= 6, "\(files)")
         let disk = NSTemporaryDirectory() + "understudy-example-\(UUID().uuidString.prefix(8)).img"
         defer { try? FileManager.default.removeItem(atPath: disk) }
-        try runProgram(["truncate", "-s", "64M", disk])
+        try HostCommand.run(["truncate", "-s", "64M", disk])
         for file in files {
             let text = try String(contentsOfFile: "\(examples)/\(file)", encoding: .utf8)
             let local = try #require(text.range(of: #"disk_image = "[^"]*""#, options: .regularExpression).map {

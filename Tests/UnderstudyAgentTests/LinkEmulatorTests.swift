@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyAgent
+import UnderstudyHarness
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyNetwork
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +9,7 @@ import Glibc
 
 /// Runs a command to completion; throws with its error output when it fails.
 @discardableResult
-func run(_ arguments: String...) throws -> String { try runProgram(arguments) }
+func run(_ arguments: String...) throws -> String { try HostCommand.run(arguments) }
 
 /// Polls `condition` every 10 ms until it holds or `seconds` pass.
 func eventually(within seconds: Double = 5, _ condition: () -> Bool) -> Bool {
@@ -83,7 +83,7 @@ final class NetworkLab {
     func python(_ script: String) throws -> NamespaceProcess {
         let process = try NamespaceProcess(["ip", "netns", "exec", namespace, "python3", "-u", "-c", script])
         children.append(process)
-        guard process.line(within: 10) == "ready" else { throw TestSupportError("helper in \(namespace) did not start") }
+        guard process.line(within: 10) == "ready" else { throw HarnessError("helper in \(namespace) did not start") }
         return process
     }
 
@@ -195,7 +195,7 @@ final class FakeQEMU {
         guard fd >= 0, UnixSocket.connect(fd, path: path) == 0 else {
             let code = errno
             if fd >= 0 { close(fd) }
-            throw TestSupportError("connect to \(path): \(String(cString: strerror(code)))")
+            throw HarnessError("connect to \(path): \(String(cString: strerror(code)))")
         }
     }
 

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyNetwork
-import UnderstudyTestSupport
+import UnderstudyHarness
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyReplica
 

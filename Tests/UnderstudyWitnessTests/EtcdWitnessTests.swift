@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 import UnderstudyWitness
 #if canImport(Glibc)

@@ -4,6 +4,9 @@ extension Duration {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 
+    /// The duration in milliseconds as a Double (latencies, pauses).
+    public var milliseconds: Double { seconds * 1000 }
+
     /// The duration in whole milliseconds (for messages).
     public var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -21,12 +21,12 @@ public enum SyntheticContent: String, Sendable, CaseIterable, Codable {
 }
 
 /// A guest stand-in for the foundation layer, tests and benchmarks: memory in an anonymous map,
-/// and an exact record of which pages it wrote. Each capture first dirties `pagesPerEpoch`
+/// and an exact record of which pages it wrote. Each capture first dirties `pagesPerCheckpoint`
 /// pages with content drawn from `mix` (deterministic for a seed), then copies them out.
 public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
     public let identity: VMIdentity
     public let memory: UnsafeRawBufferPointer
-    public let pagesPerEpoch: Int
+    public let pagesPerCheckpoint: Int
     public let mix: [SyntheticContent]
     private let storage: AnonymousMemory
     private let mutable: UnsafeMutableRawBufferPointer
@@ -42,12 +42,12 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
 
     /// - Parameters:
     ///   - prefill: content for every page at start (nil: all zero), so the initial sync has work to do.
-    public init(identity: VMIdentity, pagesPerEpoch: Int, mix: [SyntheticContent], seed: UInt64 = 1,
+    public init(identity: VMIdentity, pagesPerCheckpoint: Int, mix: [SyntheticContent], seed: UInt64 = 1,
                 prefill: SyntheticContent? = .text) {
-        precondition(!mix.isEmpty && pagesPerEpoch >= 0)
+        precondition(!mix.isEmpty && pagesPerCheckpoint >= 0)
         self.identity = identity
         pageSize = Int(identity.pageSize)
-        self.pagesPerEpoch = min(pagesPerEpoch, Int(identity.pageCount))
+        self.pagesPerCheckpoint = min(pagesPerCheckpoint, Int(identity.pageCount))
         self.mix = mix
         storage = AnonymousMemory(size: Int(identity.memorySize), purpose: "the synthetic guest")
         mutable = storage.bytes
@@ -101,7 +101,7 @@ public final class SyntheticGuest: CheckpointSource, @unchecked Sendable {
     }
 
     private func runEpoch(_ guest: inout GuestState) {
-        for _ in 0..<pagesPerEpoch { dirtyOne(&guest) }
+        for _ in 0..<pagesPerCheckpoint { dirtyOne(&guest) }
     }
 
     private func dirtyOne(_ guest: inout GuestState) {

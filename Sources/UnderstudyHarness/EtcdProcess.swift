@@ -45,7 +45,7 @@ public final class EtcdProcess: @unchecked Sendable {
         let log = directory.appendingPathComponent("etcd.log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
             try? FileManager.default.removeItem(at: directory)
-            throw TestSupportError("cannot create \(log.path)")
+            throw HarnessError("cannot create \(log.path)")
         }
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = [
@@ -94,12 +94,12 @@ public final class EtcdProcess: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
-                throw TestSupportError("etcd exited with \(process.terminationStatus) at start: \(Self.tail(of: log))")
+                throw HarnessError("etcd exited with \(process.terminationStatus) at start: \(Self.tail(of: log))")
             }
             if let reply = Self.get("/health", port: clientPort), reply.contains("\"health\":\"true\"") { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        throw TestSupportError("etcd on \(clientAddress) not healthy within \(timeout): \(Self.tail(of: log))")
+        throw HarnessError("etcd on \(clientAddress) not healthy within \(timeout): \(Self.tail(of: log))")
     }
 
     private static func tail(of log: URL) -> String {
@@ -114,7 +114,7 @@ public final class EtcdProcess: @unchecked Sendable {
         var ports: [UInt16] = []
         for _ in 0..<count {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw TestSupportError("socket: \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
             sockets.append(fd)
             var address = loopback(port: 0)
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -122,7 +122,7 @@ public final class EtcdProcess: @unchecked Sendable {
             let status = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
             }
-            guard status == 0 else { throw TestSupportError("bind 127.0.0.1:0: \(String(cString: strerror(errno)))") }
+            guard status == 0 else { throw HarnessError("bind 127.0.0.1:0: \(String(cString: strerror(errno)))") }
             ports.append(UInt16(bigEndian: address.sin_port))
         }
         return ports

@@ -27,7 +27,7 @@ public final class LinkRelay: @unchecked Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
-        guard bound == 0, listen(listener, 16) == 0 else { throw TestSupportError("relay: cannot listen: \(String(cString: strerror(errno)))") }
+        guard bound == 0, listen(listener, 16) == 0 else { throw HarnessError("relay: cannot listen: \(String(cString: strerror(errno)))") }
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
         port = UInt16(bigEndian: address.sin_port)
         spawn { [self] in acceptLoop() }

@@ -18,10 +18,10 @@ public enum CounterGuestImage {
 
     /// Builds (or reuses) the initramfs with the scripts in `guestDirectory` (a checkout's
     /// Deploy/guest); returns the kernel's and the initramfs's paths.
-    public static func build(guestDirectory: URL) throws(QEMUError) -> (kernel: String, initrd: String) {
+    public static func build(guestDirectory: URL) throws(HarnessError) -> (kernel: String, initrd: String) {
         let initrd = "\(cache)/initramfs-counter.cpio.gz"
         let script = guestDirectory.appendingPathComponent("build-initramfs.sh").path
-        guard FileManager.default.fileExists(atPath: script) else { throw .missing("no \(script): the guest's build script is missing") }
+        guard FileManager.default.fileExists(atPath: script) else { throw HarnessError("no \(script): the guest's build script is missing") }
         let build = Process()
         build.executableURL = URL(fileURLWithPath: "/bin/bash")
         build.arguments = [script, initrd, guestDirectory.appendingPathComponent("counter.c").path,
@@ -32,12 +32,12 @@ public enum CounterGuestImage {
         do {
             try build.run()
         } catch {
-            throw .missing("cannot run \(script): \(error.localizedDescription)")
+            throw HarnessError("cannot run \(script): \(error.localizedDescription)")
         }
         let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         build.waitUntilExit()
         guard build.terminationStatus == 0 else {
-            throw .missing("building the test guest failed (run ./Deploy/install.sh): "
+            throw HarnessError("building the test guest failed (run ./Deploy/install.sh): "
                            + said.split(separator: "\n").suffix(3).joined(separator: " | "))
         }
         return ("\(cache)/vmlinuz", initrd)

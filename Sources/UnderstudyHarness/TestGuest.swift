@@ -72,7 +72,3 @@ extension TestGuest {
         }
     }
 }
-
-extension Duration {
-    public var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
-}

@@ -3,6 +3,7 @@ import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
+import UnderstudyAgent
 import UnderstudyQEMU
 import UnderstudyTransport
 
@@ -101,7 +102,7 @@ public final class VMDemo: @unchecked Sendable {
     public func run() throws -> DemoReport {
         let missing = Self.missingPrerequisites(guestDirectory: options.guestDirectory)
         guard missing.isEmpty else {
-            throw DemoError("the demo needs:\n  - " + missing.joined(separator: "\n  - ") + "\n(./Deploy/install.sh installs the packages and fetches the kernel)")
+            throw HarnessError("the demo needs:\n  - " + missing.joined(separator: "\n  - ") + "\n(./Deploy/install.sh installs the packages and fetches the kernel)")
         }
         defer { cleanUp() }
         var report = DemoReport(protectedSeconds: options.protectedSeconds)
@@ -169,14 +170,14 @@ public final class VMDemo: @unchecked Sendable {
         let scratch = binary.deletingLastPathComponent().deletingLastPathComponent()
         let package = options.guestDirectory.deletingLastPathComponent().deletingLastPathComponent()
         guard FileManager.default.fileExists(atPath: package.appendingPathComponent("Package.swift").path) else {
-            throw DemoError("\(PreloadLibrary.fileName) is not next to \(options.executable): build it with swift build")
+            throw HarnessError("\(PreloadLibrary.fileName) is not next to \(options.executable): build it with swift build")
         }
         say("      building \(PreloadLibrary.fileName) next to the binary (swift build --product UnderstudyPreload)")
         do {
             try HostCommand.run(["swift", "build", "-c", binary.lastPathComponent, "--product", "UnderstudyPreload",
                                  "--package-path", package.path, "--scratch-path", scratch.path])
         } catch {
-            throw DemoError("\(PreloadLibrary.fileName) is missing and building it failed (run swift build -c release): \(error)")
+            throw HarnessError("\(PreloadLibrary.fileName) is missing and building it failed (run swift build -c release): \(error)")
         }
     }
 
@@ -196,7 +197,7 @@ public final class VMDemo: @unchecked Sendable {
             guard primary.isRunning else { return true }
             return status(.primary)?.state == "protecting"
         }
-        guard primary.isRunning else { throw DemoError("the primary agent exited: \(tail("primary.log"))") }
+        guard primary.isRunning else { throw HarnessError("the primary agent exited: \(tail("primary.log"))") }
         let sync = status(.primary)
         say(String(format: "      protecting after %.1f s (initial sync of %d pages, dirty tracking: %@)",
                    (ContinuousClock.now - started).seconds, sync?.syncPages ?? 0, sync?.dirtyTracking ?? "?"))
@@ -213,9 +214,9 @@ public final class VMDemo: @unchecked Sendable {
         var second = 0
         var lastWire = status(.primary)?.wireBytes ?? 0
         repeat {
-            if stop.wait(timeout: .seconds(1)) { throw DemoError("interrupted") }
+            if stop.wait(timeout: .seconds(1)) { throw HarnessError("interrupted") }
             second += 1
-            guard let primary = status(.primary) else { throw DemoError("the primary agent stopped answering: \(tail("primary.log"))") }
+            guard let primary = status(.primary) else { throw HarnessError("the primary agent stopped answering: \(tail("primary.log"))") }
             let wire = primary.wireBytes ?? 0
             let backupEpoch = status(.backup)?.committedEpoch.map { "\($0)" } ?? "-"
             let value = client.history.last.map { "\($0.value)" } ?? "-"
@@ -236,7 +237,7 @@ public final class VMDemo: @unchecked Sendable {
         let configuration = try AgentConfiguration(contentsOfFile: config)
         let drill = try Drill.run(configuration: configuration, probe: .tcp(Endpoint(host: network!.guestAddress, port: Self.servicePort)),
                                   timeout: .seconds(60), stop: stop, logger: logger)
-        if stop.isSet { throw DemoError("interrupted") }
+        if stop.isSet { throw HarnessError("interrupted") }
         report.drillOk = drill.ok
         report.drillRecoveryMs = drill.recoveryMs
         report.drillStateAgeMs = drill.stateAgeMs
@@ -270,10 +271,10 @@ public final class VMDemo: @unchecked Sendable {
                 }
                 return client.history.count > before.count
             }
-        } catch let error as DemoError where error.description != "interrupted" {
+        } catch let error as HarnessError where error.description != "interrupted" {
             report.message = "\(error); \(client.errors)"
         }
-        if stop.isSet { throw DemoError("interrupted") }
+        if stop.isSet { throw HarnessError("interrupted") }
         // A few more replies show the connection really goes on.
         try? waitFor("more replies", timeout: .seconds(5)) { client.history.count >= before.count + 20 }
         client.stop()
@@ -312,8 +313,8 @@ public final class VMDemo: @unchecked Sendable {
     private func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) throws {
         let deadline = ContinuousClock.now + timeout
         while !condition() {
-            if stop.wait(timeout: .milliseconds(50)) { throw DemoError("interrupted") }
-            guard ContinuousClock.now < deadline else { throw DemoError("timed out after \(timeout) waiting for \(what)") }
+            if stop.wait(timeout: .milliseconds(50)) { throw HarnessError("interrupted") }
+            guard ContinuousClock.now < deadline else { throw HarnessError("timed out after \(timeout) waiting for \(what)") }
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudyTransport
@@ -10,7 +11,7 @@ import UnderstudyTransport
 public struct SyntheticRun: Sendable {
     public struct Options: Sendable {
         public var memoryBytes: UInt64 = 256 << 20
-        public var pagesPerEpoch = 2000
+        public var pagesPerCheckpoint = 2000
         public var mix: [SyntheticContent] = [.text, .binary, .sparseUpdate, .zero]
         public var duration: Duration = .seconds(10)
         public var interval: Duration = .zero
@@ -22,7 +23,7 @@ public struct SyntheticRun: Sendable {
     /// What a run measured. Rates are per second of the checkpointing phase.
     public struct Report: Sendable, Codable {
         public var memoryBytes: UInt64
-        public var pagesPerEpoch: Int
+        public var pagesPerCheckpoint: Int
         public var mix: [String]
         public var syncSeconds: Double
         public var syncPages: Int
@@ -67,8 +68,8 @@ public struct SyntheticRun: Sendable {
             server.join()
         }
 
-        progress("guest: \(options.memoryBytes >> 20) MiB synthetic memory, \(options.pagesPerEpoch) dirty pages per checkpoint (\(options.mix.map(\.rawValue).joined(separator: ", ")))")
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: options.pagesPerEpoch, mix: options.mix, seed: options.seed)
+        progress("guest: \(options.memoryBytes >> 20) MiB synthetic memory, \(options.pagesPerCheckpoint) dirty pages per checkpoint (\(options.mix.map(\.rawValue).joined(separator: ", ")))")
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: options.pagesPerCheckpoint, mix: options.mix, seed: options.seed)
         let primary = PrimaryReplicator(
             source: guest,
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
@@ -104,7 +105,7 @@ public struct SyntheticRun: Sendable {
 
         let latencies = stats.ackLatencies.map { $0.seconds * 1000 }.sorted()
         return Report(
-            memoryBytes: options.memoryBytes, pagesPerEpoch: options.pagesPerEpoch, mix: options.mix.map(\.rawValue),
+            memoryBytes: options.memoryBytes, pagesPerCheckpoint: options.pagesPerCheckpoint, mix: options.mix.map(\.rawValue),
             syncSeconds: synced.syncDuration.seconds, syncPages: synced.syncPages, syncWireBytes: synced.syncWireBytes,
             checkpoints: stats.checkpointsAcknowledged, seconds: seconds,
             checkpointsPerSecond: Double(stats.checkpointsAcknowledged) / seconds,
@@ -142,11 +143,4 @@ public struct SyntheticRun: Sendable {
         }
         return true
     }
-}
-
-/// The `fraction` quantile of sorted samples (nearest rank); 0 when there are none.
-public func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
-    guard !sorted.isEmpty else { return 0 }
-    let rank = Int((fraction * Double(sorted.count)).rounded(.up)) - 1
-    return sorted[min(max(rank, 0), sorted.count - 1)]
 }
