@@ -116,6 +116,8 @@ let package = Package(
             name: "UnderstudyProtocolTests",
             dependencies: ["UnderstudyProtocol", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
+        .testTarget(name: "UnderstudySystemTests", dependencies: ["UnderstudySystem"]),
+        .testTarget(name: "UnderstudyHarnessTests", dependencies: ["UnderstudyHarness", "UnderstudySystem"]),
         .testTarget(
             name: "UnderstudyTransportTests",
             dependencies: ["UnderstudyTransport", "UnderstudySystem", "UnderstudyProtocol", "CUnderstudyShims", "UnderstudyHarness"]

@@ -12,7 +12,7 @@ struct Workspace {
     var certificates: String { "\(path)/certs" }
 
     init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-agent-test-\(UUID().uuidString)").path
+        path = try TemporaryDirectory("agent-test").path
         try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup", "intruder"])
     }
 

@@ -176,14 +176,6 @@ struct DaemonTests {
             guard let reply = try? runCLI(["status", "--config", config, "--json"]) else { return [:] }
             return (try? JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]) ?? [:]
         }
-        func eventually(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if condition() { return true }
-                Thread.sleep(forTimeInterval: 0.2)
-            }
-            return false
-        }
 
         processes.append(try AgentPair.start(["run", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
         let primary = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
@@ -192,14 +184,14 @@ struct DaemonTests {
         client.start()
         defer { client.stop() }
         try #require(client.waitForReplies(10, timeout: .seconds(120)), "the service never answered: \(client.errors)")
-        try #require(eventually(.seconds(180)) { status(configs.primary)["state"] as? String == "protecting" },
+        try #require(eventually(within: .seconds(180), every: .milliseconds(200)) { status(configs.primary)["state"] as? String == "protecting" },
                      "never protected: \(status(configs.primary))")
         #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "primary\n")
 
         // SIGTERM: a switchover, then the process ends; the VM runs on the other node.
         let before = client.history.count
         kill(primary.processIdentifier, SIGTERM)
-        try #require(eventually(.seconds(60)) { !primary.isRunning }, "the primary did not stop after SIGTERM")
+        try #require(eventually(within: .seconds(60), every: .milliseconds(200)) { !primary.isRunning }, "the primary did not stop after SIGTERM")
         #expect(primary.terminationStatus == 0)
         #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "backup\n",
                 "the stopped node handed the VM over: it is the backup now")
@@ -212,15 +204,15 @@ struct DaemonTests {
         // Restarted, the node follows its record: the backup of the node now running the VM.
         let restarted = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary-2.log")
         processes.append(restarted)
-        #expect(eventually(.seconds(30)) { status(configs.primary)["role"] as? String == "backup" }, "\(status(configs.primary))")
-        #expect(eventually(.seconds(120)) { status(configs.backup)["state"] as? String == "protecting" }, "\(status(configs.backup))")
+        #expect(eventually(within: .seconds(30), every: .milliseconds(200)) { status(configs.primary)["role"] as? String == "backup" }, "\(status(configs.primary))")
+        #expect(eventually(within: .seconds(120), every: .milliseconds(200)) { status(configs.backup)["state"] as? String == "protecting" }, "\(status(configs.backup))")
 
         // SIGHUP: the log level applies at once, the rest waits for a restart.
         let text = try String(contentsOfFile: configs.backup, encoding: .utf8)
         try (text + "\n[log]\nlevel = \"debug\"\n").replacingOccurrences(of: "memory_mib = 128", with: "memory_mib = 256")
             .write(toFile: configs.backup, atomically: true, encoding: .utf8)
         kill(processes[0].processIdentifier, SIGHUP)
-        let reloaded = eventually(.seconds(10)) {
+        let reloaded = eventually(within: .seconds(10), every: .milliseconds(200)) {
             let log = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
             return log.contains("configuration reloaded") && log.contains("log.level") && log.contains("vm.memory_mib")
         }

@@ -11,16 +11,6 @@ import Glibc
 @discardableResult
 func run(_ arguments: String...) throws -> String { try HostCommand.run(arguments) }
 
-/// Polls `condition` every 10 ms until it holds or `seconds` pass.
-func eventually(within seconds: Double = 5, _ condition: () -> Bool) -> Bool {
-    let deadline = Date(timeIntervalSinceNow: seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
-
 /// A unique short suffix for names (interfaces allow 15 characters).
 func uniqueSuffix() -> String { String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(8)).lowercased() }
 
