@@ -6,6 +6,10 @@ import Foundation
 /// benchmarks and `understudy demo` all boot it; Deploy/guest/build-initramfs.sh builds it (and
 /// does nothing when its inputs did not change), so there is one recipe for the image.
 public enum CounterGuestImage {
+    /// The checkout this library was built from (its sources sit in Sources/UnderstudyHarness).
+    public static let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
     /// Where fetch-kernel.sh caches the kernel and where the initramfs is written:
     /// `UNDERSTUDY_GUEST_DIR`, or /var/cache/understudy/guest.
     public static var cache: String { ProcessInfo.processInfo.environment["UNDERSTUDY_GUEST_DIR"] ?? "/var/cache/understudy/guest" }

@@ -225,7 +225,7 @@ struct DaemonTests {
 /// the configuration checks for, stands in as an empty file of a plausible size).
 @Suite struct ExampleConfigurationTests {
     @Test func everyExampleLoadsAndTheRunKeysAreSet() throws {
-        let examples = TestGuest.repository.appendingPathComponent("Deploy/examples").path
+        let examples = CounterGuestImage.checkout.appendingPathComponent("Deploy/examples").path
         let files = try #require(FileManager.default.enumerator(atPath: examples)).compactMap { $0 as? String }.filter { $0.hasSuffix(".toml") }
         #expect(files.count >= 6, "\(files)")
         let disk = NSTemporaryDirectory() + "understudy-example-\(UUID().uuidString.prefix(8)).img"
