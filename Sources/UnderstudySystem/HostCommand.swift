@@ -16,8 +16,9 @@ public enum HostCommand {
         public init(_ description: String) { self.description = description }
     }
 
-    /// Runs `executable` with `arguments`, its input empty, and returns whatever its status.
-    public static func execute(_ executable: String, _ arguments: [String]) throws(Failure) -> Output {
+    /// Runs `executable` with `arguments`, its input empty, and returns whatever its status;
+    /// with a `timeout`, a program still running then is terminated and that is a failure.
+    public static func execute(_ executable: String, _ arguments: [String], timeout: Duration? = nil) throws(Failure) -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -35,9 +36,23 @@ public enum HostCommand {
         // on one full pipe while the other is being read.
         let said = ErrorOutput()
         let reader = JoinableThread(name: "command-stderr") { said.text = errors.fileHandleForReading.readDataToEndOfFile() }
+        let watchdog = timeout.map { limit in
+            JoinableThread(name: "command-timeout") {
+                let deadline = ContinuousClock.now + limit
+                while process.isRunning && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
+                if process.isRunning {
+                    said.timedOut = true
+                    process.terminate()
+                }
+            }
+        }
         let out = output.fileHandleForReading.readDataToEndOfFile()
         reader.join()
         process.waitUntilExit()
+        watchdog?.join()
+        if said.timedOut, let timeout {
+            throw Failure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+        }
         return Output(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
                       stderr: String(decoding: said.text, as: UTF8.self))
     }
@@ -55,7 +70,8 @@ public enum HostCommand {
     }
 }
 
-/// The error output the reader thread collected, read after it was joined.
+/// What the reader and watchdog threads found, read after they were joined.
 private final class ErrorOutput: @unchecked Sendable {
     var text = Data()
+    var timedOut = false
 }
