@@ -139,8 +139,9 @@ struct TLSStreamBench {
     let seconds: Double
 
     func run() throws -> [String: Any] {
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-bench-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("bench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         try CertificateAuthority.initialize(directory: workspace, nodes: ["a", "b"])
         let listener = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: 0))
         let serverContext = try TLSContext(role: .server, configuration: TLSConfiguration(directory: workspace, node: "b", peer: "a"))

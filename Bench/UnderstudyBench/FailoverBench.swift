@@ -25,9 +25,9 @@ struct FailoverBench {
     init(quick: Bool) { trials = quick ? 3 : 10 }
 
     func run() throws -> [String: Any] {
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-fobench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("fobench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
         let network = try PairNetwork(tapCount: 2)
         defer { network.remove() }

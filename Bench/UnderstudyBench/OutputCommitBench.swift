@@ -109,9 +109,9 @@ struct OutputCommitBench {
                              + "(swift build -c release --product UnderstudyPreload, same --scratch-path)")
         }
         let started = ContinuousClock.now
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-ocbench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("ocbench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         let certificates = "\(workspace)/certs"
         _ = try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
         let network = try PairNetwork(tapCount: 1)

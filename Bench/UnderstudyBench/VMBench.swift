@@ -64,8 +64,9 @@ struct VMBench {
             throw BenchError("\(PreloadLibrary.fileName) not found next to the bench: build it too "
                              + "(swift build -c release --product UnderstudyPreload, same --scratch-path)")
         }
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-vmbench-\(UUID().uuidString.prefix(8))").path
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("vmbench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         let certificates = "\(workspace)/certs"
         _ = try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
 

@@ -33,9 +33,9 @@ struct WANBench {
     }
 
     func run() throws -> [String: Any] {
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-wanbench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("wanbench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
         let demand = try wireBytesAgainstDirtyRate(workspace)
         let content = try compressionOnMixedContent(workspace)

@@ -19,7 +19,7 @@ public final class EtcdProcess: @unchecked Sendable {
     /// "127.0.0.1:<client port>".
     public var clientAddress: String { "127.0.0.1:\(clientPort)" }
     public var pid: Int32 { process.processIdentifier }
-    private let directory: URL
+    private let directory: TemporaryDirectory
     private let process = Process()
     private let lock = NSLock()
     private var stopped = false
@@ -30,26 +30,25 @@ public final class EtcdProcess: @unchecked Sendable {
     public init(timeout: Duration = .seconds(15)) throws {
         let tag = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10)).lowercased()
         name = "understudy-\(tag)"
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-etcd-\(tag)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try TemporaryDirectory("etcd")
         let ports: [UInt16]
         do {
             ports = try Self.freeLoopbackPorts(2)
         } catch {
-            try? FileManager.default.removeItem(at: directory)
+            directory.remove()
             throw error
         }
         clientPort = ports[0]
         let client = "http://127.0.0.1:\(ports[0])"
         let peer = "http://127.0.0.1:\(ports[1])"
-        let log = directory.appendingPathComponent("etcd.log")
+        let log = URL(fileURLWithPath: directory.path).appendingPathComponent("etcd.log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
-            try? FileManager.default.removeItem(at: directory)
+            directory.remove()
             throw HarnessError("cannot create \(log.path)")
         }
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = [
-            "--name", name, "--data-dir", directory.appendingPathComponent("data").path,
+            "--name", name, "--data-dir", "\(directory.path)/data",
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "\(name)=\(peer)", "--initial-cluster-state", "new",
@@ -87,7 +86,7 @@ public final class EtcdProcess: @unchecked Sendable {
             kill(pid, SIGKILL)
             process.waitUntilExit()
         }
-        try? FileManager.default.removeItem(at: directory)
+        directory.remove()
     }
 
     private func waitUntilHealthy(timeout: Duration, log: URL) throws {

@@ -50,9 +50,9 @@ public struct SyntheticRun: Sendable {
     /// Runs the pair and tears everything down (temporary files included), even on failure.
     public func run(logger: Logger, progress: @Sendable (String) -> Void = { _ in }) throws -> Report {
         // The replica memory lives in RAM on a real backup (QEMU maps it on activation): use tmpfs when there is one.
-        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
-        let workspace = base.appendingPathComponent("understudy-demo-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("demo", in: FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : nil)
+        defer { temporary.remove() }
+        let workspace = temporary.path
         let certificates = "\(workspace)/certs"
         try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
         let identity = VMIdentity(id: "synthetic-vm", memorySize: options.memoryBytes)
