@@ -82,8 +82,8 @@ let package = Package(
         .target(
             name: "UnderstudyHarness",
             dependencies: [
-                "UnderstudyAgent", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU",
-                "CUnderstudyShims", .product(name: "Logging", package: "swift-log"),
+                "UnderstudyAgent", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport", "UnderstudyReplica",
+                "UnderstudyQEMU", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

@@ -1,7 +1,6 @@
 import Foundation
 import Synchronization
-import CUnderstudyShims
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif

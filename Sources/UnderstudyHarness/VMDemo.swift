@@ -4,8 +4,7 @@ import Logging
 import Glibc
 #endif
 import UnderstudyAgent
-import UnderstudyQEMU
-import UnderstudyTransport
+import UnderstudySystem
 
 /// `understudy demo`: a real Linux VM protected on this machine, end to end, with the agents an
 /// operator runs. Two network namespaces stand in for the two hosts and a third for a client
