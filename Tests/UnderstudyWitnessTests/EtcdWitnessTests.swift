@@ -28,7 +28,7 @@ private final class LostReports: Sendable {
 }
 
 private func sleep(_ duration: Duration) {
-    Thread.sleep(forTimeInterval: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    Thread.sleep(forTimeInterval: duration.seconds)
 }
 
 @Suite(.enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (Debian's etcd-server)"))
