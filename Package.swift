@@ -30,12 +30,15 @@ let package = Package(
         ),
         // The preload library (C, no Swift): see Sources/CUnderstudyPreload/preload.c.
         .target(name: "CUnderstudyPreload", cSettings: [.unsafeFlags(["-O2"])]),
+        // The system base: TCP and unix sockets, dedicated threads, blocking queues, host commands,
+        // network namespaces, Duration and percentile helpers.
+        .target(name: "UnderstudySystem", dependencies: ["CUnderstudyShims"]),
         // Pure protocol: frames, messages, page codec, epoch digest, state machines. No I/O.
-        .target(name: "UnderstudyProtocol", dependencies: ["CUnderstudyShims"]),
-        // Sockets, TLS 1.3 with mutual authentication, framed connections, certificate authority.
+        .target(name: "UnderstudyProtocol", dependencies: ["UnderstudySystem", "CUnderstudyShims"]),
+        // TLS 1.3 with mutual authentication, framed connections, certificate authority (re-exports UnderstudySystem).
         .target(
             name: "UnderstudyTransport",
-            dependencies: ["UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudySystem", "UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
         // Backup-side replica: memory image, device state, committed epoch, crash-safe apply.
         .target(
@@ -45,22 +48,22 @@ let package = Package(
         // The QEMU driver: launch, QMP, guest RAM, dirty tracking, device state, the checkpoint source.
         .target(
             name: "UnderstudyQEMU",
-            dependencies: ["UnderstudyProtocol", "UnderstudyTransport", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudyProtocol", "UnderstudySystem", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
         // Disk replication: an NBD server for the guest disk that reports every write, per-epoch capture.
         .target(
             name: "UnderstudyDisk",
-            dependencies: ["UnderstudyProtocol", "UnderstudyTransport", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudyProtocol", "UnderstudySystem", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
         // The output gate: guest NIC frames (QEMU -netdev stream) held per epoch until acknowledged, then sent to a TAP.
         .target(
             name: "UnderstudyNetwork",
-            dependencies: ["UnderstudyProtocol", "UnderstudyTransport", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudyProtocol", "UnderstudySystem", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
         ),
         // Fencing through an etcd witness: the lease on /understudy/<vm>/active that lets a node act.
         .target(
             name: "UnderstudyWitness",
-            dependencies: ["UnderstudyTransport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudySystem", .product(name: "Logging", package: "swift-log")]
         ),
         // Primary and backup roles wired from the layers below.
         .target(
@@ -74,10 +77,19 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // What the demo, the benchmarks and the tests share: the test guest, the pair network, the counter
+        // client, the agent pair, the link emulator, the synthetic guest and run, etcd, helpers for processes.
+        .target(
+            name: "UnderstudyHarness",
+            dependencies: [
+                "UnderstudyAgent", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport", "UnderstudyReplica",
+                "UnderstudyQEMU", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "understudy",
             dependencies: [
-                "UnderstudyAgent", "UnderstudyTransport",
+                "UnderstudyAgent", "UnderstudyHarness", "UnderstudyTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +97,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "UnderstudyBench",
-            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyQEMU", "UnderstudyTestSupport"],
+            dependencies: ["UnderstudyAgent", "UnderstudyHarness", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyQEMU"],
             path: "Bench/UnderstudyBench"
         ),
         // Applies epochs to a replica in a loop so that tests can SIGKILL it mid-apply.
@@ -96,43 +108,39 @@ let package = Package(
         ),
         // Maps a file and writes pages on command, standing in for QEMU in dirty-tracking tests.
         .executableTarget(name: "DirtyTrackingHelper", path: "Tests/DirtyTrackingHelper"),
-        // Shared by the test targets: the test guest (kernel + counter initramfs), build products.
-        .target(
-            name: "UnderstudyTestSupport",
-            dependencies: ["UnderstudyQEMU", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")],
-            path: "Tests/UnderstudyTestSupport"
-        ),
         .testTarget(
             name: "UnderstudyQEMUTests",
-            dependencies: ["UnderstudyQEMU", "UnderstudyTestSupport", "DirtyTrackingHelper"]
+            dependencies: ["UnderstudyQEMU", "UnderstudyHarness", "DirtyTrackingHelper"]
         ),
         .testTarget(
             name: "UnderstudyProtocolTests",
             dependencies: ["UnderstudyProtocol", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
+        .testTarget(name: "UnderstudySystemTests", dependencies: ["UnderstudySystem"]),
+        .testTarget(name: "UnderstudyHarnessTests", dependencies: ["UnderstudyHarness", "UnderstudySystem"]),
         .testTarget(
             name: "UnderstudyTransportTests",
-            dependencies: ["UnderstudyTransport", "UnderstudyProtocol", "CUnderstudyShims"]
+            dependencies: ["UnderstudyTransport", "UnderstudySystem", "UnderstudyProtocol", "CUnderstudyShims", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyReplicaTests",
-            dependencies: ["UnderstudyReplica", "UnderstudyProtocol", "UnderstudyTestSupport", "ReplicaCrashHelper"]
+            dependencies: ["UnderstudyReplica", "UnderstudyProtocol", "UnderstudyHarness", "ReplicaCrashHelper"]
         ),
         .testTarget(
             name: "UnderstudyDiskTests",
-            dependencies: ["UnderstudyDisk", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyTestSupport"]
+            dependencies: ["UnderstudyDisk", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyNetworkTests",
-            dependencies: ["UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyTestSupport"]
+            dependencies: ["UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyWitnessTests",
-            dependencies: ["UnderstudyWitness", "UnderstudyTransport", "UnderstudyTestSupport"]
+            dependencies: ["UnderstudyWitness", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyAgentTests",
-            dependencies: ["UnderstudyAgent", "UnderstudyTransport", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyTestSupport",
+            dependencies: ["UnderstudyAgent", "UnderstudyTransport", "UnderstudySystem", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyHarness",
                            "understudy"]
         ),
     ]

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import UnderstudyAgent
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyTransport
 
@@ -82,7 +83,7 @@ struct CodecBench {
         for (name, mix) in cases {
             let identity = VMIdentity(id: "bench", memorySize: UInt64(pagesPerRun * pageSize))
             // Prefill so that sparse updates have a previous copy to delta against.
-            let guest = SyntheticGuest(identity: identity, pagesPerEpoch: pagesPerRun, mix: mix, seed: 7, prefill: .binary)
+            let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: pagesPerRun, mix: mix, seed: 7, prefill: .binary)
             let encoder = PageEncoder(pageSize: pageSize, capabilities: .supported)
             let decoder = PageDecoder(pageSize: pageSize)
             let lastSent = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(identity.memorySize), alignment: 4096)
@@ -138,8 +139,9 @@ struct TLSStreamBench {
     let seconds: Double
 
     func run() throws -> [String: Any] {
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-bench-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("bench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         try CertificateAuthority.initialize(directory: workspace, nodes: ["a", "b"])
         let listener = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: 0))
         let serverContext = try TLSContext(role: .server, configuration: TLSConfiguration(directory: workspace, node: "b", peer: "a"))
@@ -193,7 +195,7 @@ struct EndToEndBench {
         for (name, mix, pages) in cases {
             var options = SyntheticRun.Options()
             options.mix = mix
-            options.pagesPerEpoch = pages
+            options.pagesPerCheckpoint = pages
             options.duration = .milliseconds(Int(seconds * 1000))
             let report = try SyntheticRun(options: options).run(logger: logger)
             let data = try JSONEncoder().encode(report)

@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 #endif
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 
 /// Failover time (issue 5): from the primary's death (SIGKILL of its agent and QEMU) to the first
@@ -25,9 +25,9 @@ struct FailoverBench {
     init(quick: Bool) { trials = quick ? 3 : 10 }
 
     func run() throws -> [String: Any] {
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-fobench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("fobench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
         let network = try PairNetwork(tapCount: 2)
         defer { network.remove() }
@@ -103,7 +103,7 @@ struct FailoverBench {
                 unlink("/dev/shm/\(file)")
             }
         }
-        try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
+        try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
                         + "&& truncate -s 64M \(directory)/backup-disk.img"])
         let interval = max(1, timeoutMs / 5)
         let heartbeat = "[heartbeat]\ninterval_ms = \(interval)\nmissed = 5\nmin_timeout_ms = \(timeoutMs)\n"
@@ -147,10 +147,6 @@ struct FailoverBench {
     private static func number(in text: String, after prefix: String) -> Double? {
         guard let range = text.range(of: prefix) else { return nil }
         return Double(text[range.upperBound...].prefix { $0.isNumber })
-    }
-
-    private func percentile(_ sorted: [Double], _ p: Double) -> Double {
-        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
     }
 
     private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }

@@ -6,7 +6,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 
 /// Output commit and disk replication (issue 4) as a client sees them: the counter service of
@@ -109,9 +109,9 @@ struct OutputCommitBench {
                              + "(swift build -c release --product UnderstudyPreload, same --scratch-path)")
         }
         let started = ContinuousClock.now
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-ocbench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("ocbench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         let certificates = "\(workspace)/certs"
         _ = try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
         let network = try PairNetwork(tapCount: 1)
@@ -230,13 +230,13 @@ struct OutputCommitBench {
                 unlink("/dev/shm/\(file)")
             }
         }
-        try runProgram(["sh", "-c", "truncate -s \(OutputCommitBench.diskMiB)M \(diskPath) && mkfs.ext4 -q -F \(diskPath)"])
+        try HostCommand.run(["sh", "-c", "truncate -s \(OutputCommitBench.diskMiB)M \(diskPath) && mkfs.ext4 -q -F \(diskPath)"])
         var result = GuestRun(label: label)
         let bootStart = ContinuousClock.now
 
         var backup: BenchBackup?
         if interval != nil {
-            try runProgram(["truncate", "-s", "\(OutputCommitBench.diskMiB)M", replicaDiskPath])
+            try HostCommand.run(["truncate", "-s", "\(OutputCommitBench.diskMiB)M", replicaDiskPath])
             backup = try BenchBackup(
                 configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                    tls: TLSConfiguration(directory: certificates, node: "backup", peer: "primary"),

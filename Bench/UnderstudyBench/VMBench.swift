@@ -6,7 +6,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 
 /// Checkpointing a real guest: the counter test guest under QEMU (TCG, 256 MiB), protected by a
@@ -64,8 +64,9 @@ struct VMBench {
             throw BenchError("\(PreloadLibrary.fileName) not found next to the bench: build it too "
                              + "(swift build -c release --product UnderstudyPreload, same --scratch-path)")
         }
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-vmbench-\(UUID().uuidString.prefix(8))").path
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("vmbench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         let certificates = "\(workspace)/certs"
         _ = try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
 
@@ -254,11 +255,11 @@ struct VMBench {
         }
         if let error = backup.receiver.statistics.lastSessionError { throw BenchError("backup session ended with: \(error)") }
 
-        let pauses = stats.pauses.map(\.benchMilliseconds).sorted()
-        let acks = stats.ackLatencies.map(\.benchMilliseconds).sorted()
+        let pauses = stats.pauses.map(\.milliseconds).sorted()
+        let acks = stats.ackLatencies.map(\.milliseconds).sorted()
         let checkpoints = max(1, stats.checkpointsSent)
-        let firstPause = stats.pauses.first?.benchMilliseconds ?? 0
-        let laterPauses = stats.pauses.dropFirst().map(\.benchMilliseconds).sorted()
+        let firstPause = stats.pauses.first?.milliseconds ?? 0
+        let laterPauses = stats.pauses.dropFirst().map(\.milliseconds).sorted()
         let row: [String: Any] = [
             "intervalMs": interval,
             "seconds": loopSeconds,
@@ -284,7 +285,7 @@ struct VMBench {
             "ackLatencyP99Ms": percentile(acks, 0.99),
             "ackLatencyMaxMs": acks.last ?? 0,
             // The first checkpoint after the initial sync waits for the backup to finish applying the sync.
-            "ackLatencyP99AfterFirstMs": percentile(stats.ackLatencies.dropFirst().map(\.benchMilliseconds).sorted(), 0.99),
+            "ackLatencyP99AfterFirstMs": percentile(stats.ackLatencies.dropFirst().map(\.milliseconds).sorted(), 0.99),
             "pauseP99AfterFirstMs": percentile(laterPauses, 0.99),
             "encodings": Dictionary(uniqueKeysWithValues: stats.encodings.map { ("\($0.key)", $0.value) }),
             "syncPages": syncStats.syncPages,
@@ -324,7 +325,7 @@ struct VMBench {
             for (name, value) in [("short", ""), ("padded100Bytes", padding)] {
                 let start = ContinuousClock.now
                 _ = try? qmp.execute([("query-status", ["p": value])])
-                roundTrip[name, default: []].append((ContinuousClock.now - start).benchMilliseconds)
+                roundTrip[name, default: []].append((ContinuousClock.now - start).milliseconds)
             }
         }
         var phases: [String: [Double]] = [:]
@@ -357,7 +358,7 @@ struct VMBench {
             guard let pause else { throw BenchError("no STOP/RESUME events around a capture") }
             let method = stepwise ? "stepwise" : "pauseChannel"
             for (name, value) in [("pause", pause), ("exchange", exchange), ("collectAndCopy", copying)] {
-                phases["\(method).\(name)", default: []].append(value.benchMilliseconds)
+                phases["\(method).\(name)", default: []].append(value.milliseconds)
             }
         }
         var row: [String: Any] = [
@@ -600,8 +601,4 @@ final class DurationBox: @unchecked Sendable {
     private var stored: Duration = .zero
     func set(_ value: Duration) { lock.lock(); stored = value; lock.unlock() }
     var value: Duration { lock.lock(); defer { lock.unlock() }; return stored }
-}
-
-extension Duration {
-    fileprivate var benchMilliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
 }

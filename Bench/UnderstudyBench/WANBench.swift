@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import UnderstudyAgent
 import UnderstudyProtocol
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
@@ -33,9 +33,9 @@ struct WANBench {
     }
 
     func run() throws -> [String: Any] {
-        let workspace = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-wanbench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("wanbench")
+        defer { temporary.remove() }
+        let workspace = temporary.path
         _ = try CertificateAuthority.initialize(directory: "\(workspace)/certs", nodes: ["primary", "backup"])
         let demand = try wireBytesAgainstDirtyRate(workspace)
         let content = try compressionOnMixedContent(workspace)
@@ -97,7 +97,7 @@ struct WANBench {
                 backup.stop()
                 try? FileManager.default.removeItem(atPath: backup.receiver.store.directory)
             }
-            let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 500, mix: [.text, .binary, .sparseUpdate, .zero], seed: 11)
+            let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 500, mix: [.text, .binary, .sparseUpdate, .zero], seed: 11)
             var configuration = PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
                                                      tls: TLSConfiguration(directory: "\(workspace)/certs", node: "primary", peer: "backup"),
                                                      interval: .zero)
@@ -209,9 +209,6 @@ struct WANBench {
         return rows
     }
 
-    private func percentile(_ sorted: [Double], _ p: Double) -> Double {
-        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
-    }
 
     private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 }
@@ -234,7 +231,7 @@ private final class BenchPair {
         let port = UInt16.random(in: 20000...50000)
         link = try shape.map { try LinkEmulator(target: ("127.0.0.1", port), shape: $0) }
         if network != nil {
-            try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
+            try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
                             + "&& truncate -s 64M \(directory)/backup-disk.img"])
         }
         let heartbeat = "[heartbeat]\ninterval_ms = 100\nmissed = 10\n"
@@ -262,7 +259,7 @@ private final class BenchPair {
 
     /// The primary node's status (nil when it does not answer as the primary).
     func primaryStatus() throws -> PrimaryStatus? {
-        let reply = try runProcess(URL(fileURLWithPath: understudy), ["status", "--config", configs.primary, "--json"])
+        let reply = try HostCommand.execute(understudy, ["status", "--config", configs.primary, "--json"])
         return (try? JSONDecoder().decode(AgentStatus.self, from: Data(reply.stdout.utf8)))?.primary
     }
 

@@ -1,4 +1,3 @@
-import CUnderstudyShims
 import Foundation
 import Logging
 import Synchronization
@@ -188,10 +187,11 @@ final class DrillSandbox: @unchecked Sendable {
         case .tcp(let endpoint):
             // Entering a namespace changes the calling thread for good: a thread of its own.
             let failure = ProbeFailure()
-            let path = "/var/run/netns/\(namespace)"
-            JoinableThread(name: "drill-probe") {
-                guard us_enter_network_namespace(path) == 0 else {
-                    failure.set("cannot enter the drill's network namespace \(path): \(String(cString: strerror(errno)))")
+            JoinableThread(name: "drill-probe") { [namespace] in
+                do {
+                    try NetworkNamespace.enter(namespace)
+                } catch {
+                    failure.set("cannot enter the drill's network namespace: \(error)")
                     return
                 }
                 var last = "none"
@@ -233,32 +233,4 @@ private final class ProbeFailure: Sendable {
     private let reason = Mutex<String?>(nil)
     func set(_ why: String) { reason.withLock { $0 = why } }
     var value: String? { reason.withLock { $0 } }
-}
-
-/// Runs the host's network and image tools (`ip`, `qemu-img`).
-enum HostCommand {
-    /// Runs `arguments` (the program found on PATH) to completion; throws with what it printed
-    /// when it fails.
-    @discardableResult
-    static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw DrillError("cannot run \(arguments[0]): \(error.localizedDescription)")
-        }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw DrillError("\(arguments.joined(separator: " ")) failed (exit \(process.terminationStatus)): "
-                             + text.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-        return text
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySystem
 
 extension PrimaryStatus {
     /// Adds the current session's counters from its replicator's statistics.

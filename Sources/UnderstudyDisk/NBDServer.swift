@@ -1,7 +1,7 @@
 import CUnderstudyShims
 import Logging
 import Synchronization
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif

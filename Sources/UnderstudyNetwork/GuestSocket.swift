@@ -1,5 +1,5 @@
 import CUnderstudyShims
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif

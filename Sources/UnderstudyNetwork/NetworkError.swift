@@ -1,4 +1,4 @@
-import UnderstudyTransport
+import UnderstudySystem
 /// What can go wrong in the output gate, each with a sentence an operator can act on.
 public enum NetworkError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A system call failed.

@@ -2,7 +2,7 @@ import CUnderstudyShims
 import Foundation
 import Logging
 import Synchronization
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif

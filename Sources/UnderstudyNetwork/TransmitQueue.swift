@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySystem
 
 /// Frames on their way to the TAP, between the threads that release them and the gate's sender
 /// thread. Enqueueing never waits, so that the thread receiving acknowledgements is never held up
@@ -61,8 +62,7 @@ final class TransmitQueue: @unchecked Sendable {
 
     /// Waits until every frame enqueued so far has been written (or `timeout` passes); true when so.
     func waitUntilSent(timeout: Duration) -> Bool {
-        let parts = timeout.components
-        let deadline = Date(timeIntervalSinceNow: Double(parts.seconds) + Double(parts.attoseconds) / 1e18)
+        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
         condition.lock()
         defer { condition.unlock() }
         while !closed && !(head == frames.count && senderIdle) {

@@ -1,5 +1,5 @@
 import Foundation
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,6 @@
 import CUnderstudyShims
 import Foundation
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif

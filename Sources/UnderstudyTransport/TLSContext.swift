@@ -98,10 +98,3 @@ func openSSLErrors() -> String {
 
 /// Writing to a socket the peer closed must fail with EPIPE, not kill the process.
 private let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
-
-extension String {
-    /// Decodes a NUL-terminated C character buffer.
-    init(cBuffer buffer: [CChar]) {
-        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}

@@ -21,7 +21,7 @@ public final class TLSStream: @unchecked Sendable {
     /// Connects to `endpoint` and completes the TLS handshake, verifying the server's certificate.
     public static func connect(to endpoint: Endpoint, context: TLSContext, timeoutMilliseconds: Int32 = 5000) throws(TransportError) -> TLSStream {
         precondition(context.role == .client)
-        let fd = try TCPSocket.connect(to: endpoint, timeoutMilliseconds: timeoutMilliseconds)
+        let fd = try endpoint.connect(timeoutMilliseconds: timeoutMilliseconds)
         return try TLSStream(fd: fd, peer: endpoint.description, context: context, timeoutMilliseconds: timeoutMilliseconds)
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import UnderstudyTransport
+import UnderstudySystem
 
 /// Thin etcd v3 client over the HTTP/JSON gateway (blocking).
 ///
@@ -24,7 +24,7 @@ public final class EtcdClient: Sendable {
     /// Grants a lease of `ttl` rounded up to whole seconds. Returns its id and the TTL etcd
     /// actually granted, which may be longer (etcd's minimum depends on its election timeout).
     public func grantLease(ttl: Duration) throws(WitnessError) -> (id: Int64, ttl: Duration) {
-        let seconds = max(1, Int64(ttl.witnessSeconds.rounded(.up)))
+        let seconds = max(1, Int64(ttl.seconds.rounded(.up)))
         let reply = try call("/v3/lease/grant", ["TTL": String(seconds)])
         if let error = reply["error"] as? String, !error.isEmpty { throw .rejected(error) }
         let id = try integer(reply, "ID", in: "lease grant")

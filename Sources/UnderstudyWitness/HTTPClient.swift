@@ -1,4 +1,4 @@
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +28,7 @@ enum HTTPClient {
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
             let ready = try wait(fd, for: POLLIN, until: deadline)
-            guard ready else { throw .unreachable("etcd at \(endpoint) unreachable (no reply within \(milliseconds(timeout)) ms)") }
+            guard ready else { throw .unreachable("etcd at \(endpoint) unreachable (no reply within \(timeout.wholeMilliseconds) ms)") }
             // Safe: recv writes at most `chunk.count` bytes into the array's own storage.
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
             if n < 0 {
@@ -76,7 +76,7 @@ enum HTTPClient {
                         if error == 0 { return fd }
                         reason = String(cString: strerror(error))
                     } else {
-                        reason = "no connection within \(milliseconds(timeout)) ms"
+                        reason = "no connection within \(timeout.wholeMilliseconds) ms"
                     }
                 } catch {
                     close(fd)
@@ -101,7 +101,7 @@ enum HTTPClient {
                 offset += n
             } else if errno == EAGAIN || errno == EINTR {
                 guard try wait(fd, for: POLLOUT, until: deadline) else {
-                    throw .unreachable("etcd at \(endpoint) unreachable (request not sent within \(milliseconds(timeout)) ms)")
+                    throw .unreachable("etcd at \(endpoint) unreachable (request not sent within \(timeout.wholeMilliseconds) ms)")
                 }
             } else {
                 throw .unreachable("etcd at \(endpoint) unreachable (\(String(cString: strerror(errno))) while sending)")
@@ -115,16 +115,10 @@ enum HTTPClient {
             let left = deadline - .now
             guard left > .zero else { return false }
             var descriptor = pollfd(fd: fd, events: Int16(events), revents: 0)
-            let ready = poll(&descriptor, 1, Int32(clamping: milliseconds(left, roundingUp: true)))
+            let ready = poll(&descriptor, 1, Int32(clamping: left.wholeMillisecondsRoundedUp))
             if ready > 0 { return true }
             if ready < 0 && errno != EINTR { throw .unreachable("poll failed: \(String(cString: strerror(errno)))") }
         }
-    }
-
-    static func milliseconds(_ duration: Duration, roundingUp: Bool = false) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        let whole = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return roundingUp && attoseconds % 1_000_000_000_000_000 != 0 ? whole + 1 : whole
     }
 }
 

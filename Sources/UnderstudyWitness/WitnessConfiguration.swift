@@ -1,4 +1,4 @@
-import UnderstudyTransport
+import UnderstudySystem
 
 /// Where the witness is and how long a claim on it lasts without renewal.
 public struct WitnessConfiguration: Sendable, Equatable {
@@ -49,12 +49,4 @@ public enum ClaimOutcome: Sendable, Equatable {
     case acquired
     /// Another node's claim stands: the key's current value.
     case heldBy(String)
-}
-
-extension Duration {
-    /// For arithmetic and messages; the witness deals in milliseconds to seconds.
-    var witnessSeconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
 }

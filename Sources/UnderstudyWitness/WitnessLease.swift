@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import UnderstudyTransport
+import UnderstudySystem
 
 /// This node's claim on a VM's witness key, kept alive by a dedicated thread.
 ///
@@ -43,7 +43,7 @@ public final class WitnessLease: @unchecked Sendable {
             defer { condition.unlock() }
             while !stopping {
                 let left = deadline - .now
-                guard left > .zero, condition.wait(until: Date(timeIntervalSinceNow: left.witnessSeconds)) else { return }
+                guard left > .zero, condition.wait(until: Date(timeIntervalSinceNow: left.seconds)) else { return }
             }
         }
     }

@@ -1,3 +1,5 @@
+import UnderstudySystem
+
 /// The witness lease as a value with no I/O: when to grant, claim and renew, and whether this node
 /// may act. The caller performs the requests and passes the instants, so the timing rules are
 /// tested without sockets or sleeps.
@@ -259,6 +261,6 @@ public struct WitnessLeaseStateMachine: Sendable {
 
     /// Tenths of a second, for messages.
     static func seconds(_ duration: Duration) -> Double {
-        (duration.witnessSeconds * 10).rounded() / 10
+        (duration.seconds * 10).rounded() / 10
     }
 }

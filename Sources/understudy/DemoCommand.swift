@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UnderstudyAgent
+import UnderstudyHarness
 
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -113,7 +114,7 @@ struct DemoCommand: ParsableCommand {
         let logger = log.bootstrap()
         var options = SyntheticRun.Options()
         options.memoryBytes = (memoryMib ?? 256) << 20
-        options.pagesPerEpoch = pagesPerCheckpoint ?? 2000
+        options.pagesPerCheckpoint = pagesPerCheckpoint ?? 2000
         options.mix = try parsedMix()
         options.duration = .milliseconds(Int((short ? 3 : seconds ?? 10) * 1000))
         options.interval = .milliseconds(intervalMs ?? 0)

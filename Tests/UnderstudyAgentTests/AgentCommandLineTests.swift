@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
 
 /// The agent commands as an operator runs them: separate processes, configuration files,
 /// a primary killed with SIGKILL (agent and QEMU), the backup activated.

@@ -4,7 +4,7 @@ import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudyTransport
-import UnderstudyTestSupport
+import UnderstudyHarness
 
 /// A temporary workspace with certificates for nodes "primary" and "backup", removed by `remove()`.
 struct Workspace {
@@ -12,7 +12,7 @@ struct Workspace {
     var certificates: String { "\(path)/certs" }
 
     init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-agent-test-\(UUID().uuidString)").path
+        path = try TemporaryDirectory("agent-test").path
         try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup", "intruder"])
     }
 
@@ -145,8 +145,8 @@ final class ScriptedPrimary {
 }
 
 /// Runs `understudy` with arguments; returns exit status, stdout and stderr.
-func runCLI(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    try runProcess(productsDirectory().appendingPathComponent("understudy"), arguments)
+func runCLI(_ arguments: [String]) throws -> HostCommand.Output {
+    try HostCommand.execute(productsDirectory().appendingPathComponent("understudy").path, arguments)
 }
 
 /// The replica's memory bytes at `page`.
@@ -161,8 +161,8 @@ func replicaPage(_ store: ReplicaStore, _ page: Int, pageSize: Int) throws -> [U
 /// primary (`primary-disk.img`, 64 MiB) and an empty replica disk of the same size for the backup.
 func preparePairDirectory(_ directory: String) throws {
     let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
-    guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
-    try runProgram(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
+    guard certs.status == 0 else { throw HarnessError("certs init: \(certs.stderr)") }
+    try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "
                     + "&& truncate -s 64M \(directory)/backup-disk.img"])
 }
 

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
+import UnderstudySystem
 
 /// The end-to-end proof of output commit and "disk follows memory": a TCP counter service in the
 /// guest (counter in memory, each value appended with fsync to a file on the replicated ext4
@@ -109,7 +110,7 @@ final class ConsistencyHarness {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         network = try PairNetwork(tapCount: 2)
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
-        guard certs.status == 0 else { throw TestSupportError("certs init: \(certs.stderr)") }
+        guard certs.status == 0 else { throw HarnessError("certs init: \(certs.stderr)") }
     }
 
     func remove() {
@@ -156,14 +157,14 @@ final class ConsistencyHarness {
     /// The partition: both the replication link and the primary's way to the witness go silent
     /// while the primary runs on. The backup must take over only with the lease, the primary must
     /// send nothing from then on, and after the partition heals it must be fenced into a backup.
-    private func partition(_ link: LinkRelay, _ witness: LinkRelay, client: CounterClient, configs: (primary: String, backup: String),
+    private func partition(_ link: LinkEmulator, _ witness: LinkEmulator, client: CounterClient, configs: (primary: String, backup: String),
                            outcome: inout Outcome) -> String? {
         guard waitForStatus(configs.primary, timeout: .seconds(60), { $0.primary?.state == .protecting }) != nil else {
             return "the primary never protected the VM"
         }
         Thread.sleep(forTimeInterval: Double.random(in: 0...1))
-        link.cut()
-        witness.cut()
+        link.cut(.silence)
+        witness.cut(.silence)
         guard waitForStatus(configs.backup, timeout: .seconds(30), { $0.role == .primary }) != nil else {
             return "the backup never took over after the primary's lease expired"
         }
@@ -194,12 +195,12 @@ final class ConsistencyHarness {
     /// The stall: the replication link is cut, the primary goes unprotected, then its agent stops
     /// while QEMU runs on and the backup takes over. After the agent resumes, no frame may reach
     /// its TAP: its lease expired while it was stopped.
-    private func stallWhileUnprotected(_ link: LinkRelay, agent: Process, configs: (primary: String, backup: String),
+    private func stallWhileUnprotected(_ link: LinkEmulator, agent: Process, configs: (primary: String, backup: String),
                                        outcome: inout Outcome) -> String? {
         guard waitForStatus(configs.primary, timeout: .seconds(60), { $0.primary?.state == .protecting }) != nil else {
             return "the primary never protected the VM"
         }
-        link.cut()
+        link.cut(.silence)
         guard waitForStatus(configs.primary, timeout: .seconds(10), {
             $0.primary?.state == .unprotected && ($0.detail ?? "").contains("policy")
         }) != nil else {
@@ -237,11 +238,11 @@ final class ConsistencyHarness {
     /// keeps the backup from failing over; the primary, after its grace period, serves
     /// unprotected (the client keeps getting replies) or, with `safety`, keeps holding (the
     /// client gets nothing); once the link is back it is protected again.
-    private func cutAndRestore(_ relay: LinkRelay, client: CounterClient, configs: (primary: String, backup: String), safety: Bool) -> String? {
+    private func cutAndRestore(_ relay: LinkEmulator, client: CounterClient, configs: (primary: String, backup: String), safety: Bool) -> String? {
         guard waitForStatus(configs.primary, timeout: .seconds(60), { $0.primary?.state == .protecting }) != nil else {
             return "the primary never protected the VM"
         }
-        relay.cut()
+        relay.cut(.silence)
         let expected: PrimaryStatus.Phase = safety ? .holding : .unprotected
         guard waitForStatus(configs.primary, timeout: .seconds(10), {
             $0.primary?.state == expected && ($0.detail ?? "").contains("policy")
@@ -292,20 +293,20 @@ final class ConsistencyHarness {
             for run in ["run-primary", "run-backup"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(run)") }
         }
         var outcome = Outcome()
-        try runProgram(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
+        try HostCommand.run(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
         let port = UInt16.random(in: 20000...50000)
         let witnessed = scenario.witnessed
         let etcd = witnessed ? try EtcdProcess() : nil
         defer { etcd?.stop() }
         // The primary reaches the witness through a relay, so that the partition can cut it off.
-        let witnessRelay = try etcd.map { try LinkRelay(to: $0.clientPort) }
-        defer { witnessRelay?.stop() }
+        let witnessRelay = try etcd.map { try LinkEmulator(target: ("127.0.0.1", $0.clientPort)) }
+        defer { witnessRelay?.close() }
         let witness = { (port: UInt16) in "[witness]\nendpoints = [\"127.0.0.1:\(port)\"]\nlease_ttl_s = 1\n" }
         // The primary reaches the backup through a relay the cut scenario can silence.
         let cut = scenario == .cutLinkThenKill || scenario == .cutLinkSafetyThenKill || witnessed
-        let relay = cut ? try LinkRelay(to: port) : nil
-        defer { relay?.stop() }
+        let relay = cut ? try LinkEmulator(target: ("127.0.0.1", port)) : nil
+        defer { relay?.close() }
         let wan = scenario == .wanSynchronousKill
             ? try LinkEmulator(target: ("127.0.0.1", port), shape: LinkEmulator.Shape(oneWayDelay: .milliseconds(40), bytesPerSecond: 2_500_000))
             : nil

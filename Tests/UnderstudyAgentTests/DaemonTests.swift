@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
+import UnderstudySystem
 
 /// `understudy run`: the starting role, the role record, the log format, SIGHUP reloads (pure or
 /// file-level), and the daemon end to end.
@@ -162,7 +163,7 @@ struct DaemonTests {
         }
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
         try #require(certs.status == 0, "\(certs.stderr)")
-        try runProgram(["sh", "-c", "truncate -s 64M \(directory)/p.img && mkfs.ext4 -q -F \(directory)/p.img && truncate -s 64M \(directory)/b.img"])
+        try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/p.img && mkfs.ext4 -q -F \(directory)/p.img && truncate -s 64M \(directory)/b.img"])
         let port = UInt16.random(in: 20000...50000)
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
@@ -175,14 +176,6 @@ struct DaemonTests {
             guard let reply = try? runCLI(["status", "--config", config, "--json"]) else { return nil }
             return try? JSONDecoder().decode(AgentStatus.self, from: Data(reply.stdout.utf8))
         }
-        func eventually(_ timeout: Duration, _ condition: () -> Bool) -> Bool {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if condition() { return true }
-                Thread.sleep(forTimeInterval: 0.2)
-            }
-            return false
-        }
 
         processes.append(try AgentPair.start(["run", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log"))
         let primary = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log")
@@ -191,14 +184,14 @@ struct DaemonTests {
         client.start()
         defer { client.stop() }
         try #require(client.waitForReplies(10, timeout: .seconds(120)), "the service never answered: \(client.errors)")
-        try #require(eventually(.seconds(180)) { status(configs.primary)?.primary?.state == .protecting },
+        try #require(eventually(within: .seconds(180), every: .milliseconds(200)) { status(configs.primary)?.primary?.state == .protecting },
                      "never protected: \(String(describing: status(configs.primary)))")
         #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "primary\n")
 
         // SIGTERM: a switchover, then the process ends; the VM runs on the other node.
         let before = client.history.count
         kill(primary.processIdentifier, SIGTERM)
-        try #require(eventually(.seconds(60)) { !primary.isRunning }, "the primary did not stop after SIGTERM")
+        try #require(eventually(within: .seconds(60), every: .milliseconds(200)) { !primary.isRunning }, "the primary did not stop after SIGTERM")
         #expect(primary.terminationStatus == 0)
         #expect((try? String(contentsOfFile: "\(directory)/state-primary/role", encoding: .utf8)) == "backup\n",
                 "the stopped node handed the VM over: it is the backup now")
@@ -211,15 +204,15 @@ struct DaemonTests {
         // Restarted, the node follows its record: the backup of the node now running the VM.
         let restarted = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary-2.log")
         processes.append(restarted)
-        #expect(eventually(.seconds(30)) { status(configs.primary)?.role == .backup }, "\(String(describing: status(configs.primary)))")
-        #expect(eventually(.seconds(120)) { status(configs.backup)?.primary?.state == .protecting }, "\(String(describing: status(configs.backup)))")
+        #expect(eventually(within: .seconds(30), every: .milliseconds(200)) { status(configs.primary)?.role == .backup }, "\(String(describing: status(configs.primary)))")
+        #expect(eventually(within: .seconds(120), every: .milliseconds(200)) { status(configs.backup)?.primary?.state == .protecting }, "\(String(describing: status(configs.backup)))")
 
         // SIGHUP: the log level applies at once, the rest waits for a restart.
         let text = try String(contentsOfFile: configs.backup, encoding: .utf8)
         try (text + "\n[log]\nlevel = \"debug\"\n").replacingOccurrences(of: "memory_mib = 128", with: "memory_mib = 256")
             .write(toFile: configs.backup, atomically: true, encoding: .utf8)
         kill(processes[0].processIdentifier, SIGHUP)
-        let reloaded = eventually(.seconds(10)) {
+        let reloaded = eventually(within: .seconds(10), every: .milliseconds(200)) {
             let log = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
             return log.contains("configuration reloaded") && log.contains("log.level") && log.contains("vm.memory_mib")
         }
@@ -232,12 +225,12 @@ struct DaemonTests {
 /// the configuration checks for, stands in as an empty file of a plausible size).
 @Suite struct ExampleConfigurationTests {
     @Test func everyExampleLoadsAndTheRunKeysAreSet() throws {
-        let examples = TestGuest.repository.appendingPathComponent("Deploy/examples").path
+        let examples = CounterGuestImage.checkout.appendingPathComponent("Deploy/examples").path
         let files = try #require(FileManager.default.enumerator(atPath: examples)).compactMap { $0 as? String }.filter { $0.hasSuffix(".toml") }
         #expect(files.count >= 6, "\(files)")
         let disk = NSTemporaryDirectory() + "understudy-example-\(UUID().uuidString.prefix(8)).img"
         defer { try? FileManager.default.removeItem(atPath: disk) }
-        try runProgram(["truncate", "-s", "64M", disk])
+        try HostCommand.run(["truncate", "-s", "64M", disk])
         for file in files {
             let text = try String(contentsOfFile: "\(examples)/\(file)", encoding: .utf8)
             let local = try #require(text.range(of: #"disk_image = "[^"]*""#, options: .regularExpression).map {

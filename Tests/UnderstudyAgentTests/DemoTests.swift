@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
 
 /// `understudy demo`, the README's first command, as a user runs it (short), and the arithmetic
 /// of its verdict.

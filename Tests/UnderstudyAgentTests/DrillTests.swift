@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
 
 /// `understudy drill` as an operator runs it on the backup, while the primary protects the
 /// counter-service guest and a client keeps asking it for the next value.

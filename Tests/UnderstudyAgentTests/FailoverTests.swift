@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyTestSupport
+import UnderstudyHarness
 
 /// Automatic failover, a hung primary, a cut replication link with re-protection, and a planned
 /// switchover, each checked like the consistency test: one active copy at the end, the client's

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Testing
 import UnderstudyAgent
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyTransport
 
@@ -274,7 +275,7 @@ struct MetricsEndToEndTests {
                                                         tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(5))
         primaryConfiguration.heartbeat = HeartbeatMonitor.Configuration(interval: .milliseconds(20), missedLimit: 250)
         primaryConfiguration.metrics = primaryMetrics
-        let guest = SyntheticGuest(identity: configuration.identity, pagesPerEpoch: 32, mix: [.text, .sparseUpdate, .zero], seed: 7)
+        let guest = SyntheticGuest(identity: configuration.identity, pagesPerCheckpoint: 32, mix: [.text, .sparseUpdate, .zero], seed: 7)
 
         // The node's endpoints come up (the backup listens once its replica is open).
         let deadline = ContinuousClock.now + .seconds(20)

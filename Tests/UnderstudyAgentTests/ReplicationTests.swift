@@ -3,6 +3,7 @@ import UnderstudyQEMU
 import Synchronization
 import Testing
 import UnderstudyAgent
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudyTransport
@@ -16,7 +17,7 @@ struct ReplicationTests {
         defer { workspace.remove() }
         let backup = try RunningBackup(workspace: workspace, identity: identity)
         defer { backup.stop() }
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 64, mix: [.text, .sparseUpdate, .zero, .random, .binary], seed: 42)
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 64, mix: [.text, .sparseUpdate, .zero, .random, .binary], seed: 42)
         let primary = PrimaryReplicator(
             source: guest,
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
@@ -53,7 +54,7 @@ struct ReplicationTests {
         defer { workspace.remove() }
         let backup = try RunningBackup(workspace: workspace, identity: identity)
         defer { backup.stop() }
-        let source = SessionEndingSource(SyntheticGuest(identity: identity, pagesPerEpoch: 8, mix: [.text]), endingAt: 5)
+        let source = SessionEndingSource(SyntheticGuest(identity: identity, pagesPerCheckpoint: 8, mix: [.text]), endingAt: 5)
         let primary = PrimaryReplicator(
             source: source,
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
@@ -73,7 +74,7 @@ struct ReplicationTests {
         let backup = try RunningBackup(workspace: workspace, identity: identity)
         defer { backup.stop() }
 
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 8, mix: [.text])
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 8, mix: [.text])
         let impostor = PrimaryReplicator(
             source: guest,
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
@@ -117,7 +118,7 @@ struct ReplicationTests {
         defer { backup.stop() }
         let other = VMIdentity(id: identity.id, memorySize: 16 << 20)
         let primary = PrimaryReplicator(
-            source: SyntheticGuest(identity: other, pagesPerEpoch: 1, mix: [.zero]),
+            source: SyntheticGuest(identity: other, pagesPerCheckpoint: 1, mix: [.zero]),
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
                                                 tls: workspace.tls(node: "primary", peer: "backup")),
             logger: quietLogger)
@@ -225,7 +226,7 @@ struct ReplicationTests {
         // Bind and close a listener to get a port nobody listens on.
         let port = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: 0)).endpoint.port
         let primary = PrimaryReplicator(
-            source: SyntheticGuest(identity: identity, pagesPerEpoch: 1, mix: [.zero]),
+            source: SyntheticGuest(identity: identity, pagesPerCheckpoint: 1, mix: [.zero]),
             configuration: PrimaryConfiguration(nodeName: "primary", backup: Endpoint(host: "127.0.0.1", port: port),
                                                 tls: workspace.tls(node: "primary", peer: "backup")),
             logger: quietLogger)
@@ -240,7 +241,7 @@ struct ReplicationTests {
         defer { workspace.remove() }
         let backup = try RunningBackup(workspace: workspace, identity: identity)
         defer { backup.stop() }
-        let source = FailingCaptureSource(SyntheticGuest(identity: identity, pagesPerEpoch: 16, mix: [.text], seed: 3))
+        let source = FailingCaptureSource(SyntheticGuest(identity: identity, pagesPerCheckpoint: 16, mix: [.text], seed: 3))
         let primary = PrimaryReplicator(
             source: source,
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyAgent
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudyTransport
@@ -28,7 +29,7 @@ struct CatchUpTests {
         defer { workspace.remove() }
         let backup = try RunningBackup(workspace: workspace, identity: identity)
         defer { backup.stop() }
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 64, mix: [.text, .sparseUpdate, .zero, .random, .binary], seed: 7)
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 64, mix: [.text, .sparseUpdate, .zero, .random, .binary], seed: 7)
         let backlog = ReplicationBacklog(memorySize: Int(identity.memorySize), journalPath: "\(workspace.path)/catch-up.journal",
                                          journalLimit: 1 << 20)
 
@@ -69,7 +70,7 @@ struct CatchUpTests {
         let workspace = try Workspace()
         defer { workspace.remove() }
         let backup = try RunningBackup(workspace: workspace, identity: identity)
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 32, mix: [.text, .random], seed: 9)
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 32, mix: [.text, .random], seed: 9)
         let backlog = ReplicationBacklog(memorySize: Int(identity.memorySize), journalPath: "\(workspace.path)/catch-up.journal",
                                          journalLimit: 1 << 20)
         let first = PrimaryReplicator(source: guest, configuration: configuration(workspace, backup, backlog: backlog), logger: quietLogger)
@@ -103,7 +104,7 @@ struct CatchUpTests {
         let backup = try RunningBackup(workspace: workspace, identity: identity)
         defer { backup.stop() }
         // Random pages do not compress: about 1 MiB on the wire per checkpoint.
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 256, mix: [.random], seed: 3)
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 256, mix: [.random], seed: 3)
         var configuration = PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
                                                  tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(10))
         configuration.bandwidthLimit = 4_000_000
@@ -135,7 +136,7 @@ struct AsynchronousModeTests {
         defer { workspace.remove() }
         let backup = try RunningBackup(workspace: workspace, identity: identity)
         defer { backup.stop() }
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 16, mix: [.text, .sparseUpdate], seed: 5)
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 16, mix: [.text, .sparseUpdate], seed: 5)
         var configuration = PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
                                                  tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(10))
         configuration.recoveryPoint = RecoveryPointObjective(objective: objective, throttleGuest: throttle)
@@ -182,7 +183,7 @@ struct AdaptiveIntervalTests {
         let link = try LinkEmulator(target: ("127.0.0.1", backup.endpoint.port), shape: LinkEmulator.Shape(oneWayDelay: .milliseconds(20)))
         defer { link.close() }
         // 64 incompressible pages per checkpoint, whatever the interval: a guest rewriting its working set.
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: 64, mix: [.random], seed: 13)
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 64, mix: [.random], seed: 13)
         var configuration = PrimaryConfiguration(nodeName: "primary", backup: Endpoint(host: "127.0.0.1", port: link.port),
                                                  tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(10))
         configuration.maximumInterval = .seconds(2)

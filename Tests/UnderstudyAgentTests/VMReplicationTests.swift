@@ -6,7 +6,7 @@ import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyReplica
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 
 /// Wraps the QEMU source and notes, for every capture, the last counter the guest printed

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyAgent
-import UnderstudyTestSupport
+import UnderstudyHarness
 
 /// A disaster-recovery replica over an emulated WAN link (40 ms one way, 20 Mbit/s): asynchronous
 /// protection within its recovery-point objective, a long link cut ending in a catch-up, a drill

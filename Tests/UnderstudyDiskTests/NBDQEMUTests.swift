@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import UnderstudyHarness
 @testable import UnderstudyDisk
 import UnderstudyProtocol
 import UnderstudyTransport
@@ -18,13 +19,13 @@ struct NBDQEMUTests {
     /// range, so WRITE_ZEROES with NO_HOLE falls back to writing zeroes.
     @Test(arguments: ["/tmp", "/dev/shm"])
     func qemuIOCommandsReachTheImageAndTheObserverInOrder(parent: String) throws {
-        try withScratchDirectory(in: parent) { dir in
+        try withTemporaryDirectory("nbd", in: parent) { dir in
             let initial = [UInt8](repeating: 0x11, count: 1 << 20)
             let started = try startServer(in: dir, fill: { _ in 0x11 })
             defer { started.server.stop() }
             try qemuIO(["write -P 0xab 0 64k", "read -P 0xab 0 64k", "write -z 64k 64k", "write -z -u 128k 64k",
                         "discard 192k 64k", "flush", "write -f -P 0xcd 256k 4k", "read -P 0 64k 192k", "read -P 0x11 260k 764k"],
-                       export: "disk", socket: started.socket, directory: dir, extra: ["-t", "writeback"])
+                       export: "disk", socket: started.socket, extra: ["-t", "writeback"])
             #expect(summary(started.observer.changes) == [
                 "bytes 0+65536 ab", "zeroes 65536+65536", "zeroes 131072+65536", "zeroes 196608+65536",
                 "flush", // the flush command
@@ -47,10 +48,10 @@ struct NBDQEMUTests {
     }
 
     @Test func qemuImgInfoSeesTheSizeOfTheExport() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir, size: 3 << 20 + 512)
             defer { started.server.stop() }
-            let result = try run("/usr/bin/qemu-img", ["info", "--output=json", "-f", "raw", nbdURI(export: "disk", socket: started.socket)], in: dir)
+            let result = try run("/usr/bin/qemu-img", ["info", "--output=json", "-f", "raw", nbdURI(export: "disk", socket: started.socket)])
             #expect(result.status == 0, "\(result.output)")
             let info = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
             #expect(info?["virtual-size"] as? Int == 3 << 20 + 512, "\(result.output)")
@@ -59,7 +60,7 @@ struct NBDQEMUTests {
     }
 
     @Test func qemuImgConvertAndCompareRoundTrip() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let size = 4 << 20
             let source = "\(dir)/source.img"
             // Data, a zero region (convert writes it as zeroes), a constant region, data again.
@@ -74,35 +75,35 @@ struct NBDQEMUTests {
             let started = try startServer(in: dir, size: size, fill: { _ in 0x55 })
             defer { started.server.stop() }
             let uri = nbdURI(export: "disk", socket: started.socket)
-            let convert = try run("/usr/bin/qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", source, uri], in: dir)
+            let convert = try run("/usr/bin/qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", source, uri])
             #expect(convert.status == 0, "\(convert.output)")
             #expect(try contents(started.image) == original, "the export holds the source")
             #expect(replay(started.observer.changes, onto: initial) == original, "the reports rebuild the source from the old content")
             #expect(started.observer.orderingProblems.isEmpty)
             #expect(summary(started.observer.changes).contains { $0.hasPrefix("zeroes 1048576") }, "\(summary(started.observer.changes))")
 
-            let compare = try run("/usr/bin/qemu-img", ["compare", "-f", "raw", "-F", "raw", source, uri], in: dir)
+            let compare = try run("/usr/bin/qemu-img", ["compare", "-f", "raw", "-F", "raw", source, uri])
             #expect(compare.status == 0, "\(compare.output)")
             #expect(compare.output.contains("Images are identical"))
             // And back out through the server's reads.
             let copy = "\(dir)/copy.img"
-            let back = try run("/usr/bin/qemu-img", ["convert", "-f", "raw", "-O", "raw", uri, copy], in: dir)
+            let back = try run("/usr/bin/qemu-img", ["convert", "-f", "raw", "-O", "raw", uri, copy])
             #expect(back.status == 0, "\(back.output)")
             #expect(try contents(copy) == original)
             // A difference is found too.
-            _ = try qemuIO(["write -P 0x99 3m 1"], export: "disk", socket: started.socket, directory: dir)
-            let differ = try run("/usr/bin/qemu-img", ["compare", "-f", "raw", "-F", "raw", source, uri], in: dir)
+            _ = try qemuIO(["write -P 0x99 3m 1"], export: "disk", socket: started.socket)
+            let differ = try run("/usr/bin/qemu-img", ["compare", "-f", "raw", "-F", "raw", source, uri])
             #expect(differ.status == 1, "\(differ.output)")
             #expect(differ.output.contains("Content mismatch at offset 3145728"), "\(differ.output)")
         }
     }
 
     @Test func aReadOnlyExportServesReadsAndQEMURefusesToOpenItForWriting() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir, size: 65536, readOnly: true, fill: { _ in 0x3C })
             defer { started.server.stop() }
-            try qemuIO(["read -P 0x3c 0 64k"], export: "disk", socket: started.socket, directory: dir, extra: ["-r"])
-            let write = try run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write 0 4k", nbdURI(export: "disk", socket: started.socket)], in: dir)
+            try qemuIO(["read -P 0x3c 0 64k"], export: "disk", socket: started.socket, extra: ["-r"])
+            let write = try run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write 0 4k", nbdURI(export: "disk", socket: started.socket)])
             #expect(write.status != 0 && write.output.contains("Permission denied"), "\(write.output)")
             #expect(try contents(started.image) == [UInt8](repeating: 0x3C, count: 65536))
             #expect(started.observer.changes.isEmpty)
@@ -110,11 +111,11 @@ struct NBDQEMUTests {
     }
 
     @Test func anUnknownExportIsExplainedToQEMUAndTheOperator() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let log = LogCapture()
             let started = try startServer(in: dir, logger: log.logger)
             defer { started.server.stop() }
-            let result = try run("/usr/bin/qemu-io", ["-f", "raw", "-c", "read 0 4k", nbdURI(export: "other", socket: started.socket)], in: dir)
+            let result = try run("/usr/bin/qemu-io", ["-f", "raw", "-c", "read 0 4k", nbdURI(export: "other", socket: started.socket)])
             #expect(result.status != 0)
             let explanation = DiskError.unknownExport(requested: "other", served: "disk").description
             #expect(result.output.contains(explanation), "\(result.output)")
@@ -126,7 +127,7 @@ struct NBDQEMUTests {
     /// node opens over NBD, and writes through the virtio-blk device's block backend (HMP
     /// qemu-io) reach the image and the observer.
     @Test func qemuSystemAcceptsTheDiskArguments() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir, fill: { _ in 0x11 })
             defer { started.server.stop() }
             let qmpPath = "\(dir)/qmp.sock"

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import UnderstudyHarness
 @testable import UnderstudyDisk
 import UnderstudyProtocol
 import UnderstudyTransport
@@ -16,7 +17,7 @@ struct NBDServerTests {
     // MARK: Starting and stopping
 
     @Test func theSocketIsOwnerOnlyAndRemovedOnStop() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir)
             var info = stat()
             #expect(lstat(started.socket, &info) == 0)
@@ -30,7 +31,7 @@ struct NBDServerTests {
     }
 
     @Test func aStaleSocketIsReplacedButALiveOneOrAnotherFileIsNot() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let image = "\(dir)/disk.img"
             let socketPath = "\(dir)/nbd.sock"
             try makeImage(image, size: 4096)
@@ -54,7 +55,7 @@ struct NBDServerTests {
     }
 
     @Test func unusableImagesAndNamesAreExplained() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let socketPath = "\(dir)/nbd.sock"
             let missing = "\(dir)/missing.img"
             let error = #expect(throws: DiskError.missingImage(path: missing)) {
@@ -84,7 +85,7 @@ struct NBDServerTests {
     }
 
     @Test func dataRangesSkipHolesAndCoverEveryWrittenByte() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let path = "\(dir)/sparse.img"
             #expect(FileManager.default.createFile(atPath: path, contents: nil))
             #expect(truncate(path, 64 << 20) == 0)
@@ -101,7 +102,7 @@ struct NBDServerTests {
     }
 
     @Test func theImageRefusesRangesPastItsEndAndNoticesTruncation() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let path = "\(dir)/disk.img"
             try makeImage(path, size: 4096, fill: { _ in 7 })
             let image = try DiskImage(path: path, readOnly: false)
@@ -133,7 +134,7 @@ struct NBDServerTests {
     }
 
     @Test func stopClosesConnectedClientsPromptly() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir)
             let idle = try RawNBDClient(socketPath: started.socket)
             #expect(try idle.handshake(export: "disk").size == 1 << 20)
@@ -153,7 +154,7 @@ struct NBDServerTests {
     // MARK: Requests
 
     @Test func writesAreReportedInOrderAndReadBack() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir)
             defer { started.server.stop() }
             let client = try RawNBDClient(socketPath: started.socket)
@@ -194,7 +195,7 @@ struct NBDServerTests {
     }
 
     @Test func theReplyWaitsUntilTheObserverReturns() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir, gated: true)
             defer { started.server.stop() }
             let client = try RawNBDClient(socketPath: started.socket, receiveTimeoutMilliseconds: 300)
@@ -211,7 +212,7 @@ struct NBDServerTests {
     }
 
     @Test func errorsAreAnsweredAndTheConnectionGoesOn() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir, size: 65536, fill: { UInt8(truncatingIfNeeded: $0) })
             defer { started.server.stop() }
             let client = try RawNBDClient(socketPath: started.socket)
@@ -237,7 +238,7 @@ struct NBDServerTests {
     }
 
     @Test func aReadOnlyExportRefusesChanges() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir, size: 8192, readOnly: true, fill: { _ in 0x11 })
             defer { started.server.stop() }
             let client = try RawNBDClient(socketPath: started.socket)
@@ -256,7 +257,7 @@ struct NBDServerTests {
     // MARK: Broken clients
 
     @Test func aBadRequestMagicClosesOnlyThatConnection() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let log = LogCapture()
             let started = try startServer(in: dir, logger: log.logger)
             defer { started.server.stop() }
@@ -272,7 +273,7 @@ struct NBDServerTests {
     }
 
     @Test func aClientCutOffMidRequestChangesNothing() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let log = LogCapture()
             let started = try startServer(in: dir, size: 8192, logger: log.logger)
             defer { started.server.stop() }
@@ -297,7 +298,7 @@ struct NBDServerTests {
     }
 
     @Test func unknownClientFlagsCloseTheConnection() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let log = LogCapture()
             let started = try startServer(in: dir, logger: log.logger)
             defer { started.server.stop() }
@@ -310,7 +311,7 @@ struct NBDServerTests {
     }
 
     @Test func severalConnectionsWorkAtOnce() throws {
-        try withScratchDirectory { dir in
+        try withTemporaryDirectory("nbd") { dir in
             let started = try startServer(in: dir)
             defer { started.server.stop() }
             let clients = try (0..<3).map { _ in try RawNBDClient(socketPath: started.socket) }

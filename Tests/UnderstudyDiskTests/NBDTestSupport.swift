@@ -14,17 +14,7 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-// MARK: - Scratch directories and images
-
-/// Runs `body` with a fresh directory (under /tmp unless told otherwise) and removes it and
-/// everything in it afterwards, whether `body` returns or throws.
-func withScratchDirectory<R>(in parent: String = "/tmp", _ body: (String) throws -> R) throws -> R {
-    // Short: unix socket paths inside it must stay under 108 bytes.
-    let path = "\(parent)/us-nbd-\(UUID().uuidString.prefix(13).lowercased())"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
-}
+// MARK: - Images
 
 /// Creates a raw image of `size` bytes filled by `fill(offset)` (zeroes when nil, without writing).
 @discardableResult
@@ -193,29 +183,10 @@ final class LogCapture: @unchecked Sendable {
 
 // MARK: - Running QEMU's tools
 
-/// Runs a program with a deadline; returns its exit status and what it printed (stdout and stderr).
-func run(_ executable: String, _ arguments: [String], in directory: String, seconds: Double = 20) throws -> (status: Int32, output: String) {
-    let outputPath = "\(directory)/tool-\(UUID().uuidString.prefix(8)).out"
-    guard FileManager.default.createFile(atPath: outputPath, contents: nil) else { throw TestFailure("cannot create \(outputPath)") }
-    defer { try? FileManager.default.removeItem(atPath: outputPath) }
-    let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-    defer { try? output.close() }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.standardOutput = output
-    process.standardError = output
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let deadline = Date(timeIntervalSinceNow: seconds)
-    while process.isRunning && Date() < deadline { usleep(5_000) }
-    if process.isRunning {
-        process.terminate()
-        process.waitUntilExit()
-        throw TestFailure("\(executable) \(arguments) did not finish within \(seconds) s")
-    }
-    process.waitUntilExit()
-    return (process.terminationStatus, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
+/// Runs one of QEMU's tools with a deadline; returns its exit status and what it printed (stdout, then stderr).
+func run(_ executable: String, _ arguments: [String], seconds: Int = 20) throws -> (status: Int32, output: String) {
+    let result = try HostCommand.execute(executable, arguments, timeout: .seconds(seconds))
+    return (result.status, result.stdout + result.stderr)
 }
 
 /// The NBD URI QEMU's tools take for an export on a unix socket.
@@ -223,10 +194,9 @@ func nbdURI(export: String, socket: String) -> String { "nbd+unix:///\(export)?s
 
 /// Runs qemu-io with one `-c` per command against the export; records an issue when it fails.
 @discardableResult
-func qemuIO(_ commands: [String], export: String, socket: String, directory: String, extra: [String] = [],
+func qemuIO(_ commands: [String], export: String, socket: String, extra: [String] = [],
             sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-    let result = try run("/usr/bin/qemu-io", ["-f", "raw"] + extra + commands.flatMap { ["-c", $0] } + [nbdURI(export: export, socket: socket)],
-                         in: directory)
+    let result = try run("/usr/bin/qemu-io", ["-f", "raw"] + extra + commands.flatMap { ["-c", $0] } + [nbdURI(export: export, socket: socket)])
     #expect(result.status == 0, "qemu-io \(commands): \(result.output)", sourceLocation: sourceLocation)
     // qemu-io reports failed commands (a pattern mismatch, an I/O error) on its output, not always in its status.
     #expect(!result.output.contains("failed") && !result.output.contains("Pattern verification"), "qemu-io \(commands): \(result.output)",

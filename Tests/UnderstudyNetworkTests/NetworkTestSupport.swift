@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyNetwork
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
@@ -9,17 +9,7 @@ import Glibc
 
 /// Runs a command to completion; throws with its error output when it fails.
 @discardableResult
-func run(_ arguments: String...) throws -> String { try runProgram(arguments) }
-
-/// Polls `condition` every 10 ms until it holds or `seconds` pass.
-func eventually(within seconds: Double = 5, _ condition: () -> Bool) -> Bool {
-    let deadline = Date(timeIntervalSinceNow: seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
+func run(_ arguments: String...) throws -> String { try HostCommand.run(arguments) }
 
 /// A unique short suffix for names (interfaces allow 15 characters).
 func uniqueSuffix() -> String { String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(8)).lowercased() }
@@ -83,7 +73,7 @@ final class NetworkLab {
     func python(_ script: String) throws -> NamespaceProcess {
         let process = try NamespaceProcess(["ip", "netns", "exec", namespace, "python3", "-u", "-c", script])
         children.append(process)
-        guard process.line(within: 10) == "ready" else { throw TestSupportError("helper in \(namespace) did not start") }
+        guard process.line(within: 10) == "ready" else { throw HarnessError("helper in \(namespace) did not start") }
         return process
     }
 
@@ -195,7 +185,7 @@ final class FakeQEMU {
         guard fd >= 0, UnixSocket.connect(fd, path: path) == 0 else {
             let code = errno
             if fd >= 0 { close(fd) }
-            throw TestSupportError("connect to \(path): \(String(cString: strerror(code)))")
+            throw HarnessError("connect to \(path): \(String(cString: strerror(code)))")
         }
     }
 

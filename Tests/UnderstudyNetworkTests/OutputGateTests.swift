@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import UnderstudyNetwork
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

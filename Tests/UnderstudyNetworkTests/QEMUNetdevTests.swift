@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyNetwork
-import UnderstudyTestSupport
+import UnderstudyHarness
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,7 +42,7 @@ import Glibc
 
         var qemu = try Self.startQEMU(socketPath: path)
         defer { Self.stop(qemu) }
-        #expect(eventually(within: 30) { gate.statistics.buffer.heldFrames > 0 }, "iPXE's frames arrive and are held")
+        #expect(eventually(within: .seconds(30)) { gate.statistics.buffer.heldFrames > 0 }, "iPXE's frames arrive and are held")
         #expect(gate.statistics.guestConnections == 1)
         #expect(!capture.lines(within: 0.3).contains { $0.dropFirst(12).hasPrefix(guestMAC) }, "nothing from the guest before release")
 
@@ -55,7 +55,7 @@ import Glibc
         Self.stop(qemu)
         #expect(eventually { !gate.statistics.guestConnected })
         qemu = try Self.startQEMU(socketPath: path)
-        #expect(eventually(within: 30) { gate.statistics.guestConnections == 2 && gate.statistics.guestConnected },
+        #expect(eventually(within: .seconds(30)) { gate.statistics.guestConnections == 2 && gate.statistics.guestConnected },
                 "a restarted QEMU connects again")
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyTestSupport
+import UnderstudyHarness
 @testable import UnderstudyQEMU
 
 /// The helper process, mapping `file` as "guest RAM" with the preload library loaded.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyTestSupport
+import UnderstudyHarness
 @testable import UnderstudyQEMU
 
 @Suite("QEMU checkpoint source", .serialized)

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyReplica
 
@@ -12,7 +12,7 @@ struct ReplicaCrashTests {
     let identity = VMIdentity(id: "crash-test", memorySize: 16 << 20)
 
     @Test func killDuringApplyLeavesExactlyOneEpoch() throws {
-        let dir = TemporaryDirectory("crash")
+        let dir = try TemporaryDirectory("crash")
         defer { dir.remove() }
         var rng = SystemRandomNumberGenerator()
         var recoveredFromJournal = 0
@@ -51,7 +51,7 @@ struct ReplicaCrashTests {
     }
 
     @Test func killBetweenSealAndApplyRecoversTheSealedEpoch() throws {
-        let dir = TemporaryDirectory("crash-seal")
+        let dir = try TemporaryDirectory("crash-seal")
         defer { dir.remove() }
         for target in [UInt64(1), 3] {
             let helper = Process()

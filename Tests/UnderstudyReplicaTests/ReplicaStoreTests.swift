@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyHarness
 import Testing
 import UnderstudyProtocol
 @testable import UnderstudyReplica
@@ -40,7 +41,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func freshStoreIsEmptyAndSizedToTheVM() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try ReplicaStore(directory: dir.path, identity: identity)
         #expect(store.state.phase == .empty)
@@ -51,7 +52,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func commitPublishesPagesDeviceStateAndEpochAndSurvivesReopen() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         do {
             let store = try syncedStore(dir)
@@ -72,7 +73,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func sealedButUnappliedJournalIsRedoneOnReopen() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         do {
             let store = try syncedStore(dir)
@@ -96,7 +97,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func incompleteJournalIsIgnoredOnReopen() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         do {
             let store = try syncedStore(dir)
@@ -117,7 +118,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func duplicatePageInOneEpochIsRefusedAndNothingChanges() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try syncedStore(dir)
         #expect(throws: ReplicaError.self) {
@@ -132,7 +133,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func checkpointsBeforeSyncAreRefused() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try ReplicaStore(directory: dir.path, identity: identity)
         #expect(throws: ReplicaError.notReady("checkpoint 1 arrived while the replica is empty")) {
@@ -141,7 +142,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func otherVMsReplicaIsRefused() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         do {
             let store = try ReplicaStore(directory: dir.path, identity: identity)
@@ -154,7 +155,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func secondOpenOfTheSameDirectoryIsRefused() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let first = try ReplicaStore(directory: dir.path, identity: identity)
         #expect(throws: ReplicaError.locked("replica directory \(dir.path) is in use by another process")) {
@@ -164,7 +165,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func damagedStateFileIsReportedNotIgnored() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         do {
             let store = try ReplicaStore(directory: dir.path, identity: identity)
@@ -204,7 +205,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func diskChangesReachTheDiskOnlyWhenTheirEpochIsApplied() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try diskStoreWithOneEpoch(dir)
         #expect(store.diskPath == "\(dir.path)/disk.img")
@@ -228,7 +229,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func sealedDiskChangesAreRedoneOnReopen() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         do {
             let store = try diskStoreWithOneEpoch(dir)
@@ -243,7 +244,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func diskChangesBeyondTheDiskOrWithoutADiskAreRefusedAndNothingChanges() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try diskStoreWithOneEpoch(dir)
         var beyond = StagedEpoch(epoch: 2)
@@ -254,7 +255,7 @@ struct ReplicaStoreTests {
         #expect(store.state.committedEpoch == 1)
         #expect(try diskBytes(dir.path, at: 0, count: 1) == [0x11])
 
-        let memoryOnly = TemporaryDirectory()
+        let memoryOnly = try TemporaryDirectory("replica")
         defer { memoryOnly.remove() }
         let plain = try syncedStore(memoryOnly)
         var staged = StagedEpoch(epoch: 1)
@@ -265,7 +266,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func resyncZeroesTheDisk() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try diskStoreWithOneEpoch(dir)
         try store.beginSync()
@@ -276,7 +277,7 @@ struct ReplicaStoreTests {
     }
 
     @Test func aReplicaDiskOfAnotherSizeIsRefusedNotResized() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let disk = "\(dir.path)/provisioned.img"
         #expect(FileManager.default.createFile(atPath: disk, contents: Data(repeating: 7, count: 4096)))

@@ -1,6 +1,7 @@
 import CUnderstudyShims
 import Foundation
 import Testing
+import UnderstudyHarness
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
@@ -11,7 +12,7 @@ struct CertificateAuthorityTests {
     static let files = ["ca.pem", "ca.key", "a.pem", "a.key", "b.pem", "b.key"]
 
     @Test func writesCAAndNodeCredentialsWithPrivateKeyModes() throws {
-        try withTemporaryDirectory { root in
+        try withTemporaryDirectory("transport-test") { root in
             let dir = "\(root)/nested/certs"
             let written = try CertificateAuthority.initialize(directory: dir, nodes: ["a", "b"])
             #expect(written == Self.files.map { "\(dir)/\($0)" })
@@ -69,7 +70,7 @@ struct CertificateAuthorityTests {
     }
 
     @Test func customValidityIsApplied() throws {
-        try withTemporaryDirectory { root in
+        try withTemporaryDirectory("transport-test") { root in
             try CertificateAuthority.initialize(directory: root + "/c", nodes: ["n1"], validDays: 10)
             let cert = try loadCertificate(root + "/c/n1.pem")
             defer { X509_free(cert) }
@@ -116,7 +117,7 @@ struct CertificateAuthorityTests {
     }
 
     @Test func refusesToOverwriteExistingCredentials() throws {
-        try withTemporaryDirectory { root in
+        try withTemporaryDirectory("transport-test") { root in
             let dir = "\(root)/certs"
             try CertificateAuthority.initialize(directory: dir, nodes: ["a", "b"])
             let before = try Self.files.map { try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\($0)")) }
@@ -156,7 +157,7 @@ struct CertificateAuthorityTests {
         ([], "name at least one node"),
     ])
     func rejectsBadNodeNamesBeforeWritingAnything(nodes: [String], message: String) throws {
-        try withTemporaryDirectory { root in
+        try withTemporaryDirectory("transport-test") { root in
             let dir = "\(root)/certs"
             let error = #expect(throws: TransportError.self) {
                 try CertificateAuthority.initialize(directory: dir, nodes: nodes)
@@ -167,7 +168,7 @@ struct CertificateAuthorityTests {
     }
 
     @Test func acceptsHyphensDotsDigitsAndSixtyThreeCharacters() throws {
-        try withTemporaryDirectory { root in
+        try withTemporaryDirectory("transport-test") { root in
             let long = String(repeating: "n", count: 63)
             let nodes = ["primary-1", "backup.example", "node7", long]
             let written = try CertificateAuthority.initialize(directory: root + "/certs", nodes: nodes)

@@ -1,27 +1,18 @@
 import Foundation
 import Synchronization
 import Testing
+import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// MARK: - Temporary directories
-
-/// Runs `body` with a fresh directory under the system temporary directory and removes the
-/// directory afterwards, whether `body` returns or throws.
-func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("understudy-transport-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
-}
+// MARK: - Certificates
 
 /// A temporary directory holding a fresh CA and credentials for `nodes` in `<tmp>/certs`.
 func withCertificates<R>(nodes: [String] = ["a", "b"], _ body: (String) throws -> R) throws -> R {
-    try withTemporaryDirectory { root in
+    try withTemporaryDirectory("transport-test") { root in
         let certs = "\(root)/certs"
         try CertificateAuthority.initialize(directory: certs, nodes: nodes)
         return try body(certs)

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
-import UnderstudyTestSupport
+import UnderstudyHarness
 import UnderstudyTransport
 import UnderstudyWitness
 #if canImport(Glibc)
@@ -27,20 +27,8 @@ private final class LostReports: Sendable {
     var callback: @Sendable (String) -> Void { { reason in self.reasons.withLock { $0.append(reason) } } }
 }
 
-/// Polls `condition` every 10 ms until it holds (true) or `timeout` passes (false). It blocks
-/// rather than awaits: with the cooperative pool as wide as the cores and busy with other tests,
-/// a resumption after `Task.sleep` may come late and spoil the timing being measured.
-private func eventually(within timeout: Duration, _ condition: () throws -> Bool) throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.01)
-    }
-    return try condition()
-}
-
 private func sleep(_ duration: Duration) {
-    Thread.sleep(forTimeInterval: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    Thread.sleep(forTimeInterval: duration.seconds)
 }
 
 @Suite(.enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (Debian's etcd-server)"))
@@ -153,8 +141,8 @@ struct EtcdWitnessTests {
     @Test func validityEndsBeforeEtcdExpiresTheLeaseWhenEtcdBecomesUnreachable() throws {
         let etcd = try EtcdProcess()
         defer { etcd.stop() }
-        let relay = try LinkRelay(to: etcd.clientPort)
-        defer { relay.stop() }
+        let relay = try LinkEmulator(target: ("127.0.0.1", etcd.clientPort))
+        defer { relay.close() }
         let vm = uniqueVM()
         let key = WitnessConfiguration.key(forVM: vm)
         let lost = LostReports()
@@ -169,7 +157,7 @@ struct EtcdWitnessTests {
         #expect(try direct.get(key)?.value == "node-a")
         #expect(lost.all.isEmpty)
 
-        relay.cut()
+        relay.cut(.silence)
         let cut = ContinuousClock.now
         #expect(try eventually(within: .seconds(2)) { !a.isValid })
         #expect(ContinuousClock.now - cut < .seconds(1), "validity lasts at most TTL less the margin")

@@ -1,3 +1,5 @@
+import UnderstudySystem
+
 /// Chooses the checkpoint interval between a minimum and a maximum so that the checkpoints'
 /// wire bytes fit the link: the configured bandwidth cap, or the throughput the link achieved,
 /// whichever is lower. A value with no clock: the I/O layer reports each checkpoint.

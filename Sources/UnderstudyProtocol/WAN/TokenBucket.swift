@@ -1,3 +1,5 @@
+import UnderstudySystem
+
 /// A token bucket that caps a byte stream's rate: `rate` bytes per second on average, with
 /// bursts of at most `burst` bytes. A value with no clock of its own: the caller passes the time.
 ///

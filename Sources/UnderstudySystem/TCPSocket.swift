@@ -28,7 +28,7 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Resolves to socket addresses (getaddrinfo).
-    func resolve(passive: Bool, socketType: Int32 = Int32(SOCK_STREAM.rawValue)) throws(TransportError) -> [(family: Int32, address: [UInt8])] {
+    package func resolve(passive: Bool, socketType: Int32 = Int32(SOCK_STREAM.rawValue)) throws(TransportError) -> [(family: Int32, address: [UInt8])] {
         var hints = addrinfo()
         hints.ai_socktype = socketType
         hints.ai_flags = passive ? AI_PASSIVE : 0
@@ -148,7 +148,7 @@ public final class TCPListener: @unchecked Sendable {
 
     deinit { Glibc.close(fd) }
 
-    static func boundPort(_ fd: Int32) -> UInt16 {
+    package static func boundPort(_ fd: Int32) -> UInt16 {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) {

@@ -2,33 +2,12 @@ import Foundation
 import Logging
 import UnderstudyQEMU
 
-/// Where SwiftPM put this build's products (executables, the preload library).
-public func productsDirectory() -> URL {
-    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("libUnderstudyPreload.so").path) { return url }
-    }
-    fatalError("cannot find the build products (libUnderstudyPreload.so) near \(CommandLine.arguments[0]); run swift build first")
-}
-
-/// Records the error a background callback reports.
-public final class ErrorRecorder<Failure: Error>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var recorded: Failure?
-    public init() {}
-    public func record(_ error: Failure) { lock.lock(); if recorded == nil { recorded = error }; lock.unlock() }
-    public var error: Failure? { lock.lock(); defer { lock.unlock() }; return recorded }
-}
-
 /// The test guest (`CounterGuestImage`) as the tests use it: built once per test process.
 public enum TestGuest {
-    public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     /// Builds (or reuses) the initramfs; returns kernel and initrd paths.
     public static let image: (kernel: String, initrd: String) = {
         do {
-            return try CounterGuestImage.build(guestDirectory: repository.appendingPathComponent("Deploy/guest"))
+            return try CounterGuestImage.build(guestDirectory: CounterGuestImage.checkout.appendingPathComponent("Deploy/guest"))
         } catch {
             fatalError("the test guest cannot be built (run ./Deploy/install.sh): \(error)")
         }
@@ -71,8 +50,4 @@ extension TestGuest {
             line.hasPrefix("COUNTER ") ? UInt64(line.dropFirst(8)) : nil
         }
     }
-}
-
-extension Duration {
-    public var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
-import UnderstudyAgent
-import UnderstudyTransport
+import UnderstudyHarness
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,7 +47,8 @@ struct LinkEmulatorTests {
         let elapsed = ContinuousClock.now - start
         #expect(reply.map { UInt64(littleEndianBytes: $0) } == UInt64(payload.count))
         #expect(elapsed >= .milliseconds(750) && elapsed < .seconds(5), "2 MB took \(elapsed)")
-        #expect(eventually { emulator.bytesForwarded == (payload.count, 8) }, "forwarded \(emulator.bytesForwarded)")
+        // Counters settle just after the bytes they count arrive.
+        #expect(eventually(within: .seconds(1)) { emulator.bytesForwarded == (payload.count, 8) }, "forwarded \(emulator.bytesForwarded)")
     }
 
     @Test("a full bottleneck queue holds the sender back, and delivery keeps to the rate")
@@ -107,6 +108,42 @@ struct LinkEmulatorTests {
 
         emulator.restore()
         #expect(!emulator.isCut)
+        let after = try connectClient(to: emulator.port)
+        defer { close(after) }
+        _ = try timedRoundTrip(after)
+    }
+
+    @Test("a silent cut passes nothing either way and closes nothing; restore resets the stalled connections and lets new ones pass")
+    func silentCutAndRestore() throws {
+        let ended = DispatchSemaphore(value: 0)
+        let server = try LocalServer { fd in
+            LocalServer.echo(fd)
+            ended.signal()
+        }
+        let emulator = try LinkEmulator(target: ("127.0.0.1", server.port))
+        defer {
+            emulator.close()
+            server.stop()
+        }
+        let established = try connectClient(to: emulator.port, receiveTimeout: 1)
+        defer { close(established) }
+        _ = try timedRoundTrip(established)
+
+        emulator.cut(.silence)
+        #expect(emulator.isCut)
+        try writeAll(established, [1, 2, 3, 4])
+        #expect(readOutcome(established) == .timedOut, "no echo crosses a silent link, and the connection stays open")
+        #expect(ended.wait(timeout: .now() + 0.2) == .timedOut, "the server side stays open too")
+        let during = try connectClient(to: emulator.port, receiveTimeout: 1)
+        defer { close(during) }
+        try writeAll(during, [5])
+        #expect(readOutcome(during) == .timedOut, "a connection made while silent is silent too")
+
+        emulator.restore()
+        #expect(!emulator.isCut)
+        #expect(readOutcome(established) == .endedOrReset, "a stalled connection is dropped, its held bytes never delivered")
+        #expect(readOutcome(during) == .endedOrReset)
+        #expect(ended.wait(timeout: .now() + 2) == .success, "the server side of a stalled connection did not end")
         let after = try connectClient(to: emulator.port)
         defer { close(after) }
         _ = try timedRoundTrip(after)
@@ -195,10 +232,11 @@ private struct SocketFailure: Error, CustomStringConvertible {
     let description: String
 }
 
-/// A client connection with a 3 s receive timeout, so that a missing reply fails the test, not hangs it.
-private func connectClient(to port: UInt16) throws -> Int32 {
+/// A client connection with a receive timeout (3 s by default), so that a missing reply fails the
+/// test, not hangs it.
+private func connectClient(to port: UInt16, receiveTimeout seconds: Int = 3) throws -> Int32 {
     let fd = try Endpoint(host: "127.0.0.1", port: port).connect(timeoutMilliseconds: 2000)
-    var timeout = timeval(tv_sec: 3, tv_usec: 0)
+    var timeout = timeval(tv_sec: seconds, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     return fd
 }
@@ -258,16 +296,6 @@ private func emulatorThreads(_ emulator: LinkEmulator) -> Int {
     return tasks.filter { task in
         (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.hasPrefix("lk-\(emulator.tag)-") == true
     }.count
-}
-
-/// Polls `condition` for up to a second: counters settle just after the bytes they count arrive.
-private func eventually(_ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now + .seconds(1)
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
 }
 
 private extension UInt64 {

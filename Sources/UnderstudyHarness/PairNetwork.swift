@@ -1,4 +1,4 @@
-import CUnderstudyShims
+import UnderstudySystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -112,9 +112,7 @@ public final class PairNetwork: @unchecked Sendable {
     /// Moves the calling thread into the client namespace: sockets it opens from now on are there.
     /// Call only on a thread of its own (a `Thread` made for it), never on a shared pool thread.
     public func enterClientNamespace() throws {
-        guard us_enter_network_namespace("/var/run/netns/\(namespace)") == 0 else {
-            throw DemoError("cannot enter network namespace \(namespace): \(String(cString: strerror(errno)))")
-        }
+        try NetworkNamespace.enter(namespace)
     }
 
     /// Disables IPv6 on a host-side interface so that it sends no router solicitations or
@@ -124,10 +122,4 @@ public final class PairNetwork: @unchecked Sendable {
     }
 
     private static func ip(_ arguments: [String]) throws { try HostCommand.run(["ip"] + arguments) }
-}
-
-/// A failure of the demo or of the scaffolding it shares with the tests (network, client, agents).
-public struct DemoError: Error, Sendable, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudyTransport
@@ -10,7 +11,7 @@ import UnderstudyTransport
 public struct SyntheticRun: Sendable {
     public struct Options: Sendable {
         public var memoryBytes: UInt64 = 256 << 20
-        public var pagesPerEpoch = 2000
+        public var pagesPerCheckpoint = 2000
         public var mix: [SyntheticContent] = [.text, .binary, .sparseUpdate, .zero]
         public var duration: Duration = .seconds(10)
         public var interval: Duration = .zero
@@ -22,7 +23,7 @@ public struct SyntheticRun: Sendable {
     /// What a run measured. Rates are per second of the checkpointing phase.
     public struct Report: Sendable, Codable {
         public var memoryBytes: UInt64
-        public var pagesPerEpoch: Int
+        public var pagesPerCheckpoint: Int
         public var mix: [String]
         public var syncSeconds: Double
         public var syncPages: Int
@@ -49,9 +50,9 @@ public struct SyntheticRun: Sendable {
     /// Runs the pair and tears everything down (temporary files included), even on failure.
     public func run(logger: Logger, progress: @Sendable (String) -> Void = { _ in }) throws -> Report {
         // The replica memory lives in RAM on a real backup (QEMU maps it on activation): use tmpfs when there is one.
-        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
-        let workspace = base.appendingPathComponent("understudy-demo-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let temporary = try TemporaryDirectory("demo", in: FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : nil)
+        defer { temporary.remove() }
+        let workspace = temporary.path
         let certificates = "\(workspace)/certs"
         try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
         let identity = VMIdentity(id: "synthetic-vm", memorySize: options.memoryBytes)
@@ -67,8 +68,8 @@ public struct SyntheticRun: Sendable {
             server.join()
         }
 
-        progress("guest: \(options.memoryBytes >> 20) MiB synthetic memory, \(options.pagesPerEpoch) dirty pages per checkpoint (\(options.mix.map(\.rawValue).joined(separator: ", ")))")
-        let guest = SyntheticGuest(identity: identity, pagesPerEpoch: options.pagesPerEpoch, mix: options.mix, seed: options.seed)
+        progress("guest: \(options.memoryBytes >> 20) MiB synthetic memory, \(options.pagesPerCheckpoint) dirty pages per checkpoint (\(options.mix.map(\.rawValue).joined(separator: ", ")))")
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: options.pagesPerCheckpoint, mix: options.mix, seed: options.seed)
         let primary = PrimaryReplicator(
             source: guest,
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
@@ -104,7 +105,7 @@ public struct SyntheticRun: Sendable {
 
         let latencies = stats.ackLatencies.map { $0.seconds * 1000 }.sorted()
         return Report(
-            memoryBytes: options.memoryBytes, pagesPerEpoch: options.pagesPerEpoch, mix: options.mix.map(\.rawValue),
+            memoryBytes: options.memoryBytes, pagesPerCheckpoint: options.pagesPerCheckpoint, mix: options.mix.map(\.rawValue),
             syncSeconds: synced.syncDuration.seconds, syncPages: synced.syncPages, syncWireBytes: synced.syncWireBytes,
             checkpoints: stats.checkpointsAcknowledged, seconds: seconds,
             checkpointsPerSecond: Double(stats.checkpointsAcknowledged) / seconds,
@@ -142,11 +143,4 @@ public struct SyntheticRun: Sendable {
         }
         return true
     }
-}
-
-/// The `fraction` quantile of sorted samples (nearest rank); 0 when there are none.
-public func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
-    guard !sorted.isEmpty else { return 0 }
-    let rank = Int((fraction * Double(sorted.count)).rounded(.up)) - 1
-    return sorted[min(max(rank, 0), sorted.count - 1)]
 }

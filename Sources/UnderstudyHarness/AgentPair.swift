@@ -72,7 +72,7 @@ public enum AgentPair {
             process.arguments = arguments
         }
         guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
-            throw DemoError("cannot create the log \(log)")
+            throw HarnessError("cannot create the log \(log)")
         }
         process.standardOutput = handle
         process.standardError = handle

@@ -1,7 +1,5 @@
-import CUnderstudyShims
 import Foundation
-import Synchronization
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -92,23 +90,11 @@ public final class CounterClient: @unchecked Sendable {
 
     /// One request on a new connection of its own, from the client namespace (e.g. "s" or "x").
     public func request(_ line: String, timeout: Duration = .seconds(60)) throws -> String {
-        let result = Mutex<Result<String, DemoError>>(.failure(DemoError("no reply")))
-        let done = DispatchSemaphore(value: 0)
-        let thread = Thread { [self] in
-            defer { done.signal() }
-            do {
-                try network.enterClientNamespace()
-                guard let socket = connect(timeout: timeout, untilStopped: false) else { throw DemoError("cannot connect to the guest service") }
-                defer { close(socket) }
-                let reply = try Self.exchange(socket, line)
-                result.withLock { $0 = .success(reply) }
-            } catch {
-                result.withLock { $0 = .failure(DemoError("\(error)")) }
-            }
+        try NetworkNamespace.run(in: network.namespace, thread: "counter-request") { [self] in
+            guard let socket = connect(timeout: timeout, untilStopped: false) else { throw HarnessError("cannot connect to the guest service") }
+            defer { close(socket) }
+            return try Self.exchange(socket, line)
         }
-        thread.start()
-        done.wait()
-        return try result.withLock { $0 }.get()
     }
 
     private var isStopping: Bool { lock.withLock { stopping } }
@@ -142,14 +128,14 @@ public final class CounterClient: @unchecked Sendable {
     public static func exchange(_ fd: Int32, _ request: String) throws -> String {
         let bytes = Array((request + "\n").utf8)
         let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent == bytes.count else { throw DemoError("send failed: \(String(cString: strerror(errno)))") }
+        guard sent == bytes.count else { throw HarnessError("send failed: \(String(cString: strerror(errno)))") }
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while true {
             let received = recv(fd, &byte, 1, 0)
             if received < 0 && errno == EINTR { continue }
             guard received == 1 else {
-                throw DemoError(received == 0 ? "closed by the guest" : "receive failed: \(String(cString: strerror(errno)))")
+                throw HarnessError(received == 0 ? "closed by the guest" : "receive failed: \(String(cString: strerror(errno)))")
             }
             if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
             line.append(byte)

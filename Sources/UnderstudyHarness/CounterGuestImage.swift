@@ -6,6 +6,10 @@ import Foundation
 /// benchmarks and `understudy demo` all boot it; Deploy/guest/build-initramfs.sh builds it (and
 /// does nothing when its inputs did not change), so there is one recipe for the image.
 public enum CounterGuestImage {
+    /// The checkout this library was built from (its sources sit in Sources/UnderstudyHarness).
+    public static let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
     /// Where fetch-kernel.sh caches the kernel and where the initramfs is written:
     /// `UNDERSTUDY_GUEST_DIR`, or /var/cache/understudy/guest.
     public static var cache: String { ProcessInfo.processInfo.environment["UNDERSTUDY_GUEST_DIR"] ?? "/var/cache/understudy/guest" }
@@ -18,10 +22,10 @@ public enum CounterGuestImage {
 
     /// Builds (or reuses) the initramfs with the scripts in `guestDirectory` (a checkout's
     /// Deploy/guest); returns the kernel's and the initramfs's paths.
-    public static func build(guestDirectory: URL) throws(QEMUError) -> (kernel: String, initrd: String) {
+    public static func build(guestDirectory: URL) throws(HarnessError) -> (kernel: String, initrd: String) {
         let initrd = "\(cache)/initramfs-counter.cpio.gz"
         let script = guestDirectory.appendingPathComponent("build-initramfs.sh").path
-        guard FileManager.default.fileExists(atPath: script) else { throw .missing("no \(script): the guest's build script is missing") }
+        guard FileManager.default.fileExists(atPath: script) else { throw HarnessError("no \(script): the guest's build script is missing") }
         let build = Process()
         build.executableURL = URL(fileURLWithPath: "/bin/bash")
         build.arguments = [script, initrd, guestDirectory.appendingPathComponent("counter.c").path,
@@ -32,12 +36,12 @@ public enum CounterGuestImage {
         do {
             try build.run()
         } catch {
-            throw .missing("cannot run \(script): \(error.localizedDescription)")
+            throw HarnessError("cannot run \(script): \(error.localizedDescription)")
         }
         let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         build.waitUntilExit()
         guard build.terminationStatus == 0 else {
-            throw .missing("building the test guest failed (run ./Deploy/install.sh): "
+            throw HarnessError("building the test guest failed (run ./Deploy/install.sh): "
                            + said.split(separator: "\n").suffix(3).joined(separator: " | "))
         }
         return ("\(cache)/vmlinuz", initrd)

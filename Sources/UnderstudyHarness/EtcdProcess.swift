@@ -19,7 +19,7 @@ public final class EtcdProcess: @unchecked Sendable {
     /// "127.0.0.1:<client port>".
     public var clientAddress: String { "127.0.0.1:\(clientPort)" }
     public var pid: Int32 { process.processIdentifier }
-    private let directory: URL
+    private let directory: TemporaryDirectory
     private let process = Process()
     private let lock = NSLock()
     private var stopped = false
@@ -30,26 +30,25 @@ public final class EtcdProcess: @unchecked Sendable {
     public init(timeout: Duration = .seconds(15)) throws {
         let tag = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10)).lowercased()
         name = "understudy-\(tag)"
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-etcd-\(tag)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try TemporaryDirectory("etcd")
         let ports: [UInt16]
         do {
             ports = try Self.freeLoopbackPorts(2)
         } catch {
-            try? FileManager.default.removeItem(at: directory)
+            directory.remove()
             throw error
         }
         clientPort = ports[0]
         let client = "http://127.0.0.1:\(ports[0])"
         let peer = "http://127.0.0.1:\(ports[1])"
-        let log = directory.appendingPathComponent("etcd.log")
+        let log = URL(fileURLWithPath: directory.path).appendingPathComponent("etcd.log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
-            try? FileManager.default.removeItem(at: directory)
-            throw TestSupportError("cannot create \(log.path)")
+            directory.remove()
+            throw HarnessError("cannot create \(log.path)")
         }
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = [
-            "--name", name, "--data-dir", directory.appendingPathComponent("data").path,
+            "--name", name, "--data-dir", "\(directory.path)/data",
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "\(name)=\(peer)", "--initial-cluster-state", "new",
@@ -87,19 +86,19 @@ public final class EtcdProcess: @unchecked Sendable {
             kill(pid, SIGKILL)
             process.waitUntilExit()
         }
-        try? FileManager.default.removeItem(at: directory)
+        directory.remove()
     }
 
     private func waitUntilHealthy(timeout: Duration, log: URL) throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
-                throw TestSupportError("etcd exited with \(process.terminationStatus) at start: \(Self.tail(of: log))")
+                throw HarnessError("etcd exited with \(process.terminationStatus) at start: \(Self.tail(of: log))")
             }
             if let reply = Self.get("/health", port: clientPort), reply.contains("\"health\":\"true\"") { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        throw TestSupportError("etcd on \(clientAddress) not healthy within \(timeout): \(Self.tail(of: log))")
+        throw HarnessError("etcd on \(clientAddress) not healthy within \(timeout): \(Self.tail(of: log))")
     }
 
     private static func tail(of log: URL) -> String {
@@ -114,7 +113,7 @@ public final class EtcdProcess: @unchecked Sendable {
         var ports: [UInt16] = []
         for _ in 0..<count {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw TestSupportError("socket: \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
             sockets.append(fd)
             var address = loopback(port: 0)
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -122,7 +121,7 @@ public final class EtcdProcess: @unchecked Sendable {
             let status = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
             }
-            guard status == 0 else { throw TestSupportError("bind 127.0.0.1:0: \(String(cString: strerror(errno)))") }
+            guard status == 0 else { throw HarnessError("bind 127.0.0.1:0: \(String(cString: strerror(errno)))") }
             ports.append(UInt16(bigEndian: address.sin_port))
         }
         return ports

@@ -1,14 +1,14 @@
 import Foundation
 import Synchronization
-import CUnderstudyShims
-import UnderstudyTransport
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A thin, long WAN link between a primary and its disaster-recovery replica, for tests and
-/// benchmarks: a TCP proxy that delays, rate-limits and buffers each direction of each
-/// connection, and that can be cut and restored. (The kernel here has TBF but no netem, so the
+/// The link between two nodes for tests and benchmarks: a TCP proxy that delays, rate-limits
+/// and buffers each direction of each connection (a thin, long WAN link to a disaster-recovery
+/// replica), and that fails on demand, by resetting every connection or by going silent. With the
+/// default shape it is a plain relay on loopback. (The kernel here has TBF but no netem, so the
 /// delay cannot come from `tc`.)
 ///
 /// Each direction is a bottleneck of its own. A reader thread takes bytes from the sending
@@ -42,25 +42,35 @@ public final class LinkEmulator: @unchecked Sendable {
         }
     }
 
-    /// The port the emulator listens on (the one chosen when 0 was asked for).
+    /// How the link fails when it is cut.
+    public enum Failure: Sendable, Equatable {
+        /// Every proxied connection is reset on both sides (both peers read an error or EOF), and
+        /// new connections are accepted and closed at once.
+        case reset
+        /// A failed switch port: nothing passes in either direction and no socket closes (no RST,
+        /// no FIN: the peers only see silence); new connections are accepted and stay silent too.
+        case silence
+    }
+
     /// Names this emulator's threads (`lk-TAG-accept`, `-read`, `-write`): several may run in one process.
     public let tag = String(UInt16.random(in: .min ... .max), radix: 16)
 
+    /// The port the emulator listens on (the one chosen when 0 was asked for).
     public var port: UInt16 { listener.endpoint.port }
 
     private let listener: TCPListener
     private let target: Endpoint
     private let link: LinkState
     private let lock = NSLock()
-    private var cutDown = false
+    private var failure: Failure?
     private var closed = false
     private var connections: [ProxiedConnection] = []
     private var acceptThread: JoinableThread?
 
     /// Listens on `listenHost:listenPort` and proxies every connection to `target` through a link
-    /// of `shape`.
+    /// of `shape` (by default a plain relay).
     public init(listenHost: String = "127.0.0.1", listenPort: UInt16 = 0, target: (host: String, port: UInt16),
-                shape: Shape) throws {
+                shape: Shape = Shape()) throws {
         listener = try TCPListener(endpoint: Endpoint(host: listenHost, port: listenPort))
         self.target = Endpoint(host: target.host, port: target.port)
         link = LinkState(shape: shape)
@@ -72,25 +82,35 @@ public final class LinkEmulator: @unchecked Sendable {
         link.state.withLock { $0.shape = shape }
     }
 
-    /// The link goes down: every proxied connection is reset on both sides (both peers read an
-    /// error or EOF), and until `restore()` new connections are accepted and closed at once.
-    /// Returns once the connections are closed.
-    public func cut() {
+    /// The link goes down as `failure` says until `restore()`. A reset returns once the
+    /// connections are closed.
+    public func cut(_ failure: Failure = .reset) {
         let dropped = lock.withLock {
-            cutDown = true
+            self.failure = failure
+            guard failure == .reset else { return [ProxiedConnection]() }
             defer { connections.removeAll() }
             return connections
         }
+        link.state.withLock { $0.silent = failure == .silence }
         ProxiedConnection.reset(dropped)
     }
 
-    /// The link is up again: new connections pass.
+    /// The link is up again: new connections pass. The connections a silence stalled are reset
+    /// first, as their peers' timeouts would have ended them, so the peers reconnect and none of
+    /// the bytes held back passes late.
     public func restore() {
-        lock.withLock { cutDown = false }
+        let stalled = lock.withLock {
+            defer { failure = nil }
+            guard failure == .silence else { return [ProxiedConnection]() }
+            defer { connections.removeAll() }
+            return connections
+        }
+        ProxiedConnection.reset(stalled)
+        link.state.withLock { $0.silent = false }
     }
 
-    /// True between `cut()` and `restore()`.
-    public var isCut: Bool { lock.withLock { cutDown } }
+    /// True between `cut(_:)` and `restore()`.
+    public var isCut: Bool { lock.withLock { failure != nil } }
 
     /// Bytes delivered so far, to the target and from it, over every connection.
     public var bytesForwarded: (toTarget: Int, fromTarget: Int) {
@@ -125,12 +145,12 @@ public final class LinkEmulator: @unchecked Sendable {
             // A short timeout, so that finished connections are closed soon after they end.
             guard poll(&ready, 1, ProxiedConnection.pollMilliseconds) > 0 else { continue }
             guard let client = try? listener.accept().fd else { continue }
-            guard !isCut, let server = try? target.connect(timeoutMilliseconds: 2000) else {
+            guard lock.withLock({ failure != .reset }), let server = try? target.connect(timeoutMilliseconds: 2000) else {
                 Glibc.close(client)
                 continue
             }
             let accepted = lock.withLock {
-                guard !cutDown, !closed else { return false }
+                guard failure != .reset, !closed else { return false }
                 connections.append(ProxiedConnection(client: client, server: server, link: link, tag: tag))
                 return true
             }
@@ -153,10 +173,13 @@ public final class LinkEmulator: @unchecked Sendable {
     }
 }
 
-/// What every connection of one emulator shares: the shape and the delivered-byte counters.
+/// What every connection of one emulator shares: the shape, whether the link is silent, and
+/// the delivered-byte counters.
 private final class LinkState: Sendable {
     struct State {
         var shape: LinkEmulator.Shape
+        /// Cut by `.silence`: nothing is read or delivered.
+        var silent = false
         /// Indexed by `ProxiedConnection.Direction`.
         var delivered = [0, 0]
     }
@@ -342,13 +365,15 @@ private final class ProxiedConnection: @unchecked Sendable {
         }
     }
 
-    /// Waits until the lane has room; nil once the connection is aborted.
+    /// Waits until the lane has room and the link is not silent; nil once the connection is aborted.
     private func waitForRoom(_ direction: Direction) -> Int? {
         condition.withLock {
             while !aborted {
-                let room = lanes[direction.rawValue].room(at: .now, shape: link.state.withLock { $0.shape })
-                if room > 0 { return room }
-                // Serialisation frees room as time passes, deliveries when they happen (they signal).
+                let (shape, silent) = link.state.withLock { ($0.shape, $0.silent) }
+                let room = lanes[direction.rawValue].room(at: .now, shape: shape)
+                if room > 0 && !silent { return room }
+                // Serialisation frees room as time passes, deliveries when they happen (they
+                // signal); a restore is noticed within the same few milliseconds.
                 _ = condition.wait(until: Date(timeIntervalSinceNow: 0.005))
             }
             return nil
@@ -380,10 +405,15 @@ private final class ProxiedConnection: @unchecked Sendable {
         }
     }
 
-    /// Waits for the oldest chunk's delivery time and takes it off the lane.
+    /// Waits for the oldest chunk's delivery time, and while the link is silent, and takes the
+    /// chunk off the lane.
     private func nextDue(_ direction: Direction) -> Next {
         condition.withLock {
             while !aborted {
+                if link.state.withLock({ $0.silent }) {
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: 0.005))
+                    continue
+                }
                 switch lanes[direction.rawValue].takeDue(at: .now) {
                 case .due(let bytes):
                     condition.broadcast()

@@ -3,8 +3,8 @@ import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
-import UnderstudyQEMU
-import UnderstudyTransport
+import UnderstudyAgent
+import UnderstudySystem
 
 /// `understudy demo`: a real Linux VM protected on this machine, end to end, with the agents an
 /// operator runs. Two network namespaces stand in for the two hosts and a third for a client
@@ -37,8 +37,7 @@ public final class VMDemo: @unchecked Sendable {
 
     /// Deploy/guest of the checkout this binary was built from, or of the current directory.
     public static func guestDirectory() -> URL {
-        let built = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Deploy/guest")
+        let built = CounterGuestImage.checkout.appendingPathComponent("Deploy/guest")
         let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("Deploy/guest")
         return FileManager.default.fileExists(atPath: here.appendingPathComponent("build-initramfs.sh").path) ? here : built
     }
@@ -101,7 +100,7 @@ public final class VMDemo: @unchecked Sendable {
     public func run() throws -> DemoReport {
         let missing = Self.missingPrerequisites(guestDirectory: options.guestDirectory)
         guard missing.isEmpty else {
-            throw DemoError("the demo needs:\n  - " + missing.joined(separator: "\n  - ") + "\n(./Deploy/install.sh installs the packages and fetches the kernel)")
+            throw HarnessError("the demo needs:\n  - " + missing.joined(separator: "\n  - ") + "\n(./Deploy/install.sh installs the packages and fetches the kernel)")
         }
         defer { cleanUp() }
         var report = DemoReport(protectedSeconds: options.protectedSeconds)
@@ -169,14 +168,14 @@ public final class VMDemo: @unchecked Sendable {
         let scratch = binary.deletingLastPathComponent().deletingLastPathComponent()
         let package = options.guestDirectory.deletingLastPathComponent().deletingLastPathComponent()
         guard FileManager.default.fileExists(atPath: package.appendingPathComponent("Package.swift").path) else {
-            throw DemoError("\(PreloadLibrary.fileName) is not next to \(options.executable): build it with swift build")
+            throw HarnessError("\(PreloadLibrary.fileName) is not next to \(options.executable): build it with swift build")
         }
         say("      building \(PreloadLibrary.fileName) next to the binary (swift build --product UnderstudyPreload)")
         do {
             try HostCommand.run(["swift", "build", "-c", binary.lastPathComponent, "--product", "UnderstudyPreload",
                                  "--package-path", package.path, "--scratch-path", scratch.path])
         } catch {
-            throw DemoError("\(PreloadLibrary.fileName) is missing and building it failed (run swift build -c release): \(error)")
+            throw HarnessError("\(PreloadLibrary.fileName) is missing and building it failed (run swift build -c release): \(error)")
         }
     }
 
@@ -194,9 +193,9 @@ public final class VMDemo: @unchecked Sendable {
         let started = ContinuousClock.now
         try waitFor("the primary to protect the VM", timeout: .seconds(120)) {
             guard primary.isRunning else { return true }
-            return status(.primary)?.state == "protecting"
+            return status(.primary)?.primary?.state == .protecting
         }
-        guard primary.isRunning else { throw DemoError("the primary agent exited: \(tail("primary.log"))") }
+        guard primary.isRunning else { throw HarnessError("the primary agent exited: \(tail("primary.log"))") }
         let sync = status(.primary)?.primary
         say(String(format: "      protecting after %.1f s (initial sync of %d pages, dirty tracking: %@)",
                    (ContinuousClock.now - started).seconds, sync?.syncPages ?? 0, sync?.dirtyTracking ?? "?"))
@@ -213,9 +212,9 @@ public final class VMDemo: @unchecked Sendable {
         var second = 0
         var lastWire = status(.primary)?.primary?.wireBytes ?? 0
         repeat {
-            if stop.wait(timeout: .seconds(1)) { throw DemoError("interrupted") }
+            if stop.wait(timeout: .seconds(1)) { throw HarnessError("interrupted") }
             second += 1
-            guard let primary = status(.primary)?.primary else { throw DemoError("the primary agent stopped answering: \(tail("primary.log"))") }
+            guard let primary = status(.primary)?.primary else { throw HarnessError("the primary agent stopped answering: \(tail("primary.log"))") }
             let wire = primary.wireBytes ?? 0
             let backupEpoch = status(.backup)?.backup?.committedEpoch.map { "\($0)" } ?? "-"
             let value = client.history.last.map { "\($0.value)" } ?? "-"
@@ -236,7 +235,7 @@ public final class VMDemo: @unchecked Sendable {
         let configuration = try AgentConfiguration(contentsOfFile: config)
         let drill = try Drill.run(configuration: configuration, probe: .tcp(Endpoint(host: network!.guestAddress, port: Self.servicePort)),
                                   timeout: .seconds(60), stop: stop, logger: logger)
-        if stop.isSet { throw DemoError("interrupted") }
+        if stop.isSet { throw HarnessError("interrupted") }
         report.drillOk = drill.ok
         report.drillRecoveryMs = drill.recoveryMs
         report.drillStateAgeMs = drill.stateAgeMs
@@ -270,10 +269,10 @@ public final class VMDemo: @unchecked Sendable {
                 }
                 return client.history.count > before.count
             }
-        } catch let error as DemoError where error.description != "interrupted" {
+        } catch let error as HarnessError where error.description != "interrupted" {
             report.message = "\(error); \(client.errors)"
         }
-        if stop.isSet { throw DemoError("interrupted") }
+        if stop.isSet { throw HarnessError("interrupted") }
         // A few more replies show the connection really goes on.
         try? waitFor("more replies", timeout: .seconds(5)) { client.history.count >= before.count + 20 }
         client.stop()
@@ -312,8 +311,8 @@ public final class VMDemo: @unchecked Sendable {
     private func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) throws {
         let deadline = ContinuousClock.now + timeout
         while !condition() {
-            if stop.wait(timeout: .milliseconds(50)) { throw DemoError("interrupted") }
-            guard ContinuousClock.now < deadline else { throw DemoError("timed out after \(timeout) waiting for \(what)") }
+            if stop.wait(timeout: .milliseconds(50)) { throw HarnessError("interrupted") }
+            guard ContinuousClock.now < deadline else { throw HarnessError("timed out after \(timeout) waiting for \(what)") }
         }
     }
 
@@ -336,73 +335,6 @@ public final class VMDemo: @unchecked Sendable {
             say("kept \(directory) (configurations, agent logs, disks)")
         } else {
             try? FileManager.default.removeItem(atPath: directory)
-        }
-    }
-}
-
-/// What `understudy demo` measured (`--json` prints it with snake_case keys).
-public struct DemoReport: Sendable, Codable {
-    /// The failover kept every value the client had received, and the client got replies again.
-    public var ok = false
-    public var message = ""
-    public var protectedSeconds: Double
-    /// Checkpoints the primary had taken when it was killed, and its statistics then.
-    public var checkpoints = 0
-    public var checkpointsPerSecond = 0.0
-    public var pauseMsP50 = 0.0
-    public var pauseMsP99 = 0.0
-    public var dirtyPagesPerCheckpoint = 0.0
-    public var wireBytes = 0
-    public var rawBytes = 0
-    public var drillOk = false
-    public var drillRecoveryMs: Double?
-    public var drillStateAgeMs: Double?
-    /// From the kill to the backup reporting itself the primary (polled every 50 ms).
-    public var takeoverMs: Double?
-    /// From the kill to the first reply on the client's connection.
-    public var failoverMs: Double?
-    /// The client never had to reconnect and got replies after the failover.
-    public var connectionSurvived = false
-    public var clientRepliesBeforeKill = 0
-    public var clientRepliesAfterFailover = 0
-    public var lastValueBeforeKill: UInt64?
-    public var firstValueAfterFailover: UInt64?
-    /// Values the client had received that the surviving VM does not continue from: handed out
-    /// again after the failover, or beyond the survivor's counter. Output commit makes it 0.
-    public var lostAcknowledgedOutput = 0
-    /// The survivor's counter in memory, and whether its disk file ends at the same value.
-    public var survivorCounter: UInt64?
-    public var survivorDiskAgrees: Bool?
-
-    public init(protectedSeconds: Double) { self.protectedSeconds = protectedSeconds }
-
-    mutating func record(_ primary: PrimaryStatus) {
-        checkpoints = Int(primary.currentEpoch ?? 0)
-        checkpointsPerSecond = primary.checkpointsPerSecond ?? 0
-        pauseMsP50 = primary.pauseMillisecondsP50 ?? 0
-        pauseMsP99 = primary.pauseMillisecondsP99 ?? 0
-        dirtyPagesPerCheckpoint = primary.dirtyPagesPerCheckpoint ?? 0
-        wireBytes = primary.wireBytes ?? 0
-        rawBytes = primary.rawBytes ?? 0
-    }
-
-    /// Counts what the client saw before the kill (`before`, in order) that the survivor lost,
-    /// from the values it got after the failover (`after`) and `survivorCounter`, and decides
-    /// `ok` (with `failoverMs` and `survivorDiskAgrees`, which must be set first).
-    public mutating func finish(before: [UInt64], after: [UInt64]) {
-        // The survivor continues from the value before its first reply; any value the client had
-        // at or beyond that was handed out by state the survivor never received.
-        let resumedFrom = after.first.map { $0 - 1 }
-        lostAcknowledgedOutput = before.filter { value in
-            (resumedFrom.map { value > $0 } ?? false) || (survivorCounter.map { value > $0 } ?? false)
-        }.count
-        let increasing = zip(after, after.dropFirst()).allSatisfy { $0 < $1 }
-        ok = failoverMs != nil && lostAcknowledgedOutput == 0 && increasing && survivorDiskAgrees != false
-        if message.isEmpty {
-            message = ok ? "the backup took over; the client's \(connectionSurvived ? "TCP connection went on" : "requests went on after a reconnect") with nothing lost or repeated"
-                : failoverMs == nil ? "the client got no reply after the failover"
-                : lostAcknowledgedOutput > 0 ? "the client had received \(lostAcknowledgedOutput) values the survivor does not continue from"
-                : !increasing ? "the client's values after the failover did not increase" : "the survivor's disk and memory disagree"
         }
     }
 }
