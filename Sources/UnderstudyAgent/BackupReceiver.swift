@@ -183,8 +183,8 @@ public final class BackupReceiver: @unchecked Sendable {
         }
         events(.sessionStarted)
         var heartbeats: JoinableThread?
-        let sessionOver = StopSignal(signals: [])
-        let welcomed = StopSignal(signals: [])
+        let sessionOver = Latch()
+        let welcomed = Latch()
         if let interval = configuration.heartbeatInterval {
             heartbeats = JoinableThread(name: "backup-heartbeat") {
                 // Nothing but WELCOME may come first: the primary refuses any other frame before it.
@@ -200,7 +200,7 @@ public final class BackupReceiver: @unchecked Sendable {
             }
         }
         let outcome = runSession(connection, welcomed: welcomed)
-        sessionOver.trigger("session over")
+        sessionOver.trigger()
         connection.close()
         heartbeats?.join()
         lock.lock()
@@ -213,8 +213,8 @@ public final class BackupReceiver: @unchecked Sendable {
     }
 
     /// Runs one session to its end; returns why it ended abnormally (nil when orderly).
-    /// - Parameter welcomed: triggered once WELCOME has been sent (heartbeats may follow it).
-    private func runSession(_ connection: FrameConnection, welcomed: StopSignal) -> String? {
+    /// - Parameter welcomed: set once WELCOME has been sent (heartbeats may follow it).
+    private func runSession(_ connection: FrameConnection, welcomed: Latch) -> String? {
         var machine = BackupSessionStateMachine(identity: configuration.identity, capabilities: configuration.capabilities,
                                                 committedEpoch: store.state.committedEpoch)
         let applier = ReplicaApplier(store: store, storeLock: storeLock, connection: connection, decoders: decoders,
@@ -260,7 +260,7 @@ public final class BackupReceiver: @unchecked Sendable {
                     return fail("cannot answer the primary: \(error)")
                 }
                 if case .welcome = message {
-                    welcomed.trigger("welcome sent")
+                    welcomed.trigger()
                     logger.info("primary connected", metadata: ["primary": "\(machine.peerName ?? "?")",
                                                                "capabilities": "\(machine.agreedCapabilities)"])
                 }
@@ -287,7 +287,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 staged?.add(chunk)
             case .stageDiskWrites(let batch):
                 staged?.add(batch)
-            case .commit:
+            case .verified:
                 if let whole = staged { applier.enqueue(.commit(whole)) }
                 staged = nil
             case .heartbeat(let beat):

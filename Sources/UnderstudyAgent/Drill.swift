@@ -95,7 +95,7 @@ public enum Drill {
         do {
             clone = try QEMUCheckpointSource(description: vm, start: .restore(ramFile: snapshot.memoryPath, deviceState: snapshot.deviceState()),
                                              preloadLibrary: nil, tracking: .compare, extraArguments: arguments, logger: logger) { error in
-                stop.trigger("the clone's QEMU exited: \(error)")
+                stop.trigger(.qemuExited(error))
             }
         } catch {
             // The run directory, with QEMU's log, is about to go: keep what QEMU said.
@@ -196,8 +196,8 @@ final class DrillSandbox: @unchecked Sendable {
                 }
                 var last = "none"
                 while true {
-                    if let why = stop.why {
-                        failure.set("drill stopped: \(why)")
+                    if let reason = stop.reason {
+                        failure.set("drill stopped: \(reason)")
                         return
                     }
                     guard ContinuousClock.now < deadline else {
@@ -217,7 +217,7 @@ final class DrillSandbox: @unchecked Sendable {
         case .serial(let marker):
             // The clone's serial log is new: all of it was printed after the clone started.
             while true {
-                if let why = stop.why { return "drill stopped: \(why)" }
+                if let reason = stop.reason { return "drill stopped: \(reason)" }
                 if let text = try? String(contentsOfFile: serialLog, encoding: .utf8), text.contains(marker) { return nil }
                 guard ContinuousClock.now < deadline else {
                     return "the probe \(probe) did not succeed within \(timeout): the clone's console never showed the marker"
