@@ -8,7 +8,7 @@ import UnixSignals
 public final class StopSignal: @unchecked Sendable {
     private let latch = Latch()
     private let first = Mutex<StopReason?>(nil)
-    /// Kept for as long as the stop lives: a cancelled source stops trapping its signal.
+    /// Held so that the signal sources live as long as the stop.
     private var sources: [DispatchSourceSignal] = []
 
     /// - Parameter signals: the signals that trigger it with `.requested(signal)`; none for a
