@@ -19,14 +19,6 @@ public protocol ActiveCopyFence: AnyObject, Sendable {
     var kind: String { get }
 }
 
-extension WitnessLease: ActiveCopyFence {
-    public var kind: String {
-        let endpoints = configuration.endpoints.map(\.description).joined(separator: ", ")
-        let state = if isValid { "held by this node" } else if let holder, holder != node { "held by \(holder)" } else { "not held by this node" }
-        return "witness \(endpoints) (\(key): \(state))"
-    }
-}
-
 /// The fence a node's configuration asks for: the witness lease, or the unwitnessed pair.
 /// - Parameter onLost: called once when a held witness lease can no longer be trusted.
 public func makeFence(_ configuration: AgentConfiguration, logger: Logger,

@@ -1,5 +1,3 @@
-import Logging
-
 /// The two-node pair without a witness: nothing arbitrates, every attempt succeeds.
 public final class UnwitnessedFence: ActiveCopyFence {
     public init() {}
