@@ -1,4 +1,3 @@
-import Foundation
 import Testing
 import UnderstudyAgent
 import UnderstudyQEMU
@@ -14,14 +13,6 @@ import UnderstudyQEMU
         #expect(stop.isSet)
         #expect(stop.reason == .qemuExited(.exited(status: 1, log: "")))
         #expect(stop.wait() == .qemuExited(.exited(status: 1, log: "")))
-    }
-
-    /// SIGUSR1 stands in for SIGINT, which would reach the test runner too.
-    @Test func aTrappedSignalIsARequestedStop() {
-        let stop = StopSignal(signals: [.sigusr1])
-        kill(getpid(), SIGUSR1)
-        #expect(stop.wait(timeout: .seconds(10)))
-        #expect(stop.reason == .requested(.sigusr1))
     }
 
     @Test func onlyTheOperatorsStopIsRequested() {
