@@ -19,24 +19,6 @@ public protocol ActiveCopyFence: AnyObject, Sendable {
     var kind: String { get }
 }
 
-/// The two-node pair without a witness: nothing arbitrates, every attempt succeeds.
-public final class UnwitnessedFence: ActiveCopyFence {
-    public init() {}
-    public func tryAcquire() throws -> Bool { true }
-    public var isValid: Bool { true }
-    public var holder: String? { nil }
-    public func release() {}
-    public var kind: String { "none (two-node pair, split-brain risk accepted)" }
-}
-
-extension WitnessLease: ActiveCopyFence {
-    public var kind: String {
-        let endpoints = configuration.endpoints.map(\.description).joined(separator: ", ")
-        let state = if isValid { "held by this node" } else if let holder, holder != node { "held by \(holder)" } else { "not held by this node" }
-        return "witness \(endpoints) (\(key): \(state))"
-    }
-}
-
 /// The fence a node's configuration asks for: the witness lease, or the unwitnessed pair.
 /// - Parameter onLost: called once when a held witness lease can no longer be trusted.
 public func makeFence(_ configuration: AgentConfiguration, logger: Logger,

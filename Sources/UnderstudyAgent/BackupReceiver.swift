@@ -4,61 +4,6 @@ import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudyTransport
 
-/// How the backup listens and where it keeps the replica.
-public struct BackupConfiguration: Sendable {
-    public var nodeName: String
-    public var listen: Endpoint
-    public var tls: TLSConfiguration
-    public var identity: VMIdentity
-    public var replicaDirectory: String
-    /// The replica disk (default: `disk.img` in the replica directory), when the VM has a disk.
-    public var replicaDisk: String?
-    /// Capabilities this backup implements and offers.
-    public var capabilities: Capabilities
-    /// Checkpoints received and waiting to be applied, at most; the receiver stops reading beyond.
-    public var applyQueueDepth: Int
-    /// How often to send the primary a heartbeat; nil: never (tests of the bare protocol).
-    public var heartbeatInterval: Duration?
-    /// Where commits and heartbeat round trips are recorded; nil: nowhere.
-    public var metrics: AgentMetrics?
-
-    public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
-                replicaDisk: String? = nil, capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
-        self.replicaDisk = replicaDisk
-        self.nodeName = nodeName
-        self.listen = listen
-        self.tls = tls
-        self.identity = identity
-        self.replicaDirectory = replicaDirectory
-        self.capabilities = capabilities
-        self.applyQueueDepth = applyQueueDepth
-    }
-}
-
-/// Counters of a backup, read with `BackupReceiver.statistics`.
-public struct BackupStatistics: Sendable {
-    /// Sessions accepted, and sessions that have ended (their apply thread finished).
-    public var sessions = 0
-    public var sessionsEnded = 0
-    public var syncPages = 0
-    public var checkpointsCommitted = 0
-    public var committedEpoch: UInt64 = 0
-    public var pagesApplied = 0
-    public var bytesReceived: UInt64 = 0
-    public var lastSessionError: String?
-}
-
-/// What happens to a backup's sessions, for whoever decides about failover.
-public enum BackupEvent: Sendable {
-    /// A frame arrived from the primary (a sign of life).
-    case heard
-    /// A primary's session was accepted.
-    case sessionStarted
-    /// The primary handed the VM over (switchover): activate from the last checkpoint, which
-    /// is applied once the session has ended.
-    case handover
-}
-
 /// The backup's replication engine: accepts one primary at a time, verifies every checkpoint
 /// with `BackupSessionStateMachine`, and applies it to the `ReplicaStore`.
 ///
@@ -183,8 +128,8 @@ public final class BackupReceiver: @unchecked Sendable {
         }
         events(.sessionStarted)
         var heartbeats: JoinableThread?
-        let sessionOver = StopSignal(signals: [])
-        let welcomed = StopSignal(signals: [])
+        let sessionOver = Latch()
+        let welcomed = Latch()
         if let interval = configuration.heartbeatInterval {
             heartbeats = JoinableThread(name: "backup-heartbeat") {
                 // Nothing but WELCOME may come first: the primary refuses any other frame before it.
@@ -200,7 +145,7 @@ public final class BackupReceiver: @unchecked Sendable {
             }
         }
         let outcome = runSession(connection, welcomed: welcomed)
-        sessionOver.trigger("session over")
+        sessionOver.trigger()
         connection.close()
         heartbeats?.join()
         lock.lock()
@@ -213,8 +158,8 @@ public final class BackupReceiver: @unchecked Sendable {
     }
 
     /// Runs one session to its end; returns why it ended abnormally (nil when orderly).
-    /// - Parameter welcomed: triggered once WELCOME has been sent (heartbeats may follow it).
-    private func runSession(_ connection: FrameConnection, welcomed: StopSignal) -> String? {
+    /// - Parameter welcomed: set once WELCOME has been sent (heartbeats may follow it).
+    private func runSession(_ connection: FrameConnection, welcomed: Latch) -> String? {
         var machine = BackupSessionStateMachine(identity: configuration.identity, capabilities: configuration.capabilities,
                                                 committedEpoch: store.state.committedEpoch)
         let applier = ReplicaApplier(store: store, storeLock: storeLock, connection: connection, decoders: decoders,
@@ -260,7 +205,7 @@ public final class BackupReceiver: @unchecked Sendable {
                     return fail("cannot answer the primary: \(error)")
                 }
                 if case .welcome = message {
-                    welcomed.trigger("welcome sent")
+                    welcomed.trigger()
                     logger.info("primary connected", metadata: ["primary": "\(machine.peerName ?? "?")",
                                                                "capabilities": "\(machine.agreedCapabilities)"])
                 }
@@ -287,7 +232,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 staged?.add(chunk)
             case .stageDiskWrites(let batch):
                 staged?.add(batch)
-            case .commit:
+            case .verified:
                 if let whole = staged { applier.enqueue(.commit(whole)) }
                 staged = nil
             case .heartbeat(let beat):
@@ -315,79 +260,5 @@ public final class BackupReceiver: @unchecked Sendable {
     private func fail(_ reason: String) -> String {
         logger.error("session ended", metadata: ["reason": "\(reason)"])
         return reason
-    }
-}
-
-/// The per-session apply thread: executes replica work strictly in arrival order and sends the
-/// ACK of each checkpoint once its journal is sealed.
-final class ReplicaApplier: @unchecked Sendable {
-    enum Work: Sendable {
-        case beginSync
-        case syncPages(PageBatch)
-        case syncDiskWrites(DiskWriteBatch)
-        case finishSync
-        case commit(StagedEpoch)
-    }
-
-    private let queue: BlockingQueue<Work>
-    private var thread: JoinableThread?
-    private let lock = NSLock()
-    private var error: String?
-
-    init(store: ReplicaStore, storeLock: NSLock, connection: FrameConnection, decoders: [PageDecoder], depth: Int, logger: Logger,
-         completed: @escaping @Sendable (Work) -> Void) {
-        let queue = BlockingQueue<Work>(capacity: depth)
-        self.queue = queue
-        thread = JoinableThread(name: "backup-apply") { [self] in
-            while let work = queue.pop() {
-                storeLock.lock()
-                defer { storeLock.unlock() }
-                do {
-                    switch work {
-                    case .beginSync: try store.beginSync()
-                    case .syncPages(let batch): try store.applySyncPages(batch, decoder: decoders[0])
-                    case .syncDiskWrites(let batch): try store.applySyncDiskWrites(batch)
-                    case .finishSync: try store.finishSync()
-                    case .commit(let staged):
-                        try store.seal(staged, decoders: decoders)
-                        // Sealed: durable against our own crash, so the primary may release its output.
-                        // Applied even when the ACK cannot be sent (the link just failed): the
-                        // primary may have seen it, and a sealed checkpoint left unapplied would
-                        // block every later one, a catch-up's included.
-                        let acknowledged = Result { try connection.send(.ack(epoch: staged.epoch)) }
-                        try store.applySealed()
-                        try acknowledged.get()
-                    }
-                    completed(work)
-                } catch {
-                    logger.error("replica apply failed", metadata: ["error": "\(error)"])
-                    record("\(error)")
-                    queue.close()
-                    connection.close()
-                    return
-                }
-            }
-        }
-    }
-
-    var failure: String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return error
-    }
-
-    func enqueue(_ work: Work) { queue.push(work) }
-
-    /// Applies what is queued, then stops the thread.
-    func finish() {
-        queue.close()
-        thread?.join()
-        thread = nil
-    }
-
-    private func record(_ message: String) {
-        lock.lock()
-        if error == nil { error = message }
-        lock.unlock()
     }
 }

@@ -1,39 +1,9 @@
 import Foundation
 import Logging
-import Synchronization
 import UnderstudyDisk
 import UnderstudyQEMU
 import UnderstudyReplica
 import UnderstudyTransport
-
-/// What a failover drill found (`understudy drill --json` prints it with snake_case keys).
-public struct DrillReport: Sendable, Codable {
-    /// The probe succeeded before the timeout.
-    public var ok: Bool
-    /// Why the drill failed, or what passed, in a sentence.
-    public var message: String
-    public var vm: String
-    public var probe: String
-    /// The committed epoch the clone started from.
-    public var epoch: UInt64
-    /// How old the recovered state was when it was copied (see `ReplicaSnapshot.committedAt`).
-    public var stateAgeMs: Double
-    /// How long the copy kept the replica from applying checkpoints.
-    public var replicaPausedMs: Double
-    /// "backup agent" (the running agent copied its replica) or "replica directory" (no agent ran).
-    public var snapshotFrom: String
-    /// How the disk was frozen ("reflink" or "sparse"); nil without a disk.
-    public var diskCopy: String?
-    /// From starting the clone's QEMU to its guest running.
-    public var timeToRunningMs: Double?
-    /// From starting the clone's QEMU to the probe's success: the recovery time of a failover.
-    public var recoveryMs: Double?
-    /// The drill's network namespace, removed with everything else when the drill ended.
-    public var sandbox: String
-    /// Frames the clone sent into the sandbox, and frames it received from there.
-    public var sandboxFramesFromClone: UInt64
-    public var sandboxFramesToClone: UInt64
-}
 
 /// A failover rehearsal on the backup: a clone of the VM starts from the replica's last committed
 /// checkpoint in a sandbox, a health probe decides whether it recovered, and the clone is destroyed.
@@ -94,7 +64,7 @@ public enum Drill {
         do {
             clone = try QEMUCheckpointSource(description: vm, start: .restore(ramFile: snapshot.memoryPath, deviceState: snapshot.deviceState()),
                                              preloadLibrary: nil, tracking: .compare, extraArguments: arguments, logger: logger) { error in
-                stop.trigger("the clone's QEMU exited: \(error)")
+                stop.trigger(.qemuExited(error))
             }
         } catch {
             // The run directory, with QEMU's log, is about to go: keep what QEMU said.
@@ -136,101 +106,4 @@ public enum Drill {
         let refusal = (try? JSONDecoder().decode(ControlReply.self, from: reply))?.message ?? String(decoding: reply, as: UTF8.self)
         throw DrillError("the backup agent did not copy the replica: \(refusal)")
     }
-}
-
-/// The clone's network: a namespace of the drill's own whose only interface is the TAP behind the
-/// clone's NIC. The TAP is created (by the output gate, which opens it by name) in this
-/// namespace, then moved into the drill's; the gate's open descriptor follows the device.
-final class DrillSandbox: @unchecked Sendable {
-    let namespace: String
-    let tap: String
-    /// The clone's NIC and its gate (none when the VM has no NIC).
-    let devices: GuestDevices
-
-    init(tag: String, vm: VMDescription, nic: Bool, mac: String, address: String?, outputBufferBytes: Int, logger: Logger) throws {
-        namespace = "us-drill-\(tag)"
-        tap = "usdrill\(tag)"
-        try HostCommand.run(["ip", "netns", "add", namespace])
-        do {
-            devices = try GuestDevices(vm: vm, diskImage: nil, tap: nic ? tap : nil, mac: mac, outputBufferBytes: outputBufferBytes,
-                                       role: .unprotected, fence: nil, logger: logger)
-        } catch {
-            _ = try? HostCommand.run(["ip", "netns", "delete", namespace])
-            throw error
-        }
-        do {
-            try HostCommand.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
-            if nic {
-                try HostCommand.run(["ip", "link", "set", tap, "netns", namespace])
-                if let address { try HostCommand.run(["ip", "-n", namespace, "addr", "add", address, "dev", tap]) }
-                try HostCommand.run(["ip", "-n", namespace, "link", "set", tap, "up"])
-            }
-        } catch {
-            remove()
-            throw error
-        }
-    }
-
-    var qemuArguments: [String] { devices.qemuArguments }
-
-    /// Stops the gate (its TAP, created without persistence, goes with its descriptor) and
-    /// deletes the namespace (with any interface still in it). Idempotent.
-    func remove() {
-        devices.stop()
-        _ = try? HostCommand.run(["ip", "netns", "delete", namespace])
-    }
-
-    /// Probes until success (nil), the deadline, or `stop`; returns why it failed.
-    func waitForProbe(_ probe: DrillProbe, serialLog: String, deadline: ContinuousClock.Instant, timeout: Duration,
-                      stop: StopSignal) -> String? {
-        switch probe {
-        case .tcp(let endpoint):
-            // Entering a namespace changes the calling thread for good: a thread of its own.
-            let failure = ProbeFailure()
-            JoinableThread(name: "drill-probe") { [namespace] in
-                do {
-                    try NetworkNamespace.enter(namespace)
-                } catch {
-                    failure.set("cannot enter the drill's network namespace: \(error)")
-                    return
-                }
-                var last = "none"
-                while true {
-                    if let why = stop.why {
-                        failure.set("drill stopped: \(why)")
-                        return
-                    }
-                    guard ContinuousClock.now < deadline else {
-                        failure.set("the probe \(probe) did not succeed within \(timeout) (last attempt: \(last))")
-                        return
-                    }
-                    do {
-                        try endpoint.connectOnce(timeoutMilliseconds: 500)
-                        return
-                    } catch {
-                        last = "\(error)"
-                    }
-                    Thread.sleep(forTimeInterval: 0.05)
-                }
-            }.join()
-            return failure.value
-        case .serial(let marker):
-            // The clone's serial log is new: all of it was printed after the clone started.
-            while true {
-                if let why = stop.why { return "drill stopped: \(why)" }
-                if let text = try? String(contentsOfFile: serialLog, encoding: .utf8), text.contains(marker) { return nil }
-                guard ContinuousClock.now < deadline else {
-                    return "the probe \(probe) did not succeed within \(timeout): the clone's console never showed the marker"
-                }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-        }
-    }
-}
-
-/// The probe thread's verdict, read once it has finished.
-private final class ProbeFailure: Sendable {
-    private let reason = Mutex<String?>(nil)
-    func set(_ why: String) { reason.withLock { $0 = why } }
-    var value: String? { reason.withLock { $0 } }
 }

@@ -175,7 +175,7 @@ public final class PairNode: @unchecked Sendable {
         let preload = Self.preloadLibrary(logger)
         let diskImage = replica?.diskPath ?? configuration.vm.diskImage
         let activated = replica != nil
-        let onExit: @Sendable (QEMUError) -> Void = { [stop] error in stop.trigger("\(error)") }
+        let onExit: @Sendable (QEMUError) -> Void = { [stop] error in stop.trigger(.qemuExited(error)) }
         let waiting = standby?.take(onExit: onExit)
         let devices = try standby?.devices
             ?? GuestDevices(vm: configuration.vm, diskImage: diskImage, tap: configuration.tap, mac: configuration.mac,
@@ -264,7 +264,7 @@ public final class PairNode: @unchecked Sendable {
         }
     }
 
-    /// An orderly stop (SIGTERM/SIGINT of `understudy run`). A node running the VM first hands
+    /// An orderly stop (SIGTERM/SIGINT to the daemon). A node running the VM first hands
     /// it to an in-sync backup when `action` is `.switchover`, so that the VM runs on with
     /// nothing lost; then everything stops. Blocks until the handover is done or refused.
     public func shutDown(_ action: StopAction) {
@@ -277,7 +277,7 @@ public final class PairNode: @unchecked Sendable {
                 logger.error("stopping: the switchover failed, the VM stops here", metadata: ["reason": "\(reply.message)"])
             }
         }
-        stop.trigger("terminated")
+        stop.trigger(.requested(nil))
     }
 
     /// Keeps the role across restarts; a failure is logged (the next start may then choose from
@@ -293,16 +293,5 @@ public final class PairNode: @unchecked Sendable {
 
     private func note(_ event: String) {
         history.withLock { $0.append(event) }
-    }
-}
-
-/// Failures of the node as a whole.
-public enum AgentError: Error, CustomStringConvertible {
-    case fenced(String)
-
-    public var description: String {
-        switch self {
-        case .fenced(let message): message
-        }
     }
 }

@@ -1,74 +1,46 @@
 import Foundation
+import Synchronization
+import UnixSignals
 
-/// Turns SIGINT/SIGTERM (and internal failures, such as QEMU exiting) into one flag that the
-/// agent's loops poll and its main thread can wait for.
+/// The agent's stop: one reason (the first wins) that its loops poll and its threads can wait
+/// for. Commands that run outside a service group (`demo`, `drill`) let it trap SIGINT and
+/// SIGTERM itself; the daemon's service group turns those into a graceful shutdown instead.
 public final class StopSignal: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var reason: String?
+    private let latch = Latch()
+    private let first = Mutex<StopReason?>(nil)
+    /// Held so that the signal sources live as long as the stop.
     private var sources: [DispatchSourceSignal] = []
 
-    public init(signals: [Int32] = [SIGINT, SIGTERM]) {
-        for number in signals {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [weak self] in self?.trigger(number == SIGINT ? "interrupted" : "terminated") }
+    /// - Parameter signals: the signals that trigger it with `.requested(signal)`; none for a
+    ///   stop that only `trigger` sets.
+    public init(signals: [UnixSignal] = [.sigint, .sigterm]) {
+        for unixSignal in signals {
+            signal(unixSignal.rawValue, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: unixSignal.rawValue, queue: .global())
+            source.setEventHandler { [weak self] in self?.trigger(.requested(unixSignal)) }
             source.resume()
             sources.append(source)
         }
     }
 
     /// Records why the agent stops (the first reason wins) and wakes waiters.
-    public func trigger(_ why: String) {
-        condition.lock()
-        if reason == nil { reason = why }
-        condition.broadcast()
-        condition.unlock()
+    public func trigger(_ reason: StopReason) {
+        first.withLock { if $0 == nil { $0 = reason } }
+        latch.trigger()
     }
 
-    public var isSet: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return reason != nil
-    }
+    public var isSet: Bool { latch.isSet }
 
-    public var why: String? {
-        condition.lock()
-        defer { condition.unlock() }
-        return reason
-    }
+    /// Why the agent stops; nil while it runs.
+    public var reason: StopReason? { first.withLock { $0 } }
 
     /// Blocks until `trigger` is called or `timeout` passes; true when triggered.
-    public func wait(timeout: Duration) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
-        condition.lock()
-        defer { condition.unlock() }
-        while reason == nil, condition.wait(until: deadline) {}
-        return reason != nil
-    }
+    public func wait(timeout: Duration) -> Bool { latch.wait(timeout: timeout) }
 
     /// Blocks until `trigger` is called; returns the reason.
     @discardableResult
-    public func wait() -> String {
-        condition.lock()
-        defer { condition.unlock() }
-        while reason == nil { condition.wait() }
+    public func wait() -> StopReason {
+        latch.wait()
         return reason!
-    }
-}
-
-/// Where the preload library that arms dirty tracking inside QEMU is installed.
-public enum PreloadLibrary {
-    public static let fileName = "libUnderstudyPreload.so"
-
-    /// `UNDERSTUDY_PRELOAD`, then next to the running executable (a SwiftPM build), then the
-    /// system locations Deploy/ installs to. Nil when none exists.
-    public static func locate() -> String? {
-        var candidates: [String] = []
-        if let explicit = ProcessInfo.processInfo.environment["UNDERSTUDY_PRELOAD"] { candidates.append(explicit) }
-        if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append(((executable as NSString).deletingLastPathComponent as NSString).appendingPathComponent(fileName))
-        }
-        candidates += ["/usr/local/lib/understudy/\(fileName)", "/usr/lib/understudy/\(fileName)"]
-        return candidates.first { FileManager.default.isReadableFile(atPath: $0) }
     }
 }

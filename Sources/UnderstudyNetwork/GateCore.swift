@@ -288,23 +288,25 @@ final class GateCore: @unchecked Sendable {
     }
 }
 
-/// Warnings that would repeat with every frame, limited to one per interval.
-private struct Warnings {
-    struct Throttle {
-        let interval: Duration
-        /// When it was last due; nil makes the first call due.
-        var last: ContinuousClock.Instant?
+extension GateCore {
+    /// Warnings that would repeat with every frame, limited to one per interval.
+    private struct Warnings {
+        struct Throttle {
+            let interval: Duration
+            /// When it was last due; nil makes the first call due.
+            var last: ContinuousClock.Instant?
 
-        /// True at the first call and then at most once per interval.
-        mutating func due() -> Bool {
-            let now = ContinuousClock.now
-            if let last, now - last < interval { return false }
-            last = now
-            return true
+            /// True at the first call and then at most once per interval.
+            mutating func due() -> Bool {
+                let now = ContinuousClock.now
+                if let last, now - last < interval { return false }
+                last = now
+                return true
+            }
         }
-    }
 
-    /// The gate warned at start already: the next warning is due after an interval.
-    var unbuffered = Throttle(interval: .seconds(10), last: .now)
-    var bufferFull = Throttle(interval: .seconds(10), last: nil)
+        /// The gate warned at start already: the next warning is due after an interval.
+        var unbuffered = Throttle(interval: .seconds(10), last: .now)
+        var bufferFull = Throttle(interval: .seconds(10), last: nil)
+    }
 }

@@ -2,7 +2,7 @@
 ///
 /// Feed it every frame that arrives; it validates the frame against the session's state and
 /// returns what the I/O layer must do. It decides when an epoch is whole and verified (counts and
-/// checksum) and only then returns `.commit`; any error returns `.close`, and the I/O layer then
+/// checksum) and only then returns `.verified`; any error returns `.close`, and the I/O layer then
 /// discards whatever it staged for the open epoch, so a partial checkpoint is never applied.
 public struct BackupSessionStateMachine: Sendable {
     public enum Action: Sendable, Equatable {
@@ -27,8 +27,9 @@ public struct BackupSessionStateMachine: Sendable {
         case stagePages(PageBatch)
         case stageDeviceState(DeviceStateChunk)
         case stageDiskWrites(DiskWriteBatch)
-        /// The open epoch is whole and verified: acknowledge it, then apply it.
-        case commit(epoch: UInt64)
+        /// The open epoch arrived whole and its digest matched; it is still only staged in memory.
+        /// The I/O layer commits it: seals it in the journal, acknowledges it, then applies it.
+        case verified(epoch: UInt64)
         case heartbeat(Heartbeat)
         /// The primary sent back one of our heartbeats (heartbeat-echo): a round trip ended.
         case heartbeatEcho(Heartbeat)
@@ -188,7 +189,7 @@ public struct BackupSessionStateMachine: Sendable {
                 return fail(.verificationFailed("checkpoint \(content.epoch): \(problem)"))
             }
             state = .ready(lastEpoch: content.epoch)
-            return .commit(epoch: content.epoch)
+            return .verified(epoch: content.epoch)
 
         default:
             return fail(.unexpected("\(frame.type) while \(stateName)"))

@@ -1,15 +1,3 @@
-/// How one disk write travels.
-public enum DiskWriteEncoding: UInt8, Sendable, CaseIterable {
-    /// The written bytes as they are.
-    case raw = 0
-    /// An LZ4 block of the written bytes.
-    case lz4 = 1
-    /// The range reads as zeroes afterwards (WRITE_ZEROES, TRIM); no data follows.
-    case zeroes = 2
-    /// The guest flushed: every earlier write of the epoch must be durable once the epoch commits.
-    /// Offset and length are 0; no data follows.
-    case flush = 3
-}
 
 /// A frame of guest disk writes of one epoch, in the order the guest issued them.
 ///
@@ -179,33 +167,5 @@ public struct DiskWriteBatch: Sendable, Equatable {
         }
         if !batch.isEmpty { frames.append(frame(epoch: epoch, changes: batch, compression: compression)) }
         return (frames, entries)
-    }
-}
-
-/// What one guest disk write leaves on the disk.
-public enum DiskWriteData: Sendable, Equatable {
-    case bytes([UInt8])
-    case zeroes(length: Int)
-
-    /// Bytes of disk the write covers.
-    public var length: Int {
-        switch self {
-        case .bytes(let bytes): bytes.count
-        case .zeroes(let length): length
-        }
-    }
-
-}
-
-/// One change the guest made to its disk, in the order the disk server applied it.
-public enum DiskChange: Sendable, Equatable {
-    /// Bytes written, or a range zeroed (WRITE_ZEROES, TRIM).
-    case write(offset: UInt64, data: DiskWriteData)
-    /// Everything before this change was made durable (FLUSH, or a write with FUA).
-    case flush
-
-    /// Data bytes the change carries on the wire before compression.
-    public var wireCapacity: Int {
-        if case .write(_, .bytes(let bytes)) = self { bytes.count } else { 0 }
     }
 }

@@ -1,24 +1,3 @@
-/// Frame types of protocol version 1. The numbering is part of the wire format (docs/PROTOCOL.md).
-public enum FrameType: UInt8, Sendable, CaseIterable {
-    case hello = 0x01
-    case welcome = 0x02
-    case reject = 0x03
-    case syncBegin = 0x10
-    case syncPages = 0x11
-    case syncEnd = 0x12
-    /// Only when both sides agreed the catch-up capability.
-    case catchUpBegin = 0x13
-    case checkpointBegin = 0x20
-    case pages = 0x21
-    case deviceState = 0x22
-    case diskWrites = 0x23
-    case checkpointEnd = 0x24
-    case ack = 0x30
-    case heartbeat = 0x40
-    /// Only when both sides agreed the heartbeat-echo capability.
-    case heartbeatEcho = 0x41
-    case goodbye = 0x50
-}
 
 /// One frame as it travels: a 5-byte header (type u8, payload length u32 big-endian) and the payload.
 /// The header is kept in `bytes` so that a frame is sent and hashed without another copy.
@@ -73,30 +52,4 @@ public struct Frame: Sendable, Equatable {
     public func reader() -> WireReader {
         WireReader(bytes, offset: Frame.headerSize, context: "\(type)")
     }
-}
-
-/// Splits a byte stream into frames. Used where bytes arrive in arbitrary pieces (tests, fuzzing);
-/// the socket path reads headers and payloads directly.
-public struct FrameStreamDecoder: Sendable {
-    private var buffer: [UInt8] = []
-
-    public init() {}
-
-    public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        buffer.append(contentsOf: bytes)
-    }
-
-    /// The next whole frame, nil when more bytes are needed. A bad header throws at once,
-    /// before its payload is awaited.
-    public mutating func next() throws(ProtocolError) -> Frame? {
-        guard buffer.count >= Frame.headerSize else { return nil }
-        let (_, length) = try Frame.parseHeader(buffer[0..<Frame.headerSize])
-        guard buffer.count >= Frame.headerSize + length else { return nil }
-        let frame = try Frame(validatedBytes: Array(buffer[0..<(Frame.headerSize + length)]))
-        buffer.removeFirst(Frame.headerSize + length)
-        return frame
-    }
-
-    /// Bytes of an unfinished frame; non-zero at end of stream means the stream was truncated.
-    public var pendingByteCount: Int { buffer.count }
 }

@@ -1,14 +1,3 @@
-/// How one page travels inside a page batch.
-public enum PageEncoding: UInt8, Sendable, CaseIterable {
-    /// The page is all zeroes; no data follows.
-    case zero = 0
-    /// The page's bytes as they are (neither LZ4 form was smaller).
-    case raw = 1
-    /// LZ4 block of the page.
-    case lz4 = 2
-    /// LZ4 block of (page XOR the copy of that page the receiver already holds).
-    case lz4Delta = 3
-}
 
 /// A frame of pages (PAGES in a checkpoint, SYNC_PAGES during initial synchronisation), parsed and
 /// bounds-checked but not decompressed. Entries point into the frame's bytes.
@@ -69,54 +58,5 @@ public struct PageBatch: Sendable, Equatable {
         try reader.expectEnd()
         self.frame = frame
         self.entries = entries
-    }
-}
-
-/// Builds one page-batch frame. The page codec appends entries; `finish` seals the count.
-public struct PageBatchBuilder: Sendable {
-    private var writer: WireWriter
-    private let type: FrameType
-    public private(set) var count = 0
-
-    /// - Parameter type: `.pages` or `.syncPages`.
-    public init(type: FrameType, epoch: UInt64, capacity: Int) {
-        precondition(type == .pages || type == .syncPages)
-        self.type = type
-        writer = WireWriter(capacity: Frame.headerSize + capacity)
-        writer.write(type.rawValue)
-        writer.write(UInt32(0))
-        writer.write(epoch)
-        writer.write(UInt32(0))
-    }
-
-    /// Bytes the frame would have now.
-    public var byteCount: Int { writer.bytes.count }
-
-    mutating func appendHeader(index: UInt64, encoding: PageEncoding) {
-        writer.write(index)
-        writer.write(encoding.rawValue)
-        count += 1
-    }
-
-    mutating func appendRaw(_ page: UnsafeRawBufferPointer) { writer.write(bytes: page) }
-
-    /// Appends a u32 length and up to `capacity` bytes that `body` produces (returning the count).
-    mutating func appendSized(capacity: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) {
-        let lengthOffset = writer.bytes.count
-        writer.write(UInt32(0))
-        var produced = 0
-        writer.append(reservingUpTo: capacity) { buffer in
-            produced = body(buffer)
-            return produced
-        }
-        writer.patch(UInt32(produced), at: lengthOffset)
-    }
-
-    public func finish() -> Frame {
-        var writer = self.writer
-        writer.patch(UInt32(writer.bytes.count - Frame.headerSize), at: 1)
-        writer.patch(UInt32(count), at: Frame.headerSize + 8)
-        // The header was written by this builder, so it is valid by construction.
-        return try! Frame(validatedBytes: writer.bytes)
     }
 }

@@ -5,12 +5,6 @@ import Glibc
 import Logging
 import UnderstudyProtocol
 
-/// Which dirty-tracking method to use.
-public enum DirtyTrackingPreference: String, Sendable, CaseIterable {
-    /// PAGEMAP_SCAN where the kernel has it, comparison otherwise.
-    case auto, pagemap, compare
-}
-
 /// Checkpoints of a real VM under QEMU.
 ///
 /// `capture` is the latency-critical path and runs on the caller's dedicated thread with

@@ -312,20 +312,22 @@ public final class ReplicaStore: @unchecked Sendable {
     private func clearSeen(_ index: UInt64) { seen[Int(index / 64)] &= ~(UInt64(1) << (index % 64)) }
 }
 
-/// The first error of a parallel loop.
-private final class ErrorCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var error: ProtocolError?
+extension ReplicaStore {
+    /// The first error of a parallel loop.
+    private final class ErrorCollector: @unchecked Sendable {
+        private let lock = NSLock()
+        private var error: ProtocolError?
 
-    func record(_ error: ProtocolError) {
-        lock.lock()
-        if self.error == nil { self.error = error }
-        lock.unlock()
-    }
+        func record(_ error: ProtocolError) {
+            lock.lock()
+            if self.error == nil { self.error = error }
+            lock.unlock()
+        }
 
-    var first: ProtocolError? {
-        lock.lock()
-        defer { lock.unlock() }
-        return error
+        var first: ProtocolError? {
+            lock.lock()
+            defer { lock.unlock() }
+            return error
+        }
     }
 }

@@ -142,6 +142,61 @@ import UnderstudySystem
     }
 }
 
+/// The daemon's entry point up to the start: the file parsed once, the keys each mode needs, the
+/// starting role.
+@Suite struct NodeDaemonTests {
+    private func document(_ extra: String = "", role: String? = "primary", stateDirectory: String = "/nonexistent") throws -> TOMLDocument {
+        try TOMLDocument(parsing: """
+            [node]
+            name = "a"
+            certificates = "/tmp"
+            state_dir = "\(stateDirectory)"
+            """ + (role.map { "\nrole = \"\($0)\"\n" } ?? "\n") + """
+            [peer]
+            name = "b"
+            address = "127.0.0.1:7000"
+            [vm]
+            id = "daemon"
+            memory_mib = 64
+            kernel = "/boot/vmlinuz"
+            """ + "\n" + extra, source: "node.toml")
+    }
+
+    private let backupKeys = "[backup]\nlisten = \"127.0.0.1:7001\"\nreplica_dir = \"/tmp/replica\"\n"
+
+    @Test func runNeedsARoleAndBothRolesKeys() throws {
+        #expect {
+            try NodeDaemon(document: document(backupKeys, role: nil), path: "node.toml", mode: .daemon(override: nil))
+        } throws: { "\($0)" == "node.toml: node.role: missing required key: understudy run starts a new pair's node in this role (\"primary\" or \"backup\")" }
+        #expect {
+            try NodeDaemon(document: document(), path: "node.toml", mode: .daemon(override: nil))
+        } throws: { "\($0)".contains("backup.listen") }
+        let overridden = try NodeDaemon(document: document(backupKeys, role: nil), path: "node.toml", mode: .daemon(override: .backup))
+        #expect(overridden.decision.start == .backup)
+    }
+
+    @Test func runStartsFromTheRoleRecord() throws {
+        let directory = NSTemporaryDirectory() + "understudy-daemon-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try NodeDaemon(document: document(backupKeys, stateDirectory: directory), path: "node.toml", mode: .daemon(override: nil))
+        #expect(first.decision.start == .primaryUnlessActiveElsewhere)
+        try RoleRecord(directory: directory).store(.primary)
+        let restarted = try NodeDaemon(document: document(backupKeys, stateDirectory: directory), path: "node.toml", mode: .daemon(override: nil))
+        #expect(restarted.decision.start == .backup, "it died running the VM: \(restarted.decision.reason)")
+    }
+
+    @Test func aFixedRoleNeedsOnlyItsOwnKeys() throws {
+        #expect(try NodeDaemon(document: document(role: nil), path: "node.toml", mode: .fixed(.primary)).decision.start == .primary)
+        #expect {
+            try NodeDaemon(document: document(role: nil), path: "node.toml", mode: .fixed(.activate))
+        } throws: { "\($0)" == "node.toml: backup.replica_dir: missing required key: activation needs the replica" }
+        #expect {
+            try NodeDaemon(document: document(role: nil), path: "node.toml", mode: .fixed(.backup))
+        } throws: { "\($0)".contains("backup.listen") }
+        #expect(try NodeDaemon(document: document(backupKeys), path: "node.toml", mode: .fixed(.activate)).decision.start == .activate)
+    }
+}
+
 /// The daemon as systemd runs it: two `understudy run` processes; SIGTERM on the one running the
 /// VM hands the VM over (the client's connection survives), the stopped node's record says
 /// backup, and restarted it becomes the backup of the other; SIGHUP reloads the log level.

@@ -7,6 +7,7 @@ import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyTransport
+import Synchronization
 
 /// Sends `request` to 127.0.0.1:`port` as it is and returns everything the server sent back
 /// until it closed the connection.
@@ -256,13 +257,19 @@ struct MetricsEndToEndTests {
         let configuration = try Self.backupConfiguration(workspace, vm: vm, listen: backupPort, metrics: "127.0.0.1:0")
         let stop = StopSignal(signals: [])
         let node = PairNode(configuration: configuration, logger: quietLogger, stop: stop)
+        let nodeFailure = Mutex<String?>(nil)
         let nodeThread = JoinableThread(name: "test-node") {
-            do { try node.run(startingAs: .backup) } catch { stop.trigger("\(error)") }
+            do {
+                try node.run(startingAs: .backup)
+            } catch {
+                nodeFailure.withLock { $0 = "\(error)" }
+                stop.trigger(.requested(nil))
+            }
         }
         var nodeJoined = false
         defer {
             if !nodeJoined {
-                stop.trigger("test over")
+                stop.trigger(.requested(nil))
                 nodeThread.join()
             }
         }
@@ -290,7 +297,7 @@ struct MetricsEndToEndTests {
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }
-        let replicator = try #require(primary, "the backup agent accepts a primary (\(stop.why ?? "running"))")
+        let replicator = try #require(primary, "the backup agent accepts a primary (\(nodeFailure.withLock { $0 } ?? "running"))")
         defer { replicator.stop() }
         let backupPortForMetrics = try #require(node.metricsEndpoint?.port)
         let early = try Self.scrape(port: backupPortForMetrics) { _ in true }
@@ -329,7 +336,7 @@ struct MetricsEndToEndTests {
         #expect(sinceCommit >= 0 && sinceCommit < 10)
 
         // The endpoint goes with the agent.
-        stop.trigger("test over")
+        stop.trigger(.requested(nil))
         nodeThread.join()
         nodeJoined = true
         #expect(node.metricsEndpoint == nil)

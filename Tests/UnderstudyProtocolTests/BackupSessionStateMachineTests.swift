@@ -29,7 +29,7 @@ struct BackupSessionStateMachineTests {
         if epoch > 1 {
             #expect(backup.received(Message.checkpointBegin(epoch: epoch - 1).frame) == .beginEpoch(epoch - 1))
             let empty = ContentSummary(epoch: epoch - 1, pageCount: 0, digest: Fixtures.digest([]))
-            #expect(backup.received(Message.checkpointEnd(empty).frame) == .commit(epoch: epoch - 1))
+            #expect(backup.received(Message.checkpointEnd(empty).frame) == .verified(epoch: epoch - 1))
         }
         #expect(backup.received(Message.checkpointBegin(epoch: epoch).frame) == .beginEpoch(epoch))
         #expect(backup.openEpoch == epoch)
@@ -165,7 +165,7 @@ struct BackupSessionStateMachineTests {
             #expect(UInt64(stagedPages) == script.pageCount)
             #expect(script.summary.deviceStateBytes == UInt64(1000 + epoch))
             #expect(script.summary.diskWriteCount == 3)
-            #expect(backup.received(Message.checkpointEnd(script.summary).frame) == .commit(epoch: epoch))
+            #expect(backup.received(Message.checkpointEnd(script.summary).frame) == .verified(epoch: epoch))
             #expect(backup.openEpoch == nil)
             #expect(!backup.isClosed)
             #expect(replica == memory, "replica differs from the primary after epoch \(epoch)")
@@ -484,7 +484,7 @@ struct BackupSessionStateMachineTests {
             #expect(!action.endsSession, "\(tamper): content frame refused: \(action)")
         }
         let end = backup.received(Message.checkpointEnd(summary).frame)
-        #expect(end != .commit(epoch: 1))
+        #expect(end != .verified(epoch: 1))
         Self.expectClose(end, "verificationFailed", containing: expectedText, backup)
         #expect(end.closeError?.description.contains("checkpoint 1") == true)
         // Nothing afterwards revives it, not even the honest end.
@@ -497,7 +497,7 @@ struct BackupSessionStateMachineTests {
         #expect(script.summary.pageCount == 7 && script.summary.deviceStateBytes == 300 && script.summary.diskWriteCount == 3)
         var backup = Self.receiving(epoch: 1)
         for frame in script.frames { #expect(!backup.received(frame).endsSession) }
-        #expect(backup.received(Message.checkpointEnd(script.summary).frame) == .commit(epoch: 1))
+        #expect(backup.received(Message.checkpointEnd(script.summary).frame) == .verified(epoch: 1))
         #expect(backup.received(Message.checkpointBegin(epoch: 2).frame) == .beginEpoch(2))
     }
 
@@ -541,7 +541,7 @@ struct BackupSessionStateMachineTests {
         case 0: #expect(backup.received(Message.syncBegin(SyncBegin(pageCount: 0)).frame) == .beginSync(SyncBegin(pageCount: 0)))
         case 1: #expect(backup.received(Message.syncEnd(ContentSummary(epoch: 0, pageCount: 0, digest: Fixtures.digest([]))).frame) == .syncComplete(pages: 0))
         case 2: #expect(backup.received(Message.checkpointBegin(epoch: 1).frame) == .beginEpoch(1))
-        default: #expect(backup.received(Message.checkpointEnd(ContentSummary(epoch: 2, pageCount: 0, digest: Fixtures.digest([]))).frame) == .commit(epoch: 2))
+        default: #expect(backup.received(Message.checkpointEnd(ContentSummary(epoch: 2, pageCount: 0, digest: Fixtures.digest([]))).frame) == .verified(epoch: 2))
         }
     }
 
@@ -570,7 +570,7 @@ struct BackupSessionStateMachineTests {
         #expect(backup.received(Message.catchUpBegin(baseEpoch: 40).frame) == .beginCatchUp(baseEpoch: 40))
         #expect(backup.received(Message.checkpointBegin(epoch: 47).frame) == .beginEpoch(47))
         let empty = ContentSummary(epoch: 47, pageCount: 0, digest: Fixtures.digest([]))
-        #expect(backup.received(Message.checkpointEnd(empty).frame) == .commit(epoch: 47))
+        #expect(backup.received(Message.checkpointEnd(empty).frame) == .verified(epoch: 47))
         // After it, the usual order.
         Self.expectClose(backup.received(Message.checkpointBegin(epoch: 49).frame), "unexpected", containing: "skips", backup)
     }

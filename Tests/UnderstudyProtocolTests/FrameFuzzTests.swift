@@ -66,7 +66,7 @@ struct FrameFuzzTests {
         _ = ready.received(Message.syncBegin(SyncBegin(pageCount: 0)).frame)
         precondition(ready.received(Message.syncEnd(ContentSummary(epoch: 0, pageCount: 0, digest: Fixtures.digest([]))).frame) == .syncComplete(pages: 0))
         precondition(ready.received(Message.checkpointBegin(epoch: epoch - 1).frame) == .beginEpoch(epoch - 1))
-        precondition(ready.received(Message.checkpointEnd(ContentSummary(epoch: epoch - 1, pageCount: 0, digest: Fixtures.digest([]))).frame) == .commit(epoch: epoch - 1))
+        precondition(ready.received(Message.checkpointEnd(ContentSummary(epoch: epoch - 1, pageCount: 0, digest: Fixtures.digest([]))).frame) == .verified(epoch: epoch - 1))
         var receiving = ready
         precondition(receiving.received(Message.checkpointBegin(epoch: epoch).frame) == .beginEpoch(epoch))
         return [("fresh", fresh, false), ("welcomed", welcomed, true), ("syncing", syncing, true),
@@ -170,8 +170,8 @@ struct FrameFuzzTests {
                     #expect(action == .close(error), "seed \(seed): backup \(template.name) \(note())")
                 }
                 #expect(backup.isClosed == action.endsSession, "seed \(seed): backup \(template.name) → \(action) (\(note()))")
-                if case .commit = action {
-                    #expect(frame.type == .checkpointEnd, "seed \(seed): commit on \(frame.type)")
+                if case .verified = action {
+                    #expect(frame.type == .checkpointEnd, "seed \(seed): verified on \(frame.type)")
                 }
                 if backup.isClosed {
                     #expect(backup.received(Message.heartbeat(Heartbeat(sequence: 0, senderTime: 0)).frame).isClose)
@@ -393,7 +393,7 @@ struct FrameFuzzTests {
         // The honest sequence commits.
         var honest = ready
         var actions = corpus.checkpoint.map { honest.received($0) }
-        #expect(actions.last == .commit(epoch: Self.epoch))
+        #expect(actions.last == .verified(epoch: Self.epoch))
         #expect(actions.dropLast().allSatisfy { !$0.endsSession })
 
         var closedEarly = 0
@@ -414,9 +414,9 @@ struct FrameFuzzTests {
                     break // the connection would be dropped here
                 }
             }
-            #expect(!actions.contains(.commit(epoch: Self.epoch)),
+            #expect(!actions.contains(.verified(epoch: Self.epoch)),
                     "seed \(seed): mutant \(i) of checkpoint frame \(target) (\(corpus.checkpoint[target].type)) was committed")
-            #expect(!actions.contains { if case .commit = $0 { true } else { false } }, "seed \(seed): mutant \(i) committed something")
+            #expect(!actions.contains { if case .verified = $0 { true } else { false } }, "seed \(seed): mutant \(i) committed something")
             if actions.last?.closeError?.kind == "verificationFailed" { failedVerification += 1 } else { closedEarly += 1 }
         }
         print("[FrameFuzzTests.corruptedCheckpointNeverCommits] seed \(seed): \(closedEarly) refused before the end, \(failedVerification) by verification")

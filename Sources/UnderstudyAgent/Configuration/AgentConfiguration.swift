@@ -4,32 +4,6 @@ import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyTransport
 
-/// What the pair does when one node loses the other.
-public struct FailoverConfiguration: Sendable, Equatable {
-    /// The primary's course once the grace period after losing its backup has passed.
-    public enum Policy: String, Sendable, CaseIterable {
-        /// Release the held output and continue unprotected (with a witness: while holding the lease).
-        case availability
-        /// Keep holding output until a backup acknowledges a checkpoint again.
-        case safety
-    }
-
-    public var automatic: Bool
-    public var withoutWitness: Bool
-    public var grace: Duration
-    public var policy: Policy
-    public var reconnect: Duration
-
-    public init(automatic: Bool = true, withoutWitness: Bool = false, grace: Duration = .seconds(1), policy: Policy = .availability,
-                reconnect: Duration = .seconds(1)) {
-        self.automatic = automatic
-        self.withoutWitness = withoutWitness
-        self.grace = grace
-        self.policy = policy
-        self.reconnect = reconnect
-    }
-}
-
 /// One node's configuration file (TOML), validated at load with errors that name the key.
 ///
 /// ```toml

@@ -1,36 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
-
-/// How the agent writes its log to standard error.
-public enum LogFormat: String, Sendable, CaseIterable {
-    /// Human lines on a terminal, JSON lines otherwise (journald, a file).
-    case auto
-    case human
-    /// One JSON object per line: time, level, label, message, metadata.
-    case json
-
-    /// `auto` resolved for this process's standard error.
-    public var resolved: LogFormat {
-        guard self == .auto else { return self }
-        return isatty(STDERR_FILENO) != 0 ? .human : .json
-    }
-}
-
-/// The log level every handler of the process reads at each message, so that SIGHUP can
-/// change it while the agent runs.
-public final class LogLevelControl: Sendable {
-    private let index: Atomic<Int>
-
-    public init(_ level: Logger.Level) {
-        index = Atomic(Logger.Level.allCases.firstIndex(of: level)!)
-    }
-
-    public var level: Logger.Level {
-        get { Logger.Level.allCases[index.load(ordering: .relaxed)] }
-        set { index.store(Logger.Level.allCases.firstIndex(of: newValue)!, ordering: .relaxed) }
-    }
-}
 
 /// The agent's log handler: swift-log's stream format for people, JSON lines for machines, at
 /// the level of a shared `LogLevelControl`.

@@ -151,17 +151,3 @@ public final class MetricsServer: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 }
-
-/// The metrics endpoint could not listen where `metrics.listen` says.
-public struct MetricsServerError: Error, Sendable, CustomStringConvertible {
-    public var address: Endpoint
-    public var reason: TransportError
-
-    public var description: String {
-        let why = switch reason {
-        case .system(_, let code): String(cString: strerror(code))
-        default: "\(reason)"
-        }
-        return "cannot serve metrics on \(address) (metrics.listen): \(why)"
-    }
-}

@@ -1,81 +1,5 @@
 import CUnderstudyShims
 
-/// Which liblz4 compressor writes LZ4 blocks. Both produce the same block format, so the receiver
-/// decodes either without being told: the choice is the sender's alone, trading CPU for bytes on
-/// a thin link.
-///
-/// Text form (for configuration): `lz4`, `lz4hc` (level 9, liblz4's default), `lz4hc:N`.
-public enum CompressionMode: Sendable, Equatable, LosslessStringConvertible {
-    /// `LZ4_compress_default`: hundreds of MB/s per core.
-    case fast
-    /// `LZ4_compress_HC` at `level` (1...12): on text-like pages about 10% smaller than `fast`
-    /// and about 8 times slower at level 9; 10 and up use the optimal parser, slower still.
-    /// A level outside `highLevels` is clamped into it when compressing; parsing rejects it.
-    case high(level: Int)
-
-    /// The levels liblz4's HC compressor distinguishes (LZ4HC_CLEVEL_MAX is 12).
-    public static let highLevels = 1...12
-    /// liblz4's LZ4HC_CLEVEL_DEFAULT, what plain `lz4hc` means.
-    public static let defaultHighLevel = 9
-
-    /// Parses `lz4`, `lz4hc` or `lz4hc:N` with N in `highLevels`; nil for anything else.
-    public init?(_ description: String) {
-        switch description {
-        case "lz4": self = .fast
-        case "lz4hc": self = .high(level: CompressionMode.defaultHighLevel)
-        default:
-            guard description.hasPrefix("lz4hc:"), let level = Int(description.dropFirst("lz4hc:".count)),
-                  CompressionMode.highLevels.contains(level) else { return nil }
-            self = .high(level: level)
-        }
-    }
-
-    /// `lz4`, or `lz4hc:N` with the level always spelled out, so that logs say what ran.
-    public var description: String {
-        switch self {
-        case .fast: "lz4"
-        case .high(let level): "lz4hc:\(level)"
-        }
-    }
-}
-
-/// Thin wrapper over liblz4's block API.
-public enum LZ4Block {
-    /// Worst-case compressed size of `size` input bytes.
-    public static func bound(_ size: Int) -> Int { Int(LZ4_compressBound(Int32(size))) }
-
-    /// Compresses `source` into `destination`; 0 when the result would not fit (liblz4 stops as
-    /// soon as it knows, in both modes, which is what makes "try, but only if smaller" cheap).
-    public static func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer,
-                                mode: CompressionMode = .fast) -> Int {
-        // Both pointers come from buffers valid for the whole call, and their counts bound what
-        // liblz4 reads and writes.
-        let input = source.baseAddress!.assumingMemoryBound(to: CChar.self)
-        let output = destination.baseAddress!.assumingMemoryBound(to: CChar.self)
-        switch mode {
-        case .fast:
-            return Int(LZ4_compress_default(input, output, Int32(source.count), Int32(destination.count)))
-        case .high(let level):
-            let clamped = min(max(level, CompressionMode.highLevels.lowerBound), CompressionMode.highLevels.upperBound)
-            return Int(LZ4_compress_HC(input, output, Int32(source.count), Int32(destination.count), Int32(clamped)))
-        }
-    }
-
-    /// Decompresses `source[range]` into exactly `destination.count` bytes; anything else is malformed input.
-    public static func decompress(_ source: [UInt8], range: Range<Int>, into destination: UnsafeMutableRawBufferPointer,
-                                  context: @autoclosure () -> String) throws(ProtocolError) {
-        let produced = source.withUnsafeBytes { bytes in
-            LZ4_decompress_safe(
-                bytes.baseAddress!.advanced(by: range.lowerBound).assumingMemoryBound(to: CChar.self),
-                destination.baseAddress!.assumingMemoryBound(to: CChar.self),
-                Int32(range.count), Int32(destination.count))
-        }
-        guard produced == Int32(destination.count) else {
-            throw .malformed("\(context()): LZ4 block decodes to \(produced) bytes, expected \(destination.count)")
-        }
-    }
-}
-
 /// Encodes pages for the wire. Zero pages become a flag; any other page becomes the smaller of
 /// LZ4(page) and LZ4(page XOR the copy last sent), or the raw page when neither is smaller.
 /// `compression` picks liblz4's compressor; the receiver decodes either.
@@ -174,36 +98,5 @@ public final class PageEncoder: @unchecked Sendable {
         us_xor(delta.baseAddress, page.baseAddress, lastSent.baseAddress, pageSize)
         return LZ4Block.compress(UnsafeRawBufferPointer(delta), into: UnsafeMutableRawBufferPointer(rebasing: deltaOut[0..<capacity]),
                                  mode: compression)
-    }
-}
-
-/// Decodes page-batch entries. One decoder per thread at a time: it owns a scratch page.
-public final class PageDecoder: @unchecked Sendable {
-    public let pageSize: Int
-    private let scratch: UnsafeMutableRawBufferPointer
-
-    public init(pageSize: Int) {
-        self.pageSize = pageSize
-        scratch = .allocate(byteCount: pageSize, alignment: 64)
-    }
-
-    deinit { scratch.deallocate() }
-
-    /// Writes the page that `entry` describes into `destination`.
-    /// - Parameter base: the receiver's current copy of the page (the XOR base); may be `destination` itself.
-    public func decode(_ entry: PageBatch.Entry, of batch: PageBatch, base: UnsafeRawBufferPointer,
-                       into destination: UnsafeMutableRawBufferPointer) throws(ProtocolError) {
-        precondition(destination.count == pageSize && base.count == pageSize)
-        switch entry.encoding {
-        case .zero:
-            destination.initializeMemory(as: UInt8.self, repeating: 0)
-        case .raw:
-            batch.frame.bytes.withUnsafeBytes { destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[entry.data])) }
-        case .lz4:
-            try LZ4Block.decompress(batch.frame.bytes, range: entry.data, into: destination, context: "page \(entry.index)")
-        case .lz4Delta:
-            try LZ4Block.decompress(batch.frame.bytes, range: entry.data, into: scratch, context: "page \(entry.index)")
-            us_xor(destination.baseAddress, base.baseAddress, scratch.baseAddress, pageSize)
-        }
     }
 }

@@ -1,0 +1,33 @@
+import UnderstudyProtocol
+import UnderstudyTransport
+
+/// How the backup listens and where it keeps the replica.
+public struct BackupConfiguration: Sendable {
+    public var nodeName: String
+    public var listen: Endpoint
+    public var tls: TLSConfiguration
+    public var identity: VMIdentity
+    public var replicaDirectory: String
+    /// The replica disk (default: `disk.img` in the replica directory), when the VM has a disk.
+    public var replicaDisk: String?
+    /// Capabilities this backup implements and offers.
+    public var capabilities: Capabilities
+    /// Checkpoints received and waiting to be applied, at most; the receiver stops reading beyond.
+    public var applyQueueDepth: Int
+    /// How often to send the primary a heartbeat; nil: never (tests of the bare protocol).
+    public var heartbeatInterval: Duration?
+    /// Where commits and heartbeat round trips are recorded; nil: nowhere.
+    public var metrics: AgentMetrics?
+
+    public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
+                replicaDisk: String? = nil, capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
+        self.replicaDisk = replicaDisk
+        self.nodeName = nodeName
+        self.listen = listen
+        self.tls = tls
+        self.identity = identity
+        self.replicaDirectory = replicaDirectory
+        self.capabilities = capabilities
+        self.applyQueueDepth = applyQueueDepth
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// One node's process, as `understudy run` (and `primary`, `backup`, `activate`) starts it: the
+/// configuration file parsed once and checked, the starting role decided, then the control
+/// socket served and the `PairNode` run as a `NodeService` in a `ServiceGroup`, which turns
+/// SIGTERM and SIGINT into a graceful shutdown.
+public struct NodeDaemon: Sendable {
+    /// How the node comes to its role.
+    public enum Mode: Sendable, Equatable {
+        /// `understudy run`: the role from `node.role`, the node's `RoleRecord` and `--start-as`
+        /// (`override`). Each role change is recorded, a stop hands the VM over as
+        /// `node.on_stop` says, and SIGHUP reloads the file.
+        case daemon(override: NodeRole?)
+        /// `understudy primary`, `backup` or `activate`: this role, not recorded; a stop stops
+        /// the VM here, and SIGHUP keeps its default action.
+        case fixed(PairNode.Start)
+    }
+
+    public let configuration: AgentConfiguration
+    /// The role to start in, and why.
+    public let decision: StartingRole.Decision
+    private let mode: Mode
+    private let path: String
+    /// What `configuration` was built from: a reload compares the file's next version with it.
+    private let document: TOMLDocument
+    /// Nil in `.fixed` mode.
+    private let record: RoleRecord?
+
+    /// Reads the configuration file and checks everything the node needs before it starts.
+    public init(configurationFile path: String, mode: Mode) throws {
+        try self.init(document: TOMLDocument(contentsOfFile: path), path: path, mode: mode)
+    }
+
+    /// - Parameter path: the file `document` was read from, read again on SIGHUP.
+    /// - Throws: `ConfigurationError` for a missing or invalid key, `RoleRecordError` for an
+    ///   unreadable role record.
+    public init(document: TOMLDocument, path: String, mode: Mode) throws {
+        let configuration = try AgentConfiguration(document: document)
+        switch mode {
+        case .daemon(let override):
+            guard let configured = override ?? configuration.role else {
+                throw ConfigurationError(source: configuration.source, key: "node.role", message:
+                    "missing required key: understudy run starts a new pair's node in this role (\"primary\" or \"backup\")")
+            }
+            // The node can take either role over its life (switchover, failover): both must be complete.
+            _ = try configuration.primary()
+            _ = try configuration.backup()
+            let record = RoleRecord(directory: configuration.stateDirectory)
+            decision = StartingRole.decide(configured: configured, last: try record.load(), override: override)
+            self.record = record
+        case .fixed(let start):
+            switch start {
+            case .activate:
+                guard configuration.replicaDirectory != nil else {
+                    throw ConfigurationError(source: configuration.source, key: "backup.replica_dir",
+                                             message: "missing required key: activation needs the replica")
+                }
+                _ = try configuration.backup()
+            case .backup:
+                _ = try configuration.backup()
+            case .primary, .primaryUnlessActiveElsewhere:
+                _ = try configuration.primary()
+            }
+            decision = StartingRole.Decision(start: start, reason: "given on the command line")
+            record = nil
+        }
+        self.configuration = configuration
+        self.mode = mode
+        self.path = path
+        self.document = document
+    }
+
+    /// Runs the node until a graceful shutdown (SIGTERM, SIGINT) has stopped it.
+    /// - Parameters:
+    ///   - levels: the level of `logger`'s handlers, which a reload changes.
+    ///   - levelOverride: `--log-level`, which wins over the file's on reload.
+    /// - Throws: what ended the node other than a requested stop (`NodeServiceError` when QEMU
+    ///   exited, `AgentError` when another node is the active copy, ...).
+    public func run(logger: Logger, levels: LogLevelControl, levelOverride: Logger.Level?) async throws {
+        var metadata: Logger.Metadata = ["vm": "\(configuration.vm.id)", "role": "\(decision.start)", "reason": "\(decision.reason)"]
+        if let record { metadata["record"] = "\(record.path)" }
+        logger.notice("starting", metadata: metadata)
+        if configuration.witnessEndpoints.isEmpty, configuration.failover.withoutWitness {
+            logger.warning("""
+                no witness: automatic failover is on by failover.without_witness. If the two nodes lose each other while both \
+                run, both can be active (split brain); see docs/OPERATIONS.md
+                """)
+        }
+        let stop = StopSignal(signals: [])
+        let node = PairNode(configuration: configuration, record: record, logger: logger, stop: stop)
+        let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
+        defer { control.close() }
+        let service = switch mode {
+        case .daemon:
+            NodeService(node: node, start: decision.start, onStop: configuration.onStop, stop: stop,
+                        reloader: ConfigurationReloader(path: path, loaded: document, levels: levels, levelOverride: levelOverride,
+                                                        logger: logger))
+        case .fixed:
+            NodeService(node: node, start: decision.start, onStop: .stop, stop: stop, reloader: nil)
+        }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Logging
+import Synchronization
+import UnderstudyNetwork
+import UnderstudyQEMU
+import UnderstudySystem
+import UnderstudyTransport
+
+/// The clone's network: a namespace of the drill's own whose only interface is the TAP behind the
+/// clone's NIC. The TAP is created (by the output gate, which opens it by name) in this
+/// namespace, then moved into the drill's; the gate's open descriptor follows the device.
+final class DrillSandbox: @unchecked Sendable {
+    let namespace: String
+    let tap: String
+    /// The clone's NIC and its gate (none when the VM has no NIC).
+    let devices: GuestDevices
+
+    init(tag: String, vm: VMDescription, nic: Bool, mac: String, address: String?, outputBufferBytes: Int, logger: Logger) throws {
+        namespace = "us-drill-\(tag)"
+        tap = "usdrill\(tag)"
+        try HostCommand.run(["ip", "netns", "add", namespace])
+        do {
+            devices = try GuestDevices(vm: vm, diskImage: nil, tap: nic ? tap : nil, mac: mac, outputBufferBytes: outputBufferBytes,
+                                       role: .unprotected, fence: nil, logger: logger)
+        } catch {
+            _ = try? HostCommand.run(["ip", "netns", "delete", namespace])
+            throw error
+        }
+        do {
+            try HostCommand.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+            if nic {
+                try HostCommand.run(["ip", "link", "set", tap, "netns", namespace])
+                if let address { try HostCommand.run(["ip", "-n", namespace, "addr", "add", address, "dev", tap]) }
+                try HostCommand.run(["ip", "-n", namespace, "link", "set", tap, "up"])
+            }
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    var qemuArguments: [String] { devices.qemuArguments }
+
+    /// Stops the gate (its TAP, created without persistence, goes with its descriptor) and
+    /// deletes the namespace (with any interface still in it). Idempotent.
+    func remove() {
+        devices.stop()
+        _ = try? HostCommand.run(["ip", "netns", "delete", namespace])
+    }
+
+    /// Probes until success (nil), the deadline, or `stop`; returns why it failed.
+    func waitForProbe(_ probe: DrillProbe, serialLog: String, deadline: ContinuousClock.Instant, timeout: Duration,
+                      stop: StopSignal) -> String? {
+        switch probe {
+        case .tcp(let endpoint):
+            // Entering a namespace changes the calling thread for good: a thread of its own.
+            let failure = ProbeFailure()
+            JoinableThread(name: "drill-probe") { [namespace] in
+                do {
+                    try NetworkNamespace.enter(namespace)
+                } catch {
+                    failure.set("cannot enter the drill's network namespace: \(error)")
+                    return
+                }
+                var last = "none"
+                while true {
+                    if let reason = stop.reason {
+                        failure.set("drill stopped: \(reason)")
+                        return
+                    }
+                    guard ContinuousClock.now < deadline else {
+                        failure.set("the probe \(probe) did not succeed within \(timeout) (last attempt: \(last))")
+                        return
+                    }
+                    do {
+                        try endpoint.connectOnce(timeoutMilliseconds: 500)
+                        return
+                    } catch {
+                        last = "\(error)"
+                    }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+            }.join()
+            return failure.value
+        case .serial(let marker):
+            // The clone's serial log is new: all of it was printed after the clone started.
+            while true {
+                if let reason = stop.reason { return "drill stopped: \(reason)" }
+                if let text = try? String(contentsOfFile: serialLog, encoding: .utf8), text.contains(marker) { return nil }
+                guard ContinuousClock.now < deadline else {
+                    return "the probe \(probe) did not succeed within \(timeout): the clone's console never showed the marker"
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+    }
+
+    /// The probe thread's verdict, read once it has finished.
+    private final class ProbeFailure: Sendable {
+        private let reason = Mutex<String?>(nil)
+        func set(_ why: String) { reason.withLock { $0 = why } }
+        var value: String? { reason.withLock { $0 } }
+    }
+}

@@ -1,0 +1,29 @@
+/// Optional protocol features, negotiated in the handshake.
+public struct Capabilities: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let lz4Pages = Capabilities(rawValue: 1 << 0)
+    public static let xorDelta = Capabilities(rawValue: 1 << 1)
+    public static let deviceState = Capabilities(rawValue: 1 << 2)
+    public static let diskWrites = Capabilities(rawValue: 1 << 3)
+    /// Each side answers a HEARTBEAT with HEARTBEAT_ECHO, so its sender can measure the round trip.
+    public static let heartbeatEcho = Capabilities(rawValue: 1 << 4)
+    /// After a lost connection the primary may send CATCH_UP_BEGIN and one catch-up checkpoint
+    /// on top of the backup's committed replica instead of a full synchronisation.
+    public static let catchUp = Capabilities(rawValue: 1 << 5)
+
+    /// Everything this build implements.
+    public static let supported: Capabilities = [.lz4Pages, .xorDelta, .deviceState, .diskWrites, .heartbeatEcho, .catchUp]
+
+    public var description: String {
+        let names: [(Capabilities, String)] = [
+            (.lz4Pages, "lz4-pages"), (.xorDelta, "xor-delta"), (.deviceState, "device-state"), (.diskWrites, "disk-writes"),
+            (.heartbeatEcho, "heartbeat-echo"), (.catchUp, "catch-up"),
+        ]
+        var parts = names.filter { contains($0.0) }.map(\.1)
+        let unknown = rawValue & ~Capabilities.supported.rawValue
+        if unknown != 0 { parts.append("unknown(0x\(String(unknown, radix: 16)))") }
+        return parts.isEmpty ? "none" : parts.joined(separator: ",")
+    }
+}
