@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "UnderstudySystem", dependencies: ["CUnderstudyShims"]),
         // Pure protocol: frames, messages, page codec, epoch digest, state machines. No I/O.
         .target(name: "UnderstudyProtocol", dependencies: ["UnderstudySystem", "CUnderstudyShims"]),
-        // TLS 1.3 with mutual authentication, framed connections, certificate authority (re-exports UnderstudySystem).
+        // TLS 1.3 with mutual authentication, framed connections, certificate authority.
         .target(
             name: "UnderstudyTransport",
             dependencies: ["UnderstudySystem", "UnderstudyProtocol", "CUnderstudyShims", .product(name: "Logging", package: "swift-log")]
@@ -97,7 +97,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "UnderstudyBench",
-            dependencies: ["UnderstudyAgent", "UnderstudyHarness", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyQEMU"],
+            dependencies: ["UnderstudyAgent", "UnderstudyHarness", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport", "UnderstudyQEMU"],
             path: "Bench/UnderstudyBench"
         ),
         // Applies epochs to a replica in a loop so that tests can SIGKILL it mid-apply.
@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(name: "DirtyTrackingHelper", path: "Tests/DirtyTrackingHelper"),
         .testTarget(
             name: "UnderstudyQEMUTests",
-            dependencies: ["UnderstudyQEMU", "UnderstudyHarness", "DirtyTrackingHelper"]
+            dependencies: ["UnderstudySystem", "UnderstudyQEMU", "UnderstudyHarness", "DirtyTrackingHelper"]
         ),
         .testTarget(
             name: "UnderstudyProtocolTests",
@@ -124,19 +124,19 @@ let package = Package(
         ),
         .testTarget(
             name: "UnderstudyReplicaTests",
-            dependencies: ["UnderstudyReplica", "UnderstudyProtocol", "UnderstudyHarness", "ReplicaCrashHelper"]
+            dependencies: ["UnderstudySystem", "UnderstudyReplica", "UnderstudyProtocol", "UnderstudyHarness", "ReplicaCrashHelper"]
         ),
         .testTarget(
             name: "UnderstudyDiskTests",
-            dependencies: ["UnderstudyDisk", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
+            dependencies: ["UnderstudySystem", "UnderstudyDisk", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyNetworkTests",
-            dependencies: ["UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
+            dependencies: ["UnderstudySystem", "UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyWitnessTests",
-            dependencies: ["UnderstudyWitness", "UnderstudyTransport", "UnderstudyHarness"]
+            dependencies: ["UnderstudySystem", "UnderstudyWitness", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyAgentTests",

@@ -3,6 +3,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.

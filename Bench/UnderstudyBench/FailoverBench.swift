@@ -4,6 +4,7 @@ import Glibc
 #endif
 import UnderstudyAgent
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 
 /// Failover time (issue 5): from the primary's death (SIGKILL of its agent and QEMU) to the first

@@ -7,6 +7,7 @@ import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 
 /// Output commit and disk replication (issue 4) as a client sees them: the counter service of

@@ -7,6 +7,7 @@ import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 
 /// Checkpointing a real guest: the counter test guest under QEMU (TCG, 256 MiB), protected by a

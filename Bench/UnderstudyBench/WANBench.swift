@@ -3,6 +3,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 
 /// How the backup listens and where it keeps the replica.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The backup's replication engine: accepts one primary at a time, verifies every checkpoint

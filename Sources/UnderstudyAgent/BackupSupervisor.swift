@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The backup role: receives checkpoints (`BackupReceiver`) and decides when this node takes

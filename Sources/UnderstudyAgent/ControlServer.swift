@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 #endif
 import UnderstudyQEMU
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The agent's local control socket: a unix socket, owner-only, answering one-line requests

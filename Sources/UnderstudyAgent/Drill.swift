@@ -3,6 +3,7 @@ import Logging
 import UnderstudyDisk
 import UnderstudyQEMU
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 /// A failover rehearsal on the backup: a clone of the VM starts from the replica's last committed

@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import UnderstudyQEMU
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 /// One node of an HA pair, through all its roles in one process: a primary boots the VM and
@@ -113,7 +114,7 @@ public final class PairNode: @unchecked Sendable {
         switch role.withLock({ $0 }) {
         case .primary(let protector): status = protector.status(vm: configuration.vm.id)
         case .backup(let supervisor): status = supervisor.status(vm: configuration.vm.id)
-        case .idle: status = .starting(StartingStatus(vm: configuration.vm.id, state: stop.why ?? "starting"))
+        case .idle: status = .starting(StartingStatus(vm: configuration.vm.id, state: stop.reason.map { "\($0)" } ?? "starting"))
         }
         if let last = history.withLock({ $0.last }) { status.detail = [status.detail, last].compactMap { $0 }.joined(separator: "; ") }
         return status

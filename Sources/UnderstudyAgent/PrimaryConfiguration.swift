@@ -1,4 +1,5 @@
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 
 /// How the primary replicates.

@@ -4,6 +4,7 @@ import Synchronization
 import UnderstudyDisk
 import UnderstudyProtocol
 import UnderstudyQEMU
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The primary's replication engine: connects to the backup, brings its replica up to date, then

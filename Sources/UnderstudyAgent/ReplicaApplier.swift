@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The per-session apply thread: executes replica work strictly in arrival order and sends the

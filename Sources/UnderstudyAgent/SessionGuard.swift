@@ -1,5 +1,6 @@
 import Foundation
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The `PrimarySession` shared by the primary's threads (the checkpoint loop, `primary-recv`,

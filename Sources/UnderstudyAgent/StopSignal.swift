@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import UnixSignals
+import UnderstudySystem
 
 /// The agent's stop: one reason (the first wins) that its loops poll and its threads can wait
 /// for. Commands that run outside a service group (`demo`, `drill`) let it trap SIGINT and

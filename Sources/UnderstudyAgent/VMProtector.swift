@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import UnderstudyProtocol
 import UnderstudyQEMU
+import UnderstudySystem
 import UnderstudyTransport
 
 /// Keeps a running VM protected whenever its backup can be reached: connects, synchronises,
@@ -92,7 +93,7 @@ public final class VMProtector: @unchecked Sendable {
     /// Runs until stopped, switched over or fenced. Call on a dedicated thread.
     public func run() -> Outcome {
         // The datagram path tells the backup this node lives even while the replication link is down.
-        let done = StopSignal(signals: [])
+        let done = Latch()
         let datagrams = configuration.heartbeatDatagrams.flatMap { path in
             try? HeartbeatDatagrams(listen: path.listen, peerAddress: path.peer, vm: configuration.vm.id, node: configuration.nodeName,
                                     peerName: configuration.peerName, heard: {})
@@ -109,7 +110,7 @@ public final class VMProtector: @unchecked Sendable {
             while !done.wait(timeout: .milliseconds(100)) { regainFence() }
         }
         defer {
-            done.trigger("done")
+            done.trigger()
             beating?.join()
             fenceWatch.join()
             datagrams?.close()
@@ -227,7 +228,7 @@ public final class VMProtector: @unchecked Sendable {
     }
 
     private func checkEnd() -> Outcome? {
-        let stopReason = stop.why
+        let stopReason = stop.reason.map { "\($0)" }
         return state.withLock { $0.machine.end(stopReason: stopReason) }
     }
 

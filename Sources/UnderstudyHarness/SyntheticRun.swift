@@ -3,6 +3,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 /// A whole replication pair on loopback with a synthetic guest: certificates, a backup with a

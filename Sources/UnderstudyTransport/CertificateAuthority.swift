@@ -1,5 +1,6 @@
 import CUnderstudyShims
 import Foundation
+import UnderstudySystem
 
 /// Creates the private CA and per-node credentials that a replication pair authenticates with.
 ///

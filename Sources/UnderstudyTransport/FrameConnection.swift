@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import UnderstudyProtocol
+import UnderstudySystem
 
 /// Whole frames over a TLS stream. `send` may be called from any thread (frames never interleave);
 /// `receive` from one reader thread at a time.

@@ -2,6 +2,7 @@ import CUnderstudyShims
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import UnderstudySystem
 #endif
 
 /// The second heartbeat path: small UDP datagrams between the two nodes, over addresses the

@@ -1,5 +1,6 @@
 import CUnderstudyShims
 import Foundation
+import UnderstudySystem
 
 /// Where a node's TLS identity lives and whom it expects on the other end.
 public struct TLSConfiguration: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import CUnderstudyShims
 import Foundation
+import UnderstudySystem
 
 /// A mutually authenticated TLS 1.3 connection, usable from two threads at once: one reading,
 /// one writing.

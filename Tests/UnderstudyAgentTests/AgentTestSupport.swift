@@ -3,6 +3,7 @@ import Logging
 import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 import UnderstudyHarness
 

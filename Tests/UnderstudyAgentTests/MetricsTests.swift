@@ -6,6 +6,7 @@ import Testing
 import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 import Synchronization
 

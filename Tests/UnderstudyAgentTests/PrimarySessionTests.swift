@@ -1,6 +1,7 @@
 import Testing
 @testable import UnderstudyAgent
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The primary's session bookkeeping on an injected clock: no VM, no socket, no sleep.

@@ -4,6 +4,7 @@ import Testing
 @testable import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 @Suite("ReplicaApplier")

@@ -6,6 +6,7 @@ import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 @Suite("Primary to backup replication")

@@ -4,6 +4,7 @@ import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudyReplica
+import UnderstudySystem
 import UnderstudyTransport
 
 /// Catch-up after a lost connection, with a synthetic guest over loopback TLS.

@@ -7,6 +7,7 @@ import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyReplica
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 
 /// Wraps the QEMU source and notes, for every capture, the last counter the guest printed

@@ -4,6 +4,7 @@ import Testing
 import UnderstudyHarness
 @testable import UnderstudyDisk
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

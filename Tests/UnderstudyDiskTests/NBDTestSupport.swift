@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 @testable import UnderstudyDisk
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UnderstudyNetwork
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

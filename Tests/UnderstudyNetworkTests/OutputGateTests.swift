@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import UnderstudyNetwork
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

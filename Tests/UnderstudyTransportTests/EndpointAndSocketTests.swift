@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

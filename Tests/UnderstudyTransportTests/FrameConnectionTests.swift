@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Testing
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 
 @Suite("FrameConnection")

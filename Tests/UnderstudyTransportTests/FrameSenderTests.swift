@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 
 @Suite("FrameSender")

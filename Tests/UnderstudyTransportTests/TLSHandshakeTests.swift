@@ -2,6 +2,7 @@ import CUnderstudyShims
 import Foundation
 import Testing
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

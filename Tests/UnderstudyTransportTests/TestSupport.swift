@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import UnderstudyHarness
 import UnderstudyProtocol
+import UnderstudySystem
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc

@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import Testing
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTransport
 import UnderstudyWitness
 #if canImport(Glibc)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import UnderstudyProtocol
 import UnderstudyQEMU
+import UnderstudySystem
 import UnderstudyTransport
 
 /// One node's configuration file (TOML), validated at load with errors that name the key.

@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySystem
 import UnderstudyTransport
 
 /// How a failover drill decides that the clone has recovered.

@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import UnderstudySystem
 import UnderstudyTransport
 
 /// Serves `GET /metrics` (Prometheus text format 0.0.4) over plain HTTP/1.1.

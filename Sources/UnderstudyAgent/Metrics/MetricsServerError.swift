@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySystem
 import UnderstudyTransport
 
 /// The metrics endpoint could not listen where `metrics.listen` says.

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyAgent
-import UnderstudyTransport
+import UnderstudySystem
 
 @Suite struct LatchTests {
     @Test func isUnsetUntilTriggeredAndSetForGood() {

@@ -1,5 +1,4 @@
 import Foundation
-import UnderstudyProtocol
 
 /// A one-shot flag between threads: triggered once, set for good, and waited for by threads
 /// that block (the agent's loops run on dedicated threads, not on Swift's cooperative pool).
