@@ -108,9 +108,11 @@ let package = Package(
         ),
         // Maps a file and writes pages on command, standing in for QEMU in dirty-tracking tests.
         .executableTarget(name: "DirtyTrackingHelper", path: "Tests/DirtyTrackingHelper"),
+        // The tags that sort the test suites (`vm`: the suite starts QEMU).
+        .target(name: "UnderstudyTestTags", path: "Tests/UnderstudyTestTags"),
         .testTarget(
             name: "UnderstudyQEMUTests",
-            dependencies: ["UnderstudySystem", "UnderstudyQEMU", "UnderstudyHarness", "DirtyTrackingHelper"]
+            dependencies: ["UnderstudyTestTags", "UnderstudySystem", "UnderstudyQEMU", "UnderstudyHarness", "DirtyTrackingHelper"]
         ),
         .testTarget(
             name: "UnderstudyProtocolTests",
@@ -128,11 +130,11 @@ let package = Package(
         ),
         .testTarget(
             name: "UnderstudyDiskTests",
-            dependencies: ["UnderstudySystem", "UnderstudyDisk", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
+            dependencies: ["UnderstudyTestTags", "UnderstudySystem", "UnderstudyDisk", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyNetworkTests",
-            dependencies: ["UnderstudySystem", "UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
+            dependencies: ["UnderstudyTestTags", "UnderstudySystem", "UnderstudyNetwork", "UnderstudyProtocol", "UnderstudyTransport", "UnderstudyHarness"]
         ),
         .testTarget(
             name: "UnderstudyWitnessTests",
@@ -140,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UnderstudyAgentTests",
-            dependencies: ["UnderstudyAgent", "UnderstudyTransport", "UnderstudySystem", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyHarness",
+            dependencies: ["UnderstudyTestTags", "UnderstudyAgent", "UnderstudyTransport", "UnderstudySystem", "UnderstudyReplica", "UnderstudyQEMU", "UnderstudyHarness",
                            "understudy"]
         ),
     ]

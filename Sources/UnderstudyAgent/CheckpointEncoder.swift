@@ -183,58 +183,60 @@ public final class CheckpointEncoder: @unchecked Sendable {
     }
 }
 
-/// Emits frames from several workers one at a time, folding each into the digest in the same
-/// order it is queued for sending.
-private final class OrderedSink: @unchecked Sendable {
-    private let lock = NSLock()
-    private let sender: FrameSender
-    private var output: CheckpointEncoder.Output
-    private var error: Error?
-    private var nextBatch = 0
+extension CheckpointEncoder {
+    /// Emits frames from several workers one at a time, folding each into the digest in the same
+    /// order it is queued for sending.
+    private final class OrderedSink: @unchecked Sendable {
+        private let lock = NSLock()
+        private let sender: FrameSender
+        private var output: CheckpointEncoder.Output
+        private var error: Error?
+        private var nextBatch = 0
 
-    private let progress: @Sendable (Int) -> Void
+        private let progress: @Sendable (Int) -> Void
 
-    init(sender: FrameSender, output: CheckpointEncoder.Output, progress: @escaping @Sendable (Int) -> Void) {
-        self.sender = sender
-        self.output = output
-        self.progress = progress
-    }
-
-    /// The next batch number for a worker; nil when all are taken or sending failed.
-    func takeBatch(below count: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard error == nil, nextBatch < count else { return nil }
-        nextBatch += 1
-        return nextBatch - 1
-    }
-
-    func emit(_ frame: Frame, digest: [UInt8], pages: Int, rawBytes: Int, encodings: [PageEncoding: Int]) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard error == nil else { return }
-        do {
-            try sender.enqueue(frame)
-        } catch {
-            self.error = error
-            return
+        init(sender: FrameSender, output: CheckpointEncoder.Output, progress: @escaping @Sendable (Int) -> Void) {
+            self.sender = sender
+            self.output = output
+            self.progress = progress
         }
-        output.digest.add(frameDigest: digest)
-        output.pages += pages
-        output.rawBytes += rawBytes
-        output.wireBytes += frame.bytes.count
-        output.encodings.merge(encodings, uniquingKeysWith: +)
-        progress(rawBytes)
+
+        /// The next batch number for a worker; nil when all are taken or sending failed.
+        func takeBatch(below count: Int) -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            guard error == nil, nextBatch < count else { return nil }
+            nextBatch += 1
+            return nextBatch - 1
+        }
+
+        func emit(_ frame: Frame, digest: [UInt8], pages: Int, rawBytes: Int, encodings: [PageEncoding: Int]) {
+            lock.lock()
+            defer { lock.unlock() }
+            guard error == nil else { return }
+            do {
+                try sender.enqueue(frame)
+            } catch {
+                self.error = error
+                return
+            }
+            output.digest.add(frameDigest: digest)
+            output.pages += pages
+            output.rawBytes += rawBytes
+            output.wireBytes += frame.bytes.count
+            output.encodings.merge(encodings, uniquingKeysWith: +)
+            progress(rawBytes)
+        }
+
+        func finish() throws -> CheckpointEncoder.Output {
+            if let error { throw error }
+            return output
+        }
     }
 
-    func finish() throws -> CheckpointEncoder.Output {
-        if let error { throw error }
-        return output
+    /// Carries a non-Sendable closure into `concurrentPerform`, whose iterations only read through it.
+    private struct UncheckedBox<T>: @unchecked Sendable {
+        let value: T
+        init(_ value: T) { self.value = value }
     }
-}
-
-/// Carries a non-Sendable closure into `concurrentPerform`, whose iterations only read through it.
-private struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

@@ -157,9 +157,3 @@ public final class ReplicationBacklog: @unchecked Sendable {
         try? journal?.reset()
     }
 }
-
-/// Why a primary resynchronises in full instead of catching up.
-struct CatchUpRefusal: Error, CustomStringConvertible {
-    let reason: String
-    var description: String { reason }
-}

@@ -70,8 +70,10 @@ public enum HostCommand {
     }
 }
 
-/// What the reader and watchdog threads found, read after they were joined.
-private final class ErrorOutput: @unchecked Sendable {
-    var text = Data()
-    var timedOut = false
+extension HostCommand {
+    /// What the reader and watchdog threads found, read after they were joined.
+    private final class ErrorOutput: @unchecked Sendable {
+        var text = Data()
+        var timedOut = false
+    }
 }

@@ -33,11 +33,13 @@ public final class JoinableThread: @unchecked Sendable {
     }
 }
 
-private final class ThreadBody {
-    let name: String
-    let body: @Sendable () -> Void
-    init(name: String, body: @escaping @Sendable () -> Void) {
-        self.name = name
-        self.body = body
+extension JoinableThread {
+    private final class ThreadBody {
+        let name: String
+        let body: @Sendable () -> Void
+        init(name: String, body: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.body = body
+        }
     }
 }

@@ -31,7 +31,9 @@ public enum NetworkNamespace {
     }
 }
 
-/// The namespace thread's result, read after it was joined.
-private final class Outcome<Value: Sendable>: @unchecked Sendable {
-    var value: Result<Value, any Error>?
+extension NetworkNamespace {
+    /// The namespace thread's result, read after it was joined.
+    private final class Outcome<Value: Sendable>: @unchecked Sendable {
+        var value: Result<Value, any Error>?
+    }
 }

@@ -3,10 +3,11 @@ import Synchronization
 import Testing
 import UnderstudyAgent
 import UnderstudyHarness
+import UnderstudyTestTags
 
 /// The agent commands as an operator runs them: separate processes, configuration files,
 /// a primary killed with SIGKILL (agent and QEMU), the backup activated.
-@Suite("understudy primary, backup, activate, status", .serialized)
+@Suite("understudy primary, backup, activate, status", .serialized, .tags(.vm))
 struct AgentCommandLineTests {
     /// Writes a primary and a backup configuration for the test guest into `directory`.
     /// - Parameters:

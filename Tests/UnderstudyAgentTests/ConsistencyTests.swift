@@ -3,6 +3,7 @@ import Testing
 import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudySystem
+import UnderstudyTestTags
 
 /// The end-to-end proof of output commit and "disk follows memory": a TCP counter service in the
 /// guest (counter in memory, each value appended with fsync to a file on the replicated ext4
@@ -10,7 +11,7 @@ import UnderstudySystem
 /// and the primary (agent and QEMU) killed with SIGKILL at a random moment; the backup takes over.
 ///
 /// Trials: UNDERSTUDY_CONSISTENCY_TRIALS (default 20); a soak is that variable set high.
-@Suite("consistency under random kills", .serialized)
+@Suite("consistency under random kills", .serialized, .tags(.vm))
 struct ConsistencyTests {
     static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_CONSISTENCY_TRIALS"] ?? "") ?? 20 }
 

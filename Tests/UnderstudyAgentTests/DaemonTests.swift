@@ -4,6 +4,7 @@ import Testing
 import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudySystem
+import UnderstudyTestTags
 
 /// `understudy run`: the starting role, the role record, the log format, SIGHUP reloads (pure or
 /// file-level), and the daemon end to end.
@@ -200,7 +201,7 @@ import UnderstudySystem
 /// The daemon as systemd runs it: two `understudy run` processes; SIGTERM on the one running the
 /// VM hands the VM over (the client's connection survives), the stopped node's record says
 /// backup, and restarted it becomes the backup of the other; SIGHUP reloads the log level.
-@Suite("understudy run", .serialized)
+@Suite("understudy run", .serialized, .tags(.vm))
 struct DaemonTests {
     @Test func sigtermHandsTheVMOverAndARestartedNodeKeepsItsRole() throws {
         let directory = NSTemporaryDirectory() + "understudy-daemon-\(UUID().uuidString.prefix(8))"

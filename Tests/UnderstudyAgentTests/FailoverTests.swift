@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyHarness
+import UnderstudyTestTags
 
 /// Automatic failover, a hung primary, a cut replication link with re-protection, and a planned
 /// switchover, each checked like the consistency test: one active copy at the end, the client's
@@ -8,7 +9,7 @@ import UnderstudyHarness
 /// agreeing, a clean file system.
 ///
 /// Trials per scenario: UNDERSTUDY_FAILOVER_TRIALS (default 2).
-@Suite("failover scenarios", .serialized)
+@Suite("failover scenarios", .serialized, .tags(.vm))
 struct FailoverTests {
     static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_FAILOVER_TRIALS"] ?? "") ?? 2 }
 

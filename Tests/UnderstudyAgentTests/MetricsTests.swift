@@ -7,6 +7,7 @@ import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudySystem
+import UnderstudyTestTags
 import UnderstudyTransport
 import Synchronization
 
@@ -188,7 +189,7 @@ struct MetricsServerTests {
     }
 }
 
-@Suite("Metrics of a replicating pair")
+@Suite("Metrics of a replicating pair", .tags(.vm))
 struct MetricsEndToEndTests {
     /// A free TCP port on loopback (bound and released: the kernel does not hand it out again at once).
     static func freePort() throws -> UInt16 {

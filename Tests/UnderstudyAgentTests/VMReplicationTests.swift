@@ -8,6 +8,7 @@ import UnderstudyQEMU
 import UnderstudyReplica
 import UnderstudyHarness
 import UnderstudySystem
+import UnderstudyTestTags
 import UnderstudyTransport
 
 /// Wraps the QEMU source and notes, for every capture, the last counter the guest printed
@@ -45,7 +46,7 @@ final class CounterWatchingSource: CheckpointSource, @unchecked Sendable {
     }
 }
 
-@Suite("VM replication and activation", .serialized)
+@Suite("VM replication and activation", .serialized, .tags(.vm))
 struct VMReplicationTests {
     /// A protected guest dirtying memory, a backup on loopback, the primary QEMU killed at a
     /// random moment after at least 10 s at 40 Hz, activation from the replica.

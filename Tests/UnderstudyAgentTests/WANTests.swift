@@ -2,11 +2,12 @@ import Foundation
 import Testing
 import UnderstudyAgent
 import UnderstudyHarness
+import UnderstudyTestTags
 
 /// A disaster-recovery replica over an emulated WAN link (40 ms one way, 20 Mbit/s): asynchronous
 /// protection within its recovery-point objective, a long link cut ending in a catch-up, a drill
 /// at the DR site, and a failover to the replica.
-@Suite("WAN disaster-recovery replica", .serialized)
+@Suite("WAN disaster-recovery replica", .serialized, .tags(.vm))
 struct WANTests {
     static let shape = LinkEmulator.Shape(oneWayDelay: .milliseconds(40), bytesPerSecond: 2_500_000)
     static let objective = Duration.seconds(2)

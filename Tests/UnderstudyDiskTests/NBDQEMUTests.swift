@@ -5,6 +5,7 @@ import UnderstudyHarness
 @testable import UnderstudyDisk
 import UnderstudyProtocol
 import UnderstudySystem
+import UnderstudyTestTags
 import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,7 @@ import Glibc
 
 /// The server against QEMU's own NBD client: qemu-io and qemu-img (Debian package qemu-utils)
 /// and qemu-system-x86_64 with the arguments `NBDServer.qemuArguments` returns.
-@Suite("NBDServer with QEMU")
+@Suite("NBDServer with QEMU", .tags(.vm))
 struct NBDQEMUTests {
     static let kib = 1024
 

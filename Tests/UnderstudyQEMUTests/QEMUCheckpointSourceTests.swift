@@ -2,8 +2,9 @@ import Foundation
 import Testing
 import UnderstudyHarness
 @testable import UnderstudyQEMU
+import UnderstudyTestTags
 
-@Suite("QEMU checkpoint source", .serialized)
+@Suite("QEMU checkpoint source", .serialized, .tags(.vm))
 struct QEMUCheckpointSourceTests {
     /// With the preload library the pause is QEMU's own inside one save (its pause channel);
     /// without it, QMP stop / save / cont.
