@@ -7,7 +7,7 @@ import UnderstudyTestTags
 
 /// The agent commands as an operator runs them: separate processes, configuration files,
 /// a primary killed with SIGKILL (agent and QEMU), the backup activated.
-@Suite("understudy primary, backup, activate, status", .serialized, .tags(.vm))
+@Suite("understudy primary, backup, activate, status", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct AgentCommandLineTests {
     /// Writes a primary and a backup configuration for the test guest into `directory`.
     /// - Parameters:

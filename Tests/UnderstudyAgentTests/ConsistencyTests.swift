@@ -11,7 +11,7 @@ import UnderstudyTestTags
 /// and the primary (agent and QEMU) killed with SIGKILL at a random moment; the backup takes over.
 ///
 /// Trials: UNDERSTUDY_CONSISTENCY_TRIALS (default 20); a soak is that variable set high.
-@Suite("consistency under random kills", .serialized, .tags(.vm))
+@Suite("consistency under random kills", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct ConsistencyTests {
     static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_CONSISTENCY_TRIALS"] ?? "") ?? 20 }
 

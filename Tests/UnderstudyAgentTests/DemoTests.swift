@@ -6,7 +6,7 @@ import UnderstudyTestTags
 
 /// `understudy demo`, the README's first command, as a user runs it (short), and the arithmetic
 /// of its verdict.
-@Suite("understudy demo", .tags(.vm))
+@Suite("understudy demo", .tags(.vm), .skippedInQuickLoop)
 struct DemoTests {
     /// A real VM protected by two agents in their own namespaces, a drill, the primary killed:
     /// the JSON report must show checkpoints, pauses, a drill that passed, a failover the

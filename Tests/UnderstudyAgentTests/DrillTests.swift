@@ -6,7 +6,7 @@ import UnderstudyTestTags
 
 /// `understudy drill` as an operator runs it on the backup, while the primary protects the
 /// counter-service guest and a client keeps asking it for the next value.
-@Suite("understudy drill", .serialized, .tags(.vm))
+@Suite("understudy drill", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct DrillTests {
     /// The requirement, "a drill leaves the primary's counter service undisturbed", and
     /// the drill's own report; then a drill whose probe never succeeds fails, cleanly. One

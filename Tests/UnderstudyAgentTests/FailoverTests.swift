@@ -9,7 +9,7 @@ import UnderstudyTestTags
 /// agreeing, a clean file system.
 ///
 /// Trials per scenario: UNDERSTUDY_FAILOVER_TRIALS (default 2).
-@Suite("failover scenarios", .serialized, .tags(.vm))
+@Suite("failover scenarios", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct FailoverTests {
     static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_FAILOVER_TRIALS"] ?? "") ?? 2 }
 

@@ -189,7 +189,7 @@ struct MetricsServerTests {
     }
 }
 
-@Suite("Metrics of a replicating pair", .tags(.vm))
+@Suite("Metrics of a replicating pair", .tags(.vm), .skippedInQuickLoop)
 struct MetricsEndToEndTests {
     /// A free TCP port on loopback (bound and released: the kernel does not hand it out again at once).
     static func freePort() throws -> UInt16 {

@@ -46,7 +46,7 @@ final class CounterWatchingSource: CheckpointSource, @unchecked Sendable {
     }
 }
 
-@Suite("VM replication and activation", .serialized, .tags(.vm))
+@Suite("VM replication and activation", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct VMReplicationTests {
     /// A protected guest dirtying memory, a backup on loopback, the primary QEMU killed at a
     /// random moment after at least 10 s at 40 Hz, activation from the replica.

@@ -7,7 +7,7 @@ import UnderstudyTestTags
 /// A disaster-recovery replica over an emulated WAN link (40 ms one way, 20 Mbit/s): asynchronous
 /// protection within its recovery-point objective, a long link cut ending in a catch-up, a drill
 /// at the DR site, and a failover to the replica.
-@Suite("WAN disaster-recovery replica", .serialized, .tags(.vm))
+@Suite("WAN disaster-recovery replica", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct WANTests {
     static let shape = LinkEmulator.Shape(oneWayDelay: .milliseconds(40), bytesPerSecond: 2_500_000)
     static let objective = Duration.seconds(2)

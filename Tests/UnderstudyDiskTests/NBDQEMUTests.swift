@@ -13,7 +13,7 @@ import Glibc
 
 /// The server against QEMU's own NBD client: qemu-io and qemu-img (Debian package qemu-utils)
 /// and qemu-system-x86_64 with the arguments `NBDServer.qemuArguments` returns.
-@Suite("NBDServer with QEMU", .tags(.vm))
+@Suite("NBDServer with QEMU", .tags(.vm), .skippedInQuickLoop)
 struct NBDQEMUTests {
     static let kib = 1024
 

@@ -9,7 +9,7 @@ import Glibc
 
 /// The gate with a real QEMU 7.2 using `OutputGate.qemuArguments`. No guest is needed: with no
 /// disk, the firmware boots the NIC's iPXE ROM, which sends DHCP requests through the gate.
-@Suite(.tags(.vm)) struct QEMUNetdevTests {
+@Suite(.tags(.vm), .skippedInQuickLoop) struct QEMUNetdevTests {
     private static let mac: [UInt8] = [0x52, 0x54, 0x00, 0x99, 0x00, 0x07]
 
     private static func startQEMU(socketPath: String) throws -> Process {

@@ -4,7 +4,7 @@ import UnderstudyHarness
 @testable import UnderstudyQEMU
 import UnderstudyTestTags
 
-@Suite("QEMU checkpoint source", .serialized, .tags(.vm))
+@Suite("QEMU checkpoint source", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct QEMUCheckpointSourceTests {
     /// With the preload library the pause is QEMU's own inside one save (its pause channel);
     /// without it, QMP stop / save / cont.
