@@ -56,6 +56,8 @@ enum HTTPReplyParser {
                 throw .malformed("bad chunk size line: \(excerpt(bytes[position..<lineEnd]))")
             }
             if size == 0 { return body }
+            // Before any arithmetic with it: a size near Int.max would overflow `dataStart + size`.
+            guard size <= maximumSize else { throw .malformed("chunk size \(size) is larger than a reply may be (\(maximumSize) bytes)") }
             let dataStart = lineEnd + 2
             guard bytes.count >= dataStart + size + 2 else { break }
             guard bytes[dataStart + size] == 13, bytes[dataStart + size + 1] == 10 else {

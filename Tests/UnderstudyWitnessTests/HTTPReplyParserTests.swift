@@ -57,3 +57,20 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         }
     }
 }
+
+extension HTTPReplyParserTests {
+    /// `dataStart + size` overflowed (a trap) on a chunk size near Int.max: any peer on the
+    /// witness's path could crash the primary.
+    @Test(arguments: ["7fffffffffffffff", "7ffffffffffffffd", "100001"])
+    func anAbsurdChunkSizeIsMalformedNotACrash(_ size: String) {
+        let reply = bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\n{}\r\n")
+        for complete in [false, true] {
+            #expect {
+                _ = try HTTPReplyParser.parse(reply, complete: complete)
+            } throws: { error in
+                guard case .malformed(let what) = error as? HTTPReplyParser.Failure else { return false }
+                return what.contains("chunk size") && what.contains("larger than")
+            }
+        }
+    }
+}

@@ -30,6 +30,10 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     /// How pages and disk writes are compressed (the decoder is the same for all).
     public var compression: CompressionMode
 
+    /// The highest `bandwidth_limit`, in bytes per second (8 Tbit/s): above any link, and far below
+    /// where the conversion to an integer, or the rate arithmetic downstream, could overflow.
+    static let maximumBandwidth = 1_000_000_000_000
+
     static let knownKeys: Set<String> = [
         "replication.mode", "replication.rpo_ms", "replication.throttle_guest", "replication.interval_max_ms",
         "replication.bandwidth_limit", "replication.catch_up_journal", "replication.catch_up_journal_mib", "replication.compression",
@@ -62,31 +66,36 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     }
 
     /// Parses a bandwidth: an integer of bytes per second, or a string with a unit (per second):
-    /// bits (`kbit`, `Mbit`, `Gbit`) or bytes (`KB`, `MB`, `GB`, decimal).
+    /// bits (`kbit`, `Mbit`, `Gbit`) or bytes (`KB`, `MB`, `GB`, decimal). Either must lie between
+    /// 1 KB/s and `maximumBandwidth`, checked before the conversion to an integer, which would trap.
     static func bandwidth(_ d: TOMLDocument, _ key: String) throws(ConfigurationError) -> Int? {
         guard let value = d.value(key) else { return nil }
         let fail = { (message: String) in ConfigurationError(source: d.source, line: d.line(of: key), key: key, message: message) }
+        let tooHigh = "is above \(maximumBandwidth) bytes/s (8 Tbit/s), more than any link carries"
         if case .integer(let bytes) = value {
             guard bytes >= 1024 else { throw fail("\(bytes) bytes/s is below 1 KB/s") }
+            guard bytes <= maximumBandwidth else { throw fail("\(bytes) bytes/s \(tooHigh)") }
             return Int(bytes)
         }
         guard let text = try d.string(key) else { return nil }
-        guard let bytes = parseBandwidth(text) else {
+        guard let bytes = parseBandwidth(text)?.rounded() else {
             throw fail("\"\(text)\" is not a bandwidth: write bytes per second (20000000) or a number with a unit (\"20Mbit\", \"2.5MB\")")
         }
         guard bytes >= 1024 else { throw fail("\"\(text)\" is below 1 KB/s") }
-        return bytes
+        guard bytes <= Double(maximumBandwidth) else { throw fail("\"\(text)\" \(tooHigh)") }
+        return Int(bytes)
     }
 
-    /// Bytes per second of `"20Mbit"`, `"2.5MB"`, `"800kbit"`…; nil when it is not one.
-    static func parseBandwidth(_ text: String) -> Int? {
+    /// Bytes per second of `"20Mbit"`, `"2.5MB"`, `"800kbit"`…, not rounded and possibly beyond
+    /// any integer (`"1e20MB"`, or infinite: `"1e308GB"`); nil when it is not a positive bandwidth.
+    static func parseBandwidth(_ text: String) -> Double? {
         let units: [(String, Double)] = [("kbit", 1e3 / 8), ("Mbit", 1e6 / 8), ("Gbit", 1e9 / 8), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9)]
         let trimmed = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "/s", with: "")
         for (unit, factor) in units where trimmed.hasSuffix(unit) {
             guard let number = Double(trimmed.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), number > 0, number.isFinite else {
                 return nil
             }
-            return Int((number * factor).rounded())
+            return number * factor
         }
         return nil
     }

@@ -18,6 +18,10 @@ extension TOMLDocument {
         /// Only tables named by a header: naming one twice is an error, implying it again is not.
         var headers: [String: Int] = [:]
 
+        /// How deeply arrays may nest. Parsing recurses once per level, so without a limit a line of
+        /// `[[[[…` overflows the stack; no setting needs more than two levels.
+        static let maximumArrayDepth = 32
+
         init(source: String, text: [Unicode.Scalar]) {
             self.source = source
             self.text = text
@@ -147,11 +151,12 @@ extension TOMLDocument {
             return key
         }
 
-        mutating func value(key: String) throws(ConfigurationError) -> TOMLValue {
+        /// `depth`: how many arrays enclose the value.
+        mutating func value(key: String, depth: Int = 0) throws(ConfigurationError) -> TOMLValue {
             switch current {
             case "\"": return .string(try string(key: key, quote: "\"", escapes: true))
             case "'": return .string(try string(key: key, quote: "'", escapes: false))
-            case "[": return try array(key: key)
+            case "[": return try array(key: key, depth: depth + 1)
             case "{": throw fail("inline tables are not supported; use a [table] header", key: key)
             default: return try bareValue(key: key)
             }

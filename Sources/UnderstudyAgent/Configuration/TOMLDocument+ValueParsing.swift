@@ -50,14 +50,18 @@ extension TOMLDocument.Parser {
     }
 
     /// One-line arrays only: a missing `]` is reported here rather than swallowing later lines.
-    mutating func array(key: String) throws(ConfigurationError) -> TOMLValue {
+    /// `depth`: this array's nesting level, 1 for an outermost one.
+    mutating func array(key: String, depth: Int) throws(ConfigurationError) -> TOMLValue {
+        guard depth <= Self.maximumArrayDepth else {
+            throw fail("arrays nested deeper than \(Self.maximumArrayDepth) levels", key: key)
+        }
         index += 1
         var items: [TOMLValue] = []
         while true {
             skipBlanks()
             if consume("]") { return .array(items) }
             if atLineEnd || current == "#" { throw fail("unterminated array (arrays must close on the same line)", key: key) }
-            items.append(try value(key: key))
+            items.append(try value(key: key, depth: depth))
             skipBlanks()
             if consume(",") { continue }
             if consume("]") { return .array(items) }
