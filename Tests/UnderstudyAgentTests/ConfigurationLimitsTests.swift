@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import UnderstudyAgent
 
@@ -75,6 +76,21 @@ struct ConfigurationLimitsTests {
         let error = Self.error(document)
         #expect(error?.key == "replication.bandwidth_limit" && error?.line == line, "\(String(describing: error))")
         #expect(error?.message.contains("above") == true, "\(String(describing: error))")
+    }
+
+    /// The crash the issue reported: a running agent re-reading its file at SIGHUP.
+    @Test func aReloadWithAnAbsurdBandwidthIsReportedAndChangesNothing() throws {
+        let path = NSTemporaryDirectory() + "understudy-limits-\(UUID().uuidString.prefix(8)).toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Self.document(setting: "log.level", to: "\"warning\"").text.write(toFile: path, atomically: true, encoding: .utf8)
+        let levels = LogLevelControl(.warning)
+        let reloader = ConfigurationReloader(path: path, loaded: try TOMLDocument(contentsOfFile: path), levels: levels, levelOverride: nil,
+                                             logger: Logger(label: "test"))
+        let (text, line) = Self.document(setting: "replication.bandwidth_limit", to: "\"1e20MB\"")
+        try (text + "\n[log]\nlevel = \"debug\"").write(toFile: path, atomically: true, encoding: .utf8)
+        let outcome = reloader.reload()
+        #expect(outcome.error?.contains("\(path):\(line): replication.bandwidth_limit") == true, "\(outcome.error ?? "no error")")
+        #expect(outcome.applied.isEmpty && levels.level == .warning, "an invalid file changes nothing")
     }
 
     @Test func theLargestBandwidthIsAccepted() throws {
