@@ -72,8 +72,7 @@ public struct BackupSessionStateMachine: Sendable {
     private let committedEpoch: UInt64
     private(set) var state: State = .awaitingHello
     /// The pages the open checkpoint has carried, so that a page sent twice is refused before it
-    /// is staged (and before the journal grows for it). Counts never exceed the limits, so the
-    /// subtractions in the checks below cannot underflow.
+    /// is staged (and before the journal grows for it).
     private var seenPages = PageSet()
     /// What the handshake agreed; empty before it.
     public private(set) var agreedCapabilities: Capabilities = []
@@ -195,6 +194,7 @@ public struct BackupSessionStateMachine: Sendable {
             guard chunk.offset == content.deviceStateBytes else {
                 return fail(.unexpected("device-state chunk at offset \(chunk.offset), expected \(content.deviceStateBytes)"))
             }
+            // Totals never pass their limits (checked on every frame), so these subtractions cannot underflow.
             guard UInt64(chunk.data.count) <= limits.deviceStateBytes - content.deviceStateBytes else {
                 return fail(.malformed("checkpoint \(content.epoch) carries more than \(limits.deviceStateBytes) bytes of device state"))
             }

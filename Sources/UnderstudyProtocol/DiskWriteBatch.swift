@@ -51,11 +51,11 @@ public struct DiskWriteBatch: Sendable, Equatable {
             guard length > 0, !offset.addingReportingOverflow(UInt64(length)).overflow else {
                 throw .malformed("disk write \(position): length \(length) at offset \(offset) is not a valid range")
             }
-            // Data-carrying writes must fit a frame once decoded, so a forged length cannot make the
-            // receiver allocate more than one frame's worth.
+            // The data writes of a batch must fit a frame once decoded, so forged lengths cannot
+            // make the receiver allocate more than one frame's worth. Checked before anything is
+            // decoded: LZ4 expands up to 255 times, so a limit per write alone would let one 4 MiB
+            // frame decode to about 1 GiB.
             if encoding != .zeroes {
-                // Checked before anything is decoded: LZ4 expands up to 255 times, so per-write
-                // limits alone would let one 4 MiB frame decode to about 1 GiB.
                 guard length <= Frame.maxPayload - dataBytes else {
                     throw .malformed("disk write \(position): \(length) data bytes take the batch past the \(Frame.maxPayload)-byte limit")
                 }
