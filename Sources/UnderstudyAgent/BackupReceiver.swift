@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import UnderstudyProtocol
 import UnderstudyReplica
@@ -21,6 +24,12 @@ public final class BackupReceiver: @unchecked Sendable {
     private let lock = NSLock()
     private var activeSession: FrameConnection?
     private var stopping = false
+    /// Set by `stop`: ends a back-off after a failed accept.
+    private let stopped = Latch()
+    /// Accepted connections whose TLS handshake has not ended yet.
+    private var handshakes = 0
+    /// Takes one connection from the listener; tests put failures in front of it.
+    package var acceptConnection: AcceptLoop.Accept
     private var stats = BackupStatistics()
     private let decoders: [PageDecoder]
     /// Held by the apply thread for each piece of replica work, and by `withReplicaPaused`.
@@ -36,7 +45,9 @@ public final class BackupReceiver: @unchecked Sendable {
         store = try ReplicaStore(directory: configuration.replicaDirectory, identity: configuration.identity,
                                  diskPath: configuration.replicaDisk)
         if let recovery = store.recovery { logger.notice("replica recovered", metadata: ["action": "\(recovery)"]) }
-        listener = try TCPListener(endpoint: configuration.listen)
+        let listener = try TCPListener(endpoint: configuration.listen)
+        self.listener = listener
+        acceptConnection = { () throws(TransportError) in try listener.accept() }
         decoders = (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in PageDecoder(pageSize: Int(configuration.identity.pageSize)) }
         stats.committedEpoch = store.state.committedEpoch
         configuration.metrics?.committed(epoch: store.state.committedEpoch, fresh: false)
@@ -53,21 +64,45 @@ public final class BackupReceiver: @unchecked Sendable {
         return stats
     }
 
+    /// TLS handshakes in progress at most. Each takes a thread for up to the handshake timeout
+    /// (5 s); past this, connections are closed at once, so peers that connect and say nothing
+    /// cannot exhaust threads, and the primary gets in again once their handshakes time out.
+    public static let maxHandshakes = 4
+
     /// Accepts connections until `stop`. Each connection gets its own thread; while a session is
-    /// active, further primaries are refused as busy. Call on a dedicated thread.
+    /// active, further primaries are refused as busy. A failed accept (out of descriptors, say) is
+    /// logged and retried after a back-off: the backup never stops accepting before `stop`. Call
+    /// on a dedicated thread.
     public func serve() {
-        while true {
-            let accepted: (fd: Int32, peer: String)
-            do {
-                accepted = try listener.accept()
-            } catch {
-                if !isStopping { logger.error("accept failed", metadata: ["error": "\(error)"]) }
+        var loop = AcceptLoop(accept: acceptConnection)
+        loop.run(pause: { stopped.wait(timeout: $0) }) { error, delay in
+            logger.error("accept failed, retrying", metadata: ["error": "\(error)", "retry-in": "\(delay)"])
+        } handle: { fd, peer in
+            guard beginHandshake() else {
+                logger.warning("refused a connection: \(Self.maxHandshakes) TLS handshakes are already in progress",
+                               metadata: ["peer": "\(peer)"])
+                Glibc.close(fd)
                 return
             }
             _ = JoinableThread(name: "backup-session") { [self] in
-                handshakeAndServe(fd: accepted.fd, peer: accepted.peer)
+                handshakeAndServe(fd: fd, peer: peer)
             }
         }
+    }
+
+    /// Takes a handshake slot; false when all are taken.
+    private func beginHandshake() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard handshakes < Self.maxHandshakes else { return false }
+        handshakes += 1
+        return true
+    }
+
+    private func endHandshake() {
+        lock.lock()
+        handshakes -= 1
+        lock.unlock()
     }
 
     /// Runs `body` between two pieces of replica work: the replica is a whole committed checkpoint
@@ -96,6 +131,7 @@ public final class BackupReceiver: @unchecked Sendable {
         stopping = true
         let session = activeSession
         lock.unlock()
+        stopped.trigger()
         listener.close()
         session?.close()
     }
@@ -109,6 +145,7 @@ public final class BackupReceiver: @unchecked Sendable {
     private func handshakeAndServe(fd: Int32, peer: String) {
         let connection: FrameConnection
         do {
+            defer { endHandshake() }
             connection = FrameConnection(stream: try TLSStream.accept(fd: fd, peer: peer, context: context))
         } catch {
             logger.warning("refused connection", metadata: ["peer": "\(peer)", "error": "\(error)"])

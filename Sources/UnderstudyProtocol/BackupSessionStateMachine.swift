@@ -4,6 +4,10 @@
 /// returns what the I/O layer must do. It decides when an epoch is whole and verified (counts and
 /// checksum) and only then returns `.verified`; any error returns `.close`, and the I/O layer then
 /// discards whatever it staged for the open epoch, so a partial checkpoint is never applied.
+///
+/// It also bounds what a checkpoint makes the backup stage (`StagingLimits`): a page twice in one
+/// checkpoint, or more device state, disk data or disk changes than the limits allow, closes the
+/// session before the frame is staged.
 public struct BackupSessionStateMachine: Sendable {
     public enum Action: Sendable, Equatable {
         /// Send this message (WELCOME, or GOODBYE in reply to one).
@@ -44,6 +48,8 @@ public struct BackupSessionStateMachine: Sendable {
         var pages: UInt64 = 0
         var deviceStateBytes: UInt64 = 0
         var diskWrites: UInt64 = 0
+        /// Decompressed disk data bytes (zeroed ranges not counted).
+        var diskBytes: UInt64 = 0
         var digest = EpochDigest()
     }
 
@@ -62,8 +68,12 @@ public struct BackupSessionStateMachine: Sendable {
 
     public let identity: VMIdentity
     public let capabilities: Capabilities
+    public let limits: StagingLimits
     private let committedEpoch: UInt64
     private(set) var state: State = .awaitingHello
+    /// The pages the open checkpoint has carried, so that a page sent twice is refused before it
+    /// is staged (and before the journal grows for it).
+    private var seenPages = PageSet()
     /// What the handshake agreed; empty before it.
     public private(set) var agreedCapabilities: Capabilities = []
     /// The primary's node name from its HELLO.
@@ -72,10 +82,13 @@ public struct BackupSessionStateMachine: Sendable {
     /// - Parameters:
     ///   - identity: the VM this backup protects; a primary with another identity is refused.
     ///   - committedEpoch: the replica's last committed epoch, reported to the primary.
-    public init(identity: VMIdentity, capabilities: Capabilities = .supported, committedEpoch: UInt64) {
+    ///   - limits: what one checkpoint may make the backup stage.
+    public init(identity: VMIdentity, capabilities: Capabilities = .supported, committedEpoch: UInt64,
+                limits: StagingLimits = StagingLimits()) {
         self.identity = identity
         self.capabilities = capabilities
         self.committedEpoch = committedEpoch
+        self.limits = limits
     }
 
     public var isClosed: Bool { if case .closed = state { true } else { false } }
@@ -128,6 +141,7 @@ public struct BackupSessionStateMachine: Sendable {
             guard epoch > base, epoch < .max else {
                 return fail(.unexpected("catch-up checkpoint \(epoch) is not after the replica's checkpoint \(base)"))
             }
+            seenPages.removeAll()
             state = .receiving(Content(epoch: epoch))
             return .beginEpoch(epoch)
         case (.syncing(let expected, var content), .syncPages(let batch)):
@@ -158,10 +172,17 @@ public struct BackupSessionStateMachine: Sendable {
                 return fail(.unexpected(epoch <= last ? "checkpoint \(epoch) again (last was \(last))"
                                                       : "checkpoint \(epoch) skips epochs after \(last)"))
             }
+            seenPages.removeAll()
             state = .receiving(Content(epoch: epoch))
             return .beginEpoch(epoch)
         case (.receiving(var content), .pages(let batch)):
             guard batch.epoch == content.epoch else { return fail(wrongEpoch("pages", batch.epoch, content.epoch)) }
+            guard content.pages + UInt64(batch.entries.count) <= identity.pageCount else {
+                return fail(.malformed("checkpoint \(content.epoch) carries more than the guest's \(identity.pageCount) pages"))
+            }
+            for entry in batch.entries where !seenPages.insert(entry.index, of: identity.pageCount) {
+                return fail(.unexpected("checkpoint \(content.epoch) carries page \(entry.index) twice"))
+            }
             content.pages += UInt64(batch.entries.count)
             content.digest.add(frame)
             state = .receiving(content)
@@ -173,13 +194,25 @@ public struct BackupSessionStateMachine: Sendable {
             guard chunk.offset == content.deviceStateBytes else {
                 return fail(.unexpected("device-state chunk at offset \(chunk.offset), expected \(content.deviceStateBytes)"))
             }
+            // Totals never pass their limits (checked on every frame), so these subtractions cannot underflow.
+            guard UInt64(chunk.data.count) <= limits.deviceStateBytes - content.deviceStateBytes else {
+                return fail(.malformed("checkpoint \(content.epoch) carries more than \(limits.deviceStateBytes) bytes of device state"))
+            }
             content.deviceStateBytes += UInt64(chunk.data.count)
             content.digest.add(frame)
             state = .receiving(content)
             return .stageDeviceState(chunk)
         case (.receiving(var content), .diskWrites(let batch)):
             guard batch.epoch == content.epoch else { return fail(wrongEpoch("disk writes", batch.epoch, content.epoch)) }
+            guard UInt64(batch.entries.count) <= limits.diskWrites - content.diskWrites else {
+                return fail(.malformed("checkpoint \(content.epoch) carries more than \(limits.diskWrites) disk changes"))
+            }
+            let bytes = batch.dataBytes
+            guard bytes <= limits.diskBytes - content.diskBytes else {
+                return fail(.malformed("checkpoint \(content.epoch) carries more than \(limits.diskBytes) bytes of disk data"))
+            }
             content.diskWrites += UInt64(batch.entries.count)
+            content.diskBytes += bytes
             content.digest.add(frame)
             state = .receiving(content)
             return .stageDiskWrites(batch)

@@ -3,7 +3,9 @@
 ///
 /// Payload: epoch u64, count u32, then per change: offset u64, length u32, encoding u8, and for
 /// `raw` `length` bytes, for `lz4` a u32 encoded length and that many bytes. Changes are applied
-/// in order; a batch of the initial sync carries epoch 0.
+/// in order; a batch of the initial sync carries epoch 0. The data writes of one batch decode to
+/// at most `Frame.maxPayload` bytes, so a small frame of well-compressed writes cannot make the
+/// receiver allocate more than one frame's worth.
 public struct DiskWriteBatch: Sendable, Equatable {
     public struct Entry: Sendable, Equatable {
         public var offset: UInt64
@@ -19,6 +21,8 @@ public struct DiskWriteBatch: Sendable, Equatable {
     public let epoch: UInt64
     public let frame: Frame
     public let entries: [Entry]
+    /// Data bytes the batch's writes decode to (zeroed ranges carry none).
+    public let dataBytes: UInt64
 
     public init(frame: Frame) throws(ProtocolError) {
         var reader = frame.reader()
@@ -29,6 +33,7 @@ public struct DiskWriteBatch: Sendable, Equatable {
         }
         var entries: [Entry] = []
         entries.reserveCapacity(count)
+        var dataBytes = 0
         for position in 0..<count {
             let offset = try reader.readUInt64()
             let length = Int(try reader.readUInt32())
@@ -46,10 +51,15 @@ public struct DiskWriteBatch: Sendable, Equatable {
             guard length > 0, !offset.addingReportingOverflow(UInt64(length)).overflow else {
                 throw .malformed("disk write \(position): length \(length) at offset \(offset) is not a valid range")
             }
-            // Data-carrying writes must fit a frame once decoded, so a forged length cannot make the
-            // receiver allocate more than one frame's worth.
-            guard encoding == .zeroes || length <= Frame.maxPayload else {
-                throw .malformed("disk write \(position): \(length) data bytes exceed the \(Frame.maxPayload)-byte limit")
+            // The data writes of a batch must fit a frame once decoded, so forged lengths cannot
+            // make the receiver allocate more than one frame's worth. Checked before anything is
+            // decoded: LZ4 expands up to 255 times, so a limit per write alone would let one 4 MiB
+            // frame decode to about 1 GiB.
+            if encoding != .zeroes {
+                guard length <= Frame.maxPayload - dataBytes else {
+                    throw .malformed("disk write \(position): \(length) data bytes take the batch past the \(Frame.maxPayload)-byte limit")
+                }
+                dataBytes += length
             }
             let data: Range<Int>
             switch encoding {
@@ -67,6 +77,7 @@ public struct DiskWriteBatch: Sendable, Equatable {
         try reader.expectEnd()
         self.frame = frame
         self.entries = entries
+        self.dataBytes = UInt64(dataBytes)
     }
 
     /// What entry `entry` does to the disk: its bytes (decompressed and length-checked), a zeroed
@@ -94,8 +105,9 @@ public struct DiskWriteBatch: Sendable, Equatable {
             let length = data.length
             precondition(length > 0 && length <= Int(UInt32.max) && !offset.addingReportingOverflow(UInt64(length)).overflow,
                          "disk write of \(length) bytes at \(offset) cannot be encoded")
-            if case .bytes = data { precondition(length <= Frame.maxPayload, "split disk writes larger than \(Frame.maxPayload) bytes") }
         }
+        precondition(changes.reduce(0) { $0 + $1.wireCapacity } <= Frame.maxPayload,
+                     "a batch carries at most \(Frame.maxPayload) data bytes: split the writes with `frames`")
         return Frame(.diskWrites, capacity: 12 + changes.reduce(0) { $0 + 17 + $1.wireCapacity }) { writer in
             writer.write(epoch)
             writer.write(UInt32(changes.count))

@@ -145,6 +145,30 @@ struct MetricsServerTests {
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 
+    @Test func aClientThatTricklesItsRequestIsCutOffAtTheConnectionDeadline() throws {
+        let server = try MetricsServer(listen: Endpoint(host: "127.0.0.1", port: 0), metrics: AgentMetrics(vm: "web-4"))
+        defer { server.close() }
+        // A byte every 300 ms never lets a per-read timeout expire; only a deadline for the whole
+        // connection stops it from holding the server for the 40 s its request takes.
+        let trickler = try connectLoopback(port: server.endpoint.port)
+        defer { close(trickler) }
+        let stop = Latch()
+        let thread = JoinableThread(name: "trickler") {
+            for byte in Array("GET /metrics HTTP/1.1\r\nX: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 100) {
+                if stop.wait(timeout: .milliseconds(300)) { return }
+                guard send(trickler, [byte], 1, Int32(MSG_NOSIGNAL)) == 1 else { return }
+            }
+        }
+        defer {
+            stop.trigger()
+            thread.join()
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        let started = ContinuousClock.now
+        #expect(try scrape(port: server.endpoint.port) != nil)
+        #expect(ContinuousClock.now - started < .seconds(4))
+    }
+
     @Test func anAddressInUseIsAClearError() throws {
         let first = try MetricsServer(listen: Endpoint(host: "127.0.0.1", port: 0), metrics: AgentMetrics(vm: "a"))
         defer { first.close() }

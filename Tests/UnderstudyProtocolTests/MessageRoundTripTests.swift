@@ -278,6 +278,41 @@ struct MessageRoundTripTests {
         #expect(batch { w in w.write(UInt32(1)); w.write(UInt64(0)); w.write(UInt32(10)); w.write(UInt8(0)); w.write(bytes: [1, 2, 3]) }?.kind == "truncated")
     }
 
+    @Test("a disk-write batch decodes to at most one frame's worth, checked before anything is decoded")
+    func diskWriteDecodedSizeLimit() throws {
+        // 4 MiB of one byte is an LZ4 block of about 16 KiB: 255 of them fit a 4 MiB frame and would decode to about 1 GiB.
+        let block = [UInt8](repeating: 0, count: Frame.maxPayload).withUnsafeBytes { source in
+            var out = [UInt8](repeating: 0, count: LZ4Block.bound(Frame.maxPayload))
+            let size = out.withUnsafeMutableBytes { LZ4Block.compress(source, into: $0) }
+            return Array(out[0..<size])
+        }
+        func lz4Writes(_ count: Int) -> Frame {
+            rawFrame(.diskWrites) { w in
+                w.write(UInt64(1))
+                w.write(UInt32(count))
+                for position in 0..<count {
+                    w.write(UInt64(position) * UInt64(Frame.maxPayload))
+                    w.write(UInt32(Frame.maxPayload))
+                    w.write(DiskWriteEncoding.lz4.rawValue)
+                    w.write(UInt32(block.count))
+                    w.write(bytes: block)
+                }
+            }
+        }
+        #expect(try DiskWriteBatch(frame: lz4Writes(1)).entries.count == 1)
+        #expect(throws: ProtocolError.malformed("disk write 1: \(Frame.maxPayload) data bytes take the batch past the \(Frame.maxPayload)-byte limit")) {
+            try DiskWriteBatch(frame: lz4Writes(2))
+        }
+        // Raw and LZ4 writes count together; zeroed ranges and flushes carry no data.
+        let mixed = rawFrame(.diskWrites) { w in
+            w.write(UInt64(1)); w.write(UInt32(3))
+            w.write(UInt64(0)); w.write(UInt32(UInt32.max)); w.write(DiskWriteEncoding.zeroes.rawValue)
+            w.write(UInt64(0)); w.write(UInt32(Frame.maxPayload - 1)); w.write(DiskWriteEncoding.zeroes.rawValue)
+            w.write(UInt64(0)); w.write(UInt32(3)); w.write(DiskWriteEncoding.raw.rawValue); w.write(bytes: [1, 2, 3])
+        }
+        #expect(try DiskWriteBatch(frame: mixed).entries.count == 3)
+    }
+
     @Test("the disk-write encoder refuses writes its parser would refuse")
     func diskWriteEncoderRefusesUnparseable() async {
         await #expect(processExitsWith: .failure) { _ = DiskWriteBatch.frame(epoch: 1, changes: [.write(offset: 0, data: .bytes([]))]) }

@@ -10,19 +10,22 @@ import UnderstudyTransport
 ///
 /// One dedicated thread with blocking sockets answers one connection at a time and closes it:
 /// a scraper asks every few seconds, so there is nothing to gain from concurrency, and the
-/// agent's checkpoint path never waits for it. Every read and write on a connection has a
-/// timeout, so a client that connects and says nothing (or never reads) delays the next scrape
-/// by at most that long and cannot stop the server.
+/// agent's checkpoint path never waits for it. Each connection has a deadline for the whole
+/// exchange, so a client that says nothing, trickles its request a byte at a time, or never
+/// reads delays the next scrape by at most that long. A failed accept (out of descriptors, say)
+/// is retried after a back-off: only `close` stops the server.
 public final class MetricsServer: @unchecked Sendable {
     /// The bound address (with the real port when port 0 was asked for).
     public let endpoint: Endpoint
     private let listener: TCPListener
     private var thread: JoinableThread?
+    /// Set by `close`: ends a back-off after a failed accept.
+    private let closed = Latch()
 
     /// The request head may be at most this long; longer requests are answered 431.
     static let maxRequestBytes = 8192
-    /// How long a connection may take to send its request, or to read the reply.
-    static let ioTimeout: Duration = .seconds(2)
+    /// How long one connection may take in all: sending its request, reading the reply.
+    static let connectionDeadline: Duration = .seconds(2)
     static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     /// Listens on `listen` and serves `metrics` until `close`.
@@ -34,16 +37,10 @@ public final class MetricsServer: @unchecked Sendable {
             throw MetricsServerError(address: listen, reason: error)
         }
         endpoint = listener.endpoint
-        thread = JoinableThread(name: "metrics-http") { [listener] in
-            while true {
-                let client: Int32
-                do {
-                    client = try listener.accept().fd
-                } catch {
-                    // Closed by `close`, or a failure of the listening socket itself: either way no more scrapes.
-                    return
-                }
-                Self.serve(client) { metrics.exposition() }
+        thread = JoinableThread(name: "metrics-http") { [listener, closed] in
+            var loop = AcceptLoop { () throws(TransportError) in try listener.accept() }
+            loop.run(pause: { closed.wait(timeout: $0) }, failed: { _, _ in }) { client, _ in
+                Self.serve(client, until: .now + Self.connectionDeadline) { metrics.exposition() }
                 Glibc.close(client)
             }
         }
@@ -51,6 +48,7 @@ public final class MetricsServer: @unchecked Sendable {
 
     /// Stops listening and waits for the thread (at most one connection's timeout).
     public func close() {
+        closed.trigger()
         listener.close()
         thread?.join()
         thread = nil
@@ -58,16 +56,15 @@ public final class MetricsServer: @unchecked Sendable {
 
     deinit { if thread != nil { close() } }
 
-    /// Reads one request from `fd` and writes the reply; `body` renders the metrics.
-    static func serve(_ fd: Int32, body: () -> [UInt8]) {
-        setTimeout(fd, SO_RCVTIMEO)
-        setTimeout(fd, SO_SNDTIMEO)
+    /// Reads one request from `fd` and writes the reply, giving up at `deadline`; `body` renders the metrics.
+    static func serve(_ fd: Int32, until deadline: ContinuousClock.Instant, body: () -> [UInt8]) {
         var request: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 2048)
         while request.count <= maxRequestBytes, headEnd(request) == nil {
+            guard wait(fd, for: Int16(POLLIN), until: deadline) else { return }
             // Safe: recv writes at most `chunk.count` bytes into the array's own storage.
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0, errno == EINTR { continue }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n < 0, errno == EINTR || errno == EAGAIN { continue }
             // Closed, timed out or failed before a whole head arrived: nothing useful to answer.
             guard n > 0 else { return }
             request += chunk[..<n]
@@ -81,15 +78,16 @@ public final class MetricsServer: @unchecked Sendable {
             let text = Array("\(code) \(reason)\n".utf8)
             reply = head(code, reason, contentType: "text/plain; charset=utf-8", length: text.count, extra: extra) + text
         }
-        sendAll(reply, to: fd)
+        guard sendAll(reply, to: fd, until: deadline) else { return }
         // Closing with unread request bytes would reset the connection and could destroy the
         // reply in flight (a head too long): end our side, then read until the client closes.
         shutdown(fd, Int32(SHUT_WR))
         var drained = 0
         while drained < 1 << 20 {
+            guard wait(fd, for: Int16(POLLIN), until: deadline) else { return }
             // Safe: recv writes at most `chunk.count` bytes into the array's own storage.
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0, errno == EINTR { continue }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n < 0, errno == EINTR || errno == EAGAIN { continue }
             guard n > 0 else { return }
             drained += n
         }
@@ -136,19 +134,31 @@ public final class MetricsServer: @unchecked Sendable {
         return Array((text + "\r\n").utf8)
     }
 
-    private static func sendAll(_ bytes: [UInt8], to fd: Int32) {
+    /// Sends all of `bytes`; false when the connection failed or the deadline passed first.
+    private static func sendAll(_ bytes: [UInt8], to fd: Int32, until deadline: ContinuousClock.Instant) -> Bool {
         var offset = 0
         while offset < bytes.count {
+            guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return false }
             // Safe: the pointer and count stay inside the array for the duration of the call.
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return }
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n < 0, errno == EINTR || errno == EAGAIN { continue }
+            guard n > 0 else { return false }
             offset += n
         }
+        return true
     }
 
-    private static func setTimeout(_ fd: Int32, _ option: Int32) {
-        var value = timeval(tv_sec: Int(ioTimeout.components.seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
+    /// Waits until `fd` is ready for `events` (or has failed, which the next call reports);
+    /// false when `deadline` passes first.
+    private static func wait(_ fd: Int32, for events: Int16, until deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            let left = deadline - .now
+            guard left > .zero else { return false }
+            var entry = pollfd(fd: fd, events: events, revents: 0)
+            let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let ready = poll(&entry, 1, milliseconds)
+            if ready > 0 { return true }
+            if ready < 0, errno != EINTR { return false }
+        }
     }
 }
