@@ -51,6 +51,9 @@ public struct BackupSessionStateMachine: Sendable {
         /// Decompressed disk data bytes (zeroed ranges not counted).
         var diskBytes: UInt64 = 0
         var digest = EpochDigest()
+        /// The catch-up checkpoint: its disk changes are bounded by the primary's journal, not by
+        /// what one interval writes.
+        var isCatchUp = false
     }
 
     enum State: Sendable {
@@ -142,7 +145,7 @@ public struct BackupSessionStateMachine: Sendable {
                 return fail(.unexpected("catch-up checkpoint \(epoch) is not after the replica's checkpoint \(base)"))
             }
             seenPages.removeAll()
-            state = .receiving(Content(epoch: epoch))
+            state = .receiving(Content(epoch: epoch, isCatchUp: true))
             return .beginEpoch(epoch)
         case (.syncing(let expected, var content), .syncPages(let batch)):
             guard batch.epoch == 0 else { return fail(.malformed("sync pages carry epoch \(batch.epoch), expected 0")) }
@@ -204,12 +207,14 @@ public struct BackupSessionStateMachine: Sendable {
             return .stageDeviceState(chunk)
         case (.receiving(var content), .diskWrites(let batch)):
             guard batch.epoch == content.epoch else { return fail(wrongEpoch("disk writes", batch.epoch, content.epoch)) }
-            guard UInt64(batch.entries.count) <= limits.diskWrites - content.diskWrites else {
-                return fail(.malformed("checkpoint \(content.epoch) carries more than \(limits.diskWrites) disk changes"))
+            let (maxWrites, maxBytes) = content.isCatchUp ? (limits.catchUpDiskWrites, limits.catchUpDiskBytes)
+                                                          : (limits.diskWrites, limits.diskBytes)
+            guard UInt64(batch.entries.count) <= maxWrites - content.diskWrites else {
+                return fail(.malformed("checkpoint \(content.epoch) carries more than \(maxWrites) disk changes"))
             }
             let bytes = batch.dataBytes
-            guard bytes <= limits.diskBytes - content.diskBytes else {
-                return fail(.malformed("checkpoint \(content.epoch) carries more than \(limits.diskBytes) bytes of disk data"))
+            guard bytes <= maxBytes - content.diskBytes else {
+                return fail(.malformed("checkpoint \(content.epoch) carries more than \(maxBytes) bytes of disk data"))
             }
             content.diskWrites += UInt64(batch.entries.count)
             content.diskBytes += bytes

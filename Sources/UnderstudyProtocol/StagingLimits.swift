@@ -13,10 +13,18 @@ public struct StagingLimits: Sendable, Equatable {
     public var diskBytes: UInt64
     /// Disk changes (writes, zeroed ranges, flushes) in one checkpoint.
     public var diskWrites: UInt64
+    /// The same two bounds for the catch-up checkpoint, which replays every disk change of an
+    /// outage: up to the primary's `catch_up_journal_mib` (at most 1 TiB), plus the checkpoints
+    /// that were in flight.
+    public var catchUpDiskBytes: UInt64
+    public var catchUpDiskWrites: UInt64
 
-    public init(deviceStateBytes: UInt64 = 64 << 20, diskBytes: UInt64 = 1 << 30, diskWrites: UInt64 = 1 << 22) {
+    public init(deviceStateBytes: UInt64 = 64 << 20, diskBytes: UInt64 = 1 << 30, diskWrites: UInt64 = 1 << 22,
+                catchUpDiskBytes: UInt64 = 1 << 41, catchUpDiskWrites: UInt64 = 1 << 32) {
         self.deviceStateBytes = deviceStateBytes
         self.diskBytes = diskBytes
         self.diskWrites = diskWrites
+        self.catchUpDiskBytes = catchUpDiskBytes
+        self.catchUpDiskWrites = catchUpDiskWrites
     }
 }

@@ -88,6 +88,33 @@ struct StagingLimitsTests {
         let over = backup.received(DiskWriteBatch.frame(epoch: 1, changes: [.flush]))
         BackupSessionStateMachineTests.expectClose(over, "malformed", containing: "more than \(1 << 22) disk changes", backup)
     }
+
+    @Test("the catch-up checkpoint replays an outage's disk changes: its own, larger bounds apply, and only to it")
+    func catchUpDiskBounds() {
+        let limits = StagingLimits(diskBytes: 8, diskWrites: 2, catchUpDiskBytes: 16, catchUpDiskWrites: 4)
+        func backup() -> BackupSessionStateMachine {
+            var backup = BackupSessionStateMachine(identity: Self.identity, committedEpoch: 40, limits: limits)
+            _ = backup.received(Fixtures.hello())
+            return backup
+        }
+        func write(_ epoch: UInt64) -> Frame {
+            DiskWriteBatch.frame(epoch: epoch, changes: [.write(offset: 0, data: .bytes([1, 2, 3, 4]))])
+        }
+        var catchingUp = backup()
+        #expect(catchingUp.received(Message.catchUpBegin(baseEpoch: 40).frame) == .beginCatchUp(baseEpoch: 40))
+        #expect(catchingUp.received(Message.checkpointBegin(epoch: 45).frame) == .beginEpoch(45))
+        for _ in 0..<4 { #expect(catchingUp.received(write(45)).isStaged, "more than a checkpoint's 2 changes and 8 bytes") }
+        BackupSessionStateMachineTests.expectClose(catchingUp.received(write(45)), "malformed", containing: "more than 4 disk changes",
+                                                   catchingUp)
+
+        var regular = backup()
+        #expect(regular.received(Message.syncBegin(SyncBegin(pageCount: 0)).frame) == .beginSync(SyncBegin(pageCount: 0)))
+        #expect(regular.received(Message.syncEnd(ContentSummary(epoch: 0, pageCount: 0, digest: Fixtures.digest([]))).frame)
+                == .syncComplete(pages: 0))
+        #expect(regular.received(Message.checkpointBegin(epoch: 1).frame) == .beginEpoch(1))
+        for _ in 0..<2 { #expect(regular.received(write(1)).isStaged) }
+        BackupSessionStateMachineTests.expectClose(regular.received(write(1)), "malformed", containing: "more than 2 disk changes", regular)
+    }
 }
 
 extension BackupSessionStateMachine.Action {
