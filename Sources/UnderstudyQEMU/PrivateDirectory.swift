@@ -43,7 +43,7 @@ public struct PrivateDirectory: Sendable, Equatable {
     /// Creates `name` anew (owner-only, exclusively, never through a link) and returns its open
     /// descriptor. What an earlier run left under that name goes first: only this user could
     /// have put it there.
-    public func create(_ name: String, purpose: String) throws(QEMUError) -> Int32 {
+    private func create(_ name: String, purpose: String) throws(QEMUError) -> Int32 {
         discard(name)
         return try ExclusiveFile.create(file(name), purpose: purpose)
     }
@@ -64,7 +64,4 @@ public struct PrivateDirectory: Sendable, Equatable {
 
     /// Removes the file `name` inside, if there (a link itself, never its target).
     public func discard(_ name: String) { unlink(file(name)) }
-
-    /// Removes the directory if it is empty; one still holding a file stays.
-    public func removeIfEmpty() { rmdir(path) }
 }
