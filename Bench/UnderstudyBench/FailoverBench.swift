@@ -101,7 +101,7 @@ struct FailoverBench {
             AgentPair.stop(processes, grace: .zero, directory: directory)
             try? FileManager.default.removeItem(atPath: replica)
             for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
-                unlink("/dev/shm/\(file)")
+                try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
             }
         }
         try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "

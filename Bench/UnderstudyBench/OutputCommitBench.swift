@@ -228,7 +228,7 @@ struct OutputCommitBench {
         defer {
             for path in [description.runDirectory, diskPath, replicaDiskPath, replicaDirectory] { try? FileManager.default.removeItem(atPath: path) }
             for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(id)-") {
-                unlink("/dev/shm/\(file)")
+                try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
             }
         }
         try HostCommand.run(["sh", "-c", "truncate -s \(OutputCommitBench.diskMiB)M \(diskPath) && mkfs.ext4 -q -F \(diskPath)"])

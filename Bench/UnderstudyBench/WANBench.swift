@@ -310,7 +310,7 @@ private final class BenchPair {
         link?.close()
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-wanbench-\(vm)")
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
-            unlink("/dev/shm/\(file)")
+            try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
         }
     }
 }

@@ -30,6 +30,7 @@ final class ReplicaApplier: @unchecked Sendable {
                 storeLock.lock()
                 defer { storeLock.unlock() }
                 do {
+                    var acknowledged: Result<Void, any Error> = .success(())
                     switch work {
                     case .beginSync: try store.beginSync()
                     case .syncPages(let batch): try store.applySyncPages(batch, decoder: decoders[0])
@@ -41,11 +42,13 @@ final class ReplicaApplier: @unchecked Sendable {
                         // Applied even when the ACK cannot be sent (the link just failed): the
                         // primary may have seen it, and a sealed checkpoint left unapplied would
                         // block every later one, a catch-up's included.
-                        let acknowledged = Result { try connection.send(.ack(epoch: staged.epoch)) }
+                        acknowledged = Result { try connection.send(.ack(epoch: staged.epoch)) }
                         try store.applySealed()
-                        try acknowledged.get()
                     }
+                    // Reported before a failed ACK ends the session: the store holds it either way,
+                    // and a primary that stops closes the link right after its last checkpoint.
                     completed(work)
+                    try acknowledged.get()
                 } catch {
                     logger.error("replica apply failed", metadata: ["error": "\(error)"])
                     record("\(error)")

@@ -10,12 +10,13 @@ public final class GuestRAM: @unchecked Sendable {
     /// The agent's own mapping of the file.
     public let bytes: UnsafeMutableRawBufferPointer
 
-    /// Creates (or reuses) `path` with `size` bytes and maps it shared. The file is created
-    /// owner-only: it is the guest's memory.
+    /// Creates (or reuses) `path` with `size` bytes and maps it shared. A created file is new
+    /// (a file or symbolic link already at `path` is refused, named) and owner-only: it is the
+    /// guest's memory, which QEMU maps as root.
     public init(path: String, size: Int, create: Bool) throws(QEMUError) {
         self.path = path
         self.size = size
-        let fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0o600)
+        let fd = create ? try ExclusiveFile.create(path, purpose: "guest RAM") : open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw .io("open guest RAM \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         if create {

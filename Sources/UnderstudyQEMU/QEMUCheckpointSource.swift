@@ -79,7 +79,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         switch start {
         case .boot:
             ramFile = description.ramFile
-            unlink(ramFile)
+            // What a killed agent left in its own private directory goes; the file is then new.
+            try PrivateDirectory(path: description.privateDirectory).discard(VMDescription.ramFileName)
             ram = try GuestRAM(path: ramFile, size: Int(description.memoryBytes), create: true)
         case .restore(let file, _, _):
             ramFile = file
@@ -105,7 +106,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 }
             }
         } catch {
-            if case .boot = start { unlink(ramFile) }
+            if case .boot = start {
+                unlink(ramFile)
+                rmdir(description.privateDirectory)
+            }
             throw error
         }
         switch method {
@@ -157,10 +161,11 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public func resume() throws { try qemu.qmp.execute("cont") }
 
     /// Stops QEMU and removes the RAM file (a restored VM's too: once the guest has run, the
-    /// file no longer holds the checkpoint it was restored from).
+    /// file no longer holds the checkpoint it was restored from) and the private directory.
     public func shutdown() {
         qemu.stop()
         unlink(qemu.ramFile)
+        rmdir(qemu.description.privateDirectory)
     }
 }
 

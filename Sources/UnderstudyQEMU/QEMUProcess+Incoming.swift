@@ -4,10 +4,8 @@ extension QEMUProcess {
     /// Loads device state into a QEMU started with `.incoming` (its RAM file already holds the
     /// checkpoint's memory) and waits until the guest runs.
     public func loadDeviceState(_ deviceState: [UInt8], timeout: Duration = .seconds(30)) throws {
-        guard FileManager.default.createFile(atPath: description.deviceStateFile, contents: Data(deviceState),
-                                             attributes: [.posixPermissions: 0o600]) else {
-            throw QEMUError.io("cannot write \(description.deviceStateFile)")
-        }
+        try PrivateDirectory(path: description.privateDirectory).write(deviceState, to: VMDescription.deviceStateFileName,
+                                                                        purpose: "the device state")
         try qmp.execute("migrate-incoming", arguments: ["uri": "exec:cat \(Self.shellQuoted(description.deviceStateFile))"])
         let deadline = ContinuousClock.now + timeout
         while true {

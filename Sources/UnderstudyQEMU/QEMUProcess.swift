@@ -45,6 +45,9 @@ public final class QEMUProcess: @unchecked Sendable {
             throw .io("cannot create \(description.runDirectory): \(error.localizedDescription)")
         }
         for stale in [description.qmpSocket, description.preloadSocket] { unlink(stale) }
+        // QEMU creates the device-state file by name, following links: only inside this user's
+        // own directory, and never with a save an earlier QEMU of this VM left.
+        try PrivateDirectory(path: description.privateDirectory).discard(VMDescription.deviceStateFileName)
         self.description = description
         self.ramFile = ramFile
         pauseBoost = RealtimeBoost(priority: description.pausePriority, logger: logger)
@@ -91,6 +94,7 @@ public final class QEMUProcess: @unchecked Sendable {
         do {
             try process.run()
         } catch {
+            rmdir(description.privateDirectory)
             throw .missing("cannot start \(binary): \(error.localizedDescription)")
         }
         do throws(QEMUError) {
@@ -98,6 +102,7 @@ public final class QEMUProcess: @unchecked Sendable {
         } catch {
             process.terminate()
             process.waitUntilExit()
+            rmdir(description.privateDirectory)
             throw process.isRunning ? error : .exited(status: process.terminationStatus, log: QEMUProcess.tail(of: logPath))
         }
         do throws(QEMUError) {
@@ -106,6 +111,7 @@ public final class QEMUProcess: @unchecked Sendable {
         } catch {
             process.terminate()
             process.waitUntilExit()
+            rmdir(description.privateDirectory)
             throw error
         }
         // For operators and tests that must find QEMU after the agent itself died.
@@ -126,7 +132,8 @@ public final class QEMUProcess: @unchecked Sendable {
         return stopping
     }
 
-    /// Stops QEMU (quit over QMP, then SIGKILL if it lingers) and removes its sockets.
+    /// Stops QEMU (quit over QMP, then SIGKILL if it lingers) and removes its sockets and device
+    /// state (and the private directory, unless guest RAM is still in it).
     public func stop() {
         lock.lock()
         stopping = true
@@ -139,6 +146,7 @@ public final class QEMUProcess: @unchecked Sendable {
             process.waitUntilExit()
         }
         for path in [description.qmpSocket, description.preloadSocket, description.pidFile, description.deviceStateFile] { unlink(path) }
+        rmdir(description.privateDirectory)
     }
 
     /// A checkpoint's device state, and how long the guest was stopped for it.

@@ -72,18 +72,36 @@ public struct VMDescription: Sendable, Equatable {
     public var preloadSocket: String { "\(runDirectory)/preload.sock" }
     public var serialLog: String { "\(runDirectory)/serial.log" }
     public var qemuLog: String { "\(runDirectory)/qemu.log" }
-    /// On tmpfs: it is written and read back inside every checkpoint pause. Named after the run
-    /// directory too, so a primary and a backup of one VM on one host never share it.
-    public var deviceStateFile: String {
+    /// Owner-only (see `PrivateDirectory`), on tmpfs: the files QEMU opens by name, guest RAM
+    /// and the device state. Named after the run directory too, so a primary and a backup of one
+    /// VM on one host never share it.
+    public var privateDirectory: String {
         let tag = runDirectory.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
-        return "/dev/shm/understudy-\(id)-\(String(tag, radix: 16))-device-state"
+        return "/dev/shm/understudy-\(id)-\(String(tag, radix: 16))"
     }
+    /// In `privateDirectory`: written and read back inside every checkpoint pause.
+    public var deviceStateFile: String { "\(privateDirectory)/\(Self.deviceStateFileName)" }
+    static let deviceStateFileName = "device-state"
     public var pidFile: String { "\(runDirectory)/qemu.pid" }
-    /// Guest RAM of the primary: on tmpfs, shared with the agent.
-    public var ramFile: String { "/dev/shm/understudy-\(id)-ram" }
+    /// Guest RAM of the primary, in `privateDirectory`: shared with the agent.
+    public var ramFile: String { "\(privateDirectory)/\(Self.ramFileName)" }
+    static let ramFileName = "ram"
+
+    /// What a VM id may be, as a sentence for error messages.
+    public static let idRule = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+    /// Whether `id` follows `idRule`. The id names files (in /dev/shm, the run and state
+    /// directories), QEMU options (a comma would start another one) and the witness key.
+    public static func isValidID(_ id: String) -> Bool {
+        let alphanumeric = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
+        let bytes = Array(id.utf8)
+        guard (1...63).contains(bytes.count), alphanumeric.contains(bytes[0]) else { return false }
+        return bytes.allSatisfy { alphanumeric.contains($0) || Set("._-".utf8).contains($0) }
+    }
 
     /// Checks what can be checked before starting anything.
     public func validate() throws(QEMUError) {
+        guard Self.isValidID(id) else { throw .invalidConfiguration("the VM id \(id.debugDescription) must be \(Self.idRule)") }
         guard memoryBytes >= 16 << 20, memoryBytes % (2 << 20) == 0 else {
             throw .invalidConfiguration("memory must be at least 16 MiB and a multiple of 2 MiB, got \(memoryBytes) bytes")
         }

@@ -30,9 +30,9 @@ struct AgentCommandLineTests {
             if let qemu = try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8), let pid = Int32(qemu) { kill(pid, SIGKILL) }
             try? FileManager.default.removeItem(atPath: directory)
             try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-cli-\(vm)")
-            // The killed primary leaves its RAM and device-state files, as a crashed host would.
+            // The killed primary leaves its private directory (RAM and device state), as a crashed host would.
             for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
-                unlink("/dev/shm/\(file)")
+                try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
             }
         }
         #expect(try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"]).status == 0)

@@ -274,7 +274,7 @@ final class ConsistencyHarness {
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-consistency-\(vm)")
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-consistency-\(vm)-p")
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
-            unlink("/dev/shm/\(file)")
+            try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
         }
     }
 

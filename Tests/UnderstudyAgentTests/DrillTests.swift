@@ -209,9 +209,9 @@ private final class ProtectedPair {
         network.remove()
         try? FileManager.default.removeItem(atPath: directory)
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-drill-\(vm)")
-        // A killed primary leaves its RAM and device-state files.
+        // A killed primary leaves its private directory (RAM and device state).
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
-            unlink("/dev/shm/\(file)")
+            try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
         }
     }
 }

@@ -36,8 +36,11 @@ struct ReplicaApplierTests {
         connection.close()
         defer { client.shutdown() }
 
+        let reported = Mutex<[UInt64]>([])
         let applier = ReplicaApplier(store: store, storeLock: NSLock(), connection: connection, decoders: [PageDecoder(pageSize: Int(identity.pageSize))],
-                                     depth: 4, logger: quietLogger) { _ in }
+                                     depth: 4, logger: quietLogger) { work in
+            if case .commit(let staged) = work { reported.withLock { $0.append(staged.epoch) } }
+        }
         var staged = StagedEpoch(epoch: 7)
         staged.add(DeviceStateChunk(epoch: 7, offset: 0, data: [1, 2, 3]))
         applier.enqueue(.commit(staged))
@@ -45,5 +48,8 @@ struct ReplicaApplierTests {
         #expect(applier.failure != nil, "the ACK could not be sent: the session fails")
         #expect(store.state.phase == .committed && store.state.committedEpoch == 7, "\(store.state.phase) \(store.state.committedEpoch)")
         #expect(store.state.deviceState == [1, 2, 3])
+        // What the store holds is reported (status's committed epoch): a primary that stops closes
+        // the link right after its last checkpoint, and status said 227 over a store at 228.
+        #expect(reported.withLock { $0 } == [7], "the applied checkpoint was not reported")
     }
 }

@@ -197,7 +197,7 @@ final class DRPair {
         if ProcessInfo.processInfo.environment["UNDERSTUDY_KEEP_WAN_LOGS"] == nil { try? FileManager.default.removeItem(atPath: directory) }
         try? FileManager.default.removeItem(atPath: "/dev/shm/understudy-wan-\(vm)")
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(vm)-") {
-            unlink("/dev/shm/\(file)")
+            try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
         }
     }
 }

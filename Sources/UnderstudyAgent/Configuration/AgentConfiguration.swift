@@ -142,6 +142,10 @@ public struct AgentConfiguration: Sendable {
         peerName = try d.requiredString("peer.name")
         peerAddress = try Self.endpoint(d, "peer.address")
         let id = try d.requiredString("vm.id")
+        guard VMDescription.isValidID(id) else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.id"), key: "vm.id",
+                                     message: "\(id.debugDescription) is not a VM id: use \(VMDescription.idRule) (it names files and QEMU options)")
+        }
         let runDirectory = try d.string("vm.run_dir") ?? "/run/understudy/\(id)"
         role = try d.oneOf("node.role", NodeRole.self)
         stateDirectory = try d.string("node.state_dir") ?? "/var/lib/understudy/\(id)"
