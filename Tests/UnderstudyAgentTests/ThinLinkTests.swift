@@ -45,6 +45,9 @@ struct CatchUpTests {
         let fullSyncBytes = first.statistics.syncWireBytes
         // The guest runs on while no backup can be reached.
         guest.write(pages: 300)
+        // A backup serves one primary at a time: until it has seen the dropped session end, it
+        // refuses the next one as busy (the protector would retry after its reconnect delay).
+        #expect(backup.waitForSessionEnd(sessions: 1).sessionsEnded == 1)
 
         let second = PrimaryReplicator(source: guest, configuration: configuration(workspace, backup, backlog: backlog,
                                                                                      firstEpoch: first.lastCapturedEpoch + 1),
