@@ -29,6 +29,7 @@ public final class ReplicaStore: @unchecked Sendable {
     private let disk: ReplicaDisk?
     private let journal: EpochJournal
     private let lockFD: Int32
+    private let storage: ReplicaStorage
     private let pageSize: Int
     /// The journal sealed by `seal` and not yet applied.
     private var sealed: EpochJournal.Header?
@@ -47,7 +48,10 @@ public final class ReplicaStore: @unchecked Sendable {
     /// Opens (creating if needed) the replica of `identity` in `directory`, and recovers an
     /// interrupted apply. The replica disk is `diskPath` (default `directory/disk.img`) when the
     /// VM has a disk.
-    public init(directory: String, identity: VMIdentity, diskPath: String? = nil) throws(ReplicaError) {
+    /// `storage` carries the writes and syncs that order matters for (tests pass one that loses
+    /// power or fails a step).
+    public init(directory: String, identity: VMIdentity, diskPath: String? = nil,
+                storage: ReplicaStorage = POSIXReplicaStorage()) throws(ReplicaError) {
         do throws(ProtocolError) { try identity.validate() } catch { throw .invalidContent(error) }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
@@ -57,6 +61,7 @@ public final class ReplicaStore: @unchecked Sendable {
         }
         self.directory = directory
         self.identity = identity
+        self.storage = storage
         pageSize = Int(identity.pageSize)
         lockFD = open("\(directory)/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lockFD >= 0 else { throw .io(operation: "open", path: "\(directory)/lock", errno: errno) }
@@ -160,12 +165,12 @@ public final class ReplicaStore: @unchecked Sendable {
 
     public func finishSync() throws(ReplicaError) {
         guard state.phase == .syncing else { throw .notReady("sync finished while the replica is \(state.phase)") }
-        try disk?.flush()
         try publish(phase: .synced, epoch: 0, deviceState: [])
     }
 
-    /// Decodes a verified checkpoint into the journal and seals it. After this returns the
-    /// checkpoint is durable against a crash of this process; call `applySealed` next.
+    /// Decodes a verified checkpoint into the journal, seals it and syncs it. After this returns
+    /// the checkpoint is durable against a crash of this process and a power cut of the host;
+    /// call `applySealed` next.
     /// - Parameter decoders: one per thread to decode with (pages are decoded in parallel).
     public func seal(_ staged: StagedEpoch, decoders: [PageDecoder]) throws(ReplicaError) {
         guard state.phase == .synced || state.phase == .committed else {
@@ -181,12 +186,11 @@ public final class ReplicaStore: @unchecked Sendable {
         var position = 0
         let section = journal.diskSection(layout: layout)
         for change in diskChanges { position = EpochJournal.writeDiskRecord(change, into: section, at: position) }
-        // The guest flushed in this epoch: once acknowledged, its data must survive the backup host
-        // losing power, so the body reaches storage before the seal and the seal right after it.
-        let flushed = diskChanges.contains(.flush)
-        if flushed { try journal.sync() }
         journal.seal(header)
-        if flushed { try journal.sync() }
+        // Once acknowledged, the epoch must survive the backup host losing power (the primary then
+        // releases its output). One sync: the body's checksum rejects a journal that reached
+        // storage only in part.
+        try storage.sync(journal.file.path)
         sealed = header
     }
 
@@ -290,12 +294,18 @@ public final class ReplicaStore: @unchecked Sendable {
     }
 
     private func publish(phase: ReplicaState.Phase, epoch: UInt64, deviceState: [UInt8]) throws(ReplicaError) {
+        if phase == .synced || phase == .committed {
+            // The state about to name this image must not reach storage before the image does:
+            // after a power cut it would describe memory and disk content that never got there.
+            try storage.sync(memory.path)
+            if let disk { try storage.sync(disk.path) }
+        }
         var next = state
         next.generation += 1
         next.phase = phase
         next.committedEpoch = epoch
         next.deviceState = deviceState
-        try next.save(to: statePath)
+        try next.save(to: statePath, storage: storage)
         state = next
     }
 
