@@ -94,6 +94,7 @@ public final class ReplicaStore: @unchecked Sendable {
     /// into the memory image and the disk from then on, so they stop being that checkpoint.
     /// A later backup session resynchronises from scratch.
     public func consumeCommittedCheckpoint() throws(ReplicaError) -> (epoch: UInt64, deviceState: [UInt8]) {
+        try finishInterruptedApply()
         guard state.phase == .committed else {
             throw .notReady("the replica in \(directory) is \(state.phase), not committed: nothing to activate "
                             + "(a primary must finish its initial sync and one checkpoint first)")
@@ -176,7 +177,7 @@ public final class ReplicaStore: @unchecked Sendable {
         guard state.phase == .synced || state.phase == .committed else {
             throw .notReady("checkpoint \(staged.epoch) arrived while the replica is \(state.phase)")
         }
-        if let sealed { throw .notReady("checkpoint \(staged.epoch) arrived before sealed checkpoint \(sealed.epoch) was applied") }
+        try finishInterruptedApply()
         let diskChanges = try decodeDiskChanges(staged)
         let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize, deviceStateLength: staged.deviceState.count,
                                          diskLength: diskChanges.reduce(0) { $0 + EpochJournal.diskRecordSize($1) })
@@ -218,11 +219,20 @@ public final class ReplicaStore: @unchecked Sendable {
         return disk
     }
 
-    /// Copies the sealed checkpoint into memory and publishes it as the committed epoch.
+    /// Copies the sealed checkpoint into memory and publishes it as the committed epoch. When a
+    /// step fails (EIO, ENOSPC) the checkpoint stays sealed: memory may already hold part of it
+    /// while the state still names the epoch before, and only finishing the apply (idempotent:
+    /// whole pages) makes the replica one epoch again. The next `seal` and any activation finish
+    /// it first, or refuse with the failure.
     public func applySealed() throws(ReplicaError) {
         guard let header = sealed else { throw .notReady("no sealed checkpoint to apply") }
-        sealed = nil
         try replay(header)
+        sealed = nil
+    }
+
+    /// Finishes a sealed checkpoint whose apply failed part way, before the replica is used again.
+    private func finishInterruptedApply() throws(ReplicaError) {
+        if sealed != nil { try applySealed() }
     }
 
     /// Decodes every page into its journal slot (in parallel) and copies the device state.
