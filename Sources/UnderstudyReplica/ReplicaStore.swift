@@ -39,6 +39,9 @@ public final class ReplicaStore: @unchecked Sendable {
     private var writtenPages: [UInt64]?
     /// A resynchronisation began while recording: every page was rewritten.
     private var rewrittenWhileRecording = false
+    /// The checkpoint the last `consumeCommittedCheckpoint` handed out, while nothing else was
+    /// published since (an activation whose QEMU never loaded it gives it back).
+    private var consumed: (epoch: UInt64, deviceState: [UInt8])?
 
     public var memoryPath: String { memory.path }
     /// The replica disk image, nil when the VM has no disk.
@@ -101,7 +104,19 @@ public final class ReplicaStore: @unchecked Sendable {
         }
         let checkpoint = (epoch: state.committedEpoch, deviceState: state.deviceState)
         try publish(phase: .empty, epoch: 0, deviceState: [])
+        consumed = checkpoint
         return checkpoint
+    }
+
+    /// Gives back the checkpoint `consumeCommittedCheckpoint` handed out, to an activation whose
+    /// QEMU never loaded it: no guest ran, nothing wrote into the memory image or the disk, so the
+    /// replica is that checkpoint still and stays activatable. Refused once anything else changed
+    /// the replica since.
+    public func returnConsumedCheckpoint() throws(ReplicaError) {
+        guard state.phase == .empty, let consumed else {
+            throw .notReady("the replica in \(directory) is \(state.phase) and holds no checkpoint handed out for activation")
+        }
+        try publish(phase: .committed, epoch: consumed.epoch, deviceState: consumed.deviceState)
     }
 
     /// Starts noting which memory pages later applies write, so that a copy of the memory image
@@ -317,6 +332,7 @@ public final class ReplicaStore: @unchecked Sendable {
         next.deviceState = deviceState
         try next.save(to: statePath, storage: storage)
         state = next
+        consumed = nil
     }
 
     private func memoryPage(_ index: UInt64) -> UnsafeMutableRawBufferPointer {

@@ -137,6 +137,23 @@ struct ReplicaStoreTests {
         #expect(try memoryByte(dir.path, page: 3) == 9)
     }
 
+    @Test func aConsumedCheckpointIsGivenBackOnlyWhileNothingElseChanged() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        let store = try syncedStore(dir)
+        try store.seal(try stage(epoch: 3, pages: [1]) { _ in 5 }, decoders: [PageDecoder(pageSize: pageSize)])
+        try store.applySealed()
+        _ = try store.consumeCommittedCheckpoint()
+        try store.returnConsumedCheckpoint()
+        #expect(store.state.phase == .committed)
+        #expect(store.state.committedEpoch == 3)
+        #expect(store.state.deviceState == [1, 2, 3])
+        _ = try store.consumeCommittedCheckpoint()
+        try store.beginSync()
+        let error = #expect(throws: ReplicaError.self) { try store.returnConsumedCheckpoint() }
+        #expect("\(error!)".contains("holds no checkpoint handed out"))
+    }
+
     @Test func duplicatePageInOneEpochIsRefusedAndNothingChanges() throws {
         let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
