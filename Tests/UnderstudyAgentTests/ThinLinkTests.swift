@@ -45,6 +45,9 @@ struct CatchUpTests {
         let fullSyncBytes = first.statistics.syncWireBytes
         // The guest runs on while no backup can be reached.
         guest.write(pages: 300)
+        // The backup applies (and syncs) what the lost session queued before it takes the next
+        // primary; until then it answers busy, which a real primary retries.
+        #expect(backup.waitForSessionEnd(sessions: 1).sessionsEnded == 1)
 
         let second = PrimaryReplicator(source: guest, configuration: configuration(workspace, backup, backlog: backlog,
                                                                                      firstEpoch: first.lastCapturedEpoch + 1),
