@@ -245,8 +245,10 @@ public final class ReplicaStore: @unchecked Sendable {
         sealed = nil
     }
 
-    /// Finishes a sealed checkpoint whose apply failed part way, before the replica is used again.
-    private func finishInterruptedApply() throws(ReplicaError) {
+    /// Finishes a sealed checkpoint whose apply failed part way (memory may hold part of it while
+    /// the state names the epoch before): call before reading the replica as one epoch. Throws
+    /// the failure when it still cannot; does nothing when no apply was interrupted.
+    public func finishInterruptedApply() throws(ReplicaError) {
         if sealed != nil { try applySealed() }
     }
 
