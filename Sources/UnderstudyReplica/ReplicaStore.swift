@@ -13,11 +13,13 @@ import UnderstudyProtocol
 /// atomically), `journal` (`EpochJournal`), `lock`. Disk changes travel in the journal with the
 /// pages, so the disk follows memory: it holds exactly the committed epoch's writes.
 ///
-/// A checkpoint is applied in two calls: `stage` decodes it into the journal and seals it (from
-/// then on it survives this process being killed, so it may be acknowledged), and `apply` copies
-/// the pages into memory and publishes the new state. `init` finishes an apply that a killed
-/// process left with a sealed journal, so the replica is always exactly one epoch: the old one or
-/// the new one.
+/// A checkpoint is applied in two calls: `seal` decodes it into the journal, seals and syncs it
+/// (from then on it survives this process being killed and the host losing power, so it may be
+/// acknowledged), and `applySealed` copies the pages into memory and publishes the new state,
+/// after syncing memory and disk. `init` finishes an apply that a killed process or a power cut
+/// left with a sealed journal, and the store finishes one that failed (EIO, ENOSPC) before it is
+/// used again, so the replica is always exactly one epoch: the old one or the new one. Every
+/// write and sync whose order matters goes through `ReplicaStorage`.
 public final class ReplicaStore: @unchecked Sendable {
     public let directory: String
     public let identity: VMIdentity
