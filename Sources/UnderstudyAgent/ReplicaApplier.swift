@@ -38,10 +38,11 @@ final class ReplicaApplier: @unchecked Sendable {
                     case .finishSync: try store.finishSync()
                     case .commit(let staged):
                         try store.seal(staged, decoders: decoders)
-                        // Sealed: durable against our own crash, so the primary may release its output.
-                        // Applied even when the ACK cannot be sent (the link just failed): the
-                        // primary may have seen it, and a sealed checkpoint left unapplied would
-                        // block every later one, a catch-up's included.
+                        // Sealed and synced: durable against our own crash and a power cut, so the
+                        // primary may release its output. Applied even when the ACK cannot be sent
+                        // (the link just failed): the primary may have seen it. An apply that
+                        // fails stays sealed in the store, which finishes it before the next
+                        // checkpoint or an activation.
                         acknowledged = Result { try connection.send(.ack(epoch: staged.epoch)) }
                         try store.applySealed()
                     }

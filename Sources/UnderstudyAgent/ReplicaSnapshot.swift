@@ -83,6 +83,8 @@ public struct ReplicaSnapshot: Sendable, Codable {
     }
 
     private static func requireCommitted(_ store: ReplicaStore) throws {
+        // A failed apply leaves memory ahead of the state: finish it, or copy nothing.
+        try store.finishInterruptedApply()
         guard store.state.phase == .committed else {
             throw ReplicaError.notReady("the replica in \(store.directory) is \(store.state.phase), not committed: there is no "
                                         + "checkpoint to start a drill from (a primary must finish its initial sync and one checkpoint first)")

@@ -68,8 +68,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     /// Starts the VM with guest RAM in a shared file and prepares dirty tracking (armed later,
     /// by `startTracking`, when a backup is to be synchronised).
+    /// `loaded` runs once a `.restore` start's QEMU has loaded the device state (the guest may
+    /// run from then on): a failure before it leaves the RAM file as it was.
     public init(description: VMDescription, start: Start = .boot, preloadLibrary: String?, tracking: DirtyTrackingPreference,
-                extraArguments: [String] = [], boundary: EpochBoundary? = nil, logger: Logger,
+                extraArguments: [String] = [], boundary: EpochBoundary? = nil, loaded: () -> Void = {}, logger: Logger,
                 onExit: @escaping @Sendable (QEMUError) -> Void) throws {
         let method = try Self.trackingMethod(tracking, preloadLibrary: preloadLibrary)
         identity = description.identity
@@ -99,6 +101,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             if case .restore(_, let deviceState, _) = start {
                 do {
                     try qemu.loadDeviceState(deviceState)
+                    loaded()
                     try qemu.announce()
                 } catch {
                     qemu.stop()

@@ -1,3 +1,4 @@
+import CUnderstudyShims
 import Foundation
 import UnderstudyProtocol
 
@@ -7,11 +8,15 @@ import UnderstudyProtocol
 /// 1. `invalidate` first: a journal that is being rewritten must never look complete.
 /// 2. The decoded pages and device state are written into the body.
 /// 3. The header, then the trailer, are written last; only a journal whose header and trailer
-///    both carry the same epoch and base generation is complete.
+///    both carry the same epoch and base generation, and whose body matches the trailer's
+///    SHA-256, is complete.
 /// 4. The replica memory is touched only after the journal is complete, and the journal is only
 ///    rewritten after the state that it led to was published.
-/// A process killed at any point therefore leaves either an incomplete journal (the old state
-/// stands) or a complete one that recovery applies again (the new state). Applying is idempotent:
+/// 5. The store syncs the sealed journal before it acknowledges the epoch. A power cut may keep
+///    any part of unsynced writes (the header without the body): the checksum makes such a
+///    journal incomplete, so one sync after the seal is enough.
+/// A process killed or a power cut at any point therefore leaves either an incomplete journal
+/// (the old state stands) or a complete one that recovery applies again (the new state). Applying is idempotent:
 /// the journal holds whole decoded pages, not deltas.
 ///
 /// Layout: header (magic "USJRNL02", base generation, epoch, page count, device-state length,
@@ -19,11 +24,13 @@ import UnderstudyProtocol
 /// disk section (the epoch's disk changes, decoded: kind u8, offset u64, length u64, then the bytes
 /// of a write), trailer (magic "USJEND02", base generation, epoch). The file may be longer than
 /// the layout (it only grows).
+/// The trailer: magic "USJEND03", base generation, epoch, SHA-256 of the body (everything between
+/// header and trailer).
 final class EpochJournal {
-    static let headerMagic = Array("USJRNL02".utf8)
-    static let trailerMagic = Array("USJEND02".utf8)
+    static let headerMagic = Array("USJRNL03".utf8)
+    static let trailerMagic = Array("USJEND03".utf8)
     static let headerSize = 64
-    static let trailerSize = 24
+    static let trailerSize = 24 + EpochDigest.size
 
     struct Layout {
         let pageCount: Int
@@ -79,12 +86,6 @@ final class EpochJournal {
         UnsafeMutableRawBufferPointer(start: file.bytes.baseAddress! + layout.diskOffset, count: layout.diskLength)
     }
 
-    /// Makes the journal durable on the storage device, not only against a crash of this process
-    /// (an epoch with a guest FLUSH must survive the backup host losing power once acknowledged).
-    func sync() throws(ReplicaError) {
-        guard msync(file.bytes.baseAddress!, file.size, MS_SYNC) == 0 else { throw .io(operation: "sync", path: file.path, errno: errno) }
-    }
-
     /// Step 3: header then trailer; from here the journal is complete.
     func seal(_ header: Header) {
         var w = WireWriter(capacity: EpochJournal.headerSize)
@@ -102,6 +103,7 @@ final class EpochJournal {
         t.write(bytes: EpochJournal.trailerMagic)
         t.write(header.baseGeneration)
         t.write(header.epoch)
+        t.write(bytes: bodyChecksum(layout: header.layout))
         t.bytes.withUnsafeBytes { (base + header.layout.trailerOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
     }
 
@@ -119,8 +121,20 @@ final class EpochJournal {
         let trailer = Array(UnsafeRawBufferPointer(rebasing: file.bytes[layout.trailerOffset..<layout.totalSize]))
         var t = WireReader(trailer, context: "journal trailer")
         guard let tMagic = try? t.readBytes(8), tMagic == EpochJournal.trailerMagic,
-              (try? t.readUInt64()) == generation, (try? t.readUInt64()) == epoch else { return nil }
+              (try? t.readUInt64()) == generation, (try? t.readUInt64()) == epoch,
+              (try? t.readBytes(EpochDigest.size)) == bodyChecksum(layout: layout) else { return nil }
         return Header(baseGeneration: generation, epoch: epoch, layout: layout)
+    }
+
+    /// SHA-256 of the body: page indices, pages, device state and disk section.
+    func bodyChecksum(layout: Layout) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: EpochDigest.size)
+        let body = UnsafeRawBufferPointer(rebasing: file.bytes[layout.indicesOffset..<layout.trailerOffset])
+        digest.withUnsafeMutableBytes { output in
+            let ok = EVP_Digest(body.baseAddress, body.count, output.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, EVP_sha256(), nil)
+            precondition(ok == 1, "EVP_Digest(SHA-256) failed")
+        }
+        return digest
     }
 
     func pageIndex(_ slot: Int, layout: Layout) -> UInt64 {

@@ -1,8 +1,9 @@
 import Foundation
 import UnderstudyProtocol
 
-/// Saving and restoring `ReplicaState`: the file is written whole to a temporary name and renamed
-/// over the old one, so a reader sees either the old or the new state, never a mix.
+/// Saving and restoring `ReplicaState`: the file is written whole to a temporary name, synced and
+/// renamed over the old one, so a reader sees either the old or the new state, never a mix, after
+/// a killed process or a power cut alike.
 ///
 /// Layout: magic "USSTATE2", generation u64, phase u8, committed epoch u64, VM id string,
 /// memory size u64, page size u32, disk size u64, device-state length u32 and bytes, SHA-256 of
@@ -49,17 +50,16 @@ extension ReplicaState {
         }
     }
 
-    /// Writes the state to `path` atomically (temporary file, rename): safe against the process being killed.
-    func save(to path: String) throws(ReplicaError) {
+    /// Writes the state to `path` atomically and durably: a temporary file, synced before it is
+    /// renamed into place (else a power cut may leave the new name on empty content), then the
+    /// directory synced (else the rename itself may be lost). Safe against the process being
+    /// killed and against the host losing power: after a cut the file is the old state or this one.
+    func save(to path: String, storage: ReplicaStorage) throws(ReplicaError) {
         let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io(operation: "create", path: temporary, errno: errno) }
-        let bytes = encoded()
-        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        let writeErrno = errno
-        close(fd)
-        guard written == bytes.count else { throw .io(operation: "write", path: temporary, errno: written < 0 ? writeErrno : ENOSPC) }
-        guard rename(temporary, path) == 0 else { throw .io(operation: "rename into place", path: path, errno: errno) }
+        try storage.write(encoded(), to: temporary)
+        try storage.sync(temporary)
+        try storage.rename(temporary, to: path)
+        try storage.syncDirectory(URL(fileURLWithPath: path).deletingLastPathComponent().path)
     }
 
     /// Reads the state at `path`; nil when there is none yet.

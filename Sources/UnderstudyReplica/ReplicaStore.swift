@@ -13,11 +13,13 @@ import UnderstudyProtocol
 /// atomically), `journal` (`EpochJournal`), `lock`. Disk changes travel in the journal with the
 /// pages, so the disk follows memory: it holds exactly the committed epoch's writes.
 ///
-/// A checkpoint is applied in two calls: `stage` decodes it into the journal and seals it (from
-/// then on it survives this process being killed, so it may be acknowledged), and `apply` copies
-/// the pages into memory and publishes the new state. `init` finishes an apply that a killed
-/// process left with a sealed journal, so the replica is always exactly one epoch: the old one or
-/// the new one.
+/// A checkpoint is applied in two calls: `seal` decodes it into the journal, seals and syncs it
+/// (from then on it survives this process being killed and the host losing power, so it may be
+/// acknowledged), and `applySealed` copies the pages into memory and publishes the new state,
+/// after syncing memory and disk. `init` finishes an apply that a killed process or a power cut
+/// left with a sealed journal, and the store finishes one that failed (EIO, ENOSPC) before it is
+/// used again, so the replica is always exactly one epoch: the old one or the new one. Every
+/// write and sync whose order matters goes through `ReplicaStorage`.
 public final class ReplicaStore: @unchecked Sendable {
     public let directory: String
     public let identity: VMIdentity
@@ -29,6 +31,7 @@ public final class ReplicaStore: @unchecked Sendable {
     private let disk: ReplicaDisk?
     private let journal: EpochJournal
     private let lockFD: Int32
+    private let storage: ReplicaStorage
     private let pageSize: Int
     /// The journal sealed by `seal` and not yet applied.
     private var sealed: EpochJournal.Header?
@@ -38,6 +41,9 @@ public final class ReplicaStore: @unchecked Sendable {
     private var writtenPages: [UInt64]?
     /// A resynchronisation began while recording: every page was rewritten.
     private var rewrittenWhileRecording = false
+    /// The checkpoint the last `consumeCommittedCheckpoint` handed out, while nothing else was
+    /// published since (an activation whose QEMU never loaded it gives it back).
+    private var consumed: (epoch: UInt64, deviceState: [UInt8])?
 
     public var memoryPath: String { memory.path }
     /// The replica disk image, nil when the VM has no disk.
@@ -47,7 +53,10 @@ public final class ReplicaStore: @unchecked Sendable {
     /// Opens (creating if needed) the replica of `identity` in `directory`, and recovers an
     /// interrupted apply. The replica disk is `diskPath` (default `directory/disk.img`) when the
     /// VM has a disk.
-    public init(directory: String, identity: VMIdentity, diskPath: String? = nil) throws(ReplicaError) {
+    /// `storage` carries the writes and syncs that order matters for (tests pass one that loses
+    /// power or fails a step).
+    public init(directory: String, identity: VMIdentity, diskPath: String? = nil,
+                storage: ReplicaStorage = POSIXReplicaStorage()) throws(ReplicaError) {
         do throws(ProtocolError) { try identity.validate() } catch { throw .invalidContent(error) }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
@@ -57,6 +66,7 @@ public final class ReplicaStore: @unchecked Sendable {
         }
         self.directory = directory
         self.identity = identity
+        self.storage = storage
         pageSize = Int(identity.pageSize)
         lockFD = open("\(directory)/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lockFD >= 0 else { throw .io(operation: "open", path: "\(directory)/lock", errno: errno) }
@@ -89,13 +99,26 @@ public final class ReplicaStore: @unchecked Sendable {
     /// into the memory image and the disk from then on, so they stop being that checkpoint.
     /// A later backup session resynchronises from scratch.
     public func consumeCommittedCheckpoint() throws(ReplicaError) -> (epoch: UInt64, deviceState: [UInt8]) {
+        try finishInterruptedApply()
         guard state.phase == .committed else {
             throw .notReady("the replica in \(directory) is \(state.phase), not committed: nothing to activate "
                             + "(a primary must finish its initial sync and one checkpoint first)")
         }
         let checkpoint = (epoch: state.committedEpoch, deviceState: state.deviceState)
         try publish(phase: .empty, epoch: 0, deviceState: [])
+        consumed = checkpoint
         return checkpoint
+    }
+
+    /// Gives back the checkpoint `consumeCommittedCheckpoint` handed out, to an activation whose
+    /// QEMU never loaded it: no guest ran, nothing wrote into the memory image or the disk, so the
+    /// replica is that checkpoint still and stays activatable. Refused once anything else changed
+    /// the replica since.
+    public func returnConsumedCheckpoint() throws(ReplicaError) {
+        guard state.phase == .empty, let consumed else {
+            throw .notReady("the replica in \(directory) is \(state.phase) and holds no checkpoint handed out for activation")
+        }
+        try publish(phase: .committed, epoch: consumed.epoch, deviceState: consumed.deviceState)
     }
 
     /// Starts noting which memory pages later applies write, so that a copy of the memory image
@@ -160,18 +183,18 @@ public final class ReplicaStore: @unchecked Sendable {
 
     public func finishSync() throws(ReplicaError) {
         guard state.phase == .syncing else { throw .notReady("sync finished while the replica is \(state.phase)") }
-        try disk?.flush()
         try publish(phase: .synced, epoch: 0, deviceState: [])
     }
 
-    /// Decodes a verified checkpoint into the journal and seals it. After this returns the
-    /// checkpoint is durable against a crash of this process; call `applySealed` next.
+    /// Decodes a verified checkpoint into the journal, seals it and syncs it. After this returns
+    /// the checkpoint is durable against a crash of this process and a power cut of the host;
+    /// call `applySealed` next.
     /// - Parameter decoders: one per thread to decode with (pages are decoded in parallel).
     public func seal(_ staged: StagedEpoch, decoders: [PageDecoder]) throws(ReplicaError) {
         guard state.phase == .synced || state.phase == .committed else {
             throw .notReady("checkpoint \(staged.epoch) arrived while the replica is \(state.phase)")
         }
-        if let sealed { throw .notReady("checkpoint \(staged.epoch) arrived before sealed checkpoint \(sealed.epoch) was applied") }
+        try finishInterruptedApply()
         let diskChanges = try decodeDiskChanges(staged)
         let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize, deviceStateLength: staged.deviceState.count,
                                          diskLength: diskChanges.reduce(0) { $0 + EpochJournal.diskRecordSize($1) })
@@ -181,12 +204,11 @@ public final class ReplicaStore: @unchecked Sendable {
         var position = 0
         let section = journal.diskSection(layout: layout)
         for change in diskChanges { position = EpochJournal.writeDiskRecord(change, into: section, at: position) }
-        // The guest flushed in this epoch: once acknowledged, its data must survive the backup host
-        // losing power, so the body reaches storage before the seal and the seal right after it.
-        let flushed = diskChanges.contains(.flush)
-        if flushed { try journal.sync() }
         journal.seal(header)
-        if flushed { try journal.sync() }
+        // Once acknowledged, the epoch must survive the backup host losing power (the primary then
+        // releases its output). One sync: the body's checksum rejects a journal that reached
+        // storage only in part.
+        try storage.sync(journal.file.path)
         sealed = header
     }
 
@@ -214,11 +236,22 @@ public final class ReplicaStore: @unchecked Sendable {
         return disk
     }
 
-    /// Copies the sealed checkpoint into memory and publishes it as the committed epoch.
+    /// Copies the sealed checkpoint into memory and publishes it as the committed epoch. When a
+    /// step fails (EIO, ENOSPC) the checkpoint stays sealed: memory may already hold part of it
+    /// while the state still names the epoch before, and only finishing the apply (idempotent:
+    /// whole pages) makes the replica one epoch again. The next `seal` and any activation finish
+    /// it first, or refuse with the failure.
     public func applySealed() throws(ReplicaError) {
         guard let header = sealed else { throw .notReady("no sealed checkpoint to apply") }
-        sealed = nil
         try replay(header)
+        sealed = nil
+    }
+
+    /// Finishes a sealed checkpoint whose apply failed part way (memory may hold part of it while
+    /// the state names the epoch before): call before reading the replica as one epoch. Throws
+    /// the failure when it still cannot; does nothing when no apply was interrupted.
+    public func finishInterruptedApply() throws(ReplicaError) {
+        if sealed != nil { try applySealed() }
     }
 
     /// Decodes every page into its journal slot (in parallel) and copies the device state.
@@ -290,13 +323,20 @@ public final class ReplicaStore: @unchecked Sendable {
     }
 
     private func publish(phase: ReplicaState.Phase, epoch: UInt64, deviceState: [UInt8]) throws(ReplicaError) {
+        if phase == .synced || phase == .committed {
+            // The state about to name this image must not reach storage before the image does:
+            // after a power cut it would describe memory and disk content that never got there.
+            try storage.sync(memory.path)
+            if let disk { try storage.sync(disk.path) }
+        }
         var next = state
         next.generation += 1
         next.phase = phase
         next.committedEpoch = epoch
         next.deviceState = deviceState
-        try next.save(to: statePath)
+        try next.save(to: statePath, storage: storage)
         state = next
+        consumed = nil
     }
 
     private func memoryPage(_ index: UInt64) -> UnsafeMutableRawBufferPointer {

@@ -45,8 +45,8 @@ struct CatchUpTests {
         let fullSyncBytes = first.statistics.syncWireBytes
         // The guest runs on while no backup can be reached.
         guest.write(pages: 300)
-        // A backup serves one primary at a time: until it has seen the dropped session end, it
-        // refuses the next one as busy (the protector would retry after its reconnect delay).
+        // A backup serves one primary at a time: until it has applied and synced what the dropped
+        // session queued and seen it end, it refuses the next one as busy (a real primary retries).
         #expect(backup.waitForSessionEnd(sessions: 1).sessionsEnded == 1)
 
         let second = PrimaryReplicator(source: guest, configuration: configuration(workspace, backup, backlog: backlog,

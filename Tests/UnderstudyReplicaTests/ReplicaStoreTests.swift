@@ -117,6 +117,43 @@ struct ReplicaStoreTests {
         #expect(try memoryByte(dir.path, page: 3) == 9)
     }
 
+    @Test func aJournalWhoseBodyDidNotReachStorageIsIgnoredOnReopen() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        do {
+            let store = try syncedStore(dir)
+            try store.seal(try stage(epoch: 1, pages: [3]) { _ in 9 }, decoders: [PageDecoder(pageSize: pageSize)])
+            try store.applySealed()
+            try store.seal(try stage(epoch: 2, pages: [3]) { _ in 50 }, decoders: [PageDecoder(pageSize: pageSize)])
+        }
+        // A power cut kept the header and trailer but not the page in between (its old content).
+        let journal = FileHandle(forUpdatingAtPath: "\(dir.path)/journal")!
+        try journal.seek(toOffset: UInt64(pageSize))
+        try journal.write(contentsOf: Data(repeating: 9, count: pageSize))
+        try journal.close()
+        let reopened = try ReplicaStore(directory: dir.path, identity: identity)
+        #expect(reopened.state.committedEpoch == 1, "a torn journal is not a checkpoint")
+        #expect(reopened.recovery == nil)
+        #expect(try memoryByte(dir.path, page: 3) == 9)
+    }
+
+    @Test func aConsumedCheckpointIsGivenBackOnlyWhileNothingElseChanged() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        let store = try syncedStore(dir)
+        try store.seal(try stage(epoch: 3, pages: [1]) { _ in 5 }, decoders: [PageDecoder(pageSize: pageSize)])
+        try store.applySealed()
+        _ = try store.consumeCommittedCheckpoint()
+        try store.returnConsumedCheckpoint()
+        #expect(store.state.phase == .committed)
+        #expect(store.state.committedEpoch == 3)
+        #expect(store.state.deviceState == [1, 2, 3])
+        _ = try store.consumeCommittedCheckpoint()
+        try store.beginSync()
+        let error = #expect(throws: ReplicaError.self) { try store.returnConsumedCheckpoint() }
+        #expect("\(error!)".contains("holds no checkpoint handed out"))
+    }
+
     @Test func duplicatePageInOneEpochIsRefusedAndNothingChanges() throws {
         let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
