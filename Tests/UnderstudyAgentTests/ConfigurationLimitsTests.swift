@@ -93,6 +93,21 @@ struct ConfigurationLimitsTests {
         #expect(outcome.applied.isEmpty && levels.level == .warning, "an invalid file changes nothing")
     }
 
+    /// The acknowledgement-progress timeout reaches the primary, defaults to a few seconds, and a
+    /// value it cannot mean is refused naming the key.
+    @Test func theAcknowledgementTimeoutIsReadAndRangeChecked() throws {
+        let defaults = try AgentConfiguration(document: TOMLDocument(parsing: Self.document(setting: "vm.vcpus", to: "2").text, source: "agent.toml"))
+        #expect(defaults.failover.acknowledgementTimeout == .seconds(5))
+        let (text, _) = Self.document(setting: "failover.ack_timeout_ms", to: "1500")
+        let configuration = try AgentConfiguration(document: TOMLDocument(parsing: text, source: "agent.toml"))
+        #expect(configuration.failover.acknowledgementTimeout == .milliseconds(1500))
+        for value in ["0", "99", "3600001"] {
+            let (text, line) = Self.document(setting: "failover.ack_timeout_ms", to: value)
+            let error = Self.error(text)
+            #expect(error?.key == "failover.ack_timeout_ms" && error?.line == line, "\(value): \(String(describing: error))")
+        }
+    }
+
     @Test func theLargestBandwidthIsAccepted() throws {
         let limit = ReplicationConfiguration.maximumBandwidth
         for literal in ["\(limit)", "\"\(limit / 1_000_000_000)GB\"", "\"\(limit * 8 / 1_000_000_000)Gbit\""] {
