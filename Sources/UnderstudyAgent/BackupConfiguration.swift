@@ -13,7 +13,10 @@ public struct BackupConfiguration: Sendable {
     public var replicaDisk: String?
     /// Capabilities this backup implements and offers.
     public var capabilities: Capabilities
-    /// Checkpoints received and waiting to be applied, at most; the receiver stops reading beyond.
+    /// Initial-sync batches received and waiting to be applied, at most; the receiver stops
+    /// reading beyond. Checkpoints do not count: the queue also holds a primary's largest window
+    /// (`PrimaryConfiguration.maximumEpochsInFlight`), so that the receiver keeps answering
+    /// heartbeats while a slow replica works through them.
     public var applyQueueDepth: Int
     /// How often to send the primary a heartbeat; nil: never (tests of the bare protocol).
     public var heartbeatInterval: Duration?

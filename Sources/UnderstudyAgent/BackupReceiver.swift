@@ -201,7 +201,8 @@ public final class BackupReceiver: @unchecked Sendable {
         var machine = BackupSessionStateMachine(identity: configuration.identity, capabilities: configuration.capabilities,
                                                 committedEpoch: store.state.committedEpoch)
         let applier = ReplicaApplier(store: store, storeLock: storeLock, connection: connection, decoders: decoders,
-                                     depth: configuration.applyQueueDepth, logger: logger) { [self] work in
+                                     depth: configuration.applyQueueDepth, window: PrimaryConfiguration.maximumEpochsInFlight,
+                                     logger: logger) { [self] work in
             lock.lock()
             defer { lock.unlock() }
             switch work {

@@ -77,7 +77,13 @@ public final class GuestDevices: @unchecked Sendable {
     /// QMP `stop` returned: every disk write of the epoch has been replied to (so recorded), and
     /// output the gate reads from now on belongs to the next epoch.
     public func seal(epoch: UInt64, into checkpoint: CapturedCheckpoint) {
-        if let recorder { checkpoint.diskChanges = recorder.seal() }
+        if let recorder {
+            do {
+                checkpoint.diskChanges = try recorder.seal()
+            } catch {
+                checkpoint.diskChangesLost = error
+            }
+        }
         gate?.seal(epoch: epoch)
         if holdFromNextEpoch.exchange(false, ordering: .sequentiallyConsistent) { gate?.setMode(.outputCommit) }
     }
@@ -101,12 +107,14 @@ public final class GuestDevices: @unchecked Sendable {
     /// the disk, taken after this call, and the writes recorded from here on replay on top of it.
     /// Between sessions it also keeps the record from growing without bound.
     public func discardRecordedDiskWrites() {
-        _ = takeRecordedDiskWrites()
+        // An overflowed record is forgotten too: the full copy that follows makes it moot.
+        _ = try? takeRecordedDiskWrites()
     }
 
     /// Takes the disk writes recorded since the last seal, in order (kept for a catch-up while
     /// no session runs).
-    public func takeRecordedDiskWrites() -> [DiskChange] { recorder?.seal() ?? [] }
+    /// - Throws: `DiskError.recordOverflow` when the record passed its cap and was dropped.
+    public func takeRecordedDiskWrites() throws(DiskError) -> [DiskChange] { try recorder?.seal() ?? [] }
 
     /// Output commit on (a backup is being synchronised) or off (no backup: frames pass).
     public func setOutputMode(_ mode: OutputGate.Mode) { gate?.setMode(mode) }

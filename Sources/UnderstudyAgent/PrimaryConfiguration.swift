@@ -4,6 +4,10 @@ import UnderstudyTransport
 
 /// How the primary replicates.
 public struct PrimaryConfiguration: Sendable {
+    /// The largest `maxEpochsInFlight` a primary may be configured with; the backup makes room for
+    /// that many checkpoints waiting to be applied.
+    public static let maximumEpochsInFlight = 64
+
     public var nodeName: String
     public var backup: Endpoint
     public var tls: TLSConfiguration
@@ -22,6 +26,10 @@ public struct PrimaryConfiguration: Sendable {
     public var requiredCapabilities: Capabilities
     /// Heartbeats on the connection, and when the backup counts as lost; nil: none (tests).
     public var heartbeat: HeartbeatMonitor.Configuration?
+    /// Checkpoints in flight and no acknowledgement (nor stream progress) for this long: the
+    /// backup counts as lost, like heartbeat silence. Checked by the heartbeat thread, so only
+    /// with `heartbeat`; nil: never.
+    public var acknowledgementTimeout: Duration?
     /// The number of this session's first checkpoint: a new session of the same running VM
     /// continues the numbering, because the output gate's epochs must keep increasing.
     public var firstEpoch: UInt64 = 1

@@ -66,9 +66,12 @@ extension PrimaryReplicator {
 
     /// The `primary-heartbeat` thread: sends a heartbeat whenever nothing was queued for an
     /// interval, and ends the session when nothing at all came from the backup for the timeout
-    /// (a hung or unreachable backup keeps the connection open but silent).
+    /// (a hung or unreachable backup keeps the connection open but silent), or when checkpoints
+    /// are in flight and nothing progressed for the acknowledgement timeout (a backup that
+    /// heartbeats but no longer applies: a hung disk, a long msync).
     func heartbeatLoop(_ configuration: HeartbeatMonitor.Configuration, connection: FrameConnection, sender: FrameSender) {
         liveness.withLock { $0 = HeartbeatMonitor(configuration: configuration, now: .now) }
+        var progress = self.configuration.acknowledgementTimeout.map { AcknowledgementProgressMonitor(timeout: $0, now: .now) }
         var sequence: UInt64 = 0
         while session.waitForFailure(timeout: configuration.interval / 4) == nil {
             let now = ContinuousClock.now
@@ -76,6 +79,17 @@ extension PrimaryReplicator {
             if let silence = decision.peerLost {
                 let error = TransportError.timedOut("the backup sent nothing for \(silence.wholeMilliseconds) ms (heartbeat timeout \(configuration.timeout.wholeMilliseconds) ms)")
                 logger.error("backup lost", metadata: ["silent-ms": "\(silence.wholeMilliseconds)"])
+                session.fail(error)
+                connection.close()
+                return
+            }
+            let observation = session.withLock {
+                AcknowledgementProgressMonitor.Observation(inFlight: $0.session.unacknowledged, acknowledgedThrough: $0.session.lastAcknowledgedEpoch,
+                                                           bytesWritten: sender.written.bytes, framesQueued: sender.queued)
+            }
+            if let stalled = progress?.poll(observation, now: now) {
+                let error = TransportError.timedOut("the backup acknowledged nothing for \(stalled.wholeMilliseconds) ms with \(observation.inFlight) checkpoints in flight (failover.ack_timeout_ms)")
+                logger.error("backup lost: it stopped acknowledging", metadata: ["stalled-ms": "\(stalled.wholeMilliseconds)", "in-flight": "\(observation.inFlight)"])
                 session.fail(error)
                 connection.close()
                 return

@@ -173,6 +173,12 @@ public final class PrimaryReplicator: @unchecked Sendable {
             session.fail(error)
             throw error
         }
+        if let lost = captured.diskChangesLost {
+            // The epoch's disk writes are gone: no later checkpoint or catch-up can carry them.
+            configuration.backlog?.invalidate("\(lost)")
+            session.fail(lost)
+            throw lost
+        }
         let captureTime = ContinuousClock.now
         // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
         configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges)

@@ -90,6 +90,7 @@ struct PrimarySession {
     var canSendCheckpoint: Bool { machine.canSendCheckpoint }
     var nextEpoch: UInt64 { machine.nextEpoch }
     var unacknowledged: Int { machine.inFlight.count }
+    var lastAcknowledgedEpoch: UInt64? { machine.lastAcknowledgedEpoch }
     /// The last epoch this session captured, whether or not it was sent.
     var lastCapturedEpoch: UInt64 { max(machine.lastSentEpoch, capturedThrough) }
 

@@ -7,6 +7,12 @@ import UnderstudyTransport
 
 /// The per-session apply thread: executes replica work strictly in arrival order and sends the
 /// ACK of each checkpoint once its journal is sealed.
+///
+/// The session reader must keep reading (heartbeats arrive on the same connection) while the
+/// replica is slow, so checkpoints never wait for room: the primary has at most its window of
+/// them unacknowledged, and the queue has room for that many on top of `depth`. Only the initial
+/// sync's batches, which the primary sends as fast as the link allows, wait for one of `depth`
+/// places: that is what pushes back on the primary.
 final class ReplicaApplier: @unchecked Sendable {
     enum Work: Sendable {
         case beginSync
@@ -20,13 +26,24 @@ final class ReplicaApplier: @unchecked Sendable {
     private var thread: JoinableThread?
     private let lock = NSLock()
     private var error: String?
+    private let depth: Int
+    /// Sync work queued and not yet applied, and whether the thread stopped (so nobody waits for it).
+    private let syncSlots = NSCondition()
+    private var syncQueued = 0
+    private var stopped = false
 
-    init(store: ReplicaStore, storeLock: NSLock, connection: FrameConnection, decoders: [PageDecoder], depth: Int, logger: Logger,
-         completed: @escaping @Sendable (Work) -> Void) {
-        let queue = BlockingQueue<Work>(capacity: depth)
+    /// - Parameters:
+    ///   - depth: sync batches queued at most; the reader waits for room beyond that.
+    ///   - window: checkpoints the primary may have unacknowledged: queued without waiting.
+    init(store: ReplicaStore, storeLock: NSLock, connection: FrameConnection, decoders: [PageDecoder], depth: Int, window: Int,
+         logger: Logger, completed: @escaping @Sendable (Work) -> Void) {
+        let queue = BlockingQueue<Work>(capacity: depth + window)
         self.queue = queue
+        self.depth = depth
         thread = JoinableThread(name: "backup-apply") { [self] in
+            defer { stop() }
             while let work = queue.pop() {
+                if case .commit = work {} else { releaseSyncSlot() }
                 storeLock.lock()
                 defer { storeLock.unlock() }
                 do {
@@ -67,7 +84,31 @@ final class ReplicaApplier: @unchecked Sendable {
         return error
     }
 
-    func enqueue(_ work: Work) { queue.push(work) }
+    /// Queues `work`; sync work waits while `depth` batches are queued, a checkpoint never does
+    /// (up to the window).
+    func enqueue(_ work: Work) {
+        if case .commit = work {} else {
+            syncSlots.lock()
+            while syncQueued >= depth, !stopped { syncSlots.wait() }
+            syncQueued += 1
+            syncSlots.unlock()
+        }
+        queue.push(work)
+    }
+
+    private func releaseSyncSlot() {
+        syncSlots.lock()
+        syncQueued -= 1
+        syncSlots.broadcast()
+        syncSlots.unlock()
+    }
+
+    private func stop() {
+        syncSlots.lock()
+        stopped = true
+        syncSlots.broadcast()
+        syncSlots.unlock()
+    }
 
     /// Applies what is queued, then stops the thread.
     func finish() {

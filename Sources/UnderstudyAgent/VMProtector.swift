@@ -195,7 +195,14 @@ public final class VMProtector: @unchecked Sendable {
     /// Between sessions: the disk writes recorded since the last checkpoint go to the catch-up
     /// journal (or are forgotten when no catch-up is possible: the next session copies the disk).
     private func keepRecordedDiskWrites() {
-        let changes = devices.takeRecordedDiskWrites()
+        let changes: [DiskChange]
+        do {
+            changes = try devices.takeRecordedDiskWrites()
+        } catch {
+            backlog?.invalidate("\(error)")
+            logger.warning("the next connection to the backup resynchronises in full", metadata: ["why": "\(error)"])
+            return
+        }
         guard let overflow = backlog?.spill(changes) else { return }
         logger.warning("the next connection to the backup resynchronises in full", metadata: ["why": "\(overflow)"])
     }

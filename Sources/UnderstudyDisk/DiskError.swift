@@ -21,6 +21,9 @@ public enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
     case unknownExport(requested: String, served: String)
     /// An NBD client broke the protocol; the server closed its connection.
     case protocolViolation(String)
+    /// More than `limit` bytes were written to the disk between two checkpoints: the recorded
+    /// writes were dropped, so the backup must copy the disk in full.
+    case recordOverflow(limit: Int)
 
     public var description: String {
         switch self {
@@ -34,6 +37,8 @@ public enum DiskError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownExport(let requested, let served):
             "an NBD client asked for export \"\(requested)\", but this server serves \"\(served)\": make the export names agree (QEMU's -blockdev export=)"
         case .protocolViolation(let what): "NBD client broke the protocol: \(what)"
+        case .recordOverflow(let limit):
+            "the guest wrote more than \(limit) bytes to its disk since the last acknowledged checkpoint: the recorded writes were dropped, and the backup resynchronises in full"
         }
     }
 }

@@ -12,6 +12,8 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     public var deviceState: [UInt8] = []
     /// The guest's disk changes of the epoch, in order.
     public var diskChanges: [DiskChange] = []
+    /// Why `diskChanges` is not the whole epoch's (the record overflowed); nil when it is.
+    public var diskChangesLost: (any Error & Sendable)?
     /// How long the guest was paused for this capture.
     public var pause: Duration = .zero
     private let buffer: UnsafeMutableRawBufferPointer

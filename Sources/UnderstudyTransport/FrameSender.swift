@@ -50,6 +50,9 @@ public final class FrameSender: @unchecked Sendable {
     /// What the thread has written so far, and how long it was busy doing so.
     public var written: Usage { usage.value }
 
+    /// Frames waiting to be written.
+    public var queued: Int { queue.count }
+
     /// Queues a frame, waiting while the queue is full. Throws once sending has failed.
     public func enqueue(_ frame: Frame) throws(TransportError) {
         if !queue.push(frame) {

@@ -66,6 +66,7 @@ import UnderstudyTransport
 /// grace_ms = 1000                       # primary: hold output this long after losing the backup...
 /// policy = "availability"               # ...then continue unprotected (availability) or keep holding (safety)
 /// reconnect_ms = 1000                   # how often to try to (re)connect to the backup
+/// ack_timeout_ms = 5000                 # primary: checkpoints in flight and no ACK (nor stream progress) this long: backup lost
 ///
 /// [witness]
 /// endpoints = ["192.0.2.3:2379"]        # etcd v3 (HTTP/JSON gateway); the active copy holds a lease
@@ -125,6 +126,7 @@ public struct AgentConfiguration: Sendable {
         "backup.listen", "backup.replica_dir",
         "heartbeat.interval_ms", "heartbeat.missed", "heartbeat.min_timeout_ms", "heartbeat.udp_listen", "heartbeat.udp_peer",
         "failover.automatic", "failover.without_witness", "failover.grace_ms", "failover.policy", "failover.reconnect_ms",
+        "failover.ack_timeout_ms",
         "witness.endpoints", "witness.lease_ttl_s",
         "metrics.listen",
     ]
@@ -181,7 +183,7 @@ public struct AgentConfiguration: Sendable {
         outputBufferBytes = Int(try d.integer("network.buffer_mib", in: 1...4096) ?? 16) << 20
         unsafeNoOutputBuffering = try d.bool("network.unsafe_no_output_buffering") ?? false
         interval = .milliseconds(try d.integer("replication.interval_ms", in: 1...60_000) ?? 25)
-        maxEpochsInFlight = Int(try d.integer("replication.max_epochs_in_flight", in: 1...64) ?? 4)
+        maxEpochsInFlight = Int(try d.integer("replication.max_epochs_in_flight", in: 1...Int64(PrimaryConfiguration.maximumEpochsInFlight)) ?? 4)
         dirtyTracking = try d.oneOf("replication.dirty_tracking", DirtyTrackingPreference.self) ?? .auto
         replication = try ReplicationConfiguration(document: d, interval: interval, stateDirectory: stateDirectory)
         if replication.mode == .asynchronous, unsafeNoOutputBuffering {
@@ -221,7 +223,8 @@ public struct AgentConfiguration: Sendable {
             withoutWitness: try d.bool("failover.without_witness") ?? false,
             grace: .milliseconds(try d.integer("failover.grace_ms", in: 0...3_600_000) ?? 1000),
             policy: try d.oneOf("failover.policy", FailoverConfiguration.Policy.self) ?? .availability,
-            reconnect: .milliseconds(try d.integer("failover.reconnect_ms", in: 10...600_000) ?? 1000))
+            reconnect: .milliseconds(try d.integer("failover.reconnect_ms", in: 10...600_000) ?? 1000),
+            acknowledgementTimeout: .milliseconds(try d.integer("failover.ack_timeout_ms", in: 100...3_600_000) ?? 5000))
         if failover.withoutWitness, !witnessEndpoints.isEmpty {
             throw ConfigurationError(source: d.source, line: d.line(of: "failover.without_witness"), key: "failover.without_witness",
                                      message: "a witness is configured (witness.endpoints): remove without_witness, the witness is what makes failover safe")
@@ -245,6 +248,7 @@ public struct AgentConfiguration: Sendable {
         var primary = PrimaryConfiguration(nodeName: nodeName, backup: peerAddress, tls: tls, interval: interval,
                                            maxEpochsInFlight: maxEpochsInFlight,
                                            requiredCapabilities: vm.diskImage == nil ? [.deviceState] : [.deviceState, .diskWrites])
+        primary.acknowledgementTimeout = failover.acknowledgementTimeout
         primary.maximumInterval = replication.maximumInterval
         primary.bandwidthLimit = replication.bandwidthLimit
         primary.compression = replication.compression

@@ -15,13 +15,17 @@ public struct FailoverConfiguration: Sendable, Equatable {
     public var grace: Duration
     public var policy: Policy
     public var reconnect: Duration
+    /// The primary: checkpoints in flight and no acknowledgement (nor stream progress) for this
+    /// long counts as losing the backup (then `grace` and `policy` apply).
+    public var acknowledgementTimeout: Duration
 
     public init(automatic: Bool = true, withoutWitness: Bool = false, grace: Duration = .seconds(1), policy: Policy = .availability,
-                reconnect: Duration = .seconds(1)) {
+                reconnect: Duration = .seconds(1), acknowledgementTimeout: Duration = .seconds(5)) {
         self.automatic = automatic
         self.withoutWitness = withoutWitness
         self.grace = grace
         self.policy = policy
         self.reconnect = reconnect
+        self.acknowledgementTimeout = acknowledgementTimeout
     }
 }
