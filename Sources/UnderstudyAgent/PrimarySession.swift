@@ -79,6 +79,8 @@ struct PrimarySession {
     private let pageSize: Int
     /// The sender's byte total when the catch-up started: its progress is counted from there.
     private var catchUpSenderStart = 0
+    /// The outage the catch-up covers: from its base's capture to its start (nil: not known).
+    private var catchUpCovers: Duration?
 
     /// - Parameter now: where the link budget's first span of acknowledgements starts.
     init(identity: VMIdentity, configuration: PrimaryConfiguration, now: ContinuousClock.Instant) {
@@ -180,9 +182,10 @@ struct PrimarySession {
         let replicaAsOf = pendingCatchUp.map { $0.baseCapturedAt ?? now } ?? now
         recovery = objective.map { RecoveryPointMonitor(objective: $0.objective, throttles: $0.throttleGuest, now: min(replicaAsOf, now)) }
         link.senderStarted(bytes: sender.bytes, busy: sender.busy)
-        if pendingCatchUp != nil {
+        if let pendingCatchUp {
             statistics.catchUpStarted = now
             catchUpSenderStart = sender.bytes
+            catchUpCovers = pendingCatchUp.baseCapturedAt.map { now - $0 }
         }
         return recovery?.check(now: now)
     }
@@ -196,10 +199,11 @@ struct PrimarySession {
 
     /// The interval's decision while the catch-up is on the link: the replica is behind by the
     /// outage, not by what the interval's checkpoints need. Demand is what the catch-up carries
-    /// over the span since it started; the budget what the link may carry.
+    /// per second of the outage it covers (of the time since it started, when the base's capture
+    /// is not known); the budget what the link may carry.
     private func catchUpDecision(now: ContinuousClock.Instant) -> CheckpointIntervalController.Decision {
-        let elapsed = statistics.catchUpStarted.map { now - $0 } ?? .zero
-        let demand = elapsed > .zero ? Double(statistics.catchUpBytesTotal) / elapsed.seconds : 0
+        let span = catchUpCovers.flatMap { $0 > .zero ? $0 : nil } ?? statistics.catchUpStarted.map { now - $0 } ?? .zero
+        let demand = span > .zero ? Double(statistics.catchUpBytesTotal) / span.seconds : 0
         return CheckpointIntervalController.Decision(interval: interval.interval, reason: .catchingUp, demandBytesPerSecond: demand,
                                                      budgetBytesPerSecond: link.budget)
     }

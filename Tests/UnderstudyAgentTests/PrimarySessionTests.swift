@@ -348,6 +348,7 @@ struct PrimarySessionTests {
         let queued = session.statistics(now: Self.t0 + .seconds(4))
         #expect(queued.catchUpBytesSent == 2_000_000 && queued.catchUpStarted == Self.t0 + .seconds(2))
         #expect(queued.recoveryPointExceeded && queued.catchUpDuration == nil)
+        #expect(queued.interval?.demandBytesPerSecond == Double(12 * 4096 + 3_000_000) / 2, "what it carries per second of the 2 s outage")
 
         let decision = session.encoded(Self.output(pages: 12, wireBytes: 2_900_000), sender: Self.usage(2_900_500),
                                        backpressure: false, now: Self.t0 + .seconds(5))
