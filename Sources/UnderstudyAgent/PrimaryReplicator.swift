@@ -112,7 +112,12 @@ public final class PrimaryReplicator: @unchecked Sendable {
             configuration.backlog?.reset()
             try initialSync(encoder: encoder, sender: sender)
         }
-        session.withLock { [written = sender.written] in $0.session.syncFinished(sender: written, now: .now) }
+        let (event, decision) = session.withLock { [written = sender.written] in
+            let event = $0.session.syncFinished(sender: written, now: .now)
+            return (event, $0.session.statistics(now: .now).interval)
+        }
+        if let event { log(event) }
+        if let decision { configuration.metrics?.interval(decision) }
     }
 
     /// Runs `count` checkpoints (nil: until `stop` or an error). Call on a dedicated thread.
@@ -181,7 +186,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
         }
         let captureTime = ContinuousClock.now
         // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
-        configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges)
+        configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges, at: captureTime)
         let capture = session.withLock { $0.session.captured(epoch, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime) }
         guard case .send(let catchUp, let unacknowledged) = capture else {
             encoder.remember(captured)
@@ -191,7 +196,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
                                                   unacknowledged: unacknowledged)
         let output: CheckpointEncoder.Output
         do {
-            output = try encoder.encodeCheckpoint(captured, epoch: epoch, catchUp: catchUp.map(content), to: sender)
+            output = try encoder.encodeCheckpoint(captured, epoch: epoch, catchUp: catchUp.map { content($0, sender: sender) }, to: sender)
         } catch {
             encoder.remember(captured)
             throw error
@@ -203,14 +208,21 @@ public final class PrimaryReplicator: @unchecked Sendable {
     }
 
     /// The catch-up checkpoint's extra content: what the backlog holds after the replica's epoch.
-    private func content(_ plan: ReplicationBacklog.CatchUp) -> CheckpointEncoder.CatchUpContent {
+    /// As each part is queued, the catch-up's progress and the lag are checked: a long catch-up
+    /// keeps the loop from its checks between checkpoints, and the objective may pass meanwhile.
+    private func content(_ plan: ReplicationBacklog.CatchUp, sender: FrameSender) -> CheckpointEncoder.CatchUpContent {
         let backlog = configuration.backlog!
-        return CheckpointEncoder.CatchUpContent(resentPages: plan.resentPages) { emit in
-            for entry in plan.entries {
-                if let range = entry.journalRange { try backlog.readJournal(range, emit) }
-                if !entry.changes.isEmpty { try emit(entry.changes) }
+        return CheckpointEncoder.CatchUpContent(resentPages: plan.resentPages) { [self] emit in
+            func emitting(_ changes: [DiskChange]) throws {
+                try emit(changes)
+                let event = self.session.withLock { [written = sender.written] in $0.session.catchUpProgress(sender: written, now: .now) }
+                if let event { self.log(event) }
             }
-            if let tail = plan.tail { try backlog.readJournal(tail, emit) }
+            for entry in plan.entries {
+                if let range = entry.journalRange { try backlog.readJournal(range, emitting) }
+                if !entry.changes.isEmpty { try emitting(entry.changes) }
+            }
+            if let tail = plan.tail { try backlog.readJournal(tail, emitting) }
         }
     }
 

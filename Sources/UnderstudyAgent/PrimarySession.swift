@@ -76,6 +76,11 @@ struct PrimarySession {
     /// the link delivered, for its throughput under backpressure.
     private var unacknowledgedBytes: [UInt64: Int] = [:]
     private(set) var acknowledgedBytes = 0
+    private let pageSize: Int
+    /// The sender's byte total when the catch-up started: its progress is counted from there.
+    private var catchUpSenderStart = 0
+    /// The outage the catch-up covers: from its base's capture to its start (nil: not known).
+    private var catchUpCovers: Duration?
 
     /// - Parameter now: where the link budget's first span of acknowledgements starts.
     init(identity: VMIdentity, configuration: PrimaryConfiguration, now: ContinuousClock.Instant) {
@@ -85,7 +90,11 @@ struct PrimarySession {
                                                 maximum: max(configuration.interval, configuration.maximumInterval ?? configuration.interval))
         link = LinkBudget(cap: configuration.bandwidthLimit, now: now)
         objective = configuration.recoveryPoint
+        pageSize = Int(identity.pageSize)
     }
+
+    /// From the catch-up's plan to its acknowledgement: the replica stays at the catch-up's base.
+    private var catchingUp: Bool { pendingCatchUp != nil || catchUp != nil }
 
     var canSendCheckpoint: Bool { machine.canSendCheckpoint }
     var nextEpoch: UInt64 { machine.nextEpoch }
@@ -97,10 +106,13 @@ struct PrimarySession {
     /// The statistics as of `now`: the counters with the interval's choice and the lag.
     func statistics(now: ContinuousClock.Instant) -> PrimaryStatistics {
         var snapshot = statistics
-        snapshot.interval = interval.decision
+        snapshot.interval = catchingUp ? catchUpDecision(now: now) : interval.decision
         if let recovery {
-            snapshot.lag = recovery.lag(now: now)
-            snapshot.recoveryPointExceeded = recovery.isExceeded
+            let lag = recovery.lag(now: now)
+            snapshot.lag = lag
+            // As of `now`, like the lag: the loop checks the objective only between checkpoints,
+            // and a catch-up can keep it from one for longer than the objective.
+            snapshot.recoveryPointExceeded = recovery.isExceeded || lag > recovery.objective
             snapshot.throttle = recovery.throttle
         }
         return snapshot
@@ -135,6 +147,7 @@ struct PrimarySession {
         case .catchUp(let catchUp):
             pendingCatchUp = catchUp
             statistics.start = .catchUp(base: catchUp.base)
+            statistics.catchUpBytesTotal = catchUp.bytes(pageSize: pageSize)
         case .fullSync(let reason):
             statistics.start = .fullSync(reason: reason)
         }
@@ -161,11 +174,39 @@ struct PrimarySession {
     }
 
     /// The replica is up to date (the initial sync or CATCH_UP_BEGIN was queued): checkpoints may
-    /// follow. The link is measured from the sender's totals `sender` on, the lag from `now`.
-    mutating func syncFinished(sender: FrameSender.Usage, now: ContinuousClock.Instant) {
+    /// follow. The link is measured from the sender's totals `sender` on; the lag from `now`
+    /// after a full sync, and from the base's capture for a catch-up (the replica is still
+    /// there), so a catch-up can start over the objective: the event says so.
+    @discardableResult
+    mutating func syncFinished(sender: FrameSender.Usage, now: ContinuousClock.Instant) -> RecoveryPointMonitor.Event? {
         machine.syncFinished()
-        recovery = objective.map { RecoveryPointMonitor(objective: $0.objective, throttles: $0.throttleGuest, now: now) }
+        let replicaAsOf = pendingCatchUp.map { $0.baseCapturedAt ?? now } ?? now
+        recovery = objective.map { RecoveryPointMonitor(objective: $0.objective, throttles: $0.throttleGuest, now: min(replicaAsOf, now)) }
         link.senderStarted(bytes: sender.bytes, busy: sender.busy)
+        if let pendingCatchUp {
+            statistics.catchUpStarted = now
+            catchUpSenderStart = sender.bytes
+            catchUpCovers = pendingCatchUp.baseCapturedAt.map { now - $0 }
+        }
+        return recovery?.check(now: now)
+    }
+
+    /// While the catch-up checkpoint is being queued: the sender's totals are `sender` at `now`.
+    /// Returns an event when the lag crossed the objective meanwhile.
+    mutating func catchUpProgress(sender: FrameSender.Usage, now: ContinuousClock.Instant) -> RecoveryPointMonitor.Event? {
+        if catchingUp { statistics.catchUpBytesSent = max(statistics.catchUpBytesSent, sender.bytes - catchUpSenderStart) }
+        return recovery?.check(now: now)
+    }
+
+    /// The interval's decision while the catch-up is on the link: the replica is behind by the
+    /// outage, not by what the interval's checkpoints need. Demand is what the catch-up carries
+    /// per second of the outage it covers (of the time since it started, when the base's capture
+    /// is not known); the budget what the link may carry.
+    private func catchUpDecision(now: ContinuousClock.Instant) -> CheckpointIntervalController.Decision {
+        let span = catchUpCovers.flatMap { $0 > .zero ? $0 : nil } ?? statistics.catchUpStarted.map { now - $0 } ?? .zero
+        let demand = span > .zero ? Double(statistics.catchUpBytesTotal) / span.seconds : 0
+        return CheckpointIntervalController.Decision(interval: interval.interval, reason: .catchingUp, demandBytesPerSecond: demand,
+                                                     budgetBytesPerSecond: link.budget)
     }
 
     /// Checkpoint `epoch` (the window's `nextEpoch`) was captured at `now`, after a pause of
@@ -184,7 +225,10 @@ struct PrimarySession {
         capturedAt.append((epoch, now))
         statistics.note(pause: pause, dirtyPages: dirtyPages, at: now)
         recovery?.captured(epoch, at: now)
-        if catchUpPlan != nil { catchUp = (epoch, now) }
+        if catchUpPlan != nil {
+            catchUp = (epoch, now)
+            statistics.catchUpBytesTotal += dirtyPages * pageSize
+        }
         encoding = Encoding(epoch: epoch, capturedAt: now, previousCapture: previous, isCatchUp: catchUpPlan != nil)
         return .send(catchUp: catchUpPlan, unacknowledged: machine.inFlight.count)
     }
@@ -211,6 +255,10 @@ struct PrimarySession {
             statistics.catchUpPages = output.pages
             statistics.catchUpDiskWrites = output.diskWrites
             statistics.catchUpWireBytes = output.wireBytes
+            // Queued whole: what is left is the link's, and its size is now exact.
+            statistics.catchUpBytesTotal = max(output.wireBytes, statistics.catchUpBytesSent)
+            // The outage's writes are no sample of what checkpoints at this interval need.
+            return catchUpDecision(now: now)
         }
         // Demand is what checkpoints at the chosen interval would need. The time since the
         // previous capture would understate it under backpressure: the link, waiting for
@@ -243,6 +291,7 @@ struct PrimarySession {
         if let catchUp, catchUp.epoch <= epoch {
             result.caughtUp = now - catchUp.capturedAt
             statistics.catchUpDuration = result.caughtUp
+            statistics.catchUpBytesSent = statistics.catchUpBytesTotal
             self.catchUp = nil
         }
         return result

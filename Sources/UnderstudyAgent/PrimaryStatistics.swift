@@ -33,6 +33,11 @@ public struct PrimaryStatistics: Sendable {
     public var catchUpDiskWrites = 0
     public var catchUpWireBytes = 0
     public var catchUpDuration: Duration?
+    /// The catch-up's progress: bytes sent since it started, of the bytes it carries (estimated
+    /// before compression until it is queued whole, then its wire bytes), and when it started.
+    public var catchUpBytesSent = 0
+    public var catchUpBytesTotal = 0
+    public var catchUpStarted: ContinuousClock.Instant?
     /// The adaptive interval's current choice (the fixed interval's, when it does not adapt).
     public var interval: CheckpointIntervalController.Decision?
     /// Asynchronous mode: the replica's lag now, its peaks (just before each acknowledgement),

@@ -40,15 +40,12 @@ extension PrimaryStatus {
             rows.append(("catch-up", "\(pages) pages, \(writes) disk writes, " + String(format: "%.1f MB on the wire", Double(wire) / 1e6)
                          + (catchUpSeconds.map { String(format: ", acknowledged %.1f s after its capture", $0) } ?? ", not yet acknowledged")))
         }
+        if let sent = catchUpBytesSent, let total = catchUpBytesTotal, total > 0 {
+            rows.append(("catch-up progress", Self.progress(done: sent, total: total, bytesPerSecond: catchUpBytesPerSecond, secondsLeft: catchUpSecondsLeft)))
+        }
         add("catch-up journal", catchUpJournalBytes.flatMap { $0 > 0 ? "\($0) bytes of disk writes kept for the backup" : nil })
         if let done = syncBytesDone, let total = syncBytesTotal, total > 0 {
-            let fraction = min(1, Double(done) / Double(total))
-            let filled = Int(fraction * 30)
-            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: 30 - filled)
-            let rate = (syncBytesPerSecond ?? 0) / 1e6
-            let left = syncSecondsLeft.map { String(format: "ETA %.0f s", $0) } ?? "ETA unknown"
-            rows.append(("initial sync", String(format: "[%@] %3.0f%%  %.1f of %.1f MB  %.0f MB/s  %@", bar, fraction * 100,
-                                                Double(done) / 1e6, Double(total) / 1e6, rate, left)))
+            rows.append(("initial sync", Self.progress(done: done, total: total, bytesPerSecond: syncBytesPerSecond, secondsLeft: syncSecondsLeft)))
         } else {
             add("initial sync pages", syncPages.map { "\($0)" })
         }
@@ -64,5 +61,16 @@ extension PrimaryStatus {
         add("activated from", activatedFromEpoch.map { "checkpoint \($0)" })
         add("active copy", fence)
         return rows
+    }
+
+    /// A progress bar with bytes done of total, rate and estimated time left.
+    static func progress(done: Int, total: Int, bytesPerSecond: Double?, secondsLeft: Double?) -> String {
+        let fraction = min(1, Double(done) / Double(total))
+        let filled = Int(fraction * 30)
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: 30 - filled)
+        let rate = (bytesPerSecond ?? 0) / 1e6
+        let left = secondsLeft.map { String(format: "ETA %.0f s", $0) } ?? "ETA unknown"
+        return String(format: "[%@] %3.0f%%  %.1f of %.1f MB  %.0f MB/s  %@", bar, fraction * 100,
+                      Double(done) / 1e6, Double(total) / 1e6, rate, left)
     }
 }

@@ -39,6 +39,14 @@ extension PrimaryStatus {
             catchUpDiskWrites = s.catchUpDiskWrites
             catchUpWireBytes = s.catchUpWireBytes
             catchUpSeconds = s.catchUpDuration?.seconds
+            if let started = s.catchUpStarted, s.catchUpDuration == nil {
+                let elapsed = (ContinuousClock.now - started).seconds
+                let rate = elapsed > 0 ? Double(s.catchUpBytesSent) / elapsed : 0
+                catchUpBytesSent = s.catchUpBytesSent
+                catchUpBytesTotal = s.catchUpBytesTotal
+                catchUpBytesPerSecond = rate
+                catchUpSecondsLeft = rate > 0 ? Double(max(0, s.catchUpBytesTotal - s.catchUpBytesSent)) / rate : nil
+            }
         case .fullSync(let reason): sessionStart = "full sync" + (reason.map { ": \($0)" } ?? "")
         case nil: break
         }

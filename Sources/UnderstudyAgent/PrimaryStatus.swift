@@ -66,6 +66,12 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var catchUpDiskWrites: Int?
     public var catchUpWireBytes: Int?
     public var catchUpSeconds: Double?
+    /// The catch-up, until it is acknowledged: bytes sent and to send (estimated before
+    /// compression until it is queued whole), rate, estimated time left.
+    public var catchUpBytesSent: Int?
+    public var catchUpBytesTotal: Int?
+    public var catchUpBytesPerSecond: Double?
+    public var catchUpSecondsLeft: Double?
     /// Disk writes kept in the catch-up journal while the backup cannot be reached.
     public var catchUpJournalBytes: Int?
 

@@ -23,6 +23,8 @@ public final class ReplicationBacklog: @unchecked Sendable {
         /// Writes spilled to the journal before this checkpoint was captured (a catch-up's).
         var journalRange: Range<UInt64>?
         var changes: [DiskChange]
+        /// When it was captured (nil: not known): a catch-up onto it is this old when it starts.
+        var capturedAt: ContinuousClock.Instant?
     }
 
     /// What a catch-up checkpoint on top of the backup's committed epoch must carry besides its own capture.
@@ -32,12 +34,22 @@ public final class ReplicationBacklog: @unchecked Sendable {
         let tail: Range<UInt64>?
         /// Pages the backup's copy may differ from the primary's last-sent copy: they go whole, without XOR delta.
         let resentPages: Set<UInt64>
+        /// When the base was captured (nil: not known): the replica is as old as that until the catch-up is acknowledged.
+        let baseCapturedAt: ContinuousClock.Instant?
 
-        init(base: UInt64, entries: [Entry], tail: Range<UInt64>?) {
+        init(base: UInt64, entries: [Entry], tail: Range<UInt64>?, baseCapturedAt: ContinuousClock.Instant? = nil) {
             self.base = base
+            self.baseCapturedAt = baseCapturedAt
             self.entries = entries
             self.tail = tail
             resentPages = Set(entries.lazy.flatMap(\.pages))
+        }
+
+        /// What it resends, before compression: the resent pages and the journaled disk writes
+        /// (the catch-up's progress is measured against it).
+        func bytes(pageSize: Int) -> Int {
+            let journaled = (entries.compactMap(\.journalRange) + [tail].compactMap { $0 }).reduce(0) { $0 + Int($1.count) }
+            return resentPages.count * pageSize + journaled
         }
     }
 
@@ -49,6 +61,8 @@ public final class ReplicationBacklog: @unchecked Sendable {
     private var journal: DiskChangeJournal?
     /// The newest epoch the backup acknowledged since the last full synchronisation; nil: none yet.
     private var acknowledged: UInt64?
+    /// When `acknowledged` was captured, if this backlog saw it captured.
+    private var acknowledgedCapturedAt: ContinuousClock.Instant?
     private var entries: [Entry] = []
     private var tail: Range<UInt64>?
     /// Why no catch-up is possible until the next full synchronisation (nil: it may be).
@@ -76,15 +90,16 @@ public final class ReplicationBacklog: @unchecked Sendable {
             entries = []
             tail = nil
             acknowledged = nil
+            acknowledgedCapturedAt = nil
             broken = nil
             try? journal?.reset()
         }
     }
 
-    /// Checkpoint `epoch` was captured: its pages, and its disk changes (after the tail, which it takes over).
-    func captured(epoch: UInt64, pages: [UInt64], changes: [DiskChange]) {
+    /// Checkpoint `epoch` was captured (`at`, if known): its pages, and its disk changes (after the tail, which it takes over).
+    func captured(epoch: UInt64, pages: [UInt64], changes: [DiskChange], at: ContinuousClock.Instant? = nil) {
         lock.withLock {
-            entries.append(Entry(epoch: epoch, pages: pages, journalRange: tail, changes: changes))
+            entries.append(Entry(epoch: epoch, pages: pages, journalRange: tail, changes: changes, capturedAt: at))
             tail = nil
         }
     }
@@ -92,6 +107,7 @@ public final class ReplicationBacklog: @unchecked Sendable {
     /// The backup committed epochs through `epoch`.
     func acknowledged(through epoch: UInt64) {
         lock.withLock {
+            noteCapture(of: epoch)
             entries.removeAll { $0.epoch <= epoch }
             acknowledged = max(acknowledged ?? 0, epoch)
             if entries.allSatisfy({ $0.journalRange == nil }), tail == nil, (journal?.end ?? 0) > 0 { try? journal?.reset() }
@@ -137,9 +153,10 @@ public final class ReplicationBacklog: @unchecked Sendable {
             guard committed <= newest else {
                 return .failure(CatchUpRefusal(reason: "the backup's replica is committed at checkpoint \(committed), newer than any this primary captured (\(newest))"))
             }
+            noteCapture(of: committed)
             entries.removeAll { $0.epoch <= committed }
             self.acknowledged = committed
-            return .success(CatchUp(base: committed, entries: entries, tail: tail))
+            return .success(CatchUp(base: committed, entries: entries, tail: tail, baseCapturedAt: acknowledgedCapturedAt))
         }
     }
 
@@ -147,6 +164,11 @@ public final class ReplicationBacklog: @unchecked Sendable {
     func readJournal(_ range: Range<UInt64>, _ body: ([DiskChange]) throws -> Void) throws {
         guard let journal = lock.withLock({ journal }) else { preconditionFailure("a journal range without a journal") }
         try journal.read(range, body)
+    }
+
+    /// The replica moves to `epoch`: remembers when it was captured, if an entry knows.
+    private func noteCapture(of epoch: UInt64) {
+        acknowledgedCapturedAt = entries.last { $0.epoch == epoch }?.capturedAt ?? (epoch == acknowledged ? acknowledgedCapturedAt : nil)
     }
 
     private func breakUp(_ reason: String) {

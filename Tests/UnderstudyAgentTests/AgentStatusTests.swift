@@ -79,6 +79,29 @@ struct AgentStatusTests {
         #expect(object["activatedFromEpoch"] as? Int == 7)
     }
 
+    @Test func aCatchUpInFlightShowsItsProgressLikeTheInitialSync() throws {
+        var statistics = PrimaryStatistics()
+        statistics.start = .catchUp(base: 683)
+        statistics.catchUpStarted = .now - .seconds(2)
+        statistics.catchUpBytesSent = 4_000_000
+        statistics.catchUpBytesTotal = 10_000_000
+        var status = PrimaryStatus(vm: "web-1", state: .protecting)
+        status.add(statistics: statistics)
+        let object = try Self.object(.primary(status))
+        #expect(object["catchUpBytesSent"] as? Int == 4_000_000 && object["catchUpBytesTotal"] as? Int == 10_000_000)
+        let rate = try #require(object["catchUpBytesPerSecond"] as? Double)
+        let left = try #require(object["catchUpSecondsLeft"] as? Double)
+        #expect(rate > 1_500_000 && rate <= 2_000_000 && left >= 3 && left < 4, "\(rate) B/s, \(left) s left")
+        let table = AgentStatus.primary(status).humanReadable
+        #expect(table.contains("catch-up progress") && table.contains("40%") && table.contains("4.0 of 10.0 MB"), "\(table)")
+
+        // Acknowledged: the progress is gone, the catch-up's totals stay.
+        statistics.catchUpDuration = .seconds(3)
+        var done = PrimaryStatus(vm: "web-1", state: .protecting)
+        done.add(statistics: statistics)
+        #expect(done.catchUpBytesSent == nil && done.catchUpSecondsLeft == nil && done.catchUpSeconds == 3)
+    }
+
     @Test func aPrimaryBetweenSessionsShowsOnlyWhatItKnows() throws {
         var status = PrimaryStatus(vm: "web-1", state: .holding, detail: "backup lost: timeout")
         status.dirtyTracking = "pagemap"

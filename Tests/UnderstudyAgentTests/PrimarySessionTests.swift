@@ -55,6 +55,13 @@ struct PrimarySessionTests {
         return output
     }
 
+    /// The sender's totals after writing `bytes`.
+    static func usage(_ bytes: Int) -> FrameSender.Usage {
+        var usage = FrameSender.Usage()
+        usage.bytes = bytes
+        return usage
+    }
+
     /// What `captured` asked for: nil when it was `.discard`.
     static func sent(_ capture: PrimarySession.Capture) -> (catchUp: ReplicationBacklog.CatchUp?, unacknowledged: Int)? {
         if case .send(let catchUp, let unacknowledged) = capture { (catchUp, unacknowledged) } else { nil }
@@ -301,5 +308,61 @@ struct PrimarySessionTests {
         #expect(!recovered.recoveryPointExceeded)
         #expect(recovered.lagPeaks == [.milliseconds(170)])
         #expect(recovered.throttledFor == .milliseconds(10) * 0.2)
+    }
+
+    @Test("asynchronous mode: a catch-up longer than the objective shows the lag over it, and the interval says the catch-up is on the link")
+    func catchUpOverTheObjective() {
+        let objective = RecoveryPointObjective(objective: .seconds(3), throttleGuest: false)
+        var session = Self.welcomed(Self.configuration(firstEpoch: 9, cap: 3_750_000, recoveryPoint: objective), committed: 7)
+        let plan = ReplicationBacklog.CatchUp(base: 7, entries: [.init(epoch: 8, pages: [1], journalRange: 0..<100_000_000, changes: [])], tail: nil)
+        _ = session.plan(capabilities: .supported, backupCommitted: 7, askBacklog: { _ in .success(plan) })
+        session.syncFinished(sender: FrameSender.Usage(), now: Self.t0)
+        #expect(Self.sent(session.captured(9, pause: .milliseconds(1), dirtyPages: 10, at: Self.t0 + .milliseconds(10))) != nil)
+
+        // The catch-up checkpoint is still being queued: no checkpoint loop tick has run since.
+        let behind = session.statistics(now: Self.t0 + .seconds(4))
+        #expect(behind.lag == .seconds(4))
+        #expect(behind.recoveryPointExceeded, "the lag is over the objective, whether or not the loop checked it yet")
+        #expect(behind.interval?.reason.rawValue == "catchingUp")
+        #expect(behind.interval?.budgetBytesPerSecond == 3_750_000)
+        #expect((behind.interval?.demandBytesPerSecond ?? 0) > 3_750_000, "the catch-up needs more than the link carries")
+    }
+
+    @Test("a catch-up's lag runs from its base's capture; the alarm is raised while it is queued, and its progress is counted")
+    func catchUpLagFromItsBase() {
+        let objective = RecoveryPointObjective(objective: .seconds(3), throttleGuest: false)
+        var session = Self.welcomed(Self.configuration(firstEpoch: 9, recoveryPoint: objective), committed: 7)
+        // The base was captured at t0, the link cut right after, and back 2 s later.
+        let plan = ReplicationBacklog.CatchUp(base: 7, entries: [.init(epoch: 8, pages: [1, 2], journalRange: 0..<1_000_000, changes: [])],
+                                              tail: 1_000_000..<3_000_000, baseCapturedAt: Self.t0)
+        _ = session.plan(capabilities: .supported, backupCommitted: 7, askBacklog: { _ in .success(plan) })
+        #expect(session.statistics(now: Self.t0).catchUpBytesTotal == 2 * 4096 + 3_000_000)
+        #expect(session.syncFinished(sender: Self.usage(500), now: Self.t0 + .seconds(2)) == nil)
+        #expect(session.statistics(now: Self.t0 + .seconds(2)).lag == .seconds(2), "the replica is at the base until the catch-up is acknowledged")
+        #expect(Self.sent(session.captured(9, pause: .milliseconds(1), dirtyPages: 10, at: Self.t0 + .seconds(2))) != nil)
+        #expect(session.statistics(now: Self.t0 + .seconds(2)).catchUpBytesTotal == 12 * 4096 + 3_000_000)
+
+        #expect(session.catchUpProgress(sender: Self.usage(1_000_500), now: Self.t0 + .milliseconds(2_500)) == nil)
+        #expect(session.catchUpProgress(sender: Self.usage(2_000_500), now: Self.t0 + .seconds(4))
+                == .exceeded(lag: .seconds(4)))
+        let queued = session.statistics(now: Self.t0 + .seconds(4))
+        #expect(queued.catchUpBytesSent == 2_000_000 && queued.catchUpStarted == Self.t0 + .seconds(2))
+        #expect(queued.recoveryPointExceeded && queued.catchUpDuration == nil)
+        #expect(queued.interval?.demandBytesPerSecond == Double(12 * 4096 + 3_000_000) / 2, "what it carries per second of the 2 s outage")
+
+        let decision = session.encoded(Self.output(pages: 12, wireBytes: 2_900_000), sender: Self.usage(2_900_500),
+                                       backpressure: false, now: Self.t0 + .seconds(5))
+        #expect(decision.reason == .catchingUp && decision.interval == .milliseconds(10))
+        #expect(session.statistics(now: Self.t0 + .seconds(5)).catchUpBytesTotal == 2_900_000, "queued whole: its wire bytes")
+
+        Self.checkpoint(&session, at: Self.t0 + .seconds(5))
+
+        // Acknowledged: the replica is as of the catch-up's capture, and the interval is the controller's again.
+        let acknowledgement = Self.ack(&session, 9, at: Self.t0 + .milliseconds(5_500))
+        #expect(acknowledgement.lagPeak == .milliseconds(5_500) && acknowledgement.caughtUp == .milliseconds(3_500))
+        #expect(acknowledgement.recoveryPoint == nil, "3.5 s after the catch-up's capture the lag is still over the objective")
+        let caughtUp = session.statistics(now: Self.t0 + .milliseconds(5_500))
+        #expect(caughtUp.interval?.reason == .shortest && caughtUp.catchUpBytesSent == caughtUp.catchUpBytesTotal)
+        #expect(Self.ack(&session, 10, at: Self.t0 + .seconds(6)).recoveryPoint == .recovered(lasted: .seconds(2)))
     }
 }

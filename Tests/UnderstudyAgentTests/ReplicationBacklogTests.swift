@@ -58,6 +58,22 @@ struct ReplicationBacklogTests {
         #expect(try backlog.catchUp(onto: 5).get().entries.isEmpty)
     }
 
+    @Test("a catch-up knows when its base was captured, whether the base was acknowledged or only applied")
+    func catchUpBaseCapture() throws {
+        let backlog = backlog()
+        let t0 = ContinuousClock.now
+        backlog.captured(epoch: 1, pages: [1], changes: [], at: t0)
+        backlog.acknowledged(through: 1)
+        backlog.captured(epoch: 2, pages: [2], changes: [], at: t0 + .seconds(1))
+        #expect(try backlog.catchUp(onto: 1).get().baseCapturedAt == t0)
+        // The backup applied epoch 2 but its ACK was lost.
+        #expect(try backlog.catchUp(onto: 2).get().baseCapturedAt == t0 + .seconds(1))
+        // A base this backlog never saw captured: not known.
+        backlog.captured(epoch: 3, pages: [3], changes: [])
+        backlog.acknowledged(through: 3)
+        #expect(try backlog.catchUp(onto: 3).get().baseCapturedAt == nil)
+    }
+
     @Test("a replica older than the last acknowledged checkpoint, or newer than any captured, needs a full resync")
     func replicaOutOfRange() {
         let backlog = backlog()

@@ -70,6 +70,59 @@ struct CatchUpTests {
         #expect(try replicaEqualsGuest(backup, guest), "after the catch-up the replica equals the guest byte for byte")
     }
 
+    @Test func aCatchUpAfterACutLongerThanTheObjectiveRaisesTheAlarmWhileItIsSent() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let link = try LinkEmulator(target: ("127.0.0.1", backup.endpoint.port))
+        defer { link.close() }
+        let guest = SyntheticGuest(identity: identity, pagesPerCheckpoint: 16, mix: [.random], seed: 11)
+        let backlog = ReplicationBacklog(memorySize: Int(identity.memorySize), journalPath: "\(workspace.path)/catch-up.journal",
+                                         journalLimit: 1 << 20)
+        func asynchronous(firstEpoch: UInt64) -> PrimaryConfiguration {
+            var configuration = configuration(workspace, backup, backlog: backlog, firstEpoch: firstEpoch)
+            configuration.backup = Endpoint(host: "127.0.0.1", port: link.port)
+            configuration.interval = .milliseconds(10)
+            configuration.recoveryPoint = RecoveryPointObjective(objective: .milliseconds(500), throttleGuest: false)
+            return configuration
+        }
+        let first = PrimaryReplicator(source: guest, configuration: asynchronous(firstEpoch: 1), logger: quietLogger)
+        try first.start()
+        try first.runCheckpoints(count: 10)
+        try first.drain(timeout: .seconds(20))
+
+        // The link is cut for longer than the objective while the guest runs on, and comes back at 1 MB/s.
+        link.cut()
+        first.abandon()
+        guest.write(pages: 512)
+        #expect(backup.waitForSessionEnd(sessions: 1).sessionsEnded == 1)
+        Thread.sleep(forTimeInterval: 0.8)
+        link.setShape(LinkEmulator.Shape(bytesPerSecond: 1_000_000))
+        link.restore()
+
+        let second = PrimaryReplicator(source: guest, configuration: asynchronous(firstEpoch: first.lastCapturedEpoch + 1), logger: quietLogger)
+        defer { second.stop() }
+        try second.start()
+        let during = second.statistics
+        guard case .catchUp = during.start else {
+            Issue.record("expected a catch-up, got \(String(describing: during.start))")
+            return
+        }
+        // The replica is still at the catch-up's base, captured before the cut.
+        #expect(during.lag.map { $0 >= .milliseconds(800) } == true, "\(String(describing: during.lag))")
+        #expect(during.recoveryPointExceeded)
+        #expect(during.interval?.reason == .catchingUp)
+
+        try second.runCheckpoints(count: 3)
+        try second.drain(timeout: .seconds(20))
+        let after = second.statistics
+        #expect(after.catchUpDuration.map { $0 >= .seconds(1) } == true, "about 2 MB at 1 MB/s: \(String(describing: after.catchUpDuration))")
+        #expect(after.interval?.reason != .catchingUp)
+        #expect(after.catchUpBytesSent == after.catchUpBytesTotal && after.catchUpBytesTotal >= after.catchUpWireBytes)
+        #expect(after.catchUpBytesTotal > 1_000_000, "the pages written during the cut: \(after.catchUpBytesTotal)")
+    }
+
     @Test func aReplicaThatCannotBeCaughtUpIsResynchronisedInFullAndSaysWhy() throws {
         let workspace = try Workspace()
         defer { workspace.remove() }

@@ -17,6 +17,8 @@ public struct CheckpointIntervalController: Sendable, Equatable {
         case fitted
         /// The longest interval, and still more than the link carries.
         case longest
+        /// A catch-up checkpoint is on the link: the replica is behind by the outage until it is acknowledged.
+        case catchingUp
 
         /// A sentence for status.
         public var explanation: String {
@@ -24,6 +26,7 @@ public struct CheckpointIntervalController: Sendable, Equatable {
             case .shortest: "shortest interval: the link carries the dirty rate"
             case .fitted: "stretched so that each checkpoint fits the link's budget"
             case .longest: "longest interval: the link cannot carry the dirty rate even so"
+            case .catchingUp: "catching up: the replica is behind by the outage until the catch-up checkpoint is acknowledged"
             }
         }
     }

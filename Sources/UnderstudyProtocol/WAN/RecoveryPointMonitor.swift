@@ -28,7 +28,8 @@ public struct RecoveryPointMonitor: Sendable, Equatable {
     /// The lag must fall this far under the objective before the guest runs at full speed again.
     static let releaseBelow = 0.8
 
-    /// - Parameter now: when the replica became a copy of the guest (the end of the sync or catch-up).
+    /// - Parameter now: when the guest was as the replica is now: the end of a full sync, or the
+    ///   capture of a catch-up's base (the replica stays there until the catch-up is acknowledged).
     public init(objective: Duration, throttles: Bool, now: ContinuousClock.Instant) {
         precondition(objective > .zero)
         self.objective = objective
@@ -61,6 +62,10 @@ public struct RecoveryPointMonitor: Sendable, Equatable {
         }
         return (peak, evaluate(now: now))
     }
+
+    /// Checks the lag against the objective without touching the throttle (between checkpoints:
+    /// while a catch-up is on the link). Returns an event when the objective was crossed either way.
+    public mutating func check(now: ContinuousClock.Instant) -> Event? { evaluate(now: now) }
 
     /// Checks the lag at a checkpoint; adjusts the throttle. Returns an event when the objective
     /// was crossed either way.
