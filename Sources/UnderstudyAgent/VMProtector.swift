@@ -54,6 +54,7 @@ public final class VMProtector: @unchecked Sendable {
             primary.heartbeat = configuration.heartbeat
             primary.metrics = metrics
             primary.firstEpoch = firstEpoch
+            primary.outputWaiting = devices.outputWaiting
             // A reconnection attempt must not stall the loop for long: the policy and stop are checked between them.
             primary.connectTimeout = min(primary.connectTimeout, max(configuration.failover.reconnect, .seconds(1)))
             let replication = configuration.replication
