@@ -23,6 +23,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
     /// Signs of life from the backup, fed by the receiver thread, read by the heartbeat thread.
     let liveness = Mutex<HeartbeatMonitor?>(nil)
     private var encoder: CheckpointEncoder?
+    /// The key this session's TLS exported for the datagram heartbeat path; nil before `start` connected.
+    public private(set) var datagramKey: [UInt8]?
     /// Called on the receiver thread with each acknowledged epoch; output of epochs up to it may leave.
     let onRelease: @Sendable (UInt64) -> Void
     /// The guest's disk, copied in the initial sync; its later writes come with the checkpoints.
@@ -60,6 +62,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
         let stream = try TLSStream.connect(to: configuration.backup, context: context, timeoutMilliseconds: timeout)
         let connection = FrameConnection(stream: stream)
         self.connection = connection
+        datagramKey = try stream.exportKeyingMaterial(label: HeartbeatDatagram.exporterLabel, length: HeartbeatDatagram.keyLength)
         logger.info("connected to backup", metadata: ["backup": "\(configuration.backup)", "peer": "\(stream.peerName)"])
         try connection.send(.hello(Hello(identity: source.identity, requiredCapabilities: configuration.requiredCapabilities,
                                           nodeName: configuration.nodeName)))
