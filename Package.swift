@@ -63,7 +63,7 @@ let package = Package(
         // Fencing through an etcd witness: the lease on /understudy/<vm>/active that lets a node act.
         .target(
             name: "UnderstudyWitness",
-            dependencies: ["UnderstudySystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudySystem", "UnderstudyTransport", .product(name: "Logging", package: "swift-log")]
         ),
         // Primary and backup roles wired from the layers below.
         .target(
@@ -83,7 +83,7 @@ let package = Package(
             name: "UnderstudyHarness",
             dependencies: [
                 "UnderstudyAgent", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport", "UnderstudyReplica",
-                "UnderstudyQEMU", .product(name: "Logging", package: "swift-log"),
+                "UnderstudyQEMU", "UnderstudyWitness", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

@@ -1,4 +1,5 @@
 import Logging
+import UnderstudyTransport
 import UnderstudyWitness
 /// Who may be the active copy of the VM: the node that releases its output and serves.
 ///
@@ -24,6 +25,7 @@ public protocol ActiveCopyFence: AnyObject, Sendable {
 public func makeFence(_ configuration: AgentConfiguration, logger: Logger,
                       onLost: @escaping @Sendable (String) -> Void) -> ActiveCopyFence {
     guard !configuration.witnessEndpoints.isEmpty else { return UnwitnessedFence() }
-    return WitnessLease(configuration: WitnessConfiguration(endpoints: configuration.witnessEndpoints, leaseTTL: configuration.witnessLeaseTTL),
+    let tls = TLSConfiguration(directory: configuration.certificates, node: configuration.nodeName, peer: configuration.witnessServerName)
+    return WitnessLease(configuration: WitnessConfiguration(endpoints: configuration.witnessEndpoints, tls: tls, leaseTTL: configuration.witnessLeaseTTL),
                         vm: configuration.vm.id, node: configuration.nodeName, logger: logger, onLost: onLost)
 }

@@ -1,10 +1,14 @@
 import Foundation
+import UnderstudySystem
+import UnderstudyTransport
+import UnderstudyWitness
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A single-member etcd (/usr/bin/etcd, Debian's etcd-server) for one test: its own name, data
-/// directory and loopback ports, so tests can run side by side. `stop()` (or deinit, when a test
+/// directory and loopback ports, so tests can run side by side. With `certificates` its client
+/// port speaks TLS and requires client certificates of that CA, as a witness does in production. `stop()` (or deinit, when a test
 /// fails before it) SIGKILLs it and removes the directory.
 ///
 /// Started with a 100 ms heartbeat and a 500 ms election timeout: etcd's shortest lease is 1.5
@@ -14,8 +18,15 @@ public final class EtcdProcess: @unchecked Sendable {
     public static let executable = "/usr/bin/etcd"
 
     public let name: String
-    /// The client port on 127.0.0.1 (HTTP: the v3 gateway).
+    /// The client port on 127.0.0.1 (the v3 HTTP/JSON gateway, over TLS with `certificates`).
     public let clientPort: UInt16
+    /// The name in etcd's certificate, when it serves TLS.
+    public static let serverName = "witness"
+    /// How a client with `node`'s certificate reaches it (nil: plain HTTP).
+    public func clientTLS(node: String) -> TLSConfiguration? {
+        certificates.map { TLSConfiguration(directory: $0, node: node, peer: Self.serverName) }
+    }
+    private let certificates: String?
     /// "127.0.0.1:<client port>".
     public var clientAddress: String { "127.0.0.1:\(clientPort)" }
     public var pid: Int32 { process.processIdentifier }
@@ -26,8 +37,12 @@ public final class EtcdProcess: @unchecked Sendable {
 
     public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: executable) }
 
-    /// Starts etcd and waits until it answers /health (it has elected itself leader).
-    public init(timeout: Duration = .seconds(15)) throws {
+    /// Starts etcd and waits until it serves requests (it has elected itself leader).
+    /// - Parameter certificates: a directory from `understudy certs init` with a node named
+    ///   `EtcdProcess.serverName` (etcd's certificate) and the nodes that will be its clients;
+    ///   nil: plain HTTP (tests of the client's HTTP handling only).
+    public init(certificates: String? = nil, timeout: Duration = .seconds(15)) throws {
+        self.certificates = certificates
         let tag = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10)).lowercased()
         name = "understudy-\(tag)"
         directory = try TemporaryDirectory("etcd")
@@ -39,7 +54,7 @@ public final class EtcdProcess: @unchecked Sendable {
             throw error
         }
         clientPort = ports[0]
-        let client = "http://127.0.0.1:\(ports[0])"
+        let client = "\(certificates == nil ? "http" : "https")://127.0.0.1:\(ports[0])"
         let peer = "http://127.0.0.1:\(ports[1])"
         let log = URL(fileURLWithPath: directory.path).appendingPathComponent("etcd.log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
@@ -53,7 +68,10 @@ public final class EtcdProcess: @unchecked Sendable {
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "\(name)=\(peer)", "--initial-cluster-state", "new",
             "--heartbeat-interval", "100", "--election-timeout", "500", "--log-level", "warn",
-        ]
+        ] + (certificates.map { directory in
+            ["--cert-file", "\(directory)/\(Self.serverName).pem", "--key-file", "\(directory)/\(Self.serverName).key",
+             "--trusted-ca-file", "\(directory)/ca.pem", "--client-cert-auth"]
+        } ?? [])
         let output = try FileHandle(forWritingTo: log)
         process.standardOutput = output
         process.standardError = output
@@ -91,14 +109,22 @@ public final class EtcdProcess: @unchecked Sendable {
 
     private func waitUntilHealthy(timeout: Duration, log: URL) throws {
         let deadline = ContinuousClock.now + timeout
+        let probe = EtcdClient(endpoints: [Endpoint(host: "127.0.0.1", port: clientPort)], timeout: .seconds(1),
+                               tls: clientTLS(node: Self.serverName))
+        var last = "no answer yet"
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
                 throw HarnessError("etcd exited with \(process.terminationStatus) at start: \(Self.tail(of: log))")
             }
-            if let reply = Self.get("/health", port: clientPort), reply.contains("\"health\":\"true\"") { return }
+            do {
+                _ = try probe.get("/understudy/health-probe")
+                return
+            } catch {
+                last = "\(error)"
+            }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        throw HarnessError("etcd on \(clientAddress) not healthy within \(timeout): \(Self.tail(of: log))")
+        throw HarnessError("etcd on \(clientAddress) not healthy within \(timeout) (last: \(last)): \(Self.tail(of: log))")
     }
 
     private static func tail(of log: URL) -> String {
@@ -133,33 +159,5 @@ public final class EtcdProcess: @unchecked Sendable {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         return address
-    }
-
-    /// A plain GET on 127.0.0.1:`port`: the reply's text, or nil while nothing answers (within 1 s).
-    private static func get(_ path: String, port: UInt16) -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var limit = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-        var address = loopback(port: port)
-        // Safe: connect reads one sockaddr_in, which `address` holds for the call.
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return nil }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        // Safe: send reads `request.count` bytes of the array, alive during the call.
-        guard request.withUnsafeBytes({ send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else { return nil }
-        var reply: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            // Safe: recv writes at most `buffer.count` bytes into the array's storage.
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            guard n > 0 else { break }
-            reply += buffer[..<n]
-        }
-        return reply.isEmpty ? nil : String(decoding: reply, as: UTF8.self)
     }
 }

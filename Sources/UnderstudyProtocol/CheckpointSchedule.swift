@@ -6,6 +6,9 @@
 /// `minimumGap` since the last checkpoint, so a reply waits only for one short pause and its
 /// acknowledgement. The interval remains the longest an epoch runs when no output waits, and
 /// `maximumRate` caps how often output may trigger a checkpoint (each one pauses the guest).
+/// The guest also runs at least as long as the last checkpoint took before output triggers
+/// another: on a loaded host checkpoints take longer, and a guest that always has output
+/// waiting would otherwise spend most of its time paused; this way it keeps at least half.
 ///
 /// Nothing here touches the output-commit rule: a triggered checkpoint is an ordinary one, and
 /// its frames still leave only on its acknowledgement.
@@ -61,7 +64,7 @@ public struct CheckpointSchedule: Sendable {
         if now >= intervalDue { return .checkpoint(.interval) }
         guard policy.outputTriggered else { return .wait(until: intervalDue, wakeOnOutput: false) }
         guard outputWaiting else { return .wait(until: intervalDue, wakeOnOutput: true) }
-        let outputDue = last.map { max($0.end + policy.minimumGap, $0.start + policy.minimumSpacing) } ?? now
+        let outputDue = last.map { max($0.end + max(policy.minimumGap, $0.end - $0.start), $0.start + policy.minimumSpacing) } ?? now
         if now >= outputDue { return .checkpoint(.output) }
         return .wait(until: min(outputDue, intervalDue), wakeOnOutput: false)
     }

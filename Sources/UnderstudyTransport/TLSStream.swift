@@ -125,6 +125,23 @@ public final class TLSStream: @unchecked Sendable {
         }
     }
 
+    /// Reads what arrives, at most `buffer.count` bytes, waiting until `deadline`. Returns the
+    /// number of bytes read, 0 when the peer ended the stream (close_notify, or a close without
+    /// it: for a request/response exchange the caller knows whether the response was whole).
+    /// - Throws: `.timedOut` when nothing arrived by the deadline.
+    public func readSome(into buffer: UnsafeMutableRawBufferPointer, deadline: ContinuousClock.Instant) throws(TransportError) -> Int {
+        while true {
+            let (result, code) = locked { SSL_read(ssl, buffer.baseAddress!, Int32(min(buffer.count, 1 << 30))) }
+            if result > 0 { return Int(result) }
+            do {
+                try wait(after: code, operation: "read", deadline: deadline)
+            } catch {
+                if case .closed = error, !wasShutDown { return 0 }
+                throw error
+            }
+        }
+    }
+
     /// Keying material both ends of this TLS session derive alike (RFC 8446 exporter, section
     /// 7.5) and no one else can: a key for messages outside the stream, bound to this session.
     public func exportKeyingMaterial(label: String, length: Int) throws(TransportError) -> [UInt8] {
@@ -163,7 +180,8 @@ public final class TLSStream: @unchecked Sendable {
     }
 
     /// Waits for the socket when OpenSSL asks to, otherwise turns the failure into an error.
-    private func wait(after code: Int32, operation: String, midMessage: Bool = false) throws(TransportError) {
+    private func wait(after code: Int32, operation: String, midMessage: Bool = false,
+                      deadline: ContinuousClock.Instant? = nil) throws(TransportError) {
         let events: Int16
         switch code {
         case SSL_ERROR_WANT_READ: events = Int16(POLLIN)
@@ -186,7 +204,11 @@ public final class TLSStream: @unchecked Sendable {
         }
         if wasShutDown { throw .closed("closed locally") }
         var pfd = pollfd(fd: fd, events: events, revents: 0)
-        while poll(&pfd, 1, -1) < 0 {
+        while true {
+            let timeout = deadline.map { Int32(clamping: max(0, ($0 - .now).wholeMilliseconds)) } ?? -1
+            let ready = poll(&pfd, 1, timeout)
+            if ready > 0 { return }
+            if ready == 0 { throw .timedOut("\(operation) with \(peer)") }
             guard errno == EINTR else { throw .system(operation: "poll", errno: errno) }
         }
     }

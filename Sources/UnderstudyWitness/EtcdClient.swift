@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import UnderstudySystem
+import UnderstudyTransport
 
 /// Thin etcd v3 client over the HTTP/JSON gateway (blocking).
 ///
@@ -11,14 +12,37 @@ public final class EtcdClient: Sendable {
     public let endpoints: [Endpoint]
     /// How long one request to one endpoint may take, connection included.
     public let timeout: Duration
+    /// How to reach etcd's client port over TLS (client certificate, CA, etcd's name); nil: plain HTTP.
+    public let tls: TLSConfiguration?
+    /// Its context, made at the first request (credentials are read then, and again after a
+    /// failure, so that fixed files are picked up without a restart).
+    private let context = Mutex<TLSContext?>(nil)
     /// Index of the endpoint that answered last: a dead first endpoint then costs one timeout
     /// when it fails, not one on every request.
     private let preferred = Mutex(0)
 
-    public init(endpoints: [Endpoint], timeout: Duration) {
+    /// - Parameter tls: how to reach etcd over TLS with this node's client certificate; nil:
+    ///   plain HTTP, for tests of the HTTP layer only (an agent always uses TLS).
+    public init(endpoints: [Endpoint], timeout: Duration, tls: TLSConfiguration? = nil) {
         precondition(!endpoints.isEmpty, "etcd needs at least one endpoint")
         self.endpoints = endpoints
         self.timeout = timeout
+        self.tls = tls
+    }
+
+    /// The TLS context for the next request; nil: plain HTTP.
+    private func tlsContext() throws(WitnessError) -> TLSContext? {
+        guard let tls else { return nil }
+        return try context.withLock { (context) throws(WitnessError) -> TLSContext in
+            if let context { return context }
+            do {
+                let made = try TLSContext(role: .client, configuration: tls)
+                context = made
+                return made
+            } catch {
+                throw .rejected("cannot load this node's credentials for the witness: \(error)")
+            }
+        }
     }
 
     /// Grants a lease of `ttl` rounded up to whole seconds. Returns its id and the TTL etcd
@@ -113,13 +137,14 @@ public final class EtcdClient: Sendable {
         } catch {
             preconditionFailure("request bodies are built from strings, arrays and dictionaries: \(error)")
         }
+        let tls = try tlsContext()
         let first = preferred.withLock { $0 }
         var failures: [String] = []
         for offset in endpoints.indices {
             let index = (first + offset) % endpoints.count
             let reply: HTTPReply
             do {
-                reply = try HTTPClient.post(path, body: payload, to: endpoints[index], timeout: timeout)
+                reply = try HTTPClient.post(path, body: payload, to: endpoints[index], tls: tls, timeout: timeout)
             } catch .unreachable(let what) {
                 failures.append(what)
                 continue

@@ -1,4 +1,5 @@
 import UnderstudySystem
+import UnderstudyTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,24 +12,67 @@ import Glibc
 /// handful of requests per second. The socket stays non-blocking so that `poll` bounds every
 /// step by the request's deadline.
 enum HTTPClient {
-    static func post(_ path: String, body: [UInt8], to endpoint: Endpoint, timeout: Duration) throws(WitnessError) -> HTTPReply {
+    /// - Parameter tls: etcd's client port speaks TLS with client certificates (the agent's
+    ///   way); nil: plain HTTP (tests of this layer against fake servers).
+    static func post(_ path: String, body: [UInt8], to endpoint: Endpoint, tls: TLSContext?, timeout: Duration) throws(WitnessError) -> HTTPReply {
         let deadline = ContinuousClock.now + timeout
-        let fd = try connect(to: endpoint, deadline: deadline, timeout: timeout)
-        defer { close(fd) }
         let head = "POST \(path) HTTP/1.1\r\nHost: \(endpoint)\r\nContent-Type: application/json\r\n"
             + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        try sendAll(Array(head.utf8) + body, on: fd, to: endpoint, deadline: deadline, timeout: timeout)
-        var received: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let ready = try wait(fd, for: POLLIN, until: deadline)
-            guard ready else { throw .unreachable("etcd at \(endpoint) unreachable (no reply within \(timeout.wholeMilliseconds) ms)") }
-            // Safe: recv writes at most `chunk.count` bytes into the array's own storage.
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if n < 0 {
+        let request = Array(head.utf8) + body
+        if let tls { return try postOverTLS(request, to: endpoint, context: tls, deadline: deadline, timeout: timeout) }
+        let fd = try connect(to: endpoint, deadline: deadline, timeout: timeout)
+        defer { close(fd) }
+        try sendAll(request, on: fd, to: endpoint, deadline: deadline, timeout: timeout)
+        return try readReply(from: endpoint, timeout: timeout) { (chunk: UnsafeMutableRawBufferPointer) throws(WitnessError) -> Int in
+            while true {
+                guard try wait(fd, for: POLLIN, until: deadline) else { throw noReply(endpoint, timeout) }
+                // Safe: recv writes at most `chunk.count` bytes into the caller's buffer.
+                let n = recv(fd, chunk.baseAddress!, chunk.count, 0)
+                if n >= 0 { return n }
                 if errno == EINTR || errno == EAGAIN { continue }
                 throw .unreachable("etcd at \(endpoint) unreachable (\(String(cString: strerror(errno))) while reading the reply)")
             }
+        }
+    }
+
+    private static func postOverTLS(_ request: [UInt8], to endpoint: Endpoint, context: TLSContext, deadline: ContinuousClock.Instant,
+                                    timeout: Duration) throws(WitnessError) -> HTTPReply {
+        let stream: TLSStream
+        do throws(TransportError) {
+            let left = Int32(clamping: max(1, (deadline - .now).wholeMillisecondsRoundedUp))
+            stream = try TLSStream.connect(to: endpoint, context: context, timeoutMilliseconds: left)
+        } catch {
+            // A hung etcd still accepts connections (the kernel does), then says nothing.
+            if case .timedOut = error { throw noReply(endpoint, timeout) }
+            throw .unreachable("etcd at \(endpoint) unreachable over TLS (\(error))")
+        }
+        defer { stream.shutdown() }
+        do {
+            try stream.write(request)
+        } catch {
+            throw .unreachable("etcd at \(endpoint) unreachable (\(error) while sending)")
+        }
+        return try readReply(from: endpoint, timeout: timeout) { (chunk: UnsafeMutableRawBufferPointer) throws(WitnessError) -> Int in
+            do throws(TransportError) {
+                return try stream.readSome(into: chunk, deadline: deadline)
+            } catch {
+                if case .timedOut = error { throw noReply(endpoint, timeout) }
+                throw .unreachable("etcd at \(endpoint) unreachable (\(error) while reading the reply)")
+            }
+        }
+    }
+
+    /// Reads with `receive` (bytes read into the buffer, 0 at the end of the stream) until the
+    /// bytes so far make a whole reply.
+    private static func readReply(from endpoint: Endpoint, timeout: Duration,
+                                  _ receive: (UnsafeMutableRawBufferPointer) throws(WitnessError) -> Int) throws(WitnessError) -> HTTPReply {
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let result: Result<Int, WitnessError> = chunk.withUnsafeMutableBytes { buffer in
+                Result { () throws(WitnessError) -> Int in try receive(buffer) }
+            }
+            let n = try result.get()
             received += chunk[..<n]
             do throws(HTTPReplyParser.Failure) {
                 if let reply = try HTTPReplyParser.parse(received, complete: n == 0) { return reply }
@@ -39,6 +83,10 @@ enum HTTPClient {
                 }
             }
         }
+    }
+
+    private static func noReply(_ endpoint: Endpoint, _ timeout: Duration) -> WitnessError {
+        .unreachable("etcd at \(endpoint) unreachable (no reply within \(timeout.wholeMilliseconds) ms)")
     }
 
     private static func connect(to endpoint: Endpoint, deadline: ContinuousClock.Instant, timeout: Duration) throws(WitnessError) -> Int32 {

@@ -58,7 +58,7 @@ public final class WitnessLease: @unchecked Sendable {
         self.configuration = configuration
         key = WitnessConfiguration.key(forVM: vm)
         self.node = node
-        client = EtcdClient(endpoints: configuration.endpoints, timeout: configuration.requestTimeout)
+        client = EtcdClient(endpoints: configuration.endpoints, timeout: configuration.requestTimeout, tls: configuration.tls)
         self.logger = logger
         self.onLost = onLost
         core = Core(machine: WitnessLeaseStateMachine(configuration: .init(requestedTTL: configuration.leaseTTL)))

@@ -110,7 +110,8 @@ final class ConsistencyHarness {
         vm = "cs\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         network = try PairNetwork(tapCount: 2)
-        let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
+        // The witness's certificate comes from the pair's CA, as in production.
+        let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup,\(EtcdProcess.serverName)"])
         guard certs.status == 0 else { throw HarnessError("certs init: \(certs.stderr)") }
     }
 
@@ -298,7 +299,7 @@ final class ConsistencyHarness {
                   + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
         let port = UInt16.random(in: 20000...50000)
         let witnessed = scenario.witnessed
-        let etcd = witnessed ? try EtcdProcess() : nil
+        let etcd = witnessed ? try EtcdProcess(certificates: "\(directory)/certs") : nil
         defer { etcd?.stop() }
         // The primary reaches the witness through a relay, so that the partition can cut it off.
         let witnessRelay = try etcd.map { try LinkEmulator(target: ("127.0.0.1", $0.clientPort)) }
@@ -452,8 +453,12 @@ final class ConsistencyHarness {
             if active?.role != .primary { outcome.violations.append("the backup node is not running the VM: \(active.map { "\($0)" } ?? "no status")") }
         }
         if scenario == .switchover || scenario == .partitionWithWitness {
-            let old = try? self.status(configs.primary)
-            if old?.role != .backup { outcome.violations.append("the old primary did not become the backup: \(old.map { "\($0)" } ?? "no status")") }
+            // The client may get its replies from the new primary (unprotected until then) before
+            // the old one has restarted as its backup: wait for that, within reason.
+            if waitForStatus(configs.primary, timeout: .seconds(30), { $0.role == .backup }) == nil {
+                let old = try? self.status(configs.primary)
+                outcome.violations.append("the old primary did not become the backup: \(old.map { "\($0)" } ?? "no status")")
+            }
         }
         // Never a smaller or a repeated counter.
         for (previous, next) in zip(history, history.dropFirst()) where next.value <= previous.value {

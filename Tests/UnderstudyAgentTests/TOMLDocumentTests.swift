@@ -536,7 +536,7 @@ struct TOMLDocumentTests {
         #expect(plain.heartbeatDatagrams == nil && plain.witnessEndpoints.isEmpty)
         #expect(try configuration("[failover]\nwithout_witness = true").automaticFailover)
         #expect(!(try configuration("[failover]\nwithout_witness = true\nautomatic = false").automaticFailover))
-        let witnessed = try configuration("[witness]\nendpoints = [\"10.0.0.3:2379\", \"http://10.0.0.4:2379\"]\nlease_ttl_s = 3")
+        let witnessed = try configuration("[witness]\nendpoints = [\"10.0.0.3:2379\", \"https://10.0.0.4:2379\"]\nlease_ttl_s = 3")
         #expect(witnessed.automaticFailover)
         #expect(witnessed.witnessEndpoints.map(\.description) == ["10.0.0.3:2379", "10.0.0.4:2379"])
         #expect(witnessed.witnessLeaseTTL == .seconds(3))
@@ -560,6 +560,8 @@ struct TOMLDocumentTests {
         #expect(failure("[heartbeat]\ninterval_ms = 0")?.key == "heartbeat.interval_ms")
         #expect(failure("[failover]\npolicy = \"yolo\"")?.description.contains("\"availability\", \"safety\"") == true)
         #expect(failure("[witness]\nendpoints = [\"nowhere\"]")?.key == "witness.endpoints")
+        let plaintext = failure("[witness]\nendpoints = [\"http://10.0.0.4:2379\"]")
+        #expect(plaintext?.key == "witness.endpoints" && plaintext?.message.contains("TLS") == true, "the witness is never reached in plain HTTP")
         #expect(failure("[witness]\nendpoints = [\"10.0.0.3:2379\"]\n[failover]\nwithout_witness = true")?.key == "failover.without_witness",
                 "a witness and the opt-out together are contradictory")
     }

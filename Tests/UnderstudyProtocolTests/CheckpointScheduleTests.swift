@@ -35,6 +35,14 @@ struct CheckpointScheduleTests {
         #expect(gapped.next(now: Self.ms(6), outputWaiting: true) == .checkpoint(.output))
     }
 
+    @Test("a slow checkpoint (a loaded host) keeps the guest running at least as long before output triggers the next")
+    func slowCheckpointsDoNotStarveTheGuest() {
+        var schedule = CheckpointSchedule(policy: .default, now: Self.t0)
+        schedule.checkpointed(.interval, start: Self.t0, end: Self.ms(10), interval: Self.interval)
+        #expect(schedule.next(now: Self.ms(12), outputWaiting: true) == .wait(until: Self.ms(20), wakeOnOutput: false))
+        #expect(schedule.next(now: Self.ms(20), outputWaiting: true) == .checkpoint(.output))
+    }
+
     @Test("off: output waits for the interval, as in Remus")
     func intervalOnly() {
         let schedule = Self.afterFirst(.intervalOnly)

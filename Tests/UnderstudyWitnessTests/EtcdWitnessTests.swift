@@ -17,8 +17,37 @@ private func uniqueVM() -> String { "vm-" + UUID().uuidString.prefix(8).lowercas
 private func endpoint(_ port: UInt16) -> Endpoint { Endpoint(host: "127.0.0.1", port: port) }
 
 /// 1 s leases (the test etcd grants them) and short requests keep these tests quick.
-private func configuration(_ port: UInt16) -> WitnessConfiguration {
-    WitnessConfiguration(endpoints: [endpoint(port)], leaseTTL: .seconds(1), requestTimeout: .milliseconds(200))
+private func configuration(_ port: UInt16, tls: TLSConfiguration?) -> WitnessConfiguration {
+    WitnessConfiguration(endpoints: [endpoint(port)], tls: tls, leaseTTL: .seconds(1), requestTimeout: .milliseconds(200))
+}
+
+/// A witness as production runs it: etcd serving TLS and requiring client certificates of the
+/// CA that issued its own ("witness") and its clients' ("node-a", "node-b").
+private final class TLSWitness {
+    let certificates: TemporaryDirectory
+    let etcd: EtcdProcess
+
+    init() throws {
+        certificates = try TemporaryDirectory("witness-ca")
+        do {
+            try CertificateAuthority.initialize(directory: "\(certificates.path)/certs", nodes: [EtcdProcess.serverName, "node-a", "node-b"])
+            etcd = try EtcdProcess(certificates: "\(certificates.path)/certs")
+        } catch {
+            certificates.remove()
+            throw error
+        }
+    }
+
+    var clientPort: UInt16 { etcd.clientPort }
+    /// A client's TLS: node-a's certificate (etcd takes any of its CA's).
+    var tls: TLSConfiguration? { etcd.clientTLS(node: "node-a") }
+    func pause() { etcd.pause() }
+    func resume() { etcd.resume() }
+
+    func stop() {
+        etcd.stop()
+        certificates.remove()
+    }
 }
 
 /// Collects what `onLost` reported.
@@ -35,9 +64,9 @@ private func sleep(_ duration: Duration) {
 @Suite(.enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (Debian's etcd-server)"))
 struct EtcdWitnessTests {
     @Test func grantClaimGetAndReleaseRoundTrip() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
-        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
         let key = WitnessConfiguration.key(forVM: uniqueVM())
 
         let lease = try client.grantLease(ttl: .milliseconds(1200))
@@ -66,9 +95,9 @@ struct EtcdWitnessTests {
     }
 
     @Test func revokingALeaseDeletesTheClaimWithIt() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
-        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
         let key = WitnessConfiguration.key(forVM: uniqueVM())
         let lease = try client.grantLease(ttl: .seconds(5))
         #expect(try client.claim(key, value: "node-a", lease: lease.id) == .acquired)
@@ -80,11 +109,11 @@ struct EtcdWitnessTests {
     }
 
     @Test func aSecondNodeIsRefusedWithTheHoldersName() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
         let vm = uniqueVM()
-        let a = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-a", logger: logger, onLost: { _ in })
-        let b = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        let a = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-a", logger: logger, onLost: { _ in })
+        let b = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { a.release(); b.release() }
         try a.acquire(timeout: .seconds(5))
         #expect(a.isValid)
@@ -101,16 +130,16 @@ struct EtcdWitnessTests {
     }
 
     @Test func anAbandonedHoldersLeaseExpiresAndTheOtherNodeTakesOver() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
         let vm = uniqueVM()
-        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
         // node-a claims with a 1 s lease and never renews it: a node that died.
         let dead = try client.grantLease(ttl: .seconds(1))
         #expect(try client.claim(WitnessConfiguration.key(forVM: vm), value: "node-a", lease: dead.id) == .acquired)
         let claimed = ContinuousClock.now
 
-        let b = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        let b = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { b.release() }
         try b.acquire(timeout: .seconds(5))
         let waited = ContinuousClock.now - claimed
@@ -122,10 +151,10 @@ struct EtcdWitnessTests {
     }
 
     @Test func releaseLetsTheOtherNodeAcquireAtOnce() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
         let vm = uniqueVM()
-        let config = WitnessConfiguration(endpoints: [endpoint(etcd.clientPort)], leaseTTL: .seconds(10))
+        let config = WitnessConfiguration(endpoints: [endpoint(etcd.clientPort)], tls: etcd.tls, leaseTTL: .seconds(10))
         let a = WitnessLease(configuration: config, vm: vm, node: "node-a", logger: logger, onLost: { _ in })
         let b = WitnessLease(configuration: config, vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { b.release() }
@@ -140,16 +169,16 @@ struct EtcdWitnessTests {
     }
 
     @Test func validityEndsBeforeEtcdExpiresTheLeaseWhenEtcdBecomesUnreachable() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
         let relay = try LinkEmulator(target: ("127.0.0.1", etcd.clientPort))
         defer { relay.close() }
         let vm = uniqueVM()
         let key = WitnessConfiguration.key(forVM: vm)
         let lost = LostReports()
-        let a = WitnessLease(configuration: configuration(relay.port), vm: vm, node: "node-a", logger: logger, onLost: lost.callback)
+        let a = WitnessLease(configuration: configuration(relay.port, tls: etcd.tls), vm: vm, node: "node-a", logger: logger, onLost: lost.callback)
         defer { a.release() }
-        let direct = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        let direct = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
         try a.acquire(timeout: .seconds(5))
 
         // Held over several TTLs: the keep-alive thread renews.
@@ -172,7 +201,7 @@ struct EtcdWitnessTests {
         #expect(reason.contains("127.0.0.1:\(relay.port)"), "names the endpoint: \(reason)")
 
         #expect(try eventually(within: .seconds(3)) { try direct.get(key) == nil }, "then etcd expires it")
-        let b = WitnessLease(configuration: configuration(etcd.clientPort), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        let b = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { b.release() }
         #expect(try b.tryAcquire())
         sleep(.milliseconds(300))
@@ -180,10 +209,10 @@ struct EtcdWitnessTests {
     }
 
     @Test func aPausedWitnessEndsValidityByItself() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
         let lost = LostReports()
-        let a = WitnessLease(configuration: configuration(etcd.clientPort), vm: uniqueVM(), node: "node-a", logger: logger,
+        let a = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: uniqueVM(), node: "node-a", logger: logger,
                              onLost: lost.callback)
         try a.acquire(timeout: .seconds(5))
         #expect(a.isValid)
@@ -201,6 +230,32 @@ struct EtcdWitnessTests {
         a.release()
     }
 
+    @Test func aClientWithoutTheCAsCertificateOrWithoutTLSIsRefused() throws {
+        let etcd = try TLSWitness()
+        defer { etcd.stop() }
+        // A certificate from another CA, with a name etcd would otherwise accept.
+        let stranger = try TemporaryDirectory("stranger-ca")
+        defer { stranger.remove() }
+        try CertificateAuthority.initialize(directory: "\(stranger.path)/certs", nodes: [EtcdProcess.serverName, "node-a"])
+        let forged = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1),
+                                tls: TLSConfiguration(directory: "\(stranger.path)/certs", node: "node-a", peer: EtcdProcess.serverName))
+        #expect { _ = try forged.grantLease(ttl: .seconds(1)) } throws: { error in
+            guard case .unreachable(let what) = error as? WitnessError else { return false }
+            return what.contains("over TLS")
+        }
+        let plain = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        #expect(throws: WitnessError.self) { _ = try plain.grantLease(ttl: .seconds(1)) }
+        // The right CA but missing credential files: a clear error, not a crash.
+        let missing = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1),
+                                 tls: TLSConfiguration(directory: "\(stranger.path)/none", node: "node-a", peer: EtcdProcess.serverName))
+        #expect { _ = try missing.grantLease(ttl: .seconds(1)) } throws: { error in
+            guard case .rejected(let what) = error as? WitnessError else { return false }
+            return what.contains("credentials")
+        }
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
+        #expect(try client.grantLease(ttl: .seconds(1)).ttl == .seconds(1))
+    }
+
     @Test func anUnreachableEndpointIsNamed() throws {
         // A port nobody listens on (connection refused), and one that accepts but never answers.
         let closedPort = try TCPListener(endpoint: endpoint(0)).endpoint.port
@@ -210,7 +265,7 @@ struct EtcdWitnessTests {
             "etcd at 127.0.0.1:\(closedPort) unreachable (connection refused); etcd at \(silent.endpoint) unreachable (no reply within 200 ms)"
         )) { try client.grantLease(ttl: .seconds(1)) }
 
-        let lease = WitnessLease(configuration: .init(endpoints: [endpoint(closedPort)], requestTimeout: .milliseconds(200)), vm: uniqueVM(),
+        let lease = WitnessLease(configuration: .init(endpoints: [endpoint(closedPort)], tls: nil, requestTimeout: .milliseconds(200)), vm: uniqueVM(),
                                  node: "node-a", logger: logger, onLost: { _ in })
         #expect(throws: WitnessError.unreachable("etcd at 127.0.0.1:\(closedPort) unreachable (connection refused)")) {
             try lease.tryAcquire()
@@ -250,9 +305,9 @@ struct EtcdWitnessTests {
     }
 
     @Test func anEtcdErrorIsRejectedWithItsMessage() throws {
-        let etcd = try EtcdProcess()
+        let etcd = try TLSWitness()
         defer { etcd.stop() }
-        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1))
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
         #expect(throws: WitnessError.rejected("HTTP 404: etcdserver: requested lease not found")) {
             try client.claim(WitnessConfiguration.key(forVM: uniqueVM()), value: "node-a", lease: 12345)
         }

@@ -69,8 +69,9 @@ import UnderstudyTransport
 /// ack_timeout_ms = 5000                 # primary: checkpoints in flight and no ACK (nor stream progress) this long: backup lost
 ///
 /// [witness]
-/// endpoints = ["192.0.2.3:2379"]        # etcd v3 (HTTP/JSON gateway); the active copy holds a lease
+/// endpoints = ["192.0.2.3:2379"]        # etcd v3 (HTTP/JSON gateway over TLS); the active copy holds a lease
 /// lease_ttl_s = 2
+/// server_name = "witness"               # the name in etcd's certificate (from `understudy certs init`); this node's own certificate is its client certificate
 ///
 /// [metrics]
 /// listen = "127.0.0.1:9464"             # Prometheus text at http://ADDRESS/metrics; absent: no endpoint
@@ -111,6 +112,8 @@ public struct AgentConfiguration: Sendable {
     /// etcd endpoints of the witness; empty: no witness.
     public var witnessEndpoints: [Endpoint]
     public var witnessLeaseTTL: Duration
+    /// The name in the witness's (etcd's) certificate, issued by the pair's CA.
+    public var witnessServerName: String
     /// The `[drill]` table (`understudy drill`).
     public var drill: DrillConfiguration
     /// Where to serve Prometheus metrics (`GET /metrics`); nil: no endpoint.
@@ -127,7 +130,7 @@ public struct AgentConfiguration: Sendable {
         "heartbeat.interval_ms", "heartbeat.missed", "heartbeat.min_timeout_ms", "heartbeat.udp_listen", "heartbeat.udp_peer",
         "failover.automatic", "failover.without_witness", "failover.grace_ms", "failover.policy", "failover.reconnect_ms",
         "failover.ack_timeout_ms",
-        "witness.endpoints", "witness.lease_ttl_s",
+        "witness.endpoints", "witness.lease_ttl_s", "witness.server_name",
         "metrics.listen",
     ]
 
@@ -206,13 +209,19 @@ public struct AgentConfiguration: Sendable {
         }
         witnessEndpoints = []
         for text in try d.strings("witness.endpoints") ?? [] {
+            if text.hasPrefix("http://") {
+                throw ConfigurationError(source: d.source, line: d.line(of: "witness.endpoints"), key: "witness.endpoints",
+                                         message: "\"\(text)\": the witness is reached over TLS with client certificates; write HOST:PORT "
+                                             + "(or https://HOST:PORT) and run etcd with TLS (docs/OPERATIONS.md, One active copy)")
+            }
             do {
-                witnessEndpoints.append(try Endpoint(parsing: text.replacingOccurrences(of: "http://", with: "")))
+                witnessEndpoints.append(try Endpoint(parsing: text.replacingOccurrences(of: "https://", with: "")))
             } catch {
                 throw ConfigurationError(source: d.source, line: d.line(of: "witness.endpoints"), key: "witness.endpoints", message: "\(error)")
             }
         }
         witnessLeaseTTL = .seconds(try d.integer("witness.lease_ttl_s", in: 1...600) ?? 2)
+        witnessServerName = try d.string("witness.server_name") ?? "witness"
         metricsListen = try Self.endpoint(d, "metrics.listen")
         if let metricsListen, let listen, metricsListen.port != 0, metricsListen == listen {
             throw ConfigurationError(source: d.source, line: d.line(of: "metrics.listen"), key: "metrics.listen",
