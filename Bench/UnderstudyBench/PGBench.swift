@@ -14,8 +14,8 @@ import UnderstudyTransport
 /// fresh copy of the cached image per boot) runs pgbench's TPC-B from a client namespace
 /// (`PairNetwork`), pgbench itself chrooted in the guest's build tree. One boot per
 /// configuration, all in one run:
-/// - bare: the same VM with the same devices, unprotected as `--output-commit` runs it (`GuestDevices`
-///   role `.unprotected`: NBD disk and output gate in this process, no checkpoints);
+/// - bare: the same VM with the same devices, unprotected (`UnprotectedVM`: NBD disk and output
+///   gate in this process, no checkpoints), as `--output-commit` measures its baseline;
 /// - protected by the two `understudy` agents an operator runs, their configurations differing
 ///   only in `[replication]` overrides: epochs on the interval only, then output-triggered epochs.
 ///
@@ -303,39 +303,20 @@ extension PGBench.Host {
     func check() throws { if let failure = failure() { throw BenchError(failure) } }
 }
 
-/// The bare VM: the agent's devices and QEMU as the agent would start them, unprotected, with no
-/// checkpoints; "agent" CPU is this process's, which serves the disk and the gate.
+/// The bare VM (`UnprotectedVM`); "agent" CPU is this process's, which serves the disk and the gate.
 private final class BareHost: PGBench.Host {
-    private let devices: GuestDevices
-    private let source: QEMUCheckpointSource
-    private let exits: FailureBox
+    private let vm: UnprotectedVM
 
     init(configuration: AgentConfiguration, preload: String, logger: Logger) throws {
-        let devices = try GuestDevices(vm: configuration.vm, diskImage: configuration.vm.diskImage, tap: configuration.tap, mac: configuration.mac,
-                                       outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, fence: nil, logger: logger)
-        let exits = FailureBox()
-        let source: QEMUCheckpointSource
-        do {
-            source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload, tracking: configuration.dirtyTracking,
-                                              extraArguments: devices.qemuArguments, logger: logger) { exits.record("QEMU exited: \($0)") }
-        } catch {
-            devices.stop()
-            throw error
-        }
-        self.devices = devices
-        self.source = source
-        self.exits = exits
+        vm = try UnprotectedVM(configuration: configuration, preloadLibrary: preload, logger: logger)
     }
 
-    func failure() -> String? { exits.value }
+    func failure() -> String? { vm.failure }
     func waitUntilReady() throws {}
     func snapshot() throws -> PGBench.Snapshot {
         PGBench.Snapshot(cpuSeconds: ProcessCPUTime.seconds(pid: getpid()) ?? 0, metrics: nil, pauseMaxMilliseconds: 0)
     }
-    func stop() {
-        source.shutdown()
-        devices.stop()
-    }
+    func stop() { vm.stop() }
 }
 
 /// The protected VM: a backup and a primary `understudy` agent, as an operator runs them.
