@@ -17,14 +17,16 @@ import UnderstudyTransport
 ///
 /// One boot per configuration, all in one run, in this order: unprotected (`GuestDevices` role
 /// `.unprotected`: the same NBD disk and gate, output passes at once, no checkpoints), protected
-/// at 10, 25 and 50 ms (role `.protected(buffering: true)`, `PrimaryReplicator` shipping to a
-/// `BackupReceiver` with a replica disk on loopback), and unprotected again (a shared host drifts;
-/// the baseline pools both unprotected runs).
+/// at 10, 25 and 50 ms on the interval only (role `.protected(buffering: true)`, `PrimaryReplicator`
+/// shipping to a `BackupReceiver` with a replica disk on loopback), protected at 25 ms with
+/// output-triggered epochs (the default), and unprotected again (a shared host drifts; the
+/// baseline pools both unprotected runs).
 ///
 /// Per configuration, on one TCP connection: `requests` "n" requests (increment, append to a file,
 /// fsync, reply), each timed from send to reply, with a random pause of 0 to 50 ms between them
 /// so that requests arrive at every phase of the checkpoint cycle rather than right after a
-/// release. Target: added latency p50 (protected p50 − unprotected p50) ≤ interval + 3 ms.
+/// release. Targets: added latency p50 (protected p50 − unprotected p50) ≤ interval + 3 ms on the
+/// interval only, and ≤ 3 ms with output-triggered epochs (`round_trip_added_ms_p50`).
 /// Unprotected and at 25 ms also: "w N" requests (write N MiB to a file, fsync, reply), timed
 /// from the client: the guest's disk write throughput.
 struct OutputCommitBench {
@@ -43,6 +45,8 @@ struct OutputCommitBench {
     static let intervalsMilliseconds = [10, 25, 50]
     static let diskIntervalMilliseconds = 25
     static let targetSlackMilliseconds = 3.0
+    /// The added round trip output-triggered epochs aim for, whatever the interval.
+    static let triggeredTargetMilliseconds = 3.0
     /// The longest pause between two requests (uniformly random below it).
     static let maxThinkMilliseconds = 50.0
     static let memoryMiB: UInt64 = 128
@@ -51,12 +55,13 @@ struct OutputCommitBench {
 
     enum Mode {
         case unprotected
-        case protected(intervalMs: Int)
+        case protected(intervalMs: Int, outputTriggered: Bool)
 
         var label: String {
             switch self {
             case .unprotected: "unprotected"
-            case .protected(let interval): "protected \(interval) ms"
+            case .protected(let interval, false): "protected \(interval) ms"
+            case .protected(let interval, true): "protected \(interval) ms, output-triggered"
             }
         }
     }
@@ -127,8 +132,10 @@ struct OutputCommitBench {
         }
 
         let plan: [(Mode, Bool)] = [(.unprotected, true)]
-            + OutputCommitBench.intervalsMilliseconds.map { (.protected(intervalMs: $0), $0 == OutputCommitBench.diskIntervalMilliseconds) }
-            + [(.unprotected, true)]
+            + OutputCommitBench.intervalsMilliseconds.map {
+                (.protected(intervalMs: $0, outputTriggered: false), $0 == OutputCommitBench.diskIntervalMilliseconds)
+            }
+            + [(.protected(intervalMs: OutputCommitBench.diskIntervalMilliseconds, outputTriggered: true), true), (.unprotected, true)]
         var runs: [GuestRun] = []
         for (index, (mode, disk)) in plan.enumerated() {
             let label = index == plan.count - 1 ? "unprotected again" : mode.label
@@ -142,13 +149,18 @@ struct OutputCommitBench {
         let baselineP50 = percentile(baseline, 0.5)
         let baselineP99 = percentile(baseline, 0.99)
         var intervals: [[String: Any]] = []
-        for interval in OutputCommitBench.intervalsMilliseconds {
-            guard let run = runs.first(where: { $0.label == Mode.protected(intervalMs: interval).label }) else { continue }
+        let protectedModes = OutputCommitBench.intervalsMilliseconds.map { (interval: $0, triggered: false) }
+            + [(OutputCommitBench.diskIntervalMilliseconds, true)]
+        var roundTripAdded: Double?
+        for (interval, triggered) in protectedModes {
+            guard let run = runs.first(where: { $0.label == Mode.protected(intervalMs: interval, outputTriggered: triggered).label }) else { continue }
             let sorted = run.latenciesMs.sorted()
             let added = percentile(sorted, 0.5) - baselineP50
-            let target = Double(interval) + OutputCommitBench.targetSlackMilliseconds
+            if triggered { roundTripAdded = added }
+            let target = triggered ? OutputCommitBench.triggeredTargetMilliseconds : Double(interval) + OutputCommitBench.targetSlackMilliseconds
             var row: [String: Any] = [
                 "interval_ms": interval,
+                "output_triggered": triggered,
                 "requests": sorted.count,
                 "p50_ms": percentile(sorted, 0.5),
                 "p99_ms": percentile(sorted, 0.99),
@@ -168,8 +180,14 @@ struct OutputCommitBench {
 
         func rate(_ seconds: Double) -> Double { Double(writeMiB << 20) / 1e6 / seconds }
         let unprotectedWrites = baselineRuns.flatMap(\.writeSeconds).map(rate).sorted()
-        let protectedRun = runs.first { $0.label == Mode.protected(intervalMs: OutputCommitBench.diskIntervalMilliseconds).label }
+        let protectedRun = runs.first {
+            $0.label == Mode.protected(intervalMs: OutputCommitBench.diskIntervalMilliseconds, outputTriggered: false).label
+        }
+        let triggeredRun = runs.first {
+            $0.label == Mode.protected(intervalMs: OutputCommitBench.diskIntervalMilliseconds, outputTriggered: true).label
+        }
         let protectedWrites = (protectedRun?.writeSeconds ?? []).map(rate).sorted()
+        let triggeredWrites = (triggeredRun?.writeSeconds ?? []).map(rate).sorted()
         let unprotectedRate = median(unprotectedWrites)
         let protectedRate = median(protectedWrites)
         var disk: [String: Any] = [
@@ -179,6 +197,8 @@ struct OutputCommitBench {
             "unprotected_mb_s": unprotectedRate,
             "protected_mb_s": protectedRate,
             "ratio": unprotectedRate > 0 ? protectedRate / unprotectedRate : 0,
+            "output_triggered_mb_s": median(triggeredWrites),
+            "output_triggered_ratio": unprotectedRate > 0 ? median(triggeredWrites) / unprotectedRate : 0,
             "unprotected_writes_mb_s": unprotectedWrites,
             "protected_writes_mb_s": protectedWrites,
         ]
@@ -201,7 +221,8 @@ struct OutputCommitBench {
             "hostLoadAverageAtStart": loadAtStart, "hostLoadAverageAtEnd": VMBench.loadAverage(),
             "runSeconds": (ContinuousClock.now - started).seconds,
         ]
-        let result: [String: Any] = ["guest": guest, "baseline": baselineJSON, "intervals": intervals, "disk": disk]
+        let result: [String: Any] = ["guest": guest, "baseline": baselineJSON, "intervals": intervals, "disk": disk,
+                                     "round_trip_added_ms_p50": roundTripAdded ?? 0]
         printSummary(result)
         return result
     }
@@ -212,9 +233,10 @@ struct OutputCommitBench {
                           workspace: String, certificates: String, logger: Logger) throws -> GuestRun {
         let tag: String
         var interval: Int?
+        var outputTriggered = false
         switch mode {
         case .unprotected: tag = "u"
-        case .protected(let ms): tag = "p\(ms)"; interval = ms
+        case .protected(let ms, let triggered): tag = triggered ? "t\(ms)" : "p\(ms)"; interval = ms; outputTriggered = triggered
         }
         let id = "oc\(tag)-\(UUID().uuidString.prefix(6).lowercased())"
         let diskPath = "\(workspace)/\(id)-disk.img"
@@ -270,12 +292,13 @@ struct OutputCommitBench {
             if !replicatorStopped { replicator?.stop() }
         }
         if let interval, let backup {
-            let primary = PrimaryReplicator(
-                source: source,
-                configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
-                                                    tls: TLSConfiguration(directory: certificates, node: "primary", peer: "backup"),
-                                                    interval: .milliseconds(interval), requiredCapabilities: [.deviceState, .diskWrites]),
-                disk: devices.diskImage, logger: logger, onRelease: { devices.release(through: $0) })
+            var configuration = PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                     tls: TLSConfiguration(directory: certificates, node: "primary", peer: "backup"),
+                                                     interval: .milliseconds(interval), requiredCapabilities: [.deviceState, .diskWrites])
+            configuration.schedule = outputTriggered ? .default : .intervalOnly
+            configuration.outputWaiting = devices.outputWaiting
+            let primary = PrimaryReplicator(source: source, configuration: configuration, disk: devices.diskImage, logger: logger,
+                                            onRelease: { devices.release(through: $0) })
             replicator = primary
             try primary.start()
             loop = JoinableThread(name: "ocbench-ckpt") {
@@ -382,11 +405,11 @@ struct OutputCommitBench {
         let disk = result["disk"] as! [String: Any]
         let guest = result["guest"] as! [String: Any]
         var text = String(format: "\nOutput commit (counter-service over the output gate, TCG, %ld requests per configuration)\n", requests)
-        text += "configuration     p50 ms   p99 ms   added p50   target  met   ckpt/s  pause p50  p99   paused  ack p50\n"
-        text += String(format: "unprotected     %8.2f %8.2f\n", baseline["p50_ms"] as! Double, baseline["p99_ms"] as! Double)
+        text += "configuration           p50 ms   p99 ms   added p50   target  met   ckpt/s  pause p50  p99   paused  ack p50\n"
+        text += String(format: "unprotected           %8.2f %8.2f\n", baseline["p50_ms"] as! Double, baseline["p99_ms"] as! Double)
         for row in result["intervals"] as! [[String: Any]] {
-            text += String(format: "protected %3ld ms %7.2f %8.2f   %9.2f  %6.1f  %@  %6.1f  %9.2f %5.2f  %5.1f%%  %7.2f\n",
-                           row["interval_ms"] as! Int, row["p50_ms"] as! Double, row["p99_ms"] as! Double, row["added_p50_ms"] as! Double,
+            text += String(format: "protected %3ld ms%@ %7.2f %8.2f   %9.2f  %6.1f  %@  %6.1f  %9.2f %5.2f  %5.1f%%  %7.2f\n",
+                           row["interval_ms"] as! Int, (row["output_triggered"] as! Bool) ? ", trig" : "      ", row["p50_ms"] as! Double, row["p99_ms"] as! Double, row["added_p50_ms"] as! Double,
                            row["target_added_p50_ms"] as! Double, (row["meets_target"] as! Bool) ? "yes" : "NO ",
                            (row["checkpoints_per_second"] as? Double) ?? 0, (row["pause_p50_ms"] as? Double) ?? 0,
                            (row["pause_p99_ms"] as? Double) ?? 0, ((row["paused_fraction"] as? Double) ?? 0) * 100,
@@ -395,9 +418,13 @@ struct OutputCommitBench {
         for run in baseline["runs"] as! [[String: Any]] {
             text += String(format: "  (%@: p50 %.2f p99 %.2f ms)\n", run["label"] as! String, run["p50_ms"] as! Double, run["p99_ms"] as! Double)
         }
-        text += String(format: "disk writes (%ld MiB + fsync, median): unprotected %.1f MB/s, protected@%ld ms %.1f MB/s, ratio %.3f\n",
+        text += String(format: "disk writes (%ld MiB + fsync, median): unprotected %.1f MB/s, protected@%ld ms %.1f MB/s, ratio %.3f; "
+                       + "output-triggered %.1f MB/s, ratio %.3f\n",
                        writeMiB, disk["unprotected_mb_s"] as! Double, disk["protected_interval_ms"] as! Int,
-                       disk["protected_mb_s"] as! Double, disk["ratio"] as! Double)
+                       disk["protected_mb_s"] as! Double, disk["ratio"] as! Double, disk["output_triggered_mb_s"] as! Double,
+                       disk["output_triggered_ratio"] as! Double)
+        text += String(format: "round trip added p50 with output-triggered epochs: %.2f ms (target ≤ %.0f ms)\n",
+                       result["round_trip_added_ms_p50"] as! Double, OutputCommitBench.triggeredTargetMilliseconds)
         text += String(format: "run took %.0f s; host load %@ → %@", guest["runSeconds"] as! Double, guest["hostLoadAverageAtStart"] as! String,
                        guest["hostLoadAverageAtEnd"] as! String)
         log(text)

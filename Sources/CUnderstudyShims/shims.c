@@ -24,6 +24,11 @@ void us_ssl_ctx_set_stream_modes(SSL_CTX *ctx) {
     SSL_CTX_clear_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
 }
 
+int us_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size_t data_len, uint8_t *out) {
+    size_t out_len = 0;
+    return EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len, data, data_len, out, 32, &out_len) != NULL && out_len == 32;
+}
+
 int us_ssl_error_is_unexpected_eof(void) {
     unsigned long code = ERR_peek_error();
     return code != 0 && ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING;

@@ -144,9 +144,11 @@ public final class BackupReceiver: @unchecked Sendable {
 
     private func handshakeAndServe(fd: Int32, peer: String) {
         let connection: FrameConnection
+        let datagramKey: [UInt8]
         do {
             defer { endHandshake() }
             connection = FrameConnection(stream: try TLSStream.accept(fd: fd, peer: peer, context: context))
+            datagramKey = try connection.stream.exportKeyingMaterial(label: HeartbeatDatagram.exporterLabel, length: HeartbeatDatagram.keyLength)
         } catch {
             logger.warning("refused connection", metadata: ["peer": "\(peer)", "error": "\(error)"])
             return
@@ -164,7 +166,7 @@ public final class BackupReceiver: @unchecked Sendable {
             connection.close()
             return
         }
-        events(.sessionStarted)
+        events(.sessionStarted(datagramKey: datagramKey))
         var heartbeats: JoinableThread?
         let sessionOver = Latch()
         let welcomed = Latch()

@@ -32,6 +32,8 @@ public final class BackupSupervisor: @unchecked Sendable {
     private final class Shared: Sendable {
         let monitor: Mutex<HeartbeatMonitor>
         let requests = Mutex(Requests())
+        /// The datagram path, once opened: each new session's key goes to it.
+        let datagrams = Mutex<HeartbeatDatagrams?>(nil)
         init(_ monitor: HeartbeatMonitor) { self.monitor = Mutex(monitor) }
     }
 
@@ -56,7 +58,9 @@ public final class BackupSupervisor: @unchecked Sendable {
             let now = ContinuousClock.now
             switch event {
             case .heard: shared.monitor.withLock { _ = $0.heard(on: .replication, at: now) }
-            case .sessionStarted: shared.monitor.withLock { $0.restart(at: now) }
+            case .sessionStarted(let key):
+                shared.monitor.withLock { $0.restart(at: now) }
+                shared.datagrams.withLock { $0 }?.use(key: key)
             case .handover: shared.requests.withLock { $0.handover = true }
             }
         }
@@ -66,6 +70,7 @@ public final class BackupSupervisor: @unchecked Sendable {
                 let now = ContinuousClock.now
                 shared.monitor.withLock { _ = $0.heard(on: .datagram, at: now) }
             }
+            shared.datagrams.withLock { [datagrams] in $0 = datagrams }
         }
     }
 

@@ -5,6 +5,7 @@ import UnderstudyDisk
 import UnderstudyNetwork
 import UnderstudyProtocol
 import UnderstudyQEMU
+import UnderstudySystem
 
 /// The guest's disk and NIC as this agent serves them: an NBD server for the disk (so that the
 /// agent sees every write) and the output gate for the NIC, plus the QEMU options that attach the
@@ -26,6 +27,8 @@ public final class GuestDevices: @unchecked Sendable {
     /// The per-epoch record of disk writes; nil without a disk.
     public let recorder: DiskEpochRecorder?
     public let gate: OutputGate?
+    /// True while the gate holds frames of the open epoch: output-triggered checkpoints wait on it.
+    public let outputWaiting = WaitableFlag()
     public let qemuArguments: [String]
     /// Set by `holdOutputFromNextEpoch`, consumed by the next `seal`.
     private let holdFromNextEpoch = Atomic<Bool>(false)
@@ -61,7 +64,7 @@ public final class GuestDevices: @unchecked Sendable {
             }
             do {
                 gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, mode: mode,
-                                      mayTransmit: { fence?.isValid ?? true }, logger: logger)
+                                      mayTransmit: { fence?.isValid ?? true }, outputWaiting: outputWaiting, logger: logger)
             } catch {
                 disk?.stop()
                 throw error

@@ -48,6 +48,11 @@ public struct PrimaryConfiguration: Sendable {
     public var backlog: ReplicationBacklog?
     /// LZ4, or LZ4 high compression for thin links (fewer bytes, more CPU).
     public var compression: CompressionMode = .fast
+    /// Whether (and how often) output waiting in the gate ends the open epoch before the interval.
+    public var schedule: CheckpointSchedule.Policy = .default
+    /// Set while the output gate holds frames of the open epoch (`GuestDevices.outputWaiting`);
+    /// nil: no gate, checkpoints follow the interval only.
+    public var outputWaiting: WaitableFlag?
 
     public init(nodeName: String, backup: Endpoint, tls: TLSConfiguration, interval: Duration = .milliseconds(25),
                 maxEpochsInFlight: Int = 4, sendQueueFrames: Int = 16, preCopyRounds: Int = 5, preCopyStopPages: Int = 256,

@@ -23,6 +23,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
     /// Signs of life from the backup, fed by the receiver thread, read by the heartbeat thread.
     let liveness = Mutex<HeartbeatMonitor?>(nil)
     private var encoder: CheckpointEncoder?
+    /// The key this session's TLS exported for the datagram heartbeat path; nil before `start` connected.
+    public private(set) var datagramKey: [UInt8]?
     /// Called on the receiver thread with each acknowledged epoch; output of epochs up to it may leave.
     let onRelease: @Sendable (UInt64) -> Void
     /// The guest's disk, copied in the initial sync; its later writes come with the checkpoints.
@@ -60,6 +62,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
         let stream = try TLSStream.connect(to: configuration.backup, context: context, timeoutMilliseconds: timeout)
         let connection = FrameConnection(stream: stream)
         self.connection = connection
+        datagramKey = try stream.exportKeyingMaterial(label: HeartbeatDatagram.exporterLabel, length: HeartbeatDatagram.keyLength)
         logger.info("connected to backup", metadata: ["backup": "\(configuration.backup)", "peer": "\(stream.peerName)"])
         try connection.send(.hello(Hello(identity: source.identity, requiredCapabilities: configuration.requiredCapabilities,
                                           nodeName: configuration.nodeName)))
@@ -121,24 +124,33 @@ public final class PrimaryReplicator: @unchecked Sendable {
     }
 
     /// Runs `count` checkpoints (nil: until `stop` or an error). Call on a dedicated thread.
+    /// Each starts when the interval passed, or earlier when output waits in the gate
+    /// (`CheckpointSchedule`); `shouldStop` is asked between checkpoints and waits.
     public func runCheckpoints(count: Int? = nil, shouldStop: () -> Bool = { false }) throws {
         guard let encoder, let sender else { preconditionFailure("start() first") }
         var done = 0
-        var next = ContinuousClock.now
         while count.map({ done < $0 }) ?? true, !shouldStop() {
-            let now = ContinuousClock.now
-            if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
-            try checkpoint(resume: true, encoder: encoder, sender: sender)
-            done += 1
-            let tick = session.withLock { $0.session.tick(now: .now) }
-            if let event = tick.recoveryPoint { log(event) }
-            if tick.hold > .zero {
-                try source.hold(for: tick.hold)
-                session.withLock { $0.session.held(tick.hold) }
+            let outputWaiting = configuration.outputWaiting?.isSet ?? false
+            let next = session.withLock { $0.session.nextCheckpoint(now: .now, outputWaiting: outputWaiting) }
+            switch next {
+            case .wait(let deadline, let wakeOnOutput):
+                if wakeOnOutput, let flag = configuration.outputWaiting {
+                    flag.wait(until: deadline)
+                } else {
+                    let remaining = deadline - .now
+                    if remaining > .zero { Thread.sleep(forTimeInterval: remaining.seconds) }
+                }
+            case .checkpoint(let reason):
+                let start = ContinuousClock.now
+                let taken = try checkpoint(resume: true, reason: reason, encoder: encoder, sender: sender)
+                done += 1
+                let tick = session.withLock { $0.session.tick(taken, started: start, now: .now) }
+                if let event = tick.recoveryPoint { log(event) }
+                if tick.hold > .zero {
+                    try source.hold(for: tick.hold)
+                    session.withLock { $0.session.held(tick.hold) }
+                }
             }
-            // On a fixed grid, so sleeps that overshoot do not add up and slow the rate; a
-            // checkpoint that overran its interval restarts the grid instead of bursting.
-            next = max(next + tick.interval, ContinuousClock.now)
         }
     }
 
@@ -160,12 +172,14 @@ public final class PrimaryReplicator: @unchecked Sendable {
     /// afterwards the backup's replica is exactly the paused guest (switchover, consistency checks).
     public func finalCheckpoint(timeout: Duration) throws {
         guard let encoder, let sender else { preconditionFailure("start() first") }
-        try checkpoint(resume: false, encoder: encoder, sender: sender)
+        try checkpoint(resume: false, reason: .interval, encoder: encoder, sender: sender)
         try drain(timeout: timeout)
     }
 
-    /// One checkpoint: wait for room in the window, capture, encode and queue it.
-    private func checkpoint(resume: Bool, encoder: CheckpointEncoder, sender: FrameSender) throws {
+    /// One checkpoint, taken for `reason`: wait for room in the window, capture, encode and
+    /// queue it. Returns why it counts as taken (the catch-up checkpoint counts as that).
+    @discardableResult
+    private func checkpoint(resume: Bool, reason: CheckpointReason, encoder: CheckpointEncoder, sender: FrameSender) throws -> CheckpointReason {
         // Backpressure: a full window stretches the interval until an ack arrives.
         let (epoch, waited) = try session.waitForWindow()
         let captured: CapturedCheckpoint
@@ -187,12 +201,14 @@ public final class PrimaryReplicator: @unchecked Sendable {
         let captureTime = ContinuousClock.now
         // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
         configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges, at: captureTime)
-        let capture = session.withLock { $0.session.captured(epoch, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime) }
-        guard case .send(let catchUp, let unacknowledged) = capture else {
+        let capture = session.withLock {
+            $0.session.captured(epoch, reason: reason, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
+        }
+        guard case .send(let catchUp, let unacknowledged, let taken) = capture else {
             encoder.remember(captured)
             throw session.withLock { $0.failure } ?? TransportError.closed("the session ended while checkpoint \(epoch) was being captured")
         }
-        configuration.metrics?.checkpointCaptured(pause: captured.pause, dirtyPages: captured.pageIndices.count,
+        configuration.metrics?.checkpointCaptured(taken, pause: captured.pause, dirtyPages: captured.pageIndices.count,
                                                   unacknowledged: unacknowledged)
         let output: CheckpointEncoder.Output
         do {
@@ -205,6 +221,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
         let decision = session.withLock { $0.session.encoded(output, sender: written, backpressure: waited, now: .now) }
         configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes)
         configuration.metrics?.interval(decision)
+        return taken
     }
 
     /// The catch-up checkpoint's extra content: what the backlog holds after the replica's epoch.

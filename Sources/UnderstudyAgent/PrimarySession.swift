@@ -18,8 +18,9 @@ struct PrimarySession {
     /// What to do with a checkpoint just captured.
     enum Capture {
         /// Encode and queue it, and record it in the metrics with `unacknowledged` checkpoints in
-        /// flight; `catchUp`: it is the catch-up checkpoint and carries that plan too.
-        case send(catchUp: ReplicationBacklog.CatchUp?, unacknowledged: Int)
+        /// flight, as taken for `reason`; `catchUp`: it is the catch-up checkpoint and carries that
+        /// plan too (and counts as taken for the catch-up, whatever started it).
+        case send(catchUp: ReplicationBacklog.CatchUp?, unacknowledged: Int, reason: CheckpointReason)
         /// The session ended while the guest was captured: it is not sent, only remembered (a new
         /// session catches up or resynchronises).
         case discard
@@ -40,8 +41,6 @@ struct PrimarySession {
 
     /// What the checkpoint loop does before the next checkpoint.
     struct Tick: Equatable {
-        /// From the start of this checkpoint to the start of the next.
-        var interval: Duration
         /// How long to keep the guest paused first (asynchronous mode's throttle); zero: not at all.
         var hold: Duration
         var recoveryPoint: RecoveryPointMonitor.Event?
@@ -57,6 +56,7 @@ struct PrimarySession {
     }
 
     private var machine: PrimarySessionStateMachine
+    private var schedule: CheckpointSchedule
     private var interval: CheckpointIntervalController
     private var link: LinkBudget
     /// Asynchronous mode's lag bookkeeping; nil: synchronous, or until the replica is up to date.
@@ -89,6 +89,7 @@ struct PrimarySession {
         interval = CheckpointIntervalController(minimum: configuration.interval,
                                                 maximum: max(configuration.interval, configuration.maximumInterval ?? configuration.interval))
         link = LinkBudget(cap: configuration.bandwidthLimit, now: now)
+        schedule = CheckpointSchedule(policy: configuration.schedule, now: now)
         objective = configuration.recoveryPoint
         pageSize = Int(identity.pageSize)
     }
@@ -209,13 +210,21 @@ struct PrimarySession {
                                                      budgetBytesPerSecond: link.budget)
     }
 
-    /// Checkpoint `epoch` (the window's `nextEpoch`) was captured at `now`, after a pause of
-    /// `pause` with `dirtyPages` pages.
-    mutating func captured(_ epoch: UInt64, pause: Duration, dirtyPages: Int, at now: ContinuousClock.Instant) -> Capture {
+    /// What the checkpoint loop does at `now`: checkpoint, or wait (see `CheckpointSchedule`).
+    /// `outputWaiting`: the output gate holds frames of the open epoch.
+    func nextCheckpoint(now: ContinuousClock.Instant, outputWaiting: Bool) -> CheckpointSchedule.Next {
+        schedule.next(now: now, outputWaiting: outputWaiting)
+    }
+
+    /// Checkpoint `epoch` (the window's `nextEpoch`), taken for `reason`, was captured at `now`,
+    /// after a pause of `pause` with `dirtyPages` pages.
+    mutating func captured(_ epoch: UInt64, reason: CheckpointReason, pause: Duration, dirtyPages: Int,
+                           at now: ContinuousClock.Instant) -> Capture {
         // The catch-up is spent on this checkpoint even if it is not sent: the backlog recorded it,
         // and a new session plans again.
         let catchUpPlan = pendingCatchUp
         pendingCatchUp = nil
+        let reason = catchUpPlan == nil ? reason : .catchUp
         capturedThrough = epoch
         let previous = statistics.recent.last?.at
         // The session can end while the guest is captured (the backup lost, a protocol error
@@ -224,13 +233,14 @@ struct PrimarySession {
         machine.checkpointSent(epoch)
         capturedAt.append((epoch, now))
         statistics.note(pause: pause, dirtyPages: dirtyPages, at: now)
+        statistics.checkpointReasons[reason, default: 0] += 1
         recovery?.captured(epoch, at: now)
         if catchUpPlan != nil {
             catchUp = (epoch, now)
             statistics.catchUpBytesTotal += dirtyPages * pageSize
         }
         encoding = Encoding(epoch: epoch, capturedAt: now, previousCapture: previous, isCatchUp: catchUpPlan != nil)
-        return .send(catchUp: catchUpPlan, unacknowledged: machine.inFlight.count)
+        return .send(catchUp: catchUpPlan, unacknowledged: machine.inFlight.count, reason: reason)
     }
 
     /// The checkpoint `captured` said to send was encoded and queued as `output`. `sender` is the
@@ -297,14 +307,16 @@ struct PrimarySession {
         return result
     }
 
-    /// After each checkpoint of the loop, at `now`: checks the lag against the objective and
-    /// says how long the guest is held, from the throttle the lag had set so far.
-    mutating func tick(now: ContinuousClock.Instant) -> Tick {
+    /// After each checkpoint of the loop (taken for `reason`, started at `start`), at `now`:
+    /// schedules the next one, checks the lag against the objective and says how long the guest
+    /// is held, from the throttle the lag had set so far.
+    mutating func tick(_ reason: CheckpointReason, started start: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Tick {
+        schedule.checkpointed(reason, start: start, end: now, interval: interval.interval)
         let throttle = recovery?.throttle ?? 0
         let event = recovery?.poll(now: now)
         // Asynchronous mode, lag over the objective: the guest stays paused for a share of
         // each interval, which slows its dirtying to what the link carries.
-        return Tick(interval: interval.interval, hold: throttle > 0 ? interval.interval * throttle : .zero, recoveryPoint: event)
+        return Tick(hold: throttle > 0 ? interval.interval * throttle : .zero, recoveryPoint: event)
     }
 
     /// The guest was held paused for `duration`, as `tick` asked.

@@ -25,6 +25,8 @@ public struct PrimaryStatistics: Sendable {
     /// When the most recent checkpoints were captured and how many pages each had.
     public var recent: [(at: ContinuousClock.Instant, dirtyPages: Int)] = []
     public var encodings: [PageEncoding: Int] = [:]
+    /// Checkpoints sent, by why each was taken.
+    public var checkpointReasons: [CheckpointReason: Int] = [:]
     /// How the session started; nil until the backup's WELCOME.
     public var start: SessionStart?
     /// The catch-up checkpoint: its pages and disk writes, wire bytes, and how long from its

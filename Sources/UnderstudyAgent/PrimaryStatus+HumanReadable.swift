@@ -8,6 +8,9 @@ extension PrimaryStatus {
         add("current epoch", currentEpoch.map { "\($0)" })
         add("committed epoch", committedEpoch.map { "\($0)" })
         add("checkpoints/s", checkpointsPerSecond.map { String(format: "%.1f", $0) })
+        if let output = checkpointsForOutput, let interval = checkpointsForInterval, let catchUp = checkpointsForCatchUp {
+            rows.append(("checkpoints taken for", "output \(output), interval \(interval), catch-up \(catchUp)"))
+        }
         if let p50 = pauseMillisecondsP50, let p99 = pauseMillisecondsP99, let max = pauseMillisecondsMax {
             rows.append(("pause", String(format: "p50 %.2f ms, p99 %.2f ms, max %.2f ms", p50, p99, max)))
         }

@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyProtocol
 import UnderstudySystem
 
 extension PrimaryStatus {
@@ -7,6 +8,9 @@ extension PrimaryStatus {
         currentEpoch = s.currentEpoch
         committedEpoch = s.lastAcknowledgedEpoch
         checkpointsPerSecond = s.checkpointsPerSecond()
+        checkpointsForOutput = s.checkpointReasons[.output, default: 0]
+        checkpointsForInterval = s.checkpointReasons[.interval, default: 0]
+        checkpointsForCatchUp = s.checkpointReasons[.catchUp, default: 0]
         let pauses = s.pauses.map { $0.seconds * 1000 }.sorted()
         pauseMillisecondsP50 = percentile(pauses, 0.5)
         pauseMillisecondsP99 = percentile(pauses, 0.99)

@@ -10,6 +10,11 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var currentEpoch: UInt64?
     public var committedEpoch: UInt64?
     public var checkpointsPerSecond: Double?
+    /// Checkpoints this session took because output waited in the gate, because the interval
+    /// passed, and to catch the backup up.
+    public var checkpointsForOutput: Int?
+    public var checkpointsForInterval: Int?
+    public var checkpointsForCatchUp: Int?
     public var pauseMillisecondsP50: Double?
     public var pauseMillisecondsP99: Double?
     public var pauseMillisecondsMax: Double?

@@ -34,6 +34,8 @@ public final class VMProtector: @unchecked Sendable {
     private let wake = NSCondition()
     /// Unacknowledged checkpoints and disk writes kept across sessions for catch-up; nil: none kept.
     let backlog: ReplicationBacklog?
+    /// The datagram heartbeat path while `run` runs; each session's key goes to it.
+    private var datagrams: HeartbeatDatagrams?
 
     /// What the loop, control, fence-watch and acknowledging threads share.
     struct Shared {
@@ -54,6 +56,7 @@ public final class VMProtector: @unchecked Sendable {
             primary.heartbeat = configuration.heartbeat
             primary.metrics = metrics
             primary.firstEpoch = firstEpoch
+            primary.outputWaiting = devices.outputWaiting
             // A reconnection attempt must not stall the loop for long: the policy and stop are checked between them.
             primary.connectTimeout = min(primary.connectTimeout, max(configuration.failover.reconnect, .seconds(1)))
             let replication = configuration.replication
@@ -101,6 +104,7 @@ public final class VMProtector: @unchecked Sendable {
         if configuration.heartbeatDatagrams != nil, datagrams == nil {
             logger.error("cannot open the datagram heartbeat path", metadata: ["listen": "\(configuration.heartbeatDatagrams!.listen)"])
         }
+        self.datagrams = datagrams
         let beating = datagrams.map { datagrams in
             JoinableThread(name: "heartbeat-udp-send") { [interval = configuration.heartbeat.interval] in
                 repeat { datagrams.send() } while !done.wait(timeout: interval)
@@ -114,6 +118,7 @@ public final class VMProtector: @unchecked Sendable {
             beating?.join()
             fenceWatch.join()
             datagrams?.close()
+            self.datagrams = nil
         }
         return protect()
     }
@@ -155,6 +160,7 @@ public final class VMProtector: @unchecked Sendable {
                 continue
             }
             lastError = ""
+            if let key = replicator.datagramKey { datagrams?.use(key: key) }
             state.withLock { $0.machine.sessionStarted() }
             logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(primaryConfiguration.backup)",
                                                    "first-epoch": "\(nextEpoch)"])

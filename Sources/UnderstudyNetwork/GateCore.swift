@@ -2,6 +2,7 @@ import CUnderstudyShims
 import Foundation
 import Logging
 import Synchronization
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,9 +28,13 @@ final class GateCore: @unchecked Sendable {
     private let link = Mutex(Link())
     /// Everything in `OutputGate.Statistics` but `buffer`, which lives in the state machine.
     private let counters = Mutex(OutputGate.Statistics())
+    /// Mirrors whether the open epoch holds frames; set and cleared under the gate's lock, so
+    /// that it never disagrees with the seals.
+    private let outputWaiting: WaitableFlag?
 
     init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, warnUnbuffered: Bool,
-         mayTransmit: @escaping @Sendable () -> Bool, logger: Logger) {
+         mayTransmit: @escaping @Sendable () -> Bool, outputWaiting: WaitableFlag?, logger: Logger) {
+        self.outputWaiting = outputWaiting
         self.warnUnbuffered = warnUnbuffered
         self.mayTransmit = mayTransmit
         self.listener = listener
@@ -49,7 +54,11 @@ final class GateCore: @unchecked Sendable {
     // MARK: - Epochs
 
     func seal(epoch: UInt64) {
-        if case .rejected(let last) = gate.withLock({ $0.seal(epoch: epoch) }) {
+        let action = gate.withLock { gate in
+            defer { outputWaiting?.set(gate.holdsOpenFrames) }
+            return gate.seal(epoch: epoch)
+        }
+        if case .rejected(let last) = action {
             logger.error("seal of epoch \(epoch) ignored: epoch \(last) is already sealed (epochs must increase); its frames wait for a later epoch")
         }
     }
@@ -77,6 +86,7 @@ final class GateCore: @unchecked Sendable {
     /// Switches between output commit and passing at once; see `OutputGate.setMode`.
     func setHolding(_ holding: Bool) {
         let dropped = gate.withLock { gate -> (frames: Int, bytes: Int) in
+            defer { outputWaiting?.set(gate.holdsOpenFrames) }
             if holding {
                 gate.startHolding()
                 return (0, 0)
@@ -139,6 +149,7 @@ final class GateCore: @unchecked Sendable {
             guard case .frame(let frame) = event else { return event }
             let (action, dropped) = gate.withLock { gate -> (OutputGateStateMachine.GuestFrameAction, (frames: Int, bytes: Int)) in
                 let action = gate.guestFrame(frame)
+                if action == .hold { outputWaiting?.set(true) }
                 return (action, action == .send ? transmit.enqueue([frame]) : (0, 0))
             }
             switch action {

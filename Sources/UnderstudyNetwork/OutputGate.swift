@@ -91,9 +91,12 @@ public final class OutputGate: @unchecked Sendable {
     ///     is provably the active copy (its witness lease is valid), so that a node that stalled
     ///     (SIGSTOP, a long pause) and lost its lease meanwhile sends nothing, not even frames it
     ///     read or released before the stall. Must be cheap and must not block.
+    ///   - outputWaiting: kept equal to whether the open epoch holds frames (set by the first
+    ///     frame held after a seal, cleared by the seal), so that the checkpoint loop can end
+    ///     the epoch early for a waiting client; nil: nobody asks.
     public init(guestSocketPath: String, tapName: String, bufferLimit: Int = OutputGateStateMachine.defaultBufferLimit,
                 mode: Mode = .outputCommit, mayTransmit: @escaping @Sendable () -> Bool = { true },
-                logger: Logger) throws(NetworkError) {
+                outputWaiting: WaitableFlag? = nil, logger: Logger) throws(NetworkError) {
         let buffering = mode == .outputCommit
         guard bufferLimit > 0 else { throw .invalidConfiguration("the buffer limit must be positive, not \(bufferLimit)") }
         guard !tapName.isEmpty, tapName.utf8.count < Int(IFNAMSIZ) else {
@@ -126,7 +129,7 @@ public final class OutputGate: @unchecked Sendable {
             throw error
         }
         core = GateCore(listener: listener, tap: tap, wake: wake, bufferLimit: bufferLimit, buffering: buffering,
-                        warnUnbuffered: mode == .unsafeUnbuffered, mayTransmit: mayTransmit, logger: logger)
+                        warnUnbuffered: mode == .unsafeUnbuffered, mayTransmit: mayTransmit, outputWaiting: outputWaiting, logger: logger)
         if mode == .unsafeUnbuffered {
             logger.warning("OUTPUT BUFFERING IS OFF: guest frames leave before their checkpoint is acknowledged; a failover can expose output the backup never saw. Use only to measure the cost of buffering.")
         }

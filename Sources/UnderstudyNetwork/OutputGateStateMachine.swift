@@ -113,6 +113,9 @@ public struct OutputGateStateMachine: Sendable {
     /// True when frames wait for acknowledgements (output commit is on).
     public var isBuffering: Bool { state != .passing }
 
+    /// True when the open epoch holds frames: a client waits for the next checkpoint.
+    public var holdsOpenFrames: Bool { !open.isEmpty }
+
     /// A frame arrived from the guest.
     public mutating func guestFrame(_ frame: [UInt8]) -> GuestFrameAction {
         switch state {

@@ -125,6 +125,17 @@ public final class TLSStream: @unchecked Sendable {
         }
     }
 
+    /// Keying material both ends of this TLS session derive alike (RFC 8446 exporter, section
+    /// 7.5) and no one else can: a key for messages outside the stream, bound to this session.
+    public func exportKeyingMaterial(label: String, length: Int) throws(TransportError) -> [UInt8] {
+        var key = [UInt8](repeating: 0, count: length)
+        lock.lock()
+        let ok = SSL_export_keying_material(ssl, &key, length, label, label.utf8.count, nil, 0, 0)
+        lock.unlock()
+        guard ok == 1 else { throw .tls("exporting keying material failed") }
+        return key
+    }
+
     /// Sends close_notify (best effort) and shuts the socket down; blocked readers and writers
     /// return with `.closed`. Safe to call more than once and from any thread.
     public func shutdown() {

@@ -12,7 +12,8 @@ struct AgentStatusTests {
     }
 
     static let primaryKeys: Set<String> = [
-        "role", "vm", "state", "detail", "currentEpoch", "committedEpoch", "checkpointsPerSecond", "pauseMillisecondsP50",
+        "role", "vm", "state", "detail", "currentEpoch", "committedEpoch", "checkpointsPerSecond", "checkpointsForOutput",
+        "checkpointsForInterval", "checkpointsForCatchUp", "pauseMillisecondsP50",
         "pauseMillisecondsP99", "pauseMillisecondsMax", "dirtyPagesPerCheckpoint", "rawBytes", "wireBytes", "ackLatencyMillisecondsP50",
         "ackLatencyMillisecondsP99", "dirtyTracking", "syncPages", "sessions", "outputHeldFrames", "outputHeldBytes", "outputDroppedFrames",
         "outputReleasedFrames", "outputFencedFrames", "outputMode", "syncBytesDone", "syncBytesTotal", "syncBytesPerSecond", "syncSecondsLeft",

@@ -71,7 +71,7 @@ func sample(_ text: String, _ series: String) -> Double? {
 struct MetricsServerTests {
     @Test func getMetricsReturnsTheExpositionText() throws {
         let metrics = AgentMetrics(vm: "web-1")
-        metrics.checkpointCaptured(pause: .microseconds(1500), dirtyPages: 300, unacknowledged: 1)
+        metrics.checkpointCaptured(.output, pause: .microseconds(1500), dirtyPages: 300, unacknowledged: 1)
         metrics.checkpointEncoded(rawBytes: 300 * 4096, wireBytes: 70_000)
         metrics.committed(epoch: 7)
         metrics.setRole(.primary)
@@ -87,6 +87,9 @@ struct MetricsServerTests {
         let body = String(reply[split.upperBound...])
         #expect(head.contains("Content-Length: \(body.utf8.count)"))
         #expect(sample(body, #"understudy_checkpoints_total{vm="web-1"}"#) == 1)
+        #expect(sample(body, #"understudy_checkpoints_by_reason_total{vm="web-1",reason="output"}"#) == 1)
+        #expect(sample(body, #"understudy_checkpoints_by_reason_total{vm="web-1",reason="interval"}"#) == 0)
+        #expect(sample(body, #"understudy_checkpoints_by_reason_total{vm="web-1",reason="catch-up"}"#) == 0)
         #expect(sample(body, #"understudy_checkpoint_raw_bytes_total{vm="web-1"}"#) == 1_228_800)
         #expect(sample(body, #"understudy_checkpoint_wire_bytes_total{vm="web-1"}"#) == 70_000)
         #expect(sample(body, #"understudy_committed_epoch{vm="web-1"}"#) == 7)
@@ -181,7 +184,7 @@ struct MetricsServerTests {
     @Test func agentsInOneProcessKeepTheirOwnMetrics() throws {
         let a = AgentMetrics(vm: "same-vm")
         let b = AgentMetrics(vm: "same-vm")
-        a.checkpointCaptured(pause: .milliseconds(1), dirtyPages: 1, unacknowledged: 1)
+        a.checkpointCaptured(.interval, pause: .milliseconds(1), dirtyPages: 1, unacknowledged: 1)
         a.setRole(.primary)
         b.setRole(.backup)
         let textA = String(decoding: a.exposition(), as: UTF8.self)

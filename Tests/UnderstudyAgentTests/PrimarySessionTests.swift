@@ -63,15 +63,15 @@ struct PrimarySessionTests {
     }
 
     /// What `captured` asked for: nil when it was `.discard`.
-    static func sent(_ capture: PrimarySession.Capture) -> (catchUp: ReplicationBacklog.CatchUp?, unacknowledged: Int)? {
-        if case .send(let catchUp, let unacknowledged) = capture { (catchUp, unacknowledged) } else { nil }
+    static func sent(_ capture: PrimarySession.Capture) -> (catchUp: ReplicationBacklog.CatchUp?, unacknowledged: Int, reason: CheckpointReason)? {
+        if case .send(let catchUp, let unacknowledged, let reason) = capture { (catchUp, unacknowledged, reason) } else { nil }
     }
 
     /// Captures checkpoint `nextEpoch` at `at` and encodes it right away.
     @discardableResult
     static func checkpoint(_ session: inout PrimarySession, at: ContinuousClock.Instant, output: CheckpointEncoder.Output = output(),
                            sender: FrameSender.Usage = FrameSender.Usage(), backpressure: Bool = false) -> CheckpointIntervalController.Decision {
-        let capture = session.captured(session.nextEpoch, pause: .milliseconds(1), dirtyPages: output.pages, at: at)
+        let capture = session.captured(session.nextEpoch, reason: .interval, pause: .milliseconds(1), dirtyPages: output.pages, at: at)
         #expect(sent(capture) != nil)
         return session.encoded(output, sender: sender, backpressure: backpressure, now: at)
     }
@@ -86,7 +86,7 @@ struct PrimarySessionTests {
     func windowAndLatencies() {
         var session = Self.protecting(Self.configuration(window: 2))
         #expect(session.nextEpoch == 1)
-        let first = Self.sent(session.captured(1, pause: .milliseconds(2), dirtyPages: 10, at: Self.t0 + .milliseconds(10)))
+        let first = Self.sent(session.captured(1, reason: .interval, pause: .milliseconds(2), dirtyPages: 10, at: Self.t0 + .milliseconds(10)))
         #expect(first?.catchUp == nil && first?.unacknowledged == 1)
         _ = session.encoded(Self.output(), sender: FrameSender.Usage(), backpressure: false, now: Self.t0 + .milliseconds(11))
         Self.checkpoint(&session, at: Self.t0 + .milliseconds(20))
@@ -123,7 +123,7 @@ struct PrimarySessionTests {
         #expect(session.acknowledgedBytes == 3_000)
 
         // Checkpoint 2 is acknowledged while it is still being encoded.
-        #expect(Self.sent(session.captured(2, pause: .milliseconds(1), dirtyPages: 3, at: Self.t0 + .milliseconds(30))) != nil)
+        #expect(Self.sent(session.captured(2, reason: .interval, pause: .milliseconds(1), dirtyPages: 3, at: Self.t0 + .milliseconds(30))) != nil)
         _ = Self.ack(&session, 2, at: Self.t0 + .milliseconds(35))
         _ = session.encoded(Self.output(pages: 3, wireBytes: 500, encodings: [.lz4: 1, .zero: 2]), sender: FrameSender.Usage(),
                             backpressure: false, now: Self.t0 + .milliseconds(40))
@@ -174,7 +174,12 @@ struct PrimarySessionTests {
         // 100 KB must fit 80 % of 1 MB/s: 125 ms.
         #expect((decision?.interval ?? .zero) >= .milliseconds(100), "\(String(describing: decision))")
         #expect(session.statistics(now: now).interval == decision)
-        #expect(session.tick(now: now).interval == decision?.interval)
+        // The epoch after a checkpoint may run the whole stretched interval.
+        let interval = decision?.interval ?? .zero
+        _ = session.tick(.output, started: now, now: now)
+        #expect(session.nextCheckpoint(now: now + interval - .milliseconds(1), outputWaiting: false)
+            == .wait(until: now + interval, wakeOnOutput: true))
+        #expect(session.nextCheckpoint(now: now + interval, outputWaiting: false) == .checkpoint(.interval))
     }
 
     @Test("back to back (a zero interval), demand is measured from the previous capture")
@@ -251,12 +256,13 @@ struct PrimarySessionTests {
         #expect(session.statistics(now: Self.t0).start == .catchUp(base: 7))
         session.syncFinished(sender: FrameSender.Usage(), now: Self.t0)
 
-        let first = Self.sent(session.captured(9, pause: .milliseconds(1), dirtyPages: 40, at: Self.t0 + .milliseconds(10)))
+        let first = Self.sent(session.captured(9, reason: .interval, pause: .milliseconds(1), dirtyPages: 40, at: Self.t0 + .milliseconds(10)))
         #expect(first?.catchUp?.base == 7)
         _ = session.encoded(Self.output(pages: 42, wireBytes: 90_000, diskWrites: 3), sender: FrameSender.Usage(), backpressure: false,
                             now: Self.t0 + .milliseconds(20))
-        let second = Self.sent(session.captured(10, pause: .milliseconds(1), dirtyPages: 5, at: Self.t0 + .milliseconds(30)))
-        #expect(second != nil && second?.catchUp == nil)
+        #expect(first?.reason == .catchUp, "the catch-up checkpoint counts as that, whatever started it")
+        let second = Self.sent(session.captured(10, reason: .output, pause: .milliseconds(1), dirtyPages: 5, at: Self.t0 + .milliseconds(30)))
+        #expect(second != nil && second?.catchUp == nil && second?.reason == .output)
         _ = session.encoded(Self.output(pages: 5, wireBytes: 2_000), sender: FrameSender.Usage(), backpressure: false,
                             now: Self.t0 + .milliseconds(30))
 
@@ -266,6 +272,7 @@ struct PrimarySessionTests {
         #expect(statistics.catchUpPages == 42 && statistics.catchUpDiskWrites == 3 && statistics.catchUpWireBytes == 90_000)
         #expect(statistics.catchUpDuration == .milliseconds(400))
         #expect(statistics.syncWireBytes == 0)
+        #expect(statistics.checkpointReasons == [.catchUp: 1, .output: 1])
     }
 
     @Test("a checkpoint captured after the session ended is discarded but counts as captured; numbering continues across sessions")
@@ -276,7 +283,7 @@ struct PrimarySessionTests {
         // The receiving thread saw the backup fail while the guest was being captured.
         session.end()
         #expect(!session.canSendCheckpoint)
-        #expect(Self.sent(session.captured(22, pause: .milliseconds(1), dirtyPages: 7, at: Self.t0 + .milliseconds(20))) == nil)
+        #expect(Self.sent(session.captured(22, reason: .interval, pause: .milliseconds(1), dirtyPages: 7, at: Self.t0 + .milliseconds(20))) == nil)
         #expect(session.lastCapturedEpoch == 22, "the next session starts after the discarded checkpoint")
         let statistics = session.statistics(now: Self.t0 + .milliseconds(20))
         #expect(statistics.checkpointsSent == 1 && statistics.currentEpoch == 21 && statistics.recent.count == 1)
@@ -286,16 +293,16 @@ struct PrimarySessionTests {
     func recoveryPointLag() {
         var session = Self.protecting(Self.configuration(recoveryPoint: RecoveryPointObjective(objective: .milliseconds(100), throttleGuest: true)))
         Self.checkpoint(&session, at: Self.t0 + .milliseconds(10))
-        #expect(session.tick(now: Self.t0 + .milliseconds(20)) == PrimarySession.Tick(interval: .milliseconds(10), hold: .zero))
+        #expect(session.tick(.interval, started: Self.t0 + .milliseconds(10), now: Self.t0 + .milliseconds(20)) == PrimarySession.Tick(hold: .zero))
         #expect(session.statistics(now: Self.t0 + .milliseconds(20)).lag == .milliseconds(20), "nothing acknowledged: the lag runs from the end of the sync")
 
         // Over the objective: the alert now, the throttle from the next checkpoint on.
-        #expect(session.tick(now: Self.t0 + .milliseconds(150)) == PrimarySession.Tick(interval: .milliseconds(10), hold: .zero,
+        #expect(session.tick(.interval, started: Self.t0 + .milliseconds(150), now: Self.t0 + .milliseconds(150)) == PrimarySession.Tick(hold: .zero,
                                                                                        recoveryPoint: .exceeded(lag: .milliseconds(150))))
         let exceeded = session.statistics(now: Self.t0 + .milliseconds(150))
         #expect(exceeded.recoveryPointExceeded && exceeded.throttle == 0.2)
-        let held = session.tick(now: Self.t0 + .milliseconds(160))
-        #expect(held == PrimarySession.Tick(interval: .milliseconds(10), hold: .milliseconds(10) * 0.2))
+        let held = session.tick(.interval, started: Self.t0 + .milliseconds(160), now: Self.t0 + .milliseconds(160))
+        #expect(held == PrimarySession.Tick(hold: .milliseconds(10) * 0.2))
         session.held(held.hold)
 
         // An ACK of a recent capture brings the lag back under the objective.
@@ -317,7 +324,7 @@ struct PrimarySessionTests {
         let plan = ReplicationBacklog.CatchUp(base: 7, entries: [.init(epoch: 8, pages: [1], journalRange: 0..<100_000_000, changes: [])], tail: nil)
         _ = session.plan(capabilities: .supported, backupCommitted: 7, askBacklog: { _ in .success(plan) })
         session.syncFinished(sender: FrameSender.Usage(), now: Self.t0)
-        #expect(Self.sent(session.captured(9, pause: .milliseconds(1), dirtyPages: 10, at: Self.t0 + .milliseconds(10))) != nil)
+        #expect(Self.sent(session.captured(9, reason: .interval, pause: .milliseconds(1), dirtyPages: 10, at: Self.t0 + .milliseconds(10))) != nil)
 
         // The catch-up checkpoint is still being queued: no checkpoint loop tick has run since.
         let behind = session.statistics(now: Self.t0 + .seconds(4))
@@ -339,7 +346,7 @@ struct PrimarySessionTests {
         #expect(session.statistics(now: Self.t0).catchUpBytesTotal == 2 * 4096 + 3_000_000)
         #expect(session.syncFinished(sender: Self.usage(500), now: Self.t0 + .seconds(2)) == nil)
         #expect(session.statistics(now: Self.t0 + .seconds(2)).lag == .seconds(2), "the replica is at the base until the catch-up is acknowledged")
-        #expect(Self.sent(session.captured(9, pause: .milliseconds(1), dirtyPages: 10, at: Self.t0 + .seconds(2))) != nil)
+        #expect(Self.sent(session.captured(9, reason: .interval, pause: .milliseconds(1), dirtyPages: 10, at: Self.t0 + .seconds(2))) != nil)
         #expect(session.statistics(now: Self.t0 + .seconds(2)).catchUpBytesTotal == 12 * 4096 + 3_000_000)
 
         #expect(session.catchUpProgress(sender: Self.usage(1_000_500), now: Self.t0 + .milliseconds(2_500)) == nil)

@@ -54,6 +54,35 @@ import Glibc
         #expect(statistics.buffer.lastReleasedEpoch == 2)
     }
 
+    @Test func outputWaitingMirrorsWhetherTheOpenEpochHoldsFrames() throws {
+        let lab = try NetworkLab()
+        defer { lab.remove() }
+        let path = uniqueSocketPath()
+        let waiting = WaitableFlag()
+        let gate = try OutputGate(guestSocketPath: path, tapName: lab.tap, outputWaiting: waiting, logger: TestGuest.quietLogger)
+        defer { gate.stop() }
+        try lab.moveTAPIntoNamespace()
+        let mac = try lab.tapMAC()
+        let guest = try FakeQEMU(path: path)
+        #expect(eventually { gate.statistics.guestConnected })
+        #expect(!waiting.isSet)
+
+        guest.send(frame: Self.guestDatagram("a1", tapMAC: mac))
+        #expect(waiting.wait(until: .now + .seconds(5)), "the first held frame wakes the checkpoint loop")
+        gate.seal(epoch: 1)
+        #expect(!waiting.isSet, "sealed: nothing of the open epoch waits")
+        gate.release(through: 1)
+        #expect(!waiting.isSet, "releasing sealed epochs does not concern the open one")
+        guest.send(frame: Self.guestDatagram("b1", tapMAC: mac))
+        #expect(waiting.wait(until: .now + .seconds(5)))
+
+        gate.setMode(.unprotected)
+        #expect(!waiting.isSet, "output passes: nothing waits for a checkpoint")
+        guest.send(frame: Self.guestDatagram("c1", tapMAC: mac))
+        #expect(eventually { gate.statistics.buffer.passedFrames == 1 })
+        #expect(!waiting.isSet)
+    }
+
     @Test func framesToTheGuestPassAtOnce() throws {
         let lab = try NetworkLab()
         defer { lab.remove() }

@@ -70,6 +70,24 @@ struct TLSHandshakeTests {
         }
     }
 
+    @Test func bothEndsExportTheSameKeyAndEachSessionAnother() throws {
+        try withCertificates { dir in
+            func keys() throws -> (client: [UInt8], server: [UInt8]) {
+                let outcome = try handshake(server: serverContext(dir), client: clientContext(dir))
+                let client = try outcome.client.get()
+                let server = try outcome.server.get()
+                defer { client.shutdown(); server.shutdown() }
+                return (try client.exportKeyingMaterial(label: HeartbeatDatagram.exporterLabel, length: 32),
+                        try server.exportKeyingMaterial(label: HeartbeatDatagram.exporterLabel, length: 32))
+            }
+            let first = try keys()
+            let second = try keys()
+            #expect(first.client == first.server, "the datagram path's key is the same on both nodes")
+            #expect(first.client.count == 32 && first.client != [UInt8](repeating: 0, count: 32))
+            #expect(first.client != second.client, "a recorded session's key is useless in the next one")
+        }
+    }
+
     @Test func manyConcurrentSendersNeverInterleaveFrames() throws {
         try withCertificates { dir in
             let (client, server) = try connectedPair(dir)

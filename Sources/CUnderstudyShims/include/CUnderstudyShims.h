@@ -24,6 +24,9 @@ int us_ssl_ctx_set_proto_range(SSL_CTX *ctx, int min_version, int max_version);
 /// retried SSL_write may pass a different (same-content) pointer.
 void us_ssl_ctx_set_stream_modes(SSL_CTX *ctx);
 
+/// HMAC-SHA256 of `data` under `key` into `out` (32 bytes). Returns 1 on success.
+int us_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size_t data_len, uint8_t *out);
+
 /// True when the oldest error queued on this thread is OpenSSL 3's "unexpected eof while
 /// reading": the peer's TCP connection ended without a TLS close_notify.
 int us_ssl_error_is_unexpected_eof(void);

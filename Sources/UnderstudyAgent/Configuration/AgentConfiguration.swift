@@ -252,6 +252,7 @@ public struct AgentConfiguration: Sendable {
         primary.maximumInterval = replication.maximumInterval
         primary.bandwidthLimit = replication.bandwidthLimit
         primary.compression = replication.compression
+        primary.schedule = replication.schedule
         if replication.mode == .asynchronous {
             primary.recoveryPoint = RecoveryPointObjective(objective: replication.recoveryPointObjective, throttleGuest: replication.throttleGuest)
         }

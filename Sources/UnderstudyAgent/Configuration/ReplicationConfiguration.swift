@@ -15,6 +15,9 @@ import UnderstudyProtocol
 /// catch_up_journal = "/var/lib/understudy/web-1/catch-up.journal"  # disk writes kept while the link is down
 /// catch_up_journal_mib = 256            # past this the next connection resynchronises in full; 0: always resync
 /// compression = "lz4"                   # lz4 | lz4hc | lz4hc:1..12: high compression, fewer bytes for more CPU
+/// output_triggered = true               # output waiting in the gate ends the epoch early (interval_ms is the longest)
+/// min_gap_ms = 2                        # the guest runs at least this long between a checkpoint and an output-triggered one
+/// max_checkpoints_per_second = 250      # output-triggered checkpoints start at most this often
 /// ```
 public struct ReplicationConfiguration: Sendable, Equatable {
     public var mode: ProtectionMode
@@ -29,6 +32,8 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     public var catchUpJournalLimit: Int
     /// How pages and disk writes are compressed (the decoder is the same for all).
     public var compression: CompressionMode
+    /// Whether and how often output waiting in the gate ends the open epoch early.
+    public var schedule: CheckpointSchedule.Policy
 
     /// The highest `bandwidth_limit`, in bytes per second (8 Tbit/s): above any link, and far below
     /// where the conversion to an integer, or the rate arithmetic downstream, could overflow.
@@ -37,6 +42,7 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     static let knownKeys: Set<String> = [
         "replication.mode", "replication.rpo_ms", "replication.throttle_guest", "replication.interval_max_ms",
         "replication.bandwidth_limit", "replication.catch_up_journal", "replication.catch_up_journal_mib", "replication.compression",
+        "replication.output_triggered", "replication.min_gap_ms", "replication.max_checkpoints_per_second",
     ]
 
     init(document d: TOMLDocument, interval: Duration, stateDirectory: String) throws(ConfigurationError) {
@@ -63,6 +69,11 @@ public struct ReplicationConfiguration: Sendable, Equatable {
                                      message: "\"\(compressionText)\" is not lz4, lz4hc or lz4hc:LEVEL (LEVEL 1 to 12)")
         }
         self.compression = compression
+        let defaults = CheckpointSchedule.Policy.default
+        schedule = CheckpointSchedule.Policy(
+            outputTriggered: try d.bool("replication.output_triggered") ?? defaults.outputTriggered,
+            minimumGap: try d.integer("replication.min_gap_ms", in: 0...60_000).map { .milliseconds($0) } ?? defaults.minimumGap,
+            maximumRate: Int(try d.integer("replication.max_checkpoints_per_second", in: 1...10_000) ?? Int64(defaults.maximumRate)))
     }
 
     /// Parses a bandwidth: an integer of bytes per second, or a string with a unit (per second):

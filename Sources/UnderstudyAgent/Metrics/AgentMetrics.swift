@@ -27,6 +27,7 @@ public final class AgentMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
     private let checkpoints: CoreMetrics.Counter
+    private let checkpointReasons: [CheckpointReason: CoreMetrics.Counter]
     private let checkpointPause: CoreMetrics.Timer
     private let dirtyPages: CoreMetrics.Recorder
     private let rawBytes: CoreMetrics.Counter
@@ -85,6 +86,10 @@ public final class AgentMetrics: Sendable {
         factory.valueHistogramBuckets = ["understudy_checkpoint_dirty_pages": Self.dirtyPageBuckets]
         let labels = [("vm", vm)]
         checkpoints = CoreMetrics.Counter(label: "understudy_checkpoints_total", dimensions: labels, factory: factory)
+        checkpointReasons = Dictionary(uniqueKeysWithValues: CheckpointReason.allCases.map { reason in
+            (reason, CoreMetrics.Counter(label: "understudy_checkpoints_by_reason_total", dimensions: labels + [("reason", reason.rawValue)],
+                                         factory: factory))
+        })
         checkpointPause = CoreMetrics.Timer(label: "understudy_checkpoint_pause_seconds", dimensions: labels, factory: factory)
         dirtyPages = CoreMetrics.Recorder(label: "understudy_checkpoint_dirty_pages", dimensions: labels, aggregate: true, factory: factory)
         rawBytes = CoreMetrics.Counter(label: "understudy_checkpoint_raw_bytes_total", dimensions: labels, factory: factory)
@@ -123,10 +128,11 @@ public final class AgentMetrics: Sendable {
 
     // MARK: Recording, where the values are produced
 
-    /// The primary captured a checkpoint: its pause, its dirty pages, and how many checkpoints
-    /// are now captured but not yet acknowledged (the replication lag in epochs).
-    public func checkpointCaptured(pause: Duration, dirtyPages pages: Int, unacknowledged: Int) {
+    /// The primary captured a checkpoint taken for `reason`: its pause, its dirty pages, and how
+    /// many checkpoints are now captured but not yet acknowledged (the replication lag in epochs).
+    public func checkpointCaptured(_ reason: CheckpointReason, pause: Duration, dirtyPages pages: Int, unacknowledged: Int) {
         checkpoints.increment()
+        checkpointReasons[reason]?.increment()
         checkpointPause.record(duration: pause)
         dirtyPages.record(pages)
         lagEpochs.record(unacknowledged)
