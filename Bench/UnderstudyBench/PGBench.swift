@@ -44,14 +44,12 @@ struct PGBench {
         let replication: [(key: String, value: String)]?
     }
 
-    /// Bare, interval-only epochs, output-triggered epochs. A build whose agent does not know
-    /// `output_triggered` only has interval epochs: the second configuration then runs without the
-    /// key and the third cannot run (the agent would refuse its configuration).
-    static func plan(outputTriggeredSupported: Bool) -> [Configuration] {
-        [Configuration(name: "bare", replication: nil),
-         Configuration(name: "protected_interval", replication: outputTriggeredSupported ? [(outputTriggeredKey, "false")] : [])]
-            + (outputTriggeredSupported ? [Configuration(name: "protected_output_triggered", replication: [(outputTriggeredKey, "true")])] : [])
-    }
+    /// Bare, interval-only epochs, output-triggered epochs.
+    static let plan = [
+        Configuration(name: "bare", replication: nil),
+        Configuration(name: "protected_interval", replication: [(outputTriggeredKey, "false")]),
+        Configuration(name: "protected_output_triggered", replication: [(outputTriggeredKey, "true")]),
+    ]
 
     func run(logger: Logger) throws -> [String: Any] {
         let guest = DebianGuest()
@@ -78,11 +76,10 @@ struct PGBench {
         defer { try? FileManager.default.removeItem(atPath: guest.tree + scratch) }
         try "SELECT 1;\n".write(toFile: "\(guest.tree)\(scratch)/select1.sql", atomically: true, encoding: .utf8)
 
-        let supported = try outputTriggeredSupported(workspace: temporary.path)
-        let plan = Self.plan(outputTriggeredSupported: supported)
+        let plan = Self.plan
         log("pgbench bench: Debian 12 guest, \(DebianGuest.memoryMiB) MiB, TCG, PostgreSQL 15, TPC-B scale 5, -c \(Self.clients) -j \(Self.threads), "
             + "\(warmupSeconds) s warm-up + \(measureSeconds) s measured, round trips for \(roundTripSeconds) s; configurations: "
-            + plan.map(\.name).joined(separator: ", ") + (supported ? "" : " (this build has no output-triggered epochs)"))
+            + plan.map(\.name).joined(separator: ", "))
         let loadAtStart = VMBench.loadAverage()
 
         var results: [String: [String: Any]] = [:]
@@ -101,7 +98,6 @@ struct PGBench {
         if let bare, let triggered, let a = bare["round_trip_ms_p50"] as? Double, let c = triggered["round_trip_ms_p50"] as? Double {
             output["round_trip_added_ms_p50"] = c - a
         }
-        if !supported { output["output_triggered_epochs"] = "not in this build: tps_ratio and round_trip_added_ms_p50 need them" }
         output["guest"] = [
             "image": guest.directory, "memoryMiB": DebianGuest.memoryMiB, "accelerator": "tcg", "vcpus": 1,
             "pgbench": "TPC-B scale 5, -c \(Self.clients) -j \(Self.threads)", "warmupSeconds": warmupSeconds,
@@ -111,30 +107,6 @@ struct PGBench {
         ] as [String: Any]
         printSummary(output, plan: plan)
         return output
-    }
-
-    /// Whether this build's agent accepts `[replication] output_triggered` (a configuration it
-    /// does not know is refused at load, naming the key).
-    private func outputTriggeredSupported(workspace: String) throws -> Bool {
-        let path = "\(workspace)/probe.toml"
-        try """
-            [node]
-            name = "primary"
-            certificates = "\(workspace)/certs"
-            [peer]
-            name = "backup"
-            address = "127.0.0.1:1"
-            [vm]
-            id = "probe"
-            memory_mib = 64
-            kernel = "/nonexistent"
-            [replication]
-            \(Self.outputTriggeredKey) = true
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        let result = Result { () throws(ConfigurationError) in try AgentConfiguration(contentsOfFile: path) }
-        if case .failure(let error) = result, error.key == "replication.\(Self.outputTriggeredKey)" { return false }
-        _ = try result.get()
-        return true
     }
 
     private func printSummary(_ output: [String: Any], plan: [Configuration]) {
@@ -237,6 +209,7 @@ extension PGBench {
                 row["pause_ms_max"] = window.pauseMillisecondsMax
                 row["pause_ms_max_exact"] = window.pauseMaxIsExact
                 row["checkpoints_per_second"] = window.checkpointsPerSecond
+                row["checkpoints_by_reason"] = window.checkpointsByReason
                 row["wire_mbytes_per_second"] = window.wireMegabytesPerSecond
             } else {
                 for key in ["pause_ms_p50", "pause_ms_p99", "pause_ms_max", "checkpoints_per_second", "wire_mbytes_per_second"] { row[key] = 0.0 }

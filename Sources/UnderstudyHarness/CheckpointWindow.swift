@@ -6,6 +6,9 @@
 public struct CheckpointWindow: Sendable, Equatable {
     public var seconds: Double
     public var checkpoints: Double
+    /// The window's checkpoints by why they were taken (`understudy_checkpoints_by_reason_total`:
+    /// output waiting, interval, catch-up).
+    public var checkpointsByReason: [String: Double]
     public var wireBytes: Double
     /// Linear interpolation inside the bucket the quantile falls into (as Prometheus'
     /// `histogram_quantile` does), in milliseconds.
@@ -24,6 +27,9 @@ public struct CheckpointWindow: Sendable, Equatable {
     public init(before: MetricsExposition, after: MetricsExposition, sessionMaxBefore: Double, sessionMaxAfter: Double, seconds: Double) {
         self.seconds = seconds
         checkpoints = after.total("understudy_checkpoints_total") - before.total("understudy_checkpoints_total")
+        let earlierReasons = before.totals("understudy_checkpoints_by_reason_total", by: "reason")
+        checkpointsByReason = after.totals("understudy_checkpoints_by_reason_total", by: "reason")
+            .reduce(into: [:]) { window, reason in window[reason.key] = reason.value - (earlierReasons[reason.key] ?? 0) }
         wireBytes = after.total("understudy_checkpoint_wire_bytes_total") - before.total("understudy_checkpoint_wire_bytes_total")
         let earlier = Dictionary(before.histogram(Self.pauseHistogram).map { ($0.upperBound, $0.count) }, uniquingKeysWith: { a, _ in a })
         let window = after.histogram(Self.pauseHistogram).map { (upperBound: $0.upperBound, count: $0.count - (earlier[$0.upperBound] ?? 0)) }

@@ -25,6 +25,16 @@ public struct MetricsExposition: Sendable, Equatable {
         }
     }
 
+    /// The sums of metric `name`'s series by the value of their label `label` (series without it left out).
+    public func totals(_ name: String, by label: String) -> [String: Double] {
+        var totals: [String: Double] = [:]
+        for (series, value) in samples where series.hasPrefix(name + "{") {
+            guard let range = series.range(of: "\(label)=\""), let end = series[range.upperBound...].firstIndex(of: "\"") else { continue }
+            totals[String(series[range.upperBound..<end]), default: 0] += value
+        }
+        return totals
+    }
+
     /// The cumulative buckets of histogram `name` (`NAME_bucket{…,le="X"}`), by upper bound,
     /// `+Inf` last.
     public func histogram(_ name: String) -> [(upperBound: Double, count: Double)] {

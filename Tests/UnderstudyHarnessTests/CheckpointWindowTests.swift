@@ -59,6 +59,24 @@ struct CheckpointWindowTests {
         #expect(!window.pauseMaxIsExact)
     }
 
+    @Test("the window's checkpoints by reason")
+    func reasons() {
+        func exposition(output: Int, interval: Int) -> MetricsExposition {
+            MetricsExposition(text: """
+                understudy_checkpoints_total{vm="web-1"} \(output + interval)
+                understudy_checkpoints_by_reason_total{vm="web-1",reason="output"} \(output)
+                understudy_checkpoints_by_reason_total{vm="web-1",reason="interval"} \(interval)
+                understudy_checkpoints_by_reason_total{vm="web-1",reason="catch_up"} 1
+                """)
+        }
+        let before = exposition(output: 10, interval: 90)
+        #expect(before.totals("understudy_checkpoints_by_reason_total", by: "reason") == ["output": 10, "interval": 90, "catch_up": 1])
+        let window = CheckpointWindow(before: before, after: exposition(output: 410, interval: 95), sessionMaxBefore: 1,
+                                      sessionMaxAfter: 1, seconds: 2)
+        #expect(window.checkpoints == 405)
+        #expect(window.checkpointsByReason == ["output": 400, "interval": 5, "catch_up": 0])
+    }
+
     @Test("a new longest pause during the window is the window's, exactly")
     func newMaximumIsExact() {
         let before = Self.exposition(checkpoints: 10, wireBytes: 0, buckets: Self.cumulative([0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0]))
