@@ -8,12 +8,13 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan] [--output PATH]
+/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan | --pgbench] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
 /// `--output-commit` measures a guest service's request latency through the output gate and its
 /// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
 /// the time from a primary's death to the backup's first reply (see FailoverBench); `--wan` a
-/// disaster-recovery replica over an emulated thin link (see WANBench).
+/// disaster-recovery replica over an emulated thin link (see WANBench); `--pgbench` PostgreSQL's
+/// pgbench on the Debian guest, bare and protected (see PGBench).
 /// Everything is measured in one run on this machine, so ratios (end to end / raw TLS) compare
 /// like with like even on a noisy shared host.
 @main
@@ -25,8 +26,9 @@ struct Bench {
         let outputCommit = arguments.contains("--output-commit")
         let failover = arguments.contains("--failover")
         let wan = arguments.contains("--wan")
-        arguments.removeAll { ["--quick", "--vm", "--output-commit", "--failover", "--wan"].contains($0) }
-        var output = wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json" : outputCommit ? "bench-results/output-commit.json"
+        let pgbench = arguments.contains("--pgbench")
+        arguments.removeAll { ["--quick", "--vm", "--output-commit", "--failover", "--wan", "--pgbench"].contains($0) }
+        var output = pgbench ? "bench-results/pgbench.json" : wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json" : outputCommit ? "bench-results/output-commit.json"
             : vm ? "bench-results/vm.json" : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
 
@@ -38,7 +40,10 @@ struct Bench {
             "date": ISO8601DateFormatter().string(from: Date()),
             "quick": quick,
         ]
-        if wan {
+        if pgbench {
+            // Its figures at the top level: tps_ratio and round_trip_added_ms_p50 beside the configurations.
+            results.merge(try PGBench(quick: quick).run(logger: logger)) { _, new in new }
+        } else if wan {
             results["wan"] = try WANBench(quick: quick).run()
         } else if failover {
             results["failover"] = try FailoverBench(quick: quick).run()

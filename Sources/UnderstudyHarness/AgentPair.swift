@@ -5,17 +5,18 @@ import Foundation
 public enum AgentPair {
     /// Writes `primary.toml` and `backup.toml` for a pair (the backup listening on `port` at
     /// `backupHost`, by default on loopback) protecting the test guest `guest`
-    /// (`CounterGuestImage`); the `extra` texts are appended as more TOML tables.
+    /// (`CounterGuestImage`), or another guest with `memoryMiB` (the Debian guest); the `extra`
+    /// texts are appended as more TOML tables (`primaryExtra` continues `[replication]` first).
     public static func writeConfigs(in directory: String, port: UInt16, vm: String, guest image: (kernel: String, initrd: String),
                                     cmdline: String, replicaDirectory: String, backupHost: String = "127.0.0.1",
                                     disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
                                     primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
-                                    backupExtra: String = "") throws -> (primary: String, backup: String) {
+                                    backupExtra: String = "", memoryMiB: Int = 128) throws -> (primary: String, backup: String) {
         func vmSection(disk: String?) -> String {
             """
             [vm]
             id = "\(vm)"
-            memory_mib = 128
+            memory_mib = \(memoryMiB)
             accelerator = "tcg"
             kernel = "\(image.kernel)"
             initrd = "\(image.initrd)"
