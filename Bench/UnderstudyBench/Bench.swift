@@ -8,7 +8,7 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan] [--output PATH]
+/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan] [--cases random,mixed] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
 /// `--output-commit` measures a guest service's request latency through the output gate and its
 /// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
@@ -26,6 +26,9 @@ struct Bench {
         let failover = arguments.contains("--failover")
         let wan = arguments.contains("--wan")
         arguments.removeAll { ["--quick", "--vm", "--output-commit", "--failover", "--wan"].contains($0) }
+        // `--cases random,mixed`: only the end-to-end cases whose names contain one of these words.
+        let cases = arguments.firstIndex(of: "--cases").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }?
+            .split(separator: ",").map(String.init)
         var output = wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json" : outputCommit ? "bench-results/output-commit.json"
             : vm ? "bench-results/vm.json" : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
@@ -47,11 +50,10 @@ struct Bench {
         } else if vm {
             results["vm"] = try VMBench(quick: quick).run(logger: logger)
         } else {
-            let codec = CodecBench(pagesPerRun: quick ? 4096 : 16384).run()
-            results["codec"] = codec
+            if cases == nil { results["codec"] = CodecBench(pagesPerRun: quick ? 4096 : 16384).run() }
             let tls = try TLSStreamBench(seconds: quick ? 1 : 3).run()
             results["tlsStream"] = tls
-            let endToEnd = try EndToEndBench(seconds: quick ? 2 : 5).run(logger: logger)
+            let endToEnd = try EndToEndBench(seconds: quick ? 2 : 5, only: cases).run(logger: logger)
             results["endToEnd"] = endToEnd.map { run -> [String: Any] in
                 var row = run
                 if let raw = run["rawMegabytesPerSecond"] as? Double, let tlsRate = tls["megabytesPerSecond"] as? Double {
@@ -183,6 +185,8 @@ final class ReceivedCounter: @unchecked Sendable {
 /// Primary and backup on loopback over TLS with a synthetic guest, back-to-back checkpoints.
 struct EndToEndBench {
     let seconds: Double
+    /// Runs only the cases whose names contain one of these words; nil: all.
+    var only: [String]? = nil
 
     func run(logger: Logger) throws -> [[String: Any]] {
         let cases: [(String, [SyntheticContent], Int)] = [
@@ -193,7 +197,7 @@ struct EndToEndBench {
             ("incompressible (random)", [.random], 2000),
         ]
         var rows: [[String: Any]] = []
-        for (name, mix, pages) in cases {
+        for (name, mix, pages) in cases where only.map({ $0.contains { name.contains($0) } }) ?? true {
             var options = SyntheticRun.Options()
             options.mix = mix
             options.pagesPerCheckpoint = pages
