@@ -8,7 +8,7 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan | --pgbench] [--output PATH]
+/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan | --pgbench] [--cases random,mixed] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
 /// `--output-commit` measures a guest service's request latency through the output gate and its
 /// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
@@ -28,6 +28,9 @@ struct Bench {
         let wan = arguments.contains("--wan")
         let pgbench = arguments.contains("--pgbench")
         arguments.removeAll { ["--quick", "--vm", "--output-commit", "--failover", "--wan", "--pgbench"].contains($0) }
+        // `--cases random,mixed`: only the end-to-end cases whose names contain one of these words.
+        let cases = arguments.firstIndex(of: "--cases").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }?
+            .split(separator: ",").map(String.init)
         var output = pgbench ? "bench-results/pgbench.json" : wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json" : outputCommit ? "bench-results/output-commit.json"
             : vm ? "bench-results/vm.json" : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
@@ -52,18 +55,36 @@ struct Bench {
         } else if vm {
             results["vm"] = try VMBench(quick: quick).run(logger: logger)
         } else {
-            let codec = CodecBench(pagesPerRun: quick ? 4096 : 16384).run()
-            results["codec"] = codec
+            if cases == nil { results["codec"] = CodecBench(pagesPerRun: quick ? 4096 : 16384).run() }
             let tls = try TLSStreamBench(seconds: quick ? 1 : 3).run()
             results["tlsStream"] = tls
-            let endToEnd = try EndToEndBench(seconds: quick ? 2 : 5).run(logger: logger)
-            results["endToEnd"] = endToEnd.map { run -> [String: Any] in
+            let endToEnd = try EndToEndBench(seconds: quick ? 2 : 5, only: cases).run(logger: logger)
+            let rows = endToEnd.map { run -> [String: Any] in
                 var row = run
                 if let raw = run["rawMegabytesPerSecond"] as? Double, let tlsRate = tls["megabytesPerSecond"] as? Double {
                     row["ratioToRawTLSStream"] = raw / tlsRate
                 }
+                // The same ratio from CPU time per byte: what wall time would show if nothing else
+                // ran on the cores (both sides of both runs share this process's cores).
+                if let cpu = run["cpuSeconds"] as? Double, let bytes = run["rawBytes"] as? Int, bytes > 0,
+                   let tlsCPU = tls["cpuNanosecondsPerByte"] as? Double {
+                    let perByte = cpu * 1e9 / Double(bytes)
+                    row["cpuNanosecondsPerRawByte"] = perByte
+                    row["cpuRatioToRawTLSStream"] = tlsCPU / perByte
+                }
+                if let memory = run["memoryBytes"] as? Int, let sync = run["syncSeconds"] as? Double, sync > 0 {
+                    row["syncMegabytesPerSecond"] = Double(memory) / 1e6 / sync
+                }
                 return row
             }
+            results["endToEnd"] = rows
+            // The headline figures of issue 16: end to end ÷ raw TLS stream, per content.
+            var ratios: [String: Any] = [:]
+            for (key, word) in [("random", "random"), ("mixed", "mixed")] {
+                guard let row = rows.first(where: { ($0["case"] as? String)?.contains(word) == true }) else { continue }
+                ratios[key] = ["wallClock": row["ratioToRawTLSStream"] ?? NSNull(), "cpuTime": row["cpuRatioToRawTLSStream"] ?? NSNull()]
+            }
+            results["endToEndToRawTLSStream"] = ratios
         }
 
         let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
@@ -162,6 +183,7 @@ struct TLSStreamBench {
         }
         let client = try TLSStream.connect(to: listener.endpoint, context: clientContext)
         let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
+        let cpu = ProcessCPU()
         let start = ContinuousClock.now
         var sent = 0
         while (ContinuousClock.now - start).seconds < seconds {
@@ -170,11 +192,13 @@ struct TLSStreamBench {
         }
         while received.value < sent { Thread.sleep(forTimeInterval: 0.001) }
         let elapsed = (ContinuousClock.now - start).seconds
+        let cpuSeconds = cpu.elapsed
         client.shutdown()
         server.join()
         let rate = Double(sent) / 1e6 / elapsed
-        FileHandle.standardError.write(Data(String(format: "tls stream %7.0f MB/s\n", rate).utf8))
-        return ["bytes": sent, "seconds": elapsed, "megabytesPerSecond": rate]
+        let perByte = cpuSeconds * 1e9 / Double(sent)
+        FileHandle.standardError.write(Data(String(format: "tls stream %7.0f MB/s, %.2f ns of CPU per byte\n", rate, perByte).utf8))
+        return ["bytes": sent, "seconds": elapsed, "megabytesPerSecond": rate, "cpuSeconds": cpuSeconds, "cpuNanosecondsPerByte": perByte]
     }
 }
 
@@ -188,6 +212,8 @@ final class ReceivedCounter: @unchecked Sendable {
 /// Primary and backup on loopback over TLS with a synthetic guest, back-to-back checkpoints.
 struct EndToEndBench {
     let seconds: Double
+    /// Runs only the cases whose names contain one of these words; nil: all.
+    var only: [String]? = nil
 
     func run(logger: Logger) throws -> [[String: Any]] {
         let cases: [(String, [SyntheticContent], Int)] = [
@@ -198,7 +224,7 @@ struct EndToEndBench {
             ("incompressible (random)", [.random], 2000),
         ]
         var rows: [[String: Any]] = []
-        for (name, mix, pages) in cases {
+        for (name, mix, pages) in cases where only.map({ $0.contains { name.contains($0) } }) ?? true {
             var options = SyntheticRun.Options()
             options.mix = mix
             options.pagesPerCheckpoint = pages
@@ -208,9 +234,11 @@ struct EndToEndBench {
             var row = try JSONSerialization.jsonObject(with: data) as! [String: Any]
             row["case"] = name
             rows.append(row)
-            FileHandle.standardError.write(Data(String(format: "end to end %@: %7.0f MB/s raw, %6.0f MB/s wire, %4.0f checkpoints/s, replica equal: %@\n",
+            FileHandle.standardError.write(Data(String(format: "end to end %@: %7.0f MB/s raw, %6.0f MB/s wire, %4.0f checkpoints/s, %.2f ns of CPU per raw byte, sync %.0f MB/s, replica equal: %@\n",
                                                        name, report.rawMegabytesPerSecond, report.wireMegabytesPerSecond,
-                                                       report.checkpointsPerSecond, report.replicaMatchesPrimary ? "yes" : "NO").utf8))
+                                                       report.checkpointsPerSecond, report.cpuSeconds * 1e9 / Double(max(report.rawBytes, 1)),
+                                                       Double(report.memoryBytes) / 1e6 / report.syncSeconds,
+                                                       report.replicaMatchesPrimary ? "yes" : "NO").utf8))
         }
         return rows
     }

@@ -314,16 +314,3 @@ private final class BenchPair {
         }
     }
 }
-
-/// This process's CPU time (all threads) since it was created.
-private struct ProcessCPU {
-    private let start = ProcessCPU.now()
-
-    var elapsed: Double { ProcessCPU.now() - start }
-
-    private static func now() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-    }
-}

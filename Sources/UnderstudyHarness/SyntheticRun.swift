@@ -31,6 +31,8 @@ public struct SyntheticRun: Sendable {
         public var syncWireBytes: Int
         public var checkpoints: Int
         public var seconds: Double
+        /// CPU seconds this process (primary and backup together) spent in those seconds.
+        public var cpuSeconds: Double
         public var checkpointsPerSecond: Double
         public var rawBytes: Int
         public var wireBytes: Int
@@ -84,6 +86,7 @@ public struct SyntheticRun: Sendable {
                         synced.syncPages, Double(synced.syncWireBytes) / 1_048_576, synced.syncDuration.seconds))
 
         let started = ContinuousClock.now
+        let cpu = ProcessCPU()
         let deadline = started + options.duration
         var lastReport = started
         try primary.runCheckpoints {
@@ -100,6 +103,7 @@ public struct SyntheticRun: Sendable {
         }
         try primary.drain(timeout: .seconds(30))
         let seconds = (ContinuousClock.now - started).seconds
+        let cpuSeconds = cpu.elapsed
         let stats = primary.statistics
         try waitForBackup(backup, epoch: stats.lastAcknowledgedEpoch, timeout: .seconds(30))
         let matches = try compare(guest: guest, replicaPath: backup.store.memoryPath)
@@ -108,7 +112,7 @@ public struct SyntheticRun: Sendable {
         return Report(
             memoryBytes: options.memoryBytes, pagesPerCheckpoint: options.pagesPerCheckpoint, mix: options.mix.map(\.rawValue),
             syncSeconds: synced.syncDuration.seconds, syncPages: synced.syncPages, syncWireBytes: synced.syncWireBytes,
-            checkpoints: stats.checkpointsAcknowledged, seconds: seconds,
+            checkpoints: stats.checkpointsAcknowledged, seconds: seconds, cpuSeconds: cpuSeconds,
             checkpointsPerSecond: Double(stats.checkpointsAcknowledged) / seconds,
             rawBytes: stats.rawBytes, wireBytes: stats.wireBytes,
             rawMegabytesPerSecond: Double(stats.rawBytes) / 1e6 / seconds,

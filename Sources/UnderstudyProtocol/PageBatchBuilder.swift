@@ -1,6 +1,6 @@
 /// Builds one page-batch frame. The page codec appends entries; `finish` seals the count.
 public struct PageBatchBuilder: Sendable {
-    private var writer: WireWriter
+    private(set) var writer: WireWriter
     private let type: FrameType
     public private(set) var count = 0
 
@@ -38,11 +38,14 @@ public struct PageBatchBuilder: Sendable {
         writer.patch(UInt32(produced), at: lengthOffset)
     }
 
-    public func finish() -> Frame {
-        var writer = self.writer
+    /// Seals the count and hands the bytes over to the frame; the builder is empty afterwards.
+    /// (Patching a copy would copy the whole batch, since the builder still shares the buffer:
+    /// a megabyte and its page faults per frame.)
+    public mutating func finish() -> Frame {
         writer.patch(UInt32(writer.bytes.count - Frame.headerSize), at: 1)
         writer.patch(UInt32(count), at: Frame.headerSize + 8)
+        count = 0
         // The header was written by this builder, so it is valid by construction.
-        return try! Frame(validatedBytes: writer.bytes)
+        return try! Frame(validatedBytes: writer.takeBytes())
     }
 }

@@ -2,6 +2,10 @@ import CUnderstudyShims
 
 /// Encodes pages for the wire. Zero pages become a flag; any other page becomes the smaller of
 /// LZ4(page) and LZ4(page XOR the copy last sent), or the raw page when neither is smaller.
+/// One shortcut: when the page does not compress and a sample of the XOR has almost no zero
+/// bytes (the page was rewritten with new incompressible data: encrypted, compressed or random),
+/// the XOR is not compressed either and the page goes raw. That second LZ4 pass would otherwise
+/// double the encoding cost of exactly the pages that gain nothing from it.
 /// `compression` picks liblz4's compressor; the receiver decodes either.
 ///
 /// One encoder per thread: it owns scratch buffers (hence `@unchecked Sendable`: it may move
@@ -70,7 +74,8 @@ public final class PageEncoder: @unchecked Sendable {
         // Both forms are candidates. Compress the likelier winner first; the other then only has
         // to beat it, and liblz4 stops as soon as its output reaches that size. The result is
         // the exact smaller of the two either way; the sample only decides the order.
-        let similar = us_sampled_differences(page.baseAddress, lastSent.baseAddress, pageSize, 128) * 4 <= pageSize / 128
+        let samples = (pageSize - 8) / Self.sampleStride + 1
+        let similar = Int(us_sampled_differences(page.baseAddress, lastSent.baseAddress, pageSize, Self.sampleStride)) * 4 <= samples
         var plain = 0
         var delta = 0
         if similar {
@@ -78,6 +83,7 @@ public final class PageEncoder: @unchecked Sendable {
             plain = compressPlain(page, capacity: (delta > 0 ? delta : pageSize) - 1)
         } else {
             plain = compressPlain(page, capacity: pageSize - 1)
+            if plain == 0, !Self.deltaMayCompress(page, lastSent) { return (.raw, pageSize) }
             delta = compressDelta(page, lastSent, capacity: (plain > 0 ? plain : pageSize) - 1)
         }
         // A second result, when there is one, is strictly smaller than the first.
@@ -87,6 +93,31 @@ public final class PageEncoder: @unchecked Sendable {
         }
         if delta > 0 { return (.lz4Delta, delta) }
         return plain > 0 ? (.lz4, plain) : (.raw, pageSize)
+    }
+
+    /// Bytes between the 8-byte words sampled to compare a page with its last-sent copy.
+    static let sampleStride = 128
+
+    /// Whether LZ4 could shrink page XOR lastSent, judged from one 8-byte word of it every
+    /// `sampleStride` bytes: an XOR of unrelated data has a zero byte one time in 256, while any
+    /// overlap with the old content (an unchanged part, small changes to many words) shows as
+    /// zero bytes. At least one sampled byte in eight must be zero.
+    static func deltaMayCompress(_ page: UnsafeRawBufferPointer, _ lastSent: UnsafeRawBufferPointer) -> Bool {
+        var zeroBytes = 0
+        var sampledBytes = 0
+        var offset = 0
+        while offset + 8 <= page.count {
+            let x = page.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                ^ lastSent.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            // The high bit of each byte of `zero` is set exactly when that byte of x is zero
+            // (no carries cross bytes: (b & 0x7F) + 0x7F stays below 0x100).
+            let low: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+            let zero = ~(((x & low) &+ low) | x | low)
+            zeroBytes += zero.nonzeroBitCount
+            sampledBytes += 8
+            offset += sampleStride
+        }
+        return zeroBytes * 8 >= sampledBytes
     }
 
     private func compressPlain(_ page: UnsafeRawBufferPointer, capacity: Int) -> Int {

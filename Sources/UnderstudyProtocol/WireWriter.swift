@@ -44,6 +44,13 @@ public struct WireWriter: Sendable {
         bytes.removeLast(count - used)
     }
 
+    /// Hands the bytes written so far over to the caller without copying them, leaving the writer empty.
+    public mutating func takeBytes() -> [UInt8] {
+        var taken: [UInt8] = []
+        swap(&taken, &bytes)
+        return taken
+    }
+
     /// Overwrites a previously written big-endian u32 at `offset` (for counts known only at the end).
     public mutating func patch(_ value: UInt32, at offset: Int) {
         for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(i))) }

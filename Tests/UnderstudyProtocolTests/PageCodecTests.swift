@@ -244,6 +244,38 @@ struct PageCodecTests {
         }
     }
 
+    @Test("an incompressible page whose XOR delta shows no zero bytes in a sample goes raw; with zero bytes the delta is tried")
+    func incompressibleDeltaShortcut() throws {
+        let size = Self.pageSize
+        var rng = SplitMix64(seed: 11)
+        var world = PageWorld(pageSize: size, pageCount: 3)
+        let encoder = PageEncoder(pageSize: size, capabilities: .supported)
+        let decoder = PageDecoder(pageSize: size)
+        let old = (0..<3).map { _ in PageFactory.random(size, &rng) }
+        var (frame, _) = world.send(old.enumerated().map { (index: $0.offset, bytes: $0.element) }, epoch: 1, encoder: encoder)
+        _ = try world.receive(frame, decoder: decoder, inPlace: true)
+        // Every bit flipped: the XOR is 0xFF throughout, not one zero byte, so the delta is not
+        // tried although LZ4 would shrink it (the one kind of page the shortcut sends larger).
+        let inverted = old[0].map { ~$0 }
+        // Each 64-bit word incremented: every word changes, but the XOR is mostly zero bytes.
+        var counters = old[1]
+        counters.withUnsafeMutableBytes { words in
+            for offset in stride(from: 0, to: size, by: 8) {
+                words.storeBytes(of: words.load(fromByteOffset: offset, as: UInt64.self) &+ 1, toByteOffset: offset, as: UInt64.self)
+            }
+        }
+        // The first half rewritten with new random bytes: the unchanged half makes the delta win.
+        let halfRewritten = Array(PageFactory.random(size, &rng).prefix(size / 2)) + old[2].suffix(size / 2)
+        var encodings: [PageEncoding]
+        (frame, encodings) = world.send([(0, inverted), (1, counters), (2, halfRewritten)], epoch: 2, encoder: encoder)
+        #expect(encodings == [.raw, .lz4Delta, .lz4Delta])
+        #expect(LZ4Oracle.size(zip(inverted, old[0]).map { $0 ^ $1 }) < 64, "the inverted page's delta compresses")
+        _ = try world.receive(frame, decoder: decoder, inPlace: false)
+        #expect(world.replica[0] == inverted)
+        #expect(world.replica[1] == counters)
+        #expect(world.replica[2] == halfRewritten)
+    }
+
     @Test("XOR base may be the destination itself or a separate buffer")
     func deltaBaseAliasing() throws {
         let size = Self.pageSize

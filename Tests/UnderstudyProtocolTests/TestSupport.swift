@@ -216,8 +216,10 @@ struct PageWorld {
             encodings.append(encoding)
         }
         #expect(builder.count == pages.count)
+        let byteCount = builder.byteCount
         let frame = builder.finish()
-        #expect(frame.bytes.count == builder.byteCount)
+        #expect(frame.bytes.count == byteCount)
+        #expect(builder.byteCount == 0 && builder.count == 0, "finish hands everything over")
         return (frame, encodings)
     }
 
@@ -256,19 +258,35 @@ enum LZ4Oracle {
 
     /// The smallest legal encoding for `page` given the receiver's copy and the capabilities, as
     /// (encoding, bytes of data on the wire). Ties between the two LZ4 forms may go either way.
+    /// The delta is no candidate when the encoder skips it (`deltaSkipped`).
     static func best(page: [UInt8], lastSent: [UInt8], capabilities: Capabilities) -> (size: Int, plain: Int?, delta: Int?) {
         let pageSize = page.count
         if page.allSatisfy({ $0 == 0 }) { return (0, nil, nil) }
         guard capabilities.contains(.lz4Pages) else { return (pageSize, nil, nil) }
         let plain = size(page)
         var delta: Int?
-        if capabilities.contains(.xorDelta), !lastSent.allSatisfy({ $0 == 0 }) {
+        if capabilities.contains(.xorDelta), !lastSent.allSatisfy({ $0 == 0 }), !deltaSkipped(page: page, lastSent: lastSent, plain: plain) {
             delta = size(zip(page, lastSent).map { $0 ^ $1 })
         }
         var best = pageSize
         if plain < pageSize { best = min(best, plain) }
         if let delta, delta < pageSize { best = min(best, delta) }
         return (best, plain, delta)
+    }
+}
+
+extension LZ4Oracle {
+    /// The encoder's one shortcut: a page LZ4 cannot shrink goes raw without compressing its XOR
+    /// when fewer than one in eight bytes of the XOR are zero, sampling 8 bytes every 128.
+    static func deltaSkipped(page: [UInt8], lastSent: [UInt8], plain: Int) -> Bool {
+        guard plain >= page.count else { return false }
+        var zeroBytes = 0
+        var sampled = 0
+        for offset in stride(from: 0, through: page.count - 8, by: 128) {
+            zeroBytes += (offset..<(offset + 8)).filter { page[$0] == lastSent[$0] }.count
+            sampled += 8
+        }
+        return zeroBytes * 8 < sampled
     }
 }
 

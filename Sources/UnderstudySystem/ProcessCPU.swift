@@ -1,0 +1,22 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// This process's CPU time (user and system, all threads) since a starting point. Benchmarks on
+/// a shared host divide work by it: unlike wall time, it hardly grows when other processes take
+/// the cores.
+public struct ProcessCPU: Sendable {
+    private let start: Double
+
+    public init() { start = ProcessCPU.now() }
+
+    /// CPU seconds since `init`.
+    public var elapsed: Double { ProcessCPU.now() - start }
+
+    private static func now() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+}
