@@ -187,7 +187,10 @@ public final class PrimaryReplicator: @unchecked Sendable {
         let captureTime = ContinuousClock.now
         // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
         configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges, at: captureTime)
-        let capture = session.withLock { $0.session.captured(epoch, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime) }
+        let capture = session.withLock {
+            $0.session.paused(epoch, captured.pauseBreakdown)
+            return $0.session.captured(epoch, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
+        }
         guard case .send(let catchUp, let unacknowledged) = capture else {
             encoder.remember(captured)
             throw session.withLock { $0.failure } ?? TransportError.closed("the session ended while checkpoint \(epoch) was being captured")

@@ -1,4 +1,5 @@
 import UnderstudyProtocol
+import UnderstudyQEMU
 import UnderstudyTransport
 
 /// The primary's side of one session as a value with no I/O and no clock of its own: the window
@@ -208,6 +209,9 @@ struct PrimarySession {
         return CheckpointIntervalController.Decision(interval: interval.interval, reason: .catchingUp, demandBytesPerSecond: demand,
                                                      budgetBytesPerSecond: link.budget)
     }
+
+    /// Where checkpoint `epoch`'s pause went (kept when it is the session's longest).
+    mutating func paused(_ epoch: UInt64, _ breakdown: PauseBreakdown) { statistics.note(breakdown, epoch: epoch) }
 
     /// Checkpoint `epoch` (the window's `nextEpoch`) was captured at `now`, after a pause of
     /// `pause` with `dirtyPages` pages.

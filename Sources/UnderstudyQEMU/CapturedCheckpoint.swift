@@ -16,6 +16,8 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     public var diskChangesLost: (any Error & Sendable)?
     /// How long the guest was paused for this capture.
     public var pause: Duration = .zero
+    /// Where the pause went (`PauseBreakdown`), as far as the source knows.
+    public var pauseBreakdown = PauseBreakdown()
     private let buffer: UnsafeMutableRawBufferPointer
 
     public init(pageIndices: [UInt64], pageSize: Int) {
