@@ -43,7 +43,7 @@ struct QEMUCheckpointSourceTests {
     /// (paused) checkpoint, it gives memory as the stopped guest holds it.
     @Test func aPreCopiedCheckpointIsExactlyTheGuestAtThePause() throws {
         if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
-        let description = TestGuest.description(dirtyPagesPerSecond: 50_000, extraCommandLine: "understudy.dirty_mib=64")
+        let description = TestGuest.description(dirtyPagesPerSecond: 50_000)
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
                                               preCopy: PreCopyRounds(stopPages: 8, maxRounds: 3), logger: TestGuest.quietLogger) { _ in }
         defer {
