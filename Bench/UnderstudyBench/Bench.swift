@@ -11,7 +11,7 @@ import UnderstudyTransport
 /// Usage: understudy-bench [--quick] [--vm | --pauses | --output-commit | --failover | --wan] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
 /// `--pauses` the checkpoint pauses of a 1 GiB guest booting, dirtying and filling its page cache,
-/// pre-copy off and on (see PauseBench);
+/// before and after their bounds (see PauseBench);
 /// `--output-commit` measures a guest service's request latency through the output gate and its
 /// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
 /// the time from a primary's death to the backup's first reply (see FailoverBench); `--wan` a

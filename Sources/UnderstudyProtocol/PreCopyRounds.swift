@@ -12,6 +12,8 @@ public struct PreCopyRounds: Sendable, Equatable {
     public let maxRounds: Int
     /// Rounds copied while the guest ran so far.
     public private(set) var rounds = 0
+    /// The pages the latest round copied.
+    private var latest: Int?
 
     public init(stopPages: Int, maxRounds: Int) {
         self.stopPages = max(0, stopPages)
@@ -20,9 +22,19 @@ public struct PreCopyRounds: Sendable, Equatable {
 
     /// `pending` pages are written and not copied yet: true to copy them now while the guest runs
     /// (one more round), false to leave them to the pause.
-    public mutating func copyWhileRunning(pending: Int) -> Bool {
+    ///
+    /// A round only pays if the guest writes fewer pages while it runs than it copies: a round that
+    /// found at least as many pages as the one before ends pre-copy, and so do rates (pages per
+    /// second, when known) where the guest writes at least half as fast as pages are copied. A
+    /// round lets the guest run longer before the pause, so for a guest that fast it would leave
+    /// the pause more to copy, not less.
+    public mutating func copyWhileRunning(pending: Int, pagesWrittenPerSecond: Double? = nil,
+                                          pagesCopiedPerSecond: Double? = nil) -> Bool {
         guard pending > stopPages, rounds < maxRounds else { return false }
+        if let latest, pending >= latest { return false }
+        if let written = pagesWrittenPerSecond, let copied = pagesCopiedPerSecond, written * 2 >= copied { return false }
         rounds += 1
+        latest = pending
         return true
     }
 }

@@ -24,10 +24,20 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// it resumes: the disk and network layers cut their streams at the epoch boundary here.
     public typealias EpochBoundary = @Sendable (_ epoch: UInt64, _ checkpoint: CapturedCheckpoint) -> Void
     private let boundary: EpochBoundary?
+    /// Runs in every capture just before QEMU is asked to stop the VM, while the guest still runs:
+    /// the disk layer makes the writes so far durable, so the flush QEMU's stop does with the
+    /// guest paused has only the last moments' writes left.
+    private let beforeStop: (@Sendable () -> Void)?
     /// When a checkpoint's dirty set is too large to copy in a short pause, it is copied in rounds
     /// while the guest runs first, and the pause copies only what was written since (nil: never).
     /// Needs tracking that counts written pages without collecting them (pagemap).
     public let preCopy: PreCopyRounds?
+
+    /// Pre-copy's estimates, kept on the capturing thread: when tracking last handed over the
+    /// written pages (CLOCK_MONOTONIC nanoseconds; the guest's write rate is what it wrote since),
+    /// and how fast the latest large copy went (pages per second).
+    private var lastCollection: UInt64 = 0
+    private var pagesCopiedPerSecond: Double?
 
     /// The default `preCopy`: about 2 ms of collecting and copying (at ~1 µs a page here) is
     /// left to the pause; larger sets are pre-copied in up to 4 rounds.
@@ -79,11 +89,13 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// `loaded` runs once a `.restore` start's QEMU has loaded the device state (the guest may
     /// run from then on): a failure before it leaves the RAM file as it was.
     public init(description: VMDescription, start: Start = .boot, preloadLibrary: String?, tracking: DirtyTrackingPreference,
-                extraArguments: [String] = [], boundary: EpochBoundary? = nil, preCopy: PreCopyRounds? = QEMUCheckpointSource.defaultPreCopy,
+                extraArguments: [String] = [], boundary: EpochBoundary? = nil, beforeStop: (@Sendable () -> Void)? = nil,
+                preCopy: PreCopyRounds? = QEMUCheckpointSource.defaultPreCopy,
                 loaded: () -> Void = {}, logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws {
         let method = try Self.trackingMethod(tracking, preloadLibrary: preloadLibrary)
         identity = description.identity
         self.boundary = boundary
+        self.beforeStop = beforeStop
         self.preCopy = preCopy
         pageSize = Int(identity.pageSize)
         let ramFile: String
@@ -135,12 +147,20 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         logger.notice("dirty-page tracking", metadata: ["method": "\(method)", "vm": "\(description.id)"])
     }
 
-    public func startTracking() throws { try tracker.arm() }
+    public func startTracking() throws {
+        try tracker.arm()
+        lastCollection = HostClock.monotonic()
+    }
 
-    public func collectDirtyPages() throws -> [UInt64] { try tracker.collect() }
+    public func collectDirtyPages() throws -> [UInt64] {
+        let pages = try tracker.collect()
+        lastCollection = HostClock.monotonic()
+        return pages
+    }
 
     public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         let preCopied = try copyWhileRunning()
+        beforeStop?()
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
         var agent = PauseBreakdown()
@@ -169,7 +189,9 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             if resume { _ = try? qemu.qmp.execute("cont") }
             throw error
         }
+        lastCollection = HostClock.monotonic()
         let paused = captured!
+        noteCopy(pages: paused.pageIndices.count, took: agent.copy)
         paused.deviceState = saved.bytes
         paused.pause = saved.pause ?? ContinuousClock.now - start
         var breakdown = saved.breakdown
@@ -190,10 +212,27 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     private func copyWhileRunning() throws -> [CapturedCheckpoint] {
         guard var rounds = preCopy else { return [] }
         var copies: [CapturedCheckpoint] = []
-        while let pending = try tracker.pendingPageCount(), rounds.copyWhileRunning(pending: pending) {
-            copies.append(CapturedCheckpoint(copying: try tracker.collect(), from: syncMemory, pageSize: pageSize))
+        while let pending = try tracker.pendingPageCount(),
+              rounds.copyWhileRunning(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
+                                      pagesCopiedPerSecond: pagesCopiedPerSecond) {
+            let pages = try tracker.collect()
+            lastCollection = HostClock.monotonic()
+            copies.append(CapturedCheckpoint(copying: pages, from: syncMemory, pageSize: pageSize))
+            noteCopy(pages: pages.count, took: HostClock.span(from: lastCollection, to: HostClock.monotonic()))
         }
         return copies
+    }
+
+    /// Pages per second the guest wrote since the last collection, `pending` being what it wrote.
+    private func writeRate(pending: Int) -> Double? {
+        let elapsed = HostClock.span(from: lastCollection, to: HostClock.monotonic())
+        return lastCollection > 0 && elapsed > .zero ? Double(pending) / elapsed.seconds : nil
+    }
+
+    /// Keeps the copy rate of copies large enough to time (a few hundred pages and more).
+    private func noteCopy(pages: Int, took duration: Duration) {
+        guard pages >= 256, duration > .zero else { return }
+        pagesCopiedPerSecond = Double(pages) / duration.seconds
     }
 
     public func hold(for duration: Duration) throws {
