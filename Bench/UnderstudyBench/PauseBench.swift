@@ -116,6 +116,7 @@ struct PauseBench {
         var pages: [Double] = []
         var phases: [String: [Double]] = [:]
         var longest = PauseBreakdown()
+        var longestFlush = Duration.zero
         var epoch: UInt64 = 0
         let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         var next = ContinuousClock.now
@@ -124,7 +125,12 @@ struct PauseBench {
             let now = ContinuousClock.now
             if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
             epoch += 1
+            let flushedBefore = devices?.disk?.statistics.flushTime ?? .zero
             let breakdown = try source.capture(epoch: epoch, resume: true).pauseBreakdown
+            // The disk server's FLUSH time during the capture: QEMU's stop's flush, part of `stop`.
+            let flush = (devices?.disk?.statistics.flushTime ?? .zero) - flushedBefore
+            phases["stopFlushMs", default: []].append(flush.milliseconds)
+            if breakdown.total > longest.total { longestFlush = flush }
             pauses.append(breakdown.total.milliseconds)
             pages.append(Double(breakdown.pages + breakdown.preCopiedPages))
             for (name, value) in breakdown.summary where name.hasSuffix("Ms") { phases[name, default: []].append(value) }
@@ -137,7 +143,7 @@ struct PauseBench {
             "captures": pauses.count,
             "pauseP50Ms": percentile(pauses, 0.5), "pauseP99Ms": percentile(pauses, 0.99), "pauseMaxMs": pauses.last ?? 0,
             "dirtyPagesP50": percentile(pages, 0.5), "dirtyPagesMax": pages.last ?? 0,
-            "longestPause": longest.summary,
+            "longestPause": longest.summary.merging(["stopFlushMs": longestFlush.milliseconds]) { $1 },
             "phaseP99Ms": phases.mapValues { percentile($0.sorted(), 0.99) },
             "hostLoadAverage": VMBench.loadAverage(),
         ]

@@ -25,14 +25,16 @@ public struct PreCopyRounds: Sendable, Equatable {
     ///
     /// A round only pays if the guest writes fewer pages while it runs than it copies: a round that
     /// found at least as many pages as the one before ends pre-copy, and so do rates (pages per
-    /// second, when known) where the guest writes at least half as fast as pages are copied. A
+    /// second) where the guest writes at least half as fast as pages are copied, or a write rate
+    /// with no copy rate known yet to weigh it against. Without a write rate (the initial sync's
+    /// rounds) only the page counts decide. A
     /// round lets the guest run longer before the pause, so for a guest that fast it would leave
     /// the pause more to copy, not less.
     public mutating func copyWhileRunning(pending: Int, pagesWrittenPerSecond: Double? = nil,
                                           pagesCopiedPerSecond: Double? = nil) -> Bool {
         guard pending > stopPages, rounds < maxRounds else { return false }
         if let latest, pending >= latest { return false }
-        if let written = pagesWrittenPerSecond, let copied = pagesCopiedPerSecond, written * 2 >= copied { return false }
+        if let written = pagesWrittenPerSecond, written * 2 >= pagesCopiedPerSecond ?? 0 { return false }
         rounds += 1
         latest = pending
         return true

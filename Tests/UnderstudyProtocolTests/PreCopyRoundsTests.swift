@@ -43,6 +43,9 @@ struct PreCopyRoundsTests {
             rounds.copyWhileRunning(pending: 46_000, pagesWrittenPerSecond: $0, pagesCopiedPerSecond: 460_000)
         }
         #expect(decisions == [false, false, true])
+        var unknown = PreCopyRounds(stopPages: 2048, maxRounds: 4)
+        let untimed = unknown.copyWhileRunning(pending: 46_000, pagesWrittenPerSecond: 1_000, pagesCopiedPerSecond: nil)
+        #expect(!untimed, "no copy timed yet: nothing to weigh the guest against")
     }
 
     @Test func noRoundsMeansNoPreCopy() {
