@@ -35,9 +35,11 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     /// Pre-copy's estimates, kept on the capturing thread: when tracking last handed over the
     /// written pages (CLOCK_MONOTONIC nanoseconds; the guest's write rate is what it wrote since),
-    /// and how fast the latest large copy went (pages per second).
+    /// and how fast the recent large copies went (pages per second; the slowest counts, since a
+    /// round the copy turns out too slow for lets the guest write more than it copied).
     private var lastCollection: UInt64 = 0
-    private var pagesCopiedPerSecond: Double?
+    private var copyRates: [Double] = []
+    private var pagesCopiedPerSecond: Double? { copyRates.min() }
 
     /// The default `preCopy`: about 2 ms of collecting and copying (at ~1 µs a page here) is
     /// left to the pause; larger sets are pre-copied in up to 4 rounds.
@@ -232,7 +234,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// Keeps the copy rate of copies large enough to time (a few hundred pages and more).
     private func noteCopy(pages: Int, took duration: Duration) {
         guard pages >= 256, duration > .zero else { return }
-        pagesCopiedPerSecond = Double(pages) / duration.seconds
+        copyRates.append(Double(pages) / duration.seconds)
+        if copyRates.count > 8 { copyRates.removeFirst() }
     }
 
     public func hold(for duration: Duration) throws {
