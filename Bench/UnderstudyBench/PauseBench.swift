@@ -96,9 +96,12 @@ struct PauseBench {
         let exits = FailureBox()
         var boundary: QEMUCheckpointSource.EpochBoundary?
         var beforeStop: (@Sendable () -> Void)?
+        // Bounded: every other capture skips the disk sync before the stop, so that its effect is
+        // measured against the same load at the same moments of a noisy host.
+        let syncing = FlagBox()
         if let devices {
             boundary = { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) }
-            if bounded { beforeStop = { devices.synchronizeDiskBeforeStop() } }
+            if bounded { beforeStop = { if syncing.isSet { devices.synchronizeDiskBeforeStop() } } }
         }
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: preload, tracking: .pagemap,
                                               extraArguments: devices?.qemuArguments ?? [], boundary: boundary, beforeStop: beforeStop,
@@ -117,6 +120,7 @@ struct PauseBench {
         var phases: [String: [Double]] = [:]
         var longest = PauseBreakdown()
         var longestFlush = Duration.zero
+        var stops: [String: [Double]] = [:]
         var epoch: UInt64 = 0
         let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         var next = ContinuousClock.now
@@ -125,11 +129,14 @@ struct PauseBench {
             let now = ContinuousClock.now
             if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
             epoch += 1
+            let synced = epoch % 2 == 0
+            if synced { syncing.set() } else { syncing.clear() }
             let flushedBefore = devices?.disk?.statistics.flushTime ?? .zero
             let breakdown = try source.capture(epoch: epoch, resume: true).pauseBreakdown
             // The disk server's FLUSH time during the capture: QEMU's stop's flush, part of `stop`.
             let flush = (devices?.disk?.statistics.flushTime ?? .zero) - flushedBefore
             phases["stopFlushMs", default: []].append(flush.milliseconds)
+            if beforeStop != nil { stops[synced ? "withDiskSyncBeforeStop" : "withoutDiskSyncBeforeStop", default: []].append(breakdown.stop.milliseconds) }
             if breakdown.total > longest.total { longestFlush = flush }
             pauses.append(breakdown.total.milliseconds)
             pages.append(Double(breakdown.pages + breakdown.preCopiedPages))
@@ -146,6 +153,10 @@ struct PauseBench {
             "longestPause": longest.summary.merging(["stopFlushMs": longestFlush.milliseconds]) { $1 },
             "phaseP99Ms": phases.mapValues { percentile($0.sorted(), 0.99) },
             "hostLoadAverage": VMBench.loadAverage(),
+            "stopMsByDiskSync": stops.mapValues { times in
+                let sorted = times.sorted()
+                return ["p50": percentile(sorted, 0.5), "p99": percentile(sorted, 0.99), "max": sorted.last ?? 0]
+            },
         ]
     }
 

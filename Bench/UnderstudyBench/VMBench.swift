@@ -587,6 +587,7 @@ final class FlagBox: @unchecked Sendable {
     private let lock = NSLock()
     private var flag = false
     func set() { lock.lock(); flag = true; lock.unlock() }
+    func clear() { lock.lock(); flag = false; lock.unlock() }
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flag }
 }
 
