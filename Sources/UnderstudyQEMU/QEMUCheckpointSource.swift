@@ -161,7 +161,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     }
 
     public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
-        let preCopied = try copyWhileRunning()
+        // At the pause's priority: pre-copy decides how much the pause has left to copy, and a
+        // round that waits for a core lets the guest write more (on a loaded host a round here
+        // took hundreds of milliseconds). It is bounded: at most `maxRounds` of `longestRound`.
+        let preCopied = try qemu.withPausePriority { try copyWhileRunning() }
         beforeStop?()
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?

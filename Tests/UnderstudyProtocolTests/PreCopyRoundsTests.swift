@@ -37,10 +37,11 @@ struct PreCopyRoundsTests {
 
     /// Measured in the pause bench: a guest writing 1.8 M pages/s, copies at 0.46 M pages/s. A
     /// round of one interval's 46 k pages let it write 180 k more, all then copied in the pause.
+    /// (9 k pages, about 20 ms of copying, keep the round within its longest.)
     @Test func aGuestWritingAtLeastHalfAsFastAsTheCopyIsNotPreCopied() {
         var rounds = PreCopyRounds(stopPages: 2048, maxRounds: 4)
         let decisions = [1_800_000.0, 230_000, 100_000].map {
-            rounds.copyWhileRunning(pending: 46_000, pagesWrittenPerSecond: $0, pagesCopiedPerSecond: 460_000)
+            rounds.copyWhileRunning(pending: 9_000, pagesWrittenPerSecond: $0, pagesCopiedPerSecond: 460_000)
         }
         #expect(decisions == [false, false, true])
         var unknown = PreCopyRounds(stopPages: 2048, maxRounds: 4)
