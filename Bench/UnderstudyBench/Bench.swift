@@ -8,8 +8,10 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--vm | --output-commit | --failover | --wan | --pgbench] [--cases random,mixed] [--output PATH]
+/// Usage: understudy-bench [--quick] [--vm | --pauses | --output-commit | --failover | --wan | --pgbench] [--cases random,mixed] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
+/// `--pauses` the checkpoint pauses of a 1 GiB guest booting, dirtying and filling its page cache,
+/// before and after their bounds (see PauseBench);
 /// `--output-commit` measures a guest service's request latency through the output gate and its
 /// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
 /// the time from a primary's death to the backup's first reply (see FailoverBench); `--wan` a
@@ -23,16 +25,18 @@ struct Bench {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let quick = arguments.contains("--quick")
         let vm = arguments.contains("--vm")
+        let pauses = arguments.contains("--pauses")
         let outputCommit = arguments.contains("--output-commit")
         let failover = arguments.contains("--failover")
         let wan = arguments.contains("--wan")
         let pgbench = arguments.contains("--pgbench")
-        arguments.removeAll { ["--quick", "--vm", "--output-commit", "--failover", "--wan", "--pgbench"].contains($0) }
+        arguments.removeAll { ["--quick", "--vm", "--pauses", "--output-commit", "--failover", "--wan", "--pgbench"].contains($0) }
         // `--cases random,mixed`: only the end-to-end cases whose names contain one of these words.
         let cases = arguments.firstIndex(of: "--cases").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }?
             .split(separator: ",").map(String.init)
-        var output = pgbench ? "bench-results/pgbench.json" : wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json" : outputCommit ? "bench-results/output-commit.json"
-            : vm ? "bench-results/vm.json" : "bench-results/foundation.json"
+        var output = pgbench ? "bench-results/pgbench.json" : wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json"
+            : outputCommit ? "bench-results/output-commit.json" : vm ? "bench-results/vm.json" : pauses ? "bench-results/pauses.json"
+            : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
 
         var logger = Logger(label: "bench")
@@ -54,6 +58,8 @@ struct Bench {
             results["outputCommit"] = try OutputCommitBench(quick: quick).run(logger: logger)
         } else if vm {
             results["vm"] = try VMBench(quick: quick).run(logger: logger)
+        } else if pauses {
+            results["pauses"] = try PauseBench(quick: quick).run(logger: logger)
         } else {
             if cases == nil { results["codec"] = CodecBench(pagesPerRun: quick ? 4096 : 16384).run() }
             let tls = try TLSStreamBench(seconds: quick ? 1 : 3).run()

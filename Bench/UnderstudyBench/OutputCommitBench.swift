@@ -277,7 +277,7 @@ struct OutputCommitBench {
         if interval != nil { boundary = { @Sendable epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) } }
         let source = try QEMUCheckpointSource(
             description: description, preloadLibrary: preload, tracking: .auto, extraArguments: devices.qemuArguments,
-            boundary: boundary, logger: logger) { error in exits.record("QEMU exited: \(error)") }
+            boundary: boundary, beforeStop: { devices.synchronizeDiskBeforeStop() }, logger: logger) { error in exits.record("QEMU exited: \(error)") }
         defer { source.shutdown() }
 
         // Protected: replicate from boot on, as `understudy primary` does.

@@ -288,6 +288,7 @@ struct VMBench {
             // The first checkpoint after the initial sync waits for the backup to finish applying the sync.
             "ackLatencyP99AfterFirstMs": percentile(stats.ackLatencies.dropFirst().map(\.milliseconds).sorted(), 0.99),
             "pauseP99AfterFirstMs": percentile(laterPauses, 0.99),
+            "longestPause": (stats.longestPause?.breakdown.summary ?? [:]).merging(["epoch": Double(stats.longestPause?.epoch ?? 0)]) { $1 },
             "encodings": Dictionary(uniqueKeysWithValues: stats.encodings.map { ("\($0.key)", $0.value) }),
             "syncPages": syncStats.syncPages,
             "syncWireBytes": syncStats.syncWireBytes,
@@ -586,6 +587,7 @@ final class FlagBox: @unchecked Sendable {
     private let lock = NSLock()
     private var flag = false
     func set() { lock.lock(); flag = true; lock.unlock() }
+    func clear() { lock.lock(); flag = false; lock.unlock() }
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return flag }
 }
 

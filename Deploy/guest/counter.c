@@ -13,10 +13,15 @@
  *                                     0 = idle: the counter advances 100 times a second
  *                                     and the CPU sleeps in between, so the guest dirties
  *                                     almost nothing.
+ *   understudy.disk_fill_mib=N        a child process writes the block device understudy.disk
+ *                                     (default /dev/vda) through the page cache, N MiB over and
+ *                                     over, and reads it back: a page-cache fill (dirty cache
+ *                                     pages, then disk writes and reads by DMA); 0 (default): off.
  * Other output lines start with "counter:" so that tests can match "^COUNTER [0-9]+$".
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +74,41 @@ static void read_cmdline(char *buf, size_t size) {
     fclose(f);
 }
 
+/* The page-cache fill: sequential buffered writes of `mib` MiB, then reads of the same range,
+ * forever. Buffered, so the guest's page cache holds and dirties the pages and the kernel's
+ * writeback sends them to the disk. */
+static void fill_page_cache(const char *device, unsigned long long mib) {
+    int fd = open(device, O_RDWR);
+    if (fd < 0) {
+        fprintf(stderr, "counter: cannot open %s: %s\n", device, strerror(errno));
+        _exit(1);
+    }
+    static unsigned char chunk[1 << 20];
+    for (uint64_t round = 1;; round++) {
+        memset(chunk, (int)(round & 0xff), sizeof chunk);
+        lseek(fd, 0, SEEK_SET);
+        for (unsigned long long i = 0; i < mib; i++) {
+            chunk[0] = (unsigned char)i;
+            if (write(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk) break;
+        }
+        lseek(fd, 0, SEEK_SET);
+        for (unsigned long long i = 0; i < mib; i++) {
+            if (read(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk) break;
+        }
+    }
+}
+
+static void read_string_param(const char *cmdline, const char *key, char *out, size_t size) {
+    const char *p = strstr(cmdline, key);
+    size_t klen = strlen(key);
+    if (p == NULL || p[klen] != '=') return;
+    p += klen + 1;
+    size_t n = strcspn(p, " \n");
+    if (n == 0 || n >= size) return;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
 int main(void) {
     static char cmdline[4096];
     read_cmdline(cmdline, sizeof cmdline);
@@ -77,6 +117,16 @@ int main(void) {
     unsigned long long pages_per_sec = cmdline_param(cmdline, "understudy.dirty_pages_per_sec", 5000);
     long page_size = sysconf(_SC_PAGESIZE);
     if (page_size <= 0) page_size = 4096;
+
+    /* Before the buffer exists: a child sharing it would make every later write a copy. */
+    unsigned long long fill_mib = cmdline_param(cmdline, "understudy.disk_fill_mib", 0);
+    if (fill_mib > 0) {
+        char device[64] = "/dev/vda";
+        read_string_param(cmdline, "understudy.disk", device, sizeof device);
+        fflush(stdout);
+        if (fork() == 0) fill_page_cache(device, fill_mib);
+        printf("counter: disk_fill_mib=%llu on %s\n", fill_mib, device);
+    }
 
     size_t buf_size = (size_t)dirty_mib << 20;
     size_t npages = buf_size / (size_t)page_size;

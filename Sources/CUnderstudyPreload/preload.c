@@ -19,15 +19,18 @@
 // commands parses ~130 bytes while the guest is paused; sent as one command, the whole command
 // is parsed while the guest still runs. The agent must copy the written pages while the VM is
 // stopped, so this library interposes open64 and close:
-//   open64(<path>)  the VM is stopped (vm_stop ran first): send the save's sequence number (4 bytes,
-//                   host order) to the agent, which collects and copies pages while QEMU
+//   open64(<path>)  the VM is stopped (vm_stop ran first): send a STOPPED message with the save's
+//                   sequence number to the agent, which collects and copies pages while QEMU
 //                   serialises the devices;
-//   close(that fd)  the save is written: wait for the agent to send the same number back before
-//                   QEMU resumes the VM. Its complement, the end of file or PAUSE_WAIT_SECONDS
+//   close(that fd)  the save is written: send a SAVED message, then wait for the agent to send the
+//                   sequence number back (4 bytes, host order) before QEMU resumes the VM. Its complement, the end of file or PAUSE_WAIT_SECONDS
 //                   without an answer fail the close with EIO, so the save fails and QEMU resumes
 //                   the VM anyway: a dead or stuck agent never leaves the guest paused. Answers to
 //                   earlier saves (an agent that answered after the wait ended) are skipped, so a
 //                   late answer can never release a later pause.
+// Each message is 16 bytes, host order: u32 sequence, u32 kind (0 STOPPED, 1 SAVED), u64 the
+// CLOCK_MONOTONIC nanoseconds it was sent at, so the agent can tell how long vm_stop (drain and
+// flush of the disks) and the device save took, and how late its own thread woke.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -70,6 +73,22 @@ static int pause_channel = -1;
 static int saving_fd = -1;
 static uint32_t saving_sequence;
 
+enum { PAUSE_STOPPED = 0, PAUSE_SAVED = 1 };
+struct pause_message {
+    uint32_t sequence;
+    uint32_t kind;
+    uint64_t monotonic_ns;
+};
+
+// If the agent is gone the send fails; close() then sees the end of file and fails the save.
+static void announce(int channel, uint32_t sequence, uint32_t kind) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    struct pause_message message = {
+        .sequence = sequence, .kind = kind, .monotonic_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec};
+    (void)send(channel, &message, sizeof message, MSG_NOSIGNAL);
+}
+
 static int (*real_open64)(const char *, int, ...);
 static int (*real_close)(int);
 
@@ -93,8 +112,7 @@ int open64(const char *path, int flags, ...) {
         // Saves run on QEMU's main thread only, one at a time.
         uint32_t sequence = ++saving_sequence;
         __atomic_store_n(&saving_fd, fd, __ATOMIC_RELEASE);
-        // If the agent is gone the send fails; close() then sees the end of file and fails the save.
-        (void)send(channel, &sequence, sizeof sequence, MSG_NOSIGNAL);
+        announce(channel, sequence, PAUSE_STOPPED);
     }
     return fd;
 }
@@ -124,6 +142,8 @@ static int agent_released(uint32_t sequence) {
 int close(int fd) {
     if (fd < 0 || fd != __atomic_load_n(&saving_fd, __ATOMIC_ACQUIRE)) return real_close(fd);
     __atomic_store_n(&saving_fd, -1, __ATOMIC_RELEASE);
+    int channel = __atomic_load_n(&pause_channel, __ATOMIC_ACQUIRE);
+    if (channel >= 0) announce(channel, saving_sequence, PAUSE_SAVED);
     int released = agent_released(saving_sequence);
     int result = real_close(fd);
     if (!released) {

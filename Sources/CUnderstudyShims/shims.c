@@ -171,11 +171,11 @@ struct us_pm_scan_arg {
 #define US_PM_SCAN_CHECK_WPASYNC (1ULL << 1)
 #define US_PAGE_IS_WRITTEN (1ULL << 1)
 
-long us_pagemap_scan_written(int pagemap_fd, uint64_t start, uint64_t end, us_page_region *regions,
-                             uint64_t capacity, uint64_t *walk_end) {
+static long pagemap_scan(int pagemap_fd, uint64_t flags, uint64_t start, uint64_t end, us_page_region *regions,
+                         uint64_t capacity, uint64_t *walk_end) {
     struct us_pm_scan_arg arg = {
         .size = sizeof arg,
-        .flags = US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC,
+        .flags = flags,
         .start = start,
         .end = end,
         .vec = (uint64_t)(uintptr_t)regions,
@@ -186,6 +186,16 @@ long us_pagemap_scan_written(int pagemap_fd, uint64_t start, uint64_t end, us_pa
     long n = ioctl(pagemap_fd, US_PAGEMAP_SCAN, &arg);
     *walk_end = arg.walk_end;
     return n;
+}
+
+long us_pagemap_scan_written(int pagemap_fd, uint64_t start, uint64_t end, us_page_region *regions,
+                             uint64_t capacity, uint64_t *walk_end) {
+    return pagemap_scan(pagemap_fd, US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC, start, end, regions, capacity, walk_end);
+}
+
+long us_pagemap_peek_written(int pagemap_fd, uint64_t start, uint64_t end, us_page_region *regions,
+                             uint64_t capacity, uint64_t *walk_end) {
+    return pagemap_scan(pagemap_fd, US_PM_SCAN_CHECK_WPASYNC, start, end, regions, capacity, walk_end);
 }
 
 int us_tap_attach(int fd, const char *name) {

@@ -22,7 +22,7 @@ public enum Activator {
 
     public static func activate(store: ReplicaStore, description: VMDescription, preloadLibrary: String?,
                                 tracking: DirtyTrackingPreference, extraArguments: [String] = [], standby: QEMUProcess? = nil,
-                                boundary: QEMUCheckpointSource.EpochBoundary? = nil,
+                                boundary: QEMUCheckpointSource.EpochBoundary? = nil, beforeStop: (@Sendable () -> Void)? = nil,
                                 logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws -> Activation {
         let started = ContinuousClock.now
         guard description.memoryBytes == store.identity.memorySize, description.id == store.identity.id else {
@@ -42,7 +42,8 @@ public enum Activator {
             source = try QEMUCheckpointSource(description: description,
                                               start: .restore(ramFile: store.memoryPath, deviceState: checkpoint.deviceState, standby: standby),
                                               preloadLibrary: preloadLibrary, tracking: tracking, extraArguments: extraArguments,
-                                              boundary: boundary, loaded: { loaded = true }, logger: logger, onExit: onExit)
+                                              boundary: boundary, beforeStop: beforeStop, loaded: { loaded = true }, logger: logger,
+                                              onExit: onExit)
         } catch {
             if !loaded {
                 do {

@@ -91,6 +91,14 @@ public final class GuestDevices: @unchecked Sendable {
         if holdFromNextEpoch.exchange(false, ordering: .sequentiallyConsistent) { gate?.setMode(.outputCommit) }
     }
 
+    /// Makes the guest's disk writes so far durable while the guest still runs, right before a
+    /// capture stops it (`QEMUCheckpointSource`'s `beforeStop`). QEMU's stop flushes the disk with
+    /// the guest paused (vm_stop's bdrv_flush_all: an NBD FLUSH this agent makes durable with
+    /// fdatasync), and with writes since the guest's last flush that sync took up to seconds of
+    /// pause; now it has only the writes of the last moments left. Only durability comes
+    /// earlier; a failure is left to that flush to report.
+    public func synchronizeDiskBeforeStop() { try? diskImage?.synchronize() }
+
     /// A backup is being synchronised. Output that passes at once now (no backup protected the
     /// VM) keeps passing until the first checkpoint's boundary, and waits for acknowledgements
     /// from then on: until that checkpoint commits the backup has nothing to take over from, so

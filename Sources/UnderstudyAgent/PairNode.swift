@@ -190,12 +190,14 @@ public final class PairNode: @unchecked Sendable {
             logger.warning("the standby QEMU is gone: starting one now")
         }
         let boundary: QEMUCheckpointSource.EpochBoundary = { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) }
+        let beforeStop: @Sendable () -> Void = { devices.synchronizeDiskBeforeStop() }
         let source: QEMUCheckpointSource
         let firstEpoch: UInt64
         if let replica {
             let activation = try Activator.activate(store: replica, description: configuration.vm, preloadLibrary: preload,
                                                     tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
-                                                    standby: waiting, boundary: boundary, logger: logger, onExit: onExit)
+                                                    standby: waiting, boundary: boundary, beforeStop: beforeStop, logger: logger,
+                                                    onExit: onExit)
             source = activation.source
             firstEpoch = activation.epoch + 1
             print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms, %.0f ms after the decision to take over)",
@@ -203,7 +205,8 @@ public final class PairNode: @unchecked Sendable {
             fflush(nil)
         } else {
             source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload, tracking: configuration.dirtyTracking,
-                                              extraArguments: devices.qemuArguments, boundary: boundary, logger: logger, onExit: onExit)
+                                              extraArguments: devices.qemuArguments, boundary: boundary, beforeStop: beforeStop,
+                                              logger: logger, onExit: onExit)
             firstEpoch = 1
         }
         defer { source.shutdown() }

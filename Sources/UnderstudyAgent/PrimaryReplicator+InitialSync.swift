@@ -19,18 +19,16 @@ extension PrimaryReplicator {
         let progress: @Sendable (Int) -> Void = { [session] bytes in session.withLock { $0.session.synced(bytes: bytes) } }
         if let disk { try syncDisk(disk, ranges: diskRanges, encoder: encoder, sender: sender, into: &output, progress: progress) }
         var pages = Array(0..<source.identity.pageCount)
-        var round = 1
-        while true {
+        var rounds = PreCopyRounds(stopPages: configuration.preCopyStopPages, maxRounds: max(1, configuration.preCopyRounds))
+        while rounds.copyWhileRunning(pending: pages.count) {
             try encoder.encodeSync(pages: pages, from: source.syncMemory, to: sender, into: &output, progress: progress)
-            logger.info("initial sync round done", metadata: ["round": "\(round)", "pages": "\(pages.count)",
+            logger.info("initial sync round done", metadata: ["round": "\(rounds.rounds)", "pages": "\(pages.count)",
                                                              "total-pages": "\(output.pages)"])
             // Collecting hands these pages to us and re-arms tracking: they must be sent, by
             // another round or the last one below. Pages written while they are being read
             // are tracked again and go into the first checkpoint.
             pages = try source.collectDirtyPages()
             session.withLock { [count = pages.count] in $0.session.syncGrew(by: count * pageSize) }
-            round += 1
-            if pages.count <= configuration.preCopyStopPages || round > max(1, configuration.preCopyRounds) { break }
         }
         try encoder.encodeSync(pages: pages, from: source.syncMemory, to: sender, into: &output, progress: progress)
         try sender.enqueue(Message.syncEnd(encoder.syncSummary(output)).frame)

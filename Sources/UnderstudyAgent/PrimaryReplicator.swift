@@ -202,7 +202,8 @@ public final class PrimaryReplicator: @unchecked Sendable {
         // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
         configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges, at: captureTime)
         let capture = session.withLock {
-            $0.session.captured(epoch, reason: reason, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
+            $0.session.paused(epoch, captured.pauseBreakdown)
+            return $0.session.captured(epoch, reason: reason, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
         }
         guard case .send(let catchUp, let unacknowledged, let taken) = capture else {
             encoder.remember(captured)

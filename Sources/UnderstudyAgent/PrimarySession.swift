@@ -1,4 +1,5 @@
 import UnderstudyProtocol
+import UnderstudyQEMU
 import UnderstudyTransport
 
 /// The primary's side of one session as a value with no I/O and no clock of its own: the window
@@ -215,6 +216,9 @@ struct PrimarySession {
     func nextCheckpoint(now: ContinuousClock.Instant, outputWaiting: Bool) -> CheckpointSchedule.Next {
         schedule.next(now: now, outputWaiting: outputWaiting)
     }
+
+    /// Where checkpoint `epoch`'s pause went (kept when it is the session's longest).
+    mutating func paused(_ epoch: UInt64, _ breakdown: PauseBreakdown) { statistics.note(breakdown, epoch: epoch) }
 
     /// Checkpoint `epoch` (the window's `nextEpoch`), taken for `reason`, was captured at `now`,
     /// after a pause of `pause` with `dirtyPages` pages.

@@ -1,4 +1,5 @@
 import UnderstudyProtocol
+import UnderstudyQEMU
 
 /// Counters of a primary's session, read with `PrimaryReplicator.statistics`.
 public struct PrimaryStatistics: Sendable {
@@ -21,6 +22,8 @@ public struct PrimaryStatistics: Sendable {
     /// The most recent pauses and ack latencies (at most `PrimaryStatistics.window` of each),
     /// so that a long-running agent keeps a bounded history.
     public var pauses: [Duration] = []
+    /// The session's longest pause, phase by phase, and its checkpoint.
+    public var longestPause: (epoch: UInt64, breakdown: PauseBreakdown)?
     public var ackLatencies: [Duration] = []
     /// When the most recent checkpoints were captured and how many pages each had.
     public var recent: [(at: ContinuousClock.Instant, dirtyPages: Int)] = []
@@ -57,6 +60,10 @@ public struct PrimaryStatistics: Sendable {
     mutating func note(pause: Duration, dirtyPages: Int, at time: ContinuousClock.Instant) {
         Self.append(pause, to: &pauses)
         Self.append((time, dirtyPages), to: &recent)
+    }
+
+    mutating func note(_ breakdown: PauseBreakdown, epoch: UInt64) {
+        if breakdown.total > longestPause?.breakdown.total ?? .zero { longestPause = (epoch, breakdown) }
     }
 
     mutating func note(ackLatency: Duration) { Self.append(ackLatency, to: &ackLatencies) }

@@ -18,6 +18,8 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var pauseMillisecondsP50: Double?
     public var pauseMillisecondsP99: Double?
     public var pauseMillisecondsMax: Double?
+    /// The session's longest pause phase by phase (`PauseBreakdown.summary`) and its `epoch`.
+    public var longestPause: [String: Double]?
     public var dirtyPagesPerCheckpoint: Double?
     public var rawBytes: Int?
     public var wireBytes: Int?

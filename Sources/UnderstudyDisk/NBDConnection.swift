@@ -117,8 +117,10 @@ struct NBDConnection {
                 if failure == nil { context.statistics.withLock { $0.zeroes += 1 } }
                 try reply(failure, to: request)
             case .execute(.flush):
+                let started = ContinuousClock.now
                 let failure = flush(logger)
-                if failure == nil { context.statistics.withLock { $0.flushes += 1 } }
+                let took = ContinuousClock.now - started
+                if failure == nil { context.statistics.withLock { $0.flushes += 1; $0.flushTime += took } }
                 try reply(failure, to: request)
             }
         }

@@ -12,6 +12,9 @@ public struct NBDStatistics: Sendable, Equatable {
     public var flushes = 0
     public var trims = 0
     public var zeroes = 0
+    /// Time spent making FLUSH requests durable (fdatasync): QEMU's stop of the VM sends one, so
+    /// its growth during a checkpoint's pause is that pause's share.
+    public var flushTime: Duration = .zero
     /// Requests answered with an error.
     public var errors = 0
 

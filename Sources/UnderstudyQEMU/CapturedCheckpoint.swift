@@ -16,6 +16,8 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     public var diskChangesLost: (any Error & Sendable)?
     /// How long the guest was paused for this capture.
     public var pause: Duration = .zero
+    /// Where the pause went (`PauseBreakdown`), as far as the source knows.
+    public var pauseBreakdown = PauseBreakdown()
     private let buffer: UnsafeMutableRawBufferPointer
 
     public init(pageIndices: [UInt64], pageSize: Int) {
@@ -25,11 +27,19 @@ public final class CapturedCheckpoint: @unchecked Sendable {
         pages = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(pageIndices.count * pageSize)])
     }
 
-    /// Copies `pageIndices` out of guest `memory` (the copy out of a paused guest).
+    /// Copies `pageIndices` out of guest `memory` (the copy out of a paused guest). Runs of
+    /// consecutive pages (tracking reports them sorted) are copied with one memcpy each.
     public convenience init(copying pageIndices: [UInt64], from memory: UnsafeRawBufferPointer, pageSize: Int) {
         self.init(pageIndices: pageIndices, pageSize: pageSize)
-        for (position, index) in pageIndices.enumerated() {
-            page(at: position).copyMemory(from: UnsafeRawBufferPointer(rebasing: memory[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)]))
+        guard let source = memory.baseAddress, let destination = pages.baseAddress else { return }
+        var position = 0
+        while position < pageIndices.count {
+            var end = position + 1
+            while end < pageIndices.count && pageIndices[end] == pageIndices[end - 1] + 1 { end += 1 }
+            let first = Int(pageIndices[position])
+            precondition((first + end - position) * pageSize <= memory.count, "page \(pageIndices[end - 1]) lies beyond guest memory")
+            (destination + position * pageSize).copyMemory(from: source + first * pageSize, byteCount: (end - position) * pageSize)
+            position = end
         }
     }
 

@@ -22,6 +22,8 @@ public final class ComparingDirtyTracker: DirtyTracker, @unchecked Sendable {
         copy.copyMemory(from: memory)
     }
 
+    public func pendingPageCount() throws -> Int? { nil }
+
     public func collect() throws -> [UInt64] {
         var pages: [UInt64] = []
         var offset = 0

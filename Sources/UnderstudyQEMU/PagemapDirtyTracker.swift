@@ -42,25 +42,36 @@ public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
 
     public func collect() throws -> [UInt64] {
         var pages: [UInt64] = []
+        try scan(rearming: true) { region in
+            var address = region.start
+            while address < region.end {
+                pages.append((address - ramStart) / pageSize)
+                address += pageSize
+            }
+        }
+        return pages
+    }
+
+    public func pendingPageCount() throws -> Int? {
+        var count: UInt64 = 0
+        try scan(rearming: false) { count += ($0.end - $0.start) / pageSize }
+        return Int(count)
+    }
+
+    private func scan(rearming: Bool, _ body: (us_page_region) -> Void) throws {
         var start = ramStart
         let end = ramStart + ramSize
         while start < end {
             var walkEnd: UInt64 = 0
             let count = regions.withUnsafeMutableBufferPointer {
-                us_pagemap_scan_written(pagemap, start, end, $0.baseAddress, UInt64($0.count), &walkEnd)
+                rearming ? us_pagemap_scan_written(pagemap, start, end, $0.baseAddress, UInt64($0.count), &walkEnd)
+                    : us_pagemap_peek_written(pagemap, start, end, $0.baseAddress, UInt64($0.count), &walkEnd)
             }
             guard count >= 0 else { throw QEMUError.tracking("PAGEMAP_SCAN: \(String(cString: strerror(errno)))") }
-            for region in regions[0..<count] {
-                var address = region.start
-                while address < region.end {
-                    pages.append((address - ramStart) / pageSize)
-                    address += pageSize
-                }
-            }
+            for region in regions[0..<count] { body(region) }
             guard walkEnd > start else { break }
             start = walkEnd
         }
-        return pages
     }
 
     /// True when this kernel can do asynchronous write-protect tracking (probed on this process).

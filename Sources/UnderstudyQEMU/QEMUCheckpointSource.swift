@@ -24,6 +24,26 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// it resumes: the disk and network layers cut their streams at the epoch boundary here.
     public typealias EpochBoundary = @Sendable (_ epoch: UInt64, _ checkpoint: CapturedCheckpoint) -> Void
     private let boundary: EpochBoundary?
+    /// Runs in every capture just before QEMU is asked to stop the VM, while the guest still runs:
+    /// the disk layer makes the writes so far durable, so the flush QEMU's stop does with the
+    /// guest paused has only the last moments' writes left.
+    private let beforeStop: (@Sendable () -> Void)?
+    /// When a checkpoint's dirty set is too large to copy in a short pause, it is copied in rounds
+    /// while the guest runs first, and the pause copies only what was written since (nil: never).
+    /// Needs tracking that counts written pages without collecting them (pagemap).
+    public let preCopy: PreCopyRounds?
+
+    /// Pre-copy's estimates, kept on the capturing thread: when tracking last handed over the
+    /// written pages (CLOCK_MONOTONIC nanoseconds; the guest's write rate is what it wrote since),
+    /// and how fast the recent large copies went (pages per second; the slowest counts, since a
+    /// round the copy turns out too slow for lets the guest write more than it copied).
+    private var lastCollection: UInt64 = 0
+    private var copyRates: [Double] = []
+    private var pagesCopiedPerSecond: Double? { copyRates.min() }
+
+    /// The default `preCopy`: about 2 ms of collecting and copying (at ~1 µs a page here) is
+    /// left to the pause; larger sets are pre-copied in up to 4 rounds.
+    public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 4)
 
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
     public var syncMemory: UnsafeRawBufferPointer { tracker.reference ?? memory }
@@ -71,11 +91,14 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// `loaded` runs once a `.restore` start's QEMU has loaded the device state (the guest may
     /// run from then on): a failure before it leaves the RAM file as it was.
     public init(description: VMDescription, start: Start = .boot, preloadLibrary: String?, tracking: DirtyTrackingPreference,
-                extraArguments: [String] = [], boundary: EpochBoundary? = nil, loaded: () -> Void = {}, logger: Logger,
-                onExit: @escaping @Sendable (QEMUError) -> Void) throws {
+                extraArguments: [String] = [], boundary: EpochBoundary? = nil, beforeStop: (@Sendable () -> Void)? = nil,
+                preCopy: PreCopyRounds? = QEMUCheckpointSource.defaultPreCopy,
+                loaded: () -> Void = {}, logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws {
         let method = try Self.trackingMethod(tracking, preloadLibrary: preloadLibrary)
         identity = description.identity
         self.boundary = boundary
+        self.beforeStop = beforeStop
+        self.preCopy = preCopy
         pageSize = Int(identity.pageSize)
         let ramFile: String
         switch start {
@@ -126,13 +149,26 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         logger.notice("dirty-page tracking", metadata: ["method": "\(method)", "vm": "\(description.id)"])
     }
 
-    public func startTracking() throws { try tracker.arm() }
+    public func startTracking() throws {
+        try tracker.arm()
+        lastCollection = HostClock.monotonic()
+    }
 
-    public func collectDirtyPages() throws -> [UInt64] { try tracker.collect() }
+    public func collectDirtyPages() throws -> [UInt64] {
+        let pages = try tracker.collect()
+        lastCollection = HostClock.monotonic()
+        return pages
+    }
 
     public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
+        // At the pause's priority: pre-copy decides how much the pause has left to copy, and a
+        // round that waits for a core lets the guest write more (on a loaded host a round here
+        // took hundreds of milliseconds). It is bounded: at most `maxRounds` of `longestRound`.
+        let preCopied = try qemu.withPausePriority { try copyWhileRunning() }
+        beforeStop?()
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
+        var agent = PauseBreakdown()
         let saved: QEMUProcess.DeviceStateSave
         do {
             // While the VM is stopped no vCPU runs and device I/O is drained, so the dirty set is
@@ -140,8 +176,17 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             // only reads the devices (the exactness tests check that nothing writes guest RAM
             // after the collection).
             saved = try qemu.saveDeviceState(resume: resume) {
-                let staging = CapturedCheckpoint(copying: try tracker.collect(), from: memory, pageSize: pageSize)
+                let (began, cpu) = (HostClock.monotonic(), HostClock.threadCPU())
+                let pages = try tracker.collect()
+                let collected = HostClock.monotonic()
+                let staging = CapturedCheckpoint(copying: pages, from: memory, pageSize: pageSize)
+                let copied = HostClock.monotonic()
                 boundary?(epoch, staging)
+                let sealed = HostClock.monotonic()
+                agent.collect = HostClock.span(from: began, to: collected)
+                agent.copy = HostClock.span(from: collected, to: copied)
+                agent.boundary = HostClock.span(from: copied, to: sealed)
+                agent.preempted = HostClock.span(from: HostClock.threadCPU() - cpu, to: sealed - began)
                 captured = staging
             }
         } catch {
@@ -149,9 +194,51 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             if resume { _ = try? qemu.qmp.execute("cont") }
             throw error
         }
-        captured!.deviceState = saved.bytes
-        captured!.pause = saved.pause ?? ContinuousClock.now - start
-        return captured!
+        lastCollection = HostClock.monotonic()
+        let paused = captured!
+        noteCopy(pages: paused.pageIndices.count, took: agent.copy)
+        paused.deviceState = saved.bytes
+        paused.pause = saved.pause ?? ContinuousClock.now - start
+        var breakdown = saved.breakdown
+        breakdown.total = paused.pause
+        (breakdown.collect, breakdown.copy, breakdown.boundary, breakdown.preempted) = (agent.collect, agent.copy, agent.boundary, agent.preempted)
+        breakdown.pages = paused.pageIndices.count
+        breakdown.preCopiedPages = preCopied.reduce(0) { $0 + $1.pageIndices.count }
+        breakdown.preCopyRounds = preCopied.count
+        paused.pauseBreakdown = breakdown
+        return CapturedCheckpoint.merging(preCopied: preCopied, paused: paused)
+    }
+
+    /// Pre-copy (`preCopy`): while the dirty set is large, copies it with the guest running and
+    /// collects again. Each collection re-arms tracking, so a page written after its copy is
+    /// collected again, by a later round or by the pause, whose copy then supersedes this one.
+    /// Copies from `syncMemory`: with comparison tracking a copy of guest memory could hold a value
+    /// the guest reverts before the pause, which the comparison would then not find again.
+    private func copyWhileRunning() throws -> [CapturedCheckpoint] {
+        guard var rounds = preCopy else { return [] }
+        var copies: [CapturedCheckpoint] = []
+        while let pending = try tracker.pendingPageCount(),
+              rounds.copyWhileRunning(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
+                                      pagesCopiedPerSecond: pagesCopiedPerSecond) {
+            let pages = try tracker.collect()
+            lastCollection = HostClock.monotonic()
+            copies.append(CapturedCheckpoint(copying: pages, from: syncMemory, pageSize: pageSize))
+            noteCopy(pages: pages.count, took: HostClock.span(from: lastCollection, to: HostClock.monotonic()))
+        }
+        return copies
+    }
+
+    /// Pages per second the guest wrote since the last collection, `pending` being what it wrote.
+    private func writeRate(pending: Int) -> Double? {
+        let elapsed = HostClock.span(from: lastCollection, to: HostClock.monotonic())
+        return lastCollection > 0 && elapsed > .zero ? Double(pending) / elapsed.seconds : nil
+    }
+
+    /// Keeps the copy rate of copies large enough to time (a few hundred pages and more).
+    private func noteCopy(pages: Int, took duration: Duration) {
+        guard pages >= 256, duration > .zero else { return }
+        copyRates.append(Double(pages) / duration.seconds)
+        if copyRates.count > 8 { copyRates.removeFirst() }
     }
 
     public func hold(for duration: Duration) throws {

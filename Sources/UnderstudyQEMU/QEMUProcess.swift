@@ -155,6 +155,9 @@ public final class QEMUProcess: @unchecked Sendable {
         /// From QEMU's STOP to its RESUME event; nil when the VM stays stopped (the caller then
         /// times the whole exchange).
         public let pause: Duration?
+        /// The QEMU-side phases of the pause (`stop`, `wake`, `deviceSave`, `resume`, `total`),
+        /// known through the pause channel; zero without it or when the VM stays stopped.
+        public var breakdown = PauseBreakdown()
     }
 
     /// Stops the VM, saves all its device and CPU state (no RAM) and resumes it if `resume`.
@@ -177,40 +180,58 @@ public final class QEMUProcess: @unchecked Sendable {
 
     private func saveDeviceStateNow(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
         let pause: Duration?
+        var breakdown = PauseBreakdown()
         if let channel = pauseChannel {
-            pause = try saveThroughPauseChannel(channel, resume: resume, whilePaused: whilePaused)
+            (pause, breakdown) = try saveThroughPauseChannel(channel, resume: resume, whilePaused: whilePaused)
         } else {
             pause = try saveStepwise(to: description.deviceStateFile, resume: resume, whilePaused: whilePaused)
         }
         guard let data = FileManager.default.contents(atPath: description.deviceStateFile) else {
             throw QEMUError.io("cannot read the saved device state \(description.deviceStateFile)")
         }
-        return DeviceStateSave(bytes: [UInt8](data), pause: pause)
+        return DeviceStateSave(bytes: [UInt8](data), pause: pause, breakdown: breakdown)
     }
 
-    private func saveThroughPauseChannel(_ channel: PauseChannel, resume: Bool, whilePaused: () throws -> Void) throws -> Duration? {
-        // A number left unread by an exchange that failed early belongs to no save of this one.
+    private func saveThroughPauseChannel(_ channel: PauseChannel, resume: Bool,
+                                         whilePaused: () throws -> Void) throws -> (Duration?, PauseBreakdown) {
+        // A message left unread by an exchange that failed early belongs to no save of this one.
         channel.discardUnread()
-        var stopped = false
+        var stopped: PauseChannel.Message?
+        var woke: UInt64 = 0
+        var answered: UInt64 = 0
         let replies = try withoutActuallyEscaping(whilePaused) { whilePaused in
             try qmp.execute(resume ? [save(to: description.deviceStateFile)] : [("stop", nil), save(to: description.deviceStateFile)],
                             watching: .init(fd: channel.fd) {
-                let sequence = try channel.stopped()
-                stopped = true
+                let message = try channel.stopped()
+                woke = HostClock.monotonic()
+                stopped = message
                 do {
                     try whilePaused()
                 } catch {
-                    try channel.release(sequence, succeeded: false)
+                    try channel.release(message.sequence, succeeded: false)
                     throw error
                 }
-                try channel.release(sequence, succeeded: true)
+                try channel.release(message.sequence, succeeded: true)
+                answered = HostClock.monotonic()
             })
         }
-        guard stopped else {
+        guard let stopped else {
             throw QEMUError.tracking("QEMU saved the device state without stopping at the pause channel, so no pages were copied "
                                      + "(\(description.deviceStateFile) not opened through the preload library's open64)")
         }
-        return resume ? QMPClient.pause(in: replies.events) : nil
+        guard resume, let pause = QMPClient.pause(in: replies.events) else { return (nil, PauseBreakdown()) }
+        var breakdown = PauseBreakdown()
+        breakdown.total = pause
+        breakdown.wake = HostClock.span(from: stopped.at, to: woke)
+        if let stop = replies.events.first(where: { $0.name == "STOP" }) {
+            breakdown.stop = HostClock.span(from: HostClock.monotonic(fromRealtime: stop.timestamp), to: stopped.at)
+        }
+        let saved = channel.saved(stopped.sequence)
+        if let saved { breakdown.deviceSave = HostClock.span(from: stopped.at, to: saved.at) }
+        if let resumed = replies.events.last(where: { $0.name == "RESUME" }) {
+            breakdown.resume = HostClock.span(from: max(answered, saved?.at ?? 0), to: HostClock.monotonic(fromRealtime: resumed.timestamp))
+        }
+        return (pause, breakdown)
     }
 
     /// A capture without the preload library: stop and save sent together, `whilePaused` once stop

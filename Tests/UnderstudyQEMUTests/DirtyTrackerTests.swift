@@ -78,6 +78,23 @@ struct DirtyTrackerTests {
         }
     }
 
+    /// Pre-copy asks how large the dirty set is before deciding to collect: asking takes nothing.
+    @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"))
+    func countingPendingPagesLeavesThemToTheNextCollection() throws {
+        let writer = try WriterProcess()
+        defer { writer.stop() }
+        let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: WriterProcess.size)
+        let tracker = PagemapDirtyTracker(pid: writer.process.processIdentifier, ramStart: range.start, ramSize: range.size,
+                                          pageSize: 4096, controlSocket: writer.socket)
+        try tracker.arm()
+        #expect(try tracker.pendingPageCount() == 0)
+        writer.write(pages: [1, 2, 3, 10, 4000])
+        #expect(try tracker.pendingPageCount() == 5)
+        #expect(try tracker.pendingPageCount() == 5, "counting does not re-arm")
+        #expect(try tracker.collect() == [1, 2, 3, 10, 4000])
+        #expect(try tracker.pendingPageCount() == 0)
+    }
+
     @Test func comparingTrackerReportsExactlyTheChangedPages() throws {
         let writer = try WriterProcess()
         defer { writer.stop() }

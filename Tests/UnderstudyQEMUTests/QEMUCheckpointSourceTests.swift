@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyHarness
+import UnderstudyProtocol
 @testable import UnderstudyQEMU
 import UnderstudyTestTags
 
@@ -35,6 +36,63 @@ struct QEMUCheckpointSourceTests {
         #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest keeps running")
         let sorted = pauses.map(\.milliseconds).sorted()
         print("\(tracking), preload \(preload): pause p50 \(sorted[sorted.count / 2]) ms, max \(sorted.last!) ms, \(dirty) dirty pages in 20 checkpoints")
+    }
+
+    /// Pre-copy: a dirty set copied in rounds while the guest runs, and the rest in the pause, is
+    /// exactly the guest's memory at the pause: applied to a copy of memory taken at the previous
+    /// (paused) checkpoint, it gives memory as the stopped guest holds it.
+    @Test func aPreCopiedCheckpointIsExactlyTheGuestAtThePause() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let description = TestGuest.description(dirtyPagesPerSecond: 50_000)
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
+                                              preCopy: PreCopyRounds(stopPages: 8, maxRounds: 3), logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
+        try source.startTracking()
+        _ = try source.capture(epoch: 1, resume: false)
+        var replica = Array(source.memory)
+        try source.resume()
+        let pageSize = Int(source.identity.pageSize)
+        var preCopied = 0
+        for epoch in UInt64(2)...5 {
+            Thread.sleep(forTimeInterval: 0.1)
+            let checkpoint = try source.capture(epoch: epoch, resume: false)
+            preCopied += checkpoint.pauseBreakdown.preCopiedPages
+            #expect(checkpoint.pageIndices == checkpoint.pageIndices.sorted() && Set(checkpoint.pageIndices).count == checkpoint.pageIndices.count)
+            replica.withUnsafeMutableBytes { replica in
+                for (position, index) in checkpoint.pageIndices.enumerated() {
+                    UnsafeMutableRawBufferPointer(rebasing: replica[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
+                        .copyMemory(from: UnsafeRawBufferPointer(checkpoint.page(at: position)))
+                }
+            }
+            let equal = replica.withUnsafeBytes { memcmp($0.baseAddress!, source.memory.baseAddress!, $0.count) == 0 }
+            #expect(equal, "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, \(checkpoint.pauseBreakdown.preCopiedPages) pre-copied in \(checkpoint.pauseBreakdown.preCopyRounds) rounds) is the paused guest")
+            try source.resume()
+        }
+        #expect(preCopied > 0, "a guest writing 50000 pages/s leaves more than 8 pages to pre-copy")
+    }
+
+    /// The breakdown's phases come from the pause channel: QEMU's stop, the device save, the resume.
+    @Test func thePauseIsBrokenDownIntoItsPhases() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let description = TestGuest.description(dirtyPagesPerSecond: 2000)
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
+                                              logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
+        try source.startTracking()
+        Thread.sleep(forTimeInterval: 0.05)
+        let checkpoint = try source.capture(epoch: 1, resume: true)
+        let phases = checkpoint.pauseBreakdown
+        #expect(phases.total == checkpoint.pause && phases.pages == checkpoint.pageIndices.count)
+        #expect(phases.deviceSave > .zero && phases.collect > .zero, "\(phases)")
+        #expect(phases.stop + phases.wake + phases.collect + phases.copy + phases.boundary <= phases.total + .milliseconds(1), "\(phases)")
     }
 
     /// The agent failing while the VM is stopped fails the save, and QEMU resumes the guest anyway.

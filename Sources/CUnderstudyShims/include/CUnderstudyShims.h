@@ -72,6 +72,11 @@ typedef struct {
 long us_pagemap_scan_written(int pagemap_fd, uint64_t start, uint64_t end, us_page_region *regions,
                              uint64_t capacity, uint64_t *walk_end);
 
+/// As `us_pagemap_scan_written`, but leaves the pages as they are (tracking not re-armed): how
+/// many pages a collection would return now, without taking them.
+long us_pagemap_peek_written(int pagemap_fd, uint64_t start, uint64_t end, us_page_region *regions,
+                             uint64_t capacity, uint64_t *walk_end);
+
 /// Names the calling thread (GNU extension, hidden from Swift without _GNU_SOURCE).
 void us_set_thread_name(const char *name);
 

@@ -1,0 +1,170 @@
+import Foundation
+import Logging
+import UnderstudyAgent
+import UnderstudyHarness
+import UnderstudyProtocol
+import UnderstudyQEMU
+import UnderstudySystem
+
+/// Checkpoint pauses under the loads that make them long, on a 1 GiB counter guest (TCG): no
+/// replication runs (the pause is the capture's own), one capture every 25 ms as a 25 ms interval
+/// would take them. Each load runs on a freshly started guest twice: first `baseline` (as captures
+/// were before: the whole dirty set copied inside the pause, and the disk's writes since the
+/// guest's last flush synced by QEMU's stop), then `bounded` (pre-copy of large dirty sets,
+/// `QEMUCheckpointSource.defaultPreCopy`, and the disk synced just before the stop,
+/// `GuestDevices.synchronizeDiskBeforeStop`). It reports pause p50/p99/max, the longest pause's
+/// breakdown and each phase's p99, and the bounded/baseline ratios.
+///
+/// Loads: `boot` (captures from QEMU's start: kernel, initramfs and first touch of memory),
+/// `dirty` (the counter dirtying a 768 MiB buffer as fast as TCG lets it), and `page-cache fill`
+/// (the guest writes and reads 256 MiB of its disk through its page cache; the disk is served by
+/// the agent's NBD server as on a protected node, so QEMU's stop drains and flushes it).
+struct PauseBench {
+    let seconds: Double
+    static let memoryMiB: UInt64 = 1024
+    static let intervalMilliseconds = 25
+
+    init(quick: Bool) { seconds = quick ? 4 : 10 }
+
+    struct Load {
+        let name: String
+        let commandLine: String
+        let disk: Bool
+        /// Captures start as soon as QEMU runs, not once the guest's program prints.
+        let fromStart: Bool
+    }
+
+    static let loads = [
+        Load(name: "boot", commandLine: "understudy.dirty_pages_per_sec=0", disk: false, fromStart: true),
+        Load(name: "dirty", commandLine: "understudy.dirty_mib=768 understudy.dirty_pages_per_sec=1000000", disk: false, fromStart: false),
+        Load(name: "page-cache fill", commandLine: "understudy.dirty_pages_per_sec=0 understudy.disk_fill_mib=256", disk: true,
+             fromStart: false),
+    ]
+
+    func run(logger: Logger) throws -> [String: Any] {
+        let image = TestGuest.image
+        guard let preload = PreloadLibrary.locate() else { throw BenchError("\(PreloadLibrary.fileName) not found next to the bench") }
+        let temporary = try TemporaryDirectory("pausebench")
+        defer { temporary.remove() }
+        var rows: [[String: Any]] = []
+        var comparisons: [[String: Any]] = []
+        log(String(format: "pause bench: counter guest, TCG, %llu MiB, %.0f s per load and mode, load average %@", PauseBench.memoryMiB,
+                   seconds, VMBench.loadAverage()))
+        for load in PauseBench.loads {
+            var byMode: [String: [String: Any]] = [:]
+            for (mode, bounded) in [("baseline", false), ("bounded", true)] {
+                var row = try measure(load, bounded: bounded, image: image, preload: preload, workspace: temporary.path, logger: logger)
+                row["load"] = load.name
+                row["mode"] = mode
+                byMode[mode] = row
+                rows.append(row)
+                log(String(format: "  %-16@ %-10@ %4ld captures  pause p50 %6.2f  p99 %7.2f  max %7.2f ms  pages p50 %6.0f max %7.0f  longest: %@",
+                           load.name, mode, row["captures"] as! Int, row["pauseP50Ms"] as! Double, row["pauseP99Ms"] as! Double,
+                           row["pauseMaxMs"] as! Double, row["dirtyPagesP50"] as! Double, row["dirtyPagesMax"] as! Double,
+                           PauseBench.describe(row["longestPause"] as! [String: Double])))
+            }
+            let baseline = byMode["baseline"]!, bounded = byMode["bounded"]!
+            func ratio(_ key: String) -> Double { (bounded[key] as! Double) / max(1e-9, baseline[key] as! Double) }
+            comparisons.append(["load": load.name, "pauseP99RatioBoundedToBaseline": ratio("pauseP99Ms"),
+                                "pauseMaxRatioBoundedToBaseline": ratio("pauseMaxMs"), "pauseP50RatioBoundedToBaseline": ratio("pauseP50Ms")])
+        }
+        return ["guest": ["memoryMiB": PauseBench.memoryMiB, "accelerator": "tcg", "intervalMs": PauseBench.intervalMilliseconds,
+                          "secondsPerLoadAndMode": seconds, "hostLoadAverageAtEnd": VMBench.loadAverage()],
+                "runs": rows, "comparisons": comparisons]
+    }
+
+    private func measure(_ load: Load, bounded: Bool, image: (kernel: String, initrd: String), preload: String,
+                         workspace: String, logger: Logger) throws -> [String: Any] {
+        let id = "pb\(UUID().uuidString.prefix(6).lowercased())"
+        let description = VMDescription(id: id, memoryBytes: PauseBench.memoryMiB << 20, accelerator: .tcg, kernel: image.kernel,
+                                        initrd: image.initrd, commandLine: "console=ttyS0 \(load.commandLine)",
+                                        runDirectory: "\(workspace)/\(id)")
+        defer { try? FileManager.default.removeItem(atPath: description.runDirectory) }
+        var devices: GuestDevices?
+        if load.disk {
+            let disk = "\(workspace)/\(id)-disk.img"
+            guard FileManager.default.createFile(atPath: disk, contents: nil), truncate(disk, 512 << 20) == 0 else {
+                throw BenchError("cannot create the disk image \(disk)")
+            }
+            devices = try GuestDevices(vm: description, diskImage: disk, tap: nil, mac: "52:54:00:12:34:56", outputBufferBytes: 1 << 20,
+                                       role: .protected(buffering: false), fence: nil, logger: logger)
+        }
+        defer {
+            devices?.stop()
+            unlink("\(workspace)/\(id)-disk.img")
+        }
+        let exits = FailureBox()
+        var boundary: QEMUCheckpointSource.EpochBoundary?
+        var beforeStop: (@Sendable () -> Void)?
+        // Bounded: every other capture skips the disk sync before the stop, so that its effect is
+        // measured against the same load at the same moments of a noisy host.
+        let syncing = FlagBox()
+        if let devices {
+            boundary = { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) }
+            if bounded { beforeStop = { if syncing.isSet { devices.synchronizeDiskBeforeStop() } } }
+        }
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: preload, tracking: .pagemap,
+                                              extraArguments: devices?.qemuArguments ?? [], boundary: boundary, beforeStop: beforeStop,
+                                              preCopy: bounded ? QEMUCheckpointSource.defaultPreCopy : nil,
+                                              logger: logger) { exits.record("\($0)") }
+        defer { source.shutdown() }
+        if !load.fromStart {
+            guard TestGuest.waitForCounter(in: description.serialLog, timeout: .seconds(120)) != nil else {
+                throw BenchError("\(load.name): no COUNTER within 120 s (serial log \(description.serialLog)); \(exits.value ?? "")")
+            }
+            Thread.sleep(forTimeInterval: 1)
+        }
+        try source.startTracking()
+        var pauses: [Double] = []
+        var pages: [Double] = []
+        var phases: [String: [Double]] = [:]
+        var longest = PauseBreakdown()
+        var longestFlush = Duration.zero
+        var stops: [String: [Double]] = [:]
+        var epoch: UInt64 = 0
+        let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        var next = ContinuousClock.now
+        while ContinuousClock.now < end {
+            try exits.check()
+            let now = ContinuousClock.now
+            if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
+            epoch += 1
+            let synced = epoch % 2 == 0
+            if synced { syncing.set() } else { syncing.clear() }
+            let flushedBefore = devices?.disk?.statistics.flushTime ?? .zero
+            let breakdown = try source.capture(epoch: epoch, resume: true).pauseBreakdown
+            // The disk server's FLUSH time during the capture: QEMU's stop's flush, part of `stop`.
+            let flush = (devices?.disk?.statistics.flushTime ?? .zero) - flushedBefore
+            phases["stopFlushMs", default: []].append(flush.milliseconds)
+            if beforeStop != nil { stops[synced ? "withDiskSyncBeforeStop" : "withoutDiskSyncBeforeStop", default: []].append(breakdown.stop.milliseconds) }
+            if breakdown.total > longest.total { longestFlush = flush }
+            pauses.append(breakdown.total.milliseconds)
+            pages.append(Double(breakdown.pages + breakdown.preCopiedPages))
+            for (name, value) in breakdown.summary where name.hasSuffix("Ms") { phases[name, default: []].append(value) }
+            if breakdown.total > longest.total { longest = breakdown }
+            next = max(next + .milliseconds(PauseBench.intervalMilliseconds), ContinuousClock.now)
+        }
+        pauses.sort()
+        pages.sort()
+        return [
+            "captures": pauses.count,
+            "pauseP50Ms": percentile(pauses, 0.5), "pauseP99Ms": percentile(pauses, 0.99), "pauseMaxMs": pauses.last ?? 0,
+            "dirtyPagesP50": percentile(pages, 0.5), "dirtyPagesMax": pages.last ?? 0,
+            "longestPause": longest.summary.merging(["stopFlushMs": longestFlush.milliseconds]) { $1 },
+            "phaseP99Ms": phases.mapValues { percentile($0.sorted(), 0.99) },
+            "hostLoadAverage": VMBench.loadAverage(),
+            "stopMsByDiskSync": stops.mapValues { times in
+                let sorted = times.sorted()
+                return ["p50": percentile(sorted, 0.5), "p99": percentile(sorted, 0.99), "max": sorted.last ?? 0]
+            },
+        ]
+    }
+
+    static func describe(_ phases: [String: Double]) -> String {
+        ["stop", "wake", "collect", "copy", "boundary", "deviceSave", "resume", "preempted"]
+            .map { "\($0) " + String(format: "%.2f", phases["\($0)Ms"] ?? 0) }.joined(separator: ", ")
+            + String(format: " (%.0f pages, %.0f pre-copied)", phases["pages"] ?? 0, phases["preCopiedPages"] ?? 0)
+    }
+
+    private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+}

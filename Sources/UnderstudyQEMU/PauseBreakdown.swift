@@ -1,0 +1,48 @@
+/// Where one checkpoint's pause went, from QEMU's STOP event to its RESUME event, phase by phase.
+/// The QEMU-side phases are known only with the preload library's pause channel (zero without).
+public struct PauseBreakdown: Sendable, Equatable {
+    /// The whole pause (STOP to RESUME).
+    public var total: Duration = .zero
+    /// STOP to the save opening its file: QEMU's vm_stop drains the disks' requests in flight and
+    /// flushes them (an NBD FLUSH, which the agent's disk server makes durable) before it returns.
+    public var stop: Duration = .zero
+    /// The library's STOPPED message to the agent's thread holding it: waiting for a core.
+    public var wake: Duration = .zero
+    /// PAGEMAP_SCAN (or the comparison) collecting the written pages and re-arming tracking.
+    public var collect: Duration = .zero
+    /// Copying the collected pages to staging.
+    public var copy: Duration = .zero
+    /// Sealing the epoch's disk writes and network output.
+    public var boundary: Duration = .zero
+    /// How much of collect, copy and boundary the agent's thread spent off a core (wall clock
+    /// minus its CPU time): the host scheduler's share besides `wake`.
+    public var preempted: Duration = .zero
+    /// The save opening to closing its file: QEMU serialising the devices, while the agent
+    /// collects and copies.
+    public var deviceSave: Duration = .zero
+    /// The later of the agent's answer and the save's end, to RESUME: QEMU taking the answer and
+    /// restarting the vCPUs.
+    public var resume: Duration = .zero
+    /// Pages collected and copied inside the pause.
+    public var pages = 0
+    /// Pages copied before the pause while the guest ran (pre-copy), and in how many rounds.
+    public var preCopiedPages = 0
+    public var preCopyRounds = 0
+
+    public init() {}
+
+    /// The time the host scheduler cost: the agent waking late and being preempted.
+    public var scheduler: Duration { wake + preempted }
+
+    /// The phases in milliseconds and the page counts, by name (status and benchmark JSON).
+    public var summary: [String: Double] {
+        var values: [String: Double] = ["pages": Double(pages), "preCopiedPages": Double(preCopiedPages),
+                                        "preCopyRounds": Double(preCopyRounds)]
+        for (name, value) in [("totalMs", total), ("stopMs", stop), ("wakeMs", wake), ("collectMs", collect), ("copyMs", copy),
+                              ("boundaryMs", boundary), ("preemptedMs", preempted), ("deviceSaveMs", deviceSave),
+                              ("resumeMs", resume), ("schedulerMs", scheduler)] {
+            values[name] = Double(value.components.seconds) * 1000 + Double(value.components.attoseconds) / 1e15
+        }
+        return values
+    }
+}
