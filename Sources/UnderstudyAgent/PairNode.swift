@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import UnderstudyNetwork
 import UnderstudyQEMU
 import UnderstudyReplica
 import UnderstudySystem
@@ -192,6 +193,13 @@ public final class PairNode: @unchecked Sendable {
         let boundary: QEMUCheckpointSource.EpochBoundary = { epoch, checkpoint in devices.seal(epoch: epoch, into: checkpoint) }
         let source: QEMUCheckpointSource
         let firstEpoch: UInt64
+        if activated, let mac = ReverseARP.macAddress(configuration.mac) {
+            // This node holds the fence: the switches may send the VM's traffic here now. What
+            // arrives while QEMU loads waits in QEMU for the guest, so a client's retransmission
+            // sent meanwhile is answered the moment the guest runs instead of at its next one
+            // (hundreds of milliseconds later: TCP backs off).
+            devices.gate?.announce(mac: mac)
+        }
         if let replica {
             let activation = try Activator.activate(store: replica, description: configuration.vm, preloadLibrary: preload,
                                                     tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,

@@ -162,6 +162,11 @@ final class GateCore: @unchecked Sendable {
 
     func waitUntilSent(timeout: Duration) -> Bool { transmit.waitUntilSent(timeout: timeout) }
 
+    /// Queues a frame of the agent's own (not the guest's) for the TAP.
+    func transmitNow(_ frame: [UInt8]) {
+        countSendDrops(transmit.enqueue([frame]))
+    }
+
     /// The `gate-send` thread: writes released (or passed) frames to the TAP.
     func sendToTAP() {
         var failing = false

@@ -194,6 +194,15 @@ public final class OutputGate: @unchecked Sendable {
         core.logger.notice("output gate: \(mode)")
     }
 
+    /// Announces the guest's NIC (`mac`) on the TAP now, ahead of the guest: a backup taking over
+    /// sends it once it holds the fence, before QEMU has loaded the checkpoint, so that the
+    /// switches send the VM's traffic (clients' retransmissions) here while it loads; QEMU queues
+    /// what arrives and the guest receives it the moment it runs. It leaves like released output:
+    /// only while this node may transmit (`mayTransmit`).
+    public func announce(mac: [UInt8]) {
+        core.transmitNow(ReverseARP.announcement(of: mac))
+    }
+
     /// A snapshot of the counters.
     public var statistics: Statistics { core.statistics }
 

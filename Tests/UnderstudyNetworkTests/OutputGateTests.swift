@@ -123,6 +123,25 @@ import Glibc
         #expect(gate.statistics.sentFrames == 1)
     }
 
+    /// A backup taking over announces the VM before QEMU runs: the announcement leaves through the
+    /// same fenced sender as the guest's frames, so a node that is not the active copy cannot send it.
+    @Test func theAnnouncementLeavesOnlyWhileTheFenceSaysYes() throws {
+        let lab = try NetworkLab()
+        defer { lab.remove() }
+        let active = Atomic<Bool>(false)
+        let gate = try OutputGate(guestSocketPath: uniqueSocketPath(), tapName: lab.tap, mode: .unprotected,
+                                  mayTransmit: { active.load(ordering: .relaxed) }, logger: TestGuest.quietLogger)
+        defer { gate.stop() }
+        try lab.moveTAPIntoNamespace()
+        gate.announce(mac: NetworkLab.guestMAC)
+        #expect(eventually { gate.statistics.fencedFrames == 1 })
+        #expect(gate.statistics.sentFrames == 0)
+        active.store(true, ordering: .relaxed)
+        gate.announce(mac: NetworkLab.guestMAC)
+        #expect(eventually { gate.statistics.sentFrames == 1 }, "no QEMU connected: the agent announces the VM itself")
+        #expect(gate.statistics.sentBytes == 60)
+    }
+
     @Test func aFullBufferDropsGuestFramesAndFailedTAPWritesAreCounted() throws {
         let path = uniqueSocketPath()
         let tap = uniqueTAPName()
