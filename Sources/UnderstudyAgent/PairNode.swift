@@ -164,15 +164,19 @@ public final class PairNode: @unchecked Sendable {
                 }
                 note("activating: \(reason)")
                 logger.notice("taking over", metadata: ["reason": "\(reason)"])
-                next = try runPrimary(booting: supervisor.receiver.store, standby: standby, decidedAt: .now)
+                next = try runPrimary(booting: supervisor.receiver.store, standby: standby, replaying: supervisor.receiver.guestInputToReplay(),
+                                      decidedAt: .now)
             }
         }
     }
 
     /// Runs the VM here, booted or activated from `replica`, and protects it until the role ends.
     /// Returns the next role.
-    /// - Parameter decidedAt: when this node decided to take over (for the log: how long it took).
-    private func runPrimary(booting replica: ReplicaStore?, standby: StandbyVM? = nil,
+    /// - Parameters:
+    ///   - replaying: frames the guest received on the old primary that the replica may lack,
+    ///     given to it as soon as it runs.
+    ///   - decidedAt: when this node decided to take over (for the log: how long it took).
+    private func runPrimary(booting replica: ReplicaStore?, standby: StandbyVM? = nil, replaying: [[UInt8]] = [],
                             decidedAt: ContinuousClock.Instant = .now) throws -> Start {
         let preload = Self.preloadLibrary(logger)
         let diskImage = replica?.diskPath ?? configuration.vm.diskImage
@@ -209,6 +213,12 @@ public final class PairNode: @unchecked Sendable {
             print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms, %.0f ms after the decision to take over)",
                          configuration.vm.id, activation.epoch, activation.duration.seconds * 1000, (ContinuousClock.now - decidedAt).seconds * 1000))
             fflush(nil)
+            if !replaying.isEmpty {
+                // A client's request that reached the old primary's guest after this checkpoint is
+                // answered now, not at the client's next retransmission.
+                let given = devices.gate?.deliverToGuest(replaying) ?? 0
+                logger.notice("replayed the guest's input the checkpoint may lack", metadata: ["frames": "\(given)", "of": "\(replaying.count)"])
+            }
         } else {
             source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload, tracking: configuration.dirtyTracking,
                                               extraArguments: devices.qemuArguments, boundary: boundary, logger: logger, onExit: onExit)

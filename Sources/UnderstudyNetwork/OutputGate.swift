@@ -203,6 +203,18 @@ public final class OutputGate: @unchecked Sendable {
         core.transmitNow(ReverseARP.announcement(of: mac))
     }
 
+    /// Hands `observer` a copy of every frame written to the guest from the TAP, with the epoch
+    /// open when it was written (the last sealed + 1): the primary sends them to the backup
+    /// (input-replay). Called on the gate's TAP thread: it must not wait. Nil stops it.
+    public func observeGuestInput(_ observer: (@Sendable (_ epoch: UInt64, _ frame: [UInt8]) -> Void)?) {
+        core.observeGuestInput(observer)
+    }
+
+    /// Gives the guest `frames` (Ethernet frames) as if they came from the TAP: a backup that took
+    /// over replays the input its checkpoint may lack. Returns how many were written to QEMU.
+    @discardableResult
+    public func deliverToGuest(_ frames: [[UInt8]]) -> Int { core.deliverToGuest(frames) }
+
     /// A snapshot of the counters.
     public var statistics: Statistics { core.statistics }
 

@@ -74,6 +74,46 @@ import Glibc
         #expect(gate.statistics.framesToGuest >= 1)
     }
 
+    /// Input replay: each frame the TAP gives the guest is observed with the epoch open then (the
+    /// last sealed + 1), and frames delivered later reach QEMU like the TAP's.
+    @Test func guestInputIsObservedWithItsEpochAndCanBeDeliveredAgain() throws {
+        let lab = try NetworkLab()
+        defer { lab.remove() }
+        let path = uniqueSocketPath()
+        let gate = try OutputGate(guestSocketPath: path, tapName: lab.tap, logger: TestGuest.quietLogger)
+        defer { gate.stop() }
+        try lab.moveTAPIntoNamespace()
+        try lab.addGuestNeighbour()
+        let guest = try FakeQEMU(path: path)
+        #expect(eventually { gate.statistics.guestConnected })
+        let observed = Mutex<[(UInt64, [UInt8])]>([])
+        gate.observeGuestInput { epoch, frame in observed.withLock { $0.append((epoch, frame)) } }
+
+        func nextToGuest(port: UInt16) -> [UInt8]? {
+            while let frame = guest.receiveFrame(within: 5) {
+                if udpPayload(of: frame, port: port) != nil, Array(frame[0..<6]) == NetworkLab.guestMAC { return frame }
+            }
+            return nil
+        }
+        try lab.sendToGuest("one", port: 5556)
+        let first = try #require(nextToGuest(port: 5556))
+        gate.seal(epoch: 7)
+        try lab.sendToGuest("two", port: 5557)
+        let second = try #require(nextToGuest(port: 5557))
+        #expect(eventually { observed.withLock { $0.contains { $0.1 == second } } })
+        let tagged = observed.withLock { $0 }
+        #expect(tagged.first { $0.1 == first }?.0 == 1, "before any seal: epoch 1")
+        #expect(tagged.first { $0.1 == second }?.0 == 8, "after seal(7): epoch 8")
+
+        gate.observeGuestInput(nil)
+        #expect(gate.deliverToGuest([first, second]) == 2)
+        #expect(nextToGuest(port: 5556) == first && nextToGuest(port: 5557) == second)
+        let count = observed.withLock { $0.count }
+        try lab.sendToGuest("three", port: 5558)
+        #expect(nextToGuest(port: 5558) != nil)
+        #expect(observed.withLock { $0.count } == count, "no observer, nothing observed")
+    }
+
     @Test func unbufferedGateSendsGuestFramesAtOnce() throws {
         let lab = try NetworkLab()
         defer { lab.remove() }
