@@ -46,10 +46,17 @@ public final class VMDemo: @unchecked Sendable {
     /// The guest's counter service's port (Deploy/guest/counter-service.c).
     static let servicePort: UInt16 = 7000
     /// A peer is lost after 200 ms of silence (heartbeats every 40 ms when nothing else is sent),
-    /// also on a busy two-core machine running two TCG guests during the drill.
+    /// also on a busy two-core machine running two TCG guests during the drill: besides the
+    /// replication connection, whose threads may wait for a core, the nodes send each other UDP
+    /// heartbeats from real-time threads (`heartbeat.udp_listen`), and a peer is lost only when
+    /// both paths are silent.
     static let heartbeatConfiguration = HeartbeatMonitor.Configuration(interval: .milliseconds(40), missedLimit: 5)
-    static let heartbeat = "[heartbeat]\ninterval_ms = \(heartbeatConfiguration.interval.wholeMilliseconds)\n"
-        + "missed = \(heartbeatConfiguration.missedLimit)\nmin_timeout_ms = \(heartbeatConfiguration.minimumTimeout.wholeMilliseconds)\n"
+    static let datagramPort = 7401
+    static func heartbeat(listen: String, peer: String) -> String {
+        "[heartbeat]\ninterval_ms = \(heartbeatConfiguration.interval.wholeMilliseconds)\n"
+            + "missed = \(heartbeatConfiguration.missedLimit)\nmin_timeout_ms = \(heartbeatConfiguration.minimumTimeout.wholeMilliseconds)\n"
+            + "udp_listen = \"\(listen):\(datagramPort)\"\nudp_peer = \"\(peer):\(datagramPort)\"\n"
+    }
     static var heartbeatTimeoutMs: Double { heartbeatConfiguration.timeout.seconds * 1000 }
 
     private let options: Options
@@ -154,12 +161,12 @@ public final class VMDemo: @unchecked Sendable {
                 replica_dir = "/dev/shm/understudy-\(vm)-replica-p"
                 [failover]
                 without_witness = true
-                \(Self.heartbeat)
+                \(Self.heartbeat(listen: network.nodeAddresses[0], peer: network.nodeAddresses[1]))
                 """,
             backupExtra: """
                 [failover]
                 without_witness = true
-                \(Self.heartbeat)
+                \(Self.heartbeat(listen: network.nodeAddresses[1], peer: network.nodeAddresses[0]))
                 [drill]
                 sandbox_address = "\(network.clientAddress)/\(network.prefixLength)"
                 """)

@@ -22,7 +22,9 @@ public final class HeartbeatDatagrams: @unchecked Sendable {
     private var thread: JoinableThread?
 
     /// Binds `listen` and starts a thread that calls `heard` for each datagram from `peerName`
-    /// about `vm`; `send` goes to `peerAddress`.
+    /// about `vm`; `send` goes to `peerAddress`. The receiving thread runs under real-time
+    /// scheduling when permitted (`RealtimePriority`): a datagram that waits in the socket while
+    /// its reader waits for a core would read as silence.
     public init(listen: Endpoint, peerAddress: Endpoint, vm: String, node: String, peerName: String,
                 heard: @escaping @Sendable () -> Void) throws(TransportError) {
         guard let local = try listen.resolve(passive: true, socketType: Int32(SOCK_DGRAM.rawValue)).first else {
@@ -48,6 +50,7 @@ public final class HeartbeatDatagrams: @unchecked Sendable {
         expected = "USHB1 \(vm) \(peerName) "
         let expected = self.expected
         thread = JoinableThread(name: "heartbeat-udp") {
+            RealtimePriority.raiseCurrentThread()
             var buffer = [UInt8](repeating: 0, count: 512)
             while true {
                 let count = recv(fd, &buffer, buffer.count, 0)
