@@ -180,6 +180,8 @@ public final class BackupReceiver: @unchecked Sendable {
         let welcomed = Latch()
         if let interval = configuration.heartbeatInterval {
             heartbeats = JoinableThread(name: "backup-heartbeat") {
+                // A heartbeat sent late on a busy host reads as a lost backup (`RealtimePriority`).
+                RealtimePriority.raiseCurrentThread()
                 // Nothing but WELCOME may come first: the primary refuses any other frame before it.
                 while !welcomed.wait(timeout: interval) {
                     if sessionOver.isSet { return }

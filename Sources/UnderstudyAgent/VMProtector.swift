@@ -92,15 +92,11 @@ public final class VMProtector: @unchecked Sendable {
 
     /// Runs until stopped, switched over or fenced. Call on a dedicated thread.
     public func run() -> Outcome {
-        // The datagram path tells the backup this node lives even while the replication link is
-        // down, and the session that the backup lives while its replication stream is slow.
+        // The datagram path tells the backup this node lives even while the replication link is down.
         let done = Latch()
         let datagrams = configuration.heartbeatDatagrams.flatMap { path in
             try? HeartbeatDatagrams(listen: path.listen, peerAddress: path.peer, vm: configuration.vm.id, node: configuration.nodeName,
-                                    peerName: configuration.peerName) { [weak self] in
-                let now = ContinuousClock.now
-                self?.state.withLock { $0.replicator }?.liveness.withLock { _ = $0?.heard(on: .datagram, at: now) }
-            }
+                                    peerName: configuration.peerName, heard: {})
         }
         if configuration.heartbeatDatagrams != nil, datagrams == nil {
             logger.error("cannot open the datagram heartbeat path", metadata: ["listen": "\(configuration.heartbeatDatagrams!.listen)"])

@@ -27,9 +27,12 @@ public struct DemoReport: Sendable, Codable {
     public var failoverMs: Double?
     /// Where `failoverMs` went, from the backup's log.
     public var failoverBreakdown: FailoverTimeline?
-    /// Times a node decided its peer was lost before the kill (the backup: "primary lost"; the
-    /// primary: "backup lost"): false alarms of the heartbeat timeout. Must be 0.
+    /// Times the backup decided the live primary was lost ("primary lost") before the kill: false
+    /// takeovers of the heartbeat timeout. Must be 0.
     public var falseAlarms = 0
+    /// Times the primary ended a session because the live backup looked lost ("backup lost"):
+    /// no takeover, but a resynchronisation.
+    public var backupLostBeforeKill = 0
     /// The counter client's round trip (one connection, one request at a time), p50: while the VM
     /// was protected (before the drill), and after the failover, where the survivor runs it
     /// unprotected (its peer is dead); and what protection adds, protected minus unprotected.
@@ -92,7 +95,7 @@ public struct DemoReport: Sendable, Codable {
                 : failoverMs == nil ? "the client got no reply after the failover"
                 : lostAcknowledgedOutput > 0 ? "the client had received \(lostAcknowledgedOutput) values the survivor does not continue from"
                 : !increasing ? "the client's values after the failover did not increase"
-                : falseAlarms > 0 ? "a node took its live peer for lost \(falseAlarms) times before the kill" : "the survivor's disk and memory disagree"
+                : falseAlarms > 0 ? "the backup took the live primary for lost \(falseAlarms) times before the kill" : "the survivor's disk and memory disagree"
         }
     }
 }

@@ -308,7 +308,7 @@ public final class VMDemo: @unchecked Sendable {
         report.failoverBreakdown = FailoverTimeline(backupLog: backupLog, killedAt: killedAtWallClock,
                                                     firstReplyAt: report.failoverMs.map { killedAtWallClock.addingTimeInterval($0 / 1000) })
         report.falseAlarms = FailoverTimeline.times(of: FailoverTimeline.lost, in: backupLog).filter { $0 < killedAtWallClock }.count
-            + FailoverTimeline.times(of: "backup lost", in: primaryLog).filter { $0 < killedAtWallClock }.count
+        report.backupLostBeforeKill = FailoverTimeline.times(of: "backup lost", in: primaryLog).filter { $0 < killedAtWallClock }.count
         // The survivor's own view: its counter in memory and in the file on its disk.
         let survivor = try? client.request("s", timeout: .seconds(10)).split(separator: " ")
         if let survivor, survivor.count == 4, let memory = UInt64(survivor[1]), let file = UInt64(survivor[2]), let lines = UInt64(survivor[3]) {

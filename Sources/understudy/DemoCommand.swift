@@ -150,7 +150,7 @@ extension DemoReport {
             p99 \(String(format: "%.1f", pauseMsP99)) ms, max \(String(format: "%.1f", pauseMsMax)) ms, \(String(format: "%.0f", dirtyPagesPerCheckpoint)) dirty pages per checkpoint, \
             \(String(format: "%.1f", Double(wireBytes) / 1e6)) MB on the wire for \(String(format: "%.1f", Double(rawBytes) / 1e6)) MB of pages
               drill             \(drillOk ? "passed" : "FAILED"): recovery \(milliseconds(drillRecoveryMs)), recovered state \(milliseconds(drillStateAgeMs)) old
-              failover          heartbeat timeout \(milliseconds(heartbeatTimeoutMs)), \(falseAlarms) false alarms before the kill; \
+              failover          heartbeat timeout \(milliseconds(heartbeatTimeoutMs)), \(falseAlarms) false takeover alarms and \(backupLostBeforeKill) sessions lost before the kill; \
             the client's next reply on its connection \(milliseconds(failoverMs)) after the kill: detection \(milliseconds(failoverBreakdown?.detectionMs)), \
             fence \(milliseconds(failoverBreakdown?.fenceMs)), activation \(milliseconds(failoverBreakdown?.activationMs)), \
             resumed VM to the reply \(milliseconds(failoverBreakdown?.resumeToReplyMs))

@@ -42,7 +42,7 @@ struct DemoReportTests {
         #expect(report.roundTripAddedMsP50 == nil)
     }
 
-    @Test("a node that took its live peer for lost fails the demo, whatever the client saw")
+    @Test("a backup that took the live primary for lost fails the demo, whatever the client saw")
     func falseAlarmsFail() {
         var report = DemoReport(protectedSeconds: 1, heartbeatTimeoutMs: 200)
         report.failoverMs = 300
