@@ -19,17 +19,18 @@ import UnderstudyTransport
 /// are the baseline: what the service costs without a failover. Target: failover time ≤ timeout
 /// + 150 ms.
 ///
-/// The failover a client of the VM sees is measured too: a `CounterClient` keeps one TCP
-/// connection, asking back to back, and its first reply after the kill on that same connection
-/// needs its own TCP retransmission (or the guest's) to cross over. Its breakdown, from the
-/// backup's log (`FailoverTimeline`): detection (kill → the backup decides), fence, activation
-/// (→ the VM runs), and resumed VM → that reply.
+/// Every other trial measures the failover a client of the VM sees instead: a `CounterClient`
+/// keeps one TCP connection, asking back to back, and its first reply after the kill on that same
+/// connection (the guest's service serves one connection at a time, so the two kinds of trial
+/// cannot share a VM). Its breakdown, from the backup's log (`FailoverTimeline`): detection (kill
+/// → the backup decides), fence, activation (→ the VM runs), and resumed VM → that reply.
 struct FailoverBench {
     let trials: Int
     static let timeoutsMilliseconds = [100, 200, 500]
     static let targetSlackMilliseconds = 150.0
 
-    init(quick: Bool) { trials = quick ? 3 : 10 }
+    /// Half of them with fresh connections, half on the client's own connection.
+    init(quick: Bool) { trials = quick ? 4 : 10 }
 
     func run() throws -> [String: Any] {
         let temporary = try TemporaryDirectory("fobench")
@@ -48,20 +49,25 @@ struct FailoverBench {
             var connection: [Double] = []
             var breakdowns: [FailoverTimeline] = []
             for trial in 1...trials {
-                let result = try runTrial(timeoutMs: timeout, trial: trial, network: network, workspace: workspace)
-                times.append(result.failoverMs)
-                durable.append(result.durableMs)
-                handshakes.append(result.handshakeMs)
+                let sameConnection = trial % 2 == 0
+                let result = try runTrial(timeoutMs: timeout, trial: trial, sameConnection: sameConnection, network: network, workspace: workspace)
                 baselineStatus.append(result.baselineStatusMs)
                 baselineDurable.append(result.baselineDurableMs)
-                connection.append(result.connectionFailoverMs)
-                breakdowns.append(result.breakdown)
-                log(String(format: "timeout %d ms, trial %d: failover %.0f ms (first handshake %.0f ms), first durable write %.0f ms, "
-                           + "the client's own connection %.0f ms (detection %.0f, fence %.0f, activation %.0f, resumed VM → reply %.0f ms); "
-                           + "before the kill: status %.0f ms, durable write %.0f ms", timeout, trial, result.failoverMs, result.handshakeMs,
-                           result.durableMs, result.connectionFailoverMs, result.breakdown.detectionMs ?? -1, result.breakdown.fenceMs ?? -1,
-                           result.breakdown.activationMs ?? -1, result.breakdown.resumeToReplyMs ?? -1, result.baselineStatusMs,
-                           result.baselineDurableMs))
+                if let fresh = result.fresh {
+                    times.append(fresh.failoverMs)
+                    durable.append(fresh.durableMs)
+                    handshakes.append(fresh.handshakeMs)
+                    log(String(format: "timeout %d ms, trial %d: failover %.0f ms (first handshake %.0f ms), first durable write %.0f ms; "
+                               + "before the kill: status %.0f ms, durable write %.0f ms", timeout, trial, fresh.failoverMs, fresh.handshakeMs,
+                               fresh.durableMs, result.baselineStatusMs, result.baselineDurableMs))
+                }
+                if let own = result.connectionFailoverMs {
+                    connection.append(own)
+                    breakdowns.append(result.breakdown)
+                    log(String(format: "timeout %d ms, trial %d: the client's own connection %.0f ms (detection %.0f, fence %.0f, activation %.0f, "
+                               + "resumed VM → reply %.0f ms)", timeout, trial, own, result.breakdown.detectionMs ?? -1, result.breakdown.fenceMs ?? -1,
+                               result.breakdown.activationMs ?? -1, result.breakdown.resumeToReplyMs ?? -1))
+                }
             }
             times.sort()
             let target = Double(timeout) + Self.targetSlackMilliseconds
@@ -91,19 +97,18 @@ struct FailoverBench {
 
     private struct TrialResult {
         /// Kill → first status reply, → first TCP handshake the guest completed, and → first
-        /// reply to a durable write.
-        var failoverMs: Double
-        var handshakeMs: Double
-        var durableMs: Double
+        /// reply to a durable write, on fresh connections (nil in a same-connection trial).
+        var fresh: (failoverMs: Double, handshakeMs: Double, durableMs: Double)?
         /// The two requests' round trips (fresh connection each) on the protected primary.
         var baselineStatusMs: Double
         var baselineDurableMs: Double
-        /// Kill → the next reply on the counter client's connection, and where that time went.
-        var connectionFailoverMs: Double
+        /// Kill → the next reply on the counter client's connection (nil in a fresh-connection
+        /// trial), and where the time to the first reply went.
+        var connectionFailoverMs: Double?
         var breakdown: FailoverTimeline
     }
 
-    private func runTrial(timeoutMs: Int, trial: Int, network: PairNetwork, workspace: String) throws -> TrialResult {
+    private func runTrial(timeoutMs: Int, trial: Int, sameConnection: Bool, network: PairNetwork, workspace: String) throws -> TrialResult {
         let directory = "\(workspace)/t\(timeoutMs)-\(trial)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: "\(directory)/certs", withDestinationPath: "\(workspace)/certs")
@@ -139,32 +144,38 @@ struct FailoverBench {
         Thread.sleep(forTimeInterval: 1)
         let baselineStatus = ServiceProbe.roundTripMilliseconds(network: network, request: .status)
         let baselineDurable = ServiceProbe.roundTripMilliseconds(network: network, request: .durableWrite)
-        let client = CounterClient(network: network)
-        client.start()
-        defer { client.stop() }
-        guard client.waitForReplies(20, timeout: .seconds(30)) else { throw BenchError("the counter client got no replies; see \(directory)") }
+        let client = sameConnection ? CounterClient(network: network) : nil
+        client?.start()
+        defer { client?.stop() }
+        if let client, !client.waitForReplies(20, timeout: .seconds(30)) { throw BenchError("the counter client got no replies; see \(directory)") }
         Thread.sleep(forTimeInterval: 1)
         let qemuPID = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
         let killed = ContinuousClock.now
         let killedAtWallClock = Date()
-        let repliesBeforeKill = client.history.count
+        let repliesBeforeKill = client?.history.count ?? 0
         kill(primary.processIdentifier, SIGKILL)
         kill(qemuPID, SIGKILL)
-        guard let answered = ServiceProbe.firstReply(network: network, request: .status, timeout: .seconds(30)),
-              let wrote = ServiceProbe.firstReply(network: network, request: .durableWrite, timeout: .seconds(30)) else {
-            throw BenchError("the backup never answered after the kill; see \(directory)/backup.log")
+        let firstReply: Duration
+        var result = TrialResult(baselineStatusMs: baselineStatus, baselineDurableMs: baselineDurable,
+                                 breakdown: FailoverTimeline(backupLog: "", killedAt: killedAtWallClock, firstReplyAt: nil))
+        if let client {
+            guard client.waitForReplies(repliesBeforeKill + 1, timeout: .seconds(30)), client.reconnects == 0 else {
+                throw BenchError("the counter client's connection did not survive the failover: \(client.errors); see \(directory)")
+            }
+            firstReply = client.history[repliesBeforeKill].at - killed
+            result.connectionFailoverMs = firstReply.seconds * 1000
+        } else {
+            guard let answered = ServiceProbe.firstReply(network: network, request: .status, timeout: .seconds(30)),
+                  let wrote = ServiceProbe.firstReply(network: network, request: .durableWrite, timeout: .seconds(30)) else {
+                throw BenchError("the backup never answered after the kill; see \(directory)/backup.log")
+            }
+            firstReply = answered.replied - killed
+            result.fresh = (firstReply.seconds * 1000, (answered.connected - killed).seconds * 1000, (wrote.replied - killed).seconds * 1000)
         }
-        guard client.waitForReplies(repliesBeforeKill + 1, timeout: .seconds(30)), client.reconnects == 0 else {
-            throw BenchError("the counter client's connection did not survive the failover: \(client.errors); see \(directory)")
-        }
-        let connectionFailover = client.history[repliesBeforeKill].at - killed
         let backupLog = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
-        return TrialResult(failoverMs: (answered.replied - killed).seconds * 1000,
-                           handshakeMs: (answered.connected - killed).seconds * 1000, durableMs: (wrote.replied - killed).seconds * 1000,
-                           baselineStatusMs: baselineStatus, baselineDurableMs: baselineDurable,
-                           connectionFailoverMs: connectionFailover.seconds * 1000,
-                           breakdown: FailoverTimeline(backupLog: backupLog, killedAt: killedAtWallClock,
-                                                       firstReplyAt: killedAtWallClock.addingTimeInterval(connectionFailover.seconds)))
+        result.breakdown = FailoverTimeline(backupLog: backupLog, killedAt: killedAtWallClock,
+                                            firstReplyAt: killedAtWallClock.addingTimeInterval(firstReply.seconds))
+        return result
     }
 
     private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
