@@ -152,9 +152,11 @@ struct FailoverBench {
         let qemuPID = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
         let killed = ContinuousClock.now
         let killedAtWallClock = Date()
-        let repliesBeforeKill = client?.history.count ?? 0
         kill(primary.processIdentifier, SIGKILL)
         kill(qemuPID, SIGKILL)
+        // Replies that arrive until the agent is gone left its gate before the kill took effect.
+        primary.waitUntilExit()
+        let repliesBeforeKill = client?.history.count ?? 0
         let firstReply: Duration
         var result = TrialResult(baselineStatusMs: baselineStatus, baselineDurableMs: baselineDurable,
                                  breakdown: FailoverTimeline(backupLog: "", killedAt: killedAtWallClock, firstReplyAt: nil))
