@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import Synchronization
 import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudySystem
@@ -34,6 +35,8 @@ public final class BackupReceiver: @unchecked Sendable {
     private let decoders: [PageDecoder]
     /// Held by the apply thread for each piece of replica work, and by `withReplicaPaused`.
     private let storeLock = NSLock()
+    /// The guest's input the primary forwarded (input-replay), kept across sessions for a takeover.
+    private let guestInput = Mutex(GuestInputLog())
 
     private let events: @Sendable (BackupEvent) -> Void
 
@@ -114,6 +117,13 @@ public final class BackupReceiver: @unchecked Sendable {
         return try body(store)
     }
 
+    /// The frames to give the guest when it is activated from the replica now: what it received on
+    /// the primary from the committed checkpoint's epoch on (see `GuestInputLog`).
+    public func guestInputToReplay() -> [[UInt8]] {
+        let committed = store.state.committedEpoch
+        return guestInput.withLock { $0.replay(onto: committed) }
+    }
+
     /// Waits until no session is active (after `stop`, the last one has applied what it sealed).
     public func waitUntilIdle() {
         while true {
@@ -172,6 +182,8 @@ public final class BackupReceiver: @unchecked Sendable {
         let welcomed = Latch()
         if let interval = configuration.heartbeatInterval {
             heartbeats = JoinableThread(name: "backup-heartbeat") {
+                // A heartbeat sent late on a busy host reads as a lost backup (`RealtimePriority`).
+                RealtimePriority.raiseCurrentThread()
                 // Nothing but WELCOME may come first: the primary refuses any other frame before it.
                 while !welcomed.wait(timeout: interval) {
                     if sessionOver.isSet { return }
@@ -210,6 +222,7 @@ public final class BackupReceiver: @unchecked Sendable {
             switch work {
             case .syncPages(let batch): stats.syncPages += batch.entries.count
             case .commit(let staged):
+                guestInput.withLock { $0.committed(staged.epoch) }
                 stats.checkpointsCommitted += 1
                 stats.committedEpoch = staged.epoch
                 stats.pagesApplied += staged.pageCount
@@ -254,6 +267,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 try? connection.send(.reject(close))
                 return fail("refused primary: \(close.message)")
             case .beginSync:
+                guestInput.withLock { $0.removeAll() }
                 applier.enqueue(.beginSync)
             case .applySyncPages(let batch):
                 applier.enqueue(.syncPages(batch))
@@ -280,6 +294,8 @@ public final class BackupReceiver: @unchecked Sendable {
                 if machine.agreedCapabilities.contains(.heartbeatEcho) { try? connection.send(.heartbeatEcho(beat)) }
             case .heartbeatEcho(let beat):
                 configuration.metrics?.heartbeatEchoed(beat)
+            case .recordGuestInput(let epoch, let frame):
+                guestInput.withLock { $0.record(epoch: epoch, frame: frame) }
             case .peerClosed(let close):
                 if close.code == .switchover {
                     logger.notice("the primary hands the VM over", metadata: ["reason": "\(close.message)"])

@@ -77,9 +77,19 @@ public final class BackupSupervisor: @unchecked Sendable {
     /// Serves until stopped or until this node must activate. Call on a dedicated thread.
     public func run() -> Outcome {
         let server = JoinableThread(name: "backup-accept") { [receiver] in receiver.serve() }
+        let done = Latch()
+        // Its own thread, under real-time scheduling: this loop may wait for the witness.
+        let beating = datagrams.map { datagrams in
+            JoinableThread(name: "heartbeat-udp-send") { [interval = configuration.heartbeat.interval] in
+                RealtimePriority.raiseCurrentThread()
+                repeat { datagrams.send() } while !done.wait(timeout: interval)
+            }
+        }
         logger.notice("backup serving", metadata: ["vm": "\(configuration.vm.id)", "listen": "\(receiver.endpoint)",
                                                    "automatic-failover": "\(configuration.automaticFailover)", "fence": "\(fence.kind)"])
         defer {
+            done.trigger()
+            beating?.join()
             receiver.stop()
             server.join()
             receiver.waitUntilIdle()
@@ -89,11 +99,7 @@ public final class BackupSupervisor: @unchecked Sendable {
         let poll = max(configuration.heartbeat.interval / 4, .milliseconds(2))
         while !stop.wait(timeout: poll) {
             let now = ContinuousClock.now
-            let decision = shared.monitor.withLock { $0.poll(now: now) }
-            if decision.sendHeartbeat, let datagrams {
-                datagrams.send()
-                shared.monitor.withLock { $0.sent(at: now) }
-            }
+            _ = shared.monitor.withLock { $0.poll(now: now) }
             let requested = shared.requests.withLock { ($0.handover, $0.forced) }
             if requested.0 {
                 // The primary released the witness before its GOODBYE: the lease is ours to take.

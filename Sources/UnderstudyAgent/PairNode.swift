@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import UnderstudyNetwork
 import UnderstudyQEMU
 import UnderstudyReplica
 import UnderstudySystem
@@ -163,15 +164,19 @@ public final class PairNode: @unchecked Sendable {
                 }
                 note("activating: \(reason)")
                 logger.notice("taking over", metadata: ["reason": "\(reason)"])
-                next = try runPrimary(booting: supervisor.receiver.store, standby: standby, decidedAt: .now)
+                next = try runPrimary(booting: supervisor.receiver.store, standby: standby, replaying: supervisor.receiver.guestInputToReplay(),
+                                      decidedAt: .now)
             }
         }
     }
 
     /// Runs the VM here, booted or activated from `replica`, and protects it until the role ends.
     /// Returns the next role.
-    /// - Parameter decidedAt: when this node decided to take over (for the log: how long it took).
-    private func runPrimary(booting replica: ReplicaStore?, standby: StandbyVM? = nil,
+    /// - Parameters:
+    ///   - replaying: frames the guest received on the old primary that the replica may lack,
+    ///     given to it as soon as it runs.
+    ///   - decidedAt: when this node decided to take over (for the log: how long it took).
+    private func runPrimary(booting replica: ReplicaStore?, standby: StandbyVM? = nil, replaying: [[UInt8]] = [],
                             decidedAt: ContinuousClock.Instant = .now) throws -> Start {
         let preload = Self.preloadLibrary(logger)
         let diskImage = replica?.diskPath ?? configuration.vm.diskImage
@@ -193,6 +198,13 @@ public final class PairNode: @unchecked Sendable {
         let beforeStop: @Sendable () -> Void = { devices.synchronizeDiskBeforeStop() }
         let source: QEMUCheckpointSource
         let firstEpoch: UInt64
+        if activated, let mac = ReverseARP.macAddress(configuration.mac) {
+            // This node holds the fence: the switches may send the VM's traffic here now. What
+            // arrives while QEMU loads waits in QEMU for the guest, so a client's retransmission
+            // sent meanwhile is answered the moment the guest runs instead of at its next one
+            // (hundreds of milliseconds later: TCP backs off).
+            devices.gate?.announce(mac: mac)
+        }
         if let replica {
             let activation = try Activator.activate(store: replica, description: configuration.vm, preloadLibrary: preload,
                                                     tracking: configuration.dirtyTracking, extraArguments: devices.qemuArguments,
@@ -203,6 +215,12 @@ public final class PairNode: @unchecked Sendable {
             print(String(format: "VM %@ running from checkpoint %llu (activated in %.0f ms, %.0f ms after the decision to take over)",
                          configuration.vm.id, activation.epoch, activation.duration.seconds * 1000, (ContinuousClock.now - decidedAt).seconds * 1000))
             fflush(nil)
+            if !replaying.isEmpty {
+                // A client's request that reached the old primary's guest after this checkpoint is
+                // answered now, not at the client's next retransmission.
+                let given = devices.gate?.deliverToGuest(replaying) ?? 0
+                logger.notice("replayed the guest's input the checkpoint may lack", metadata: ["frames": "\(given)", "of": "\(replaying.count)"])
+            }
         } else {
             source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preload, tracking: configuration.dirtyTracking,
                                               extraArguments: devices.qemuArguments, boundary: boundary, beforeStop: beforeStop,

@@ -7,6 +7,9 @@ extension PrimaryReplicator {
     /// and the backup's end of the session.
     /// - Parameter echoHeartbeats: the session agreed heartbeat-echo: answer the backup's heartbeats.
     func receiveLoop(_ connection: FrameConnection, sender: FrameSender, echoHeartbeats: Bool) {
+        // Real-time (it does little per frame): an acknowledgement or heartbeat read late on a
+        // busy host holds output, or reads as a lost backup.
+        RealtimePriority.raiseCurrentThread()
         while true {
             let frame: Frame
             do {

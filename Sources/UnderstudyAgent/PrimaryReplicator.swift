@@ -17,7 +17,9 @@ public final class PrimaryReplicator: @unchecked Sendable {
     let logger: Logger
     let session: SessionGuard
     private var connection: FrameConnection?
-    private var sender: FrameSender?
+    private(set) var sender: FrameSender?
+    /// What the backup's WELCOME agreed (set by `start`).
+    private(set) var agreedCapabilities: Capabilities = []
     private var receiver: JoinableThread?
     private var heartbeats: JoinableThread?
     /// Signs of life from the backup, fed by the receiver thread, read by the heartbeat thread.
@@ -85,6 +87,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
             connection.close()
             throw ProtocolError.unexpected("handshake ended without WELCOME")
         }
+        agreedCapabilities = capabilities
         let encoder = CheckpointEncoder(identity: source.identity, capabilities: capabilities, compression: configuration.compression,
                                         lastSent: configuration.backlog?.lastSent)
         self.encoder = encoder

@@ -107,6 +107,7 @@ public final class VMProtector: @unchecked Sendable {
         self.datagrams = datagrams
         let beating = datagrams.map { datagrams in
             JoinableThread(name: "heartbeat-udp-send") { [interval = configuration.heartbeat.interval] in
+                RealtimePriority.raiseCurrentThread()
                 repeat { datagrams.send() } while !done.wait(timeout: interval)
             }
         }
@@ -164,12 +165,14 @@ public final class VMProtector: @unchecked Sendable {
             state.withLock { $0.machine.sessionStarted() }
             logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(primaryConfiguration.backup)",
                                                    "first-epoch": "\(nextEpoch)"])
+            devices.gate?.observeGuestInput(replicator.guestInputForwarder)
             var failure: Error?
             do {
                 try replicator.runCheckpoints(shouldStop: { [self] in stop.isSet || state.withLock { $0.machine.checkpointsShouldStop } })
             } catch {
                 failure = error
             }
+            devices.gate?.observeGuestInput(nil)
             nextEpoch = max(replicator.lastCapturedEpoch, nextEpoch - 1) + 1
             guard let failure else {
                 switch state.withLock({ $0.machine.sessionEnded() }) {

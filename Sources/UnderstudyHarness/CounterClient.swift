@@ -12,7 +12,12 @@ import Glibc
 public final class CounterClient: @unchecked Sendable {
     public struct Reply: Sendable {
         public let value: UInt64
+        /// When the request went out and when its reply came back.
+        public let sent: ContinuousClock.Instant
         public let at: ContinuousClock.Instant
+
+        /// The request's round trip (one request at a time: nothing else waited on the connection).
+        public var roundTrip: Duration { at - sent }
     }
 
     private let network: PairNetwork
@@ -48,12 +53,13 @@ public final class CounterClient: @unchecked Sendable {
                 defer { close(socket) }
                 while !isStopping {
                     do {
+                        let sent = ContinuousClock.now
                         let line = try Self.exchange(socket, "n")
                         guard let value = UInt64(line) else {
                             note("unexpected reply \"\(line)\"")
                             return
                         }
-                        lock.withLock { replies.append(Reply(value: value, at: .now)) }
+                        lock.withLock { replies.append(Reply(value: value, sent: sent, at: .now)) }
                     } catch {
                         note("connection broke: \(error)")
                         break

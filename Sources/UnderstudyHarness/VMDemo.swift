@@ -4,6 +4,7 @@ import Logging
 import Glibc
 #endif
 import UnderstudyAgent
+import UnderstudyProtocol
 import UnderstudySystem
 
 /// `understudy demo`: a real Linux VM protected on this machine, end to end, with the agents an
@@ -44,9 +45,19 @@ public final class VMDemo: @unchecked Sendable {
 
     /// The guest's counter service's port (Deploy/guest/counter-service.c).
     static let servicePort: UInt16 = 7000
-    /// A primary is lost after 1 s of silence: shorter timeouts can mistake a primary starved of
-    /// CPU on a busy two-core machine (two TCG guests during the drill) for a dead one.
-    static let heartbeat = "[heartbeat]\ninterval_ms = 100\nmissed = 10\n"
+    /// A peer is lost after 200 ms of silence (heartbeats every 40 ms when nothing else is sent),
+    /// also on a busy two-core machine running two TCG guests during the drill: besides the
+    /// replication connection, whose threads may wait for a core, the nodes send each other UDP
+    /// heartbeats from real-time threads (`heartbeat.udp_listen`), and a peer is lost only when
+    /// both paths are silent.
+    static let heartbeatConfiguration = HeartbeatMonitor.Configuration(interval: .milliseconds(40), missedLimit: 5)
+    static let datagramPort = 7401
+    static func heartbeat(listen: String, peer: String) -> String {
+        "[heartbeat]\ninterval_ms = \(heartbeatConfiguration.interval.wholeMilliseconds)\n"
+            + "missed = \(heartbeatConfiguration.missedLimit)\nmin_timeout_ms = \(heartbeatConfiguration.minimumTimeout.wholeMilliseconds)\n"
+            + "udp_listen = \"\(listen):\(datagramPort)\"\nudp_peer = \"\(peer):\(datagramPort)\"\n"
+    }
+    static var heartbeatTimeoutMs: Double { heartbeatConfiguration.timeout.seconds * 1000 }
 
     private let options: Options
     private let stop: StopSignal
@@ -58,6 +69,8 @@ public final class VMDemo: @unchecked Sendable {
     private var network: PairNetwork?
     private var agents: [Process] = []
     private var client: CounterClient?
+    /// The client's round trips while the VM was protected and nothing else ran (before the drill).
+    private var protectedRoundTrips: [Duration] = []
 
     /// `say` receives the progress, a line at a time; `logger` is the in-process drill's.
     public init(options: Options, stop: StopSignal, logger: Logger, say: @escaping @Sendable (String) -> Void) {
@@ -103,7 +116,7 @@ public final class VMDemo: @unchecked Sendable {
             throw HarnessError("the demo needs:\n  - " + missing.joined(separator: "\n  - ") + "\n(./Deploy/install.sh installs the packages and fetches the kernel)")
         }
         defer { cleanUp() }
-        var report = DemoReport(protectedSeconds: options.protectedSeconds)
+        var report = DemoReport(protectedSeconds: options.protectedSeconds, heartbeatTimeoutMs: Self.heartbeatTimeoutMs)
         let configs = try prepare()
         let (primary, protectedAt) = try startPair(configs)
         let client = CounterClient(network: network!, port: Self.servicePort)
@@ -148,12 +161,12 @@ public final class VMDemo: @unchecked Sendable {
                 replica_dir = "/dev/shm/understudy-\(vm)-replica-p"
                 [failover]
                 without_witness = true
-                \(Self.heartbeat)
+                \(Self.heartbeat(listen: network.nodeAddresses[0], peer: network.nodeAddresses[1]))
                 """,
             backupExtra: """
                 [failover]
                 without_witness = true
-                \(Self.heartbeat)
+                \(Self.heartbeat(listen: network.nodeAddresses[1], peer: network.nodeAddresses[0]))
                 [drill]
                 sandbox_address = "\(network.clientAddress)/\(network.prefixLength)"
                 """)
@@ -209,6 +222,8 @@ public final class VMDemo: @unchecked Sendable {
             + "(from the agents' control sockets, as `understudy status` shows them)")
         say("        s   epoch  ckpt/s  pause p50  pause p99  dirty pages/ckpt  wire MB  wire MB/s  backup epoch  client value")
         let end = ContinuousClock.now + .milliseconds(Int(options.protectedSeconds * 1000))
+        let first = client.history.count
+        defer { protectedRoundTrips = client.history.dropFirst(first).map(\.roundTrip) }
         var second = 0
         var lastWire = status(.primary)?.primary?.wireBytes ?? 0
         repeat {
@@ -251,11 +266,13 @@ public final class VMDemo: @unchecked Sendable {
         if let last = status(.primary)?.primary { report.record(last) }
         let qemu = Int32((try? String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)) ?? "") ?? 0
         say("[5/5] failover: SIGKILL to the primary agent (pid \(primary.processIdentifier)) and its QEMU (pid \(qemu)), "
-            + "as if its host died; the backup notices after 1 s of silence (heartbeats) and resumes the VM from the last checkpoint")
+            + "as if its host died; the backup notices after \(Int(Self.heartbeatTimeoutMs)) ms of silence (heartbeats) "
+            + "and resumes the VM from the last checkpoint")
         // The agent first: with it gone nothing leaves the output gate, whatever QEMU still does.
         kill(primary.processIdentifier, SIGKILL)
         if qemu > 0 { kill(qemu, SIGKILL) }
         let killedAt = ContinuousClock.now
+        let killedAtWallClock = Date()
         primary.waitUntilExit()
         let before = client.history
         report.clientRepliesBeforeKill = before.count
@@ -273,8 +290,9 @@ public final class VMDemo: @unchecked Sendable {
             report.message = "\(error); \(client.errors)"
         }
         if stop.isSet { throw HarnessError("interrupted") }
-        // A few more replies show the connection really goes on.
-        try? waitFor("more replies", timeout: .seconds(5)) { client.history.count >= before.count + 20 }
+        // More replies show the connection really goes on, and time the survivor's round trips
+        // (unprotected: its peer is dead).
+        try? waitFor("more replies", timeout: .seconds(3)) { client.history.count >= before.count + 300 }
         client.stop()
         let history = client.history
         let after = history.dropFirst(before.count)
@@ -283,6 +301,14 @@ public final class VMDemo: @unchecked Sendable {
         report.firstValueAfterFailover = after.first?.value
         report.failoverMs = after.first.map { ($0.at - killedAt).seconds * 1000 }
         report.connectionSurvived = !after.isEmpty && client.reconnects == 0
+        // The first reply after the kill carries the failover; the ones after it are the survivor's usual.
+        report.recordRoundTrips(protected: protectedRoundTrips, unprotected: after.dropFirst().map(\.roundTrip))
+        let backupLog = (try? String(contentsOfFile: "\(directory)/backup.log", encoding: .utf8)) ?? ""
+        let primaryLog = (try? String(contentsOfFile: "\(directory)/primary.log", encoding: .utf8)) ?? ""
+        report.failoverBreakdown = FailoverTimeline(backupLog: backupLog, killedAt: killedAtWallClock,
+                                                    firstReplyAt: report.failoverMs.map { killedAtWallClock.addingTimeInterval($0 / 1000) })
+        report.falseAlarms = FailoverTimeline.times(of: FailoverTimeline.lost, in: backupLog).filter { $0 < killedAtWallClock }.count
+        report.backupLostBeforeKill = FailoverTimeline.times(of: "backup lost", in: primaryLog).filter { $0 < killedAtWallClock }.count
         // The survivor's own view: its counter in memory and in the file on its disk.
         let survivor = try? client.request("s", timeout: .seconds(10)).split(separator: " ")
         if let survivor, survivor.count == 4, let memory = UInt64(survivor[1]), let file = UInt64(survivor[2]), let lines = UInt64(survivor[3]) {

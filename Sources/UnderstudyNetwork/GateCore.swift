@@ -31,6 +31,10 @@ final class GateCore: @unchecked Sendable {
     /// Mirrors whether the open epoch holds frames; set and cleared under the gate's lock, so
     /// that it never disagrees with the seals.
     private let outputWaiting: WaitableFlag?
+    /// Sees each frame written to the guest, with the epoch open then (see `OutputGate.observeGuestInput`).
+    private let inputObserver = Mutex<(@Sendable (UInt64, [UInt8]) -> Void)?>(nil)
+    /// Held for each frame written to QEMU: the TAP's and replayed frames must not interleave.
+    private let guestWrites = Mutex(())
 
     init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, warnUnbuffered: Bool,
          mayTransmit: @escaping @Sendable () -> Bool, outputWaiting: WaitableFlag?, logger: Logger) {
@@ -173,6 +177,11 @@ final class GateCore: @unchecked Sendable {
 
     func waitUntilSent(timeout: Duration) -> Bool { transmit.waitUntilSent(timeout: timeout) }
 
+    /// Queues a frame of the agent's own (not the guest's) for the TAP.
+    func transmitNow(_ frame: [UInt8]) {
+        countSendDrops(transmit.enqueue([frame]))
+    }
+
     /// The `gate-send` thread: writes released (or passed) frames to the TAP.
     func sendToTAP() {
         var failing = false
@@ -242,13 +251,20 @@ final class GateCore: @unchecked Sendable {
             let connection = link.withLock { $0.connection }
             // Safe: the pointer covers the prefix and the `n` bytes read, all inside the buffer.
             let failure: Int32? = connection.flatMap { connection in
-                buffer.withUnsafeBytes { GuestSocket.writeAll(connection.fd, UnsafeRawBufferPointer(rebasing: $0[0..<(4 + n)])) }
+                buffer.withUnsafeBytes { framed in
+                    guestWrites.withLock { _ in GuestSocket.writeAll(connection.fd, UnsafeRawBufferPointer(rebasing: framed[0..<(4 + n)])) }
+                }
             }
             if connection != nil && failure == nil {
                 failing = false
                 counters.withLock {
                     $0.framesToGuest += 1
                     $0.bytesToGuest += UInt64(n)
+                }
+                if let observe = inputObserver.withLock({ $0 }) {
+                    // A frame written after seal(n) reaches the guest after pause n: it belongs to n + 1.
+                    let open = gate.withLock { ($0.statistics.lastSealedEpoch ?? 0) + 1 }
+                    observe(open, Array(buffer[4..<(4 + n)]))
                 }
                 continue
             }
@@ -262,6 +278,29 @@ final class GateCore: @unchecked Sendable {
                 failing = true
             }
         }
+    }
+
+    func observeGuestInput(_ observer: (@Sendable (UInt64, [UInt8]) -> Void)?) {
+        inputObserver.withLock { $0 = observer }
+    }
+
+    /// Writes `frames` to QEMU between the TAP's frames; returns how many were written (none
+    /// without a QEMU connection).
+    func deliverToGuest(_ frames: [[UInt8]]) -> Int {
+        guard let connection = link.withLock({ $0.connection }) else { return 0 }
+        var written = 0
+        for frame in frames where frame.count <= GuestSocket.maxFrameLength {
+            let length = UInt32(frame.count)
+            let framed = [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + frame
+            let failure = framed.withUnsafeBytes { bytes in guestWrites.withLock { _ in GuestSocket.writeAll(connection.fd, bytes) } }
+            guard failure == nil else { break }
+            written += 1
+            counters.withLock {
+                $0.framesToGuest += 1
+                $0.bytesToGuest += UInt64(frame.count)
+            }
+        }
+        return written
     }
 
     // MARK: - Stopping

@@ -197,6 +197,27 @@ public final class OutputGate: @unchecked Sendable {
         core.logger.notice("output gate: \(mode)")
     }
 
+    /// Announces the guest's NIC (`mac`) on the TAP now, ahead of the guest: a backup taking over
+    /// sends it once it holds the fence, before QEMU has loaded the checkpoint, so that the
+    /// switches send the VM's traffic (clients' retransmissions) here while it loads; QEMU queues
+    /// what arrives and the guest receives it the moment it runs. It leaves like released output:
+    /// only while this node may transmit (`mayTransmit`).
+    public func announce(mac: [UInt8]) {
+        core.transmitNow(ReverseARP.announcement(of: mac))
+    }
+
+    /// Hands `observer` a copy of every frame written to the guest from the TAP, with the epoch
+    /// open when it was written (the last sealed + 1): the primary sends them to the backup
+    /// (input-replay). Called on the gate's TAP thread: it must not wait. Nil stops it.
+    public func observeGuestInput(_ observer: (@Sendable (_ epoch: UInt64, _ frame: [UInt8]) -> Void)?) {
+        core.observeGuestInput(observer)
+    }
+
+    /// Gives the guest `frames` (Ethernet frames) as if they came from the TAP: a backup that took
+    /// over replays the input its checkpoint may lack. Returns how many were written to QEMU.
+    @discardableResult
+    public func deliverToGuest(_ frames: [[UInt8]]) -> Int { core.deliverToGuest(frames) }
+
     /// A snapshot of the counters.
     public var statistics: Statistics { core.statistics }
 

@@ -37,6 +37,8 @@ public struct BackupSessionStateMachine: Sendable {
         case heartbeat(Heartbeat)
         /// The primary sent back one of our heartbeats (heartbeat-echo): a round trip ended.
         case heartbeatEcho(Heartbeat)
+        /// Keep this frame the guest received while `epoch` was open on the primary, for a takeover.
+        case recordGuestInput(epoch: UInt64, frame: [UInt8])
         /// The peer ended the session in order (GOODBYE); discard the open epoch.
         case peerClosed(SessionClose)
         /// The peer broke the protocol: send GOODBYE with this error, discard the open epoch, close.
@@ -122,6 +124,10 @@ public struct BackupSessionStateMachine: Sendable {
             return fail(.unexpected("heartbeat echo, but the session did not agree on the heartbeat-echo capability"))
         case (_, .heartbeatEcho(let beat)):
             return .heartbeatEcho(beat)
+        case (_, .guestInput) where !agreedCapabilities.contains(.inputReplay):
+            return fail(.unexpected("guest input, but the session did not agree on the input-replay capability"))
+        case (_, .guestInput(let epoch, let frame)):
+            return .recordGuestInput(epoch: epoch, frame: frame)
         case (_, .goodbye(let close)):
             state = .closed
             return .peerClosed(close)

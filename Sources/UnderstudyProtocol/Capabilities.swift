@@ -12,14 +12,17 @@ public struct Capabilities: OptionSet, Sendable, Hashable, CustomStringConvertib
     /// After a lost connection the primary may send CATCH_UP_BEGIN and one catch-up checkpoint
     /// on top of the backup's committed replica instead of a full synchronisation.
     public static let catchUp = Capabilities(rawValue: 1 << 5)
+    /// The primary sends the backup a copy of every frame its gate gives the guest (GUEST_INPUT),
+    /// so that a backup taking over gives the resumed guest what its checkpoint may lack.
+    public static let inputReplay = Capabilities(rawValue: 1 << 6)
 
     /// Everything this build implements.
-    public static let supported: Capabilities = [.lz4Pages, .xorDelta, .deviceState, .diskWrites, .heartbeatEcho, .catchUp]
+    public static let supported: Capabilities = [.lz4Pages, .xorDelta, .deviceState, .diskWrites, .heartbeatEcho, .catchUp, .inputReplay]
 
     public var description: String {
         let names: [(Capabilities, String)] = [
             (.lz4Pages, "lz4-pages"), (.xorDelta, "xor-delta"), (.deviceState, "device-state"), (.diskWrites, "disk-writes"),
-            (.heartbeatEcho, "heartbeat-echo"), (.catchUp, "catch-up"),
+            (.heartbeatEcho, "heartbeat-echo"), (.catchUp, "catch-up"), (.inputReplay, "input-replay"),
         ]
         var parts = names.filter { contains($0.0) }.map(\.1)
         let unknown = rawValue & ~Capabilities.supported.rawValue

@@ -17,5 +17,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case heartbeat = 0x40
     /// Only when both sides agreed the heartbeat-echo capability.
     case heartbeatEcho = 0x41
+    /// Only when both sides agreed the input-replay capability.
+    case guestInput = 0x42
     case goodbye = 0x50
 }

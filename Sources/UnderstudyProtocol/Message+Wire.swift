@@ -38,6 +38,11 @@ extension Message {
         case .ack(let epoch): Frame(.ack) { $0.write(epoch) }
         case .heartbeat(let beat): Self.heartbeatFrame(.heartbeat, beat)
         case .heartbeatEcho(let beat): Self.heartbeatFrame(.heartbeatEcho, beat)
+        case .guestInput(let epoch, let frame):
+            Frame(.guestInput, capacity: 8 + frame.count) { w in
+                w.write(epoch)
+                w.write(bytes: frame)
+            }
         }
     }
 
@@ -89,6 +94,7 @@ extension Message {
         case .ack: self = .ack(epoch: try r.readUInt64())
         case .heartbeat: self = .heartbeat(Heartbeat(sequence: try r.readUInt64(), senderTime: try r.readUInt64()))
         case .heartbeatEcho: self = .heartbeatEcho(Heartbeat(sequence: try r.readUInt64(), senderTime: try r.readUInt64()))
+        case .guestInput: self = .guestInput(epoch: try r.readUInt64(), frame: try r.readBytes(r.remaining))
         }
         try r.expectEnd()
     }

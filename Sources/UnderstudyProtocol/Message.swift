@@ -24,5 +24,8 @@ public enum Message: Sendable, Equatable {
     case heartbeat(Heartbeat)
     /// A HEARTBEAT sent back unchanged (heartbeat-echo capability): its sender's round trip.
     case heartbeatEcho(Heartbeat)
+    /// A frame the primary's gate gave the guest while epoch `epoch` was open (input-replay
+    /// capability): a backup taking over gives the resumed guest those its checkpoint may lack.
+    case guestInput(epoch: UInt64, frame: [UInt8])
     case goodbye(SessionClose)
 }

@@ -41,7 +41,9 @@ public final class HeartbeatDatagrams: @unchecked Sendable {
     }
 
     /// Binds `listen` and starts a thread that calls `heard` for each datagram from `peerName`
-    /// about `vm` that `HeartbeatDatagramVerifier` accepts; `send` goes to `peerAddress`.
+    /// about `vm` that `HeartbeatDatagramVerifier` accepts; `send` goes to `peerAddress`. The
+    /// receiving thread runs under real-time scheduling when permitted (`RealtimePriority`): a
+    /// datagram that waits in the socket while its reader waits for a core would read as silence.
     public init(listen: Endpoint, peerAddress: Endpoint, vm: String, node: String, peerName: String,
                 heard: @escaping @Sendable () -> Void) throws(TransportError) {
         guard let local = try listen.resolve(passive: true, socketType: Int32(SOCK_DGRAM.rawValue)).first else {
@@ -69,6 +71,7 @@ public final class HeartbeatDatagrams: @unchecked Sendable {
         self.shared = shared
         let peerIdentity = Self.identity(of: remote.address)
         thread = JoinableThread(name: "heartbeat-udp") {
+            RealtimePriority.raiseCurrentThread()
             var buffer = [UInt8](repeating: 0, count: HeartbeatDatagram.maximumLength + 1)
             var source = sockaddr_storage()
             while true {

@@ -147,10 +147,15 @@ extension DemoReport {
 
             summary
               protection        \(checkpoints) checkpoints (\(String(format: "%.1f", checkpointsPerSecond))/s), pause p50 \(String(format: "%.1f", pauseMsP50)) ms, \
-            p99 \(String(format: "%.1f", pauseMsP99)) ms, \(String(format: "%.0f", dirtyPagesPerCheckpoint)) dirty pages per checkpoint, \
+            p99 \(String(format: "%.1f", pauseMsP99)) ms, max \(String(format: "%.1f", pauseMsMax)) ms, \(String(format: "%.0f", dirtyPagesPerCheckpoint)) dirty pages per checkpoint, \
             \(String(format: "%.1f", Double(wireBytes) / 1e6)) MB on the wire for \(String(format: "%.1f", Double(rawBytes) / 1e6)) MB of pages
               drill             \(drillOk ? "passed" : "FAILED"): recovery \(milliseconds(drillRecoveryMs)), recovered state \(milliseconds(drillStateAgeMs)) old
-              failover          backup active after \(milliseconds(takeoverMs)); the client's next reply \(milliseconds(failoverMs)) after the kill
+              failover          heartbeat timeout \(milliseconds(heartbeatTimeoutMs)), \(falseAlarms) false takeover alarms and \(backupLostBeforeKill) sessions lost before the kill; \
+            the client's next reply on its connection \(milliseconds(failoverMs)) after the kill: detection \(milliseconds(failoverBreakdown?.detectionMs)), \
+            fence \(milliseconds(failoverBreakdown?.fenceMs)), activation \(milliseconds(failoverBreakdown?.activationMs)), \
+            resumed VM to the reply \(milliseconds(failoverBreakdown?.resumeToReplyMs))
+              round trip        p50 \(milliseconds(roundTripProtectedMsP50)) protected, \(milliseconds(roundTripUnprotectedMsP50)) unprotected \
+            (the survivor), added \(milliseconds(roundTripAddedMsP50))
               client            \(connectionSurvived ? "the same TCP connection throughout" : "connection NOT kept"): \(clientRepliesBeforeKill) replies before \
             the kill (last \(lastValueBeforeKill.map { "\($0)" } ?? "-")), \(clientRepliesAfterFailover) after (first \(firstValueAfterFailover.map { "\($0)" } ?? "-"))
               lost output       \(lostAcknowledgedOutput) values the client had received

@@ -29,6 +29,12 @@ struct DemoTests {
         #expect(report["drill_ok"] as? Bool == true, "\(report)")
         #expect((report["client_replies_after_failover"] as? Int ?? 0) > 0, "\(report)")
         #expect(report["survivor_disk_agrees"] as? Bool == true, "\(report)")
+        #expect(report["heartbeat_timeout_ms"] as? Double == 200, "\(report)")
+        #expect(report["false_alarms"] as? Int == 0, "\(report)")
+        #expect((report["pause_ms_max"] as? Double ?? 0) >= (report["pause_ms_p99"] as? Double ?? .infinity), "\(report)")
+        #expect(report["round_trip_added_ms_p50"] as? Double != nil, "\(report)")
+        let breakdown = try #require(report["failover_breakdown"] as? [String: Double], "\(report)")
+        #expect(Set(breakdown.keys) == ["detection_ms", "fence_ms", "activation_ms", "resume_to_reply_ms"], "\(report)")
         #expect(report["ok"] as? Bool == true, "\(report)")
 
         // Everything it made is named after its process id, which its progress shows.
@@ -53,7 +59,7 @@ struct DemoTests {
     /// the survivor hands out again, or that lie beyond its counter, were lost.
     @Test func lostOutputCountsWhatTheSurvivorDoesNotContinueFrom() {
         func verdict(before: [UInt64], after: [UInt64], survivor: UInt64?) -> DemoReport {
-            var report = DemoReport(protectedSeconds: 1)
+            var report = DemoReport(protectedSeconds: 1, heartbeatTimeoutMs: 200)
             report.failoverMs = after.isEmpty ? nil : 1500
             report.survivorCounter = survivor
             report.survivorDiskAgrees = survivor != nil

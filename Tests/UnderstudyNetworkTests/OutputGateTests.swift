@@ -103,6 +103,46 @@ import Glibc
         #expect(gate.statistics.framesToGuest >= 1)
     }
 
+    /// Input replay: each frame the TAP gives the guest is observed with the epoch open then (the
+    /// last sealed + 1), and frames delivered later reach QEMU like the TAP's.
+    @Test func guestInputIsObservedWithItsEpochAndCanBeDeliveredAgain() throws {
+        let lab = try NetworkLab()
+        defer { lab.remove() }
+        let path = uniqueSocketPath()
+        let gate = try OutputGate(guestSocketPath: path, tapName: lab.tap, logger: TestGuest.quietLogger)
+        defer { gate.stop() }
+        try lab.moveTAPIntoNamespace()
+        try lab.addGuestNeighbour()
+        let guest = try FakeQEMU(path: path)
+        #expect(eventually { gate.statistics.guestConnected })
+        let observed = Mutex<[(UInt64, [UInt8])]>([])
+        gate.observeGuestInput { epoch, frame in observed.withLock { $0.append((epoch, frame)) } }
+
+        func nextToGuest(port: UInt16) -> [UInt8]? {
+            while let frame = guest.receiveFrame(within: 5) {
+                if udpPayload(of: frame, port: port) != nil, Array(frame[0..<6]) == NetworkLab.guestMAC { return frame }
+            }
+            return nil
+        }
+        try lab.sendToGuest("one", port: 5556)
+        let first = try #require(nextToGuest(port: 5556))
+        gate.seal(epoch: 7)
+        try lab.sendToGuest("two", port: 5557)
+        let second = try #require(nextToGuest(port: 5557))
+        #expect(eventually { observed.withLock { $0.contains { $0.1 == second } } })
+        let tagged = observed.withLock { $0 }
+        #expect(tagged.first { $0.1 == first }?.0 == 1, "before any seal: epoch 1")
+        #expect(tagged.first { $0.1 == second }?.0 == 8, "after seal(7): epoch 8")
+
+        gate.observeGuestInput(nil)
+        #expect(gate.deliverToGuest([first, second]) == 2)
+        #expect(nextToGuest(port: 5556) == first && nextToGuest(port: 5557) == second)
+        let count = observed.withLock { $0.count }
+        try lab.sendToGuest("three", port: 5558)
+        #expect(nextToGuest(port: 5558) != nil)
+        #expect(observed.withLock { $0.count } == count, "no observer, nothing observed")
+    }
+
     @Test func unbufferedGateSendsGuestFramesAtOnce() throws {
         let lab = try NetworkLab()
         defer { lab.remove() }
@@ -150,6 +190,25 @@ import Glibc
         #expect(eventually { gate.statistics.fencedFrames == 3 }, "a released frame meets the fence on its way to the TAP")
         #expect(listener.line(within: 0.3) == nil)
         #expect(gate.statistics.sentFrames == 1)
+    }
+
+    /// A backup taking over announces the VM before QEMU runs: the announcement leaves through the
+    /// same fenced sender as the guest's frames, so a node that is not the active copy cannot send it.
+    @Test func theAnnouncementLeavesOnlyWhileTheFenceSaysYes() throws {
+        let lab = try NetworkLab()
+        defer { lab.remove() }
+        let active = Atomic<Bool>(false)
+        let gate = try OutputGate(guestSocketPath: uniqueSocketPath(), tapName: lab.tap, mode: .unprotected,
+                                  mayTransmit: { active.load(ordering: .relaxed) }, logger: TestGuest.quietLogger)
+        defer { gate.stop() }
+        try lab.moveTAPIntoNamespace()
+        gate.announce(mac: NetworkLab.guestMAC)
+        #expect(eventually { gate.statistics.fencedFrames == 1 })
+        #expect(gate.statistics.sentFrames == 0)
+        active.store(true, ordering: .relaxed)
+        gate.announce(mac: NetworkLab.guestMAC)
+        #expect(eventually { gate.statistics.sentFrames == 1 }, "no QEMU connected: the agent announces the VM itself")
+        #expect(gate.statistics.sentBytes == 60)
     }
 
     @Test func aFullBufferDropsGuestFramesAndFailedTAPWritesAreCounted() throws {

@@ -64,6 +64,20 @@ struct BackupSessionStateMachineTests {
         Self.expectClose(old.received(echo), "unexpected", containing: "heartbeat-echo", old)
     }
 
+    @Test("guest input is kept for a takeover when input-replay was agreed, also inside an open checkpoint; a protocol error otherwise")
+    func guestInput() {
+        let input = Message.guestInput(epoch: 5, frame: [1, 2, 3]).frame
+        var backup = Self.receiving(epoch: 4)
+        #expect(backup.received(input) == .recordGuestInput(epoch: 5, frame: [1, 2, 3]))
+        #expect(backup.openEpoch == 4, "the open checkpoint goes on")
+
+        var old = BackupSessionStateMachine(identity: Self.identity, capabilities: .supported, committedEpoch: 0)
+        let offered = Capabilities.supported.subtracting(.inputReplay)
+        #expect(old.received(Fixtures.hello(capabilities: offered, required: []))
+            == .send(.welcome(Welcome(capabilities: offered, committedEpoch: 0))))
+        Self.expectClose(old.received(input), "unexpected", containing: "input-replay", old)
+    }
+
     // MARK: Normal path
 
     @Test("full session: handshake, sync, checkpoints with every content type, heartbeats, goodbye")

@@ -62,6 +62,8 @@ struct MessageRoundTripTests {
             (.ack(epoch: 123_456_789), .ack),
             (.heartbeat(Heartbeat(sequence: 1, senderTime: .max)), .heartbeat),
             (.heartbeatEcho(Heartbeat(sequence: .max, senderTime: 0)), .heartbeatEcho),
+            (.guestInput(epoch: 7, frame: Array(0...59)), .guestInput),
+            (.guestInput(epoch: .max, frame: []), .guestInput),
         ]
         for code in [CloseCode.normal, .versionMismatch, .identityMismatch, .capabilityMismatch, .busy, .protocolError, .internalError] {
             cases.append((.reject(SessionClose(code: code, message: "reason: \(code) ✓")), .reject))
@@ -119,7 +121,7 @@ struct MessageRoundTripTests {
         #expect(hello.count == 5 + 8 + 2 + 3 + 8 + 4 + 8 + 8 + 8 + 3)
         #expect(Array(hello[30..<38]) == [0, 0, 0, 0, 0, 0, 2, 0], "disk size follows the page size")
         #expect(Message.welcome(Welcome(capabilities: .supported, committedEpoch: 3)).frame.bytes
-            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x3F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 5")
+            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x7F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 6")
     }
 
     @Test("random field values round-trip")
@@ -185,6 +187,10 @@ struct MessageRoundTripTests {
                 // A device-state chunk is "the rest of the payload": one byte more data.
                 guard case .deviceState(let original) = message else { return }
                 #expect(chunk.data == original.data + [0])
+            case (.guestInput, .success(.guestInput(let epoch, let frame))):
+                // So is a guest-input frame: one byte more of the Ethernet frame.
+                guard case .guestInput(let originalEpoch, let original) = message else { return }
+                #expect(epoch == originalEpoch && frame == original + [0])
             case (.hello, .success(let m)):
                 Issue.record("HELLO with a trailing byte decoded: \(m)")
             case (_, .failure(let e)):

@@ -55,12 +55,15 @@ public struct AgentLogHandler: LogHandler {
         return event
     }
 
+    /// How a JSON line writes its time (UTC, milliseconds); it parses them back too.
+    public static let timeStyle = Date.ISO8601FormatStyle.iso8601.year().month().day().dateSeparator(.dash)
+        .time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted)
+
     /// One log record as a JSON object (keys sorted, so that lines are stable to read and test).
     public static func jsonLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, source: String,
                          time: Date = Date()) -> String {
         var record: [String: Any] = [
-            "time": time.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true)
-                .timeSeparator(.colon).timeZone(separator: .omitted)),
+            "time": time.formatted(timeStyle),
             "level": level.rawValue, "label": label, "message": message, "source": source,
         ]
         if !metadata.isEmpty { record["metadata"] = metadata.mapValues(Self.plain) }
