@@ -58,6 +58,8 @@ struct PrimarySession {
 
     private var machine: PrimarySessionStateMachine
     private var schedule: CheckpointSchedule
+    /// How long the newest checkpoint captured paused the guest.
+    private var lastPause: Duration = .zero
     private var interval: CheckpointIntervalController
     private var link: LinkBudget
     /// Asynchronous mode's lag bookkeeping; nil: synchronous, or until the replica is up to date.
@@ -230,6 +232,7 @@ struct PrimarySession {
         pendingCatchUp = nil
         let reason = catchUpPlan == nil ? reason : .catchUp
         capturedThrough = epoch
+        lastPause = pause
         let previous = statistics.recent.last?.at
         // The session can end while the guest is captured (the backup lost, a protocol error
         // seen by the receiving thread): this checkpoint is not sent.
@@ -315,7 +318,7 @@ struct PrimarySession {
     /// schedules the next one, checks the lag against the objective and says how long the guest
     /// is held, from the throttle the lag had set so far.
     mutating func tick(_ reason: CheckpointReason, started start: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Tick {
-        schedule.checkpointed(reason, start: start, end: now, interval: interval.interval)
+        schedule.checkpointed(reason, start: start, end: now, pause: lastPause, interval: interval.interval)
         let throttle = recovery?.throttle ?? 0
         let event = recovery?.poll(now: now)
         // Asynchronous mode, lag over the objective: the guest stays paused for a share of

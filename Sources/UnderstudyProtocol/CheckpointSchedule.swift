@@ -6,9 +6,10 @@
 /// `minimumGap` since the last checkpoint, so a reply waits only for one short pause and its
 /// acknowledgement. The interval remains the longest an epoch runs when no output waits, and
 /// `maximumRate` caps how often output may trigger a checkpoint (each one pauses the guest).
-/// The guest also runs at least as long as the last checkpoint took before output triggers
-/// another: on a loaded host checkpoints take longer, and a guest that always has output
-/// waiting would otherwise spend most of its time paused; this way it keeps at least half.
+/// The guest also runs at least as long as the last checkpoint paused it before output triggers
+/// another: on a loaded host pauses grow, and a guest that always has output waiting would
+/// otherwise spend most of its time paused; this way it keeps at least half. (The rest of a
+/// checkpoint, encoding and sending, happens while the guest runs.)
 ///
 /// Nothing here touches the output-commit rule: a triggered checkpoint is an ordinary one, and
 /// its frames still leave only on its acknowledgement.
@@ -50,8 +51,8 @@ public struct CheckpointSchedule: Sendable {
     public let policy: Policy
     /// When the interval next ends an epoch.
     private var intervalDue: ContinuousClock.Instant
-    /// The last checkpoint's start and end (nil before the first).
-    private var last: (start: ContinuousClock.Instant, end: ContinuousClock.Instant)?
+    /// The last checkpoint's start and end, and how long it paused the guest (nil before the first).
+    private var last: (start: ContinuousClock.Instant, end: ContinuousClock.Instant, pause: Duration)?
 
     /// - Parameter now: the first checkpoint is due at once.
     public init(policy: Policy, now: ContinuousClock.Instant) {
@@ -64,16 +65,17 @@ public struct CheckpointSchedule: Sendable {
         if now >= intervalDue { return .checkpoint(.interval) }
         guard policy.outputTriggered else { return .wait(until: intervalDue, wakeOnOutput: false) }
         guard outputWaiting else { return .wait(until: intervalDue, wakeOnOutput: true) }
-        let outputDue = last.map { max($0.end + max(policy.minimumGap, $0.end - $0.start), $0.start + policy.minimumSpacing) } ?? now
+        let outputDue = last.map { max($0.end + max(policy.minimumGap, $0.pause), $0.start + policy.minimumSpacing) } ?? now
         if now >= outputDue { return .checkpoint(.output) }
         return .wait(until: min(outputDue, intervalDue), wakeOnOutput: false)
     }
 
-    /// A checkpoint taken for `reason` started at `start` and let the guest run again at `end`;
-    /// `interval` is the interval's current choice (it adapts to the link).
+    /// A checkpoint taken for `reason` started at `start`, paused the guest for `pause` and was
+    /// done (captured, encoded, queued) at `end`; `interval` is the interval's current choice (it
+    /// adapts to the link).
     public mutating func checkpointed(_ reason: CheckpointReason, start: ContinuousClock.Instant, end: ContinuousClock.Instant,
-                                      interval: Duration) {
-        last = (start, end)
+                                      pause: Duration, interval: Duration) {
+        last = (start, end, pause)
         // Interval checkpoints keep a fixed grid, so that sleeps that overshoot do not add up and
         // slow the rate; any other checkpoint restarts the epoch's clock. A checkpoint that
         // overran the interval restarts the grid instead of bursting to catch up.
