@@ -147,3 +147,17 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer targets (Fuzz/): only in the manifest when Bench/fuzz.sh builds them with
+// `--sanitize fuzzer`, so that the ordinary build and test never compile or link them.
+if Context.environment["UNDERSTUDY_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "UnderstudyFuzz",
+            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyDisk", "UnderstudyReplica", "UnderstudyWitness", "UnderstudyQEMU"],
+            path: "Fuzz/UnderstudyFuzz",
+            // libFuzzer supplies `main`; the targets only export LLVMFuzzerTestOneInput.
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        )
+    )
+}

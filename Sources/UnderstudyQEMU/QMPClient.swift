@@ -34,8 +34,8 @@ public final class QMPClient: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.01)
         }
         fd = connected
-        let greeting = try readObject()
-        guard greeting["QMP"] != nil else { throw .qmp("unexpected greeting \(greeting)") }
+        let greeting = try readMessage()
+        guard greeting.isGreeting else { throw .qmp("unexpected greeting \(greeting.object)") }
         _ = try execute("qmp_capabilities")
     }
 
@@ -121,25 +121,21 @@ public final class QMPClient: @unchecked Sendable {
             }
         }
         while replies.values.count < commands.count {
-            let object = try readObject(watching: &pending)
-            if let event = object["event"] as? String {
-                let time = object["timestamp"] as? [String: Any]
-                let seconds = (time?["seconds"] as? NSNumber)?.doubleValue ?? 0
-                let microseconds = (time?["microseconds"] as? NSNumber)?.doubleValue ?? 0
-                replies.events.append(Event(name: event, timestamp: seconds + microseconds / 1e6))
-                continue
-            }
+            let message = try readMessage(watching: &pending)
             let command = commands[replies.values.count].0
-            if let error = object["error"] as? [String: Any] {
-                if failure == nil { failure = QEMUError.qmp("\(command) failed: \(error["desc"] as? String ?? "\(error)")") }
+            switch message.kind {
+            case .event(let event):
+                replies.events.append(event)
+            case .failure(let description):
+                if failure == nil { failure = QEMUError.qmp("\(command) failed: \(description)") }
                 replies.values.append(NSNull())
-            } else if let value = object["return"] {
+            case .reply(let value):
                 replies.values.append(value)
                 if failure == nil && callbackError == nil {
                     do { try afterReply(replies.values.count - 1) } catch { callbackError = error }
                 }
-            } else {
-                throw QEMUError.qmp("unexpected reply to \(command): \(object)")
+            case .unexpected:
+                throw QEMUError.qmp("unexpected reply to \(command): \(message.object)")
             }
         }
         // The caller's own error explains a failure it caused (a save failed on purpose) better.
@@ -148,20 +144,17 @@ public final class QMPClient: @unchecked Sendable {
         return replies
     }
 
-    private func readObject() throws(QEMUError) -> [String: Any] {
+    private func readMessage() throws(QEMUError) -> QMPMessage {
         var nothing: Watch?
-        return try readObject(watching: &nothing)
+        return try readMessage(watching: &nothing)
     }
 
-    private func readObject(watching watch: inout Watch?) throws(QEMUError) -> [String: Any] {
+    private func readMessage(watching watch: inout Watch?) throws(QEMUError) -> QMPMessage {
         while true {
             if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Data(buffer[..<newline])
+                let line = Array(buffer[..<newline])
                 buffer.removeSubrange(...newline)
-                guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else {
-                    throw .qmp("malformed reply: \(String(decoding: line, as: UTF8.self))")
-                }
-                return object
+                return try QMPMessage(line: line)
             }
             if let waiting = watch {
                 var descriptors = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: waiting.fd, events: Int16(POLLIN), revents: 0)]

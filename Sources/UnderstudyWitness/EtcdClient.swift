@@ -49,7 +49,11 @@ public final class EtcdClient: Sendable {
     /// actually granted, which may be longer (etcd's minimum depends on its election timeout).
     public func grantLease(ttl: Duration) throws(WitnessError) -> (id: Int64, ttl: Duration) {
         let seconds = max(1, Int64(ttl.seconds.rounded(.up)))
-        let reply = try call("/v3/lease/grant", ["TTL": String(seconds)])
+        return try Self.grantedLease(call("/v3/lease/grant", ["TTL": String(seconds)]))
+    }
+
+    /// The lease id and TTL of a lease-grant reply.
+    static func grantedLease(_ reply: [String: Any]) throws(WitnessError) -> (id: Int64, ttl: Duration) {
         if let error = reply["error"] as? String, !error.isEmpty { throw .rejected(error) }
         let id = try integer(reply, "ID", in: "lease grant")
         let granted = try integer(reply, "TTL", in: "lease grant")
@@ -60,7 +64,11 @@ public final class EtcdClient: Sendable {
     /// Renews the lease. Returns its TTL from now, or `.zero` when etcd no longer knows it
     /// (expired or revoked): whatever it held is gone.
     public func keepAlive(lease: Int64) throws(WitnessError) -> Duration {
-        let reply = try call("/v3/lease/keepalive", ["ID": String(lease)])
+        try Self.renewedTTL(call("/v3/lease/keepalive", ["ID": String(lease)]))
+    }
+
+    /// The TTL of a keep-alive reply; `.zero` when the lease is gone.
+    static func renewedTTL(_ reply: [String: Any]) throws(WitnessError) -> Duration {
         // LeaseKeepAlive is a stream: the gateway wraps each message in "result", or an "error".
         if let error = reply["error"] as? [String: Any] {
             throw .rejected("keep-alive: \(error["message"] as? String ?? "error without a message")")
@@ -84,7 +92,7 @@ public final class EtcdClient: Sendable {
     /// The key's value and the lease it is attached to (0: none); nil when the key is absent.
     public func get(_ key: String) throws(WitnessError) -> (value: String, lease: Int64)? {
         let reply = try call("/v3/kv/range", ["key": base64(key)])
-        return try firstValue(reply, in: "range")
+        return try Self.firstValue(reply, in: "range")
     }
 
     /// Puts `key` = `value` attached to `lease` if the key is absent or already holds `value`
@@ -101,7 +109,7 @@ public final class EtcdClient: Sendable {
             for comparison in [absent, ours] {
                 let reply = try call("/v3/kv/txn", ["compare": [comparison], "success": [put], "failure": [read]])
                 if reply["succeeded"] as? Bool == true { return .acquired }
-                guard let current = try rangeInFailedTransaction(reply) else { break }
+                guard let current = try Self.rangeInFailedTransaction(reply) else { break }
                 if current.value != value { return .heldBy(current.value) }
             }
         }
@@ -150,19 +158,24 @@ public final class EtcdClient: Sendable {
                 continue
             }
             preferred.withLock { $0 = index }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any] else {
-                throw .malformedReply("\(endpoints[index]) \(path): HTTP \(reply.status) with a body that is not a JSON object: "
-                    + HTTPReplyParser.excerpt(reply.body))
-            }
-            return (reply.status, object)
+            return (reply.status, try Self.object(of: reply, from: "\(endpoints[index]) \(path)"))
         }
         throw .unreachable(failures.joined(separator: "; "))
+    }
+
+    /// The JSON object a gateway reply carries; `source` names the endpoint and path in the error.
+    static func object(of reply: HTTPReply, from source: String) throws(WitnessError) -> [String: Any] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any] else {
+            throw .malformedReply("\(source): HTTP \(reply.status) with a body that is not a JSON object: "
+                + HTTPReplyParser.excerpt(reply.body))
+        }
+        return object
     }
 
     private func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
     /// An int64 field: a string in proto3 JSON, a number from a lenient server; absent means `default`.
-    private func integer(_ object: [String: Any], _ field: String, in what: String, default: Int64? = nil) throws(WitnessError) -> Int64 {
+    private static func integer(_ object: [String: Any], _ field: String, in what: String, default: Int64? = nil) throws(WitnessError) -> Int64 {
         switch object[field] {
         case let text as String:
             guard let value = Int64(text) else { throw .malformedReply("\(what): \(field) \"\(text)\" is not an integer") }
@@ -178,15 +191,15 @@ public final class EtcdClient: Sendable {
     }
 
     /// The first key-value of a range reply: its value (UTF-8) and lease.
-    private func firstValue(_ range: [String: Any], in what: String) throws(WitnessError) -> (value: String, lease: Int64)? {
+    static func firstValue(_ range: [String: Any], in what: String) throws(WitnessError) -> (value: String, lease: Int64)? {
         guard let kvs = range["kvs"] as? [[String: Any]], let kv = kvs.first else { return nil }
         let encoded = kv["value"] as? String ?? ""
         guard let value = Data(base64Encoded: encoded) else { throw .malformedReply("\(what): value is not base64") }
-        return (String(decoding: value, as: UTF8.self), try integer(kv, "lease", in: what, default: 0))
+        return (String(decoding: value, as: UTF8.self), try Self.integer(kv, "lease", in: what, default: 0))
     }
 
     /// The key as the failure branch's range read it; nil when it was absent.
-    private func rangeInFailedTransaction(_ reply: [String: Any]) throws(WitnessError) -> (value: String, lease: Int64)? {
+    static func rangeInFailedTransaction(_ reply: [String: Any]) throws(WitnessError) -> (value: String, lease: Int64)? {
         guard let responses = reply["responses"] as? [[String: Any]], let range = responses.first?["response_range"] as? [String: Any] else {
             throw .malformedReply("failed transaction without the range of its failure branch")
         }

@@ -1,0 +1,23 @@
+import UnderstudyProtocol
+@testable import UnderstudyReplica
+
+extension FuzzTarget {
+    /// The replica's state file as read back from storage. Its SHA-256 would turn away nearly
+    /// every mutation, so after an odd first byte the input is taken as the body and given the
+    /// right checksum: those reach the field parsing; after an even one it is the whole file.
+    static let replicaState = FuzzTarget(name: "replica-state", run: { bytes in
+        guard let mode = bytes.first else { return }
+        let rest = Array(bytes.dropFirst())
+        let file = mode & 1 == 0 ? rest : ReplicaStateSamples.sealed(body: rest)
+        guard let state = try? ReplicaState(decoding: file, path: "fuzz/state") else { return }
+        // What decodes must encode back to the same file: the state is written and read by this code only.
+        precondition(state.encoded() == file, "the state file does not round-trip")
+    }, seeds: {
+        let states = [
+            ReplicaState(identity: ProtocolSamples.identity),
+            ReplicaState(identity: ProtocolSamples.identity, generation: 12, phase: .committed, committedEpoch: 4711,
+                         deviceState: Array("QEVM device state".utf8)),
+        ]
+        return states.map { [0] + $0.encoded() } + states.map { [1] + $0.encoded().dropFirst(ReplicaState.magic.count).dropLast(EpochDigest.size) }
+    })
+}
