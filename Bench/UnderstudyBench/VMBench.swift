@@ -424,15 +424,8 @@ struct VMBench {
                            selfCPUPercent: (cpuSeconds(pid: getpid()) - selfCPU0) / elapsed * 100)
     }
 
-    /// User plus system CPU seconds of a process, from /proc/PID/stat.
-    private func cpuSeconds(pid: Int32) -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return 0 }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // After the command: state is field 3 of the file, utime 14, stime 15.
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    /// User plus system CPU seconds of a process (0 when it is gone).
+    private func cpuSeconds(pid: Int32) -> Double { ProcessCPUTime.seconds(pid: pid) ?? 0 }
 
     // MARK: - Targets and summary
 

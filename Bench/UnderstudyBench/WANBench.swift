@@ -297,11 +297,8 @@ private final class BenchPair {
 
     /// CPU seconds the primary agent has used (user + system).
     func primaryCPUSeconds() -> Double {
-        guard processes.count > 1, let stat = try? String(contentsOfFile: "/proc/\(processes[1].processIdentifier)/stat", encoding: .utf8),
-              let end = stat.lastIndex(of: ")") else { return 0 }
-        let fields = stat[stat.index(after: end)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        guard processes.count > 1 else { return 0 }
+        return ProcessCPUTime.seconds(pid: processes[1].processIdentifier) ?? 0
     }
 
     func stop() {
