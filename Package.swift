@@ -21,12 +21,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
-        // C shims over the system OpenSSL 3 and liblz4 (macros and variadics that Swift cannot import).
+        // C shims over the system OpenSSL 3, liblz4 and libxxhash (macros and variadics that Swift cannot import).
         .target(
             name: "CUnderstudyShims",
             // The byte loops here sit on the checkpoint path: optimise them even in debug builds.
             cSettings: [.unsafeFlags(["-O2"])],
-            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("lz4")]
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto"), .linkedLibrary("lz4"), .linkedLibrary("xxhash")]
         ),
         // The preload library (C, no Swift): see Sources/CUnderstudyPreload/preload.c.
         .target(name: "CUnderstudyPreload", cSettings: [.unsafeFlags(["-O2"])]),

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   libssl-dev        # TLS 1.3 and certificates (system OpenSSL 3)
   liblz4-dev        # page and disk-write compression
+  libxxhash-dev     # XXH3: the content checksum of frames and of the backup's journal
   openssl           # the openssl CLI, for inspecting certificates
   qemu-system-x86   # runs the protected VM
   qemu-utils        # qemu-io and qemu-img: the NBD server's tests use them as clients

@@ -47,9 +47,17 @@ public final class CheckpointEncoder: @unchecked Sendable {
         public var diskBytes = 0
         public var rawBytes = 0
         public var wireBytes = 0
-        public var digest = EpochDigest()
+        public var digest: EpochDigest
         public var encodings: [PageEncoding: Int] = [:]
+
+        public init(frameChecksum: EpochDigest.FrameChecksum) { digest = EpochDigest(frameChecksum: frameChecksum) }
     }
+
+    /// How this session's content frames are checksummed (see `EpochDigest`).
+    public var frameChecksum: EpochDigest.FrameChecksum { EpochDigest.FrameChecksum(agreed: capabilities) }
+
+    /// An empty output whose digest uses this session's frame checksum.
+    public func makeOutput() -> Output { Output(frameChecksum: frameChecksum) }
 
     /// Encodes pages read from guest memory (initial sync) as SYNC_PAGES frames. The guest may be
     /// running: each page is first copied, so that what is compressed and what is remembered as
@@ -90,7 +98,7 @@ public final class CheckpointEncoder: @unchecked Sendable {
     /// - Parameter catchUp: the checkpoint catches a replica up after a lost connection.
     func encodeCheckpoint(_ captured: CapturedCheckpoint, epoch: UInt64, catchUp: CatchUpContent? = nil,
                           to sender: FrameSender) throws -> Output {
-        var output = Output()
+        var output = makeOutput()
         try emit(Message.checkpointBegin(epoch: epoch).frame, to: sender, output: &output, content: false)
         let resent = catchUp?.resentPages ?? []
         try encodeBatches(type: .pages, epoch: epoch, count: captured.pageIndices.count, live: false, to: sender, output: &output,
@@ -174,7 +182,7 @@ public final class CheckpointEncoder: @unchecked Sendable {
                                   default: 0] += 1
                     }
                     let frame = builder.finish()
-                    sink.emit(frame, digest: EpochDigest.sha256(frame.bytes), pages: range.count, rawBytes: range.count * pageSize,
+                    sink.emit(frame, digest: frameChecksum(frame.bytes), pages: range.count, rawBytes: range.count * pageSize,
                               encodings: encodings)
                 }
             }

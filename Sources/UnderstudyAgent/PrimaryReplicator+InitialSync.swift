@@ -10,7 +10,7 @@ extension PrimaryReplicator {
         let started = ContinuousClock.now
         try source.startTracking()
         try sender.enqueue(Message.syncBegin(SyncBegin(pageCount: source.identity.pageCount)).frame)
-        var output = CheckpointEncoder.Output()
+        var output = encoder.makeOutput()
         let pageSize = Int(source.identity.pageSize)
         let diskRanges = disk?.dataRanges() ?? []
         session.withLock {

@@ -52,7 +52,7 @@ public struct BackupSessionStateMachine: Sendable {
         var diskWrites: UInt64 = 0
         /// Decompressed disk data bytes (zeroed ranges not counted).
         var diskBytes: UInt64 = 0
-        var digest = EpochDigest()
+        var digest: EpochDigest
         /// The catch-up checkpoint: its disk changes are bounded by the primary's journal, not by
         /// what one interval writes.
         var isCatchUp = false
@@ -81,6 +81,7 @@ public struct BackupSessionStateMachine: Sendable {
     private var seenPages = PageSet()
     /// What the handshake agreed; empty before it.
     public private(set) var agreedCapabilities: Capabilities = []
+    private var frameChecksum: EpochDigest.FrameChecksum { EpochDigest.FrameChecksum(agreed: agreedCapabilities) }
     /// The primary's node name from its HELLO.
     public private(set) var peerName: String?
 
@@ -136,7 +137,7 @@ public struct BackupSessionStateMachine: Sendable {
             guard begin.pageCount <= identity.pageCount else {
                 return fail(.malformed("sync announces \(begin.pageCount) pages, the VM has \(identity.pageCount)"))
             }
-            state = .syncing(expectedPages: begin.pageCount, Content(epoch: 0))
+            state = .syncing(expectedPages: begin.pageCount, Content(epoch: 0, digest: EpochDigest(frameChecksum: frameChecksum)))
             return .beginSync(begin)
         case (.awaitingSync, .catchUpBegin) where !agreedCapabilities.contains(.catchUp):
             return fail(.unexpected("catch-up, but the session did not agree on the catch-up capability"))
@@ -151,7 +152,7 @@ public struct BackupSessionStateMachine: Sendable {
                 return fail(.unexpected("catch-up checkpoint \(epoch) is not after the replica's checkpoint \(base)"))
             }
             seenPages.removeAll()
-            state = .receiving(Content(epoch: epoch, isCatchUp: true))
+            state = .receiving(Content(epoch: epoch, digest: EpochDigest(frameChecksum: frameChecksum), isCatchUp: true))
             return .beginEpoch(epoch)
         case (.syncing(let expected, var content), .syncPages(let batch)):
             guard batch.epoch == 0 else { return fail(.malformed("sync pages carry epoch \(batch.epoch), expected 0")) }
@@ -182,7 +183,7 @@ public struct BackupSessionStateMachine: Sendable {
                                                       : "checkpoint \(epoch) skips epochs after \(last)"))
             }
             seenPages.removeAll()
-            state = .receiving(Content(epoch: epoch))
+            state = .receiving(Content(epoch: epoch, digest: EpochDigest(frameChecksum: frameChecksum)))
             return .beginEpoch(epoch)
         case (.receiving(var content), .pages(let batch)):
             guard batch.epoch == content.epoch else { return fail(wrongEpoch("pages", batch.epoch, content.epoch)) }

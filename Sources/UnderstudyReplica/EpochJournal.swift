@@ -1,4 +1,3 @@
-import CUnderstudyShims
 import Foundation
 import UnderstudyProtocol
 
@@ -9,7 +8,7 @@ import UnderstudyProtocol
 /// 2. The decoded pages and device state are written into the body.
 /// 3. The header, then the trailer, are written last; only a journal whose header and trailer
 ///    both carry the same epoch and base generation, and whose body matches the trailer's
-///    SHA-256, is complete.
+///    checksum, is complete.
 /// 4. The replica memory is touched only after the journal is complete, and the journal is only
 ///    rewritten after the state that it led to was published.
 /// 5. The store syncs the sealed journal before it acknowledges the epoch. A power cut may keep
@@ -19,18 +18,21 @@ import UnderstudyProtocol
 /// (the old state stands) or a complete one that recovery applies again (the new state). Applying is idempotent:
 /// the journal holds whole decoded pages, not deltas.
 ///
-/// Layout: header (magic "USJRNL02", base generation, epoch, page count, device-state length,
+/// Layout: header (magic "USJRNL03", base generation, epoch, page count, device-state length,
 /// disk-section length; 64 bytes), page indices (u64 each), pages (page-aligned), device state,
 /// disk section (the epoch's disk changes, decoded: kind u8, offset u64, length u64, then the bytes
-/// of a write), trailer (magic "USJEND02", base generation, epoch). The file may be longer than
-/// the layout (it only grows).
-/// The trailer: magic "USJEND03", base generation, epoch, SHA-256 of the body (everything between
-/// header and trailer).
+/// of a write), trailer (magic, base generation, epoch, checksum of the body: everything between
+/// header and trailer). The file may be longer than the layout (it only grows).
+/// The trailer magic names the checksum: "USJEND04" is XXH3-128 (what this version writes: it
+/// catches torn writes at a fraction of SHA-256's cost per byte), "USJEND03" is SHA-256 (a journal
+/// sealed by the previous version, still recovered).
 final class EpochJournal {
     static let headerMagic = Array("USJRNL03".utf8)
-    static let trailerMagic = Array("USJEND03".utf8)
+    static let trailerMagic = Array("USJEND04".utf8)
+    static let sha256TrailerMagic = Array("USJEND03".utf8)
     static let headerSize = 64
-    static let trailerSize = 24 + EpochDigest.size
+    /// The size of the trailer this version writes (an XXH3-128 checksum).
+    static let trailerSize = 24 + 16
 
     struct Layout {
         let pageCount: Int
@@ -117,24 +119,25 @@ final class EpochJournal {
               let pages = try? r.readUInt64(), let device = try? r.readUInt64(), let disk = try? r.readUInt64(),
               pages < UInt64(Int32.max), device < UInt64(Int32.max), disk < UInt64(Int.max / 4) else { return nil }
         let layout = Layout(pageCount: Int(pages), pageSize: pageSize, deviceStateLength: Int(device), diskLength: Int(disk))
-        guard layout.totalSize <= file.size else { return nil }
-        let trailer = Array(UnsafeRawBufferPointer(rebasing: file.bytes[layout.trailerOffset..<layout.totalSize]))
+        guard layout.trailerOffset + 8 <= file.size else { return nil }
+        let trailerMagic = Array(UnsafeRawBufferPointer(rebasing: file.bytes[layout.trailerOffset..<(layout.trailerOffset + 8)]))
+        let sha256 = trailerMagic == EpochJournal.sha256TrailerMagic
+        guard trailerMagic == EpochJournal.trailerMagic || sha256 else { return nil }
+        let checksumSize = sha256 ? 32 : 16
+        guard layout.trailerOffset + 24 + checksumSize <= file.size else { return nil }
+        let trailer = Array(UnsafeRawBufferPointer(rebasing: file.bytes[(layout.trailerOffset + 8)..<(layout.trailerOffset + 24 + checksumSize)]))
         var t = WireReader(trailer, context: "journal trailer")
-        guard let tMagic = try? t.readBytes(8), tMagic == EpochJournal.trailerMagic,
-              (try? t.readUInt64()) == generation, (try? t.readUInt64()) == epoch,
-              (try? t.readBytes(EpochDigest.size)) == bodyChecksum(layout: layout) else { return nil }
+        guard (try? t.readUInt64()) == generation, (try? t.readUInt64()) == epoch,
+              (try? t.readBytes(checksumSize)) == bodyChecksum(layout: layout, sha256: sha256) else { return nil }
         return Header(baseGeneration: generation, epoch: epoch, layout: layout)
     }
 
-    /// SHA-256 of the body: page indices, pages, device state and disk section.
-    func bodyChecksum(layout: Layout) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: EpochDigest.size)
+    /// The checksum of the body (page indices, pages, device state and disk section): XXH3-128,
+    /// or SHA-256 for a journal sealed by the previous version.
+    func bodyChecksum(layout: Layout, sha256: Bool = false) -> [UInt8] {
         let body = UnsafeRawBufferPointer(rebasing: file.bytes[layout.indicesOffset..<layout.trailerOffset])
-        digest.withUnsafeMutableBytes { output in
-            let ok = EVP_Digest(body.baseAddress, body.count, output.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, EVP_sha256(), nil)
-            precondition(ok == 1, "EVP_Digest(SHA-256) failed")
-        }
-        return digest
+        if sha256 { return EpochDigest.sha256(body) }
+        return EpochDigest.xxh3(body)
     }
 
     func pageIndex(_ slot: Int, layout: Layout) -> UInt64 {

@@ -97,10 +97,15 @@ final class ScriptedPrimary {
 
     func receive() throws -> Message { try Message(frame: connection.receive(), identity: identity) }
 
+    /// How content frames are checksummed: what the last handshake agreed on.
+    private(set) var frameChecksum = EpochDigest.FrameChecksum.sha256
+
     /// HELLO → WELCOME.
     func handshake() throws -> Message {
         try send(.hello(Hello(identity: identity, requiredCapabilities: [], nodeName: "scripted")))
-        return try receive()
+        let reply = try receive()
+        if case .welcome(let welcome) = reply { frameChecksum = EpochDigest.FrameChecksum(agreed: welcome.capabilities) }
+        return reply
     }
 
     /// A page batch that sets each page in `pages` to bytes of `value`.
@@ -122,7 +127,7 @@ final class ScriptedPrimary {
         try send(.syncBegin(SyncBegin(pageCount: identity.pageCount)))
         let frame = try batch(type: .syncPages, epoch: 0, pages: Array(0..<identity.pageCount), value: value)
         try connection.send(frame)
-        var digest = EpochDigest()
+        var digest = EpochDigest(frameChecksum: frameChecksum)
         digest.add(frame)
         try send(.syncEnd(ContentSummary(epoch: 0, pageCount: identity.pageCount, digest: digest.value)))
     }
@@ -131,7 +136,7 @@ final class ScriptedPrimary {
     func checkpoint(epoch: UInt64, pages: [UInt64], value: UInt8, device: [UInt8] = [9],
                     tamper: (inout ContentSummary) -> Void = { _ in }) throws {
         try send(.checkpointBegin(epoch: epoch))
-        var digest = EpochDigest()
+        var digest = EpochDigest(frameChecksum: frameChecksum)
         let frame = try batch(epoch: epoch, pages: pages, value: value)
         try connection.send(frame)
         digest.add(frame)

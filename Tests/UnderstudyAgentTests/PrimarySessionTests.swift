@@ -46,7 +46,7 @@ struct PrimarySessionTests {
     }
 
     static func output(pages: Int = 1, wireBytes: Int = 1_000, diskWrites: Int = 0, encodings: [PageEncoding: Int] = [:]) -> CheckpointEncoder.Output {
-        var output = CheckpointEncoder.Output()
+        var output = CheckpointEncoder.Output(frameChecksum: .xxh3)
         output.pages = pages
         output.rawBytes = pages * 4096
         output.wireBytes = wireBytes

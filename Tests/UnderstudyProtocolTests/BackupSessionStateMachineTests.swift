@@ -64,6 +64,30 @@ struct BackupSessionStateMachineTests {
         Self.expectClose(old.received(echo), "unexpected", containing: "heartbeat-echo", old)
     }
 
+    @Test("content frames are checksummed with XXH3 when both sides offer xxh3-digest, with SHA-256 for a primary that does not; the other checksum is refused")
+    func frameChecksumFollowsTheAgreement() {
+        for (offered, used) in [(Capabilities.supported, EpochDigest.FrameChecksum.xxh3),
+                                (Capabilities.supported.subtracting(.xxh3Digest), .sha256)] {
+            var backup = BackupSessionStateMachine(identity: Self.identity, capabilities: .supported, committedEpoch: 0)
+            #expect(backup.received(Fixtures.hello(capabilities: offered, required: [])) == .send(.welcome(Welcome(capabilities: offered, committedEpoch: 0))))
+            let sync = ContentSummary(epoch: 0, pageCount: 0, digest: Fixtures.digest([], frameChecksum: used))
+            _ = backup.received(Message.syncBegin(SyncBegin(pageCount: 0)).frame)
+            #expect(backup.received(Message.syncEnd(sync).frame) == .syncComplete(pages: 0))
+            for (epoch, checksum, accepted) in [(UInt64(1), used, true), (2, used == .xxh3 ? .sha256 : .xxh3, false)] {
+                let frame = Message.deviceState(DeviceStateChunk(epoch: epoch, offset: 0, data: [1, 2, 3])).frame
+                #expect(backup.received(Message.checkpointBegin(epoch: epoch).frame) == .beginEpoch(epoch))
+                _ = backup.received(frame)
+                let end = ContentSummary(epoch: epoch, pageCount: 0, deviceStateBytes: 3, digest: Fixtures.digest([frame], frameChecksum: checksum))
+                let action = backup.received(Message.checkpointEnd(end).frame)
+                if accepted {
+                    #expect(action == .verified(epoch: epoch), "\(offered)")
+                } else {
+                    Self.expectClose(action, "verificationFailed", containing: "content checksum does not match", backup)
+                }
+            }
+        }
+    }
+
     @Test("guest input is kept for a takeover when input-replay was agreed, also inside an open checkpoint; a protocol error otherwise")
     func guestInput() {
         let input = Message.guestInput(epoch: 5, frame: [1, 2, 3]).frame
@@ -392,10 +416,10 @@ struct BackupSessionStateMachineTests {
             var backup = BackupSessionStateMachine(identity: identity, committedEpoch: 0)
             _ = backup.received(Message.hello(Hello(identity: identity, nodeName: "p")).frame)
             _ = backup.received(Message.syncBegin(SyncBegin(pageCount: 0)).frame)
-            var empty = EpochDigest()
+            var empty = EpochDigest(frameChecksum: .xxh3)
             _ = backup.received(Message.syncEnd(ContentSummary(epoch: 0, pageCount: 0, digest: empty.value)).frame)
             _ = backup.received(Message.checkpointBegin(epoch: .max).frame)
-            empty = EpochDigest()
+            empty = EpochDigest(frameChecksum: .xxh3)
             _ = backup.received(Message.checkpointEnd(ContentSummary(epoch: .max, pageCount: 0, digest: empty.value)).frame)
             let action = backup.received(Message.checkpointBegin(epoch: 0).frame)
             guard case .close = action else { fatalError("expected close, got \(action)") }

@@ -1,3 +1,4 @@
+import Foundation
 import PropertyBased
 import Testing
 @testable import UnderstudyProtocol
@@ -121,7 +122,7 @@ struct MessageRoundTripTests {
         #expect(hello.count == 5 + 8 + 2 + 3 + 8 + 4 + 8 + 8 + 8 + 3)
         #expect(Array(hello[30..<38]) == [0, 0, 0, 0, 0, 0, 2, 0], "disk size follows the page size")
         #expect(Message.welcome(Welcome(capabilities: .supported, committedEpoch: 3)).frame.bytes
-            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x7F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 6")
+            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0x01, 0x7F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 6")
     }
 
     @Test("random field values round-trip")
@@ -334,19 +335,37 @@ struct EpochDigestTests {
         #expect(hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 
-    @Test func digestIsHashOfFrameHashes() {
+    @Test func xxh3KnownVectors() {
+        // The reference values printed by `xxh128sum` (Debian's xxhash package) for "" and "abc".
+        #expect(hex(Array("".utf8).withUnsafeBytes { EpochDigest.xxh3($0) }) == "99aa06d3014798d86001c324468d497f")
+        #expect(hex(Array("abc".utf8).withUnsafeBytes { EpochDigest.xxh3($0) }) == "06b05ab6733a618578af5f94892f3950")
+    }
+
+    @Test func theAgreedCapabilitiesChooseTheFrameChecksum() {
+        #expect(EpochDigest.FrameChecksum(agreed: .supported) == .xxh3)
+        #expect(EpochDigest.FrameChecksum(agreed: Capabilities.supported.subtracting(.xxh3Digest)) == .sha256)
+        #expect(EpochDigest.FrameChecksum.xxh3.size == 16 && EpochDigest.FrameChecksum.sha256.size == 32)
+    }
+
+    @Test(arguments: [EpochDigest.FrameChecksum.sha256, .xxh3])
+    func digestIsHashOfFrameHashes(frameChecksum: EpochDigest.FrameChecksum) {
         let a = Message.ack(epoch: 1).frame
         let b = Message.ack(epoch: 2).frame
-        var d = EpochDigest()
+        var d = EpochDigest(frameChecksum: frameChecksum)
         d.add(a)
-        d.add(frameDigest: EpochDigest.sha256(b.bytes))
-        #expect(d.value == EpochDigest.sha256(EpochDigest.sha256(a.bytes) + EpochDigest.sha256(b.bytes)))
+        d.add(frameDigest: frameChecksum(b.bytes))
+        #expect(d.value == EpochDigest.sha256(frameChecksum(a.bytes) + frameChecksum(b.bytes)))
         #expect(d.value.count == EpochDigest.size)
         // Order, repetition and omission all change it.
-        #expect(Fixtures.digest([a, b]) == d.value)
-        #expect(Fixtures.digest([b, a]) != d.value)
-        #expect(Fixtures.digest([a, b, b]) != d.value)
-        #expect(Fixtures.digest([a]) != d.value)
-        #expect(Fixtures.digest([]) == EpochDigest.sha256([]))
+        #expect(Fixtures.digest([a, b], frameChecksum: frameChecksum) == d.value)
+        #expect(Fixtures.digest([b, a], frameChecksum: frameChecksum) != d.value)
+        #expect(Fixtures.digest([a, b, b], frameChecksum: frameChecksum) != d.value)
+        #expect(Fixtures.digest([a], frameChecksum: frameChecksum) != d.value)
+        #expect(Fixtures.digest([], frameChecksum: frameChecksum) == EpochDigest.sha256([]))
+        // The two checksums never agree, so a peer that used the other one is caught.
+        let other: EpochDigest.FrameChecksum = frameChecksum == .xxh3 ? .sha256 : .xxh3
+        #expect(Fixtures.digest([a, b], frameChecksum: other) != d.value)
     }
+
+    private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 }

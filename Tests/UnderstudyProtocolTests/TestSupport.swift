@@ -313,8 +313,9 @@ enum Fixtures {
 
     static func frame(_ message: Message) -> Frame { message.frame }
 
-    static func digest(_ frames: [Frame]) -> [UInt8] {
-        var digest = EpochDigest()
+    /// The epoch digest of `frames` as a session that agreed on `Capabilities.supported` computes it.
+    static func digest(_ frames: [Frame], frameChecksum: EpochDigest.FrameChecksum = .xxh3) -> [UInt8] {
+        var digest = EpochDigest(frameChecksum: frameChecksum)
         for frame in frames { digest.add(frame) }
         return digest.value
     }

@@ -69,6 +69,37 @@ struct ReplicaCrashTests {
         }
     }
 
+    /// A journal sealed by the previous version (trailer "USJEND03", SHA-256 of the body) is still
+    /// recovered; a body that does not match its trailer's checksum, in either version, is not.
+    @Test func aJournalSealedWithSHA256IsStillRecoveredAndATornBodyIsNot() throws {
+        for (version, torn) in [("USJEND03", false), ("USJEND03", true), ("USJEND04", true)] {
+            let dir = try TemporaryDirectory("crash-journal")
+            defer { dir.remove() }
+            let helper = Process()
+            helper.executableURL = productsDirectory().appendingPathComponent("ReplicaCrashHelper")
+            helper.arguments = [dir.path, "\(Self.pagesPerEpoch)", "1"]
+            helper.standardOutput = FileHandle.nullDevice
+            try helper.run()
+            helper.waitUntilExit()
+            let path = dir.path + "/journal"
+            var journal = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            func field(_ offset: Int) -> Int { journal[offset..<(offset + 8)].reduce(0) { $0 << 8 | Int($1) } }
+            let pageSize = Int(identity.pageSize)
+            let pagesOffset = (64 + 8 * field(24) + pageSize - 1) / pageSize * pageSize
+            let trailer = pagesOffset + field(24) * pageSize + field(32) + field(40)
+            #expect(Array(journal[trailer..<(trailer + 8)]) == Array("USJEND04".utf8), "this version writes XXH3 trailers")
+            if version == "USJEND03" {
+                journal.replaceSubrange(trailer..<(trailer + 8), with: Array(version.utf8))
+                journal.replaceSubrange((trailer + 24)..<(trailer + 40), with: EpochDigest.sha256(Array(journal[64..<trailer])))
+            }
+            if torn { journal[pagesOffset + 5] ^= 0x40 }
+            try Data(journal).write(to: URL(fileURLWithPath: path))
+            let store = try ReplicaStore(directory: dir.path, identity: identity)
+            #expect(store.state.committedEpoch == (torn ? 0 : 1), "\(version), torn: \(torn)")
+            #expect((store.recovery != nil) == !torn, "\(version), torn: \(torn)")
+        }
+    }
+
     private func expectMemory(of store: ReplicaStore, isEpoch epoch: UInt64, trial: Int) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: store.memoryPath))
         let pageSize = Int(identity.pageSize)

@@ -1,4 +1,4 @@
-// Small C shims over the system OpenSSL 3 and liblz4.
+// Small C shims over the system OpenSSL 3, liblz4 and libxxhash.
 // Only what Swift cannot import directly lives here: function-like macros, variadic
 // OpenSSL calls, and tight byte loops that must vectorise regardless of build mode.
 #ifndef CUNDERSTUDY_SHIMS_H
@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <lz4.h>
 #include <lz4hc.h>
+#include <xxhash.h>
 #include <sys/socket.h>
 
 /// Restricts a context to exactly the given protocol range (e.g. TLS1_3_VERSION..TLS1_3_VERSION).
