@@ -208,6 +208,42 @@ struct EtcdWitnessTests {
         #expect(lost.all.count == 1, "onLost is called once")
     }
 
+    /// Issue 19 item 4: P loses etcd and B; B takes over and serves; B's lease ends too; P comes
+    /// back and finds the active key absent. P must not resume its diverged copy.
+    @Test func aStalePrimaryThatFindsTheKeyAbsentIsFencedByTheNewerTerm() throws {
+        let etcd = try TLSWitness()
+        defer { etcd.stop() }
+        let toP = try LinkEmulator(target: ("127.0.0.1", etcd.clientPort))
+        defer { toP.close() }
+        let toB = try LinkEmulator(target: ("127.0.0.1", etcd.clientPort))
+        defer { toB.close() }
+        let vm = uniqueVM()
+        let direct = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
+        let p = WitnessLease(configuration: configuration(toP.port, tls: etcd.tls), vm: vm, node: "node-a", logger: logger, onLost: { _ in })
+        let b = WitnessLease(configuration: configuration(toB.port, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        defer { p.release(); b.release() }
+        try p.acquire(timeout: .seconds(5))
+        #expect(p.isValid)
+
+        // P is cut off from etcd (and, in a pair, from B): its lease lapses.
+        toP.cut(.silence)
+        #expect(try eventually(within: .seconds(2)) { !p.isValid })
+        #expect(try eventually(within: .seconds(3)) { try direct.get(WitnessConfiguration.key(forVM: vm)) == nil })
+        // B takes over and serves.
+        #expect(try b.tryAcquire())
+        #expect(b.isValid)
+        // Then B loses etcd too, and its lease ends.
+        toB.cut(.silence)
+        #expect(try eventually(within: .seconds(2)) { !b.isValid })
+        #expect(try eventually(within: .seconds(3)) { try direct.get(WitnessConfiguration.key(forVM: vm)) == nil })
+
+        // P reconnects and finds the active key absent: it must not take it and resume.
+        toP.restore()
+        #expect(try !p.tryAcquire(), "a stale primary re-took the witness key")
+        #expect(!p.isValid)
+        #expect(p.holder == "node-b")
+    }
+
     @Test func aPausedWitnessEndsValidityByItself() throws {
         let etcd = try TLSWitness()
         defer { etcd.stop() }
