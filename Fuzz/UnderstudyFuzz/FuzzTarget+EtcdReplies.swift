@@ -13,7 +13,7 @@ extension FuzzTarget {
         _ = try? EtcdClient.grantedLease(object)
         _ = try? EtcdClient.renewedTTL(object)
         _ = try? EtcdClient.firstValue(object, in: "range")
-        _ = try? EtcdClient.rangeInFailedTransaction(object)
+        _ = try? EtcdClient.failedClaim(object, termKey: "/understudy/fuzz/term")
     }, seeds: {
         func reply(_ json: String, chunked: Bool = false) -> [UInt8] {
             let body = Array(json.utf8)

@@ -269,7 +269,7 @@ struct MetricsEndToEndTests {
         defer { taken.close() }
         let configuration = try Self.backupConfiguration(workspace, vm: "taken", listen: try Self.freePort(),
                                                          metrics: "\(taken.endpoint)")
-        let node = PairNode(configuration: configuration, logger: quietLogger, stop: StopSignal(signals: []))
+        let node = try PairNode(configuration: configuration, logger: quietLogger, stop: StopSignal(signals: []))
         let error = #expect(throws: MetricsServerError.self) { try node.run(startingAs: .backup) }
         #expect(error?.description == "cannot serve metrics on \(taken.endpoint) (metrics.listen): Address already in use")
         #expect(node.metricsEndpoint == nil)
@@ -285,7 +285,7 @@ struct MetricsEndToEndTests {
         let backupPort = try Self.freePort()
         let configuration = try Self.backupConfiguration(workspace, vm: vm, listen: backupPort, metrics: "127.0.0.1:0")
         let stop = StopSignal(signals: [])
-        let node = PairNode(configuration: configuration, logger: quietLogger, stop: stop)
+        let node = try PairNode(configuration: configuration, logger: quietLogger, stop: stop)
         let nodeFailure = Mutex<String?>(nil)
         let nodeThread = JoinableThread(name: "test-node") {
             do {
