@@ -57,16 +57,16 @@ private func holding(_ node: String, term recorded: WitnessTerm?, intent: ClaimI
         #expect(p.supersession == reason)
         #expect(!p.mayAct(at(5010)))
         #expect(p.term == term(1, "node-a"), "the term it held stays what it was")
-        #expect(p.start(at: at(5500), intent: .resume) == .superseded(reason), "refused for good, without asking etcd")
-        #expect(p.poll(at(6000)) == .superseded(reason))
+        #expect(p.start(at: at(5020), intent: .resume) == .superseded(reason), "refused for good, without asking etcd")
+        #expect(p.poll(at(5050)) == .superseded(reason))
 
         // Demoted to the backup (and resynchronised), P may take over: the term after the current one.
-        #expect(p.start(at: at(6000), intent: .takeOver) == .sendClaim(lease: 11, expecting: term(1, "node-a"), next: term(2, "node-a")))
-        #expect(p.termMismatch(current: term(2, "node-b"), at: at(6010)) == .sendClaim(lease: 11, expecting: term(2, "node-b"), next: term(3, "node-a")))
-        #expect(p.claimed(at: at(6020)) == .recordTerm(term(3, "node-a")))
+        #expect(p.start(at: at(5100), intent: .takeOver) == .sendClaim(lease: 11, expecting: term(1, "node-a"), next: term(2, "node-a")))
+        #expect(p.termMismatch(current: term(2, "node-b"), at: at(5110)) == .sendClaim(lease: 11, expecting: term(2, "node-b"), next: term(3, "node-a")))
+        #expect(p.claimed(at: at(5120)) == .recordTerm(term(3, "node-a")))
         #expect(p.supersession == nil)
-        _ = p.termRecorded(at: at(6020))
-        #expect(p.mayAct(at(6030)))
+        _ = p.termRecorded(at: at(5120))
+        #expect(p.mayAct(at(5130)))
     }
 
     @Test func aRestartedNodeResumesOnlyFromItsRecordedTerm() {
