@@ -60,8 +60,9 @@ public final class PairNode: @unchecked Sendable {
     /// Where the metrics endpoint listens while `run` runs (nil: none configured, or not yet started).
     public var metricsEndpoint: Endpoint? { metricsServer.withLock { $0?.endpoint } }
 
-    /// Before a scrape: the output gate's held and dropped frames, read from the gate itself.
+    /// Before a scrape: the witness term, and the output gate's held and dropped frames, read from the gate itself.
     private func refresh(_ metrics: AgentMetrics) {
+        metrics.witnessTerm(fence.term?.number)
         guard case .primary(let protector) = role.withLock({ $0 }), let gate = protector.devices.gate else {
             metrics.output(gate: nil, heldFrames: 0, heldBytes: 0, droppedFrames: 0)
             return
