@@ -20,9 +20,10 @@ public struct WitnessTermRecord: Sendable {
         } catch {
             throw .record("\(path): \(error)")
         }
-        guard let term = WitnessTerm(encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)[...]) else {
+        let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let term = WitnessTerm(encoded: line[...]) else {
             // Guessing would let a stale copy resume: the operator decides (see docs/OPERATIONS.md).
-            throw .record("\(path) holds \"\(text)\", not \"<number> <node>\"; remove it to have this node take over "
+            throw .record("\(path) holds \"\(line)\", not \"<number> <node>\"; remove it to have this node take over "
                           + "only as a backup, never resume")
         }
         return term
