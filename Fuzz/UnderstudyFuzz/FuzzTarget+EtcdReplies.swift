@@ -13,7 +13,7 @@ extension FuzzTarget {
         _ = try? EtcdClient.grantedLease(object)
         _ = try? EtcdClient.renewedTTL(object)
         _ = try? EtcdClient.firstValue(object, in: "range")
-        _ = try? EtcdClient.rangeInFailedTransaction(object)
+        _ = try? EtcdClient.failedClaim(object, termKey: "/understudy/fuzz/term")
     }, seeds: {
         func reply(_ json: String, chunked: Bool = false) -> [UInt8] {
             let body = Array(json.utf8)
@@ -34,7 +34,8 @@ extension FuzzTarget {
             reply(#"{\#(header),"ID":"7587867930478462980","TTL":"5"}"#),
             reply(#"{"result":{\#(header),"ID":"7587867930478462980","TTL":"5"}}"#, chunked: true),
             reply(#"{\#(header),"kvs":[{"key":"L3VuZGVyc3R1ZHkvdm0vYWN0aXZl","create_revision":"4","mod_revision":"4","version":"1","value":"cHJpbWFyeQ==","lease":"7587867930478462980"}],"count":"1"}"#),
-            reply(#"{\#(header),"responses":[{"response_range":{\#(header),"kvs":[{"key":"a2V5","value":"YmFja3Vw","lease":"42"}],"count":"1"}}]}"#),
+            // A claim refused by the term: the active key is free, the term key holds "2 node-b".
+            reply(#"{\#(header),"responses":[{"response_range":{\#(header)}},{"response_range":{\#(header),"kvs":[{"key":"dGVybQ==","value":"MiBub2RlLWI=","lease":"0"}],"count":"1"}}]}"#),
             Array("HTTP/1.1 404 Not Found\r\nContent-Length: 56\r\n\r\n".utf8) + Array(#"{"error":"etcdserver: requested lease not found","code":5}"#.utf8),
         ]
     })

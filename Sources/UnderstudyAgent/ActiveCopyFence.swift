@@ -9,11 +9,17 @@ import UnderstudyWitness
 /// active, which is why that mode must be chosen explicitly (`failover.without_witness`).
 public protocol ActiveCopyFence: AnyObject, Sendable {
     /// One attempt to become, or stay, the active copy: true when this node holds the right now.
-    func tryAcquire() throws -> Bool
+    /// `intent`: carry on with the copy this node runs (`resume`), or start one from a replica
+    /// or on the operator's word (`takeOver`).
+    func tryAcquire(_ intent: ClaimIntent) throws -> Bool
     /// True while this node surely holds the right. Cheap: checked before output leaves.
     var isValid: Bool { get }
     /// The other holder, when an attempt was refused.
     var holder: String? { get }
+    /// Why this node's copy may never resume (another copy became active after it); nil: it may.
+    var supersession: String? { get }
+    /// The witness term this node claimed last (nil: none, or no witness).
+    var term: WitnessTerm? { get }
     /// Gives the right up (a switchover hands it to the peer; an orderly stop).
     func release()
     /// For logs and status.
@@ -22,10 +28,13 @@ public protocol ActiveCopyFence: AnyObject, Sendable {
 
 /// The fence a node's configuration asks for: the witness lease, or the unwitnessed pair.
 /// - Parameter onLost: called once when a held witness lease can no longer be trusted.
+/// - Throws: `WitnessError.record` when the node's term record (`<state_dir>/witness-term`) is unreadable.
 public func makeFence(_ configuration: AgentConfiguration, logger: Logger,
-                      onLost: @escaping @Sendable (String) -> Void) -> ActiveCopyFence {
+                      onLost: @escaping @Sendable (String) -> Void) throws -> ActiveCopyFence {
     guard !configuration.witnessEndpoints.isEmpty else { return UnwitnessedFence() }
     let tls = TLSConfiguration(directory: configuration.certificates, node: configuration.nodeName, peer: configuration.witnessServerName)
-    return WitnessLease(configuration: WitnessConfiguration(endpoints: configuration.witnessEndpoints, tls: tls, leaseTTL: configuration.witnessLeaseTTL),
-                        vm: configuration.vm.id, node: configuration.nodeName, logger: logger, onLost: onLost)
+    return try WitnessLease(configuration: WitnessConfiguration(endpoints: configuration.witnessEndpoints, tls: tls,
+                                                                leaseTTL: configuration.witnessLeaseTTL),
+                            vm: configuration.vm.id, node: configuration.nodeName,
+                            termRecord: WitnessTermRecord(directory: configuration.stateDirectory), logger: logger, onLost: onLost)
 }

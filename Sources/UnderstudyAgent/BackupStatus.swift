@@ -15,6 +15,8 @@ public struct BackupStatus: Sendable, Codable, Equatable {
     public var sessions: Int?
     /// Who may be the active copy: the witness and whether this node holds its lease.
     public var fence: String?
+    /// The witness term this node claimed last (held while `fence` says so); nil: none, or no witness.
+    public var witnessTerm: UInt64?
     /// Milliseconds since the primary was last heard on any path, and the timeout that loses it.
     public var peerSilentMilliseconds: Double?
     public var heartbeatTimeoutMilliseconds: Double?

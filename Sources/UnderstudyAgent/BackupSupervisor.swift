@@ -5,6 +5,7 @@ import UnderstudyProtocol
 import UnderstudyReplica
 import UnderstudySystem
 import UnderstudyTransport
+import UnderstudyWitness
 
 /// The backup role: receives checkpoints (`BackupReceiver`) and decides when this node takes
 /// over. It listens for the primary on every heartbeat path, and activates when the primary is
@@ -155,7 +156,8 @@ public final class BackupSupervisor: @unchecked Sendable {
         if throttled, let last = lastFenceAttempt, now - last < .milliseconds(100) { return false }
         lastFenceAttempt = now
         do {
-            return try fence.tryAcquire()
+            // The replica is the primary's history: it continues in the next term, whatever the current one.
+            return try fence.tryAcquire(.takeOver)
         } catch {
             logger.warning("cannot reach the witness", metadata: ["error": "\(error)"])
             return false
@@ -169,6 +171,7 @@ public final class BackupSupervisor: @unchecked Sendable {
         status.peerSilentMilliseconds = shared.monitor.withLock { $0.silence(at: now) }.seconds * 1000
         status.heartbeatTimeoutMilliseconds = configuration.heartbeat.timeout.seconds * 1000
         status.fence = fence.kind
+        status.witnessTerm = fence.term?.number
         return .backup(status)
     }
 }

@@ -6,6 +6,7 @@ import UnderstudyQEMU
 import UnderstudyReplica
 import UnderstudySystem
 import UnderstudyTransport
+import UnderstudyWitness
 
 /// One node of an HA pair, through all its roles in one process: a primary boots the VM and
 /// protects it; a backup keeps the replica and takes over; after a switchover the old primary
@@ -43,14 +44,15 @@ public final class PairNode: @unchecked Sendable {
     private let metrics: AgentMetrics?
     private let metricsServer = Mutex<MetricsServer?>(nil)
 
-    public init(configuration: AgentConfiguration, record: RoleRecord? = nil, logger: Logger, stop: StopSignal) {
+    /// - Throws: `WitnessError.record` when the node's witness term record is unreadable.
+    public init(configuration: AgentConfiguration, record: RoleRecord? = nil, logger: Logger, stop: StopSignal) throws {
         self.configuration = configuration
         self.record = record
         self.logger = logger
         self.stop = stop
         metrics = configuration.metricsListen.map { _ in AgentMetrics(vm: configuration.vm.id) }
         let losses = CallbackRelay<String>()
-        fence = makeFence(configuration, logger: logger) { reason in losses.forward(reason) }
+        fence = try makeFence(configuration, logger: logger) { reason in losses.forward(reason) }
         losses.point { [weak self] reason in self?.fenceLost(reason) }
         metrics?.onScrape { [weak self] metrics in self?.refresh(metrics) }
     }
@@ -58,8 +60,9 @@ public final class PairNode: @unchecked Sendable {
     /// Where the metrics endpoint listens while `run` runs (nil: none configured, or not yet started).
     public var metricsEndpoint: Endpoint? { metricsServer.withLock { $0?.endpoint } }
 
-    /// Before a scrape: the output gate's held and dropped frames, read from the gate itself.
+    /// Before a scrape: the witness term, and the output gate's held and dropped frames, read from the gate itself.
     private func refresh(_ metrics: AgentMetrics) {
+        metrics.witnessTerm(fence.term?.number)
         guard case .primary(let protector) = role.withLock({ $0 }), let gate = protector.devices.gate else {
             metrics.output(gate: nil, heldFrames: 0, heldBytes: 0, droppedFrames: 0)
             return
@@ -134,11 +137,13 @@ public final class PairNode: @unchecked Sendable {
         while !stop.isSet {
             switch next {
             case .primary:
-                try acquireFenceToStart()
+                // The operator's word (`understudy primary`, `--start-as primary`) that the VM runs nowhere else.
+                try acquireFenceToStart(.takeOver)
                 next = try runPrimary(booting: nil)
             case .primaryUnlessActiveElsewhere:
                 do {
-                    try acquireFenceToStart()
+                    // This node's disk is the VM's newest state only if nobody claimed the VM since its last term.
+                    try acquireFenceToStart(.resume)
                 } catch let error as AgentError {
                     note("started as the backup: \(error)")
                     logger.notice("another node is the active copy: starting as its backup", metadata: ["reason": "\(error)"])
@@ -147,7 +152,7 @@ public final class PairNode: @unchecked Sendable {
                 }
                 next = try runPrimary(booting: nil)
             case .activate:
-                try acquireFenceToStart()
+                try acquireFenceToStart(.takeOver)
                 let store = try ReplicaStore(directory: try configuration.backup().replicaDirectory, identity: configuration.identity,
                                              diskPath: configuration.vm.diskImage)
                 next = try runPrimary(booting: store)
@@ -274,10 +279,11 @@ public final class PairNode: @unchecked Sendable {
     }
 
     /// A node that is to run the VM first makes sure no other copy is active.
-    private func acquireFenceToStart() throws {
+    private func acquireFenceToStart(_ intent: ClaimIntent) throws {
         let deadline = ContinuousClock.now + configuration.witnessLeaseTTL * 2
         while true {
-            if try fence.tryAcquire() { return }
+            if try fence.tryAcquire(intent) { return }
+            if let supersession = fence.supersession { throw AgentError.fenced(supersession) }
             guard ContinuousClock.now < deadline, !stop.isSet else {
                 throw AgentError.fenced("\(fence.holder ?? "another node") is the active copy of \(configuration.vm.id) (it holds the witness lease): "
                                         + "refusing to run a second copy")

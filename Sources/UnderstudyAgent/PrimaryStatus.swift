@@ -51,6 +51,8 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var activatedFromEpoch: UInt64?
     /// Who may be the active copy: the witness and whether this node holds its lease.
     public var fence: String?
+    /// The witness term this node claimed last (held while `fence` says so); nil: none, or no witness.
+    public var witnessTerm: UInt64?
     /// synchronous | asynchronous (primary).
     public var protectionMode: String?
     /// The checkpoint interval now and why; the wire bytes per second checkpoints need and the link's budget.

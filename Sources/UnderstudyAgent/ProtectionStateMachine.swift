@@ -75,6 +75,9 @@ public struct ProtectionStateMachine: Sendable {
     public private(set) var fenceLossReason: String?
     /// Another node holds the fence: this copy must stop.
     public private(set) var fencedBy: String?
+    /// Another node claimed the VM after this node's witness term (why): this copy must stop, and
+    /// may never resume.
+    public private(set) var supersession: String?
     /// The latest acknowledged epoch whose output the fence kept back.
     public private(set) var withheldRelease: UInt64?
 
@@ -97,6 +100,10 @@ public struct ProtectionStateMachine: Sendable {
         if let stopReason {
             set(.stopped, stopReason)
             return .stopped
+        }
+        if let supersession {
+            set(.fenced, supersession)
+            return .fenced(supersession)
         }
         if let fencedBy {
             let reason = fenceLossReason ?? "witness lease lost"
@@ -150,7 +157,7 @@ public struct ProtectionStateMachine: Sendable {
     }
 
     /// Whether the session's checkpoint loop should return (a switchover or the fence needs the loop).
-    public var checkpointsShouldStop: Bool { switchoverPending || fencedBy != nil }
+    public var checkpointsShouldStop: Bool { switchoverPending || fencedBy != nil || supersession != nil }
 
     /// The session's checkpoint loop returned on request (not for a lost backup).
     public func sessionEnded() -> SessionEndAction {
@@ -189,7 +196,7 @@ public struct ProtectionStateMachine: Sendable {
     }
 
     /// Whether the fence should be tried for again (lost, and nobody else is known to hold it).
-    public var wantsFence: Bool { fenceLossReason != nil && fencedBy == nil }
+    public var wantsFence: Bool { fenceLossReason != nil && fencedBy == nil && supersession == nil }
 
     /// The fence is held again: nobody else took it while the witness was out of reach.
     public mutating func fenceRegained() -> FenceRegainedAction {
@@ -203,6 +210,12 @@ public struct ProtectionStateMachine: Sendable {
     /// Another node holds the fence: this copy ends at the next step.
     public mutating func fenceHeld(by holder: String) {
         fencedBy = holder
+    }
+
+    /// Regaining the fence found a newer witness term (`reason`): even with the witness key free,
+    /// another copy was active after this one, so this copy ends at the next step, for good.
+    public mutating func fenceSuperseded(_ reason: String) {
+        supersession = reason
     }
 
     /// The operator asks for a switchover; the reason it is refused, or nil when it is under way.

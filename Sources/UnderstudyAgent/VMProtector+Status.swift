@@ -9,6 +9,7 @@ extension VMProtector {
         status.dirtyTracking = "\(source.trackingMethod)"
         status.sessions = machine.sessions
         status.fence = fence.kind
+        status.witnessTerm = fence.term?.number
         if primaryConfiguration != nil {
             status.protectionMode = configuration.replication.mode.rawValue
             if machine.asynchronous { status.recoveryPointObjectiveMilliseconds = configuration.replication.recoveryPointObjective.seconds * 1000 }

@@ -5,6 +5,7 @@ import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudySystem
 import UnderstudyTransport
+import UnderstudyWitness
 
 /// Keeps a running VM protected whenever its backup can be reached: connects, synchronises,
 /// checkpoints; when the backup is lost, holds the output of unacknowledged checkpoints for the
@@ -231,7 +232,7 @@ public final class VMProtector: @unchecked Sendable {
     private func applyPolicyIfDue() {
         switch state.withLock({ $0.machine.graceElapsed(now: .now) }) {
         case .acquireFence?:
-            let held = (try? fence.tryAcquire()) == true && fence.isValid
+            let held = (try? fence.tryAcquire(.resume)) == true && fence.isValid
             let holder = held ? nil : fence.holder
             guard state.withLock({ $0.machine.availabilityFence(held: held, holder: holder) }) else { return }
             devices.setOutputMode(.unprotected)
@@ -253,11 +254,14 @@ public final class VMProtector: @unchecked Sendable {
     private func regainFence() {
         guard state.withLock({ $0.machine.wantsFence }) else { return }
         do {
-            if try fence.tryAcquire() {
+            if try fence.tryAcquire(.resume) {
                 let regained = state.withLock { $0.machine.fenceRegained() }
                 logger.notice("witness lease held again: output may leave")
                 if regained.outputPasses { devices.setOutputMode(.unprotected) }
                 if let withheld = regained.release { devices.release(through: withheld) }
+            } else if let supersession = fence.supersession {
+                state.withLock { $0.machine.fenceSuperseded(supersession) }
+                poke()
             } else if let holder = fence.holder {
                 state.withLock { $0.machine.fenceHeld(by: holder) }
                 poke()

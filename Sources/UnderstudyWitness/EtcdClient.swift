@@ -96,21 +96,33 @@ public final class EtcdClient: Sendable {
     }
 
     /// Puts `key` = `value` attached to `lease` if the key is absent or already holds `value`
-    /// (this node's earlier claim, moved to the new lease); otherwise reports the holder.
-    public func claim(_ key: String, value: String, lease: Int64) throws(WitnessError) -> ClaimOutcome {
-        let put: [String: Any] = ["request_put": ["key": base64(key), "value": base64(value), "lease": String(lease)]]
-        let read: [String: Any] = ["request_range": ["key": base64(key)]]
+    /// (this node's earlier claim, moved to the new lease), and, in the same transaction, writes
+    /// `next` to `termKey` (no lease: it stays) if that key holds `expected` (nil: it is absent).
+    /// Otherwise reports the other holder, or the term found instead; then nothing was written.
+    public func claim(_ key: String, value: String, lease: Int64, termKey: String, expecting expected: WitnessTerm?,
+                      next: WitnessTerm) throws(WitnessError) -> ClaimOutcome {
+        let success: [[String: Any]] = [
+            ["request_put": ["key": base64(key), "value": base64(value), "lease": String(lease)]],
+            ["request_put": ["key": base64(termKey), "value": base64(next.encoded)]],
+        ]
+        let read: [[String: Any]] = [["request_range": ["key": base64(key)]], ["request_range": ["key": base64(termKey)]]]
         let absent: [String: Any] = ["target": "CREATE", "result": "EQUAL", "key": base64(key), "create_revision": "0"]
         let ours: [String: Any] = ["target": "VALUE", "result": "EQUAL", "key": base64(key), "value": base64(value)]
+        let term: [String: Any] = if let expected {
+            ["target": "VALUE", "result": "EQUAL", "key": base64(termKey), "value": base64(expected.encoded)]
+        } else {
+            ["target": "CREATE", "result": "EQUAL", "key": base64(termKey), "create_revision": "0"]
+        }
         // etcd ANDs a transaction's comparisons, and a VALUE comparison on an absent key fails,
         // so "absent or ours" takes two transactions. Between them the key may vanish (its
         // lease expired) or appear: start over, a few times.
         for _ in 0..<4 {
             for comparison in [absent, ours] {
-                let reply = try call("/v3/kv/txn", ["compare": [comparison], "success": [put], "failure": [read]])
+                let reply = try call("/v3/kv/txn", ["compare": [comparison, term], "success": success, "failure": read])
                 if reply["succeeded"] as? Bool == true { return .acquired }
-                guard let current = try Self.rangeInFailedTransaction(reply) else { break }
-                if current.value != value { return .heldBy(current.value) }
+                let current = try Self.failedClaim(reply, termKey: termKey)
+                if let active = current.active, active.value != value { return .heldBy(active.value) }
+                if current.term != expected { return .termIs(current.term) }
             }
         }
         throw .rejected("the witness key \(key) kept changing while it was claimed")
@@ -198,11 +210,19 @@ public final class EtcdClient: Sendable {
         return (String(decoding: value, as: UTF8.self), try Self.integer(kv, "lease", in: what, default: 0))
     }
 
-    /// The key as the failure branch's range read it; nil when it was absent.
-    static func rangeInFailedTransaction(_ reply: [String: Any]) throws(WitnessError) -> (value: String, lease: Int64)? {
-        guard let responses = reply["responses"] as? [[String: Any]], let range = responses.first?["response_range"] as? [String: Any] else {
-            throw .malformedReply("failed transaction without the range of its failure branch")
+    /// The active key and the term as a failed claim's failure branch read them (nil: absent).
+    static func failedClaim(_ reply: [String: Any], termKey: String) throws(WitnessError)
+        -> (active: (value: String, lease: Int64)?, term: WitnessTerm?) {
+        guard let responses = reply["responses"] as? [[String: Any]], responses.count == 2,
+              let active = responses[0]["response_range"] as? [String: Any],
+              let term = responses[1]["response_range"] as? [String: Any] else {
+            throw .malformedReply("failed transaction without the two ranges of its failure branch")
         }
-        return try firstValue(range, in: "transaction")
+        let holder = try firstValue(active, in: "transaction")
+        guard let stored = try firstValue(term, in: "transaction") else { return (holder, nil) }
+        guard let parsed = WitnessTerm(encoded: stored.value[...]) else {
+            throw .malformedReply("\(termKey) holds \"\(stored.value)\", not \"<number> <node>\"")
+        }
+        return (holder, parsed)
     }
 }

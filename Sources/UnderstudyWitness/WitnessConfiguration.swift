@@ -25,4 +25,7 @@ public struct WitnessConfiguration: Sendable, Equatable {
 
     /// The witness key of a VM; its value names the node that may act for it.
     public static func key(forVM id: String) -> String { "/understudy/\(id)/active" }
+
+    /// The VM's term key (no lease): the last claim's `WitnessTerm`, kept after every lease ended.
+    public static func termKey(forVM id: String) -> String { "/understudy/\(id)/term" }
 }

@@ -8,6 +8,10 @@ public enum WitnessError: Error, Sendable, Equatable, CustomStringConvertible {
     case malformedReply(String)
     /// Another node holds the witness key (its value), and kept it until the wait ended.
     case heldBy(String)
+    /// Another node claimed the VM after the term this node held: it must not resume (why).
+    case superseded(String)
+    /// This node's term record could not be read or written.
+    case record(String)
 
     public var description: String {
         switch self {
@@ -15,6 +19,8 @@ public enum WitnessError: Error, Sendable, Equatable, CustomStringConvertible {
         case .rejected(let what): "etcd rejected the request: \(what)"
         case .malformedReply(let what): "malformed reply from etcd: \(what)"
         case .heldBy(let holder): "the witness key is held by \(holder)"
+        case .superseded(let why): why
+        case .record(let what): "witness term record: \(what)"
         }
     }
 }

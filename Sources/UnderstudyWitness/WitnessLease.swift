@@ -7,10 +7,18 @@ import UnderstudySystem
 /// A node may release the VM's output or activate it only while `isValid`. Validity is a matter of
 /// time (see `WitnessLeaseStateMachine`): it ends by itself when renewals stop succeeding, even if
 /// the keep-alive thread is stuck, and before etcd can expire the lease and let the other node in.
+///
+/// Each claim also moves the VM's term on (`WitnessTerm`, under `termKey`), and the new term is
+/// recorded in `termRecord` before the node may act: a node that held term T can resume later
+/// only if nobody claimed the VM since (`ClaimIntent.resume`).
 public final class WitnessLease: @unchecked Sendable {
     public let configuration: WitnessConfiguration
     /// The witness key, `/understudy/<vm>/active`.
     public let key: String
+    /// The term key, `/understudy/<vm>/term`.
+    public let termKey: String
+    /// Where this node's term is kept across restarts; nil: in memory only.
+    public let termRecord: WitnessTermRecord?
     /// This node's name: the value stored under the key while it holds it.
     public let node: String
     private let client: EtcdClient
@@ -51,17 +59,23 @@ public final class WitnessLease: @unchecked Sendable {
     /// - Parameters:
     ///   - vm: the VM's id, which names the key.
     ///   - node: this node's name, stored under the key while it holds it.
+    ///   - termRecord: where the term this node claims is recorded (synced) before it acts, and
+    ///     read from now; nil: in memory only, a restarted node then never held a term.
     ///   - onLost: called once, from the keep-alive thread, when a held lease can no longer be
     ///     trusted; the reason says why. `isValid` is already false by then.
-    public init(configuration: WitnessConfiguration, vm: String, node: String, logger: Logger,
-                onLost: @escaping @Sendable (String) -> Void) {
+    /// - Throws: `.record` when the term record cannot be read.
+    public init(configuration: WitnessConfiguration, vm: String, node: String, termRecord: WitnessTermRecord? = nil, logger: Logger,
+                onLost: @escaping @Sendable (String) -> Void) throws(WitnessError) {
         self.configuration = configuration
         key = WitnessConfiguration.key(forVM: vm)
+        termKey = WitnessConfiguration.termKey(forVM: vm)
+        self.termRecord = termRecord
+        let term = try termRecord?.load()
         self.node = node
         client = EtcdClient(endpoints: configuration.endpoints, timeout: configuration.requestTimeout, tls: configuration.tls)
         self.logger = logger
         self.onLost = onLost
-        core = Core(machine: WitnessLeaseStateMachine(configuration: .init(requestedTTL: configuration.leaseTTL)))
+        core = Core(machine: WitnessLeaseStateMachine(configuration: .init(requestedTTL: configuration.leaseTTL), node: node, term: term))
     }
 
     /// Stops renewing without touching etcd: an abandoned claim ends when its lease expires.
@@ -69,21 +83,32 @@ public final class WitnessLease: @unchecked Sendable {
         stopKeeper()
     }
 
-    /// Blocks until this node holds the key (lease granted, key claimed) or `timeout` passes.
-    /// While another node holds it, the claim is retried (every quarter TTL, at least 100 ms) in
-    /// case that node's lease ends. Returns at once when the key is held already.
+    /// Blocks until this node holds the key (lease granted, key and term claimed, term recorded)
+    /// or `timeout` passes. While another node holds it, the claim is retried (every quarter
+    /// TTL, at least 100 ms) in case that node's lease ends. Returns at once when the key is held already.
     ///
-    /// Throws `.heldBy(holder)` when another node still held the key at the end, otherwise the
-    /// last failure (`.unreachable` when no etcd endpoint answered).
-    public func acquire(timeout: Duration) throws(WitnessError) {
-        _ = try attempt(until: .now + timeout, retrying: true)
+    /// Throws `.heldBy(holder)` when another node still held the key at the end, `.superseded`
+    /// when a resume found a newer term, otherwise the last failure (`.unreachable` when no etcd
+    /// endpoint answered).
+    public func acquire(_ intent: ClaimIntent, timeout: Duration) throws(WitnessError) {
+        _ = try attempt(intent, until: .now + timeout, retrying: true)
     }
 
     /// One attempt, without waiting: true when this node holds the key now (or already did),
-    /// false when another node holds it (see `holder`). A lease granted by an earlier refused
-    /// attempt is reused while it lasts.
-    public func tryAcquire() throws(WitnessError) -> Bool {
-        try attempt(until: .now, retrying: false)
+    /// false when another node holds it (see `holder`) or a resume was superseded (see
+    /// `supersession`). A lease granted by an earlier refused attempt is reused while it lasts.
+    public func tryAcquire(_ intent: ClaimIntent) throws(WitnessError) -> Bool {
+        try attempt(intent, until: .now, retrying: false)
+    }
+
+    /// The term this node claimed last (held now if `isValid`), or recorded when it last ran.
+    public var term: WitnessTerm? {
+        core.withLock { $0.machine.term }
+    }
+
+    /// Why this node may never resume, once a resume found a newer term; nil otherwise.
+    public var supersession: String? {
+        core.withLock { $0.machine.supersession }
     }
 
     /// True while this node holds the key and its lease surely has not expired at etcd. Cheap
@@ -121,7 +146,7 @@ public final class WitnessLease: @unchecked Sendable {
 
     // MARK: - Acquiring
 
-    private func attempt(until deadline: ContinuousClock.Instant, retrying: Bool) throws(WitnessError) -> Bool {
+    private func attempt(_ intent: ClaimIntent, until deadline: ContinuousClock.Instant, retrying: Bool) throws(WitnessError) -> Bool {
         operations.lock()
         defer { operations.unlock() }
         if isValid { return true }
@@ -134,7 +159,7 @@ public final class WitnessLease: @unchecked Sendable {
         if let unreported { Self.report(lost: unreported, logger: logger, onLost: onLost) }
         stopKeeper()
         var lastError: WitnessError?
-        var action = core.withLock { $0.machine.start(at: .now) }
+        var action = core.withLock { $0.machine.start(at: .now, intent: intent) }
         while true {
             switch action {
             case .sendGrant(let ttl):
@@ -147,9 +172,9 @@ public final class WitnessLease: @unchecked Sendable {
                     lastError = error
                     action = core.withLock { $0.machine.requestFailed(error.description, at: .now) }
                 }
-            case .sendClaim(let lease):
+            case .sendClaim(let lease, let expected, let next):
                 do {
-                    switch try client.claim(key, value: node, lease: lease) {
+                    switch try client.claim(key, value: node, lease: lease, termKey: termKey, expecting: expected, next: next) {
                     case .acquired:
                         action = core.withLock { core in
                             core.holder = node
@@ -161,11 +186,32 @@ public final class WitnessLease: @unchecked Sendable {
                             core.holder = holder
                             return core.machine.claimRefused(holder: holder, at: .now)
                         }
+                    case .termIs(let current):
+                        logger.info("witness: \(termKey) holds \(current?.description ?? "nothing"), not \(expected?.description ?? "nothing")")
+                        action = core.withLock { core in
+                            if let current, intent == .resume { core.holder = current.holder }
+                            return core.machine.termMismatch(current: current, at: .now)
+                        }
                     }
                 } catch {
                     lastError = error
                     action = core.withLock { $0.machine.requestFailed(error.description, at: .now) }
                 }
+            case .recordTerm(let term):
+                do {
+                    // Synced before this node acts: after a crash it must know it held this term.
+                    try termRecord?.store(term)
+                    logger.notice("witness: \(node) claimed \(key) in \(term)")
+                    action = core.withLock { $0.machine.termRecorded(at: .now) }
+                } catch {
+                    lastError = error
+                    logger.error("witness: cannot record \(term) before acting: \(error)")
+                    action = core.withLock { $0.machine.requestFailed(error.description, at: .now) }
+                }
+            case .superseded(let reason):
+                logger.critical("witness: \(reason)")
+                guard retrying else { return false }
+                throw .superseded(reason)
             case .sendKeepAlive(let lease):
                 let renewal = Self.renew(lease, client: client, core: core, logger: logger)
                 action = renewal.next
@@ -186,7 +232,7 @@ public final class WitnessLease: @unchecked Sendable {
             case .lost, .none:
                 // The claim went through only after the new lease had run out: nothing was held.
                 guard ContinuousClock.now < deadline else { throw lastError ?? .unreachable("etcd answered too slowly to hold a lease") }
-                action = core.withLock { $0.machine.start(at: .now) }
+                action = core.withLock { $0.machine.start(at: .now, intent: intent) }
             }
         }
     }
@@ -212,7 +258,7 @@ public final class WitnessLease: @unchecked Sendable {
                 case .lost(let reason):
                     WitnessLease.report(lost: reason, logger: logger, onLost: onLost)
                     return
-                case .none, .sendGrant, .sendClaim:
+                case .none, .sendGrant, .sendClaim, .recordTerm, .superseded:
                     // Released (or never held): a held lease only renews, waits, or is lost.
                     return
                 }

@@ -8,6 +8,11 @@ import UnderstudySystem
 /// keep-alive, which is after the request was sent. Counting validity from the send instant,
 /// minus a margin for clock-rate differences and scheduling, means this node stops acting before
 /// etcd can expire the lease and let another node claim the key, however slow the reply was.
+///
+/// The rule that keeps a stale copy from coming back: every claim also moves the VM's term on
+/// (`WitnessTerm`), in the same etcd transaction, and this node may act only once it recorded the
+/// new term durably (`recordTerm`). A `resume` claim expects the term this node last held; finding
+/// any other one (someone claimed the VM since) ends in `superseded`, for good: terms only grow.
 public struct WitnessLeaseStateMachine: Sendable {
     public typealias Instant = ContinuousClock.Instant
 
@@ -68,6 +73,12 @@ public struct WitnessLeaseStateMachine: Sendable {
         case granting(retryAt: Instant?)
         /// A lease is granted and the key is being claimed with it; `retryAt` after a failure.
         case claiming(Lease, retryAt: Instant?)
+        /// The key and `term` are claimed; this node acts once the term is recorded locally
+        /// (tried again at `retryAt` after a failure).
+        case recording(Lease, term: WitnessTerm, retryAt: Instant?)
+        /// A resume found another term than the one this node held (`by`; nil: the term key is
+        /// gone): another copy may have been active since, this one must never act again.
+        case superseded(Lease, by: WitnessTerm?)
         /// `holder` has the key; the claim is tried again at `retryAt`.
         case refused(Lease, holder: String, retryAt: Instant)
         /// This node holds the key (valid while `mayAct`).
@@ -79,8 +90,13 @@ public struct WitnessLeaseStateMachine: Sendable {
     public enum Action: Sendable, Equatable {
         /// Grant a lease of `ttl`, then report `granted` or `requestFailed`.
         case sendGrant(ttl: Duration)
-        /// Claim the key with `lease`, then report `claimed`, `claimRefused` or `requestFailed`.
-        case sendClaim(lease: Int64)
+        /// Claim the key with `lease` if the term key holds `expecting` (nil: absent), writing
+        /// `next`; then report `claimed`, `claimRefused`, `termMismatch` or `requestFailed`.
+        case sendClaim(lease: Int64, expecting: WitnessTerm?, next: WitnessTerm)
+        /// Record `term` durably as the one this node holds, then report `termRecorded` or `requestFailed`.
+        case recordTerm(WitnessTerm)
+        /// Another term superseded this node's (the reason): it must not act, and stop trying to resume.
+        case superseded(String)
         /// Renew `lease`, then report `renewed` (or `expired`) or `requestFailed`.
         case sendKeepAlive(lease: Int64)
         /// Call `poll` at this instant (earlier does no harm).
@@ -92,10 +108,24 @@ public struct WitnessLeaseStateMachine: Sendable {
     }
 
     public let configuration: Configuration
+    /// This node's name: the holder of the terms it claims.
+    public let node: String
     public private(set) var state: State = .idle
+    /// The term this node's last successful claim wrote (or, before any, the one it recorded
+    /// when it last ran): what a `resume` expects the term key to hold. Nil: none.
+    public private(set) var term: WitnessTerm?
+    /// What the acquisition under way accepts.
+    public private(set) var intent: ClaimIntent = .resume
+    /// The term the next claim expects: `term` for a resume, the last one seen for a takeover.
+    private var expected: WitnessTerm?
 
-    public init(configuration: Configuration = Configuration()) {
+    /// - Parameters:
+    ///   - node: this node's name.
+    ///   - term: the term this node recorded last (nil: it never held one).
+    public init(configuration: Configuration = Configuration(), node: String, term: WitnessTerm?) {
         self.configuration = configuration
+        self.node = node
+        self.term = term
     }
 
     /// True while this node holds the key and the lease surely has not expired at etcd.
@@ -107,20 +137,25 @@ public struct WitnessLeaseStateMachine: Sendable {
     /// The lease held or being used to claim, if any.
     public var lease: Lease? {
         switch state {
-        case .claiming(let lease, _), .refused(let lease, _, _), .held(let lease): lease
+        case .claiming(let lease, _), .refused(let lease, _, _), .held(let lease), .recording(let lease, _, _), .superseded(let lease, _): lease
         case .idle, .granting, .lost: nil
         }
     }
 
-    /// Begin (or retry at once) acquiring the key. A lease still alive from an earlier attempt is
-    /// reused, so repeated attempts do not pile up leases at etcd.
-    public mutating func start(at now: Instant) -> Action {
+    /// Begin (or retry at once) acquiring the key for `intent`. A lease still alive from an
+    /// earlier attempt is reused, so repeated attempts do not pile up leases at etcd.
+    public mutating func start(at now: Instant, intent: ClaimIntent) -> Action {
+        self.intent = intent
+        expected = term
         switch state {
         case .idle, .lost, .granting:
             state = .granting(retryAt: nil)
         case .claiming(let lease, _), .refused(let lease, _, _):
             state = .claiming(lease, retryAt: nil)
-        case .held:
+        case .superseded(let lease, _):
+            // Terms only grow: a resume stays refused without asking etcd again.
+            if intent == .takeOver { state = .claiming(lease, retryAt: nil) }
+        case .held, .recording:
             break
         }
         return poll(now)
@@ -140,6 +175,17 @@ public struct WitnessLeaseStateMachine: Sendable {
         case .refused(let lease, _, let retryAt):
             if now < retryAt { return .wait(until: retryAt) }
             return nextClaimStep(lease, now)
+        case .recording(let lease, let term, let retryAt):
+            if now >= lease.validUntil {
+                // Too late to act on this claim; claim again, expecting the term it wrote.
+                expected = self.term
+                state = .granting(retryAt: nil)
+                return .sendGrant(ttl: configuration.requestedTTL)
+            }
+            if let retryAt, now < retryAt { return .wait(until: retryAt) }
+            return .recordTerm(term)
+        case .superseded(_, let newer):
+            return .superseded(supersession(by: newer))
         case .held(let lease):
             if now >= lease.validUntil {
                 let silence = Self.seconds(now - lease.renewedAt)
@@ -160,7 +206,7 @@ public struct WitnessLeaseStateMachine: Sendable {
             return .sendGrant(ttl: configuration.requestedTTL)
         }
         if now >= lease.nextRenewal { return .sendKeepAlive(lease: lease.id) }
-        return .sendClaim(lease: lease.id)
+        return .sendClaim(lease: lease.id, expecting: expected, next: .next(after: expected, by: node))
     }
 
     /// etcd granted lease `id` for `ttl` to the grant request sent at `sentAt`.
@@ -169,18 +215,64 @@ public struct WitnessLeaseStateMachine: Sendable {
         guard case .granting = state else { return .none }
         let lease = Lease(id: id, ttl: ttl, sentAt: sentAt, margin: configuration.margin(forTTL: ttl))
         state = .claiming(lease, retryAt: nil)
-        return .sendClaim(lease: id)
+        return nextClaimStep(lease, sentAt)
     }
 
-    /// The claim succeeded: the key names this node and lives with the lease.
+    /// The claim succeeded: the key names this node and lives with the lease, and the term key
+    /// holds the claim's term, which must be recorded before this node acts.
     public mutating func claimed(at now: Instant) -> Action {
         switch state {
         case .claiming(let lease, _), .refused(let lease, _, _):
-            state = .held(lease)
+            let claimed = WitnessTerm.next(after: expected, by: node)
+            // etcd holds it from now on, recorded or not: the next claim expects it.
+            term = claimed
+            expected = claimed
+            state = .recording(lease, term: claimed, retryAt: nil)
             return poll(now)
-        case .idle, .granting, .held, .lost:
+        case .idle, .granting, .held, .lost, .recording, .superseded:
             return poll(now)
         }
+    }
+
+    /// The claimed term is recorded durably: this node may act.
+    public mutating func termRecorded(at now: Instant) -> Action {
+        guard case .recording(let lease, _, _) = state else { return poll(now) }
+        state = .held(lease)
+        return poll(now)
+    }
+
+    /// The claim was refused because the term key held `current` (nil: absent), not the
+    /// expected term. A takeover claims again after it; a resume is superseded.
+    public mutating func termMismatch(current: WitnessTerm?, at now: Instant) -> Action {
+        switch state {
+        case .claiming(let lease, _), .refused(let lease, _, _):
+            switch intent {
+            case .takeOver:
+                expected = current
+                state = .claiming(lease, retryAt: nil)
+                return nextClaimStep(lease, now)
+            case .resume:
+                state = .superseded(lease, by: current)
+                return .superseded(supersession(by: current))
+            }
+        case .idle, .granting, .held, .lost, .recording, .superseded:
+            return poll(now)
+        }
+    }
+
+    /// Why this node may never resume, once a resume found another term; nil otherwise.
+    public var supersession: String? {
+        guard case .superseded(_, let newer) = state else { return nil }
+        return supersession(by: newer)
+    }
+
+    /// Why a resume is refused when the term key holds `newer`.
+    private func supersession(by newer: WitnessTerm?) -> String {
+        let held = term.map { "the \($0) this node held last" } ?? "no term (this node never held the VM's witness key)"
+        guard let newer else {
+            return "the witness term key is gone (this node's last was \(term?.description ?? "no term")): its copy of the VM must not resume"
+        }
+        return "\(newer.holder) claimed the VM in witness term \(newer.number) after \(held): this copy of the VM must not resume"
     }
 
     /// `holder` has the key. Its lease may end any time: the claim is tried again after the poll interval.
@@ -190,7 +282,7 @@ public struct WitnessLeaseStateMachine: Sendable {
             let retryAt = now + configuration.pollInterval(forTTL: lease.ttl)
             state = .refused(lease, holder: holder, retryAt: retryAt)
             return .wait(until: retryAt)
-        case .idle, .granting, .held, .lost:
+        case .idle, .granting, .held, .lost, .recording, .superseded:
             return poll(now)
         }
     }
@@ -209,8 +301,11 @@ public struct WitnessLeaseStateMachine: Sendable {
             return .wait(until: min(lease.nextRenewal, lease.validUntil))
         case .claiming, .refused:
             state = .claiming(lease, retryAt: nil)
-            return .sendClaim(lease: lease.id)
-        case .idle, .granting, .lost:
+            return nextClaimStep(lease, sentAt)
+        case .recording(_, let term, let retryAt):
+            state = .recording(lease, term: term, retryAt: retryAt)
+            return poll(sentAt)
+        case .idle, .granting, .lost, .superseded:
             return .none
         }
     }
@@ -222,11 +317,11 @@ public struct WitnessLeaseStateMachine: Sendable {
             let reason = "lease \(lease.hexID) expired at etcd (a keep-alive found it gone)"
             state = .lost(reason: reason)
             return .lost(reason)
-        case .claiming, .refused:
-            // It expired before the claim went through: nothing was held, start with a new one.
+        case .claiming, .refused, .recording:
+            // It expired before the claim went through or was recorded: nothing was held, start with a new one.
             state = .granting(retryAt: nil)
             return .sendGrant(ttl: configuration.requestedTTL)
-        case .idle, .granting, .lost:
+        case .idle, .granting, .lost, .superseded:
             return poll(now)
         }
     }
@@ -243,11 +338,14 @@ public struct WitnessLeaseStateMachine: Sendable {
         case .refused(var lease, let holder, _):
             lease.lastFailure = error
             state = .refused(lease, holder: holder, retryAt: retryAt)
+        case .recording(var lease, let term, _):
+            lease.lastFailure = error
+            state = .recording(lease, term: term, retryAt: retryAt)
         case .held(var lease):
             lease.lastFailure = error
             lease.nextRenewal = retryAt
             state = .held(lease)
-        case .idle, .lost:
+        case .idle, .lost, .superseded:
             break
         }
         return poll(now)

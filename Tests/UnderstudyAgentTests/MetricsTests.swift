@@ -75,6 +75,7 @@ struct MetricsServerTests {
         metrics.checkpointEncoded(rawBytes: 300 * 4096, wireBytes: 70_000)
         metrics.committed(epoch: 7)
         metrics.setRole(.primary)
+        metrics.witnessTerm(12)
         let server = try MetricsServer(listen: Endpoint(host: "127.0.0.1", port: 0), metrics: metrics)
         defer { server.close() }
         #expect(server.endpoint.port != 0, "port 0 binds a free port and reports it")
@@ -95,6 +96,7 @@ struct MetricsServerTests {
         #expect(sample(body, #"understudy_committed_epoch{vm="web-1"}"#) == 7)
         #expect(sample(body, #"understudy_role{vm="web-1",role="primary"}"#) == 1)
         #expect(sample(body, #"understudy_role{vm="web-1",role="backup"}"#) == 0)
+        #expect(sample(body, #"understudy_witness_term{vm="web-1"}"#) == 12)
         // 1.5 ms lands in the 2 ms bucket and above, not in the 1 ms one.
         #expect(sample(body, #"understudy_checkpoint_pause_seconds_bucket{vm="web-1",le="0.001"}"#) == 0)
         #expect(sample(body, #"understudy_checkpoint_pause_seconds_bucket{vm="web-1",le="0.002"}"#) == 1)
@@ -269,7 +271,7 @@ struct MetricsEndToEndTests {
         defer { taken.close() }
         let configuration = try Self.backupConfiguration(workspace, vm: "taken", listen: try Self.freePort(),
                                                          metrics: "\(taken.endpoint)")
-        let node = PairNode(configuration: configuration, logger: quietLogger, stop: StopSignal(signals: []))
+        let node = try PairNode(configuration: configuration, logger: quietLogger, stop: StopSignal(signals: []))
         let error = #expect(throws: MetricsServerError.self) { try node.run(startingAs: .backup) }
         #expect(error?.description == "cannot serve metrics on \(taken.endpoint) (metrics.listen): Address already in use")
         #expect(node.metricsEndpoint == nil)
@@ -285,7 +287,7 @@ struct MetricsEndToEndTests {
         let backupPort = try Self.freePort()
         let configuration = try Self.backupConfiguration(workspace, vm: vm, listen: backupPort, metrics: "127.0.0.1:0")
         let stop = StopSignal(signals: [])
-        let node = PairNode(configuration: configuration, logger: quietLogger, stop: stop)
+        let node = try PairNode(configuration: configuration, logger: quietLogger, stop: stop)
         let nodeFailure = Mutex<String?>(nil)
         let nodeThread = JoinableThread(name: "test-node") {
             do {

@@ -168,6 +168,20 @@ struct ProtectionStateMachineTests {
         #expect(machine.detail == "b is the active copy: lease expired")
     }
 
+    @Test func aNewerWitnessTermEndsThisCopyEvenWithTheKeyFree() {
+        var machine = Self.lost()
+        machine.fenceLost("lease expired")
+        #expect(machine.wantsFence)
+        #expect(machine.acknowledged(through: 5, fenceValid: false) == .withhold(first: true))
+        let reason = "b claimed the VM in witness term 2 after the term 1 (a) this node held last: this copy of the VM must not resume"
+        machine.fenceSuperseded(reason)
+        #expect(!machine.wantsFence, "never tried again: terms only grow")
+        #expect(machine.checkpointsShouldStop)
+        #expect(machine.end(stopReason: nil) == .fenced(reason))
+        #expect(machine.phase == .fenced)
+        #expect(machine.detail == reason)
+    }
+
     @Test func aStopEndsProtectionFirst() {
         var machine = Self.machine()
         machine.fenceLost("lease expired")

@@ -16,6 +16,8 @@ private func uniqueVM() -> String { "vm-" + UUID().uuidString.prefix(8).lowercas
 
 private func endpoint(_ port: UInt16) -> Endpoint { Endpoint(host: "127.0.0.1", port: port) }
 
+private func term(_ number: UInt64, _ holder: String) -> WitnessTerm { WitnessTerm(number: number, holder: holder) }
+
 /// 1 s leases (the test etcd grants them) and short requests keep these tests quick.
 private func configuration(_ port: UInt16, tls: TLSConfiguration?) -> WitnessConfiguration {
     WitnessConfiguration(endpoints: [endpoint(port)], tls: tls, leaseTTL: .seconds(1), requestTimeout: .milliseconds(200))
@@ -67,22 +69,32 @@ struct EtcdWitnessTests {
         let etcd = try TLSWitness()
         defer { etcd.stop() }
         let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
-        let key = WitnessConfiguration.key(forVM: uniqueVM())
+        let vm = uniqueVM()
+        let key = WitnessConfiguration.key(forVM: vm)
+        let termKey = WitnessConfiguration.termKey(forVM: vm)
 
         let lease = try client.grantLease(ttl: .milliseconds(1200))
         #expect(lease.ttl == .seconds(2), "asked 1.2 s: etcd grants whole seconds, rounded up")
         #expect(try client.get(key) == nil)
-        #expect(try client.claim(key, value: "node-a", lease: lease.id) == .acquired)
+        #expect(try client.claim(key, value: "node-a", lease: lease.id, termKey: termKey, expecting: nil, next: term(1, "node-a")) == .acquired)
         let stored = try #require(try client.get(key))
         #expect(stored.value == "node-a")
         #expect(stored.lease == lease.id)
+        let storedTerm = try #require(try client.get(termKey))
+        #expect(storedTerm.value == "1 node-a")
+        #expect(storedTerm.lease == 0, "the term outlives every lease")
         #expect(try client.keepAlive(lease: lease.id) == .seconds(2))
 
-        // This node's own claim moves to a new lease.
+        // This node's own claim moves to a new lease, in the next term.
         let second = try client.grantLease(ttl: .seconds(1))
         #expect(second.ttl == .seconds(1))
-        #expect(try client.claim(key, value: "node-a", lease: second.id) == .acquired)
+        #expect(try client.claim(key, value: "node-a", lease: second.id, termKey: termKey, expecting: nil, next: term(1, "node-a"))
+                == .termIs(term(1, "node-a")), "a claim expecting another term writes nothing")
+        #expect(try client.get(key)?.lease == lease.id)
+        #expect(try client.claim(key, value: "node-a", lease: second.id, termKey: termKey, expecting: term(1, "node-a"), next: term(2, "node-a"))
+                == .acquired)
         #expect(try client.get(key)?.lease == second.id)
+        #expect(try client.get(termKey)?.value == "2 node-a")
 
         try client.release(key, ifValue: "node-b")
         #expect(try client.get(key)?.value == "node-a", "release deletes only the caller's own claim")
@@ -98,33 +110,38 @@ struct EtcdWitnessTests {
         let etcd = try TLSWitness()
         defer { etcd.stop() }
         let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
-        let key = WitnessConfiguration.key(forVM: uniqueVM())
+        let vm = uniqueVM()
+        let key = WitnessConfiguration.key(forVM: vm)
+        let termKey = WitnessConfiguration.termKey(forVM: vm)
         let lease = try client.grantLease(ttl: .seconds(5))
-        #expect(try client.claim(key, value: "node-a", lease: lease.id) == .acquired)
+        #expect(try client.claim(key, value: "node-a", lease: lease.id, termKey: termKey, expecting: nil, next: term(1, "node-a")) == .acquired)
         let other = try client.grantLease(ttl: .seconds(5))
-        #expect(try client.claim(key, value: "node-b", lease: other.id) == .heldBy("node-a"))
+        #expect(try client.claim(key, value: "node-b", lease: other.id, termKey: termKey, expecting: term(1, "node-a"), next: term(2, "node-b"))
+                == .heldBy("node-a"), "a holder refuses whatever the term")
         try client.revoke(lease: lease.id)
         #expect(try client.get(key) == nil)
-        #expect(try client.claim(key, value: "node-b", lease: other.id) == .acquired)
+        #expect(try client.get(termKey)?.value == "1 node-a", "the term stays when the claim goes")
+        #expect(try client.claim(key, value: "node-b", lease: other.id, termKey: termKey, expecting: term(1, "node-a"), next: term(2, "node-b"))
+                == .acquired)
     }
 
     @Test func aSecondNodeIsRefusedWithTheHoldersName() throws {
         let etcd = try TLSWitness()
         defer { etcd.stop() }
         let vm = uniqueVM()
-        let a = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-a", logger: logger, onLost: { _ in })
-        let b = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        let a = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-a", logger: logger, onLost: { _ in })
+        let b = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { a.release(); b.release() }
-        try a.acquire(timeout: .seconds(5))
+        try a.acquire(.takeOver, timeout: .seconds(5))
         #expect(a.isValid)
         #expect(a.holder == "node-a")
-        #expect(try a.tryAcquire(), "acquiring what is held succeeds at once")
+        #expect(try a.tryAcquire(.takeOver), "acquiring what is held succeeds at once")
 
-        #expect(try !b.tryAcquire())
+        #expect(try !b.tryAcquire(.takeOver))
         #expect(b.holder == "node-a")
         #expect(!b.isValid)
         let started = ContinuousClock.now
-        #expect(throws: WitnessError.heldBy("node-a")) { try b.acquire(timeout: .milliseconds(800)) }
+        #expect(throws: WitnessError.heldBy("node-a")) { try b.acquire(.takeOver, timeout: .milliseconds(800)) }
         #expect(ContinuousClock.now - started < .seconds(2))
         #expect(a.isValid, "a keeps renewing while b polls")
     }
@@ -136,12 +153,13 @@ struct EtcdWitnessTests {
         let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
         // node-a claims with a 1 s lease and never renews it: a node that died.
         let dead = try client.grantLease(ttl: .seconds(1))
-        #expect(try client.claim(WitnessConfiguration.key(forVM: vm), value: "node-a", lease: dead.id) == .acquired)
+        #expect(try client.claim(WitnessConfiguration.key(forVM: vm), value: "node-a", lease: dead.id, termKey: WitnessConfiguration.termKey(forVM: vm),
+                                 expecting: nil, next: term(1, "node-a")) == .acquired)
         let claimed = ContinuousClock.now
 
-        let b = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        let b = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { b.release() }
-        try b.acquire(timeout: .seconds(5))
+        try b.acquire(.takeOver, timeout: .seconds(5))
         let waited = ContinuousClock.now - claimed
         #expect(b.isValid)
         #expect(b.holder == "node-b")
@@ -155,16 +173,16 @@ struct EtcdWitnessTests {
         defer { etcd.stop() }
         let vm = uniqueVM()
         let config = WitnessConfiguration(endpoints: [endpoint(etcd.clientPort)], tls: etcd.tls, leaseTTL: .seconds(10))
-        let a = WitnessLease(configuration: config, vm: vm, node: "node-a", logger: logger, onLost: { _ in })
-        let b = WitnessLease(configuration: config, vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        let a = try WitnessLease(configuration: config, vm: vm, node: "node-a", logger: logger, onLost: { _ in })
+        let b = try WitnessLease(configuration: config, vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { b.release() }
-        try a.acquire(timeout: .seconds(5))
-        #expect(try !b.tryAcquire())
+        try a.acquire(.takeOver, timeout: .seconds(5))
+        #expect(try !b.tryAcquire(.takeOver))
         a.release()
         #expect(!a.isValid)
-        #expect(try b.tryAcquire(), "no 10 s wait for a's lease: it was revoked")
+        #expect(try b.tryAcquire(.takeOver), "no 10 s wait for a's lease: it was revoked")
         #expect(b.isValid)
-        #expect(try !a.tryAcquire())
+        #expect(try !a.tryAcquire(.takeOver))
         #expect(a.holder == "node-b")
     }
 
@@ -176,10 +194,10 @@ struct EtcdWitnessTests {
         let vm = uniqueVM()
         let key = WitnessConfiguration.key(forVM: vm)
         let lost = LostReports()
-        let a = WitnessLease(configuration: configuration(relay.port, tls: etcd.tls), vm: vm, node: "node-a", logger: logger, onLost: lost.callback)
+        let a = try WitnessLease(configuration: configuration(relay.port, tls: etcd.tls), vm: vm, node: "node-a", logger: logger, onLost: lost.callback)
         defer { a.release() }
         let direct = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
-        try a.acquire(timeout: .seconds(5))
+        try a.acquire(.takeOver, timeout: .seconds(5))
 
         // Held over several TTLs: the keep-alive thread renews.
         sleep(.milliseconds(2500))
@@ -201,20 +219,113 @@ struct EtcdWitnessTests {
         #expect(reason.contains("127.0.0.1:\(relay.port)"), "names the endpoint: \(reason)")
 
         #expect(try eventually(within: .seconds(3)) { try direct.get(key) == nil }, "then etcd expires it")
-        let b = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        let b = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
         defer { b.release() }
-        #expect(try b.tryAcquire())
+        #expect(try b.tryAcquire(.takeOver))
         sleep(.milliseconds(300))
         #expect(lost.all.count == 1, "onLost is called once")
+    }
+
+    /// Issue 19 item 4: P loses etcd and B; B takes over and serves; B's lease ends too; P comes
+    /// back and finds the active key absent. P must not resume its diverged copy, not even after
+    /// a restart; it may only take over later, as a backup resynchronised from B.
+    @Test func aStalePrimaryThatFindsTheKeyAbsentIsFencedByTheNewerTerm() throws {
+        let etcd = try TLSWitness()
+        defer { etcd.stop() }
+        let toP = try LinkEmulator(target: ("127.0.0.1", etcd.clientPort))
+        defer { toP.close() }
+        let toB = try LinkEmulator(target: ("127.0.0.1", etcd.clientPort))
+        defer { toB.close() }
+        let state = try TemporaryDirectory("p-state")
+        defer { state.remove() }
+        let vm = uniqueVM()
+        let key = WitnessConfiguration.key(forVM: vm)
+        let direct = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
+        let record = WitnessTermRecord(directory: state.path)
+        let p = try WitnessLease(configuration: configuration(toP.port, tls: etcd.tls), vm: vm, node: "node-a", termRecord: record,
+                                 logger: logger, onLost: { _ in })
+        let b = try WitnessLease(configuration: configuration(toB.port, tls: etcd.tls), vm: vm, node: "node-b", logger: logger, onLost: { _ in })
+        defer { p.release(); b.release() }
+        // The VM's first claim: nobody held a term, so P starts (resumes from nothing) in term 1.
+        try p.acquire(.resume, timeout: .seconds(5))
+        #expect(p.isValid)
+        #expect(p.term == term(1, "node-a"))
+        #expect(try record.load() == term(1, "node-a"), "recorded before P acts")
+
+        // P is cut off from etcd (and, in a pair, from B): its lease lapses.
+        toP.cut(.silence)
+        #expect(try eventually(within: .seconds(2)) { !p.isValid })
+        #expect(try eventually(within: .seconds(3)) { try direct.get(key) == nil })
+        // B takes over and serves, in term 2.
+        #expect(try b.tryAcquire(.takeOver))
+        #expect(b.isValid)
+        #expect(b.term == term(2, "node-b"))
+        // Then B loses etcd too, and its lease ends.
+        toB.cut(.silence)
+        #expect(try eventually(within: .seconds(2)) { !b.isValid })
+        #expect(try eventually(within: .seconds(3)) { try direct.get(key) == nil })
+
+        // P reconnects and finds the active key absent: it must not take it and resume.
+        toP.restore()
+        #expect(try !p.tryAcquire(.resume), "a stale primary re-took the witness key")
+        #expect(!p.isValid)
+        #expect(p.holder == "node-b")
+        let supersession = try #require(p.supersession)
+        #expect(supersession == "node-b claimed the VM in witness term 2 after the term 1 (node-a) this node held last: "
+                + "this copy of the VM must not resume")
+        #expect(try direct.get(key) == nil, "the refused claim wrote nothing")
+        #expect(try direct.get(WitnessConfiguration.termKey(forVM: vm))?.value == "2 node-b")
+        #expect(try !p.tryAcquire(.resume), "refused for good")
+        #expect(throws: WitnessError.superseded(supersession)) { try p.acquire(.resume, timeout: .milliseconds(300)) }
+
+        // Restarted from its record, P is still refused.
+        let restarted = try WitnessLease(configuration: configuration(toP.port, tls: etcd.tls), vm: vm, node: "node-a", termRecord: record,
+                                         logger: logger, onLost: { _ in })
+        defer { restarted.release() }
+        #expect(restarted.term == term(1, "node-a"))
+        #expect(try !restarted.tryAcquire(.resume))
+        #expect(restarted.supersession == supersession)
+        // As B's backup it may take over (after a full resync): the term moves on to 3.
+        #expect(try restarted.tryAcquire(.takeOver))
+        #expect(restarted.term == term(3, "node-a"))
+        #expect(try record.load() == term(3, "node-a"))
+    }
+
+    @Test func aNodeResumesFromItsRecordedTermWhenNobodyClaimedTheVMSince() throws {
+        let etcd = try TLSWitness()
+        defer { etcd.stop() }
+        let state = try TemporaryDirectory("a-state")
+        defer { state.remove() }
+        let vm = uniqueVM()
+        let record = WitnessTermRecord(directory: state.path)
+        let first = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-a", termRecord: record,
+                                     logger: logger, onLost: { _ in })
+        #expect(try first.tryAcquire(.resume))
+        // An orderly stop: the claim goes, the term stays.
+        first.release()
+        let again = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-a", termRecord: record,
+                                     logger: logger, onLost: { _ in })
+        defer { again.release() }
+        #expect(try again.tryAcquire(.resume))
+        #expect(again.term == term(2, "node-a"))
+        #expect(try record.load() == term(2, "node-a"))
+
+        // Another node that never held a term cannot resume a VM that ran: it is not its history.
+        let other = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: vm, node: "node-b", logger: logger,
+                                     onLost: { _ in })
+        again.release()
+        #expect(try !other.tryAcquire(.resume))
+        #expect(other.supersession == "node-a claimed the VM in witness term 2 after no term (this node never held the VM's witness key): "
+                + "this copy of the VM must not resume")
     }
 
     @Test func aPausedWitnessEndsValidityByItself() throws {
         let etcd = try TLSWitness()
         defer { etcd.stop() }
         let lost = LostReports()
-        let a = WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: uniqueVM(), node: "node-a", logger: logger,
+        let a = try WitnessLease(configuration: configuration(etcd.clientPort, tls: etcd.tls), vm: uniqueVM(), node: "node-a", logger: logger,
                              onLost: lost.callback)
-        try a.acquire(timeout: .seconds(5))
+        try a.acquire(.takeOver, timeout: .seconds(5))
         #expect(a.isValid)
         etcd.pause()
         defer { etcd.resume() }
@@ -225,7 +336,7 @@ struct EtcdWitnessTests {
         let reason = try #require(lost.all.first)
         #expect(reason.contains("not renewed for"))
         #expect(reason.contains("etcd at 127.0.0.1:\(etcd.clientPort) unreachable (no reply within 200 ms)"), "\(reason)")
-        #expect(throws: WitnessError.self) { try a.tryAcquire() }
+        #expect(throws: WitnessError.self) { try a.tryAcquire(.takeOver) }
         etcd.resume()
         a.release()
     }
@@ -265,14 +376,14 @@ struct EtcdWitnessTests {
             "etcd at 127.0.0.1:\(closedPort) unreachable (connection refused); etcd at \(silent.endpoint) unreachable (no reply within 200 ms)"
         )) { try client.grantLease(ttl: .seconds(1)) }
 
-        let lease = WitnessLease(configuration: .init(endpoints: [endpoint(closedPort)], tls: nil, requestTimeout: .milliseconds(200)), vm: uniqueVM(),
+        let lease = try WitnessLease(configuration: .init(endpoints: [endpoint(closedPort)], tls: nil, requestTimeout: .milliseconds(200)), vm: uniqueVM(),
                                  node: "node-a", logger: logger, onLost: { _ in })
         #expect(throws: WitnessError.unreachable("etcd at 127.0.0.1:\(closedPort) unreachable (connection refused)")) {
-            try lease.tryAcquire()
+            try lease.tryAcquire(.takeOver)
         }
         let started = ContinuousClock.now
         #expect(throws: WitnessError.unreachable("etcd at 127.0.0.1:\(closedPort) unreachable (connection refused)")) {
-            try lease.acquire(timeout: .milliseconds(500))
+            try lease.acquire(.takeOver, timeout: .milliseconds(500))
         }
         #expect(ContinuousClock.now - started < .seconds(1), "retries stop at the timeout")
         #expect(!lease.isValid)
@@ -309,7 +420,9 @@ struct EtcdWitnessTests {
         defer { etcd.stop() }
         let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
         #expect(throws: WitnessError.rejected("HTTP 404: etcdserver: requested lease not found")) {
-            try client.claim(WitnessConfiguration.key(forVM: uniqueVM()), value: "node-a", lease: 12345)
+            let vm = uniqueVM()
+            return try client.claim(WitnessConfiguration.key(forVM: vm), value: "node-a", lease: 12345, termKey: WitnessConfiguration.termKey(forVM: vm),
+                                    expecting: nil, next: term(1, "node-a"))
         }
     }
 }

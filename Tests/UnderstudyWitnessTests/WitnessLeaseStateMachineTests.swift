@@ -5,34 +5,46 @@ private let t0 = ContinuousClock.now
 
 private func at(_ milliseconds: Int) -> ContinuousClock.Instant { t0 + .milliseconds(milliseconds) }
 
+private func term(_ number: UInt64, _ holder: String = "node-a") -> WitnessTerm { WitnessTerm(number: number, holder: holder) }
+
+/// node-a's claim with `lease` when the term key holds `expected`.
+private func claim(_ lease: Int64, expecting expected: WitnessTerm? = nil) -> WitnessLeaseStateMachine.Action {
+    .sendClaim(lease: lease, expecting: expected, next: .next(after: expected, by: "node-a"))
+}
+
 /// A machine (TTL 2 s: margin 200 ms, renewal every 666 ms) holding lease 7 granted to a
 /// request sent at t0.
 private func holding(_ configuration: WitnessLeaseStateMachine.Configuration = .init()) -> WitnessLeaseStateMachine {
-    var machine = WitnessLeaseStateMachine(configuration: configuration)
-    _ = machine.start(at: t0)
+    var machine = WitnessLeaseStateMachine(configuration: configuration, node: "node-a", term: nil)
+    _ = machine.start(at: t0, intent: .resume)
     _ = machine.granted(id: 7, ttl: .seconds(2), sentAt: t0)
     _ = machine.claimed(at: at(10))
+    _ = machine.termRecorded(at: at(10))
     return machine
 }
 
 @Suite struct WitnessLeaseStateMachineTests {
     @Test func acquiringGrantsThenClaims() {
-        var machine = WitnessLeaseStateMachine(configuration: .init(requestedTTL: .seconds(3)))
+        var machine = WitnessLeaseStateMachine(configuration: .init(requestedTTL: .seconds(3)), node: "node-a", term: nil)
         #expect(machine.poll(t0) == .none, "nothing happens before start")
-        #expect(machine.start(at: t0) == .sendGrant(ttl: .seconds(3)))
+        #expect(machine.start(at: t0, intent: .resume) == .sendGrant(ttl: .seconds(3)))
         #expect(!machine.mayAct(t0))
-        #expect(machine.granted(id: 7, ttl: .seconds(3), sentAt: t0) == .sendClaim(lease: 7))
+        #expect(machine.granted(id: 7, ttl: .seconds(3), sentAt: t0) == claim(7))
         #expect(!machine.mayAct(at(5)), "a granted lease alone does not hold the key")
-        #expect(machine.claimed(at: at(20)) == .wait(until: at(1000)), "the first renewal is due a third of the TTL after the grant was sent")
+        #expect(machine.claimed(at: at(20)) == .recordTerm(term(1)), "the VM's first claim starts term 1")
+        #expect(!machine.mayAct(at(20)), "not before the term is recorded")
+        #expect(machine.termRecorded(at: at(20)) == .wait(until: at(1000)), "the first renewal is due a third of the TTL after the grant was sent")
         #expect(machine.mayAct(at(20)))
+        #expect(machine.term == term(1))
     }
 
     @Test func validityIsCountedFromWhenTheGrantWasSentNotWhenTheReplyCame() {
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         // The reply takes 1.5 s; etcd started counting somewhere in between.
         _ = machine.granted(id: 7, ttl: .seconds(2), sentAt: t0)
         _ = machine.claimed(at: at(1500))
+        _ = machine.termRecorded(at: at(1500))
         #expect(machine.mayAct(at(1799)))
         #expect(!machine.mayAct(at(1800)), "2 s from the send, less the 200 ms margin; not 2 s from the reply")
         #expect(machine.lease?.validUntil == at(1800))
@@ -45,10 +57,11 @@ private func holding(_ configuration: WitnessLeaseStateMachine.Configuration = .
         #expect(configuration.margin(forTTL: .seconds(10)) == .seconds(1))
         #expect(WitnessLeaseStateMachine.Configuration(safetyMargin: .milliseconds(50)).margin(forTTL: .seconds(10)) == .milliseconds(50))
 
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         _ = machine.granted(id: 1, ttl: .seconds(1), sentAt: t0)
         _ = machine.claimed(at: at(10))
+        _ = machine.termRecorded(at: at(10))
         #expect(machine.mayAct(at(899)))
         #expect(!machine.mayAct(at(900)))
     }
@@ -105,53 +118,54 @@ private func holding(_ configuration: WitnessLeaseStateMachine.Configuration = .
         #expect(machine.renewed(remaining: .zero, sentAt: at(700)) == .lost("lease 0x7 expired at etcd (a keep-alive found it gone)"))
         #expect(!machine.mayAct(at(701)))
         #expect(machine.poll(at(800)) == .none)
-        #expect(machine.start(at: at(900)) == .sendGrant(ttl: .seconds(2)), "acquiring again starts with a new lease")
+        #expect(machine.start(at: at(900), intent: .resume) == .sendGrant(ttl: .seconds(2)), "acquiring again starts with a new lease")
     }
 
     @Test func aRefusedClaimIsRetriedEveryQuarterTTLWithTheSameLeaseKeptAlive() {
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         _ = machine.granted(id: 7, ttl: .seconds(2), sentAt: t0)
         #expect(machine.claimRefused(holder: "node-b", at: at(10)) == .wait(until: at(510)))
         #expect(machine.state == .refused(machine.lease!, holder: "node-b", retryAt: at(510)))
         #expect(!machine.mayAct(at(20)))
-        #expect(machine.poll(at(510)) == .sendClaim(lease: 7))
+        #expect(machine.poll(at(510)) == claim(7))
         #expect(machine.claimRefused(holder: "node-b", at: at(520)) == .wait(until: at(1020)))
         #expect(machine.poll(at(1020)) == .sendKeepAlive(lease: 7), "past its renewal time the lease is renewed before the next claim")
-        #expect(machine.renewed(remaining: .seconds(2), sentAt: at(1020)) == .sendClaim(lease: 7))
-        #expect(machine.claimed(at: at(1030)) == .wait(until: at(1020) + .seconds(2) / 3))
+        #expect(machine.renewed(remaining: .seconds(2), sentAt: at(1020)) == claim(7))
+        #expect(machine.claimed(at: at(1030)) == .recordTerm(term(1)))
+        #expect(machine.termRecorded(at: at(1030)) == .wait(until: at(1020) + .seconds(2) / 3))
         #expect(machine.mayAct(at(2819)))
         #expect(!machine.mayAct(at(2820)))
     }
 
     @Test func aLeaseThatAgedWhileRefusedIsReplaced() {
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         _ = machine.granted(id: 7, ttl: .seconds(2), sentAt: t0)
         _ = machine.claimRefused(holder: "node-b", at: at(10))
-        #expect(machine.start(at: at(1800)) == .sendGrant(ttl: .seconds(2)), "not valid any more: a new lease")
-        #expect(machine.granted(id: 8, ttl: .seconds(2), sentAt: at(1800)) == .sendClaim(lease: 8))
+        #expect(machine.start(at: at(1800), intent: .resume) == .sendGrant(ttl: .seconds(2)), "not valid any more: a new lease")
+        #expect(machine.granted(id: 8, ttl: .seconds(2), sentAt: at(1800)) == claim(8))
     }
 
     @Test func startRetriesARefusedClaimAtOnceWithTheSameLease() {
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         _ = machine.granted(id: 7, ttl: .seconds(2), sentAt: t0)
         _ = machine.claimRefused(holder: "node-b", at: at(10))
-        #expect(machine.start(at: at(100)) == .sendClaim(lease: 7), "no wait, and no second lease")
+        #expect(machine.start(at: at(100), intent: .resume) == claim(7), "no wait, and no second lease")
     }
 
     @Test func aLeaseExpiringBeforeTheClaimIsReplaced() {
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         _ = machine.granted(id: 7, ttl: .seconds(2), sentAt: t0)
         _ = machine.claimRefused(holder: "node-b", at: at(10))
         #expect(machine.renewed(remaining: .zero, sentAt: at(700)) == .sendGrant(ttl: .seconds(2)))
     }
 
     @Test func failedGrantsAndClaimsAreRetried() {
-        var machine = WitnessLeaseStateMachine(configuration: .init(retryInterval: .milliseconds(250)))
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(configuration: .init(retryInterval: .milliseconds(250)), node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         #expect(machine.requestFailed("refused", at: at(5)) == .wait(until: at(255)))
         #expect(machine.poll(at(100)) == .wait(until: at(255)))
         #expect(machine.poll(at(255)) == .sendGrant(ttl: .seconds(2)))
@@ -162,12 +176,14 @@ private func holding(_ configuration: WitnessLeaseStateMachine.Configuration = .
         #expect(!machine.mayAct(at(1050)))
     }
 
-    @Test func aClaimThatSucceedsAfterTheLeaseRanOutIsLostAtOnce() {
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+    @Test func aClaimThatSucceedsAfterTheLeaseRanOutIsNeverActedOn() {
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         _ = machine.granted(id: 7, ttl: .seconds(2), sentAt: t0)
-        #expect(machine.claimed(at: at(1900)) == .lost("lease 0x7 not renewed for 1.9 s: no keep-alive reply"))
+        #expect(machine.claimed(at: at(1900)) == .sendGrant(ttl: .seconds(2)), "a new lease, claimed anew")
         #expect(!machine.mayAct(at(1900)))
+        #expect(machine.granted(id: 8, ttl: .seconds(2), sentAt: at(1900)) == claim(8, expecting: term(1)),
+                "etcd holds the term the late claim wrote: the next claim expects it")
     }
 
     @Test func releaseReturnsTheLeaseAndStopsEverything() {
@@ -182,8 +198,8 @@ private func holding(_ configuration: WitnessLeaseStateMachine.Configuration = .
     }
 
     @Test func leaseIDsPrintAsEtcdctlDoes() {
-        var machine = WitnessLeaseStateMachine()
-        _ = machine.start(at: t0)
+        var machine = WitnessLeaseStateMachine(node: "node-a", term: nil)
+        _ = machine.start(at: t0, intent: .resume)
         _ = machine.granted(id: 4_111_120_298_836_812_806, ttl: .seconds(2), sentAt: t0)
         #expect(machine.lease?.hexID == "0x390da2215110e406")
     }

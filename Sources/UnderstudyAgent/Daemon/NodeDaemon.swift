@@ -89,7 +89,7 @@ public struct NodeDaemon: Sendable {
                 """)
         }
         let stop = StopSignal(signals: [])
-        let node = PairNode(configuration: configuration, record: record, logger: logger, stop: stop)
+        let node = try PairNode(configuration: configuration, record: record, logger: logger, stop: stop)
         let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
         defer { control.close() }
         let service = switch mode {

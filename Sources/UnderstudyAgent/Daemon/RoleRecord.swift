@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySystem
 
 /// The role this node last had, kept across restarts in `node.state_dir` so that a restarted
 /// daemon never boots a second copy of a VM its peer took over.
@@ -33,25 +34,10 @@ public struct RoleRecord: Sendable {
 
     /// Replaces the record atomically and durably: a crash leaves the old entry or the new one.
     public func store(_ entry: Entry) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let temporary = path + ".new"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw RoleRecordError(path: temporary, message: String(cString: strerror(errno))) }
-        let bytes = Array((entry.rawValue + "\n").utf8)
-        let written = write(fd, bytes, bytes.count)
-        let synced = fsync(fd)
-        close(fd)
-        guard written == bytes.count, synced == 0 else {
-            unlink(temporary)
-            throw RoleRecordError(path: temporary, message: "write failed: \(String(cString: strerror(errno)))")
-        }
-        guard rename(temporary, path) == 0 else { throw RoleRecordError(path: path, message: String(cString: strerror(errno))) }
-        // The rename is durable only once the directory is.
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directoryFD >= 0 {
-            fsync(directoryFD)
-            close(directoryFD)
+        do {
+            try DurableFile.replace(path, with: entry.rawValue + "\n")
+        } catch {
+            throw RoleRecordError(path: error.path, message: error.message)
         }
     }
 }

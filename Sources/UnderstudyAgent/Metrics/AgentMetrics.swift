@@ -48,6 +48,7 @@ public final class AgentMetrics: Sendable {
     private let checkpointDemand: CoreMetrics.Gauge
     private let replicaLag: CoreMetrics.Timer
     private let recoveryPointExceeded: CoreMetrics.Gauge
+    private let witnessTermGauge: CoreMetrics.Gauge
     private let sessionStarts: [String: CoreMetrics.Counter]
 
     private struct Bookkeeping {
@@ -119,6 +120,7 @@ public final class AgentMetrics: Sendable {
         checkpointDemand = CoreMetrics.Gauge(label: "understudy_checkpoint_demand_bytes_per_second", dimensions: labels, factory: factory)
         replicaLag = CoreMetrics.Timer(label: "understudy_replica_lag_seconds", dimensions: labels, factory: factory)
         recoveryPointExceeded = CoreMetrics.Gauge(label: "understudy_recovery_point_exceeded", dimensions: labels, factory: factory)
+        witnessTermGauge = CoreMetrics.Gauge(label: "understudy_witness_term", dimensions: labels, factory: factory)
         sessionStarts = Dictionary(uniqueKeysWithValues: ["catch_up", "full_sync"].map { kind in
             (kind, CoreMetrics.Counter(label: "understudy_session_starts_total", dimensions: labels + [("kind", kind)], factory: factory))
         })
@@ -188,6 +190,9 @@ public final class AgentMetrics: Sendable {
 
     /// Asynchronous mode: the lag went over the recovery-point objective, or back under it.
     public func recoveryPoint(exceeded: Bool) { recoveryPointExceeded.record(exceeded ? 1 : 0) }
+
+    /// The witness term this node claimed last (nil: none, or no witness: 0).
+    public func witnessTerm(_ number: UInt64?) { witnessTermGauge.record(Double(number ?? 0)) }
 
     /// A session brought the backup up to date with a catch-up checkpoint or a full synchronisation.
     public func sessionStarted(catchUp: Bool) { sessionStarts[catchUp ? "catch_up" : "full_sync"]?.increment() }
