@@ -87,11 +87,24 @@ struct OutputCommitBench {
         var ackLatenciesMs: [Double] = []
         var dirtyPages = 0
         var wireBytes = 0
+        /// The window's mean pause phase by phase, and what the backup spent committing each checkpoint.
+        var meanPause: PauseBreakdown?
+        var commitTimings: [CommitTiming] = []
 
         var json: [String: Any] {
             let pauses = pausesMs.sorted()
             let acks = ackLatenciesMs.sorted()
+            func p50(_ phase: KeyPath<CommitTiming, Duration>) -> Double {
+                percentile(commitTimings.map { $0[keyPath: phase].seconds * 1000 }.sorted(), 0.5)
+            }
             return [
+                // Where the round trip goes: the pause (QEMU's phases: stop, deviceSave, resume; the
+                // agent's: collect, copy, boundary; the host scheduler's: wake, preempted), then the
+                // acknowledgement, of which the backup's seal (with its journal sync) is a part.
+                "pause_mean_ms": meanPause?.summary ?? [:],
+                "backup_seal_p50_ms": p50(\.seal),
+                "backup_journal_sync_p50_ms": p50(\.journalSync),
+                "backup_apply_p50_ms": p50(\.apply),
                 "seconds": seconds,
                 "checkpoints": checkpoints,
                 "checkpoints_per_second": seconds > 0 ? Double(checkpoints) / seconds : 0,
@@ -332,6 +345,7 @@ struct OutputCommitBench {
 
         // Request latency.
         let before = replicator?.statistics
+        let backupBefore = backup?.receiver.statistics
         let latency = ServiceClient.run(network: network, work: .latency(count: requests, maxThinkMs: OutputCommitBench.maxThinkMilliseconds,
                                                                          connectTimeout: .seconds(10)))
         if let error = latency.error { throw BenchError("\(label): latency: \(error)") }
@@ -339,6 +353,9 @@ struct OutputCommitBench {
         result.latenciesMs = latency.latenciesMs
         if let before, let after = replicator?.statistics {
             result.latencyWindow = window(from: before, to: after, seconds: latency.seconds)
+            if let backupBefore, let backupAfter = backup?.receiver.statistics {
+                result.latencyWindow?.commitTimings = Array(backupAfter.commitTimings.dropFirst(backupBefore.commitTimings.count))
+            }
         }
 
         // Disk write throughput.
@@ -393,9 +410,11 @@ struct OutputCommitBench {
         func newer(_ samples: [Duration], _ earlier: [Duration]) -> [Double] {
             samples.suffix(max(0, samples.count - earlier.count)).map { $0.seconds * 1000 }
         }
+        let paused = after.pausesBrokenDown - before.pausesBrokenDown
         return ReplicationWindow(seconds: seconds, checkpoints: after.checkpointsSent - before.checkpointsSent,
                                  pausesMs: newer(after.pauses, before.pauses), ackLatenciesMs: newer(after.ackLatencies, before.ackLatencies),
-                                 dirtyPages: after.dirtyPages - before.dirtyPages, wireBytes: after.wireBytes - before.wireBytes)
+                                 dirtyPages: after.dirtyPages - before.dirtyPages, wireBytes: after.wireBytes - before.wireBytes,
+                                 meanPause: paused > 0 ? (after.pauseSum - before.pauseSum).mean(of: paused) : nil)
     }
 
     // MARK: - Summary

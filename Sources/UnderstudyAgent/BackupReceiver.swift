@@ -216,7 +216,7 @@ public final class BackupReceiver: @unchecked Sendable {
                                                 committedEpoch: store.state.committedEpoch)
         let applier = ReplicaApplier(store: store, storeLock: storeLock, connection: connection, decoders: decoders,
                                      depth: configuration.applyQueueDepth, window: PrimaryConfiguration.maximumEpochsInFlight,
-                                     logger: logger) { [self] work in
+                                     logger: logger) { [self] work, timing in
             lock.lock()
             defer { lock.unlock() }
             switch work {
@@ -226,6 +226,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 stats.checkpointsCommitted += 1
                 stats.committedEpoch = staged.epoch
                 stats.pagesApplied += staged.pageCount
+                if let timing { stats.note(timing) }
                 configuration.metrics?.checkpointCommitted(epoch: staged.epoch)
             case .beginSync, .finishSync, .syncDiskWrites: break
             }

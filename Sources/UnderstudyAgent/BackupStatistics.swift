@@ -9,4 +9,15 @@ public struct BackupStatistics: Sendable {
     public var pagesApplied = 0
     public var bytesReceived: UInt64 = 0
     public var lastSessionError: String?
+    /// The most recent checkpoints' commit timings (at most `window`).
+    public var commitTimings: [CommitTiming] = []
+
+    public static let window = 10_000
+
+    public init() {}
+
+    mutating func note(_ timing: CommitTiming) {
+        commitTimings.append(timing)
+        if commitTimings.count >= 2 * Self.window { commitTimings.removeFirst(commitTimings.count - Self.window) }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySystem
 
 /// A backup's status: the replica it keeps and what it hears of the primary.
 public struct BackupStatus: Sendable, Codable, Equatable {
@@ -20,6 +21,14 @@ public struct BackupStatus: Sendable, Codable, Equatable {
     /// Milliseconds since the primary was last heard on any path, and the timeout that loses it.
     public var peerSilentMilliseconds: Double?
     public var heartbeatTimeoutMilliseconds: Double?
+    /// Per checkpoint, p50 and p99 over the recent ones: sealing it durably before the ACK, the
+    /// journal's fsync within that, and applying it to the replica after the ACK.
+    public var sealMillisecondsP50: Double?
+    public var sealMillisecondsP99: Double?
+    public var journalSyncMillisecondsP50: Double?
+    public var journalSyncMillisecondsP99: Double?
+    public var applyMillisecondsP50: Double?
+    public var applyMillisecondsP99: Double?
 
     public init(vm: String, state: Phase, detail: String? = nil) {
         self.vm = vm
@@ -33,6 +42,12 @@ public struct BackupStatus: Sendable, Codable, Equatable {
         committedEpoch = s.committedEpoch
         syncPages = s.syncPages
         sessions = s.sessions
+        guard !s.commitTimings.isEmpty else { return }
+        func milliseconds(_ phase: KeyPath<CommitTiming, Duration>) -> [Double] { s.commitTimings.map { $0[keyPath: phase].seconds * 1000 }.sorted() }
+        let seal = milliseconds(\.seal), sync = milliseconds(\.journalSync), apply = milliseconds(\.apply)
+        (sealMillisecondsP50, sealMillisecondsP99) = (percentile(seal, 0.5), percentile(seal, 0.99))
+        (journalSyncMillisecondsP50, journalSyncMillisecondsP99) = (percentile(sync, 0.5), percentile(sync, 0.99))
+        (applyMillisecondsP50, applyMillisecondsP99) = (percentile(apply, 0.5), percentile(apply, 0.99))
     }
 
     /// The rows of `understudy status`'s table for this role, in order.
@@ -42,6 +57,11 @@ public struct BackupStatus: Sendable, Codable, Equatable {
         add("committed epoch", committedEpoch.map { "\($0)" })
         add("initial sync pages", syncPages.map { "\($0)" })
         add("sessions", sessions.map { "\($0)" })
+        if let seal = sealMillisecondsP50, let sealP99 = sealMillisecondsP99, let sync = journalSyncMillisecondsP50,
+           let syncP99 = journalSyncMillisecondsP99, let apply = applyMillisecondsP50, let applyP99 = applyMillisecondsP99 {
+            rows.append(("checkpoint commit", String(format: "seal before ACK p50 %.2f ms, p99 %.2f (journal sync p50 %.2f, p99 %.2f); apply after ACK p50 %.2f, p99 %.2f",
+                                                     seal, sealP99, sync, syncP99, apply, applyP99)))
+        }
         add("active copy", fence)
         if let silent = peerSilentMilliseconds, let timeout = heartbeatTimeoutMilliseconds {
             rows.append(("peer", String(format: "last heard %.0f ms ago (lost after %.0f ms)", silent, timeout)))

@@ -24,6 +24,10 @@ public struct PrimaryStatistics: Sendable {
     public var pauses: [Duration] = []
     /// The session's longest pause, phase by phase, and its checkpoint.
     public var longestPause: (epoch: UInt64, breakdown: PauseBreakdown)?
+    /// Every pause of the session summed phase by phase, and how many: their mean says where a
+    /// typical pause goes (QEMU's share: stop, device save, resume; the agent's: collect, copy, boundary).
+    public var pauseSum = PauseBreakdown()
+    public var pausesBrokenDown = 0
     public var ackLatencies: [Duration] = []
     /// When the most recent checkpoints were captured and how many pages each had.
     public var recent: [(at: ContinuousClock.Instant, dirtyPages: Int)] = []
@@ -64,6 +68,8 @@ public struct PrimaryStatistics: Sendable {
 
     mutating func note(_ breakdown: PauseBreakdown, epoch: UInt64) {
         if breakdown.total > longestPause?.breakdown.total ?? .zero { longestPause = (epoch, breakdown) }
+        pauseSum = pauseSum + breakdown
+        pausesBrokenDown += 1
     }
 
     mutating func note(ackLatency: Duration) { Self.append(ackLatency, to: &ackLatencies) }
@@ -74,6 +80,9 @@ public struct PrimaryStatistics: Sendable {
         samples.append(value)
         if samples.count >= 2 * window { samples.removeFirst(samples.count - window) }
     }
+
+    /// The mean pause phase by phase; nil before the first.
+    public var meanPause: PauseBreakdown? { pausesBrokenDown > 0 ? pauseSum.mean(of: pausesBrokenDown) : nil }
 
     /// Checkpoints per second over the last `span`.
     public func checkpointsPerSecond(over span: Duration = .seconds(5), now: ContinuousClock.Instant = .now) -> Double {

@@ -14,12 +14,17 @@ extension PrimaryStatus {
         if let p50 = pauseMillisecondsP50, let p99 = pauseMillisecondsP99, let max = pauseMillisecondsMax {
             rows.append(("pause", String(format: "p50 %.2f ms, p99 %.2f ms, max %.2f ms", p50, p99, max)))
         }
+        func phases(_ pause: [String: Double]) -> String {
+            ["stop", "wake", "collect", "copy", "boundary", "deviceSave", "resume", "preempted"]
+                .compactMap { name in pause["\(name)Ms"].map { "\(name) " + String(format: "%.2f", $0) } }.joined(separator: ", ")
+        }
+        if let mean = meanPause, let total = mean["totalMs"], total > 0 {
+            rows.append(("mean pause", String(format: "%.2f ms, %.0f pages: ", total, mean["pages"] ?? 0) + phases(mean)))
+        }
         if let longest = longestPause, let total = longest["totalMs"], total > 0 {
-            let phases = ["stop", "wake", "collect", "copy", "boundary", "deviceSave", "resume", "preempted"]
-                .compactMap { name in longest["\(name)Ms"].map { "\(name) " + String(format: "%.2f", $0) } }
             rows.append(("longest pause", String(format: "%.2f ms at checkpoint %.0f, %.0f pages (+%.0f pre-copied): ", total,
                                                  longest["epoch"] ?? 0, longest["pages"] ?? 0, longest["preCopiedPages"] ?? 0)
-                         + phases.joined(separator: ", ")))
+                         + phases(longest)))
         }
         add("dirty pages/checkpoint", dirtyPagesPerCheckpoint.map { String(format: "%.0f", $0) })
         if let raw = rawBytes, let wire = wireBytes {

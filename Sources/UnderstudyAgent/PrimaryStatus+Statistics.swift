@@ -16,6 +16,7 @@ extension PrimaryStatus {
         pauseMillisecondsP99 = percentile(pauses, 0.99)
         pauseMillisecondsMax = pauses.last ?? 0
         longestPause = s.longestPause.map { $0.breakdown.summary.merging(["epoch": Double($0.epoch)]) { $1 } }
+        meanPause = s.meanPause?.summary
         dirtyPagesPerCheckpoint = s.recent.isEmpty ? 0 : Double(s.recent.reduce(0) { $0 + $1.dirtyPages }) / Double(s.recent.count)
         rawBytes = s.rawBytes
         wireBytes = s.wireBytes

@@ -20,6 +20,8 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var pauseMillisecondsMax: Double?
     /// The session's longest pause phase by phase (`PauseBreakdown.summary`) and its `epoch`.
     public var longestPause: [String: Double]?
+    /// The mean pause, phase by phase (same keys as `longestPause`, without `epoch`).
+    public var meanPause: [String: Double]?
     public var dirtyPagesPerCheckpoint: Double?
     public var rawBytes: Int?
     public var wireBytes: Int?

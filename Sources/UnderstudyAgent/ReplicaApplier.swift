@@ -36,7 +36,7 @@ final class ReplicaApplier: @unchecked Sendable {
     ///   - depth: sync batches queued at most; the reader waits for room beyond that.
     ///   - window: checkpoints the primary may have unacknowledged: queued without waiting.
     init(store: ReplicaStore, storeLock: NSLock, connection: FrameConnection, decoders: [PageDecoder], depth: Int, window: Int,
-         logger: Logger, completed: @escaping @Sendable (Work) -> Void) {
+         logger: Logger, completed: @escaping @Sendable (Work, CommitTiming?) -> Void) {
         let queue = BlockingQueue<Work>(capacity: depth + window)
         self.queue = queue
         self.depth = depth
@@ -48,13 +48,16 @@ final class ReplicaApplier: @unchecked Sendable {
                 defer { storeLock.unlock() }
                 do {
                     var acknowledged: Result<Void, any Error> = .success(())
+                    var timing: CommitTiming?
                     switch work {
                     case .beginSync: try store.beginSync()
                     case .syncPages(let batch): try store.applySyncPages(batch, decoder: decoders[0])
                     case .syncDiskWrites(let batch): try store.applySyncDiskWrites(batch)
                     case .finishSync: try store.finishSync()
                     case .commit(let staged):
+                        let started = ContinuousClock.now
                         try store.seal(staged, decoders: decoders)
+                        let sealed = ContinuousClock.now
                         // Sealed and synced: durable against our own crash and a power cut, so the
                         // primary may release its output. Applied even when the ACK cannot be sent
                         // (the link just failed): the primary may have seen it. An apply that
@@ -62,10 +65,12 @@ final class ReplicaApplier: @unchecked Sendable {
                         // checkpoint or an activation.
                         acknowledged = Result { try connection.send(.ack(epoch: staged.epoch)) }
                         try store.applySealed()
+                        timing = CommitTiming(seal: started.duration(to: sealed), journalSync: store.lastJournalSync,
+                                              apply: sealed.duration(to: .now))
                     }
                     // Reported before a failed ACK ends the session: the store holds it either way,
                     // and a primary that stops closes the link right after its last checkpoint.
-                    completed(work)
+                    completed(work, timing)
                     try acknowledged.get()
                 } catch {
                     logger.error("replica apply failed", metadata: ["error": "\(error)"])

@@ -34,6 +34,33 @@ public struct PauseBreakdown: Sendable, Equatable {
     /// The time the host scheduler cost: the agent waking late and being preempted.
     public var scheduler: Duration { wake + preempted }
 
+    /// Phase by phase (and page by page) sums: what many pauses cost in all.
+    public static func + (a: PauseBreakdown, b: PauseBreakdown) -> PauseBreakdown {
+        a.combined(with: b, durations: +, counts: +)
+    }
+
+    /// Phase by phase differences: what the pauses summed in `a` but not in `b` cost.
+    public static func - (a: PauseBreakdown, b: PauseBreakdown) -> PauseBreakdown {
+        a.combined(with: b, durations: -, counts: -)
+    }
+
+    /// Every phase and count divided by `count`: the mean pause of a sum of `count` pauses.
+    public func mean(of count: Int) -> PauseBreakdown {
+        precondition(count > 0)
+        return combined(with: self, durations: { a, _ in a / count }, counts: { a, _ in a / count })
+    }
+
+    private func combined(with other: PauseBreakdown, durations: (Duration, Duration) -> Duration, counts: (Int, Int) -> Int) -> PauseBreakdown {
+        var result = PauseBreakdown()
+        for path in [\PauseBreakdown.total, \.stop, \.wake, \.collect, \.copy, \.boundary, \.preempted, \.deviceSave, \.resume] {
+            result[keyPath: path] = durations(self[keyPath: path], other[keyPath: path])
+        }
+        for path in [\PauseBreakdown.pages, \.preCopiedPages, \.preCopyRounds] {
+            result[keyPath: path] = counts(self[keyPath: path], other[keyPath: path])
+        }
+        return result
+    }
+
     /// The phases in milliseconds and the page counts, by name (status and benchmark JSON).
     public var summary: [String: Double] {
         var values: [String: Double] = ["pages": Double(pages), "preCopiedPages": Double(preCopiedPages),

@@ -26,6 +26,8 @@ public final class ReplicaStore: @unchecked Sendable {
     public private(set) var state: ReplicaState
     /// What `init` had to do to reach a consistent state, for the log (nil: nothing).
     public private(set) var recovery: String?
+    /// How long the last `seal` waited for the journal to reach storage.
+    public private(set) var lastJournalSync: Duration = .zero
 
     private let memory: MappedFile
     private let disk: ReplicaDisk?
@@ -208,7 +210,9 @@ public final class ReplicaStore: @unchecked Sendable {
         // Once acknowledged, the epoch must survive the backup host losing power (the primary then
         // releases its output). One sync: the body's checksum rejects a journal that reached
         // storage only in part.
+        let syncStarted = ContinuousClock.now
         try storage.sync(journal.file.path)
+        lastJournalSync = syncStarted.duration(to: .now)
         sealed = header
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UnderstudyAgent
 import UnderstudyProtocol
+import UnderstudyQEMU
 
 /// `understudy status --json` is read by scripts: its field names and values stay as they were
 /// when the status was one flat structure.
@@ -126,6 +127,44 @@ struct AgentStatusTests {
                                      "peerSilentMilliseconds", "heartbeatTimeoutMilliseconds"])
         #expect(object["role"] as? String == "backup" && object["state"] as? String == "serving")
         #expect(object["committedEpoch"] as? Int == 42 && object["peerSilentMilliseconds"] as? Double == 12.5)
+    }
+
+    @Test func theMeanPauseShowsWhereATypicalPauseGoesPhaseByPhase() throws {
+        func pause(stop: Int, collect: Int, deviceSave: Int, pages: Int) -> PauseBreakdown {
+            var pause = PauseBreakdown()
+            (pause.stop, pause.collect, pause.deviceSave, pause.pages) = (.microseconds(stop), .microseconds(collect), .microseconds(deviceSave), pages)
+            pause.total = pause.stop + pause.collect + pause.deviceSave
+            return pause
+        }
+        let first = pause(stop: 300, collect: 100, deviceSave: 500, pages: 10)
+        let second = pause(stop: 100, collect: 300, deviceSave: 700, pages: 30)
+        #expect((first + second) - second == first)
+        var statistics = PrimaryStatistics()
+        #expect(statistics.meanPause == nil)
+        statistics.pauseSum = first + second
+        statistics.pausesBrokenDown = 2
+        #expect(statistics.meanPause == pause(stop: 200, collect: 200, deviceSave: 600, pages: 20))
+        var status = PrimaryStatus(vm: "web-1", state: .protecting)
+        status.add(statistics: statistics)
+        let mean = try #require(status.meanPause)
+        #expect(abs(mean["totalMs"]! - 1.0) < 1e-9 && abs(mean["stopMs"]! - 0.2) < 1e-9 && mean["pages"] == 20, "\(mean)")
+        let table = AgentStatus.primary(status).humanReadable
+        #expect(table.contains("mean pause") && table.contains("1.00 ms, 20 pages: stop 0.20") && table.contains("deviceSave 0.60"), "\(table)")
+    }
+
+    @Test func aBackupShowsWhatCommittingEachCheckpointCosts() throws {
+        var statistics = BackupStatistics()
+        #expect(BackupStatus(vm: "web-1", state: .serving, statistics: statistics).sealMillisecondsP50 == nil)
+        for milliseconds in 1...100 {
+            statistics.commitTimings.append(CommitTiming(seal: .milliseconds(milliseconds), journalSync: .microseconds(500 * milliseconds),
+                                                         apply: .microseconds(100 * milliseconds)))
+        }
+        let status = BackupStatus(vm: "web-1", state: .serving, statistics: statistics)
+        #expect(status.sealMillisecondsP50! >= 49 && status.sealMillisecondsP50! <= 51 && status.sealMillisecondsP99! >= 98)
+        #expect(status.journalSyncMillisecondsP50! >= 24.5 && status.journalSyncMillisecondsP50! <= 25.5)
+        #expect(status.applyMillisecondsP50! >= 4.9 && status.applyMillisecondsP50! <= 5.1 && status.applyMillisecondsP99! >= 9.8)
+        let table = AgentStatus.backup(status).humanReadable
+        #expect(table.contains("checkpoint commit") && table.contains("seal before ACK p50 5") && table.contains("journal sync p50 2"), "\(table)")
     }
 
     @Test func aStartingNodeShowsItsRoleVMAndState() throws {

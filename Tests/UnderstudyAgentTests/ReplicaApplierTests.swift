@@ -24,9 +24,11 @@ struct ReplicaApplierTests {
         defer { client.shutdown() }
 
         let reported = Mutex<[UInt64]>([])
+        let timings = Mutex<[CommitTiming]>([])
         let applier = ReplicaApplier(store: store, storeLock: NSLock(), connection: connection, decoders: [PageDecoder(pageSize: Int(identity.pageSize))],
-                                     depth: 4, window: 4, logger: quietLogger) { work in
+                                     depth: 4, window: 4, logger: quietLogger) { work, timing in
             if case .commit(let staged) = work { reported.withLock { $0.append(staged.epoch) } }
+            if let timing { timings.withLock { $0.append(timing) } }
         }
         var staged = StagedEpoch(epoch: 7)
         staged.add(DeviceStateChunk(epoch: 7, offset: 0, data: [1, 2, 3]))
@@ -38,6 +40,9 @@ struct ReplicaApplierTests {
         // What the store holds is reported (status's committed epoch): a primary that stops closes
         // the link right after its last checkpoint, and status said 227 over a store at 228.
         #expect(reported.withLock { $0 } == [7], "the applied checkpoint was not reported")
+        // With its timing: the journal's sync is part of the seal.
+        let timing = try #require(timings.withLock { $0 }.first)
+        #expect(timing.seal >= timing.journalSync && timing.journalSync > .zero && timing.apply > .zero, "\(timing)")
     }
 
     /// The session reader hands verified checkpoints to the applier; while the replica's disk is
@@ -58,7 +63,7 @@ struct ReplicaApplierTests {
         let storeLock = NSLock()
         storeLock.lock()
         let applier = ReplicaApplier(store: store, storeLock: storeLock, connection: connection, decoders: [PageDecoder(pageSize: Int(identity.pageSize))],
-                                     depth: 8, window: 32, logger: quietLogger) { _ in }
+                                     depth: 8, window: 32, logger: quietLogger) { _, _ in }
         let handedOver = Latch()
         let reader = JoinableThread(name: "test-reader") {
             for epoch in UInt64(1)...32 { applier.enqueue(.commit(StagedEpoch(epoch: epoch))) }
