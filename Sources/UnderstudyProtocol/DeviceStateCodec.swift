@@ -49,9 +49,9 @@ public enum DeviceStateCodec {
         if let previous, previous.count == state.count {
             // The delta is almost always the winner: compress it first, then the whole state only
             // has to beat it (liblz4 gives up as soon as its output reaches the capacity).
-            var xor = [UInt8](repeating: 0, count: state.count)
-            xor.withUnsafeMutableBytes { x in
-                previous.withUnsafeBytes { p in us_xor(x.baseAddress, state.baseAddress, p.baseAddress, state.count) }
+            var difference = [UInt8](repeating: 0, count: state.count)
+            difference.withUnsafeMutableBytes { x in
+                previous.withUnsafeBytes { p in xor(x, state, p) }
                 delta = LZ4Block.compress(UnsafeRawBufferPointer(x), into: UnsafeMutableRawBufferPointer(rebasing: body[0..<(state.count - 1)]),
                                           mode: compression)
             }
@@ -68,6 +68,14 @@ public enum DeviceStateCodec {
         if delta > 0 { return (.lz4Delta, delta) }
         body.copyMemory(from: state)
         return (.raw, state.count)
+    }
+
+    /// destination = a XOR b, all of one length. `us_xor` works in whole words (pages are); a
+    /// device state's length is anything, so the tail is done here.
+    private static func xor(_ destination: UnsafeMutableRawBufferPointer, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) {
+        let count = destination.count
+        us_xor(destination.baseAddress, a.baseAddress, b.baseAddress, count)
+        for i in (count & ~7)..<count { destination[i] = a[i] ^ b[i] }
     }
 
     /// Decodes an encoded device state.
@@ -101,7 +109,7 @@ public enum DeviceStateCodec {
                 return error
             }
             if encoding == .lz4Delta {
-                previous.withUnsafeBytes { us_xor(destination.baseAddress, destination.baseAddress, $0.baseAddress, length) }
+                previous.withUnsafeBytes { xor(destination, UnsafeRawBufferPointer(destination), $0) }
             }
             return nil
         }
