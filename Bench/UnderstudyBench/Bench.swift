@@ -9,7 +9,8 @@ import UnderstudyTransport
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
 /// Usage: understudy-bench [--quick] [--vm | --pauses | --output-commit | --failover | --wan | --pgbench] [--cases random,mixed] [--output PATH]
-/// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches;
+/// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches (`--vm
+/// --device-state`: only its device-state bytes per checkpoint, whole against delta);
 /// `--pauses` the checkpoint pauses of a 1 GiB guest booting, dirtying and filling its page cache,
 /// before and after their bounds (see PauseBench);
 /// `--output-commit` measures a guest service's request latency through the output gate and its
@@ -57,7 +58,7 @@ struct Bench {
         } else if outputCommit {
             results["outputCommit"] = try OutputCommitBench(quick: quick).run(logger: logger)
         } else if vm {
-            results["vm"] = try VMBench(quick: quick).run(logger: logger)
+            results["vm"] = try VMBench(quick: quick, deviceStateOnly: arguments.contains("--device-state")).run(logger: logger)
         } else if pauses {
             results["pauses"] = try PauseBench(quick: quick).run(logger: logger)
         } else {

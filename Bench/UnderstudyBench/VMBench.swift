@@ -36,7 +36,11 @@ struct VMBench {
     /// of 100 ms in 8 s).
     let minimumCheckpoints: Int
 
-    init(quick: Bool) {
+    /// Only the device-state comparison (`--device-state`).
+    let deviceStateOnly: Bool
+
+    init(quick: Bool, deviceStateOnly: Bool = false) {
+        self.deviceStateOnly = deviceStateOnly
         seconds = quick ? 3 : 8
         breakdownCaptures = quick ? 60 : 200
         minimumCheckpoints = quick ? 0 : 400
@@ -71,6 +75,9 @@ struct VMBench {
         let certificates = "\(workspace)/certs"
         _ = try CertificateAuthority.initialize(directory: certificates, nodes: ["primary", "backup"])
 
+        let deviceState = try deviceStateComparison(image: image, preload: preload, workspace: workspace,
+                                                    certificates: certificates, logger: logger)
+        if deviceStateOnly { return ["deviceState": deviceState] }
         var runs: [[String: Any]] = []
         var workRates: [[String: Any]] = []
         var breakdowns: [[String: Any]] = []
@@ -95,7 +102,8 @@ struct VMBench {
             "dirtyTracking": trackingMethod, "secondsPerMeasurement": seconds,
             "hostLoadAverageAtStart": loadAtStart, "hostLoadAverageAtEnd": VMBench.loadAverage(),
         ]
-        return ["guest": guest, "runs": runs, "workRate": workRates, "pauseBreakdown": breakdowns, "targets": targets]
+        return ["guest": guest, "runs": runs, "workRate": workRates, "pauseBreakdown": breakdowns, "targets": targets,
+                "deviceState": deviceState]
     }
 
     // MARK: - One guest load
@@ -208,7 +216,7 @@ struct VMBench {
 
     /// One replication session at `interval` for `seconds`, or for `minimumCheckpoints` if that
     /// takes longer, with the counter measured meanwhile.
-    private func session(source: QEMUCheckpointSource, backup: BenchBackup, counter: CounterWatch, qemuPID: Int32, interval: Int,
+    func session(source: QEMUCheckpointSource, backup: BenchBackup, counter: CounterWatch, qemuPID: Int32, interval: Int,
                          certificates: String, logger: Logger) throws -> ([String: Any], CounterRate) {
         let primary = PrimaryReplicator(
             source: source,
@@ -280,6 +288,11 @@ struct VMBench {
             "rawBytes": stats.rawBytes,
             "wireBytes": stats.wireBytes,
             "wireBytesPerCheckpoint": Double(stats.wireBytes) / Double(checkpoints),
+            "deviceStateRawBytesPerCheckpoint": Double(stats.deviceStateRawBytes) / Double(checkpoints),
+            "deviceStateWireBytesPerCheckpoint": Double(stats.deviceStateWireBytes) / Double(checkpoints),
+            "framingBytesPerCheckpoint": Double(stats.framingBytes) / Double(checkpoints),
+            // What a checkpoint costs besides its pages and disk writes (the 1 KiB target).
+            "beyondPagesBytesPerCheckpoint": Double(stats.deviceStateWireBytes + stats.framingBytes) / Double(checkpoints),
             "wireBytesPerDirtyPage": stats.dirtyPages == 0 ? 0 : Double(stats.wireBytes) / Double(stats.dirtyPages),
             "compressionRatio": stats.wireBytes == 0 ? 0 : Double(stats.rawBytes) / Double(stats.wireBytes),
             "ackLatencyP50Ms": percentile(acks, 0.50),
@@ -486,7 +499,7 @@ struct VMBench {
 
     private func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
 
-    private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
 }
 

@@ -6,6 +6,21 @@ enum ProtocolSamples {
     /// 64 pages of 4 KiB and a 1 MiB disk: small enough that random page indices often hit.
     static let identity = VMIdentity(id: "fuzz-vm", memorySize: 64 * 4096, pageSize: 4096, diskSize: 1 << 20)
 
+    /// (committed state, next state) pairs whose encodings are each form: a small change (lz4-delta),
+    /// no usable base (lz4), an incompressible state of another size (raw).
+    static var deviceStates: [(previous: [UInt8], state: [UInt8])] {
+        let base = (0..<600).map { UInt8(truncatingIfNeeded: $0 * 7 / 5) }
+        var changed = base
+        changed[17] ^= 0x40
+        changed[400] ^= 0x01
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        let random = (0..<300).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+        return [(base, changed), ([], base), (base, random)]
+    }
+
     /// One page of each kind the encoder picks: zero, compressible, incompressible, and a small change (XOR delta).
     static var pageBatch: Frame {
         let pageSize = Int(identity.pageSize)

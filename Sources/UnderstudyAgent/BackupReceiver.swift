@@ -281,7 +281,7 @@ public final class BackupReceiver: @unchecked Sendable {
                 logger.info("initial sync received", metadata: ["pages": "\(pages)"])
                 applier.enqueue(.finishSync)
             case .beginEpoch(let epoch):
-                staged = StagedEpoch(epoch: epoch)
+                staged = StagedEpoch(epoch: epoch, deviceStateEncoded: machine.agreedCapabilities.contains(.deviceStateDelta))
             case .stagePages(let batch):
                 staged?.add(batch)
             case .stageDeviceState(let chunk):

@@ -25,6 +25,9 @@ public final class CheckpointEncoder: @unchecked Sendable {
     private var lastSent: UnsafeMutableRawBufferPointer { lastSentMemory.bytes }
     /// Device-state chunk size: well under the frame limit.
     static let deviceStateChunk = 1 << 20
+    /// The device state this session's last checkpoint carried, the base of the next one's delta
+    /// (device-state-delta); nil until the session's first checkpoint, which therefore goes whole.
+    private var lastDeviceState: [UInt8]?
 
     /// - Parameter lastSent: the last-sent copy to use, kept across sessions for catch-up (all
     ///   zero before a full synchronisation); nil: a copy of this encoder's own.
@@ -49,6 +52,14 @@ public final class CheckpointEncoder: @unchecked Sendable {
         public var wireBytes = 0
         public var digest: EpochDigest
         public var encodings: [PageEncoding: Int] = [:]
+        /// The device state's bytes, and what its DEVICE_STATE payloads carried for it (without
+        /// their epoch and offset fields, which count as framing).
+        public var deviceStateRawBytes = 0
+        public var deviceStateWireBytes = 0
+        /// What the checkpoint costs besides its content: every frame's header, the fixed fields
+        /// of content frames (epoch, count, offset), and the BEGIN and END frames whole (END
+        /// carries the counts and the digest). Per-page and per-write entry headers count as content.
+        public var framingBytes = 0
 
         public init(frameChecksum: EpochDigest.FrameChecksum) { digest = EpochDigest(frameChecksum: frameChecksum) }
     }
@@ -76,7 +87,10 @@ public final class CheckpointEncoder: @unchecked Sendable {
     public func encodeDisk(_ changes: [DiskChange], epoch: UInt64, to sender: FrameSender, into output: inout Output) throws {
         guard !changes.isEmpty else { return }
         let (frames, entries) = DiskWriteBatch.frames(epoch: epoch, changes: changes, compression: compression)
-        for frame in frames { try emit(frame, to: sender, output: &output, content: true) }
+        for frame in frames {
+            try emit(frame, to: sender, output: &output, content: true)
+            output.framingBytes += DiskWriteBatch.headerSize
+        }
         output.diskWrites += entries
         let bytes = changes.reduce(0) { total, change in if case .write(_, let data) = change { total + data.length } else { total } }
         output.diskBytes += bytes
@@ -114,19 +128,31 @@ public final class CheckpointEncoder: @unchecked Sendable {
                 return (UInt64(index), UnsafeRawBufferPointer(rebasing: lastSent[(index * pageSize)..<((index + 1) * pageSize)]))
             }
         }
+        let deviceState = encodeDeviceState(captured.deviceState)
         var offset = 0
-        while offset < captured.deviceState.count {
-            let end = min(offset + CheckpointEncoder.deviceStateChunk, captured.deviceState.count)
-            let chunk = DeviceStateChunk(epoch: epoch, offset: UInt64(offset), data: Array(captured.deviceState[offset..<end]))
+        while offset < deviceState.count {
+            let end = min(offset + CheckpointEncoder.deviceStateChunk, deviceState.count)
+            let chunk = DeviceStateChunk(epoch: epoch, offset: UInt64(offset), data: Array(deviceState[offset..<end]))
             try emit(Message.deviceState(chunk).frame, to: sender, output: &output, content: true)
+            output.framingBytes += DeviceStateChunk.headerSize
             offset = end
         }
+        output.deviceStateRawBytes = captured.deviceState.count
+        output.deviceStateWireBytes = deviceState.count
         try catchUp?.precedingDisk { try encodeDisk($0, epoch: epoch, to: sender, into: &output) }
         try encodeDisk(captured.diskChanges, epoch: epoch, to: sender, into: &output)
-        let summary = ContentSummary(epoch: epoch, pageCount: UInt64(output.pages), deviceStateBytes: UInt64(captured.deviceState.count),
+        let summary = ContentSummary(epoch: epoch, pageCount: UInt64(output.pages), deviceStateBytes: UInt64(deviceState.count),
                                      diskWriteCount: UInt64(output.diskWrites), digest: output.digest.value)
         try emit(Message.checkpointEnd(summary).frame, to: sender, output: &output, content: false)
         return output
+    }
+
+    /// What the DEVICE_STATE chunks carry for `state`: with device-state-delta, the smaller of
+    /// LZ4(state) and LZ4(state XOR the session's previous state); without, the state itself.
+    private func encodeDeviceState(_ state: [UInt8]) -> [UInt8] {
+        guard capabilities.contains(.deviceStateDelta) else { return state }
+        defer { lastDeviceState = state }
+        return DeviceStateCodec.encode(state, previous: lastDeviceState, compression: compression)
     }
 
     /// Makes the last-sent copy hold `captured`'s pages although they may not all have been sent
@@ -147,6 +173,7 @@ public final class CheckpointEncoder: @unchecked Sendable {
     private func emit(_ frame: Frame, to sender: FrameSender, output: inout Output, content: Bool) throws {
         if content { output.digest.add(frame) }
         output.wireBytes += frame.bytes.count
+        output.framingBytes += content ? Frame.headerSize : frame.bytes.count
         try sender.enqueue(frame)
     }
 
@@ -232,6 +259,7 @@ extension CheckpointEncoder {
             output.pages += pages
             output.rawBytes += rawBytes
             output.wireBytes += frame.bytes.count
+            output.framingBytes += Frame.headerSize + PageBatch.headerSize
             output.encodings.merge(encodings, uniquingKeysWith: +)
             progress(rawBytes)
         }

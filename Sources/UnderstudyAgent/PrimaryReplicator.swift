@@ -223,7 +223,9 @@ public final class PrimaryReplicator: @unchecked Sendable {
         }
         let written = sender.written
         let decision = session.withLock { $0.session.encoded(output, sender: written, backpressure: waited, now: .now) }
-        configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes)
+        configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes,
+                                                 deviceStateRawBytes: output.deviceStateRawBytes,
+                                                 deviceStateWireBytes: output.deviceStateWireBytes, framingBytes: output.framingBytes)
         configuration.metrics?.interval(decision)
         return taken
     }

@@ -267,6 +267,9 @@ struct PrimarySession {
         statistics.dirtyPages += output.pages
         statistics.rawBytes += output.rawBytes
         statistics.wireBytes += output.wireBytes
+        statistics.deviceStateRawBytes += output.deviceStateRawBytes
+        statistics.deviceStateWireBytes += output.deviceStateWireBytes
+        statistics.framingBytes += output.framingBytes
         statistics.encodings.merge(output.encodings, uniquingKeysWith: +)
         if encoding.isCatchUp {
             statistics.catchUpPages = output.pages

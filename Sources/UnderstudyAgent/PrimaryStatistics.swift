@@ -19,6 +19,11 @@ public struct PrimaryStatistics: Sendable {
     public var dirtyPages = 0
     public var rawBytes = 0
     public var wireBytes = 0
+    /// Of the checkpoints sent: device-state bytes, what DEVICE_STATE carried for them, and the
+    /// framing around the content (`CheckpointEncoder.Output.framingBytes`).
+    public var deviceStateRawBytes = 0
+    public var deviceStateWireBytes = 0
+    public var framingBytes = 0
     /// The most recent pauses and ack latencies (at most `PrimaryStatistics.window` of each),
     /// so that a long-running agent keeps a bounded history.
     public var pauses: [Duration] = []

@@ -30,6 +30,9 @@ extension PrimaryStatus {
         if let raw = rawBytes, let wire = wireBytes {
             rows.append(("bytes", String(format: "%.1f MB raw, %.1f MB on the wire", Double(raw) / 1e6, Double(wire) / 1e6)))
         }
+        if let raw = deviceStateRawBytesPerCheckpoint, let wire = deviceStateWireBytesPerCheckpoint, let framing = framingBytesPerCheckpoint {
+            rows.append(("per checkpoint", String(format: "device state %.0f B, %.0f B on the wire; framing %.0f B", raw, wire, framing)))
+        }
         if let p50 = ackLatencyMillisecondsP50, let p99 = ackLatencyMillisecondsP99 {
             rows.append(("ack latency", String(format: "p50 %.2f ms, p99 %.2f ms", p50, p99)))
         }

@@ -20,6 +20,12 @@ extension PrimaryStatus {
         dirtyPagesPerCheckpoint = s.recent.isEmpty ? 0 : Double(s.recent.reduce(0) { $0 + $1.dirtyPages }) / Double(s.recent.count)
         rawBytes = s.rawBytes
         wireBytes = s.wireBytes
+        if s.checkpointsSent > 0 {
+            let checkpoints = Double(s.checkpointsSent)
+            deviceStateRawBytesPerCheckpoint = Double(s.deviceStateRawBytes) / checkpoints
+            deviceStateWireBytesPerCheckpoint = Double(s.deviceStateWireBytes) / checkpoints
+            framingBytesPerCheckpoint = Double(s.framingBytes) / checkpoints
+        }
         let acks = s.ackLatencies.map { $0.seconds * 1000 }.sorted()
         ackLatencyMillisecondsP50 = percentile(acks, 0.5)
         ackLatencyMillisecondsP99 = percentile(acks, 0.99)

@@ -25,6 +25,11 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var dirtyPagesPerCheckpoint: Double?
     public var rawBytes: Int?
     public var wireBytes: Int?
+    /// Per checkpoint sent, on average: device-state bytes, what the wire carried for them
+    /// (device-state-delta makes that a few hundred bytes), and the framing around the content.
+    public var deviceStateRawBytesPerCheckpoint: Double?
+    public var deviceStateWireBytesPerCheckpoint: Double?
+    public var framingBytesPerCheckpoint: Double?
     public var ackLatencyMillisecondsP50: Double?
     public var ackLatencyMillisecondsP99: Double?
     public var dirtyTracking: String?

@@ -1,5 +1,8 @@
 /// A chunk of the device-state blob of one epoch. Chunks arrive in order.
 public struct DeviceStateChunk: Sendable, Equatable {
+    /// Payload bytes before the data: epoch and offset.
+    public static let headerSize = 16
+
     public var epoch: UInt64
     public var offset: UInt64
     public var data: [UInt8]

@@ -15,6 +15,8 @@ public struct DiskWriteBatch: Sendable, Equatable {
     }
 
     public static let maxEntries = 65536
+    /// Payload bytes before the first entry: epoch and count.
+    public static let headerSize = 12
     /// Data bytes a write carries at most in one entry; `frames` splits longer writes.
     public static let maxEntryBytes = 1 << 20
 
@@ -108,7 +110,7 @@ public struct DiskWriteBatch: Sendable, Equatable {
         }
         precondition(changes.reduce(0) { $0 + $1.wireCapacity } <= Frame.maxPayload,
                      "a batch carries at most \(Frame.maxPayload) data bytes: split the writes with `frames`")
-        return Frame(.diskWrites, capacity: 12 + changes.reduce(0) { $0 + 17 + $1.wireCapacity }) { writer in
+        return Frame(.diskWrites, capacity: headerSize + changes.reduce(0) { $0 + 17 + $1.wireCapacity }) { writer in
             writer.write(epoch)
             writer.write(UInt32(changes.count))
             for change in changes {

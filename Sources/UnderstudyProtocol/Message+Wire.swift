@@ -28,7 +28,7 @@ extension Message {
         case .catchUpBegin(let base): Frame(.catchUpBegin) { $0.write(base) }
         case .checkpointBegin(let epoch): Frame(.checkpointBegin) { $0.write(epoch) }
         case .deviceState(let chunk):
-            Frame(.deviceState, capacity: 16 + chunk.data.count) { w in
+            Frame(.deviceState, capacity: DeviceStateChunk.headerSize + chunk.data.count) { w in
                 w.write(chunk.epoch)
                 w.write(chunk.offset)
                 w.write(bytes: chunk.data)

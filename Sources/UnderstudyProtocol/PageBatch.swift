@@ -14,6 +14,8 @@ public struct PageBatch: Sendable, Equatable {
 
     /// The most pages one batch may carry.
     public static let maxEntries = 16384
+    /// Payload bytes before the first entry: epoch and count.
+    public static let headerSize = 12
 
     public let epoch: UInt64
     public let frame: Frame

@@ -197,12 +197,14 @@ public final class ReplicaStore: @unchecked Sendable {
             throw .notReady("checkpoint \(staged.epoch) arrived while the replica is \(state.phase)")
         }
         try finishInterruptedApply()
+        let deviceState = try decodeDeviceState(staged)
         let diskChanges = try decodeDiskChanges(staged)
-        let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize, deviceStateLength: staged.deviceState.count,
+        let layout = EpochJournal.Layout(pageCount: staged.pageCount, pageSize: pageSize, deviceStateLength: deviceState.count,
                                          diskLength: diskChanges.reduce(0) { $0 + EpochJournal.diskRecordSize($1) })
         let header = EpochJournal.Header(baseGeneration: state.generation, epoch: staged.epoch, layout: layout)
         try journal.begin(header)
         try fillJournal(staged, layout: layout, decoders: decoders)
+        deviceState.withUnsafeBytes { journal.deviceState(layout: layout).copyMemory(from: $0) }
         var position = 0
         let section = journal.diskSection(layout: layout)
         for change in diskChanges { position = EpochJournal.writeDiskRecord(change, into: section, at: position) }
@@ -214,6 +216,19 @@ public final class ReplicaStore: @unchecked Sendable {
         try storage.sync(journal.file.path)
         lastJournalSync = syncStarted.duration(to: .now)
         sealed = header
+    }
+
+    /// The staged epoch's whole device state. A delta is decoded against the committed epoch's
+    /// state (the one before, as the primary encoded it), and the journal holds the result whole,
+    /// like the pages: a replayed apply writes the same state again.
+    private func decodeDeviceState(_ staged: StagedEpoch) throws(ReplicaError) -> [UInt8] {
+        guard staged.deviceStateEncoded else { return staged.deviceState }
+        do throws(ProtocolError) {
+            return try DeviceStateCodec.decode(staged.deviceState, previous: state.deviceState,
+                                               maxLength: Int(StagingLimits().deviceStateBytes))
+        } catch {
+            throw .invalidContent(error)
+        }
     }
 
     /// The staged epoch's disk changes, decompressed and checked against the disk's size.
@@ -258,7 +273,7 @@ public final class ReplicaStore: @unchecked Sendable {
         if sealed != nil { try applySealed() }
     }
 
-    /// Decodes every page into its journal slot (in parallel) and copies the device state.
+    /// Decodes every page into its journal slot (in parallel).
     private func fillJournal(_ staged: StagedEpoch, layout: EpochJournal.Layout, decoders: [PageDecoder]) throws(ReplicaError) {
         // Slots are assigned in arrival order; a page twice in one epoch would make the XOR base
         // ambiguous, and the encoder never does it, so it is refused.
@@ -294,7 +309,6 @@ public final class ReplicaStore: @unchecked Sendable {
             }
         }
         if let error = failures.first { throw .invalidContent(error) }
-        staged.deviceState.withUnsafeBytes { journal.deviceState(layout: layout).copyMemory(from: $0) }
     }
 
     /// Copies a sealed journal's pages into memory and publishes its epoch.

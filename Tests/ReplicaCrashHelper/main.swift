@@ -3,7 +3,8 @@
 //
 // Usage: ReplicaCrashHelper DIRECTORY PAGES_PER_EPOCH [KILL_AFTER_SEAL_OF_EPOCH]
 // Epoch E writes every page P in 0..<PAGES_PER_EPOCH with the 64-bit words (E << 32 | P) and
-// the device state "epoch E". Prints "committed E" after each commit. With the third argument
+// the device state "epoch E" padded with dots to 2 KiB, as device-state-delta carries it: whole in
+// the first epoch of a run, then as a delta against the epoch before. Prints "committed E" after each commit. With the third argument
 // it SIGKILLs itself right after sealing that epoch, before applying it: the exact moment an
 // acknowledged checkpoint exists only in the journal.
 import Foundation
@@ -30,8 +31,9 @@ do {
     let page = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
     let unusedBase = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 64)
     var epoch = store.state.committedEpoch + 1
+    var previousDeviceState: [UInt8]?
     while true {
-        var staged = StagedEpoch(epoch: epoch)
+        var staged = StagedEpoch(epoch: epoch, deviceStateEncoded: true)
         var next = 0
         while next < pagesPerEpoch {
             var builder = PageBatchBuilder(type: .pages, epoch: epoch, capacity: 256 * encoder.maxEncodedSize)
@@ -44,7 +46,10 @@ do {
             next += 256
             staged.add(try PageBatch(frame: builder.finish(), pageSize: pageSize, pageCount: identity.pageCount))
         }
-        staged.add(DeviceStateChunk(epoch: epoch, offset: 0, data: Array("epoch \(epoch)".utf8)))
+        let label = Array("epoch \(epoch)".utf8)
+        let deviceState = label + [UInt8](repeating: UInt8(ascii: "."), count: 2048 - label.count)
+        staged.add(DeviceStateChunk(epoch: epoch, offset: 0, data: DeviceStateCodec.encode(deviceState, previous: previousDeviceState)))
+        previousDeviceState = deviceState
         try store.seal(staged, decoders: decoders)
         if epoch == killAfterSeal { kill(getpid(), SIGKILL) }
         try store.applySealed()

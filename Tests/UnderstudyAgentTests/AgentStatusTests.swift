@@ -22,6 +22,7 @@ struct AgentStatusTests {
         "intervalReason", "checkpointDemandBytesPerSecond", "linkBudgetBytesPerSecond", "lagMilliseconds", "lagMillisecondsP50",
         "lagMillisecondsP99", "recoveryPointObjectiveMilliseconds", "recoveryPointExceeded", "guestThrottle", "sessionStart",
         "catchUpPages", "catchUpDiskWrites", "catchUpWireBytes", "catchUpSeconds", "catchUpJournalBytes",
+        "deviceStateRawBytesPerCheckpoint", "deviceStateWireBytesPerCheckpoint", "framingBytesPerCheckpoint",
     ]
 
     /// A primary with every field set: from a session's statistics, then what the protector adds.
@@ -32,6 +33,9 @@ struct AgentStatusTests {
         statistics.lastAcknowledgedEpoch = 42
         statistics.rawBytes = 4096
         statistics.wireBytes = 1024
+        statistics.deviceStateRawBytes = 3 * 14_662
+        statistics.deviceStateWireBytes = 14_667 + 2 * 190
+        statistics.framingBytes = 3 * 120
         statistics.syncPages = 100
         statistics.syncBytesDone = 1000
         statistics.syncBytesTotal = 4000
@@ -76,6 +80,9 @@ struct AgentStatusTests {
         #expect(object["state"] as? String == "switching over")
         #expect(object["detail"] as? String == "final checkpoint")
         #expect(object["currentEpoch"] as? Int == 43 && object["committedEpoch"] as? Int == 42)
+        #expect(object["deviceStateRawBytesPerCheckpoint"] as? Double == 14_662)
+        #expect(object["deviceStateWireBytesPerCheckpoint"] as? Double == Double(14_667 + 2 * 190) / 3)
+        #expect(object["framingBytesPerCheckpoint"] as? Double == 120)
         #expect(object["sessionStart"] as? String == "catch-up from checkpoint 40")
         #expect(object["outputMode"] as? String == "output commit")
         #expect(object["activatedFromEpoch"] as? Int == 7)

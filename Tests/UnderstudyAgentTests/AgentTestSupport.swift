@@ -31,12 +31,13 @@ final class RunningBackup: @unchecked Sendable {
     let receiver: BackupReceiver
     private let thread: JoinableThread
 
-    init(workspace: Workspace, identity: VMIdentity, replicaDirectory: String? = nil, replicaDisk: String? = nil) throws {
+    init(workspace: Workspace, identity: VMIdentity, replicaDirectory: String? = nil, replicaDisk: String? = nil,
+         capabilities: Capabilities = .supported) throws {
         let receiver = try BackupReceiver(
             configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                tls: workspace.tls(node: "backup", peer: "primary"), identity: identity,
                                                replicaDirectory: replicaDirectory ?? "\(workspace.path)/replica",
-                                               replicaDisk: replicaDisk),
+                                               replicaDisk: replicaDisk, capabilities: capabilities),
             logger: quietLogger)
         self.receiver = receiver
         thread = JoinableThread(name: "test-backup") { receiver.serve() }
@@ -100,9 +101,10 @@ final class ScriptedPrimary {
     /// How content frames are checksummed: what the last handshake agreed on.
     private(set) var frameChecksum = EpochDigest.FrameChecksum.sha256
 
-    /// HELLO → WELCOME.
-    func handshake() throws -> Message {
-        try send(.hello(Hello(identity: identity, requiredCapabilities: [], nodeName: "scripted")))
+    /// HELLO → WELCOME. By default the primary does not offer device-state-delta (a primary built
+    /// before it), so that `checkpoint`'s device state is the state itself.
+    func handshake(capabilities: Capabilities = Capabilities.supported.subtracting(.deviceStateDelta)) throws -> Message {
+        try send(.hello(Hello(identity: identity, capabilities: capabilities, requiredCapabilities: [], nodeName: "scripted")))
         let reply = try receive()
         if case .welcome(let welcome) = reply { frameChecksum = EpochDigest.FrameChecksum(agreed: welcome.capabilities) }
         return reply

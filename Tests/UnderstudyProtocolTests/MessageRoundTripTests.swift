@@ -122,7 +122,7 @@ struct MessageRoundTripTests {
         #expect(hello.count == 5 + 8 + 2 + 3 + 8 + 4 + 8 + 8 + 8 + 3)
         #expect(Array(hello[30..<38]) == [0, 0, 0, 0, 0, 0, 2, 0], "disk size follows the page size")
         #expect(Message.welcome(Welcome(capabilities: .supported, committedEpoch: 3)).frame.bytes
-            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0x01, 0x7F, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 6")
+            == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0x01, 0xFF, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 8")
     }
 
     @Test("random field values round-trip")

@@ -43,7 +43,7 @@ struct ReplicaCrashTests {
             let epoch = store.state.committedEpoch
             #expect(store.state.phase == .committed)
             #expect(epoch >= lastEpoch, "trial \(trial): committed epoch went back from \(lastEpoch) to \(epoch)")
-            #expect(store.state.deviceState == Array("epoch \(epoch)".utf8))
+            #expect(store.state.deviceState == Self.deviceState(epoch))
             try expectMemory(of: store, isEpoch: epoch, trial: trial)
             lastEpoch = epoch
         }
@@ -64,7 +64,7 @@ struct ReplicaCrashTests {
             let store = try ReplicaStore(directory: dir.path, identity: identity)
             #expect(store.recovery?.contains("checkpoint \(target)") == true)
             #expect(store.state.committedEpoch == target)
-            #expect(store.state.deviceState == Array("epoch \(target)".utf8))
+            #expect(store.state.deviceState == Self.deviceState(target))
             try expectMemory(of: store, isEpoch: target, trial: Int(target))
         }
     }
@@ -98,6 +98,13 @@ struct ReplicaCrashTests {
             #expect(store.state.committedEpoch == (torn ? 0 : 1), "\(version), torn: \(torn)")
             #expect((store.recovery != nil) == !torn, "\(version), torn: \(torn)")
         }
+    }
+
+    /// The device state of `epoch` as ReplicaCrashHelper sends it (after the first epoch of a run,
+    /// as a delta against the one before).
+    static func deviceState(_ epoch: UInt64) -> [UInt8] {
+        let label = Array("epoch \(epoch)".utf8)
+        return label + [UInt8](repeating: UInt8(ascii: "."), count: 2048 - label.count)
     }
 
     private func expectMemory(of store: ReplicaStore, isEpoch epoch: UInt64, trial: Int) throws {

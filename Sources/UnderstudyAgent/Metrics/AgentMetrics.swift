@@ -32,6 +32,9 @@ public final class AgentMetrics: Sendable {
     private let dirtyPages: CoreMetrics.Recorder
     private let rawBytes: CoreMetrics.Counter
     private let wireBytes: CoreMetrics.Counter
+    private let deviceStateRawBytes: CoreMetrics.Counter
+    private let deviceStateWireBytes: CoreMetrics.Counter
+    private let framingBytes: CoreMetrics.Counter
     private let ackLatency: CoreMetrics.Timer
     private let checkpointsCommitted: CoreMetrics.Counter
     private let committedEpoch: CoreMetrics.Gauge
@@ -95,6 +98,9 @@ public final class AgentMetrics: Sendable {
         dirtyPages = CoreMetrics.Recorder(label: "understudy_checkpoint_dirty_pages", dimensions: labels, aggregate: true, factory: factory)
         rawBytes = CoreMetrics.Counter(label: "understudy_checkpoint_raw_bytes_total", dimensions: labels, factory: factory)
         wireBytes = CoreMetrics.Counter(label: "understudy_checkpoint_wire_bytes_total", dimensions: labels, factory: factory)
+        deviceStateRawBytes = CoreMetrics.Counter(label: "understudy_device_state_raw_bytes_total", dimensions: labels, factory: factory)
+        deviceStateWireBytes = CoreMetrics.Counter(label: "understudy_device_state_wire_bytes_total", dimensions: labels, factory: factory)
+        framingBytes = CoreMetrics.Counter(label: "understudy_checkpoint_framing_bytes_total", dimensions: labels, factory: factory)
         ackLatency = CoreMetrics.Timer(label: "understudy_ack_latency_seconds", dimensions: labels, factory: factory)
         checkpointsCommitted = CoreMetrics.Counter(label: "understudy_checkpoints_committed_total", dimensions: labels, factory: factory)
         committedEpoch = CoreMetrics.Gauge(label: "understudy_committed_epoch", dimensions: labels, factory: factory)
@@ -140,10 +146,15 @@ public final class AgentMetrics: Sendable {
         lagEpochs.record(unacknowledged)
     }
 
-    /// The primary encoded a checkpoint: its bytes before compression and as framed on the wire.
-    public func checkpointEncoded(rawBytes raw: Int, wireBytes wire: Int) {
+    /// The primary encoded a checkpoint: its bytes before compression and as framed on the wire;
+    /// of them, the device state's before and after encoding, and the framing around the content.
+    public func checkpointEncoded(rawBytes raw: Int, wireBytes wire: Int, deviceStateRawBytes deviceRaw: Int = 0,
+                                  deviceStateWireBytes deviceWire: Int = 0, framingBytes framing: Int = 0) {
         rawBytes.increment(by: raw)
         wireBytes.increment(by: wire)
+        deviceStateRawBytes.increment(by: deviceRaw)
+        deviceStateWireBytes.increment(by: deviceWire)
+        framingBytes.increment(by: framing)
     }
 
     /// The backup acknowledged a checkpoint `latency` after its capture (once per epoch).
