@@ -142,9 +142,7 @@ public final class BackupSupervisor: @unchecked Sendable {
 
     /// `understudy failover --force`: activate now, if the fence allows it (the control thread).
     public func forceFailover() -> ControlReply {
-        guard receiver.store.state.phase == .committed else {
-            return ControlReply(ok: false, message: "the replica is \(receiver.store.state.phase), not committed: nothing to activate")
-        }
+        if let refusal = receiver.store.state.activationRefusal { return ControlReply(ok: false, message: refusal) }
         let request = ControlRequest()
         shared.requests.withLock { $0.forced = request }
         return request.wait(timeout: .seconds(30)) ?? ControlReply(ok: false, message: "no outcome within 30 s")
@@ -172,6 +170,7 @@ public final class BackupSupervisor: @unchecked Sendable {
         status.heartbeatTimeoutMilliseconds = configuration.heartbeat.timeout.seconds * 1000
         status.fence = fence.kind
         status.witnessTerm = fence.term?.number
+        status.replicaReset = receiver.store.state.resetReason
         return .backup(status)
     }
 }

@@ -128,6 +128,13 @@ struct AgentStatusTests {
         #expect(object["committedEpoch"] as? Int == 42 && object["peerSilentMilliseconds"] as? Double == 12.5)
     }
 
+    @Test func aResetReplicaShowsWhy() throws {
+        var status = BackupStatus(vm: "web-1", state: .serving)
+        status.replicaReset = "fenced: node-b claimed the VM in witness term 8"
+        #expect(try Self.object(.backup(status))["replicaReset"] as? String == status.replicaReset)
+        #expect(AgentStatus.backup(status).humanReadable.contains("replica reset"))
+    }
+
     @Test func aStartingNodeShowsItsRoleVMAndState() throws {
         let object = try Self.object(.starting(StartingStatus(vm: "web-1", state: "starting")))
         #expect(Set(object.keys) == ["role", "vm", "state"])
