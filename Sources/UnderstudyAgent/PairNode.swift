@@ -268,14 +268,17 @@ public final class PairNode: @unchecked Sendable {
     /// the VM, or from before the other copy's term), so it is reset, durably, before the role
     /// record says backup; a crash in between leaves the record as it was, and the next start
     /// resets again. Only a full sync from the current primary makes it activatable again.
+    /// Status shows the reason (`replicaReset`) while it lasts. A node configured without
+    /// `backup.replica_dir` (`understudy primary`) keeps no replica.
     /// - Parameter replica: the store this process already holds open for the directory, if any.
     private func demote(replica: ReplicaStore?, because reason: String) throws {
-        let store = try replica ?? ReplicaStore(directory: try configuration.backup().replicaDirectory, identity: configuration.identity,
-                                                diskPath: configuration.vm.diskImage)
-        try store.reset(because: reason)
-        note("replica reset until a full sync: \(reason)")
-        logger.warning("replica reset: it cannot be activated until a full sync from the current primary has committed",
-                       metadata: ["reason": "\(reason)"])
+        let directory = replica?.directory ?? configuration.replicaDirectory
+        if let directory {
+            let store = try replica ?? ReplicaStore(directory: directory, identity: configuration.identity, diskPath: configuration.vm.diskImage)
+            try store.reset(because: reason)
+            logger.warning("replica reset: it cannot be activated until a full sync from the current primary has committed",
+                           metadata: ["reason": "\(reason)", "replica": "\(directory)"])
+        }
         remember(.backup)
     }
 
