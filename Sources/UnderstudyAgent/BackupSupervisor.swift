@@ -97,6 +97,7 @@ public final class BackupSupervisor: @unchecked Sendable {
             datagrams?.close()
         }
         var reportedLoss = false
+        var reportedRefusal = false
         let poll = max(configuration.heartbeat.interval / 4, .milliseconds(2))
         while !stop.wait(timeout: poll) {
             let now = ContinuousClock.now
@@ -118,8 +119,15 @@ public final class BackupSupervisor: @unchecked Sendable {
                 continue
             }
             let lost = shared.monitor.withLock { $0.isLost }
-            guard lost, receiver.store.state.phase == .committed else {
+            let refusal = receiver.store.state.activationRefusal
+            if lost, let refusal, !reportedRefusal {
+                // Once per loss: a reset replica (a demoted node's) says which term left it behind.
+                reportedRefusal = true
+                logger.error("primary lost, and this node cannot take over", metadata: ["reason": "\(refusal)"])
+            }
+            guard lost, refusal == nil else {
                 reportedLoss = false
+                if !lost { reportedRefusal = false }
                 continue
             }
             let silence = shared.monitor.withLock { $0.silence(at: now) }
