@@ -18,6 +18,8 @@ public struct BackupStatus: Sendable, Codable, Equatable {
     public var fence: String?
     /// The witness term this node claimed last (held while `fence` says so); nil: none, or no witness.
     public var witnessTerm: UInt64?
+    /// Why the replica was reset and cannot be activated until a full sync (a demoted node's); nil: not reset.
+    public var replicaReset: String?
     /// Milliseconds since the primary was last heard on any path, and the timeout that loses it.
     public var peerSilentMilliseconds: Double?
     public var heartbeatTimeoutMilliseconds: Double?
@@ -55,6 +57,7 @@ public struct BackupStatus: Sendable, Codable, Equatable {
         var rows: [(String, String)] = []
         func add(_ name: String, _ value: String?) { if let value { rows.append((name, value)) } }
         add("committed epoch", committedEpoch.map { "\($0)" })
+        add("replica reset", replicaReset)
         add("initial sync pages", syncPages.map { "\($0)" })
         add("sessions", sessions.map { "\($0)" })
         if let seal = sealMillisecondsP50, let sealP99 = sealMillisecondsP99, let sync = journalSyncMillisecondsP50,

@@ -97,6 +97,7 @@ public final class BackupSupervisor: @unchecked Sendable {
             datagrams?.close()
         }
         var reportedLoss = false
+        var reportedRefusal = false
         let poll = max(configuration.heartbeat.interval / 4, .milliseconds(2))
         while !stop.wait(timeout: poll) {
             let now = ContinuousClock.now
@@ -118,8 +119,15 @@ public final class BackupSupervisor: @unchecked Sendable {
                 continue
             }
             let lost = shared.monitor.withLock { $0.isLost }
-            guard lost, receiver.store.state.phase == .committed else {
+            let refusal = receiver.store.state.activationRefusal
+            if lost, let refusal, !reportedRefusal {
+                // Once per loss: a reset replica (a demoted node's) says which term left it behind.
+                reportedRefusal = true
+                logger.error("primary lost, and this node cannot take over", metadata: ["reason": "\(refusal)"])
+            }
+            guard lost, refusal == nil else {
                 reportedLoss = false
+                if !lost { reportedRefusal = false }
                 continue
             }
             let silence = shared.monitor.withLock { $0.silence(at: now) }
@@ -142,9 +150,7 @@ public final class BackupSupervisor: @unchecked Sendable {
 
     /// `understudy failover --force`: activate now, if the fence allows it (the control thread).
     public func forceFailover() -> ControlReply {
-        guard receiver.store.state.phase == .committed else {
-            return ControlReply(ok: false, message: "the replica is \(receiver.store.state.phase), not committed: nothing to activate")
-        }
+        if let refusal = receiver.store.state.activationRefusal { return ControlReply(ok: false, message: refusal) }
         let request = ControlRequest()
         shared.requests.withLock { $0.forced = request }
         return request.wait(timeout: .seconds(30)) ?? ControlReply(ok: false, message: "no outcome within 30 s")
@@ -172,6 +178,7 @@ public final class BackupSupervisor: @unchecked Sendable {
         status.heartbeatTimeoutMilliseconds = configuration.heartbeat.timeout.seconds * 1000
         status.fence = fence.kind
         status.witnessTerm = fence.term?.number
+        status.replicaReset = receiver.store.state.resetReason
         return .backup(status)
     }
 }

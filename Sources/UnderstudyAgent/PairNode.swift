@@ -147,6 +147,7 @@ public final class PairNode: @unchecked Sendable {
                 } catch let error as AgentError {
                     note("started as the backup: \(error)")
                     logger.notice("another node is the active copy: starting as its backup", metadata: ["reason": "\(error)"])
+                    try demote(replica: nil, because: "\(error)")
                     next = .backup
                     continue
                 }
@@ -157,6 +158,7 @@ public final class PairNode: @unchecked Sendable {
                                              diskPath: configuration.vm.diskImage)
                 next = try runPrimary(booting: store)
             case .backup:
+                if let reason = try record?.load()?.replicaResetReason { try demote(replica: nil, because: reason) }
                 let supervisor = try BackupSupervisor(configuration: configuration, fence: fence, logger: logger, stop: stop, metrics: metrics)
                 let standby = startStandby(supervisor.receiver.store)
                 remember(.backup)
@@ -249,16 +251,35 @@ public final class PairNode: @unchecked Sendable {
         case .switchedOver:
             note("switched over: the peer runs the VM, this node is its backup")
             // Recorded now: the node may be stopping (SIGTERM's handover) and never start the backup role.
-            remember(.backup)
+            try demote(replica: replica, because: "this node ran the VM until it switched over: the peer's history continues from there")
             return .backup
         case .fenced(let reason):
             // The other copy is active: this one stops before anything else can leave it.
             source.qemu.stop()
             note("fenced: \(reason)")
             logger.critical("fenced: this copy of the VM stops; the node continues as the backup", metadata: ["reason": "\(reason)"])
-            remember(.backup)
+            try demote(replica: replica, because: "fenced: \(reason)")
             return .backup
         }
+    }
+
+    /// This node leaves the VM to another copy (or is refused it): whatever its replica directory
+    /// holds predates the history that copy continues (a replica kept from before this node booted
+    /// the VM, or from before the other copy's term), so it is reset, durably, before the role
+    /// record says backup; a crash in between leaves the record as it was, and the next start
+    /// resets again. Only a full sync from the current primary makes it activatable again.
+    /// Status shows the reason (`replicaReset`) while it lasts. A node configured without
+    /// `backup.replica_dir` (`understudy primary`) keeps no replica.
+    /// - Parameter replica: the store this process already holds open for the directory, if any.
+    private func demote(replica: ReplicaStore?, because reason: String) throws {
+        let directory = replica?.directory ?? configuration.replicaDirectory
+        if let directory {
+            let store = try replica ?? ReplicaStore(directory: directory, identity: configuration.identity, diskPath: configuration.vm.diskImage)
+            try store.reset(because: reason)
+            logger.warning("replica reset: it cannot be activated until a full sync from the current primary has committed",
+                           metadata: ["reason": "\(reason)", "replica": "\(directory)"])
+        }
+        remember(.backup)
     }
 
     private static func preloadLibrary(_ logger: Logger) -> String? {

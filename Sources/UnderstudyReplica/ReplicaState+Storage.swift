@@ -5,11 +5,13 @@ import UnderstudyProtocol
 /// renamed over the old one, so a reader sees either the old or the new state, never a mix, after
 /// a killed process or a power cut alike.
 ///
-/// Layout: magic "USSTATE2", generation u64, phase u8, committed epoch u64, VM id string,
-/// memory size u64, page size u32, disk size u64, device-state length u32 and bytes, SHA-256 of
-/// everything before.
+/// Layout: magic "USSTATE3", generation u64, phase u8, committed epoch u64, VM id string,
+/// memory size u64, page size u32, disk size u64, device-state length u32 and bytes, reset
+/// reason string (empty: none), SHA-256 of everything before. "USSTATE2" files, the same without
+/// the reset reason, are still read.
 extension ReplicaState {
-    static let magic = Array("USSTATE2".utf8)
+    static let magic = Array("USSTATE3".utf8)
+    static let magicWithoutResetReason = Array("USSTATE2".utf8)
 
     func encoded() -> [UInt8] {
         var w = WireWriter(capacity: 128 + deviceState.count)
@@ -23,12 +25,14 @@ extension ReplicaState {
         w.write(identity.diskSize)
         w.write(UInt32(deviceState.count))
         w.write(bytes: deviceState)
+        w.write(string: resetReason ?? "")
         w.write(bytes: EpochDigest.sha256(w.bytes))
         return w.bytes
     }
 
     init(decoding bytes: [UInt8], path: String) throws(ReplicaError) {
-        guard bytes.count > EpochDigest.size, Array(bytes.prefix(8)) == ReplicaState.magic else {
+        let magic = Array(bytes.prefix(8))
+        guard bytes.count > EpochDigest.size, magic == ReplicaState.magic || magic == ReplicaState.magicWithoutResetReason else {
             throw .corrupt("\(path) is not an Understudy replica state file of this version")
         }
         let body = Array(bytes.dropLast(EpochDigest.size))
@@ -43,8 +47,10 @@ extension ReplicaState {
             let identity = VMIdentity(id: try r.readString(), memorySize: try r.readUInt64(), pageSize: try r.readUInt32(),
                                       diskSize: try r.readUInt64())
             let device = try r.readBytes(Int(try r.readUInt32()))
+            let reason = magic == ReplicaState.magic ? try r.readString() : ""
             try r.expectEnd()
-            self.init(identity: identity, generation: generation, phase: phase, committedEpoch: epoch, deviceState: device)
+            self.init(identity: identity, generation: generation, phase: phase, committedEpoch: epoch, deviceState: device,
+                      resetReason: reason.isEmpty ? nil : reason)
         } catch {
             throw .corrupt("\(path): \(error)")
         }

@@ -30,13 +30,27 @@ public struct ReplicaState: Sendable, Equatable {
     public var committedEpoch: UInt64
     /// The device-state blob of `committedEpoch`.
     public var deviceState: [UInt8]
+    /// Why the replica was emptied without a new synchronisation (a demoted node's replica belongs
+    /// to a history that another copy of the VM has since left); nil once a sync begins.
+    public var resetReason: String?
 
     public init(identity: VMIdentity, generation: UInt64 = 0, phase: Phase = .empty, committedEpoch: UInt64 = 0,
-                deviceState: [UInt8] = []) {
+                deviceState: [UInt8] = [], resetReason: String? = nil) {
         self.identity = identity
         self.generation = generation
         self.phase = phase
         self.committedEpoch = committedEpoch
         self.deviceState = deviceState
+        self.resetReason = resetReason
+    }
+
+    /// Why a VM cannot be activated from this replica (failover, switchover, `understudy
+    /// activate`); nil when it can: only a committed checkpoint is a whole image of the VM.
+    public var activationRefusal: String? {
+        guard phase != .committed else { return nil }
+        if let resetReason {
+            return "the replica was reset (\(resetReason)): nothing to activate until a full sync from the current primary has committed"
+        }
+        return "the replica is \(phase), not committed: nothing to activate (a primary must finish its initial sync and one checkpoint first)"
     }
 }

@@ -102,10 +102,7 @@ public final class ReplicaStore: @unchecked Sendable {
     /// A later backup session resynchronises from scratch.
     public func consumeCommittedCheckpoint() throws(ReplicaError) -> (epoch: UInt64, deviceState: [UInt8]) {
         try finishInterruptedApply()
-        guard state.phase == .committed else {
-            throw .notReady("the replica in \(directory) is \(state.phase), not committed: nothing to activate "
-                            + "(a primary must finish its initial sync and one checkpoint first)")
-        }
+        if let refusal = state.activationRefusal { throw .notReady("\(directory): \(refusal)") }
         let checkpoint = (epoch: state.committedEpoch, deviceState: state.deviceState)
         try publish(phase: .empty, epoch: 0, deviceState: [])
         consumed = checkpoint
@@ -150,6 +147,15 @@ public final class ReplicaStore: @unchecked Sendable {
             }
         }
         return ranges
+    }
+
+    /// Empties the replica for `reason`, durably, without touching memory or disk: the node was
+    /// demoted after another copy of the VM ran, so whatever this replica holds belongs to a
+    /// history that copy has left, and must never be activated. Only a full sync (`beginSync`)
+    /// makes it a replica again; the reason stays in the state (`activationRefusal`) until then.
+    public func reset(because reason: String) throws(ReplicaError) {
+        sealed = nil
+        try publish(phase: .empty, epoch: 0, deviceState: [], resetReason: reason)
     }
 
     /// Starts a full resynchronisation: the replica stops being a usable image until the next commit.
@@ -340,7 +346,7 @@ public final class ReplicaStore: @unchecked Sendable {
         return "finished applying checkpoint \(header.epoch) from the journal (the previous process stopped mid-apply)"
     }
 
-    private func publish(phase: ReplicaState.Phase, epoch: UInt64, deviceState: [UInt8]) throws(ReplicaError) {
+    private func publish(phase: ReplicaState.Phase, epoch: UInt64, deviceState: [UInt8], resetReason: String? = nil) throws(ReplicaError) {
         if phase == .synced || phase == .committed {
             // The state about to name this image must not reach storage before the image does:
             // after a power cut it would describe memory and disk content that never got there.
@@ -352,6 +358,7 @@ public final class ReplicaStore: @unchecked Sendable {
         next.phase = phase
         next.committedEpoch = epoch
         next.deviceState = deviceState
+        next.resetReason = resetReason
         try next.save(to: statePath, storage: storage)
         state = next
         consumed = nil

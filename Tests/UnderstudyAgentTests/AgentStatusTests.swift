@@ -174,6 +174,13 @@ struct AgentStatusTests {
         #expect(table.contains("checkpoint commit") && table.contains("seal before ACK p50 5") && table.contains("journal sync p50 2"), "\(table)")
     }
 
+    @Test func aResetReplicaShowsWhy() throws {
+        var status = BackupStatus(vm: "web-1", state: .serving)
+        status.replicaReset = "fenced: node-b claimed the VM in witness term 8"
+        #expect(try Self.object(.backup(status))["replicaReset"] as? String == status.replicaReset)
+        #expect(AgentStatus.backup(status).humanReadable.contains("replica reset"))
+    }
+
     @Test func aStartingNodeShowsItsRoleVMAndState() throws {
         let object = try Self.object(.starting(StartingStatus(vm: "web-1", state: "starting")))
         #expect(Set(object.keys) == ["role", "vm", "state"])

@@ -60,6 +60,12 @@ import UnderstudyTestTags
             "\(error)".contains("primray") && "\(error)".contains("--start-as")
         }
     }
+
+    @Test func aNodeThatRanTheVMLastResetsItsReplicaBeforeServingAsTheBackup() {
+        #expect(RoleRecord.Entry.primary.replicaResetReason?.contains("\"primary\"") == true)
+        #expect(RoleRecord.Entry.primaryStopped.replicaResetReason?.contains("predates") == true)
+        #expect(RoleRecord.Entry.backup.replicaResetReason == nil, "a backup's replica is the primary's history")
+    }
 }
 
 @Suite struct AgentLogTests {

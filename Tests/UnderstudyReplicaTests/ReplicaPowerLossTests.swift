@@ -48,21 +48,23 @@ struct ReplicaPowerLossTests {
         return staged
     }
 
+    /// Makes a synced replica in `dir` (its disk written by the sync), all of it durable; returns it.
+    func sync(_ dir: TemporaryDirectory) throws -> Expected {
+        let store = try ReplicaStore(directory: dir.path, identity: Self.identity)
+        try store.beginSync()
+        try store.applySyncDiskWrites(try DiskWriteBatch(frame: DiskWriteBatch.frame(epoch: 0, changes: [
+            .write(offset: 0, data: .bytes([UInt8](repeating: 0x11, count: 64 << 10)))])))
+        try store.finishSync()
+        return Expected(memory: [UInt8](repeating: 0, count: Int(Self.identity.memorySize)),
+                        disk: [UInt8](repeating: 0x11, count: 64 << 10), deviceState: [])
+    }
+
     /// Runs the epochs on a synced replica, the power cut at operation `crashAt`; returns the
     /// storage and what every committed epoch must look like (index 0: the initial sync).
     func run(crashAt: Int?) throws -> (PowerCutStorage, [Expected]) {
         let dir = try TemporaryDirectory("power")
         defer { dir.remove() }
-        var model = Expected(memory: [UInt8](repeating: 0, count: Int(Self.identity.memorySize)),
-                             disk: [UInt8](repeating: 0, count: Int(Self.identity.diskSize)), deviceState: [])
-        do {
-            let store = try ReplicaStore(directory: dir.path, identity: Self.identity)
-            try store.beginSync()
-            try store.applySyncDiskWrites(try DiskWriteBatch(frame: DiskWriteBatch.frame(epoch: 0, changes: [
-                .write(offset: 0, data: .bytes([UInt8](repeating: 0x11, count: 64 << 10)))])))
-            try store.finishSync()
-        }
-        model.disk = [UInt8](repeating: 0x11, count: 64 << 10)
+        var model = try sync(dir)
         var expected = [model]
         let storage = PowerCutStorage(directory: dir.path, crashAt: crashAt)
         let store = try ReplicaStore(directory: dir.path, identity: Self.identity, storage: storage)
@@ -118,5 +120,47 @@ struct ReplicaPowerLossTests {
             directories += image.directories.count
         }
         #expect(directories > complete.operations)
+    }
+
+    /// A demoted node's reset of its replica, committed at epoch 1, the power cut at operation
+    /// `crashAt`; returns the storage and the replica as the sync and epoch 1 left it.
+    func runReset(crashAt: Int?) throws -> (PowerCutStorage, [Expected]) {
+        let dir = try TemporaryDirectory("power")
+        defer { dir.remove() }
+        var model = try sync(dir)
+        var expected = [model]
+        do {
+            let store = try ReplicaStore(directory: dir.path, identity: Self.identity)
+            try store.seal(try stage(1, on: &model), decoders: [PageDecoder(pageSize: pageSize)])
+            try store.applySealed()
+        }
+        expected.append(model)
+        let storage = PowerCutStorage(directory: dir.path, crashAt: crashAt)
+        storage.acknowledged = 1
+        let store = try ReplicaStore(directory: dir.path, identity: Self.identity, storage: storage)
+        try store.reset(because: "fenced: witness term 8")
+        storage.finish()
+        return (storage, expected)
+    }
+
+    @Test func aPowerCutDuringAResetLeavesTheOldReplicaWholeOrTheResetOne() throws {
+        let (complete, _) = try runReset(crashAt: nil)
+        var resets = 0
+        for crashAt in 0...complete.operations {
+            let (storage, expected) = try runReset(crashAt: crashAt)
+            let image = try #require(storage.image)
+            for files in image.directories {
+                let state = try ReplicaState(decoding: try #require(files["state"]), path: "state")
+                if state.phase == .empty {
+                    #expect(state.activationRefusal?.contains("witness term 8") == true, "cut at operation \(crashAt)")
+                    resets += 1
+                } else {
+                    // The reset did not reach storage: the role record still says primary, so
+                    // the node's next start resets again; until then the replica must be whole.
+                    try recover(files, acknowledged: 1, expected: expected, crashAt: crashAt)
+                }
+            }
+        }
+        #expect(resets > 0)
     }
 }

@@ -12,6 +12,16 @@ public struct RoleRecord: Sendable {
         case primaryStopped = "primary-stopped"
         /// It kept the replica.
         case backup
+
+        /// Why a node with this record, starting as the backup, must reset its replica first; nil
+        /// when it may keep it. A node that ran the VM last holds, at best, a replica of the
+        /// history from before its run (it booted the VM, or activated and so emptied it).
+        public var replicaResetReason: String? {
+            switch self {
+            case .primary, .primaryStopped: "this node ran the VM last (role record \"\(rawValue)\"): its replica predates that run"
+            case .backup: nil
+            }
+        }
     }
 
     /// The record's file: `<state_dir>/role`.

@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+import UnderstudyProtocol
+import UnderstudyHarness
+@testable import UnderstudyReplica
+
+/// A demoted node's replica: reset so that no failover, forced failover or `understudy activate`
+/// can start the VM from a history another copy has left, until a full sync commits.
+extension ReplicaStoreTests {
+    static let superseded = "fenced: node-b claimed the VM in witness term 8 after the term 7 (node-a) this node held last"
+
+    /// A store in `dir` committed at checkpoint `epoch`.
+    func committedStore(_ dir: TemporaryDirectory, epoch: UInt64) throws -> ReplicaStore {
+        let store = try syncedStore(dir)
+        try store.seal(try stage(epoch: epoch, pages: [2]) { _ in 9 }, decoders: [PageDecoder(pageSize: pageSize)])
+        try store.applySealed()
+        return store
+    }
+
+    @Test func aResetReplicaIsNotActivatableAndSaysWhyEvenAfterReopen() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        do {
+            let store = try committedStore(dir, epoch: 41)
+            try store.reset(because: Self.superseded)
+            #expect(store.state.phase == .empty)
+            #expect(store.state.committedEpoch == 0, "a session's WELCOME must offer nothing to catch up onto")
+            let error = #expect(throws: ReplicaError.self) { _ = try store.consumeCommittedCheckpoint() }
+            #expect("\(error!)".contains("witness term 8"))
+            #expect(throws: ReplicaError.self) { try store.returnConsumedCheckpoint() }
+            #expect(throws: ReplicaError.self) {
+                try store.seal(try stage(epoch: 42, pages: [3]) { _ in 1 }, decoders: [PageDecoder(pageSize: pageSize)])
+            }
+        }
+        let reopened = try ReplicaStore(directory: dir.path, identity: identity)
+        #expect(reopened.state.phase == .empty)
+        #expect(reopened.state.resetReason == Self.superseded)
+        let refusal = try #require(reopened.state.activationRefusal)
+        #expect(refusal.contains("witness term 8") && refusal.contains("full sync"))
+    }
+
+    @Test func aFullSyncAfterAResetMakesTheReplicaActivatableAgain() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        let store = try committedStore(dir, epoch: 41)
+        try store.reset(because: Self.superseded)
+        try store.beginSync()
+        #expect(store.state.resetReason == nil, "the sync replaces the old history")
+        try store.finishSync()
+        #expect(store.state.activationRefusal?.contains("synced, not committed") == true)
+        try store.seal(try stage(epoch: 1, pages: [4]) { _ in 7 }, decoders: [PageDecoder(pageSize: pageSize)])
+        try store.applySealed()
+        #expect(store.state.activationRefusal == nil)
+        #expect(try store.consumeCommittedCheckpoint().epoch == 1)
+    }
+
+    @Test func aResetDropsASealedCheckpointOfTheOldHistory() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        do {
+            let store = try committedStore(dir, epoch: 41)
+            try store.seal(try stage(epoch: 42, pages: [3]) { _ in 1 }, decoders: [PageDecoder(pageSize: pageSize)])
+            try store.reset(because: Self.superseded)
+        }
+        let reopened = try ReplicaStore(directory: dir.path, identity: identity)
+        #expect(reopened.recovery == nil, "the journal was sealed on the state before the reset")
+        #expect(reopened.state.phase == .empty)
+    }
+
+    @Test func aStateFileWithoutAResetReasonIsStillRead() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        let state = ReplicaState(identity: identity, generation: 5, phase: .committed, committedEpoch: 9, deviceState: [4, 2])
+        // The previous layout: the same fields without the reason, under the magic USSTATE2.
+        var w = WireWriter(capacity: 128)
+        w.write(bytes: Array("USSTATE2".utf8))
+        w.write(state.generation)
+        w.write(state.phase.rawValue)
+        w.write(state.committedEpoch)
+        w.write(string: identity.id)
+        w.write(identity.memorySize)
+        w.write(identity.pageSize)
+        w.write(identity.diskSize)
+        w.write(UInt32(state.deviceState.count))
+        w.write(bytes: state.deviceState)
+        w.write(bytes: EpochDigest.sha256(w.bytes))
+        #expect(try ReplicaState(decoding: w.bytes, path: "state") == state)
+        let reset = ReplicaState(identity: identity, generation: 6, resetReason: Self.superseded)
+        #expect(try ReplicaState(decoding: reset.encoded(), path: "state") == reset)
+    }
+}
