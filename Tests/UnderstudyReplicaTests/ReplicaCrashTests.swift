@@ -54,12 +54,7 @@ struct ReplicaCrashTests {
         let dir = try TemporaryDirectory("crash-seal")
         defer { dir.remove() }
         for target in [UInt64(1), 3] {
-            let helper = Process()
-            helper.executableURL = productsDirectory().appendingPathComponent("ReplicaCrashHelper")
-            helper.arguments = [dir.path, "\(Self.pagesPerEpoch)", "\(target)"]
-            helper.standardOutput = FileHandle.nullDevice
-            try helper.run()
-            helper.waitUntilExit()
+            let helper = try Self.runHelperUntilItKillsItself(in: dir, afterSealing: target)
             #expect(helper.terminationReason == .uncaughtSignal && helper.terminationStatus == SIGKILL)
             let store = try ReplicaStore(directory: dir.path, identity: identity)
             #expect(store.recovery?.contains("checkpoint \(target)") == true)
@@ -75,12 +70,7 @@ struct ReplicaCrashTests {
         for (version, torn) in [("USJEND03", false), ("USJEND03", true), ("USJEND04", true)] {
             let dir = try TemporaryDirectory("crash-journal")
             defer { dir.remove() }
-            let helper = Process()
-            helper.executableURL = productsDirectory().appendingPathComponent("ReplicaCrashHelper")
-            helper.arguments = [dir.path, "\(Self.pagesPerEpoch)", "1"]
-            helper.standardOutput = FileHandle.nullDevice
-            try helper.run()
-            helper.waitUntilExit()
+            _ = try Self.runHelperUntilItKillsItself(in: dir, afterSealing: 1)
             let path = dir.path + "/journal"
             var journal = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
             func field(_ offset: Int) -> Int { journal[offset..<(offset + 8)].reduce(0) { $0 << 8 | Int($1) } }
@@ -105,6 +95,17 @@ struct ReplicaCrashTests {
     static func deviceState(_ epoch: UInt64) -> [UInt8] {
         let label = Array("epoch \(epoch)".utf8)
         return label + [UInt8](repeating: UInt8(ascii: "."), count: 2048 - label.count)
+    }
+
+    /// Runs ReplicaCrashHelper, which kills itself once checkpoint `epoch` is sealed and not yet applied.
+    private static func runHelperUntilItKillsItself(in dir: TemporaryDirectory, afterSealing epoch: UInt64) throws -> Process {
+        let helper = Process()
+        helper.executableURL = productsDirectory().appendingPathComponent("ReplicaCrashHelper")
+        helper.arguments = [dir.path, "\(pagesPerEpoch)", "\(epoch)"]
+        helper.standardOutput = FileHandle.nullDevice
+        try helper.run()
+        helper.waitUntilExit()
+        return helper
     }
 
     private func expectMemory(of store: ReplicaStore, isEpoch epoch: UInt64, trial: Int) throws {
