@@ -18,7 +18,8 @@ extension ConsistencyHarness {
         public var fsckClean: Bool?
         public var repliesBefore = 0
         public var repliesAfter = 0
-        /// From the event (kill, stop, cut, switchover request) to the client's next reply.
+        /// From the event (kill, stop, cut, switchover request) to the reply that ended the
+        /// client's longest wait after it: the failover as the client saw it.
         public var failoverMilliseconds: Double?
         /// From the later of the event and the last reply before it to the next reply.
         public var outageMilliseconds = 0.0

@@ -422,7 +422,13 @@ public final class ConsistencyHarness {
         outcome.connectionSurvived = client.reconnects == 0
         if let firstAfter = history.dropFirst(before.count).first {
             outcome.outageMilliseconds = (firstAfter.at - max(before.last?.at ?? killedAt, killedAt)).milliseconds
-            outcome.failoverMilliseconds = (firstAfter.at - killedAt).milliseconds
+        }
+        // The failover ends with the reply after the client's longest wait since the event: the
+        // first reply after a kill, but after a partition the old primary may still release
+        // replies it had acknowledged before the cut, and the takeover comes later.
+        let instants = [max(before.last?.at ?? killedAt, killedAt)] + history.dropFirst(before.count).map(\.at)
+        if let resumed = zip(instants, instants.dropFirst()).max(by: { $0.1 - $0.0 < $1.1 - $1.0 })?.1 {
+            outcome.failoverMilliseconds = (resumed - killedAt).milliseconds
         }
         // The client's longest wait between two replies, wherever it fell (a partition's takeover
         // comes after replies of checkpoints acknowledged before the cut).
