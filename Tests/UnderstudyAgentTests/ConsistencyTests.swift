@@ -9,7 +9,8 @@ import UnderstudyTestTags
 /// disk), a client asking back to back over one TCP connection from its own network namespace,
 /// and the primary (agent and QEMU) killed with SIGKILL at a random moment; the backup takes over.
 ///
-/// Trials: UNDERSTUDY_CONSISTENCY_TRIALS (default 20); a soak is that variable set high.
+/// Trials: UNDERSTUDY_CONSISTENCY_TRIALS (default 20). `understudy-bench --soak N` runs the same
+/// harness over six kinds of fault (see SoakKind).
 @Suite("consistency under random kills", .serialized, .tags(.vm), .skippedInQuickLoop)
 struct ConsistencyTests {
     static var trials: Int { Int(ProcessInfo.processInfo.environment["UNDERSTUDY_CONSISTENCY_TRIALS"] ?? "") ?? 20 }
