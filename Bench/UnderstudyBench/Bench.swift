@@ -8,7 +8,8 @@ import UnderstudyTransport
 
 /// `understudy-bench`: measures the foundation's speed and writes the results as JSON.
 ///
-/// Usage: understudy-bench [--quick] [--vm | --pauses | --output-commit | --failover | --wan | --pgbench] [--cases random,mixed] [--output PATH]
+/// Usage: understudy-bench [--quick] [--vm | --pauses | --output-commit | --failover | --wan | --pgbench | --soak N [--seed S]]
+///        [--cases random,mixed] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches (`--vm
 /// --device-state`: only its device-state bytes per checkpoint, whole against delta);
 /// `--pauses` the checkpoint pauses of a 1 GiB guest booting, dirtying and filling its page cache,
@@ -17,7 +18,8 @@ import UnderstudyTransport
 /// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
 /// the time from a primary's death to the backup's first reply (see FailoverBench); `--wan` a
 /// disaster-recovery replica over an emulated thin link (see WANBench); `--pgbench` PostgreSQL's
-/// pgbench on the Debian guest, bare and protected (see PGBench).
+/// pgbench on the Debian guest, bare and protected (see PGBench); `--soak N` N random faults on the
+/// counter guest, checked for lost output and two active copies (see SoakBench).
 /// Everything is measured in one run on this machine, so ratios (end to end / raw TLS) compare
 /// like with like even on a noisy shared host.
 @main
@@ -39,6 +41,19 @@ struct Bench {
             : outputCommit ? "bench-results/output-commit.json" : vm ? "bench-results/vm.json" : pauses ? "bench-results/pauses.json"
             : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
+        if let flag = arguments.firstIndex(of: "--soak") {
+            guard flag + 1 < arguments.count, let count = Int(arguments[flag + 1]), count > 0 else { throw BenchError("--soak needs a number of trials") }
+            let seed = try arguments.firstIndex(of: "--seed").map { flag in
+                guard flag + 1 < arguments.count, let seed = UInt64(arguments[flag + 1]) else { throw BenchError("--seed needs a number") }
+                return seed
+            } ?? UInt64.random(in: .min ... .max)
+            if !arguments.contains("--output") { output = "bench-results/soak.json" }
+            let report = try SoakBench(count: count, seed: seed, output: output).run()
+            print(String(decoding: try Data(contentsOf: URL(fileURLWithPath: output)), as: UTF8.self))
+            print("wrote \(output): \(report.trials) trials, lost acknowledged output in \(report.lostAcknowledgedOutput), "
+                  + "counter regressions in \(report.counterRegressions), two active copies in \(report.twoActiveCopies)")
+            return
+        }
 
         var logger = Logger(label: "bench")
         logger.logLevel = .error
