@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import Synchronization
 import UnderstudyProtocol
 
 /// The backup's copy of the VM: a memory image file of the VM's memory size, the disk image, the
@@ -23,7 +24,12 @@ import UnderstudyProtocol
 public final class ReplicaStore: @unchecked Sendable {
     public let directory: String
     public let identity: VMIdentity
-    public private(set) var state: ReplicaState
+    /// The published state. Other threads (status, the backup's failover monitor, control
+    /// requests) read it while the apply thread publishes the next one; the lock makes each read
+    /// a whole copy. Without it, a read racing an assignment copies the struct while its arrays
+    /// are released, which corrupts the heap.
+    public var state: ReplicaState { published.withLock { $0 } }
+    private let published: Mutex<ReplicaState>
     /// What `init` had to do to reach a consistent state, for the log (nil: nothing).
     public private(set) var recovery: String?
     /// How long the last `seal` waited for the journal to reach storage.
@@ -82,7 +88,7 @@ public final class ReplicaStore: @unchecked Sendable {
                 throw .identityMismatch("replica in \(directory) belongs to VM \(loaded.identity): \(mismatch); "
                                         + "remove the directory or configure another one")
             }
-            state = loaded ?? ReplicaState(identity: identity)
+            published = Mutex(loaded ?? ReplicaState(identity: identity))
             memory = try MappedFile(path: "\(directory)/memory.img", size: Int(identity.memorySize))
             disk = identity.diskSize > 0 ? try ReplicaDisk(path: diskPath ?? "\(directory)/disk.img", size: identity.diskSize) : nil
             journal = try EpochJournal(path: "\(directory)/journal", pageSize: pageSize)
@@ -360,7 +366,7 @@ public final class ReplicaStore: @unchecked Sendable {
         next.deviceState = deviceState
         next.resetReason = resetReason
         try next.save(to: statePath, storage: storage)
-        state = next
+        published.withLock { $0 = next }
         consumed = nil
     }
 

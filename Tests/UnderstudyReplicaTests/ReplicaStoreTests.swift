@@ -1,4 +1,6 @@
 import Foundation
+import UnderstudySystem
+import Synchronization
 import UnderstudyHarness
 import Testing
 import UnderstudyProtocol
@@ -94,6 +96,38 @@ struct ReplicaStoreTests {
         #expect(reopened.recovery?.contains("checkpoint 2") == true)
         #expect(try memoryByte(dir.path, page: 3) == 77)
         #expect(try memoryByte(dir.path, page: 4) == 77)
+    }
+
+    /// The backup's failover monitor and status read `state` while the apply thread publishes
+    /// every checkpoint. A read racing the assignment used to copy the struct while its device
+    /// state was released: the heap was corrupted, and the backup crashed in malloc.
+    @Test func theStateCanBeReadWhileCheckpointsArePublished() throws {
+        // On tmpfs, so that syncs cost nothing and publishes come as fast as the apply thread's.
+        let dir = try TemporaryDirectory("replica-race", in: "/dev/shm")
+        defer { dir.remove() }
+        let store = try syncedStore(dir)
+        let publishing = Latch()
+        let torn = Mutex(0)
+        let readers = (0..<2).map { reader in
+            JoinableThread(name: "state-reader-\(reader)") {
+                while !publishing.wait(timeout: .zero) {
+                    let state = store.state
+                    // Every published device state is 256 bytes of one value: a torn copy would show otherwise.
+                    if !(state.deviceState.isEmpty || state.deviceState.count == 256 && state.deviceState.allSatisfy { $0 == state.deviceState[0] }) {
+                        torn.withLock { $0 += 1 }
+                    }
+                }
+            }
+        }
+        for epoch in UInt64(1)...3000 {
+            try store.seal(try stage(epoch: epoch, pages: [epoch % 8], deviceState: [UInt8](repeating: UInt8(truncatingIfNeeded: epoch), count: 256)) { _ in 1 },
+                           decoders: [PageDecoder(pageSize: pageSize)])
+            try store.applySealed()
+        }
+        publishing.trigger()
+        for reader in readers { reader.join() }
+        #expect(torn.withLock { $0 } == 0)
+        #expect(store.state.committedEpoch == 3000)
     }
 
     @Test func incompleteJournalIsIgnoredOnReopen() throws {
