@@ -4,21 +4,24 @@ import UnderstudyProtocol
 import UnderstudyTransport
 
 extension PrimaryReplicator {
-    /// Iterative pre-copy: send all memory while the guest runs, then what it dirtied meanwhile,
-    /// until a round is small; the first checkpoint (guest paused) sends the rest.
+    /// Iterative pre-copy: send all memory that may hold data while the guest runs, then what it
+    /// dirtied meanwhile, until a round is small; the first checkpoint (guest paused) sends the rest.
+    /// Pages that were never written are zero, as the backup's replica and the encoder's last-sent
+    /// copy start, and are not sent: a young guest with much memory syncs in seconds.
     func initialSync(encoder: CheckpointEncoder, sender: FrameSender) throws {
         let started = ContinuousClock.now
         try source.startTracking()
-        try sender.enqueue(Message.syncBegin(SyncBegin(pageCount: source.identity.pageCount)).frame)
+        var pages = try source.pagesWithData()
+        try sender.enqueue(Message.syncBegin(SyncBegin(pageCount: UInt64(pages.count))).frame)
         var output = encoder.makeOutput()
         let pageSize = Int(source.identity.pageSize)
         let diskRanges = disk?.dataRanges() ?? []
         session.withLock {
-            $0.session.syncStarted(at: started, bytes: Int(source.identity.memorySize) + diskRanges.reduce(0) { $0 + Int($1.count) })
+            $0.session.syncStarted(at: started, bytes: pages.count * pageSize + diskRanges.reduce(0) { $0 + Int($1.count) })
         }
+        logger.info("initial sync starts", metadata: ["pages-with-data": "\(pages.count)", "pages": "\(source.identity.pageCount)"])
         let progress: @Sendable (Int) -> Void = { [session] bytes in session.withLock { $0.session.synced(bytes: bytes) } }
         if let disk { try syncDisk(disk, ranges: diskRanges, encoder: encoder, sender: sender, into: &output, progress: progress) }
-        var pages = Array(0..<source.identity.pageCount)
         var rounds = PreCopyRounds(stopPages: configuration.preCopyStopPages, maxRounds: max(1, configuration.preCopyRounds))
         while rounds.copyWhileRunning(pending: pages.count) {
             try encoder.encodeSync(pages: pages, from: source.syncMemory, to: sender, into: &output, progress: progress)

@@ -1,4 +1,5 @@
 import CUnderstudyShims
+import UnderstudySystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -116,27 +117,7 @@ public final class DiskImage: Sendable {
 
     /// The ranges that may hold data, in order, skipping the file's holes (which read as zeroes);
     /// where the file system cannot tell, the whole image is one range.
-    public func dataRanges() -> [Range<UInt64>] {
-        var ranges: [Range<UInt64>] = []
-        var position: off_t = 0
-        while UInt64(position) < size {
-            let start = lseek(fd, position, DiskImage.seekData)
-            if start < 0 {
-                // ENXIO: only a hole is left. Anything else: no hole support, assume data everywhere.
-                if errno != ENXIO { return [UInt64(position)..<size] }
-                break
-            }
-            let end = lseek(fd, start, DiskImage.seekHole)
-            let stop = end < 0 ? off_t(size) : min(end, off_t(size))
-            if stop > start { ranges.append(UInt64(start)..<UInt64(stop)) }
-            position = stop
-        }
-        return ranges
-    }
-
-    /// lseek's SEEK_DATA and SEEK_HOLE (Linux values; Swift's Glibc hides them behind _GNU_SOURCE).
-    private static let seekData: Int32 = 3
-    private static let seekHole: Int32 = 4
+    public func dataRanges() -> [Range<UInt64>] { FileDataRanges.of(fd: fd, size: size) }
 
     /// Makes every completed write durable (fdatasync).
     public func synchronize() throws(DiskError) {

@@ -20,6 +20,10 @@ public protocol CheckpointSource: AnyObject, Sendable {
     var syncMemory: UnsafeRawBufferPointer { get }
     /// Arms write tracking.
     func startTracking() throws
+    /// The pages that may hold anything but zeroes, in order, asked after `startTracking`: the
+    /// initial sync reads only these, since the backup's replica starts zeroed. A page the guest
+    /// writes after the answer is tracked, so it reaches the backup all the same.
+    func pagesWithData() throws -> [UInt64]
     /// Pages written since the last collection, without pausing the guest (pre-copy rounds).
     func collectDirtyPages() throws -> [UInt64]
     /// Pauses the guest, captures the content of checkpoint `epoch`, and resumes the guest unless
@@ -32,6 +36,9 @@ public protocol CheckpointSource: AnyObject, Sendable {
 
 extension CheckpointSource {
     public var syncMemory: UnsafeRawBufferPointer { memory }
+
+    /// Without a way to tell: every page.
+    public func pagesWithData() throws -> [UInt64] { Array(0..<identity.pageCount) }
 
     /// For a guest that only runs inside `capture` (synthetic guests): waiting is holding it.
     public func hold(for duration: Duration) throws {

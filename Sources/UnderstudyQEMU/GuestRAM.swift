@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import UnderstudySystem
 
 /// Guest RAM as a file shared between QEMU (`memory-backend-file,share=on`) and the agent.
 public final class GuestRAM: @unchecked Sendable {
@@ -9,6 +10,8 @@ public final class GuestRAM: @unchecked Sendable {
     public let size: Int
     /// The agent's own mapping of the file.
     public let bytes: UnsafeMutableRawBufferPointer
+    /// Kept open to ask the file system where the file has data (`dataRanges`).
+    private let fd: Int32
 
     /// Creates (or reuses) `path` with `size` bytes and maps it shared. A created file is new
     /// (a file or symbolic link already at `path` is refused, named) and owner-only: it is the
@@ -18,7 +21,8 @@ public final class GuestRAM: @unchecked Sendable {
         self.size = size
         let fd = create ? try ExclusiveFile.create(path, purpose: "guest RAM") : open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw .io("open guest RAM \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        var mapped = false
+        defer { if !mapped { close(fd) } }
         if create {
             guard ftruncate(fd, off_t(size)) == 0 else { throw .io("size guest RAM \(path): \(String(cString: strerror(errno)))") }
             let reserved = posix_fallocate(fd, 0, off_t(size))
@@ -27,9 +31,19 @@ public final class GuestRAM: @unchecked Sendable {
         let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let address, address != MAP_FAILED else { throw .io("map guest RAM \(path): \(String(cString: strerror(errno)))") }
         bytes = UnsafeMutableRawBufferPointer(start: address, count: size)
+        self.fd = fd
+        mapped = true
     }
 
-    deinit { munmap(bytes.baseAddress, size) }
+    deinit {
+        munmap(bytes.baseAddress, size)
+        close(fd)
+    }
+
+    /// The byte ranges of guest memory that may hold data. The rest was never written by the
+    /// guest (nor read: a read of a hole through a shared mapping fills it) and reads as zeroes;
+    /// a reservation (`posix_fallocate`) stays a hole until written.
+    public func dataRanges() -> [Range<UInt64>] { FileDataRanges.of(fd: fd, size: UInt64(size)) }
 
     /// Finds where process `pid` maps the file at `path` with exactly `size` bytes, from
     /// /proc/PID/maps: the range dirty tracking must cover inside that process.

@@ -154,6 +154,12 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         lastCollection = HostClock.monotonic()
     }
 
+    /// The RAM file's data ranges (SEEK_DATA): the pages the guest never touched are holes.
+    public func pagesWithData() -> [UInt64] {
+        let size = UInt64(pageSize)
+        return Array(ram.dataRanges().lazy.flatMap { ($0.lowerBound / size)..<(($0.upperBound + size - 1) / size) })
+    }
+
     public func collectDirtyPages() throws -> [UInt64] {
         let pages = try tracker.collect()
         lastCollection = HostClock.monotonic()

@@ -48,6 +48,22 @@ struct GuestRAMTests {
         #expect(info.st_mode & S_IFMT == S_IFREG && info.st_mode & 0o777 == 0o600 && info.st_size == 1 << 20)
     }
 
+    /// The reservation stays a hole; a page written or read through a shared mapping holds data.
+    @Test func dataRangesAreThePagesTouchedThroughTheMapping() throws {
+        let directory = "/dev/shm/understudy-ram-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ram = try GuestRAM(path: "\(directory)/ram", size: 4 << 20, create: true)
+        #expect(ram.dataRanges().isEmpty, "a new guest's memory is all holes")
+        ram.bytes[5 * 4096 + 17] = 1
+        ram.bytes[6 * 4096] = 2
+        let read = ram.bytes[900 * 4096]
+        #expect(read == 0)
+        let page: UInt64 = 4096
+        let expected: [Range<UInt64>] = [(5 * page)..<(7 * page), (900 * page)..<(901 * page)]
+        #expect(ram.dataRanges() == expected)
+    }
+
     private static func directory() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-ram-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
