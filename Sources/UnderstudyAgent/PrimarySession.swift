@@ -158,7 +158,7 @@ struct PrimarySession {
         return plan
     }
 
-    /// The initial sync starts at `now`, to copy `bytes`: all of memory and the disk's data.
+    /// The initial sync starts at `now`, to copy `bytes`: the memory and disk ranges that hold data.
     mutating func syncStarted(at now: ContinuousClock.Instant, bytes: Int) {
         statistics.syncStarted = now
         statistics.syncBytesTotal = bytes

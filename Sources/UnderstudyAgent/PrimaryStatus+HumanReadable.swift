@@ -65,7 +65,10 @@ extension PrimaryStatus {
         if let done = syncBytesDone, let total = syncBytesTotal, total > 0 {
             rows.append(("initial sync", Self.progress(done: done, total: total, bytesPerSecond: syncBytesPerSecond, secondsLeft: syncSecondsLeft)))
         } else {
-            add("initial sync pages", syncPages.map { "\($0)" })
+            add("initial sync", syncPages.map { pages in
+                "\(pages) pages" + (syncWireBytes.map { String(format: ", %.1f MB on the wire", Double($0) / 1e6) } ?? "")
+                    + (syncSeconds.map { String(format: ", in %.1f s", $0) } ?? "")
+            })
         }
         add("sessions", sessions.map { "\($0)" })
         if let held = outputHeldFrames, let bytes = outputHeldBytes, let dropped = outputDroppedFrames, let released = outputReleasedFrames {

@@ -30,6 +30,10 @@ extension PrimaryStatus {
         ackLatencyMillisecondsP50 = percentile(acks, 0.5)
         ackLatencyMillisecondsP99 = percentile(acks, 0.99)
         syncPages = s.syncPages
+        if s.syncDuration > .zero {
+            syncWireBytes = s.syncWireBytes
+            syncSeconds = s.syncDuration.seconds
+        }
         if let decision = s.interval {
             intervalMilliseconds = decision.interval.seconds * 1000
             intervalReason = decision.reason.explanation

@@ -33,7 +33,11 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var ackLatencyMillisecondsP50: Double?
     public var ackLatencyMillisecondsP99: Double?
     public var dirtyTracking: String?
+    /// The last full synchronisation: pages sent (those the guest ever wrote, some twice), wire
+    /// bytes, and how long it took to hand them to the sender (which holds only a few frames).
     public var syncPages: Int?
+    public var syncWireBytes: Int?
+    public var syncSeconds: Double?
     public var sessions: Int?
     /// Output gate: guest frames held for unacknowledged checkpoints, and those dropped because
     /// the buffer was full; when frames may leave (output commit, unprotected, or unsafe).

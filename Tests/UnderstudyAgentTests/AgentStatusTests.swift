@@ -88,6 +88,24 @@ struct AgentStatusTests {
         #expect(object["activatedFromEpoch"] as? Int == 7)
     }
 
+    /// Once the sync is done its progress gives way to what it cost.
+    @Test func aFinishedSyncShowsItsPagesBytesAndSeconds() throws {
+        var statistics = PrimaryStatistics()
+        statistics.syncStarted = .now - .seconds(3)
+        statistics.syncBytesDone = 4096 * 300
+        statistics.syncBytesTotal = 4096 * 300
+        statistics.syncPages = 300
+        statistics.syncWireBytes = 70_000
+        statistics.syncDuration = .milliseconds(1500)
+        var status = PrimaryStatus(vm: "web-1", state: .protecting)
+        status.add(statistics: statistics)
+        let object = try Self.object(.primary(status))
+        #expect(object["syncPages"] as? Int == 300 && object["syncWireBytes"] as? Int == 70_000 && object["syncSeconds"] as? Double == 1.5)
+        #expect(object["syncBytesDone"] == nil && object["syncSecondsLeft"] == nil)
+        let table = AgentStatus.primary(status).humanReadable
+        #expect(table.contains("300 pages, 0.1 MB on the wire, in 1.5 s"), "\(table)")
+    }
+
     @Test func aCatchUpInFlightShowsItsProgressLikeTheInitialSync() throws {
         var statistics = PrimaryStatistics()
         statistics.start = .catchUp(base: 683)
