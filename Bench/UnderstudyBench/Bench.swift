@@ -11,7 +11,8 @@ import UnderstudyTransport
 /// Usage: understudy-bench [--quick] [--vm | --pauses | --output-commit | --failover | --wan | --pgbench | --soak N [--seed S]]
 ///        [--cases random,mixed] [--output PATH]
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches (`--vm
-/// --device-state`: only its device-state bytes per checkpoint, whole against delta);
+/// --device-state`: only its device-state bytes per checkpoint, whole against delta; `--vm
+/// --memory-sizes 512M,2G,4G,8G`: pause, initial sync and backup memory per guest size, see VMSizeBench);
 /// `--pauses` the checkpoint pauses of a 1 GiB guest booting, dirtying and filling its page cache,
 /// before and after their bounds (see PauseBench);
 /// `--output-commit` measures a guest service's request latency through the output gate and its
@@ -72,6 +73,10 @@ struct Bench {
             results["failover"] = try FailoverBench(quick: quick).run()
         } else if outputCommit {
             results["outputCommit"] = try OutputCommitBench(quick: quick).run(logger: logger)
+        } else if vm, let flag = arguments.firstIndex(of: "--memory-sizes") {
+            guard flag + 1 < arguments.count else { throw BenchError("--memory-sizes needs sizes, e.g. 512M,2G,4G,8G") }
+            if !arguments.contains("--output") { output = "bench-results/vm-sizes.json" }
+            results["vmSizes"] = try VMSizeBench(sizes: arguments[flag + 1], quick: quick).run()
         } else if vm {
             results["vm"] = try VMBench(quick: quick, deviceStateOnly: arguments.contains("--device-state")).run(logger: logger)
         } else if pauses {

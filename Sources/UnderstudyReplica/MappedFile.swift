@@ -1,7 +1,9 @@
+import CUnderstudyShims
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import UnderstudySystem
 
 /// A file mapped shared into memory: writes go to the page cache at once and survive the
 /// process being killed (not a host power loss).
@@ -44,11 +46,23 @@ final class MappedFile: @unchecked Sendable {
         bytes = UnsafeMutableRawBufferPointer(start: address, count: newSize)
     }
 
-    /// Replaces the whole content with zeroes, cheaply (drops the old pages).
+    /// Replaces the whole content with zeroes at a cost in proportion to the data it held: each
+    /// range that holds data is punched out and reserved again (a reservation reads as zeroes),
+    /// the rest already reads as zeroes. Reserving the whole file anew would clear every page of
+    /// a tmpfs replica: seconds for a guest of a few GiB, at the start of every full sync.
     func zero() throws(ReplicaError) {
-        let keep = size
-        try resize(to: 0)
-        try resize(to: keep)
+        for range in FileDataRanges.of(fd: fd, size: UInt64(size)) {
+            let (offset, length) = (off_t(range.lowerBound), off_t(range.count))
+            guard us_zero_file_range(fd, Int64(offset), Int64(length), 1) == 0 else {
+                // A file system that cannot punch holes: drop all pages by truncating instead.
+                guard errno == EOPNOTSUPP else { throw .io(operation: "punch a hole into", path: path, errno: errno) }
+                let keep = size
+                try resize(to: 0)
+                return try resize(to: keep)
+            }
+            let reserved = posix_fallocate(fd, offset, length)
+            guard reserved == 0 else { throw .io(operation: "reserve \(length) bytes for", path: path, errno: reserved) }
+        }
     }
 
     private func unmap() {
