@@ -14,21 +14,33 @@ public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
     private let pageSize: UInt64
     private let controlSocket: String
     private var pagemap: Int32 = -1
-    private var regions: [us_page_region]
+    private var buffer: [us_page_region]
+    /// Walkers for all but the first piece of a big guest's RAM (see `PagemapScan`).
+    private let workers: [PagemapScanWorker]
+
+    /// Guest RAM per walker: below it, waking a second thread costs more than it saves.
+    static let bytesPerWalker: UInt64 = 1 << 30
 
     /// - Parameters:
     ///   - ramStart, ramSize: where guest RAM is mapped in QEMU (see `GuestRAM.locate`).
     ///   - controlSocket: the preload library's socket in that QEMU.
-    public init(pid: Int32, ramStart: UInt64, ramSize: UInt64, pageSize: Int, controlSocket: String) {
+    ///   - walkers: threads that walk the page tables together (nil: one per core, at most one per
+    ///     `bytesPerWalker` of RAM).
+    public init(pid: Int32, ramStart: UInt64, ramSize: UInt64, pageSize: Int, controlSocket: String, walkers: Int? = nil) {
         self.pid = pid
         self.ramStart = ramStart
         self.ramSize = ramSize
         self.pageSize = UInt64(pageSize)
         self.controlSocket = controlSocket
-        regions = [us_page_region](repeating: us_page_region(), count: 4096)
+        buffer = [us_page_region](repeating: us_page_region(), count: 4096)
+        let count = walkers ?? min(ProcessInfo.processInfo.activeProcessorCount, Int(max(1, ramSize / Self.bytesPerWalker)))
+        workers = (1..<max(1, count)).map { PagemapScanWorker(name: "pagemap-walk-\($0)") }
     }
 
-    deinit { if pagemap >= 0 { close(pagemap) } }
+    deinit {
+        for worker in workers { worker.stop() }
+        if pagemap >= 0 { close(pagemap) }
+    }
 
     public func arm() throws {
         if pagemap >= 0 { close(pagemap) }
@@ -42,7 +54,7 @@ public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
 
     public func collect() throws -> [UInt64] {
         var pages: [UInt64] = []
-        try scan(rearming: true) { region in
+        for region in try scan(rearming: true) {
             var address = region.start
             while address < region.end {
                 pages.append((address - ramStart) / pageSize)
@@ -53,25 +65,29 @@ public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
     }
 
     public func pendingPageCount() throws -> Int? {
-        var count: UInt64 = 0
-        try scan(rearming: false) { count += ($0.end - $0.start) / pageSize }
-        return Int(count)
+        Int(try scan(rearming: false).reduce(0) { $0 + ($1.end - $1.start) / pageSize })
     }
 
-    private func scan(rearming: Bool, _ body: (us_page_region) -> Void) throws {
-        var start = ramStart
-        let end = ramStart + ramSize
-        while start < end {
-            var walkEnd: UInt64 = 0
-            let count = regions.withUnsafeMutableBufferPointer {
-                rearming ? us_pagemap_scan_written(pagemap, start, end, $0.baseAddress, UInt64($0.count), &walkEnd)
-                    : us_pagemap_peek_written(pagemap, start, end, $0.baseAddress, UInt64($0.count), &walkEnd)
-            }
-            guard count >= 0 else { throw QEMUError.tracking("PAGEMAP_SCAN: \(String(cString: strerror(errno)))") }
-            for region in regions[0..<count] { body(region) }
-            guard walkEnd > start else { break }
-            start = walkEnd
+    /// The written regions of all guest RAM, in order: the first piece walked on this thread, the
+    /// others at the same time on the workers.
+    private func scan(rearming: Bool) throws(QEMUError) -> [us_page_region] {
+        let pieces = PagemapScan.split(ramStart..<(ramStart + ramSize), into: workers.count + 1)
+        for (worker, piece) in zip(workers, pieces.dropFirst()) {
+            worker.start(PagemapScan(pagemap: pagemap, range: piece, rearming: rearming))
         }
+        var failure: QEMUError?
+        var found: [us_page_region] = []
+        do throws(QEMUError) {
+            found = try PagemapScan(pagemap: pagemap, range: pieces[0], rearming: rearming).run(buffer: &buffer)
+        } catch {
+            failure = error
+        }
+        // Every started walk is waited for, failed or not: the next scan hands out new ones.
+        for worker in workers.prefix(pieces.count - 1) {
+            do throws(QEMUError) { found += try worker.finish() } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
+        return found
     }
 
     /// True when this kernel can do asynchronous write-protect tracking (probed on this process).

@@ -53,13 +53,14 @@ final class WriterProcess {
 
 @Suite("Dirty tracking")
 struct DirtyTrackerTests {
-    @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"))
-    func pagemapTrackerReportsExactlyTheWrittenPages() throws {
+    /// One walker, and three sharing the range (the pieces' answers joined in order).
+    @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"), arguments: [1, 3])
+    func pagemapTrackerReportsExactlyTheWrittenPages(walkers: Int) throws {
         let writer = try WriterProcess()
         defer { writer.stop() }
         let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: WriterProcess.size)
         let tracker = PagemapDirtyTracker(pid: writer.process.processIdentifier, ramStart: range.start, ramSize: range.size,
-                                          pageSize: 4096, controlSocket: writer.socket)
+                                          pageSize: 4096, controlSocket: writer.socket, walkers: walkers)
         try tracker.arm()
         #expect(try tracker.collect() == [])
         writer.write(pages: [0, 7, 8, 4095])
@@ -79,13 +80,14 @@ struct DirtyTrackerTests {
     }
 
     /// Pre-copy asks how large the dirty set is before deciding to collect: asking takes nothing.
-    @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"))
-    func countingPendingPagesLeavesThemToTheNextCollection() throws {
+    /// One walker, and three sharing the range (the pieces' answers joined in order).
+    @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"), arguments: [1, 3])
+    func countingPendingPagesLeavesThemToTheNextCollection(walkers: Int) throws {
         let writer = try WriterProcess()
         defer { writer.stop() }
         let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: WriterProcess.size)
         let tracker = PagemapDirtyTracker(pid: writer.process.processIdentifier, ramStart: range.start, ramSize: range.size,
-                                          pageSize: 4096, controlSocket: writer.socket)
+                                          pageSize: 4096, controlSocket: writer.socket, walkers: walkers)
         try tracker.arm()
         #expect(try tracker.pendingPageCount() == 0)
         writer.write(pages: [1, 2, 3, 10, 4000])
@@ -93,6 +95,19 @@ struct DirtyTrackerTests {
         #expect(try tracker.pendingPageCount() == 5, "counting does not re-arm")
         #expect(try tracker.collect() == [1, 2, 3, 10, 4000])
         #expect(try tracker.pendingPageCount() == 0)
+    }
+
+    /// Big guests' RAM is walked in pieces: contiguous, covering it all, cut on page-table
+    /// (2 MiB) boundaries, never more pieces than walkers.
+    @Test func guestRAMIsSplitIntoWholePageTables() {
+        let base: UInt64 = 0x7f00_0000_0000
+        for (size, parts) in [(UInt64(16) << 20, 3), (UInt64(8) << 30, 2), (UInt64(4) << 20, 4), (UInt64(1) << 30, 1), (UInt64(2) << 20, 2)] {
+            let pieces = PagemapScan.split(base..<(base + size), into: parts)
+            #expect(!pieces.isEmpty && pieces.count <= parts)
+            #expect(pieces.first?.lowerBound == base && pieces.last?.upperBound == base + size)
+            #expect(zip(pieces, pieces.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound && $0.upperBound % (2 << 20) == 0 })
+        }
+        #expect(PagemapScan.split(base..<(base + (UInt64(8) << 30)), into: 2).map(\.count) == [4 << 30, 4 << 30])
     }
 
     @Test func comparingTrackerReportsExactlyTheChangedPages() throws {
