@@ -22,7 +22,7 @@ import UnderstudyProtocol
 /// disk-section length; 64 bytes), page indices (u64 each), pages (page-aligned), device state,
 /// disk section (the epoch's disk changes, decoded: kind u8, offset u64, length u64, then the bytes
 /// of a write), trailer (magic, base generation, epoch, checksum of the body: everything between
-/// header and trailer). The file may be longer than the layout (it only grows).
+/// header and trailer). The file may be longer than the layout (see `JournalSizePolicy`).
 /// The trailer magic names the checksum: "USJEND04" is XXH3-128 (what this version writes: it
 /// catches torn writes at a fraction of SHA-256's cost per byte), "USJEND03" is SHA-256 (a journal
 /// sealed by the previous version, still recovered).
@@ -56,18 +56,20 @@ final class EpochJournal {
 
     let file: MappedFile
     let pageSize: Int
+    private var sizePolicy: JournalSizePolicy
 
-    init(path: String, pageSize: Int) throws(ReplicaError) {
+    init(path: String, pageSize: Int, sizePolicy: JournalSizePolicy = JournalSizePolicy()) throws(ReplicaError) {
         // An existing journal keeps its size and content, so that recovery can read it.
         file = try MappedFile(path: path, size: nil)
         self.pageSize = pageSize
+        self.sizePolicy = sizePolicy
     }
 
-    /// Step 1: make the journal incomplete, then make room for `header`. The file only grows, so
-    /// that steady-state checkpoints reuse mapped, allocated pages instead of faulting in new ones.
+    /// Step 1: make the journal incomplete, then make room for `header` (the file's size follows
+    /// `sizePolicy`: it grows at once and shrinks back only after a long run of smaller epochs).
     func begin(_ header: Header) throws(ReplicaError) {
         if file.size >= EpochJournal.headerSize { file.bytes.storeBytes(of: 0, toByteOffset: 0, as: UInt64.self) }
-        if file.size < header.layout.totalSize { try file.resize(to: header.layout.totalSize) }
+        if let size = sizePolicy.size(forEpochNeeding: header.layout.totalSize, current: file.size) { try file.resize(to: size) }
         // The trailer area may hold an older journal's trailer: clear it before writing the body.
         memset(file.bytes.baseAddress! + header.layout.trailerOffset, 0, EpochJournal.trailerSize)
     }
