@@ -132,6 +132,7 @@ struct VMSizeBench {
             "backup_rss_anon_mbytes": backup.anonymousMegabytes,
             "backup_rss_shmem_mbytes": backup.sharedMemoryMegabytes,
             "backup_replica_mbytes_on_tmpfs": Self.allocatedMegabytes(under: replica),
+            "backup_journal_mbytes": Self.allocatedMegabytes(under: replica, only: "journal"),
             "primary_rss_anon_mbytes": primary.anonymousMegabytes,
         ]
     }
@@ -152,9 +153,10 @@ struct VMSizeBench {
         return reply.flatMap { try? JSONDecoder().decode(AgentStatus.self, from: $0) }?.primary
     }
 
-    /// Bytes the files under `path` occupy (st_blocks), in MB: a tmpfs replica's memory.
-    private static func allocatedMegabytes(under path: String) -> Double {
-        let files = (FileManager.default.enumerator(atPath: path)?.allObjects as? [String]) ?? []
+    /// Bytes the files under `path` (or only the one named `only`) occupy (st_blocks), in MB: a
+    /// tmpfs replica's memory.
+    private static func allocatedMegabytes(under path: String, only: String? = nil) -> Double {
+        let files = only.map { [$0] } ?? (FileManager.default.enumerator(atPath: path)?.allObjects as? [String]) ?? []
         return files.reduce(0.0) { total, file in
             var info = stat()
             return stat("\(path)/\(file)", &info) == 0 && info.st_mode & S_IFMT == S_IFREG ? total + Double(info.st_blocks) * 512 / 1e6 : total
