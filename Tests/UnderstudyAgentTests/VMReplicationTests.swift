@@ -138,11 +138,34 @@ struct VMReplicationTests {
     @Test(arguments: [DirtyTrackingPreference.pagemap, .compare])
     func replicaEqualsThePausedGuestByteForByte(tracking: DirtyTrackingPreference) throws {
         if tracking == .pagemap && !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let description = TestGuest.description(memoryMiB: 128, dirtyPagesPerSecond: 20000, extraCommandLine: "understudy.dirty_mib=32")
+        try Self.protectThenPause(description, tracking: tracking, checkpoints: 100) { source, stats, differing in
+            #expect(stats.dirtyPages > 1000, "the guest wrote memory hard (\(stats.dirtyPages) dirty pages)")
+            #expect(differing.isEmpty, "\(tracking): pages \(differing.prefix(20)) differ between the replica and the paused guest")
+            let writtenSince = try source.collectDirtyPages()
+            #expect(writtenSince == [], "nothing wrote the paused guest's memory after the final checkpoint")
+        }
+    }
+
+    /// A young guest with much memory has written little of it: the initial sync sends only the
+    /// pages the RAM file holds data for, and the replica still equals the guest byte for byte.
+    @Test func theInitialSyncSkipsMemoryTheGuestNeverWrote() throws {
+        let description = TestGuest.description(memoryMiB: 1024)
+        try Self.protectThenPause(description, tracking: .auto, checkpoints: 20) { _, stats, differing in
+            #expect(stats.syncPages < Int(description.identity.pageCount) / 4,
+                    "the sync sent \(stats.syncPages) of \(description.identity.pageCount) pages, most of which the guest never wrote")
+            #expect(differing.isEmpty, "pages \(differing.prefix(20)) differ between the replica and the paused guest")
+        }
+    }
+
+    /// Boots `description`, protects it to a backup on loopback for `checkpoints` checkpoints, ends
+    /// with a final checkpoint that leaves the guest paused, and hands `check` the source, the
+    /// session's statistics and the pages where the committed replica differs from the guest.
+    private static func protectThenPause(_ description: VMDescription, tracking: DirtyTrackingPreference, checkpoints: Int,
+                                         check: (QEMUCheckpointSource, PrimaryStatistics, [Int]) throws -> Void) throws {
         let workspace = try Workspace()
         defer { workspace.remove() }
-        let description = TestGuest.description(memoryMiB: 128, dirtyPagesPerSecond: 20000, extraCommandLine: "understudy.dirty_mib=32")
-        let identity = VMIdentity(id: description.id, memorySize: description.memoryBytes)
-        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        let backup = try RunningBackup(workspace: workspace, identity: description.identity)
         defer { backup.stop() }
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: tracking,
                                               logger: TestGuest.quietLogger) { _ in }
@@ -158,48 +181,11 @@ struct VMReplicationTests {
             logger: TestGuest.quietLogger)
         defer { primary.stop() }
         try primary.start()
-        try primary.runCheckpoints(count: 100)
+        try primary.runCheckpoints(count: checkpoints)
         try primary.finalCheckpoint(timeout: .seconds(30))
         let stats = primary.statistics
         #expect(backup.waitForCommit(stats.lastAcknowledgedEpoch))
-        #expect(stats.dirtyPages > 1000, "the guest wrote memory hard (\(stats.dirtyPages) dirty pages)")
-        let differing = try Self.pagesDiffering(replica: backup.receiver.store.memoryPath, guest: source.memory)
-        #expect(differing.isEmpty, "\(tracking): pages \(differing.prefix(20)) differ between the replica and the paused guest")
-        #expect(try source.collectDirtyPages() == [], "nothing wrote the paused guest's memory after the final checkpoint")
-        try source.resume()
-    }
-
-    /// A young guest with much memory has written little of it: the initial sync sends only the
-    /// pages the RAM file holds data for, and the replica still equals the guest byte for byte.
-    @Test func theInitialSyncSkipsMemoryTheGuestNeverWrote() throws {
-        let workspace = try Workspace()
-        defer { workspace.remove() }
-        let description = TestGuest.description(memoryMiB: 1024)
-        let identity = VMIdentity(id: description.id, memorySize: description.memoryBytes)
-        let backup = try RunningBackup(workspace: workspace, identity: identity)
-        defer { backup.stop() }
-        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .auto,
-                                              logger: TestGuest.quietLogger) { _ in }
-        defer {
-            source.shutdown()
-            try? FileManager.default.removeItem(atPath: description.runDirectory)
-        }
-        #expect(TestGuest.waitForCounter(in: description.serialLog) != nil)
-        let primary = PrimaryReplicator(
-            source: source,
-            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
-                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(25)),
-            logger: TestGuest.quietLogger)
-        defer { primary.stop() }
-        try primary.start()
-        try primary.runCheckpoints(count: 20)
-        try primary.finalCheckpoint(timeout: .seconds(30))
-        let stats = primary.statistics
-        #expect(backup.waitForCommit(stats.lastAcknowledgedEpoch))
-        #expect(stats.syncPages < Int(identity.pageCount) / 4,
-                "the sync sent \(stats.syncPages) of \(identity.pageCount) pages, most of which the guest never wrote")
-        let differing = try Self.pagesDiffering(replica: backup.receiver.store.memoryPath, guest: source.memory)
-        #expect(differing.isEmpty, "pages \(differing.prefix(20)) differ between the replica and the paused guest")
+        try check(source, stats, try pagesDiffering(replica: backup.receiver.store.memoryPath, guest: source.memory))
         try source.resume()
     }
 
