@@ -94,7 +94,11 @@ private let badInputs: [BadInput] = [
     BadInput(header + "[\"q\"]", line: 3, "invalid table header [\"q\"]"),
     BadInput(header + "[a b]", line: 3, "invalid table name: unexpected \"b\" in [a"),
     BadInput(header + "[vm", line: 3, "unterminated table header [vm"),
-    BadInput(header + "[[servers]]", line: 3, "arrays of tables ([[...]]) are not supported"),
+    BadInput(header + "[[servers]", line: 3, "unterminated array of tables [[servers]]"),
+    BadInput(header + "[servers]\n[[servers]]", line: 4, "array of tables [[servers]] conflicts with table [servers] on line 3"),
+    BadInput(header + "[[servers]]\n[servers]", line: 4, "table [servers] conflicts with the array of tables [[servers]]"),
+    BadInput(header + "[a]\nb = 1\n[[a.b]]", line: 5, "array of tables [[a.b]] conflicts with key a.b set on line 4"),
+    BadInput(header + "[[a.b]]\n[a]\nb = 1", line: 5, key: "a.b", "key conflicts with the array of tables [[a.b]]"),
     // Arrays.
     BadInput(header + "a = [1, 2", line: 3, key: "a", "unterminated array"),
     BadInput(header + "a = [1, 2 # ]", line: 3, key: "a", "unterminated array"),
@@ -130,6 +134,26 @@ private let badInputs: [BadInput] = [
 
 @Suite("TOML configuration documents")
 struct TOMLDocumentTests {
+    @Test func arraysOfTablesNumberTheirElements() throws {
+        let document = try parse("""
+            [[network.rules]]
+            action = "deny"
+            [network]
+            tap = "t0"
+            [[network.rules]]
+            action = "allow"
+            port = "80"
+            """)
+        #expect(document.count(ofTables: "network.rules") == 2)
+        #expect(document.count(ofTables: "other") == 0)
+        #expect(try document.string("network.rules[0].action") == "deny")
+        #expect(try document.string("network.rules[1].port") == "80")
+        #expect(document.line(of: "network.rules[1].port") == 7)
+        #expect(try document.string("network.tap") == "t0")
+        try document.rejectUnknownKeys(["network.rules.action", "network.rules.port", "network.tap"])
+        #expect(throws: ConfigurationError.self) { try document.rejectUnknownKeys(["network.rules.action", "network.tap"]) }
+    }
+
     @Test func parsesEveryValueKind() throws {
         let document = try parse(#"""
             basic = "a \"q\" \\ \n\t\r \u00e9 \U0001F600 \b\f"
