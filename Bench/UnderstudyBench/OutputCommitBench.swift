@@ -7,6 +7,7 @@ import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyHarness
+import UnderstudyNetwork
 import UnderstudySystem
 import UnderstudyTransport
 
@@ -243,7 +244,7 @@ struct OutputCommitBench {
     // MARK: - One boot
 
     private func runGuest(_ mode: Mode, label: String, measureDisk: Bool, network: PairNetwork, image: (kernel: String, initrd: String), preload: String,
-                          workspace: String, certificates: String, logger: Logger) throws -> GuestRun {
+                          workspace: String, certificates: String, policy: GatePolicy = .allowAll, logger: Logger) throws -> GuestRun {
         let tag: String
         var interval: Int?
         var outputTriggered = false
@@ -283,7 +284,7 @@ struct OutputCommitBench {
         defer { backup?.stop() }
         let devices = try GuestDevices(vm: description, diskImage: diskPath, tap: network.taps[0], mac: OutputCommitBench.mac,
                                        outputBufferBytes: 16 << 20,
-                                       role: interval == nil ? .unprotected : .protected(buffering: true), fence: nil, logger: logger)
+                                       role: interval == nil ? .unprotected : .protected(buffering: true), fence: nil, policy: GatePolicyControl(policy), logger: logger)
         defer { devices.stop() }
         let exits = FailureBox()
         var boundary: QEMUCheckpointSource.EpochBoundary?

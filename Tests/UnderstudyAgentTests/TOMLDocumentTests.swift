@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyNetwork
 @testable import UnderstudyAgent
 
 /// Parses as "agent.toml", the name operators will see in real messages.
@@ -607,5 +608,58 @@ struct TOMLDocumentTests {
         let clash = failure("[metrics]\nlisten = \"0.0.0.0:7400\"\n[backup]\nlisten = \"0.0.0.0:7400\"")
         #expect(clash?.key == "metrics.listen" && clash?.description.contains("backup.listen") == true)
         #expect(failure("[metrics]\nlsiten = \"127.0.0.1:9464\"")?.description.contains("metrics.listen") == true, "a typo gets a suggestion")
+    }
+
+    @Test func gateRulesAreReadInOrderAndABadRuleNamesItsIndexAndField() throws {
+        #expect(try agentConfiguration("").policy == .allowAll, "no rules: everything passes, as without a policy")
+        let policy = try agentConfiguration("""
+            [network]
+            default_action = "deny"
+            [[network.rules]]
+            name = "web"
+            action = "allow"
+            direction = "to_guest"
+            protocol = "tcp"
+            destination_ports = "8000-8100"
+            source = "10.0.0.0/8"
+            [[network.rules]]
+            action = "allow"
+            protocol = "icmp"
+            destination = "192.0.2.1"
+            rate = 10
+            [[network.rules]]
+            action = "deny"
+            protocol = "udp"
+            source_ports = 53
+            """).policy
+        #expect(policy.defaultAction == .deny)
+        #expect(policy.rules == [
+            GateRule(name: "web", action: .allow, direction: .toGuest, traffic: .tcp, source: IPv4Network(parsing: "10.0.0.0/8"),
+                     destinationPorts: PortRange(8000, 8100)),
+            GateRule(action: .allow, traffic: .icmp, destination: IPv4Network(parsing: "192.0.2.1"), rateLimit: .init(packetsPerSecond: 10, burst: 10)),
+            GateRule(action: .deny, traffic: .udp, sourcePorts: PortRange(53, 53)),
+        ])
+
+        func failure(_ rule: String) -> ConfigurationError? {
+            accessorError { try agentConfiguration("[[network.rules]]\naction = \"allow\"\n[[network.rules]]\n" + rule) }
+        }
+        let cases: [(rule: String, key: String, words: String)] = [
+            ("protocol = \"tcp\"", "network.rules[1].action", "rule 1: missing required key"),
+            ("action = \"drop\"", "network.rules[1].action", "expected one of \"allow\", \"deny\""),
+            ("action = \"deny\"\ndirection = \"in\"", "network.rules[1].direction", "\"from_guest\""),
+            ("action = \"deny\"\nprotocol = \"sctp\"", "network.rules[1].protocol", "\"arp\""),
+            ("action = \"deny\"\nsource = \"10.0.0.1/8\"", "network.rules[1].source", "rule 1: \"10.0.0.1/8\" is not an IPv4"),
+            ("action = \"deny\"\nprotocol = \"tcp\"\ndestination_ports = \"90-80\"", "network.rules[1].destination_ports", "ascending"),
+            ("action = \"deny\"\nprotocol = \"icmp\"\ndestination_ports = \"80\"", "network.rules[1].destination_ports", "ports need protocol"),
+            ("action = \"deny\"\nrate = 5", "network.rules[1].rate", "a deny rule drops everything"),
+            ("action = \"allow\"\nburst = 5", "network.rules[1].burst", "a burst needs a rate"),
+            ("action = \"allow\"\nport = \"80\"", "network.rules[1].port", "unknown key"),
+        ]
+        for (rule, key, words) in cases {
+            let error = failure(rule)
+            #expect(error?.key == key, "\(rule): \(String(describing: error))")
+            #expect(error?.line != nil, "\(rule): \(String(describing: error))")
+            #expect(error?.description.contains(words) == true, "\(rule): \(String(describing: error))")
+        }
     }
 }

@@ -38,7 +38,9 @@ extension GatePolicy {
             let prefix = "network.rules[\(index)]."
             func fail(_ field: String, _ message: String) -> ConfigurationError {
                 let key = prefix + field
-                return ConfigurationError(source: d.source, line: d.line(of: key) ?? d.line(of: prefix + "action"), key: key,
+                // A missing key has no line: the rule's first key's points at the rule.
+                let line = d.line(of: key) ?? d.keys.first { $0.hasPrefix(prefix) }.flatMap { d.line(of: $0) }
+                return ConfigurationError(source: d.source, line: line, key: key,
                                           message: "rule \(index): \(message)")
             }
             guard let action = try d.oneOf(prefix + "action", GateRule.Action.self) else {
