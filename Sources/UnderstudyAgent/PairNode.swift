@@ -73,6 +73,7 @@ public final class PairNode: @unchecked Sendable {
         let buffer = gate.statistics.buffer
         metrics.output(gate: ObjectIdentifier(gate), heldFrames: UInt64(buffer.heldFrames), heldBytes: UInt64(buffer.heldBytes),
                        droppedFrames: UInt64(buffer.droppedFrames))
+        metrics.gatePolicy(gate: ObjectIdentifier(gate), gate.policyStatistics)
     }
 
     private func setRole(_ new: Role) {

@@ -11,6 +11,10 @@ public struct GatePolicyStatistics: Sendable, Codable, Equatable {
         public var bytes: UInt64 = 0
         /// Frames it dropped: all it matched for a deny rule, those over the rate for an allow rule.
         public var deniedFrames: UInt64 = 0
+
+        public init(name: String, rule: String, frames: UInt64 = 0, bytes: UInt64 = 0, deniedFrames: UInt64 = 0) {
+            (self.name, self.rule, self.frames, self.bytes, self.deniedFrames) = (name, rule, frames, bytes, deniedFrames)
+        }
     }
 
     public var rules: [Rule]
@@ -18,6 +22,10 @@ public struct GatePolicyStatistics: Sendable, Codable, Equatable {
     /// Frames no rule matched (they got the default action), and their bytes.
     public var unmatchedFrames: UInt64 = 0
     public var unmatchedBytes: UInt64 = 0
+
+    public init(rules: [Rule], defaultAction: String, unmatchedFrames: UInt64 = 0, unmatchedBytes: UInt64 = 0) {
+        (self.rules, self.defaultAction, self.unmatchedFrames, self.unmatchedBytes) = (rules, defaultAction, unmatchedFrames, unmatchedBytes)
+    }
 
     /// Every frame the policy dropped.
     public var deniedFrames: UInt64 {
