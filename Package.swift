@@ -97,7 +97,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "UnderstudyBench",
-            dependencies: ["UnderstudyAgent", "UnderstudyHarness", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport", "UnderstudyQEMU"],
+            dependencies: ["UnderstudyAgent", "UnderstudyHarness", "UnderstudyNetwork", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport",
+                           "UnderstudyQEMU"],
             path: "Bench/UnderstudyBench"
         ),
         // Applies epochs to a replica in a loop so that tests can SIGKILL it mid-apply.
