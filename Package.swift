@@ -155,7 +155,8 @@ if Context.environment["UNDERSTUDY_FUZZ"] == "1" {
     package.targets.append(
         .executableTarget(
             name: "UnderstudyFuzz",
-            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyDisk", "UnderstudyReplica", "UnderstudyWitness", "UnderstudyQEMU"],
+            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyDisk", "UnderstudyNetwork", "UnderstudyReplica", "UnderstudyWitness",
+                           "UnderstudyQEMU"],
             path: "Fuzz/UnderstudyFuzz",
             // libFuzzer supplies `main`; the targets only export LLVMFuzzerTestOneInput.
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
