@@ -72,11 +72,14 @@ struct GatePolicyVMTests {
                 try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
             }
         }
+        let port = UInt16.random(in: 20000...50000)
+        // `run` needs both roles' keys: the primary's [backup] table, which it never uses here.
         let configs = try AgentPair.writeConfigs(
-            in: directory.path, port: UInt16.random(in: 20000...50000), vm: vm, guest: TestGuest.image,
+            in: directory.path, port: port, vm: vm, guest: TestGuest.image,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: replicaDirectory,
             disks: ("\(directory.path)/primary-disk.img", "\(directory.path)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
-            primaryNetwork: Self.rule(port: 7001))
+            primaryNetwork: Self.rule(port: 7001),
+            primaryExtra: "[backup]\nlisten = \"127.0.0.1:\(port + 1)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n")
         let backup = try AgentPair.start(["backup", "--config", configs.backup], log: "\(directory.path)/backup.log")
         // `run`: the daemon, which reloads its configuration on SIGHUP.
         let primary = try AgentPair.start(["run", "--config", configs.primary, "--log-level", "info"], log: "\(directory.path)/primary.log")
@@ -88,7 +91,10 @@ struct GatePolicyVMTests {
             guard let reply = try? runCLI(["status", "--config", configs.primary, "--json"]) else { return nil }
             return (try? JSONDecoder().decode(AgentStatus.self, from: Data(reply.stdout.utf8)))?.primary
         }
-        try #require(client.waitForReplies(3, timeout: .seconds(120)), "the service never answered: \(client.errors)")
+        func primaryLog() -> String {
+            String(((try? String(contentsOfFile: "\(directory.path)/primary.log", encoding: .utf8)) ?? "").suffix(2000))
+        }
+        try #require(client.waitForReplies(3, timeout: .seconds(120)), "the service never answered: \(client.errors); primary log: \(primaryLog())")
         try #require(eventually(within: .seconds(120), every: .milliseconds(200)) { status()?.state == .protecting },
                      "never protected: \(String(describing: status()))")
 
@@ -112,7 +118,7 @@ struct GatePolicyVMTests {
         let values = client.values
         #expect(zip(values, values.dropFirst()).allSatisfy { $0 < $1 }, "no reply lost or repeated across the swap")
         #expect(client.errors.isEmpty, "\(client.errors)")
-        let log = (try? String(contentsOfFile: "\(directory.path)/primary.log", encoding: .utf8)) ?? ""
-        #expect(log.contains("gate policy dropped tcp"), "dropped frames are logged")
+        #expect(((try? String(contentsOfFile: "\(directory.path)/primary.log", encoding: .utf8)) ?? "").contains("gate policy dropped tcp"),
+                "dropped frames are logged")
     }
 }
