@@ -38,10 +38,14 @@ final class GateCore: @unchecked Sendable {
     /// The firewall both directions pass through; apart from the gate's lock, so that a frame to
     /// the guest never waits for a seal or a release.
     private let policy: Mutex<GatePolicyStateMachine>
+    /// True while the policy lets everything through (no rules, default allow, as without a
+    /// policy): frames then skip it, lock and clock included, so a gate without rules pays nothing.
+    private let passAll: Atomic<Bool>
 
     init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, warnUnbuffered: Bool,
          mayTransmit: @escaping @Sendable () -> Bool, outputWaiting: WaitableFlag?, policy: GatePolicy, logger: Logger) {
         self.policy = Mutex(GatePolicyStateMachine(policy: policy, now: .now))
+        passAll = Atomic(policy.allowsEverything)
         self.outputWaiting = outputWaiting
         self.warnUnbuffered = warnUnbuffered
         self.mayTransmit = mayTransmit
@@ -293,11 +297,15 @@ final class GateCore: @unchecked Sendable {
     var policyStatistics: GatePolicyStatistics { policy.withLock { $0.statistics } }
 
     func setPolicy(_ replacement: GatePolicy) {
-        policy.withLock { $0.replace(with: replacement, now: .now) }
+        policy.withLock {
+            $0.replace(with: replacement, now: .now)
+            passAll.store(replacement.allowsEverything, ordering: .relaxed)
+        }
     }
 
     /// Whether the policy lets `frame` through; counts it, and logs a dropped frame when due.
     private func admit(_ frame: UnsafeRawBufferPointer, _ direction: FrameDirection) -> Bool {
+        if passAll.load(ordering: .relaxed) { return true }
         let summary = FrameSummary(parsing: frame)
         let (verdict, decider) = policy.withLock { machine -> (GatePolicyStateMachine.Verdict, String?) in
             let verdict = machine.filter(summary, length: frame.count, direction, now: .now)

@@ -19,7 +19,8 @@ public struct GatePolicyStatistics: Sendable, Codable, Equatable {
 
     public var rules: [Rule]
     public var defaultAction: String
-    /// Frames no rule matched (they got the default action), and their bytes.
+    /// Frames no rule matched (they got the default action), and their bytes. Not counted while
+    /// the policy has no rules and allows by default: the gate then skips it.
     public var unmatchedFrames: UInt64 = 0
     public var unmatchedBytes: UInt64 = 0
 
