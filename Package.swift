@@ -97,7 +97,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "UnderstudyBench",
-            dependencies: ["UnderstudyAgent", "UnderstudyHarness", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport", "UnderstudyQEMU"],
+            dependencies: ["UnderstudyAgent", "UnderstudyHarness", "UnderstudyNetwork", "UnderstudyProtocol", "UnderstudySystem", "UnderstudyTransport",
+                           "UnderstudyQEMU"],
             path: "Bench/UnderstudyBench"
         ),
         // Applies epochs to a replica in a loop so that tests can SIGKILL it mid-apply.
@@ -154,7 +155,8 @@ if Context.environment["UNDERSTUDY_FUZZ"] == "1" {
     package.targets.append(
         .executableTarget(
             name: "UnderstudyFuzz",
-            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyDisk", "UnderstudyReplica", "UnderstudyWitness", "UnderstudyQEMU"],
+            dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyDisk", "UnderstudyNetwork", "UnderstudyReplica", "UnderstudyWitness",
+                           "UnderstudyQEMU"],
             path: "Fuzz/UnderstudyFuzz",
             // libFuzzer supplies `main`; the targets only export LLVMFuzzerTestOneInput.
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]

@@ -16,7 +16,8 @@ import UnderstudyTransport
 /// `--pauses` the checkpoint pauses of a 1 GiB guest booting, dirtying and filling its page cache,
 /// before and after their bounds (see PauseBench);
 /// `--output-commit` measures a guest service's request latency through the output gate and its
-/// disk write throughput, protected versus unprotected (see OutputCommitBench); `--failover`
+/// disk write throughput, protected versus unprotected (see OutputCommitBench; with `--gate-rules N`
+/// instead the cost of N gate-policy rules per frame and at the guest's full rate); `--failover`
 /// the time from a primary's death to the backup's first reply (see FailoverBench); `--wan` a
 /// disaster-recovery replica over an emulated thin link (see WANBench); `--pgbench` PostgreSQL's
 /// pgbench on the Debian guest, bare and protected (see PGBench); `--soak N` N random faults on the
@@ -39,7 +40,7 @@ struct Bench {
         let cases = arguments.firstIndex(of: "--cases").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }?
             .split(separator: ",").map(String.init)
         var output = pgbench ? "bench-results/pgbench.json" : wan ? "bench-results/wan.json" : failover ? "bench-results/failover.json"
-            : outputCommit ? "bench-results/output-commit.json" : vm ? "bench-results/vm.json" : pauses ? "bench-results/pauses.json"
+            : outputCommit ? (arguments.contains("--gate-rules") ? "bench-results/gate-policy.json" : "bench-results/output-commit.json") : vm ? "bench-results/vm.json" : pauses ? "bench-results/pauses.json"
             : "bench-results/foundation.json"
         if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count { output = arguments[flag + 1] }
         if let flag = arguments.firstIndex(of: "--soak") {
@@ -71,6 +72,9 @@ struct Bench {
             results["wan"] = try WANBench(quick: quick).run()
         } else if failover {
             results["failover"] = try FailoverBench(quick: quick).run()
+        } else if outputCommit, let flag = arguments.firstIndex(of: "--gate-rules") {
+            guard flag + 1 < arguments.count, let rules = Int(arguments[flag + 1]), rules >= 0 else { throw BenchError("--gate-rules needs a number of rules") }
+            results["gatePolicy"] = try OutputCommitBench(quick: quick).runGatePolicy(rules: rules, logger: logger)
         } else if outputCommit {
             results["outputCommit"] = try OutputCommitBench(quick: quick).run(logger: logger)
         } else if vm, let flag = arguments.firstIndex(of: "--memory-sizes") {

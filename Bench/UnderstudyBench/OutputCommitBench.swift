@@ -7,6 +7,7 @@ import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudyHarness
+import UnderstudyNetwork
 import UnderstudySystem
 import UnderstudyTransport
 
@@ -77,6 +78,10 @@ struct OutputCommitBench {
         var gateDroppedFrames: UInt64 = 0
         var gateSendDroppedFrames: UInt64 = 0
         var backupCheckpointsCommitted = 0
+        /// The latency run's length, and the frames the gate carried (both ways) and its policy counted meanwhile.
+        var latencySeconds = 0.0
+        var gateFrames: UInt64 = 0
+        var policyFrames: UInt64 = 0
     }
 
     /// The primary's checkpoints while the client measured.
@@ -242,8 +247,12 @@ struct OutputCommitBench {
 
     // MARK: - One boot
 
-    private func runGuest(_ mode: Mode, label: String, measureDisk: Bool, network: PairNetwork, image: (kernel: String, initrd: String), preload: String,
-                          workspace: String, certificates: String, logger: Logger) throws -> GuestRun {
+    /// - Parameters:
+    ///   - policy: the gate's firewall (`--gate-rules`).
+    ///   - maxThinkMs: the longest pause between two latency requests; 0: back to back, the guest's full rate.
+    func runGuest(_ mode: Mode, label: String, measureDisk: Bool, network: PairNetwork, image: (kernel: String, initrd: String), preload: String,
+                  workspace: String, certificates: String, policy: GatePolicy = .allowAll,
+                  maxThinkMs: Double = OutputCommitBench.maxThinkMilliseconds, logger: Logger) throws -> GuestRun {
         let tag: String
         var interval: Int?
         var outputTriggered = false
@@ -283,7 +292,7 @@ struct OutputCommitBench {
         defer { backup?.stop() }
         let devices = try GuestDevices(vm: description, diskImage: diskPath, tap: network.taps[0], mac: OutputCommitBench.mac,
                                        outputBufferBytes: 16 << 20,
-                                       role: interval == nil ? .unprotected : .protected(buffering: true), fence: nil, logger: logger)
+                                       role: interval == nil ? .unprotected : .protected(buffering: true), fence: nil, policy: GatePolicyControl(policy), logger: logger)
         defer { devices.stop() }
         let exits = FailureBox()
         var boundary: QEMUCheckpointSource.EpochBoundary?
@@ -346,10 +355,23 @@ struct OutputCommitBench {
         // Request latency.
         let before = replicator?.statistics
         let backupBefore = backup?.receiver.statistics
-        let latency = ServiceClient.run(network: network, work: .latency(count: requests, maxThinkMs: OutputCommitBench.maxThinkMilliseconds,
-                                                                         connectTimeout: .seconds(10)))
+        func gateCounts() -> (frames: UInt64, policy: UInt64) {
+            guard let gate = devices.gate else { return (0, 0) }
+            let statistics = gate.statistics, policy = gate.policyStatistics
+            // Every guest frame read: held now, released, passed, or dropped for a full buffer; plus those to the guest.
+            let fromGuest = UInt64(statistics.buffer.heldFrames) &+ statistics.buffer.releasedFrames &+ statistics.buffer.passedFrames
+                &+ statistics.buffer.droppedFrames
+            return (fromGuest &+ statistics.framesToGuest,
+                    policy.unmatchedFrames &+ policy.rules.reduce(0) { $0 &+ $1.frames })
+        }
+        let gateBefore = gateCounts()
+        let latency = ServiceClient.run(network: network, work: .latency(count: requests, maxThinkMs: maxThinkMs, connectTimeout: .seconds(10)))
         if let error = latency.error { throw BenchError("\(label): latency: \(error)") }
         try check()
+        let gateAfter = gateCounts()
+        result.latencySeconds = latency.seconds
+        result.gateFrames = gateAfter.frames &- gateBefore.frames
+        result.policyFrames = gateAfter.policy &- gateBefore.policy
         result.latenciesMs = latency.latenciesMs
         if let before, let after = replicator?.statistics {
             result.latencyWindow = window(from: before, to: after, seconds: latency.seconds)

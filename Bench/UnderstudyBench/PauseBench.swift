@@ -87,7 +87,7 @@ struct PauseBench {
                 throw BenchError("cannot create the disk image \(disk)")
             }
             devices = try GuestDevices(vm: description, diskImage: disk, tap: nil, mac: "52:54:00:12:34:56", outputBufferBytes: 1 << 20,
-                                       role: .protected(buffering: false), fence: nil, logger: logger)
+                                       role: .protected(buffering: false), fence: nil, policy: GatePolicyControl(.allowAll), logger: logger)
         }
         defer {
             devices?.stop()

@@ -45,7 +45,7 @@ public enum Drill {
         defer { try? FileManager.default.removeItem(atPath: vm.runDirectory) }
         let sandbox = try DrillSandbox(tag: tag, vm: vm, nic: configuration.tap != nil, mac: configuration.mac,
                                        address: configuration.drill.sandboxAddress, outputBufferBytes: configuration.outputBufferBytes,
-                                       logger: logger)
+                                       policy: configuration.policy, logger: logger)
         defer { sandbox.remove() }
         // Disk before NIC, as `GuestDevices` orders them: QEMU assigns PCI slots in order, and the
         // device state names each device by its slot.

@@ -15,13 +15,15 @@ final class DrillSandbox: @unchecked Sendable {
     /// The clone's NIC and its gate (none when the VM has no NIC).
     let devices: GuestDevices
 
-    init(tag: String, vm: VMDescription, nic: Bool, mac: String, address: String?, outputBufferBytes: Int, logger: Logger) throws {
+    /// - Parameter policy: the production gate's policy, so that the rehearsal sees the same firewall.
+    init(tag: String, vm: VMDescription, nic: Bool, mac: String, address: String?, outputBufferBytes: Int, policy: GatePolicy,
+         logger: Logger) throws {
         namespace = "us-drill-\(tag)"
         tap = "usdrill\(tag)"
         try HostCommand.run(["ip", "netns", "add", namespace])
         do {
             devices = try GuestDevices(vm: vm, diskImage: nil, tap: nic ? tap : nil, mac: mac, outputBufferBytes: outputBufferBytes,
-                                       role: .unprotected, fence: nil, logger: logger)
+                                       role: .unprotected, fence: nil, policy: GatePolicyControl(policy), logger: logger)
         } catch {
             _ = try? HostCommand.run(["ip", "netns", "delete", namespace])
             throw error

@@ -38,8 +38,9 @@ public final class GuestDevices: @unchecked Sendable {
     ///   - tap: the TAP the guest's NIC reaches the network through; nil: no NIC.
     ///   - fence: when given, no frame reaches the TAP unless this node is provably the active
     ///     copy (`ActiveCopyFence.isValid`, asked per frame); nil for a sandboxed clone.
+    ///   - policy: the gate's firewall, now and after every reload.
     public init(vm: VMDescription, diskImage: String?, tap: String?, mac: String, outputBufferBytes: Int, role: Role,
-                fence: ActiveCopyFence?, logger: Logger) throws {
+                fence: ActiveCopyFence?, policy: GatePolicyControl, logger: Logger) throws {
         try FileManager.default.createDirectory(atPath: vm.runDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         var arguments: [String] = []
@@ -64,7 +65,9 @@ public final class GuestDevices: @unchecked Sendable {
             }
             do {
                 gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, mode: mode,
-                                      mayTransmit: { fence?.isValid ?? true }, outputWaiting: outputWaiting, logger: logger)
+                                      mayTransmit: { fence?.isValid ?? true }, outputWaiting: outputWaiting, policy: policy.policy,
+                                      logger: logger)
+                policy.attach(gate!)
             } catch {
                 disk?.stop()
                 throw error

@@ -43,6 +43,8 @@ public final class PairNode: @unchecked Sendable {
     /// Nil when the configuration has no `[metrics]` table.
     private let metrics: AgentMetrics?
     private let metricsServer = Mutex<MetricsServer?>(nil)
+    /// The gate policy of every gate this node starts; a reload sets it (`ConfigurationReloader`).
+    public let policy: GatePolicyControl
 
     /// - Throws: `WitnessError.record` when the node's witness term record is unreadable.
     public init(configuration: AgentConfiguration, record: RoleRecord? = nil, logger: Logger, stop: StopSignal) throws {
@@ -50,6 +52,7 @@ public final class PairNode: @unchecked Sendable {
         self.record = record
         self.logger = logger
         self.stop = stop
+        policy = GatePolicyControl(configuration.policy)
         metrics = configuration.metricsListen.map { _ in AgentMetrics(vm: configuration.vm.id) }
         let losses = CallbackRelay<String>()
         fence = try makeFence(configuration, logger: logger) { reason in losses.forward(reason) }
@@ -70,6 +73,7 @@ public final class PairNode: @unchecked Sendable {
         let buffer = gate.statistics.buffer
         metrics.output(gate: ObjectIdentifier(gate), heldFrames: UInt64(buffer.heldFrames), heldBytes: UInt64(buffer.heldBytes),
                        droppedFrames: UInt64(buffer.droppedFrames))
+        metrics.gatePolicy(gate: ObjectIdentifier(gate), gate.policyStatistics)
     }
 
     private func setRole(_ new: Role) {
@@ -195,7 +199,7 @@ public final class PairNode: @unchecked Sendable {
                             outputBufferBytes: configuration.outputBufferBytes,
                             role: activated || configuration.replication.mode == .asynchronous
                                 ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
-                            fence: fence, logger: logger)
+                            fence: fence, policy: policy, logger: logger)
         defer { devices.stop() }
         if standby != nil, waiting == nil {
             // Its devices stay; QEMU attaches to them anew.
@@ -291,7 +295,7 @@ public final class PairNode: @unchecked Sendable {
     /// The backup's QEMU, waiting to be activated; nil (a cold start later) when it cannot start.
     private func startStandby(_ store: ReplicaStore) -> StandbyVM? {
         do {
-            return try StandbyVM(configuration: configuration, store: store, fence: fence, preloadLibrary: Self.preloadLibrary(logger),
+            return try StandbyVM(configuration: configuration, store: store, fence: fence, policy: policy, preloadLibrary: Self.preloadLibrary(logger),
                                  logger: logger)
         } catch {
             logger.warning("no standby QEMU: activation will start one", metadata: ["error": "\(error)"])

@@ -76,6 +76,14 @@ extension PrimaryStatus {
                          + (outputFencedFrames.flatMap { $0 > 0 ? ", \($0) dropped while not the active copy" : nil } ?? "")
                          + (outputMode.map { "; \($0)" } ?? "")))
         }
+        if let policy = gatePolicy {
+            rows.append(("gate policy", "\(policy.rules.count) rules, default \(policy.defaultAction): \(policy.deniedFrames) frames dropped; "
+                         + "\(policy.unmatchedFrames) frames (\(policy.unmatchedBytes) bytes) matched no rule"))
+            for (index, rule) in policy.rules.enumerated() {
+                rows.append(("  \(rule.name == "rule \(index)" ? rule.name : "rule \(index) \(rule.name)")",
+                             "\(rule.rule): \(rule.frames) frames (\(rule.bytes) bytes), \(rule.deniedFrames) dropped"))
+            }
+        }
         if let writes = diskWrites, let flushes = diskFlushes {
             rows.append(("disk", "\(writes) writes, \(flushes) flushes" + (diskPendingBytes.map { ", \($0) bytes not yet in a checkpoint" } ?? "")))
         }

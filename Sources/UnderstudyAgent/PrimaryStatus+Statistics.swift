@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyNetwork
 import UnderstudyProtocol
 import UnderstudySystem
 
@@ -86,6 +87,8 @@ extension PrimaryStatus {
             outputReleasedFrames = Int(statistics.sentFrames)
             outputFencedFrames = Int(statistics.fencedFrames)
             outputMode = "\(gate.mode)"
+            let policy = gate.policyStatistics
+            gatePolicy = policy.rules.isEmpty && policy.defaultAction == GateRule.Action.allow.rawValue ? nil : policy
         }
         if let disk = devices?.disk?.statistics {
             diskWrites = Int(disk.writes)

@@ -1,3 +1,5 @@
+import UnderstudyNetwork
+
 /// The status of a node running the VM: its protection's phase, the current session's
 /// checkpoints, the output gate and the guest's disk.
 public struct PrimaryStatus: Sendable, Codable, Equatable {
@@ -48,6 +50,8 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     /// Frames dropped because this node could not prove it is the active copy (lease not valid).
     public var outputFencedFrames: Int?
     public var outputMode: String?
+    /// The gate policy's counters, rule by rule; nil when the policy lets everything pass (no rules).
+    public var gatePolicy: GatePolicyStatistics?
     /// Initial synchronisation, while it runs: bytes copied and to copy, rate, estimated time left.
     public var syncBytesDone: Int?
     public var syncBytesTotal: Int?

@@ -19,10 +19,11 @@ public final class StandbyVM: @unchecked Sendable {
     private let taken = Atomic<Bool>(false)
 
     /// - Parameter fence: once activated, the VM's output leaves only while this node holds it.
-    public init(configuration: AgentConfiguration, store: ReplicaStore, fence: ActiveCopyFence, preloadLibrary: String?,
-                logger: Logger) throws {
+    public init(configuration: AgentConfiguration, store: ReplicaStore, fence: ActiveCopyFence, policy: GatePolicyControl,
+                preloadLibrary: String?, logger: Logger) throws {
         devices = try GuestDevices(vm: configuration.vm, diskImage: store.diskPath, tap: configuration.tap, mac: configuration.mac,
-                                   outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, fence: fence, logger: logger)
+                                   outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, fence: fence, policy: policy,
+                                   logger: logger)
         let relay = CallbackRelay<QEMUError>()
         do {
             process = try QEMUCheckpointSource.startStandby(

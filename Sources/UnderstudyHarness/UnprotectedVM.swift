@@ -15,7 +15,7 @@ public final class UnprotectedVM: @unchecked Sendable {
     public init(configuration: AgentConfiguration, preloadLibrary: String?, logger: Logger) throws {
         let devices = try GuestDevices(vm: configuration.vm, diskImage: configuration.vm.diskImage, tap: configuration.tap,
                                        mac: configuration.mac, outputBufferBytes: configuration.outputBufferBytes,
-                                       role: .unprotected, fence: nil, logger: logger)
+                                       role: .unprotected, fence: nil, policy: GatePolicyControl(configuration.policy), logger: logger)
         let exits = ErrorRecorder<QEMUError>()
         do {
             source = try QEMUCheckpointSource(description: configuration.vm, preloadLibrary: preloadLibrary,

@@ -35,9 +35,17 @@ final class GateCore: @unchecked Sendable {
     private let inputObserver = Mutex<(@Sendable (UInt64, [UInt8]) -> Void)?>(nil)
     /// Held for each frame written to QEMU: the TAP's and replayed frames must not interleave.
     private let guestWrites = Mutex(())
+    /// The firewall both directions pass through; apart from the gate's lock, so that a frame to
+    /// the guest never waits for a seal or a release.
+    private let policy: Mutex<GatePolicyStateMachine>
+    /// True while the policy lets everything through (no rules, default allow, as without a
+    /// policy): frames then skip it, lock and clock included, so a gate without rules pays nothing.
+    private let passAll: Atomic<Bool>
 
     init(listener: Int32, tap: Int32, wake: (read: Int32, write: Int32), bufferLimit: Int, buffering: Bool, warnUnbuffered: Bool,
-         mayTransmit: @escaping @Sendable () -> Bool, outputWaiting: WaitableFlag?, logger: Logger) {
+         mayTransmit: @escaping @Sendable () -> Bool, outputWaiting: WaitableFlag?, policy: GatePolicy, logger: Logger) {
+        self.policy = Mutex(GatePolicyStateMachine(policy: policy, now: .now))
+        passAll = Atomic(policy.allowsEverything)
         self.outputWaiting = outputWaiting
         self.warnUnbuffered = warnUnbuffered
         self.mayTransmit = mayTransmit
@@ -151,6 +159,8 @@ final class GateCore: @unchecked Sendable {
         while true {
             let event = reader.next(from: connection.fd)
             guard case .frame(let frame) = event else { return event }
+            // Before the gate: a frame the policy drops is never held, so never output of an epoch.
+            guard frame.withUnsafeBytes({ admit($0, .fromGuest) }) else { continue }
             let (action, dropped) = gate.withLock { gate -> (OutputGateStateMachine.GuestFrameAction, (frames: Int, bytes: Int)) in
                 let action = gate.guestFrame(frame)
                 if action == .hold { outputWaiting?.set(true) }
@@ -243,6 +253,8 @@ final class GateCore: @unchecked Sendable {
                 logger.error("reading from the TAP failed: \(code == 0 ? "end of file" : String(cString: strerror(code))); no more frames reach the guest")
                 return
             }
+            // Safe: the range is the `n` bytes just read, inside the buffer.
+            guard buffer.withUnsafeBytes({ admit(UnsafeRawBufferPointer(rebasing: $0[4..<(4 + n)]), .toGuest) }) else { continue }
             let length = UInt32(n)
             buffer[0] = UInt8(length >> 24)
             buffer[1] = UInt8(length >> 16 & 0xFF)
@@ -280,12 +292,43 @@ final class GateCore: @unchecked Sendable {
         }
     }
 
+    // MARK: - Policy
+
+    var policyStatistics: GatePolicyStatistics { policy.withLock { $0.statistics } }
+
+    func setPolicy(_ replacement: GatePolicy) {
+        policy.withLock {
+            $0.replace(with: replacement, now: .now)
+            passAll.store(replacement.allowsEverything, ordering: .relaxed)
+        }
+    }
+
+    /// Whether the policy lets `frame` through; counts it, and logs a dropped frame when due.
+    private func admit(_ frame: UnsafeRawBufferPointer, _ direction: FrameDirection) -> Bool {
+        if passAll.load(ordering: .relaxed) { return true }
+        let summary = FrameSummary(parsing: frame)
+        let (verdict, decider) = policy.withLock { machine -> (GatePolicyStateMachine.Verdict, String?) in
+            let verdict = machine.filter(summary, length: frame.count, direction, now: .now)
+            guard verdict.report != nil else { return (verdict, nil) }
+            guard let index = verdict.rule else { return (verdict, "the default action (deny)") }
+            let rule = machine.policy.rules[index]
+            return (verdict, "rule \(index) (\(rule.name.map { "\($0): " } ?? "")\(rule))")
+        }
+        if let report = verdict.report, let decider {
+            let more = report.suppressed > 0 ? "; \(report.suppressed) more dropped by it since its last report" : ""
+            logger.notice("gate policy dropped \(summary) \(direction == .fromGuest ? "from" : "to") the guest by \(decider)\(more)")
+        }
+        return verdict.allowed
+    }
+
     func observeGuestInput(_ observer: (@Sendable (UInt64, [UInt8]) -> Void)?) {
         inputObserver.withLock { $0 = observer }
     }
 
     /// Writes `frames` to QEMU between the TAP's frames; returns how many were written (none
     /// without a QEMU connection).
+    /// Not filtered: they are the input the old primary's guest received, which its policy passed
+    /// already; the replay must give this guest the same.
     func deliverToGuest(_ frames: [[UInt8]]) -> Int {
         guard let connection = link.withLock({ $0.connection }) else { return 0 }
         var written = 0

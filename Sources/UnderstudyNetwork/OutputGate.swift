@@ -91,12 +91,13 @@ public final class OutputGate: @unchecked Sendable {
     ///     is provably the active copy (its witness lease is valid), so that a node that stalled
     ///     (SIGSTOP, a long pause) and lost its lease meanwhile sends nothing, not even frames it
     ///     read or released before the stall. Must be cheap and must not block.
+    ///   - policy: the firewall every frame passes through first, both ways (`setPolicy` swaps it).
     ///   - outputWaiting: kept equal to whether the open epoch holds frames (set by the first
     ///     frame held after a seal, cleared by the seal), so that the checkpoint loop can end
     ///     the epoch early for a waiting client; nil: nobody asks.
     public init(guestSocketPath: String, tapName: String, bufferLimit: Int = OutputGateStateMachine.defaultBufferLimit,
                 mode: Mode = .outputCommit, mayTransmit: @escaping @Sendable () -> Bool = { true },
-                outputWaiting: WaitableFlag? = nil, logger: Logger) throws(NetworkError) {
+                outputWaiting: WaitableFlag? = nil, policy: GatePolicy = .allowAll, logger: Logger) throws(NetworkError) {
         let buffering = mode == .outputCommit
         guard bufferLimit > 0 else { throw .invalidConfiguration("the buffer limit must be positive, not \(bufferLimit)") }
         guard !tapName.isEmpty, tapName.utf8.count < Int(IFNAMSIZ) else {
@@ -129,7 +130,7 @@ public final class OutputGate: @unchecked Sendable {
             throw error
         }
         core = GateCore(listener: listener, tap: tap, wake: wake, bufferLimit: bufferLimit, buffering: buffering,
-                        warnUnbuffered: mode == .unsafeUnbuffered, mayTransmit: mayTransmit, outputWaiting: outputWaiting, logger: logger)
+                        warnUnbuffered: mode == .unsafeUnbuffered, mayTransmit: mayTransmit, outputWaiting: outputWaiting, policy: policy, logger: logger)
         if mode == .unsafeUnbuffered {
             logger.warning("OUTPUT BUFFERING IS OFF: guest frames leave before their checkpoint is acknowledged; a failover can expose output the backup never saw. Use only to measure the cost of buffering.")
         }
@@ -220,6 +221,14 @@ public final class OutputGate: @unchecked Sendable {
 
     /// A snapshot of the counters.
     public var statistics: Statistics { core.statistics }
+
+    /// Swaps the firewall at once, between two frames: every frame is decided wholly by the old
+    /// policy or wholly by the new one. Frames already held stay held (they passed the policy in
+    /// force when they were read). Which counters carry over: `GatePolicyStateMachine.replace`.
+    public func setPolicy(_ policy: GatePolicy) { core.setPolicy(policy) }
+
+    /// The firewall's counters, rule by rule.
+    public var policyStatistics: GatePolicyStatistics { core.policyStatistics }
 
     /// Closes the guest connection, the listener and the TAP, joins the threads and removes the
     /// socket file. Frames still held or queued for the TAP are discarded (never sent early).

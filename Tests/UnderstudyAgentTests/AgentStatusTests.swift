@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyAgent
+import UnderstudyNetwork
 import UnderstudyProtocol
 import UnderstudyQEMU
 
@@ -190,6 +191,26 @@ struct AgentStatusTests {
         #expect(status.applyMillisecondsP50! >= 4.9 && status.applyMillisecondsP50! <= 5.1 && status.applyMillisecondsP99! >= 9.8)
         let table = AgentStatus.backup(status).humanReadable
         #expect(table.contains("checkpoint commit") && table.contains("seal before ACK p50 5") && table.contains("journal sync p50 2"), "\(table)")
+    }
+
+    @Test func theGatePolicyShowsEachRulesCounters() throws {
+        var machine = GatePolicyStateMachine(policy: GatePolicy(rules: [
+            GateRule(name: "no ssh", action: .deny, traffic: .tcp, destinationPorts: PortRange(22, 22)),
+            GateRule(action: .allow, traffic: .udp),
+        ]), now: .now)
+        let ssh = [UInt8](repeating: 0, count: 12) + [0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1, 0x9C, 0x40, 0, 22]
+        for _ in 0..<3 { _ = machine.filter(ssh.withUnsafeBytes { FrameSummary(parsing: $0) }, length: ssh.count, .toGuest, now: .now) }
+        var status = PrimaryStatus(vm: "web-1", state: .protecting)
+        status.gatePolicy = machine.statistics
+        let object = try Self.object(.primary(status))
+        let policy = try #require(object["gatePolicy"] as? [String: Any])
+        let rules = try #require(policy["rules"] as? [[String: Any]])
+        #expect(rules.first?["name"] as? String == "no ssh" && rules.first?["deniedFrames"] as? Int == 3, "\(rules)")
+        let table = AgentStatus.primary(status).humanReadable
+        #expect(table.contains("gate policy") && table.contains("2 rules, default allow: 3 frames dropped"), "\(table)")
+        #expect(table.contains("rule 0 no ssh") && table.contains("deny tcp both port 22: 3 frames (114 bytes), 3 dropped"), "\(table)")
+        #expect(table.contains("rule 1") && table.contains("allow udp both: 0 frames"), "\(table)")
+        #expect(try JSONDecoder().decode(AgentStatus.self, from: ControlServer.encode(AgentStatus.primary(status))) == .primary(status))
     }
 
     @Test func aResetReplicaShowsWhy() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import UnderstudyNetwork
 import UnderstudyAgent
 import UnderstudyHarness
 import UnderstudySystem
@@ -134,6 +135,33 @@ import UnderstudyTestTags
         try configuration(level: nil, memory: 128).write(toFile: path, atomically: true, encoding: .utf8)
         #expect(reloader.reload().applied == ["log.level"])
         #expect(levels.level == AgentLogHandler.defaultLevel, "a removed level falls back to the default")
+    }
+
+    /// The gate policy swaps whole on reload; an invalid rule set leaves the running one.
+    @Test func swapsTheGatePolicyAndKeepsItWhenTheNewSetIsInvalid() throws {
+        let path = NSTemporaryDirectory() + "understudy-reload-\(UUID().uuidString.prefix(8)).toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let rule = "\n[[network.rules]]\naction = \"deny\"\nprotocol = \"tcp\"\ndestination_ports = \"%@\"\n"
+        try (configuration(level: nil) + String(format: rule, "22")).write(toFile: path, atomically: true, encoding: .utf8)
+        let loaded = try AgentConfiguration(contentsOfFile: path)
+        let policy = GatePolicyControl(loaded.policy)
+        let reloader = ConfigurationReloader(path: path, loaded: try TOMLDocument(contentsOfFile: path), levels: LogLevelControl(.info),
+                                             levelOverride: nil, policy: policy, logger: Logger(label: "test"))
+
+        try (configuration(level: nil) + String(format: rule, "23") + "[network]\ndefault_action = \"deny\"\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let outcome = reloader.reload()
+        #expect(outcome.error == nil)
+        #expect(outcome.applied == ["network.default_action", "network.rules[0].destination_ports"])
+        #expect(outcome.atNextStart.isEmpty)
+        #expect(policy.policy.rules.map(\.destinationPorts) == [PortRange(23, 23)])
+        #expect(policy.policy.defaultAction == .deny)
+
+        try (configuration(level: nil) + String(format: rule, "25") + String(format: rule, "80-70")).write(toFile: path, atomically: true, encoding: .utf8)
+        let broken = reloader.reload()
+        #expect(broken.error?.contains("network.rules[1].destination_ports") == true, "\(broken.error ?? "no error")")
+        #expect(policy.policy.rules.map(\.destinationPorts) == [PortRange(23, 23)], "an invalid rule set changes nothing, not even its valid rules")
+        #expect(policy.policy.defaultAction == .deny)
     }
 
     @Test func theCommandLineLevelWins() throws {

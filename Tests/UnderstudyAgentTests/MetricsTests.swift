@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Testing
 import UnderstudyAgent
+import UnderstudyNetwork
 import UnderstudyHarness
 import UnderstudyProtocol
 import UnderstudySystem
@@ -199,6 +200,31 @@ struct MetricsServerTests {
         #expect(sample(textB, #"understudy_checkpoints_total{vm="same-vm"}"#) == 0)
         #expect(sample(textA, #"understudy_role{vm="same-vm",role="primary"}"#) == 1)
         #expect(sample(textB, #"understudy_role{vm="same-vm",role="primary"}"#) == 0)
+    }
+
+    @Test func gateRuleCountersAdvanceAcrossReloadsAndGates() throws {
+        let metrics = AgentMetrics(vm: "v")
+        let gates = (NSObject(), NSObject())
+        let first = ObjectIdentifier(gates.0), second = ObjectIdentifier(gates.1)
+        func statistics(frames: UInt64, denied: UInt64, unmatched: UInt64) -> GatePolicyStatistics {
+            GatePolicyStatistics(rules: [.init(name: "no ssh", rule: "deny tcp both port 22", frames: frames, bytes: frames * 60, deniedFrames: denied)],
+                                 defaultAction: "deny", unmatchedFrames: unmatched, unmatchedBytes: unmatched * 100)
+        }
+        metrics.gatePolicy(gate: first, statistics(frames: 5, denied: 5, unmatched: 2))
+        metrics.gatePolicy(gate: first, statistics(frames: 7, denied: 7, unmatched: 2))
+        var text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(sample(text, #"understudy_gate_rule_frames_total{vm="v",rule="0",name="no ssh"}"#) == 7, "\(text)")
+        #expect(sample(text, #"understudy_gate_rule_bytes_total{vm="v",rule="0",name="no ssh"}"#) == 420)
+        #expect(sample(text, #"understudy_gate_rule_denied_frames_total{vm="v",rule="0",name="no ssh"}"#) == 7)
+        #expect(sample(text, #"understudy_gate_rule_denied_frames_total{vm="v",rule="default",name="default deny"}"#) == 2)
+        // A reload reset the rule's counters: what it counted since is new.
+        metrics.gatePolicy(gate: first, statistics(frames: 1, denied: 1, unmatched: 3))
+        // A new gate (a new role) counts from zero.
+        metrics.gatePolicy(gate: second, statistics(frames: 2, denied: 2, unmatched: 0))
+        text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(sample(text, #"understudy_gate_rule_frames_total{vm="v",rule="0",name="no ssh"}"#) == 10)
+        #expect(sample(text, #"understudy_gate_rule_frames_total{vm="v",rule="default",name="default deny"}"#) == 3)
+        withExtendedLifetime(gates) {}
     }
 
     @Test func droppedFramesFollowTheGateAcrossRoleChanges() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyNetwork
 @testable import UnderstudyAgent
 
 /// Parses as "agent.toml", the name operators will see in real messages.
@@ -94,7 +95,11 @@ private let badInputs: [BadInput] = [
     BadInput(header + "[\"q\"]", line: 3, "invalid table header [\"q\"]"),
     BadInput(header + "[a b]", line: 3, "invalid table name: unexpected \"b\" in [a"),
     BadInput(header + "[vm", line: 3, "unterminated table header [vm"),
-    BadInput(header + "[[servers]]", line: 3, "arrays of tables ([[...]]) are not supported"),
+    BadInput(header + "[[servers]", line: 3, "unterminated array of tables [[servers]]"),
+    BadInput(header + "[servers]\n[[servers]]", line: 4, "array of tables [[servers]] conflicts with table [servers] on line 3"),
+    BadInput(header + "[[servers]]\n[servers]", line: 4, "table [servers] conflicts with the array of tables [[servers]]"),
+    BadInput(header + "[a]\nb = 1\n[[a.b]]", line: 5, "array of tables [[a.b]] conflicts with key a.b set on line 4"),
+    BadInput(header + "[[a.b]]\n[a]\nb = 1", line: 5, key: "a.b", "key conflicts with the array of tables [[a.b]]"),
     // Arrays.
     BadInput(header + "a = [1, 2", line: 3, key: "a", "unterminated array"),
     BadInput(header + "a = [1, 2 # ]", line: 3, key: "a", "unterminated array"),
@@ -130,6 +135,26 @@ private let badInputs: [BadInput] = [
 
 @Suite("TOML configuration documents")
 struct TOMLDocumentTests {
+    @Test func arraysOfTablesNumberTheirElements() throws {
+        let document = try parse("""
+            [[network.rules]]
+            action = "deny"
+            [network]
+            tap = "t0"
+            [[network.rules]]
+            action = "allow"
+            port = "80"
+            """)
+        #expect(document.count(ofTables: "network.rules") == 2)
+        #expect(document.count(ofTables: "other") == 0)
+        #expect(try document.string("network.rules[0].action") == "deny")
+        #expect(try document.string("network.rules[1].port") == "80")
+        #expect(document.line(of: "network.rules[1].port") == 7)
+        #expect(try document.string("network.tap") == "t0")
+        try document.rejectUnknownKeys(["network.rules.action", "network.rules.port", "network.tap"])
+        #expect(throws: ConfigurationError.self) { try document.rejectUnknownKeys(["network.rules.action", "network.tap"]) }
+    }
+
     @Test func parsesEveryValueKind() throws {
         let document = try parse(#"""
             basic = "a \"q\" \\ \n\t\r \u00e9 \U0001F600 \b\f"
@@ -583,5 +608,58 @@ struct TOMLDocumentTests {
         let clash = failure("[metrics]\nlisten = \"0.0.0.0:7400\"\n[backup]\nlisten = \"0.0.0.0:7400\"")
         #expect(clash?.key == "metrics.listen" && clash?.description.contains("backup.listen") == true)
         #expect(failure("[metrics]\nlsiten = \"127.0.0.1:9464\"")?.description.contains("metrics.listen") == true, "a typo gets a suggestion")
+    }
+
+    @Test func gateRulesAreReadInOrderAndABadRuleNamesItsIndexAndField() throws {
+        #expect(try agentConfiguration("").policy == .allowAll, "no rules: everything passes, as without a policy")
+        let policy = try agentConfiguration("""
+            [network]
+            default_action = "deny"
+            [[network.rules]]
+            name = "web"
+            action = "allow"
+            direction = "to_guest"
+            protocol = "tcp"
+            destination_ports = "8000-8100"
+            source = "10.0.0.0/8"
+            [[network.rules]]
+            action = "allow"
+            protocol = "icmp"
+            destination = "192.0.2.1"
+            rate = 10
+            [[network.rules]]
+            action = "deny"
+            protocol = "udp"
+            source_ports = 53
+            """).policy
+        #expect(policy.defaultAction == .deny)
+        #expect(policy.rules == [
+            GateRule(name: "web", action: .allow, direction: .toGuest, traffic: .tcp, source: IPv4Network(parsing: "10.0.0.0/8"),
+                     destinationPorts: PortRange(8000, 8100)),
+            GateRule(action: .allow, traffic: .icmp, destination: IPv4Network(parsing: "192.0.2.1"), rateLimit: .init(packetsPerSecond: 10, burst: 10)),
+            GateRule(action: .deny, traffic: .udp, sourcePorts: PortRange(53, 53)),
+        ])
+
+        func failure(_ rule: String) -> ConfigurationError? {
+            accessorError { try agentConfiguration("[[network.rules]]\naction = \"allow\"\n[[network.rules]]\n" + rule) }
+        }
+        let cases: [(rule: String, key: String, words: String)] = [
+            ("protocol = \"tcp\"", "network.rules[1].action", "rule 1: missing required key"),
+            ("action = \"drop\"", "network.rules[1].action", "expected one of \"allow\", \"deny\""),
+            ("action = \"deny\"\ndirection = \"in\"", "network.rules[1].direction", "\"from_guest\""),
+            ("action = \"deny\"\nprotocol = \"sctp\"", "network.rules[1].protocol", "\"arp\""),
+            ("action = \"deny\"\nsource = \"10.0.0.1/8\"", "network.rules[1].source", "rule 1: \"10.0.0.1/8\" is not an IPv4"),
+            ("action = \"deny\"\nprotocol = \"tcp\"\ndestination_ports = \"90-80\"", "network.rules[1].destination_ports", "ascending"),
+            ("action = \"deny\"\nprotocol = \"icmp\"\ndestination_ports = \"80\"", "network.rules[1].destination_ports", "ports need protocol"),
+            ("action = \"deny\"\nrate = 5", "network.rules[1].rate", "a deny rule drops everything"),
+            ("action = \"allow\"\nburst = 5", "network.rules[1].burst", "a burst needs a rate"),
+            ("action = \"allow\"\nport = \"80\"", "network.rules[1].port", "unknown key"),
+        ]
+        for (rule, key, words) in cases {
+            let error = failure(rule)
+            #expect(error?.key == key, "\(rule): \(String(describing: error))")
+            #expect(error?.line != nil, "\(rule): \(String(describing: error))")
+            #expect(error?.description.contains(words) == true, "\(rule): \(String(describing: error))")
+        }
     }
 }

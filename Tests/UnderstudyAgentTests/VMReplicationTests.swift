@@ -228,7 +228,7 @@ struct VMReplicationTests {
         defer { backup.stop() }
         let devices = try GuestDevices(vm: description, diskImage: primaryDisk, tap: network.taps[0], mac: "52:54:00:00:00:42",
                                        outputBufferBytes: 16 << 20, role: .protected(buffering: true), fence: nil,
-                                       logger: TestGuest.quietLogger)
+                                       policy: GatePolicyControl(.allowAll), logger: TestGuest.quietLogger)
         defer { devices.stop() }
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .auto,
                                               extraArguments: devices.qemuArguments,

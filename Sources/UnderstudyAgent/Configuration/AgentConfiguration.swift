@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UnderstudyNetwork
 import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudySystem
@@ -42,6 +43,12 @@ import UnderstudyTransport
 /// tap = "tap-web-1"                     # this node's TAP for the guest NIC; bridge it to the LAN
 /// buffer_mib = 16                       # output held for unacknowledged checkpoints, at most
 /// unsafe_no_output_buffering = false    # true releases output at once: no output commit (benchmarks only)
+/// default_action = "allow"              # the gate policy (SIGHUP reloads it): see GatePolicy+Configuration
+///
+/// [[network.rules]]                     # ordered, first match wins; both directions, before output commit
+/// action = "deny"
+/// protocol = "tcp"
+/// destination_ports = "22"
 ///
 /// [replication]
 /// interval_ms = 25
@@ -105,6 +112,8 @@ public struct AgentConfiguration: Sendable {
     public var outputBufferBytes: Int
     /// Output commit off: guest frames leave at once (only to measure what buffering costs).
     public var unsafeNoOutputBuffering: Bool
+    /// The gate's firewall (`[[network.rules]]`, `network.default_action`); also the drill sandbox's.
+    public var policy: GatePolicy
     public var heartbeat: HeartbeatMonitor.Configuration
     /// The optional datagram heartbeat path: this node's end and the peer's.
     public var heartbeatDatagrams: (listen: Endpoint, peer: Endpoint)?
@@ -139,7 +148,7 @@ public struct AgentConfiguration: Sendable {
     }
 
     public init(document d: TOMLDocument) throws(ConfigurationError) {
-        try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys).union(ReplicationConfiguration.knownKeys))
+        try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys).union(ReplicationConfiguration.knownKeys).union(GatePolicy.knownKeys))
         source = d.source
         drill = try DrillConfiguration(document: d)
         nodeName = try d.requiredString("node.name")
@@ -185,6 +194,7 @@ public struct AgentConfiguration: Sendable {
         }
         outputBufferBytes = Int(try d.integer("network.buffer_mib", in: 1...4096) ?? 16) << 20
         unsafeNoOutputBuffering = try d.bool("network.unsafe_no_output_buffering") ?? false
+        policy = try GatePolicy(document: d)
         interval = .milliseconds(try d.integer("replication.interval_ms", in: 1...60_000) ?? 25)
         maxEpochsInFlight = Int(try d.integer("replication.max_epochs_in_flight", in: 1...Int64(PrimaryConfiguration.maximumEpochsInFlight)) ?? 4)
         dirtyTracking = try d.oneOf("replication.dirty_tracking", DirtyTrackingPreference.self) ?? .auto

@@ -17,6 +17,9 @@ extension TOMLDocument {
         var tables: [String: Int] = [:]
         /// Only tables named by a header: naming one twice is an error, implying it again is not.
         var headers: [String: Int] = [:]
+        /// Arrays of tables (`[[name]]`): how many elements each has so far. Element i's keys are
+        /// "name[i].key", so that they stay flat like every other key.
+        var arrays: [String: Int] = [:]
 
         /// How deeply arrays may nest. Parsing recurses once per level, so without a limit a line of
         /// `[[[[…` overflows the stack; no setting needs more than two levels.
@@ -99,7 +102,7 @@ extension TOMLDocument {
         mutating func header() throws(ConfigurationError) -> String {
             let start = index
             index += 1
-            if current == "[" { throw fail("arrays of tables ([[...]]) are not supported") }
+            let isArray = consume("[")
             var parts: [String] = []
             repeat {
                 skipBlanks()
@@ -109,11 +112,26 @@ extension TOMLDocument {
                 skipBlanks()
             } while consume(".")
             let name = parts.joined(separator: ".")
-            guard consume("]") else {
+            guard consume("]"), !isArray || consume("]") else {
+                if isArray { throw fail("unterminated array of tables [[\(name)]]") }
                 if atLineEnd || current == "#" { throw fail("unterminated table header [\(name)") }
                 throw fail("invalid table name: unexpected \(quoted(String(current!))) in [\(name)")
             }
+            if isArray {
+                if let first = headers[name] ?? tables[name] { throw fail("array of tables [[\(name)]] conflicts with table [\(name)] on line \(first)") }
+                if let entry = entries[name] { throw fail("array of tables [[\(name)]] conflicts with key \(name) set on line \(entry.line)") }
+                for end in parts.indices.dropLast() {
+                    let path = parts[...end].joined(separator: ".")
+                    if let entry = entries[path] { throw fail("array of tables [[\(name)]] conflicts with key \(path) set on line \(entry.line)") }
+                    tables[path] = tables[path] ?? line
+                }
+                let element = arrays[name, default: 0]
+                arrays[name] = element + 1
+                table = "\(name)[\(element)]"
+                return name
+            }
             if let first = headers[name] { throw fail("duplicate table [\(name)], first defined on line \(first)") }
+            if arrays[name] != nil { throw fail("table [\(name)] conflicts with the array of tables [[\(name)]]") }
             for end in parts.indices {
                 let path = parts[...end].joined(separator: ".")
                 if let entry = entries[path] {
@@ -143,6 +161,7 @@ extension TOMLDocument {
             }
             if let first = entries[key] { throw fail("duplicate key, first set on line \(first.line)", key: key) }
             if let first = tables[key] { throw fail("key conflicts with table [\(key)] on line \(first)", key: key) }
+            if arrays[key] != nil { throw fail("key conflicts with the array of tables [[\(key)]]", key: key) }
             skipBlanks()
             if atLineEnd || current == "#" { throw fail("missing value", key: key) }
             let value = try value(key: key)

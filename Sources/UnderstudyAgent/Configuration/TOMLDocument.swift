@@ -13,7 +13,10 @@ public struct TOMLDocument: Sendable {
     public let source: String
     private let entries: [String: Entry]
 
-    /// Every key as "table.key" (root keys without prefix), in file order, so that checks such as
+    /// How many elements each array of tables (`[[name]]`) has; element i's keys are "name[i].key".
+    private let arrays: [String: Int]
+
+    /// Every key as "table.key" (root keys without prefix; "name[i].key" in an array of tables), in file order, so that checks such as
     /// `rejectUnknownKeys` report the first offending line rather than an arbitrary one.
     public let keys: [String]
 
@@ -24,6 +27,7 @@ public struct TOMLDocument: Sendable {
         self.source = source
         self.entries = parser.entries
         self.keys = parser.order
+        self.arrays = parser.arrays
     }
 
     /// Reads and parses the file at `path`; the path is the source named in every error.
@@ -42,6 +46,9 @@ public struct TOMLDocument: Sendable {
     }
 
     public func value(_ key: String) -> TOMLValue? { entries[key]?.value }
+
+    /// The number of `[[name]]` elements; 0 when there are none.
+    public func count(ofTables name: String) -> Int { arrays[name] ?? 0 }
 
     public func line(of key: String) -> Int? { entries[key]?.line }
 
@@ -112,14 +119,25 @@ public struct TOMLDocument: Sendable {
     /// Fails on the first key not in `known` (typo protection): without it a misspelt key is
     /// silently ignored and its setting quietly falls back to the default.
     public func rejectUnknownKeys(_ known: Set<String>) throws(ConfigurationError) {
-        for key in keys where !known.contains(key) {
+        // An array's element keys are known by their name without the index: "a[3].b" as "a.b".
+        for key in keys where !known.contains(key) && !known.contains(Self.withoutIndices(key)) {
             var message = "unknown key"
             if let guess = closest(to: key, in: known) { message += " (did you mean \(guess)?)" }
             throw failure(key, message)
         }
     }
 
-    private func failure(_ key: String, _ message: String) -> ConfigurationError {
+    /// "network.rules[2].port" as "network.rules.port".
+    static func withoutIndices(_ key: String) -> String {
+        var out = ""
+        var inIndex = false
+        for character in key {
+            if character == "[" { inIndex = true } else if character == "]" { inIndex = false } else if !inIndex { out.append(character) }
+        }
+        return out
+    }
+
+    func failure(_ key: String, _ message: String) -> ConfigurationError {
         ConfigurationError(source: source, line: entries[key]?.line, key: key, message: message)
     }
 

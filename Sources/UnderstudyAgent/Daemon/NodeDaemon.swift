@@ -96,7 +96,7 @@ public struct NodeDaemon: Sendable {
         case .daemon:
             NodeService(node: node, start: decision.start, onStop: configuration.onStop, stop: stop,
                         reloader: ConfigurationReloader(path: path, loaded: document, levels: levels, levelOverride: levelOverride,
-                                                        logger: logger))
+                                                        policy: node.policy, logger: logger))
         case .fixed:
             NodeService(node: node, start: decision.start, onStop: .stop, stop: stop, reloader: nil)
         }

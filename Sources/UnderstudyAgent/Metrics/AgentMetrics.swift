@@ -3,6 +3,7 @@ import Foundation
 import Metrics
 import Prometheus
 import Synchronization
+import UnderstudyNetwork
 import UnderstudyProtocol
 
 /// The agent's Prometheus metrics, all named `understudy_…` and labelled with the VM's id.
@@ -61,9 +62,14 @@ public final class AgentMetrics: Sendable {
         /// advances by the difference, and starts afresh with a new gate (a new role).
         var dropSource: ObjectIdentifier?
         var dropsSeen: UInt64 = 0
+        /// The same for the gate policy's counters, per series (rule index and name).
+        var policySource: ObjectIdentifier?
+        var policySeen: [[String]: [UInt64]] = [:]
     }
 
     private let bookkeeping: Mutex<Bookkeeping>
+    /// For the series made at scrape time: the gate policy's rules change on reload.
+    private let factory: PrometheusMetricsFactory
     /// Reads the values that live elsewhere (set by `PairNode`), just before each scrape.
     private let refresh = Mutex<(@Sendable (AgentMetrics) -> Void)?>(nil)
 
@@ -88,6 +94,7 @@ public final class AgentMetrics: Sendable {
             "understudy_replica_lag_seconds": Self.lagBuckets,
         ]
         factory.valueHistogramBuckets = ["understudy_checkpoint_dirty_pages": Self.dirtyPageBuckets]
+        self.factory = factory
         let labels = [("vm", vm)]
         checkpoints = CoreMetrics.Counter(label: "understudy_checkpoints_total", dimensions: labels, factory: factory)
         checkpointReasons = Dictionary(uniqueKeysWithValues: CheckpointReason.allCases.map { reason in
@@ -226,6 +233,36 @@ public final class AgentMetrics: Sendable {
             return dropped >= base ? dropped - base : dropped
         }
         if newDrops > 0 { droppedFrames.increment(by: newDrops) }
+    }
+
+    /// The gate policy's cumulative counters (`OutputGate.policyStatistics`) of `gate`:
+    /// `understudy_gate_rule_{frames,bytes,denied_frames}_total`, one series per rule (labels
+    /// `rule`, its index, and `name`) plus `rule="default"` for the frames no rule matched. A
+    /// rule's series advances by what its counter gained; a counter that went back (a reload
+    /// reset it) or a new gate starts the difference afresh.
+    public func gatePolicy(gate: ObjectIdentifier, _ statistics: GatePolicyStatistics) {
+        let deniedByDefault = statistics.defaultAction == GateRule.Action.deny.rawValue ? statistics.unmatchedFrames : 0
+        let series = statistics.rules.enumerated().map { index, rule in
+            (labels: ["\(index)", rule.name], values: [rule.frames, rule.bytes, rule.deniedFrames])
+        } + [(labels: ["default", "default \(statistics.defaultAction)"], values: [statistics.unmatchedFrames, statistics.unmatchedBytes, deniedByDefault])]
+        let gains = bookkeeping.withLock { book in
+            if book.policySource != gate {
+                book.policySource = gate
+                book.policySeen = [:]
+            }
+            return series.map { labels, values in
+                let seen = book.policySeen[labels] ?? [0, 0, 0]
+                book.policySeen[labels] = values
+                return zip(values, seen).map { value, old in value >= old ? value - old : value }
+            }
+        }
+        for ((labels, _), gain) in zip(series, gains) {
+            let dimensions = [("vm", vm), ("rule", labels[0]), ("name", labels[1])]
+            for (name, amount) in zip(["understudy_gate_rule_frames_total", "understudy_gate_rule_bytes_total",
+                                       "understudy_gate_rule_denied_frames_total"], gain) {
+                CoreMetrics.Counter(label: name, dimensions: dimensions, factory: factory).increment(by: Int64(clamping: amount))
+            }
+        }
     }
 
     // MARK: Exposition

@@ -31,6 +31,16 @@ public struct TokenBucket: Sendable, Equatable {
         return .nanoseconds(Int64((-tokens / rate * 1e9).rounded(.up)))
     }
 
+    /// Takes `amount` only when the bucket holds that much, never going into debt; true when it
+    /// did. For policing, where what is over the rate is dropped rather than delayed (the gate
+    /// policy's rate limits count frames, not bytes: the units are the caller's).
+    public mutating func takeIfAvailable(_ amount: Int, now: ContinuousClock.Instant) -> Bool {
+        refill(now: now)
+        guard tokens >= Double(amount) else { return false }
+        tokens -= Double(amount)
+        return true
+    }
+
     private mutating func refill(now: ContinuousClock.Instant) {
         guard now > updated else { return }
         tokens = min(burst, tokens + (now - updated).seconds * rate)
