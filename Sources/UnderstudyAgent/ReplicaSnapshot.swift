@@ -87,7 +87,8 @@ public struct ReplicaSnapshot: Sendable, Codable {
         try store.finishInterruptedApply()
         guard store.state.phase == .committed else {
             throw ReplicaError.notReady("the replica in \(store.directory) is \(store.state.phase), not committed: there is no "
-                                        + "checkpoint to start a drill from (a primary must finish its initial sync and one checkpoint first)")
+                                        + "checkpoint to copy (a primary must finish its initial sync and one checkpoint first; a reset "
+                                        + "replica waits for a full sync)")
         }
     }
 
