@@ -12,7 +12,7 @@ import UnderstudySystem
 /// (`InspectionCommand`) and these in its environment:
 ///
 /// - `UNDERSTUDY_INSPECT_DIR`: the mount directory;
-/// - `UNDERSTUDY_INSPECT_DEVICE`: the loop device holding the disk copy (raw, for tools that read devices);
+/// - `UNDERSTUDY_INSPECT_DISK`: the raw disk copy (a file, its journals replayed by the mount), for tools that read images;
 /// - `UNDERSTUDY_INSPECT_EPOCH`, `UNDERSTUDY_INSPECT_AGE_MS`: the checkpoint and its age when copied;
 /// - `UNDERSTUDY_INSPECT_MEMORY`: the memory image (a raw file of guest-physical memory), with `memory`.
 ///
@@ -20,7 +20,7 @@ import UnderstudySystem
 public enum Inspection {
     /// The environment variables the command gets.
     public static let directoryVariable = "UNDERSTUDY_INSPECT_DIR"
-    public static let deviceVariable = "UNDERSTUDY_INSPECT_DEVICE"
+    public static let diskVariable = "UNDERSTUDY_INSPECT_DISK"
     public static let epochVariable = "UNDERSTUDY_INSPECT_EPOCH"
     public static let ageVariable = "UNDERSTUDY_INSPECT_AGE_MS"
     public static let memoryVariable = "UNDERSTUDY_INSPECT_MEMORY"
@@ -61,7 +61,7 @@ public enum Inspection {
 
         var environment = ProcessInfo.processInfo.environment
         environment[directoryVariable] = disk.directory
-        environment[deviceVariable] = disk.device
+        environment[diskVariable] = disk.image
         environment[epochVariable] = "\(copy.epoch)"
         environment[ageVariable] = String(format: "%.0f", copy.stateAgeMilliseconds)
         if memory { environment[memoryVariable] = copy.memoryPath }

@@ -1,6 +1,8 @@
+import Foundation
+
 /// The program an inspection runs on the mounted replica, and how it is given the mount directory:
-/// every argument that is exactly `{}` becomes the directory; with none, the directory is appended
-/// as the last argument (`clamscan -r` scans it; `sh -c 'debsums --root "$1"' sh {}` places it).
+/// `{}` in any argument becomes the directory (as in `find -exec`: `cat {}/etc/hostname`); with no
+/// `{}` anywhere, the directory is appended as the last argument (`clamscan -r` scans it).
 public struct InspectionCommand: Sendable, Equatable, CustomStringConvertible {
     /// The program (`words[0]`, looked up on PATH unless it holds a '/') and its arguments.
     public let words: [String]
@@ -15,7 +17,8 @@ public struct InspectionCommand: Sendable, Equatable, CustomStringConvertible {
 
     /// The command line to run with the mount directory `directory`.
     public func arguments(directory: String) -> [String] {
-        words.contains(Self.placeholder) ? words.map { $0 == Self.placeholder ? directory : $0 } : words + [directory]
+        words.contains { $0.contains(Self.placeholder) }
+            ? words.map { $0.replacingOccurrences(of: Self.placeholder, with: directory) } : words + [directory]
     }
 
     /// The program's path: `words[0]` itself when it names a path, else the first executable of that

@@ -11,7 +11,7 @@ struct InspectCommand: ParsableCommand {
             checkpoint is copied as for a drill (the agent pauses applying checkpoints for as long as the copy takes), \
             the disk copy's filesystems are mounted read-only (a whole-disk filesystem on DIR, partition N on DIR/pN), \
             and COMMAND runs with DIR in place of each argument that is exactly {} or, with none, as its last argument. \
-            Its environment has UNDERSTUDY_INSPECT_DIR, UNDERSTUDY_INSPECT_DEVICE (the raw disk copy), \
+            Its environment has UNDERSTUDY_INSPECT_DIR, UNDERSTUDY_INSPECT_DISK (the raw disk copy, a file), \
             UNDERSTUDY_INSPECT_EPOCH, UNDERSTUDY_INSPECT_AGE_MS and, with --memory, UNDERSTUDY_INSPECT_MEMORY (the \
             checkpoint's memory image, raw guest-physical memory). Then everything is removed, also when interrupted. \
             The primary is never touched. Exits with COMMAND's status; 125 when the inspection could not run, 127 when \
