@@ -48,7 +48,9 @@ public enum Inspection {
         let tag = String(format: "%06x", UInt32.random(in: 0...0xff_ffff))
         let directory = "/dev/shm/understudy-\(configuration.vm.id)-inspect-\(tag)"
         let take = snapshot ?? { try ReplicaSnapshot.take(configuration: configuration, into: $0, logger: logger) }
+        let copying = ContinuousClock.now
         let (copy, from) = try take(directory)
+        let snapshotMs = (ContinuousClock.now - copying).seconds * 1000
         defer { copy.remove() }
         guard let image = copy.diskPath else { throw InspectionError("the replica has no disk: nothing to inspect") }
         let disk = try ReplicaDiskMount(image: image, directory: "\(directory)/disk")
@@ -79,7 +81,7 @@ public enum Inspection {
         let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
         var report = InspectionReport(ok: status == 0 && ended == nil, message: "", vm: configuration.vm.id, command: arguments.joined(separator: " "),
                                       epoch: copy.epoch, stateAgeMs: copy.stateAgeMilliseconds, snapshotFrom: from,
-                                      replicaPausedMs: copy.pausedMilliseconds, filesystems: filesystems,
+                                      replicaPausedMs: copy.pausedMilliseconds, snapshotMs: snapshotMs, filesystems: filesystems,
                                       memoryImage: memory ? copy.memoryPath : nil, exitStatus: status, startedAt: startedAt)
         report.message = ended ?? "\(command.words[0]) exited with status \(status) on checkpoint \(copy.epoch)"
         disk.remove()

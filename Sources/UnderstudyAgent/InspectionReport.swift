@@ -16,6 +16,8 @@ public struct InspectionReport: Sendable, Codable, Equatable {
     public var snapshotFrom: String?
     /// How long the copy kept the backup from applying checkpoints.
     public var replicaPausedMs: Double?
+    /// How long taking the copy took in all (asking for it to having it).
+    public var snapshotMs: Double?
     /// What was mounted, e.g. "/dev/loop3p1 (ext4) at DIR/p1".
     public var filesystems: [String]
     /// The memory image's path while the command ran (`--memory`); nil: not exposed.
@@ -28,7 +30,7 @@ public struct InspectionReport: Sendable, Codable, Equatable {
     public var durationMs: Double
 
     public init(ok: Bool, message: String, vm: String, command: String, epoch: UInt64? = nil, stateAgeMs: Double? = nil,
-                snapshotFrom: String? = nil, replicaPausedMs: Double? = nil, filesystems: [String] = [], memoryImage: String? = nil,
+                snapshotFrom: String? = nil, replicaPausedMs: Double? = nil, snapshotMs: Double? = nil, filesystems: [String] = [], memoryImage: String? = nil,
                 exitStatus: Int32? = nil, startedAt: Double, durationMs: Double = 0) {
         self.ok = ok
         self.message = message
@@ -38,6 +40,7 @@ public struct InspectionReport: Sendable, Codable, Equatable {
         self.stateAgeMs = stateAgeMs
         self.snapshotFrom = snapshotFrom
         self.replicaPausedMs = replicaPausedMs
+        self.snapshotMs = snapshotMs
         self.filesystems = filesystems
         self.memoryImage = memoryImage
         self.exitStatus = exitStatus

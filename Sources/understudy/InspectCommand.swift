@@ -67,7 +67,7 @@ extension InspectionReport {
         """
         inspection of \(vm): \(ok ? "command succeeded" : "command FAILED")
           checkpoint        \(epoch.map { "\($0)" } ?? "-"), \(stateAgeMs.map { String(format: "%.0f ms", $0) } ?? "-") old when copied\(snapshotFrom.map { " (from the \($0))" } ?? "")
-          replica paused    \(replicaPausedMs.map { String(format: "%.1f ms", $0) } ?? "-")
+          replica paused    \(replicaPausedMs.map { String(format: "%.1f ms", $0) } ?? "-") (copy: \(snapshotMs.map { String(format: "%.0f ms", $0) } ?? "-"))
           filesystems       \(filesystems.isEmpty ? "-" : filesystems.joined(separator: ", "))\(memoryImage.map { "\n  memory image      \($0)" } ?? "")
           command           \(command): exit \(exitStatus.map { "\($0)" } ?? "-"), \(String(format: "%.0f ms", durationMs)) in all; removed
           \(message)
