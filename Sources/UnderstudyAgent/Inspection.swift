@@ -52,42 +52,47 @@ public enum Inspection {
         let (copy, from) = try take(directory)
         let snapshotMs = (ContinuousClock.now - copying).seconds * 1000
         defer { copy.remove() }
-        guard let image = copy.diskPath else { throw InspectionError("the replica has no disk: nothing to inspect") }
-        let disk = try ReplicaDiskMount(image: image, directory: "\(directory)/disk")
-        defer { disk.remove() }
-        let filesystems = disk.mounts.map { "\($0.device) (\($0.type)) at \($0.path)" }
-        logger.notice("replica mounted for inspection", metadata: [
-            "epoch": "\(copy.epoch)", "age-ms": "\(Int(copy.stateAgeMilliseconds))", "from": "\(from)",
-            "replica-paused-ms": "\(String(format: "%.1f", copy.pausedMilliseconds))", "filesystems": "\(filesystems.joined(separator: ", "))",
-        ])
+        // From here on only this inspection waits: the mount's journal replay, the command and the
+        // clean-up run when a core is idle, behind the replication (the copy above did not: the
+        // agent holds checkpoint applies back while it copies).
+        return try IdlePriority.run {
+            guard let image = copy.diskPath else { throw InspectionError("the replica has no disk: nothing to inspect") }
+            let disk = try ReplicaDiskMount(image: image, directory: "\(directory)/disk")
+            defer { disk.remove() }
+            let filesystems = disk.mounts.map { "\($0.device) (\($0.type)) at \($0.path)" }
+            logger.notice("replica mounted for inspection", metadata: [
+                "epoch": "\(copy.epoch)", "age-ms": "\(Int(copy.stateAgeMilliseconds))", "from": "\(from)",
+                "replica-paused-ms": "\(String(format: "%.1f", copy.pausedMilliseconds))", "filesystems": "\(filesystems.joined(separator: ", "))",
+            ])
 
-        var environment = ProcessInfo.processInfo.environment
-        environment[directoryVariable] = disk.directory
-        environment[diskVariable] = disk.image
-        environment[epochVariable] = "\(copy.epoch)"
-        environment[ageVariable] = String(format: "%.0f", copy.stateAgeMilliseconds)
-        if memory { environment[memoryVariable] = copy.memoryPath }
-        let arguments = command.arguments(directory: disk.directory)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = Array(arguments.dropFirst())
-        process.environment = environment
-        do {
-            try process.run()
-        } catch {
-            throw InspectionError("cannot run \(executable): \(error.localizedDescription)", kind: .commandNotFound)
+            var environment = ProcessInfo.processInfo.environment
+            environment[directoryVariable] = disk.directory
+            environment[diskVariable] = disk.image
+            environment[epochVariable] = "\(copy.epoch)"
+            environment[ageVariable] = String(format: "%.0f", copy.stateAgeMilliseconds)
+            if memory { environment[memoryVariable] = copy.memoryPath }
+            let arguments = command.arguments(directory: disk.directory)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = Array(arguments.dropFirst())
+            process.environment = environment
+            do {
+                try process.run()
+            } catch {
+                throw InspectionError("cannot run \(executable): \(error.localizedDescription)", kind: .commandNotFound)
+            }
+            let ended = wait(for: process, stop: stop, until: timeout.map { ContinuousClock.now + $0 })
+            let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+            var report = InspectionReport(ok: status == 0 && ended == nil, message: "", vm: configuration.vm.id, command: arguments.joined(separator: " "),
+                                          epoch: copy.epoch, stateAgeMs: copy.stateAgeMilliseconds, snapshotFrom: from,
+                                          replicaPausedMs: copy.pausedMilliseconds, snapshotMs: snapshotMs, filesystems: filesystems,
+                                          memoryImage: memory ? copy.memoryPath : nil, exitStatus: status, startedAt: startedAt)
+            report.message = ended ?? "\(command.words[0]) exited with status \(status) on checkpoint \(copy.epoch)"
+            disk.remove()
+            copy.remove()
+            report.durationMs = (ContinuousClock.now - started).seconds * 1000
+            return report
         }
-        let ended = wait(for: process, stop: stop, until: timeout.map { ContinuousClock.now + $0 })
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        var report = InspectionReport(ok: status == 0 && ended == nil, message: "", vm: configuration.vm.id, command: arguments.joined(separator: " "),
-                                      epoch: copy.epoch, stateAgeMs: copy.stateAgeMilliseconds, snapshotFrom: from,
-                                      replicaPausedMs: copy.pausedMilliseconds, snapshotMs: snapshotMs, filesystems: filesystems,
-                                      memoryImage: memory ? copy.memoryPath : nil, exitStatus: status, startedAt: startedAt)
-        report.message = ended ?? "\(command.words[0]) exited with status \(status) on checkpoint \(copy.epoch)"
-        disk.remove()
-        copy.remove()
-        report.durationMs = (ContinuousClock.now - started).seconds * 1000
-        return report
     }
 
     /// Waits for `process` to exit; stops it on `stop` or at `deadline`, and then says why.
