@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UnderstudySystem
 
 extension BackupReceiver {
     /// Takes a `ReplicaSnapshot` into `directory` (absolute, not existing yet) while checkpoints
@@ -19,7 +20,9 @@ extension BackupReceiver {
             return prepared
         }
         do {
-            try snapshot.copyMemory(of: store)
+            // The bulk copy waits for idle cores: checkpoints go on being applied meanwhile, and
+            // this copy must not slow them (nor the primary, on a host it shares with the backup).
+            try IdlePriority.run { try snapshot.copyMemory(of: store) }
             try withReplicaPaused { store in
                 let started = ContinuousClock.now
                 defer { paused += ContinuousClock.now - started }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UnderstudyAgent
+import UnderstudySystem
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -43,8 +44,10 @@ struct InspectCommand: ParsableCommand {
         let configuration = try options.load()
         let report: InspectionReport
         do {
-            report = try Inspection.run(configuration: configuration, command: InspectionCommand(command)!, memory: memory,
-                                        timeout: timeout.map { .seconds($0) }, stop: StopSignal(), logger: logger)
+            // Background work from the start: without an agent this process copies the replica, and
+            // nothing replicates meanwhile; with one, the agent copies it at its own priorities.
+            report = try IdlePriority.run { try Inspection.run(configuration: configuration, command: InspectionCommand(command)!, memory: memory,
+                                        timeout: timeout.map { .seconds($0) }, stop: StopSignal(), logger: logger) }
         } catch {
             FileHandle.standardError.write(Data("understudy inspect: \(error)\n".utf8))
             throw ExitCode((error as? InspectionError)?.kind == .commandNotFound ? 127 : 125)
