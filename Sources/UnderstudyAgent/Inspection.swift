@@ -52,54 +52,49 @@ public enum Inspection {
         let (copy, from) = try take(directory)
         let snapshotMs = (ContinuousClock.now - copying).seconds * 1000
         defer { copy.remove() }
-        // From here on only this inspection waits: the mount's journal replay, the command and the
-        // clean-up run when a core is idle, behind the replication (the copy above did not: the
-        // agent holds checkpoint applies back while it copies).
-        return try IdlePriority.run {
-            guard let image = copy.diskPath else { throw InspectionError("the replica has no disk: nothing to inspect") }
-            let disk = try ReplicaDiskMount(image: image, directory: "\(directory)/disk")
-            defer { disk.remove() }
-            let filesystems = disk.mounts.map { "\($0.device) (\($0.type)) at \($0.path)" }
-            logger.notice("replica mounted for inspection", metadata: [
-                "epoch": "\(copy.epoch)", "age-ms": "\(Int(copy.stateAgeMilliseconds))", "from": "\(from)",
-                "replica-paused-ms": "\(String(format: "%.1f", copy.pausedMilliseconds))", "filesystems": "\(filesystems.joined(separator: ", "))",
-            ])
+        guard let image = copy.diskPath else { throw InspectionError("the replica has no disk: nothing to inspect") }
+        // The mount (its journal replay) and the command are background work: they run under
+        // SCHED_IDLE, behind replication. This thread, which waits for them and for signals, does not.
+        let disk = try IdlePriority.run { try ReplicaDiskMount(image: image, directory: "\(directory)/disk") }
+        defer { disk.remove() }
+        let filesystems = disk.mounts.map { "\($0.device) (\($0.type)) at \($0.path)" }
+        logger.notice("replica mounted for inspection", metadata: [
+            "epoch": "\(copy.epoch)", "age-ms": "\(Int(copy.stateAgeMilliseconds))", "from": "\(from)",
+            "replica-paused-ms": "\(String(format: "%.1f", copy.pausedMilliseconds))", "filesystems": "\(filesystems.joined(separator: ", "))",
+        ])
 
-            var environment = ProcessInfo.processInfo.environment
-            environment[directoryVariable] = disk.directory
-            environment[diskVariable] = disk.image
-            environment[epochVariable] = "\(copy.epoch)"
-            environment[ageVariable] = String(format: "%.0f", copy.stateAgeMilliseconds)
-            if memory { environment[memoryVariable] = copy.memoryPath }
-            let arguments = command.arguments(directory: disk.directory)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = Array(arguments.dropFirst())
-            process.environment = environment
-            do {
-                try process.run()
-            } catch {
-                throw InspectionError("cannot run \(executable): \(error.localizedDescription)", kind: .commandNotFound)
-            }
-            let ended = wait(for: process, stop: stop, until: timeout.map { ContinuousClock.now + $0 })
-            let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-            var report = InspectionReport(ok: status == 0 && ended == nil, message: "", vm: configuration.vm.id, command: arguments.joined(separator: " "),
-                                          epoch: copy.epoch, stateAgeMs: copy.stateAgeMilliseconds, snapshotFrom: from,
-                                          replicaPausedMs: copy.pausedMilliseconds, snapshotMs: snapshotMs, filesystems: filesystems,
-                                          memoryImage: memory ? copy.memoryPath : nil, exitStatus: status, startedAt: startedAt)
-            report.message = ended ?? "\(command.words[0]) exited with status \(status) on checkpoint \(copy.epoch)"
-            disk.remove()
-            copy.remove()
-            report.durationMs = (ContinuousClock.now - started).seconds * 1000
-            return report
+        var environment = ProcessInfo.processInfo.environment
+        environment[directoryVariable] = disk.directory
+        environment[diskVariable] = disk.image
+        environment[epochVariable] = "\(copy.epoch)"
+        environment[ageVariable] = String(format: "%.0f", copy.stateAgeMilliseconds)
+        if memory { environment[memoryVariable] = copy.memoryPath }
+        let arguments = command.arguments(directory: disk.directory)
+        let process: SpawnedProcess
+        do {
+            process = try IdlePriority.run { try SpawnedProcess(executable: executable, arguments: arguments, environment: environment) }
+        } catch {
+            throw InspectionError("\(error)", kind: .commandNotFound)
         }
+        let (status, ended) = wait(for: process, stop: stop, until: timeout.map { ContinuousClock.now + $0 })
+        var report = InspectionReport(ok: status == 0 && ended == nil, message: "", vm: configuration.vm.id, command: arguments.joined(separator: " "),
+                                      epoch: copy.epoch, stateAgeMs: copy.stateAgeMilliseconds, snapshotFrom: from,
+                                      replicaPausedMs: copy.pausedMilliseconds, snapshotMs: snapshotMs, filesystems: filesystems,
+                                      memoryImage: memory ? copy.memoryPath : nil, exitStatus: status, startedAt: startedAt)
+        report.message = ended ?? "\(command.words[0]) exited with status \(status) on checkpoint \(copy.epoch)"
+        disk.remove()
+        copy.remove()
+        report.durationMs = (ContinuousClock.now - started).seconds * 1000
+        return report
     }
 
-    /// Waits for `process` to exit; stops it on `stop` or at `deadline`, and then says why.
-    private static func wait(for process: Process, stop: StopSignal, until deadline: ContinuousClock.Instant?) -> String? {
+    /// Waits for `process` to exit; stops its group on `stop` or at `deadline` (SIGTERM, SIGKILL
+    /// 5 s later), and then says why. Returns its exit status.
+    private static func wait(for process: SpawnedProcess, stop: StopSignal, until deadline: ContinuousClock.Instant?) -> (Int32, String?) {
         var why: String?
         var killAt: ContinuousClock.Instant?
-        while process.isRunning {
+        while true {
+            if let status = process.exitStatus() { return (status, why) }
             if why == nil {
                 if let reason = stop.reason {
                     why = "interrupted (\(reason)): the command was stopped"
@@ -107,17 +102,15 @@ public enum Inspection {
                     why = "the command did not finish in time and was stopped"
                 }
                 if why != nil {
-                    process.terminate()
+                    process.signalGroup(SIGTERM)
                     killAt = ContinuousClock.now + .seconds(5)
                 }
             } else if let killAt, ContinuousClock.now >= killAt {
-                kill(process.processIdentifier, SIGKILL)
+                process.signalGroup(SIGKILL)
             }
             // The stop wakes this at once; a command that exits is noticed within the poll.
             if why == nil { _ = stop.wait(timeout: .milliseconds(20)) } else { Thread.sleep(forTimeInterval: 0.02) }
         }
-        process.waitUntilExit()
-        return why
     }
 
     private static func isExecutableFile(_ path: String) -> Bool {

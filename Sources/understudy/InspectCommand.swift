@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import UnderstudyAgent
-import UnderstudySystem
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,12 +41,11 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         let logger = log.bootstrap()
         let configuration = try options.load()
+        let stop = StopSignal()
         let report: InspectionReport
         do {
-            // Background work from the start: without an agent this process copies the replica, and
-            // nothing replicates meanwhile; with one, the agent copies it at its own priorities.
-            report = try IdlePriority.run { try Inspection.run(configuration: configuration, command: InspectionCommand(command)!, memory: memory,
-                                        timeout: timeout.map { .seconds($0) }, stop: StopSignal(), logger: logger) }
+            report = try Inspection.run(configuration: configuration, command: InspectionCommand(command)!, memory: memory,
+                                        timeout: timeout.map { .seconds($0) }, stop: stop, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("understudy inspect: \(error)\n".utf8))
             throw ExitCode((error as? InspectionError)?.kind == .commandNotFound ? 127 : 125)

@@ -123,6 +123,30 @@ struct InspectionTests {
         #expect(raw.leftovers().isEmpty, "left behind: \(raw.leftovers())")
     }
 
+    /// SIGINT or SIGTERM while the command runs: it is stopped, and everything is removed.
+    @Test func anInterruptedInspectionRemovesEverything() throws {
+        let backup = try Backup()
+        defer { backup.directory.remove() }
+        for signal in [SIGINT, SIGTERM] {
+            let log = "\(backup.directory.path)/inspect-\(signal).log"
+            let running = try AgentPair.start(["inspect", "--config", backup.config, "--json", "--log-level", "notice", "--", "sh", "-c", "sleep 60", "sh"], log: log)
+            let mounted = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < mounted, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("replica mounted") {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            let sent = ContinuousClock.now
+            kill(running.processIdentifier, signal)
+            running.waitUntilExit()
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            #expect(ContinuousClock.now - sent < .seconds(4), "the command was stopped at once, not after the SIGKILL grace: \(output)")
+            #expect(running.terminationStatus != 0)
+            let report = try #require(output.split(separator: "\n").last { $0.hasPrefix("{\"command") }
+                .flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(output)")
+            #expect((report["message"] as? String ?? "").contains("interrupted"), "\(report)")
+            #expect(backup.leftovers().isEmpty, "left behind: \(backup.leftovers())")
+        }
+    }
+
     @Test func eachPartitionIsMountedOnItsOwnDirectory() throws {
         let backup = try Backup(filesystem: false)
         defer { backup.directory.remove() }
