@@ -25,7 +25,8 @@ public enum Inspection {
     public static let ageVariable = "UNDERSTUDY_INSPECT_AGE_MS"
     public static let memoryVariable = "UNDERSTUDY_INSPECT_MEMORY"
 
-    /// Makes the snapshot in the directory given (absolute, not existing yet); returns it and where it came from.
+    /// Makes the snapshot in the directory given (absolute, not existing yet), with memory when
+    /// the inspection asks for it; returns it and where it came from.
     public typealias SnapshotSource = (_ directory: String) throws -> (ReplicaSnapshot, String)
 
     /// Runs one inspection. Throws `InspectionError` (or the copy's error) when the command could
@@ -47,7 +48,7 @@ public enum Inspection {
         }
         let tag = String(format: "%06x", UInt32.random(in: 0...0xff_ffff))
         let directory = "/dev/shm/understudy-\(configuration.vm.id)-inspect-\(tag)"
-        let take = snapshot ?? { try ReplicaSnapshot.take(configuration: configuration, into: $0, logger: logger) }
+        let take = snapshot ?? { try ReplicaSnapshot.take(configuration: configuration, into: $0, memory: memory, logger: logger) }
         let copying = ContinuousClock.now
         let (copy, from) = try take(directory)
         let snapshotMs = (ContinuousClock.now - copying).seconds * 1000

@@ -46,7 +46,7 @@ final class InspectionScheduler: Sendable {
         do {
             let report = try Inspection.run(configuration: configuration, command: command, memory: configuration.inspection.memory,
                                             timeout: configuration.inspection.timeout, stop: stop, logger: logger) { directory in
-                (try receiver.snapshot(into: directory), "backup agent")
+                (try receiver.snapshot(into: directory, memory: configuration.inspection.memory), "backup agent")
             }
             let level: Logger.Level = report.ok ? .notice : .warning
             logger.log(level: level, "scheduled inspection finished", metadata: [

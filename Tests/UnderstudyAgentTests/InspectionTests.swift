@@ -91,6 +91,10 @@ struct InspectionTests {
                                                   + "&& test $(stat -c %s \"$UNDERSTUDY_INSPECT_DISK\") = 16777216 && test $(stat -c %s \"$UNDERSTUDY_INSPECT_MEMORY\") = 16777216",
                                               "sh"])
         #expect(environment.status == 0, "\(environment.stderr)")
+        // Without --memory there is no memory copy at all (a second copy of guest RAM costs).
+        let diskOnly = try backup.inspect(["--", "sh", "-c", "test -z \"$UNDERSTUDY_INSPECT_MEMORY\" && test ! -e \"$1/../memory.img\" "
+                                               + "&& test -e \"$1/../device-state\"", "sh"])
+        #expect(diskOnly.status == 0, "\(diskOnly.stderr)")
         #expect(backup.leftovers().isEmpty, "left behind: \(backup.leftovers())")
         // The replica is as it was: a drill or an agent can still use it.
         let configuration = try AgentConfiguration(contentsOfFile: backup.config)
