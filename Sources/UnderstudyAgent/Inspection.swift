@@ -31,11 +31,13 @@ public enum Inspection {
 
     /// Runs one inspection. Throws `InspectionError` (or the copy's error) when the command could
     /// not run; a command that ran gives a report whatever its exit status. `stop` (SIGINT,
-    /// SIGTERM, the agent stopping) and `timeout` end the command: SIGTERM, then SIGKILL 5 s later.
+    /// SIGTERM, the agent stopping) and `timeout` end the command: SIGTERM to its process group,
+    /// then SIGKILL `killAfter` later.
     /// - Parameter snapshot: how the replica is copied; default: as `understudy drill` copies it
     ///   (the backup agent's `snapshot` control command, or the replica directory when no agent runs).
     public static func run(configuration: AgentConfiguration, command: InspectionCommand, memory: Bool, timeout: Duration?,
-                           stop: StopSignal, logger: Logger, snapshot: SnapshotSource? = nil) throws -> InspectionReport {
+                           stop: StopSignal, killAfter: Duration = .seconds(5), logger: Logger,
+                           snapshot: SnapshotSource? = nil) throws -> InspectionReport {
         let startedAt = Date().timeIntervalSince1970
         let started = ContinuousClock.now
         guard geteuid() == 0 else { throw InspectionError("inspecting mounts the replica's disk through a loop device: run it as root") }
@@ -77,7 +79,7 @@ public enum Inspection {
         } catch {
             throw InspectionError("\(error)", kind: .commandNotFound)
         }
-        let (status, ended) = wait(for: process, stop: stop, until: timeout.map { ContinuousClock.now + $0 })
+        let (status, ended) = wait(for: process, stop: stop, until: timeout.map { ContinuousClock.now + $0 }, killAfter: killAfter)
         var report = InspectionReport(ok: status == 0 && ended == nil, message: "", vm: configuration.vm.id, command: arguments.joined(separator: " "),
                                       epoch: copy.epoch, stateAgeMs: copy.stateAgeMilliseconds, snapshotFrom: from,
                                       replicaPausedMs: copy.pausedMilliseconds, snapshotMs: snapshotMs, filesystems: filesystems,
@@ -90,8 +92,9 @@ public enum Inspection {
     }
 
     /// Waits for `process` to exit; stops its group on `stop` or at `deadline` (SIGTERM, SIGKILL
-    /// 5 s later), and then says why. Returns its exit status.
-    private static func wait(for process: SpawnedProcess, stop: StopSignal, until deadline: ContinuousClock.Instant?) -> (Int32, String?) {
+    /// `killAfter` later), and then says why. Returns its exit status.
+    private static func wait(for process: SpawnedProcess, stop: StopSignal, until deadline: ContinuousClock.Instant?,
+                             killAfter: Duration) -> (Int32, String?) {
         var why: String?
         var killAt: ContinuousClock.Instant?
         while true {
@@ -104,7 +107,7 @@ public enum Inspection {
                 }
                 if why != nil {
                     process.signalGroup(SIGTERM)
-                    killAt = ContinuousClock.now + .seconds(5)
+                    killAt = ContinuousClock.now + killAfter
                 }
             } else if let killAt, ContinuousClock.now >= killAt {
                 process.signalGroup(SIGKILL)

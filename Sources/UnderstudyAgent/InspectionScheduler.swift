@@ -45,7 +45,8 @@ final class InspectionScheduler: Sendable {
         let clock = ContinuousClock.now
         do {
             let report = try Inspection.run(configuration: configuration, command: command, memory: configuration.inspection.memory,
-                                            timeout: configuration.inspection.timeout, stop: stop, logger: logger) { directory in
+                                            timeout: configuration.inspection.timeout, stop: stop, killAfter: .zero,
+                                            logger: logger) { directory in
                 (try receiver.snapshot(into: directory, memory: configuration.inspection.memory), "backup agent")
             }
             let level: Logger.Level = report.ok ? .notice : .warning
@@ -71,7 +72,8 @@ final class InspectionScheduler: Sendable {
         }
     }
 
-    /// Stops a running command (SIGTERM, then SIGKILL) and the thread, and waits for both.
+    /// Stops a running command and the thread, and waits for both (and the clean-up). The command
+    /// gets no grace (SIGKILL right after SIGTERM): the role is ending, and an activation waits.
     func close() {
         stop.trigger(.requested(nil))
         thread.withLock { $0.take() }?.join()
