@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyAgent
+@testable import UnderstudyAgent
 
 /// The pure parts of inspections: the schedule (time passed in), the command line, the `[inspect]` table.
 @Suite("Inspection schedule and settings")
@@ -93,5 +93,45 @@ struct InspectionScheduleTests {
                 #expect(error.key == key, "\(table): \(error)")
             }
         }
+    }
+}
+
+/// What the backup reports of its scheduled inspections: status (JSON and the table) and metrics.
+@Suite("Inspection reports")
+struct InspectionReportTests {
+    func report(ok: Bool, exit: Int32?, at startedAt: Double) -> InspectionReport {
+        InspectionReport(ok: ok, message: exit == nil ? "the replica in /r is empty, not committed" : "clamscan exited with status \(exit!)",
+                         vm: "web-1", command: "clamscan -r /m", epoch: exit == nil ? nil : 812, stateAgeMs: exit == nil ? nil : 6,
+                         exitStatus: exit, startedAt: startedAt, durationMs: 2310)
+    }
+
+    @Test func statusCountsRunsAndFailuresAndKeepsTheLastSuccess() throws {
+        var status = InspectionStatus(everySeconds: 3600, command: "clamscan -r")
+        status.record(report(ok: true, exit: 0, at: 1000))
+        status.record(report(ok: false, exit: 1, at: 4600))
+        status.record(report(ok: false, exit: nil, at: 8200))
+        #expect(status.runs == 3 && status.failures == 2)
+        #expect(status.lastSuccessAt == 1000)
+        #expect(status.last?.exitStatus == nil)
+        var backup = BackupStatus(vm: "web-1", state: .serving)
+        backup.inspection = status
+        let decoded = try JSONDecoder().decode(AgentStatus.self, from: JSONEncoder().encode(AgentStatus.backup(backup)))
+        #expect(decoded.backup?.inspection == status)
+        let table = AgentStatus.backup(backup).humanReadable
+        #expect(table.contains("every 3600 s (clamscan -r): 3 runs, 2 failed"), "\(table)")
+        #expect(table.contains("exit - in 2310 ms (the replica in /r is empty, not committed)"), "a run that could not start says why: \(table)")
+    }
+
+    @Test func metricsCarryTheLastResult() {
+        let metrics = AgentMetrics(vm: "web-1")
+        metrics.inspected(report(ok: true, exit: 0, at: 1000))
+        metrics.inspected(report(ok: false, exit: 1, at: 4600))
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(text.contains("understudy_inspections_total{vm=\"web-1\",result=\"success\"} 1"), "\(text)")
+        #expect(text.contains("understudy_inspections_total{vm=\"web-1\",result=\"failure\"} 1"))
+        #expect(text.contains("understudy_inspection_last_success_timestamp_seconds{vm=\"web-1\"} 1000"))
+        #expect(text.contains("understudy_inspection_last_exit_status{vm=\"web-1\"} 1"))
+        #expect(text.contains("understudy_inspection_last_duration_seconds{vm=\"web-1\"} 2.31"))
+        #expect(text.contains("understudy_inspection_last_checkpoint_age_seconds{vm=\"web-1\"} 0.006"))
     }
 }
