@@ -16,6 +16,7 @@ packages=(
   gcc               # builds the test guest's programs (statically)
   libc6-dev
   etcd-server       # the witness (etcd 3.4, v3 HTTP gateway): fencing tests start their own
+  clamav            # clamscan and sigtool: the inspection tests scan the replica with a signature made on the spot
 )
 
 missing=()

@@ -31,6 +31,8 @@ public struct BackupStatus: Sendable, Codable, Equatable {
     public var journalSyncMillisecondsP99: Double?
     public var applyMillisecondsP50: Double?
     public var applyMillisecondsP99: Double?
+    /// The scheduled inspections of the replica (`[inspect]`); nil: none scheduled.
+    public var inspection: InspectionStatus?
 
     public init(vm: String, state: Phase, detail: String? = nil) {
         self.vm = vm
@@ -69,6 +71,7 @@ public struct BackupStatus: Sendable, Codable, Equatable {
         if let silent = peerSilentMilliseconds, let timeout = heartbeatTimeoutMilliseconds {
             rows.append(("peer", String(format: "last heard %.0f ms ago (lost after %.0f ms)", silent, timeout)))
         }
+        add("inspection", inspection?.row)
         return rows
     }
 }

@@ -28,6 +28,9 @@ public final class BackupSupervisor: @unchecked Sendable {
     private var datagrams: HeartbeatDatagrams?
     /// Only `run`'s thread attempts the fence.
     private var lastFenceAttempt: ContinuousClock.Instant?
+    private let metrics: AgentMetrics?
+    /// The scheduled inspections while `run` runs (`[inspect]`); nil: none scheduled.
+    private let inspections = Mutex<InspectionScheduler?>(nil)
 
     /// What the receiver's and the datagram path's threads report into.
     private final class Shared: Sendable {
@@ -50,6 +53,7 @@ public final class BackupSupervisor: @unchecked Sendable {
         self.fence = fence
         self.logger = logger
         self.stop = stop
+        self.metrics = metrics
         let shared = Shared(HeartbeatMonitor(configuration: configuration.heartbeat, now: .now))
         self.shared = shared
         var backup = try configuration.backup()
@@ -86,9 +90,12 @@ public final class BackupSupervisor: @unchecked Sendable {
                 repeat { datagrams.send() } while !done.wait(timeout: interval)
             }
         }
+        inspections.withLock { [self] in $0 = InspectionScheduler(configuration: configuration, receiver: receiver, metrics: metrics, logger: logger) }
         logger.notice("backup serving", metadata: ["vm": "\(configuration.vm.id)", "listen": "\(receiver.endpoint)",
                                                    "automatic-failover": "\(configuration.automaticFailover)", "fence": "\(fence.kind)"])
         defer {
+            // Before the receiver stops: a scan's snapshot asks it to pause applying.
+            inspections.withLock { $0.take() }?.close()
             done.trigger()
             beating?.join()
             receiver.stop()
@@ -179,6 +186,7 @@ public final class BackupSupervisor: @unchecked Sendable {
         status.fence = fence.kind
         status.witnessTerm = fence.term?.number
         status.replicaReset = receiver.store.state.resetReason
+        status.inspection = inspections.withLock { $0 }?.status
         return .backup(status)
     }
 }

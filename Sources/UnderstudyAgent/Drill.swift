@@ -34,7 +34,7 @@ public enum Drill {
         }
         let tag = String(format: "%06x", UInt32.random(in: 0...0xff_ffff))
         let directory = "/dev/shm/understudy-\(configuration.vm.id)-drill-\(tag)"
-        let (snapshot, snapshotFrom) = try takeSnapshot(configuration: configuration, into: directory, logger: logger)
+        let (snapshot, snapshotFrom) = try ReplicaSnapshot.take(configuration: configuration, into: directory, logger: logger)
         defer { snapshot.remove() }
         logger.notice("replica copied for the drill", metadata: [
             "epoch": "\(snapshot.epoch)", "from": "\(snapshotFrom)", "replica-paused-ms": "\(String(format: "%.1f", snapshot.pausedMilliseconds))",
@@ -86,25 +86,5 @@ public enum Drill {
                                  sandboxFramesFromClone: statistics?.sentFrames ?? 0, sandboxFramesToClone: statistics?.framesToGuest ?? 0)
         report.message = failure ?? "the clone from checkpoint \(snapshot.epoch) answered \(probe) \(recovery.wholeMilliseconds) ms after it started"
         return report
-    }
-
-    /// Asks the backup agent for a snapshot; when none answers, opens the replica here (which
-    /// takes its lock, so no agent can start on it meanwhile) and copies it.
-    private static func takeSnapshot(configuration: AgentConfiguration, into directory: String,
-                                     logger: Logger) throws -> (ReplicaSnapshot, String) {
-        let reply: Data
-        do {
-            reply = try ControlServer.request("snapshot \(directory)", path: configuration.controlSocket)
-        } catch {
-            guard let replicaDirectory = configuration.replicaDirectory else {
-                throw DrillError("\(configuration.source): backup.replica_dir: missing: a drill starts from the replica")
-            }
-            logger.info("no backup agent answers; copying the replica directory", metadata: ["control": "\(configuration.controlSocket)"])
-            let store = try ReplicaStore(directory: replicaDirectory, identity: configuration.identity, diskPath: configuration.vm.diskImage)
-            return (try ReplicaSnapshot.take(of: store, into: directory), "replica directory")
-        }
-        if let snapshot = try? JSONDecoder().decode(ReplicaSnapshot.self, from: reply) { return (snapshot, "backup agent") }
-        let refusal = (try? JSONDecoder().decode(ControlReply.self, from: reply))?.message ?? String(decoding: reply, as: UTF8.self)
-        throw DrillError("the backup agent did not copy the replica: \(refusal)")
     }
 }

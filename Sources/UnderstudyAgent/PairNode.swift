@@ -92,7 +92,8 @@ public final class PairNode: @unchecked Sendable {
     }
 
     /// The control socket's commands: `switchover` (on the active copy), `failover` (on the backup, forced),
-    /// `snapshot DIRECTORY` (on the backup: a copy of the replica for `understudy drill`).
+    /// `snapshot DIRECTORY` (on the backup: a copy of the replica for `understudy drill`), `snapshot-disk
+    /// DIRECTORY` (the same without memory, for `understudy inspect`).
     public var commands: [String: ControlServer.Command] {
         [
             "switchover": { [self] _ in
@@ -112,6 +113,12 @@ public final class PairNode: @unchecked Sendable {
                     return ControlServer.encode(ControlReply(ok: false, message: "this node is not a backup: it has no replica to copy"))
                 }
                 return supervisor.receiver.snapshotCommand(logger: logger)(directory)
+            },
+            "snapshot-disk": { [self] directory in
+                guard case .backup(let supervisor) = role.withLock({ $0 }) else {
+                    return ControlServer.encode(ControlReply(ok: false, message: "this node is not a backup: it has no replica to copy"))
+                }
+                return supervisor.receiver.snapshotCommand(memory: false, logger: logger)(directory)
             },
         ]
     }

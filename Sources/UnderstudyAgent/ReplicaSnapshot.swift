@@ -14,6 +14,7 @@ public struct ReplicaSnapshot: Sendable, Codable {
     public var ok = true
     public var directory: String
     public var epoch: UInt64
+    /// The memory copy; no file there when the snapshot was taken without memory (an inspection's).
     public var memoryPath: String
     /// The frozen disk copy; nil when the VM has no disk.
     public var diskPath: String?
@@ -34,13 +35,13 @@ public struct ReplicaSnapshot: Sendable, Codable {
     /// Copies `store`'s committed checkpoint into the new directory `directory`, in one pass: for
     /// a store nobody else uses (this process opened it). Refuses a replica that is not committed;
     /// leaves nothing behind on failure. `BackupReceiver.snapshot` is the variant for a replica
-    /// being applied to.
-    public static func take(of store: ReplicaStore, into directory: String) throws -> ReplicaSnapshot {
+    /// being applied to. Without `memory`, only the disk and the device state are copied.
+    public static func take(of store: ReplicaStore, into directory: String, memory: Bool = true) throws -> ReplicaSnapshot {
         let started = ContinuousClock.now
         var snapshot = try prepare(of: store, into: directory)
         do {
-            try snapshot.copyMemory(of: store)
-            try snapshot.finish(from: store, memoryWritten: [])
+            if memory { try snapshot.copyMemory(of: store) }
+            try snapshot.finish(from: store, memoryWritten: memory ? [] : nil)
         } catch {
             snapshot.remove()
             throw error
@@ -66,15 +67,15 @@ public struct ReplicaSnapshot: Sendable, Codable {
     }
 
     /// Completes the snapshot with nothing writing the replica: brings the memory copy up to date
-    /// with `memoryWritten` (the byte ranges written since `copyMemory` began), copies the disk and
-    /// the device state, and records the epoch they all are.
-    mutating func finish(from store: ReplicaStore, memoryWritten: [Range<UInt64>]) throws {
+    /// with `memoryWritten` (the byte ranges written since `copyMemory` began; nil: no memory copy),
+    /// copies the disk and the device state, and records the epoch they all are.
+    mutating func finish(from store: ReplicaStore, memoryWritten: [Range<UInt64>]?) throws {
         try Self.requireCommitted(store)
         takenAt = Date().timeIntervalSince1970
         epoch = store.state.committedEpoch
         let attributes = try FileManager.default.attributesOfItem(atPath: store.statePath)
         committedAt = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? takenAt
-        try ImageCopy.update(memoryWritten, from: store.memoryPath, to: memoryPath)
+        if let memoryWritten { try ImageCopy.update(memoryWritten, from: store.memoryPath, to: memoryPath) }
         if let source = store.diskPath, let diskPath { diskCopy = try ImageCopy.copy(from: source, to: diskPath) }
         guard FileManager.default.createFile(atPath: deviceStatePath, contents: Data(store.state.deviceState),
                                              attributes: [.posixPermissions: 0o600]) else {
@@ -87,7 +88,8 @@ public struct ReplicaSnapshot: Sendable, Codable {
         try store.finishInterruptedApply()
         guard store.state.phase == .committed else {
             throw ReplicaError.notReady("the replica in \(store.directory) is \(store.state.phase), not committed: there is no "
-                                        + "checkpoint to start a drill from (a primary must finish its initial sync and one checkpoint first)")
+                                        + "checkpoint to copy (a primary must finish its initial sync and one checkpoint first; a reset "
+                                        + "replica waits for a full sync)")
         }
     }
 

@@ -125,6 +125,8 @@ public struct AgentConfiguration: Sendable {
     public var witnessServerName: String
     /// The `[drill]` table (`understudy drill`).
     public var drill: DrillConfiguration
+    /// The `[inspect]` table (scheduled inspections of the replica).
+    public var inspection: InspectionConfiguration
     /// Where to serve Prometheus metrics (`GET /metrics`); nil: no endpoint.
     public var metricsListen: Endpoint?
 
@@ -148,9 +150,11 @@ public struct AgentConfiguration: Sendable {
     }
 
     public init(document d: TOMLDocument) throws(ConfigurationError) {
-        try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys).union(ReplicationConfiguration.knownKeys).union(GatePolicy.knownKeys))
+        try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys).union(ReplicationConfiguration.knownKeys)
+                                    .union(GatePolicy.knownKeys).union(InspectionConfiguration.knownKeys))
         source = d.source
         drill = try DrillConfiguration(document: d)
+        inspection = try InspectionConfiguration(document: d)
         nodeName = try d.requiredString("node.name")
         certificates = try d.requiredString("node.certificates")
         peerName = try d.requiredString("peer.name")

@@ -54,6 +54,11 @@ public final class AgentMetrics: Sendable {
     private let recoveryPointExceeded: CoreMetrics.Gauge
     private let witnessTermGauge: CoreMetrics.Gauge
     private let sessionStarts: [String: CoreMetrics.Counter]
+    private let inspections: [Bool: CoreMetrics.Counter]
+    private let inspectionLastSuccess: CoreMetrics.Gauge
+    private let inspectionExitStatus: CoreMetrics.Gauge
+    private let inspectionDuration: CoreMetrics.Gauge
+    private let inspectionCheckpointAge: CoreMetrics.Gauge
 
     private struct Bookkeeping {
         /// When the last checkpoint committed (or the metrics were created, before any did).
@@ -137,6 +142,14 @@ public final class AgentMetrics: Sendable {
         sessionStarts = Dictionary(uniqueKeysWithValues: ["catch_up", "full_sync"].map { kind in
             (kind, CoreMetrics.Counter(label: "understudy_session_starts_total", dimensions: labels + [("kind", kind)], factory: factory))
         })
+        inspections = Dictionary(uniqueKeysWithValues: [true, false].map { ok in
+            (ok, CoreMetrics.Counter(label: "understudy_inspections_total", dimensions: labels + [("result", ok ? "success" : "failure")],
+                                     factory: factory))
+        })
+        inspectionLastSuccess = CoreMetrics.Gauge(label: "understudy_inspection_last_success_timestamp_seconds", dimensions: labels, factory: factory)
+        inspectionExitStatus = CoreMetrics.Gauge(label: "understudy_inspection_last_exit_status", dimensions: labels, factory: factory)
+        inspectionDuration = CoreMetrics.Gauge(label: "understudy_inspection_last_duration_seconds", dimensions: labels, factory: factory)
+        inspectionCheckpointAge = CoreMetrics.Gauge(label: "understudy_inspection_last_checkpoint_age_seconds", dimensions: labels, factory: factory)
         bookkeeping = Mutex(Bookkeeping(lastCommit: .now))
         setRole(.starting)
     }
@@ -214,6 +227,16 @@ public final class AgentMetrics: Sendable {
 
     /// A session brought the backup up to date with a catch-up checkpoint or a full synchronisation.
     public func sessionStarted(catchUp: Bool) { sessionStarts[catchUp ? "catch_up" : "full_sync"]?.increment() }
+
+    /// A scheduled inspection ended: its exit status (-1: it could not run), duration, the age of
+    /// the checkpoint it scanned, and, when it succeeded, its start time.
+    public func inspected(_ report: InspectionReport) {
+        inspections[report.ok]?.increment()
+        if report.ok { inspectionLastSuccess.record(report.startedAt) }
+        inspectionExitStatus.record(Int64(report.exitStatus ?? -1))
+        inspectionDuration.record(report.durationMs / 1000)
+        if let age = report.stateAgeMs { inspectionCheckpointAge.record(age / 1000) }
+    }
 
     /// The node's role changed.
     public func setRole(_ current: Role) {
