@@ -89,9 +89,13 @@ public struct PrimaryStatistics: Sendable {
     /// The mean pause phase by phase; nil before the first.
     public var meanPause: PauseBreakdown? { pausesBrokenDown > 0 ? pauseSum.mean(of: pausesBrokenDown) : nil }
 
-    /// Checkpoints per second over the last `span`.
+    /// Checkpoints per second over the last `span`, or since the first checkpoint when that is
+    /// more recent: a young session would otherwise show a fraction of its rate.
     public func checkpointsPerSecond(over span: Duration = .seconds(5), now: ContinuousClock.Instant = .now) -> Double {
         let since = now - span
-        return Double(recent.reversed().prefix { $0.at >= since }.count) / span.seconds
+        let count = recent.reversed().prefix { $0.at >= since }.count
+        guard let first = recent.first?.at, first > since else { return Double(count) / span.seconds }
+        let covered = now - first
+        return covered > .zero ? Double(count) / covered.seconds : 0
     }
 }
