@@ -137,7 +137,7 @@ public final class EtcdClient: Sendable {
     // MARK: - Gateway plumbing
 
     /// POSTs `body` and returns the JSON object of a 200 reply; any other status is `.rejected`.
-    private func call(_ path: String, _ body: [String: Any]) throws(WitnessError) -> [String: Any] {
+    func call(_ path: String, _ body: [String: Any]) throws(WitnessError) -> [String: Any] {
         let (status, reply) = try request(path, body)
         try check(status, reply)
         return reply
@@ -184,10 +184,10 @@ public final class EtcdClient: Sendable {
         return object
     }
 
-    private func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+    func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
     /// An int64 field: a string in proto3 JSON, a number from a lenient server; absent means `default`.
-    private static func integer(_ object: [String: Any], _ field: String, in what: String, default: Int64? = nil) throws(WitnessError) -> Int64 {
+    static func integer(_ object: [String: Any], _ field: String, in what: String, default: Int64? = nil) throws(WitnessError) -> Int64 {
         switch object[field] {
         case let text as String:
             guard let value = Int64(text) else { throw .malformedReply("\(what): \(field) \"\(text)\" is not an integer") }

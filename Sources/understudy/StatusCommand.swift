@@ -31,20 +31,7 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let path = try socket ?? ConfigOptions(config: config!).load().controlSocket
         guard watch else { return try show(path) }
-        // Redraw in place on a terminal; append (with a separator) when the output is a file or a pipe.
-        let terminal = isatty(STDOUT_FILENO) != 0
-        while true {
-            if terminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
-            print(Date().formatted(.iso8601))
-            do {
-                try show(path)
-            } catch {
-                print("no status: \(error)")
-            }
-            if !terminal { print("") }
-            fflush(nil)
-            Thread.sleep(forTimeInterval: interval)
-        }
+        redraw(every: interval) { try show(path) }
     }
 
     private func show(_ path: String) throws {

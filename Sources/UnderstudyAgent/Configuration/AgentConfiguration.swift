@@ -82,6 +82,9 @@ import UnderstudyTransport
 ///
 /// [metrics]
 /// listen = "127.0.0.1:9464"             # Prometheus text at http://ADDRESS/metrics; absent: no endpoint
+///
+/// [fleet]
+/// endpoints = ["192.0.2.3:2379"]        # publish to the fleet registry (etcd): see FleetConfiguration for the keys
 /// ```
 public struct AgentConfiguration: Sendable {
     public var source: String
@@ -129,6 +132,8 @@ public struct AgentConfiguration: Sendable {
     public var inspection: InspectionConfiguration
     /// Where to serve Prometheus metrics (`GET /metrics`); nil: no endpoint.
     public var metricsListen: Endpoint?
+    /// The `[fleet]` table: publish to the fleet registry; nil: this node does not.
+    public var fleet: FleetConfiguration?
 
     static let knownKeys: Set<String> = [
         "node.name", "node.certificates", "node.role", "node.state_dir", "node.on_stop", "log.level", "log.format",
@@ -151,7 +156,8 @@ public struct AgentConfiguration: Sendable {
 
     public init(document d: TOMLDocument) throws(ConfigurationError) {
         try d.rejectUnknownKeys(Self.knownKeys.union(DrillConfiguration.knownKeys).union(ReplicationConfiguration.knownKeys)
-                                    .union(GatePolicy.knownKeys).union(InspectionConfiguration.knownKeys))
+                                    .union(GatePolicy.knownKeys).union(InspectionConfiguration.knownKeys)
+                                    .union(FleetConfiguration.knownKeys))
         source = d.source
         drill = try DrillConfiguration(document: d)
         inspection = try InspectionConfiguration(document: d)
@@ -237,6 +243,8 @@ public struct AgentConfiguration: Sendable {
         witnessLeaseTTL = .seconds(try d.integer("witness.lease_ttl_s", in: 1...600) ?? 2)
         witnessServerName = try d.string("witness.server_name") ?? "witness"
         metricsListen = try Self.endpoint(d, "metrics.listen")
+        fleet = try FleetConfiguration(document: d, certificates: certificates, node: nodeName, witnessServerName: witnessServerName,
+                                       vmMemoryBytes: vm.memoryBytes, replicaDirectory: replicaDirectory)
         if let metricsListen, let listen, metricsListen.port != 0, metricsListen == listen {
             throw ConfigurationError(source: d.source, line: d.line(of: "metrics.listen"), key: "metrics.listen",
                                      message: "\"\(metricsListen)\" is also backup.listen: the metrics endpoint needs a port of its own")

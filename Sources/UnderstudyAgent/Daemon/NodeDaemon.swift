@@ -92,6 +92,13 @@ public struct NodeDaemon: Sendable {
         let node = try PairNode(configuration: configuration, record: record, logger: logger, stop: stop)
         let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
         defer { control.close() }
+        let publisher = configuration.fleet.map { fleet in
+            logger.notice("publishing to the fleet registry", metadata: ["host": "\(fleet.host)", "lease-ttl": "\(fleet.leaseTTL)"])
+            return FleetPublisher(configuration: fleet, logger: logger) { [configuration] in
+                [FleetRecord(status: node.status(), host: fleet.host, node: configuration.nodeName, peer: configuration.peerName, publishedAt: 0)]
+            }
+        }
+        defer { publisher?.stop() }
         let service = switch mode {
         case .daemon:
             NodeService(node: node, start: decision.start, onStop: configuration.onStop, stop: stop,

@@ -1,0 +1,51 @@
+import Foundation
+
+extension EtcdClient {
+    /// Writes every pair in one transaction, each attached to `lease` (0: none), so a reader
+    /// never sees some of them new and others old.
+    public func put(_ pairs: [(key: String, value: String)], lease: Int64) throws(WitnessError) {
+        guard !pairs.isEmpty else { return }
+        let puts: [[String: Any]] = pairs.map { pair in
+            var put: [String: Any] = ["key": base64(pair.key), "value": base64(pair.value)]
+            if lease != 0 { put["lease"] = String(lease) }
+            return ["request_put": put]
+        }
+        _ = try call("/v3/kv/txn", ["success": puts])
+    }
+
+    /// Every key that begins with `prefix`, in key order.
+    public func range(prefix: String) throws(WitnessError) -> [EtcdKeyValue] {
+        let reply = try call("/v3/kv/range", ["key": base64(prefix), "range_end": Self.rangeEnd(ofPrefix: prefix).base64EncodedString()])
+        return try Self.keyValues(reply, in: "range \(prefix)")
+    }
+
+    /// The first key after every key that begins with `prefix`: the prefix with its last byte
+    /// below 0xff incremented and what follows it dropped (etcd's own rule, `clientv3.GetPrefixRangeEnd`).
+    static func rangeEnd(ofPrefix prefix: String) -> Data {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xff {
+                bytes[bytes.count - 1] = last + 1
+                return Data(bytes)
+            }
+            bytes.removeLast()
+        }
+        // Only 0xff bytes, or empty: to the end of the key space.
+        return Data([0])
+    }
+
+    /// The key-values of a range reply (none: etcd leaves `kvs` out).
+    static func keyValues(_ range: [String: Any], in what: String) throws(WitnessError) -> [EtcdKeyValue] {
+        guard let kvs = range["kvs"] else { return [] }
+        guard let list = kvs as? [[String: Any]] else { throw .malformedReply("\(what): kvs is not a list") }
+        var result: [EtcdKeyValue] = []
+        for kv in list {
+            guard let key = Data(base64Encoded: kv["key"] as? String ?? ""), let value = Data(base64Encoded: kv["value"] as? String ?? "") else {
+                throw .malformedReply("\(what): a key or value is not base64")
+            }
+            result.append(EtcdKeyValue(key: String(decoding: key, as: UTF8.self), value: String(decoding: value, as: UTF8.self),
+                                       lease: try integer(kv, "lease", in: what, default: 0)))
+        }
+        return result
+    }
+}
