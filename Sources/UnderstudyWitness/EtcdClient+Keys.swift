@@ -20,18 +20,12 @@ extension EtcdClient {
     }
 
     /// The first key after every key that begins with `prefix`: the prefix with its last byte
-    /// below 0xff incremented and what follows it dropped (etcd's own rule, `clientv3.GetPrefixRangeEnd`).
+    /// incremented (etcd's rule, `clientv3.GetPrefixRangeEnd`; UTF-8 has no 0xff byte to carry
+    /// over). An empty prefix ends at "\0", etcd's "to the end of the key space".
     static func rangeEnd(ofPrefix prefix: String) -> Data {
         var bytes = Array(prefix.utf8)
-        while let last = bytes.last {
-            if last < 0xff {
-                bytes[bytes.count - 1] = last + 1
-                return Data(bytes)
-            }
-            bytes.removeLast()
-        }
-        // Only 0xff bytes, or empty: to the end of the key space.
-        return Data([0])
+        guard let last = bytes.popLast() else { return Data([0]) }
+        return Data(bytes + [last + 1])
     }
 
     /// The key-values of a range reply (none: etcd leaves `kvs` out).

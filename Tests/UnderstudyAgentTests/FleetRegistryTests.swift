@@ -125,4 +125,50 @@ struct FleetRegistryTests {
         registry.etcd.resume()
         #expect(try eventually(within: .seconds(10), every: .milliseconds(200)) { try registry.vms().count == 1 }, "published once etcd answers")
     }
+
+    /// `understudy backup` with a `[fleet]` table publishes its VM, and an orderly stop takes it out
+    /// at once. No guest: the backup serves a replica and waits for a primary that never comes.
+    @Test func aRunningBackupNodePublishesItsVM() throws {
+        let registry = try Registry()
+        defer { registry.stop() }
+        let directory = try TemporaryDirectory("fleet-node")
+        defer { directory.remove() }
+        let vm = "fleet-\(UUID().uuidString.prefix(6).lowercased())"
+        let config = "\(directory.path)/backup.toml"
+        try """
+            [node]
+            name = "node-b"
+            certificates = "\(registry.directory)"
+            [peer]
+            name = "node-a"
+            [vm]
+            id = "\(vm)"
+            memory_mib = 16
+            kernel = "\(directory.path)/no-kernel"
+            run_dir = "\(directory.path)/run"
+            [backup]
+            listen = "127.0.0.1:0"
+            replica_dir = "\(directory.path)/replica"
+            [fleet]
+            endpoints = ["\(registry.etcd.clientAddress)"]
+            host = "hv-b"
+            lease_ttl_s = 2
+            publish_ms = 200
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let node = try AgentPair.start(["backup", "--config", config, "--log-level", "info"], log: "\(directory.path)/backup.log")
+        defer {
+            if node.isRunning { kill(node.processIdentifier, SIGKILL) }
+            node.waitUntilExit()
+        }
+        let published = try eventually(within: .seconds(20), every: .milliseconds(200)) {
+            try registry.vms().first { $0["vm"] as? String == vm }?["backupHost"] as? String == "hv-b"
+        }
+        let log = { (try? String(contentsOfFile: "\(directory.path)/backup.log", encoding: .utf8)) ?? "" }
+        #expect(published, "the node's entry: \(log())")
+        let row = try registry.vms().first { $0["vm"] as? String == vm }
+        #expect(row?["problem"] as? String == "unprotected" && row?["state"] as? String == "serving", "no primary runs it: \(String(describing: row))")
+        kill(node.processIdentifier, SIGTERM)
+        node.waitUntilExit()
+        #expect(try registry.vms().isEmpty, "an orderly stop revokes the lease: \(log())")
+    }
 }
