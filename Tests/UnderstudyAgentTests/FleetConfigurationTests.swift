@@ -122,4 +122,15 @@ struct FleetConfigurationTests {
         let free = try #require(measured.replicaSpaceFreeBytes)
         #expect(free <= measured.replicaSpaceTotalBytes ?? 0)
     }
+
+    @Test func theFleetCommandsSayWhatTheyNeed() throws {
+        let bare = try runCLI(["fleet", "status"])
+        #expect(bare.status != 0 && bare.stderr.contains("give --etcd, --certs and --node"), "\(bare.stderr)")
+        let both = try runCLI(["fleet", "hosts", "--etcd", "127.0.0.1:2379", "--certs", "/c", "--node", "admin", "--watch", "--json"])
+        #expect(both.status != 0 && both.stderr.contains("--watch"), "\(both.stderr)")
+        let mixed = try runCLI(["fleet", "status", "--config", "/c/node.toml", "--node", "admin"])
+        #expect(mixed.status != 0 && mixed.stderr.contains("--config"), "\(mixed.stderr)")
+        let badEndpoint = try runCLI(["fleet", "status", "--etcd", "127.0.0.1", "--certs", "/c", "--node", "admin"])
+        #expect(badEndpoint.status != 0 && badEndpoint.stderr.contains("--etcd"), "\(badEndpoint.stderr)")
+    }
 }
