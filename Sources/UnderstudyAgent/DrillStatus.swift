@@ -34,7 +34,7 @@ public struct DrillStatus: Sendable, Codable, Equatable {
     /// passed for two intervals (drills keep failing to start, or keep waiting for a slot).
     func problems(last: DrillOutcome?, now: Double) -> [String] {
         var problems: [String] = []
-        if let last, !last.passed { problems.append("the last drill FAILED: \(last.summary)") }
+        if let last, !last.passed { problems.append("the last drill \(last.summary)") }
         let passedAt = lastSuccessAt ?? since
         if now - passedAt > 2 * everySeconds {
             problems.append(String(format: "no drill has passed for %.0f s (drill.every is %.0f s)%@", now - passedAt, everySeconds,
