@@ -90,8 +90,8 @@ struct DrillScheduleTests {
         drills.record(failed)
         #expect(drills.runs == 2 && drills.failures == 1 && drills.lastSuccessAt == 1_086_400)
         let problems = drills.problems(last: failed, now: 1_172_900)
-        #expect(problems.count == 1 && problems[0].contains("the last drill FAILED"), "\(problems)")
-        #expect(problems[0].contains("exit 2: no response"), "the reason is in the problem: \(problems)")
+        #expect(problems.count == 1 && problems.first?.contains("the last drill FAILED at") == true, "\(problems)")
+        #expect(problems.first?.contains("exit 2: no response") == true, "the reason is in the problem: \(problems)")
 
         var backup = BackupStatus(vm: "db-1", state: .serving)
         backup.drills = drills
@@ -115,7 +115,8 @@ struct DrillScheduleTests {
         #expect(drills.problems(last: nil, now: 7200).isEmpty)
         drills.waiting = "all 1 drill slot(s) of this host are taken by other drills"
         let problems = drills.problems(last: nil, now: 7300)
-        #expect(problems.count == 1 && problems[0].contains("no drill has passed for 7300 s") && problems[0].contains("slot"), "\(problems)")
+        #expect(problems.count == 1 && problems.first?.contains("no drill has passed for 7300 s") == true
+                && problems.first?.contains("slot") == true, "\(problems)")
         drills.record(outcome(passed: true, at: 7400))
         #expect(drills.problems(last: nil, now: 7500).isEmpty)
         #expect(drills.waiting == nil)
