@@ -33,6 +33,12 @@ public struct BackupStatus: Sendable, Codable, Equatable {
     public var applyMillisecondsP99: Double?
     /// The scheduled inspections of the replica (`[inspect]`); nil: none scheduled.
     public var inspection: InspectionStatus?
+    /// The scheduled drills (`drill.every`); nil: none scheduled.
+    public var drills: DrillStatus?
+    /// The last scheduled drill's outcome; nil: none has ended yet.
+    public var lastDrill: DrillOutcome?
+    /// What needs the operator (a failed drill, none passed for too long); nil: nothing.
+    public var problems: [String]?
 
     public init(vm: String, state: Phase, detail: String? = nil) {
         self.vm = vm
@@ -58,6 +64,8 @@ public struct BackupStatus: Sendable, Codable, Equatable {
     var rows: [(String, String)] {
         var rows: [(String, String)] = []
         func add(_ name: String, _ value: String?) { if let value { rows.append((name, value)) } }
+        // First, in capitals: what an operator glancing at the table must not miss.
+        for problem in problems ?? [] { rows.append(("PROBLEM", problem)) }
         add("committed epoch", committedEpoch.map { "\($0)" })
         add("replica reset", replicaReset)
         add("initial sync pages", syncPages.map { "\($0)" })
@@ -72,6 +80,8 @@ public struct BackupStatus: Sendable, Codable, Equatable {
             rows.append(("peer", String(format: "last heard %.0f ms ago (lost after %.0f ms)", silent, timeout)))
         }
         add("inspection", inspection?.row)
+        add("drills", drills?.row)
+        add("last drill", lastDrill?.summary)
         return rows
     }
 }

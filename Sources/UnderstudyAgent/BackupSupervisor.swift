@@ -29,8 +29,8 @@ public final class BackupSupervisor: @unchecked Sendable {
     /// Only `run`'s thread attempts the fence.
     private var lastFenceAttempt: ContinuousClock.Instant?
     private let metrics: AgentMetrics?
-    /// The scheduled inspections while `run` runs (`[inspect]`); nil: none scheduled.
-    private let inspections = Mutex<InspectionScheduler?>(nil)
+    /// The scheduled inspections and drills while `run` runs; nil: none scheduled.
+    private let scheduler = Mutex<BackupScheduler?>(nil)
 
     /// What the receiver's and the datagram path's threads report into.
     private final class Shared: Sendable {
@@ -90,12 +90,12 @@ public final class BackupSupervisor: @unchecked Sendable {
                 repeat { datagrams.send() } while !done.wait(timeout: interval)
             }
         }
-        inspections.withLock { [self] in $0 = InspectionScheduler(configuration: configuration, receiver: receiver, metrics: metrics, logger: logger) }
+        scheduler.withLock { [self] in $0 = BackupScheduler(configuration: configuration, receiver: receiver, metrics: metrics, logger: logger) }
         logger.notice("backup serving", metadata: ["vm": "\(configuration.vm.id)", "listen": "\(receiver.endpoint)",
                                                    "automatic-failover": "\(configuration.automaticFailover)", "fence": "\(fence.kind)"])
         defer {
-            // Before the receiver stops: a scan's snapshot asks it to pause applying.
-            inspections.withLock { $0.take() }?.close()
+            // Before the receiver stops: a scan's or a drill's snapshot asks it to pause applying.
+            scheduler.withLock { $0.take() }?.close()
             done.trigger()
             beating?.join()
             receiver.stop()
@@ -186,7 +186,13 @@ public final class BackupSupervisor: @unchecked Sendable {
         status.fence = fence.kind
         status.witnessTerm = fence.term?.number
         status.replicaReset = receiver.store.state.resetReason
-        status.inspection = inspections.withLock { $0 }?.status
+        let scheduled = scheduler.withLock { $0 }
+        status.inspection = scheduled?.inspection
+        if let drills = scheduled?.drills {
+            status.drills = drills.status
+            status.lastDrill = drills.last
+            status.problems = drills.problems.isEmpty ? nil : drills.problems
+        }
         return .backup(status)
     }
 }

@@ -21,20 +21,28 @@ public enum Drill {
     /// before returning or throwing. `stop` ends it early (SIGINT); it is also triggered when the
     /// clone's QEMU exits. Throws when the drill cannot run; a probe that fails is a report with
     /// `ok` false.
+    /// - Parameter source: how the replica is copied (the backup agent's own drills ask its receiver);
+    ///   default: the backup agent's `snapshot` control command, or the replica directory when no agent runs.
     public static func run(configuration: AgentConfiguration, probe: DrillProbe, timeout: Duration, stop: StopSignal,
-                           logger: Logger) throws -> DrillReport {
-        if case .tcp = probe {
+                           logger: Logger, source: Inspection.SnapshotSource? = nil) throws -> DrillReport {
+        let startedAt = Date().timeIntervalSince1970
+        switch probe {
+        case .tcp, .exec:
+            let kind = probe.description.prefix { $0 != ":" }
             guard configuration.tap != nil else {
-                throw DrillError("a tcp probe needs the guest's NIC, and \(configuration.source) has no network.tap: use a serial probe")
+                throw DrillError("the \(kind) probe needs the guest's NIC, and \(configuration.source) has no network.tap: use a serial probe")
             }
             guard configuration.drill.sandboxAddress != nil else {
-                throw DrillError("\(configuration.source): drill.sandbox_address: missing: a tcp probe needs an address in the guest's "
-                                 + "subnet for the drill's side of the sandbox, e.g. \"10.77.0.1/24\"")
+                throw DrillError("\(configuration.source): drill.sandbox_address: missing: the \(kind) probe needs an address in "
+                                 + "the guest's subnet for the drill's side of the sandbox, e.g. \"10.77.0.1/24\"")
             }
+        case .serial:
+            break
         }
         let tag = String(format: "%06x", UInt32.random(in: 0...0xff_ffff))
         let directory = "/dev/shm/understudy-\(configuration.vm.id)-drill-\(tag)"
-        let (snapshot, snapshotFrom) = try ReplicaSnapshot.take(configuration: configuration, into: directory, logger: logger)
+        let take = source ?? { try ReplicaSnapshot.take(configuration: configuration, into: $0, logger: logger) }
+        let (snapshot, snapshotFrom) = try take(directory)
         defer { snapshot.remove() }
         logger.notice("replica copied for the drill", metadata: [
             "epoch": "\(snapshot.epoch)", "from": "\(snapshotFrom)", "replica-paused-ms": "\(String(format: "%.1f", snapshot.pausedMilliseconds))",
@@ -76,14 +84,15 @@ public enum Drill {
         let running = ContinuousClock.now - started
         logger.notice("clone running", metadata: ["epoch": "\(snapshot.epoch)", "ms": "\(running.wholeMilliseconds)"])
 
-        let failure = sandbox.waitForProbe(probe, serialLog: vm.serialLog, deadline: deadline, timeout: timeout, stop: stop)
+        let failure = sandbox.waitForProbe(probe, serialLog: vm.serialLog, scratch: vm.runDirectory, deadline: deadline, timeout: timeout, stop: stop)
         let recovery = ContinuousClock.now - started
         let statistics = sandbox.devices.gate?.statistics
         var report = DrillReport(ok: failure == nil, message: "", vm: vm.id, probe: "\(probe)", epoch: snapshot.epoch,
                                  stateAgeMs: snapshot.stateAgeMilliseconds, replicaPausedMs: snapshot.pausedMilliseconds,
                                  snapshotFrom: snapshotFrom, diskCopy: snapshot.diskCopy?.rawValue, timeToRunningMs: running.seconds * 1000,
                                  recoveryMs: failure == nil ? recovery.seconds * 1000 : nil, sandbox: sandbox.namespace,
-                                 sandboxFramesFromClone: statistics?.sentFrames ?? 0, sandboxFramesToClone: statistics?.framesToGuest ?? 0)
+                                 sandboxFramesFromClone: statistics?.sentFrames ?? 0, sandboxFramesToClone: statistics?.framesToGuest ?? 0,
+                                 startedAt: startedAt)
         report.message = failure ?? "the clone from checkpoint \(snapshot.epoch) answered \(probe) \(recovery.wholeMilliseconds) ms after it started"
         return report
     }

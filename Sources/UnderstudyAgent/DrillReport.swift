@@ -25,4 +25,6 @@ public struct DrillReport: Sendable, Codable {
     /// Frames the clone sent into the sandbox, and frames it received from there.
     public var sandboxFramesFromClone: UInt64
     public var sandboxFramesToClone: UInt64
+    /// When the drill began (the replica's copy), in seconds since 1970.
+    public var startedAt: Double?
 }

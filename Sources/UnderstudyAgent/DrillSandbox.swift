@@ -51,39 +51,31 @@ final class DrillSandbox: @unchecked Sendable {
     }
 
     /// Probes until success (nil), the deadline, or `stop`; returns why it failed.
-    func waitForProbe(_ probe: DrillProbe, serialLog: String, deadline: ContinuousClock.Instant, timeout: Duration,
+    /// - Parameter scratch: a directory of the drill's own, for an exec probe's output.
+    func waitForProbe(_ probe: DrillProbe, serialLog: String, scratch: String, deadline: ContinuousClock.Instant, timeout: Duration,
                       stop: StopSignal) -> String? {
         switch probe {
         case .tcp(let endpoint):
-            // Entering a namespace changes the calling thread for good: a thread of its own.
-            let failure = ProbeFailure()
-            JoinableThread(name: "drill-probe") { [namespace] in
-                do {
-                    try NetworkNamespace.enter(namespace)
-                } catch {
-                    failure.set("cannot enter the drill's network namespace: \(error)")
-                    return
-                }
+            return insideNamespace {
                 var last = "none"
                 while true {
-                    if let reason = stop.reason {
-                        failure.set("drill stopped: \(reason)")
-                        return
-                    }
+                    if let reason = stop.reason { return "drill stopped: \(reason)" }
                     guard ContinuousClock.now < deadline else {
-                        failure.set("the probe \(probe) did not succeed within \(timeout) (last attempt: \(last))")
-                        return
+                        return "the probe \(probe) did not succeed within \(timeout) (last attempt: \(last))"
                     }
                     do {
                         try endpoint.connectOnce(timeoutMilliseconds: 500)
-                        return
+                        return nil
                     } catch {
                         last = "\(error)"
                     }
                     Thread.sleep(forTimeInterval: 0.05)
                 }
-            }.join()
-            return failure.value
+            }
+        case .exec(let command):
+            // The command inherits the namespace of the thread that starts it.
+            let probe = ExecProbe(command: command, outputFile: "\(scratch)/probe-output")
+            return insideNamespace { probe.run(deadline: deadline, timeout: timeout, stop: stop) }
         case .serial(let marker):
             // The clone's serial log is new: all of it was printed after the clone started.
             while true {
@@ -95,6 +87,22 @@ final class DrillSandbox: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }
+    }
+
+    /// Runs `body` on a thread inside the drill's namespace (entering one changes the calling
+    /// thread for good) and returns its verdict.
+    private func insideNamespace(_ body: @escaping @Sendable () -> String?) -> String? {
+        let failure = ProbeFailure()
+        JoinableThread(name: "drill-probe") { [namespace] in
+            do {
+                try NetworkNamespace.enter(namespace)
+            } catch {
+                failure.set("cannot enter the drill's network namespace: \(error)")
+                return
+            }
+            if let why = body() { failure.set(why) }
+        }.join()
+        return failure.value
     }
 
     /// The probe thread's verdict, read once it has finished.

@@ -16,7 +16,19 @@ public final class SpawnedProcess: @unchecked Sendable {
     private var status: Int32?
 
     /// Starts `executable` (a path) with `arguments` (the first is its name) and `environment`.
-    public init(executable: String, arguments: [String], environment: [String: String]) throws(HostCommand.Failure) {
+    /// - Parameter output: a file (created or emptied) that takes the program's standard output
+    ///   and error, its input then empty; nil: it shares the caller's.
+    public init(executable: String, arguments: [String], environment: [String: String],
+                output: String? = nil) throws(HostCommand.Failure) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let output {
+            // A file, not a pipe: nothing has to drain it, and a grandchild holding it open cannot stall anyone.
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -33,7 +45,7 @@ public final class SpawnedProcess: @unchecked Sendable {
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
         var child: pid_t = 0
-        let result = posix_spawn(&child, executable, nil, &attributes, argv, envp)
+        let result = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         guard result == 0 else { throw HostCommand.Failure("cannot run \(executable): \(String(cString: strerror(result)))") }
         pid = child
     }

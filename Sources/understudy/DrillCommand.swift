@@ -10,8 +10,8 @@ struct DrillCommand: ParsableCommand {
             Run it on the backup, with or without the backup agent running: the replica at its last committed \
             checkpoint is copied (the agent pauses applying checkpoints for as long as the copy takes), a clone of \
             the VM starts from the copy with its disk as a copy-on-write overlay and its NIC only in a private \
-            network namespace, and the probe (tcp:HOST:PORT from inside that namespace, or serial:MARKER on the \
-            clone's console) decides whether it recovered. Reports the recovery time and the age of the recovered \
+            network namespace, and the probe (tcp:HOST:PORT from inside that namespace, exec:COMMAND run by the \
+            shell inside that namespace until it exits with 0, or serial:MARKER on the clone's console) decides whether it recovered. Reports the recovery time and the age of the recovered \
             state, then removes the clone and everything it used. The primary and its protection are undisturbed. \
             Exits with 1 when the probe failed.
             """)
@@ -19,7 +19,7 @@ struct DrillCommand: ParsableCommand {
     @OptionGroup var options: ConfigOptions
     @OptionGroup var log: LogOptions
 
-    @Option(name: .long, help: "The health probe: tcp:HOST:PORT or serial:MARKER (default: drill.probe).")
+    @Option(name: .long, help: "The health probe: tcp:HOST:PORT, exec:COMMAND or serial:MARKER (default: drill.probe).")
     var probe: String?
 
     @Option(name: .long, help: "Seconds from starting the clone to a successful probe (default: drill.timeout_s, or 60).")

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import UnderstudyAgent
 import UnderstudyHarness
+import UnderstudySystem
+import UnderstudyTransport
 import UnderstudyTestTags
 
 /// `understudy drill` as an operator runs it on the backup, while the primary protects the
@@ -105,6 +107,77 @@ struct DrillTests {
         #expect(offlineReport["epoch"] as? Int == last)
         let offlineSandbox = try #require(offlineReport["sandbox"] as? String)
         #expect(pair.leftovers(sandbox: offlineSandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: offlineSandbox))")
+    }
+
+    /// `drill.every` on a live pair: the backup agent drills by itself with an `exec:` probe that
+    /// asks the clone's counter service whether its memory and its disk agree (an application
+    /// check, not a port check). While another process holds the host's only drill slot the
+    /// drill waits and says so; once the slot is free it runs, and `status` and the metrics show it.
+    @Test func aScheduledDrillWaitsForTheHostsSlotThenReportsToStatusAndMetrics() throws {
+        let metricsPort = UInt16.random(in: 20000...60000)
+        let slotParent = "/tmp/understudy-slots-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: slotParent) }
+        let slots = HostSlots(directory: "\(slotParent)/drill-slots", count: 1)
+        let held = try #require(try slots.tryTake(), "the test's own hold on the slot")
+        // "s" answers "S <counter> <last value in the file> <lines>": the probe passes once the
+        // clone serves, and its memory counter agrees with its disk.
+        func check(_ network: PairNetwork) -> String {
+            "exec 3<>/dev/tcp/\(network.guestAddress)/7000 && echo s >&3 && read -t 5 reply <&3 && set -- $reply && [ \\\"$1\\\" = S ] "
+                + "&& [ \\\"$2\\\" -gt 0 ] && [ \\\"$2\\\" = \\\"$3\\\" ]"
+        }
+        let pair = try ProtectedPair(drill: { network in """
+            probe = "exec:bash -c '\(check(network))'"
+            every = "15s"
+            timeout_s = 30
+            slot_dir = "\(slots.directory)"
+            """ }, backupExtra: """
+            [metrics]
+            listen = "127.0.0.1:\(metricsPort)"
+            """)
+        defer { pair.remove() }
+        let client = CounterClient(network: pair.network)
+        client.start()
+        defer { client.stop() }
+        try #require(client.waitForReplies(20, timeout: .seconds(120)), "the service never answered: \(client.errors); see \(pair.directory)")
+
+        var status: BackupStatus?
+        let waiting = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < waiting {
+            status = AgentCommandLineTests.status(pair.configs.backup)?.backup
+            if status?.drills?.waiting != nil { break }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        let waited = try #require(status?.drills, "no drills in the backup's status; see \(pair.directory)")
+        #expect(waited.waiting?.contains("drill slot") == true, "\(waited)")
+        #expect(waited.runs == 0 && status?.lastDrill == nil, "a drill ran without the slot: \(String(describing: status))")
+        held.release()
+
+        let released = Date().timeIntervalSince1970
+        var last: DrillOutcome?
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            status = AgentCommandLineTests.status(pair.configs.backup)?.backup
+            if let drill = status?.lastDrill, drill.passed, drill.at > released { last = drill; break }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        let drill = try #require(last, "no passing scheduled drill within 120 s: \(String(describing: status)); see \(pair.directory)")
+        print("scheduled drill: \(drill); status: \(String(describing: status?.drills))")
+        #expect(drill.probe.hasPrefix("exec:bash"))
+        #expect((drill.recoveryMs ?? 0) > 0 && (drill.stateAgeMs ?? -1) >= 0 && (drill.epoch ?? 0) > 0, "\(drill)")
+        #expect(status?.problems == nil || status?.problems?.contains { $0.contains("FAILED") } == false, "\(String(describing: status?.problems))")
+        let human = try runCLI(["status", "--config", pair.configs.backup])
+        #expect(human.stdout.contains("last drill") && human.stdout.contains("passed at"), "\(human.stdout)")
+        let scraped = try MetricsExposition.scrape(try Endpoint(parsing: "127.0.0.1:\(metricsPort)"))
+        #expect(scraped.totals("understudy_drills_total", by: "result")["passed", default: 0] >= 1, "\(scraped.samples)")
+        #expect(scraped.total("understudy_drill_last_success_timestamp_seconds") >= released.rounded(.down))
+        #expect(scraped.total("understudy_drill_recovery_seconds") > 0)
+        #expect(client.reconnects == 0, "\(client.errors)")
+        // The drill's namespaces and clones are gone (the next may be running: stop the backup first).
+        pair.terminate(pair.backup)
+        let namespaces = (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []
+        for sandbox in namespaces where sandbox.hasPrefix("us-drill-") {
+            #expect(pair.leftovers(sandbox: sandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: sandbox))")
+        }
     }
 
     @Test func drillSettingsAreCheckedWithTheKeyNamed() throws {

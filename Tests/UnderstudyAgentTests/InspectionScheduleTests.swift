@@ -8,10 +8,10 @@ struct InspectionScheduleTests {
     let start = ContinuousClock.now
 
     /// Whether `schedule` starts one at `offset` seconds after `start` (outside `#expect`: it mutates).
-    func starts(_ schedule: inout InspectionSchedule, at offset: Int) -> Bool { schedule.start(at: start + .seconds(offset)) }
+    func starts(_ schedule: inout PeriodicSchedule, at offset: Int) -> Bool { schedule.start(at: start + .seconds(offset)) }
 
     @Test func theFirstInspectionIsDueOneIntervalAfterTheStart() {
-        var schedule = InspectionSchedule(every: .seconds(60), start: start)
+        var schedule = PeriodicSchedule(every: .seconds(60), start: start)
         var started = starts(&schedule, at: 0)
         #expect(!started)
         #expect(schedule.delay(at: start + .seconds(10)) == .seconds(50))
@@ -23,7 +23,7 @@ struct InspectionScheduleTests {
     }
 
     @Test func oneRunsAtATimeAndTheNextFollowsOnTheGrid() {
-        var schedule = InspectionSchedule(every: .seconds(60), start: start)
+        var schedule = PeriodicSchedule(every: .seconds(60), start: start)
         var started = starts(&schedule, at: 61)
         #expect(started)
         started = starts(&schedule, at: 62)
@@ -37,7 +37,7 @@ struct InspectionScheduleTests {
     }
 
     @Test func gridPointsMissedWhileOneRanAreSkippedNotMadeUp() {
-        var schedule = InspectionSchedule(every: .seconds(60), start: start)
+        var schedule = PeriodicSchedule(every: .seconds(60), start: start)
         var started = starts(&schedule, at: 60)
         #expect(started)
         // A scan that took three and a half intervals.

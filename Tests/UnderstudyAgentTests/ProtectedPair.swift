@@ -2,8 +2,8 @@ import Foundation
 import UnderstudyHarness
 
 /// The counter-service guest protected by `understudy primary` and `understudy backup`
-/// subprocesses on a test network, with a `[drill]` table (and `backupExtra`) in the backup's
-/// configuration: the drill and inspection suites' pair.
+/// subprocesses on a test network, with a `[drill]` table (its sandbox address, then `drill`) and
+/// `backupExtra` in the backup's configuration: the drill and inspection suites' pair.
 final class ProtectedPair {
     let directory: String
     let vm: String
@@ -11,7 +11,8 @@ final class ProtectedPair {
     private(set) var configs = (primary: "", backup: "")
     private var processes: [Process] = []
 
-    init(primaryExtra: String = "", backupExtra: String = "") throws {
+    /// - Parameter drill: more of the `[drill]` table, given the pair's network.
+    init(primaryExtra: String = "", drill: (PairNetwork) -> String = { _ in "" }, backupExtra: String = "") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-drill-\(UUID().uuidString.prefix(8))").path
         vm = "dr\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -22,7 +23,7 @@ final class ProtectedPair {
                 in: directory, port: UInt16.random(in: 20000...60000), vm: vm, guest: TestGuest.image,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-drill-\(vm)",
                 disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]), primaryExtra: primaryExtra,
-                backupExtra: "[drill]\nsandbox_address = \"\(network.clientAddress)/\(network.prefixLength)\"\n\(backupExtra)")
+                backupExtra: "[drill]\nsandbox_address = \"\(network.clientAddress)/\(network.prefixLength)\"\n\(drill(network))\n\(backupExtra)")
             processes.append(try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"],
                                                              log: "\(directory)/backup.log"))
             Thread.sleep(forTimeInterval: 0.3)

@@ -8,8 +8,11 @@ public enum DrillProbe: Sendable, Equatable, CustomStringConvertible {
     case tcp(Endpoint)
     /// The text appears in the clone's serial console (the guest printed it after it resumed).
     case serial(marker: String)
+    /// A shell command (`/bin/sh -c`), run inside the drill's network namespace, exits with 0:
+    /// the application answered, e.g. `pg_isready -h 10.77.0.2` or a query that reads a row it wrote.
+    case exec(command: String)
 
-    /// Parses `tcp:HOST:PORT` or `serial:MARKER`.
+    /// Parses `tcp:HOST:PORT`, `serial:MARKER` or `exec:COMMAND`.
     public init(parsing text: String) throws(DrillError) {
         if text.hasPrefix("tcp:") {
             do {
@@ -19,8 +22,12 @@ public enum DrillProbe: Sendable, Equatable, CustomStringConvertible {
             }
         } else if text.hasPrefix("serial:"), text.count > 7 {
             self = .serial(marker: String(text.dropFirst(7)))
+        } else if text.hasPrefix("exec:") {
+            let command = text.dropFirst(5).trimmingCharacters(in: .whitespaces)
+            guard !command.isEmpty else { throw DrillError("probe \"\(text)\": no command after exec:, e.g. \"exec:pg_isready -h 10.77.0.2\"") }
+            self = .exec(command: command)
         } else {
-            throw DrillError("probe \"\(text)\" is neither tcp:HOST:PORT nor serial:MARKER")
+            throw DrillError("probe \"\(text)\" is none of tcp:HOST:PORT, serial:MARKER, exec:COMMAND")
         }
     }
 
@@ -28,6 +35,7 @@ public enum DrillProbe: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .tcp(let endpoint): "tcp:\(endpoint)"
         case .serial(let marker): "serial:\(marker)"
+        case .exec(let command): "exec:\(command)"
         }
     }
 }

@@ -59,6 +59,11 @@ public final class AgentMetrics: Sendable {
     private let inspectionExitStatus: CoreMetrics.Gauge
     private let inspectionDuration: CoreMetrics.Gauge
     private let inspectionCheckpointAge: CoreMetrics.Gauge
+    private let drills: [Bool: CoreMetrics.Counter]
+    private let drillLastSuccess: CoreMetrics.Gauge
+    private let drillLastFailed: CoreMetrics.Gauge
+    private let drillRecovery: CoreMetrics.Gauge
+    private let drillStateAge: CoreMetrics.Gauge
 
     private struct Bookkeeping {
         /// When the last checkpoint committed (or the metrics were created, before any did).
@@ -150,6 +155,14 @@ public final class AgentMetrics: Sendable {
         inspectionExitStatus = CoreMetrics.Gauge(label: "understudy_inspection_last_exit_status", dimensions: labels, factory: factory)
         inspectionDuration = CoreMetrics.Gauge(label: "understudy_inspection_last_duration_seconds", dimensions: labels, factory: factory)
         inspectionCheckpointAge = CoreMetrics.Gauge(label: "understudy_inspection_last_checkpoint_age_seconds", dimensions: labels, factory: factory)
+        drills = Dictionary(uniqueKeysWithValues: [true, false].map { passed in
+            (passed, CoreMetrics.Counter(label: "understudy_drills_total", dimensions: labels + [("result", passed ? "passed" : "failed")],
+                                         factory: factory))
+        })
+        drillLastSuccess = CoreMetrics.Gauge(label: "understudy_drill_last_success_timestamp_seconds", dimensions: labels, factory: factory)
+        drillLastFailed = CoreMetrics.Gauge(label: "understudy_drill_last_failed", dimensions: labels, factory: factory)
+        drillRecovery = CoreMetrics.Gauge(label: "understudy_drill_recovery_seconds", dimensions: labels, factory: factory)
+        drillStateAge = CoreMetrics.Gauge(label: "understudy_drill_state_age_seconds", dimensions: labels, factory: factory)
         bookkeeping = Mutex(Bookkeeping(lastCommit: .now))
         setRole(.starting)
     }
@@ -236,6 +249,17 @@ public final class AgentMetrics: Sendable {
         inspectionExitStatus.record(Int64(report.exitStatus ?? -1))
         inspectionDuration.record(report.durationMs / 1000)
         if let age = report.stateAgeMs { inspectionCheckpointAge.record(age / 1000) }
+    }
+
+    /// A scheduled drill ended. `understudy_drill_last_failed` is the one to alert on; recovery
+    /// time and state age are those of the last drill that passed (a failed one has no recovery).
+    public func drilled(_ outcome: DrillOutcome) {
+        drills[outcome.passed]?.increment()
+        drillLastFailed.record(outcome.passed ? 0 : 1)
+        guard outcome.passed else { return }
+        drillLastSuccess.record(outcome.at)
+        if let recovery = outcome.recoveryMs { drillRecovery.record(recovery / 1000) }
+        if let age = outcome.stateAgeMs { drillStateAge.record(age / 1000) }
     }
 
     /// The node's role changed.
