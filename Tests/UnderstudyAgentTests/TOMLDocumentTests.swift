@@ -450,7 +450,7 @@ struct TOMLDocumentTests {
             try agentConfiguration("disk_image = \"\(disk)\"\n" + extra)
         }
         let plain = try configuration("")
-        #expect(plain.vm.diskBytes == 8 << 20)
+        #expect(plain.vm.diskSizes == [8 << 20])
         #expect(plain.identity.diskSize == 8 << 20)
         #expect(plain.tap == nil)
         #expect(plain.mac == AgentConfiguration.defaultMAC(for: "web-1"))

@@ -279,8 +279,8 @@ struct ReplicaStoreTests {
         let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try diskStoreWithOneEpoch(dir)
-        #expect(store.diskPath == "\(dir.path)/disk.img")
-        let size = try FileManager.default.attributesOfItem(atPath: store.diskPath!)[.size] as? Int
+        #expect(store.diskPaths == ["\(dir.path)/disk.img"])
+        let size = try FileManager.default.attributesOfItem(atPath: store.diskPaths[0])[.size] as? Int
         #expect(size == 8 << 20)
         #expect(try diskBytes(dir.path, at: 0, count: 4) == [0x11, 0x11, 0x11, 0x11])
         #expect(try diskBytes(dir.path, at: 4096, count: 512) == [UInt8](repeating: 0x22, count: 512))
@@ -333,7 +333,7 @@ struct ReplicaStoreTests {
         staged.add(try diskBatch(epoch: 1, [.write(offset: 0, data: .bytes([7]))]))
         let noDisk = #expect(throws: ReplicaError.self) { try plain.seal(staged, decoders: [PageDecoder(pageSize: pageSize)]) }
         #expect("\(noDisk!)".contains("has no replicated disk"))
-        #expect(plain.diskPath == nil)
+        #expect(plain.diskPaths.isEmpty)
     }
 
     @Test func resyncZeroesTheDisk() throws {
@@ -352,7 +352,7 @@ struct ReplicaStoreTests {
         defer { dir.remove() }
         let disk = "\(dir.path)/provisioned.img"
         #expect(FileManager.default.createFile(atPath: disk, contents: Data(repeating: 7, count: 4096)))
-        let error = #expect(throws: ReplicaError.self) { _ = try ReplicaStore(directory: dir.path, identity: diskIdentity, diskPath: disk) }
+        let error = #expect(throws: ReplicaError.self) { _ = try ReplicaStore(directory: dir.path, identity: diskIdentity, diskPaths: [disk]) }
         #expect("\(error!)".contains("has 4096 bytes, the VM's disk has 8388608"))
         let size = try FileManager.default.attributesOfItem(atPath: disk)[.size] as? Int
         #expect(size == 4096, "the operator's file is left as it was")
