@@ -488,10 +488,12 @@ public final class ConsistencyHarness {
         }
         // Disk and memory agree after the failover, and every value the client ever got is covered.
         let status = try client.request("s").split(separator: " ")
+        var guestCounter: UInt64?
         if status.count == 4, let memory = UInt64(status[1]), let fileLast = UInt64(status[2]), let lines = UInt64(status[3]) {
             if fileLast != memory || lines != memory {
                 outcome.violations.append("memory counter \(memory), disk file ends at \(fileLast) with \(lines) lines")
             }
+            guestCounter = memory
             outcome.lostAcknowledgedOutput = history.filter { $0.value > memory }.count
             if let last = history.last?.value, last > memory {
                 outcome.violations.append("the client got \(last), beyond the activated guest's \(memory)")
@@ -505,13 +507,30 @@ public final class ConsistencyHarness {
         killAll()
         let fsck = Process()
         fsck.executableURL = URL(fileURLWithPath: "/sbin/e2fsck")
-        fsck.arguments = ["-fn", "\(directory)/\(scenario.movesTheVM ? "backup" : "primary")-disk.img"]
+        let survivingDisk = "\(directory)/\(scenario.movesTheVM ? "backup" : "primary")-disk.img"
+        fsck.arguments = ["-fn", survivingDisk]
         fsck.standardOutput = FileHandle.nullDevice
         fsck.standardError = FileHandle.nullDevice
         try fsck.run()
         fsck.waitUntilExit()
         outcome.fsckClean = fsck.terminationStatus == 0
         if fsck.terminationStatus != 0 { outcome.violations.append("e2fsck -fn found problems (exit \(fsck.terminationStatus))") }
+        // The guest answered from its page cache; the disk image itself must hold the same file
+        // (it would not if replicated writes had landed elsewhere, e.g. in another disk's image).
+        if let guestCounter, let log = try? HostCommand.execute("/sbin/debugfs", ["-R", "cat /counter.log", survivingDisk]) {
+            let values = log.stdout.split(separator: "\n").map { UInt64($0) }
+            if values.count != Int(guestCounter) || values.last != guestCounter || values.contains(nil) {
+                outcome.violations.append("the disk image's counter.log has \(values.count) lines ending at \(values.last.map { "\($0.map(String.init) ?? "garbage")" } ?? "nothing"), "
+                                          + "the guest's counter is \(guestCounter)")
+            }
+        }
+        // The first of two disks is never mounted in the guest: the surviving copy's must still
+        // be the primary's, byte for byte (the sync copied it; no write of the counter's disk
+        // may land in it).
+        if shape.disks == 2 {
+            let same = try? HostCommand.execute("/usr/bin/cmp", ["-s", "\(directory)/primary-system.img", "\(directory)/backup-system.img"])
+            if same?.status != 0 { outcome.violations.append("the backup's first disk differs from the primary's, which the guest never wrote") }
+        }
         outcome.summary = "\(outcome.repliesBefore) replies before the kill (last \(before.last?.value ?? 0)), \(outcome.repliesAfter) after "
             + "(first \(history.dropFirst(before.count).first?.value ?? 0)), "
             + "outage \(Int(outcome.outageMilliseconds)) ms, longest silence \(Int(outcome.longestSilenceMilliseconds)) ms, connection \(outcome.connectionSurvived ? "survived" : "re-established")"
