@@ -100,6 +100,11 @@ public struct VMDescription: Sendable, Equatable {
         return bytes.allSatisfy { alphanumeric.contains($0) || Set("._-".utf8).contains($0) }
     }
 
+    /// The machines whose device state this build saves and restores: i440FX (`pc`) and Q35.
+    public static func isSupportedMachine(_ machine: String) -> Bool {
+        ["pc", "q35"].contains(machine) || ["pc-i440fx-", "pc-q35-"].contains { machine.hasPrefix($0) && machine.count > $0.count }
+    }
+
     /// Checks what can be checked before starting anything.
     public func validate() throws(QEMUError) {
         guard Self.isValidID(id) else { throw .invalidConfiguration("the VM id \(id.debugDescription) must be \(Self.idRule)") }
@@ -107,6 +112,9 @@ public struct VMDescription: Sendable, Equatable {
             throw .invalidConfiguration("memory must be at least 16 MiB and a multiple of 2 MiB, got \(memoryBytes) bytes")
         }
         guard vcpus >= 1 && vcpus <= 64 else { throw .invalidConfiguration("vcpus must be 1 to 64, got \(vcpus)") }
+        guard Self.isSupportedMachine(machine) else {
+            throw .invalidConfiguration("machine \(machine.debugDescription) is not supported: use \"pc\" or \"q35\" (or a versioned pc-i440fx-X.Y / pc-q35-X.Y)")
+        }
         guard kernel != nil || !diskImages.isEmpty else { throw .invalidConfiguration("set either kernel (and initrd) or disk_image") }
         guard diskImages.count <= VMIdentity.maxDiskCount else {
             throw .invalidConfiguration("\(diskImages.count) disks; at most \(VMIdentity.maxDiskCount) are supported")

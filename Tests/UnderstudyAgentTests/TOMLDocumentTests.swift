@@ -499,6 +499,10 @@ struct TOMLDocumentTests {
         #expect(failure(list([disks[1], disks[1]]))?.description.contains("listed twice") == true)
         #expect(failure(list([disks[1]]) + "disk_image = \"\(disks[0])\"\n")?.description.contains("not both") == true)
         #expect(failure(list([disks[1], "\(directory)/absent.img"]))?.key == "vm.disks")
+        #expect(try agentConfiguration("machine = \"q35\"\nvcpus = 4\n").vm.machine == "q35")
+        #expect(try agentConfiguration("machine = \"pc-q35-7.2\"\n").vm.machine == "pc-q35-7.2")
+        #expect(failure("machine = \"microvm\"\n")?.key == "vm.machine")
+        #expect(failure("machine = \"pc-q35-\"\n")?.key == "vm.machine")
     }
 
     /// A minimal node configuration with `extra` appended inside its [vm] table (and whatever

@@ -185,6 +185,10 @@ public struct AgentConfiguration: Sendable {
             throw ConfigurationError(source: d.source, line: nil, key: "vm.kernel", message: "set vm.kernel (with vm.initrd) or vm.disk_image")
         }
         for disk in vm.diskImages { vm.diskSizes.append(try Self.diskSize(d, disk)) }
+        guard VMDescription.isSupportedMachine(vm.machine) else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.machine"), key: "vm.machine",
+                                     message: "\(vm.machine.debugDescription) is not supported: use \"pc\" or \"q35\" (or a versioned pc-i440fx-X.Y / pc-q35-X.Y)")
+        }
         vm.virtio = try d.oneOf("vm.virtio", VMDescription.VirtioTransport.self) ?? .legacy
         vm.pausePriority = Int32(try d.integer("vm.pause_priority", in: 0...99) ?? 10)
         mac = try d.string("vm.mac") ?? Self.defaultMAC(for: id)
