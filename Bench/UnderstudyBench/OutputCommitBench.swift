@@ -266,9 +266,9 @@ struct OutputCommitBench {
         let replicaDirectory = "/dev/shm/understudy-ocbench-replica-\(id)"
         var description = VMDescription(
             id: id, memoryBytes: OutputCommitBench.memoryMiB << 20, accelerator: .tcg, kernel: image.kernel, initrd: image.initrd,
-            commandLine: "console=ttyS0 understudy.run=counter-service \(network.guestCommandLine)", diskImage: diskPath,
+            commandLine: "console=ttyS0 understudy.run=counter-service \(network.guestCommandLine)", diskImages: [diskPath],
             runDirectory: "\(workspace)/\(id)")
-        description.diskBytes = OutputCommitBench.diskMiB << 20
+        description.diskSizes = [OutputCommitBench.diskMiB << 20]
         defer {
             for path in [description.runDirectory, diskPath, replicaDiskPath, replicaDirectory] { try? FileManager.default.removeItem(atPath: path) }
             for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.hasPrefix("understudy-\(id)-") {
@@ -286,11 +286,11 @@ struct OutputCommitBench {
                 configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                    tls: TLSConfiguration(directory: certificates, node: "backup", peer: "primary"),
                                                    identity: description.identity, replicaDirectory: replicaDirectory,
-                                                   replicaDisk: replicaDiskPath),
+                                                   replicaDisks: [replicaDiskPath]),
                 logger: logger)
         }
         defer { backup?.stop() }
-        let devices = try GuestDevices(vm: description, diskImage: diskPath, tap: network.taps[0], mac: OutputCommitBench.mac,
+        let devices = try GuestDevices(vm: description, diskImages: [diskPath], tap: network.taps[0], mac: OutputCommitBench.mac,
                                        outputBufferBytes: 16 << 20,
                                        role: interval == nil ? .unprotected : .protected(buffering: true), fence: nil, policy: GatePolicyControl(policy), logger: logger)
         defer { devices.stop() }
@@ -319,7 +319,7 @@ struct OutputCommitBench {
                                                      interval: .milliseconds(interval), requiredCapabilities: [.deviceState, .diskWrites])
             configuration.schedule = outputTriggered ? .default : .intervalOnly
             configuration.outputWaiting = devices.outputWaiting
-            let primary = PrimaryReplicator(source: source, configuration: configuration, disk: devices.diskImage, logger: logger,
+            let primary = PrimaryReplicator(source: source, configuration: configuration, disk: devices.diskSet, logger: logger,
                                             onRelease: { devices.release(through: $0) })
             replicator = primary
             try primary.start()

@@ -86,7 +86,7 @@ struct PauseBench {
             guard FileManager.default.createFile(atPath: disk, contents: nil), truncate(disk, 512 << 20) == 0 else {
                 throw BenchError("cannot create the disk image \(disk)")
             }
-            devices = try GuestDevices(vm: description, diskImage: disk, tap: nil, mac: "52:54:00:12:34:56", outputBufferBytes: 1 << 20,
+            devices = try GuestDevices(vm: description, diskImages: [disk], tap: nil, mac: "52:54:00:12:34:56", outputBufferBytes: 1 << 20,
                                        role: .protected(buffering: false), fence: nil, policy: GatePolicyControl(.allowAll), logger: logger)
         }
         defer {
@@ -131,10 +131,10 @@ struct PauseBench {
             epoch += 1
             let synced = epoch % 2 == 0
             if synced { syncing.set() } else { syncing.clear() }
-            let flushedBefore = devices?.disk?.statistics.flushTime ?? .zero
+            let flushedBefore = devices?.disks.first?.statistics.flushTime ?? .zero
             let breakdown = try source.capture(epoch: epoch, resume: true).pauseBreakdown
             // The disk server's FLUSH time during the capture: QEMU's stop's flush, part of `stop`.
-            let flush = (devices?.disk?.statistics.flushTime ?? .zero) - flushedBefore
+            let flush = (devices?.disks.first?.statistics.flushTime ?? .zero) - flushedBefore
             phases["stopFlushMs", default: []].append(flush.milliseconds)
             if beforeStop != nil { stops[synced ? "withDiskSyncBeforeStop" : "withoutDiskSyncBeforeStop", default: []].append(breakdown.stop.milliseconds) }
             if breakdown.total > longest.total { longestFlush = flush }

@@ -9,8 +9,8 @@ public struct BackupConfiguration: Sendable {
     public var tls: TLSConfiguration
     public var identity: VMIdentity
     public var replicaDirectory: String
-    /// The replica disk (default: `disk.img` in the replica directory), when the VM has a disk.
-    public var replicaDisk: String?
+    /// The replica disks, one per disk of the VM (default: in the replica directory, see `ReplicaStore`).
+    public var replicaDisks: [String]
     /// Capabilities this backup implements and offers.
     public var capabilities: Capabilities
     /// Initial-sync batches received and waiting to be applied, at most; the receiver stops
@@ -24,8 +24,8 @@ public struct BackupConfiguration: Sendable {
     public var metrics: AgentMetrics?
 
     public init(nodeName: String, listen: Endpoint, tls: TLSConfiguration, identity: VMIdentity, replicaDirectory: String,
-                replicaDisk: String? = nil, capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
-        self.replicaDisk = replicaDisk
+                replicaDisks: [String] = [], capabilities: Capabilities = .supported, applyQueueDepth: Int = 8) {
+        self.replicaDisks = replicaDisks
         self.nodeName = nodeName
         self.listen = listen
         self.tls = tls

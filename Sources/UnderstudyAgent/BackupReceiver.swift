@@ -46,7 +46,7 @@ public final class BackupReceiver: @unchecked Sendable {
         self.logger = logger
         context = try TLSContext(role: .server, configuration: configuration.tls)
         store = try ReplicaStore(directory: configuration.replicaDirectory, identity: configuration.identity,
-                                 diskPath: configuration.replicaDisk)
+                                 diskPaths: configuration.replicaDisks)
         if let recovery = store.recovery { logger.notice("replica recovered", metadata: ["action": "\(recovery)"]) }
         let listener = try TCPListener(endpoint: configuration.listen)
         self.listener = listener

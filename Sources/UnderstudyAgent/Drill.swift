@@ -58,10 +58,10 @@ public enum Drill {
         // Disk before NIC, as `GuestDevices` orders them: QEMU assigns PCI slots in order, and the
         // device state names each device by its slot.
         var arguments: [String] = []
-        if let frozen = snapshot.diskPath {
-            let overlay = "\(directory)/overlay.qcow2"
+        for (index, frozen) in snapshot.diskPaths.enumerated() {
+            let overlay = "\(directory)/overlay\(index).qcow2"
             try HostCommand.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", frozen, overlay])
-            arguments += VirtioDisk.overlayArguments(overlay: overlay, deviceOptions: vm.virtio.deviceOptions)
+            arguments += VirtioDisk.overlayArguments(overlay: overlay, nodeName: VirtioDisk.nodeName(index), deviceOptions: vm.virtio.deviceOptions)
         }
         arguments += sandbox.qemuArguments
 

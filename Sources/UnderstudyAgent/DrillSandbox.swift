@@ -22,7 +22,7 @@ final class DrillSandbox: @unchecked Sendable {
         tap = "usdrill\(tag)"
         try HostCommand.run(["ip", "netns", "add", namespace])
         do {
-            devices = try GuestDevices(vm: vm, diskImage: nil, tap: nic ? tap : nil, mac: mac, outputBufferBytes: outputBufferBytes,
+            devices = try GuestDevices(vm: vm, diskImages: [], tap: nic ? tap : nil, mac: mac, outputBufferBytes: outputBufferBytes,
                                        role: .unprotected, fence: nil, policy: GatePolicyControl(policy), logger: logger)
         } catch {
             _ = try? HostCommand.run(["ip", "netns", "delete", namespace])

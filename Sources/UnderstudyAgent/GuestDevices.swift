@@ -7,9 +7,9 @@ import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudySystem
 
-/// The guest's disk and NIC as this agent serves them: an NBD server for the disk (so that the
-/// agent sees every write) and the output gate for the NIC, plus the QEMU options that attach the
-/// guest to both. Started before QEMU (QEMU connects to both sockets once, at start).
+/// The guest's disks and NIC as this agent serves them: an NBD server per disk (so that the agent
+/// sees every write) and the output gate for the NIC, plus the QEMU options that attach the guest
+/// to them. Started before QEMU (QEMU connects to every socket once, at start).
 public final class GuestDevices: @unchecked Sendable {
     public enum Role: Sendable {
         /// The primary: disk writes are recorded per epoch and output waits for acknowledgement
@@ -21,10 +21,12 @@ public final class GuestDevices: @unchecked Sendable {
         case unprotected
     }
 
-    public let disk: NBDServer?
-    /// The image the guest's disk is, as the disk server has it open.
-    public var diskImage: DiskImage? { disk?.image }
-    /// The per-epoch record of disk writes; nil without a disk.
+    /// One server per disk, in the guest's order.
+    public let disks: [NBDServer]
+    /// The images the guest's disks are, as the disk servers have them open, as one address
+    /// space; nil without a disk.
+    public let diskSet: DiskSet?
+    /// The per-epoch record of the writes to every disk, in that space; nil without a disk.
     public let recorder: DiskEpochRecorder?
     public let gate: OutputGate?
     /// True while the gate holds frames of the open epoch: output-triggered checkpoints wait on it.
@@ -34,27 +36,36 @@ public final class GuestDevices: @unchecked Sendable {
     private let holdFromNextEpoch = Atomic<Bool>(false)
 
     /// - Parameters:
-    ///   - diskImage: the raw image the guest's disk is (the replica's disk on an activated backup).
+    ///   - diskImages: the raw images the guest's disks are, in order (the replica's disks on an
+    ///     activated backup).
     ///   - tap: the TAP the guest's NIC reaches the network through; nil: no NIC.
     ///   - fence: when given, no frame reaches the TAP unless this node is provably the active
     ///     copy (`ActiveCopyFence.isValid`, asked per frame); nil for a sandboxed clone.
     ///   - policy: the gate's firewall, now and after every reload.
-    public init(vm: VMDescription, diskImage: String?, tap: String?, mac: String, outputBufferBytes: Int, role: Role,
+    public init(vm: VMDescription, diskImages: [String], tap: String?, mac: String, outputBufferBytes: Int, role: Role,
                 fence: ActiveCopyFence?, policy: GatePolicyControl, logger: Logger) throws {
         try FileManager.default.createDirectory(atPath: vm.runDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         var arguments: [String] = []
-        var recorder: DiskEpochRecorder?
-        if let diskImage {
-            recorder = DiskEpochRecorder()
-            let socket = "\(vm.runDirectory)/disk.sock"
-            let server = try NBDServer(imagePath: diskImage, socketPath: socket, exportName: vm.id, observer: recorder, logger: logger)
-            disk = server
-            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: VirtioDisk.nodeName,
+        let recorder = diskImages.isEmpty ? nil : DiskEpochRecorder()
+        var disks: [NBDServer] = []
+        var base: UInt64 = 0
+        for (index, image) in diskImages.enumerated() {
+            let socket = "\(vm.runDirectory)/\(VirtioDisk.nodeName(index)).sock"
+            do {
+                let server = try NBDServer(imagePath: image, socketPath: socket, exportName: vm.id,
+                                           observer: OffsetDiskWriteObserver(base: base, reportingTo: recorder!), logger: logger)
+                disks.append(server)
+                base += server.image.size
+            } catch {
+                for server in disks { server.stop() }
+                throw error
+            }
+            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: VirtioDisk.nodeName(index),
                                                  deviceOptions: vm.virtio.deviceOptions)
-        } else {
-            disk = nil
         }
+        self.disks = disks
+        diskSet = disks.isEmpty ? nil : DiskSet(disks.map(\.image))
         self.recorder = recorder
         if let tap {
             let socket = "\(vm.runDirectory)/net.sock"
@@ -69,7 +80,7 @@ public final class GuestDevices: @unchecked Sendable {
                                       logger: logger)
                 policy.attach(gate!)
             } catch {
-                disk?.stop()
+                for server in disks { server.stop() }
                 throw error
             }
             arguments += OutputGate.qemuArguments(socketPath: socket, mac: mac, deviceOptions: vm.virtio.deviceOptions)
@@ -100,7 +111,7 @@ public final class GuestDevices: @unchecked Sendable {
     /// fdatasync), and with writes since the guest's last flush that sync took up to seconds of
     /// pause; now it has only the writes of the last moments left. Only durability comes
     /// earlier; a failure is left to that flush to report.
-    public func synchronizeDiskBeforeStop() { try? diskImage?.synchronize() }
+    public func synchronizeDiskBeforeStop() { try? diskSet?.synchronize() }
 
     /// A backup is being synchronised. Output that passes at once now (no backup protected the
     /// VM) keeps passing until the first checkpoint's boundary, and waits for acknowledgements
@@ -142,6 +153,6 @@ public final class GuestDevices: @unchecked Sendable {
     /// Stops serving; call after QEMU has stopped.
     public func stop() {
         gate?.stop()
-        disk?.stop()
+        for server in disks { server.stop() }
     }
 }

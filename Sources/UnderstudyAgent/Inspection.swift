@@ -11,8 +11,11 @@ import UnderstudySystem
 /// (`ReplicaDiskMount`); the command runs with the mount directory as an argument
 /// (`InspectionCommand`) and these in its environment:
 ///
-/// - `UNDERSTUDY_INSPECT_DIR`: the mount directory;
-/// - `UNDERSTUDY_INSPECT_DISK`: the raw disk copy (a file, its journals replayed by the mount), for tools that read images;
+/// - `UNDERSTUDY_INSPECT_DIR`: the mount directory (with several disks, disk N's filesystems are
+///   under `dN` in it);
+/// - `UNDERSTUDY_INSPECT_DISK`: the raw disk copy (a file, its journals replayed by the mount), for
+///   tools that read images; with several disks the first one's, and `UNDERSTUDY_INSPECT_DISKS`
+///   lists them all, one per line;
 /// - `UNDERSTUDY_INSPECT_EPOCH`, `UNDERSTUDY_INSPECT_AGE_MS`: the checkpoint and its age when copied;
 /// - `UNDERSTUDY_INSPECT_MEMORY`: the memory image (a raw file of guest-physical memory), with `memory`.
 ///
@@ -21,6 +24,7 @@ public enum Inspection {
     /// The environment variables the command gets.
     public static let directoryVariable = "UNDERSTUDY_INSPECT_DIR"
     public static let diskVariable = "UNDERSTUDY_INSPECT_DISK"
+    public static let disksVariable = "UNDERSTUDY_INSPECT_DISKS"
     public static let epochVariable = "UNDERSTUDY_INSPECT_EPOCH"
     public static let ageVariable = "UNDERSTUDY_INSPECT_AGE_MS"
     public static let memoryVariable = "UNDERSTUDY_INSPECT_MEMORY"
@@ -41,7 +45,7 @@ public enum Inspection {
         let startedAt = Date().timeIntervalSince1970
         let started = ContinuousClock.now
         guard geteuid() == 0 else { throw InspectionError("inspecting mounts the replica's disk through a loop device: run it as root") }
-        guard configuration.vm.diskImage != nil else {
+        guard !configuration.vm.diskImages.isEmpty else {
             throw InspectionError("\(configuration.source): vm.disk_image: missing: the VM has no disk to inspect")
         }
         guard let executable = command.executable(searchPath: ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
@@ -55,10 +59,10 @@ public enum Inspection {
         let (copy, from) = try take(directory)
         let snapshotMs = (ContinuousClock.now - copying).seconds * 1000
         defer { copy.remove() }
-        guard let image = copy.diskPath else { throw InspectionError("the replica has no disk: nothing to inspect") }
+        guard !copy.diskPaths.isEmpty else { throw InspectionError("the replica has no disk: nothing to inspect") }
         // The mount (its journal replay) and the command are background work: they run under
         // SCHED_IDLE, behind replication. This thread, which waits for them and for signals, does not.
-        let disk = try IdlePriority.run { try ReplicaDiskMount(image: image, directory: "\(directory)/disk") }
+        let disk = try IdlePriority.run { try ReplicaDiskMounts(images: copy.diskPaths, directory: "\(directory)/disk") }
         defer { disk.remove() }
         let filesystems = disk.mounts.map { "\($0.device) (\($0.type)) at \($0.path)" }
         logger.notice("replica mounted for inspection", metadata: [
@@ -68,7 +72,8 @@ public enum Inspection {
 
         var environment = ProcessInfo.processInfo.environment
         environment[directoryVariable] = disk.directory
-        environment[diskVariable] = disk.image
+        environment[diskVariable] = copy.diskPaths[0]
+        environment[disksVariable] = copy.diskPaths.joined(separator: "\n")
         environment[epochVariable] = "\(copy.epoch)"
         environment[ageVariable] = String(format: "%.0f", copy.stateAgeMilliseconds)
         if memory { environment[memoryVariable] = copy.memoryPath }

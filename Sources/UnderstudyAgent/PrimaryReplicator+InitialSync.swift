@@ -44,7 +44,7 @@ extension PrimaryReplicator {
     /// Copies the disk's data (holes and all-zero chunks are skipped: the backup's replica starts
     /// zeroed). The guest may be writing meanwhile: each such write is recorded and replayed in
     /// the first checkpoint, on top of whatever this copy read, which ends at the same bytes.
-    private func syncDisk(_ disk: DiskImage, ranges: [Range<UInt64>], encoder: CheckpointEncoder, sender: FrameSender,
+    private func syncDisk(_ disk: DiskSet, ranges: [Range<UInt64>], encoder: CheckpointEncoder, sender: FrameSender,
                           into output: inout CheckpointEncoder.Output, progress: (Int) -> Void) throws {
         let chunk = DiskWriteBatch.maxEntryBytes
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)

@@ -30,12 +30,12 @@ public final class PrimaryReplicator: @unchecked Sendable {
     /// Called on the receiver thread with each acknowledged epoch; output of epochs up to it may leave.
     let onRelease: @Sendable (UInt64) -> Void
     /// The guest's disk, copied in the initial sync; its later writes come with the checkpoints.
-    let disk: DiskImage?
+    let disk: DiskSet?
 
     /// - Parameter disk: the image the guest's disk server writes. Its recorder must have been
     ///   recording since before the guest could write, so that every write the sync's copy may
     ///   miss is in a checkpoint.
-    public init(source: CheckpointSource, configuration: PrimaryConfiguration, disk: DiskImage? = nil, logger: Logger,
+    public init(source: CheckpointSource, configuration: PrimaryConfiguration, disk: DiskSet? = nil, logger: Logger,
                 onRelease: @escaping @Sendable (UInt64) -> Void = { _ in }) {
         self.source = source
         self.disk = disk

@@ -90,9 +90,9 @@ extension PrimaryStatus {
             let policy = gate.policyStatistics
             gatePolicy = policy.rules.isEmpty && policy.defaultAction == GateRule.Action.allow.rawValue ? nil : policy
         }
-        if let disk = devices?.disk?.statistics {
-            diskWrites = Int(disk.writes)
-            diskFlushes = Int(disk.flushes)
+        if let disks = devices?.disks, !disks.isEmpty {
+            diskWrites = disks.reduce(0) { $0 + $1.statistics.writes }
+            diskFlushes = disks.reduce(0) { $0 + $1.statistics.flushes }
         }
         diskPendingBytes = devices?.recorder?.pendingBytes
     }

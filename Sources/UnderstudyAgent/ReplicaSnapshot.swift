@@ -3,11 +3,11 @@ import UnderstudyDisk
 import UnderstudyReplica
 
 /// A copy of the replica at one committed epoch, for a failover drill: memory image, device
-/// state and a frozen copy of the disk, taken while nothing writes the replica, so that a clone
+/// state and a frozen copy of each disk, taken while nothing writes the replica, so that a clone
 /// can start from it while replication goes on.
 ///
 /// Memory and device state go into the snapshot's directory (put it on tmpfs: QEMU maps the
-/// memory copy as guest RAM). The disk copy sits beside the replica disk, on its file system, so
+/// memory copy as guest RAM). Each disk copy sits beside its replica disk, on its file system, so
 /// that it can be a reflink; where it cannot, only the disk's data ranges are copied.
 public struct ReplicaSnapshot: Sendable, Codable {
     /// Always true: the reply of the `snapshot` control command (a failure is a `ControlReply`).
@@ -16,8 +16,9 @@ public struct ReplicaSnapshot: Sendable, Codable {
     public var epoch: UInt64
     /// The memory copy; no file there when the snapshot was taken without memory (an inspection's).
     public var memoryPath: String
-    /// The frozen disk copy; nil when the VM has no disk.
-    public var diskPath: String?
+    /// The frozen disk copies, one per disk of the VM, in order; empty when it has none.
+    public var diskPaths: [String]
+    /// How the disks were copied (`sparse` if any of them could not be a reflink); nil without a disk.
     public var diskCopy: ImageCopy.Method?
     public var deviceStatePath: String
     /// When the replica published the epoch (its state file's modification time: written when the
@@ -56,7 +57,7 @@ public struct ReplicaSnapshot: Sendable, Codable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
                                                 attributes: [.posixPermissions: 0o700])
         return ReplicaSnapshot(directory: directory, epoch: 0, memoryPath: "\(directory)/memory.img",
-                               diskPath: store.diskPath.map { "\($0).\((directory as NSString).lastPathComponent)" },
+                               diskPaths: store.diskPaths.map { "\($0).\((directory as NSString).lastPathComponent)" },
                                deviceStatePath: "\(directory)/device-state", committedAt: 0, takenAt: 0, pausedMilliseconds: 0)
     }
 
@@ -76,7 +77,10 @@ public struct ReplicaSnapshot: Sendable, Codable {
         let attributes = try FileManager.default.attributesOfItem(atPath: store.statePath)
         committedAt = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? takenAt
         if let memoryWritten { try ImageCopy.update(memoryWritten, from: store.memoryPath, to: memoryPath) }
-        if let source = store.diskPath, let diskPath { diskCopy = try ImageCopy.copy(from: source, to: diskPath) }
+        for (source, copy) in zip(store.diskPaths, diskPaths) {
+            let method = try ImageCopy.copy(from: source, to: copy)
+            diskCopy = diskCopy == .sparse ? .sparse : method
+        }
         guard FileManager.default.createFile(atPath: deviceStatePath, contents: Data(store.state.deviceState),
                                              attributes: [.posixPermissions: 0o600]) else {
             throw ReplicaError.io(operation: "create", path: deviceStatePath, errno: errno)
@@ -103,7 +107,7 @@ public struct ReplicaSnapshot: Sendable, Codable {
 
     /// Removes the copies and the directory (with anything else put there).
     public func remove() {
-        if let diskPath { unlink(diskPath) }
+        for path in diskPaths { unlink(path) }
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

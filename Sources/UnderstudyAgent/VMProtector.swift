@@ -141,7 +141,7 @@ public final class VMProtector: @unchecked Sendable {
             keepRecordedDiskWrites()
             var sessionConfiguration = primaryConfiguration
             sessionConfiguration.firstEpoch = nextEpoch
-            let replicator = PrimaryReplicator(source: source, configuration: sessionConfiguration, disk: devices.diskImage, logger: logger,
+            let replicator = PrimaryReplicator(source: source, configuration: sessionConfiguration, disk: devices.diskSet, logger: logger,
                                                onRelease: { [weak self] epoch in self?.release(through: epoch) })
             state.withLock { $0.replicator = replicator }
             do {

@@ -5,8 +5,11 @@
 /// itself is defined once, here, because device state saved from one QEMU loads only into a QEMU
 /// whose devices match.
 public enum VirtioDisk {
-    /// The block node (and drive) name of the guest's disk.
-    public static let nodeName = "disk0"
+    /// The block node (and drive) name of the guest's first disk.
+    public static let nodeName = nodeName(0)
+
+    /// The block node (and drive) name of the guest's disk number `index` (from 0, in order).
+    public static func nodeName(_ index: Int) -> String { "disk\(index)" }
 
     /// The -device options of a virtio-blk disk on the block node `nodeName`.
     /// - Parameter deviceOptions: more properties of the device (e.g. its virtio transport).

@@ -6,13 +6,15 @@ public enum AgentPair {
     /// Writes `primary.toml` and `backup.toml` for a pair (the backup listening on `port` at
     /// `backupHost`, by default on loopback) protecting the test guest `guest`
     /// (`CounterGuestImage`), or another guest with `memoryMiB` (the Debian guest); the `extra`
-    /// texts are appended as more TOML tables (`primaryExtra` continues `[replication]` first).
+    /// texts are appended as more TOML tables (`primaryExtra` continues `[replication]` first);
+    /// `vmExtra` continues each node's `[vm]` table (several disks, the machine, vCPUs).
     public static func writeConfigs(in directory: String, port: UInt16, vm: String, guest image: (kernel: String, initrd: String),
                                     cmdline: String, replicaDirectory: String, backupHost: String = "127.0.0.1",
                                     disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
                                     primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
-                                    backupExtra: String = "", memoryMiB: Int = 128) throws -> (primary: String, backup: String) {
-        func vmSection(disk: String?) -> String {
+                                    backupExtra: String = "", vmExtra: (primary: String, backup: String) = ("", ""),
+                                    memoryMiB: Int = 128) throws -> (primary: String, backup: String) {
+        func vmSection(disk: String?, extra: String) -> String {
             """
             [vm]
             id = "\(vm)"
@@ -22,7 +24,7 @@ public enum AgentPair {
             initrd = "\(image.initrd)"
             cmdline = "console=ttyS0 \(cmdline)"
 
-            """ + (disk.map { "disk_image = \"\($0)\"\n" } ?? "")
+            """ + (disk.map { "disk_image = \"\($0)\"\n" } ?? "") + extra
         }
         func networkSection(tap: String?, extra: String) -> String {
             tap.map { "[network]\ntap = \"\($0)\"\n\(extra)\n" } ?? ""
@@ -36,7 +38,7 @@ public enum AgentPair {
             [peer]
             name = "backup"
             address = "\(backupHost):\(port)"
-            \(vmSection(disk: disks?.primary))run_dir = "\(directory)/run-primary"
+            \(vmSection(disk: disks?.primary, extra: vmExtra.primary))run_dir = "\(directory)/run-primary"
             \(networkSection(tap: taps?.primary, extra: primaryNetwork))[replication]
             interval_ms = 25
             \(primaryExtra)
@@ -49,7 +51,7 @@ public enum AgentPair {
             state_dir = "\(directory)/state-backup"
             [peer]
             name = "primary"
-            \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup))run_dir = "\(directory)/run-backup"
+            \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup, extra: vmExtra.backup))run_dir = "\(directory)/run-backup"
             \(networkSection(tap: taps?.backup, extra: ""))[backup]
             listen = "\(backupHost):\(port)"
             replica_dir = "\(replicaDirectory)"

@@ -22,13 +22,33 @@ public final class ConsistencyHarness {
     /// The random moments of the events and the ports: seeded, so a run can be repeated.
     private var random: SplitMix64
     private var processes: [Process] = []
+    let shape: GuestShape
+
+    /// The VM the trials protect, beyond the counter service itself.
+    public struct GuestShape: Sendable {
+        /// 1: the counter's ext4 disk only. 2: a first disk (ext4, unused by the service) before
+        /// it, so the counter's writes travel at the second disk's place in the disk space.
+        public var disks = 1
+        public var machine = "pc"
+        public var vcpus = 1
+
+        public init(disks: Int = 1, machine: String = "pc", vcpus: Int = 1) {
+            self.disks = disks
+            self.machine = machine
+            self.vcpus = vcpus
+        }
+    }
 
     /// - Parameters:
     ///   - seed: seeds the moments of the events and the ports of the trials.
     ///   - keptLogs: where the logs of a trial with violations or problems are copied.
+    ///   - shape: the VM's disks, machine and vCPUs.
     public init(seed: UInt64 = .random(in: .min ... .max),
-                keptLogs: String = "\(FileManager.default.temporaryDirectory.path)/understudy-failed-trials") throws {
+                keptLogs: String = "\(FileManager.default.temporaryDirectory.path)/understudy-failed-trials",
+                shape: GuestShape = GuestShape()) throws {
+        precondition((1...2).contains(shape.disks), "the counter trials run with one or two disks")
         random = SplitMix64(seed: seed)
+        self.shape = shape
         keptLogsDirectory = keptLogs
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-consistency-\(UUID().uuidString.prefix(8))").path
         vm = "cs\(UUID().uuidString.prefix(6).lowercased())"
@@ -269,8 +289,16 @@ public final class ConsistencyHarness {
             for run in ["run-primary", "run-backup"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(run)") }
         }
         var outcome = Outcome()
-        try HostCommand.run(["sh", "-c", "rm -f \(directory)/primary-disk.img \(directory)/backup-disk.img && truncate -s 64M \(directory)/primary-disk.img "
-                  + "&& mkfs.ext4 -q -F \(directory)/primary-disk.img && truncate -s 64M \(directory)/backup-disk.img"])
+        // The counter's disk last: with two disks its writes sit past the first disk's end.
+        let disks = (shape.disks == 2 ? ["system"] : []) + ["disk"]
+        for disk in disks {
+            try HostCommand.run(["sh", "-c", "rm -f \(directory)/primary-\(disk).img \(directory)/backup-\(disk).img && truncate -s 64M \(directory)/primary-\(disk).img "
+                      + "&& mkfs.ext4 -q -F \(directory)/primary-\(disk).img && truncate -s 64M \(directory)/backup-\(disk).img"])
+        }
+        func vmExtra(_ node: String) -> String {
+            (disks.count > 1 ? "disks = [" + disks.map { "\"\(directory)/\(node)-\($0).img\"" }.joined(separator: ", ") + "]\n" : "")
+                + "machine = \"\(shape.machine)\"\nvcpus = \(shape.vcpus)\n"
+        }
         let port = UInt16.random(in: 20000...50000, using: &random)
         let witnessed = scenario.witnessed
         let etcd = witnessed ? try EtcdProcess(certificates: "\(directory)/certs") : nil
@@ -295,8 +323,9 @@ public final class ConsistencyHarness {
             + (cut && !witnessed ? "udp_listen = \"127.0.0.1:%d\"\nudp_peer = \"127.0.0.1:%d\"\n" : "")
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm, guest: TestGuest.image,
-            cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
-            disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
+            cmdline: "understudy.run=counter-service understudy.disk=/dev/vd\(disks.count == 2 ? "b" : "a") \(network.guestCommandLine)",
+            replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
+            disks: disks.count == 1 ? ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img") : nil, taps: (network.taps[0], network.taps[1]),
             primaryNetwork: "unsafe_no_output_buffering = \(!buffering)",
             backupPeerAddress: "127.0.0.1:\(port + 1)",
             primaryExtra: """
@@ -317,7 +346,8 @@ public final class ConsistencyHarness {
                 reconnect_ms = 200
                 \(String(format: heartbeat, Int(port) + 3, Int(port) + 2))
                 \(etcd.map { witness($0.clientPort) } ?? "")
-                """ : "")
+                """ : "",
+            vmExtra: (vmExtra("primary"), vmExtra("backup")))
         if let linkPort = relay?.port ?? wan?.port {
             let text = try String(contentsOfFile: configs.primary, encoding: .utf8)
             try text.replacingOccurrences(of: "address = \"127.0.0.1:\(port)\"", with: "address = \"127.0.0.1:\(linkPort)\"")
@@ -458,10 +488,12 @@ public final class ConsistencyHarness {
         }
         // Disk and memory agree after the failover, and every value the client ever got is covered.
         let status = try client.request("s").split(separator: " ")
+        var guestCounter: UInt64?
         if status.count == 4, let memory = UInt64(status[1]), let fileLast = UInt64(status[2]), let lines = UInt64(status[3]) {
             if fileLast != memory || lines != memory {
                 outcome.violations.append("memory counter \(memory), disk file ends at \(fileLast) with \(lines) lines")
             }
+            guestCounter = memory
             outcome.lostAcknowledgedOutput = history.filter { $0.value > memory }.count
             if let last = history.last?.value, last > memory {
                 outcome.violations.append("the client got \(last), beyond the activated guest's \(memory)")
@@ -475,13 +507,30 @@ public final class ConsistencyHarness {
         killAll()
         let fsck = Process()
         fsck.executableURL = URL(fileURLWithPath: "/sbin/e2fsck")
-        fsck.arguments = ["-fn", "\(directory)/\(scenario.movesTheVM ? "backup" : "primary")-disk.img"]
+        let survivingDisk = "\(directory)/\(scenario.movesTheVM ? "backup" : "primary")-disk.img"
+        fsck.arguments = ["-fn", survivingDisk]
         fsck.standardOutput = FileHandle.nullDevice
         fsck.standardError = FileHandle.nullDevice
         try fsck.run()
         fsck.waitUntilExit()
         outcome.fsckClean = fsck.terminationStatus == 0
         if fsck.terminationStatus != 0 { outcome.violations.append("e2fsck -fn found problems (exit \(fsck.terminationStatus))") }
+        // The guest answered from its page cache; the disk image itself must hold the same file
+        // (it would not if replicated writes had landed elsewhere, e.g. in another disk's image).
+        if let guestCounter, let log = try? HostCommand.execute("/sbin/debugfs", ["-R", "cat /counter.log", survivingDisk]) {
+            let values = log.stdout.split(separator: "\n").map { UInt64($0) }
+            if values.count != Int(guestCounter) || values.last != guestCounter || values.contains(nil) {
+                outcome.violations.append("the disk image's counter.log has \(values.count) lines ending at \(values.last.map { "\($0.map(String.init) ?? "garbage")" } ?? "nothing"), "
+                                          + "the guest's counter is \(guestCounter)")
+            }
+        }
+        // The first of two disks is never mounted in the guest: the surviving copy's must still
+        // be the primary's, byte for byte (the sync copied it; no write of the counter's disk
+        // may land in it).
+        if shape.disks == 2 {
+            let same = try? HostCommand.execute("/usr/bin/cmp", ["-s", "\(directory)/primary-system.img", "\(directory)/backup-system.img"])
+            if same?.status != 0 { outcome.violations.append("the backup's first disk differs from the primary's, which the guest never wrote") }
+        }
         outcome.summary = "\(outcome.repliesBefore) replies before the kill (last \(before.last?.value ?? 0)), \(outcome.repliesAfter) after "
             + "(first \(history.dropFirst(before.count).first?.value ?? 0)), "
             + "outage \(Int(outcome.outageMilliseconds)) ms, longest silence \(Int(outcome.longestSilenceMilliseconds)) ms, connection \(outcome.connectionSurvived ? "survived" : "re-established")"

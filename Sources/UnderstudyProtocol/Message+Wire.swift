@@ -13,6 +13,13 @@ extension Message {
                 w.write(hello.capabilities.rawValue)
                 w.write(hello.requiredCapabilities.rawValue)
                 w.write(string: hello.nodeName)
+                // Only with several disks, so a one-disk HELLO is what earlier versions send; an
+                // earlier backup refuses the longer frame (it expects the frame's end here)
+                // rather than take several disks for one.
+                if hello.identity.diskSizes.count > 1 {
+                    w.write(UInt16(hello.identity.diskSizes.count))
+                    for size in hello.identity.diskSizes { w.write(size) }
+                }
             }
         case .welcome(let welcome):
             Frame(.welcome) { w in
@@ -62,11 +69,12 @@ extension Message {
                 return
             }
             let id = try r.readString()
-            let identity = VMIdentity(id: id, memorySize: try r.readUInt64(), pageSize: try r.readUInt32(),
+            var identity = VMIdentity(id: id, memorySize: try r.readUInt64(), pageSize: try r.readUInt32(),
                                       diskSize: try r.readUInt64())
             let capabilities = Capabilities(rawValue: try r.readUInt64())
             let required = Capabilities(rawValue: try r.readUInt64())
             let node = try r.readString()
+            if r.remaining > 0 { identity.diskSizes = try Self.readDiskSizes(&r, total: identity.diskSize) }
             self = .hello(Hello(version: version, identity: identity, capabilities: capabilities,
                                 requiredCapabilities: required, nodeName: node))
         case .welcome:
@@ -111,6 +119,25 @@ extension Message {
             w.write(close.code.rawValue)
             w.write(string: close.message)
         }
+    }
+
+    /// The disk layout a HELLO of a VM with several disks ends with; the sizes must add up to the
+    /// total the HELLO announced before.
+    private static func readDiskSizes(_ r: inout WireReader, total: UInt64) throws(ProtocolError) -> [UInt64] {
+        let count = Int(try r.readUInt16())
+        guard (2...VMIdentity.maxDiskCount).contains(count) else {
+            throw .malformed("HELLO lists \(count) disks; a disk layout has 2 to \(VMIdentity.maxDiskCount)")
+        }
+        var sizes: [UInt64] = []
+        for _ in 0..<count { sizes.append(try r.readUInt64()) }
+        let (sum, overflow) = sizes.reduce((UInt64(0), false)) { partial, size in
+            let (next, carry) = partial.0.addingReportingOverflow(size)
+            return (next, partial.1 || carry)
+        }
+        guard !overflow, sum == total else {
+            throw .malformed("HELLO's disk sizes add up to \(overflow ? "more than 2^64" : "\(sum)") bytes, not the announced \(total)")
+        }
+        return sizes
     }
 
     private static func readClose(_ r: inout WireReader) throws(ProtocolError) -> SessionClose {

@@ -35,22 +35,23 @@ public struct VMDescription: Sendable, Equatable {
     public var kernel: String?
     public var initrd: String?
     public var commandLine: String
-    /// ... or a raw disk image to boot from.
-    public var diskImage: String?
+    /// ... or the raw disk images, in the guest's order (the first is the one to boot from); up to
+    /// `VMIdentity.maxDiskCount`.
+    public var diskImages: [String]
     public var virtio: VirtioTransport = .legacy
     /// SCHED_FIFO priority of the agent's checkpoint thread and QEMU's main thread while a
     /// checkpoint holds the guest paused (see `RealtimeBoost`); 0 leaves their scheduling alone.
     public var pausePriority: Int32 = 10
-    /// Bytes of the replicated disk (`diskImage`'s size), 0 without one. Set by whoever opened
-    /// the image; part of the identity both agents must agree on.
-    public var diskBytes: UInt64 = 0
+    /// Bytes of each replicated disk (`diskImages`' sizes, in order). Set by whoever opened the
+    /// images; part of the identity both agents must agree on.
+    public var diskSizes: [UInt64] = []
     /// Where QEMU's sockets, serial log and (on tmpfs) guest RAM live for this VM.
     public var runDirectory: String
     /// The qemu-system-x86_64 to run.
     public var qemuBinary: String
 
     public init(id: String, memoryBytes: UInt64, vcpus: Int = 1, machine: String = "pc", accelerator: Accelerator = .auto,
-                kernel: String? = nil, initrd: String? = nil, commandLine: String = "console=ttyS0", diskImage: String? = nil,
+                kernel: String? = nil, initrd: String? = nil, commandLine: String = "console=ttyS0", diskImages: [String] = [],
                 runDirectory: String, qemuBinary: String = "qemu-system-x86_64") {
         self.id = id
         self.memoryBytes = memoryBytes
@@ -60,13 +61,13 @@ public struct VMDescription: Sendable, Equatable {
         self.kernel = kernel
         self.initrd = initrd
         self.commandLine = commandLine
-        self.diskImage = diskImage
+        self.diskImages = diskImages
         self.runDirectory = runDirectory
         self.qemuBinary = qemuBinary
     }
 
     /// What both agents of a pair must agree on.
-    public var identity: VMIdentity { VMIdentity(id: id, memorySize: memoryBytes, diskSize: diskBytes) }
+    public var identity: VMIdentity { VMIdentity(id: id, memorySize: memoryBytes, diskSizes: diskSizes) }
 
     public var qmpSocket: String { "\(runDirectory)/qmp.sock" }
     public var preloadSocket: String { "\(runDirectory)/preload.sock" }
@@ -99,6 +100,11 @@ public struct VMDescription: Sendable, Equatable {
         return bytes.allSatisfy { alphanumeric.contains($0) || Set("._-".utf8).contains($0) }
     }
 
+    /// The machines whose device state this build saves and restores: i440FX (`pc`) and Q35.
+    public static func isSupportedMachine(_ machine: String) -> Bool {
+        ["pc", "q35"].contains(machine) || ["pc-i440fx-", "pc-q35-"].contains { machine.hasPrefix($0) && machine.count > $0.count }
+    }
+
     /// Checks what can be checked before starting anything.
     public func validate() throws(QEMUError) {
         guard Self.isValidID(id) else { throw .invalidConfiguration("the VM id \(id.debugDescription) must be \(Self.idRule)") }
@@ -106,8 +112,15 @@ public struct VMDescription: Sendable, Equatable {
             throw .invalidConfiguration("memory must be at least 16 MiB and a multiple of 2 MiB, got \(memoryBytes) bytes")
         }
         guard vcpus >= 1 && vcpus <= 64 else { throw .invalidConfiguration("vcpus must be 1 to 64, got \(vcpus)") }
-        guard kernel != nil || diskImage != nil else { throw .invalidConfiguration("set either kernel (and initrd) or disk_image") }
-        for file in [kernel, initrd, diskImage].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: file) {
+        guard Self.isSupportedMachine(machine) else {
+            throw .invalidConfiguration("machine \(machine.debugDescription) is not supported: use \"pc\" or \"q35\" (or a versioned pc-i440fx-X.Y / pc-q35-X.Y)")
+        }
+        guard kernel != nil || !diskImages.isEmpty else { throw .invalidConfiguration("set either kernel (and initrd) or disk_image") }
+        guard diskImages.count <= VMIdentity.maxDiskCount else {
+            throw .invalidConfiguration("\(diskImages.count) disks; at most \(VMIdentity.maxDiskCount) are supported")
+        }
+        guard Set(diskImages).count == diskImages.count else { throw .invalidConfiguration("a disk image is listed twice") }
+        for file in [kernel, initrd].compactMap({ $0 }) + diskImages where !FileManager.default.isReadableFile(atPath: file) {
             throw .missing("cannot read \(file)")
         }
     }

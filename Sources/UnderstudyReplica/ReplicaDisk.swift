@@ -5,18 +5,27 @@ import Glibc
 import UnderstudyDisk
 import UnderstudyProtocol
 
-/// The backup's copy of the guest disk: a raw image of the VM's disk size. Written only with the
-/// initial sync and the changes of committed epochs, so after failover it is exactly the disk of
-/// the last committed checkpoint.
+/// The backup's copy of the guest's disks: one raw image per disk, of that disk's size, addressed
+/// as one space (`DiskSet`). Written only with the initial sync and the changes of committed
+/// epochs, so after failover they are exactly the disks of the last committed checkpoint.
 final class ReplicaDisk: @unchecked Sendable {
-    let image: DiskImage
-    var path: String { image.path }
+    let image: DiskSet
+    var paths: [String] { image.paths }
     var size: UInt64 { image.size }
 
-    /// Opens `path`, which must hold `size` bytes (the operator provisions the backup's disk with
-    /// the primary's size, as for any replicated block device), or creates it with that size (a new
-    /// file reads as zeroes and takes no space). A file of another size is refused, never resized.
-    init(path: String, size: UInt64) throws(ReplicaError) {
+    /// Opens each of `paths`, which must hold the matching `sizes` bytes (the operator provisions
+    /// the backup's disks with the primary's sizes, as for any replicated block device), or creates
+    /// it with that size (a new file reads as zeroes and takes no space). A file of another size is
+    /// refused, never resized.
+    init(paths: [String], sizes: [UInt64]) throws(ReplicaError) {
+        precondition(paths.count == sizes.count, "one path per disk")
+        var images: [DiskImage] = []
+        for (path, size) in zip(paths, sizes) { images.append(try Self.openImage(path: path, size: size)) }
+        image = DiskSet(images)
+    }
+
+    private static func openImage(path: String, size: UInt64) throws(ReplicaError) -> DiskImage {
+        let image: DiskImage
         var info = stat()
         if stat(path, &info) != 0 || info.st_size == 0 {
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
@@ -32,6 +41,7 @@ final class ReplicaDisk: @unchecked Sendable {
         guard image.size == size else {
             throw .identityMismatch("the replica disk \(path) has \(image.size) bytes, the VM's disk has \(size)")
         }
+        return image
     }
 
     /// Checks that a range lies inside the disk: the content may come from a peer or from a
@@ -39,7 +49,7 @@ final class ReplicaDisk: @unchecked Sendable {
     func validate(offset: UInt64, length: UInt64) throws(ReplicaError) {
         let (end, overflow) = offset.addingReportingOverflow(length)
         guard !overflow, end <= size else {
-            throw .invalidContent(.malformed("disk change of \(length) bytes at \(offset) ends beyond the \(size)-byte disk"))
+            throw .invalidContent(.malformed("disk change of \(length) bytes at \(offset) ends beyond the disks' \(size) bytes"))
         }
     }
 

@@ -5,12 +5,14 @@ import UnderstudyProtocol
 /// renamed over the old one, so a reader sees either the old or the new state, never a mix, after
 /// a killed process or a power cut alike.
 ///
-/// Layout: magic "USSTATE3", generation u64, phase u8, committed epoch u64, VM id string,
-/// memory size u64, page size u32, disk size u64, device-state length u32 and bytes, reset
-/// reason string (empty: none), SHA-256 of everything before. "USSTATE2" files, the same without
-/// the reset reason, are still read.
+/// Layout: magic "USSTATE4", generation u64, phase u8, committed epoch u64, VM id string,
+/// memory size u64, page size u32, disk count u16 and each disk's size u64, device-state length
+/// u32 and bytes, reset reason string (empty: none), SHA-256 of everything before. Earlier files
+/// are still read: "USSTATE3" has one disk size u64 (0: no disk) instead of the list, "USSTATE2"
+/// is USSTATE3 without the reset reason.
 extension ReplicaState {
-    static let magic = Array("USSTATE3".utf8)
+    static let magic = Array("USSTATE4".utf8)
+    static let magicWithOneDisk = Array("USSTATE3".utf8)
     static let magicWithoutResetReason = Array("USSTATE2".utf8)
 
     func encoded() -> [UInt8] {
@@ -22,7 +24,8 @@ extension ReplicaState {
         w.write(string: identity.id)
         w.write(identity.memorySize)
         w.write(identity.pageSize)
-        w.write(identity.diskSize)
+        w.write(UInt16(identity.diskSizes.count))
+        for size in identity.diskSizes { w.write(size) }
         w.write(UInt32(deviceState.count))
         w.write(bytes: deviceState)
         w.write(string: resetReason ?? "")
@@ -32,7 +35,7 @@ extension ReplicaState {
 
     init(decoding bytes: [UInt8], path: String) throws(ReplicaError) {
         let magic = Array(bytes.prefix(8))
-        guard bytes.count > EpochDigest.size, magic == ReplicaState.magic || magic == ReplicaState.magicWithoutResetReason else {
+        guard bytes.count > EpochDigest.size, [ReplicaState.magic, ReplicaState.magicWithOneDisk, ReplicaState.magicWithoutResetReason].contains(magic) else {
             throw .corrupt("\(path) is not an Understudy replica state file of this version")
         }
         let body = Array(bytes.dropLast(EpochDigest.size))
@@ -44,10 +47,14 @@ extension ReplicaState {
             let generation = try r.readUInt64()
             guard let phase = Phase(rawValue: try r.readUInt8()) else { throw .malformed("unknown phase") }
             let epoch = try r.readUInt64()
-            let identity = VMIdentity(id: try r.readString(), memorySize: try r.readUInt64(), pageSize: try r.readUInt32(),
-                                      diskSize: try r.readUInt64())
+            var identity = VMIdentity(id: try r.readString(), memorySize: try r.readUInt64(), pageSize: try r.readUInt32(), diskSizes: [])
+            if magic == ReplicaState.magic {
+                for _ in 0..<Int(try r.readUInt16()) { identity.diskSizes.append(try r.readUInt64()) }
+            } else {
+                identity = VMIdentity(id: identity.id, memorySize: identity.memorySize, pageSize: identity.pageSize, diskSize: try r.readUInt64())
+            }
             let device = try r.readBytes(Int(try r.readUInt32()))
-            let reason = magic == ReplicaState.magic ? try r.readString() : ""
+            let reason = magic == ReplicaState.magicWithoutResetReason ? "" : try r.readString()
             try r.expectEnd()
             self.init(identity: identity, generation: generation, phase: phase, committedEpoch: epoch, deviceState: device,
                       resetReason: reason.isEmpty ? nil : reason)

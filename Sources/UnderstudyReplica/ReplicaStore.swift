@@ -6,11 +6,12 @@ import Logging
 import Synchronization
 import UnderstudyProtocol
 
-/// The backup's copy of the VM: a memory image file of the VM's memory size, the disk image, the
+/// The backup's copy of the VM: a memory image file of the VM's memory size, the disk images, the
 /// device-state blob and the committed epoch, kept in one directory.
 ///
 /// Files: `memory.img` (guest RAM, mapped shared; QEMU maps the same file on activation),
-/// `disk.img` (the guest disk, when the VM has one), `state` (`ReplicaState`, replaced
+/// `disk.img` (the guest disk, when the VM has one; `disk0.img`, `disk1.img`, ... with several,
+/// unless the configuration names them), `state` (`ReplicaState`, replaced
 /// atomically), `journal` (`EpochJournal`), `lock`. Disk changes travel in the journal with the
 /// pages, so the disk follows memory: it holds exactly the committed epoch's writes.
 ///
@@ -54,18 +55,21 @@ public final class ReplicaStore: @unchecked Sendable {
     private var consumed: (epoch: UInt64, deviceState: [UInt8])?
 
     public var memoryPath: String { memory.path }
-    /// The replica disk image, nil when the VM has no disk.
-    public var diskPath: String? { disk?.path }
+    /// The replica disk images, one per disk of the VM, in order; empty when it has none.
+    public var diskPaths: [String] { disk?.paths ?? [] }
     public var statePath: String { "\(directory)/state" }
 
     /// Opens (creating if needed) the replica of `identity` in `directory`, and recovers an
-    /// interrupted apply. The replica disk is `diskPath` (default `directory/disk.img`) when the
-    /// VM has a disk.
+    /// interrupted apply. The replica disks are `diskPaths` (by default in `directory`, see above),
+    /// one per disk of `identity`.
     /// `storage` carries the writes and syncs that order matters for (tests pass one that loses
     /// power or fails a step).
-    public init(directory: String, identity: VMIdentity, diskPath: String? = nil,
+    public init(directory: String, identity: VMIdentity, diskPaths: [String] = [],
                 storage: ReplicaStorage = POSIXReplicaStorage()) throws(ReplicaError) {
         do throws(ProtocolError) { try identity.validate() } catch { throw .invalidContent(error) }
+        guard diskPaths.isEmpty || diskPaths.count == identity.diskSizes.count else {
+            throw .identityMismatch("\(diskPaths.count) replica disk paths for \(identity.diskDescription)")
+        }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
@@ -90,7 +94,9 @@ public final class ReplicaStore: @unchecked Sendable {
             }
             published = Mutex(loaded ?? ReplicaState(identity: identity))
             memory = try MappedFile(path: "\(directory)/memory.img", size: Int(identity.memorySize))
-            disk = identity.diskSize > 0 ? try ReplicaDisk(path: diskPath ?? "\(directory)/disk.img", size: identity.diskSize) : nil
+            disk = identity.diskSizes.isEmpty ? nil
+                : try ReplicaDisk(paths: diskPaths.isEmpty ? Self.defaultDiskPaths(in: directory, count: identity.diskSizes.count) : diskPaths,
+                                  sizes: identity.diskSizes)
             journal = try EpochJournal(path: "\(directory)/journal", pageSize: pageSize)
             seen = [UInt64](repeating: 0, count: Int((identity.pageCount + 63) / 64))
         } catch {
@@ -352,12 +358,17 @@ public final class ReplicaStore: @unchecked Sendable {
         return "finished applying checkpoint \(header.epoch) from the journal (the previous process stopped mid-apply)"
     }
 
+    /// Where the replica disks are when the configuration does not say.
+    static func defaultDiskPaths(in directory: String, count: Int) -> [String] {
+        count == 1 ? ["\(directory)/disk.img"] : (0..<count).map { "\(directory)/disk\($0).img" }
+    }
+
     private func publish(phase: ReplicaState.Phase, epoch: UInt64, deviceState: [UInt8], resetReason: String? = nil) throws(ReplicaError) {
         if phase == .synced || phase == .committed {
             // The state about to name this image must not reach storage before the image does:
             // after a power cut it would describe memory and disk content that never got there.
             try storage.sync(memory.path)
-            if let disk { try storage.sync(disk.path) }
+            for path in disk?.paths ?? [] { try storage.sync(path) }
         }
         var next = state
         next.generation += 1

@@ -31,13 +31,13 @@ final class RunningBackup: @unchecked Sendable {
     let receiver: BackupReceiver
     private let thread: JoinableThread
 
-    init(workspace: Workspace, identity: VMIdentity, replicaDirectory: String? = nil, replicaDisk: String? = nil,
+    init(workspace: Workspace, identity: VMIdentity, replicaDirectory: String? = nil, replicaDisks: [String] = [],
          capabilities: Capabilities = .supported) throws {
         let receiver = try BackupReceiver(
             configuration: BackupConfiguration(nodeName: "backup", listen: Endpoint(host: "127.0.0.1", port: 0),
                                                tls: workspace.tls(node: "backup", peer: "primary"), identity: identity,
                                                replicaDirectory: replicaDirectory ?? "\(workspace.path)/replica",
-                                               replicaDisk: replicaDisk, capabilities: capabilities),
+                                               replicaDisks: replicaDisks, capabilities: capabilities),
             logger: quietLogger)
         self.receiver = receiver
         thread = JoinableThread(name: "test-backup") { receiver.serve() }

@@ -34,6 +34,20 @@ struct ConsistencyTests {
         #expect(survived * 2 > outcomes.count, "the TCP connection should survive most failovers: \(survived)/\(outcomes.count)")
     }
 
+    /// The VM as servers are shaped: two disks (the counter's file on the second, so its writes
+    /// travel past the first disk's end in the disk space and must land in the backup's second
+    /// image), the q35 machine and two vCPUs. Trials: UNDERSTUDY_SHAPED_TRIALS (default 4).
+    @Test func twoDisksOnQ35WithTwoVCPUsSurviveRandomKills() throws {
+        let harness = try ConsistencyHarness(shape: .init(disks: 2, machine: "q35", vcpus: 2))
+        defer { harness.remove() }
+        for trial in 1...(Int(ProcessInfo.processInfo.environment["UNDERSTUDY_SHAPED_TRIALS"] ?? "") ?? 4) {
+            let outcome = try harness.run(trial: trial, buffering: true)
+            #expect(outcome.violations.isEmpty, "trial \(trial): \(outcome.violations) (\(outcome.summary))")
+            #expect(outcome.problems.isEmpty, "trial \(trial): \(outcome.problems) (\(outcome.summary))")
+            #expect(outcome.repliesAfter > 0, "trial \(trial): the counter answered after the failover (\(outcome.summary))")
+        }
+    }
+
     /// The same trial with output buffering off must catch the client seeing a value the backup
     /// never had: otherwise the test above could not fail. A kill just after a checkpoint may leak
     /// nothing (no reply left between it and the kill), so trials repeat until one detects it.

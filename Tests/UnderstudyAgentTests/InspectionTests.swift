@@ -29,7 +29,7 @@ struct InspectionTests {
                                                 disks: ("\(directory.path)/primary-disk.img", disk), memoryMiB: 16).backup
             let configuration = try AgentConfiguration(contentsOfFile: config)
             if committed {
-                let store = try ReplicaStore(directory: "\(directory.path)/replica", identity: configuration.identity, diskPath: disk)
+                let store = try ReplicaStore(directory: "\(directory.path)/replica", identity: configuration.identity, diskPaths: [disk])
                 try store.beginSync()
                 try store.finishSync()
                 var staged = StagedEpoch(epoch: 1)
@@ -98,7 +98,7 @@ struct InspectionTests {
         #expect(backup.leftovers().isEmpty, "left behind: \(backup.leftovers())")
         // The replica is as it was: a drill or an agent can still use it.
         let configuration = try AgentConfiguration(contentsOfFile: backup.config)
-        let store = try ReplicaStore(directory: "\(backup.directory.path)/replica", identity: configuration.identity, diskPath: backup.disk)
+        let store = try ReplicaStore(directory: "\(backup.directory.path)/replica", identity: configuration.identity, diskPaths: [backup.disk])
         #expect(store.state.phase == .committed && store.state.committedEpoch == 1)
     }
 

@@ -450,7 +450,7 @@ struct TOMLDocumentTests {
             try agentConfiguration("disk_image = \"\(disk)\"\n" + extra)
         }
         let plain = try configuration("")
-        #expect(plain.vm.diskBytes == 8 << 20)
+        #expect(plain.vm.diskSizes == [8 << 20])
         #expect(plain.identity.diskSize == 8 << 20)
         #expect(plain.tap == nil)
         #expect(plain.mac == AgentConfiguration.defaultMAC(for: "web-1"))
@@ -476,6 +476,33 @@ struct TOMLDocumentTests {
         #expect(failure("[network]\ntpa = \"x\"")?.description.contains("network.tap") == true, "a typo gets a suggestion")
         #expect(truncate(disk, 1000) == 0)
         #expect(failure("")?.description.contains("multiple of 512") == true)
+    }
+
+    @Test func agentConfigurationReadsSeveralDisksInOrderAndRefusesBadLists() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-agentcfg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let disks = (0..<9).map { "\(directory)/disk\($0).img" }
+        for (index, disk) in disks.enumerated() {
+            #expect(FileManager.default.createFile(atPath: disk, contents: nil))
+            #expect(truncate(disk, off_t(index + 1) << 20) == 0)
+        }
+        func list(_ paths: [String]) -> String { "disks = [" + paths.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n" }
+        let two = try agentConfiguration(list([disks[2], disks[0]]))
+        #expect(two.vm.diskImages == [disks[2], disks[0]])
+        #expect(two.identity.diskSizes == [3 << 20, 1 << 20], "sizes in the listed order")
+        #expect(try agentConfiguration(list(Array(disks.prefix(8)))).identity.diskSizes.count == 8)
+
+        func failure(_ extra: String) -> ConfigurationError? { accessorError { try agentConfiguration(extra) } }
+        #expect(failure(list(disks))?.description.contains("9 disks") == true)
+        #expect(failure(list([]))?.key == "vm.disks")
+        #expect(failure(list([disks[1], disks[1]]))?.description.contains("listed twice") == true)
+        #expect(failure(list([disks[1]]) + "disk_image = \"\(disks[0])\"\n")?.description.contains("not both") == true)
+        #expect(failure(list([disks[1], "\(directory)/absent.img"]))?.key == "vm.disks")
+        #expect(try agentConfiguration("machine = \"q35\"\nvcpus = 4\n").vm.machine == "q35")
+        #expect(try agentConfiguration("machine = \"pc-q35-7.2\"\n").vm.machine == "pc-q35-7.2")
+        #expect(failure("machine = \"microvm\"\n")?.key == "vm.machine")
+        #expect(failure("machine = \"pc-q35-\"\n")?.key == "vm.machine")
     }
 
     /// A minimal node configuration with `extra` appended inside its [vm] table (and whatever

@@ -222,11 +222,11 @@ struct VMReplicationTests {
 
         var description = TestGuest.description(memoryMiB: 128,
                                                 extraCommandLine: "understudy.run=counter-service \(network.guestCommandLine)")
-        description.diskImage = primaryDisk
-        description.diskBytes = 64 << 20
-        let backup = try RunningBackup(workspace: workspace, identity: description.identity, replicaDisk: replicaDisk)
+        description.diskImages = [primaryDisk]
+        description.diskSizes = [64 << 20]
+        let backup = try RunningBackup(workspace: workspace, identity: description.identity, replicaDisks: [replicaDisk])
         defer { backup.stop() }
-        let devices = try GuestDevices(vm: description, diskImage: primaryDisk, tap: network.taps[0], mac: "52:54:00:00:00:42",
+        let devices = try GuestDevices(vm: description, diskImages: [primaryDisk], tap: network.taps[0], mac: "52:54:00:00:00:42",
                                        outputBufferBytes: 16 << 20, role: .protected(buffering: true), fence: nil,
                                        policy: GatePolicyControl(.allowAll), logger: TestGuest.quietLogger)
         defer { devices.stop() }
@@ -242,7 +242,7 @@ struct VMReplicationTests {
             configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
                                                 tls: workspace.tls(node: "primary", peer: "backup"), interval: .milliseconds(25),
                                                 requiredCapabilities: [.deviceState, .diskWrites]),
-            disk: devices.diskImage, logger: TestGuest.quietLogger, onRelease: { devices.release(through: $0) })
+            disk: devices.diskSet, logger: TestGuest.quietLogger, onRelease: { devices.release(through: $0) })
         defer { primary.stop() }
         try primary.start()
         let stopLoop = Atomic<Bool>(false)
@@ -270,7 +270,7 @@ struct VMReplicationTests {
         #expect(differing.count == 0, "disk blocks at \(firstDiffering) differ between the replica and the paused guest's disk")
         let memory = try Data(contentsOf: URL(fileURLWithPath: backup.receiver.store.memoryPath))
         #expect(memory.elementsEqual(UnsafeRawBufferPointer(source.memory)), "the replica memory equals the paused guest's")
-        #expect(devices.disk!.statistics.writes > 100, "the guest wrote its disk (\(devices.disk!.statistics.writes) writes)")
+        #expect(devices.disks[0].statistics.writes > 100, "the guest wrote its disk (\(devices.disks[0].statistics.writes) writes)")
         try source.resume()
     }
 }

@@ -251,7 +251,7 @@ struct BackupSessionStateMachineTests {
               (VMIdentity(id: "vm-other", memorySize: 64 * 4096, pageSize: 4096), "VM id"),
               (VMIdentity(id: "vm-test-01", memorySize: 128 * 4096, pageSize: 4096), "memory size"),
               (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 8192), "page size"),
-              (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 4096, diskSize: 1 << 20), "disk size"),
+              (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 4096, diskSize: 1 << 20), "disks are"),
               (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 4096, diskSize: 1000), "invalid"),
               (VMIdentity(id: "vm-test-01", memorySize: 64 * 4096, pageSize: 1000), "invalid"),
               (VMIdentity(id: "", memorySize: 64 * 4096, pageSize: 4096), "invalid"),

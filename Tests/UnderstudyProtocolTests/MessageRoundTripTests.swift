@@ -44,6 +44,7 @@ struct MessageRoundTripTests {
             (.hello(Hello(identity: VMIdentity(id: "vm/ünïcødé-🚀", memorySize: 1 << 34, pageSize: 65536, diskSize: 1 << 40),
                           capabilities: [.lz4Pages, .deviceState], requiredCapabilities: [],
                           nodeName: "")), .hello),
+            (.hello(Hello(identity: VMIdentity(id: "two-disks", memorySize: 1 << 20, diskSizes: [1 << 30, 512]), nodeName: "p")), .hello),
             (.hello(Hello(identity: identity, capabilities: Capabilities(rawValue: .max),
                           requiredCapabilities: Capabilities(rawValue: 1 << 63), nodeName: "n")), .hello),
             (.welcome(Welcome(capabilities: .supported, committedEpoch: 0)), .welcome),
@@ -123,6 +124,34 @@ struct MessageRoundTripTests {
         #expect(Array(hello[30..<38]) == [0, 0, 0, 0, 0, 0, 2, 0], "disk size follows the page size")
         #expect(Message.welcome(Welcome(capabilities: .supported, committedEpoch: 3)).frame.bytes
             == [0x02, 0, 0, 0, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0x01, 0xFF, 0, 0, 0, 0, 0, 0, 0, 3], "capability bits 0 to 8")
+    }
+
+    @Test("a HELLO lists the disks only when there are several, and their sizes must add up")
+    func helloDiskLayout() throws {
+        let one = VMIdentity(id: "v", memorySize: 8192, diskSize: 0x200)
+        let oneDisk = Message.hello(Hello(identity: one, nodeName: "p")).frame.bytes
+        let two = VMIdentity(id: "v", memorySize: 8192, diskSizes: [0x200, 0x400])
+        let twoDisks = Message.hello(Hello(identity: two, nodeName: "p")).frame.bytes
+        #expect(twoDisks.count == oneDisk.count + 2 + 16, "one disk: the HELLO of earlier versions; two: count and sizes appended")
+        #expect(Array(twoDisks[30..<38]) == [0, 0, 0, 0, 0, 0, 6, 0], "the disk size field holds the total")
+        guard case .hello(let decoded) = try Message(frame: Message.hello(Hello(identity: two, nodeName: "p")).frame, identity: nil) else {
+            Issue.record("not a HELLO")
+            return
+        }
+        #expect(decoded.identity.diskSizes == [0x200, 0x400])
+        #expect(decoded.identity.mismatch(with: VMIdentity(id: "v", memorySize: 8192, diskSize: 0x600))?.contains("2 disks") == true,
+                "one disk of the same total is another VM")
+        // A layout whose sizes do not add up to the announced total, and one with a single disk.
+        for (sizes, expected) in [([UInt64(0x200), 0x200], "add up"), ([0x600], "2 to 8")] {
+            var bytes = Array(twoDisks.dropLast(18))
+            bytes += [0, UInt8(sizes.count)]
+            for size in sizes { bytes += (0..<8).map { UInt8(truncatingIfNeeded: size >> (56 - 8 * UInt64($0))) } }
+            let length = UInt32(bytes.count - 5)
+            bytes.replaceSubrange(1..<5, with: (0..<4).map { UInt8(truncatingIfNeeded: length >> (24 - 8 * UInt32($0))) })
+            let frame = try Frame(validatedBytes: bytes)
+            let error = #expect(throws: ProtocolError.self) { _ = try Message(frame: frame, identity: nil) }
+            #expect("\(error.map { "\($0)" } ?? "")".contains(expected))
+        }
     }
 
     @Test("random field values round-trip")

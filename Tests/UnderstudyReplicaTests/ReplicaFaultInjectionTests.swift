@@ -87,7 +87,7 @@ struct ReplicaFaultInjectionTests {
         #expect(checkpoint.deviceState == Self.deviceState(epoch, delta: delta), "\(step)")
         #expect(try bytes(store.memoryPath, at: 2 * pageSize) == (acknowledged ? 0x22 : 0x11), "\(step): memory is epoch \(epoch)'s")
         #expect(try bytes(store.memoryPath, at: 3 * pageSize) == (acknowledged ? 0x22 : 0), "\(step): memory is epoch \(epoch)'s")
-        #expect(try bytes(store.diskPath!, at: 2 * 4096) == (acknowledged ? 0x22 : 0), "\(step): disk is epoch \(epoch)'s")
+        #expect(try bytes(store.diskPaths[0], at: 2 * 4096) == (acknowledged ? 0x22 : 0), "\(step): disk is epoch \(epoch)'s")
         return operations
     }
 

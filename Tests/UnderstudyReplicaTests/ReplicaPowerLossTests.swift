@@ -98,7 +98,7 @@ struct ReplicaPowerLossTests {
         guard epoch < expected.count else { Issue.record("cut at operation \(crashAt): epoch \(epoch) was never sent"); return }
         let want = expected[Int(epoch)]
         let memory = Array(FileManager.default.contents(atPath: store.memoryPath)!)
-        let disk = Array(FileManager.default.contents(atPath: store.diskPath!)!)
+        let disk = Array(FileManager.default.contents(atPath: store.diskPaths[0])!)
         // Compared as a Bool: a failure names the first differing byte, not two whole images.
         let memoryDiffers = memory.indices.first { memory[$0] != want.memory[$0] }
         let diskDiffers = disk.indices.first { disk[$0] != want.disk[$0] }

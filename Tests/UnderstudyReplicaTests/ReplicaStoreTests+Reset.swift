@@ -67,13 +67,12 @@ extension ReplicaStoreTests {
         #expect(reopened.state.phase == .empty)
     }
 
-    @Test func aStateFileWithoutAResetReasonIsStillRead() throws {
-        let dir = try TemporaryDirectory("replica")
-        defer { dir.remove() }
-        let state = ReplicaState(identity: identity, generation: 5, phase: .committed, committedEpoch: 9, deviceState: [4, 2])
-        // The previous layout: the same fields without the reason, under the magic USSTATE2.
+    /// A state file of an earlier layout: one disk size instead of the list (USSTATE3), and
+    /// without the reset reason too (USSTATE2).
+    func earlierStateFile(_ state: ReplicaState, withResetReason: Bool) -> [UInt8] {
+        let identity = state.identity
         var w = WireWriter(capacity: 128)
-        w.write(bytes: Array("USSTATE2".utf8))
+        w.write(bytes: Array((withResetReason ? "USSTATE3" : "USSTATE2").utf8))
         w.write(state.generation)
         w.write(state.phase.rawValue)
         w.write(state.committedEpoch)
@@ -83,9 +82,25 @@ extension ReplicaStoreTests {
         w.write(identity.diskSize)
         w.write(UInt32(state.deviceState.count))
         w.write(bytes: state.deviceState)
+        if withResetReason { w.write(string: state.resetReason ?? "") }
         w.write(bytes: EpochDigest.sha256(w.bytes))
-        #expect(try ReplicaState(decoding: w.bytes, path: "state") == state)
+        return w.bytes
+    }
+
+    @Test func aStateFileWithoutAResetReasonIsStillRead() throws {
+        let state = ReplicaState(identity: identity, generation: 5, phase: .committed, committedEpoch: 9, deviceState: [4, 2])
+        #expect(try ReplicaState(decoding: earlierStateFile(state, withResetReason: false), path: "state") == state)
         let reset = ReplicaState(identity: identity, generation: 6, resetReason: Self.superseded)
         #expect(try ReplicaState(decoding: reset.encoded(), path: "state") == reset)
+    }
+
+    @Test func aStateFileOfOneDiskIsStillReadAndSeveralDisksRoundTrip() throws {
+        let oneDisk = VMIdentity(id: "vm-one", memorySize: 1 << 20, diskSize: 1 << 20)
+        let state = ReplicaState(identity: oneDisk, generation: 3, phase: .committed, committedEpoch: 7, deviceState: [1], resetReason: Self.superseded)
+        #expect(try ReplicaState(decoding: earlierStateFile(state, withResetReason: true), path: "state") == state)
+        let noDisk = ReplicaState(identity: VMIdentity(id: "vm-none", memorySize: 1 << 20), generation: 1)
+        #expect(try ReplicaState(decoding: earlierStateFile(noDisk, withResetReason: true), path: "state").identity.diskSizes == [])
+        let disks = ReplicaState(identity: VMIdentity(id: "vm-two", memorySize: 1 << 20, diskSizes: [512, 1 << 30, 4096]), generation: 2)
+        #expect(try ReplicaState(decoding: disks.encoded(), path: "state") == disks)
     }
 }

@@ -275,12 +275,43 @@ struct ReplicaStoreTests {
         return store
     }
 
+    @Test func severalDisksEachGetTheirPartOfTheDiskSpaceAndSurviveAReopen() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        let identity = VMIdentity(id: "vm-disks", memorySize: 4 << 20, diskSizes: [8192, 16384])
+        do {
+            let store = try ReplicaStore(directory: dir.path, identity: identity)
+            #expect(store.diskPaths == ["\(dir.path)/disk0.img", "\(dir.path)/disk1.img"])
+            try store.beginSync()
+            try store.finishSync()
+            var staged = StagedEpoch(epoch: 1)
+            // One write across the boundary, one inside the second disk, and one past the end.
+            staged.add(try diskBatch(epoch: 1, [.write(offset: 8190, data: .bytes([1, 2, 3, 4])), .write(offset: 8192 + 100, data: .bytes([7]))]))
+            try store.seal(staged, decoders: [PageDecoder(pageSize: pageSize)])
+            try store.applySealed()
+            var beyond = StagedEpoch(epoch: 2)
+            beyond.add(try diskBatch(epoch: 2, [.write(offset: 8192 + 16384 - 1, data: .bytes([1, 2]))]))
+            #expect(throws: ReplicaError.self) { try store.seal(beyond, decoders: [PageDecoder(pageSize: pageSize)]) }
+        }
+        let first = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir.path)/disk0.img")))
+        let second = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir.path)/disk1.img")))
+        #expect((first.count, second.count) == (8192, 16384))
+        #expect(Array(first[8190...]) == [1, 2])
+        #expect(Array(second[0..<2]) == [3, 4])
+        #expect(second[100] == 7)
+        // Reopened with the disks in another order (same total): another VM, refused.
+        let swapped = VMIdentity(id: "vm-disks", memorySize: 4 << 20, diskSizes: [16384, 8192])
+        #expect(throws: ReplicaError.self) { _ = try ReplicaStore(directory: dir.path, identity: swapped) }
+        let reopened = try ReplicaStore(directory: dir.path, identity: identity)
+        #expect(reopened.state.committedEpoch == 1)
+    }
+
     @Test func diskChangesReachTheDiskOnlyWhenTheirEpochIsApplied() throws {
         let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }
         let store = try diskStoreWithOneEpoch(dir)
-        #expect(store.diskPath == "\(dir.path)/disk.img")
-        let size = try FileManager.default.attributesOfItem(atPath: store.diskPath!)[.size] as? Int
+        #expect(store.diskPaths == ["\(dir.path)/disk.img"])
+        let size = try FileManager.default.attributesOfItem(atPath: store.diskPaths[0])[.size] as? Int
         #expect(size == 8 << 20)
         #expect(try diskBytes(dir.path, at: 0, count: 4) == [0x11, 0x11, 0x11, 0x11])
         #expect(try diskBytes(dir.path, at: 4096, count: 512) == [UInt8](repeating: 0x22, count: 512))
@@ -322,7 +353,7 @@ struct ReplicaStoreTests {
         beyond.add(try diskBatch(epoch: 2, [.write(offset: 0, data: .bytes([7])),
                                             .write(offset: (8 << 20) - 1, data: .bytes([1, 2]))]))
         let error = #expect(throws: ReplicaError.self) { try store.seal(beyond, decoders: [PageDecoder(pageSize: pageSize)]) }
-        #expect("\(error!)".contains("ends beyond the 8388608-byte disk"))
+        #expect("\(error!)".contains("ends beyond the disks' 8388608 bytes"))
         #expect(store.state.committedEpoch == 1)
         #expect(try diskBytes(dir.path, at: 0, count: 1) == [0x11])
 
@@ -333,7 +364,7 @@ struct ReplicaStoreTests {
         staged.add(try diskBatch(epoch: 1, [.write(offset: 0, data: .bytes([7]))]))
         let noDisk = #expect(throws: ReplicaError.self) { try plain.seal(staged, decoders: [PageDecoder(pageSize: pageSize)]) }
         #expect("\(noDisk!)".contains("has no replicated disk"))
-        #expect(plain.diskPath == nil)
+        #expect(plain.diskPaths.isEmpty)
     }
 
     @Test func resyncZeroesTheDisk() throws {
@@ -352,7 +383,7 @@ struct ReplicaStoreTests {
         defer { dir.remove() }
         let disk = "\(dir.path)/provisioned.img"
         #expect(FileManager.default.createFile(atPath: disk, contents: Data(repeating: 7, count: 4096)))
-        let error = #expect(throws: ReplicaError.self) { _ = try ReplicaStore(directory: dir.path, identity: diskIdentity, diskPath: disk) }
+        let error = #expect(throws: ReplicaError.self) { _ = try ReplicaStore(directory: dir.path, identity: diskIdentity, diskPaths: [disk]) }
         #expect("\(error!)".contains("has 4096 bytes, the VM's disk has 8388608"))
         let size = try FileManager.default.attributesOfItem(atPath: disk)[.size] as? Int
         #expect(size == 4096, "the operator's file is left as it was")

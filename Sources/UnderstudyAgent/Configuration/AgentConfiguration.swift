@@ -34,6 +34,7 @@ import UnderstudyTransport
 /// initrd = "/var/lib/understudy/web-1/initrd.img"
 /// cmdline = "console=ttyS0"
 /// disk_image = "/var/lib/understudy/web-1/disk.raw"  # raw; the backup's copy has the same size
+/// # disks = ["/var/lib/understudy/web-1/system.raw", "/var/lib/understudy/web-1/data.raw"]  # or up to 8, in order, instead
 /// mac = "52:54:00:12:34:56"             # the guest NIC's address (default: derived from the id)
 /// virtio = "legacy"                     # legacy | modern: legacy keeps each checkpoint's device state small
 /// pause_priority = 10                   # SCHED_FIFO priority of the pause path (agent + QEMU main thread); 0: off
@@ -139,7 +140,7 @@ public struct AgentConfiguration: Sendable {
         "node.name", "node.certificates", "node.role", "node.state_dir", "node.on_stop", "log.level", "log.format",
         "peer.name", "peer.address",
         "vm.id", "vm.memory_mib", "vm.vcpus", "vm.machine", "vm.accelerator", "vm.kernel", "vm.initrd", "vm.cmdline",
-        "vm.disk_image", "vm.mac", "vm.virtio", "vm.pause_priority", "vm.run_dir", "vm.qemu",
+        "vm.disk_image", "vm.disks", "vm.mac", "vm.virtio", "vm.pause_priority", "vm.run_dir", "vm.qemu",
         "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
         "replication.interval_ms", "replication.max_epochs_in_flight", "replication.dirty_tracking",
         "backup.listen", "backup.replica_dir",
@@ -184,12 +185,16 @@ public struct AgentConfiguration: Sendable {
             accelerator: try d.oneOf("vm.accelerator", VMDescription.Accelerator.self) ?? .auto,
             kernel: try d.string("vm.kernel"), initrd: try d.string("vm.initrd"),
             commandLine: try d.string("vm.cmdline") ?? "console=ttyS0",
-            diskImage: try d.string("vm.disk_image"), runDirectory: runDirectory,
+            diskImages: try Self.diskImages(d), runDirectory: runDirectory,
             qemuBinary: try d.string("vm.qemu") ?? "qemu-system-x86_64")
-        guard vm.kernel != nil || vm.diskImage != nil else {
+        guard vm.kernel != nil || !vm.diskImages.isEmpty else {
             throw ConfigurationError(source: d.source, line: nil, key: "vm.kernel", message: "set vm.kernel (with vm.initrd) or vm.disk_image")
         }
-        if let disk = vm.diskImage { vm.diskBytes = try Self.diskSize(d, disk) }
+        for disk in vm.diskImages { vm.diskSizes.append(try Self.diskSize(d, disk)) }
+        guard VMDescription.isSupportedMachine(vm.machine) else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.machine"), key: "vm.machine",
+                                     message: "\(vm.machine.debugDescription) is not supported: use \"pc\" or \"q35\" (or a versioned pc-i440fx-X.Y / pc-q35-X.Y)")
+        }
         vm.virtio = try d.oneOf("vm.virtio", VMDescription.VirtioTransport.self) ?? .legacy
         vm.pausePriority = Int32(try d.integer("vm.pause_priority", in: 0...99) ?? 10)
         mac = try d.string("vm.mac") ?? Self.defaultMAC(for: id)
@@ -278,7 +283,7 @@ public struct AgentConfiguration: Sendable {
         guard let peerAddress else { throw missing("peer.address", "the primary needs the backup's address") }
         var primary = PrimaryConfiguration(nodeName: nodeName, backup: peerAddress, tls: tls, interval: interval,
                                            maxEpochsInFlight: maxEpochsInFlight,
-                                           requiredCapabilities: vm.diskImage == nil ? [.deviceState] : [.deviceState, .diskWrites])
+                                           requiredCapabilities: vm.diskImages.isEmpty ? [.deviceState] : [.deviceState, .diskWrites])
         primary.acknowledgementTimeout = failover.acknowledgementTimeout
         primary.maximumInterval = replication.maximumInterval
         primary.bandwidthLimit = replication.bandwidthLimit
@@ -295,17 +300,35 @@ public struct AgentConfiguration: Sendable {
         guard let listen else { throw missing("backup.listen", "the backup needs an address to listen on") }
         guard let replicaDirectory else { throw missing("backup.replica_dir", "the backup needs a directory for the replica") }
         return BackupConfiguration(nodeName: nodeName, listen: listen, tls: tls, identity: identity, replicaDirectory: replicaDirectory,
-                                   replicaDisk: vm.diskImage)
+                                   replicaDisks: vm.diskImages)
     }
 
     private func missing(_ key: String, _ why: String) -> ConfigurationError {
         ConfigurationError(source: source, line: nil, key: key, message: "missing required key: \(why)")
     }
 
-    /// The disk's size, which both nodes must agree on: the image must exist on each node (the
+    /// `vm.disk_image` (one disk) or `vm.disks` (a list, in the guest's order).
+    private static func diskImages(_ d: TOMLDocument) throws(ConfigurationError) -> [String] {
+        let single = try d.string("vm.disk_image")
+        guard let list = try d.strings("vm.disks") else { return single.map { [$0] } ?? [] }
+        guard single == nil else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.disks"), key: "vm.disks",
+                                     message: "set vm.disk_image (one disk) or vm.disks (several), not both")
+        }
+        guard (1...VMIdentity.maxDiskCount).contains(list.count) else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.disks"), key: "vm.disks",
+                                     message: "\(list.count) disks; list 1 to \(VMIdentity.maxDiskCount)")
+        }
+        guard Set(list).count == list.count else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.disks"), key: "vm.disks", message: "a disk image is listed twice")
+        }
+        return list
+    }
+
+    /// A disk's size, which both nodes must agree on: the image must exist on each node (the
     /// backup's is the replica; create it with `truncate -s` to the primary's size).
     private static func diskSize(_ d: TOMLDocument, _ path: String) throws(ConfigurationError) -> UInt64 {
-        let key = "vm.disk_image"
+        let key = d.line(of: "vm.disks") == nil ? "vm.disk_image" : "vm.disks"
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
               attributes[.type] as? FileAttributeType == .typeRegular, let size = attributes[.size] as? UInt64 else {
             throw ConfigurationError(source: d.source, line: d.line(of: key), key: key, message:
