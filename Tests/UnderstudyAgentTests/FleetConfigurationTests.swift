@@ -35,6 +35,7 @@ struct FleetConfigurationTests {
 
     @Test func noFleetKeysMeansNoRegistry() throws {
         #expect(try configuration("").fleet == nil)
+        #expect(try configuration("[fleet]\ndrills_at_once = 2").fleet == nil, "the drills' key alone needs no registry")
     }
 
     @Test func defaultsComeFromTheNodeAndItsVM() throws {

@@ -164,6 +164,11 @@ struct FleetViewTests {
         backupStatus.committedEpoch = 40
         let backupRecord = FleetRecord(status: .backup(backupStatus), host: "hv-2", node: "b", peer: "a", publishedAt: now)
         #expect(backupRecord.role == .backup && backupRecord.state == "serving" && backupRecord.committedEpoch == 40)
+        #expect(backupRecord.lastDrillAt == nil && backupRecord.lastDrillPassed == nil, "no drill ran")
+        backupStatus.lastDrill = DrillOutcome(at: now - 30, passed: false, reason: "exit 2", probe: "exec:pg_isready", recoveryMs: 1500)
+        let drilled = FleetRecord(status: .backup(backupStatus), host: "hv-2", node: "b", peer: "a", publishedAt: now)
+        #expect(drilled.lastDrillAt == now - 30 && drilled.lastDrillPassed == false && drilled.lastDrillRecoverySeconds == 1.5,
+                "the backup's last drill reaches its entry")
         #expect(record.significant == FleetRecord(status: .primary(status), host: "hv-1", node: "a", peer: "b", publishedAt: now + 5).significant,
                 "time alone is no change")
         status.committedEpoch = 42

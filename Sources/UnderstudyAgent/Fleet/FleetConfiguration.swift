@@ -62,16 +62,17 @@ public struct FleetConfiguration: Sendable, Equatable {
         self.requestTimeout = requestTimeout
     }
 
-    /// The table as the node's file gives it; nil when the file has no `fleet.*` key.
+    /// The table as the node's file gives it; nil when the file has none of its keys (`fleet.drills_at_once` alone is the drills'), so no registry.
     /// - Parameters:
     ///   - certificates, node: this node's credentials (`node.certificates`, `node.name`).
     ///   - witnessServerName: `witness.server_name`, the default name of etcd's certificate.
     ///   - vmMemoryBytes: the default slot size, this node's VM's memory.
     init?(document d: TOMLDocument, certificates: String, node: String, witnessServerName: String, vmMemoryBytes: UInt64,
           replicaDirectory: String?) throws(ConfigurationError) {
-        guard d.keys.contains(where: { $0.hasPrefix("fleet.") }) else { return nil }
+        // `fleet.drills_at_once` belongs to the drills (`DrillConfiguration`), which need no registry.
+        guard d.keys.contains(where: Self.knownKeys.contains) else { return nil }
         guard let texts = try d.strings("fleet.endpoints") else {
-            let first = d.keys.first { $0.hasPrefix("fleet.") }
+            let first = d.keys.first(where: Self.knownKeys.contains)
             throw ConfigurationError(source: d.source, line: first.flatMap { d.line(of: $0) }, key: "fleet.endpoints",
                                      message: "missing: the [fleet] table publishes to etcd at these endpoints (HOST:PORT, TLS)")
         }

@@ -25,8 +25,8 @@ public struct FleetRecord: Sendable, Codable, Equatable {
     /// The witness term this node claimed last.
     public var witnessTerm: UInt64?
     /// The backup's last scheduled drill: when it began, whether its probe passed, and how long
-    /// the clone took to pass it. Nil while no drill ran; the backup fills them in from the drill
-    /// outcome its status carries (`[drill] every`).
+    /// the clone took to pass it (`BackupStatus.lastDrill`). Nil while no drill ran
+    /// (`drill.every`).
     public var lastDrillAt: Double?
     public var lastDrillPassed: Bool?
     public var lastDrillRecoverySeconds: Double?
@@ -58,6 +58,9 @@ public struct FleetRecord: Sendable, Codable, Equatable {
         case .backup(let backup):
             committedEpoch = backup.committedEpoch
             witnessTerm = backup.witnessTerm
+            lastDrillAt = backup.lastDrill?.at
+            lastDrillPassed = backup.lastDrill?.passed
+            lastDrillRecoverySeconds = backup.lastDrill?.recoveryMs.map { $0 / 1000 }
         case .starting:
             break
         }
