@@ -61,7 +61,9 @@ public enum Drill {
         for (index, frozen) in snapshot.diskPaths.enumerated() {
             let overlay = "\(directory)/overlay\(index).qcow2"
             try HostCommand.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", frozen, overlay])
-            arguments += VirtioDisk.overlayArguments(overlay: overlay, nodeName: VirtioDisk.nodeName(index), deviceOptions: vm.virtio.deviceOptions)
+            arguments += index < vm.diskImages.count
+                ? VirtioDisk.overlayArguments(overlay: overlay, nodeName: VirtioDisk.nodeName(index), deviceOptions: vm.virtio.deviceOptions)
+                : VirtioDisk.overlayBlockdevArguments(overlay: overlay, nodeName: VMDescription.uefiVariablesNodeName)
         }
         arguments += sandbox.qemuArguments
 

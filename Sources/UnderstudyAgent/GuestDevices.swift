@@ -36,8 +36,9 @@ public final class GuestDevices: @unchecked Sendable {
     private let holdFromNextEpoch = Atomic<Bool>(false)
 
     /// - Parameters:
-    ///   - diskImages: the raw images the guest's disks are, in order (the replica's disks on an
-    ///     activated backup).
+    ///   - diskImages: the raw images replicated as the VM's `DiskSet`, in order
+    ///     (`VMDescription.replicatedImages`: the guest's disks, then a UEFI variable store; the
+    ///     replica's on an activated backup).
     ///   - tap: the TAP the guest's NIC reaches the network through; nil: no NIC.
     ///   - fence: when given, no frame reaches the TAP unless this node is provably the active
     ///     copy (`ActiveCopyFence.isValid`, asked per frame); nil for a sandboxed clone.
@@ -61,8 +62,11 @@ public final class GuestDevices: @unchecked Sendable {
                 for server in disks { server.stop() }
                 throw error
             }
-            arguments += NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: VirtioDisk.nodeName(index),
-                                                 deviceOptions: vm.virtio.deviceOptions)
+            // Past the guest's disks: the UEFI variable store, attached as the firmware's flash (VMDescription.machineOption).
+            arguments += index < vm.diskImages.count
+                ? NBDServer.qemuArguments(socketPath: socket, exportName: vm.id, nodeName: VirtioDisk.nodeName(index),
+                                          deviceOptions: vm.virtio.deviceOptions)
+                : NBDServer.blockdevArguments(socketPath: socket, exportName: vm.id, nodeName: VMDescription.uefiVariablesNodeName)
         }
         self.disks = disks
         diskSet = disks.isEmpty ? nil : DiskSet(disks.map(\.image))

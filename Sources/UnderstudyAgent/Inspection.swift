@@ -59,10 +59,12 @@ public enum Inspection {
         let (copy, from) = try take(directory)
         let snapshotMs = (ContinuousClock.now - copying).seconds * 1000
         defer { copy.remove() }
-        guard !copy.diskPaths.isEmpty else { throw InspectionError("the replica has no disk: nothing to inspect") }
+        // The guest's disks, not the UEFI variable store after them.
+        let disks = Array(copy.diskPaths.prefix(configuration.vm.diskImages.count))
+        guard !disks.isEmpty else { throw InspectionError("the replica has no disk: nothing to inspect") }
         // The mount (its journal replay) and the command are background work: they run under
         // SCHED_IDLE, behind replication. This thread, which waits for them and for signals, does not.
-        let disk = try IdlePriority.run { try ReplicaDiskMounts(images: copy.diskPaths, directory: "\(directory)/disk") }
+        let disk = try IdlePriority.run { try ReplicaDiskMounts(images: disks, directory: "\(directory)/disk") }
         defer { disk.remove() }
         let filesystems = disk.mounts.map { "\($0.device) (\($0.type)) at \($0.path)" }
         logger.notice("replica mounted for inspection", metadata: [
@@ -72,8 +74,8 @@ public enum Inspection {
 
         var environment = ProcessInfo.processInfo.environment
         environment[directoryVariable] = disk.directory
-        environment[diskVariable] = copy.diskPaths[0]
-        environment[disksVariable] = copy.diskPaths.joined(separator: "\n")
+        environment[diskVariable] = disks[0]
+        environment[disksVariable] = disks.joined(separator: "\n")
         environment[epochVariable] = "\(copy.epoch)"
         environment[ageVariable] = String(format: "%.0f", copy.stateAgeMilliseconds)
         if memory { environment[memoryVariable] = copy.memoryPath }

@@ -166,7 +166,7 @@ public final class PairNode: @unchecked Sendable {
             case .activate:
                 try acquireFenceToStart(.takeOver)
                 let store = try ReplicaStore(directory: try configuration.backup().replicaDirectory, identity: configuration.identity,
-                                             diskPaths: configuration.vm.diskImages)
+                                             diskPaths: configuration.vm.replicatedImages)
                 next = try runPrimary(booting: store)
             case .backup:
                 if let reason = try record?.load()?.replicaResetReason { try demote(replica: nil, because: reason) }
@@ -197,7 +197,7 @@ public final class PairNode: @unchecked Sendable {
     private func runPrimary(booting replica: ReplicaStore?, standby: StandbyVM? = nil, replaying: [[UInt8]] = [],
                             decidedAt: ContinuousClock.Instant = .now) throws -> Start {
         let preload = Self.preloadLibrary(logger)
-        let diskImages = replica?.diskPaths ?? configuration.vm.diskImages
+        let diskImages = replica?.diskPaths ?? configuration.vm.replicatedImages
         let activated = replica != nil
         let onExit: @Sendable (QEMUError) -> Void = { [stop] error in stop.trigger(.qemuExited(error)) }
         let waiting = standby?.take(onExit: onExit)
@@ -285,7 +285,7 @@ public final class PairNode: @unchecked Sendable {
     private func demote(replica: ReplicaStore?, because reason: String) throws {
         let directory = replica?.directory ?? configuration.replicaDirectory
         if let directory {
-            let store = try replica ?? ReplicaStore(directory: directory, identity: configuration.identity, diskPaths: configuration.vm.diskImages)
+            let store = try replica ?? ReplicaStore(directory: directory, identity: configuration.identity, diskPaths: configuration.vm.replicatedImages)
             try store.reset(because: reason)
             logger.warning("replica reset: it cannot be activated until a full sync from the current primary has committed",
                            metadata: ["reason": "\(reason)", "replica": "\(directory)"])

@@ -19,7 +19,7 @@ extension ReplicaSnapshot {
                 throw DrillError("\(configuration.source): backup.replica_dir: missing: this is not a backup node's configuration")
             }
             logger.info("no backup agent answers; copying the replica directory", metadata: ["control": "\(configuration.controlSocket)"])
-            let store = try ReplicaStore(directory: replicaDirectory, identity: configuration.identity, diskPaths: configuration.vm.diskImages)
+            let store = try ReplicaStore(directory: replicaDirectory, identity: configuration.identity, diskPaths: configuration.vm.replicatedImages)
             return (try take(of: store, into: directory, memory: memory), "replica directory")
         }
         if let snapshot = try? JSONDecoder().decode(ReplicaSnapshot.self, from: reply) { return (snapshot, "backup agent") }

@@ -89,11 +89,15 @@ public final class NBDServer: Sendable {
     /// QEMU's option syntax requires.
     /// - Parameter deviceOptions: more properties of the virtio-blk device (e.g. its virtio transport).
     public static func qemuArguments(socketPath: String, exportName: String, nodeName: String, deviceOptions: String = "") -> [String] {
+        blockdevArguments(socketPath: socketPath, exportName: exportName, nodeName: nodeName)
+            + VirtioDisk.deviceArguments(nodeName: nodeName, deviceOptions: deviceOptions)
+    }
+
+    /// QEMU options that make this server's export the block node `nodeName`, for a device
+    /// attached otherwise (the UEFI variable store's flash chip).
+    public static func blockdevArguments(socketPath: String, exportName: String, nodeName: String) -> [String] {
         let escaped = VirtioDisk.escaped
-        return [
-            "-blockdev",
-            "driver=nbd,server.type=unix,server.path=\(escaped(socketPath)),export=\(escaped(exportName)),node-name=\(escaped(nodeName))",
-        ] + VirtioDisk.deviceArguments(nodeName: nodeName, deviceOptions: deviceOptions)
+        return ["-blockdev", "driver=nbd,server.type=unix,server.path=\(escaped(socketPath)),export=\(escaped(exportName)),node-name=\(escaped(nodeName))"]
     }
 
     private static func accept(_ listener: Int32, _ context: NBDExportContext, _ connections: NBDConnectionRegistry) {

@@ -21,8 +21,12 @@ public enum VirtioDisk {
     /// image (`qemu-img create -f qcow2 -F raw -b BACKING OVERLAY`): the guest's writes land in the
     /// overlay and never reach the backing file.
     public static func overlayArguments(overlay: String, nodeName: String = nodeName, deviceOptions: String = "") -> [String] {
+        overlayBlockdevArguments(overlay: overlay, nodeName: nodeName) + deviceArguments(nodeName: nodeName, deviceOptions: deviceOptions)
+    }
+
+    /// The block node of the qcow2 image at `overlay` alone, for a device attached otherwise.
+    public static func overlayBlockdevArguments(overlay: String, nodeName: String) -> [String] {
         ["-blockdev", "driver=qcow2,node-name=\(escaped(nodeName)),file.driver=file,file.filename=\(escaped(overlay))"]
-            + deviceArguments(nodeName: nodeName, deviceOptions: deviceOptions)
     }
 
     /// `value` with its commas doubled: QEMU's option syntax reads a doubled comma as a literal one.

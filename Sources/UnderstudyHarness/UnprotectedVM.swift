@@ -13,7 +13,7 @@ public final class UnprotectedVM: @unchecked Sendable {
 
     /// Starts the devices, then QEMU, which boots the guest at once.
     public init(configuration: AgentConfiguration, preloadLibrary: String?, logger: Logger) throws {
-        let devices = try GuestDevices(vm: configuration.vm, diskImages: configuration.vm.diskImages, tap: configuration.tap,
+        let devices = try GuestDevices(vm: configuration.vm, diskImages: configuration.vm.replicatedImages, tap: configuration.tap,
                                        mac: configuration.mac, outputBufferBytes: configuration.outputBufferBytes,
                                        role: .unprotected, fence: nil, policy: GatePolicyControl(configuration.policy), logger: logger)
         let exits = ErrorRecorder<QEMUError>()

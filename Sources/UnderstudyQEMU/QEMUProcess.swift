@@ -55,7 +55,7 @@ public final class QEMUProcess: @unchecked Sendable {
         var arguments = [
             "-name", description.id,
             "-accel", accelerator.rawValue,
-            "-machine", "\(description.machine),memory-backend=ram",
+            "-machine", description.machineOption,
             "-object", "memory-backend-file,id=ram,size=\(description.memoryBytes),share=on,mem-path=\(ramFile)",
             "-m", "\(description.memoryBytes >> 20)M",
             "-smp", "\(description.vcpus)",
@@ -67,6 +67,7 @@ public final class QEMUProcess: @unchecked Sendable {
             arguments += ["-kernel", kernel, "-append", description.commandLine]
             if let initrd = description.initrd { arguments += ["-initrd", initrd] }
         }
+        arguments += description.platformArguments
         if mode == .incoming {
             // The saved device state has no configuration section (xen-save-devices-state).
             arguments += ["-incoming", "defer", "-global", "migration.send-configuration=off"]

@@ -26,6 +26,24 @@ public struct VMDescription: Sendable, Equatable {
         }
     }
 
+    /// What the guest boots with.
+    public enum Firmware: Sendable, Equatable {
+        /// SeaBIOS, QEMU's default: boots the kernel given, or the first disk.
+        case bios
+        /// OVMF: `code` (read-only, Debian's `ovmf`) and this VM's own copy of the variable store,
+        /// `variables`, which is replicated with the disks (the last image of the `DiskSet`), so
+        /// a failover keeps the boot entries and every other variable the guest set.
+        case uefi(code: String, variables: String)
+    }
+
+    /// Debian's OVMF build for 4 MiB flash (package `ovmf`).
+    public static let defaultUEFICode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+    /// The variable store template that goes with it: copy it for each VM.
+    public static let uefiVariablesTemplate = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+    /// The block nodes of the firmware's two flash chips.
+    public static let uefiCodeNodeName = "uefi-code"
+    public static let uefiVariablesNodeName = "uefi-vars"
+
     public var id: String
     public var memoryBytes: UInt64
     public var vcpus: Int
@@ -38,12 +56,15 @@ public struct VMDescription: Sendable, Equatable {
     /// ... or the raw disk images, in the guest's order (the first is the one to boot from); up to
     /// `VMIdentity.maxDiskCount`.
     public var diskImages: [String]
+    public var firmware: Firmware = .bios
+    /// A virtio-rng device, fed from the host's /dev/urandom (its state is part of every checkpoint).
+    public var randomNumberGenerator = false
     public var virtio: VirtioTransport = .legacy
     /// SCHED_FIFO priority of the agent's checkpoint thread and QEMU's main thread while a
     /// checkpoint holds the guest paused (see `RealtimeBoost`); 0 leaves their scheduling alone.
     public var pausePriority: Int32 = 10
-    /// Bytes of each replicated disk (`diskImages`' sizes, in order). Set by whoever opened the
-    /// images; part of the identity both agents must agree on.
+    /// Bytes of each replicated image (`replicatedImages`' sizes, in order). Set by whoever opened
+    /// the images; part of the identity both agents must agree on.
     public var diskSizes: [UInt64] = []
     /// Where QEMU's sockets, serial log and (on tmpfs) guest RAM live for this VM.
     public var runDirectory: String
@@ -64,6 +85,33 @@ public struct VMDescription: Sendable, Equatable {
         self.diskImages = diskImages
         self.runDirectory = runDirectory
         self.qemuBinary = qemuBinary
+    }
+
+    /// What is replicated as the `DiskSet`: the guest's disks, then (UEFI) the variable store.
+    public var replicatedImages: [String] {
+        guard case .uefi(_, let variables) = firmware else { return diskImages }
+        return diskImages + [variables]
+    }
+
+    /// The -machine option: the machine, its RAM backend and (UEFI) its flash chips.
+    public var machineOption: String {
+        let flash = if case .uefi = firmware { ",pflash0=\(Self.uefiCodeNodeName),pflash1=\(Self.uefiVariablesNodeName)" } else { "" }
+        return "\(machine),memory-backend=ram" + flash
+    }
+
+    /// Devices of the VM itself, beyond its disks and NICs: the firmware's code flash and the
+    /// random number generator. The same on every QEMU of the VM (device state loads only into
+    /// matching devices).
+    public var platformArguments: [String] {
+        var arguments: [String] = []
+        if case .uefi(let code, _) = firmware {
+            arguments += ["-blockdev", "driver=file,filename=\(code.replacingOccurrences(of: ",", with: ",,")),node-name=\(Self.uefiCodeNodeName),read-only=on"]
+        }
+        if randomNumberGenerator {
+            arguments += ["-object", "rng-random,id=rng0,filename=/dev/urandom",
+                          "-device", "virtio-rng-pci,rng=rng0" + (virtio.deviceOptions.isEmpty ? "" : ",\(virtio.deviceOptions)")]
+        }
+        return arguments
     }
 
     /// What both agents of a pair must agree on.
@@ -120,7 +168,13 @@ public struct VMDescription: Sendable, Equatable {
             throw .invalidConfiguration("\(diskImages.count) disks; at most \(VMIdentity.maxDiskCount) are supported")
         }
         guard Set(diskImages).count == diskImages.count else { throw .invalidConfiguration("a disk image is listed twice") }
-        for file in [kernel, initrd].compactMap({ $0 }) + diskImages where !FileManager.default.isReadableFile(atPath: file) {
+        if case .uefi(let code, let variables) = firmware {
+            guard !diskImages.contains(variables) else { throw .invalidConfiguration("the UEFI variable store \(variables) is also listed as a disk") }
+            guard FileManager.default.isReadableFile(atPath: code) else {
+                throw .missing("cannot read the UEFI firmware \(code); install Debian's ovmf (Deploy/install.sh does)")
+            }
+        }
+        for file in [kernel, initrd].compactMap({ $0 }) + replicatedImages where !FileManager.default.isReadableFile(atPath: file) {
             throw .missing("cannot read \(file)")
         }
     }

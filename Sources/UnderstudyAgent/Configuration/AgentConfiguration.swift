@@ -35,6 +35,9 @@ import UnderstudyTransport
 /// cmdline = "console=ttyS0"
 /// disk_image = "/var/lib/understudy/web-1/disk.raw"  # raw; the backup's copy has the same size
 /// # disks = ["/var/lib/understudy/web-1/system.raw", "/var/lib/understudy/web-1/data.raw"]  # or up to 8, in order, instead
+/// firmware = "bios"                     # bios | uefi (OVMF; then uefi_vars, and uefi_code if not Debian's)
+/// # uefi_vars = "/var/lib/understudy/web-1/VARS.fd"  # this VM's copy of OVMF_VARS_4M.fd, replicated like a disk
+/// rng = false                           # a virtio-rng device
 /// mac = "52:54:00:12:34:56"             # the guest NIC's address (default: derived from the id)
 /// virtio = "legacy"                     # legacy | modern: legacy keeps each checkpoint's device state small
 /// pause_priority = 10                   # SCHED_FIFO priority of the pause path (agent + QEMU main thread); 0: off
@@ -140,7 +143,7 @@ public struct AgentConfiguration: Sendable {
         "node.name", "node.certificates", "node.role", "node.state_dir", "node.on_stop", "log.level", "log.format",
         "peer.name", "peer.address",
         "vm.id", "vm.memory_mib", "vm.vcpus", "vm.machine", "vm.accelerator", "vm.kernel", "vm.initrd", "vm.cmdline",
-        "vm.disk_image", "vm.disks", "vm.mac", "vm.virtio", "vm.pause_priority", "vm.run_dir", "vm.qemu",
+        "vm.disk_image", "vm.disks", "vm.firmware", "vm.uefi_vars", "vm.uefi_code", "vm.rng", "vm.mac", "vm.virtio", "vm.pause_priority", "vm.run_dir", "vm.qemu",
         "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
         "replication.interval_ms", "replication.max_epochs_in_flight", "replication.dirty_tracking",
         "backup.listen", "backup.replica_dir",
@@ -190,7 +193,10 @@ public struct AgentConfiguration: Sendable {
         guard vm.kernel != nil || !vm.diskImages.isEmpty else {
             throw ConfigurationError(source: d.source, line: nil, key: "vm.kernel", message: "set vm.kernel (with vm.initrd) or vm.disk_image")
         }
+        vm.firmware = try Self.firmware(d)
+        vm.randomNumberGenerator = try d.bool("vm.rng") ?? false
         for disk in vm.diskImages { vm.diskSizes.append(try Self.diskSize(d, disk)) }
+        if case .uefi(_, let variables) = vm.firmware { vm.diskSizes.append(try Self.diskSize(d, variables, key: "vm.uefi_vars")) }
         guard VMDescription.isSupportedMachine(vm.machine) else {
             throw ConfigurationError(source: d.source, line: d.line(of: "vm.machine"), key: "vm.machine",
                                      message: "\(vm.machine.debugDescription) is not supported: use \"pc\" or \"q35\" (or a versioned pc-i440fx-X.Y / pc-q35-X.Y)")
@@ -283,7 +289,7 @@ public struct AgentConfiguration: Sendable {
         guard let peerAddress else { throw missing("peer.address", "the primary needs the backup's address") }
         var primary = PrimaryConfiguration(nodeName: nodeName, backup: peerAddress, tls: tls, interval: interval,
                                            maxEpochsInFlight: maxEpochsInFlight,
-                                           requiredCapabilities: vm.diskImages.isEmpty ? [.deviceState] : [.deviceState, .diskWrites])
+                                           requiredCapabilities: vm.replicatedImages.isEmpty ? [.deviceState] : [.deviceState, .diskWrites])
         primary.acknowledgementTimeout = failover.acknowledgementTimeout
         primary.maximumInterval = replication.maximumInterval
         primary.bandwidthLimit = replication.bandwidthLimit
@@ -300,11 +306,34 @@ public struct AgentConfiguration: Sendable {
         guard let listen else { throw missing("backup.listen", "the backup needs an address to listen on") }
         guard let replicaDirectory else { throw missing("backup.replica_dir", "the backup needs a directory for the replica") }
         return BackupConfiguration(nodeName: nodeName, listen: listen, tls: tls, identity: identity, replicaDirectory: replicaDirectory,
-                                   replicaDisks: vm.diskImages)
+                                   replicaDisks: vm.replicatedImages)
     }
 
     private func missing(_ key: String, _ why: String) -> ConfigurationError {
         ConfigurationError(source: source, line: nil, key: key, message: "missing required key: \(why)")
+    }
+
+    /// `vm.firmware`: "bios" (default) or "uefi" with `vm.uefi_vars` (and `vm.uefi_code`).
+    private static func firmware(_ d: TOMLDocument) throws(ConfigurationError) -> VMDescription.Firmware {
+        let variables = try d.string("vm.uefi_vars")
+        let code = try d.string("vm.uefi_code")
+        switch try d.string("vm.firmware") ?? "bios" {
+        case "bios":
+            if let key = variables != nil ? "vm.uefi_vars" : code != nil ? "vm.uefi_code" : nil {
+                throw ConfigurationError(source: d.source, line: d.line(of: key), key: key, message: "only for vm.firmware = \"uefi\"")
+            }
+            return .bios
+        case "uefi":
+            guard let variables else {
+                throw ConfigurationError(source: d.source, line: d.line(of: "vm.firmware"), key: "vm.uefi_vars", message:
+                    "UEFI needs this VM's own variable store, replicated with its disks: copy \(VMDescription.uefiVariablesTemplate) "
+                    + "for it (on the backup, an empty file of the same size) and name it here")
+            }
+            return .uefi(code: code ?? VMDescription.defaultUEFICode, variables: variables)
+        case let other:
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.firmware"), key: "vm.firmware",
+                                     message: "\(other.debugDescription) is neither \"bios\" nor \"uefi\"")
+        }
     }
 
     /// `vm.disk_image` (one disk) or `vm.disks` (a list, in the guest's order).
@@ -327,8 +356,8 @@ public struct AgentConfiguration: Sendable {
 
     /// A disk's size, which both nodes must agree on: the image must exist on each node (the
     /// backup's is the replica; create it with `truncate -s` to the primary's size).
-    private static func diskSize(_ d: TOMLDocument, _ path: String) throws(ConfigurationError) -> UInt64 {
-        let key = d.line(of: "vm.disks") == nil ? "vm.disk_image" : "vm.disks"
+    private static func diskSize(_ d: TOMLDocument, _ path: String, key: String? = nil) throws(ConfigurationError) -> UInt64 {
+        let key = key ?? (d.line(of: "vm.disks") == nil ? "vm.disk_image" : "vm.disks")
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
               attributes[.type] as? FileAttributeType == .typeRegular, let size = attributes[.size] as? UInt64 else {
             throw ConfigurationError(source: d.source, line: d.line(of: key), key: key, message:
