@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import UnderstudyAgent
+import UnderstudyQEMU
 import UnderstudySystem
 
 /// The end-to-end consistency check shared by the VM test suites and `understudy-bench --soak`:
@@ -31,11 +32,17 @@ public final class ConsistencyHarness {
         public var disks = 1
         public var machine = "pc"
         public var vcpus = 1
+        /// OVMF instead of SeaBIOS, its variable store replicated after the disks.
+        public var uefi = false
+        /// A virtio-rng device.
+        public var randomNumberGenerator = false
 
-        public init(disks: Int = 1, machine: String = "pc", vcpus: Int = 1) {
+        public init(disks: Int = 1, machine: String = "pc", vcpus: Int = 1, uefi: Bool = false, randomNumberGenerator: Bool = false) {
             self.disks = disks
             self.machine = machine
             self.vcpus = vcpus
+            self.uefi = uefi
+            self.randomNumberGenerator = randomNumberGenerator
         }
     }
 
@@ -295,9 +302,15 @@ public final class ConsistencyHarness {
             try HostCommand.run(["sh", "-c", "rm -f \(directory)/primary-\(disk).img \(directory)/backup-\(disk).img && truncate -s 64M \(directory)/primary-\(disk).img "
                       + "&& mkfs.ext4 -q -F \(directory)/primary-\(disk).img && truncate -s 64M \(directory)/backup-\(disk).img"])
         }
+        if shape.uefi {
+            // The primary's store from the template, the backup's an empty file of its size.
+            try HostCommand.run(["sh", "-c", "cp \(VMDescription.uefiVariablesTemplate) \(directory)/primary-vars.fd "
+                      + "&& rm -f \(directory)/backup-vars.fd && truncate -s $(stat -c %s \(directory)/primary-vars.fd) \(directory)/backup-vars.fd"])
+        }
         func vmExtra(_ node: String) -> String {
             (disks.count > 1 ? "disks = [" + disks.map { "\"\(directory)/\(node)-\($0).img\"" }.joined(separator: ", ") + "]\n" : "")
-                + "machine = \"\(shape.machine)\"\nvcpus = \(shape.vcpus)\n"
+                + "machine = \"\(shape.machine)\"\nvcpus = \(shape.vcpus)\nrng = \(shape.randomNumberGenerator)\n"
+                + (shape.uefi ? "firmware = \"uefi\"\nuefi_vars = \"\(directory)/\(node)-vars.fd\"\n" : "")
         }
         let port = UInt16.random(in: 20000...50000, using: &random)
         let witnessed = scenario.witnessed
@@ -347,7 +360,9 @@ public final class ConsistencyHarness {
                 \(String(format: heartbeat, Int(port) + 3, Int(port) + 2))
                 \(etcd.map { witness($0.clientPort) } ?? "")
                 """ : "",
-            vmExtra: (vmExtra("primary"), vmExtra("backup")))
+            vmExtra: (vmExtra("primary"), vmExtra("backup")),
+            // OVMF stops with a general-protection fault in 128 MiB.
+            memoryMiB: shape.uefi ? 256 : 128)
         if let linkPort = relay?.port ?? wan?.port {
             let text = try String(contentsOfFile: configs.primary, encoding: .utf8)
             try text.replacingOccurrences(of: "address = \"127.0.0.1:\(port)\"", with: "address = \"127.0.0.1:\(linkPort)\"")
@@ -527,9 +542,12 @@ public final class ConsistencyHarness {
         // The first of two disks is never mounted in the guest: the surviving copy's must still
         // be the primary's, byte for byte (the sync copied it; no write of the counter's disk
         // may land in it).
-        if shape.disks == 2 {
-            let same = try? HostCommand.execute("/usr/bin/cmp", ["-s", "\(directory)/primary-system.img", "\(directory)/backup-system.img"])
-            if same?.status != 0 { outcome.violations.append("the backup's first disk differs from the primary's, which the guest never wrote") }
+        // Likewise the UEFI variable store: the firmware writes it while booting, under protection,
+        // and nothing writes it once the guest runs.
+        for (image, what) in [("system.img", "first disk"), ("vars.fd", "UEFI variable store")]
+        where image == "system.img" ? shape.disks == 2 : shape.uefi {
+            let same = try? HostCommand.execute("/usr/bin/cmp", ["-s", "\(directory)/primary-\(image)", "\(directory)/backup-\(image)"])
+            if same?.status != 0 { outcome.violations.append("the backup's \(what) differs from the primary's, which the guest never wrote") }
         }
         outcome.summary = "\(outcome.repliesBefore) replies before the kill (last \(before.last?.value ?? 0)), \(outcome.repliesAfter) after "
             + "(first \(history.dropFirst(before.count).first?.value ?? 0)), "

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyNetwork
+import UnderstudyQEMU
 @testable import UnderstudyAgent
 
 /// Parses as "agent.toml", the name operators will see in real messages.
@@ -503,6 +504,24 @@ struct TOMLDocumentTests {
         #expect(try agentConfiguration("machine = \"pc-q35-7.2\"\n").vm.machine == "pc-q35-7.2")
         #expect(failure("machine = \"microvm\"\n")?.key == "vm.machine")
         #expect(failure("machine = \"pc-q35-\"\n")?.key == "vm.machine")
+
+        // UEFI: the variable store is replicated after the disks; a file the operator provides.
+        let vars = "\(directory)/VARS.fd"
+        #expect(FileManager.default.createFile(atPath: vars, contents: nil))
+        #expect(truncate(vars, 540_672) == 0)
+        let uefi = try agentConfiguration(list([disks[0]]) + "firmware = \"uefi\"\nuefi_vars = \"\(vars)\"\nrng = true\n")
+        #expect(uefi.vm.firmware == .uefi(code: VMDescription.defaultUEFICode, variables: vars))
+        #expect(uefi.vm.replicatedImages == [disks[0], vars])
+        #expect(uefi.identity.diskSizes == [1 << 20, 540_672])
+        #expect(uefi.vm.randomNumberGenerator && uefi.vm.platformArguments.contains("virtio-rng-pci,rng=rng0,disable-modern=on,disable-legacy=off"))
+        #expect(uefi.vm.machineOption == "pc,memory-backend=ram,pflash0=uefi-code,pflash1=uefi-vars")
+        #expect(try agentConfiguration("").vm.firmware == .bios)
+        #expect(try agentConfiguration("").vm.platformArguments.isEmpty, "no firmware flash, no rng by default")
+        #expect(failure("firmware = \"uefi\"\n")?.key == "vm.uefi_vars", "UEFI without a variable store")
+        #expect(failure("firmware = \"uefi\"\n")?.description.contains("OVMF_VARS_4M.fd") == true)
+        #expect(failure("uefi_vars = \"\(vars)\"\n")?.key == "vm.uefi_vars", "a variable store without UEFI")
+        #expect(failure("firmware = \"coreboot\"\n")?.key == "vm.firmware")
+        #expect(failure("firmware = \"uefi\"\nuefi_vars = \"\(directory)/absent.fd\"\n")?.key == "vm.uefi_vars")
     }
 
     /// A minimal node configuration with `extra` appended inside its [vm] table (and whatever
