@@ -69,7 +69,7 @@ install -D -m 0644 "$preload" "$stage/usr/lib/understudy/libUnderstudyPreload.so
 install -d -m 0755 "$stage/lib/systemd/system"
 sed 's#/usr/local/#/usr/#g' "$here/systemd/understudy@.service" > "$stage/lib/systemd/system/understudy@.service"
 chmod 0644 "$stage/lib/systemd/system/understudy@.service"
-! grep -q /usr/local "$stage/lib/systemd/system/understudy@.service" || die "the packaged unit still names /usr/local"
+! grep -q /usr/local/ "$stage/lib/systemd/system/understudy@.service" || die "the packaged unit still names /usr/local"
 doc="$stage/usr/share/doc/understudy"
 install -D -m 0644 -t "$doc" "$repo/README.md" "$repo/docs/OPERATIONS.md" "$repo/docs/PROTOCOL.md"
 # The configurations only: setup-one-machine.sh builds the test guest from the repository with gcc.

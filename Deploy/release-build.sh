@@ -10,11 +10,16 @@ release_build_flags() {
 }
 
 # release_build REPO: builds `understudy` and the preload library; prints the directory holding them.
-# Fails when a build fails, also in a command substitution (where bash drops `set -e`).
+# The preload library is compiled here as the plain C library it is: SwiftPM links every library
+# product with swiftc, whose start-up object makes it need libswiftCore.so from the toolchain
+# (and would load the Swift runtime into QEMU). Fails when a step fails, also in a command
+# substitution (where bash drops `set -e`).
 release_build() {
-    local flags
+    local flags bin
     mapfile -t flags < <(release_build_flags "$1")
     swift build "${flags[@]}" --product understudy >&2 &&
-        swift build "${flags[@]}" --product UnderstudyPreload >&2 &&
-        swift build "${flags[@]}" --show-bin-path
+        bin="$(swift build "${flags[@]}" --show-bin-path)" &&
+        "${CC:-cc}" -O2 -fPIC -shared -pthread -I "$1/Sources/CUnderstudyPreload/include" \
+            -o "$bin/libUnderstudyPreload.so" "$1/Sources/CUnderstudyPreload/preload.c" &&
+        printf '%s\n' "$bin"
 }

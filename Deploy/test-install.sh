@@ -98,7 +98,7 @@ test_package() {
     local cache=/var/cache/understudy/pkgtest-root mirror suite=bookworm inputs
     mirror="$(debian_mirror)" || fail "no Debian mirror"
     inputs="$(printf 'debootstrap --variant=minbase %s %s\n' "$suite" "$mirror")"
-    mkdir -p "$cache/apt-archives" "$cache/apt-lists"
+    mkdir -p "$cache/apt-archives/partial" "$cache/apt-lists/partial"
     exec 9>"$cache/.lock"
     flock 9
     if [[ ! -f "$cache/ready" || "$(cat "$cache/ready")" != "$inputs" || ! -x "$cache/tree/usr/bin/dpkg" ]]; then
@@ -138,7 +138,13 @@ test_package() {
         for node in a b; do
             openssl verify -CAfile "$root/root/certs/ca.pem" "$root/root/certs/$node.pem" >/dev/null || fail "certs init made no valid certificate for $node"
         done
-        in_root env LD_PRELOAD=/usr/lib/understudy/libUnderstudyPreload.so true || fail "the preload library does not load"
+        for file in /usr/bin/understudy /usr/lib/understudy/libUnderstudyPreload.so; do
+            missing="$(in_root ldd "$file" | grep "not found" || true)"
+            [[ -z "$missing" ]] || fail "$file needs libraries the root lacks: $missing"
+        done
+        # ld.so only warns when a preloaded library cannot be loaded, and the program runs without it.
+        preloaded="$(in_root env LD_PRELOAD=/usr/lib/understudy/libUnderstudyPreload.so true 2>&1)" &&
+            [[ -z "$preloaded" ]] || fail "the preload library does not load: $preloaded"
         unit=/lib/systemd/system/understudy@.service
         executable="$(sed -n "s/^ExecStart=\([^ ]*\).*/\1/p" "$root$unit")"
         [[ -x "$root$executable" ]] || fail "$unit starts \"$executable\", which the package does not install"
