@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything Understudy needs to build, test and run on Debian 12 (bookworm).
-# Idempotent: packages already present are not touched, so a second run does nothing.
+# Installs everything Understudy needs to build, test and run on Debian 12 (bookworm), and
+# `understudy` itself: the release build in /usr/local/bin, the preload library QEMU loads in
+# /usr/local/lib/understudy. Idempotent: packages already present are not touched and the build is
+# incremental (a few minutes the first time, seconds after).
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 packages=(
   libssl-dev        # TLS 1.3 and certificates (system OpenSSL 3)
@@ -17,6 +20,8 @@ packages=(
   libc6-dev
   etcd-server       # the witness (etcd 3.4, v3 HTTP gateway): fencing tests start their own
   clamav            # clamscan and sigtool: the inspection tests scan the replica with a signature made on the spot
+  dpkg-dev          # dpkg-shlibdeps: the Debian package's library dependencies (package-deb.sh)
+  debootstrap       # the clean Debian root the package is tested in (test-install.sh)
 )
 
 missing=()
@@ -26,9 +31,9 @@ for package in "${packages[@]}"; do
   fi
 done
 
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 if ((${#missing[@]} > 0)); then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   echo "install.sh: installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -39,5 +44,13 @@ if ! command -v swift >/dev/null 2>&1; then
   exit 1
 fi
 # The test guest's kernel (Debian's cloud kernel), fetched once into a cache outside the repo.
-"$(dirname "$0")/guest/fetch-kernel.sh" >/dev/null
-echo "install.sh: all dependencies present"
+"$here/guest/fetch-kernel.sh" >/dev/null
+
+# `understudy` on PATH, as the README's "Protecting a VM" and the examples expect it: built by the
+# user, installed under /usr/local (where Deploy/install-agent.sh's unit looks for it).
+source "$here/release-build.sh"
+echo "install.sh: building understudy (release; a few minutes the first time)"
+bin="$(release_build "$(cd "$here/.." && pwd)")"
+$sudo install -D -m 0755 "$bin/understudy" /usr/local/bin/understudy
+$sudo install -D -m 0644 "$bin/libUnderstudyPreload.so" /usr/local/lib/understudy/libUnderstudyPreload.so
+echo "install.sh: all dependencies present; installed $(/usr/local/bin/understudy --version) in /usr/local/bin"

@@ -4,7 +4,8 @@
 # a bridge with the two nodes' TAP devices and a client namespace, "understudy-client", at
 # 10.77.0.1, from which the guest's counter service (10.77.0.2:7000) can be reached:
 #   ip netns exec understudy-client busybox nc 10.77.0.2 7000     # then type n, s, ...
-# Idempotent; `setup-one-machine.sh remove` undoes the network part.
+# Idempotent; `setup-one-machine.sh remove` undoes the network part. Needs `understudy` on PATH
+# (./Deploy/install.sh installs it, as does the Debian package).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 guest=/var/cache/understudy/guest
@@ -16,6 +17,8 @@ if [[ "${1:-}" == remove ]]; then
     exit 0
 fi
 
+command -v understudy >/dev/null 2>&1 ||
+    { echo "setup-one-machine.sh: understudy is not on PATH; run ./Deploy/install.sh first (README.md)" >&2; exit 1; }
 bash "$here/../guest/build-initramfs.sh" "$guest/initramfs-counter.cpio.gz" \
     "$here/../guest/counter.c" "$here/../guest/counter-service.c" >/dev/null
 [[ -f /etc/understudy/certs/ca.pem ]] || understudy certs init --dir /etc/understudy/certs --nodes primary,backup

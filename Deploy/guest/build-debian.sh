@@ -30,20 +30,9 @@ die() { log "error: $*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "run as root (debootstrap, chroot and mounts need it)"
 
-# The Debian archive apt already uses (deb822 .sources or one-line .list), not the security one.
-mirror() {
-    if [[ -n "${UNDERSTUDY_DEBIAN_MIRROR:-}" ]]; then printf '%s\n' "$UNDERSTUDY_DEBIAN_MIRROR"; return; fi
-    local url
-    url="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }' |
-           grep -E '/debian/?$' | head -n1 || true)"
-    [[ -n "$url" ]] || url="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-                             awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' |
-                             grep -E '/debian/?$' | head -n1 || true)"
-    [[ -n "$url" ]] || die "no Debian mirror in /etc/apt/sources.list*; set UNDERSTUDY_DEBIAN_MIRROR"
-    printf '%s\n' "${url%/}"
-}
-
-mirror_url="$(mirror)"
+# shellcheck source=../debian-mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../debian-mirror.sh"
+mirror_url="$(debian_mirror)" || die "no Debian mirror"
 inputs="$(printf 'script %s\nmirror %s\nsuite %s\n' "$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)" "$mirror_url" "$suite")"
 
 is_ready() {
