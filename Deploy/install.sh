@@ -13,6 +13,7 @@ packages=(
   openssl           # the openssl CLI, for inspecting certificates
   qemu-system-x86   # runs the protected VM
   qemu-utils        # qemu-io and qemu-img: the NBD server's tests use them as clients
+  ovmf              # UEFI firmware (OVMF_CODE_4M.fd, OVMF_VARS_4M.fd) for vm.firmware = "uefi"
   e2fsprogs         # mkfs.ext4 and e2fsck for the test guest's replicated disk
   iproute2          # ip: TAP devices, bridges and network namespaces
   busybox-static    # the test guest's userland
