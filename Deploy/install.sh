@@ -17,6 +17,12 @@ packages=(
   libc6-dev
   etcd-server       # the witness (etcd 3.4, v3 HTTP gateway): fencing tests start their own
   clamav            # clamscan and sigtool: the inspection tests scan the replica with a signature made on the spot
+  fdisk             # sfdisk: the partition tables of the Debian guest's boot disks (Deploy/guest/build-debian-disk.sh)
+  dosfstools        # mkfs.vfat: the UEFI disk's EFI system partition
+  mtools            # fills that FAT partition inside the image file, no mount needed
+  grub-pc-bin       # GRUB for BIOS (i386-pc) on the BIOS boot disk
+  grub-efi-amd64-bin  # GRUB for UEFI (x86_64-efi) on the UEFI boot disk
+  ovmf              # UEFI firmware for QEMU: /usr/share/OVMF/OVMF_CODE_4M.fd and OVMF_VARS_4M.fd
 )
 
 missing=()
