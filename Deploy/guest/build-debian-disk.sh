@@ -132,8 +132,6 @@ configure_root() {
         # SeaBIOS has no console without a display; OVMF already mirrors its console to the serial port.
         [[ $platform != i386-pc ]] ||
             printf 'serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n'
-        # Without a display there is no video mode to hand over; text mode spares an error on OVMF.
-        [[ $platform != x86_64-efi ]] || printf 'set gfxpayload=text\n'
         printf "menuentry 'Debian GNU/Linux 12 (understudy, %s)' {\n" "$platform"
         printf '    insmod %s\n    insmod ext2\n' "$partmap"
         printf '    search --no-floppy --fs-uuid --set=root %s\n' "$uuid"

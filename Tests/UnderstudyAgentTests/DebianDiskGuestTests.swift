@@ -11,7 +11,7 @@ import Glibc
 /// command line that boots each variant, and (`Boot`, on request) the boots themselves.
 @Suite("Debian disk guest")
 struct DebianDiskGuestTests {
-    let guest = DebianDiskGuest(base: DebianGuest(directory: "/cache/debian"))
+    let guest = DebianDiskGuest(base: DebianGuest(directory: "/cache/debian"), directory: nil)
 
     @Test("UEFI boots on q35 with OVMF's code read-only and the VM's own variable store; BIOS on pc without flash")
     func firmwareAndMachine() throws {
