@@ -23,6 +23,11 @@ packages=(
   clamav            # clamscan and sigtool: the inspection tests scan the replica with a signature made on the spot
   dpkg-dev          # dpkg-shlibdeps: the Debian package's library dependencies (package-deb.sh)
   debootstrap       # the clean Debian root the package is tested in (test-install.sh)
+  fdisk             # sfdisk: the partition tables of the Debian guest's boot disks (Deploy/guest/build-debian-disk.sh)
+  dosfstools        # mkfs.vfat: the UEFI disk's EFI system partition
+  mtools            # fills that FAT partition inside the image file, no mount needed
+  grub-pc-bin       # GRUB for BIOS (i386-pc) on the BIOS boot disk
+  grub-efi-amd64-bin  # GRUB for UEFI (x86_64-efi) on the UEFI boot disk
 )
 
 missing=()
