@@ -290,7 +290,7 @@ struct OutputCommitBench {
                 logger: logger)
         }
         defer { backup?.stop() }
-        let devices = try GuestDevices(vm: description, diskImages: [diskPath], tap: network.taps[0], mac: OutputCommitBench.mac,
+        let devices = try GuestDevices(vm: description, diskImages: [diskPath], nics: [GuestDevices.NIC(tap: network.taps[0], mac: OutputCommitBench.mac)],
                                        outputBufferBytes: 16 << 20,
                                        role: interval == nil ? .unprotected : .protected(buffering: true), fence: nil, policy: GatePolicyControl(policy), logger: logger)
         defer { devices.stop() }
@@ -356,8 +356,7 @@ struct OutputCommitBench {
         let before = replicator?.statistics
         let backupBefore = backup?.receiver.statistics
         func gateCounts() -> (frames: UInt64, policy: UInt64) {
-            guard let gate = devices.gate else { return (0, 0) }
-            let statistics = gate.statistics, policy = gate.policyStatistics
+            guard let statistics = devices.outputStatistics, let policy = devices.policyStatistics else { return (0, 0) }
             // Every guest frame read: held now, released, passed, or dropped for a full buffer; plus those to the guest.
             let fromGuest = UInt64(statistics.buffer.heldFrames) &+ statistics.buffer.releasedFrames &+ statistics.buffer.passedFrames
                 &+ statistics.buffer.droppedFrames
@@ -391,7 +390,7 @@ struct OutputCommitBench {
                 result.diskWindow = window(from: before, to: after, seconds: writes.seconds)
             }
         }
-        if let gate = devices.gate?.statistics {
+        if let gate = devices.outputStatistics {
             result.gateDroppedFrames = gate.buffer.droppedFrames
             result.gateSendDroppedFrames = gate.sendDroppedFrames
         }

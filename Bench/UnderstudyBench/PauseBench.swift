@@ -86,7 +86,7 @@ struct PauseBench {
             guard FileManager.default.createFile(atPath: disk, contents: nil), truncate(disk, 512 << 20) == 0 else {
                 throw BenchError("cannot create the disk image \(disk)")
             }
-            devices = try GuestDevices(vm: description, diskImages: [disk], tap: nil, mac: "52:54:00:12:34:56", outputBufferBytes: 1 << 20,
+            devices = try GuestDevices(vm: description, diskImages: [disk], nics: [], outputBufferBytes: 1 << 20,
                                        role: .protected(buffering: false), fence: nil, policy: GatePolicyControl(.allowAll), logger: logger)
         }
         defer {

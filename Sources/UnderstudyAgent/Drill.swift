@@ -29,7 +29,7 @@ public enum Drill {
         switch probe {
         case .tcp, .exec:
             let kind = probe.description.prefix { $0 != ":" }
-            guard configuration.tap != nil else {
+            guard !configuration.nics.isEmpty else {
                 throw DrillError("the \(kind) probe needs the guest's NIC, and \(configuration.source) has no network.tap: use a serial probe")
             }
             guard configuration.drill.sandboxAddress != nil else {
@@ -51,7 +51,7 @@ public enum Drill {
         var vm = configuration.vm
         vm.runDirectory = "\(configuration.vm.runDirectory)-drill-\(tag)"
         defer { try? FileManager.default.removeItem(atPath: vm.runDirectory) }
-        let sandbox = try DrillSandbox(tag: tag, vm: vm, nic: configuration.tap != nil, mac: configuration.mac,
+        let sandbox = try DrillSandbox(tag: tag, vm: vm, macs: configuration.nics.map(\.mac),
                                        address: configuration.drill.sandboxAddress, outputBufferBytes: configuration.outputBufferBytes,
                                        policy: configuration.policy, logger: logger)
         defer { sandbox.remove() }
@@ -88,7 +88,7 @@ public enum Drill {
 
         let failure = sandbox.waitForProbe(probe, serialLog: vm.serialLog, scratch: vm.runDirectory, deadline: deadline, timeout: timeout, stop: stop)
         let recovery = ContinuousClock.now - started
-        let statistics = sandbox.devices.gate?.statistics
+        let statistics = sandbox.devices.outputStatistics
         var report = DrillReport(ok: failure == nil, message: "", vm: vm.id, probe: "\(probe)", epoch: snapshot.epoch,
                                  stateAgeMs: snapshot.stateAgeMilliseconds, replicaPausedMs: snapshot.pausedMilliseconds,
                                  snapshotFrom: snapshotFrom, diskCopy: snapshot.diskCopy?.rawValue, timeToRunningMs: running.seconds * 1000,

@@ -6,23 +6,29 @@ import UnderstudyQEMU
 import UnderstudySystem
 import UnderstudyTransport
 
-/// The clone's network: a namespace of the drill's own whose only interface is the TAP behind the
-/// clone's NIC. The TAP is created (by the output gate, which opens it by name) in this
-/// namespace, then moved into the drill's; the gate's open descriptor follows the device.
+/// The clone's network: a namespace of the drill's own whose only interfaces are the TAPs behind
+/// the clone's NICs (one per NIC of the VM: the clone's devices must match the checkpoint's). The
+/// TAPs are created (by the output gates, which open them by name) in this namespace, then moved
+/// into the drill's; each gate's open descriptor follows its device. The probe reaches the guest
+/// through the first NIC, which alone gets the sandbox's address.
 final class DrillSandbox: @unchecked Sendable {
     let namespace: String
-    let tap: String
-    /// The clone's NIC and its gate (none when the VM has no NIC).
+    /// The TAPs, one per NIC.
+    let taps: [String]
+    /// The clone's NICs and their gates (none when the VM has no NIC).
     let devices: GuestDevices
 
     /// - Parameter policy: the production gate's policy, so that the rehearsal sees the same firewall.
-    init(tag: String, vm: VMDescription, nic: Bool, mac: String, address: String?, outputBufferBytes: Int, policy: GatePolicy,
+    /// - Parameter macs: the VM's NICs' addresses, in order.
+    init(tag: String, vm: VMDescription, macs: [String], address: String?, outputBufferBytes: Int, policy: GatePolicy,
          logger: Logger) throws {
         namespace = "us-drill-\(tag)"
-        tap = "usdrill\(tag)"
+        let taps = macs.indices.map { "usdrill\(tag)\($0 == 0 ? "" : "\($0)")" }
+        self.taps = taps
         try HostCommand.run(["ip", "netns", "add", namespace])
         do {
-            devices = try GuestDevices(vm: vm, diskImages: [], tap: nic ? tap : nil, mac: mac, outputBufferBytes: outputBufferBytes,
+            devices = try GuestDevices(vm: vm, diskImages: [], nics: zip(taps, macs).map { GuestDevices.NIC(tap: $0, mac: $1) },
+                                       outputBufferBytes: outputBufferBytes,
                                        role: .unprotected, fence: nil, policy: GatePolicyControl(policy), logger: logger)
         } catch {
             _ = try? HostCommand.run(["ip", "netns", "delete", namespace])
@@ -30,9 +36,9 @@ final class DrillSandbox: @unchecked Sendable {
         }
         do {
             try HostCommand.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
-            if nic {
+            for (index, tap) in taps.enumerated() {
                 try HostCommand.run(["ip", "link", "set", tap, "netns", namespace])
-                if let address { try HostCommand.run(["ip", "-n", namespace, "addr", "add", address, "dev", tap]) }
+                if index == 0, let address { try HostCommand.run(["ip", "-n", namespace, "addr", "add", address, "dev", tap]) }
                 try HostCommand.run(["ip", "-n", namespace, "link", "set", tap, "up"])
             }
         } catch {

@@ -7,10 +7,25 @@ import UnderstudyProtocol
 import UnderstudyQEMU
 import UnderstudySystem
 
-/// The guest's disks and NIC as this agent serves them: an NBD server per disk (so that the agent
-/// sees every write) and the output gate for the NIC, plus the QEMU options that attach the guest
-/// to them. Started before QEMU (QEMU connects to every socket once, at start).
+/// The guest's disks and NICs as this agent serves them: an NBD server per disk (so that the agent
+/// sees every write) and an output gate per NIC, plus the QEMU options that attach the guest to
+/// them. Started before QEMU (QEMU connects to every socket once, at start). The gates are sealed
+/// at the same epoch boundary and released by the same acknowledgement.
 public final class GuestDevices: @unchecked Sendable {
+    /// One guest NIC: the TAP it reaches the network through on this node, and its address.
+    public struct NIC: Sendable, Equatable {
+        public var tap: String
+        public var mac: String
+
+        public init(tap: String, mac: String) {
+            self.tap = tap
+            self.mac = mac
+        }
+    }
+
+    /// The most NICs a VM may have.
+    public static let maximumNICs = 4
+
     public enum Role: Sendable {
         /// The primary: disk writes are recorded per epoch and output waits for acknowledgement
         /// (unless `buffering` is false, the unsafe measurement mode).
@@ -28,7 +43,9 @@ public final class GuestDevices: @unchecked Sendable {
     public let diskSet: DiskSet?
     /// The per-epoch record of the writes to every disk, in that space; nil without a disk.
     public let recorder: DiskEpochRecorder?
-    public let gate: OutputGate?
+    /// One gate per NIC, in the guest's order.
+    public let gates: [OutputGate]
+    public let nics: [NIC]
     /// True while the gate holds frames of the open epoch: output-triggered checkpoints wait on it.
     public let outputWaiting = WaitableFlag()
     public let qemuArguments: [String]
@@ -39,11 +56,11 @@ public final class GuestDevices: @unchecked Sendable {
     ///   - diskImages: the raw images replicated as the VM's `DiskSet`, in order
     ///     (`VMDescription.replicatedImages`: the guest's disks, then a UEFI variable store; the
     ///     replica's on an activated backup).
-    ///   - tap: the TAP the guest's NIC reaches the network through; nil: no NIC.
+    ///   - nics: the guest's NICs, in order (none: no network).
     ///   - fence: when given, no frame reaches the TAP unless this node is provably the active
     ///     copy (`ActiveCopyFence.isValid`, asked per frame); nil for a sandboxed clone.
     ///   - policy: the gate's firewall, now and after every reload.
-    public init(vm: VMDescription, diskImages: [String], tap: String?, mac: String, outputBufferBytes: Int, role: Role,
+    public init(vm: VMDescription, diskImages: [String], nics: [NIC], outputBufferBytes: Int, role: Role,
                 fence: ActiveCopyFence?, policy: GatePolicyControl, logger: Logger) throws {
         try FileManager.default.createDirectory(atPath: vm.runDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -71,26 +88,31 @@ public final class GuestDevices: @unchecked Sendable {
         self.disks = disks
         diskSet = disks.isEmpty ? nil : DiskSet(disks.map(\.image))
         self.recorder = recorder
-        if let tap {
-            let socket = "\(vm.runDirectory)/net.sock"
-            let mode: OutputGate.Mode = switch role {
-            case .protected(buffering: true): .outputCommit
-            case .protected(buffering: false): .unsafeUnbuffered
-            case .unprotected: .unprotected
-            }
+        let mode: OutputGate.Mode = switch role {
+        case .protected(buffering: true): .outputCommit
+        case .protected(buffering: false): .unsafeUnbuffered
+        case .unprotected: .unprotected
+        }
+        var gates: [OutputGate] = []
+        for (index, nic) in nics.enumerated() {
+            let socket = "\(vm.runDirectory)/net\(index == 0 ? "" : "\(index)").sock"
             do {
-                gate = try OutputGate(guestSocketPath: socket, tapName: tap, bufferLimit: outputBufferBytes, mode: mode,
-                                      mayTransmit: { fence?.isValid ?? true }, outputWaiting: outputWaiting, policy: policy.policy,
-                                      logger: logger)
-                policy.attach(gate!)
+                // One flag for all: each gate sets it when it holds a frame of the open epoch, and
+                // all are sealed together, which clears it.
+                let gate = try OutputGate(guestSocketPath: socket, tapName: nic.tap, bufferLimit: outputBufferBytes, mode: mode,
+                                          mayTransmit: { fence?.isValid ?? true }, outputWaiting: outputWaiting, policy: policy.policy,
+                                          logger: logger)
+                policy.attach(gate)
+                gates.append(gate)
             } catch {
+                for gate in gates { gate.stop() }
                 for server in disks { server.stop() }
                 throw error
             }
-            arguments += OutputGate.qemuArguments(socketPath: socket, mac: mac, deviceOptions: vm.virtio.deviceOptions)
-        } else {
-            gate = nil
+            arguments += OutputGate.qemuArguments(socketPath: socket, mac: nic.mac, netdevID: "net\(index)", deviceOptions: vm.virtio.deviceOptions)
         }
+        self.gates = gates
+        self.nics = nics
         qemuArguments = arguments
     }
 
@@ -105,8 +127,8 @@ public final class GuestDevices: @unchecked Sendable {
                 checkpoint.diskChangesLost = error
             }
         }
-        gate?.seal(epoch: epoch)
-        if holdFromNextEpoch.exchange(false, ordering: .sequentiallyConsistent) { gate?.setMode(.outputCommit) }
+        for gate in gates { gate.seal(epoch: epoch) }
+        if holdFromNextEpoch.exchange(false, ordering: .sequentiallyConsistent) { for gate in gates { gate.setMode(.outputCommit) } }
     }
 
     /// Makes the guest's disk writes so far durable while the guest still runs, right before a
@@ -123,7 +145,7 @@ public final class GuestDevices: @unchecked Sendable {
     /// holding output for the whole synchronisation (seconds) would only stall the VM's network.
     /// Output already held stays held until the first acknowledgement.
     public func holdOutputFromNextEpoch() {
-        guard gate?.mode == .unprotected else { return }
+        guard gates.first?.mode == .unprotected else { return }
         holdFromNextEpoch.store(true, ordering: .sequentiallyConsistent)
     }
 
@@ -146,17 +168,40 @@ public final class GuestDevices: @unchecked Sendable {
     public func takeRecordedDiskWrites() throws(DiskError) -> [DiskChange] { try recorder?.seal() ?? [] }
 
     /// Output commit on (a backup is being synchronised) or off (no backup: frames pass).
-    public func setOutputMode(_ mode: OutputGate.Mode) { gate?.setMode(mode) }
+    public func setOutputMode(_ mode: OutputGate.Mode) { for gate in gates { gate.setMode(mode) } }
 
     /// Waits until released output has left for the network (see `OutputGate.waitUntilSent`).
-    public func waitUntilOutputSent(timeout: Duration) -> Bool { gate?.waitUntilSent(timeout: timeout) ?? true }
+    public func waitUntilOutputSent(timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        return gates.allSatisfy { $0.waitUntilSent(timeout: max(.zero, deadline - .now)) }
+    }
 
     /// The backup acknowledged `epoch`: its output may leave.
-    public func release(through epoch: UInt64) { gate?.release(through: epoch) }
+    public func release(through epoch: UInt64) { for gate in gates { gate.release(through: epoch) } }
+
+    /// The output mode (the same on every gate); nil without a NIC.
+    public var outputMode: OutputGate.Mode? { gates.first?.mode }
+
+    /// The counters of all gates added up; nil without a NIC.
+    public var outputStatistics: OutputGate.Statistics? {
+        gates.dropFirst().reduce(gates.first?.statistics) { total, gate in total.map { $0 + gate.statistics } }
+    }
+
+    /// The firewall's counters of all gates added up, rule by rule; nil without a NIC.
+    public var policyStatistics: GatePolicyStatistics? {
+        gates.dropFirst().reduce(gates.first?.policyStatistics) { total, gate in total.map { $0 + gate.policyStatistics } }
+    }
+
+    /// Tells the switches where every NIC of the VM is now (see `OutputGate.announce`).
+    public func announce() {
+        for (gate, nic) in zip(gates, nics) {
+            if let mac = ReverseARP.macAddress(nic.mac) { gate.announce(mac: mac) }
+        }
+    }
 
     /// Stops serving; call after QEMU has stopped.
     public func stop() {
-        gate?.stop()
+        for gate in gates { gate.stop() }
         for server in disks { server.stop() }
     }
 }

@@ -66,14 +66,16 @@ public final class PairNode: @unchecked Sendable {
     /// Before a scrape: the witness term, and the output gate's held and dropped frames, read from the gate itself.
     private func refresh(_ metrics: AgentMetrics) {
         metrics.witnessTerm(fence.term?.number)
-        guard case .primary(let protector) = role.withLock({ $0 }), let gate = protector.devices.gate else {
+        guard case .primary(let protector) = role.withLock({ $0 }), let gate = protector.devices.gates.first,
+              let statistics = protector.devices.outputStatistics, let policy = protector.devices.policyStatistics else {
             metrics.output(gate: nil, heldFrames: 0, heldBytes: 0, droppedFrames: 0)
             return
         }
-        let buffer = gate.statistics.buffer
+        // All NICs' gates together; the first one's identity stands for the set (they come and go together).
+        let buffer = statistics.buffer
         metrics.output(gate: ObjectIdentifier(gate), heldFrames: UInt64(buffer.heldFrames), heldBytes: UInt64(buffer.heldBytes),
                        droppedFrames: UInt64(buffer.droppedFrames))
-        metrics.gatePolicy(gate: ObjectIdentifier(gate), gate.policyStatistics)
+        metrics.gatePolicy(gate: ObjectIdentifier(gate), policy)
     }
 
     private func setRole(_ new: Role) {
@@ -202,7 +204,7 @@ public final class PairNode: @unchecked Sendable {
         let onExit: @Sendable (QEMUError) -> Void = { [stop] error in stop.trigger(.qemuExited(error)) }
         let waiting = standby?.take(onExit: onExit)
         let devices = try standby?.devices
-            ?? GuestDevices(vm: configuration.vm, diskImages: diskImages, tap: configuration.tap, mac: configuration.mac,
+            ?? GuestDevices(vm: configuration.vm, diskImages: diskImages, nics: configuration.nics,
                             outputBufferBytes: configuration.outputBufferBytes,
                             role: activated || configuration.replication.mode == .asynchronous
                                 ? .unprotected : .protected(buffering: !configuration.unsafeNoOutputBuffering),
@@ -216,12 +218,12 @@ public final class PairNode: @unchecked Sendable {
         let beforeStop: @Sendable () -> Void = { devices.synchronizeDiskBeforeStop() }
         let source: QEMUCheckpointSource
         let firstEpoch: UInt64
-        if activated, let mac = ReverseARP.macAddress(configuration.mac) {
+        if activated {
             // This node holds the fence: the switches may send the VM's traffic here now. What
             // arrives while QEMU loads waits in QEMU for the guest, so a client's retransmission
             // sent meanwhile is answered the moment the guest runs instead of at its next one
             // (hundreds of milliseconds later: TCP backs off).
-            devices.gate?.announce(mac: mac)
+            devices.announce()
         }
         if let replica {
             let activation = try Activator.activate(store: replica, description: configuration.vm, preloadLibrary: preload,
@@ -236,7 +238,7 @@ public final class PairNode: @unchecked Sendable {
             if !replaying.isEmpty {
                 // A client's request that reached the old primary's guest after this checkpoint is
                 // answered now, not at the client's next retransmission.
-                let given = devices.gate?.deliverToGuest(replaying) ?? 0
+                let given = devices.gates.first?.deliverToGuest(replaying) ?? 0
                 logger.notice("replayed the guest's input the checkpoint may lack", metadata: ["frames": "\(given)", "of": "\(replaying.count)"])
             }
         } else {

@@ -79,15 +79,13 @@ extension PrimaryStatus {
 
     /// Adds the output gate's and the disk server's counters.
     public mutating func add(devices: GuestDevices?) {
-        if let gate = devices?.gate {
-            let statistics = gate.statistics
+        if let devices, let statistics = devices.outputStatistics, let policy = devices.policyStatistics {
             outputHeldFrames = Int(statistics.buffer.heldFrames)
             outputHeldBytes = Int(statistics.buffer.heldBytes)
             outputDroppedFrames = Int(statistics.buffer.droppedFrames)
             outputReleasedFrames = Int(statistics.sentFrames)
             outputFencedFrames = Int(statistics.fencedFrames)
-            outputMode = "\(gate.mode)"
-            let policy = gate.policyStatistics
+            outputMode = devices.outputMode.map { "\($0)" }
             gatePolicy = policy.rules.isEmpty && policy.defaultAction == GateRule.Action.allow.rawValue ? nil : policy
         }
         if let disks = devices?.disks, !disks.isEmpty {

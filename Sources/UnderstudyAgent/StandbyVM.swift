@@ -21,7 +21,7 @@ public final class StandbyVM: @unchecked Sendable {
     /// - Parameter fence: once activated, the VM's output leaves only while this node holds it.
     public init(configuration: AgentConfiguration, store: ReplicaStore, fence: ActiveCopyFence, policy: GatePolicyControl,
                 preloadLibrary: String?, logger: Logger) throws {
-        devices = try GuestDevices(vm: configuration.vm, diskImages: store.diskPaths, tap: configuration.tap, mac: configuration.mac,
+        devices = try GuestDevices(vm: configuration.vm, diskImages: store.diskPaths, nics: configuration.nics,
                                    outputBufferBytes: configuration.outputBufferBytes, role: .unprotected, fence: fence, policy: policy,
                                    logger: logger)
         let relay = CallbackRelay<QEMUError>()

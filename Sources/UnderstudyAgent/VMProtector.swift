@@ -166,14 +166,16 @@ public final class VMProtector: @unchecked Sendable {
             state.withLock { $0.machine.sessionStarted() }
             logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(primaryConfiguration.backup)",
                                                    "first-epoch": "\(nextEpoch)"])
-            devices.gate?.observeGuestInput(replicator.guestInputForwarder)
+            // Input replay covers the first NIC (GUEST_INPUT carries no NIC); frames the others
+            // received after the last checkpoint are lost as on any network, and resent by TCP.
+            devices.gates.first?.observeGuestInput(replicator.guestInputForwarder)
             var failure: Error?
             do {
                 try replicator.runCheckpoints(shouldStop: { [self] in stop.isSet || state.withLock { $0.machine.checkpointsShouldStop } })
             } catch {
                 failure = error
             }
-            devices.gate?.observeGuestInput(nil)
+            devices.gates.first?.observeGuestInput(nil)
             nextEpoch = max(replicator.lastCapturedEpoch, nextEpoch - 1) + 1
             guard let failure else {
                 switch state.withLock({ $0.machine.sessionEnded() }) {

@@ -13,8 +13,8 @@ public final class UnprotectedVM: @unchecked Sendable {
 
     /// Starts the devices, then QEMU, which boots the guest at once.
     public init(configuration: AgentConfiguration, preloadLibrary: String?, logger: Logger) throws {
-        let devices = try GuestDevices(vm: configuration.vm, diskImages: configuration.vm.replicatedImages, tap: configuration.tap,
-                                       mac: configuration.mac, outputBufferBytes: configuration.outputBufferBytes,
+        let devices = try GuestDevices(vm: configuration.vm, diskImages: configuration.vm.replicatedImages, nics: configuration.nics,
+                                       outputBufferBytes: configuration.outputBufferBytes,
                                        role: .unprotected, fence: nil, policy: GatePolicyControl(configuration.policy), logger: logger)
         let exits = ErrorRecorder<QEMUError>()
         do {

@@ -226,7 +226,7 @@ struct VMReplicationTests {
         description.diskSizes = [64 << 20]
         let backup = try RunningBackup(workspace: workspace, identity: description.identity, replicaDisks: [replicaDisk])
         defer { backup.stop() }
-        let devices = try GuestDevices(vm: description, diskImages: [primaryDisk], tap: network.taps[0], mac: "52:54:00:00:00:42",
+        let devices = try GuestDevices(vm: description, diskImages: [primaryDisk], nics: [GuestDevices.NIC(tap: network.taps[0], mac: "52:54:00:00:00:42")],
                                        outputBufferBytes: 16 << 20, role: .protected(buffering: true), fence: nil,
                                        policy: GatePolicyControl(.allowAll), logger: TestGuest.quietLogger)
         defer { devices.stop() }

@@ -39,12 +39,14 @@ import UnderstudyTransport
 /// # uefi_vars = "/var/lib/understudy/web-1/VARS.fd"  # this VM's copy of OVMF_VARS_4M.fd, replicated like a disk
 /// rng = false                           # a virtio-rng device
 /// mac = "52:54:00:12:34:56"             # the guest NIC's address (default: derived from the id)
+/// # macs = ["52:54:00:12:34:56", "52:54:00:12:34:57"]  # or up to 4 NICs, in order (default: derived)
 /// virtio = "legacy"                     # legacy | modern: legacy keeps each checkpoint's device state small
 /// pause_priority = 10                   # SCHED_FIFO priority of the pause path (agent + QEMU main thread); 0: off
 /// run_dir = "/run/understudy/web-1"     # QMP, serial log, control socket
 ///
 /// [network]
 /// tap = "tap-web-1"                     # this node's TAP for the guest NIC; bridge it to the LAN
+/// # taps = ["tap-web-1", "tap-web-1-be"]  # or one per NIC, in order (each through its own output gate)
 /// buffer_mib = 16                       # output held for unacknowledged checkpoints, at most
 /// unsafe_no_output_buffering = false    # true releases output at once: no output commit (benchmarks only)
 /// default_action = "allow"              # the gate policy (SIGHUP reloads it): see GatePolicy+Configuration
@@ -112,10 +114,9 @@ public struct AgentConfiguration: Sendable {
     public var replication: ReplicationConfiguration
     public var listen: Endpoint?
     public var replicaDirectory: String?
-    /// The guest NIC's MAC address; the same on both nodes, so the network sees one machine.
-    public var mac: String
-    /// This node's TAP device for the guest NIC; nil: the VM has no network.
-    public var tap: String?
+    /// The guest's NICs: this node's TAP for each, and its MAC address (the same on both nodes,
+    /// so the network sees one machine). Empty: the VM has no network.
+    public var nics: [GuestDevices.NIC]
     public var outputBufferBytes: Int
     /// Output commit off: guest frames leave at once (only to measure what buffering costs).
     public var unsafeNoOutputBuffering: Bool
@@ -143,8 +144,8 @@ public struct AgentConfiguration: Sendable {
         "node.name", "node.certificates", "node.role", "node.state_dir", "node.on_stop", "log.level", "log.format",
         "peer.name", "peer.address",
         "vm.id", "vm.memory_mib", "vm.vcpus", "vm.machine", "vm.accelerator", "vm.kernel", "vm.initrd", "vm.cmdline",
-        "vm.disk_image", "vm.disks", "vm.firmware", "vm.uefi_vars", "vm.uefi_code", "vm.rng", "vm.mac", "vm.virtio", "vm.pause_priority", "vm.run_dir", "vm.qemu",
-        "network.tap", "network.buffer_mib", "network.unsafe_no_output_buffering",
+        "vm.disk_image", "vm.disks", "vm.firmware", "vm.uefi_vars", "vm.uefi_code", "vm.rng", "vm.mac", "vm.macs", "vm.virtio", "vm.pause_priority", "vm.run_dir", "vm.qemu",
+        "network.tap", "network.taps", "network.buffer_mib", "network.unsafe_no_output_buffering",
         "replication.interval_ms", "replication.max_epochs_in_flight", "replication.dirty_tracking",
         "backup.listen", "backup.replica_dir",
         "heartbeat.interval_ms", "heartbeat.missed", "heartbeat.min_timeout_ms", "heartbeat.udp_listen", "heartbeat.udp_peer",
@@ -203,16 +204,7 @@ public struct AgentConfiguration: Sendable {
         }
         vm.virtio = try d.oneOf("vm.virtio", VMDescription.VirtioTransport.self) ?? .legacy
         vm.pausePriority = Int32(try d.integer("vm.pause_priority", in: 0...99) ?? 10)
-        mac = try d.string("vm.mac") ?? Self.defaultMAC(for: id)
-        guard Self.isUnicastMAC(mac) else {
-            throw ConfigurationError(source: d.source, line: d.line(of: "vm.mac"), key: "vm.mac",
-                                     message: "\"\(mac)\" is not a unicast MAC address like \"52:54:00:12:34:56\"")
-        }
-        tap = try d.string("network.tap")
-        if let tap, tap.isEmpty || tap.utf8.count > 15 || tap.contains("/") || tap.contains(" ") {
-            throw ConfigurationError(source: d.source, line: d.line(of: "network.tap"), key: "network.tap",
-                                     message: "\"\(tap)\" is not an interface name (1 to 15 characters, no '/' or spaces)")
-        }
+        nics = try Self.nics(d, id: id)
         outputBufferBytes = Int(try d.integer("network.buffer_mib", in: 1...4096) ?? 16) << 20
         unsafeNoOutputBuffering = try d.bool("network.unsafe_no_output_buffering") ?? false
         policy = try GatePolicy(document: d)
@@ -311,6 +303,44 @@ public struct AgentConfiguration: Sendable {
 
     private func missing(_ key: String, _ why: String) -> ConfigurationError {
         ConfigurationError(source: source, line: nil, key: key, message: "missing required key: \(why)")
+    }
+
+    /// `network.tap` and `vm.mac` (one NIC) or `network.taps` and `vm.macs` (several, in order);
+    /// MACs default to ones derived from the VM id.
+    private static func nics(_ d: TOMLDocument, id: String) throws(ConfigurationError) -> [GuestDevices.NIC] {
+        func oneOrList(_ single: String, _ list: String) throws(ConfigurationError) -> (values: [String], key: String)? {
+            let one = try d.string(single)
+            guard let many = try d.strings(list) else { return one.map { ([$0], single) } }
+            guard one == nil else {
+                throw ConfigurationError(source: d.source, line: d.line(of: list), key: list, message: "set \(single) (one NIC) or \(list) (several), not both")
+            }
+            guard (1...GuestDevices.maximumNICs).contains(many.count) else {
+                throw ConfigurationError(source: d.source, line: d.line(of: list), key: list,
+                                         message: "\(many.count) NICs; list 1 to \(GuestDevices.maximumNICs)")
+            }
+            guard Set(many).count == many.count else {
+                throw ConfigurationError(source: d.source, line: d.line(of: list), key: list, message: "\(list) lists one value twice")
+            }
+            return (many, list)
+        }
+        let taps = try oneOrList("network.tap", "network.taps")
+        let macs = try oneOrList("vm.mac", "vm.macs")
+        for tap in taps?.values ?? [] where tap.isEmpty || tap.utf8.count > 15 || tap.contains("/") || tap.contains(" ") {
+            throw ConfigurationError(source: d.source, line: d.line(of: taps!.key), key: taps!.key,
+                                     message: "\"\(tap)\" is not an interface name (1 to 15 characters, no '/' or spaces)")
+        }
+        for mac in macs?.values ?? [] where !isUnicastMAC(mac) {
+            throw ConfigurationError(source: d.source, line: d.line(of: macs!.key), key: macs!.key,
+                                     message: "\"\(mac)\" is not a unicast MAC address like \"52:54:00:12:34:56\"")
+        }
+        guard let taps else { return [] }
+        if let macs, macs.values.count != taps.values.count {
+            throw ConfigurationError(source: d.source, line: d.line(of: macs.key), key: macs.key,
+                                     message: "\(macs.values.count) MAC addresses for \(taps.values.count) TAPs (\(taps.key)): one per NIC")
+        }
+        return taps.values.enumerated().map { index, tap in
+            GuestDevices.NIC(tap: tap, mac: macs?.values[index] ?? defaultMAC(for: index == 0 ? id : "\(id)#\(index)"))
+        }
     }
 
     /// `vm.firmware`: "bios" (default) or "uefi" with `vm.uefi_vars` (and `vm.uefi_code`).
