@@ -7,10 +7,12 @@ public enum AgentPair {
     /// `backupHost`, by default on loopback) protecting the test guest `guest`
     /// (`CounterGuestImage`), or another guest with `memoryMiB` (the Debian guest); the `extra`
     /// texts are appended as more TOML tables (`primaryExtra` continues `[replication]` first);
-    /// `vmExtra` continues each node's `[vm]` table (several disks, the machine, vCPUs).
+    /// `vmExtra` continues each node's `[vm]` table (several disks, the machine, vCPUs); `moreTaps`
+    /// are the TAPs of each node's NICs after the first.
     public static func writeConfigs(in directory: String, port: UInt16, vm: String, guest image: (kernel: String, initrd: String),
                                     cmdline: String, replicaDirectory: String, backupHost: String = "127.0.0.1",
                                     disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
+                                    moreTaps: (primary: [String], backup: [String]) = ([], []),
                                     primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
                                     backupExtra: String = "", vmExtra: (primary: String, backup: String) = ("", ""),
                                     memoryMiB: Int = 128) throws -> (primary: String, backup: String) {
@@ -26,8 +28,10 @@ public enum AgentPair {
 
             """ + (disk.map { "disk_image = \"\($0)\"\n" } ?? "") + extra
         }
-        func networkSection(tap: String?, extra: String) -> String {
-            tap.map { "[network]\ntap = \"\($0)\"\n\(extra)\n" } ?? ""
+        func networkSection(tap: String?, more: [String], extra: String) -> String {
+            guard let tap else { return "" }
+            let taps = more.isEmpty ? "tap = \"\(tap)\"" : "taps = [" + ([tap] + more).map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+            return "[network]\n\(taps)\n\(extra)\n"
         }
         let primary = """
             [node]
@@ -39,7 +43,7 @@ public enum AgentPair {
             name = "backup"
             address = "\(backupHost):\(port)"
             \(vmSection(disk: disks?.primary, extra: vmExtra.primary))run_dir = "\(directory)/run-primary"
-            \(networkSection(tap: taps?.primary, extra: primaryNetwork))[replication]
+            \(networkSection(tap: taps?.primary, more: moreTaps.primary, extra: primaryNetwork))[replication]
             interval_ms = 25
             \(primaryExtra)
             """
@@ -52,7 +56,7 @@ public enum AgentPair {
             [peer]
             name = "primary"
             \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup, extra: vmExtra.backup))run_dir = "\(directory)/run-backup"
-            \(networkSection(tap: taps?.backup, extra: ""))[backup]
+            \(networkSection(tap: taps?.backup, more: moreTaps.backup, extra: ""))[backup]
             listen = "\(backupHost):\(port)"
             replica_dir = "\(replicaDirectory)"
             \(backupExtra)

@@ -36,8 +36,13 @@ public final class ConsistencyHarness {
         public var uefi = false
         /// A virtio-rng device.
         public var randomNumberGenerator = false
+        /// NICs, each through its own gate; the counter service answers on the first, the others
+        /// sit on the same LAN unconfigured (they still hold and release their frames).
+        public var nics = 1
 
-        public init(disks: Int = 1, machine: String = "pc", vcpus: Int = 1, uefi: Bool = false, randomNumberGenerator: Bool = false) {
+        public init(disks: Int = 1, machine: String = "pc", vcpus: Int = 1, uefi: Bool = false, randomNumberGenerator: Bool = false,
+                    nics: Int = 1) {
+            self.nics = nics
             self.disks = disks
             self.machine = machine
             self.vcpus = vcpus
@@ -60,7 +65,8 @@ public final class ConsistencyHarness {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-consistency-\(UUID().uuidString.prefix(8))").path
         vm = "cs\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        network = try PairNetwork(tapCount: 2)
+        // The primary's and the backup's TAP of NIC n are taps[2n] and taps[2n + 1].
+        network = try PairNetwork(tapCount: 2 * shape.nics)
         // The witness's certificate comes from the pair's CA, as in production.
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup,\(EtcdProcess.serverName)"])
         guard certs.status == 0 else { throw HarnessError("certs init: \(certs.stderr)") }
@@ -339,6 +345,8 @@ public final class ConsistencyHarness {
             cmdline: "understudy.run=counter-service understudy.disk=/dev/vd\(disks.count == 2 ? "b" : "a") \(network.guestCommandLine)",
             replicaDirectory: "/dev/shm/understudy-consistency-\(vm)",
             disks: disks.count == 1 ? ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img") : nil, taps: (network.taps[0], network.taps[1]),
+            moreTaps: (stride(from: 2, to: network.taps.count, by: 2).map { network.taps[$0] },
+                       stride(from: 3, to: network.taps.count, by: 2).map { network.taps[$0] }),
             primaryNetwork: "unsafe_no_output_buffering = \(!buffering)",
             backupPeerAddress: "127.0.0.1:\(port + 1)",
             primaryExtra: """

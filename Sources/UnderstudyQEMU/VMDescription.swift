@@ -40,6 +40,12 @@ public struct VMDescription: Sendable, Equatable {
     public static let defaultUEFICode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
     /// The variable store template that goes with it: copy it for each VM.
     public static let uefiVariablesTemplate = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+    /// The variable store's size that goes with an OVMF code image of `codeSize` bytes, for the
+    /// builds Debian ships (4 MiB and 2 MiB flash); nil for another build.
+    public static func uefiVariablesSize(forCodeOfSize codeSize: UInt64) -> UInt64? {
+        [3_653_632: 540_672, 1_966_080: 131_072][codeSize]
+    }
+
     /// The block nodes of the firmware's two flash chips.
     public static let uefiCodeNodeName = "uefi-code"
     public static let uefiVariablesNodeName = "uefi-vars"

@@ -36,10 +36,10 @@ struct ConsistencyTests {
 
     /// The VM as servers are shaped: two disks (the counter's file on the second, so its writes
     /// travel past the first disk's end in the disk space and must land in the backup's second
-    /// image), the q35 machine, two vCPUs, UEFI (its variable store replicated after the disks)
-    /// and virtio-rng. Trials: UNDERSTUDY_SHAPED_TRIALS (default 4).
-    @Test func twoDisksOnQ35WithUEFIAndTwoVCPUsSurviveRandomKills() throws {
-        let harness = try ConsistencyHarness(shape: .init(disks: 2, machine: "q35", vcpus: 2, uefi: true, randomNumberGenerator: true))
+    /// image), two NICs (each through its own gate), the q35 machine, two vCPUs, UEFI (its
+    /// variable store replicated after the disks) and virtio-rng. Trials: UNDERSTUDY_SHAPED_TRIALS (default 4).
+    @Test func twoDisksAndTwoNICsOnQ35WithUEFIAndTwoVCPUsSurviveRandomKills() throws {
+        let harness = try ConsistencyHarness(shape: .init(disks: 2, machine: "q35", vcpus: 2, uefi: true, randomNumberGenerator: true, nics: 2))
         defer { harness.remove() }
         for trial in 1...(Int(ProcessInfo.processInfo.environment["UNDERSTUDY_SHAPED_TRIALS"] ?? "") ?? 4) {
             let outcome = try harness.run(trial: trial, buffering: true)

@@ -533,6 +533,9 @@ struct TOMLDocumentTests {
         #expect(failure("firmware = \"uefi\"\n")?.description.contains("OVMF_VARS_4M.fd") == true)
         #expect(failure("uefi_vars = \"\(vars)\"\n")?.key == "vm.uefi_vars", "a variable store without UEFI")
         #expect(failure("firmware = \"coreboot\"\n")?.key == "vm.firmware")
+        #expect(truncate(vars, 131_072) == 0)
+        #expect(failure("firmware = \"uefi\"\nuefi_vars = \"\(vars)\"\n")?.description.contains("540672-byte variable store") == true,
+                "a 2 MiB build's store with the 4 MiB code")
         #expect(failure("firmware = \"uefi\"\nuefi_vars = \"\(directory)/absent.fd\"\n")?.key == "vm.uefi_vars")
     }
 

@@ -197,7 +197,18 @@ public struct AgentConfiguration: Sendable {
         vm.firmware = try Self.firmware(d)
         vm.randomNumberGenerator = try d.bool("vm.rng") ?? false
         for disk in vm.diskImages { vm.diskSizes.append(try Self.diskSize(d, disk)) }
-        if case .uefi(_, let variables) = vm.firmware { vm.diskSizes.append(try Self.diskSize(d, variables, key: "vm.uefi_vars")) }
+        if case .uefi(let code, let variables) = vm.firmware {
+            let size = try Self.diskSize(d, variables, key: "vm.uefi_vars")
+            // OVMF's code and variable store come in pairs of flash sizes; a store of the other
+            // build (a 2 MiB firmware's 128 KiB one) does not boot with this code.
+            let codeSize = (try? FileManager.default.attributesOfItem(atPath: code)[.size] as? UInt64) ?? nil
+            if let expected = codeSize.flatMap({ VMDescription.uefiVariablesSize(forCodeOfSize: $0) }), size != expected {
+                throw ConfigurationError(source: d.source, line: d.line(of: "vm.uefi_vars"), key: "vm.uefi_vars", message:
+                    "\(variables) has \(size) bytes, but the firmware \(code) needs a \(expected)-byte variable store "
+                    + "(start from \(VMDescription.uefiVariablesTemplate) for the 4 MiB build)")
+            }
+            vm.diskSizes.append(size)
+        }
         guard VMDescription.isSupportedMachine(vm.machine) else {
             throw ConfigurationError(source: d.source, line: d.line(of: "vm.machine"), key: "vm.machine",
                                      message: "\(vm.machine.debugDescription) is not supported: use \"pc\" or \"q35\" (or a versioned pc-i440fx-X.Y / pc-q35-X.Y)")
