@@ -33,7 +33,16 @@ public struct ImportReport: Sendable, Codable, Equatable {
         }
         if !plan.changes.isEmpty {
             lines.append("changed:")
-            lines += plan.changes.map { "  - \($0.subject): \($0.change) (\($0.reason))" }
+            // Devices left out for one reason share a line: a desktop VM has many.
+            var groups: [(subjects: [String], change: ImportChange)] = []
+            for change in plan.changes {
+                if let index = groups.firstIndex(where: { $0.change.change == change.change && $0.change.reason == change.reason }) {
+                    groups[index].subjects.append(change.subject)
+                } else {
+                    groups.append(([change.subject], change))
+                }
+            }
+            lines += groups.map { "  - \($0.subjects.joined(separator: ", ")): \($0.change.change) — \($0.change.reason)" }
         }
         let disks = plan.disks.filter { $0.output != nil }
         if !disks.isEmpty {
