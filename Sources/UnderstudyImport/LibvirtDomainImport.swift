@@ -262,7 +262,9 @@ public enum LibvirtDomainImport {
         let connection: String?
         switch type {
         case "bridge": connection = source?.attribute("bridge").map { "bridge \($0)" }
-        case "network": connection = source?.attribute("network").map { "libvirt network \($0)" }
+        case "network":
+            // A running domain's file also names the network's bridge, where the TAP can go.
+            connection = source?.attribute("network").map { name in "libvirt network \(name)" + (source?.attribute("bridge").map { ", bridge \($0)" } ?? "") }
         case "direct": connection = source?.attribute("dev").map { "macvtap on \($0)" }
         case "ethernet": connection = interface.child("target")?.attribute("dev").map { "tap \($0)" }
         case "user": connection = "user-mode networking (QEMU's NAT)"

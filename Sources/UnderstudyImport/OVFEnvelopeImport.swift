@@ -32,7 +32,7 @@ public enum OVFEnvelopeImport {
             plan.block("VirtualHardwareSection", "missing: the appliance describes no hardware")
             return plan
         }
-        let firmware = self.firmware(hardware)
+        let firmware = self.firmware(hardware, system: system)
         switch firmware {
         case "bios": plan.takenOver.append("BIOS firmware")
         case "efi":
@@ -165,11 +165,24 @@ public enum OVFEnvelopeImport {
 
     /// The firmware the appliance asks for: VMware's `<vmw:Config vmw:key="firmware">`, VirtualBox's
     /// `<Firmware type="EFI">`; BIOS when it says nothing.
-    private static func firmware(_ hardware: MarkupElement) -> String {
+    private static func firmware(_ hardware: MarkupElement, system: MarkupElement) -> String {
         if let config = hardware.children("Config").first(where: { $0.attribute("key") == "firmware" }) {
             return config.attribute("value")?.lowercased() ?? ""
         }
+        if let machine = system.child("Machine"), let firmware = descendant(machine, "Firmware") {
+            return firmware.attribute("type")?.lowercased() ?? ""
+        }
         return "bios"
+    }
+
+    /// The first element named `localName` under `element`, depth first (VirtualBox nests its
+    /// settings in vbox:Machine/Hardware).
+    private static func descendant(_ element: MarkupElement, _ localName: String) -> MarkupElement? {
+        for child in element.children {
+            if child.localName == localName { return child }
+            if let found = descendant(child, localName) { return found }
+        }
+        return nil
     }
 
     /// An item's CIM property (rasd:, sasd: or epasd:) by its local name.

@@ -12,7 +12,7 @@ struct LibvirtDomainImportTests {
         #expect(plan.id == "web-1" && plan.memoryMiB == 2048 && plan.vcpus == 2 && plan.machine == "pc-i440fx-7.2")
         #expect(plan.firmware == .bios && plan.rng)
         #expect(plan.disks.map(\.target) == ["vda"] && plan.disks[0].format == "qcow2")
-        #expect(plan.nics == [ImportedNIC(mac: "52:54:00:6b:3c:58", tap: "tap-web-1-0", connection: "libvirt network default")])
+        #expect(plan.nics == [ImportedNIC(mac: "52:54:00:6b:3c:58", tap: "tap-web-1-0", connection: "libvirt network default, bridge virbr0")])
         let changed = plan.changes.map(\.subject)
         for subject in ["interface 52:54:00:6b:3c:58 (e1000)", "input tablet", "graphics spice", "video qxl", "sound ich6", "<cpu>",
                         "channel org.qemu.guest_agent.0", "channel spicevmc", "cdrom hdc", "memballoon virtio", "redirdev usb spicevmc"] {

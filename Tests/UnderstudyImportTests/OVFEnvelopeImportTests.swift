@@ -50,6 +50,21 @@ struct OVFEnvelopeImportTests {
         #expect(plan.memoryMiB == 512 && plan.vcpus == 1, "the item of a configuration other than the default is skipped")
     }
 
+    @Test func virtualBoxSaysEFIInItsMachineSection() throws {
+        let envelope = """
+            <Envelope xmlns:rasd="urn:rasd" xmlns:vbox="http://www.virtualbox.org/ovf/machine">
+              <VirtualSystem id="vbox-vm">
+                <VirtualHardwareSection>
+                  <Item><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>2048</rasd:VirtualQuantity><rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits></Item>
+                </VirtualHardwareSection>
+                <vbox:Machine><Hardware><Firmware type="EFI"/></Hardware></vbox:Machine>
+              </VirtualSystem>
+            </Envelope>
+            """
+        let plan = try OVFEnvelopeImport.plan(xml: Array(envelope.utf8))
+        #expect(plan.isProtectable && plan.firmware == .uefi && plan.machine == "q35" && plan.memoryMiB == 2048)
+    }
+
     @Test func severalVirtualSystemsBlock() throws {
         let plan = try OVFEnvelopeImport.plan(xml: Array("<Envelope><VirtualSystemCollection id='c'><VirtualSystem id='a'/><VirtualSystem id='b'/></VirtualSystemCollection></Envelope>".utf8))
         #expect(plan.blockers.map(\.subject) == ["VirtualSystemCollection"])
