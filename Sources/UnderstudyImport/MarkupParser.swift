@@ -11,6 +11,7 @@ public struct MarkupParser {
     public static let maximumBytes = 16 << 20
     public static let maximumDepth = 64
     public static let maximumElements = 200_000
+    public static let maximumAttributes = 256
 
     private let bytes: [UInt8]
     private var position = 0
@@ -84,6 +85,7 @@ public struct MarkupParser {
             let value = try characterData(until: quote, what: "attribute value")
             position += 1
             guard element.attribute(exactly: attribute) == nil else { throw error("the attribute \(attribute) appears twice in <\(name)>") }
+            guard element.attributes.count < Self.maximumAttributes else { throw error("more than \(Self.maximumAttributes) attributes in <\(name)>") }
             element.attributes.append((attribute, value))
         }
         // Content, up to the matching end tag.
@@ -137,6 +139,8 @@ public struct MarkupParser {
                 continue
             }
             if byte == UInt8(ascii: "\n") { line += 1 }
+            // XML 1.0 allows no C0 control character but tab, line feed and carriage return.
+            if byte < 0x20, byte != 0x09, byte != 0x0A, byte != 0x0D { throw error("a control character (\(byte)) inside \(what)") }
             out.append(byte)
             position += 1
         }

@@ -26,7 +26,8 @@ public struct PairConfiguration: Sendable {
         let peerGiven = (node == .primary ? options.backupHost : options.primaryHost) != nil
         let myGiven = (node == .primary ? options.primaryHost : options.backupHost) != nil
         var out: [String] = [
-            "# Written by `understudy import \(plan.kind.rawValue)` from \"\(plan.sourceName)\": see import-report.txt beside it.",
+            // The name is the source file's: quoted and escaped, a line break in it cannot end the comment.
+            "# Written by `understudy import \(plan.kind.rawValue)` from \(TOMLValue.string(plan.sourceName).tomlText): see import-report.txt beside it.",
             "# The \(node == .primary ? "primary" : "backup") node of VM \(plan.id) on the pair's first start. Install it as",
             "# /etc/understudy/\(plan.id).toml on \(me), then: systemctl enable --now understudy@\(plan.id)",
             "# Lines marked EDIT hold placeholders to replace first.",

@@ -76,6 +76,11 @@ struct ImportCommandOptions: ParsableArguments {
 
     func validate() throws {
         guard primaryNode != backupNode else { throw ValidationError("--primary-node and --backup-node must differ") }
+        // Certificate names: they also appear in the files' comments and the report.
+        for (option, name) in [("--primary-node", primaryNode), ("--backup-node", backupNode)]
+        where name.isEmpty || !name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) }) {
+            throw ValidationError("\(option) \(name.debugDescription): a node name is letters, digits, '.', '_' or '-'")
+        }
     }
 
     /// Runs `body` with these options and prints its report; exit status 1 when refused or failed.

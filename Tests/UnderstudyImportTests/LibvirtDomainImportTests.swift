@@ -143,3 +143,18 @@ struct LibvirtDomainImportTests {
         #expect(throws: MarkupError.self) { try LibvirtDomainImport.plan(xml: Array("<Envelope/>".utf8)) }
     }
 }
+
+@Suite("pair configuration")
+struct PairConfigurationTests {
+    /// Found by the import-xml fuzz target: a domain name with a line break ended the header
+    /// comment, and the rest of the name became TOML.
+    @Test func aNameWithLineBreaksStaysInsideItsComment() throws {
+        let xml = "<domain><name>web&#10;[failover]&#10;without_witness = true</name><memory>65536</memory><os><type>hvm</type></os></domain>"
+        let plan = try LibvirtDomainImport.plan(xml: Array(xml.utf8))
+        #expect(plan.isProtectable, "\(plan.blockers)")
+        let text = PairConfiguration(plan: plan, options: ImportOptions(outDirectory: "/out")).text(for: .primary)
+        let document = try TOMLDocument(parsing: text, source: "primary.toml")
+        #expect(document.value("failover.without_witness") == nil, "\(text)")
+        #expect(try document.string("vm.id") == "web-failover-without_witness-true")
+    }
+}

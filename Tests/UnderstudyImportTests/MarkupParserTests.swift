@@ -32,6 +32,7 @@ struct MarkupParserTests {
         ("<a x=1/>", "must be quoted"),
         ("", "expected the root element"),
         ("<a><!-- never closed </a>", "unterminated comment"),
+        ("<a>\u{1}</a>", "control character"),
     ])
     func refusesMalformedDocuments(text: String, message: String) {
         #expect {
@@ -47,8 +48,10 @@ struct MarkupParserTests {
         }
     }
 
-    @Test func boundsNestingDepth() {
+    @Test func boundsNestingDepthAndAttributes() {
         let deep = String(repeating: "<a>", count: MarkupParser.maximumDepth + 1) + String(repeating: "</a>", count: MarkupParser.maximumDepth + 1)
         #expect(throws: MarkupError.self) { try MarkupParser.parse(Array(deep.utf8)) }
+        let wide = "<a " + (0...MarkupParser.maximumAttributes).map { "x\($0)='1'" }.joined(separator: " ") + "/>"
+        #expect(throws: MarkupError(line: 1, "more than \(MarkupParser.maximumAttributes) attributes in <a>")) { try MarkupParser.parse(Array(wide.utf8)) }
     }
 }
