@@ -96,8 +96,7 @@ extension ImportPlan {
     /// Memory as the VM model takes it: whole MiB, a multiple of 2 MiB, 16 MiB to 1 TiB.
     mutating func assignMemory(bytes: UInt64, subject: String) {
         let twoMiB: UInt64 = 2 << 20
-        let rounded = (bytes + twoMiB - 1) / twoMiB * twoMiB
-        guard rounded >= 16 << 20, rounded <= 1 << 40 else {
+        guard bytes <= 1 << 40, case let rounded = (bytes + twoMiB - 1) / twoMiB * twoMiB, rounded >= 16 << 20 else {
             block(subject, "\(bytes) bytes of memory: the VM model takes 16 MiB to 1 TiB")
             return
         }

@@ -126,6 +126,8 @@ struct LibvirtDomainImportTests {
         #expect(plan.changes.contains { $0.subject == "<memory>" })
         #expect(LibvirtDomainImport.bytes("3", unit: "GiB") == 3 << 30)
         #expect(LibvirtDomainImport.bytes("18446744073709551615", unit: "KiB") == nil)
+        let huge = try LibvirtDomainImport.plan(xml: Array("<domain><name>m</name><memory unit='b'>18446744073709551615</memory><os><type>hvm</type></os></domain>".utf8))
+        #expect(huge.blockers.map(\.subject) == ["<memory>"])
     }
 
     @Test func idsAreSanitisedOrGiven() throws {
