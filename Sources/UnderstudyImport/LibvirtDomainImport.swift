@@ -239,13 +239,14 @@ public enum LibvirtDomainImport {
         let before = plan.disks.count
         plan.addDisk(sourceName: target, source: source, format: format, capacity: nil, subject: subject)
         guard plan.disks.count > before else { return }
-        let added = plan.disks[before]
+        // Its name under Understudy (vda, vdb, ...) is in the report's disk list: a boot disk
+        // further down the file may still move to the front.
         let bus = disk.child("target")?.attribute("bus") ?? "virtio"
         if bus != "virtio" {
-            plan.change("\(subject) (\(bus))", "virtio-blk \(added.target)",
-                        because: "the VM model's disks are virtio-blk: the guest needs the virtio_blk driver, and it calls the disk \(added.target); mount by UUID or LABEL")
+            plan.change("\(subject) (\(bus))", "virtio-blk",
+                        because: "the VM model's disks are virtio-blk: the guest needs the virtio_blk driver, and it calls the disk /dev/vdX in the disk list's order; mount by UUID or LABEL")
         } else {
-            plan.takenOver.append("disk \(target): \(source) (\(format))" + (target != added.target ? ", as \(added.target)" : ""))
+            plan.takenOver.append("disk \(target): \(source) (\(format))")
         }
         if disk.child("boot")?.attribute("order") == "1", before != 0 {
             plan.disks.insert(plan.disks.remove(at: before), at: 0)

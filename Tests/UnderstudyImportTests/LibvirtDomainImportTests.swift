@@ -39,7 +39,7 @@ struct LibvirtDomainImportTests {
         #expect(plan.isProtectable, "\(plan.blockers)")
         #expect(plan.machine == "pc-q35-7.2" && plan.firmware == .uefi && plan.memoryMiB == 4096 && plan.vcpus == 4 && plan.rng)
         #expect(plan.uefiVarsSource == "/var/lib/libvirt/qemu/nvram/db-1_VARS.fd")
-        #expect(plan.changes.contains { $0.subject == "disk sda (sata)" && $0.change == "virtio-blk vda" })
+        #expect(plan.changes.contains { $0.subject == "disk sda (sata)" && $0.change == "virtio-blk" })
         #expect(!plan.changes.contains { $0.subject == "Secure Boot" })
         let facts = ImportFacts(images: ["/var/lib/libvirt/images/db-1.img": .init(virtualSize: 8 << 30)],
                                 existingPaths: ["/var/lib/libvirt/qemu/nvram/db-1_VARS.fd", options.uefiVarsTemplate])
@@ -107,6 +107,18 @@ struct LibvirtDomainImportTests {
         #expect(plan.blockers[3].reason.contains("passthrough"))
         #expect(plan.blockers[7].reason.contains("vhost-user"))
         #expect(plan.disks.map(\.source) == ["/var/lib/libvirt/images/legacy.img"])
+    }
+
+    @Test func theBootDiskComesFirst() throws {
+        let xml = """
+            <domain><name>b</name><memory>65536</memory><os><type>hvm</type></os><devices>
+            <disk type='file' device='disk'><source file='/data.raw'/><target dev='sda' bus='scsi'/><boot order='2'/></disk>
+            <disk type='file' device='disk'><source file='/system.raw'/><target dev='sdb' bus='scsi'/><boot order='1'/></disk>
+            </devices></domain>
+            """
+        let plan = try LibvirtDomainImport.plan(xml: Array(xml.utf8))
+        #expect(plan.disks.map(\.source) == ["/system.raw", "/data.raw"] && plan.disks.map(\.target) == ["vda", "vdb"])
+        #expect(plan.changes.contains { $0.subject == "disk sdb" && $0.change == "the first disk" })
     }
 
     @Test func unknownDevicesAndFirmwareBlock() throws {
