@@ -31,6 +31,10 @@ extension ImportPlan {
                 plan.block(subject, "\(size) bytes: a disk must be a positive multiple of 512 bytes")
             }
         }
+        let images = plan.disks.compactMap(\.output)
+        if Set(images).count != images.count {
+            plan.block("disks", "one image is used by two disks: each disk must be a file of its own")
+        }
         if plan.firmware == .uefi {
             if let own = plan.uefiVarsSource, facts.existingPaths.contains(own) {
                 plan.uefiVarsCopiedFrom = own

@@ -331,8 +331,3 @@ public enum LibvirtDomainImport {
         return overflow ? nil : product
     }
 }
-
-extension String {
-    /// Nil for an empty string.
-    var nonEmpty: String? { isEmpty ? nil : self }
-}

@@ -119,6 +119,9 @@ struct LibvirtDomainImportTests {
         let plan = try LibvirtDomainImport.plan(xml: Array(xml.utf8))
         #expect(plan.disks.map(\.source) == ["/system.raw", "/data.raw"] && plan.disks.map(\.target) == ["vda", "vdb"])
         #expect(plan.changes.contains { $0.subject == "disk sdb" && $0.change == "the first disk" })
+        let twice = try LibvirtDomainImport.plan(xml: Array(xml.replacingOccurrences(of: "/data.raw", with: "/system.raw").utf8))
+        let resolved = twice.resolved(facts: ImportFacts(images: ["/system.raw": .init(virtualSize: 1 << 20)]), options: ImportOptions(outDirectory: "/out"))
+        #expect(resolved.blockers.map(\.subject) == ["disks"])
     }
 
     @Test func unknownDevicesAndFirmwareBlock() throws {
