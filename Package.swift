@@ -86,10 +86,12 @@ let package = Package(
                 "UnderstudyQEMU", "UnderstudyWitness", .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `understudy import`: a libvirt domain or an OVF/OVA appliance made into a pair's configuration.
+        .target(name: "UnderstudyImport", dependencies: ["UnderstudyAgent", "UnderstudyQEMU", "UnderstudyProtocol", "UnderstudySystem"]),
         .executableTarget(
             name: "understudy",
             dependencies: [
-                "UnderstudyAgent", "UnderstudyHarness", "UnderstudyTransport",
+                "UnderstudyAgent", "UnderstudyHarness", "UnderstudyTransport", "UnderstudyImport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -120,6 +122,8 @@ let package = Package(
             dependencies: ["UnderstudyProtocol", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "UnderstudySystemTests", dependencies: ["UnderstudySystem"]),
+        .testTarget(name: "UnderstudyImportTests", dependencies: ["UnderstudyImport", "UnderstudyAgent", "UnderstudyHarness", "UnderstudySystem", "understudy"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "UnderstudyHarnessTests", dependencies: ["UnderstudyHarness", "UnderstudySystem"]),
         .testTarget(
             name: "UnderstudyTransportTests",
@@ -156,7 +160,7 @@ if Context.environment["UNDERSTUDY_FUZZ"] == "1" {
         .executableTarget(
             name: "UnderstudyFuzz",
             dependencies: ["UnderstudyAgent", "UnderstudyProtocol", "UnderstudyDisk", "UnderstudyNetwork", "UnderstudyReplica", "UnderstudyWitness",
-                           "UnderstudyQEMU"],
+                           "UnderstudyQEMU", "UnderstudyImport"],
             path: "Fuzz/UnderstudyFuzz",
             // libFuzzer supplies `main`; the targets only export LLVMFuzzerTestOneInput.
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]

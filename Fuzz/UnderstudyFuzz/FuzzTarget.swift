@@ -12,7 +12,7 @@ struct FuzzTarget: Sendable {
     /// Every target, by the name `Bench/fuzz.sh` and the corpus folders use.
     static let all: [FuzzTarget] = [
         .frames, .pages, .diskWrites, .nbdHandshake, .nbdRequests, .toml, .etcdReplies, .qmpReplies, .replicaState, .journal,
-        .deviceState, .gateFrames,
+        .deviceState, .gateFrames, .importXML,
     ]
 
     static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

@@ -162,7 +162,7 @@ private func describe(_ value: TOMLValue) -> String {
 }
 
 /// The value in TOML syntax, as the operator would have written it.
-private func render(_ value: TOMLValue) -> String {
+func render(_ value: TOMLValue) -> String {
     switch value {
     case .string(let text): quoted(text)
     case .integer(let number): String(number)
