@@ -122,7 +122,7 @@ let package = Package(
             dependencies: ["UnderstudyProtocol", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "UnderstudySystemTests", dependencies: ["UnderstudySystem"]),
-        .testTarget(name: "UnderstudyImportTests", dependencies: ["UnderstudyImport", "UnderstudyAgent", "UnderstudyHarness", "UnderstudySystem", "understudy"],
+        .testTarget(name: "UnderstudyImportTests", dependencies: ["UnderstudyImport", "UnderstudyAgent", "UnderstudyHarness", "UnderstudyQEMU", "UnderstudySystem", "understudy"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "UnderstudyHarnessTests", dependencies: ["UnderstudyHarness", "UnderstudySystem"]),
         .testTarget(

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UnderstudyAgent
 import UnderstudyHarness
+import UnderstudyQEMU
 import UnderstudySystem
 @testable import UnderstudyImport
 
@@ -60,7 +61,7 @@ struct VMImporterTests {
                 let configuration = try AgentConfiguration(contentsOfFile: "\(directory)/out/\(file)")
                 #expect(configuration.vm.id == "web-1" && configuration.vm.machine == "q35" && configuration.vm.vcpus == 2)
                 #expect(configuration.vm.memoryBytes == 256 << 20 && configuration.vm.diskImages == [raw] && configuration.vm.diskSizes == [64 << 20])
-                #expect(configuration.mac == "52:54:00:12:34:56" && configuration.tap == "tap-web-1-0")
+                #expect(configuration.nics == [GuestDevices.NIC(tap: "tap-web-1-0", mac: "52:54:00:12:34:56")])
                 #expect(configuration.role == (file == "primary.toml" ? .primary : .backup))
                 _ = try configuration.primary()
                 _ = try configuration.backup()
@@ -77,7 +78,8 @@ struct VMImporterTests {
         try withTemporaryDirectory("import-full") { directory in
             var xml = try Fixtures.text("q35-ovmf.xml")
             try HostCommand.run(["truncate", "-s", "32M", "\(directory)/system.img", "\(directory)/data.img"])
-            try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: "\(directory)/db-1_VARS.fd"))
+            // The 4 MiB OVMF build's store size: the node refuses another with that firmware.
+            try Data(repeating: 7, count: 540_672).write(to: URL(fileURLWithPath: "\(directory)/db-1_VARS.fd"))
             xml = xml.replacingOccurrences(of: "/var/lib/libvirt/images/db-1.img", with: "\(directory)/system.img")
                 .replacingOccurrences(of: "/var/lib/libvirt/qemu/nvram/db-1_VARS.fd", with: "\(directory)/db-1_VARS.fd")
                 .replacingOccurrences(of: "<memballoon model='none'/>", with: """
@@ -89,7 +91,7 @@ struct VMImporterTests {
             options.witness = ["10.0.0.3:2379"]
             let report = try VMImporter.importLibvirt(file: "\(directory)/db-1.xml", options: options)
             #expect(report.protectable, "\(report.text)")
-            #expect(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/out/VARS.fd")) == Data(repeating: 7, count: 4096))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: "\(directory)/out/VARS.fd")) == Data(repeating: 7, count: 540_672))
             let document = try TOMLDocument(contentsOfFile: "\(directory)/out/primary.toml")
             #expect(try document.strings("vm.disks") == ["\(directory)/system.img", "\(directory)/data.img"])
             #expect(try document.string("vm.firmware") == "uefi" && document.string("vm.uefi_vars") == "\(directory)/out/VARS.fd")
@@ -99,6 +101,14 @@ struct VMImporterTests {
             #expect(try document.strings("witness.endpoints") == ["10.0.0.3:2379"])
             #expect(try String(contentsOfFile: "\(directory)/out/primary.toml", encoding: .utf8).contains("EDIT: host-b's [backup] listen"))
             #expect(report.text.contains("interface 52:54:00:1f:2e:3e (e1000e): virtio-net"))
+            // The node reads the written file as the VM it describes.
+            let configuration = try AgentConfiguration(contentsOfFile: "\(directory)/out/primary.toml")
+            #expect(configuration.vm.diskImages == ["\(directory)/system.img", "\(directory)/data.img"])
+            #expect(configuration.vm.firmware == .uefi(code: VMDescription.defaultUEFICode, variables: "\(directory)/out/VARS.fd"))
+            #expect(configuration.identity.diskSizes == [32 << 20, 32 << 20, 540_672], "the variable store replicated after the disks")
+            #expect(configuration.nics == [GuestDevices.NIC(tap: "tap-db-1-0", mac: "52:54:00:1f:2e:3d"),
+                                           GuestDevices.NIC(tap: "tap-db-1-1", mac: "52:54:00:1f:2e:3e")])
+            #expect(configuration.vm.randomNumberGenerator && configuration.vm.vcpus == 4 && configuration.vm.machine == "pc-q35-7.2")
         }
     }
 
