@@ -49,6 +49,16 @@ struct ConsistencyTests {
         }
     }
 
+    /// Four vCPUs on the default machine: one trial.
+    @Test func fourVCPUsSurviveARandomKill() throws {
+        let harness = try ConsistencyHarness(shape: .init(vcpus: 4))
+        defer { harness.remove() }
+        let outcome = try harness.run(trial: 1, buffering: true)
+        #expect(outcome.violations.isEmpty, "\(outcome.violations) (\(outcome.summary))")
+        #expect(outcome.problems.isEmpty, "\(outcome.problems) (\(outcome.summary))")
+        #expect(outcome.repliesAfter > 0, "the counter answered after the failover (\(outcome.summary))")
+    }
+
     /// The same trial with output buffering off must catch the client seeing a value the backup
     /// never had: otherwise the test above could not fail. A kill just after a checkpoint may leak
     /// nothing (no reply left between it and the kill), so trials repeat until one detects it.
