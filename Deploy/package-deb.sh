@@ -97,6 +97,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 Depends: $shlibs, qemu-system-x86, qemu-utils, iproute2
+Recommends: ovmf
 Section: admin
 Priority: optional
 Description: Remus-style fault-tolerant VM replication

@@ -16,10 +16,6 @@ public final class DiskSet: Sendable {
     /// The sum of the images' sizes.
     public let size: UInt64
 
-    /// The most disks a VM may have (QEMU's default PCI bus has room for more; the limit keeps the
-    /// per-disk NBD servers and threads bounded).
-    public static let maximumCount = 8
-
     public init(_ images: [DiskImage]) {
         self.images = images
         var bases: [UInt64] = []

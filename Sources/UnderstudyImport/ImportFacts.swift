@@ -6,10 +6,13 @@ public struct ImportFacts: Sendable, Equatable {
         public var isBlockDevice: Bool
         /// `qemu-img info`'s virtual size (for a raw file, its length).
         public var virtualSize: UInt64?
+        /// A member of an archive (an OVA's): even a raw one must be written out to be a disk.
+        public var inArchive: Bool
 
-        public init(isBlockDevice: Bool = false, virtualSize: UInt64?) {
+        public init(isBlockDevice: Bool = false, virtualSize: UInt64?, inArchive: Bool = false) {
             self.isBlockDevice = isBlockDevice
             self.virtualSize = virtualSize
+            self.inArchive = inArchive
         }
     }
 

@@ -14,12 +14,12 @@ extension ImportPlan {
             }
             let size = disk.capacity ?? image.virtualSize
             plan.disks[index].size = size
-            guard disk.format == "raw", !image.isBlockDevice else {
+            guard disk.format == "raw", !image.isBlockDevice, !image.inArchive else {
                 let output = "\(options.outDirectory)/\(disk.target).raw"
                 plan.disks[index].output = output
                 plan.disks[index].converted = true
                 if !options.convertDisks {
-                    plan.block(subject, "\(image.isBlockDevice ? "a block device" : disk.format): the VM model's disks are raw files. Run again with --convert-disks to write \(output)"
+                    plan.block(subject, "\(image.isBlockDevice ? "a block device" : image.inArchive && disk.format == "raw" ? "raw inside the archive" : disk.format): the VM model's disks are raw files. Run again with --convert-disks to write \(output)"
                                + (size.map { " (\($0) bytes)" } ?? "") + " with qemu-img convert; the source stays as it is")
                 } else if facts.existingPaths.contains(output) {
                     plan.block(subject, "\(output) exists already: remove it or choose another --out")
@@ -34,6 +34,10 @@ extension ImportPlan {
         let images = plan.disks.compactMap(\.output)
         if Set(images).count != images.count {
             plan.block("disks", "one image is used by two disks: each disk must be a file of its own")
+        }
+        if plan.firmware == .uefi, plan.disks.count >= Self.maximumDisks {
+            // The variable store is replicated as one more image of the disk set.
+            plan.block("disks", "\(plan.disks.count) disks and the UEFI variable store: at most \(Self.maximumDisks - 1) disks with UEFI")
         }
         if plan.firmware == .uefi {
             if let own = plan.uefiVarsSource, facts.existingPaths.contains(own) {

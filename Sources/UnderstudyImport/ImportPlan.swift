@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyAgent
 import UnderstudyProtocol
 import UnderstudyQEMU
 
@@ -52,7 +53,7 @@ public struct ImportPlan: Sendable, Equatable, Codable {
 
 extension ImportPlan {
     /// At most this many NICs (one output gate and TAP each).
-    public static let maximumNICs = 4
+    public static let maximumNICs = GuestDevices.maximumNICs
     public static let maximumDisks = VMIdentity.maxDiskCount
 
     /// The VM's name made into an id: characters outside the rule become '-', runs of them one,
@@ -127,13 +128,13 @@ extension ImportPlan {
         let address: String
         if let mac {
             let lower = mac.lowercased()
-            guard Self.isUnicastMAC(lower) else {
+            guard AgentConfiguration.isUnicastMAC(lower) else {
                 block(subject, "\"\(mac)\" is not a unicast MAC address")
                 return
             }
             address = lower
         } else {
-            address = Self.derivedMAC(id: id, index: index)
+            address = AgentConfiguration.defaultMAC(for: id, nic: index)
             change(subject, "MAC \(address)", because: "the source gives none; it is derived from the VM id, the same in both nodes' files")
         }
         nics.append(ImportedNIC(mac: address, tap: Self.tapName(id: id, index: index), connection: connection))
@@ -156,18 +157,6 @@ extension ImportPlan {
         let plain = "tap-\(id)-\(index)"
         if plain.utf8.count <= 15 { return plain }
         return "tap" + String(format: "%08x", fnv1a("\(id)") ) + "-\(index)"
-    }
-
-    /// A locally administered unicast address in QEMU's range, stable for an id and NIC index.
-    static func derivedMAC(id: String, index: Int) -> String {
-        let hash = fnv1a("\(id)/nic\(index)")
-        return String(format: "52:54:00:%02x:%02x:%02x", (hash >> 16) & 0xff, (hash >> 8) & 0xff, hash & 0xff)
-    }
-
-    static func isUnicastMAC(_ text: String) -> Bool {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        let bytes = parts.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
-        return parts.count == 6 && bytes.count == 6 && bytes[0] & 1 == 0 && bytes != [0, 0, 0, 0, 0, 0]
     }
 
     private static func fnv1a(_ text: String) -> UInt32 {

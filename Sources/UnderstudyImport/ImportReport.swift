@@ -76,7 +76,7 @@ public struct ImportReport: Sendable, Codable, Equatable {
         steps.append("Certificates: understudy certs init --dir certs --nodes \(options.primaryNode),\(options.backupNode); copy ca.pem and each node's own pair to \(options.certificates) on that node.")
         let files = plan.disks.compactMap(\.output) + (plan.firmware == .uefi ? [options.uefiVarsPath] : [])
         steps.append("On \(options.primaryNode): the disks\(plan.firmware == .uefi ? " and the variable store" : "") at these paths: \(files.joined(separator: ", ")); install primary.toml as /etc/understudy/\(plan.id).toml.")
-        var backup = plan.disks.compactMap { disk in disk.output.map { path in "truncate -s \(disk.size.map(String.init) ?? "SIZE") \(path)" } }
+        var backup = plan.disks.compactMap { disk in disk.output.map { path in "truncate -s \(disk.size.map(String.init) ?? "SIZE") '\(path.replacingOccurrences(of: "'", with: "'\\''"))'" } }
         if plan.firmware == .uefi { backup.append("copy \(options.uefiVarsPath) there") }
         steps.append("On \(options.backupNode): empty replica disks of the same sizes at the same paths (\(backup.joined(separator: "; "))); install backup.toml as /etc/understudy/\(plan.id).toml.")
         for nic in plan.nics {

@@ -122,7 +122,7 @@ public enum OVFEnvelopeImport {
             plan.block("\(label) (\(resource))", "its file \(fileID) is not in References")
             return
         }
-        guard !href.contains("://"), !href.hasPrefix("/"), !href.split(separator: "/").contains("..") else {
+        guard !href.contains("://"), !href.hasPrefix("/"), !href.hasPrefix("-"), !href.split(separator: "/").contains("..") else {
             plan.block("\(label) (\(href))", "the file must sit in the appliance, under a relative name")
             return
         }

@@ -17,9 +17,10 @@ extension VMImporter {
         }
         let members = try tar(["-tf", file]).split(separator: "\n").map(String.init)
         guard let envelope = members.first(where: { $0.lowercased().hasSuffix(".ovf") }) else { throw ImportError("\(file): an archive with no .ovf envelope") }
-        let plan = try ovfPlan(Array(try tar(["-xOf", file, envelope]).utf8), file: "\(file):\(envelope)", options: options)
+        // "--": a member name is never taken for an option (GNU tar reads options anywhere).
+        let plan = try ovfPlan(Array(try tar(["-xOf", file, "--", envelope]).utf8), file: "\(file):\(envelope)", options: options)
         let present = Set(members)
-        let images = Dictionary(plan.disks.filter { present.contains($0.source) }.map { ($0.source, ImportFacts.Image(virtualSize: $0.capacity)) },
+        let images = Dictionary(plan.disks.filter { present.contains($0.source) }.map { ($0.source, ImportFacts.Image(virtualSize: $0.capacity, inArchive: true)) },
                                 uniquingKeysWith: { first, _ in first })
         let unpacked = "\(options.outDirectory)/.ova-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: unpacked) }
@@ -27,7 +28,7 @@ extension VMImporter {
             do { try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true) } catch {
                 throw ImportError("cannot create \(unpacked): \(error.localizedDescription)")
             }
-            _ = try tar(["-xf", file, "-C", unpacked, "--no-same-owner", disk.source])
+            _ = try tar(["-xf", file, "-C", unpacked, "--no-same-owner", "--", disk.source])
             return "\(unpacked)/\(disk.source)"
         }
     }

@@ -170,8 +170,8 @@ public struct VMDescription: Sendable, Equatable {
             throw .invalidConfiguration("machine \(machine.debugDescription) is not supported: use \"pc\" or \"q35\" (or a versioned pc-i440fx-X.Y / pc-q35-X.Y)")
         }
         guard kernel != nil || !diskImages.isEmpty else { throw .invalidConfiguration("set either kernel (and initrd) or disk_image") }
-        guard diskImages.count <= VMIdentity.maxDiskCount else {
-            throw .invalidConfiguration("\(diskImages.count) disks; at most \(VMIdentity.maxDiskCount) are supported")
+        guard replicatedImages.count <= VMIdentity.maxDiskCount else {
+            throw .invalidConfiguration("\(replicatedImages.count) replicated images (disks and a UEFI variable store); at most \(VMIdentity.maxDiskCount) are supported")
         }
         guard Set(diskImages).count == diskImages.count else { throw .invalidConfiguration("a disk image is listed twice") }
         if case .uefi(let code, let variables) = firmware {

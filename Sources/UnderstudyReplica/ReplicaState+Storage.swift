@@ -9,7 +9,8 @@ import UnderstudyProtocol
 /// memory size u64, page size u32, disk count u16 and each disk's size u64, device-state length
 /// u32 and bytes, reset reason string (empty: none), SHA-256 of everything before. Earlier files
 /// are still read: "USSTATE3" has one disk size u64 (0: no disk) instead of the list, "USSTATE2"
-/// is USSTATE3 without the reset reason.
+/// is USSTATE3 without the reset reason. A replica of at most one disk is still written as
+/// USSTATE3, so that the previous version can read it after a rollback.
 extension ReplicaState {
     static let magic = Array("USSTATE4".utf8)
     static let magicWithOneDisk = Array("USSTATE3".utf8)
@@ -17,15 +18,20 @@ extension ReplicaState {
 
     func encoded() -> [UInt8] {
         var w = WireWriter(capacity: 128 + deviceState.count)
-        w.write(bytes: ReplicaState.magic)
+        let oneDisk = identity.diskSizes.count <= 1
+        w.write(bytes: oneDisk ? ReplicaState.magicWithOneDisk : ReplicaState.magic)
         w.write(generation)
         w.write(phase.rawValue)
         w.write(committedEpoch)
         w.write(string: identity.id)
         w.write(identity.memorySize)
         w.write(identity.pageSize)
-        w.write(UInt16(identity.diskSizes.count))
-        for size in identity.diskSizes { w.write(size) }
+        if oneDisk {
+            w.write(identity.diskSize)
+        } else {
+            w.write(UInt16(identity.diskSizes.count))
+            for size in identity.diskSizes { w.write(size) }
+        }
         w.write(UInt32(deviceState.count))
         w.write(bytes: deviceState)
         w.write(string: resetReason ?? "")

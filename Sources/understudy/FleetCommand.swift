@@ -25,7 +25,7 @@ struct FleetCommand: ParsableCommand {
 
         func validate() throws {
             guard lagMs > 0 else { throw ValidationError("--lag-ms must be positive") }
-            guard drillOverdueHours >= 0 else { throw ValidationError("--drill-overdue-hours must be 0 or more") }
+            guard (0...1_000_000).contains(drillOverdueHours) else { throw ValidationError("--drill-overdue-hours must be 0 to 1000000") }
         }
 
         func run() throws {

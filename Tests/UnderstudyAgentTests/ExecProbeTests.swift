@@ -48,6 +48,26 @@ struct ExecProbeTests {
         }
     }
 
+    /// A passing command's background children must not outlive the try either: they would keep
+    /// the drill's namespace alive (`SpawnedProcess` kills the group before it reaps the command).
+    @Test func whatAPassingTryLeftInTheBackgroundIsKilled() throws {
+        try withTemporaryDirectory("exec-probe") { directory in
+            let probe = ExecProbe(command: "sleep 60 > /dev/null 2>&1 & echo started $!", outputFile: "\(directory)/out")
+            let attempt = probe.attempt(until: .now + .seconds(30), stop: StopSignal(signals: []))
+            guard case .exited(0, let output) = attempt else {
+                Issue.record("did not pass: \(attempt)")
+                return
+            }
+            let pid = try #require(output.split(separator: " ").last.flatMap { pid_t($0) }, "\(output)")
+            let dead = eventually {
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+                return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+            }
+            if !dead { kill(pid, SIGKILL) }
+            #expect(dead, "the command's background child \(pid) outlived the try")
+        }
+    }
+
     @Test func aHangingTryIsKilledWithEverythingItStarted() throws {
         try withTemporaryDirectory("exec-probe") { directory in
             var probe = ExecProbe(command: "sleep 60 & echo started $!; wait", outputFile: "\(directory)/out")

@@ -148,6 +148,17 @@ struct FleetViewTests {
         #expect((json?["counts"] as? [String: Int])?["healthy"] == 1)
     }
 
+    /// Entries are written by any node holding a fleet certificate: absurd numbers are shown, not trapped on.
+    @Test func absurdNumbersInAnEntryDoNotCrashTheTable() {
+        var lagging = primary("web")
+        lagging.lagMilliseconds = 1e300
+        var drilled = backup("web", drilled: -1e300)
+        drilled.lastDrillRecoverySeconds = .infinity
+        let table = view([lagging, drilled]).statusTable
+        #expect(table.contains("web"))
+        #expect(FleetView.age(.nan) == "0 s" && FleetView.age(1e300).hasSuffix(" d"))
+    }
+
     @Test func theEntryOfAStatusCarriesWhatTheViewNeeds() {
         var status = PrimaryStatus(vm: "web", state: .protecting, detail: "ok")
         status.committedEpoch = 41

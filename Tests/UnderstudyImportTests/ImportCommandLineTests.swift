@@ -32,7 +32,7 @@ struct ImportCommandLineTests {
             let result = try understudy(["import", "libvirt", "\(directory)/web-1.xml", "--out", "\(directory)/out", "--primary-host", "10.0.0.1",
                                          "--backup-host", "10.0.0.2", "--id", "web-one"])
             #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-            #expect(result.stdout.contains("ready to protect") && result.stdout.contains("truncate -s 16777216 \(directory)/disk.raw"), "\(result.stdout)")
+            #expect(result.stdout.contains("ready to protect") && result.stdout.contains("truncate -s 16777216 '\(directory)/disk.raw'"), "\(result.stdout)")
             let primary = try String(contentsOfFile: "\(directory)/out/primary.toml", encoding: .utf8)
             #expect(primary.contains("id = \"web-one\"") && primary.contains("address = \"10.0.0.2:7400\""))
             let bad = try understudy(["import", "libvirt", "\(directory)/web-1.xml", "--out", "\(directory)/other", "--primary-node", "a", "--backup-node", "a"])

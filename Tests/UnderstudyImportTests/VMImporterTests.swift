@@ -55,7 +55,7 @@ struct VMImporterTests {
             #expect(try HostCommand.run(["qemu-io", "-f", "raw", "-c", "read -P 0x5a 1M 64k", raw]).contains("read 65536/65536"))
             #expect(report.plan.disks[0].size == 64 << 20)
             #expect(report.written == [raw, "\(directory)/out/primary.toml", "\(directory)/out/backup.toml", "\(directory)/out/import-report.txt"])
-            #expect(report.nextSteps.contains { $0.contains("truncate -s 67108864 \(raw)") })
+            #expect(report.nextSteps.contains { $0.contains("truncate -s 67108864 '\(raw)'") })
             // The keys AgentConfiguration reads today; VMImporterTests.fullConfiguration... covers the new ones.
             for file in ["primary.toml", "backup.toml"] {
                 let configuration = try AgentConfiguration(contentsOfFile: "\(directory)/out/\(file)")
@@ -136,6 +136,29 @@ struct VMImporterTests {
             // The loose .ovf beside its VMDK reads the same.
             let loose = try VMImporter.importOVF(file: "\(directory)/appliance.ovf", options: ImportOptions(outDirectory: "\(directory)/loose"))
             #expect(loose.plan.blockers.map(\.subject).first == "disk vda (vmdisk1: \(directory)/appliance-disk1.vmdk)")
+        }
+    }
+
+    /// A raw disk inside an OVA is a member of the archive, not a file a disk can be: it is
+    /// written out like a converted one, and only with --convert-disks.
+    @Test func aRawDiskInAnOVAIsWrittenOutOnlyWithConvertDisks() throws {
+        try withTemporaryDirectory("import-ova-raw") { directory in
+            try HostCommand.run(["truncate", "-s", "32M", "\(directory)/appliance-disk1.img"])
+            try Fixtures.text("appliance.ovf").replacingOccurrences(of: "appliance-disk1.vmdk", with: "appliance-disk1.img")
+                .replacingOccurrences(of: "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized", with: "raw")
+                .write(toFile: "\(directory)/appliance.ovf", atomically: true, encoding: .utf8)
+            try HostCommand.run(["tar", "-C", directory, "-cf", "\(directory)/appliance.ova", "appliance.ovf", "appliance-disk1.img"])
+            var options = ImportOptions(outDirectory: "\(directory)/out")
+            options.uefiVarsTemplate = "\(directory)/VARS-template.fd"
+            try Data(count: 8192).write(to: URL(fileURLWithPath: options.uefiVarsTemplate))
+            let refused = try VMImporter.importOVF(file: "\(directory)/appliance.ova", options: options)
+            #expect(refused.plan.blockers.first?.reason.contains("raw inside the archive") == true, "\(refused.text)")
+            options.convertDisks = true
+            let report = try VMImporter.importOVF(file: "\(directory)/appliance.ova", options: options)
+            #expect(report.protectable, "\(report.text)")
+            #expect(try FileManager.default.attributesOfItem(atPath: "\(directory)/out/vda.raw")[.size] as? UInt64 == 32 << 20)
+            let document = try TOMLDocument(contentsOfFile: "\(directory)/out/primary.toml")
+            #expect(try document.string("vm.disk_image") == "\(directory)/out/vda.raw", "an absolute path to a file that exists")
         }
     }
 

@@ -102,5 +102,8 @@ extension ReplicaStoreTests {
         #expect(try ReplicaState(decoding: earlierStateFile(noDisk, withResetReason: true), path: "state").identity.diskSizes == [])
         let disks = ReplicaState(identity: VMIdentity(id: "vm-two", memorySize: 1 << 20, diskSizes: [512, 1 << 30, 4096]), generation: 2)
         #expect(try ReplicaState(decoding: disks.encoded(), path: "state") == disks)
+        #expect(Array(disks.encoded().prefix(8)) == Array("USSTATE4".utf8))
+        #expect(state.encoded() == earlierStateFile(state, withResetReason: true),
+                "one disk is written as the previous version writes it, so a rollback reads it")
     }
 }

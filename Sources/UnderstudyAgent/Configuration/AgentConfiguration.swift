@@ -195,6 +195,11 @@ public struct AgentConfiguration: Sendable {
             throw ConfigurationError(source: d.source, line: nil, key: "vm.kernel", message: "set vm.kernel (with vm.initrd) or vm.disk_image")
         }
         vm.firmware = try Self.firmware(d)
+        guard vm.replicatedImages.count <= VMIdentity.maxDiskCount else {
+            throw ConfigurationError(source: d.source, line: d.line(of: "vm.disks"), key: "vm.disks", message:
+                "\(vm.diskImages.count) disks and the UEFI variable store make \(vm.replicatedImages.count) replicated images; "
+                + "at most \(VMIdentity.maxDiskCount) (so \(VMIdentity.maxDiskCount - 1) disks with UEFI)")
+        }
         vm.randomNumberGenerator = try d.bool("vm.rng") ?? false
         for disk in vm.diskImages { vm.diskSizes.append(try Self.diskSize(d, disk)) }
         if case .uefi(let code, let variables) = vm.firmware {
@@ -350,7 +355,7 @@ public struct AgentConfiguration: Sendable {
                                      message: "\(macs.values.count) MAC addresses for \(taps.values.count) TAPs (\(taps.key)): one per NIC")
         }
         return taps.values.enumerated().map { index, tap in
-            GuestDevices.NIC(tap: tap, mac: macs?.values[index] ?? defaultMAC(for: index == 0 ? id : "\(id)#\(index)"))
+            GuestDevices.NIC(tap: tap, mac: macs?.values[index] ?? defaultMAC(for: id, nic: index))
         }
     }
 
@@ -412,17 +417,19 @@ public struct AgentConfiguration: Sendable {
         return size
     }
 
-    /// A locally administered address derived from the VM id, the same on every node.
-    static func defaultMAC(for id: String) -> String {
-        let hash = id.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+    /// An address in QEMU's range derived from the VM id and the NIC's place, the same on every
+    /// node (and in what `understudy import` writes).
+    public static func defaultMAC(for id: String, nic index: Int = 0) -> String {
+        let hash = (index == 0 ? id : "\(id)#\(index)").utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
         return String(format: "52:54:00:%02x:%02x:%02x", (hash >> 16) & 0xff, (hash >> 8) & 0xff, hash & 0xff)
     }
 
-    static func isUnicastMAC(_ text: String) -> Bool {
+    /// Six hex bytes with colons, not multicast, not all zero.
+    public static func isUnicastMAC(_ text: String) -> Bool {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 6, let bytes = Optional(parts.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }),
               bytes.count == 6 else { return false }
-        return bytes[0] & 1 == 0
+        return bytes[0] & 1 == 0 && bytes != [0, 0, 0, 0, 0, 0]
     }
 
     private static func endpoint(_ d: TOMLDocument, _ key: String) throws(ConfigurationError) -> Endpoint? {

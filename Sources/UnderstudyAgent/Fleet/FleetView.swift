@@ -125,12 +125,13 @@ public struct FleetView: Sendable {
     }
 
     private static func milliseconds(_ value: Double?) -> String {
-        value.map { "\(Int($0.rounded())) ms" } ?? "unknown"
+        // Registry entries are any node's words: formatted, never converted (1e300 would trap).
+        value.map { String(format: "%.0f ms", $0) } ?? "unknown"
     }
 
     /// "3 d", "5 h", "12 min", "40 s": the largest unit that fits.
     static func age(_ seconds: Double) -> String {
-        let whole = Int(max(0, seconds))
+        let whole = seconds.isFinite ? Int(min(max(0, seconds), 1e15)) : 0
         if whole >= 86_400 { return "\(whole / 86_400) d" }
         if whole >= 3600 { return "\(whole / 3600) h" }
         if whole >= 60 { return "\(whole / 60) min" }
