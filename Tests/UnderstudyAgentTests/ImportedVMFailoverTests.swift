@@ -134,8 +134,9 @@ struct ImportedVMFailoverTests {
         #expect(!bootEntriesBefore.isEmpty && bootEntriesAfter == bootEntriesBefore,
                 "boot entries before the kill:\n\(bootEntriesBefore)\nafter the reboot on the backup:\n\(bootEntriesAfter)")
         let monotonicAfter = Self.monotonicCounter(try psql(Self.monotonicCounterQuery))
-        #expect(monotonicAfter == monotonicBefore + 1, "OVMF's MTC went from \(monotonicBefore) to \(monotonicAfter.map(String.init) ?? "nothing"): "
-                + "the firmware continued the replicated store (a fresh store starts again at 1)")
+        // A fresh store (the replica's lost) would start again at 1.
+        #expect(monotonicAfter == monotonicBefore + 1,
+                "OVMF's MTC went from \(monotonicBefore) to \(monotonicAfter.map(String.init) ?? "nothing"): the firmware continued the replicated store")
         let balancesAfterReboot = try psql(Self.balancesQuery)
         #expect(balancesAfterReboot == balances, "after the reboot's crash recovery: \(balancesAfterReboot), before: \(balances)")
 
