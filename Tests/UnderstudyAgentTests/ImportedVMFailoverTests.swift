@@ -299,17 +299,24 @@ struct ImportedVMFailoverTests {
     static let balancesQuery = "SELECT (SELECT sum(abalance) FROM pgbench_accounts) || '|' || (SELECT sum(tbalance) FROM pgbench_tellers) || '|' "
         + "|| (SELECT sum(bbalance) FROM pgbench_branches) || '|' || (SELECT coalesce(sum(delta), 0) FROM pgbench_history)"
 
-    /// The guest's boot entries and boot order as the firmware gave them to Linux (efivarfs: the
-    /// variable's attributes, then its data), one `name hex` line each.
-    static let bootEntriesQuery = "SELECT name || ' ' || encode(pg_read_binary_file('/sys/firmware/efi/efivars/' || name), 'hex') "
-        + "FROM pg_ls_dir('/sys/firmware/efi/efivars') AS name WHERE name ~ '^Boot([0-9A-F]{4}|Order)-8be4df61-93ca-11d2-aa0d-00e098032b8c$' ORDER BY name"
+    /// Reads efivarfs files in the guest as `name hex` lines (hex: the variable's attributes, then
+    /// its data), sorted: PostgreSQL's own file functions seek, which efivarfs refuses, so the
+    /// files are read by `od` as the server's OS user (COPY FROM PROGRAM; the role is superuser).
+    static func efiVariablesQuery(_ pattern: String) -> String {
+        "CREATE TEMP TABLE efi(line text); COPY efi FROM PROGRAM 'for f in /sys/firmware/efi/efivars/\(pattern); "
+            + "do echo \"${f##*/} $(od -An -tx1 -v $f | tr -d [:space:])\"; done'; SELECT line FROM efi ORDER BY line"
+    }
+
+    /// The guest's boot entries and boot order as the firmware gave them to Linux.
+    static let bootEntriesQuery = efiVariablesQuery("Boot[0-9A-F][0-9A-F][0-9A-F][0-9A-F]-8be4df61-93ca-11d2-aa0d-00e098032b8c "
+                                                    + "/sys/firmware/efi/efivars/BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c")
 
     /// OVMF's monotonic counter variable (MTC), which the firmware increments on every boot.
-    static let monotonicCounterQuery = "SELECT encode(pg_read_binary_file('/sys/firmware/efi/efivars/MTC-eb704011-1402-11d3-8e77-00a0c969723b'), 'hex')"
+    static let monotonicCounterQuery = efiVariablesQuery("MTC-eb704011-1402-11d3-8e77-00a0c969723b")
 
-    /// MTC's value from efivarfs's hex: 4 bytes of attributes, then a little-endian UInt32.
-    static func monotonicCounter(_ hex: String) -> UInt32? {
-        guard hex.count == 16, let value = UInt32(hex.suffix(8), radix: 16) else { return nil }
+    /// MTC's value from its `name hex` line: 4 bytes of attributes, then a little-endian UInt32.
+    static func monotonicCounter(_ line: String) -> UInt32? {
+        guard let hex = line.split(separator: " ").last, hex.count == 16, let value = UInt32(hex.suffix(8), radix: 16) else { return nil }
         return value.byteSwapped
     }
 
