@@ -65,7 +65,16 @@ struct ImportedVMFailoverTests {
 
         // 2. Backup, then primary; PostgreSQL answers; the primary protects.
         var processes: [Process] = []
-        defer { AgentPair.stop(processes, grace: .zero, directory: w) }
+        defer {
+            AgentPair.stop(processes, grace: .zero, directory: w)
+            // A QEMU an activation started is not always in a pid file: every process of this workspace goes.
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = Int32(entry), pid != getpid(),
+                      let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(entry)/cmdline")),
+                      String(decoding: arguments, as: UTF8.self).contains(w) else { continue }
+                kill(pid, SIGKILL)
+            }
+        }
         let started = ContinuousClock.now
         processes.append(try AgentPair.start(understudyPath, ["backup", "--config", configs.backup, "--log-level", "info"], log: "\(w)/backup.log"))
         Thread.sleep(forTimeInterval: 0.3)
