@@ -301,8 +301,17 @@ public final class PairNode: @unchecked Sendable {
         return preload
     }
 
-    /// The backup's QEMU, waiting to be activated; nil (a cold start later) when it cannot start.
+    /// The backup's QEMU, waiting to be activated; nil (a cold start later) when it cannot start,
+    /// and for a UEFI VM: QEMU reads the firmware's flash into memory once, when it starts (before
+    /// the replica's variable store is synchronised, and the guest may set variables at any
+    /// time), the device state does not carry it, and after loading the device state QEMU writes
+    /// that stale copy back over the replicated store. A QEMU started for the activation reads
+    /// the committed store.
     private func startStandby(_ store: ReplicaStore) -> StandbyVM? {
+        if case .uefi = configuration.vm.firmware {
+            logger.info("no standby QEMU for a UEFI VM: activation starts QEMU on the committed variable store")
+            return nil
+        }
         do {
             return try StandbyVM(configuration: configuration, store: store, fence: fence, policy: policy, preloadLibrary: Self.preloadLibrary(logger),
                                  logger: logger)

@@ -59,6 +59,18 @@ struct ConsistencyTests {
         #expect(outcome.repliesAfter > 0, "the counter answered after the failover (\(outcome.summary))")
     }
 
+    /// The shaped VM above (two disks and NICs, q35, UEFI) with automatic failover, which activates the backup's standby QEMU (started
+    /// before the replica's variable store was synchronised) instead of a QEMU started for the
+    /// activation: the backup's variable store must still be the primary's afterwards.
+    @Test func uefiVariableStoreSurvivesAutomaticFailover() throws {
+        let harness = try ConsistencyHarness(shape: .init(disks: 2, machine: "q35", vcpus: 2, uefi: true, nics: 2))
+        defer { harness.remove() }
+        let outcome = try harness.run(trial: 1, buffering: true, scenario: .kill)
+        #expect(outcome.violations.isEmpty, "\(outcome.violations) (\(outcome.summary))")
+        #expect(outcome.problems.isEmpty, "\(outcome.problems) (\(outcome.summary))")
+        #expect(outcome.repliesAfter > 0, "the counter answered after the failover (\(outcome.summary))")
+    }
+
     /// The same trial with output buffering off must catch the client seeing a value the backup
     /// never had: otherwise the test above could not fail. A kill just after a checkpoint may leak
     /// nothing (no reply left between it and the kill), so trials repeat until one detects it.
