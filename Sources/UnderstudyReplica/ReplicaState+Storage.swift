@@ -18,7 +18,8 @@ extension ReplicaState {
 
     func encoded() -> [UInt8] {
         var w = WireWriter(capacity: 128 + deviceState.count)
-        let oneDisk = identity.diskSizes.count <= 1
+        // A one-disk size of 0 would read back as "no disk": such a (never valid) list keeps the new layout.
+        let oneDisk = identity.diskSizes.isEmpty || identity.diskSizes.count == 1 && identity.diskSizes[0] > 0
         w.write(bytes: oneDisk ? ReplicaState.magicWithOneDisk : ReplicaState.magic)
         w.write(generation)
         w.write(phase.rawValue)

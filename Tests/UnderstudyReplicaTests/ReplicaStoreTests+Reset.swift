@@ -105,5 +105,8 @@ extension ReplicaStoreTests {
         #expect(Array(disks.encoded().prefix(8)) == Array("USSTATE4".utf8))
         #expect(state.encoded() == earlierStateFile(state, withResetReason: true),
                 "one disk is written as the previous version writes it, so a rollback reads it")
+        // A list the previous layout cannot say (one disk of 0 bytes: never valid, but decodable) keeps the new one.
+        let zero = ReplicaState(identity: VMIdentity(id: "vm-zero", memorySize: 1 << 20, diskSizes: [0]), generation: 4)
+        #expect(try ReplicaState(decoding: zero.encoded(), path: "state") == zero)
     }
 }
