@@ -29,8 +29,15 @@ struct PagemapScan: Sendable {
             }
             guard count >= 0 else { throw .tracking("PAGEMAP_SCAN: \(String(cString: strerror(errno)))") }
             found += buffer[0..<count]
-            guard walkEnd > start else { break }
-            start = walkEnd
+            // Only a full answer means the kernel stopped early. Its `walk_end` cannot be trusted
+            // after a complete walk: measured on 6.18, it still names the place where the kernel's
+            // own staging buffer last filled, far behind the regions returned. Walking on from there
+            // reported pages the guest wrote meanwhile a second time, out of order (a checkpoint
+            // then carried a page twice), and made counts without re-arming count pages twice.
+            guard count == buffer.count else { break }
+            let next = max(walkEnd, buffer[count - 1].end)
+            guard next > start else { break }
+            start = next
         }
         return found
     }

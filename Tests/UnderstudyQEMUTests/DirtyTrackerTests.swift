@@ -10,14 +10,15 @@ final class WriterProcess {
     let output = Pipe()
     let file: String
     let socket: String
-    static let size = 16 << 20
+    let size: Int
 
-    init() throws {
+    init(size: Int = 16 << 20) throws {
+        self.size = size
         let unique = UUID().uuidString.prefix(8)
         file = "/dev/shm/understudy-test-ram-\(unique)"
         socket = FileManager.default.temporaryDirectory.appendingPathComponent("us-dirty-\(unique).sock").path
         process.executableURL = productsDirectory().appendingPathComponent("DirtyTrackingHelper")
-        process.arguments = [file, "\(WriterProcess.size)"]
+        process.arguments = [file, "\(size)"]
         var environment = ProcessInfo.processInfo.environment
         environment["LD_PRELOAD"] = productsDirectory().appendingPathComponent("libUnderstudyPreload.so").path
         environment["UNDERSTUDY_PRELOAD_SOCKET"] = socket
@@ -38,8 +39,13 @@ final class WriterProcess {
     }
 
     func write(pages: [Int]) {
-        input.fileHandleForWriting.write(Data((pages.map(String.init).joined(separator: " ") + "\n").utf8))
+        startWriting(pages: pages)
         #expect(readLine() == "done")
+    }
+
+    /// Hands `pages` to the helper without waiting for it to write them.
+    func startWriting(pages: [Int]) {
+        input.fileHandleForWriting.write(Data((pages.map(String.init).joined(separator: " ") + "\n").utf8))
     }
 
     func stop() {
@@ -58,7 +64,7 @@ struct DirtyTrackerTests {
     func pagemapTrackerReportsExactlyTheWrittenPages(walkers: Int) throws {
         let writer = try WriterProcess()
         defer { writer.stop() }
-        let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: WriterProcess.size)
+        let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: writer.size)
         let tracker = PagemapDirtyTracker(pid: writer.process.processIdentifier, ramStart: range.start, ramSize: range.size,
                                           pageSize: 4096, controlSocket: writer.socket, walkers: walkers)
         try tracker.arm()
@@ -79,13 +85,47 @@ struct DirtyTrackerTests {
         }
     }
 
+    /// More written regions than one kernel answer holds (every other page of 64 MiB), collected
+    /// while the writer is still writing: every collection is strictly increasing (a checkpoint
+    /// carries each page once) and together they hold every written page.
+    @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"), arguments: [1, 3])
+    func collectionsNeverRepeatAPageWhenTheAnswerOverflowsWhileTheGuestWrites(walkers: Int) throws {
+        let writer = try WriterProcess(size: 64 << 20)
+        defer { writer.stop() }
+        let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: writer.size)
+        let tracker = PagemapDirtyTracker(pid: writer.process.processIdentifier, ramStart: range.start, ramSize: range.size,
+                                          pageSize: 4096, controlSocket: writer.socket, walkers: walkers)
+        try tracker.arm()
+        let everyOther = Array(stride(from: 0, to: writer.size / 4096, by: 2))
+        writer.write(pages: everyOther)
+        #expect(try tracker.pendingPageCount() == everyOther.count, "counting many regions counts each once")
+        #expect(try tracker.collect() == everyOther.map(UInt64.init))
+        var rng = SystemRandomNumberGenerator()
+        for round in 0..<10 {
+            let batches = (0..<40).map { _ in (0..<4000).map { _ in Int.random(in: 0..<(writer.size / 4096), using: &rng) } }
+            let pages = Set(batches.joined())
+            for batch in batches { writer.startWriting(pages: batch) }
+            var seen = Set<UInt64>()
+            for _ in 0..<100 {
+                let collected = try tracker.collect()
+                #expect(zip(collected, collected.dropFirst()).allSatisfy { $0 < $1 }, "round \(round): a collection repeats or reorders pages")
+                seen.formUnion(collected)
+            }
+            for _ in batches { #expect(writer.readLine() == "done") }
+            let last = try tracker.collect()
+            #expect(zip(last, last.dropFirst()).allSatisfy { $0 < $1 })
+            seen.formUnion(last)
+            #expect(seen.isSuperset(of: pages.map(UInt64.init)), "round \(round): a written page was never collected")
+        }
+    }
+
     /// Pre-copy asks how large the dirty set is before deciding to collect: asking takes nothing.
     /// One walker, and three sharing the range (the pieces' answers joined in order).
     @Test(.enabled(if: PagemapDirtyTracker.kernelSupportsPagemapScan, "needs PAGEMAP_SCAN (Linux 6.7+)"), arguments: [1, 3])
     func countingPendingPagesLeavesThemToTheNextCollection(walkers: Int) throws {
         let writer = try WriterProcess()
         defer { writer.stop() }
-        let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: WriterProcess.size)
+        let range = try GuestRAM.locate(pid: writer.process.processIdentifier, path: writer.file, size: writer.size)
         let tracker = PagemapDirtyTracker(pid: writer.process.processIdentifier, ramStart: range.start, ramSize: range.size,
                                           pageSize: 4096, controlSocket: writer.socket, walkers: walkers)
         try tracker.arm()
@@ -113,7 +153,7 @@ struct DirtyTrackerTests {
     @Test func comparingTrackerReportsExactlyTheChangedPages() throws {
         let writer = try WriterProcess()
         defer { writer.stop() }
-        let ram = try GuestRAM(path: writer.file, size: WriterProcess.size, create: false)
+        let ram = try GuestRAM(path: writer.file, size: writer.size, create: false)
         let tracker = ComparingDirtyTracker(memory: UnsafeRawBufferPointer(ram.bytes), pageSize: 4096)
         try tracker.arm()
         #expect(try tracker.collect() == [])
