@@ -10,7 +10,8 @@
 //   PAUSE <path>                   make this connection the checkpoint pause channel (below) for
 //                                  device-state saves to <path>. Replies "OK"; the connection
 //                                  then stays open for the life of QEMU (a new one replaces it).
-// Without the variable the library does nothing, so loading it is harmless.
+// Without the variable the library does nothing, so loading it is harmless. A wrapper that execs
+// QEMU may stand in for it (see the constructor); processes QEMU starts stay silent.
 //
 // The pause channel puts the agent's page collection inside QEMU's own pause. QMP's
 // xen-save-devices-state, sent while the guest runs, stops the VM, writes the device state to a
@@ -245,6 +246,17 @@ __attribute__((constructor)) static void understudy_preload_init(void) {
     resolve_real_functions();
     const char *path = getenv("UNDERSTUDY_PRELOAD_SOCKET");
     if (path == NULL || *path == 0) return;
+    // Only the process the agent started listens, and QEMU may not be its first program: a
+    // wrapper script (vm.qemu) that execs QEMU loads this library first, in the same process,
+    // and the exec closes its socket. So the variable stays set for that exec, and
+    // UNDERSTUDY_PRELOAD_PID names the process that listens: QEMU after a wrapper's exec has the
+    // same pid and listens again; a helper QEMU starts is another process and must not.
+    const char *owner = getenv("UNDERSTUDY_PRELOAD_PID");
+    if (owner != NULL && strtol(owner, NULL, 10) != (long)getpid()) {
+        unsetenv("UNDERSTUDY_PRELOAD_SOCKET");
+        unsetenv("UNDERSTUDY_PRELOAD_PID");
+        return;
+    }
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof address.sun_path) return;
     strcpy(address.sun_path, path);
@@ -259,8 +271,9 @@ __attribute__((constructor)) static void understudy_preload_init(void) {
         real_close(server);
         return;
     }
-    // QEMU may start helpers; they must not inherit the variable and listen again.
-    unsetenv("UNDERSTUDY_PRELOAD_SOCKET");
+    char pid[24];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    setenv("UNDERSTUDY_PRELOAD_PID", pid, 1);
     pthread_t thread;
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);

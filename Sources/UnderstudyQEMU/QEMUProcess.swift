@@ -101,17 +101,16 @@ public final class QEMUProcess: @unchecked Sendable {
         do throws(QEMUError) {
             qmp = try QMPClient(socketPath: description.qmpSocket)
         } catch {
-            process.terminate()
-            process.waitUntilExit()
+            let exited = !process.isRunning
+            Self.abandon(process)
             rmdir(description.privateDirectory)
-            throw process.isRunning ? error : .exited(status: process.terminationStatus, log: QEMUProcess.tail(of: logPath))
+            throw exited ? .exited(status: process.terminationStatus, log: QEMUProcess.tail(of: logPath)) : error
         }
         do throws(QEMUError) {
             pauseChannel = preloadLibrary == nil ? nil : try PauseChannel(controlSocket: description.preloadSocket,
                                                                           deviceStateFile: description.deviceStateFile)
         } catch {
-            process.terminate()
-            process.waitUntilExit()
+            Self.abandon(process)
             rmdir(description.privateDirectory)
             throw error
         }
@@ -126,6 +125,14 @@ public final class QEMUProcess: @unchecked Sendable {
     }
 
     public var pid: Int32 { process.processIdentifier }
+
+    /// Ends a QEMU that never got as far as loading or running a guest. SIGKILL, not SIGTERM: a
+    /// QEMU started from a thread of the agent's cooperative pool inherits that thread's signal
+    /// mask, which blocks SIGTERM, and waiting for it to exit then hung the takeover for good.
+    private static func abandon(_ process: Process) {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
 
     private var isStopping: Bool {
         lock.lock()

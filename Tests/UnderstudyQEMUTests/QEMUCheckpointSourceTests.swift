@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UnderstudyHarness
 import UnderstudyProtocol
+import UnderstudySystem
 @testable import UnderstudyQEMU
 import UnderstudyTestTags
 
@@ -145,6 +146,71 @@ struct QEMUCheckpointSourceTests {
         }
         #expect("\(error!)".contains("not found"), "\(error!)")
         #expect(!FileManager.default.fileExists(atPath: description.ramFile), "a failed start leaves no RAM file behind")
+    }
+
+    /// `vm.qemu` may name a wrapper script that execs QEMU (to add arguments, a namespace, ...).
+    /// The preload library is then loaded into the wrapper first: QEMU must still own the
+    /// control socket after the exec, and a helper QEMU starts (the `exec:` migration's `cat`)
+    /// must not take it.
+    @Test func aWrapperThatExecsQEMUKeepsTrackingAndThePauseChannel() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        var description = TestGuest.description(dirtyPagesPerSecond: 2000)
+        try FileManager.default.createDirectory(atPath: description.runDirectory, withIntermediateDirectories: true)
+        let wrapper = "\(description.runDirectory)/qemu-wrapper"
+        try "#!/bin/sh\nexec qemu-system-x86_64 \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper)
+        description.qemuBinary = wrapper
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
+                                              logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
+        try source.startTracking()
+        for epoch in UInt64(1)...3 {
+            Thread.sleep(forTimeInterval: 0.05)
+            let captured = try source.capture(epoch: epoch, resume: true)
+            #expect(!captured.pageIndices.isEmpty, "the counter guest writes memory between checkpoints")
+            #expect(captured.pauseBreakdown.deviceSave > .zero, "the pause went through the pause channel")
+        }
+    }
+
+    /// A start that fails once QEMU runs (here the preload library cannot be loaded, so its pause
+    /// channel never answers) ends that QEMU even when the starting thread blocks SIGTERM, as the
+    /// agent's threads do: they inherit the mask of Swift's cooperative pool, and so does QEMU.
+    /// Such a start used to wait for QEMU's exit forever, and the takeover with it.
+    @Test func aFailedStartEndsQEMUWhenTheStartingThreadBlocksSIGTERM() throws {
+        let description = TestGuest.description()
+        let notALibrary = FileManager.default.temporaryDirectory.appendingPathComponent("not-a-library-\(UUID().uuidString)").path
+        try Data("not an ELF file".utf8).write(to: URL(fileURLWithPath: notALibrary))
+        defer {
+            unlink(notALibrary)
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        let failure = ErrorRecorder<Error>()
+        let finished = DispatchSemaphore(value: 0)
+        let starter = Thread {
+            var blocked = sigset_t()
+            sigemptyset(&blocked)
+            sigaddset(&blocked, SIGTERM)
+            pthread_sigmask(SIG_BLOCK, &blocked, nil)
+            do {
+                let source = try QEMUCheckpointSource(description: description, preloadLibrary: notALibrary, tracking: .compare,
+                                                      logger: TestGuest.quietLogger) { _ in }
+                source.shutdown()
+            } catch {
+                failure.record(error)
+            }
+            finished.signal()
+        }
+        starter.start()
+        let ended = finished.wait(timeout: .now() + 30) == .success
+        if !ended { _ = try? HostCommand.execute("/usr/bin/pkill", ["-KILL", "-f", "-name \(description.id) "]) }
+        #expect(ended, "the failed start did not return: it waited for a QEMU that ignores SIGTERM")
+        #expect(failure.error.map { "\($0)".contains("preload library") } == true, "\(String(describing: failure.error))")
+        let left = try HostCommand.execute("/usr/bin/pgrep", ["-f", "-name \(description.id) "])
+        #expect(left.status != 0, "the QEMU of the failed start is gone: \(left.stdout)")
     }
 
     @Test func qemuDyingIsNoticedAtOnce() throws {
