@@ -6,10 +6,13 @@ import UnderstudyWitness
 import Glibc
 #endif
 
-/// A single-member etcd (/usr/bin/etcd, Debian's etcd-server) for one test: its own name, data
-/// directory and loopback ports, so tests can run side by side. With `certificates` its client
-/// port speaks TLS and requires client certificates of that CA, as a witness does in production. `stop()` (or deinit, when a test
-/// fails before it) SIGKILLs it and removes the directory.
+/// One etcd (/usr/bin/etcd, Debian's etcd-server) for a test: a single-member cluster of its own
+/// (`init(certificates:timeout:)`), or one member of an `EtcdCluster`. Each has its own name,
+/// data directory and loopback ports, so tests can run side by side. With `certificates` its
+/// client port speaks TLS and requires client certificates of that CA, as a witness does in
+/// production (members talk to each other in plain HTTP on loopback). `stop()` (or deinit, when a
+/// test fails before it) SIGKILLs it; a single etcd also removes its directory, a member keeps
+/// it for `EtcdCluster.restart(member:)`.
 ///
 /// Started with a 100 ms heartbeat and a 500 ms election timeout: etcd's shortest lease is 1.5
 /// election timeouts rounded up to a second, so tests may ask for 1 s leases (the default 1 s
@@ -17,9 +20,33 @@ import Glibc
 public final class EtcdProcess: @unchecked Sendable {
     public static let executable = "/usr/bin/etcd"
 
-    public let name: String
+    /// Where one member lives: what it is started with, the same at every restart.
+    public struct Member: Sendable, Equatable {
+        /// Its name in the cluster (`--name`).
+        public let name: String
+        /// Its client port on 127.0.0.1 (the v3 HTTP/JSON gateway, over TLS with certificates).
+        public let clientPort: UInt16
+        /// Its peer port on 127.0.0.1 (raft between members, plain HTTP).
+        public let peerPort: UInt16
+        /// Its data directory's parent, which also holds its log; kept across restarts.
+        public let directory: String
+
+        public init(name: String, clientPort: UInt16, peerPort: UInt16, directory: String) {
+            self.name = name
+            self.clientPort = clientPort
+            self.peerPort = peerPort
+            self.directory = directory
+        }
+
+        public var peerURL: String { "http://127.0.0.1:\(peerPort)" }
+        /// `--initial-cluster` for these members.
+        static func initialCluster(_ members: [Member]) -> String { members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",") }
+    }
+
+    public let member: Member
+    public var name: String { member.name }
     /// The client port on 127.0.0.1 (the v3 HTTP/JSON gateway, over TLS with `certificates`).
-    public let clientPort: UInt16
+    public var clientPort: UInt16 { member.clientPort }
     /// The name in etcd's certificate, when it serves TLS.
     public static let serverName = "witness"
     /// How a client with `node`'s certificate reaches it (nil: plain HTTP).
@@ -30,55 +57,69 @@ public final class EtcdProcess: @unchecked Sendable {
     /// "127.0.0.1:<client port>".
     public var clientAddress: String { "127.0.0.1:\(clientPort)" }
     public var pid: Int32 { process.processIdentifier }
-    private let directory: TemporaryDirectory
+    /// A single etcd's own directory, removed by `stop()`; nil for a cluster's member.
+    private let owned: TemporaryDirectory?
     private let process = Process()
+    private let log: URL
     private let lock = NSLock()
     private var stopped = false
 
     public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: executable) }
 
-    /// Starts etcd and waits until it serves requests (it has elected itself leader).
+    /// Starts a single-member etcd and waits until it serves requests (it has elected itself leader).
     /// - Parameter certificates: a directory from `understudy certs init` with a node named
     ///   `EtcdProcess.serverName` (etcd's certificate) and the nodes that will be its clients;
     ///   nil: plain HTTP (tests of the client's HTTP handling only).
-    public init(certificates: String? = nil, timeout: Duration = .seconds(15)) throws {
-        self.certificates = certificates
+    public convenience init(certificates: String? = nil, timeout: Duration = .seconds(15)) throws {
         let tag = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10)).lowercased()
-        name = "understudy-\(tag)"
-        directory = try TemporaryDirectory("etcd")
-        let ports: [UInt16]
+        let directory = try TemporaryDirectory("etcd")
+        let member: Member
         do {
-            ports = try Self.freeLoopbackPorts(2)
+            let ports = try Self.freeLoopbackPorts(2)
+            member = Member(name: "understudy-\(tag)", clientPort: ports[0], peerPort: ports[1], directory: directory.path)
         } catch {
             directory.remove()
             throw error
         }
-        clientPort = ports[0]
-        let client = "\(certificates == nil ? "http" : "https")://127.0.0.1:\(ports[0])"
-        let peer = "http://127.0.0.1:\(ports[1])"
-        let log = URL(fileURLWithPath: directory.path).appendingPathComponent("etcd.log")
-        guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
-            directory.remove()
-            throw HarnessError("cannot create \(log.path)")
-        }
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = [
-            "--name", name, "--data-dir", "\(directory.path)/data",
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", "\(name)=\(peer)", "--initial-cluster-state", "new",
-            "--heartbeat-interval", "100", "--election-timeout", "500", "--log-level", "warn",
-        ] + (certificates.map { directory in
-            ["--cert-file", "\(directory)/\(Self.serverName).pem", "--key-file", "\(directory)/\(Self.serverName).key",
-             "--trusted-ca-file", "\(directory)/ca.pem", "--client-cert-auth"]
-        } ?? [])
-        let output = try FileHandle(forWritingTo: log)
-        process.standardOutput = output
-        process.standardError = output
+        try self.init(member: member, cluster: [member], certificates: certificates, owned: directory)
         do {
+            try waitUntilHealthy(timeout: timeout)
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// Starts `member` of `cluster` without waiting for it: a member of a new cluster answers
+    /// only once a quorum of them runs. Its data directory is `member.directory`/data; one left
+    /// by an earlier run is rejoined with (etcd then ignores `cluster`). The log is appended to.
+    init(member: Member, cluster: [Member], certificates: String?, owned: TemporaryDirectory? = nil) throws {
+        self.member = member
+        self.certificates = certificates
+        self.owned = owned
+        log = URL(fileURLWithPath: member.directory).appendingPathComponent("etcd.log")
+        let client = "\(certificates == nil ? "http" : "https")://127.0.0.1:\(member.clientPort)"
+        do {
+            if !FileManager.default.fileExists(atPath: log.path) {
+                guard FileManager.default.createFile(atPath: log.path, contents: nil) else { throw HarnessError("cannot create \(log.path)") }
+            }
+            process.executableURL = URL(fileURLWithPath: Self.executable)
+            process.arguments = [
+                "--name", member.name, "--data-dir", "\(member.directory)/data",
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", member.peerURL, "--initial-advertise-peer-urls", member.peerURL,
+                "--initial-cluster", Member.initialCluster(cluster), "--initial-cluster-state", "new",
+                "--heartbeat-interval", "100", "--election-timeout", "500", "--log-level", "warn",
+            ] + (certificates.map { directory in
+                ["--cert-file", "\(directory)/\(Self.serverName).pem", "--key-file", "\(directory)/\(Self.serverName).key",
+                 "--trusted-ca-file", "\(directory)/ca.pem", "--client-cert-auth"]
+            } ?? [])
+            let output = try FileHandle(forWritingTo: log)
+            output.seekToEndOfFile()
+            process.standardOutput = output
+            process.standardError = output
             try process.run()
             try output.close()
-            try waitUntilHealthy(timeout: timeout, log: log)
         } catch {
             stop()
             throw error
@@ -94,7 +135,8 @@ public final class EtcdProcess: @unchecked Sendable {
     /// SIGCONT after `pause`.
     public func resume() { kill(pid, SIGCONT) }
 
-    /// Kills etcd (SIGKILL, also when paused) and removes its data directory. Idempotent.
+    /// Kills etcd (SIGKILL, also when paused); a single etcd's directory goes with it, a member's
+    /// stays. Idempotent.
     public func stop() {
         lock.lock()
         defer { lock.unlock() }
@@ -104,10 +146,11 @@ public final class EtcdProcess: @unchecked Sendable {
             kill(pid, SIGKILL)
             process.waitUntilExit()
         }
-        directory.remove()
+        owned?.remove()
     }
 
-    private func waitUntilHealthy(timeout: Duration, log: URL) throws {
+    /// Waits until this member serves a read, which takes a leader and a quorum behind it.
+    func waitUntilHealthy(timeout: Duration) throws {
         let deadline = ContinuousClock.now + timeout
         let probe = EtcdClient(endpoints: [Endpoint(host: "127.0.0.1", port: clientPort)], timeout: .seconds(1),
                                tls: clientTLS(node: Self.serverName))
@@ -133,7 +176,7 @@ public final class EtcdProcess: @unchecked Sendable {
     }
 
     /// Ports the kernel hands out for port 0, all held until every one is chosen so none repeats.
-    private static func freeLoopbackPorts(_ count: Int) throws -> [UInt16] {
+    static func freeLoopbackPorts(_ count: Int) throws -> [UInt16] {
         var sockets: [Int32] = []
         defer { sockets.forEach { close($0) } }
         var ports: [UInt16] = []

@@ -99,6 +99,7 @@ public final class EtcdClient: Sendable {
     /// (this node's earlier claim, moved to the new lease), and, in the same transaction, writes
     /// `next` to `termKey` (no lease: it stays) if that key holds `expected` (nil: it is absent).
     /// Otherwise reports the other holder, or the term found instead; then nothing was written.
+    /// Sending the same claim again (same lease and terms) after its reply was lost is acquired.
     public func claim(_ key: String, value: String, lease: Int64, termKey: String, expecting expected: WitnessTerm?,
                       next: WitnessTerm) throws(WitnessError) -> ClaimOutcome {
         let success: [[String: Any]] = [
@@ -122,6 +123,11 @@ public final class EtcdClient: Sendable {
                 if reply["succeeded"] as? Bool == true { return .acquired }
                 let current = try Self.failedClaim(reply, termKey: termKey)
                 if let active = current.active, active.value != value { return .heldBy(active.value) }
+                // This very claim, sent before, went through and only its reply was lost (the
+                // member that took it died, or the reply came after the timeout): the key is
+                // ours on this lease and the term is the one it writes. Refused, the node would
+                // be fenced by its own claim.
+                if let active = current.active, active.lease == lease, current.term == next { return .acquired }
                 if current.term != expected { return .termIs(current.term) }
             }
         }

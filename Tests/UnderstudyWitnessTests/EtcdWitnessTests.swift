@@ -146,6 +146,32 @@ struct EtcdWitnessTests {
         #expect(a.isValid, "a keeps renewing while b polls")
     }
 
+    /// A claim whose reply was lost (the etcd member that took it died, or answered after the
+    /// request timed out) is sent again, to another member, with the same lease and term. It must
+    /// find its own write and count as acquired: refusing it as a newer term would fence a node
+    /// by its own claim, and a resume never recovers from that.
+    @Test(arguments: [nil, term(4, "node-b")])
+    func aClaimSentAgainAfterItsReplyWasLostIsAcquired(_ expected: WitnessTerm?) throws {
+        let etcd = try TLSWitness()
+        defer { etcd.stop() }
+        let client = EtcdClient(endpoints: [endpoint(etcd.clientPort)], timeout: .seconds(1), tls: etcd.tls)
+        let vm = uniqueVM()
+        let key = WitnessConfiguration.key(forVM: vm)
+        let termKey = WitnessConfiguration.termKey(forVM: vm)
+        if let expected { try client.put([(termKey, expected.encoded)], lease: 0) }
+        let lease = try client.grantLease(ttl: .seconds(5)).id
+        let next = WitnessTerm.next(after: expected, by: "node-a")
+        #expect(try client.claim(key, value: "node-a", lease: lease, termKey: termKey, expecting: expected, next: next) == .acquired)
+        #expect(try client.claim(key, value: "node-a", lease: lease, termKey: termKey, expecting: expected, next: next) == .acquired,
+                "the same claim again finds its own write")
+        #expect(try client.get(termKey)?.value == next.encoded, "written once: the term did not move on twice")
+
+        // Not on another lease: that is an earlier run of this node (it crashed between etcd's
+        // write and its own record), whose claim must stay refused, the safe side.
+        let later = try client.grantLease(ttl: .seconds(5)).id
+        #expect(try client.claim(key, value: "node-a", lease: later, termKey: termKey, expecting: expected, next: next) == .termIs(next))
+    }
+
     @Test func anAbandonedHoldersLeaseExpiresAndTheOtherNodeTakesOver() throws {
         let etcd = try TLSWitness()
         defer { etcd.stop() }
