@@ -96,6 +96,9 @@ public struct NodeDaemon: Sendable {
             logger.notice("publishing to the fleet registry", metadata: ["host": "\(fleet.host)", "lease-ttl": "\(fleet.leaseTTL)"])
             return FleetPublisher(configuration: fleet, logger: logger) { [configuration] in
                 [FleetRecord(status: node.status(), host: fleet.host, node: configuration.nodeName, peer: configuration.peerName, publishedAt: 0)]
+            } descriptions: { [configuration] in
+                // Only the node running the VM describes it: a spare protects a running VM.
+                node.status().role == .primary ? [VMDescriptionRecord(configuration: configuration, host: fleet.host, publishedAt: 0)] : []
             }
         }
         defer { publisher?.stop() }

@@ -1,0 +1,83 @@
+import Foundation
+import Synchronization
+import Testing
+import UnderstudyHarness
+import UnderstudySystem
+import UnderstudyTransport
+import UnderstudyWitness
+@testable import UnderstudyAgent
+
+/// The spare hosts' registry keys against a real etcd with TLS: VM descriptions and claims.
+@Suite(.enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (Debian's etcd-server)"))
+struct SpareRegistryTests {
+    private final class Registry {
+        let certificates: TemporaryDirectory
+        let etcd: EtcdProcess
+
+        init() throws {
+            certificates = try TemporaryDirectory("spare-ca")
+            do {
+                _ = try CertificateAuthority.initialize(directory: "\(certificates.path)/certs", nodes: [EtcdProcess.serverName, "node-a", "spare-s", "spare-t"])
+                etcd = try EtcdProcess(certificates: "\(certificates.path)/certs")
+            } catch {
+                certificates.remove()
+                throw error
+            }
+        }
+
+        func registry(node: String) -> FleetRegistry {
+            FleetRegistry(endpoints: [Endpoint(host: "127.0.0.1", port: etcd.clientPort)], tls: etcd.clientTLS(node: node))
+        }
+
+        func stop() {
+            etcd.stop()
+            certificates.remove()
+        }
+    }
+
+    @Test func aPrimarysDescriptionIsPublishedOnItsLeaseAndReadBack() throws {
+        let registry = try Registry()
+        defer { registry.stop() }
+        let a = registry.registry(node: "node-a")
+        let description = try SpareClaimStateMachineTests.description()
+        let lease = try a.client.grantLease(ttl: .seconds(5))
+        let host = HostCapacity(host: "hv-a", resources: HostResources(memoryTotalBytes: 1 << 30, memoryAvailableBytes: 1 << 30),
+                                slotMemoryBytes: 1 << 20, maxPrimaries: nil, maxBackups: nil, records: [], publishedAt: 0)
+        try a.publish([], host: host, descriptions: [description], lease: lease.id)
+        #expect(try registry.registry(node: "spare-s").descriptions() == ["web": description])
+        try a.client.revoke(lease: lease.id)
+        #expect(try a.descriptions().isEmpty, "it vanishes with the primary's lease")
+    }
+
+    @Test func ofTwoSparesClaimingTheSameVMExactlyOneWinsAndAStaleClaimIsReplacedOnce() throws {
+        let registry = try Registry()
+        defer { registry.stop() }
+        let s = registry.registry(node: "spare-s")
+        let t = registry.registry(node: "spare-t")
+        let fromS = SpareClaim(host: "hv-s", node: "spare-s", listen: "127.0.0.1:7500", lostBackup: "node-b", claimedAt: 1)
+        let fromT = SpareClaim(host: "hv-t", node: "spare-t", listen: "127.0.0.1:7600", lostBackup: "node-b", claimedAt: 2)
+
+        // Both read "no claim", then both claim at the same time.
+        let start = Latch()
+        let winners = Mutex<[Int]>([])
+        let threads = [(s, fromS), (t, fromT)].enumerated().map { index, spare in
+            JoinableThread(name: "claim-\(index)") {
+                _ = start.wait(timeout: .seconds(10))
+                if (try? spare.0.claim("web", spare.1, replacing: nil)) == true { winners.withLock { $0.append(index) } }
+            }
+        }
+        start.trigger()
+        threads.forEach { $0.join() }
+        let won = winners.withLock { $0 }
+        #expect(won.count == 1, "one transaction creates the key, the other finds it")
+        let winner = try #require(try s.claims()["web"])
+        #expect(winner.claim == (won == [0] ? fromS : fromT))
+
+        // The winner is gone: both replace the claim they read; again only one does.
+        let next = SpareClaim(host: "hv-s", node: "spare-s", listen: "127.0.0.1:7500", lostBackup: winner.claim.node, claimedAt: 3)
+        #expect(try s.claim("web", next, replacing: winner.modRevision))
+        #expect(try t.claim("web", fromT, replacing: winner.modRevision) == false, "the revision read is no longer the claim's")
+        #expect(try t.claim("web", fromT, replacing: nil) == false, "nor may a claim be created over it")
+        #expect(try t.claim(on: "web") == next)
+    }
+}
