@@ -17,7 +17,9 @@ struct SpareRegistryTests {
         init() throws {
             certificates = try TemporaryDirectory("spare-ca")
             do {
-                _ = try CertificateAuthority.initialize(directory: "\(certificates.path)/certs", nodes: [EtcdProcess.serverName, "node-a", "spare-s", "spare-t"])
+                _ = try CertificateAuthority.initialize(directory: "\(certificates.path)/certs", nodes: [EtcdProcess.serverName, "node-a", "spare-s"])
+                // A spare joining later: its certificate from the same CA (`understudy certs add`), which etcd trusts.
+                _ = try CertificateAuthority.add(directory: "\(certificates.path)/certs", node: "spare-t")
                 etcd = try EtcdProcess(certificates: "\(certificates.path)/certs")
             } catch {
                 certificates.remove()

@@ -23,3 +23,13 @@ public struct SpareClaim: Sendable, Codable, Equatable {
         self.claimedAt = claimedAt
     }
 }
+
+extension SpareClaim {
+    /// Whether this claim put its spare in the place of `node`, whose peer is `peer`: it names
+    /// neither. Then a backup `node` is stale (a lost backup come back: it stands down and never
+    /// activates), and a primary `node` must protect to the spare instead of `peer`. A claim
+    /// naming the node itself, or its peer (the pair a claim made, after a switchover), does not.
+    public func replaces(node: String, peer: String) -> Bool {
+        self.node != node && self.node != peer
+    }
+}
