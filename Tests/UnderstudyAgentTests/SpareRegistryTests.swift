@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 import UnderstudyHarness
@@ -17,7 +18,7 @@ struct SpareRegistryTests {
         init() throws {
             certificates = try TemporaryDirectory("spare-ca")
             do {
-                _ = try CertificateAuthority.initialize(directory: "\(certificates.path)/certs", nodes: [EtcdProcess.serverName, "node-a", "spare-s"])
+                _ = try CertificateAuthority.initialize(directory: "\(certificates.path)/certs", nodes: [EtcdProcess.serverName, "node-a", "node-b", "spare-s"])
                 // A spare joining later: its certificate from the same CA (`understudy certs add`), which etcd trusts.
                 _ = try CertificateAuthority.add(directory: "\(certificates.path)/certs", node: "spare-t")
                 etcd = try EtcdProcess(certificates: "\(certificates.path)/certs")
@@ -81,5 +82,51 @@ struct SpareRegistryTests {
         #expect(try t.claim("web", fromT, replacing: winner.modRevision) == false, "the revision read is no longer the claim's")
         #expect(try t.claim("web", fromT, replacing: nil) == false, "nor may a claim be created over it")
         #expect(try t.claim(on: "web") == next)
+    }
+
+    @Test func aLostBackupThatComesBackFindsTheClaimStandsDownAndRemovesItsReplica() async throws {
+        let registry = try Registry()
+        defer { registry.stop() }
+        let root = try TemporaryDirectory("stand-down")
+        defer { root.remove() }
+        let spare = SpareClaim(host: "hv-s", node: "spare-s", listen: "127.0.0.1:7500", lostBackup: "node-b", claimedAt: 1)
+        #expect(try registry.registry(node: "spare-s").claim("web", spare, replacing: nil))
+        let replica = "\(root.path)/replica"
+        try FileManager.default.createDirectory(atPath: replica, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: "\(replica)/memory.img", contents: Data(repeating: 7, count: 4096))
+        let document = try TOMLDocument(parsing: """
+            [node]
+            name = "node-b"
+            certificates = "\(registry.certificates.path)/certs"
+            state_dir = "\(root.path)/state"
+            [peer]
+            name = "node-a"
+            [vm]
+            id = "web"
+            memory_mib = 64
+            kernel = "/k"
+            run_dir = "\(root.path)/run"
+            [backup]
+            listen = "127.0.0.1:0"
+            replica_dir = "\(replica)"
+            [fleet]
+            endpoints = ["\(registry.etcd.clientAddress)"]
+            host = "hv-b"
+            publish_ms = 200
+            lease_ttl_s = 2
+            """, source: "b.toml")
+        let daemon = try NodeDaemon(document: document, path: "b.toml", mode: .fixed(.backup))
+        let node = Task { try await daemon.run(logger: Logger(label: "stand-down-test"), levels: LogLevelControl(.warning), levelOverride: nil) }
+        defer { node.cancel() }
+        let reader = registry.registry(node: "node-a")
+        #expect(try eventually(within: .seconds(10), every: .milliseconds(100)) {
+            try reader.records().contains { $0.node == "node-b" && $0.state == "stood-down" }
+        }, "it reports stood-down to the registry")
+        #expect(!FileManager.default.fileExists(atPath: "\(replica)/memory.img"), "its stale replica is gone")
+        let status = try JSONDecoder().decode(AgentStatus.self, from: ControlServer.request("status", path: "\(root.path)/run/control.sock"))
+        #expect(status.state == "stood-down")
+        #expect(status.detail?.contains("spare-s") == true)
+        node.cancel()
+        _ = await node.result
     }
 }
