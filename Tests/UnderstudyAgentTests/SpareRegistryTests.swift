@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import Synchronization
 import Testing
 import UnderstudyHarness
@@ -84,7 +83,7 @@ struct SpareRegistryTests {
         #expect(try t.claim(on: "web") == next)
     }
 
-    @Test func aLostBackupThatComesBackFindsTheClaimStandsDownAndRemovesItsReplica() async throws {
+    @Test func aLostBackupThatComesBackFindsTheClaimStandsDownAndRemovesItsReplica() throws {
         let registry = try Registry()
         defer { registry.stop() }
         let root = try TemporaryDirectory("stand-down")
@@ -94,7 +93,8 @@ struct SpareRegistryTests {
         let replica = "\(root.path)/replica"
         try FileManager.default.createDirectory(atPath: replica, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: "\(replica)/memory.img", contents: Data(repeating: 7, count: 4096))
-        let document = try TOMLDocument(parsing: """
+        let path = "\(root.path)/b.toml"
+        try """
             [node]
             name = "node-b"
             certificates = "\(registry.certificates.path)/certs"
@@ -114,19 +114,18 @@ struct SpareRegistryTests {
             host = "hv-b"
             publish_ms = 200
             lease_ttl_s = 2
-            """, source: "b.toml")
-        let daemon = try NodeDaemon(document: document, path: "b.toml", mode: .fixed(.backup))
-        let node = Task { try await daemon.run(logger: Logger(label: "stand-down-test"), levels: LogLevelControl(.warning), levelOverride: nil) }
-        defer { node.cancel() }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        // As the operator (or systemd) starts it: the node's own process.
+        let node = try AgentPair.start(["backup", "--config", path, "--log-level", "info"], log: "\(root.path)/b.log")
+        defer { AgentPair.stop([node], directory: root.path) }
         let reader = registry.registry(node: "node-a")
-        #expect(try eventually(within: .seconds(10), every: .milliseconds(100)) {
-            try reader.records().contains { $0.node == "node-b" && $0.state == "stood-down" }
-        }, "it reports stood-down to the registry")
+        #expect(eventually(within: .seconds(10), every: .milliseconds(100)) {
+            (try? reader.records())?.contains { $0.node == "node-b" && $0.state == "stood-down" } ?? false
+        }, "it reports stood-down to the registry: \((try? String(contentsOfFile: "\(root.path)/b.log", encoding: .utf8)) ?? "")")
         #expect(!FileManager.default.fileExists(atPath: "\(replica)/memory.img"), "its stale replica is gone")
-        let status = try JSONDecoder().decode(AgentStatus.self, from: ControlServer.request("status", path: "\(root.path)/run/control.sock"))
-        #expect(status.state == "stood-down")
-        #expect(status.detail?.contains("spare-s") == true)
-        node.cancel()
-        _ = await node.result
+        let status = try? JSONDecoder().decode(AgentStatus.self, from: ControlServer.request("status", path: "\(root.path)/run/control.sock"))
+        #expect(status?.state == "stood-down")
+        #expect(status?.detail?.contains("spare-s") == true)
+        #expect(node.isRunning, "it stays, to report why")
     }
 }
