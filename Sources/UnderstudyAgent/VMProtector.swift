@@ -39,7 +39,7 @@ public final class VMProtector: @unchecked Sendable {
     /// The first checkpoint's number (after the epoch an activated VM started from).
     private let firstEpoch: UInt64
     /// The backup a spare claim put in place of the configured one (`protect(to:)`); nil: the configuration's.
-    private let followed = Mutex<FleetPeerRecord.Peer?>(nil)
+    let followed = Mutex<FleetPeerRecord.Peer?>(nil)
     /// The datagram heartbeat path while `run` runs; each session's key goes to it.
     private var datagrams: HeartbeatDatagrams?
 
