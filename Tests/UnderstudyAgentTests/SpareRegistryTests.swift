@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 import UnderstudyHarness
@@ -127,5 +128,28 @@ struct SpareRegistryTests {
         #expect(status?.state == "stood-down")
         #expect(status?.detail?.contains("spare-s") == true)
         #expect(node.isRunning, "it stays, to report why")
+    }
+
+    @Test func theNodeRunningTheVMFollowsAClaimThatReplacesItsBackupOnce() throws {
+        let registry = try Registry()
+        defer { registry.stop() }
+        let fleet = FleetConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: registry.etcd.clientPort)], tls: registry.etcd.clientTLS(node: "node-a"),
+                                       host: "hv-a", leaseTTL: .seconds(2), publishPeriod: .milliseconds(100), slotMemoryBytes: 1 << 20)
+        let followed = Mutex<[String]>([])
+        let running = Mutex(false)
+        let watcher = FleetClaimWatcher(configuration: fleet, vm: "web", node: "node-a", peer: FleetPeerRecord.Peer(name: "node-b", address: "127.0.0.1:7400"),
+                                        logger: Logger(label: "claims-test"), running: { running.withLock { $0 } }) { peer, claim in
+            followed.withLock { $0.append("\(peer.name)@\(peer.address ?? "-") for \(claim.lostBackup)") }
+        }
+        defer { watcher.stop() }
+        let spare = SpareClaim(host: "hv-s", node: "spare-s", listen: "127.0.0.1:7500", lostBackup: "node-b", claimedAt: 1)
+        #expect(try registry.registry(node: "spare-s").claim("web", spare, replacing: nil))
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(followed.withLock { $0 }.isEmpty, "a node not running the VM follows nothing")
+        running.withLock { $0 = true }
+        #expect(eventually(within: .seconds(5), every: .milliseconds(50)) { !followed.withLock { $0 }.isEmpty })
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(followed.withLock { $0 } == ["spare-s@127.0.0.1:7500 for node-b"], "once: the spare is its peer now")
+        #expect(watcher.peer == FleetPeerRecord.Peer(name: "spare-s", address: "127.0.0.1:7500"))
     }
 }
