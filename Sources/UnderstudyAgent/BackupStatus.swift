@@ -6,6 +6,8 @@ public struct BackupStatus: Sendable, Codable, Equatable {
     public enum Phase: String, Sendable, Codable {
         /// Listening for the primary's sessions and keeping the replica.
         case serving
+        /// A lost backup come back after a spare host took its place (`[fleet]`): no replica, never activates.
+        case stoodDown = "stood-down"
     }
 
     public var vm: String

@@ -36,7 +36,11 @@ public final class PairNode: @unchecked Sendable {
     private let logger: Logger
     private let stop: StopSignal
     private let fence: ActiveCopyFence
+    /// `fence` when it checks the VM's spare claim (`[fleet]`); nil: it does not.
+    private let claimFence: ClaimCheckedFence?
     private let role = Mutex<Role>(.idle)
+    /// The backup a spare claim assigned (`follow`); nil: `peer.*` of the configuration.
+    private let followed = Mutex<FleetPeerRecord.Peer?>(nil)
     private let history = Mutex<[String]>([])
     /// Where the role is kept across restarts (`understudy run`); nil: not kept.
     private let record: RoleRecord?
@@ -55,7 +59,17 @@ public final class PairNode: @unchecked Sendable {
         policy = GatePolicyControl(configuration.policy)
         metrics = configuration.metricsListen.map { _ in AgentMetrics(vm: configuration.vm.id) }
         let losses = CallbackRelay<String>()
-        fence = try makeFence(configuration, logger: logger) { reason in losses.forward(reason) }
+        let witnessed = try makeFence(configuration, logger: logger) { reason in losses.forward(reason) }
+        if let fleet = configuration.fleet {
+            let registry = FleetRegistry(endpoints: fleet.endpoints, tls: fleet.tls, timeout: fleet.requestTimeout)
+            let checked = ClaimCheckedFence(base: witnessed, node: configuration.nodeName, peer: configuration.peerName,
+                                            claim: { [vm = configuration.vm.id] in try registry.claim(on: vm) })
+            claimFence = checked
+            fence = checked
+        } else {
+            claimFence = nil
+            fence = witnessed
+        }
         losses.point { [weak self] reason in self?.fenceLost(reason) }
         metrics?.onScrape { [weak self] metrics in self?.refresh(metrics) }
     }
@@ -85,6 +99,14 @@ public final class PairNode: @unchecked Sendable {
         case .backup: metrics?.setRole(.backup)
         case .idle: metrics?.setRole(.starting)
         }
+    }
+
+    /// Protects the VM to `peer` from now on, whenever it runs here: a spare claimed it in place of
+    /// the lost backup (the caller keeps the choice across restarts, `FleetPeerRecord`).
+    public func follow(_ peer: FleetPeerRecord.Peer) {
+        followed.withLock { $0 = peer }
+        claimFence?.follow(peer.name)
+        if case .primary(let protector) = role.withLock({ $0 }) { protector.protect(to: peer) }
     }
 
     /// The witness lease could not be renewed: a VM running here stops releasing output at once.
@@ -251,6 +273,7 @@ public final class PairNode: @unchecked Sendable {
         let protector = try VMProtector(configuration: configuration, source: source, devices: devices, fence: fence,
                                         firstEpoch: firstEpoch, unprotected: activated, logger: logger, stop: stop,
                                         metrics: metrics)
+        if let peer = followed.withLock({ $0 }) { protector.protect(to: peer) }
         remember(.primary)
         setRole(.primary(protector))
         defer { setRole(.idle) }

@@ -10,7 +10,7 @@ extension VMProtector {
         status.sessions = machine.sessions
         status.fence = fence.kind
         status.witnessTerm = fence.term?.number
-        if primaryConfiguration != nil {
+        if primaryConfiguration != nil || followed.withLock({ $0?.address != nil }) {
             status.protectionMode = configuration.replication.mode.rawValue
             if machine.asynchronous { status.recoveryPointObjectiveMilliseconds = configuration.replication.recoveryPointObjective.seconds * 1000 }
             status.catchUpJournalBytes = backlog?.journalBytes

@@ -35,6 +35,11 @@ public final class VMProtector: @unchecked Sendable {
     private let wake = NSCondition()
     /// Unacknowledged checkpoints and disk writes kept across sessions for catch-up; nil: none kept.
     let backlog: ReplicationBacklog?
+    private let metrics: AgentMetrics?
+    /// The first checkpoint's number (after the epoch an activated VM started from).
+    private let firstEpoch: UInt64
+    /// The backup a spare claim put in place of the configured one (`protect(to:)`); nil: the configuration's.
+    let followed = Mutex<FleetPeerRecord.Peer?>(nil)
     /// The datagram heartbeat path while `run` runs; each session's key goes to it.
     private var datagrams: HeartbeatDatagrams?
 
@@ -53,24 +58,18 @@ public final class VMProtector: @unchecked Sendable {
                 firstEpoch: UInt64, unprotected: Bool, logger: Logger, stop: StopSignal, metrics: AgentMetrics? = nil) throws {
         self.configuration = configuration
         if configuration.peerAddress != nil {
-            var primary = try configuration.primary()
-            primary.heartbeat = configuration.heartbeat
-            primary.metrics = metrics
-            primary.firstEpoch = firstEpoch
-            primary.outputWaiting = devices.outputWaiting
-            // A reconnection attempt must not stall the loop for long: the policy and stop are checked between them.
-            primary.connectTimeout = min(primary.connectTimeout, max(configuration.failover.reconnect, .seconds(1)))
             let replication = configuration.replication
             backlog = replication.catchUpJournalLimit > 0
                 ? ReplicationBacklog(memorySize: Int(source.identity.memorySize), journalPath: replication.catchUpJournal,
                                      journalLimit: replication.catchUpJournalLimit)
                 : nil
-            primary.backlog = backlog
-            primaryConfiguration = primary
+            primaryConfiguration = try Self.primaryConfiguration(configuration, devices: devices, firstEpoch: firstEpoch, metrics: metrics, backlog: backlog)
         } else {
             primaryConfiguration = nil
             backlog = nil
         }
+        self.metrics = metrics
+        self.firstEpoch = firstEpoch
         self.source = source
         self.devices = devices
         self.fence = fence
@@ -80,6 +79,43 @@ public final class VMProtector: @unchecked Sendable {
                                                              asynchronous: configuration.replication.mode == .asynchronous,
                                                              unprotected: unprotected, now: .now)))
         activatedFromEpoch = unprotected ? firstEpoch - 1 : nil
+    }
+
+    /// A session's settings for `configuration` (its `peer.address` set).
+    private static func primaryConfiguration(_ configuration: AgentConfiguration, devices: GuestDevices, firstEpoch: UInt64, metrics: AgentMetrics?,
+                                             backlog: ReplicationBacklog?) throws -> PrimaryConfiguration {
+        var primary = try configuration.primary()
+        primary.heartbeat = configuration.heartbeat
+        primary.metrics = metrics
+        primary.firstEpoch = firstEpoch
+        primary.outputWaiting = devices.outputWaiting
+        // A reconnection attempt must not stall the loop for long: the policy and stop are checked between them.
+        primary.connectTimeout = min(primary.connectTimeout, max(configuration.failover.reconnect, .seconds(1)))
+        primary.backlog = backlog
+        return primary
+    }
+
+    /// Protects to `peer` from the next session on: a spare claimed the VM in place of its lost
+    /// backup. The spare's replica is empty, so that session synchronises in full; its
+    /// certificate must name `peer.name`.
+    public func protect(to peer: FleetPeerRecord.Peer) {
+        followed.withLock { $0 = peer }
+        poke()
+    }
+
+    /// The session settings with the followed peer, if any; nil: no peer to protect to.
+    private func currentPrimaryConfiguration(firstEpoch: UInt64) -> PrimaryConfiguration? {
+        guard let peer = followed.withLock({ $0 }) else { return primaryConfiguration }
+        var retargeted = configuration
+        retargeted.peerName = peer.name
+        do {
+            retargeted.peerAddress = try peer.address.map { text throws(TransportError) in try Endpoint(parsing: text) }
+            guard retargeted.peerAddress != nil else { return primaryConfiguration }
+            return try Self.primaryConfiguration(retargeted, devices: devices, firstEpoch: firstEpoch, metrics: metrics, backlog: backlog)
+        } catch {
+            logger.error("cannot protect to the spare the fleet assigned", metadata: ["peer": "\(peer.name)", "error": "\(error)"])
+            return primaryConfiguration
+        }
     }
 
     public var phase: Phase { state.withLock { $0.machine.phase } }
@@ -126,20 +162,21 @@ public final class VMProtector: @unchecked Sendable {
     }
 
     private func protect() -> Outcome {
-        guard let primaryConfiguration else {
+        var nextEpoch = firstEpoch
+        if currentPrimaryConfiguration(firstEpoch: nextEpoch) == nil {
             state.withLock { $0.machine.noBackupConfigured() }
-            while true {
+            // Until a spare claim names a backup (`protect(to:)`), or the end.
+            while currentPrimaryConfiguration(firstEpoch: nextEpoch) == nil {
                 if let outcome = checkEnd() { return outcome }
                 waitForRetry()
             }
         }
-        var nextEpoch = primaryConfiguration.firstEpoch
         var lastError = ""
         while true {
             if let outcome = checkEnd() { return outcome }
             applyPolicyIfDue()
             keepRecordedDiskWrites()
-            var sessionConfiguration = primaryConfiguration
+            guard var sessionConfiguration = currentPrimaryConfiguration(firstEpoch: nextEpoch) else { continue }
             sessionConfiguration.firstEpoch = nextEpoch
             let replicator = PrimaryReplicator(source: source, configuration: sessionConfiguration, disk: devices.diskSet, logger: logger,
                                                onRelease: { [weak self] epoch in self?.release(through: epoch) })
@@ -164,7 +201,7 @@ public final class VMProtector: @unchecked Sendable {
             lastError = ""
             if let key = replicator.datagramKey { datagrams?.use(key: key) }
             state.withLock { $0.machine.sessionStarted() }
-            logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(primaryConfiguration.backup)",
+            logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(sessionConfiguration.backup)",
                                                    "first-epoch": "\(nextEpoch)"])
             // Input replay covers the first NIC (GUEST_INPUT carries no NIC); frames the others
             // received after the last checkpoint are lost as on any network, and resent by TCP.

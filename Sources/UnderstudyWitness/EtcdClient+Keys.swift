@@ -13,6 +13,20 @@ extension EtcdClient {
         _ = try call("/v3/kv/txn", ["success": puts])
     }
 
+    /// Writes `key` = `value` (no lease: it outlives its writer) in one transaction, only if the
+    /// key is absent (`replacing` nil) or was last changed at revision `replacing` (what a read
+    /// returned as `modRevision`): of several writers that read the same state, exactly one
+    /// succeeds. Returns whether this one did.
+    public func create(_ key: String, value: String, replacing modRevision: Int64?) throws(WitnessError) -> Bool {
+        let comparison: [String: Any] = if let modRevision {
+            ["target": "MOD", "result": "EQUAL", "key": base64(key), "mod_revision": String(modRevision)]
+        } else {
+            ["target": "CREATE", "result": "EQUAL", "key": base64(key), "create_revision": "0"]
+        }
+        let reply = try call("/v3/kv/txn", ["compare": [comparison], "success": [["request_put": ["key": base64(key), "value": base64(value)]]]])
+        return reply["succeeded"] as? Bool == true
+    }
+
     /// Every key that begins with `prefix`, in key order.
     public func range(prefix: String) throws(WitnessError) -> [EtcdKeyValue] {
         let reply = try call("/v3/kv/range", ["key": base64(prefix), "range_end": Self.rangeEnd(ofPrefix: prefix).base64EncodedString()])
@@ -38,7 +52,8 @@ extension EtcdClient {
                 throw .malformedReply("\(what): a key or value is not base64")
             }
             result.append(EtcdKeyValue(key: String(decoding: key, as: UTF8.self), value: String(decoding: value, as: UTF8.self),
-                                       lease: try integer(kv, "lease", in: what, default: 0)))
+                                       lease: try integer(kv, "lease", in: what, default: 0),
+                                       modRevision: try integer(kv, "mod_revision", in: what, default: 0)))
         }
         return result
     }

@@ -16,7 +16,7 @@ struct Understudy: AsyncParsableCommand {
             """,
         version: UnderstudyVersion.summary,
         subcommands: [VersionCommand.self, CertsCommand.self, RunCommand.self, PrimaryCommand.self, BackupCommand.self, ActivateCommand.self,
-                      SwitchoverCommand.self, FailoverCommand.self, StatusCommand.self, FleetCommand.self, DrillCommand.self, InspectCommand.self, ImportCommand.self,
+                      SwitchoverCommand.self, FailoverCommand.self, StatusCommand.self, FleetCommand.self, SpareCommand.self, DrillCommand.self, InspectCommand.self, ImportCommand.self,
                       DemoCommand.self]
     )
 }

@@ -105,6 +105,15 @@ struct FleetViewTests {
         #expect(row.primaryHost == "hv-1", "the running copy is the primary shown")
     }
 
+    @Test func theBackupShownIsThePrimarysPeerNotALostBackupThatStoodDown() throws {
+        var stoodDown = backup("web", on: "hv-2", drilled: nil)
+        stoodDown.state = "stood-down"
+        let row = try only([primary("web", peer: "node-hv-3"), stoodDown, backup("web", on: "hv-3")])
+        #expect(row.backupHost == "hv-3", "the spare that re-protected it")
+        #expect(row.backupNode == "node-hv-3")
+        #expect(row.problem == .healthy)
+    }
+
     @Test func problemsComeFirstInTheirOrderThenByName() {
         var lagging = primary("b-lag")
         lagging.lagMilliseconds = 9000

@@ -70,6 +70,27 @@ struct CertificateAuthorityTests {
         }
     }
 
+    @Test func addIssuesOneMoreNodeFromTheExistingCAAndRefusesANameThere() throws {
+        try withCertificates(nodes: ["a"]) { dir in
+            #expect(try CertificateAuthority.add(directory: dir, node: "spare-1") == ["\(dir)/spare-1.pem", "\(dir)/spare-1.key"])
+            let ca = try loadCertificate("\(dir)/ca.pem")
+            defer { X509_free(ca) }
+            let cert = try loadCertificate("\(dir)/spare-1.pem")
+            defer { X509_free(cert) }
+            #expect(X509_verify(cert, X509_get0_pubkey(ca)) == 1, "signed by the directory's CA")
+            #expect(commonName(cert) == "spare-1")
+            let key = try loadPrivateKey("\(dir)/spare-1.key")
+            defer { EVP_PKEY_free(key) }
+            #expect(X509_check_private_key(cert, key) == 1)
+            #expect(mode(of: "\(dir)/spare-1.key") == 0o600)
+            #expect(throws: TransportError.self) { try CertificateAuthority.add(directory: dir, node: "A") }
+            #expect(throws: TransportError.self) { try CertificateAuthority.add(directory: dir, node: "ca") }
+        }
+        try withTemporaryDirectory("transport-test") { root in
+            #expect(throws: TransportError.self, "no CA there") { try CertificateAuthority.add(directory: root, node: "x") }
+        }
+    }
+
     @Test func customValidityIsApplied() throws {
         try withTemporaryDirectory("transport-test") { root in
             try CertificateAuthority.initialize(directory: root + "/c", nodes: ["n1"], validDays: 10)

@@ -10,10 +10,10 @@ import Testing
         #expect(EtcdClient.rangeEnd(ofPrefix: "") == Data([0]), "an empty prefix reads to the end of the key space")
     }
 
-    @Test func keyValuesAreDecodedFromBase64WithTheirLease() throws {
+    @Test func keyValuesAreDecodedFromBase64WithTheirLeaseAndRevision() throws {
         func b64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
-        let reply: [String: Any] = ["kvs": [["key": b64("/a/1"), "value": b64("{}"), "lease": "7587"], ["key": b64("/a/2"), "value": b64("x")]]]
-        #expect(try EtcdClient.keyValues(reply, in: "t") == [EtcdKeyValue(key: "/a/1", value: "{}", lease: 7587), EtcdKeyValue(key: "/a/2", value: "x", lease: 0)])
+        let reply: [String: Any] = ["kvs": [["key": b64("/a/1"), "value": b64("{}"), "lease": "7587", "mod_revision": "12"], ["key": b64("/a/2"), "value": b64("x")]]]
+        #expect(try EtcdClient.keyValues(reply, in: "t") == [EtcdKeyValue(key: "/a/1", value: "{}", lease: 7587, modRevision: 12), EtcdKeyValue(key: "/a/2", value: "x", lease: 0)])
         #expect(try EtcdClient.keyValues([:], in: "t").isEmpty, "etcd leaves kvs out when nothing matched")
         #expect(throws: WitnessError.self) { try EtcdClient.keyValues(["kvs": [["key": "!!", "value": ""]]], in: "t") }
     }

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import UnderstudySystem
+import UnderstudyTransport
 
 /// One node's process, as `understudy run` (and `primary`, `backup`, `activate`) starts it: the
 /// configuration file parsed once and checked, the starting role decided, then the control
@@ -37,7 +39,12 @@ public struct NodeDaemon: Sendable {
     /// - Throws: `ConfigurationError` for a missing or invalid key, `RoleRecordError` for an
     ///   unreadable role record.
     public init(document: TOMLDocument, path: String, mode: Mode) throws {
-        let configuration = try AgentConfiguration(document: document)
+        var configuration = try AgentConfiguration(document: document)
+        if configuration.fleet != nil, let peer = try FleetPeerRecord(directory: configuration.stateDirectory).load() {
+            // A spare took the lost backup's place: the file still names the lost one.
+            configuration.peerName = peer.name
+            configuration.peerAddress = try peer.address.map { text throws(TransportError) in try Endpoint(parsing: text) }
+        }
         switch mode {
         case .daemon(let override):
             guard let configured = override ?? configuration.role else {
@@ -89,13 +96,36 @@ public struct NodeDaemon: Sendable {
                 """)
         }
         let stop = StopSignal(signals: [])
+        if let fleet = configuration.fleet, decision.start == .backup, let claim = try standingDown(fleet: fleet, logger: logger) {
+            try await standDown(claim: claim, fleet: fleet, logger: logger)
+            return
+        }
         let node = try PairNode(configuration: configuration, record: record, logger: logger, stop: stop)
         let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
         defer { control.close() }
+        let watcher = configuration.fleet.map { fleet in
+            FleetClaimWatcher(configuration: fleet, vm: configuration.vm.id, node: configuration.nodeName,
+                              peer: FleetPeerRecord.Peer(name: configuration.peerName, address: configuration.peerAddress?.description), logger: logger,
+                              running: { node.status().role == .primary }) { [configuration] peer, claim in
+                logger.notice("a spare host protects the VM from now on: the next session synchronises it in full", metadata: [
+                    "spare": "\(claim.node)", "spare-host": "\(claim.host)", "address": "\(claim.listen)", "in-place-of": "\(claim.lostBackup)"])
+                do {
+                    try FleetPeerRecord(directory: configuration.stateDirectory).save(peer)
+                } catch {
+                    logger.error("cannot record the spare as this node's peer: a restart would protect to peer.name again", metadata: ["error": "\(error)"])
+                }
+                node.follow(peer)
+            }
+        }
+        defer { watcher?.stop() }
         let publisher = configuration.fleet.map { fleet in
             logger.notice("publishing to the fleet registry", metadata: ["host": "\(fleet.host)", "lease-ttl": "\(fleet.leaseTTL)"])
             return FleetPublisher(configuration: fleet, logger: logger) { [configuration] in
-                [FleetRecord(status: node.status(), host: fleet.host, node: configuration.nodeName, peer: configuration.peerName, publishedAt: 0)]
+                [FleetRecord(status: node.status(), host: fleet.host, node: configuration.nodeName, peer: watcher?.peer.name ?? configuration.peerName,
+                             publishedAt: 0)]
+            } descriptions: { [configuration] in
+                // Only the node running the VM describes it: a spare protects a running VM.
+                node.status().role == .primary ? [VMDescriptionRecord(configuration: configuration, host: fleet.host, publishedAt: 0)] : []
             }
         }
         defer { publisher?.stop() }

@@ -22,14 +22,17 @@ public final class FleetPublisher: Sendable {
     /// Starts publishing.
     /// - Parameter records: this node's entries now (its VM's); called on the publisher's thread
     ///   a few times per period. `publishedAt` is set when they are written.
-    public init(configuration: FleetConfiguration, logger: Logger, records: @escaping @Sendable () -> [FleetRecord]) {
+    /// - Parameter descriptions: the descriptions of the VMs this node runs as primary, for
+    ///   spare hosts; written with the entries.
+    public init(configuration: FleetConfiguration, logger: Logger, records: @escaping @Sendable () -> [FleetRecord],
+                descriptions: @escaping @Sendable () -> [VMDescriptionRecord] = { [] }) {
         self.configuration = configuration
         let client = EtcdClient(endpoints: configuration.endpoints, timeout: configuration.requestTimeout, tls: configuration.tls)
         let stopping = stopping
         let keepEntries = keepEntries
         thread.withLock {
             $0 = JoinableThread(name: "fleet-publish") {
-                Self.run(configuration: configuration, client: client, records: records, stopping: stopping, keepEntries: keepEntries, logger: logger)
+                Self.run(configuration: configuration, client: client, records: records, descriptions: descriptions, stopping: stopping, keepEntries: keepEntries, logger: logger)
             }
         }
     }
@@ -45,6 +48,7 @@ public final class FleetPublisher: Sendable {
     }
 
     private static func run(configuration: FleetConfiguration, client: EtcdClient, records: @Sendable () -> [FleetRecord],
+                            descriptions: @Sendable () -> [VMDescriptionRecord],
                             stopping: Latch, keepEntries: Latch, logger: Logger) {
         let registry = FleetRegistry(client: client)
         var machine = FleetPublisherStateMachine(period: configuration.publishPeriod)
@@ -92,7 +96,12 @@ public final class FleetPublisher: Sendable {
                     let host = HostCapacity(host: configuration.host, resources: HostResources.measure(replicaDirectory: configuration.replicaDirectory),
                                             slotMemoryBytes: configuration.slotMemoryBytes, maxPrimaries: configuration.maxPrimaries,
                                             maxBackups: configuration.maxBackups, records: others + stamped, publishedAt: wall)
-                    try registry.publish(stamped, host: host, lease: lease)
+                    let described = descriptions().map { description in
+                        var description = description
+                        description.publishedAt = wall
+                        return description
+                    }
+                    try registry.publish(stamped, host: host, descriptions: described, lease: lease)
                     written = current
                     succeeded(machine.published(at: .now))
                 } catch {

@@ -10,6 +10,7 @@ import UnderstudyWitness
 /// /understudy/fleet/vms/<vm>/<host>   FleetRecord
 /// /understudy/fleet/hosts/<host>      HostCapacity
 /// ```
+/// and those of spare hosts (`FleetRegistry+Spares`).
 /// Every node on a host writes the same host entry (the counts come from the registry), the
 /// last one on its own lease: when that node stops, the next publication of another one there
 /// writes it again.
@@ -54,17 +55,10 @@ public struct FleetRegistry: Sendable {
         return try client.range(prefix: Self.vmsPrefix).compactMap { try? decoder.decode(FleetRecord.self, from: Data($0.value.utf8)) }
     }
 
-    /// Writes `records` and `host` in one transaction, attached to `lease`.
-    public func publish(_ records: [FleetRecord], host: HostCapacity, lease: Int64) throws(WitnessError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        func json(_ value: some Encodable) -> String {
-            do {
-                return String(decoding: try encoder.encode(value), as: UTF8.self)
-            } catch {
-                preconditionFailure("fleet entries hold strings, numbers and booleans only: \(error)")
-            }
-        }
-        try client.put(records.map { (Self.key(vm: $0.vm, host: $0.host), json($0)) } + [(Self.key(host: host.host), json(host))], lease: lease)
+    /// Writes `records`, `host` and `descriptions` (a primary's VM, for spare hosts) in one
+    /// transaction, attached to `lease`.
+    public func publish(_ records: [FleetRecord], host: HostCapacity, descriptions: [VMDescriptionRecord] = [], lease: Int64) throws(WitnessError) {
+        try client.put(records.map { (Self.key(vm: $0.vm, host: $0.host), Self.json($0)) } + [(Self.key(host: host.host), Self.json(host))]
+            + descriptions.map { (Self.key(description: $0.vm), Self.json($0)) }, lease: lease)
     }
 }

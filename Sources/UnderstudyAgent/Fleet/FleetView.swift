@@ -84,7 +84,9 @@ public struct FleetView: Sendable {
         let primaries = entries.filter { $0.role == .primary }
         let running = primaries.filter { !["fenced", "stopped", "switched over"].contains($0.state) }
         let primary = running.first ?? primaries.first
-        let backup = entries.first { $0.role == .backup }
+        // The primary's peer; a lost backup that came back and stood down (a spare took its place) is not the VM's backup.
+        let backups = entries.filter { $0.role == .backup }
+        let backup = backups.first { $0.node == primary?.peer } ?? backups.first { $0.state != BackupStatus.Phase.stoodDown.rawValue } ?? backups.first
         let drill = entries.filter { $0.lastDrillAt != nil }.max { $0.lastDrillAt! < $1.lastDrillAt! }
         var row = Row(vm: vm, problem: .healthy, reason: "", primaryHost: primary?.host, backupHost: backup?.host, backupNode: primary?.peer,
                       state: (primary ?? entries[0]).state, protectionMode: primary?.protectionMode,

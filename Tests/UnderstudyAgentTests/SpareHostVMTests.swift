@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+import UnderstudyHarness
+import UnderstudySystem
+import UnderstudyTestTags
+import UnderstudyTransport
+@testable import UnderstudyAgent
+
+/// A spare host restores protection end to end: a pair and a spare with `[fleet]` on one etcd,
+/// the counter guest on the primary; the backup is killed, the spare claims the VM, the primary
+/// follows the claim and synchronises the spare in full; the lost backup, restarted, stands down.
+@Suite(.tags(.vm), .skippedInQuickLoop, .enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (Debian's etcd-server)"))
+struct SpareHostVMTests {
+    @Test func aSpareReprotectsAPrimaryWhoseBackupWasKilledAndTheLostBackupStandsDown() throws {
+        let directory = NSTemporaryDirectory() + "understudy-spare-\(UUID().uuidString.prefix(8))"
+        let vm = "sp\(UUID().uuidString.prefix(6).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var processes: [Process] = []
+        var etcd: EtcdProcess?
+        defer {
+            // The spare first: it stops its backup node, which stops that node's standby QEMU.
+            AgentPair.stop(processes.reversed(), grace: .seconds(20), directory: directory)
+            etcd?.stop()
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.contains(vm) {
+                try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
+            }
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup,\(EtcdProcess.serverName),operator"])
+        try #require(certs.status == 0, "\(certs.stderr)")
+        // The spare joins later, from the same CA.
+        let added = try runCLI(["certs", "add", "--dir", "\(directory)/certs", "--node", "spare-s"])
+        try #require(added.status == 0, "\(added.stderr)")
+        etcd = try EtcdProcess(certificates: "\(directory)/certs")
+        let endpoint = etcd!.clientAddress
+        let fleet = { (host: String) in "\n[fleet]\nendpoints = [\"\(endpoint)\"]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n" }
+        let port = UInt16.random(in: 20000...50000)
+        let configs = try AgentPair.writeConfigs(
+            in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter",
+            replicaDirectory: "/dev/shm/understudy-\(vm)-b", primaryExtra: fleet("hv-p") + "[failover]\ngrace_ms = 200\nreconnect_ms = 200\n",
+            backupExtra: fleet("hv-b"))
+        // The spare finds the guest's kernel and initrd by file name in its boot directory.
+        let boot = "\(directory)/boot"
+        try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
+        for file in [TestGuest.image.kernel, TestGuest.image.initrd] {
+            try FileManager.default.createSymbolicLink(atPath: "\(boot)/\(URL(fileURLWithPath: file).lastPathComponent)", withDestinationPath: file)
+        }
+        let spareConfig = "\(directory)/spare.toml"
+        try """
+            [node]
+            name = "spare-s"
+            certificates = "\(directory)/certs"
+            [fleet]
+            endpoints = ["\(endpoint)"]
+            host = "hv-s"
+            publish_ms = 200
+            lease_ttl_s = 2
+            reprotect_after_s = 2
+            max_backups = 2
+            [spare]
+            listen_host = "127.0.0.1"
+            port_base = \(port + 10)
+            replica_dir = "/dev/shm/understudy-\(vm)-s"
+            state_dir = "\(directory)/spare-state"
+            boot_dir = "\(boot)"
+            tap_prefix = "usp"
+            """.write(toFile: spareConfig, atomically: true, encoding: .utf8)
+        let registry = FleetRegistry(endpoints: [try Endpoint(parsing: endpoint)], tls: etcd!.clientTLS(node: "operator"))
+        func primaryRecord() -> FleetRecord? { (try? registry.records())?.first { $0.vm == vm && $0.role == .primary } }
+
+        let backup = try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup.log")
+        processes.append(backup)
+        processes.append(try AgentPair.start(["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log"))
+        processes.append(try AgentPair.start(["spare", "--config", spareConfig, "--log-level", "info"], log: "\(directory)/spare.log"))
+        try #require(eventually(within: .seconds(180), every: .milliseconds(200)) { primaryRecord()?.state == "protecting" },
+                     "never protected: \(String(describing: primaryRecord()))")
+        #expect(primaryRecord()?.peer == "backup")
+        #expect((try? registry.descriptions())?[vm]?.primaryNode == "primary", "the primary describes its VM for spares")
+        #expect((try? registry.claims())?[vm] == nil, "a protected VM is claimed by nobody")
+
+        // The backup host dies: agent and standby QEMU at once.
+        let killedAt = ContinuousClock.now
+        kill(backup.processIdentifier, SIGKILL)
+        backup.waitUntilExit()
+        if let text = try? String(contentsOfFile: "\(directory)/run-backup/qemu.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+           let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")), String(decoding: arguments, as: UTF8.self).contains(directory) {
+            kill(pid, SIGKILL)
+        }
+        try #require(eventually(within: .seconds(60), every: .milliseconds(100)) { (try? registry.claims())?[vm] != nil },
+                     "no spare claimed the VM: \(String(describing: primaryRecord()))")
+        let claim = try #require(try registry.claims()[vm]?.claim)
+        #expect(claim.node == "spare-s")
+        #expect(claim.lostBackup == "backup")
+        #expect(claim.listen == "127.0.0.1:\(port + 10)")
+        try #require(eventually(within: .seconds(240), every: .milliseconds(100)) {
+            primaryRecord().map { $0.peer == "spare-s" && $0.state == "protecting" } ?? false
+        }, "the primary never protected to the spare: \(String(describing: primaryRecord()))")
+        let reprotected = ContinuousClock.now - killedAt
+        print("SPARE-REPROTECTED-MS \(Int(reprotected.seconds * 1000)) (reprotect_after_s = 2, lease_ttl_s = 2, 128 MiB TCG guest)")
+        let spareRecord = (try? registry.records())?.first { $0.vm == vm && $0.node == "spare-s" }
+        #expect(spareRecord?.role == .backup)
+        #expect(spareRecord?.host == "hv-s")
+        #expect(eventually(within: .seconds(10), every: .milliseconds(100)) {
+            ((try? registry.records())?.first { $0.vm == vm && $0.node == "spare-s" }?.committedEpoch ?? 0) > 0
+        }, "the spare's replica commits checkpoints")
+        #expect(try FleetPeerRecord(directory: "\(directory)/state-primary").load()?.name == "spare-s", "a restart of the primary keeps the spare")
+
+        // The lost backup comes back: it finds the claim and stands down.
+        let returned = try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup-2.log")
+        processes.insert(returned, at: 0)
+        #expect(eventually(within: .seconds(20), every: .milliseconds(200)) {
+            (try? registry.records())?.contains { $0.vm == vm && $0.node == "backup" && $0.state == "stood-down" } ?? false
+        }, "the returning backup does not report stood-down")
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm/understudy-\(vm)-b")) ?? []
+        #expect(leftovers.isEmpty, "its stale replica is removed: \(leftovers)")
+        #expect(returned.isRunning, "a stood-down node stays, to report why")
+        #expect(primaryRecord().map { $0.peer == "spare-s" && $0.state == "protecting" } ?? false, "the VM stays protected by the spare")
+        #expect((try? registry.claims())?[vm]?.claim.node == "spare-s", "nothing doubles: one claim, the spare's")
+    }
+}
