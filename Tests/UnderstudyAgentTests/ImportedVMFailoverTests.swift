@@ -76,12 +76,15 @@ struct ImportedVMFailoverTests {
             }
         }
         let started = ContinuousClock.now
-        processes.append(try AgentPair.start(understudyPath, ["backup", "--config", configs.backup, "--log-level", "info"], log: "\(w)/backup.log"))
+        let backup = try AgentPair.start(understudyPath, ["backup", "--config", configs.backup, "--log-level", "info"], log: "\(w)/backup.log")
+        processes.append(backup)
         Thread.sleep(forTimeInterval: 0.3)
         let primary = try AgentPair.start(understudyPath, ["primary", "--config", configs.primary, "--log-level", "info"], log: "\(w)/primary.log")
         processes.append(primary)
+        // Until the kill both agents must live; after it, the backup that took over.
+        var watched = processes
         func exited() -> String? {
-            processes.first { !$0.isRunning }.map { "an agent exited (\($0.terminationStatus)); logs: \(tail("\(w)/primary.log")) // \(tail("\(w)/backup.log"))" }
+            watched.first { !$0.isRunning }.map { "an agent exited (\($0.terminationStatus)); logs: \(tail("\(w)/primary.log")) // \(tail("\(w)/backup.log"))" }
         }
         try guest.base.waitUntilPostgresAnswers(namespace: network.namespace, timeout: .seconds(600), failed: exited)
         let bootSeconds = (ContinuousClock.now - started).seconds
@@ -107,6 +110,7 @@ struct ImportedVMFailoverTests {
         try #require(qemuPID > 0, "the primary's QEMU pid")
         let killedAt = Date().timeIntervalSince1970
         let killInstant = ContinuousClock.now
+        watched = [backup]
         kill(primary.processIdentifier, SIGKILL)
         kill(qemuPID, SIGKILL)
         primary.waitUntilExit()
