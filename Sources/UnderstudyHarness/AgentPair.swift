@@ -8,14 +8,16 @@ public enum AgentPair {
     /// (`CounterGuestImage`), or another guest with `memoryMiB` (the Debian guest); the `extra`
     /// texts are appended as more TOML tables (`primaryExtra` continues `[replication]` first);
     /// `vmExtra` continues each node's `[vm]` table (several disks, the machine, vCPUs); `moreTaps`
-    /// are the TAPs of each node's NICs after the first.
+    /// are the TAPs of each node's NICs after the first; `names` are the nodes' certificate names
+    /// (several pairs of one fleet need names of their own).
     public static func writeConfigs(in directory: String, port: UInt16, vm: String, guest image: (kernel: String, initrd: String),
                                     cmdline: String, replicaDirectory: String, backupHost: String = "127.0.0.1",
                                     disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
                                     moreTaps: (primary: [String], backup: [String]) = ([], []),
                                     primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
                                     backupExtra: String = "", vmExtra: (primary: String, backup: String) = ("", ""),
-                                    memoryMiB: Int = 128) throws -> (primary: String, backup: String) {
+                                    memoryMiB: Int = 128, names: (primary: String, backup: String) = ("primary", "backup"))
+        throws -> (primary: String, backup: String) {
         func vmSection(disk: String?, extra: String) -> String {
             """
             [vm]
@@ -35,12 +37,12 @@ public enum AgentPair {
         }
         let primary = """
             [node]
-            name = "primary"
+            name = "\(names.primary)"
             certificates = "\(directory)/certs"
             role = "primary"
             state_dir = "\(directory)/state-primary"
             [peer]
-            name = "backup"
+            name = "\(names.backup)"
             address = "\(backupHost):\(port)"
             \(vmSection(disk: disks?.primary, extra: vmExtra.primary))run_dir = "\(directory)/run-primary"
             \(networkSection(tap: taps?.primary, more: moreTaps.primary, extra: primaryNetwork))[replication]
@@ -49,12 +51,12 @@ public enum AgentPair {
             """
         let backup = """
             [node]
-            name = "backup"
+            name = "\(names.backup)"
             certificates = "\(directory)/certs"
             role = "backup"
             state_dir = "\(directory)/state-backup"
             [peer]
-            name = "primary"
+            name = "\(names.primary)"
             \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup, extra: vmExtra.backup))run_dir = "\(directory)/run-backup"
             \(networkSection(tap: taps?.backup, more: moreTaps.backup, extra: ""))[backup]
             listen = "\(backupHost):\(port)"

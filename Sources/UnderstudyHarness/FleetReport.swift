@@ -1,0 +1,52 @@
+import Foundation
+
+/// What `FleetScenario` (and `understudy demo --fleet`) found: the figures issue 21 asks the
+/// fleet demo to print, and whether they are what they must be.
+public struct FleetReport: Codable, Sendable, Equatable {
+    /// The VMs of the fleet.
+    public var vms: [String] = []
+    /// Per event that costs a VM its backup, from the kill until its primary protected again.
+    public var reprotectedMs: [String: Int] = [:]
+    /// Values a counter client had received that its guest handed out again or went back behind.
+    public var lostAcknowledgedOutput = 0
+    /// Registry samples (every ~200 ms) in which two nodes reported the same VM as primary.
+    public var twoActiveCopies = 0
+    /// Registry samples taken.
+    public var registrySamples = 0
+    /// VMs whose backup passed at least one scheduled drill.
+    public var drillsPassed = 0
+    /// Each event, in order, and what was checked after it.
+    public var events: [String] = []
+    public var ok = false
+    public var message = ""
+
+    public init() {}
+
+    /// How many of `values` (a counter client's replies, in order) a later reply did not exceed:
+    /// output the client had that the guest no longer had when it answered next.
+    public static func lostAcknowledgedOutput(_ values: [UInt64]) -> Int {
+        var lost = 0
+        var laterMinimum = UInt64.max
+        for value in values.reversed() {
+            if value >= laterMinimum { lost += 1 }
+            laterMinimum = min(laterMinimum, value)
+        }
+        return lost
+    }
+
+    /// A few lines for a person.
+    public var humanReadable: String {
+        let times = reprotectedMs.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value) ms" }.joined(separator: ", ")
+        return """
+
+            summary
+              vms               \(vms.joined(separator: ", "))
+              events            \(events.joined(separator: "; "))
+              re-protected      \(times.isEmpty ? "-" : times)
+              lost output       \(lostAcknowledgedOutput) values the clients had received
+              two active copies \(twoActiveCopies) of \(registrySamples) registry samples
+              drills passed     \(drillsPassed) of \(vms.count) VMs
+            \(ok ? "PASSED" : "FAILED"): \(message)
+            """
+    }
+}

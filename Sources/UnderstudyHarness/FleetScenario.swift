@@ -1,0 +1,319 @@
+import Foundation
+import UnderstudyAgent
+import UnderstudySystem
+
+/// A small fleet on one machine, and the host failures issue 21 asks it to survive: a
+/// three-member `EtcdCluster`; hosts h1..h4 as separate agent processes with their own state and
+/// run directories, talking over loopback on distinct ports (no host namespaces: each VM's guest
+/// network is a `PairNetwork` of its own, with a counter client in its namespace); two counter
+/// guests, vm-a (primary on h1, backup on h2) and vm-b (primary on h2, backup on h3); h4 a spare
+/// for both. Both backups drill on a short `drill.every`.
+///
+/// `run()` checks, in order: (a) one etcd member killed changes nothing (no role, peer or claim);
+/// (b) h3, vm-b's backup host, killed (agent and QEMU, SIGKILL) makes the spare claim vm-b and
+/// vm-b's primary protect to it again, timed from the kill; (d) h3's agent restarted with its old
+/// configuration stands down and nothing doubles. Throughout, the registry is sampled every 200 ms
+/// for two nodes reporting one VM as primary, and the clients must lose no output they received.
+/// Everything it made is removed when it ends, whatever the outcome.
+public final class FleetScenario: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// The `understudy` binary the hosts run.
+        public var executable: String
+        /// Deploy/guest of this checkout: the counter guest's sources.
+        public var guestDirectory: URL
+        /// The backups' `drill.every`.
+        public var drillEvery = "10s"
+        public var keep = false
+
+        public init(executable: String, guestDirectory: URL) {
+            self.executable = executable
+            self.guestDirectory = guestDirectory
+        }
+    }
+
+    /// One VM's pair: its name, its nodes (certificate names, by host) and where they live.
+    struct Pair {
+        let vm: String
+        let primaryHost: String
+        let backupHost: String
+        let directory: String
+        let network: PairNetwork
+        let configs: (primary: String, backup: String)
+        var primaryNode: String { "\(primaryHost)-\(vm)" }
+        var backupNode: String { "\(backupHost)-\(vm)" }
+    }
+
+    static let spareNode = "h4-spare"
+    static let operatorNode = "operator"
+
+    private let options: Options
+    private let stop: StopSignal
+    private let say: @Sendable (String) -> Void
+    private let tag: String
+    private let directory: String
+    private var cluster: EtcdCluster?
+    private var pairs: [Pair] = []
+    private var agents: [String: Process] = [:]
+    private var retired: [Process] = []
+    private var clients: [CounterClient] = []
+    private var sampler: JoinableThread?
+    private let sampling = Latch()
+    private let lock = NSLock()
+    private var samples = 0
+    private var doubled = 0
+
+    public init(options: Options, stop: StopSignal, say: @escaping @Sendable (String) -> Void) {
+        self.options = options
+        self.stop = stop
+        self.say = say
+        tag = "f\(getpid() % 100_000)"
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-fleet-\(tag)").path
+    }
+
+    /// Runs the scenario and removes everything it made.
+    public func run() throws -> FleetReport {
+        let missing = VMDemo.missingPrerequisites(guestDirectory: options.guestDirectory)
+            + (EtcdProcess.isInstalled ? [] : ["\(EtcdProcess.executable) (Debian's etcd-server)"])
+        guard missing.isEmpty else { throw HarnessError("the fleet demo needs:\n  - " + missing.joined(separator: "\n  - ")) }
+        defer { cleanUp() }
+        var report = FleetReport()
+        try prepare()
+        let registry = FleetRegistry(endpoints: cluster!.endpoints, tls: cluster!.clientTLS(node: Self.operatorNode))
+        report.vms = pairs.map(\.vm)
+        try startHosts(registry: registry)
+        startSampling(registry)
+
+        say("[3/6] waiting for each backup to pass a scheduled drill (drill.every = \(options.drillEvery))")
+        try waitFor("a passed drill on every backup", timeout: .seconds(180)) {
+            let records = (try? registry.records()) ?? []
+            return pairs.allSatisfy { pair in records.contains { $0.vm == pair.vm && $0.role == .backup && $0.lastDrillPassed == true } }
+        }
+        report.drillsPassed = pairs.count
+
+        say("[4/6] (a) killing one etcd member (a follower): nothing may change for 5 s")
+        let before = try registry.records()
+        let leader = cluster!.leader()
+        let follower = cluster!.members.indices.first { $0 != leader } ?? 0
+        cluster!.kill(member: follower)
+        for _ in 0..<25 {
+            if stop.wait(timeout: .milliseconds(200)) { throw HarnessError("interrupted") }
+            guard let claims = try? registry.claims(), let records = try? registry.records() else { continue }
+            guard claims.isEmpty else { throw HarnessError("(a) a claim appeared after one etcd member was killed: \(claims.keys.sorted())") }
+            for pair in pairs {
+                let primary = records.first { $0.vm == pair.vm && $0.role == .primary }
+                let earlier = before.first { $0.vm == pair.vm && $0.role == .primary }
+                guard primary?.node == earlier?.node, primary?.peer == earlier?.peer, primary?.state == "protecting" else {
+                    throw HarnessError("(a) \(pair.vm) changed after one etcd member was killed: \(String(describing: primary))")
+                }
+            }
+        }
+        try cluster!.restart(member: follower)
+        report.events.append("(a) etcd member \(follower) killed: no role, peer or claim changed; restarted")
+
+        let lost = pairs[1]
+        say("[5/6] (b) killing host \(lost.backupHost), \(lost.vm)'s backup (agent and QEMU, SIGKILL): the spare must claim \(lost.vm)")
+        let killedAt = ContinuousClock.now
+        killHost(lost, node: lost.backupNode, run: "run-backup")
+        try waitFor("the spare to protect \(lost.vm)", timeout: .seconds(240)) {
+            let primary = (try? registry.records())?.first { $0.vm == lost.vm && $0.role == .primary }
+            return primary?.peer == Self.spareNode && primary?.state == "protecting"
+        }
+        let reprotected = Int(((ContinuousClock.now - killedAt).seconds * 1000).rounded())
+        report.reprotectedMs["backup_host_\(lost.backupHost)_killed"] = reprotected
+        report.events.append("(b) \(lost.backupHost) killed: \(Self.spareNode) claimed \(lost.vm), protecting again after \(reprotected) ms")
+        say("      \(lost.vm) protected by \(Self.spareNode) \(reprotected) ms after the kill")
+
+        say("[6/6] (d) restarting \(lost.backupHost)'s agent with its old configuration: it must stand down")
+        agents[lost.backupNode] = try AgentPair.start(options.executable, ["backup", "--config", lost.configs.backup, "--log-level", "info"],
+                                                      log: "\(lost.directory)/backup-2.log")
+        try waitFor("\(lost.backupNode) to stand down", timeout: .seconds(30)) {
+            (try? registry.records())?.contains { $0.vm == lost.vm && $0.node == lost.backupNode && $0.state == "stood-down" } ?? false
+        }
+        let claims = try registry.claims()
+        guard claims.count == 1, claims[lost.vm]?.claim.node == Self.spareNode else {
+            throw HarnessError("(d) the claims are not exactly the spare's for \(lost.vm): \(claims.mapValues(\.claim.node))")
+        }
+        let records = try registry.records()
+        guard records.first(where: { $0.vm == lost.vm && $0.role == .primary })?.peer == Self.spareNode else {
+            throw HarnessError("(d) \(lost.vm) is no longer protected by the spare")
+        }
+        report.events.append("(d) \(lost.backupHost) restarted: \(lost.backupNode) stood down, \(lost.vm) stays with \(Self.spareNode)")
+
+        // The clients must still be answered, and must have lost nothing on the way.
+        for (pair, client) in zip(pairs, clients) {
+            let count = client.history.count
+            try waitFor("\(pair.vm)'s client to be answered again", timeout: .seconds(30)) { client.history.count > count + 5 }
+        }
+        stopSampling()
+        clients.forEach { $0.stop() }
+        report.lostAcknowledgedOutput = clients.map { FleetReport.lostAcknowledgedOutput($0.history.map(\.value)) }.reduce(0, +)
+        (report.registrySamples, report.twoActiveCopies) = lock.withLock { (samples, doubled) }
+        report.ok = report.lostAcknowledgedOutput == 0 && report.twoActiveCopies == 0 && report.drillsPassed == pairs.count
+        report.message = report.ok ? "every VM protected again after each host failure, with nothing lost and never two primaries"
+            : report.lostAcknowledgedOutput > 0 ? "the clients lost \(report.lostAcknowledgedOutput) values they had received"
+            : report.twoActiveCopies > 0 ? "two nodes reported one VM as primary in \(report.twoActiveCopies) samples" : "not every VM passed a drill"
+        return report
+    }
+
+    /// Certificates, the etcd cluster, the guest, and per VM its disks, network and configurations.
+    private func prepare() throws {
+        say("[1/6] preparing in \(directory): certificates, a three-member etcd cluster, the counter guest, two VMs' disks and networks")
+        let guest = try CounterGuestImage.build(guestDirectory: options.guestDirectory)
+        try VMDemo.buildPreloadLibraryIfMissing(executable: options.executable, guestDirectory: options.guestDirectory, say: say)
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let layout = [("a", "h1", "h2"), ("b", "h2", "h3")]
+        let nodes = layout.flatMap { ["\($0.1)-vm\($0.0)\(tag)", "\($0.2)-vm\($0.0)\(tag)"] } + [Self.spareNode, Self.operatorNode, EtcdProcess.serverName]
+        try HostCommand.run([options.executable, "certs", "init", "--dir", "\(directory)/certs", "--nodes", nodes.joined(separator: ",")])
+        cluster = try EtcdCluster(size: 3, certificates: "\(directory)/certs")
+        let endpoints = cluster!.endpoints.map { "\"\($0.host):\($0.port)\"" }.joined(separator: ", ")
+        let ports = try EtcdProcess.freeLoopbackPorts(layout.count + 1)
+        for (index, (letter, primaryHost, backupHost)) in layout.enumerated() {
+            let vm = "vm\(letter)\(tag)"
+            let vmDirectory = "\(directory)/\(vm)"
+            try FileManager.default.createDirectory(atPath: vmDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: "\(vmDirectory)/certs", withDestinationPath: "\(directory)/certs")
+            try HostCommand.run(["truncate", "-s", "64M", "\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"])
+            try HostCommand.run(["mkfs.ext4", "-q", "-F", "\(vmDirectory)/primary-disk.img"])
+            let network = try PairNetwork(tapCount: 2, tag: "\(tag)\(letter)")
+            let fleet = { (host: String) in "[fleet]\nendpoints = [\(endpoints)]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n" }
+            let configs = try AgentPair.writeConfigs(
+                in: vmDirectory, port: ports[index], vm: vm, guest: guest,
+                cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-\(vm)-b",
+                disks: ("\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
+                primaryExtra: fleet(primaryHost),
+                backupExtra: fleet(backupHost) + """
+                    [drill]
+                    probe = "tcp:\(network.guestAddress):\(VMDemo.servicePort)"
+                    sandbox_address = "\(network.clientAddress)/\(network.prefixLength)"
+                    every = "\(options.drillEvery)"
+                    slot_dir = "\(directory)/drill-slots-\(backupHost)"
+                    """,
+                names: ("\(primaryHost)-\(vm)", "\(backupHost)-\(vm)"))
+            pairs.append(Pair(vm: vm, primaryHost: primaryHost, backupHost: backupHost, directory: vmDirectory, network: network, configs: configs))
+        }
+        let boot = "\(directory)/boot"
+        try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
+        for file in [guest.kernel, guest.initrd] {
+            try FileManager.default.createSymbolicLink(atPath: "\(boot)/\(URL(fileURLWithPath: file).lastPathComponent)", withDestinationPath: file)
+        }
+        try """
+            [node]
+            name = "\(Self.spareNode)"
+            certificates = "\(directory)/certs"
+            [fleet]
+            endpoints = [\(endpoints)]
+            host = "h4"
+            publish_ms = 200
+            lease_ttl_s = 2
+            reprotect_after_s = 2
+            max_backups = 2
+            [spare]
+            listen_host = "127.0.0.1"
+            port_base = \(ports[layout.count])
+            replica_dir = "/dev/shm/understudy-\(tag)-spare"
+            state_dir = "\(directory)/spare-state"
+            boot_dir = "\(boot)"
+            tap_prefix = "u\(tag)"
+            """.write(toFile: "\(directory)/spare.toml", atomically: true, encoding: .utf8)
+    }
+
+    /// The backups, the primaries and the spare; returns once both VMs are protected and their
+    /// clients answered.
+    private func startHosts(registry: FleetRegistry) throws {
+        say("[2/6] starting hosts h1..h4: \(pairs.map { "\($0.vm) primary on \($0.primaryHost), backup on \($0.backupHost)" }.joined(separator: "; ")); h4 a spare")
+        for pair in pairs {
+            agents[pair.backupNode] = try AgentPair.start(options.executable, ["backup", "--config", pair.configs.backup, "--log-level", "info"],
+                                                          log: "\(pair.directory)/backup.log")
+            agents[pair.primaryNode] = try AgentPair.start(options.executable, ["primary", "--config", pair.configs.primary, "--log-level", "info"],
+                                                           log: "\(pair.directory)/primary.log")
+        }
+        agents[Self.spareNode] = try AgentPair.start(options.executable, ["spare", "--config", "\(directory)/spare.toml", "--log-level", "info"],
+                                                     log: "\(directory)/spare.log")
+        let started = ContinuousClock.now
+        try waitFor("both VMs to be protected", timeout: .seconds(240)) {
+            let records = (try? registry.records()) ?? []
+            return pairs.allSatisfy { pair in
+                records.contains { $0.vm == pair.vm && $0.node == pair.primaryNode && $0.state == "protecting" && $0.peer == pair.backupNode }
+            }
+        }
+        say(String(format: "      both protected after %.1f s; a counter client per VM asks its guest, back to back", (ContinuousClock.now - started).seconds))
+        for pair in pairs {
+            let client = CounterClient(network: pair.network, port: VMDemo.servicePort)
+            clients.append(client)
+            client.start()
+        }
+        for (pair, client) in zip(pairs, clients) {
+            try waitFor("\(pair.vm)'s counter service to answer", timeout: .seconds(60)) { client.history.count >= 5 }
+        }
+    }
+
+    /// SIGKILLs a host's agent and the QEMU it ran, as a host losing power.
+    private func killHost(_ pair: Pair, node: String, run: String) {
+        guard let agent = agents.removeValue(forKey: node) else { return }
+        kill(agent.processIdentifier, SIGKILL)
+        agent.waitUntilExit()
+        retired.append(agent)
+        killQEMU(runDirectory: "\(pair.directory)/\(run)")
+    }
+
+    /// Kills the QEMU whose pid `runDirectory` records, if it is one of this scenario's.
+    private func killQEMU(runDirectory: String) {
+        guard let text = try? String(contentsOfFile: "\(runDirectory)/qemu.pid", encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
+              String(decoding: arguments, as: UTF8.self).contains(directory) else { return }
+        kill(pid, SIGKILL)
+    }
+
+    /// Reads the registry every 200 ms and counts the samples in which one VM has two primaries.
+    private func startSampling(_ registry: FleetRegistry) {
+        sampler = JoinableThread(name: "fleet-sampler") { [self] in
+            repeat {
+                guard let records = try? registry.records() else { continue }
+                let primaries = Dictionary(grouping: records.filter { $0.role == .primary }, by: \.vm)
+                lock.withLock {
+                    samples += 1
+                    if primaries.values.contains(where: { Set($0.map(\.node)).count > 1 }) { doubled += 1 }
+                }
+            } while !sampling.wait(timeout: .milliseconds(200))
+        }
+    }
+
+    private func stopSampling() {
+        sampling.trigger()
+        sampler?.join()
+        sampler = nil
+    }
+
+    /// Polls `condition` every 100 ms; throws on SIGINT/SIGTERM or after `timeout`.
+    private func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) throws {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            if stop.wait(timeout: .milliseconds(100)) { throw HarnessError("interrupted") }
+            guard ContinuousClock.now < deadline else { throw HarnessError("timed out after \(timeout) waiting for \(what)") }
+        }
+    }
+
+    /// Stops the clients, the spare first (it stops its backup nodes and their QEMU), then the
+    /// hosts; kills any QEMU left; removes the networks, etcd, shared-memory files and the directory.
+    private func cleanUp() {
+        stopSampling()
+        clients.forEach { $0.stop() }
+        if let spare = agents.removeValue(forKey: Self.spareNode) { AgentPair.stop([spare], grace: .seconds(20), directory: directory) }
+        for pair in pairs {
+            let own = [pair.primaryNode, pair.backupNode].compactMap { agents.removeValue(forKey: $0) }
+            AgentPair.stop(own, grace: .seconds(20), directory: pair.directory)
+        }
+        pairs.forEach { $0.network.remove() }
+        cluster?.stop()
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.contains(tag) {
+            try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
+        }
+        if options.keep {
+            say("kept \(directory) (configurations, agent logs, disks)")
+        } else {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+}
