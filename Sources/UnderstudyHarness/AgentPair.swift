@@ -100,12 +100,17 @@ public enum AgentPair {
         while processes.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
         for process in processes { process.waitUntilExit() }
-        for run in ["run-primary", "run-backup"] {
-            // Only a QEMU of this pair: the pid file may be stale and its number reused.
-            guard let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text),
-                  let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
-                  String(decoding: arguments, as: UTF8.self).contains(directory) else { continue }
-            kill(pid, SIGKILL)
-        }
+        for run in ["run-primary", "run-backup"] { killQEMU(runDirectory: "\(directory)/\(run)", of: directory) }
+    }
+
+    /// SIGKILLs the QEMU whose pid `runDirectory/qemu.pid` holds, as a host losing power would
+    /// end it with its agent; only if its command line names `directory` (the pid file may be
+    /// stale and its number reused).
+    public static func killQEMU(runDirectory: String, of directory: String) {
+        guard let text = try? String(contentsOfFile: "\(runDirectory)/qemu.pid", encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
+              String(decoding: arguments, as: UTF8.self).contains(directory) else { return }
+        kill(pid, SIGKILL)
     }
 }

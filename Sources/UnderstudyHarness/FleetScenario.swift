@@ -54,7 +54,6 @@ public final class FleetScenario: @unchecked Sendable {
     private var cluster: EtcdCluster?
     private var pairs: [Pair] = []
     private var agents: [String: Process] = [:]
-    private var retired: [Process] = []
     private var clients: [CounterClient] = []
     private var sampler: JoinableThread?
     private let sampling = Latch()
@@ -192,30 +191,45 @@ public final class FleetScenario: @unchecked Sendable {
                 names: ("\(primaryHost)-\(vm)", "\(backupHost)-\(vm)"))
             pairs.append(Pair(vm: vm, primaryHost: primaryHost, backupHost: backupHost, directory: vmDirectory, network: network, configs: configs))
         }
-        let boot = "\(directory)/boot"
+        try Self.linkBootDirectory("\(directory)/boot", guest: guest)
+        try Self.writeSpareConfiguration(to: "\(directory)/spare.toml", node: Self.spareNode, certificates: "\(directory)/certs",
+                                         endpoints: cluster!.endpoints.map(\.description), host: "h4", portBase: ports[layout.count],
+                                         replicaDirectory: "/dev/shm/understudy-\(tag)-spare", stateDirectory: "\(directory)/spare-state",
+                                         bootDirectory: "\(directory)/boot", tapPrefix: "u\(tag)", maxBackups: 2)
+    }
+
+    /// A spare host's boot directory: the guest's kernel and initrd by file name, as a spare finds them.
+    public static func linkBootDirectory(_ boot: String, guest: (kernel: String, initrd: String)) throws {
         try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
         for file in [guest.kernel, guest.initrd] {
             try FileManager.default.createSymbolicLink(atPath: "\(boot)/\(URL(fileURLWithPath: file).lastPathComponent)", withDestinationPath: file)
         }
+    }
+
+    /// A spare's configuration as the tests and the demo run one: on loopback, with the short
+    /// lease and claim delay (2 s each) that keep a run short.
+    public static func writeSpareConfiguration(to path: String, node: String, certificates: String, endpoints: [String], host: String,
+                                               portBase: UInt16, replicaDirectory: String, stateDirectory: String, bootDirectory: String,
+                                               tapPrefix: String, maxBackups: Int) throws {
         try """
             [node]
-            name = "\(Self.spareNode)"
-            certificates = "\(directory)/certs"
+            name = "\(node)"
+            certificates = "\(certificates)"
             [fleet]
-            endpoints = [\(endpoints)]
-            host = "h4"
+            endpoints = [\(endpoints.map { "\"\($0)\"" }.joined(separator: ", "))]
+            host = "\(host)"
             publish_ms = 200
             lease_ttl_s = 2
             reprotect_after_s = 2
-            max_backups = 2
+            max_backups = \(maxBackups)
             [spare]
             listen_host = "127.0.0.1"
-            port_base = \(ports[layout.count])
-            replica_dir = "/dev/shm/understudy-\(tag)-spare"
-            state_dir = "\(directory)/spare-state"
-            boot_dir = "\(boot)"
-            tap_prefix = "u\(tag)"
-            """.write(toFile: "\(directory)/spare.toml", atomically: true, encoding: .utf8)
+            port_base = \(portBase)
+            replica_dir = "\(replicaDirectory)"
+            state_dir = "\(stateDirectory)"
+            boot_dir = "\(bootDirectory)"
+            tap_prefix = "\(tapPrefix)"
+            """.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// The backups, the primaries and the spare; returns once both VMs are protected and their
@@ -253,17 +267,7 @@ public final class FleetScenario: @unchecked Sendable {
         guard let agent = agents.removeValue(forKey: node) else { return }
         kill(agent.processIdentifier, SIGKILL)
         agent.waitUntilExit()
-        retired.append(agent)
-        killQEMU(runDirectory: "\(pair.directory)/\(run)")
-    }
-
-    /// Kills the QEMU whose pid `runDirectory` records, if it is one of this scenario's.
-    private func killQEMU(runDirectory: String) {
-        guard let text = try? String(contentsOfFile: "\(runDirectory)/qemu.pid", encoding: .utf8),
-              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-              let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
-              String(decoding: arguments, as: UTF8.self).contains(directory) else { return }
-        kill(pid, SIGKILL)
+        AgentPair.killQEMU(runDirectory: "\(pair.directory)/\(run)", of: directory)
     }
 
     /// Reads the registry every 200 ms and counts the samples in which one VM has two primaries.
