@@ -3,18 +3,21 @@ import UnderstudyAgent
 import UnderstudySystem
 
 /// A small fleet on one machine, and the host failures issue 21 asks it to survive: a
-/// three-member `EtcdCluster`; hosts h1..h4 as separate agent processes with their own state and
-/// run directories, talking over loopback on distinct ports (no host namespaces: each VM's guest
-/// network is a `PairNetwork` of its own, with a counter client in its namespace); two counter
-/// guests, vm-a (primary on h1, backup on h2) and vm-b (primary on h2, backup on h3); h4 a spare
-/// for both. Both backups drill on a short `drill.every`.
+/// three-member `EtcdCluster` (registry and witness); hosts h1..h4 as separate agent processes
+/// (`understudy run`, each node with its own state and run directories) talking over loopback on
+/// distinct ports (no host namespaces: each VM's guest network is a `PairNetwork` of its own, with
+/// a counter client in its namespace); two counter guests, vm-a (primary on h1, backup on h2) and
+/// vm-b (primary on h2, backup on h3); h4 a spare for both. Both backups drill on a short
+/// `drill.every`.
 ///
-/// `run()` checks, in order: (a) one etcd member killed changes nothing (no role, peer or claim);
-/// (b) h3, vm-b's backup host, killed (agent and QEMU, SIGKILL) makes the spare claim vm-b and
-/// vm-b's primary protect to it again, timed from the kill; (d) h3's agent restarted with its old
-/// configuration stands down and nothing doubles. Throughout, the registry is sampled every 200 ms
-/// for two nodes reporting one VM as primary, and the clients must lose no output they received.
-/// Everything it made is removed when it ends, whatever the outcome.
+/// `run()` checks, in order: (a) one etcd member (a follower) killed changes nothing (no role,
+/// peer or claim); (b) h3, vm-b's backup host, killed (agent and QEMU, SIGKILL): the spare claims
+/// vm-b and its primary protects to it, timed from the kill; (c) h1, vm-a's primary host, killed:
+/// vm-a's backup takes over, then the spare protects it, timed from the kill; (d) h3 and h1
+/// restarted with their old configurations stand down and nothing doubles. Throughout, the
+/// registry is sampled every 200 ms for two nodes reporting one VM as primary, and the clients
+/// must lose no output they had received. Everything it made is removed when it ends, whatever
+/// the outcome.
 public final class FleetScenario: @unchecked Sendable {
     public struct Options: Sendable {
         /// The `understudy` binary the hosts run.
@@ -82,14 +85,14 @@ public final class FleetScenario: @unchecked Sendable {
         try startHosts(registry: registry)
         startSampling(registry)
 
-        say("[3/6] waiting for each backup to pass a scheduled drill (drill.every = \(options.drillEvery))")
+        say("[3/7] waiting for each backup to pass a scheduled drill (drill.every = \(options.drillEvery))")
         try waitFor("a passed drill on every backup", timeout: .seconds(180)) {
             let records = (try? registry.records()) ?? []
             return pairs.allSatisfy { pair in records.contains { $0.vm == pair.vm && $0.role == .backup && $0.lastDrillPassed == true } }
         }
         report.drillsPassed = pairs.count
 
-        say("[4/6] (a) killing one etcd member (a follower): nothing may change for 5 s")
+        say("[4/7] (a) killing one etcd member (a follower): nothing may change for 5 s")
         let before = try registry.records()
         let leader = cluster!.leader()
         let follower = cluster!.members.indices.first { $0 != leader } ?? 0
@@ -109,34 +112,51 @@ public final class FleetScenario: @unchecked Sendable {
         try cluster!.restart(member: follower)
         report.events.append("(a) etcd member \(follower) killed: no role, peer or claim changed; restarted")
 
-        let lost = pairs[1]
-        say("[5/6] (b) killing host \(lost.backupHost), \(lost.vm)'s backup (agent and QEMU, SIGKILL): the spare must claim \(lost.vm)")
-        let killedAt = ContinuousClock.now
-        killHost(lost, node: lost.backupNode, run: "run-backup")
-        try waitFor("the spare to protect \(lost.vm)", timeout: .seconds(240)) {
-            let primary = (try? registry.records())?.first { $0.vm == lost.vm && $0.role == .primary }
-            return primary?.peer == Self.spareNode && primary?.state == "protecting"
-        }
-        let reprotected = Int(((ContinuousClock.now - killedAt).seconds * 1000).rounded())
-        report.reprotectedMs["backup_host_\(lost.backupHost)_killed"] = reprotected
-        report.events.append("(b) \(lost.backupHost) killed: \(Self.spareNode) claimed \(lost.vm), protecting again after \(reprotected) ms")
-        say("      \(lost.vm) protected by \(Self.spareNode) \(reprotected) ms after the kill")
+        // (b) A backup host: its primary must protect to the spare.
+        let vmB = pairs[1]
+        say("[5/7] (b) killing host \(vmB.backupHost), \(vmB.vm)'s backup (agent and QEMU, SIGKILL): the spare must claim \(vmB.vm)")
+        let backupKilledAt = ContinuousClock.now
+        killHost(vmB, node: vmB.backupNode, run: "run-backup")
+        try waitFor("the spare to protect \(vmB.vm)", timeout: .seconds(240)) { protectedBySpare(vmB.vm, registry: registry) }
+        let backupReprotected = Self.milliseconds(since: backupKilledAt)
+        report.reprotectedMs["backup_host_\(vmB.backupHost)_killed"] = backupReprotected
+        report.events.append("(b) \(vmB.backupHost) killed: \(Self.spareNode) claimed \(vmB.vm), protecting again after \(backupReprotected) ms")
+        say("      \(vmB.vm) protected by \(Self.spareNode) \(backupReprotected) ms after the kill")
 
-        say("[6/6] (d) restarting \(lost.backupHost)'s agent with its old configuration: it must stand down")
-        agents[lost.backupNode] = try AgentPair.start(options.executable, ["backup", "--config", lost.configs.backup, "--log-level", "info"],
-                                                      log: "\(lost.directory)/backup-2.log")
-        try waitFor("\(lost.backupNode) to stand down", timeout: .seconds(30)) {
-            (try? registry.records())?.contains { $0.vm == lost.vm && $0.node == lost.backupNode && $0.state == "stood-down" } ?? false
+        // (c) A primary host: its backup takes over, then the spare protects the survivor.
+        let vmA = pairs[0]
+        say("[6/7] (c) killing host \(vmA.primaryHost), \(vmA.vm)'s primary (agent and QEMU, SIGKILL): \(vmA.backupNode) must take over, "
+            + "then the spare protect it")
+        let primaryKilledAt = ContinuousClock.now
+        killHost(vmA, node: vmA.primaryNode, run: "run-primary")
+        try waitFor("\(vmA.backupNode) to run \(vmA.vm)", timeout: .seconds(60)) {
+            (try? registry.records())?.contains { $0.vm == vmA.vm && $0.node == vmA.backupNode && $0.role == .primary } ?? false
+        }
+        let tookOver = Self.milliseconds(since: primaryKilledAt)
+        try waitFor("the spare to protect \(vmA.vm)", timeout: .seconds(240)) { protectedBySpare(vmA.vm, registry: registry) }
+        let primaryReprotected = Self.milliseconds(since: primaryKilledAt)
+        report.reprotectedMs["primary_host_\(vmA.primaryHost)_killed"] = primaryReprotected
+        report.events.append("(c) \(vmA.primaryHost) killed: \(vmA.backupNode) ran \(vmA.vm) after \(tookOver) ms, "
+                             + "protected by \(Self.spareNode) after \(primaryReprotected) ms")
+        say("      \(vmA.backupNode) took over after \(tookOver) ms; protected by \(Self.spareNode) \(primaryReprotected) ms after the kill")
+
+        // (d) The lost hosts come back with their old configurations: they must stand down.
+        say("[7/7] (d) restarting \(vmB.backupHost) and \(vmA.primaryHost) with their old configurations: both must stand down")
+        let returning = [(vmB, vmB.backupNode), (vmA, vmA.primaryNode)]
+        for (pair, node) in returning { try startAgent(node, config: node == pair.primaryNode ? pair.configs.primary : pair.configs.backup, pair: pair, log: "\(node)-2.log") }
+        for (pair, node) in returning {
+            try waitFor("\(node) to stand down", timeout: .seconds(30)) {
+                (try? registry.records())?.contains { $0.vm == pair.vm && $0.node == node && $0.state == "stood-down" } ?? false
+            }
         }
         let claims = try registry.claims()
-        guard claims.count == 1, claims[lost.vm]?.claim.node == Self.spareNode else {
-            throw HarnessError("(d) the claims are not exactly the spare's for \(lost.vm): \(claims.mapValues(\.claim.node))")
+        guard Set(claims.keys) == Set(pairs.map(\.vm)), claims.values.allSatisfy({ $0.claim.node == Self.spareNode }) else {
+            throw HarnessError("(d) the claims are not exactly the spare's, one per VM: \(claims.mapValues(\.claim.node))")
         }
-        let records = try registry.records()
-        guard records.first(where: { $0.vm == lost.vm && $0.role == .primary })?.peer == Self.spareNode else {
-            throw HarnessError("(d) \(lost.vm) is no longer protected by the spare")
+        for pair in pairs where !protectedBySpare(pair.vm, registry: registry) {
+            throw HarnessError("(d) \(pair.vm) is no longer protected by the spare")
         }
-        report.events.append("(d) \(lost.backupHost) restarted: \(lost.backupNode) stood down, \(lost.vm) stays with \(Self.spareNode)")
+        report.events.append("(d) \(vmB.backupHost) and \(vmA.primaryHost) restarted: both stood down, both VMs stay with \(Self.spareNode)")
 
         // The clients must still be answered, and must have lost nothing on the way.
         for (pair, client) in zip(pairs, clients) {
@@ -156,7 +176,7 @@ public final class FleetScenario: @unchecked Sendable {
 
     /// Certificates, the etcd cluster, the guest, and per VM its disks, network and configurations.
     private func prepare() throws {
-        say("[1/6] preparing in \(directory): certificates, a three-member etcd cluster, the counter guest, two VMs' disks and networks")
+        say("[1/7] preparing in \(directory): certificates, a three-member etcd cluster, the counter guest, two VMs' disks and networks")
         let guest = try CounterGuestImage.build(guestDirectory: options.guestDirectory)
         try VMDemo.buildPreloadLibraryIfMissing(executable: options.executable, guestDirectory: options.guestDirectory, say: say)
         try? FileManager.default.removeItem(atPath: directory)
@@ -166,7 +186,8 @@ public final class FleetScenario: @unchecked Sendable {
         try HostCommand.run([options.executable, "certs", "init", "--dir", "\(directory)/certs", "--nodes", nodes.joined(separator: ",")])
         cluster = try EtcdCluster(size: 3, certificates: "\(directory)/certs")
         let endpoints = cluster!.endpoints.map { "\"\($0.host):\($0.port)\"" }.joined(separator: ", ")
-        let ports = try EtcdProcess.freeLoopbackPorts(layout.count + 1)
+        // Per VM the backup node's listening port and the primary node's (either can be the backup).
+        let ports = try EtcdProcess.freeLoopbackPorts(2 * layout.count + 1)
         for (index, (letter, primaryHost, backupHost)) in layout.enumerated() {
             let vm = "vm\(letter)\(tag)"
             let vmDirectory = "\(directory)/\(vm)"
@@ -175,12 +196,18 @@ public final class FleetScenario: @unchecked Sendable {
             try HostCommand.run(["truncate", "-s", "64M", "\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"])
             try HostCommand.run(["mkfs.ext4", "-q", "-F", "\(vmDirectory)/primary-disk.img"])
             let network = try PairNetwork(tapCount: 2, tag: "\(tag)\(letter)")
-            let fleet = { (host: String) in "[fleet]\nendpoints = [\(endpoints)]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n" }
+            // The witness on the same cluster fences failover; its 3 s lease rides through an etcd leader's election.
+            let fleet = { (host: String) in
+                "[fleet]\nendpoints = [\(endpoints)]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n"
+                    + "[witness]\nendpoints = [\(endpoints)]\nlease_ttl_s = 3\n[failover]\ngrace_ms = 200\nreconnect_ms = 200\n"
+            }
+            let primaryListen = "127.0.0.1:\(ports[2 * index + 1])"
             let configs = try AgentPair.writeConfigs(
-                in: vmDirectory, port: ports[index], vm: vm, guest: guest,
+                in: vmDirectory, port: ports[2 * index], vm: vm, guest: guest,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-\(vm)-b",
                 disks: ("\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
-                primaryExtra: fleet(primaryHost),
+                backupPeerAddress: primaryListen,
+                primaryExtra: "[backup]\nlisten = \"\(primaryListen)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n" + fleet(primaryHost),
                 backupExtra: fleet(backupHost) + """
                     [drill]
                     probe = "tcp:\(network.guestAddress):\(VMDemo.servicePort)"
@@ -193,7 +220,7 @@ public final class FleetScenario: @unchecked Sendable {
         }
         try Self.linkBootDirectory("\(directory)/boot", guest: guest)
         try Self.writeSpareConfiguration(to: "\(directory)/spare.toml", node: Self.spareNode, certificates: "\(directory)/certs",
-                                         endpoints: cluster!.endpoints.map(\.description), host: "h4", portBase: ports[layout.count],
+                                         endpoints: cluster!.endpoints.map(\.description), host: "h4", portBase: ports[2 * layout.count],
                                          replicaDirectory: "/dev/shm/understudy-\(tag)-spare", stateDirectory: "\(directory)/spare-state",
                                          bootDirectory: "\(directory)/boot", tapPrefix: "u\(tag)", maxBackups: 2)
     }
@@ -232,15 +259,29 @@ public final class FleetScenario: @unchecked Sendable {
             """.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
+    /// Whether `vm`'s one primary reports protecting to the spare.
+    private func protectedBySpare(_ vm: String, registry: FleetRegistry) -> Bool {
+        let primaries = ((try? registry.records()) ?? []).filter { $0.vm == vm && $0.role == .primary }
+        return primaries.count == 1 && primaries[0].peer == Self.spareNode && primaries[0].state == "protecting"
+    }
+
+    private static func milliseconds(since start: ContinuousClock.Instant) -> Int {
+        Int(((ContinuousClock.now - start).seconds * 1000).rounded())
+    }
+
+    /// Starts `node` of `pair` as the operator's service manager does: `understudy run`, which
+    /// picks its role from its role record (a node that died running the VM starts as the backup).
+    private func startAgent(_ node: String, config: String, pair: Pair, log: String) throws {
+        agents[node] = try AgentPair.start(options.executable, ["run", "--config", config, "--log-level", "info"], log: "\(pair.directory)/\(log)")
+    }
+
     /// The backups, the primaries and the spare; returns once both VMs are protected and their
     /// clients answered.
     private func startHosts(registry: FleetRegistry) throws {
-        say("[2/6] starting hosts h1..h4: \(pairs.map { "\($0.vm) primary on \($0.primaryHost), backup on \($0.backupHost)" }.joined(separator: "; ")); h4 a spare")
+        say("[2/7] starting hosts h1..h4: \(pairs.map { "\($0.vm) primary on \($0.primaryHost), backup on \($0.backupHost)" }.joined(separator: "; ")); h4 a spare")
         for pair in pairs {
-            agents[pair.backupNode] = try AgentPair.start(options.executable, ["backup", "--config", pair.configs.backup, "--log-level", "info"],
-                                                          log: "\(pair.directory)/backup.log")
-            agents[pair.primaryNode] = try AgentPair.start(options.executable, ["primary", "--config", pair.configs.primary, "--log-level", "info"],
-                                                           log: "\(pair.directory)/primary.log")
+            try startAgent(pair.backupNode, config: pair.configs.backup, pair: pair, log: "backup.log")
+            try startAgent(pair.primaryNode, config: pair.configs.primary, pair: pair, log: "primary.log")
         }
         agents[Self.spareNode] = try AgentPair.start(options.executable, ["spare", "--config", "\(directory)/spare.toml", "--log-level", "info"],
                                                      log: "\(directory)/spare.log")

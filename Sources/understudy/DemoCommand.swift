@@ -18,9 +18,9 @@ struct DemoCommand: ParsableCommand {
             client had received or the client got no reply after it.
 
             --fleet runs a fleet instead: a three-member etcd cluster, four hosts (agent processes on loopback), \
-            two counter guests and a spare host; it kills an etcd member, then a backup host, times how long until \
-            the spare protects the VM again, restarts the lost host and checks that it stands down, that no VM ever \
-            had two primaries and that the clients lost nothing. Needs /usr/bin/etcd (Debian's etcd-server) too.
+            two counter guests and a spare host; it kills an etcd member, then a backup host, then a primary host \
+            (its backup takes over), times how long until the spare protects each VM again, restarts the lost hosts \
+            and checks that they stand down, that no VM ever had two primaries and that the clients lost nothing. Needs /usr/bin/etcd (Debian's etcd-server) too.
 
             --synthetic runs the earlier demo instead: a synthetic guest's memory streamed between two agents on \
             loopback, printing throughput, and the replica checked against the guest byte for byte.
@@ -41,7 +41,7 @@ struct DemoCommand: ParsableCommand {
     @Flag(name: .long, help: "The synthetic-guest throughput demo instead of the real VM.")
     var synthetic = false
 
-    @Flag(name: .long, help: "The fleet demo: two VMs on four hosts with a spare, an etcd member and a backup host killed.")
+    @Flag(name: .long, help: "The fleet demo: two VMs on four hosts with a spare; an etcd member, a backup host and a primary host killed.")
     var fleet = false
 
     @Option(name: .long, help: "With --synthetic: guest memory in MiB (default 256).")
