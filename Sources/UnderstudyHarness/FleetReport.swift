@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyAgent
 
 /// What `FleetScenario` (and `understudy demo --fleet`) found: the figures issue 21 asks the
 /// fleet demo to print, and whether they are what they must be.
@@ -32,6 +33,17 @@ public struct FleetReport: Codable, Sendable, Equatable {
             laterMinimum = min(laterMinimum, value)
         }
         return lost
+    }
+
+    /// The VMs that two nodes report as their running primary in one registry read.
+    public static func vmsWithTwoPrimaries(_ records: [FleetRecord]) -> [String] {
+        Dictionary(grouping: records.filter { $0.role == .primary }, by: \.vm)
+            .filter { Set($0.value.map(\.node)).count > 1 }.keys.sorted()
+    }
+
+    /// The VMs whose backup reports a passed scheduled drill.
+    public static func vmsWithPassedDrill(_ records: [FleetRecord]) -> Set<String> {
+        Set(records.filter { $0.role == .backup && $0.lastDrillPassed == true }.map(\.vm))
     }
 
     /// A few lines for a person.

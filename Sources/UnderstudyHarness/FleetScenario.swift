@@ -86,11 +86,12 @@ public final class FleetScenario: @unchecked Sendable {
         startSampling(registry)
 
         say("[3/7] waiting for each backup to pass a scheduled drill (drill.every = \(options.drillEvery))")
+        var drilled: Set<String> = []
         try waitFor("a passed drill on every backup", timeout: .seconds(180)) {
-            let records = (try? registry.records()) ?? []
-            return pairs.allSatisfy { pair in records.contains { $0.vm == pair.vm && $0.role == .backup && $0.lastDrillPassed == true } }
+            drilled.formUnion(FleetReport.vmsWithPassedDrill((try? registry.records()) ?? []))
+            return drilled.count == pairs.count
         }
-        report.drillsPassed = pairs.count
+        report.drillsPassed = drilled.count
 
         say("[4/7] (a) killing one etcd member (a follower): nothing may change for 5 s")
         let before = try registry.records()
@@ -316,10 +317,10 @@ public final class FleetScenario: @unchecked Sendable {
         sampler = JoinableThread(name: "fleet-sampler") { [self] in
             repeat {
                 guard let records = try? registry.records() else { continue }
-                let primaries = Dictionary(grouping: records.filter { $0.role == .primary }, by: \.vm)
+                let twice = FleetReport.vmsWithTwoPrimaries(records)
                 lock.withLock {
                     samples += 1
-                    if primaries.values.contains(where: { Set($0.map(\.node)).count > 1 }) { doubled += 1 }
+                    if !twice.isEmpty { doubled += 1 }
                 }
             } while !sampling.wait(timeout: .milliseconds(200))
         }

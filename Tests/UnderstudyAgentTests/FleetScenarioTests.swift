@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UnderstudyAgent
 import UnderstudyHarness
+import UnderstudySystem
 import UnderstudyTestTags
 
 /// `understudy demo --fleet --json`, as a user runs it: two counter guests on four hosts with a
@@ -37,6 +38,8 @@ struct FleetScenarioTests {
         #expect(shm.isEmpty, "left in /dev/shm: \(shm)")
         let interfaces = (try? String(contentsOfFile: "/proc/net/dev", encoding: .utf8)) ?? ""
         #expect(!interfaces.contains(tag), "network interfaces left: \(interfaces)")
+        let namespaces = try HostCommand.run(["ip", "netns", "list"])
+        #expect(!namespaces.contains(tag), "network namespaces left: \(namespaces)")
         let processes = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
             let arguments = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) }
             return arguments?.contains("understudy-fleet-\(tag)") ?? false
