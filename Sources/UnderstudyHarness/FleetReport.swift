@@ -53,7 +53,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
 
             summary
               vms               \(vms.joined(separator: ", "))
-              events            \(events.joined(separator: "; "))
+              events            \(events.joined(separator: "\n                    "))
               re-protected      \(times.isEmpty ? "-" : times)
               lost output       \(lostAcknowledgedOutput) values the clients had received
               two active copies \(twoActiveCopies) of \(registrySamples) registry samples

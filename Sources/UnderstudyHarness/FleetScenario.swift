@@ -111,7 +111,7 @@ public final class FleetScenario: @unchecked Sendable {
             }
         }
         try cluster!.restart(member: follower)
-        report.events.append("(a) etcd member \(follower) killed: no role, peer or claim changed; restarted")
+        report.events.append("(a) etcd member \(follower) (a follower) killed: no role, peer or claim changed; restarted")
 
         // (b) A backup host: its primary must protect to the spare.
         let vmB = pairs[1]
@@ -197,6 +197,9 @@ public final class FleetScenario: @unchecked Sendable {
             try HostCommand.run(["truncate", "-s", "64M", "\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"])
             try HostCommand.run(["mkfs.ext4", "-q", "-F", "\(vmDirectory)/primary-disk.img"])
             let network = try PairNetwork(tapCount: 2, tag: "\(tag)\(letter)")
+            // Until the pair exists, cleanUp does not know the network.
+            var paired = false
+            defer { if !paired { network.remove() } }
             // The witness on the same cluster fences failover; its 3 s lease rides through an etcd leader's election.
             let fleet = { (host: String) in
                 "[fleet]\nendpoints = [\(endpoints)]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n"
@@ -218,6 +221,7 @@ public final class FleetScenario: @unchecked Sendable {
                     """,
                 names: ("\(primaryHost)-\(vm)", "\(backupHost)-\(vm)"))
             pairs.append(Pair(vm: vm, primaryHost: primaryHost, backupHost: backupHost, directory: vmDirectory, network: network, configs: configs))
+            paired = true
         }
         try Self.linkBootDirectory("\(directory)/boot", guest: guest)
         try Self.writeSpareConfiguration(to: "\(directory)/spare.toml", node: Self.spareNode, certificates: "\(directory)/certs",
