@@ -8,14 +8,16 @@ public enum AgentPair {
     /// (`CounterGuestImage`), or another guest with `memoryMiB` (the Debian guest); the `extra`
     /// texts are appended as more TOML tables (`primaryExtra` continues `[replication]` first);
     /// `vmExtra` continues each node's `[vm]` table (several disks, the machine, vCPUs); `moreTaps`
-    /// are the TAPs of each node's NICs after the first.
+    /// are the TAPs of each node's NICs after the first; `names` are the nodes' certificate names
+    /// (several pairs of one fleet need names of their own).
     public static func writeConfigs(in directory: String, port: UInt16, vm: String, guest image: (kernel: String, initrd: String),
                                     cmdline: String, replicaDirectory: String, backupHost: String = "127.0.0.1",
                                     disks: (primary: String, backup: String)? = nil, taps: (primary: String, backup: String)? = nil,
                                     moreTaps: (primary: [String], backup: [String]) = ([], []),
                                     primaryNetwork: String = "", backupPeerAddress: String? = nil, primaryExtra: String = "",
                                     backupExtra: String = "", vmExtra: (primary: String, backup: String) = ("", ""),
-                                    memoryMiB: Int = 128) throws -> (primary: String, backup: String) {
+                                    memoryMiB: Int = 128, names: (primary: String, backup: String) = ("primary", "backup"))
+        throws -> (primary: String, backup: String) {
         func vmSection(disk: String?, extra: String) -> String {
             """
             [vm]
@@ -35,12 +37,12 @@ public enum AgentPair {
         }
         let primary = """
             [node]
-            name = "primary"
+            name = "\(names.primary)"
             certificates = "\(directory)/certs"
             role = "primary"
             state_dir = "\(directory)/state-primary"
             [peer]
-            name = "backup"
+            name = "\(names.backup)"
             address = "\(backupHost):\(port)"
             \(vmSection(disk: disks?.primary, extra: vmExtra.primary))run_dir = "\(directory)/run-primary"
             \(networkSection(tap: taps?.primary, more: moreTaps.primary, extra: primaryNetwork))[replication]
@@ -49,12 +51,12 @@ public enum AgentPair {
             """
         let backup = """
             [node]
-            name = "backup"
+            name = "\(names.backup)"
             certificates = "\(directory)/certs"
             role = "backup"
             state_dir = "\(directory)/state-backup"
             [peer]
-            name = "primary"
+            name = "\(names.primary)"
             \(backupPeerAddress.map { "address = \"\($0)\"\n" } ?? "")\(vmSection(disk: disks?.backup, extra: vmExtra.backup))run_dir = "\(directory)/run-backup"
             \(networkSection(tap: taps?.backup, more: moreTaps.backup, extra: ""))[backup]
             listen = "\(backupHost):\(port)"
@@ -98,12 +100,17 @@ public enum AgentPair {
         while processes.contains(where: \.isRunning), ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
         for process in processes { process.waitUntilExit() }
-        for run in ["run-primary", "run-backup"] {
-            // Only a QEMU of this pair: the pid file may be stale and its number reused.
-            guard let text = try? String(contentsOfFile: "\(directory)/\(run)/qemu.pid", encoding: .utf8), let pid = Int32(text),
-                  let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
-                  String(decoding: arguments, as: UTF8.self).contains(directory) else { continue }
-            kill(pid, SIGKILL)
-        }
+        for run in ["run-primary", "run-backup"] { killQEMU(runDirectory: "\(directory)/\(run)", of: directory) }
+    }
+
+    /// SIGKILLs the QEMU whose pid `runDirectory/qemu.pid` holds, as a host losing power would
+    /// end it with its agent; only if its command line names `directory` (the pid file may be
+    /// stale and its number reused).
+    public static func killQEMU(runDirectory: String, of directory: String) {
+        guard let text = try? String(contentsOfFile: "\(runDirectory)/qemu.pid", encoding: .utf8),
+              let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")),
+              String(decoding: arguments, as: UTF8.self).contains(directory) else { return }
+        kill(pid, SIGKILL)
     }
 }

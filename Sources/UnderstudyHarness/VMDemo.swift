@@ -137,7 +137,7 @@ public final class VMDemo: @unchecked Sendable {
         say("[1/5] preparing: the test guest (Debian cloud kernel, busybox, a TCP counter service on an ext4 disk), "
             + "certificates, disks, network namespaces")
         let guest = try CounterGuestImage.build(guestDirectory: options.guestDirectory)
-        try buildPreloadLibraryIfMissing()
+        try Self.buildPreloadLibraryIfMissing(executable: options.executable, guestDirectory: options.guestDirectory, say: say)
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try HostCommand.run([options.executable, "certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
@@ -175,13 +175,13 @@ public final class VMDemo: @unchecked Sendable {
     /// `swift run understudy` builds only that product, not the library the primary loads into
     /// QEMU for exact dirty tracking (without it the agent compares pages, too slow for this guest
     /// under TCG): build it into the same build directory, next to the binary.
-    private func buildPreloadLibraryIfMissing() throws {
+    static func buildPreloadLibraryIfMissing(executable: String, guestDirectory: URL, say: (String) -> Void) throws {
         guard PreloadLibrary.locate() == nil else { return }
-        let binary = URL(fileURLWithPath: options.executable).deletingLastPathComponent()  // SCRATCH/TRIPLE/CONFIGURATION
+        let binary = URL(fileURLWithPath: executable).deletingLastPathComponent()  // SCRATCH/TRIPLE/CONFIGURATION
         let scratch = binary.deletingLastPathComponent().deletingLastPathComponent()
-        let package = options.guestDirectory.deletingLastPathComponent().deletingLastPathComponent()
+        let package = guestDirectory.deletingLastPathComponent().deletingLastPathComponent()
         guard FileManager.default.fileExists(atPath: package.appendingPathComponent("Package.swift").path) else {
-            throw HarnessError("\(PreloadLibrary.fileName) is not next to \(options.executable): build it with swift build")
+            throw HarnessError("\(PreloadLibrary.fileName) is not next to \(executable): build it with swift build")
         }
         say("      building \(PreloadLibrary.fileName) next to the binary (swift build --product UnderstudyPreload)")
         do {

@@ -40,31 +40,12 @@ struct SpareHostVMTests {
             replicaDirectory: "/dev/shm/understudy-\(vm)-b", primaryExtra: fleet("hv-p") + "[failover]\ngrace_ms = 200\nreconnect_ms = 200\n",
             backupExtra: fleet("hv-b"))
         // The spare finds the guest's kernel and initrd by file name in its boot directory.
-        let boot = "\(directory)/boot"
-        try FileManager.default.createDirectory(atPath: boot, withIntermediateDirectories: true)
-        for file in [TestGuest.image.kernel, TestGuest.image.initrd] {
-            try FileManager.default.createSymbolicLink(atPath: "\(boot)/\(URL(fileURLWithPath: file).lastPathComponent)", withDestinationPath: file)
-        }
         let spareConfig = "\(directory)/spare.toml"
-        try """
-            [node]
-            name = "spare-s"
-            certificates = "\(directory)/certs"
-            [fleet]
-            endpoints = ["\(endpoint)"]
-            host = "hv-s"
-            publish_ms = 200
-            lease_ttl_s = 2
-            reprotect_after_s = 2
-            max_backups = 2
-            [spare]
-            listen_host = "127.0.0.1"
-            port_base = \(port + 10)
-            replica_dir = "/dev/shm/understudy-\(vm)-s"
-            state_dir = "\(directory)/spare-state"
-            boot_dir = "\(boot)"
-            tap_prefix = "usp"
-            """.write(toFile: spareConfig, atomically: true, encoding: .utf8)
+        try FleetScenario.linkBootDirectory("\(directory)/boot", guest: TestGuest.image)
+        try FleetScenario.writeSpareConfiguration(to: spareConfig, node: "spare-s", certificates: "\(directory)/certs", endpoints: [endpoint],
+                                                  host: "hv-s", portBase: port + 10, replicaDirectory: "/dev/shm/understudy-\(vm)-s",
+                                                  stateDirectory: "\(directory)/spare-state", bootDirectory: "\(directory)/boot",
+                                                  tapPrefix: "usp", maxBackups: 2)
         let registry = FleetRegistry(endpoints: [try Endpoint(parsing: endpoint)], tls: etcd!.clientTLS(node: "operator"))
         func primaryRecord() -> FleetRecord? { (try? registry.records())?.first { $0.vm == vm && $0.role == .primary } }
 
@@ -82,10 +63,7 @@ struct SpareHostVMTests {
         let killedAt = ContinuousClock.now
         kill(backup.processIdentifier, SIGKILL)
         backup.waitUntilExit()
-        if let text = try? String(contentsOfFile: "\(directory)/run-backup/qemu.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-           let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")), String(decoding: arguments, as: UTF8.self).contains(directory) {
-            kill(pid, SIGKILL)
-        }
+        AgentPair.killQEMU(runDirectory: "\(directory)/run-backup", of: directory)
         try #require(eventually(within: .seconds(60), every: .milliseconds(100)) { (try? registry.claims())?[vm] != nil },
                      "no spare claimed the VM: \(String(describing: primaryRecord()))")
         let claim = try #require(try registry.claims()[vm]?.claim)
