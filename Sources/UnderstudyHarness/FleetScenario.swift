@@ -10,8 +10,8 @@ import UnderstudySystem
 /// vm-b (primary on h2, backup on h3); h4 a spare for both. Both backups drill on a short
 /// `drill.every`.
 ///
-/// `run()` checks, in order: (a) one etcd member (a follower) killed changes nothing (no role,
-/// peer or claim); (b) h3, vm-b's backup host, killed (agent and QEMU, SIGKILL): the spare claims
+/// `run()` checks, in order: (a) one etcd member, the leader, killed changes nothing (no role,
+/// peer or claim: the registry's and the witness's 3 s leases ride through the election); (b) h3, vm-b's backup host, killed (agent and QEMU, SIGKILL): the spare claims
 /// vm-b and its primary protects to it, timed from the kill; (c) h1, vm-a's primary host, killed:
 /// vm-a's backup takes over, then the spare protects it, timed from the kill; (d) h3 and h1
 /// restarted with their old configurations stand down and nothing doubles. Throughout, the
@@ -93,11 +93,10 @@ public final class FleetScenario: @unchecked Sendable {
         }
         report.drillsPassed = drilled.count
 
-        say("[4/7] (a) killing one etcd member (a follower): nothing may change for 5 s")
+        say("[4/7] (a) killing one etcd member (the leader): nothing may change for 5 s")
         let before = try registry.records()
-        let leader = cluster!.leader()
-        let follower = cluster!.members.indices.first { $0 != leader } ?? 0
-        cluster!.kill(member: follower)
+        let leader = cluster!.leader() ?? 0
+        cluster!.kill(member: leader)
         for _ in 0..<25 {
             if stop.wait(timeout: .milliseconds(200)) { throw HarnessError("interrupted") }
             guard let claims = try? registry.claims(), let records = try? registry.records() else { continue }
@@ -110,8 +109,8 @@ public final class FleetScenario: @unchecked Sendable {
                 }
             }
         }
-        try cluster!.restart(member: follower)
-        report.events.append("(a) etcd member \(follower) (a follower) killed: no role, peer or claim changed; restarted")
+        try cluster!.restart(member: leader)
+        report.events.append("(a) etcd member \(leader) (the leader) killed: no role, peer or claim changed; restarted")
 
         // (b) A backup host: its primary must protect to the spare.
         let vmB = pairs[1]
@@ -202,7 +201,7 @@ public final class FleetScenario: @unchecked Sendable {
             defer { if !paired { network.remove() } }
             // The witness on the same cluster fences failover; its 3 s lease rides through an etcd leader's election.
             let fleet = { (host: String) in
-                "[fleet]\nendpoints = [\(endpoints)]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n"
+                "[fleet]\nendpoints = [\(endpoints)]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 3\n"
                     + "[witness]\nendpoints = [\(endpoints)]\nlease_ttl_s = 3\n[failover]\ngrace_ms = 200\nreconnect_ms = 200\n"
             }
             let primaryListen = "127.0.0.1:\(ports[2 * index + 1])"
@@ -251,7 +250,7 @@ public final class FleetScenario: @unchecked Sendable {
             endpoints = [\(endpoints.map { "\"\($0)\"" }.joined(separator: ", "))]
             host = "\(host)"
             publish_ms = 200
-            lease_ttl_s = 2
+            lease_ttl_s = 3
             reprotect_after_s = 2
             max_backups = \(maxBackups)
             [spare]
