@@ -84,7 +84,8 @@ public enum Drill {
         }
         defer { clone.shutdown() }
         let running = ContinuousClock.now - started
-        logger.notice("clone running", metadata: ["epoch": "\(snapshot.epoch)", "ms": "\(running.wholeMilliseconds)"])
+        logger.notice("clone running", metadata: ["epoch": "\(snapshot.epoch)", "ms": "\(running.wholeMilliseconds)",
+                                                  "sandbox": "\(sandbox.namespace)"])
 
         let failure = sandbox.waitForProbe(probe, serialLog: vm.serialLog, scratch: vm.runDirectory, deadline: deadline, timeout: timeout, stop: stop)
         let recovery = ContinuousClock.now - started

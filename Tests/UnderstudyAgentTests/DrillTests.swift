@@ -172,10 +172,13 @@ struct DrillTests {
         #expect(scraped.total("understudy_drill_last_success_timestamp_seconds") >= released.rounded(.down))
         #expect(scraped.total("understudy_drill_recovery_seconds") > 0)
         #expect(client.reconnects == 0, "\(client.errors)")
-        // The drill's namespaces and clones are gone (the next may be running: stop the backup first).
+        // The drills' namespaces and clones are gone (the next may be running: stop the backup first).
+        // Only this backup's drills, named in its log: other suites' drills run at the same time.
         pair.terminate(pair.backup)
-        let namespaces = (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []
-        for sandbox in namespaces where sandbox.hasPrefix("us-drill-") {
+        let log = (try? String(contentsOfFile: "\(pair.directory)/backup.log", encoding: .utf8)) ?? ""
+        let sandboxes = Set(log.matches(of: /"sandbox":"(us-drill-[0-9a-f]+)"/).map { String($0.output.1) })
+        #expect(!sandboxes.isEmpty, "the backup's log names its drills' sandboxes")
+        for sandbox in sandboxes {
             #expect(pair.leftovers(sandbox: sandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: sandbox))")
         }
     }
