@@ -55,6 +55,8 @@ public enum Drill {
                                        address: configuration.drill.sandboxAddress, outputBufferBytes: configuration.outputBufferBytes,
                                        policy: configuration.policy, logger: logger)
         defer { sandbox.remove() }
+        // Named in the log: an agent killed during a drill leaves this namespace behind.
+        logger.info("drill sandbox", metadata: ["sandbox": "\(sandbox.namespace)"])
         // Disk before NIC, as `GuestDevices` orders them: QEMU assigns PCI slots in order, and the
         // device state names each device by its slot.
         var arguments: [String] = []
@@ -84,8 +86,7 @@ public enum Drill {
         }
         defer { clone.shutdown() }
         let running = ContinuousClock.now - started
-        logger.notice("clone running", metadata: ["epoch": "\(snapshot.epoch)", "ms": "\(running.wholeMilliseconds)",
-                                                  "sandbox": "\(sandbox.namespace)"])
+        logger.notice("clone running", metadata: ["epoch": "\(snapshot.epoch)", "ms": "\(running.wholeMilliseconds)"])
 
         let failure = sandbox.waitForProbe(probe, serialLog: vm.serialLog, scratch: vm.runDirectory, deadline: deadline, timeout: timeout, stop: stop)
         let recovery = ContinuousClock.now - started

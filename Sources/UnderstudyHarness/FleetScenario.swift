@@ -344,6 +344,20 @@ public final class FleetScenario: @unchecked Sendable {
         }
     }
 
+    /// The drill namespaces the agents' logs name: a host killed during a drill leaves its
+    /// sandbox behind (another suite's drills are not named here, and stay).
+    private func removeDrillSandboxes() {
+        let logs = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".log") } ?? []
+        var sandboxes = Set<String>()
+        for log in logs {
+            let text = (try? String(contentsOfFile: "\(directory)/\(log)", encoding: .utf8)) ?? ""
+            sandboxes.formUnion(text.matches(of: /"sandbox":"(us-drill-[0-9a-f]+)"/).map { String($0.output.1) })
+        }
+        for sandbox in sandboxes where FileManager.default.fileExists(atPath: "/var/run/netns/\(sandbox)") {
+            _ = try? HostCommand.run(["ip", "netns", "delete", sandbox])
+        }
+    }
+
     /// Stops the clients, the spare first (it stops its backup nodes and their QEMU), then the
     /// hosts; kills any QEMU left; removes the networks, etcd, shared-memory files and the directory.
     private func cleanUp() {
@@ -355,6 +369,7 @@ public final class FleetScenario: @unchecked Sendable {
             AgentPair.stop(own, grace: .seconds(20), directory: pair.directory)
         }
         pairs.forEach { $0.network.remove() }
+        removeDrillSandboxes()
         cluster?.stop()
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.contains(tag) {
             try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
