@@ -35,9 +35,12 @@ public struct FleetReport: Codable, Sendable, Equatable {
         return lost
     }
 
-    /// The VMs that two nodes report as their running primary in one registry read.
-    public static func vmsWithTwoPrimaries(_ records: [FleetRecord]) -> [String] {
-        Dictionary(grouping: records.filter { $0.role == .primary }, by: \.vm)
+    /// The VMs that two nodes report as their running primary in one registry read, counting
+    /// only entries published within `freshWithin` seconds of `now`: a killed node's last entry
+    /// stays in the registry until its lease runs out (up to `fleet.lease_ttl_s`), which can be
+    /// after its backup took over, but a node that still runs republishes every `publish_ms`.
+    public static func vmsWithTwoPrimaries(_ records: [FleetRecord], now: Double, freshWithin: Double) -> [String] {
+        Dictionary(grouping: records.filter { $0.role == .primary && now - $0.publishedAt <= freshWithin }, by: \.vm)
             .filter { Set($0.value.map(\.node)).count > 1 }.keys.sorted()
     }
 

@@ -320,7 +320,8 @@ public final class FleetScenario: @unchecked Sendable {
         sampler = JoinableThread(name: "fleet-sampler") { [self] in
             repeat {
                 guard let records = try? registry.records() else { continue }
-                let twice = FleetReport.vmsWithTwoPrimaries(records)
+                // Fresh: republished within five publish periods (200 ms each).
+                let twice = FleetReport.vmsWithTwoPrimaries(records, now: Date().timeIntervalSince1970, freshWithin: 1)
                 lock.withLock {
                     samples += 1
                     if !twice.isEmpty { doubled += 1 }

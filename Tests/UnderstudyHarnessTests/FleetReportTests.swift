@@ -36,9 +36,15 @@ struct FleetReportTests {
             FleetRecord(vm: vm, host: node, node: node, role: role, state: "protecting", peer: "x", publishedAt: 0)
         }
         let pair = [record("a", "h1", .primary), record("a", "h2", .backup), record("b", "h2", .primary)]
-        #expect(FleetReport.vmsWithTwoPrimaries(pair).isEmpty)
-        #expect(FleetReport.vmsWithTwoPrimaries(pair + [record("a", "h2", .primary)]) == ["a"])
-        #expect(FleetReport.vmsWithTwoPrimaries(pair + [record("b", "h3", .primary), record("a", "h4", .primary)]) == ["a", "b"])
+        #expect(FleetReport.vmsWithTwoPrimaries(pair, now: 0.5, freshWithin: 1).isEmpty)
+        #expect(FleetReport.vmsWithTwoPrimaries(pair + [record("a", "h2", .primary)], now: 0.5, freshWithin: 1) == ["a"])
+        #expect(FleetReport.vmsWithTwoPrimaries(pair + [record("b", "h3", .primary), record("a", "h4", .primary)], now: 0.5, freshWithin: 1)
+                == ["a", "b"])
+        // A killed primary's last entry, still there until its lease runs out, beside the backup
+        // that took over: not two running copies.
+        var killed = record("a", "h9", .primary)
+        killed.publishedAt = -2.5
+        #expect(FleetReport.vmsWithTwoPrimaries(pair + [killed], now: 0.5, freshWithin: 1).isEmpty)
     }
 
     @Test func aDrillCountsForItsVMOnlyWhenTheBackupPassedIt() {
