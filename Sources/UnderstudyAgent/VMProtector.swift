@@ -176,7 +176,11 @@ public final class VMProtector: @unchecked Sendable {
             if let outcome = checkEnd() { return outcome }
             applyPolicyIfDue()
             keepRecordedDiskWrites()
-            guard var sessionConfiguration = currentPrimaryConfiguration(firstEpoch: nextEpoch) else { continue }
+            guard var sessionConfiguration = currentPrimaryConfiguration(firstEpoch: nextEpoch) else {
+                // The followed spare's address does not parse (an error logged): not again at once.
+                waitForRetry()
+                continue
+            }
             sessionConfiguration.firstEpoch = nextEpoch
             let replicator = PrimaryReplicator(source: source, configuration: sessionConfiguration, disk: devices.diskSet, logger: logger,
                                                onRelease: { [weak self] epoch in self?.release(through: epoch) })

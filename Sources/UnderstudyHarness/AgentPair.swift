@@ -69,13 +69,15 @@ public enum AgentPair {
     }
 
     /// Starts `executable` (an `understudy` binary) with `arguments`, its output and errors into
-    /// `log`; inside network namespace `namespace` when one is given (`ip netns exec`, which
-    /// execs the program: the process is the agent itself, so signals reach it).
+    /// `log`; inside network namespace `namespace` when one is given. `nsenter --net` execs the
+    /// program, so the process is the agent itself and signals reach it; unlike `ip netns exec`
+    /// it keeps this mount namespace, so the drill sandboxes an agent adds (`ip netns add`) are
+    /// seen, and can be removed, from here.
     public static func start(_ executable: String, _ arguments: [String], log: String, namespace: String? = nil) throws -> Process {
         let process = Process()
         if let namespace {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["ip", "netns", "exec", namespace, executable] + arguments
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            process.arguments = ["--net=/run/netns/\(namespace)", "--", executable] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments

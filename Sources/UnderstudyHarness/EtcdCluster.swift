@@ -3,7 +3,7 @@ import UnderstudySystem
 import UnderstudyTransport
 import UnderstudyWitness
 
-/// A three-member (or any odd size) etcd cluster on loopback for one test, as a fleet runs its
+/// A three-member (or any odd size) etcd cluster on one address (loopback by default) for one test, as a fleet runs its
 /// witness and registry: each member an `EtcdProcess` with its own name, ports and data
 /// directory, TLS on the client ports like a single `EtcdProcess`. `kill(member:)` and
 /// `restart(member:)` take one member away and bring it back with its data; `stop()` (or deinit,
@@ -20,7 +20,8 @@ public final class EtcdCluster: @unchecked Sendable {
     /// Starts `size` members and waits until each serves reads (a leader is elected and they all joined).
     /// - Parameter certificates: as for `EtcdProcess`: a directory from `understudy certs init`
     ///   with a node named `EtcdProcess.serverName`, whose certificate every member serves.
-    public init(size: Int = 3, certificates: String? = nil, timeout: Duration = .seconds(30)) throws {
+    /// - Parameter host: the address every member listens on (as `EtcdProcess.Member.host`).
+    public init(size: Int = 3, host: String = "127.0.0.1", certificates: String? = nil, timeout: Duration = .seconds(30)) throws {
         precondition(size >= 1)
         self.certificates = certificates
         directory = try TemporaryDirectory("etcd-cluster")
@@ -31,7 +32,7 @@ public final class EtcdCluster: @unchecked Sendable {
             for index in 0..<size {
                 let path = "\(directory.path)/\(index)"
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-                members.append(EtcdProcess.Member(name: "understudy-\(tag)-\(index)", clientPort: ports[2 * index],
+                members.append(EtcdProcess.Member(name: "understudy-\(tag)-\(index)", host: host, clientPort: ports[2 * index],
                                                   peerPort: ports[2 * index + 1], directory: path))
             }
         } catch {
@@ -58,7 +59,7 @@ public final class EtcdCluster: @unchecked Sendable {
     deinit { stop() }
 
     /// Every member's client endpoint, in member order: what a node's `endpoints` lists.
-    public var endpoints: [Endpoint] { members.map { Endpoint(host: "127.0.0.1", port: $0.clientPort) } }
+    public var endpoints: [Endpoint] { members.map(\.clientEndpoint) }
 
     /// How a client with `node`'s certificate reaches the members (nil: plain HTTP).
     public func clientTLS(node: String) -> TLSConfiguration? {

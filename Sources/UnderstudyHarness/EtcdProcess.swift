@@ -24,21 +24,27 @@ public final class EtcdProcess: @unchecked Sendable {
     public struct Member: Sendable, Equatable {
         /// Its name in the cluster (`--name`).
         public let name: String
-        /// Its client port on 127.0.0.1 (the v3 HTTP/JSON gateway, over TLS with certificates).
+        /// The IPv4 address it listens on, for clients and peers: 127.0.0.1, or the address of a
+        /// test's own bridge when its clients run in other network namespaces.
+        public let host: String
+        /// Its client port (the v3 HTTP/JSON gateway, over TLS with certificates).
         public let clientPort: UInt16
-        /// Its peer port on 127.0.0.1 (raft between members, plain HTTP).
+        /// Its peer port (raft between members, plain HTTP).
         public let peerPort: UInt16
         /// Its data directory's parent, which also holds its log; kept across restarts.
         public let directory: String
 
-        public init(name: String, clientPort: UInt16, peerPort: UInt16, directory: String) {
+        public init(name: String, host: String = "127.0.0.1", clientPort: UInt16, peerPort: UInt16, directory: String) {
             self.name = name
+            self.host = host
             self.clientPort = clientPort
             self.peerPort = peerPort
             self.directory = directory
         }
 
-        public var peerURL: String { "http://127.0.0.1:\(peerPort)" }
+        /// Where its clients reach it.
+        public var clientEndpoint: Endpoint { Endpoint(host: host, port: clientPort) }
+        public var peerURL: String { "http://\(host):\(peerPort)" }
         /// `--initial-cluster` for these members.
         static func initialCluster(_ members: [Member]) -> String { members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",") }
     }
@@ -54,8 +60,8 @@ public final class EtcdProcess: @unchecked Sendable {
         certificates.map { TLSConfiguration(directory: $0, node: node, peer: Self.serverName) }
     }
     private let certificates: String?
-    /// "127.0.0.1:<client port>".
-    public var clientAddress: String { "127.0.0.1:\(clientPort)" }
+    /// "<host>:<client port>".
+    public var clientAddress: String { member.clientEndpoint.description }
     public var pid: Int32 { process.processIdentifier }
     /// A single etcd's own directory, removed by `stop()`; nil for a cluster's member.
     private let owned: TemporaryDirectory?
@@ -98,7 +104,7 @@ public final class EtcdProcess: @unchecked Sendable {
         self.certificates = certificates
         self.owned = owned
         log = URL(fileURLWithPath: member.directory).appendingPathComponent("etcd.log")
-        let client = "\(certificates == nil ? "http" : "https")://127.0.0.1:\(member.clientPort)"
+        let client = "\(certificates == nil ? "http" : "https")://\(member.clientEndpoint)"
         do {
             if !FileManager.default.fileExists(atPath: log.path) {
                 guard FileManager.default.createFile(atPath: log.path, contents: nil) else { throw HarnessError("cannot create \(log.path)") }
@@ -152,7 +158,7 @@ public final class EtcdProcess: @unchecked Sendable {
     /// Waits until this member serves a read, which takes a leader and a quorum behind it.
     func waitUntilHealthy(timeout: Duration) throws {
         let deadline = ContinuousClock.now + timeout
-        let probe = EtcdClient(endpoints: [Endpoint(host: "127.0.0.1", port: clientPort)], timeout: .seconds(1),
+        let probe = EtcdClient(endpoints: [member.clientEndpoint], timeout: .seconds(1),
                                tls: clientTLS(node: Self.serverName))
         var last = "no answer yet"
         while ContinuousClock.now < deadline {

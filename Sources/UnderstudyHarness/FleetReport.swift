@@ -6,6 +6,8 @@ import UnderstudyAgent
 public struct FleetReport: Codable, Sendable, Equatable {
     /// The VMs of the fleet.
     public var vms: [String] = []
+    /// Each host (a network namespace) and its address on the fleet's management LAN.
+    public var hosts: [String: String] = [:]
     /// Per event that costs a VM its backup, from the kill until its primary protected again.
     public var reprotectedMs: [String: Int] = [:]
     /// Values a counter client had received that its guest handed out again or went back behind.

@@ -2,16 +2,17 @@ import Foundation
 import UnderstudyAgent
 import UnderstudySystem
 
-/// A small fleet on one machine, and the host failures issue 21 asks it to survive: a
-/// three-member `EtcdCluster` (registry and witness); hosts h1..h4 as separate agent processes
-/// (`understudy run`, each node with its own state and run directories) talking over loopback on
-/// distinct ports (no host namespaces: each VM's guest network is a `PairNetwork` of its own, with
-/// a counter client in its namespace); two counter guests, vm-a (primary on h1, backup on h2) and
-/// vm-b (primary on h2, backup on h3); h4 a spare for both. Both backups drill on a short
-/// `drill.every`.
+/// A small fleet on one machine, and the host failures issue 21 asks it to survive: hosts h1..h4
+/// as network namespaces on a management LAN (`FleetHosts`), each running its agents
+/// (`understudy run`, each node with its own state and run directories) and their QEMU, which
+/// replicate over that LAN; a three-member `EtcdCluster` (registry and witness) on the LAN's
+/// address here; two counter guests, vm-a (primary on h1, backup on h2) and vm-b (primary on h2,
+/// backup on h3), each on a guest network of its own (`PairNetwork` with its TAPs in the hosts,
+/// and a counter client in its namespace); h4 a spare for both. Both backups drill on a short
+/// `drill.every`. Killing a host SIGKILLs everything in its namespace.
 ///
 /// `run()` checks, in order: (a) one etcd member, the leader, killed changes nothing (no role,
-/// peer or claim: the registry's and the witness's 3 s leases ride through the election); (b) h3, vm-b's backup host, killed (agent and QEMU, SIGKILL): the spare claims
+/// peer or claim: the registry's and the witness's 3 s leases ride through the election); (b) h3, vm-b's backup host, killed (everything in its namespace, SIGKILL): the spare claims
 /// vm-b and its primary protects to it, timed from the kill; (c) h1, vm-a's primary host, killed:
 /// vm-a's backup takes over, then the spare protects it, timed from the kill; (d) h3 and h1
 /// restarted with their old configurations stand down and nothing doubles. Throughout, the
@@ -55,6 +56,7 @@ public final class FleetScenario: @unchecked Sendable {
     private let tag: String
     private let directory: String
     private var cluster: EtcdCluster?
+    private var hosts: FleetHosts?
     private var pairs: [Pair] = []
     private var agents: [String: Process] = [:]
     private var clients: [CounterClient] = []
@@ -82,6 +84,7 @@ public final class FleetScenario: @unchecked Sendable {
         try prepare()
         let registry = FleetRegistry(endpoints: cluster!.endpoints, tls: cluster!.clientTLS(node: Self.operatorNode))
         report.vms = pairs.map(\.vm)
+        report.hosts = Dictionary(uniqueKeysWithValues: hosts!.hosts.map { ($0, hosts!.address(of: $0)) })
         try startHosts(registry: registry)
         startSampling(registry)
 
@@ -114,21 +117,21 @@ public final class FleetScenario: @unchecked Sendable {
 
         // (b) A backup host: its primary must protect to the spare.
         let vmB = pairs[1]
-        say("[5/7] (b) killing host \(vmB.backupHost), \(vmB.vm)'s backup (agent and QEMU, SIGKILL): the spare must claim \(vmB.vm)")
+        say("[5/7] (b) killing host \(vmB.backupHost), \(vmB.vm)'s backup (every process on it, SIGKILL): the spare must claim \(vmB.vm)")
         let backupKilledAt = ContinuousClock.now
-        killHost(vmB, node: vmB.backupNode, run: "run-backup")
+        let killedOnB = killHost(vmB.backupHost)
         try waitFor("the spare to protect \(vmB.vm)", timeout: .seconds(240)) { protectedBySpare(vmB.vm, registry: registry) }
         let backupReprotected = Self.milliseconds(since: backupKilledAt)
         report.reprotectedMs["backup_host_\(vmB.backupHost)_killed"] = backupReprotected
-        report.events.append("(b) \(vmB.backupHost) killed: \(Self.spareNode) claimed \(vmB.vm), protecting again after \(backupReprotected) ms")
+        report.events.append("(b) \(vmB.backupHost) killed (\(killedOnB) processes): \(Self.spareNode) claimed \(vmB.vm), protecting again after \(backupReprotected) ms")
         say("      \(vmB.vm) protected by \(Self.spareNode) \(backupReprotected) ms after the kill")
 
         // (c) A primary host: its backup takes over, then the spare protects the survivor.
         let vmA = pairs[0]
-        say("[6/7] (c) killing host \(vmA.primaryHost), \(vmA.vm)'s primary (agent and QEMU, SIGKILL): \(vmA.backupNode) must take over, "
+        say("[6/7] (c) killing host \(vmA.primaryHost), \(vmA.vm)'s primary (every process on it, SIGKILL): \(vmA.backupNode) must take over, "
             + "then the spare protect it")
         let primaryKilledAt = ContinuousClock.now
-        killHost(vmA, node: vmA.primaryNode, run: "run-primary")
+        let killedOnA = killHost(vmA.primaryHost)
         try waitFor("\(vmA.backupNode) to run \(vmA.vm)", timeout: .seconds(60)) {
             (try? registry.records())?.contains { $0.vm == vmA.vm && $0.node == vmA.backupNode && $0.role == .primary } ?? false
         }
@@ -136,7 +139,7 @@ public final class FleetScenario: @unchecked Sendable {
         try waitFor("the spare to protect \(vmA.vm)", timeout: .seconds(240)) { protectedBySpare(vmA.vm, registry: registry) }
         let primaryReprotected = Self.milliseconds(since: primaryKilledAt)
         report.reprotectedMs["primary_host_\(vmA.primaryHost)_killed"] = primaryReprotected
-        report.events.append("(c) \(vmA.primaryHost) killed: \(vmA.backupNode) ran \(vmA.vm) after \(tookOver) ms, "
+        report.events.append("(c) \(vmA.primaryHost) killed (\(killedOnA) processes): \(vmA.backupNode) ran \(vmA.vm) after \(tookOver) ms, "
                              + "protected by \(Self.spareNode) after \(primaryReprotected) ms")
         say("      \(vmA.backupNode) took over after \(tookOver) ms; protected by \(Self.spareNode) \(primaryReprotected) ms after the kill")
 
@@ -176,7 +179,8 @@ public final class FleetScenario: @unchecked Sendable {
 
     /// Certificates, the etcd cluster, the guest, and per VM its disks, network and configurations.
     private func prepare() throws {
-        say("[1/7] preparing in \(directory): certificates, a three-member etcd cluster, the counter guest, two VMs' disks and networks")
+        say("[1/7] preparing in \(directory): certificates, hosts h1..h4 (network namespaces), a three-member etcd cluster, "
+            + "the counter guest, two VMs' disks and networks")
         let guest = try CounterGuestImage.build(guestDirectory: options.guestDirectory)
         try VMDemo.buildPreloadLibraryIfMissing(executable: options.executable, guestDirectory: options.guestDirectory, say: say)
         try? FileManager.default.removeItem(atPath: directory)
@@ -184,7 +188,9 @@ public final class FleetScenario: @unchecked Sendable {
         let layout = [("a", "h1", "h2"), ("b", "h2", "h3")]
         let nodes = layout.flatMap { ["\($0.1)-vm\($0.0)\(tag)", "\($0.2)-vm\($0.0)\(tag)"] } + [Self.spareNode, Self.operatorNode, EtcdProcess.serverName]
         try HostCommand.run([options.executable, "certs", "init", "--dir", "\(directory)/certs", "--nodes", nodes.joined(separator: ",")])
-        cluster = try EtcdCluster(size: 3, certificates: "\(directory)/certs")
+        let hosts = try FleetHosts(hosts: ["h1", "h2", "h3", "h4"], tag: tag)
+        self.hosts = hosts
+        cluster = try EtcdCluster(size: 3, host: hosts.serviceAddress, certificates: "\(directory)/certs")
         let endpoints = cluster!.endpoints.map { "\"\($0.host):\($0.port)\"" }.joined(separator: ", ")
         // Per VM the backup node's listening port and the primary node's (either can be the backup).
         let ports = try EtcdProcess.freeLoopbackPorts(2 * layout.count + 1)
@@ -195,7 +201,7 @@ public final class FleetScenario: @unchecked Sendable {
             try FileManager.default.createSymbolicLink(atPath: "\(vmDirectory)/certs", withDestinationPath: "\(directory)/certs")
             try HostCommand.run(["truncate", "-s", "64M", "\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"])
             try HostCommand.run(["mkfs.ext4", "-q", "-F", "\(vmDirectory)/primary-disk.img"])
-            let network = try PairNetwork(tapCount: 2, tag: "\(tag)\(letter)")
+            let network = try PairNetwork(hostNamespaces: [primaryHost, backupHost].map(hosts.namespace(of:)), tag: "\(tag)\(letter)")
             // Until the pair exists, cleanUp does not know the network.
             var paired = false
             defer { if !paired { network.remove() } }
@@ -204,10 +210,11 @@ public final class FleetScenario: @unchecked Sendable {
                 "[fleet]\nendpoints = [\(endpoints)]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 3\n"
                     + "[witness]\nendpoints = [\(endpoints)]\nlease_ttl_s = 3\n[failover]\ngrace_ms = 200\nreconnect_ms = 200\n"
             }
-            let primaryListen = "127.0.0.1:\(ports[2 * index + 1])"
+            let primaryListen = "\(hosts.address(of: primaryHost)):\(ports[2 * index + 1])"
             let configs = try AgentPair.writeConfigs(
                 in: vmDirectory, port: ports[2 * index], vm: vm, guest: guest,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-\(vm)-b",
+                backupHost: hosts.address(of: backupHost),
                 disks: ("\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
                 backupPeerAddress: primaryListen,
                 primaryExtra: "[backup]\nlisten = \"\(primaryListen)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n" + fleet(primaryHost),
@@ -224,7 +231,8 @@ public final class FleetScenario: @unchecked Sendable {
         }
         try Self.linkBootDirectory("\(directory)/boot", guest: guest)
         try Self.writeSpareConfiguration(to: "\(directory)/spare.toml", node: Self.spareNode, certificates: "\(directory)/certs",
-                                         endpoints: cluster!.endpoints.map(\.description), host: "h4", portBase: ports[2 * layout.count],
+                                         endpoints: cluster!.endpoints.map(\.description), host: "h4", listenHost: hosts.address(of: "h4"),
+                                         portBase: ports[2 * layout.count],
                                          replicaDirectory: "/dev/shm/understudy-\(tag)-spare", stateDirectory: "\(directory)/spare-state",
                                          bootDirectory: "\(directory)/boot", tapPrefix: "u\(tag)", maxBackups: 2)
     }
@@ -237,10 +245,10 @@ public final class FleetScenario: @unchecked Sendable {
         }
     }
 
-    /// A spare's configuration as the tests and the demo run one: on loopback, with the short
-    /// lease and claim delay (2 s each) that keep a run short.
+    /// A spare's configuration as the tests and the demo run one: listening on `listenHost`, with
+    /// the short lease and claim delay (2 s each) that keep a run short.
     public static func writeSpareConfiguration(to path: String, node: String, certificates: String, endpoints: [String], host: String,
-                                               portBase: UInt16, replicaDirectory: String, stateDirectory: String, bootDirectory: String,
+                                               listenHost: String = "127.0.0.1", portBase: UInt16, replicaDirectory: String, stateDirectory: String, bootDirectory: String,
                                                tapPrefix: String, maxBackups: Int) throws {
         try """
             [node]
@@ -254,7 +262,7 @@ public final class FleetScenario: @unchecked Sendable {
             reprotect_after_s = 2
             max_backups = \(maxBackups)
             [spare]
-            listen_host = "127.0.0.1"
+            listen_host = "\(listenHost)"
             port_base = \(portBase)
             replica_dir = "\(replicaDirectory)"
             state_dir = "\(stateDirectory)"
@@ -276,7 +284,9 @@ public final class FleetScenario: @unchecked Sendable {
     /// Starts `node` of `pair` as the operator's service manager does: `understudy run`, which
     /// picks its role from its role record (a node that died running the VM starts as the backup).
     private func startAgent(_ node: String, config: String, pair: Pair, log: String) throws {
-        agents[node] = try AgentPair.start(options.executable, ["run", "--config", config, "--log-level", "info"], log: "\(pair.directory)/\(log)")
+        let host = node == pair.primaryNode ? pair.primaryHost : pair.backupHost
+        agents[node] = try AgentPair.start(options.executable, ["run", "--config", config, "--log-level", "info"], log: "\(pair.directory)/\(log)",
+                                           namespace: hosts!.namespace(of: host))
     }
 
     /// The backups, the primaries and the spare; returns once both VMs are protected and their
@@ -288,7 +298,7 @@ public final class FleetScenario: @unchecked Sendable {
             try startAgent(pair.primaryNode, config: pair.configs.primary, pair: pair, log: "primary.log")
         }
         agents[Self.spareNode] = try AgentPair.start(options.executable, ["spare", "--config", "\(directory)/spare.toml", "--log-level", "info"],
-                                                     log: "\(directory)/spare.log")
+                                                     log: "\(directory)/spare.log", namespace: hosts!.namespace(of: "h4"))
         let started = ContinuousClock.now
         try waitFor("both VMs to be protected", timeout: .seconds(240)) {
             let records = (try? registry.records()) ?? []
@@ -307,12 +317,14 @@ public final class FleetScenario: @unchecked Sendable {
         }
     }
 
-    /// SIGKILLs a host's agent and the QEMU it ran, as a host losing power.
-    private func killHost(_ pair: Pair, node: String, run: String) {
-        guard let agent = agents.removeValue(forKey: node) else { return }
-        kill(agent.processIdentifier, SIGKILL)
-        agent.waitUntilExit()
-        AgentPair.killQEMU(runDirectory: "\(pair.directory)/\(run)", of: directory)
+    /// SIGKILLs everything running on `host` (its agents and their QEMU), as the host losing
+    /// power; returns how many processes that was.
+    private func killHost(_ host: String) -> Int {
+        let killed = hosts!.kill(host: host)
+        for node in pairs.flatMap({ [($0.primaryNode, $0.primaryHost), ($0.backupNode, $0.backupHost)] }) where node.1 == host {
+            agents.removeValue(forKey: node.0)?.waitUntilExit()
+        }
+        return killed
     }
 
     /// Reads the registry every 200 ms and counts the samples in which one VM has two primaries.
@@ -349,11 +361,7 @@ public final class FleetScenario: @unchecked Sendable {
     /// sandbox behind (another suite's drills are not named here, and stay).
     private func removeDrillSandboxes() {
         let logs = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".log") } ?? []
-        var sandboxes = Set<String>()
-        for log in logs {
-            let text = (try? String(contentsOfFile: "\(directory)/\(log)", encoding: .utf8)) ?? ""
-            sandboxes.formUnion(text.matches(of: /"sandbox":"(us-drill-[0-9a-f]+)"/).map { String($0.output.1) })
-        }
+        let sandboxes = logs.reduce(into: Set<String>()) { $0.formUnion(DrillSandboxLog.sandboxes(inLog: "\(directory)/\($1)")) }
         for sandbox in sandboxes where FileManager.default.fileExists(atPath: "/var/run/netns/\(sandbox)") {
             _ = try? HostCommand.run(["ip", "netns", "delete", sandbox])
         }
@@ -370,6 +378,7 @@ public final class FleetScenario: @unchecked Sendable {
             AgentPair.stop(own, grace: .seconds(20), directory: pair.directory)
         }
         pairs.forEach { $0.network.remove() }
+        hosts?.remove()
         removeDrillSandboxes()
         cluster?.stop()
         for file in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [] where file.contains(tag) {

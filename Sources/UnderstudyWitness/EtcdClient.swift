@@ -55,8 +55,8 @@ public final class EtcdClient: Sendable {
     /// The lease id and TTL of a lease-grant reply.
     static func grantedLease(_ reply: [String: Any]) throws(WitnessError) -> (id: Int64, ttl: Duration) {
         if let error = reply["error"] as? String, !error.isEmpty { throw .rejected(error) }
-        let id = try integer(reply, "ID", in: "lease grant")
-        let granted = try integer(reply, "TTL", in: "lease grant")
+        let id: Int64 = try integer(reply, "ID", in: "lease grant")
+        let granted: Int64 = try integer(reply, "TTL", in: "lease grant")
         guard id != 0, granted > 0 else { throw .malformedReply("lease grant returned lease \(id) with TTL \(granted)") }
         return (id, .seconds(granted))
     }
@@ -76,7 +76,7 @@ public final class EtcdClient: Sendable {
         guard let result = reply["result"] as? [String: Any] else {
             throw .malformedReply("keep-alive reply without \"result\"")
         }
-        let ttl = try integer(result, "TTL", in: "keep-alive", default: 0)
+        let ttl: Int64 = try integer(result, "TTL", in: "keep-alive", default: 0)
         return ttl > 0 ? .seconds(ttl) : .zero
     }
 
@@ -192,20 +192,22 @@ public final class EtcdClient: Sendable {
 
     func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
-    /// An int64 field: a string in proto3 JSON, a number from a lenient server; absent means `default`.
-    static func integer(_ object: [String: Any], _ field: String, in what: String, default: Int64? = nil) throws(WitnessError) -> Int64 {
+    /// An integer field (int64 or uint64; member ids use all 64 bits): a string in proto3 JSON, a
+    /// number from a lenient server; absent means `default`.
+    static func integer<Value: FixedWidthInteger>(_ object: [String: Any], _ field: String, in what: String,
+                                                  default: Value? = nil) throws(WitnessError) -> Value {
+        let text: String
         switch object[field] {
-        case let text as String:
-            guard let value = Int64(text) else { throw .malformedReply("\(what): \(field) \"\(text)\" is not an integer") }
-            return value
-        case let number as NSNumber:
-            return number.int64Value
+        case let string as String: text = string
+        case let number as NSNumber: text = number.stringValue
         case nil:
             guard let `default` else { throw .malformedReply("\(what) reply without \(field)") }
             return `default`
         default:
             throw .malformedReply("\(what): \(field) is neither a string nor a number")
         }
+        guard let value = Value(text) else { throw .malformedReply("\(what): \(field) \"\(text)\" is not an integer of \(Value.self)") }
+        return value
     }
 
     /// The first key-value of a range reply: its value (UTF-8) and lease.

@@ -16,23 +16,15 @@ struct CertsCommand: ParsableCommand {
                 name its peer expects. Copy ca.pem and a node's own pair to that node; keep ca.key offline.
                 """)
 
-        @Option(name: .long, help: "Directory to write into (created with mode 0700).")
-        var dir: String
+        @OptionGroup var authority: CertificateAuthorityOptions
 
         @Option(name: .long, help: "Comma-separated node names, e.g. a,b.")
         var nodes: String
 
-        @Option(name: .long, help: "Validity of the node certificates in days.")
-        var days: Int = CertificateAuthority.defaultValidDays
-
-        func validate() throws {
-            guard days > 0 && days <= 36500 else { throw ValidationError("--days must be between 1 and 36500") }
-        }
-
         func run() throws {
             let names = nodes.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
             do {
-                let written = try CertificateAuthority.initialize(directory: dir, nodes: names, validDays: days)
+                let written = try CertificateAuthority.initialize(directory: authority.dir, nodes: names, validDays: authority.days)
                 for path in written { print("wrote \(path)") }
             } catch {
                 throw ValidationError("\(error)")
@@ -50,22 +42,14 @@ struct CertsCommand: ParsableCommand {
                 trust. Refuses a name already there.
                 """)
 
-        @Option(name: .long, help: "The directory of `certs init` (ca.pem and ca.key).")
-        var dir: String
+        @OptionGroup var authority: CertificateAuthorityOptions
 
         @Option(name: .long, help: "The new node's name.")
         var node: String
 
-        @Option(name: .long, help: "Validity of the certificate in days.")
-        var days: Int = CertificateAuthority.defaultValidDays
-
-        func validate() throws {
-            guard days > 0 && days <= 36500 else { throw ValidationError("--days must be between 1 and 36500") }
-        }
-
         func run() throws {
             do {
-                for path in try CertificateAuthority.add(directory: dir, node: node, validDays: days) { print("wrote \(path)") }
+                for path in try CertificateAuthority.add(directory: authority.dir, node: node, validDays: authority.days) { print("wrote \(path)") }
             } catch {
                 throw ValidationError("\(error)")
             }

@@ -32,6 +32,23 @@ struct CommandLineTests {
         #expect(again.stderr.contains("already exists"), "\(again.stderr)")
     }
 
+    @Test func certsAddIssuesFromTheCAAndBothCheckTheValidity() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-cli-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try runCLI(["certs", "init", "--dir", dir, "--nodes", "a"]).status == 0)
+        let added = try runCLI(["certs", "add", "--dir", dir, "--node", "spare", "--days", "30"])
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/spare.pem"))
+        for command in [["init", "--nodes", "b"], ["add", "--node", "c"]] {
+            for days in ["0", "36501"] {
+                let refused = try runCLI(["certs"] + command + ["--dir", "\(dir)-\(days)", "--days", days])
+                #expect(refused.status != 0)
+                #expect(refused.stderr.contains("--days must be between 1 and 36500"), "\(command): \(refused.stderr)")
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/c.pem"))
+    }
+
     @Test func badOptionsGiveClearErrors() throws {
         let result = try runCLI(["demo", "--synthetic", "--mix", "text,cheese"])
         #expect(result.status != 0)

@@ -175,8 +175,7 @@ struct DrillTests {
         // The drills' namespaces and clones are gone (the next may be running: stop the backup first).
         // Only this backup's drills, named in its log: other suites' drills run at the same time.
         pair.terminate(pair.backup)
-        let log = (try? String(contentsOfFile: "\(pair.directory)/backup.log", encoding: .utf8)) ?? ""
-        let sandboxes = Set(log.matches(of: /"sandbox":"(us-drill-[0-9a-f]+)"/).map { String($0.output.1) })
+        let sandboxes = DrillSandboxLog.sandboxes(inLog: "\(pair.directory)/backup.log")
         #expect(!sandboxes.isEmpty, "the backup's log names its drills' sandboxes")
         for sandbox in sandboxes {
             #expect(pair.leftovers(sandbox: sandbox).isEmpty, "left behind: \(pair.leftovers(sandbox: sandbox))")

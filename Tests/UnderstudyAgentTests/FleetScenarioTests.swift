@@ -5,8 +5,8 @@ import UnderstudyHarness
 import UnderstudySystem
 import UnderstudyTestTags
 
-/// `understudy demo --fleet --json`, as a user runs it: two counter guests on four hosts with a
-/// spare and a three-member etcd cluster; an etcd member killed, a backup host and a primary host
+/// `understudy demo --fleet --json`, as a user runs it: two counter guests on four hosts (network
+/// namespaces on a management LAN) with a spare and a three-member etcd cluster; an etcd member killed, a backup host and a primary host
 /// killed and restarted. The report must show the spare re-protecting after each host, never two primaries, nothing lost,
 /// a drill passed per VM; and nothing of it may be left behind.
 @Suite("understudy demo --fleet", .tags(.vm), .skippedInQuickLoop,
@@ -20,6 +20,10 @@ struct FleetScenarioTests {
         let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
                                   "no JSON report: \(result.stdout) \(result.stderr)")
         #expect((report["vms"] as? [String])?.count == 2, "\(report)")
+        // Four hosts, each a namespace with an address of its own on the management LAN.
+        let hosts = try #require(report["hosts"] as? [String: String], "\(report)")
+        #expect(Set(hosts.keys) == ["h1", "h2", "h3", "h4"] && Set(hosts.values).count == 4, "\(report)")
+        #expect(hosts.values.allSatisfy { $0.hasPrefix("10.78.") }, "\(report)")
         let reprotected = try #require(report["reprotected_ms"] as? [String: Int], "\(report)")
         #expect(Set(reprotected.keys) == ["backup_host_h3_killed", "primary_host_h1_killed"], "\(report)")
         #expect(reprotected.values.allSatisfy { $0 > 0 }, "\(report)")

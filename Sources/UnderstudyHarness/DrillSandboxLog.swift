@@ -1,0 +1,12 @@
+import Foundation
+
+/// The drill sandboxes (network namespaces `us-drill-…`) an agent's log names: a drill logs its
+/// sandbox when it makes it, so a test can tell its own drills' namespaces from those of other
+/// suites running at the same time.
+public enum DrillSandboxLog {
+    /// The sandboxes named in the log file at `path` (none when it cannot be read).
+    public static func sandboxes(inLog path: String) -> Set<String> {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return Set(text.matches(of: /"sandbox":"(us-drill-[0-9a-f]+)"/).map { String($0.output.1) })
+    }
+}
