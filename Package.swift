@@ -121,7 +121,7 @@ let package = Package(
             name: "UnderstudyProtocolTests",
             dependencies: ["UnderstudyProtocol", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
-        .testTarget(name: "UnderstudySystemTests", dependencies: ["UnderstudySystem"]),
+        .testTarget(name: "UnderstudySystemTests", dependencies: ["UnderstudySystem", "UnderstudyHarness"]),
         .testTarget(name: "UnderstudyImportTests", dependencies: ["UnderstudyImport", "UnderstudyAgent", "UnderstudyHarness", "UnderstudyQEMU", "UnderstudySystem", "understudy"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "UnderstudyHarnessTests", dependencies: ["UnderstudyHarness", "UnderstudySystem"]),

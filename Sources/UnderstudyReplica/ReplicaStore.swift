@@ -100,13 +100,21 @@ public final class ReplicaStore: @unchecked Sendable {
             journal = try EpochJournal(path: "\(directory)/journal", pageSize: pageSize)
             seen = [UInt64](repeating: 0, count: Int((identity.pageCount + 63) / 64))
         } catch {
-            close(lockFD)
+            Self.unlock(lockFD)
             throw error
         }
         recovery = try recoverSealedJournal()
     }
 
-    deinit { close(lockFD) }
+    deinit { Self.unlock(lockFD) }
+
+    /// Unlocks, then closes. A `flock` belongs to the open file description, which a process this
+    /// one is starting also holds between its fork and its exec: a close alone would leave the
+    /// directory locked for that while, and a reopen here would be refused as "in use".
+    private static func unlock(_ descriptor: Int32) {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+    }
 
     /// Hands the committed checkpoint to a VM that starts from it (activation): returns its epoch
     /// and device state and marks the replica empty first, because the running guest writes

@@ -21,8 +21,12 @@ public struct HostSlots: Sendable {
             self.descriptor = descriptor
         }
 
-        /// Frees the slot. Call once.
-        public func release() { close(descriptor) }
+        /// Frees the slot. Call once. Unlocks before the close: the lock belongs to the open file
+        /// description, which a process being started holds too until its exec.
+        public func release() {
+            flock(descriptor, LOCK_UN)
+            close(descriptor)
+        }
     }
 
     public let directory: String

@@ -74,6 +74,23 @@ struct ReplicaStoreTests {
         #expect(try memoryByte(dir.path, page: 1) == 0)
     }
 
+    /// A process being started (between its fork and its exec) holds a copy of every descriptor,
+    /// the lock's too: a store closed meanwhile must not leave its directory "in use" (CI saw
+    /// reopens refused so while other tests started processes).
+    @Test func aClosedStoreCanBeReopenedWhileAChildBeingStartedHoldsItsLock() throws {
+        let dir = try TemporaryDirectory("replica")
+        defer { dir.remove() }
+        var copy: OpenFileCopy?
+        do {
+            let store = try ReplicaStore(directory: dir.path, identity: identity)
+            copy = OpenFileCopy(of: "\(dir.path)/lock")
+            withExtendedLifetime(store) {}
+        }
+        defer { copy?.close() }
+        #expect(copy != nil, "the lock file is not open")
+        _ = try ReplicaStore(directory: dir.path, identity: identity)
+    }
+
     @Test func sealedButUnappliedJournalIsRedoneOnReopen() throws {
         let dir = try TemporaryDirectory("replica")
         defer { dir.remove() }

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Testing
 import UnderstudySystem
+import UnderstudyHarness
 
 /// The host-wide slots: contenders in this process, and one in another process (`flock(1)`).
 @Suite("HostSlots")
@@ -28,6 +29,20 @@ struct HostSlotsTests {
         second.release()
         var info = stat()
         #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o700, "owner-only")
+    }
+
+    /// A process being started (between its fork and its exec) holds a copy of every descriptor:
+    /// the slot must be free once released, not once that child execs.
+    @Test func aReleasedSlotIsFreeWhileAChildBeingStartedHoldsItsDescriptor() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let slots = HostSlots(directory: path, count: 1)
+        let slot = try #require(try slots.tryTake())
+        let copy = try #require(OpenFileCopy(of: slots.path(of: 0)), "the slot's file is not open")
+        defer { copy.close() }
+        slot.release()
+        let again = try #require(try slots.tryTake(), "the released slot is still locked")
+        again.release()
     }
 
     @Test func aSlotHeldByAnotherProcessIsTakenAndFreedWhenItEnds() throws {
