@@ -58,4 +58,11 @@ struct FleetClaimStateMachineTests {
         #expect(machine.observe(.claim(spare), as: .primary) == [], "the spare is its peer now")
         #expect(machine.observe(.claim(spare), as: .backup(sessionConnected: false)) == [], "nor does a switchover to the spare make it stale")
     }
+
+    @Test func theFollowedSpareCarriesItsHeartbeatDatagramEndpoint() {
+        var machine = FleetClaimStateMachine(node: "node-a", peer: FleetPeerRecord.Peer(name: "node-b", address: "192.0.2.2:7400"))
+        let spare = SpareClaim(host: "hv-s", node: "spare-s", listen: "192.0.2.9:7400", udp: "198.51.100.9:7400", lostBackup: "node-b", claimedAt: 0)
+        #expect(machine.observe(.claim(spare), as: .primary)
+                == [.follow(FleetPeerRecord.Peer(name: "spare-s", address: "192.0.2.9:7400", udp: "198.51.100.9:7400"), spare)])
+    }
 }

@@ -73,7 +73,7 @@ public struct FleetClaimStateMachine: Sendable {
         }
         switch side {
         case .primary:
-            peer = FleetPeerRecord.Peer(name: claim.node, address: claim.listen)
+            peer = FleetPeerRecord.Peer(name: claim.node, address: claim.listen, udp: claim.udp)
             actions.append(.follow(peer, claim))
         case .backup(sessionConnected: true):
             if awaiting != claim { actions.append(.awaitSessionEnd(claim)) }
