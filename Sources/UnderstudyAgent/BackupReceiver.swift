@@ -67,6 +67,13 @@ public final class BackupReceiver: @unchecked Sendable {
         return stats
     }
 
+    /// Whether a primary's session is connected now (past its TLS handshake).
+    public var isServingPrimary: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return activeSession != nil
+    }
+
     /// TLS handshakes in progress at most. Each takes a thread for up to the handshake timeout
     /// (5 s); past this, connections are closed at once, so peers that connect and say nothing
     /// cannot exhaust threads, and the primary gets in again once their handshakes time out.

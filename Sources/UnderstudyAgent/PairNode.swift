@@ -109,6 +109,15 @@ public final class PairNode: @unchecked Sendable {
         if case .primary(let protector) = role.withLock({ $0 }) { protector.protect(to: peer) }
     }
 
+    /// What the node is now, for its VM's spare claim (`FleetClaimWatcher`).
+    public var claimSide: FleetClaimStateMachine.Side {
+        switch role.withLock({ $0 }) {
+        case .primary: .primary
+        case .backup(let supervisor): .backup(sessionConnected: supervisor.receiver.isServingPrimary)
+        case .idle: .neither
+        }
+    }
+
     /// The witness lease could not be renewed: a VM running here stops releasing output at once.
     private func fenceLost(_ reason: String) {
         logger.error("witness lease lost", metadata: ["reason": "\(reason)"])

@@ -37,6 +37,7 @@ extension PrimaryStatus {
             rows.append(("ack latency", String(format: "p50 %.2f ms, p99 %.2f ms", p50, p99)))
         }
         add("dirty tracking", dirtyTracking)
+        add("heartbeat datagrams", heartbeatDatagrams)
         add("mode", protectionMode)
         if let interval = intervalMilliseconds {
             let rates = checkpointDemandBytesPerSecond.map { demand in

@@ -98,6 +98,9 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var catchUpSecondsLeft: Double?
     /// Disk writes kept in the catch-up journal while the backup cannot be reached.
     public var catchUpJournalBytes: Int?
+    /// The second heartbeat path with the current peer ("to ADDRESS (NAME)"), or "none: why" when
+    /// only one end has one (a spare without `spare.udp_host`); nil: none configured.
+    public var heartbeatDatagrams: String?
 
     public init(vm: String, state: Phase, detail: String? = nil) {
         self.vm = vm

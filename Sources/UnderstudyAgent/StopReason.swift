@@ -9,6 +9,8 @@ public enum StopReason: Sendable, Equatable, CustomStringConvertible {
     case requested(UnixSignal?)
     /// The VM's QEMU exited while it should have run.
     case qemuExited(QEMUError)
+    /// A spare host's claim replaced this backup (`[fleet]`): it stands down (`NodeDaemon`).
+    case replaced(SpareClaim)
 
     /// The operator asked for the stop.
     public var isRequested: Bool {
@@ -21,6 +23,7 @@ public enum StopReason: Sendable, Equatable, CustomStringConvertible {
         case .requested(UnixSignal.sigterm?), .requested(nil): "terminated"
         case .requested(let signal?): "stopped by \(signal)"
         case .qemuExited(let error): "\(error)"
+        case .replaced(let claim): "standing down: \(claim.node) on \(claim.host) protects the VM in place of \(claim.lostBackup)"
         }
     }
 }

@@ -16,6 +16,11 @@ extension VMProtector {
             status.catchUpJournalBytes = backlog?.journalBytes
         }
         status.activatedFromEpoch = activatedFromEpoch
+        switch datagrams.withLock({ $0.choice }) {
+        case .path(let target)?: status.heartbeatDatagrams = "to \(target.peer) (\(target.peerName))"
+        case .none(let reason?)?: status.heartbeatDatagrams = "none: \(reason)"
+        case .none(nil)?, nil: break
+        }
         status.add(devices: devices)
         return .primary(status)
     }

@@ -40,8 +40,15 @@ public final class VMProtector: @unchecked Sendable {
     private let firstEpoch: UInt64
     /// The backup a spare claim put in place of the configured one (`protect(to:)`); nil: the configuration's.
     let followed = Mutex<FleetPeerRecord.Peer?>(nil)
-    /// The datagram heartbeat path while `run` runs; each session's key goes to it.
-    private var datagrams: HeartbeatDatagrams?
+    /// The datagram heartbeat path while `run` runs, pointed at the current peer before each
+    /// session; each session's key goes to it. Sent under its lock: a retarget closes the socket.
+    let datagrams = Mutex(DatagramPath())
+
+    struct DatagramPath {
+        /// What `chooseDatagramPath` chose last; nil: nothing yet.
+        var choice: HeartbeatDatagramTarget.Choice?
+        var socket: HeartbeatDatagrams?
+    }
 
     /// What the loop, control, fence-watch and acknowledging threads share.
     struct Shared {
@@ -134,18 +141,11 @@ public final class VMProtector: @unchecked Sendable {
     public func run() -> Outcome {
         // The datagram path tells the backup this node lives even while the replication link is down.
         let done = Latch()
-        let datagrams = configuration.heartbeatDatagrams.flatMap { path in
-            try? HeartbeatDatagrams(listen: path.listen, peerAddress: path.peer, vm: configuration.vm.id, node: configuration.nodeName,
-                                    peerName: configuration.peerName, heard: {})
-        }
-        if configuration.heartbeatDatagrams != nil, datagrams == nil {
-            logger.error("cannot open the datagram heartbeat path", metadata: ["listen": "\(configuration.heartbeatDatagrams!.listen)"])
-        }
-        self.datagrams = datagrams
-        let beating = datagrams.map { datagrams in
-            JoinableThread(name: "heartbeat-udp-send") { [interval = configuration.heartbeat.interval] in
+        chooseDatagramPath()
+        let beating = configuration.heartbeatDatagrams.map { _ in
+            JoinableThread(name: "heartbeat-udp-send") { [self, interval = configuration.heartbeat.interval] in
                 RealtimePriority.raiseCurrentThread()
-                repeat { datagrams.send() } while !done.wait(timeout: interval)
+                repeat { datagrams.withLock { $0.socket?.send() } } while !done.wait(timeout: interval)
             }
         }
         let fenceWatch = JoinableThread(name: "fence-watch") { [self] in
@@ -155,8 +155,7 @@ public final class VMProtector: @unchecked Sendable {
             done.trigger()
             beating?.join()
             fenceWatch.join()
-            datagrams?.close()
-            self.datagrams = nil
+            datagrams.withLock { $0.socket.take() }?.close()
         }
         return protect()
     }
@@ -181,6 +180,7 @@ public final class VMProtector: @unchecked Sendable {
                 waitForRetry()
                 continue
             }
+            chooseDatagramPath()
             sessionConfiguration.firstEpoch = nextEpoch
             let replicator = PrimaryReplicator(source: source, configuration: sessionConfiguration, disk: devices.diskSet, logger: logger,
                                                onRelease: { [weak self] epoch in self?.release(through: epoch) })
@@ -203,7 +203,7 @@ public final class VMProtector: @unchecked Sendable {
                 continue
             }
             lastError = ""
-            if let key = replicator.datagramKey { datagrams?.use(key: key) }
+            if let key = replicator.datagramKey { datagrams.withLock { $0.socket?.use(key: key) } }
             state.withLock { $0.machine.sessionStarted() }
             logger.notice("protecting", metadata: ["vm": "\(configuration.vm.id)", "backup": "\(sessionConfiguration.backup)",
                                                    "first-epoch": "\(nextEpoch)"])
@@ -242,6 +242,38 @@ public final class VMProtector: @unchecked Sendable {
                     "error": "\(failure)", "grace-ms": "\(configuration.failover.grace.wholeMilliseconds)",
                     "policy": "\(configuration.failover.policy)"])
             }
+        }
+    }
+
+    /// Points the datagram path at the current peer (`HeartbeatDatagramTarget`): the configured
+    /// one, or the spare followed since. A change closes the old socket and binds `udp_listen`
+    /// anew; a peer with no second path is said once, in the log and in status.
+    private func chooseDatagramPath() {
+        let choice = HeartbeatDatagramTarget.choose(configured: configuration.heartbeatDatagrams, configuredPeer: configuration.peerName,
+                                                    followed: followed.withLock { $0 })
+        let previous: HeartbeatDatagrams?? = datagrams.withLock { path in
+            guard path.choice != choice else { return .none }
+            path.choice = choice
+            return .some(path.socket.take())
+        }
+        guard case .some(let old) = previous else { return }
+        old?.close()
+        switch choice {
+        case .path(let target):
+            do {
+                let socket = try HeartbeatDatagrams(listen: target.listen, peerAddress: target.peer, vm: configuration.vm.id,
+                                                    node: configuration.nodeName, peerName: target.peerName, heard: {})
+                datagrams.withLock { $0.socket = socket }
+                if target.peerName != configuration.peerName {
+                    logger.notice("heartbeat datagrams go to the spare", metadata: ["peer": "\(target.peerName)", "address": "\(target.peer)"])
+                }
+            } catch {
+                logger.error("cannot open the datagram heartbeat path", metadata: ["listen": "\(target.listen)", "error": "\(error)"])
+            }
+        case .none(let reason?):
+            logger.warning("no second heartbeat path with this peer", metadata: ["reason": "\(reason)"])
+        case .none(nil):
+            break
         }
     }
 

@@ -9,7 +9,8 @@ struct SpareClaimStateMachineTests {
 
     func at(_ seconds: Int) -> ContinuousClock.Instant { start + .seconds(seconds) }
 
-    static func description(vm: String = "web") throws -> VMDescriptionRecord {
+    /// - Parameter extra: more of the primary's configuration (TOML tables after `[backup]`).
+    static func description(vm: String = "web", extra: String = "") throws -> VMDescriptionRecord {
         let configuration = try AgentConfiguration(document: TOMLDocument(parsing: """
             [node]
             name = "node-a"
@@ -24,6 +25,7 @@ struct SpareClaimStateMachineTests {
             [backup]
             listen = "192.0.2.1:7400"
             replica_dir = "/dev/shm/understudy/\(vm)"
+            \(extra)
             """, source: "test.toml"))
         return VMDescriptionRecord(configuration: configuration, host: "hv-a", publishedAt: 0)
     }

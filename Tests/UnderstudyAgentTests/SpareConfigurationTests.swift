@@ -53,6 +53,7 @@ struct SpareConfigurationTests {
         #expect(failure("tap_prefix = \"much-too-long\"")?.key == "spare.tap_prefix")
         #expect(failure("colour = 1")?.key == "spare.colour", "unknown keys are refused")
         #expect(failure("reprotect_after_s = 0")?.key == "fleet.reprotect_after_s")
+        #expect(failure("udp_host = \"::\"")?.key == "spare.udp_host", "a primary checks the datagrams' source: one address")
         do {
             _ = try SpareConfiguration(document: TOMLDocument(parsing: """
                 [node]
@@ -113,6 +114,49 @@ struct SpareConfigurationTests {
             var mirrored = VMDescriptionRecord(configuration: written, host: "hv-a", publishedAt: 0)
             (mirrored.primaryNode, mirrored.primaryAddress) = (description.primaryNode, description.primaryAddress)
             #expect(mirrored == description)
+        }
+    }
+
+    @Test func theDatagramEndpointsArePublishedWhereTheyCanBeReachedAndOlderRecordsStillDecode() throws {
+        func udp(_ listen: String) throws -> String? {
+            try SpareClaimStateMachineTests.description(extra: "[heartbeat]\nudp_listen = \"\(listen)\"\nudp_peer = \"198.51.100.2:7500\"").primaryUDP
+        }
+        #expect(try udp("198.51.100.1:7500") == "198.51.100.1:7500")
+        #expect(try udp("0.0.0.0:7500") == nil, "every address: no source a backup could check")
+        #expect(try SpareClaimStateMachineTests.description().primaryUDP == nil, "no second path")
+
+        // Written by nodes and spares of the version before: the new fields read as absent.
+        var old = try JSONSerialization.jsonObject(with: JSONEncoder().encode(try SpareClaimStateMachineTests.description())) as! [String: Any]
+        old["primaryUDP"] = nil
+        #expect(try JSONDecoder().decode(VMDescriptionRecord.self, from: JSONSerialization.data(withJSONObject: old)).primaryUDP == nil)
+        let claim = try JSONDecoder().decode(SpareClaim.self, from: Data(
+            #"{"claimedAt":1,"host":"hv-s","listen":"192.0.2.9:7400","lostBackup":"node-b","node":"spare-s"}"#.utf8))
+        #expect(claim == SpareClaim(host: "hv-s", node: "spare-s", listen: "192.0.2.9:7400", lostBackup: "node-b", claimedAt: 1))
+        let peer = try JSONDecoder().decode(FleetPeerRecord.Peer.self, from: Data(#"{"address":"192.0.2.9:7400","name":"spare-s"}"#.utf8))
+        #expect(peer == FleetPeerRecord.Peer(name: "spare-s", address: "192.0.2.9:7400"))
+        let withUDP = SpareClaim(host: "hv-s", node: "spare-s", listen: "192.0.2.9:7400", udp: "198.51.100.9:7400", lostBackup: "node-b", claimedAt: 1)
+        #expect(try JSONDecoder().decode(SpareClaim.self, from: Data(FleetRegistry.json(withUDP).utf8)) == withUDP)
+    }
+
+    @Test func theSparesBackupNodeGetsTheSecondHeartbeatPathWhenBothEndsHaveOne() throws {
+        try withTemporaryDirectory("spare-udp") { root in
+            let primaryUDP = "[heartbeat]\nudp_listen = \"198.51.100.1:7500\"\nudp_peer = \"198.51.100.2:7500\""
+            let description = try SpareClaimStateMachineTests.description(extra: primaryUDP)
+            func written(_ spare: SpareConfiguration, _ description: VMDescriptionRecord) throws -> AgentConfiguration {
+                let assignment = SpareAssignment(vm: "web", slot: 2, spare: spare)
+                try assignment.prepare(description, spare: spare)
+                return try AgentConfiguration(contentsOfFile: assignment.configurationFile)
+            }
+            let withUDP = try Self.spare("udp_host = \"198.51.100.9\"", root: root)
+            // What the claim tells the primary, and what the node listens on: one value.
+            #expect(SpareAssignment(vm: "web", slot: 2, spare: withUDP).datagramListen(description) == Endpoint(host: "198.51.100.9", port: 7402))
+            #expect(try SpareAssignment(vm: "web", slot: 2, spare: withUDP).datagramListen(SpareClaimStateMachineTests.description()) == nil)
+            let both = try written(withUDP, description)
+            #expect(both.heartbeatDatagrams?.listen == Endpoint(host: "198.51.100.9", port: 7402), "spare.udp_host at the slot's port")
+            #expect(both.heartbeatDatagrams?.peer == Endpoint(host: "198.51.100.1", port: 7500), "the primary's udp_listen")
+            #expect(try written(Self.spare(root: root), description).heartbeatDatagrams == nil, "no spare.udp_host: the replication link only")
+            #expect(try written(Self.spare("udp_host = \"198.51.100.9\"", root: root), SpareClaimStateMachineTests.description()).heartbeatDatagrams == nil,
+                    "a primary without a second path")
         }
     }
 }

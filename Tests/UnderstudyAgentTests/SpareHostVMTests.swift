@@ -8,7 +8,8 @@ import UnderstudyTransport
 
 /// A spare host restores protection end to end: a pair and a spare with `[fleet]` on one etcd,
 /// the counter guest on the primary; the backup is killed, the spare claims the VM, the primary
-/// follows the claim and synchronises the spare in full; the lost backup, restarted, stands down.
+/// follows the claim and synchronises the spare in full, its heartbeat datagrams going to the
+/// spare's backup node; the lost backup, restarted, stands down.
 @Suite(.tags(.vm), .skippedInQuickLoop, .enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (Debian's etcd-server)"))
 struct SpareHostVMTests {
     @Test func aSpareReprotectsAPrimaryWhoseBackupWasKilledAndTheLostBackupStandsDown() throws {
@@ -35,10 +36,13 @@ struct SpareHostVMTests {
         let endpoint = etcd!.clientAddress
         let fleet = { (host: String) in "\n[fleet]\nendpoints = [\"\(endpoint)\"]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n" }
         let port = UInt16.random(in: 20000...50000)
+        // A second heartbeat path (UDP) on both nodes, and on the spare.
+        let datagrams = { (listen: UInt16, peer: UInt16) in "[heartbeat]\nudp_listen = \"127.0.0.1:\(listen)\"\nudp_peer = \"127.0.0.1:\(peer)\"\n" }
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter",
-            replicaDirectory: "/dev/shm/understudy-\(vm)-b", primaryExtra: fleet("hv-p") + "[failover]\ngrace_ms = 200\nreconnect_ms = 200\n",
-            backupExtra: fleet("hv-b"))
+            replicaDirectory: "/dev/shm/understudy-\(vm)-b",
+            primaryExtra: fleet("hv-p") + "[failover]\ngrace_ms = 200\nreconnect_ms = 200\n" + datagrams(port + 1, port + 2),
+            backupExtra: fleet("hv-b") + datagrams(port + 2, port + 1))
         // The spare finds the guest's kernel and initrd by file name in its boot directory.
         let spareConfig = "\(directory)/spare.toml"
         try FleetScenario.linkBootDirectory("\(directory)/boot", guest: TestGuest.image)
@@ -46,6 +50,9 @@ struct SpareHostVMTests {
                                                   host: "hv-s", portBase: port + 10, replicaDirectory: "/dev/shm/understudy-\(vm)-s",
                                                   stateDirectory: "\(directory)/spare-state", bootDirectory: "\(directory)/boot",
                                                   tapPrefix: "usp", maxBackups: 2)
+        var spareText = TOMLText(try String(contentsOfFile: spareConfig, encoding: .utf8))
+        spareText.set("udp_host", in: "spare", to: "\"127.0.0.1\"")
+        try spareText.text.write(toFile: spareConfig, atomically: true, encoding: .utf8)
         let registry = FleetRegistry(endpoints: [try Endpoint(parsing: endpoint)], tls: etcd!.clientTLS(node: "operator"))
         func primaryRecord() -> FleetRecord? { (try? registry.records())?.first { $0.vm == vm && $0.role == .primary } }
 
@@ -70,6 +77,7 @@ struct SpareHostVMTests {
         #expect(claim.node == "spare-s")
         #expect(claim.lostBackup == "backup")
         #expect(claim.listen == "127.0.0.1:\(port + 10)")
+        #expect(claim.udp == "127.0.0.1:\(port + 10)", "its backup node's datagram endpoint (spare.udp_host, the slot's port)")
         try #require(eventually(within: .seconds(240), every: .milliseconds(100)) {
             primaryRecord().map { $0.peer == "spare-s" && $0.state == "protecting" } ?? false
         }, "the primary never protected to the spare: \(String(describing: primaryRecord()))")
@@ -82,6 +90,10 @@ struct SpareHostVMTests {
             ((try? registry.records())?.first { $0.vm == vm && $0.node == "spare-s" }?.committedEpoch ?? 0) > 0
         }, "the spare's replica commits checkpoints")
         #expect(try FleetPeerRecord(directory: "\(directory)/state-primary").load()?.name == "spare-s", "a restart of the primary keeps the spare")
+        let primaryStatus = try? JSONDecoder().decode(AgentStatus.self, from: ControlServer.request("status", path: "\(directory)/run-primary/control.sock"))
+        #expect(primaryStatus?.primary?.heartbeatDatagrams == "to 127.0.0.1:\(port + 10) (spare-s)", "the primary's datagrams go to the spare")
+        let spareNode = try AgentConfiguration(contentsOfFile: "\(directory)/spare-state/\(vm)/backup.toml")
+        #expect(spareNode.heartbeatDatagrams?.peer == Endpoint(host: "127.0.0.1", port: port + 1), "the spare's node hears the primary's")
 
         // The lost backup comes back: it finds the claim and stands down.
         let returned = try AgentPair.start(["backup", "--config", configs.backup, "--log-level", "info"], log: "\(directory)/backup-2.log")

@@ -94,28 +94,7 @@ struct SpareRegistryTests {
         let replica = "\(root.path)/replica"
         try FileManager.default.createDirectory(atPath: replica, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: "\(replica)/memory.img", contents: Data(repeating: 7, count: 4096))
-        let path = "\(root.path)/b.toml"
-        try """
-            [node]
-            name = "node-b"
-            certificates = "\(registry.certificates.path)/certs"
-            state_dir = "\(root.path)/state"
-            [peer]
-            name = "node-a"
-            [vm]
-            id = "web"
-            memory_mib = 64
-            kernel = "/k"
-            run_dir = "\(root.path)/run"
-            [backup]
-            listen = "127.0.0.1:0"
-            replica_dir = "\(replica)"
-            [fleet]
-            endpoints = ["\(registry.etcd.clientAddress)"]
-            host = "hv-b"
-            publish_ms = 200
-            lease_ttl_s = 2
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let path = try writeBackupConfiguration(root: root.path, replica: replica, registry: registry)
         // As the operator (or systemd) starts it: the node's own process.
         let node = try AgentPair.start(["backup", "--config", path, "--log-level", "info"], log: "\(root.path)/b.log")
         defer { AgentPair.stop([node], directory: root.path) }
@@ -130,6 +109,66 @@ struct SpareRegistryTests {
         #expect(node.isRunning, "it stays, to report why")
     }
 
+    @Test func aRunningBackupThatWasCutOffFindsTheClaimStandsDownAndRemovesItsReplicaWithoutARestart() throws {
+        let registry = try Registry()
+        defer { registry.stop() }
+        let root = try TemporaryDirectory("stand-down-running")
+        defer { root.remove() }
+        let replica = "\(root.path)/replica"
+        let path = try writeBackupConfiguration(root: root.path, replica: replica, registry: registry)
+        let log = "\(root.path)/b.log"
+        let node = try AgentPair.start(["backup", "--config", path, "--log-level", "info"], log: log)
+        defer { AgentPair.stop([node], directory: root.path) }
+        let reader = registry.registry(node: "node-a")
+        func state() -> String? { (try? reader.records())?.first { $0.node == "node-b" }?.state }
+        func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        // No primary ever connects: it is gone, as seen from a backup cut off from it.
+        #expect(eventually(within: .seconds(15), every: .milliseconds(100)) { state() == "serving" }, "it serves as the backup first: \(logText())")
+        #expect(FileManager.default.fileExists(atPath: "\(replica)/memory.img"))
+
+        // A spare claims the VM in its place, as `understudy spare` does.
+        let spare = SpareClaim(host: "hv-s", node: "spare-s", listen: "127.0.0.1:7500", lostBackup: "node-b", claimedAt: 1)
+        #expect(try registry.registry(node: "spare-s").claim("web", spare, replacing: nil))
+        #expect(eventually(within: .seconds(10), every: .milliseconds(100)) { state() == "stood-down" }, "it stands down while running: \(logText())")
+        let status = try? JSONDecoder().decode(AgentStatus.self, from: ControlServer.request("status", path: "\(root.path)/run/control.sock"))
+        #expect(status?.state == "stood-down")
+        #expect(status?.detail?.contains("spare-s") == true)
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: replica)) ?? []
+        #expect(left.isEmpty, "its stale replica is gone: \(left)")
+        #expect(node.isRunning, "the same process stays, to report why")
+        // A stand-down at a start never serves: this one served first, in the same process.
+        let text = logText()
+        #expect(text.range(of: "backup serving").map { served in text.range(of: "standing down").map { $0.lowerBound > served.upperBound } ?? false } ?? false,
+                "it served, then stood down: \(text)")
+    }
+
+    /// node-b's backup configuration (peer node-a, VM "web", replica in `replica`) with `[fleet]`; returns its path.
+    private func writeBackupConfiguration(root: String, replica: String, registry: Registry) throws -> String {
+        let path = "\(root)/b.toml"
+        try """
+            [node]
+            name = "node-b"
+            certificates = "\(registry.certificates.path)/certs"
+            state_dir = "\(root)/state"
+            [peer]
+            name = "node-a"
+            [vm]
+            id = "web"
+            memory_mib = 64
+            kernel = "/k"
+            run_dir = "\(root)/run"
+            [backup]
+            listen = "127.0.0.1:0"
+            replica_dir = "\(replica)"
+            [fleet]
+            endpoints = ["\(registry.etcd.clientAddress)"]
+            host = "hv-b"
+            publish_ms = 200
+            lease_ttl_s = 2
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     @Test func theNodeRunningTheVMFollowsAClaimThatReplacesItsBackupOnce() throws {
         let registry = try Registry()
         defer { registry.stop() }
@@ -138,8 +177,10 @@ struct SpareRegistryTests {
         let followed = Mutex<[String]>([])
         let running = Mutex(false)
         let watcher = FleetClaimWatcher(configuration: fleet, vm: "web", node: "node-a", peer: FleetPeerRecord.Peer(name: "node-b", address: "127.0.0.1:7400"),
-                                        logger: Logger(label: "claims-test"), running: { running.withLock { $0 } }) { peer, claim in
+                                        logger: Logger(label: "claims-test"), side: { running.withLock { $0 } ? .primary : .neither }) { peer, claim in
             followed.withLock { $0.append("\(peer.name)@\(peer.address ?? "-") for \(claim.lostBackup)") }
+        } standDown: { claim in
+            Issue.record("the node running the VM never stands down: \(claim)")
         }
         defer { watcher.stop() }
         let spare = SpareClaim(host: "hv-s", node: "spare-s", listen: "127.0.0.1:7500", lostBackup: "node-b", claimedAt: 1)

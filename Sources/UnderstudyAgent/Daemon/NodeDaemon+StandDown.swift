@@ -6,22 +6,36 @@ import Glibc
 #endif
 
 /// A lost backup that comes back after a spare host took its place (`[fleet]`, docs/OPERATIONS.md
-/// "Spare hosts"): its replica is a past the VM has moved on from, and a second backup would
-/// only confuse the fleet. It must neither serve nor ever activate.
+/// "Spare hosts"), at its start or while it runs on (it was only cut off): its replica is a past
+/// the VM has moved on from, and a second backup would only confuse the fleet. It must neither
+/// serve nor ever activate.
 extension NodeDaemon {
     /// The VM's spare claim when it replaces this node; nil when none does. A registry out of
-    /// reach starts the node as the backup: its fence reads the claim again before any activation.
-    func standingDown(fleet: FleetConfiguration, logger: Logger) throws -> SpareClaim? {
+    /// reach starts the node as the backup: its fence reads the claim again before any activation,
+    /// and its `FleetClaimWatcher` keeps reading it. The decision is the running backup's
+    /// (`FleetClaimStateMachine`), with no primary connected yet.
+    func standingDown(fleet: FleetConfiguration, logger: Logger) -> SpareClaim? {
         let registry = FleetRegistry(endpoints: fleet.endpoints, tls: fleet.tls, timeout: fleet.requestTimeout)
+        let reading: FleetClaimStateMachine.Reading
         do {
-            guard let claim = try registry.claim(on: configuration.vm.id),
-                  claim.replaces(node: configuration.nodeName, peer: configuration.peerName) else { return nil }
-            return claim
+            reading = .claim(try registry.claim(on: configuration.vm.id))
         } catch {
-            logger.warning("fleet registry: cannot read the VM's spare claim at start; starting as the backup (activation checks the claim again)",
-                           metadata: ["error": "\(error)"])
-            return nil
+            reading = .unreadable("\(error)")
         }
+        var machine = FleetClaimStateMachine(node: configuration.nodeName, peer: FleetPeerRecord.Peer(
+            name: configuration.peerName, address: configuration.peerAddress?.description))
+        for action in machine.observe(reading, as: .backup(sessionConnected: false)) {
+            switch action {
+            case .standDown(let claim):
+                return claim
+            case .warnUnreachable(let why):
+                logger.warning("fleet registry: cannot read the VM's spare claim at start; starting as the backup (activation checks the claim again)",
+                               metadata: ["error": "\(why)"])
+            case .follow, .awaitSessionEnd, .noteReachable:
+                break
+            }
+        }
+        return nil
     }
 
     /// Stands down: removes the stale replica (what this node owns in its replica directory),

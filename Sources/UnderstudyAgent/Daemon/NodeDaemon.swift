@@ -29,6 +29,8 @@ public struct NodeDaemon: Sendable {
     private let document: TOMLDocument
     /// Nil in `.fixed` mode.
     private let record: RoleRecord?
+    /// The spare this node protects to since a claim (`FleetPeerRecord`); nil: the configuration's peer.
+    private let recordedPeer: FleetPeerRecord.Peer?
 
     /// Reads the configuration file and checks everything the node needs before it starts.
     public init(configurationFile path: String, mode: Mode) throws {
@@ -40,7 +42,8 @@ public struct NodeDaemon: Sendable {
     ///   unreadable role record.
     public init(document: TOMLDocument, path: String, mode: Mode) throws {
         var configuration = try AgentConfiguration(document: document)
-        if configuration.fleet != nil, let peer = try FleetPeerRecord(directory: configuration.stateDirectory).load() {
+        recordedPeer = configuration.fleet == nil ? nil : try FleetPeerRecord(directory: configuration.stateDirectory).load()
+        if let peer = recordedPeer {
             // A spare took the lost backup's place: the file still names the lost one.
             configuration.peerName = peer.name
             configuration.peerAddress = try peer.address.map { text throws(TransportError) in try Endpoint(parsing: text) }
@@ -95,18 +98,29 @@ public struct NodeDaemon: Sendable {
                 run, both can be active (split brain); see docs/OPERATIONS.md
                 """)
         }
-        let stop = StopSignal(signals: [])
-        if let fleet = configuration.fleet, decision.start == .backup, let claim = try standingDown(fleet: fleet, logger: logger) {
+        if let fleet = configuration.fleet, decision.start == .backup, let claim = standingDown(fleet: fleet, logger: logger) {
             try await standDown(claim: claim, fleet: fleet, logger: logger)
             return
         }
+        guard let claim = try await serve(logger: logger, levels: levels, levelOverride: levelOverride), let fleet = configuration.fleet else { return }
+        // Once the backup's listener, replica and control socket are closed: the same stand-down as at a start.
+        try await standDown(claim: claim, fleet: fleet, logger: logger)
+    }
+
+    /// Runs the node's roles until a graceful shutdown, or until a spare's claim replaced it as
+    /// the backup (`FleetClaimWatcher`): then returns that claim, once the node has stopped.
+    private func serve(logger: Logger, levels: LogLevelControl, levelOverride: Logger.Level?) async throws -> SpareClaim? {
+        let stop = StopSignal(signals: [])
         let node = try PairNode(configuration: configuration, record: record, logger: logger, stop: stop)
+        // The spare's heartbeat datagram endpoint too, which the configuration's heartbeat.udp_peer is not.
+        if let recordedPeer { node.follow(recordedPeer) }
         let control = try ControlServer(path: configuration.controlSocket, status: { node.status() }, commands: node.commands)
         defer { control.close() }
         let watcher = configuration.fleet.map { fleet in
             FleetClaimWatcher(configuration: fleet, vm: configuration.vm.id, node: configuration.nodeName,
-                              peer: FleetPeerRecord.Peer(name: configuration.peerName, address: configuration.peerAddress?.description), logger: logger,
-                              running: { node.status().role == .primary }) { [configuration] peer, claim in
+                              peer: recordedPeer ?? FleetPeerRecord.Peer(name: configuration.peerName, address: configuration.peerAddress?.description),
+                              logger: logger,
+                              side: { node.claimSide }) { [configuration] peer, claim in
                 logger.notice("a spare host protects the VM from now on: the next session synchronises it in full", metadata: [
                     "spare": "\(claim.node)", "spare-host": "\(claim.host)", "address": "\(claim.listen)", "in-place-of": "\(claim.lostBackup)"])
                 do {
@@ -115,6 +129,8 @@ public struct NodeDaemon: Sendable {
                     logger.error("cannot record the spare as this node's peer: a restart would protect to peer.name again", metadata: ["error": "\(error)"])
                 }
                 node.follow(peer)
+            } standDown: { claim in
+                stop.trigger(.replaced(claim))
             }
         }
         defer { watcher?.stop() }
@@ -139,6 +155,12 @@ public struct NodeDaemon: Sendable {
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as NodeServiceError {
+            guard case .replaced(let claim) = error.reason else { throw error }
+            return claim
+        }
+        return nil
     }
 }

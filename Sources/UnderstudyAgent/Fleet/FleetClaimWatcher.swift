@@ -3,12 +3,14 @@ import Synchronization
 import UnderstudySystem
 import UnderstudyWitness
 
-/// Follows the VM's spare claim for the node running it (`[fleet]`): a thread of its own reads
-/// `/understudy/fleet/claims/<vm>` every publication period and, when a claim replaces the
-/// node's backup (`SpareClaim.replaces`) while `running` says the VM runs here, makes the
-/// claim's spare the node's peer and hands it to `follow` (which points the VM's protection at
-/// it and records it). Nothing on the replication path waits for it; when etcd cannot be
-/// reached the node keeps its peer.
+/// Follows the VM's spare claim for a node with `[fleet]`: a thread of its own reads
+/// `/understudy/fleet/claims/<vm>` every publication period while the node runs the VM or keeps
+/// its replica, and carries out what `FleetClaimStateMachine` decides. When a claim replaces the
+/// node's backup while the VM runs here, it makes the claim's spare the node's peer and hands it
+/// to `follow` (which points the VM's protection at it and records it). When a claim replaces
+/// the node itself while it is a backup with no primary connected, it hands the claim to
+/// `standDown` and stops reading. Nothing on the replication path waits for it; when etcd
+/// cannot be reached nothing changes.
 public final class FleetClaimWatcher: Sendable {
     private let peerNow: Mutex<FleetPeerRecord.Peer>
     private let stopping = Latch()
@@ -16,29 +18,45 @@ public final class FleetClaimWatcher: Sendable {
 
     /// - Parameters:
     ///   - peer: the node's peer at start (the configuration's, or the recorded one).
-    ///   - running: whether the VM runs on this node now (only then is a claim followed).
+    ///   - side: what the node is now (only a node running the VM or keeping its replica reads the claim).
     ///   - follow: called on the watcher's thread with the spare to protect to.
+    ///   - standDown: called on the watcher's thread, once, with the claim that replaced this backup.
     public init(configuration: FleetConfiguration, vm: String, node: String, peer: FleetPeerRecord.Peer, logger: Logger,
-                running: @escaping @Sendable () -> Bool, follow: @escaping @Sendable (FleetPeerRecord.Peer, SpareClaim) -> Void) {
+                side: @escaping @Sendable () -> FleetClaimStateMachine.Side,
+                follow: @escaping @Sendable (FleetPeerRecord.Peer, SpareClaim) -> Void,
+                standDown: @escaping @Sendable (SpareClaim) -> Void) {
         peerNow = Mutex(peer)
         let registry = FleetRegistry(endpoints: configuration.endpoints, tls: configuration.tls, timeout: configuration.requestTimeout)
         let stopping = stopping
         thread.withLock {
             $0 = JoinableThread(name: "fleet-claims") { [self] in
-                var failing = false
+                var machine = FleetClaimStateMachine(node: node, peer: peer)
                 repeat {
-                    guard running() else { continue }
+                    let now = side()
+                    guard now != .neither else { continue }
+                    let reading: FleetClaimStateMachine.Reading
                     do {
-                        let claim = try registry.claim(on: vm)
-                        if failing { logger.notice("fleet registry reachable again: following the VM's spare claim") }
-                        failing = false
-                        guard let claim, claim.replaces(node: node, peer: self.peer.name) else { continue }
-                        let next = FleetPeerRecord.Peer(name: claim.node, address: claim.listen)
-                        peerNow.withLock { $0 = next }
-                        follow(next, claim)
+                        reading = .claim(try registry.claim(on: vm))
                     } catch {
-                        if !failing { logger.warning("fleet registry: cannot read the VM's spare claim; keeping the peer", metadata: ["error": "\(error)"]) }
-                        failing = true
+                        reading = .unreadable("\(error)")
+                    }
+                    for action in machine.observe(reading, as: now) {
+                        switch action {
+                        case .follow(let next, let claim):
+                            self.peerNow.withLock { $0 = next }
+                            follow(next, claim)
+                        case .standDown(let claim):
+                            standDown(claim)
+                            return
+                        case .awaitSessionEnd(let claim):
+                            logger.warning("a spare host protects the VM in place of this backup: standing down once the primary's session ends",
+                                           metadata: ["spare": "\(claim.node)", "spare-host": "\(claim.host)"])
+                        case .warnUnreachable(let why):
+                            logger.warning("fleet registry: cannot read the VM's spare claim; nothing changes until it can be read",
+                                           metadata: ["error": "\(why)"])
+                        case .noteReachable:
+                            logger.notice("fleet registry reachable again: following the VM's spare claim")
+                        }
                     }
                 } while !stopping.wait(timeout: configuration.publishPeriod)
             }

@@ -9,10 +9,13 @@ public struct FleetPeerRecord: Sendable {
         public var name: String
         /// Nil: the peer listens nowhere the node knows (it cannot protect to it).
         public var address: String?
+        /// Where it receives heartbeat datagrams; nil: no second path with it (and records written before it existed).
+        public var udp: String?
 
-        public init(name: String, address: String?) {
+        public init(name: String, address: String?, udp: String? = nil) {
             self.name = name
             self.address = address
+            self.udp = udp
         }
     }
 

@@ -13,11 +13,15 @@ import UnderstudySystem
 ///   sizes under the VM's state directory (the backup's replica disks), its memory replica under
 ///   `spare.replica_dir`; a kernel and initrd from `spare.boot_dir`;
 /// - replication, heartbeat, failover and witness as the primary's; `[fleet]` as the spare's, so
-///   the backup node publishes its entry (what keeps the claim live) and its state.
+///   the backup node publishes its entry (what keeps the claim live) and its state;
+/// - the second heartbeat path when both ends have one (`datagramListen`): `udp_listen` on
+///   `spare.udp_host` at the slot's port, `udp_peer` the primary's published `udp_listen`.
 public struct SpareAssignment: Sendable, Equatable {
     public let vm: String
     public let slot: Int
     public let listen: Endpoint
+    /// Where the backup node would receive heartbeat datagrams (`spare.udp_host`, the slot's port); nil: no `spare.udp_host`.
+    public let udp: Endpoint?
     /// The VM's directory under `spare.state_dir`: configuration, log, node state, run directory, disks.
     public let directory: String
     public let replicaDirectory: String
@@ -27,6 +31,7 @@ public struct SpareAssignment: Sendable, Equatable {
         self.vm = vm
         self.slot = slot
         listen = Endpoint(host: spare.listenHost, port: spare.portBase + UInt16(slot))
+        udp = spare.udpHost.map { Endpoint(host: $0, port: spare.portBase + UInt16(slot)) }
         directory = "\(spare.stateDirectory)/\(vm)"
         replicaDirectory = "\(spare.replicaDirectory)/\(vm)"
     }
@@ -39,6 +44,13 @@ public struct SpareAssignment: Sendable, Equatable {
         description.diskSizes.indices.map { index in
             description.firmware == "uefi" && index == description.diskSizes.count - 1 ? "\(directory)/uefi-vars.fd" : "\(directory)/disk\(index).raw"
         }
+    }
+
+    /// Where the backup node receives heartbeat datagrams for the VM described (what the claim
+    /// tells its primary); nil when either end has no second path: the pair then has the
+    /// replication link only.
+    public func datagramListen(_ description: VMDescriptionRecord) -> Endpoint? {
+        description.primaryUDP == nil ? nil : udp
     }
 
     /// Why this spare cannot protect the VM described; nil: it can.
@@ -104,8 +116,11 @@ public struct SpareAssignment: Sendable, Equatable {
                   "max_epochs_in_flight = \(d.maxEpochsInFlight)",
                   "", "[backup]", "listen = \(value(listen.description))", "replica_dir = \(value(replicaDirectory))",
                   "", "[heartbeat]", "interval_ms = \(d.heartbeatIntervalMilliseconds)", "missed = \(d.heartbeatMissed)",
-                  "min_timeout_ms = \(d.heartbeatMinimumTimeoutMilliseconds)",
-                  "", "[failover]", "automatic = \(d.failoverAutomatic)"]
+                  "min_timeout_ms = \(d.heartbeatMinimumTimeoutMilliseconds)"]
+        if let udp = datagramListen(d), let peer = d.primaryUDP {
+            lines += ["udp_listen = \(value(udp.description))", "udp_peer = \(value(peer))"]
+        }
+        lines += ["", "[failover]", "automatic = \(d.failoverAutomatic)"]
         if d.failoverWithoutWitness { lines.append("without_witness = true") }
         if !d.witnessEndpoints.isEmpty {
             lines += ["", "[witness]", "endpoints = \(list(d.witnessEndpoints))", "lease_ttl_s = \(d.witnessLeaseTTLSeconds)",

@@ -10,15 +10,20 @@ public struct SpareClaim: Sendable, Codable, Equatable {
     public var node: String
     /// Where the spare's backup node for the VM listens (the primary's new `peer.address`).
     public var listen: String
+    /// Where that backup node receives heartbeat datagrams (the primary's new `udp_peer`); nil:
+    /// it has no second heartbeat path (no `spare.udp_host`, or the primary published none), and
+    /// claims written before it existed.
+    public var udp: String?
     /// The backup node this claim replaces.
     public var lostBackup: String
     /// When it was claimed (seconds since 1970; for people, not for decisions: hosts' clocks differ).
     public var claimedAt: Double
 
-    public init(host: String, node: String, listen: String, lostBackup: String, claimedAt: Double) {
+    public init(host: String, node: String, listen: String, udp: String? = nil, lostBackup: String, claimedAt: Double) {
         self.host = host
         self.node = node
         self.listen = listen
+        self.udp = udp
         self.lostBackup = lostBackup
         self.claimedAt = claimedAt
     }

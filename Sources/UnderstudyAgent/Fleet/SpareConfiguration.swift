@@ -20,6 +20,7 @@ import UnderstudySystem
 /// [spare]
 /// listen_host = "192.0.2.9"             # the address primaries reach this host's backup nodes at
 /// port_base = 7400                      # one port per claimed VM: port_base, port_base + 1, ...
+/// udp_host = "198.51.100.9"             # optional: its address on the heartbeat datagrams' link (the same ports, UDP)
 /// replica_dir = "/dev/shm/understudy-spare"  # replicas, one directory per VM (tmpfs: QEMU maps it as RAM on activation)
 /// state_dir = "/var/lib/understudy-spare"    # each VM's backup configuration, log and run directory
 /// boot_dir = "/var/lib/understudy/boot"      # kernels and initrds of VMs booted from a kernel, by file name
@@ -37,6 +38,9 @@ public struct SpareConfiguration: Sendable {
     public var reprotectAfter: Duration
     public var listenHost: String
     public var portBase: UInt16
+    /// The address of this host's backup nodes' heartbeat datagrams (each on its slot's port);
+    /// nil: they have no second heartbeat path, and their primaries use the replication link only.
+    public var udpHost: String?
     public var replicaDirectory: String
     public var stateDirectory: String
     public var bootDirectory: String?
@@ -47,7 +51,7 @@ public struct SpareConfiguration: Sendable {
 
     static let knownKeys: Set<String> = [
         "node.name", "node.certificates", "log.level", "fleet.reprotect_after_s",
-        "spare.listen_host", "spare.port_base", "spare.replica_dir", "spare.state_dir", "spare.boot_dir", "spare.tap_prefix",
+        "spare.listen_host", "spare.udp_host", "spare.port_base", "spare.replica_dir", "spare.state_dir", "spare.boot_dir", "spare.tap_prefix",
     ]
 
     public init(contentsOfFile path: String) throws(ConfigurationError) {
@@ -69,8 +73,13 @@ public struct SpareConfiguration: Sendable {
         self.fleet = fleet
         reprotectAfter = .seconds(try d.integer("fleet.reprotect_after_s", in: 1...86_400) ?? 30)
         listenHost = try d.requiredString("spare.listen_host")
-        if ["0.0.0.0", "::", ""].contains(listenHost) || listenHost.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "[" }) {
+        if !Self.isReachable(listenHost) {
             throw d.failure("spare.listen_host", "\(listenHost.debugDescription) is not an address primaries can reach: give this host's address on the replication network")
+        }
+        udpHost = try d.string("spare.udp_host")
+        if let udpHost, !Self.isReachable(udpHost) {
+            // The primary checks each datagram's source against this address: it must be one.
+            throw d.failure("spare.udp_host", "\(udpHost.debugDescription) is not an address primaries can reach: give this host's address on the heartbeat datagrams' network")
         }
         let ports = (fleet.maxBackups ?? 8)
         portBase = UInt16(try d.requiredInteger("spare.port_base", in: 1...Int64(65_535 - max(0, ports - 1))))
@@ -84,5 +93,10 @@ public struct SpareConfiguration: Sendable {
             throw d.failure("fleet.max_backups", "0: a spare that may take no VM protects nothing")
         }
         logLevel = try d.oneOf("log.level", Logger.Level.self)
+    }
+
+    /// One address of this host (not every address, not a path or a bracketed form).
+    private static func isReachable(_ host: String) -> Bool {
+        !["0.0.0.0", "::", ""].contains(host) && !host.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "[" })
     }
 }

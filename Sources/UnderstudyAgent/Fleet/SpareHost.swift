@@ -114,7 +114,8 @@ public final class SpareHost: Sendable {
             // The files first: a claim this host then cannot serve would only delay another spare.
             try assignment.prepare(claim.description, spare: configuration)
             let value = SpareClaim(host: configuration.fleet.host, node: configuration.nodeName, listen: assignment.listen.description,
-                                   lostBackup: claim.lostBackup, claimedAt: Date().timeIntervalSince1970)
+                                   udp: assignment.datagramListen(claim.description)?.description, lostBackup: claim.lostBackup,
+                                   claimedAt: Date().timeIntervalSince1970)
             guard try registry.claim(claim.vm, value, replacing: claim.replacing) else {
                 logger.notice("another spare claimed the VM first", metadata: metadata)
                 try? FileManager.default.removeItem(atPath: assignment.directory)

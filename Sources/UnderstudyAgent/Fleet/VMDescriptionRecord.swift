@@ -18,6 +18,11 @@ public struct VMDescriptionRecord: Sendable, Codable, Equatable {
     public var primaryNode: String
     public var primaryHost: String
     public var primaryAddress: String?
+    /// Where the primary sends and receives its heartbeat datagrams (`heartbeat.udp_listen`): a
+    /// spare's backup node makes it its `udp_peer`. Nil when the primary has no second heartbeat
+    /// path, or listens for it on every address (no source address a backup could check); older
+    /// primaries publish none.
+    public var primaryUDP: String?
     public var memoryBytes: UInt64
     public var vcpus: Int
     public var machine: String
@@ -54,6 +59,7 @@ public struct VMDescriptionRecord: Sendable, Codable, Equatable {
         primaryNode = c.nodeName
         primaryHost = host
         primaryAddress = c.listen.flatMap { ["0.0.0.0", "::", ""].contains($0.host) ? nil : $0.description }
+        primaryUDP = c.heartbeatDatagrams.flatMap { ["0.0.0.0", "::", ""].contains($0.listen.host) ? nil : $0.listen.description }
         memoryBytes = c.vm.memoryBytes
         vcpus = c.vm.vcpus
         machine = c.vm.machine
