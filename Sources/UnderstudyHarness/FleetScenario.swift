@@ -48,6 +48,8 @@ public final class FleetScenario: @unchecked Sendable {
     }
 
     static let spareNode = "h4-spare"
+    /// The UDP heartbeat port of the first VM's nodes (the next VM's is one more), on their hosts' addresses.
+    static let datagramPortBase = 7401
     static let operatorNode = "operator"
 
     private let options: Options
@@ -122,8 +124,9 @@ public final class FleetScenario: @unchecked Sendable {
         let killedOnB = killHost(vmB.backupHost)
         try waitFor("the spare to protect \(vmB.vm)", timeout: .seconds(240)) { protectedBySpare(vmB.vm, registry: registry) }
         let backupReprotected = Self.milliseconds(since: backupKilledAt)
+        try requireDatagramsToSpare(vmB.vm, config: vmB.configs.primary)
         report.reprotectedMs["backup_host_\(vmB.backupHost)_killed"] = backupReprotected
-        report.events.append("(b) \(vmB.backupHost) killed (\(killedOnB) processes): \(Self.spareNode) claimed \(vmB.vm), protecting again after \(backupReprotected) ms")
+        report.events.append("(b) \(vmB.backupHost) killed (\(killedOnB) processes): \(Self.spareNode) claimed \(vmB.vm), protecting again after \(backupReprotected) ms, its heartbeat datagrams to the spare")
         say("      \(vmB.vm) protected by \(Self.spareNode) \(backupReprotected) ms after the kill")
 
         // (c) A primary host: its backup takes over, then the spare protects the survivor.
@@ -138,9 +141,10 @@ public final class FleetScenario: @unchecked Sendable {
         let tookOver = Self.milliseconds(since: primaryKilledAt)
         try waitFor("the spare to protect \(vmA.vm)", timeout: .seconds(240)) { protectedBySpare(vmA.vm, registry: registry) }
         let primaryReprotected = Self.milliseconds(since: primaryKilledAt)
+        try requireDatagramsToSpare(vmA.vm, config: vmA.configs.backup)
         report.reprotectedMs["primary_host_\(vmA.primaryHost)_killed"] = primaryReprotected
         report.events.append("(c) \(vmA.primaryHost) killed (\(killedOnA) processes): \(vmA.backupNode) ran \(vmA.vm) after \(tookOver) ms, "
-                             + "protected by \(Self.spareNode) after \(primaryReprotected) ms")
+                             + "protected by \(Self.spareNode) after \(primaryReprotected) ms, its heartbeat datagrams to the spare")
         say("      \(vmA.backupNode) took over after \(tookOver) ms; protected by \(Self.spareNode) \(primaryReprotected) ms after the kill")
 
         // (d) The lost hosts come back with their old configurations: they must stand down.
@@ -211,14 +215,20 @@ public final class FleetScenario: @unchecked Sendable {
                     + "[witness]\nendpoints = [\(endpoints)]\nlease_ttl_s = 3\n[failover]\ngrace_ms = 200\nreconnect_ms = 200\n"
             }
             let primaryListen = "\(hosts.address(of: primaryHost)):\(ports[2 * index + 1])"
+            // The second heartbeat path, over UDP between the two hosts' addresses (a spare's node gets one too: spare.udp_host).
+            let datagrams = { (from: String, to: String) in
+                "[heartbeat]\nudp_listen = \"\(hosts.address(of: from)):\(Self.datagramPortBase + index)\"\n"
+                    + "udp_peer = \"\(hosts.address(of: to)):\(Self.datagramPortBase + index)\"\n"
+            }
             let configs = try AgentPair.writeConfigs(
                 in: vmDirectory, port: ports[2 * index], vm: vm, guest: guest,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-\(vm)-b",
                 backupHost: hosts.address(of: backupHost),
                 disks: ("\(vmDirectory)/primary-disk.img", "\(vmDirectory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
                 backupPeerAddress: primaryListen,
-                primaryExtra: "[backup]\nlisten = \"\(primaryListen)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n" + fleet(primaryHost),
-                backupExtra: fleet(backupHost) + """
+                primaryExtra: "[backup]\nlisten = \"\(primaryListen)\"\nreplica_dir = \"/dev/shm/understudy-\(vm)-p\"\n" + fleet(primaryHost)
+                    + datagrams(primaryHost, backupHost),
+                backupExtra: fleet(backupHost) + datagrams(backupHost, primaryHost) + """
                     [drill]
                     probe = "tcp:\(network.guestAddress):\(VMDemo.servicePort)"
                     sandbox_address = "\(network.clientAddress)/\(network.prefixLength)"
@@ -232,6 +242,7 @@ public final class FleetScenario: @unchecked Sendable {
         try Self.linkBootDirectory("\(directory)/boot", guest: guest)
         try Self.writeSpareConfiguration(to: "\(directory)/spare.toml", node: Self.spareNode, certificates: "\(directory)/certs",
                                          endpoints: cluster!.endpoints.map(\.description), host: "h4", listenHost: hosts.address(of: "h4"),
+                                         datagramHost: hosts.address(of: "h4"),
                                          portBase: ports[2 * layout.count],
                                          replicaDirectory: "/dev/shm/understudy-\(tag)-spare", stateDirectory: "\(directory)/spare-state",
                                          bootDirectory: "\(directory)/boot", tapPrefix: "u\(tag)", maxBackups: 2)
@@ -245,10 +256,11 @@ public final class FleetScenario: @unchecked Sendable {
         }
     }
 
-    /// A spare's configuration as the tests and the demo run one: listening on `listenHost`, with
-    /// the short lease and claim delay (2 s each) that keep a run short.
+    /// A spare's configuration as the tests and the demo run one: listening on `listenHost` (and
+    /// for heartbeat datagrams on `datagramHost`, when given), with the short lease and claim
+    /// delay (2 s each) that keep a run short.
     public static func writeSpareConfiguration(to path: String, node: String, certificates: String, endpoints: [String], host: String,
-                                               listenHost: String = "127.0.0.1", portBase: UInt16, replicaDirectory: String, stateDirectory: String, bootDirectory: String,
+                                               listenHost: String = "127.0.0.1", datagramHost: String? = nil, portBase: UInt16, replicaDirectory: String, stateDirectory: String, bootDirectory: String,
                                                tapPrefix: String, maxBackups: Int) throws {
         try """
             [node]
@@ -268,13 +280,28 @@ public final class FleetScenario: @unchecked Sendable {
             state_dir = "\(stateDirectory)"
             boot_dir = "\(bootDirectory)"
             tap_prefix = "\(tapPrefix)"
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+
+            """.appending(datagramHost.map { "udp_host = \"\($0)\"\n" } ?? "").write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// Whether `vm`'s one primary reports protecting to the spare.
     private func protectedBySpare(_ vm: String, registry: FleetRegistry) -> Bool {
         let primaries = ((try? registry.records()) ?? []).filter { $0.vm == vm && $0.role == .primary }
         return primaries.count == 1 && primaries[0].peer == Self.spareNode && primaries[0].state == "protecting"
+    }
+
+    /// Requires that `vm`'s primary (the node of `config`) sends its heartbeat datagrams to the
+    /// spare: the second path followed the claim, with no hand edit.
+    private func requireDatagramsToSpare(_ vm: String, config: String) throws {
+        var datagrams: String?
+        try? waitFor("\(vm)'s primary to send its heartbeat datagrams to the spare", timeout: .seconds(10)) {
+            let output = try? HostCommand.run([options.executable, "status", "--config", config, "--json"])
+            datagrams = (try? JSONDecoder().decode(AgentStatus.self, from: Data((output ?? "").utf8)))?.primary?.heartbeatDatagrams
+            return datagrams?.hasSuffix("(\(Self.spareNode))") == true
+        }
+        guard datagrams?.hasSuffix("(\(Self.spareNode))") == true else {
+            throw HarnessError("\(vm)'s primary protects to the spare but its heartbeat datagrams go \(datagrams ?? "nowhere (no status)")")
+        }
     }
 
     private static func milliseconds(since start: ContinuousClock.Instant) -> Int {

@@ -48,6 +48,23 @@ struct FleetClaimStateMachineTests {
         #expect(machine.observe(.claim(spare), as: .backup(sessionConnected: false)) == [.standDown(spare)])
     }
 
+    @Test func aClaimWithAnAddressThatDoesNotParseIsNotFollowed() {
+        let configured = FleetPeerRecord.Peer(name: "node-b", address: "192.0.2.2:7400")
+        var machine = FleetClaimStateMachine(node: "node-a", peer: configured)
+        for bad in [SpareClaim(host: "hv-s", node: "spare-s", listen: "no-port", lostBackup: "node-b", claimedAt: 0),
+                    SpareClaim(host: "hv-s", node: "spare-s", listen: "192.0.2.9:7400", udp: "192.0.2.9:http", lostBackup: "node-b", claimedAt: 0)] {
+            let actions = machine.observe(.claim(bad), as: .primary)
+            guard case .ignoreMalformed(bad, _)? = actions.first, actions.count == 1 else {
+                Issue.record("\(bad): \(actions)")
+                continue
+            }
+            #expect(machine.observe(.claim(bad), as: .primary) == [], "said once")
+            #expect(machine.peer == configured)
+        }
+        let good = claim(by: "spare-s")
+        #expect(machine.observe(.claim(good), as: .primary) == [.follow(FleetPeerRecord.Peer(name: "spare-s", address: "192.0.2.9:7400"), good)])
+    }
+
     @Test func theNodeRunningTheVMFollowsTheSpareOnceAndANodeBetweenRolesDoesNothing() {
         var machine = FleetClaimStateMachine(node: "node-a", peer: FleetPeerRecord.Peer(name: "node-b", address: "192.0.2.2:7400"))
         let spare = claim(by: "spare-s")

@@ -31,7 +31,7 @@ extension NodeDaemon {
             case .warnUnreachable(let why):
                 logger.warning("fleet registry: cannot read the VM's spare claim at start; starting as the backup (activation checks the claim again)",
                                metadata: ["error": "\(why)"])
-            case .follow, .awaitSessionEnd, .noteReachable:
+            case .follow, .ignoreMalformed, .awaitSessionEnd, .noteReachable:
                 break
             }
         }

@@ -1,3 +1,5 @@
+import UnderstudySystem
+
 /// What a node with `[fleet]` does about its VM's spare claim, decided from each reading of the
 /// claim (`FleetClaimWatcher` reads it every publication period; `NodeDaemon` once at start).
 /// Pure: the readings and the node's side come in, actions go out.
@@ -7,6 +9,10 @@
 /// - on a backup: its replica is a past the VM has moved on from; it stands down, but only once
 ///   no primary session is connected (a primary still sending to it has not yet followed the
 ///   claim, and will on its next reading).
+///
+/// A claim whose addresses do not parse is not followed (said once per claim): anyone with a
+/// certificate of the fleet's CA can write one, and following it would leave the VM without a
+/// reachable backup.
 ///
 /// A registry out of reach changes nothing: the node keeps its peer, and a backup keeps serving
 /// (its fence refuses an activation while the claim cannot be read, `ClaimCheckedFence`).
@@ -37,6 +43,9 @@ public struct FleetClaimStateMachine: Sendable {
         /// The claim replaces this backup but a primary is still connected: stand down once it is
         /// gone (said once per claim).
         case awaitSessionEnd(SpareClaim)
+        /// The claim replaces this node's backup but names an address that does not parse (why):
+        /// the node keeps its peer (said once per claim).
+        case ignoreMalformed(SpareClaim, String)
         /// The registry became unreachable (said once per outage), and reachable again.
         case warnUnreachable(String)
         case noteReachable
@@ -48,6 +57,8 @@ public struct FleetClaimStateMachine: Sendable {
     private var unreachable = false
     /// The claim an `awaitSessionEnd` was said for.
     private var awaiting: SpareClaim?
+    /// The claim an `ignoreMalformed` was said for.
+    private var malformed: SpareClaim?
 
     public init(node: String, peer: FleetPeerRecord.Peer) {
         self.node = node
@@ -73,6 +84,11 @@ public struct FleetClaimStateMachine: Sendable {
         }
         switch side {
         case .primary:
+            if let why = Self.malformedAddress(in: claim) {
+                if malformed != claim { actions.append(.ignoreMalformed(claim, why)) }
+                malformed = claim
+                return actions
+            }
             peer = FleetPeerRecord.Peer(name: claim.node, address: claim.listen, udp: claim.udp)
             actions.append(.follow(peer, claim))
         case .backup(sessionConnected: true):
@@ -84,5 +100,17 @@ public struct FleetClaimStateMachine: Sendable {
             break
         }
         return actions
+    }
+
+    /// Why the claim's listening or datagram address is not a host:port; nil: both are.
+    private static func malformedAddress(in claim: SpareClaim) -> String? {
+        for address in [claim.listen] + (claim.udp.map { [$0] } ?? []) {
+            do {
+                _ = try Endpoint(parsing: address)
+            } catch {
+                return "\(error)"
+            }
+        }
+        return nil
     }
 }

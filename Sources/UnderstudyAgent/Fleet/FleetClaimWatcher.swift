@@ -48,6 +48,9 @@ public final class FleetClaimWatcher: Sendable {
                         case .standDown(let claim):
                             standDown(claim)
                             return
+                        case .ignoreMalformed(let claim, let why):
+                            logger.error("the VM's spare claim names an address that does not parse: keeping the peer",
+                                         metadata: ["spare": "\(claim.node)", "spare-host": "\(claim.host)", "error": "\(why)"])
                         case .awaitSessionEnd(let claim):
                             logger.warning("a spare host protects the VM in place of this backup: standing down once the primary's session ends",
                                            metadata: ["spare": "\(claim.node)", "spare-host": "\(claim.host)"])
