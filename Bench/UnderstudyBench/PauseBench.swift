@@ -11,9 +11,11 @@ import UnderstudySystem
 /// would take them. Each load runs on a freshly started guest twice: first `baseline` (as captures
 /// were before: the whole dirty set copied inside the pause, and the disk's writes since the
 /// guest's last flush synced by QEMU's stop), then `bounded` (pre-copy of large dirty sets,
-/// `QEMUCheckpointSource.defaultPreCopy`, and the disk synced just before the stop,
+/// `QEMUCheckpointSource.defaultPreCopy`, holding a guest too fast for it in short slices, and the
+/// disk synced just before the stop,
 /// `GuestDevices.synchronizeDiskBeforeStop`). It reports pause p50/p99/max, the longest pause's
-/// breakdown and each phase's p99, and the bounded/baseline ratios.
+/// breakdown and each phase's p99, the longest hold and the longest stall (pause or hold), the
+/// guest's progress (its counter's rate: what holding costs it), and the bounded/baseline ratios.
 ///
 /// Loads: `boot` (captures from QEMU's start: kernel, initramfs and first touch of memory),
 /// `dirty` (the counter dirtying a 768 MiB buffer as fast as TCG lets it), and `page-cache fill`
@@ -58,14 +60,17 @@ struct PauseBench {
                 row["mode"] = mode
                 byMode[mode] = row
                 rows.append(row)
-                log(String(format: "  %-16@ %-10@ %4ld captures  pause p50 %6.2f  p99 %7.2f  max %7.2f ms  pages p50 %6.0f max %7.0f  longest: %@",
+                log(String(format: "  %-16@ %-10@ %4ld captures  pause p50 %6.2f  p99 %7.2f  max %7.2f ms  hold max %6.2f ms (%ld)  pages p50 %6.0f max %7.0f  counter %.0f/s  longest: %@",
                            load.name, mode, row["captures"] as! Int, row["pauseP50Ms"] as! Double, row["pauseP99Ms"] as! Double,
-                           row["pauseMaxMs"] as! Double, row["dirtyPagesP50"] as! Double, row["dirtyPagesMax"] as! Double,
+                           row["pauseMaxMs"] as! Double, row["longestHoldMs"] as! Double, row["holds"] as! Int,
+                           row["dirtyPagesP50"] as! Double, row["dirtyPagesMax"] as! Double, row["guestCounterPerSecond"] as! Double,
                            PauseBench.describe(row["longestPause"] as! [String: Double])))
             }
             let baseline = byMode["baseline"]!, bounded = byMode["bounded"]!
             func ratio(_ key: String) -> Double { (bounded[key] as! Double) / max(1e-9, baseline[key] as! Double) }
             comparisons.append(["load": load.name, "pauseP99RatioBoundedToBaseline": ratio("pauseP99Ms"),
+                                "stallMaxRatioBoundedToBaseline": ratio("stallMaxMs"),
+                                "guestProgressRatioBoundedToBaseline": ratio("guestCounterPerSecond"),
                                 "pauseMaxRatioBoundedToBaseline": ratio("pauseMaxMs"), "pauseP50RatioBoundedToBaseline": ratio("pauseP50Ms")])
         }
         return ["guest": ["memoryMiB": PauseBench.memoryMiB, "accelerator": "tcg", "intervalMs": PauseBench.intervalMilliseconds,
@@ -120,9 +125,12 @@ struct PauseBench {
         var phases: [String: [Double]] = [:]
         var longest = PauseBreakdown()
         var longestFlush = Duration.zero
+        var (longestHold, holds, heldRounds) = (0.0, 0, 0)
         var stops: [String: [Double]] = [:]
         var epoch: UInt64 = 0
-        let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let began = ContinuousClock.now
+        let counterBefore = TestGuest.lastCounter(in: description.serialLog) ?? 0
+        let end = began + .milliseconds(Int64(seconds * 1000))
         var next = ContinuousClock.now
         while ContinuousClock.now < end {
             try exits.check()
@@ -140,16 +148,24 @@ struct PauseBench {
             if breakdown.total > longest.total { longestFlush = flush }
             pauses.append(breakdown.total.milliseconds)
             pages.append(Double(breakdown.pages + breakdown.preCopiedPages))
+            longestHold = max(longestHold, breakdown.longestHold.milliseconds)
+            (holds, heldRounds) = (holds + breakdown.holds, heldRounds + breakdown.heldRounds)
             for (name, value) in breakdown.summary where name.hasSuffix("Ms") { phases[name, default: []].append(value) }
             if breakdown.total > longest.total { longest = breakdown }
             next = max(next + .milliseconds(PauseBench.intervalMilliseconds), ContinuousClock.now)
         }
+        let counterPerSecond = Double((TestGuest.lastCounter(in: description.serialLog) ?? 0) &- counterBefore) / (ContinuousClock.now - began).seconds
         pauses.sort()
         pages.sort()
         return [
             "captures": pauses.count,
             "pauseP50Ms": percentile(pauses, 0.5), "pauseP99Ms": percentile(pauses, 0.99), "pauseMaxMs": pauses.last ?? 0,
             "dirtyPagesP50": percentile(pages, 0.5), "dirtyPagesMax": pages.last ?? 0,
+            // Holds stall the guest too: the longest stall is the longer of pause and hold. The
+            // guest's counter's rate (its progress: the loop that writes pages advances it) shows
+            // what holding costs the guest.
+            "longestHoldMs": longestHold, "stallMaxMs": max(pauses.last ?? 0, longestHold), "holds": holds, "heldRounds": heldRounds,
+            "guestCounterPerSecond": counterPerSecond,
             "longestPause": longest.summary.merging(["stopFlushMs": longestFlush.milliseconds]) { $1 },
             "phaseP99Ms": phases.mapValues { percentile($0.sorted(), 0.99) },
             "hostLoadAverage": VMBench.loadAverage(),

@@ -23,7 +23,7 @@ extension PrimaryReplicator {
         let progress: @Sendable (Int) -> Void = { [session] bytes in session.withLock { $0.session.synced(bytes: bytes) } }
         if let disk { try syncDisk(disk, ranges: diskRanges, encoder: encoder, sender: sender, into: &output, progress: progress) }
         var rounds = PreCopyRounds(stopPages: configuration.preCopyStopPages, maxRounds: max(1, configuration.preCopyRounds))
-        while rounds.copyWhileRunning(pending: pages.count) {
+        while rounds.next(pending: pages.count) == .running {
             try encoder.encodeSync(pages: pages, from: source.syncMemory, to: sender, into: &output, progress: progress)
             logger.info("initial sync round done", metadata: ["round": "\(rounds.rounds)", "pages": "\(pages.count)",
                                                              "total-pages": "\(output.pages)"])

@@ -33,6 +33,9 @@ public struct PrimaryStatistics: Sendable {
     /// typical pause goes (QEMU's share: stop, device save, resume; the agent's: collect, copy, boundary).
     public var pauseSum = PauseBreakdown()
     public var pausesBrokenDown = 0
+    /// The longest hold of the guest before a pause (a pre-copy round of a guest writing too fast
+    /// for rounds while it runs stops it in slices); `pauseSum.holds` counts them.
+    public var longestHold: Duration = .zero
     public var ackLatencies: [Duration] = []
     /// When the most recent checkpoints were captured and how many pages each had.
     public var recent: [(at: ContinuousClock.Instant, dirtyPages: Int)] = []
@@ -75,6 +78,7 @@ public struct PrimaryStatistics: Sendable {
         if breakdown.total > longestPause?.breakdown.total ?? .zero { longestPause = (epoch, breakdown) }
         pauseSum = pauseSum + breakdown
         pausesBrokenDown += 1
+        longestHold = max(longestHold, breakdown.longestHold)
     }
 
     mutating func note(ackLatency: Duration) { Self.append(ackLatency, to: &ackLatencies) }

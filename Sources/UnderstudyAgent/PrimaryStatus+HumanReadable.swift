@@ -26,6 +26,9 @@ extension PrimaryStatus {
                                                  longest["epoch"] ?? 0, longest["pages"] ?? 0, longest["preCopiedPages"] ?? 0)
                          + phases(longest)))
         }
+        if let holds, holds > 0, let longest = holdMillisecondsMax {
+            rows.append(("guest holds", String(format: "%d before pauses (pre-copy of a fast-writing guest), longest %.2f ms", holds, longest)))
+        }
         add("dirty pages/checkpoint", dirtyPagesPerCheckpoint.map { String(format: "%.0f", $0) })
         if let raw = rawBytes, let wire = wireBytes {
             rows.append(("bytes", String(format: "%.1f MB raw, %.1f MB on the wire", Double(raw) / 1e6, Double(wire) / 1e6)))

@@ -24,6 +24,10 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var longestPause: [String: Double]?
     /// The mean pause, phase by phase (same keys as `longestPause`, without `epoch`).
     public var meanPause: [String: Double]?
+    /// Holds of the guest before pauses (pre-copy slices of a guest writing too fast for rounds
+    /// while it runs) and the longest: the guest stalls for them too.
+    public var holds: Int?
+    public var holdMillisecondsMax: Double?
     public var dirtyPagesPerCheckpoint: Double?
     public var rawBytes: Int?
     public var wireBytes: Int?

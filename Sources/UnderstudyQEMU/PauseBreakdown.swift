@@ -28,6 +28,13 @@ public struct PauseBreakdown: Sendable, Equatable {
     /// Pages copied before the pause while the guest ran (pre-copy), and in how many rounds.
     public var preCopiedPages = 0
     public var preCopyRounds = 0
+    /// Pre-copy rounds that held the guest (it wrote too fast for rounds while it ran), the holds
+    /// (slices with the guest stopped) before this pause, and the longest of them: the guest
+    /// stalls for each, besides the pause. The longest is one pause's own: sums and means of
+    /// pauses leave it zero.
+    public var heldRounds = 0
+    public var holds = 0
+    public var longestHold: Duration = .zero
 
     public init() {}
 
@@ -55,7 +62,7 @@ public struct PauseBreakdown: Sendable, Equatable {
         for path in [\PauseBreakdown.total, \.stop, \.wake, \.collect, \.copy, \.boundary, \.preempted, \.deviceSave, \.resume] {
             result[keyPath: path] = durations(self[keyPath: path], other[keyPath: path])
         }
-        for path in [\PauseBreakdown.pages, \.preCopiedPages, \.preCopyRounds] {
+        for path in [\PauseBreakdown.pages, \.preCopiedPages, \.preCopyRounds, \.heldRounds, \.holds] {
             result[keyPath: path] = counts(self[keyPath: path], other[keyPath: path])
         }
         return result
@@ -64,10 +71,10 @@ public struct PauseBreakdown: Sendable, Equatable {
     /// The phases in milliseconds and the page counts, by name (status and benchmark JSON).
     public var summary: [String: Double] {
         var values: [String: Double] = ["pages": Double(pages), "preCopiedPages": Double(preCopiedPages),
-                                        "preCopyRounds": Double(preCopyRounds)]
+                                        "preCopyRounds": Double(preCopyRounds), "heldRounds": Double(heldRounds), "holds": Double(holds)]
         for (name, value) in [("totalMs", total), ("stopMs", stop), ("wakeMs", wake), ("collectMs", collect), ("copyMs", copy),
                               ("boundaryMs", boundary), ("preemptedMs", preempted), ("deviceSaveMs", deviceSave),
-                              ("resumeMs", resume), ("schedulerMs", scheduler)] {
+                              ("resumeMs", resume), ("schedulerMs", scheduler), ("longestHoldMs", longestHold)] {
             values[name] = Double(value.components.seconds) * 1000 + Double(value.components.attoseconds) / 1e15
         }
         return values

@@ -38,12 +38,16 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// and how fast the recent large copies went (pages per second; the slowest counts, since a
     /// round the copy turns out too slow for lets the guest write more than it copied).
     private var lastCollection: UInt64 = 0
+    /// How long holds kept the guest stopped since `lastCollection`: it wrote nothing meanwhile.
+    private var heldSinceCollection = Duration.zero
     private var copyRates: [Double] = []
     private var pagesCopiedPerSecond: Double? { copyRates.min() }
 
     /// The default `preCopy`: about 2 ms of collecting and copying (at ~1 µs a page here) is
-    /// left to the pause; larger sets are pre-copied in up to 4 rounds.
-    public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 4)
+    /// left to the pause; larger sets are pre-copied in up to 8 rounds, and a guest writing too
+    /// fast for them is held in slices of at most 8 ms (the pause bench's dirty load: a 160 ms
+    /// pause without holding).
+    public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 8, holdSlice: .milliseconds(8))
 
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
     public var syncMemory: UnsafeRawBufferPointer { tracker.reference ?? memory }
@@ -151,7 +155,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func startTracking() throws {
         try tracker.arm()
-        lastCollection = HostClock.monotonic()
+        collected()
     }
 
     /// The RAM file's data ranges (SEEK_DATA): the pages the guest never touched are holes.
@@ -162,15 +166,21 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func collectDirtyPages() throws -> [UInt64] {
         let pages = try tracker.collect()
-        lastCollection = HostClock.monotonic()
+        collected()
         return pages
+    }
+
+    /// Tracking handed over the written pages just now: the guest's write rate counts from here.
+    private func collected() {
+        lastCollection = HostClock.monotonic()
+        heldSinceCollection = .zero
     }
 
     public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         // At the pause's priority: pre-copy decides how much the pause has left to copy, and a
         // round that waits for a core lets the guest write more (on a loaded host a round here
         // took hundreds of milliseconds). It is bounded: at most `maxRounds` of `longestRound`.
-        let preCopied = try qemu.withPausePriority { try copyWhileRunning() }
+        let (preCopied, held) = try qemu.withPausePriority { try copyBeforePause() }
         beforeStop?()
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
@@ -200,7 +210,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             if resume { _ = try? qemu.qmp.execute("cont") }
             throw error
         }
-        lastCollection = HostClock.monotonic()
+        collected()
         let paused = captured!
         noteCopy(pages: paused.pageIndices.count, took: agent.copy)
         paused.deviceState = saved.bytes
@@ -210,33 +220,92 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         (breakdown.collect, breakdown.copy, breakdown.boundary, breakdown.preempted) = (agent.collect, agent.copy, agent.boundary, agent.preempted)
         breakdown.pages = paused.pageIndices.count
         breakdown.preCopiedPages = preCopied.reduce(0) { $0 + $1.pageIndices.count }
-        breakdown.preCopyRounds = preCopied.count
+        breakdown.preCopyRounds = held.rounds
+        (breakdown.heldRounds, breakdown.holds, breakdown.longestHold) = (held.heldRounds, held.holds, held.longestHold)
         paused.pauseBreakdown = breakdown
         return CapturedCheckpoint.merging(preCopied: preCopied, paused: paused)
     }
 
-    /// Pre-copy (`preCopy`): while the dirty set is large, copies it with the guest running and
-    /// collects again. Each collection re-arms tracking, so a page written after its copy is
-    /// collected again, by a later round or by the pause, whose copy then supersedes this one.
-    /// Copies from `syncMemory`: with comparison tracking a copy of guest memory could hold a value
-    /// the guest reverts before the pause, which the comparison would then not find again.
-    private func copyWhileRunning() throws -> [CapturedCheckpoint] {
-        guard var rounds = preCopy else { return [] }
-        var copies: [CapturedCheckpoint] = []
-        while let pending = try tracker.pendingPageCount(),
-              rounds.copyWhileRunning(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
-                                      pagesCopiedPerSecond: pagesCopiedPerSecond) {
-            let pages = try tracker.collect()
-            lastCollection = HostClock.monotonic()
-            copies.append(CapturedCheckpoint(copying: pages, from: syncMemory, pageSize: pageSize))
-            noteCopy(pages: pages.count, took: HostClock.span(from: lastCollection, to: HostClock.monotonic()))
-        }
-        return copies
+    /// What pre-copy did before a pause: its rounds, and the holds of the held ones.
+    private struct PreCopyRecord {
+        var rounds = 0
+        var heldRounds = 0
+        var holds = 0
+        var longestHold = Duration.zero
     }
 
-    /// Pages per second the guest wrote since the last collection, `pending` being what it wrote.
+    /// Pre-copy (`preCopy`): while the dirty set is large, copies it before the pause and collects
+    /// again, with the guest running or, for a guest writing too fast for that, held in slices.
+    /// Each collection re-arms tracking, so a page written after its copy is collected again, by
+    /// a later round or by the pause, whose copy then supersedes this one. The copies come out
+    /// oldest first, each in page order.
+    /// Copies from `syncMemory`: with comparison tracking a copy of guest memory could hold a value
+    /// the guest reverts before the pause, which the comparison would then not find again.
+    private func copyBeforePause() throws -> ([CapturedCheckpoint], PreCopyRecord) {
+        guard var rounds = preCopy else { return ([], PreCopyRecord()) }
+        var copies: [CapturedCheckpoint] = []
+        var record = PreCopyRecord()
+        while let pending = try tracker.pendingPageCount() {
+            let round = rounds.next(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
+                                    pagesCopiedPerSecond: pagesCopiedPerSecond)
+            guard round != .pause else { break }
+            let pages = try collectDirtyPages()
+            record.rounds += 1
+            guard case .held(let hold) = round else {
+                copies.append(CapturedCheckpoint(copying: pages, from: syncMemory, pageSize: pageSize))
+                noteCopy(pages: pages.count, took: HostClock.span(from: lastCollection, to: HostClock.monotonic()))
+                continue
+            }
+            record.heldRounds += 1
+            let copy = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
+            // Faulting the staging in while the guest runs keeps the faults out of the holds.
+            copy.prefault()
+            var done = 0
+            while done < pages.count {
+                let held = try holdGuest(for: hold.slice) { until in
+                    // Slices of 64 pages, until the hold's time is up: a slice sized from a copy
+                    // rate would overrun whenever the rate falls (measured: 70 ms holds when it fell
+                    // from 1.7 M to 93 k pages/s).
+                    var end = done
+                    while end < pages.count && HostClock.monotonic() < until {
+                        let next = min(pages.count, end + 64)
+                        copy.copyPages(at: end..<next, from: syncMemory)
+                        end = next
+                    }
+                    return end
+                }
+                noteCopy(pages: held.result - done, took: held.copy)
+                let gap = hold.gap(afterCopying: held.result - done)
+                done = held.result
+                record.holds += 1
+                record.longestHold = max(record.longestHold, held.stall)
+                heldSinceCollection += held.stall
+                if done < pages.count { Thread.sleep(forTimeInterval: gap.seconds) }
+            }
+            copies.append(copy)
+        }
+        return (copies, record)
+    }
+
+    /// Runs `body` (which cannot fail) with the guest stopped by QMP stop and resumed by cont,
+    /// telling it when the hold's `slice` ends (CLOCK_MONOTONIC nanoseconds). The stall is from
+    /// sending stop until cont returned, an upper bound of what the guest saw.
+    private func holdGuest<Result>(for slice: Duration, _ body: (_ until: UInt64) -> Result) throws
+        -> (result: Result, stall: Duration, copy: Duration) {
+        let stopping = HostClock.monotonic()
+        try qemu.qmp.execute("stop")
+        let stopped = HostClock.monotonic()
+        let result = body(stopped + UInt64(max(0, slice.seconds) * 1e9))
+        let copied = HostClock.monotonic()
+        try qemu.qmp.execute("cont")
+        return (result, HostClock.span(from: stopping, to: HostClock.monotonic()), HostClock.span(from: stopped, to: copied))
+    }
+
+    /// Pages per second the guest wrote since the last collection, `pending` being what it wrote,
+    /// per second it ran: holds stopped it (a held round's rate would otherwise look as low as the
+    /// hold made it, and the next round's gaps would let it write more than they should).
     private func writeRate(pending: Int) -> Double? {
-        let elapsed = HostClock.span(from: lastCollection, to: HostClock.monotonic())
+        let elapsed = HostClock.span(from: lastCollection, to: HostClock.monotonic()) - heldSinceCollection
         return lastCollection > 0 && elapsed > .zero ? Double(pending) / elapsed.seconds : nil
     }
 

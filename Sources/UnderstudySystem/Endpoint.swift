@@ -27,6 +27,13 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
+    /// True for a host that stands for every address of this host (a listener's "any"): another
+    /// host cannot reach it under that name.
+    public var isWildcard: Bool { Self.isWildcard(host) }
+
+    /// True when `host` stands for every address ("0.0.0.0", "::" or empty).
+    public static func isWildcard(_ host: String) -> Bool { ["0.0.0.0", "::", ""].contains(host) }
+
     /// Resolves to socket addresses (getaddrinfo).
     package func resolve(passive: Bool, socketType: Int32 = Int32(SOCK_STREAM.rawValue)) throws(TransportError) -> [(family: Int32, address: [UInt8])] {
         var hints = addrinfo()

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UnderstudyAgent
+@testable import UnderstudyAgent
 import UnderstudyNetwork
 import UnderstudyProtocol
 import UnderstudyQEMU
@@ -16,7 +16,7 @@ struct AgentStatusTests {
     static let primaryKeys: Set<String> = [
         "role", "vm", "state", "detail", "currentEpoch", "committedEpoch", "checkpointsPerSecond", "checkpointsForOutput",
         "checkpointsForInterval", "checkpointsForCatchUp", "pauseMillisecondsP50",
-        "pauseMillisecondsP99", "pauseMillisecondsMax", "dirtyPagesPerCheckpoint", "rawBytes", "wireBytes", "ackLatencyMillisecondsP50",
+        "pauseMillisecondsP99", "pauseMillisecondsMax", "holds", "holdMillisecondsMax", "dirtyPagesPerCheckpoint", "rawBytes", "wireBytes", "ackLatencyMillisecondsP50",
         "ackLatencyMillisecondsP99", "dirtyTracking", "syncPages", "sessions", "outputHeldFrames", "outputHeldBytes", "outputDroppedFrames",
         "outputReleasedFrames", "outputFencedFrames", "outputMode", "syncBytesDone", "syncBytesTotal", "syncBytesPerSecond", "syncSecondsLeft",
         "diskPendingBytes", "diskWrites", "diskFlushes", "activatedFromEpoch", "fence", "protectionMode", "intervalMilliseconds",
@@ -176,6 +176,26 @@ struct AgentStatusTests {
         #expect(abs(mean["totalMs"]! - 1.0) < 1e-9 && abs(mean["stopMs"]! - 0.2) < 1e-9 && mean["pages"] == 20, "\(mean)")
         let table = AgentStatus.primary(status).humanReadable
         #expect(table.contains("mean pause") && table.contains("1.00 ms, 20 pages: stop 0.20") && table.contains("deviceSave 0.60"), "\(table)")
+    }
+
+    @Test func holdsOfAFastWritingGuestAreCountedWithTheLongest() throws {
+        func pause(holds: Int, longest: Duration) -> PauseBreakdown {
+            var pause = PauseBreakdown()
+            (pause.total, pause.holds, pause.heldRounds, pause.longestHold) = (.milliseconds(4), holds, holds > 0 ? 1 : 0, longest)
+            return pause
+        }
+        var statistics = PrimaryStatistics()
+        for (epoch, (holds, longest)) in [(3, Duration.milliseconds(9)), (0, .zero), (5, .milliseconds(7))].enumerated() {
+            statistics.note(pause(holds: holds, longest: longest), epoch: UInt64(epoch))
+        }
+        var status = PrimaryStatus(vm: "web-1", state: .protecting)
+        status.add(statistics: statistics)
+        #expect(status.holds == 8 && status.holdMillisecondsMax == 9)
+        let table = AgentStatus.primary(status).humanReadable
+        #expect(table.contains("guest holds") && table.contains("8 before pauses") && table.contains("longest 9.00 ms"), "\(table)")
+        var quiet = PrimaryStatus(vm: "web-1", state: .protecting)
+        quiet.add(statistics: PrimaryStatistics())
+        #expect(!AgentStatus.primary(quiet).humanReadable.contains("guest holds"), "no holds, no row")
     }
 
     @Test func aBackupShowsWhatCommittingEachCheckpointCosts() throws {

@@ -3,9 +3,9 @@ import UnderstudyProtocol
 
 @Suite("Pre-copy rounds")
 struct PreCopyRoundsTests {
-    /// The decisions for successive rounds that found `pending` pages.
+    /// The decisions for successive rounds that found `pending` pages (true: a running round).
     static func decisions(_ rounds: inout PreCopyRounds, _ pending: [Int]) -> [Bool] {
-        pending.map { rounds.copyWhileRunning(pending: $0) }
+        pending.map { rounds.next(pending: $0) == .running }
     }
 
     @Test func aSmallDirtySetIsLeftToThePause() {
@@ -41,12 +41,12 @@ struct PreCopyRoundsTests {
     @Test func aGuestWritingAtLeastHalfAsFastAsTheCopyIsNotPreCopied() {
         var rounds = PreCopyRounds(stopPages: 2048, maxRounds: 4)
         let decisions = [1_800_000.0, 230_000, 100_000].map {
-            rounds.copyWhileRunning(pending: 9_000, pagesWrittenPerSecond: $0, pagesCopiedPerSecond: 460_000)
+            rounds.next(pending: 9_000, pagesWrittenPerSecond: $0, pagesCopiedPerSecond: 460_000) == .running
         }
         #expect(decisions == [false, false, true])
         var unknown = PreCopyRounds(stopPages: 2048, maxRounds: 4)
-        let untimed = unknown.copyWhileRunning(pending: 46_000, pagesWrittenPerSecond: 1_000, pagesCopiedPerSecond: nil)
-        #expect(!untimed, "no copy timed yet: nothing to weigh the guest against")
+        let untimed = unknown.next(pending: 46_000, pagesWrittenPerSecond: 1_000, pagesCopiedPerSecond: nil)
+        #expect(untimed == .pause, "no copy timed yet: nothing to weigh the guest against")
     }
 
     /// Measured in the pause bench: a 196 k-page working set rewritten within a second looked like
@@ -55,7 +55,7 @@ struct PreCopyRoundsTests {
     @Test func aRoundLongerThanTheLongestAllowedIsNotStarted() {
         var rounds = PreCopyRounds(stopPages: 2048, maxRounds: 4, longestRound: .milliseconds(20))
         let decisions = [196_000, 9_000].map {
-            rounds.copyWhileRunning(pending: $0, pagesWrittenPerSecond: 160_000, pagesCopiedPerSecond: 490_000)
+            rounds.next(pending: $0, pagesWrittenPerSecond: 160_000, pagesCopiedPerSecond: 490_000) == .running
         }
         #expect(decisions == [false, true], "196 k pages take 400 ms to copy, 9 k pages 18 ms")
     }
@@ -63,5 +63,63 @@ struct PreCopyRoundsTests {
     @Test func noRoundsMeansNoPreCopy() {
         var rounds = PreCopyRounds(stopPages: 0, maxRounds: 0)
         #expect(Self.decisions(&rounds, [1_000_000]) == [false])
+    }
+
+    /// The pause bench's dirty load: a guest writing 1.8 M pages/s against copies of 0.46 M
+    /// pages/s, with 45 k pages pending after a 25 ms interval. Without holding, all of them were
+    /// copied in one 160 ms pause.
+    @Test func aGuestTooFastForRunningRoundsIsHeldInSlicesThatOutpaceIt() throws {
+        var rounds = PreCopyRounds(stopPages: 2048, maxRounds: 8, holdSlice: .milliseconds(8))
+        let first = rounds.next(pending: 45_000, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: 460_000)
+        guard case .held(let hold) = first else {
+            Issue.record("a guest writing four times as fast as the copy is held, not left to the pause: \(first)")
+            return
+        }
+        #expect(hold.slice == .milliseconds(8))
+        let gap = hold.gap(afterCopying: 3_600)
+        #expect(abs(gap.seconds - 0.001) < 1e-9, "running 1 ms after a hold that copied 3,600 pages, the guest writes 1,800 of them")
+        #expect(hold.gap(afterCopying: 1_000_000) == .milliseconds(8), "never longer than a slice")
+        #expect(rounds.heldRounds == 1 && rounds.rounds == 1)
+
+        // A held round shrinks what is pending; the next one is held too, until the rest is small.
+        let second = rounds.next(pending: 20_000, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: 460_000)
+        #expect(second == first)
+        #expect(rounds.next(pending: 1_500, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: 460_000) == .pause)
+    }
+
+    @Test func heldRoundsEndWhenTheyStopShrinkingOrAreUsedUp() {
+        var stuck = PreCopyRounds(stopPages: 100, maxRounds: 8, holdSlice: .milliseconds(8))
+        let held = [10_000, 10_000, 10_000].map { stuck.next(pending: $0, pagesWrittenPerSecond: 1e6, pagesCopiedPerSecond: 4e5) != .pause }
+        #expect(held == [true, true, false], """
+            the first held round ran on a write rate measured with the guest running freely (one that rewrites a \
+            working set looks slower than it is), the second on one measured between holds: when that one does not \
+            shrink what is pending either, pre-copy ends
+            """)
+
+        var capped = PreCopyRounds(stopPages: 100, maxRounds: 2, holdSlice: .milliseconds(8))
+        let decisions = [10_000, 8_000, 6_000].map { capped.next(pending: $0, pagesWrittenPerSecond: 1e6, pagesCopiedPerSecond: 4e5) != .pause }
+        #expect(decisions == [true, true, false])
+    }
+
+    /// Once a round held the guest, the rounds after it hold it too: running, it would write
+    /// faster again than the copy.
+    @Test func aRoundAfterAHeldOneIsHeldToo() {
+        var rounds = PreCopyRounds(stopPages: 100, maxRounds: 8, holdSlice: .milliseconds(8))
+        #expect(rounds.next(pending: 50_000, pagesWrittenPerSecond: 1e6, pagesCopiedPerSecond: 4e5) != .running)
+        let after = rounds.next(pending: 5_000, pagesWrittenPerSecond: 1_000, pagesCopiedPerSecond: 4e5)
+        #expect(after != .running && after != .pause, "\(after)")
+    }
+
+    @Test func nothingIsHeldWithoutAHoldSliceOrAWriteRate() {
+        var never = PreCopyRounds(stopPages: 2048, maxRounds: 8)
+        #expect(never.next(pending: 45_000, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: 460_000) == .pause)
+        var noCopyRate = PreCopyRounds(stopPages: 2048, maxRounds: 8, holdSlice: .milliseconds(8))
+        #expect(noCopyRate.next(pending: 45_000, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: nil) != .running,
+                "no copy timed yet: nothing to weigh the guest against, but holding it bounds the pause anyway")
+        var initialSync = PreCopyRounds(stopPages: 2048, maxRounds: 8, holdSlice: .milliseconds(8))
+        #expect(initialSync.next(pending: 262_144) == .running, "the initial sync's rounds are decided by page counts alone")
+        var zero = PreCopyRounds(stopPages: 2048, maxRounds: 8, holdSlice: .zero)
+        #expect(zero.holdSlice == nil)
+        #expect(zero.next(pending: 45_000, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: 460_000) == .pause)
     }
 }

@@ -39,14 +39,19 @@ struct QEMUCheckpointSourceTests {
         print("\(tracking), preload \(preload): pause p50 \(sorted[sorted.count / 2]) ms, max \(sorted.last!) ms, \(dirty) dirty pages in 20 checkpoints")
     }
 
-    /// Pre-copy: a dirty set copied in rounds while the guest runs, and the rest in the pause, is
+    /// Pre-copy: a dirty set copied in rounds before the pause, and the rest in the pause, is
     /// exactly the guest's memory at the pause: applied to a copy of memory taken at the previous
-    /// (paused) checkpoint, it gives memory as the stopped guest holds it.
-    @Test func aPreCopiedCheckpointIsExactlyTheGuestAtThePause() throws {
+    /// (paused) checkpoint, it gives memory as the stopped guest holds it. Once with rounds while
+    /// the guest runs (50 k pages/s), once with a guest writing as fast as TCG lets it over 256 MiB
+    /// and running rounds limited to 1 ms of copying, so that the rounds hold it in slices (when
+    /// rounds hold is decided in `PreCopyRoundsTests`).
+    @Test(arguments: [PreCopyCase.running, .held])
+    func aPreCopiedCheckpointIsExactlyTheGuestAtThePause(_ kind: PreCopyCase) throws {
         if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
-        let description = TestGuest.description(dirtyPagesPerSecond: 50_000)
+        let description = TestGuest.description(memoryMiB: kind.memoryMiB, dirtyPagesPerSecond: kind.dirtyPagesPerSecond,
+                                                extraCommandLine: kind.commandLine)
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
-                                              preCopy: PreCopyRounds(stopPages: 8, maxRounds: 3), logger: TestGuest.quietLogger) { _ in }
+                                              preCopy: kind.rounds, logger: TestGuest.quietLogger) { _ in }
         defer {
             source.shutdown()
             try? FileManager.default.removeItem(atPath: description.runDirectory)
@@ -58,10 +63,15 @@ struct QEMUCheckpointSourceTests {
         try source.resume()
         let pageSize = Int(source.identity.pageSize)
         var preCopied = 0
+        var (holds, heldRounds, paused) = (0, 0, 0)
+        let before = TestGuest.lastCounter(in: description.serialLog) ?? 0
         for epoch in UInt64(2)...5 {
             Thread.sleep(forTimeInterval: 0.1)
             let checkpoint = try source.capture(epoch: epoch, resume: false)
             preCopied += checkpoint.pauseBreakdown.preCopiedPages
+            holds += checkpoint.pauseBreakdown.holds
+            heldRounds += checkpoint.pauseBreakdown.heldRounds
+            paused += checkpoint.pauseBreakdown.pages
             #expect(checkpoint.pageIndices == checkpoint.pageIndices.sorted() && Set(checkpoint.pageIndices).count == checkpoint.pageIndices.count)
             replica.withUnsafeMutableBytes { replica in
                 for (position, index) in checkpoint.pageIndices.enumerated() {
@@ -73,7 +83,32 @@ struct QEMUCheckpointSourceTests {
             #expect(equal, "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, \(checkpoint.pauseBreakdown.preCopiedPages) pre-copied in \(checkpoint.pauseBreakdown.preCopyRounds) rounds) is the paused guest")
             try source.resume()
         }
-        #expect(preCopied > 0, "a guest writing 50000 pages/s leaves more than 8 pages to pre-copy")
+        #expect(preCopied > 0, "a guest writing \(kind.dirtyPagesPerSecond) pages/s leaves more than 8 pages to pre-copy")
+        print("\(kind): \(preCopied) pages pre-copied in \(heldRounds) held rounds with \(holds) holds, \(paused) in the pauses")
+        switch kind {
+        case .running:
+            #expect(holds == 0, "a guest slow enough for running rounds is never held")
+        case .held:
+            #expect(heldRounds > 0 && holds >= heldRounds, "rounds too long to copy with the guest running hold it")
+            #expect(paused < preCopied, "the held rounds leave the pauses less than they copied (\(paused) vs \(preCopied) pages)")
+        }
+        #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest runs on after its holds")
+    }
+
+    enum PreCopyCase: String, CustomTestStringConvertible {
+        case running, held
+        var testDescription: String { rawValue }
+        var dirtyPagesPerSecond: Int { self == .running ? 50_000 : 1_000_000 }
+        /// The held guest rewrites 256 MiB: more than it writes between two captures, so that
+        /// its rate is not hidden by rewriting the same pages.
+        var memoryMiB: UInt64 { self == .running ? 128 : 384 }
+        var commandLine: String { self == .running ? "" : "understudy.dirty_mib=256" }
+        var rounds: PreCopyRounds {
+            // Running rounds are never declined for their length here (a slow first copy on a busy
+            // host would make them look too long): this test is about what they copy.
+            self == .running ? PreCopyRounds(stopPages: 8, maxRounds: 3, longestRound: .seconds(1))
+                : PreCopyRounds(stopPages: 256, maxRounds: 8, longestRound: .milliseconds(1), holdSlice: .milliseconds(4))
+        }
     }
 
     /// The breakdown's phases come from the pause channel: QEMU's stop, the device save, the resume.

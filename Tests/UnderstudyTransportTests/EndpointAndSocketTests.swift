@@ -22,6 +22,14 @@ struct EndpointAndSocketTests {
         #expect(try Endpoint(parsing: endpoint.description) == endpoint, "description parses back")
     }
 
+    @Test func theAnyAddressesAreWildcardsAndNamedHostsAreNot() throws {
+        for text in ["0.0.0.0:7000", "[::]:7000"] { #expect(try Endpoint(parsing: text).isWildcard, "\(text)") }
+        #expect(Endpoint(host: "", port: 1).isWildcard)
+        for text in ["127.0.0.1:7000", "[::1]:7000", "backup.example:1", "10.0.0.0:1"] {
+            #expect(try !Endpoint(parsing: text).isWildcard, "\(text)")
+        }
+    }
+
     @Test(arguments: [
         ("nohost", "\"nohost\" has no port (expected host:port)"),
         ("", "\"\" has no port (expected host:port)"),

@@ -97,6 +97,6 @@ public struct SpareConfiguration: Sendable {
 
     /// One address of this host (not every address, not a path or a bracketed form).
     private static func isReachable(_ host: String) -> Bool {
-        !["0.0.0.0", "::", ""].contains(host) && !host.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "[" })
+        !Endpoint.isWildcard(host) && !host.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "[" })
     }
 }

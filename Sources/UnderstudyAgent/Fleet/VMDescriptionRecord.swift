@@ -58,8 +58,8 @@ public struct VMDescriptionRecord: Sendable, Codable, Equatable {
         vm = c.vm.id
         primaryNode = c.nodeName
         primaryHost = host
-        primaryAddress = c.listen.flatMap { ["0.0.0.0", "::", ""].contains($0.host) ? nil : $0.description }
-        primaryUDP = c.heartbeatDatagrams.flatMap { ["0.0.0.0", "::", ""].contains($0.listen.host) ? nil : $0.listen.description }
+        primaryAddress = c.listen.flatMap { $0.isWildcard ? nil : $0.description }
+        primaryUDP = c.heartbeatDatagrams.flatMap { $0.listen.isWildcard ? nil : $0.listen.description }
         memoryBytes = c.vm.memoryBytes
         vcpus = c.vm.vcpus
         machine = c.vm.machine
