@@ -50,12 +50,9 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     }
 
     /// Touches every page of the staging, so that copying into it later takes no page faults (a
-    /// recycled buffer is mapped already; a new one faults on first touch, measured at about 11 µs
-    /// a page beside a busy guest).
-    public func prefault() {
-        let step = Int(getpagesize())
-        for offset in stride(from: 0, to: pages.count, by: step) { pages[offset] = 0 }
-    }
+    /// recycled buffer is mapped already, a new one faults on first touch: see
+    /// `StagingPool.reserve`).
+    public func prefault() { StagingPool.faultIn(pages) }
 
     deinit { StagingPool.shared.give(buffer) }
 

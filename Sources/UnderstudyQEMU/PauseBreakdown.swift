@@ -29,11 +29,12 @@ public struct PauseBreakdown: Sendable, Equatable {
     public var preCopiedPages = 0
     public var preCopyRounds = 0
     /// Pre-copy rounds that held the guest (it wrote too fast for rounds while it ran), the holds
-    /// (slices with the guest stopped) before this pause, and the longest of them: the guest
-    /// stalls for each, besides the pause. The longest is one pause's own: sums and means of
-    /// pauses leave it zero.
+    /// (slices with the guest stopped) before this pause, how long they held it in all, and the
+    /// longest of them: the guest stalls for each, besides the pause. The longest is one pause's
+    /// own: sums and means of pauses leave it zero.
     public var heldRounds = 0
     public var holds = 0
+    public var held: Duration = .zero
     public var longestHold: Duration = .zero
 
     public init() {}
@@ -59,7 +60,7 @@ public struct PauseBreakdown: Sendable, Equatable {
 
     private func combined(with other: PauseBreakdown, durations: (Duration, Duration) -> Duration, counts: (Int, Int) -> Int) -> PauseBreakdown {
         var result = PauseBreakdown()
-        for path in [\PauseBreakdown.total, \.stop, \.wake, \.collect, \.copy, \.boundary, \.preempted, \.deviceSave, \.resume] {
+        for path in [\PauseBreakdown.total, \.stop, \.wake, \.collect, \.copy, \.boundary, \.preempted, \.deviceSave, \.resume, \.held] {
             result[keyPath: path] = durations(self[keyPath: path], other[keyPath: path])
         }
         for path in [\PauseBreakdown.pages, \.preCopiedPages, \.preCopyRounds, \.heldRounds, \.holds] {
@@ -74,7 +75,7 @@ public struct PauseBreakdown: Sendable, Equatable {
                                         "preCopyRounds": Double(preCopyRounds), "heldRounds": Double(heldRounds), "holds": Double(holds)]
         for (name, value) in [("totalMs", total), ("stopMs", stop), ("wakeMs", wake), ("collectMs", collect), ("copyMs", copy),
                               ("boundaryMs", boundary), ("preemptedMs", preempted), ("deviceSaveMs", deviceSave),
-                              ("resumeMs", resume), ("schedulerMs", scheduler), ("longestHoldMs", longestHold)] {
+                              ("resumeMs", resume), ("schedulerMs", scheduler), ("heldMs", held), ("longestHoldMs", longestHold)] {
             values[name] = Double(value.components.seconds) * 1000 + Double(value.components.attoseconds) / 1e15
         }
         return values

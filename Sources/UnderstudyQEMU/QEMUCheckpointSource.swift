@@ -44,10 +44,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     private var pagesCopiedPerSecond: Double? { copyRates.min() }
 
     /// The default `preCopy`: about 2 ms of collecting and copying (at ~1 µs a page here) is
-    /// left to the pause; larger sets are pre-copied in up to 8 rounds, and a guest writing too
+    /// left to the pause; larger sets are pre-copied in up to 10 rounds, and a guest writing too
     /// fast for them is held in slices of at most 8 ms (the pause bench's dirty load: a 160 ms
     /// pause without holding).
-    public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 8, holdSlice: .milliseconds(8))
+    public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 10, holdSlice: .milliseconds(8))
 
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
     public var syncMemory: UnsafeRawBufferPointer { tracker.reference ?? memory }
@@ -221,7 +221,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         breakdown.pages = paused.pageIndices.count
         breakdown.preCopiedPages = preCopied.reduce(0) { $0 + $1.pageIndices.count }
         breakdown.preCopyRounds = held.rounds
-        (breakdown.heldRounds, breakdown.holds, breakdown.longestHold) = (held.heldRounds, held.holds, held.longestHold)
+        (breakdown.heldRounds, breakdown.holds, breakdown.held, breakdown.longestHold) = (held.heldRounds, held.holds, held.held, held.longestHold)
         paused.pauseBreakdown = breakdown
         return CapturedCheckpoint.merging(preCopied: preCopied, paused: paused)
     }
@@ -232,6 +232,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         var heldRounds = 0
         var holds = 0
         var longestHold = Duration.zero
+        var held = Duration.zero
     }
 
     /// Pre-copy (`preCopy`): while the dirty set is large, copies it before the pause and collects
@@ -248,7 +249,13 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         while let pending = try tracker.pendingPageCount() {
             let round = rounds.next(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
                                     pagesCopiedPerSecond: pagesCopiedPerSecond)
-            guard round != .pause else { break }
+            guard round != .pause else {
+                // What the pause will copy: what is pending now and what the guest writes before
+                // the stop. Its staging is made ready now, while the guest runs; when that took a new
+                // buffer the guest wrote meanwhile, so the decision is taken again.
+                if StagingPool.shared.reserve(byteCount: (pending + pending / 2 + 256) * pageSize) { continue }
+                break
+            }
             let pages = try collectDirtyPages()
             record.rounds += 1
             guard case .held(let hold) = round else {
@@ -258,7 +265,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             }
             record.heldRounds += 1
             let copy = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
-            // Faulting the staging in while the guest runs keeps the faults out of the holds.
+            // Faulted in while the guest runs, so that the holds only copy. A new buffer is slow to
+            // fault in here (2.1 s for 179 k pages beside the guest), and the guest writes meanwhile;
+            // faulting it in during the holds instead measured worse (a 9 s first checkpoint of 549
+            // holds that copied about 700 pages each, under the ~1 ms the guest runs per hold).
             copy.prefault()
             var done = 0
             while done < pages.count {
@@ -279,6 +289,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 done = held.result
                 record.holds += 1
                 record.longestHold = max(record.longestHold, held.stall)
+                record.held += held.stall
                 heldSinceCollection += held.stall
                 if done < pages.count { Thread.sleep(forTimeInterval: gap.seconds) }
             }
