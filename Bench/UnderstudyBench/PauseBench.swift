@@ -132,9 +132,9 @@ struct PauseBench {
         var stops: [String: [Double]] = [:]
         var epoch: UInt64 = 0
         // A load that starts before the captures (all but boot) first runs `warmUpSeconds` of
-        // captures reported apart: the first large dirty sets meet a staging pool that has never held
-        // that much, and a new buffer faults in at about 11 µs a page here (a hypervisor backing
-        // fresh memory), once per agent.
+        // captures (those that began within it) reported apart: the first large dirty sets meet a
+        // staging pool that has never held that much, and a new buffer faults in at about 11 µs a
+        // page here (a hypervisor backing fresh memory), once per agent.
         let warmUpEnd = ContinuousClock.now + .milliseconds(load.fromStart ? 0 : Int64(warmUpSeconds * 1000))
         var warmUp = (captures: 0, pauseMax: 0.0, holdMax: 0.0, holds: 0)
         var began = ContinuousClock.now
@@ -146,11 +146,12 @@ struct PauseBench {
             let now = ContinuousClock.now
             if next > now { Thread.sleep(forTimeInterval: (next - now).seconds) }
             epoch += 1
+            let warming = ContinuousClock.now < warmUpEnd
             let synced = epoch % 2 == 0
             if synced { syncing.set() } else { syncing.clear() }
             let flushedBefore = devices?.disks.first?.statistics.flushTime ?? .zero
             let breakdown = try source.capture(epoch: epoch, resume: true).pauseBreakdown
-            if ContinuousClock.now < warmUpEnd {
+            if warming {
                 warmUp = (warmUp.captures + 1, max(warmUp.pauseMax, breakdown.total.milliseconds),
                           max(warmUp.holdMax, breakdown.longestHold.milliseconds), warmUp.holds + breakdown.holds)
                 next = max(next + .milliseconds(PauseBench.intervalMilliseconds), ContinuousClock.now)

@@ -46,8 +46,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// The default `preCopy`: about 2 ms of collecting and copying (at ~1 µs a page here) is
     /// left to the pause; larger sets are pre-copied in up to 10 rounds, and a guest writing too
     /// fast for them is held in slices of at most 8 ms (the pause bench's dirty load, 1.8 M pages
-    /// a second: pause p50 6.5 → 1.7 ms, the guest stopped 26 → 11 % of the time).
-    public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 10, holdSlice: .milliseconds(8))
+    /// a second: pause p50 6.5 → 1.7 ms, the guest stopped 26 → 11 % of the time), all within
+    /// 250 ms.
+    public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 10, holdSlice: .milliseconds(8),
+                                                            budget: .milliseconds(250))
 
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
     public var syncMemory: UnsafeRawBufferPointer { tracker.reference ?? memory }
@@ -247,14 +249,18 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         guard var rounds = preCopy else { return ([], PreCopyRecord()) }
         var copies: [CapturedCheckpoint] = []
         var record = PreCopyRecord()
+        let began = HostClock.monotonic()
+        func elapsed() -> Duration { HostClock.span(from: began, to: HostClock.monotonic()) }
         while let pending = try tracker.pendingPageCount() {
             let round = rounds.next(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
-                                    pagesCopiedPerSecond: pagesCopiedPerSecond)
+                                    pagesCopiedPerSecond: pagesCopiedPerSecond, elapsed: elapsed())
             guard round != .pause else {
                 // What the pause will copy: what is pending now and what the guest writes before
                 // the stop. Its staging is made ready now, while the guest runs; when that took a new
-                // buffer the guest wrote meanwhile, so the decision is taken again.
-                if StagingPool.shared.reserve(byteCount: (pending + pending / 2 + 256) * pageSize) { continue }
+                // buffer the guest wrote meanwhile, so the decision is taken again (within budget).
+                if StagingPool.shared.reserve(byteCount: (pending + pending / 2 + 256) * pageSize), !rounds.exhausted(after: elapsed()) {
+                    continue
+                }
                 break
             }
             let pages = try collectDirtyPages()

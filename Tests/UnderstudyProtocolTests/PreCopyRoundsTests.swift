@@ -122,4 +122,14 @@ struct PreCopyRoundsTests {
         #expect(zero.holdSlice == nil)
         #expect(zero.next(pending: 45_000, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: 460_000) == .pause)
     }
+
+    @Test func noRoundStartsOnceTheBudgetIsUsedUp() {
+        var rounds = PreCopyRounds(stopPages: 100, maxRounds: 10, holdSlice: .milliseconds(8), budget: .milliseconds(250))
+        #expect(rounds.next(pending: 50_000, pagesWrittenPerSecond: 1e6, pagesCopiedPerSecond: 4e5, elapsed: .milliseconds(10)) != .pause)
+        #expect(rounds.next(pending: 20_000, pagesWrittenPerSecond: 1e6, pagesCopiedPerSecond: 4e5, elapsed: .milliseconds(249)) != .pause)
+        #expect(rounds.next(pending: 8_000, pagesWrittenPerSecond: 1e6, pagesCopiedPerSecond: 4e5, elapsed: .milliseconds(250)) == .pause)
+        #expect(rounds.exhausted(after: .milliseconds(250)) && !rounds.exhausted(after: .milliseconds(249)))
+        let unlimited = PreCopyRounds(stopPages: 100, maxRounds: 10)
+        #expect(!unlimited.exhausted(after: .seconds(3600)))
+    }
 }
