@@ -67,7 +67,7 @@ struct PreCopyRoundsTests {
 
     /// The pause bench's dirty load: a guest writing 1.8 M pages/s against copies of 0.46 M
     /// pages/s, with 45 k pages pending after a 25 ms interval. Without holding, all of them were
-    /// copied in one 160 ms pause.
+    /// left to the pause.
     @Test func aGuestTooFastForRunningRoundsIsHeldInSlicesThatOutpaceIt() throws {
         var rounds = PreCopyRounds(stopPages: 2048, maxRounds: 8, holdSlice: .milliseconds(8))
         let first = rounds.next(pending: 45_000, pagesWrittenPerSecond: 1_800_000, pagesCopiedPerSecond: 460_000)
