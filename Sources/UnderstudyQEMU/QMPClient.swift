@@ -8,10 +8,23 @@ import Glibc
 /// A blocking client for QEMU's machine protocol over a unix socket: one JSON object per line.
 /// Commands are answered in order; asynchronous events arriving in between are skipped (the
 /// agent asks for state with commands such as query-status instead).
+///
+/// QEMU reads this socket one byte per turn of its monitor thread's loop (about 5 µs a byte
+/// here), so a command of 140 bytes starts about 0.7 ms after it was sent. A command whose
+/// moment matters (the checkpoint's save, which ends an epoch that output waits on) can be sent
+/// ahead of time but for its last byte (`prepare`): executing it then sends one byte. QEMU runs
+/// nothing until an object is complete, so a prepared command that is not executed next is
+/// withdrawn by completing it with a member QEMU refuses before running anything (an error reply,
+/// nothing done).
 public final class QMPClient: @unchecked Sendable {
     private let fd: Int32
     private var buffer: [UInt8] = []
     private let lock = NSLock()
+    /// The whole encoding of the command QEMU holds all but the last byte of (`prepare`).
+    private var prepared: [UInt8]?
+    /// Completes a prepared command into one QEMU refuses without running it ("QMP input member
+    /// ... is unexpected"): any object ends with a value, so a further member always parses.
+    static let withdrawal = Array(#","withdrawn":1}"#.utf8) + [UInt8(ascii: "\n")]
 
     /// Connects, reads the greeting and enters command mode. Retries until `timeout` while
     /// QEMU is still creating the socket.
@@ -96,22 +109,25 @@ public final class QMPClient: @unchecked Sendable {
                         afterReply: (Int) throws -> Void = { _ in }) throws -> Replies {
         lock.lock()
         defer { lock.unlock() }
+        var encoded = try commands.map(Self.encode)
         var bytes: [UInt8] = []
-        for (command, arguments) in commands {
-            var request: [String: Any] = ["execute": command]
-            if let arguments { request["arguments"] = arguments }
-            guard let data = try? JSONSerialization.data(withJSONObject: request) else { throw QEMUError.qmp("cannot encode \(command)") }
-            bytes += data
-            bytes.append(UInt8(ascii: "\n"))
+        let withdrawing: Bool
+        if let prepared {
+            self.prepared = nil
+            withdrawing = encoded.first != prepared
+            if withdrawing {
+                bytes = Self.withdrawal
+            } else {
+                bytes = [prepared.last!, UInt8(ascii: "\n")]
+                encoded.removeFirst()
+            }
+        } else {
+            withdrawing = false
         }
-        var offset = 0
-        while offset < bytes.count {
-            // MSG_NOSIGNAL: a dead QEMU must surface as an error here, not as SIGPIPE killing the agent.
-            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw QEMUError.qmp("write \(commands[0].0): \(String(cString: strerror(errno)))") }
-            offset += n
-        }
+        for command in encoded { bytes += command + [UInt8(ascii: "\n")] }
+        try write(bytes, for: commands[0].0)
         var replies = Replies(values: [], events: [])
+        if withdrawing { replies.events = try readWithdrawalReply() }
         var failure: QEMUError?
         var callbackError: Error?
         var pending = watch.map { watch in
@@ -142,6 +158,58 @@ public final class QMPClient: @unchecked Sendable {
         if let callbackError { throw callbackError }
         if let failure { throw failure }
         return replies
+    }
+
+    /// Sends all of `command` but its last byte, so that executing it later sends one byte (see
+    /// the type's notes). Replaces a command prepared before and never executed.
+    public func prepare(_ command: String, arguments: [String: Any]? = nil) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        let encoded = try Self.encode((command, arguments))
+        guard encoded != prepared else { return }
+        if prepared != nil {
+            prepared = nil
+            try write(Self.withdrawal, for: command)
+            _ = try readWithdrawalReply()
+        }
+        // Recorded before the write: if only part of it arrived, the next execute still completes
+        // what QEMU holds into something it refuses.
+        prepared = encoded
+        try write(Array(encoded.dropLast()), for: command)
+    }
+
+    /// Reads the reply to a withdrawal, which comes before those of commands sent after it, and
+    /// returns the events before it. QEMU refused the command unless it answered success.
+    private func readWithdrawalReply() throws(QEMUError) -> [Event] {
+        var events: [Event] = []
+        while true {
+            let message = try readMessage()
+            switch message.kind {
+            case .event(let event): events.append(event)
+            case .failure: return events
+            case .reply, .unexpected: throw .qmp("QEMU ran a withdrawn command: \(message.object)")
+            }
+        }
+    }
+
+    /// One command as QEMU gets it: sorted keys, so that equal commands have equal bytes.
+    private static func encode(_ command: (String, [String: Any]?)) throws(QEMUError) -> [UInt8] {
+        var request: [String: Any] = ["execute": command.0]
+        if let arguments = command.1 { request["arguments"] = arguments }
+        guard let data = try? JSONSerialization.data(withJSONObject: request, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            throw .qmp("cannot encode \(command.0)")
+        }
+        return [UInt8](data)
+    }
+
+    private func write(_ bytes: [UInt8], for command: String) throws(QEMUError) {
+        var offset = 0
+        while offset < bytes.count {
+            // MSG_NOSIGNAL: a dead QEMU must surface as an error here, not as SIGPIPE killing the agent.
+            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw .qmp("write \(command): \(String(cString: strerror(errno)))") }
+            offset += n
+        }
     }
 
     private func readMessage() throws(QEMUError) -> QMPMessage {

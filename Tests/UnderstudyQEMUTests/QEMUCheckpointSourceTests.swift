@@ -131,6 +131,38 @@ struct QEMUCheckpointSourceTests {
         #expect(phases.stop + phases.wake + phases.collect + phases.copy + phases.boundary <= phases.total + .milliseconds(1), "\(phases)")
     }
 
+    /// Each save leaves the next one prepared in QEMU but for its last byte (`QMPClient.prepare`).
+    /// Any other command withdraws it first, and QEMU must refuse what was withdrawn: the guest
+    /// keeps running and no device state is written. Saves, prepared or not, and the final
+    /// capture (stop and save, guest left paused) all still work around such commands.
+    @Test func aPreparedSaveRunsOnlyAsTheNextSave() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let description = TestGuest.description(dirtyPagesPerSecond: 2000)
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
+                                              logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
+        try source.startTracking()
+        _ = try source.capture(epoch: 1, resume: true)
+        try FileManager.default.removeItem(atPath: description.deviceStateFile)
+        #expect(Self.running(source), "query-status withdrew the prepared save")
+        #expect(!FileManager.default.fileExists(atPath: description.deviceStateFile), "QEMU ran the withdrawn save")
+
+        for epoch in UInt64(2)...4 {
+            let captured = try source.capture(epoch: epoch, resume: true)
+            #expect(captured.deviceState.count > 1000 && captured.pauseBreakdown.total > .zero)
+        }
+        _ = try source.capture(epoch: 5, resume: false)
+        #expect(!Self.running(source), "the final capture leaves the guest paused")
+        try source.resume()
+        #expect(Self.running(source))
+        let before = TestGuest.lastCounter(in: description.serialLog) ?? 0
+        #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest runs after all of it")
+    }
+
     /// The agent failing while the VM is stopped fails the save, and QEMU resumes the guest anyway.
     /// An agent answering only after the library stopped waiting cannot release a later pause:
     /// the next capture is still whole.
