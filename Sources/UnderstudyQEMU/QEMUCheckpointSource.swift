@@ -183,7 +183,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         // round that waits for a core lets the guest write more (on a loaded host a round here
         // took hundreds of milliseconds). It is bounded: at most `maxRounds`, each of at most
         // `longestRound` with the guest running or of holds of at most `holdSlice`.
-        let (preCopied, record) = try qemu.withPausePriority { try copyBeforePause() }
+        let (preCopied, preCopy) = try qemu.withPausePriority { try copyBeforePause() }
         beforeStop?()
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
@@ -223,19 +223,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         (breakdown.collect, breakdown.copy, breakdown.boundary, breakdown.preempted) = (agent.collect, agent.copy, agent.boundary, agent.preempted)
         breakdown.pages = paused.pageIndices.count
         breakdown.preCopiedPages = preCopied.reduce(0) { $0 + $1.pageIndices.count }
-        breakdown.preCopyRounds = record.rounds
-        (breakdown.heldRounds, breakdown.holds, breakdown.held, breakdown.longestHold) = (record.heldRounds, record.holds, record.held, record.longestHold)
+        (breakdown.preCopyRounds, breakdown.heldRounds, breakdown.holds, breakdown.held, breakdown.longestHold)
+            = (preCopy.preCopyRounds, preCopy.heldRounds, preCopy.holds, preCopy.held, preCopy.longestHold)
         paused.pauseBreakdown = breakdown
         return CapturedCheckpoint.merging(preCopied: preCopied, paused: paused)
-    }
-
-    /// What pre-copy did before a pause: its rounds, and the holds of the held ones.
-    private struct PreCopyRecord {
-        var rounds = 0
-        var heldRounds = 0
-        var holds = 0
-        var longestHold = Duration.zero
-        var held = Duration.zero
     }
 
     /// Pre-copy (`preCopy`): while the dirty set is large, copies it before the pause and collects
@@ -245,10 +236,11 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// oldest first, each in page order.
     /// Copies from `syncMemory`: with comparison tracking a copy of guest memory could hold a value
     /// the guest reverts before the pause, which the comparison would then not find again.
-    private func copyBeforePause() throws -> ([CapturedCheckpoint], PreCopyRecord) {
-        guard var rounds = preCopy else { return ([], PreCopyRecord()) }
+    /// Returns the copies and the breakdown's pre-copy part (rounds, held rounds, holds).
+    private func copyBeforePause() throws -> ([CapturedCheckpoint], PauseBreakdown) {
+        guard var rounds = preCopy else { return ([], PauseBreakdown()) }
         var copies: [CapturedCheckpoint] = []
-        var record = PreCopyRecord()
+        var record = PauseBreakdown()
         let began = HostClock.monotonic()
         func elapsed() -> Duration { HostClock.span(from: began, to: HostClock.monotonic()) }
         while let pending = try tracker.pendingPageCount() {
@@ -264,13 +256,11 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 break
             }
             let pages = try collectDirtyPages()
-            record.rounds += 1
             guard case .held(let hold) = round else {
                 copies.append(CapturedCheckpoint(copying: pages, from: syncMemory, pageSize: pageSize))
                 noteCopy(pages: pages.count, took: HostClock.span(from: lastCollection, to: HostClock.monotonic()))
                 continue
             }
-            record.heldRounds += 1
             let copy = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
             // Faulted in while the guest runs, so that the holds only copy. A new buffer is slow to
             // fault in here (2.1 s for 179 k pages beside the guest), and the guest writes meanwhile;
@@ -302,6 +292,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             }
             copies.append(copy)
         }
+        (record.preCopyRounds, record.heldRounds) = (rounds.rounds, rounds.heldRounds)
         return (copies, record)
     }
 
@@ -335,9 +326,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     }
 
     public func hold(for duration: Duration) throws {
-        try qemu.qmp.execute("stop")
-        Thread.sleep(forTimeInterval: duration.seconds)
-        try qemu.qmp.execute("cont")
+        _ = try holdGuest(for: duration) { _ in Thread.sleep(forTimeInterval: duration.seconds) }
     }
 
     /// Resumes a guest left paused by `capture(resume: false)`.

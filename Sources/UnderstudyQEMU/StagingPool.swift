@@ -28,7 +28,6 @@ final class StagingPool: @unchecked Sendable {
     /// ready. A
     /// new buffer's first touch cost 2.7 µs a page on this machine alone and about 11 µs beside a
     /// busy guest (a 196 k-page pause copied for 2.2 s), against 0.4 µs into a mapped one.
-    @discardableResult
     func reserve(byteCount: Int) -> Bool {
         let size = Self.rounded(byteCount)
         lock.lock()
