@@ -114,21 +114,14 @@ struct QEMUCheckpointSourceTests {
     /// The breakdown's phases come from the pause channel: QEMU's stop, the device save, the resume.
     @Test func thePauseIsBrokenDownIntoItsPhases() throws {
         if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
-        let description = TestGuest.description(dirtyPagesPerSecond: 2000)
-        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
-                                              logger: TestGuest.quietLogger) { _ in }
-        defer {
-            source.shutdown()
-            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        try Self.withGuest { source, _ in
+            Thread.sleep(forTimeInterval: 0.05)
+            let checkpoint = try source.capture(epoch: 1, resume: true)
+            let phases = checkpoint.pauseBreakdown
+            #expect(phases.total == checkpoint.pause && phases.pages == checkpoint.pageIndices.count)
+            #expect(phases.deviceSave > .zero && phases.collect > .zero, "\(phases)")
+            #expect(phases.stop + phases.wake + phases.collect + phases.copy + phases.boundary <= phases.total + .milliseconds(1), "\(phases)")
         }
-        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
-        try source.startTracking()
-        Thread.sleep(forTimeInterval: 0.05)
-        let checkpoint = try source.capture(epoch: 1, resume: true)
-        let phases = checkpoint.pauseBreakdown
-        #expect(phases.total == checkpoint.pause && phases.pages == checkpoint.pageIndices.count)
-        #expect(phases.deviceSave > .zero && phases.collect > .zero, "\(phases)")
-        #expect(phases.stop + phases.wake + phases.collect + phases.copy + phases.boundary <= phases.total + .milliseconds(1), "\(phases)")
     }
 
     /// Each save leaves the next one prepared in QEMU but for its last byte (`QMPClient.prepare`).
@@ -137,30 +130,23 @@ struct QEMUCheckpointSourceTests {
     /// capture (stop and save, guest left paused) all still work around such commands.
     @Test func aPreparedSaveRunsOnlyAsTheNextSave() throws {
         if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
-        let description = TestGuest.description(dirtyPagesPerSecond: 2000)
-        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
-                                              logger: TestGuest.quietLogger) { _ in }
-        defer {
-            source.shutdown()
-            try? FileManager.default.removeItem(atPath: description.runDirectory)
-        }
-        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
-        try source.startTracking()
-        _ = try source.capture(epoch: 1, resume: true)
-        try FileManager.default.removeItem(atPath: description.deviceStateFile)
-        #expect(Self.running(source), "query-status withdrew the prepared save")
-        #expect(!FileManager.default.fileExists(atPath: description.deviceStateFile), "QEMU ran the withdrawn save")
+        try Self.withGuest { source, description in
+            _ = try source.capture(epoch: 1, resume: true)
+            try FileManager.default.removeItem(atPath: description.deviceStateFile)
+            #expect(Self.running(source), "query-status withdrew the prepared save")
+            #expect(!FileManager.default.fileExists(atPath: description.deviceStateFile), "QEMU ran the withdrawn save")
 
-        for epoch in UInt64(2)...4 {
-            let captured = try source.capture(epoch: epoch, resume: true)
-            #expect(captured.deviceState.count > 1000 && captured.pauseBreakdown.total > .zero)
+            for epoch in UInt64(2)...4 {
+                let captured = try source.capture(epoch: epoch, resume: true)
+                #expect(captured.deviceState.count > 1000 && captured.pauseBreakdown.total > .zero)
+            }
+            _ = try source.capture(epoch: 5, resume: false)
+            #expect(!Self.running(source), "the final capture leaves the guest paused")
+            try source.resume()
+            #expect(Self.running(source))
+            let before = TestGuest.lastCounter(in: description.serialLog) ?? 0
+            #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest runs after all of it")
         }
-        _ = try source.capture(epoch: 5, resume: false)
-        #expect(!Self.running(source), "the final capture leaves the guest paused")
-        try source.resume()
-        #expect(Self.running(source))
-        let before = TestGuest.lastCounter(in: description.serialLog) ?? 0
-        #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest runs after all of it")
     }
 
     /// The agent failing while the VM is stopped fails the save, and QEMU resumes the guest anyway.
@@ -168,6 +154,35 @@ struct QEMUCheckpointSourceTests {
     /// the next capture is still whole.
     @Test func aFailedOrLateAgentNeverLeavesTheGuestPausedNorReleasesALaterPause() throws {
         if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        try Self.withGuest(tracking: false) { source, _ in
+            struct Refused: Error {}
+            #expect(throws: Refused.self) { _ = try source.qemu.saveDeviceState(resume: true) { throw Refused() } }
+            #expect(Self.running(source), "QEMU resumed the guest after the failed save")
+
+            // The library waits 10 s (preload.c); this agent answers after 11.
+            let late = #expect(throws: QEMUError.self) {
+                _ = try source.qemu.saveDeviceState(resume: true) { Thread.sleep(forTimeInterval: 11) }
+            }
+            #expect("\(late!)".contains("IO error"), "\(late!)")
+            #expect(Self.running(source), "QEMU resumed the guest when the agent did not answer")
+
+            let start = ContinuousClock.now
+            var collected = false
+            let saved = try source.qemu.saveDeviceState(resume: true) {
+                Thread.sleep(forTimeInterval: 0.2)
+                collected = true
+            }
+            #expect(collected && saved.bytes.count > 1000)
+            let pause = try #require(saved.pause)
+            #expect(pause >= .milliseconds(200), "the late answer to the previous save did not cut this pause short (\(pause))")
+            #expect(pause <= ContinuousClock.now - start)
+            #expect(Self.running(source))
+        }
+    }
+
+    /// A booted test guest writing 2000 pages/s, its source with the preload library and pagemap
+    /// tracking (armed unless `tracking` is false); shut down and removed after `body`.
+    private static func withGuest(tracking: Bool = true, _ body: (QEMUCheckpointSource, VMDescription) throws -> Void) throws {
         let description = TestGuest.description(dirtyPagesPerSecond: 2000)
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
                                               logger: TestGuest.quietLogger) { _ in }
@@ -176,28 +191,8 @@ struct QEMUCheckpointSourceTests {
             try? FileManager.default.removeItem(atPath: description.runDirectory)
         }
         _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
-        struct Refused: Error {}
-        #expect(throws: Refused.self) { _ = try source.qemu.saveDeviceState(resume: true) { throw Refused() } }
-        #expect(Self.running(source), "QEMU resumed the guest after the failed save")
-
-        // The library waits 10 s (preload.c); this agent answers after 11.
-        let late = #expect(throws: QEMUError.self) {
-            _ = try source.qemu.saveDeviceState(resume: true) { Thread.sleep(forTimeInterval: 11) }
-        }
-        #expect("\(late!)".contains("IO error"), "\(late!)")
-        #expect(Self.running(source), "QEMU resumed the guest when the agent did not answer")
-
-        let start = ContinuousClock.now
-        var collected = false
-        let saved = try source.qemu.saveDeviceState(resume: true) {
-            Thread.sleep(forTimeInterval: 0.2)
-            collected = true
-        }
-        #expect(collected && saved.bytes.count > 1000)
-        let pause = try #require(saved.pause)
-        #expect(pause >= .milliseconds(200), "the late answer to the previous save did not cut this pause short (\(pause))")
-        #expect(pause <= ContinuousClock.now - start)
-        #expect(Self.running(source))
+        if tracking { try source.startTracking() }
+        try body(source, description)
     }
 
     private static func running(_ source: QEMUCheckpointSource) -> Bool {
