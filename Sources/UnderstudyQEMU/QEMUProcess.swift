@@ -175,8 +175,9 @@ public final class QEMUProcess: @unchecked Sendable {
     /// parsed it (one byte per main-loop turn) before it stops the VM; the library holds the
     /// save open until `whilePaused` returned (see preload.c). After each such save the next one
     /// is prepared (`QMPClient.prepare`): it then starts after one byte, not after the ~0.7 ms
-    /// QEMU takes to read the whole command, which every output-triggered epoch waited for. If `whilePaused` throws, the save
-    /// is failed on purpose and QEMU resumes the VM anyway. Without the library: `saveStepwise`.
+    /// QEMU takes to read the whole command, which every output-triggered epoch waited for. If
+    /// `whilePaused` throws, the save is failed on purpose and QEMU resumes the VM anyway.
+    /// Without the library: `saveStepwise`.
     /// The agent's thread and QEMU's main thread (whose id is QEMU's pid) run the exchange under
     /// real-time priority (`VMDescription.pausePriority`).
     public func saveDeviceState(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
