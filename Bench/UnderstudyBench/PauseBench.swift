@@ -62,11 +62,12 @@ struct PauseBench {
                 row["mode"] = mode
                 byMode[mode] = row
                 rows.append(row)
-                log(String(format: "  %-16@ %-10@ %4ld captures  pause p50 %6.2f  p99 %7.2f  max %7.2f ms  hold max %6.2f ms (%ld)  stopped %4.1f%%  pages p50 %6.0f max %7.0f  warm-up: %ld captures, pause max %.2f ms  longest: %@",
+                log(String(format: "  %-16@ %-10@ %4ld captures  pause p50 %6.2f  p99 %7.2f  max %7.2f ms  hold max %6.2f ms (%ld)  stopped %4.1f%%  pages p50 %6.0f max %7.0f  warm-up: %ld captures, pause max %.2f ms (%@)  longest: %@",
                            load.name, mode, row["captures"] as! Int, row["pauseP50Ms"] as! Double, row["pauseP99Ms"] as! Double,
                            row["pauseMaxMs"] as! Double, row["longestHoldMs"] as! Double, row["holds"] as! Int,
                            100 * (row["guestStoppedShare"] as! Double), row["dirtyPagesP50"] as! Double, row["dirtyPagesMax"] as! Double,
                            (row["warmUp"] as! [String: Any])["captures"] as! Int, (row["warmUp"] as! [String: Any])["pauseMaxMs"] as! Double,
+                           PauseBench.describe((row["warmUp"] as! [String: Any])["longestPause"] as! [String: Double]),
                            PauseBench.describe(row["longestPause"] as! [String: Double])))
             }
             let baseline = byMode["baseline"]!, bounded = byMode["bounded"]!
@@ -137,6 +138,7 @@ struct PauseBench {
         // page here (a hypervisor backing fresh memory), once per agent.
         let warmUpEnd = ContinuousClock.now + .milliseconds(load.fromStart ? 0 : Int64(warmUpSeconds * 1000))
         var warmUp = (captures: 0, pauseMax: 0.0, holdMax: 0.0, holds: 0)
+        var warmUpLongest = PauseBreakdown()
         var began = ContinuousClock.now
         var (stoppedFor, measuring) = (Duration.zero, load.fromStart)
         let end = warmUpEnd + .milliseconds(Int64(seconds * 1000))
@@ -154,6 +156,7 @@ struct PauseBench {
             if warming {
                 warmUp = (warmUp.captures + 1, max(warmUp.pauseMax, breakdown.total.milliseconds),
                           max(warmUp.holdMax, breakdown.longestHold.milliseconds), warmUp.holds + breakdown.holds)
+                if breakdown.total > warmUpLongest.total { warmUpLongest = breakdown }
                 next = max(next + .milliseconds(PauseBench.intervalMilliseconds), ContinuousClock.now)
                 continue
             }
@@ -184,7 +187,7 @@ struct PauseBench {
             "longestHoldMs": longestHold, "stallMaxMs": max(pauses.last ?? 0, longestHold), "holds": holds, "heldRounds": heldRounds,
             "guestStoppedShare": stoppedFor.seconds / max(1e-9, measured.seconds), "measuredSeconds": measured.seconds,
             "warmUp": ["seconds": load.fromStart ? 0 : warmUpSeconds, "captures": warmUp.captures, "pauseMaxMs": warmUp.pauseMax,
-                       "longestHoldMs": warmUp.holdMax, "holds": warmUp.holds],
+                       "longestHoldMs": warmUp.holdMax, "holds": warmUp.holds, "longestPause": warmUpLongest.summary],
             "longestPause": longest.summary.merging(["stopFlushMs": longestFlush.milliseconds]) { $1 },
             "phaseP99Ms": phases.mapValues { percentile($0.sorted(), 0.99) },
             "hostLoadAverage": VMBench.loadAverage(),

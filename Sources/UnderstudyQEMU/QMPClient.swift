@@ -24,7 +24,7 @@ public final class QMPClient: @unchecked Sendable {
     private var prepared: [UInt8]?
     /// Completes a prepared command into one QEMU refuses without running it ("QMP input member
     /// ... is unexpected"): any object ends with a value, so a further member always parses.
-    static let withdrawal = Array(#","withdrawn":1}"#.utf8) + [UInt8(ascii: "\n")]
+    private static let withdrawal = Array(#","withdrawn":1}"#.utf8) + [UInt8(ascii: "\n")]
 
     /// Connects, reads the greeting and enters command mode. Retries until `timeout` while
     /// QEMU is still creating the socket.

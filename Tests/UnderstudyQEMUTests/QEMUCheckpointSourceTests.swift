@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import UnderstudyHarness
 import UnderstudyProtocol
@@ -146,6 +147,34 @@ struct QEMUCheckpointSourceTests {
             #expect(Self.running(source))
             let before = TestGuest.lastCounter(in: description.serialLog) ?? 0
             #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest runs after all of it")
+        }
+    }
+
+    /// The replication-lag throttle's hold (`hold(for:)`) stops a real guest for the time asked,
+    /// withdrawing the save a capture left prepared, and lets it run again; captures still work.
+    @Test func aHoldStopsTheGuestForItsDurationAndLetsItRunAgain() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        try Self.withGuest { source, description in
+            _ = try source.capture(epoch: 1, resume: true)
+            let start = ContinuousClock.now
+            let finished = DispatchSemaphore(value: 0)
+            let outcome = Mutex<Result<Void, any Error>?>(nil)
+            Thread {
+                outcome.withLock { $0 = Result { try source.hold(for: .seconds(1.5)) } }
+                finished.signal()
+            }.start()
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(!Self.running(source), "the guest is stopped during the hold")
+            let during = TestGuest.lastCounter(in: description.serialLog) ?? 0
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(TestGuest.lastCounter(in: description.serialLog) ?? 0 == during, "the held guest counted on")
+            #expect(finished.wait(timeout: .now() + 30) == .success)
+            try #require(outcome.withLock { $0 }).get()
+            #expect(ContinuousClock.now - start >= .seconds(1.5))
+            #expect(Self.running(source), "the guest runs again after the hold")
+            #expect(TestGuest.waitForCounter(in: description.serialLog, above: during) != nil, "the guest counts again")
+            let captured = try source.capture(epoch: 2, resume: true)
+            #expect(captured.deviceState.count > 1000)
         }
     }
 
