@@ -106,8 +106,15 @@ protect_a_vm() {
         sleep 1
         status="$(newcomer 'understudy status --config Deploy/examples/primary.toml --json' 2>&1)" || true
     done
-    local replies
-    replies="$(printf 'n\nn\n' | newcomer 'timeout 20 ip netns exec understudy-client busybox nc 10.77.0.2 7000' | tr '\n' ' ')" || true
+    # Protected says nothing about the guest's own services: the first checkpoint can commit
+    # before the guest has booted far enough to listen (seen: refused 1.3 s after the start).
+    # So an unanswered connection is tried again for a minute; a wrong answer fails at once.
+    local replies listening=$((SECONDS + 60))
+    while :; do
+        replies="$(printf 'n\nn\n' | newcomer 'timeout 20 ip netns exec understudy-client busybox nc 10.77.0.2 7000' 2>/dev/null | tr '\n' ' ')" || true
+        [[ -z "$replies" ]] && ((SECONDS < listening)) || break
+        sleep 1
+    done
     [[ "$replies" =~ ^([0-9]+)\ ([0-9]+)\ $ ]] && ((BASH_REMATCH[2] == BASH_REMATCH[1] + 1)) ||
         agents_failed "the guest's counter service answered \"$replies\" to n, n"
 
