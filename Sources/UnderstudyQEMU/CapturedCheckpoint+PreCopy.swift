@@ -1,26 +1,28 @@
 extension CapturedCheckpoint {
-    /// One checkpoint out of pre-copy rounds (copied while the guest ran, oldest first) and the
-    /// pause's own copy: every page once, in page order, with the content of the newest copy that
-    /// has it. A page a later round or the pause collected again was written after its earlier
-    /// copy, so only that later copy is the guest's content at the pause. Everything but the pages
-    /// (device state, disk changes, pause) comes from `paused`.
+    /// One checkpoint out of pre-copy's copies (`PreCopyStaging`: each page pre-copied once, with
+    /// the content of its newest copy) and the pause's own copy: every page once, in page order. A
+    /// page the pause collected again was written after its pre-copy, so only the pause's copy is
+    /// the guest's content at the pause. Everything but the pages (device state, disk changes,
+    /// pause) comes from `paused`.
     ///
-    /// Each copy's pages are sorted (tracking reports them so), so this is a merge of sorted
-    /// lists: no hashing, one pass.
-    public static func merging(preCopied rounds: [CapturedCheckpoint], paused: CapturedCheckpoint) -> CapturedCheckpoint {
-        guard !rounds.isEmpty else { return paused }
-        let copies = rounds + [paused]
-        var heads = [Int](repeating: 0, count: copies.count)
+    /// Each copy's pages are sorted, so this is a merge of sorted lists: no hashing, one pass.
+    static func merging(preCopied staging: PreCopyStaging, paused: CapturedCheckpoint) -> CapturedCheckpoint {
+        let preCopied = staging.copies
+        guard !preCopied.isEmpty else { return paused }
+        // A buffer with pages has an address.
+        let copies = paused.pageIndices.isEmpty ? preCopied : preCopied + [(paused.pageIndices[...], UnsafeRawPointer(paused.pages.baseAddress!))]
+        var heads = copies.map(\.pageIndices.startIndex)
         var indices: [UInt64] = []
-        var sources: [(copy: Int, position: Int)] = []
+        var sources: [UnsafeRawPointer] = []
         indices.reserveCapacity(copies.reduce(0) { $0 + $1.pageIndices.count })
         sources.reserveCapacity(indices.capacity)
+        let size = paused.pageSize
         while true {
             var smallest: UInt64?
             var newest = -1
-            for (copy, head) in heads.enumerated() where head < copies[copy].pageIndices.count {
+            for (copy, head) in heads.enumerated() where head < copies[copy].pageIndices.endIndex {
                 let index = copies[copy].pageIndices[head]
-                // Later copies come later in `copies`: on a tie the last one seen is the newest.
+                // The pause's copy comes last: on a tie the last one seen is the newest.
                 if smallest.map({ index <= $0 }) ?? true {
                     smallest = index
                     newest = copy
@@ -28,16 +30,14 @@ extension CapturedCheckpoint {
             }
             guard let index = smallest else { break }
             indices.append(index)
-            sources.append((newest, heads[newest]))
-            for copy in heads.indices where heads[copy] < copies[copy].pageIndices.count && copies[copy].pageIndices[heads[copy]] == index {
+            sources.append(copies[newest].bytes + (heads[newest] - copies[newest].pageIndices.startIndex) * size)
+            for copy in heads.indices where heads[copy] < copies[copy].pageIndices.endIndex && copies[copy].pageIndices[heads[copy]] == index {
                 heads[copy] += 1
             }
         }
-        let merged = CapturedCheckpoint(pageIndices: indices, pageSize: paused.pageSize)
-        let size = paused.pageSize
+        let merged = CapturedCheckpoint(pageIndices: indices, pageSize: size)
         for (position, source) in sources.enumerated() {
-            (merged.pages.baseAddress! + position * size)
-                .copyMemory(from: copies[source.copy].pages.baseAddress! + source.position * size, byteCount: size)
+            (merged.pages.baseAddress! + position * size).copyMemory(from: source, byteCount: size)
         }
         merged.deviceState = paused.deviceState
         merged.diskChanges = paused.diskChanges

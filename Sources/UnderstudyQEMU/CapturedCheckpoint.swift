@@ -30,29 +30,10 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     /// Copies `pageIndices` out of guest `memory` (the copy out of a paused guest).
     public convenience init(copying pageIndices: [UInt64], from memory: UnsafeRawBufferPointer, pageSize: Int) {
         self.init(pageIndices: pageIndices, pageSize: pageSize)
-        copyPages(at: 0..<pageIndices.count, from: memory)
-    }
-
-    /// Copies the pages at `positions` of `pageIndices` out of guest `memory` into their places
-    /// (a held pre-copy round copies its pages a slice at a time). Runs of consecutive pages
-    /// (tracking reports them sorted) are copied with one memcpy each.
-    public func copyPages(at positions: Range<Int>, from memory: UnsafeRawBufferPointer) {
-        guard let source = memory.baseAddress, let destination = pages.baseAddress else { return }
-        var position = positions.lowerBound
-        while position < positions.upperBound {
-            var end = position + 1
-            while end < positions.upperBound && pageIndices[end] == pageIndices[end - 1] + 1 { end += 1 }
-            let first = Int(pageIndices[position])
-            precondition((first + end - position) * pageSize <= memory.count, "page \(pageIndices[end - 1]) lies beyond guest memory")
-            (destination + position * pageSize).copyMemory(from: source + first * pageSize, byteCount: (end - position) * pageSize)
-            position = end
+        if let staging = pages.baseAddress {
+            GuestPageCopy.copy(pageIndices, at: 0..<pageIndices.count, from: memory, to: staging, pageSize: pageSize) { $0 }
         }
     }
-
-    /// Touches every page of the staging, so that copying into it later takes no page faults (a
-    /// recycled buffer is mapped already, a new one faults on first touch: see
-    /// `StagingPool.reserve`).
-    public func prefault() { StagingPool.faultIn(pages) }
 
     deinit { StagingPool.shared.give(buffer) }
 

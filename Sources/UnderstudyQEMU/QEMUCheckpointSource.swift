@@ -32,6 +32,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// while the guest runs first, and the pause copies only what was written since (nil: never).
     /// Needs tracking that counts written pages without collecting them (pagemap).
     public let preCopy: PreCopyRounds?
+    /// Where pre-copy keeps a checkpoint's copies until the pause; emptied by every capture.
+    private let preCopyStaging: PreCopyStaging
 
     /// Pre-copy's estimates, kept on the capturing thread: when tracking last handed over the
     /// written pages (CLOCK_MONOTONIC nanoseconds; the guest's write rate is what it wrote since),
@@ -107,6 +109,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         self.beforeStop = beforeStop
         self.preCopy = preCopy
         pageSize = Int(identity.pageSize)
+        preCopyStaging = PreCopyStaging(guestBytes: Int(description.memoryBytes), pageSize: pageSize)
         let ramFile: String
         switch start {
         case .boot:
@@ -184,7 +187,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         // round that waits for a core lets the guest write more (on a loaded host a round here
         // took hundreds of milliseconds). It is bounded: at most `maxRounds`, each of at most
         // `longestRound` with the guest running or of holds of at most `holdSlice`.
-        let (preCopied, preCopy) = try qemu.withPausePriority { try copyBeforePause() }
+        defer { preCopyStaging.reset() }
+        let preCopy = try qemu.withPausePriority { try copyBeforePause() }
         beforeStop?()
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
@@ -223,25 +227,23 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         breakdown.total = paused.pause
         (breakdown.collect, breakdown.copy, breakdown.boundary, breakdown.preempted) = (agent.collect, agent.copy, agent.boundary, agent.preempted)
         breakdown.pages = paused.pageIndices.count
-        breakdown.preCopiedPages = preCopied.reduce(0) { $0 + $1.pageIndices.count }
-        (breakdown.preCopyRounds, breakdown.heldRounds, breakdown.holds, breakdown.held, breakdown.longestHold)
-            = (preCopy.preCopyRounds, preCopy.heldRounds, preCopy.holds, preCopy.held, preCopy.longestHold)
+        (breakdown.preCopiedPages, breakdown.preCopyRounds, breakdown.heldRounds, breakdown.holds, breakdown.held, breakdown.longestHold)
+            = (preCopy.preCopiedPages, preCopy.preCopyRounds, preCopy.heldRounds, preCopy.holds, preCopy.held, preCopy.longestHold)
         paused.pauseBreakdown = breakdown
-        return CapturedCheckpoint.merging(preCopied: preCopied, paused: paused)
+        return CapturedCheckpoint.merging(preCopied: preCopyStaging, paused: paused)
     }
 
-    /// Pre-copy (`preCopy`): while the dirty set is large, copies it before the pause and collects
-    /// again, with the guest running or, for a guest writing too fast for that, held in slices.
-    /// Each collection re-arms tracking, so a page written after its copy is collected again, by
-    /// a later round or by the pause, whose copy then supersedes this one. The copies come out
-    /// oldest first, each in page order.
+    /// Pre-copy (`preCopy`): while the dirty set is large, copies it into `preCopyStaging` before
+    /// the pause and collects again, with the guest running or, for a guest writing too fast for
+    /// that, held in slices. Each collection re-arms tracking, so a page written after its copy is
+    /// collected again, by a later round, which copies it again into its slot, or by the pause,
+    /// whose copy then supersedes the slot's.
     /// Copies from `syncMemory`: with comparison tracking a copy of guest memory could hold a value
     /// the guest reverts before the pause, which the comparison would then not find again.
-    /// Returns the copies and the breakdown's pre-copy part (rounds, held rounds, holds).
-    private func copyBeforePause() throws -> ([CapturedCheckpoint], PauseBreakdown) {
-        guard var rounds = preCopy else { return ([], PauseBreakdown()) }
-        var copies: [CapturedCheckpoint] = []
+    /// Returns the breakdown's pre-copy part (pages copied, rounds, held rounds, holds).
+    private func copyBeforePause() throws -> PauseBreakdown {
         var record = PauseBreakdown()
+        guard var rounds = preCopy else { return record }
         let began = HostClock.monotonic()
         func elapsed() -> Duration { HostClock.span(from: began, to: HostClock.monotonic()) }
         while let pending = try tracker.pendingPageCount() {
@@ -256,18 +258,19 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 if StagingPool.shared.reserve(byteCount: (pending + pending / 2 + 256) * pageSize) { continue }
                 break
             }
-            let pages = try collectDirtyPages()
+            // Slots new to the staging are faulted in here, while the guest runs, so that the holds
+            // only copy. New memory is slow to fault in here (2.1 s for 179 k pages beside the
+            // guest), and the guest writes meanwhile; faulting it in during the holds instead
+            // measured worse (a 9 s first checkpoint of 549 holds that copied about 700 pages each,
+            // under the ~1 ms the guest runs per hold).
+            let placement = preCopyStaging.place(try collectDirtyPages())
+            let pages = placement.pages
+            record.preCopiedPages += pages.count
             guard case .held(let hold) = round else {
-                copies.append(CapturedCheckpoint(copying: pages, from: syncMemory, pageSize: pageSize))
+                preCopyStaging.copy(placement, at: 0..<pages.count, from: syncMemory)
                 noteCopy(pages: pages.count, took: HostClock.span(from: lastCollection, to: HostClock.monotonic()))
                 continue
             }
-            let copy = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
-            // Faulted in while the guest runs, so that the holds only copy. A new buffer is slow to
-            // fault in here (2.1 s for 179 k pages beside the guest), and the guest writes meanwhile;
-            // faulting it in during the holds instead measured worse (a 9 s first checkpoint of 549
-            // holds that copied about 700 pages each, under the ~1 ms the guest runs per hold).
-            copy.prefault()
             var done = 0
             while done < pages.count {
                 let held = try holdGuest(for: hold.slice) { until in
@@ -277,7 +280,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                     var end = done
                     repeat {
                         let next = min(pages.count, end + 64)
-                        copy.copyPages(at: end..<next, from: syncMemory)
+                        preCopyStaging.copy(placement, at: end..<next, from: syncMemory)
                         end = next
                     } while end < pages.count && HostClock.monotonic() < until
                     return end
@@ -291,10 +294,9 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 heldSinceCollection += held.stall
                 if done < pages.count { Thread.sleep(forTimeInterval: gap.seconds) }
             }
-            copies.append(copy)
         }
         (record.preCopyRounds, record.heldRounds) = (rounds.rounds, rounds.heldRounds)
-        return (copies, record)
+        return record
     }
 
     /// Runs `body` (which cannot fail) with the guest stopped by QMP stop and resumed by cont,

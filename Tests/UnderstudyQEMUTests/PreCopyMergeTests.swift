@@ -2,26 +2,45 @@ import Testing
 import UnderstudyProtocol
 @testable import UnderstudyQEMU
 
-/// A checkpoint assembled from pre-copy rounds and the pause's copy (no QEMU).
-@Suite("Pre-copy merge")
+/// Pre-copy's staging, and a checkpoint assembled from it and the pause's copy (no QEMU).
+@Suite("Pre-copy staging and merge")
 struct PreCopyMergeTests {
     static let pageSize = 64
+    static let guestPages = 64
 
-    /// A copy of `pages` where page i holds bytes `value(i)`.
-    static func copy(_ pages: [UInt64], value: (UInt64) -> UInt8) -> CapturedCheckpoint {
-        let copy = CapturedCheckpoint(pageIndices: pages, pageSize: pageSize)
-        for (position, index) in pages.enumerated() { copy.page(at: position).initializeMemory(as: UInt8.self, repeating: value(index)) }
-        return copy
+    /// Guest memory of `guestPages` pages where page i holds bytes `value(i)`.
+    static func guest(_ value: (Int) -> UInt8) -> [UInt8] {
+        (0..<guestPages).flatMap { [UInt8](repeating: value($0), count: pageSize) }
     }
 
+    /// A round of `pages` copied out of `memory` into `staging`, in slices of `slice` pages as a
+    /// held round copies them.
+    @discardableResult
+    static func round(_ pages: [UInt64], of memory: [UInt8], into staging: PreCopyStaging, slice: Int = 1000) -> PreCopyStaging.Placement {
+        let placement = staging.place(pages)
+        memory.withUnsafeBytes { memory in
+            for start in stride(from: 0, to: pages.count, by: slice) {
+                staging.copy(placement, at: start..<min(pages.count, start + slice), from: memory)
+            }
+        }
+        return placement
+    }
+
+    static func paused(_ pages: [UInt64], of memory: [UInt8]) -> CapturedCheckpoint {
+        memory.withUnsafeBytes { CapturedCheckpoint(copying: pages, from: $0, pageSize: pageSize) }
+    }
+
+    static func staging() -> PreCopyStaging { PreCopyStaging(guestBytes: guestPages * pageSize, pageSize: pageSize) }
+
     @Test func everyPageOnceInOrderWithItsNewestCopy() {
-        let first = Self.copy([2, 5, 9, 40]) { _ in 1 }
-        let second = Self.copy([5, 7, 40]) { _ in 2 }
-        let paused = Self.copy([1, 40]) { _ in 3 }
+        let staging = Self.staging()
+        Self.round([2, 5, 9, 40], of: Self.guest { _ in 1 }, into: staging)
+        Self.round([5, 7, 40], of: Self.guest { _ in 2 }, into: staging, slice: 2)
+        let paused = Self.paused([1, 40], of: Self.guest { _ in 3 })
         paused.deviceState = [7, 7]
         paused.diskChanges = [.flush]
         paused.pause = .milliseconds(2)
-        let merged = CapturedCheckpoint.merging(preCopied: [first, second], paused: paused)
+        let merged = CapturedCheckpoint.merging(preCopied: staging, paused: paused)
         #expect(merged.pageIndices == [1, 2, 5, 7, 9, 40])
         let expected: [UInt64: UInt8] = [1: 3, 2: 1, 5: 2, 7: 2, 9: 1, 40: 3]
         for (position, index) in merged.pageIndices.enumerated() {
@@ -32,8 +51,47 @@ struct PreCopyMergeTests {
         #expect(merged.pause == .milliseconds(2))
     }
 
-    @Test func withoutRoundsThePausesCopyIsTheCheckpoint() {
-        let paused = Self.copy([3]) { _ in 9 }
-        #expect(CapturedCheckpoint.merging(preCopied: [], paused: paused) === paused)
+    /// A page a later round collects again is copied back into its slot: the staging holds each
+    /// pre-copied page once, and grows only by pages new to the checkpoint.
+    @Test func aPageCollectedAgainIsCopiedBackIntoItsSlot() {
+        let staging = Self.staging()
+        let first = Self.round([2, 5, 9, 40], of: Self.guest { UInt8($0) }, into: staging)
+        let second = Self.round([5, 7, 40], of: Self.guest { UInt8($0) + 100 }, into: staging)
+        #expect(first.slots == [0, 1, 2, 3])
+        #expect(second.slots == [1, 4, 3], "5 and 40 keep their slots, 7 takes a new one")
+        #expect(staging.count == 5)
+        let copies = staging.copies
+        #expect(copies.map { Array($0.pageIndices) } == [[2, 5, 9, 40], [7]], "one sorted copy per round that added slots")
+        let bytes = copies.map { copy in
+            copy.pageIndices.indices.map { (copy.bytes + ($0 - copy.pageIndices.startIndex) * Self.pageSize).load(as: UInt8.self) }
+        }
+        #expect(bytes == [[2, 105, 9, 140], [107]], "a slot holds its page's newest copy")
+    }
+
+    /// A checkpoint's slots are emptied for the next: a page it had is new to the next one.
+    @Test func resetEmptiesTheSlotsForTheNextCheckpoint() {
+        let staging = Self.staging()
+        Self.round([3, 4], of: Self.guest { _ in 1 }, into: staging)
+        staging.reset()
+        #expect(staging.count == 0 && staging.copies.isEmpty)
+        let paused = Self.paused([3], of: Self.guest { _ in 9 })
+        #expect(CapturedCheckpoint.merging(preCopied: staging, paused: paused) === paused, "without rounds the pause's copy is the checkpoint")
+        let next = Self.round([4, 6], of: Self.guest { _ in 2 }, into: staging)
+        #expect(next.slots == [0, 1], "page 4's slot from the last checkpoint is not reused as its own")
+        let merged = CapturedCheckpoint.merging(preCopied: staging, paused: paused)
+        #expect(merged.pageIndices == [3, 4, 6])
+        #expect(merged.pages.allSatisfy { $0 == 9 || $0 == 2 } && merged.page(at: 0).allSatisfy { $0 == 9 })
+    }
+
+    /// Consecutive pages are copied with one memcpy only when their slots are consecutive too.
+    @Test func pagesInScatteredSlotsLandInTheirOwnSlots() {
+        let staging = Self.staging()
+        Self.round([10, 12], of: Self.guest { _ in 1 }, into: staging)
+        Self.round([10, 11, 12, 13], of: Self.guest { UInt8($0) }, into: staging)
+        let merged = CapturedCheckpoint.merging(preCopied: staging, paused: Self.paused([], of: Self.guest { _ in 0 }))
+        #expect(merged.pageIndices == [10, 11, 12, 13])
+        for (position, index) in merged.pageIndices.enumerated() {
+            #expect(merged.page(at: position).allSatisfy { $0 == UInt8(index) }, "page \(index)")
+        }
     }
 }

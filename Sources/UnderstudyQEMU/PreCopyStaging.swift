@@ -1,0 +1,93 @@
+/// Where one checkpoint's pre-copy rounds keep their copies until the pause: one slot per page.
+/// A page a later round collects again (the guest wrote it after its copy) is copied back into
+/// its slot, and only pages new to the checkpoint take new staging.
+///
+/// Why: a guest rewriting a large working set is pre-copied in several held rounds, each finding
+/// most of the same pages again. With a new buffer per round, every round faulted in staging of
+/// the working set's size (about 11 µs a page beside the busy guest here) while the guest rewrote
+/// that set, so the rounds stopped shrinking what was pending and the pause copied all of it (a
+/// guest's first 196 k-page burst: a 98–106 ms pause). With slots, the rounds after the one that
+/// found the working set only copy.
+///
+/// The slots stay mapped from one checkpoint to the next: the most slots a checkpoint used are
+/// ready memory for the next. Used by one capturing thread at a time.
+final class PreCopyStaging {
+    /// One round's pages (sorted) and the slot each is copied into.
+    struct Placement {
+        let pages: [UInt64]
+        let slots: [Int]
+    }
+
+    private let pageSize: Int
+    private let guestPages: Int
+    /// Guest-RAM-sized and lazily zero-filled (made at the first round): a slot costs memory
+    /// once first used.
+    private var slots: AnonymousMemory?
+    /// Each guest page's slot plus one (0: none in this checkpoint); made with `slots`.
+    private var slotOfPage: [UInt32] = []
+    /// The page in each slot.
+    private var pageOfSlot: [UInt64] = []
+    /// The slots each round added, each range in page order since the round's pages were sorted.
+    private var runs: [Range<Int>] = []
+    /// How many slots are mapped already: the most any checkpoint used.
+    private var mapped = 0
+
+    init(guestBytes: Int, pageSize: Int) {
+        self.pageSize = pageSize
+        guestPages = guestBytes / pageSize
+        precondition(guestPages < Int(UInt32.max), "guest memory of \(guestPages) pages has more pages than slots can number")
+    }
+
+    /// Pages in the slots: each page pre-copied for this checkpoint, once.
+    var count: Int { pageOfSlot.count }
+
+    /// Gives each of a round's `pages` (sorted, as tracking reports them) its slot: the one it has
+    /// in this checkpoint, or a new one. Slots never used before are faulted in now, while the
+    /// guest runs, so that copying into them (in a hold, say) takes no page faults.
+    func place(_ pages: [UInt64]) -> Placement {
+        if slots == nil {
+            slots = AnonymousMemory(size: guestPages * pageSize, purpose: "pre-copy staging")
+            slotOfPage = [UInt32](repeating: 0, count: guestPages)
+        }
+        let first = pageOfSlot.count
+        var placed: [Int] = []
+        placed.reserveCapacity(pages.count)
+        for page in pages {
+            precondition(page < UInt64(guestPages), "page \(page) lies beyond guest memory")
+            let known = Int(slotOfPage[Int(page)])
+            if known > 0 {
+                placed.append(known - 1)
+            } else {
+                placed.append(pageOfSlot.count)
+                pageOfSlot.append(page)
+                slotOfPage[Int(page)] = UInt32(pageOfSlot.count)
+            }
+        }
+        if pageOfSlot.count > first { runs.append(first..<pageOfSlot.count) }
+        if pageOfSlot.count > mapped {
+            StagingPool.faultIn(UnsafeMutableRawBufferPointer(rebasing: slots!.bytes[(mapped * pageSize)..<(pageOfSlot.count * pageSize)]))
+            mapped = pageOfSlot.count
+        }
+        return Placement(pages: pages, slots: placed)
+    }
+
+    /// Copies the placed pages at `positions` out of guest `memory` into their slots.
+    func copy(_ placement: Placement, at positions: Range<Int>, from memory: UnsafeRawBufferPointer) {
+        guard let staging = slots?.bytes.baseAddress else { return }
+        GuestPageCopy.copy(placement.pages, at: positions, from: memory, to: staging, pageSize: pageSize) { placement.slots[$0] }
+    }
+
+    /// The copies, one per round that added slots: its pages (sorted) and their bytes, contiguous.
+    /// Valid until `reset`.
+    var copies: [(pageIndices: ArraySlice<UInt64>, bytes: UnsafeRawPointer)] {
+        guard let staging = slots?.bytes.baseAddress else { return [] }
+        return runs.map { (pageOfSlot[$0], UnsafeRawPointer(staging + $0.lowerBound * pageSize)) }
+    }
+
+    /// Empties the slots for the next checkpoint (they stay mapped).
+    func reset() {
+        for page in pageOfSlot { slotOfPage[Int(page)] = 0 }
+        pageOfSlot.removeAll(keepingCapacity: true)
+        runs.removeAll(keepingCapacity: true)
+    }
+}
