@@ -15,7 +15,8 @@ import UnderstudySystem
 /// disk synced just before the stop,
 /// `GuestDevices.synchronizeDiskBeforeStop`). It reports pause p50/p99/max, the longest pause's
 /// breakdown and each phase's p99, the longest hold and the longest stall (pause or hold), the
-/// share of time the guest was stopped (what bounding costs it), and the bounded/baseline ratios.
+/// share of time the guest was stopped (what bounding costs it), the bench's anonymous memory at
+/// the end of each run (what staging keeps mapped), and the bounded/baseline ratios.
 /// Loads that start before the captures get a warm-up first, reported apart (`warmUp`).
 ///
 /// Loads: `boot` (captures from QEMU's start: kernel, initramfs and first touch of memory),
@@ -62,10 +63,11 @@ struct PauseBench {
                 row["mode"] = mode
                 byMode[mode] = row
                 rows.append(row)
-                log(String(format: "  %-16@ %-10@ %4ld captures  pause p50 %6.2f  p99 %7.2f  max %7.2f ms  hold max %6.2f ms (%ld)  stopped %4.1f%%  pages p50 %6.0f max %7.0f  warm-up: %ld captures, pause max %.2f ms (%@)  longest: %@",
+                log(String(format: "  %-16@ %-10@ %4ld captures  pause p50 %6.2f  p99 %7.2f  max %7.2f ms  hold max %6.2f ms (%ld)  stopped %4.1f%%  pages p50 %6.0f max %7.0f  anonymous %.0f MB  warm-up: %ld captures, pause max %.2f ms (%@)  longest: %@",
                            load.name, mode, row["captures"] as! Int, row["pauseP50Ms"] as! Double, row["pauseP99Ms"] as! Double,
                            row["pauseMaxMs"] as! Double, row["longestHoldMs"] as! Double, row["holds"] as! Int,
                            100 * (row["guestStoppedShare"] as! Double), row["dirtyPagesP50"] as! Double, row["dirtyPagesMax"] as! Double,
+                           row["agentAnonymousMegabytesAtEnd"] as! Double,
                            (row["warmUp"] as! [String: Any])["captures"] as! Int, (row["warmUp"] as! [String: Any])["pauseMaxMs"] as! Double,
                            PauseBench.describe((row["warmUp"] as! [String: Any])["longestPause"] as! [String: Double]),
                            PauseBench.describe(row["longestPause"] as! [String: Double])))
@@ -191,6 +193,10 @@ struct PauseBench {
             "longestPause": longest.summary.merging(["stopFlushMs": longestFlush.milliseconds]) { $1 },
             "phaseP99Ms": phases.mapValues { percentile($0.sorted(), 0.99) },
             "hostLoadAverage": VMBench.loadAverage(),
+            // What staging keeps mapped after the load (the bench's own anonymous memory, with the
+            // source still running): the staging pool, shared by the bench's runs, and this
+            // source's pre-copy slots.
+            "agentAnonymousMegabytesAtEnd": MemoryUse(pid: getpid()).anonymousMegabytes,
             "stopMsByDiskSync": stops.mapValues { times in
                 let sorted = times.sorted()
                 return ["p50": percentile(sorted, 0.5), "p99": percentile(sorted, 0.99), "max": sorted.last ?? 0]

@@ -93,7 +93,8 @@ public struct PreCopyRounds: Sendable, Equatable {
     /// is held. Held rounds go on while each finds fewer pages than the one before; the second
     /// always goes, since the first ran on a write rate measured with the guest running freely,
     /// which for a guest rewriting a working set is lower than its rate between holds. Past the
-    /// budget only held rounds go, and only while they shrink more than `largestPause` pages.
+    /// budget only held rounds go, and only while more than `largestPause` pages are pending and
+    /// each round finds fewer than the one before.
     public mutating func next(pending: Int, pagesWrittenPerSecond: Double? = nil, pagesCopiedPerSecond: Double? = nil,
                               elapsed: Duration = .zero) -> Round {
         guard pending > stopPages, rounds < maxRounds else { return .pause }

@@ -49,8 +49,9 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// left to the pause; larger sets are pre-copied in up to 10 rounds, and a guest writing too
     /// fast for them is held in slices of at most 8 ms (the pause bench's dirty load, 1.8 M pages
     /// a second: pause p50 6.5 → 1.7 ms, the guest stopped 26 → 11 % of the time), within
-    /// 250 ms, after which only held rounds that shrink more than 8,192 pages (4–8 ms of copying
-    /// here) go on (the same load's longest pause after its warm-up: 24 → 2.7 ms).
+    /// 250 ms, after which held rounds go on only while more than 8,192 pages (4–8 ms of copying
+    /// here) are pending and each round leaves fewer than the one before (the same load's longest
+    /// pause after its warm-up: 24 → 2.7 ms).
     public static let defaultPreCopy = PreCopyRounds(stopPages: 2048, maxRounds: 10, holdSlice: .milliseconds(8),
                                                             budget: .milliseconds(250), largestPause: 8192)
 
@@ -247,8 +248,9 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         let began = HostClock.monotonic()
         func elapsed() -> Duration { HostClock.span(from: began, to: HostClock.monotonic()) }
         while let pending = try tracker.pendingPageCount() {
-            let round = rounds.next(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
-                                    pagesCopiedPerSecond: pagesCopiedPerSecond, elapsed: elapsed())
+            var decided = rounds
+            let round = decided.next(pending: pending, pagesWrittenPerSecond: writeRate(pending: pending),
+                                     pagesCopiedPerSecond: pagesCopiedPerSecond, elapsed: elapsed())
             guard round != .pause else {
                 // What the pause will copy: what is pending now and what the guest writes before
                 // the stop. Its staging is made ready now, while the guest runs; when that took a new
@@ -258,11 +260,16 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 if StagingPool.shared.reserve(byteCount: (pending + pending / 2 + 256) * pageSize) { continue }
                 break
             }
-            // Slots new to the staging are faulted in here, while the guest runs, so that the holds
-            // only copy. New memory is slow to fault in here (2.1 s for 179 k pages beside the
-            // guest), and the guest writes meanwhile; faulting it in during the holds instead
+            // The round's slots are faulted in before it collects, while the guest runs, so that the
+            // holds only copy. New memory is slow to fault in here (2.1 s for 179 k pages beside the
+            // guest), and the guest writes meanwhile: pages collected before it would be stale by the
+            // copy (measured: a held round of 196 k pages, collected before its slots were faulted
+            // in, found all of them written again, and the pause copied them for 73 ms), so the
+            // round is decided again on what is pending then. Faulting in during the holds instead
             // measured worse (a 9 s first checkpoint of 549 holds that copied about 700 pages each,
             // under the ~1 ms the guest runs per hold).
+            if preCopyStaging.reserve(pending: pending) { continue }
+            rounds = decided
             let placement = preCopyStaging.place(try collectDirtyPages())
             let pages = placement.pages
             record.preCopiedPages += pages.count

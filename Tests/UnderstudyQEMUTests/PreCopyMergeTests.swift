@@ -68,6 +68,18 @@ struct PreCopyMergeTests {
         #expect(bytes == [[2, 105, 9, 140], [107]], "a slot holds its page's newest copy")
     }
 
+    /// Slots are faulted in ahead of a round once, and stay mapped for the next checkpoints: a
+    /// reservation that found them mapped says so (and the round is then not decided again).
+    @Test func aReservationFaultsSlotsInOnceAndTheyStayMapped() {
+        let staging = PreCopyStaging(guestBytes: 4096 * Self.pageSize, pageSize: Self.pageSize)
+        #expect(staging.reserve(pending: 100), "new slots were faulted in")
+        #expect(!staging.reserve(pending: 100), "the slots are mapped already")
+        Self.round(Array(0..<100), of: Self.guest { _ in 1 } + [UInt8](repeating: 0, count: 4032 * Self.pageSize), into: staging)
+        #expect(staging.reserve(pending: 400), "slots for a round of 400 pages were not mapped yet")
+        staging.reset()
+        #expect(!staging.reserve(pending: 400), "an emptied staging keeps its slots mapped")
+    }
+
     /// A checkpoint's slots are emptied for the next: a page it had is new to the next one.
     @Test func resetEmptiesTheSlotsForTheNextCheckpoint() {
         let staging = Self.staging()

@@ -160,7 +160,8 @@ struct QEMUCheckpointSourceTests {
             let finished = DispatchSemaphore(value: 0)
             let outcome = Mutex<Result<Void, any Error>?>(nil)
             Thread {
-                outcome.withLock { $0 = Result { try source.hold(for: .seconds(1.5)) } }
+                let held = Result { try source.hold(for: .seconds(1.5)) }
+                outcome.withLock { $0 = held }
                 finished.signal()
             }.start()
             Thread.sleep(forTimeInterval: 0.5)
