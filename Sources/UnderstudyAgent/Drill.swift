@@ -55,8 +55,6 @@ public enum Drill {
                                        address: configuration.drill.sandboxAddress, outputBufferBytes: configuration.outputBufferBytes,
                                        policy: configuration.policy, logger: logger)
         defer { sandbox.remove() }
-        // Named in the log: an agent killed during a drill leaves this namespace behind.
-        logger.info("drill sandbox", metadata: ["sandbox": "\(sandbox.namespace)"])
         // Disk before NIC, as `GuestDevices` orders them: QEMU assigns PCI slots in order, and the
         // device state names each device by its slot.
         var arguments: [String] = []

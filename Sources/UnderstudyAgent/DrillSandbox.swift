@@ -25,6 +25,10 @@ final class DrillSandbox: @unchecked Sendable {
         namespace = "us-drill-\(tag)"
         let taps = macs.indices.map { "usdrill\(tag)\($0 == 0 ? "" : "\($0)")" }
         self.taps = taps
+        // Named in the log before it exists: an agent killed during a drill leaves this namespace
+        // behind, and whoever cleans up after it finds it by the name its log gives (seen: a
+        // fleet host killed while its drill was making the sandbox, before the log named it).
+        logger.info("drill sandbox", metadata: ["sandbox": "\(namespace)"])
         try HostCommand.run(["ip", "netns", "add", namespace])
         do {
             devices = try GuestDevices(vm: vm, diskImages: [], nics: zip(taps, macs).map { GuestDevices.NIC(tap: $0, mac: $1) },

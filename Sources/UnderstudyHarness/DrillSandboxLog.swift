@@ -1,8 +1,8 @@
 import Foundation
 
 /// The drill sandboxes (network namespaces `us-drill-…`) an agent's log names: a drill logs its
-/// sandbox when it makes it, so a test can tell its own drills' namespaces from those of other
-/// suites running at the same time.
+/// sandbox just before it makes it (so even an agent killed while making it named it), and a test
+/// can tell its own drills' namespaces from those of other suites running at the same time.
 public enum DrillSandboxLog {
     /// The sandboxes named in the log file at `path` (none when it cannot be read).
     public static func sandboxes(inLog path: String) -> Set<String> {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import UnderstudyHarness
 import UnderstudyNetwork
@@ -20,6 +21,24 @@ import UnderstudySystem
         let statistics = try #require(sandbox.devices.policyStatistics)
         #expect(statistics.rules.map(\.name) == ["closed"])
         #expect(statistics.rules.map(\.rule) == ["deny tcp to_guest port 7001"])
+    }
+
+    /// The log names the sandbox before its namespace exists, so that whoever cleans up after an
+    /// agent killed mid-drill finds it (`DrillSandboxLog`): here the sandbox fails after making
+    /// its namespace (an address `ip` refuses), and is named all the same, and gone.
+    @Test func theLogNamesTheSandboxBeforeItsNamespaceExists() throws {
+        let directory = try TemporaryDirectory("sandbox")
+        defer { directory.remove() }
+        let tag = String(UInt32.random(in: 0...0xFFFFFF), radix: 16)
+        let vm = VMDescription(id: "sandbox", memoryBytes: 64 << 20, kernel: "/k", runDirectory: "\(directory.path)/run")
+        let log = LogCapture()
+        #expect(throws: (any Error).self) {
+            let sandbox = try DrillSandbox(tag: tag, vm: vm, macs: ["52:54:00:00:77:02"], address: "10.77.0.1/99", outputBufferBytes: 1 << 20,
+                                           policy: GatePolicy(rules: []), logger: log.logger)
+            sandbox.remove()
+        }
+        #expect(log.messages.contains { $0.contains("drill sandbox") && $0.contains("sandbox=us-drill-\(tag)") }, "\(log.messages)")
+        #expect(!FileManager.default.fileExists(atPath: "/var/run/netns/us-drill-\(tag)"), "a sandbox that failed removes its namespace")
     }
 
     /// A clone has every NIC the VM has (its device state names them all), each behind a gate and a
