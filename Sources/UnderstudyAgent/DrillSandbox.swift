@@ -27,7 +27,7 @@ final class DrillSandbox: @unchecked Sendable {
         self.taps = taps
         // Named in the log before it exists: an agent killed during a drill leaves this namespace
         // behind, and whoever cleans up after it finds it by the name its log gives (seen: a
-        // fleet host killed while its drill was making the sandbox, before the log named it).
+        // namespace left after a test run, named by no log, when the log line came after this).
         logger.info("drill sandbox", metadata: ["sandbox": "\(namespace)"])
         try HostCommand.run(["ip", "netns", "add", namespace])
         do {
