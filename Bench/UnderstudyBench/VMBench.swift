@@ -355,9 +355,11 @@ struct VMBench {
             next = max(next + .milliseconds(VMBench.workRateInterval), ContinuousClock.now)
             let stepwise = round % 2 == 1
             var copying = Duration.zero
-            let copy = {
+            let copy: QEMUProcess.WhilePaused = { collected in
                 let start = ContinuousClock.now
-                let captured = CapturedCheckpoint(copying: try qemu.tracker.collect(), from: qemu.memory, pageSize: pageSize)
+                let written = try qemu.tracker.collect()
+                try collected()
+                let captured = CapturedCheckpoint(copying: written, from: qemu.memory, pageSize: pageSize)
                 copying = ContinuousClock.now - start
                 pages.append(Double(captured.pageIndices.count))
             }

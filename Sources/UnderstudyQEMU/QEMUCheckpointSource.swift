@@ -9,7 +9,7 @@ import UnderstudyProtocol
 ///
 /// `capture` is the latency-critical path and runs on the caller's dedicated thread with
 /// blocking calls only: one QMP save-device-state, during which QEMU stops the VM, the written
-/// pages are collected and copied out while QEMU saves the devices, and QEMU resumes the VM
+/// pages are collected, then copied out while QEMU saves the devices, and QEMU resumes the VM
 /// (`QEMUProcess.saveDeviceState`). Pages are collected only once the VM is stopped (no vCPU and
 /// no device DMA writes any more), and the guest resumes only after pages and device state are
 /// both copied, so they describe one instant.
@@ -197,12 +197,14 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         let saved: QEMUProcess.DeviceStateSave
         do {
             // While the VM is stopped no vCPU runs and device I/O is drained, so the dirty set is
-            // complete; it is collected and copied while QEMU serialises the device state, which
-            // only reads the devices (the exactness tests check that nothing writes guest RAM
-            // after the collection).
-            saved = try qemu.saveDeviceState(resume: resume) {
+            // complete. It is collected before QEMU serialises the device state (the collection
+            // interrupts every core running QEMU's threads; see preload.c) and copied while QEMU
+            // does, which only reads the devices (the exactness tests check that nothing writes
+            // guest RAM after the collection).
+            saved = try qemu.saveDeviceState(resume: resume) { devicesMaySave in
                 let (began, cpu) = (HostClock.monotonic(), HostClock.threadCPU())
                 let pages = try tracker.collect()
+                try devicesMaySave()
                 let collected = HostClock.monotonic()
                 let staging = CapturedCheckpoint(copying: pages, from: memory, pageSize: pageSize)
                 let copied = HostClock.monotonic()

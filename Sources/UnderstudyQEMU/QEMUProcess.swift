@@ -157,6 +157,10 @@ public final class QEMUProcess: @unchecked Sendable {
         rmdir(description.privateDirectory)
     }
 
+    /// What runs while the VM is stopped for a device-state save (see `saveDeviceState`): its
+    /// argument lets QEMU start serialising the devices.
+    public typealias WhilePaused = (_ collected: () throws -> Void) throws -> Void
+
     /// A checkpoint's device state, and how long the guest was stopped for it.
     public struct DeviceStateSave {
         public let bytes: [UInt8]
@@ -169,18 +173,22 @@ public final class QEMUProcess: @unchecked Sendable {
     }
 
     /// Stops the VM, saves all its device and CPU state (no RAM) and resumes it if `resume`.
-    /// `whilePaused` runs while the VM is stopped, in parallel with QEMU serialising the devices.
+    /// `whilePaused` runs while the VM is stopped. QEMU serialises the devices once it calls its
+    /// argument (`collected`), or returned: collect the written pages before, copy them after. The
+    /// collection changes QEMU's page tables, which interrupts every core running QEMU's threads
+    /// (see preload.c); the copy only reads guest memory, in parallel with QEMU.
     ///
     /// With the preload library this is one QMP command sent while the guest runs, so QEMU has
     /// parsed it (one byte per main-loop turn) before it stops the VM; the library holds the
-    /// save open until `whilePaused` returned (see preload.c). After each such save the next one
-    /// is prepared (`QMPClient.prepare`): it then starts after one byte, not after the ~0.7 ms
-    /// QEMU takes to read the whole command, which every output-triggered epoch waited for. If
-    /// `whilePaused` throws, the save is failed on purpose and QEMU resumes the VM anyway.
+    /// save's start until `collected`, and its end until `whilePaused` returned (see preload.c).
+    /// After each such save the next one is prepared (`QMPClient.prepare`): it then starts after
+    /// one byte, not after the ~0.7 ms QEMU takes to read the whole command, which every
+    /// output-triggered epoch waited for. If `whilePaused` throws, the save is failed on purpose
+    /// and QEMU resumes the VM anyway.
     /// Without the library: `saveStepwise`.
     /// The agent's thread and QEMU's main thread (whose id is QEMU's pid) run the exchange under
     /// real-time priority (`VMDescription.pausePriority`).
-    public func saveDeviceState(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
+    public func saveDeviceState(resume: Bool, whilePaused: WhilePaused) throws -> DeviceStateSave {
         try withPausePriority { try saveDeviceStateNow(resume: resume, whilePaused: whilePaused) }
     }
 
@@ -189,7 +197,7 @@ public final class QEMUProcess: @unchecked Sendable {
         try pauseBoost.during(threads: [pid], body)
     }
 
-    private func saveDeviceStateNow(resume: Bool, whilePaused: () throws -> Void) throws -> DeviceStateSave {
+    private func saveDeviceStateNow(resume: Bool, whilePaused: WhilePaused) throws -> DeviceStateSave {
         let pause: Duration?
         var breakdown = PauseBreakdown()
         if let channel = pauseChannel {
@@ -204,11 +212,12 @@ public final class QEMUProcess: @unchecked Sendable {
     }
 
     private func saveThroughPauseChannel(_ channel: PauseChannel, resume: Bool,
-                                         whilePaused: () throws -> Void) throws -> (Duration?, PauseBreakdown) {
+                                         whilePaused: WhilePaused) throws -> (Duration?, PauseBreakdown) {
         // A message left unread by an exchange that failed early belongs to no save of this one.
         channel.discardUnread()
         var stopped: PauseChannel.Message?
         var woke: UInt64 = 0
+        var savingFrom: UInt64 = 0
         var answered: UInt64 = 0
         let nextSave = save(to: description.deviceStateFile)
         let replies = try withoutActuallyEscaping(whilePaused) { whilePaused in
@@ -217,8 +226,16 @@ public final class QEMUProcess: @unchecked Sendable {
                 let message = try channel.stopped()
                 woke = HostClock.monotonic()
                 stopped = message
+                // The library waits for one answer before the device save and one after it, in that
+                // order; a failure answers the one it waits for.
+                func collected() throws {
+                    guard savingFrom == 0 else { return }
+                    try channel.release(message.sequence, succeeded: true)
+                    savingFrom = HostClock.monotonic()
+                }
                 do {
-                    try whilePaused()
+                    try whilePaused(collected)
+                    try collected()
                 } catch {
                     try channel.release(message.sequence, succeeded: false)
                     throw error
@@ -244,7 +261,7 @@ public final class QEMUProcess: @unchecked Sendable {
             breakdown.stop = HostClock.span(from: HostClock.monotonic(fromRealtime: stop.timestamp), to: stopped.at)
         }
         let saved = channel.saved(stopped.sequence)
-        if let saved { breakdown.deviceSave = HostClock.span(from: stopped.at, to: saved.at) }
+        if let saved { breakdown.deviceSave = HostClock.span(from: savingFrom, to: saved.at) }
         if let resumed = replies.events.last(where: { $0.name == "RESUME" }) {
             breakdown.resume = HostClock.span(from: max(answered, saved?.at ?? 0), to: HostClock.monotonic(fromRealtime: resumed.timestamp))
         }
@@ -255,9 +272,9 @@ public final class QEMUProcess: @unchecked Sendable {
     /// returned, then cont if `resume`; every command is parsed with the guest stopped. Returns the
     /// pause (QEMU's STOP to RESUME) when `resume`. Public for the benchmark's baseline, which saves
     /// to another `file` than the pause channel's.
-    public func saveStepwise(to file: String, resume: Bool, whilePaused: () throws -> Void) throws -> Duration? {
+    public func saveStepwise(to file: String, resume: Bool, whilePaused: WhilePaused) throws -> Duration? {
         var events = try qmp.execute([("stop", nil), save(to: file)]) { done in
-            if done == 0 { try whilePaused() }
+            if done == 0 { try whilePaused {} }
         }.events
         guard resume else { return nil }
         events += try qmp.execute([("cont", nil)]).events

@@ -179,33 +179,70 @@ struct QEMUCheckpointSourceTests {
         }
     }
 
-    /// The agent failing while the VM is stopped fails the save, and QEMU resumes the guest anyway.
-    /// An agent answering only after the library stopped waiting cannot release a later pause:
-    /// the next capture is still whole.
+    /// The agent failing while the VM is stopped, before or after it let QEMU save the devices,
+    /// fails the save, and QEMU resumes the guest anyway. An agent answering only after the library
+    /// stopped waiting cannot release a later pause: the next capture is still whole.
     @Test func aFailedOrLateAgentNeverLeavesTheGuestPausedNorReleasesALaterPause() throws {
         if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
         try Self.withGuest(tracking: false) { source, _ in
             struct Refused: Error {}
-            #expect(throws: Refused.self) { _ = try source.qemu.saveDeviceState(resume: true) { throw Refused() } }
-            #expect(Self.running(source), "QEMU resumed the guest after the failed save")
-
-            // The library waits 10 s (preload.c); this agent answers after 11.
-            let late = #expect(throws: QEMUError.self) {
-                _ = try source.qemu.saveDeviceState(resume: true) { Thread.sleep(forTimeInterval: 11) }
+            #expect(throws: Refused.self) { _ = try source.qemu.saveDeviceState(resume: true) { _ in throw Refused() } }
+            #expect(Self.running(source), "QEMU resumed the guest after the save failed before the device save")
+            #expect(throws: Refused.self) {
+                _ = try source.qemu.saveDeviceState(resume: true) { collected in
+                    try collected()
+                    throw Refused()
+                }
             }
-            #expect("\(late!)".contains("IO error"), "\(late!)")
+            #expect(Self.running(source), "QEMU resumed the guest after the save failed after the device save")
+
+            // The library waits 10 s (preload.c); this agent answers after 11, before the device save.
+            let late = #expect(throws: QEMUError.self) {
+                _ = try source.qemu.saveDeviceState(resume: true) { _ in Thread.sleep(forTimeInterval: 11) }
+            }
+            #expect("\(late!)".contains("Input/output error"), "\(late!)")
             #expect(Self.running(source), "QEMU resumed the guest when the agent did not answer")
 
             let start = ContinuousClock.now
-            var collected = false
-            let saved = try source.qemu.saveDeviceState(resume: true) {
+            var copied = false
+            let saved = try source.qemu.saveDeviceState(resume: true) { collected in
+                try collected()
                 Thread.sleep(forTimeInterval: 0.2)
-                collected = true
+                copied = true
             }
-            #expect(collected && saved.bytes.count > 1000)
+            #expect(copied && saved.bytes.count > 1000)
             let pause = try #require(saved.pause)
             #expect(pause >= .milliseconds(200), "the late answer to the previous save did not cut this pause short (\(pause))")
             #expect(pause <= ContinuousClock.now - start)
+            #expect(Self.running(source))
+        }
+    }
+
+    /// QEMU serialises the devices only once the agent has collected the written pages (the
+    /// collection interrupts every core running QEMU's threads; see preload.c), and does so while
+    /// the agent copies them: its file is empty until then, and whole before the agent returns.
+    @Test func qemuSavesTheDevicesAfterTheCollectionWhileTheAgentCopies() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        try Self.withGuest { source, description in
+            func written() -> Int {
+                ((try? FileManager.default.attributesOfItem(atPath: description.deviceStateFile)[.size]) as? NSNumber)?.intValue ?? -1
+            }
+            var beforeCollected = -1
+            var whileCopying = -1
+            let saved = try source.qemu.saveDeviceState(resume: true) { collected in
+                _ = try source.tracker.collect()
+                Thread.sleep(forTimeInterval: 0.3)
+                beforeCollected = written()
+                try collected()
+                let deadline = ContinuousClock.now + .seconds(5)
+                repeat {
+                    whileCopying = written()
+                    if whileCopying == 0 { Thread.sleep(forTimeInterval: 0.01) }
+                } while whileCopying == 0 && ContinuousClock.now < deadline
+            }
+            #expect(beforeCollected == 0, "QEMU wrote \(beforeCollected) bytes of device state before the collection ended")
+            #expect(whileCopying == saved.bytes.count, "the device state was written while the agent still ran")
+            #expect(saved.bytes.count > 1000)
             #expect(Self.running(source))
         }
     }
