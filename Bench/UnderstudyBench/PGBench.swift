@@ -21,7 +21,9 @@ import UnderstudyTransport
 ///
 /// Per configuration: a warm-up, then `pgbench -c 4 -j 2` for a fixed time (the window the
 /// replication figures cover), then one connection sending `SELECT 1` one at a time (the round
-/// trip a request pays).
+/// trip a request pays). Protected, also the round trips' checkpoints (`round_trip_checkpoints`:
+/// their rate, pages, mean pause and ACK latency) and, when the measured window set the
+/// session's longest pause, its phases (`longest_pause`).
 struct PGBench {
     let warmupSeconds: Int
     let measureSeconds: Int
@@ -123,6 +125,11 @@ struct PGBench {
         }
         if let ratio = output["tps_ratio"] as? Double { text += String(format: "tps_ratio (output-triggered ÷ bare) %.3f\n", ratio) }
         if let added = output["round_trip_added_ms_p50"] as? Double { text += String(format: "round_trip_added_ms_p50 %.2f ms\n", added) }
+        for configuration in plan {
+            guard let phase = results[configuration.name]?["round_trip_checkpoints"] as? [String: Double] else { continue }
+            text += String(format: "%@ round trips: %.0f checkpoints/s of %.0f pages, pause %.2f ms, ACK %.2f ms (means)\n", configuration.name,
+                           phase["checkpoints_per_second"] ?? 0, phase["dirty_pages_mean"] ?? 0, phase["pause_ms_mean"] ?? 0, phase["ack_ms_mean"] ?? 0)
+        }
         log(text)
     }
 
@@ -190,7 +197,10 @@ extension PGBench {
             let measured = try pgbench(["-n", "-c", "\(PGBench.clients)", "-j", "\(PGBench.threads)", "-T", "\(bench.measureSeconds)"], host: host)
             let seconds = (ContinuousClock.now - windowStart).seconds
             let after = try host.snapshot()
+            let roundTripsStart = ContinuousClock.now
             let roundTrips = try roundTripsMilliseconds(host: host).sorted()
+            let roundTripsSeconds = (ContinuousClock.now - roundTripsStart).seconds
+            let afterRoundTrips = try host.snapshot()
             try host.check()
 
             var row: [String: Any] = [
@@ -208,11 +218,23 @@ extension PGBench {
                 row["pause_ms_p99"] = window.pauseMillisecondsP99
                 row["pause_ms_max"] = window.pauseMillisecondsMax
                 row["pause_ms_max_exact"] = window.pauseMaxIsExact
+                // Where the window's longest pause went, when it was the window's own.
+                if window.pauseMaxIsExact, let longest = after.longestPause { row["longest_pause"] = longest }
                 row["checkpoints_per_second"] = window.checkpointsPerSecond
                 row["checkpoints_by_reason"] = window.checkpointsByReason
                 row["wire_mbytes_per_second"] = window.wireMegabytesPerSecond
             } else {
                 for key in ["pause_ms_p50", "pause_ms_p99", "pause_ms_max", "checkpoints_per_second", "wire_mbytes_per_second"] { row[key] = 0.0 }
+            }
+            // Where a protected round trip goes, besides the guest's own answer: the checkpoints of
+            // the one-at-a-time phase, their pause and their ACK latency (encode, send, the backup's seal).
+            if let metricsBefore = after.metrics, let metricsAfter = afterRoundTrips.metrics {
+                let window = CheckpointWindow(before: metricsBefore, after: metricsAfter, sessionMaxBefore: after.pauseMaxMilliseconds,
+                                              sessionMaxAfter: afterRoundTrips.pauseMaxMilliseconds, seconds: roundTripsSeconds)
+                row["round_trip_checkpoints"] = [
+                    "checkpoints_per_second": window.checkpointsPerSecond, "dirty_pages_mean": window.dirtyPagesMean ?? 0,
+                    "pause_ms_mean": window.pauseMillisecondsMean ?? 0, "ack_ms_mean": window.ackMillisecondsMean ?? 0,
+                ]
             }
             bench.log(String(format: "%@: %.1f tps, latency %.1f ms, round trip p50 %.2f ms, agent CPU %.0f %%", configuration.name, measured.tps,
                              measured.latencyMillisecondsAverage, percentile(roundTrips, 0.5), row["agent_cpu_percent"] as! Double))
@@ -260,6 +282,8 @@ extension PGBench {
         var cpuSeconds: Double
         var metrics: MetricsExposition?
         var pauseMaxMilliseconds: Double
+        /// The session's longest pause phase by phase (the status's `longestPause`).
+        var longestPause: [String: Double]? = nil
     }
 
     /// Where the VM runs: QEMU with its devices in this process (bare), or the agents.
@@ -333,7 +357,8 @@ private final class AgentHost: PGBench.Host {
     func snapshot() throws -> PGBench.Snapshot {
         guard let status = status() else { throw BenchError("the primary agent does not answer on its control socket") }
         return PGBench.Snapshot(cpuSeconds: processes.compactMap { ProcessCPUTime.seconds(pid: $0.processIdentifier) }.reduce(0, +),
-                                metrics: try MetricsExposition.scrape(metrics), pauseMaxMilliseconds: status.pauseMillisecondsMax ?? 0)
+                                metrics: try MetricsExposition.scrape(metrics), pauseMaxMilliseconds: status.pauseMillisecondsMax ?? 0,
+                                longestPause: status.longestPause)
     }
 
     func stop() { AgentPair.stop(processes, directory: directory) }

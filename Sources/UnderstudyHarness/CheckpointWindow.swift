@@ -19,8 +19,16 @@ public struct CheckpointWindow: Sendable, Equatable {
     /// bound of the highest bucket the window filled.
     public var pauseMillisecondsMax: Double
     public var pauseMaxIsExact: Bool
+    /// Exact means over the window, from the histograms' sums and counts; nil without a sample:
+    /// the pause, the ACK latency (the checkpoint captured → its ACK read: encoding, sending, the
+    /// backup sealing it), and the pages per checkpoint.
+    public var pauseMillisecondsMean: Double?
+    public var ackMillisecondsMean: Double?
+    public var dirtyPagesMean: Double?
 
     public static let pauseHistogram = "understudy_checkpoint_pause_seconds"
+    public static let ackHistogram = "understudy_ack_latency_seconds"
+    public static let dirtyPagesHistogram = "understudy_checkpoint_dirty_pages"
 
     /// - Parameters:
     ///   - sessionMaxBefore, sessionMaxAfter: the status's `pauseMillisecondsMax` at the start and end.
@@ -31,6 +39,13 @@ public struct CheckpointWindow: Sendable, Equatable {
         checkpointsByReason = after.totals("understudy_checkpoints_by_reason_total", by: "reason")
             .reduce(into: [:]) { window, reason in window[reason.key] = reason.value - (earlierReasons[reason.key] ?? 0) }
         wireBytes = after.total("understudy_checkpoint_wire_bytes_total") - before.total("understudy_checkpoint_wire_bytes_total")
+        func mean(_ histogram: String) -> Double? {
+            let count = after.total(histogram + "_count") - before.total(histogram + "_count")
+            return count > 0 ? (after.total(histogram + "_sum") - before.total(histogram + "_sum")) / count : nil
+        }
+        pauseMillisecondsMean = mean(Self.pauseHistogram).map { $0 * 1000 }
+        ackMillisecondsMean = mean(Self.ackHistogram).map { $0 * 1000 }
+        dirtyPagesMean = mean(Self.dirtyPagesHistogram)
         let earlier = Dictionary(before.histogram(Self.pauseHistogram).map { ($0.upperBound, $0.count) }, uniquingKeysWith: { a, _ in a })
         let window = after.histogram(Self.pauseHistogram).map { (upperBound: $0.upperBound, count: $0.count - (earlier[$0.upperBound] ?? 0)) }
         pauseMillisecondsP50 = Self.quantile(0.5, window) * 1000

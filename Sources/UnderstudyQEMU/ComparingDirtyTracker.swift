@@ -22,7 +22,7 @@ public final class ComparingDirtyTracker: DirtyTracker, @unchecked Sendable {
         copy.copyMemory(from: memory)
     }
 
-    public func pendingPageCount() throws -> Int? { nil }
+    public func pendingWrites() throws -> PendingWrites? { nil }
 
     public func collect() throws -> [UInt64] {
         var pages: [UInt64] = []

@@ -4,10 +4,23 @@ public protocol DirtyTracker: AnyObject, Sendable {
     var method: DirtyTrackingMethod { get }
     func arm() throws
     func collect() throws -> [UInt64]
-    /// How many pages `collect` would return now, without collecting them; nil when that costs
-    /// as much as collecting (comparison).
-    func pendingPageCount() throws -> Int?
+    /// What `collect` would find now, without collecting it; nil when that costs as much as
+    /// collecting (comparison).
+    func pendingWrites() throws -> PendingWrites?
     /// The copy that collections compare guest memory against, when tracking works that way;
     /// nil when it sees every write (pagemap).
     var reference: UnsafeRawBufferPointer? { get }
+}
+
+/// The written pages a collection would find now, and in how many page tables (2 MiB of QEMU's
+/// address space each) they lie: collecting re-arms tracking in each of those tables, and each
+/// costs a TLB flush on every core running one of QEMU's threads.
+public struct PendingWrites: Sendable, Equatable {
+    public var pages: Int
+    public var pageTables: Int
+
+    public init(pages: Int, pageTables: Int) {
+        self.pages = pages
+        self.pageTables = pageTables
+    }
 }

@@ -64,8 +64,17 @@ public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
         return pages
     }
 
-    public func pendingPageCount() throws -> Int? {
-        Int(try scan(rearming: false).reduce(0) { $0 + ($1.end - $1.start) / pageSize })
+    public func pendingWrites() throws -> PendingWrites? {
+        var pending = PendingWrites(pages: 0, pageTables: 0)
+        var lastTable: UInt64?
+        for region in try scan(rearming: false) {
+            pending.pages += Int((region.end - region.start) / pageSize)
+            // Regions come in address order, so a table shared with the previous region is its last.
+            let (first, last) = (region.start / PagemapScan.pageTableSpan, (region.end - 1) / PagemapScan.pageTableSpan)
+            pending.pageTables += Int(last - first) + (first == lastTable ? 0 : 1)
+            lastTable = last
+        }
+        return pending
     }
 
     /// The written regions of all guest RAM, in order: the first piece walked on this thread, the

@@ -42,10 +42,13 @@ struct PagemapScan: Sendable {
         return found
     }
 
-    /// `range` cut into `parts` contiguous pieces on 2 MiB boundaries (one page table each, so two
-    /// walkers never take the same page-table lock).
+    /// The address space one last-level page table maps.
+    static let pageTableSpan: UInt64 = 2 << 20
+
+    /// `range` cut into `parts` contiguous pieces on page-table boundaries (so two walkers never
+    /// take the same page-table lock).
     static func split(_ range: Range<UInt64>, into parts: Int) -> [Range<UInt64>] {
-        let alignment: UInt64 = 2 << 20
+        let alignment = pageTableSpan
         let step = ((UInt64(range.count) / UInt64(max(1, parts))) + alignment - 1) / alignment * alignment
         var pieces: [Range<UInt64>] = []
         var start = range.lowerBound

@@ -60,7 +60,7 @@ final class PreCopyStaging {
     /// in this checkpoint, or a new one. Slots never used before are faulted in now, while the
     /// guest runs, so that copying into them (in a hold, say) takes no page faults.
     func place(_ pages: [UInt64]) -> Placement {
-        mapSlots(upTo: 0)
+        makeSlots()
         let first = pageOfSlot.count
         var placed: [Int] = []
         placed.reserveCapacity(pages.count)
@@ -80,12 +80,16 @@ final class PreCopyStaging {
         return Placement(pages: pages, slots: placed)
     }
 
-    /// Makes the slots (at the first use) and faults in those up to `wanted` not mapped yet.
+    /// Makes the slots and the page → slot table, at the first use.
+    private func makeSlots() {
+        guard slots == nil else { return }
+        slots = AnonymousMemory(size: guestPages * pageSize, purpose: "pre-copy staging")
+        slotOfPage = [UInt32](repeating: 0, count: guestPages)
+    }
+
+    /// Faults in the slots up to `wanted` not mapped yet.
     private func mapSlots(upTo wanted: Int) {
-        if slots == nil {
-            slots = AnonymousMemory(size: guestPages * pageSize, purpose: "pre-copy staging")
-            slotOfPage = [UInt32](repeating: 0, count: guestPages)
-        }
+        makeSlots()
         guard wanted > mapped, let slots else { return }
         StagingPool.faultIn(UnsafeMutableRawBufferPointer(rebasing: slots.bytes[(mapped * pageSize)..<(wanted * pageSize)]))
         mapped = wanted

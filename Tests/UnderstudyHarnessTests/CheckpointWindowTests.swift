@@ -93,5 +93,28 @@ struct CheckpointWindowTests {
         #expect(window.checkpoints == 0)
         #expect(window.pauseMillisecondsP50 == 0)
         #expect(window.pauseMillisecondsMax == 0)
+        #expect(window.pauseMillisecondsMean == nil && window.ackMillisecondsMean == nil && window.dirtyPagesMean == nil)
+    }
+
+    @Test("the window's means come from the histograms' sums and counts, the session's before it left out")
+    func means() {
+        func exposition(checkpoints: Int, pauseSeconds: Double, ackSeconds: Double, pages: Int) -> MetricsExposition {
+            MetricsExposition(text: """
+                understudy_checkpoints_total{vm="web-1"} \(checkpoints)
+                understudy_checkpoint_pause_seconds_sum{vm="web-1"} \(pauseSeconds)
+                understudy_checkpoint_pause_seconds_count{vm="web-1"} \(checkpoints)
+                understudy_ack_latency_seconds_sum{vm="web-1"} \(ackSeconds)
+                understudy_ack_latency_seconds_count{vm="web-1"} \(checkpoints)
+                understudy_checkpoint_dirty_pages_sum{vm="web-1"} \(pages)
+                understudy_checkpoint_dirty_pages_count{vm="web-1"} \(checkpoints)
+                """)
+        }
+        // Boot: 10 checkpoints of 50 ms pauses and 5,000 pages. The window: 100 of 1.5 ms, 2 ms and 300 pages.
+        let before = exposition(checkpoints: 10, pauseSeconds: 0.5, ackSeconds: 0.1, pages: 50_000)
+        let after = exposition(checkpoints: 110, pauseSeconds: 0.65, ackSeconds: 0.3, pages: 80_000)
+        let window = CheckpointWindow(before: before, after: after, sessionMaxBefore: 50, sessionMaxAfter: 50, seconds: 1)
+        #expect(abs((window.pauseMillisecondsMean ?? 0) - 1.5) < 1e-9)
+        #expect(abs((window.ackMillisecondsMean ?? 0) - 2) < 1e-9)
+        #expect(window.dirtyPagesMean == 300)
     }
 }

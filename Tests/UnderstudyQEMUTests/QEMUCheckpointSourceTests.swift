@@ -247,6 +247,17 @@ struct QEMUCheckpointSourceTests {
         }
     }
 
+    /// A pause collects beside QEMU's device save only when the last look before the stop found
+    /// few page tables to re-arm; many, or no look at all (no pre-copy, comparison), and QEMU waits.
+    @Test func thePauseCollectsBesideTheDeviceSaveOnlyAFewPageTables() {
+        let few = QEMUCheckpointSource.pageTablesCollectedBesideDeviceSave
+        #expect(!QEMUCheckpointSource.collectsBeforeDeviceSave(pending: PendingWrites(pages: 0, pageTables: 0)))
+        #expect(!QEMUCheckpointSource.collectsBeforeDeviceSave(pending: PendingWrites(pages: 5_000, pageTables: few)),
+                "many pages in a few tables cost a few flushes")
+        #expect(QEMUCheckpointSource.collectsBeforeDeviceSave(pending: PendingWrites(pages: few + 1, pageTables: few + 1)))
+        #expect(QEMUCheckpointSource.collectsBeforeDeviceSave(pending: nil))
+    }
+
     /// A booted test guest writing 2000 pages/s, its source with the preload library and pagemap
     /// tracking (armed unless `tracking` is false); shut down and removed after `body`.
     private static func withGuest(tracking: Bool = true, _ body: (QEMUCheckpointSource, VMDescription) throws -> Void) throws {
