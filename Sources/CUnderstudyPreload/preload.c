@@ -22,8 +22,9 @@
 // the VM is stopped, so this library interposes open64 and close:
 //   open64(<path>)  the VM is stopped (vm_stop ran first): send a STOPPED message with the save's
 //                   sequence number to the agent, then wait for the number back (4 bytes, host
-//                   order) before the file opens: the agent collects the written pages meanwhile,
-//                   and copies them while QEMU serialises the devices. The collection re-arms
+//                   order) before the file opens: the agent answers once it has collected the
+//                   written pages (at once when only a few page tables hold any), and copies them
+//                   while QEMU serialises the devices. The collection re-arms
 //                   tracking, and each page table it changes flushes the TLB of every core running
 //                   QEMU's address space: with QEMU serialising devices on the other core, each was
 //                   an interrupt of both cores (measured: a collection of 500 scattered pages of a
