@@ -320,7 +320,8 @@ struct VMBench {
     /// Where the pause goes, with no replication running (one capture every 25 ms, as in the
     /// protected work-rate run), alternating two ways of capturing the same guest:
     /// - `pauseChannel`: `QEMUProcess.saveDeviceState` as `capture` uses it (one QMP save during
-    ///   which QEMU stops and resumes the VM; the pages are copied from inside that pause);
+    ///   which QEMU stops and resumes the VM; the pages are copied from inside that pause), always
+    ///   collecting before QEMU saves the devices (`capture` chooses per checkpoint);
     /// - `stepwise` (the baseline, how captures were done before): QMP stop and save sent together,
     ///   the pages copied once stop returned, then QMP cont.
     /// For both: the guest's pause (QEMU's STOP to RESUME events), the agent's whole exchange, and
@@ -355,10 +356,10 @@ struct VMBench {
             next = max(next + .milliseconds(VMBench.workRateInterval), ContinuousClock.now)
             let stepwise = round % 2 == 1
             var copying = Duration.zero
-            let copy: QEMUProcess.WhilePaused = { collected in
+            let copy: QEMUProcess.WhilePaused = { devicesMaySave in
                 let start = ContinuousClock.now
                 let written = try qemu.tracker.collect()
-                try collected()
+                try devicesMaySave()
                 let captured = CapturedCheckpoint(copying: written, from: qemu.memory, pageSize: pageSize)
                 copying = ContinuousClock.now - start
                 pages.append(Double(captured.pageIndices.count))

@@ -17,8 +17,8 @@ public struct PauseBreakdown: Sendable, Equatable {
     /// How much of collect, copy and boundary the agent's thread spent off a core (wall clock
     /// minus its CPU time): the host scheduler's share besides `wake`.
     public var preempted: Duration = .zero
-    /// The save opening to closing its file: QEMU serialising the devices, while the agent
-    /// collects and copies.
+    /// The agent letting QEMU go on (once it collected, or at once when few page tables were
+    /// written) to the save closing its file: QEMU serialising the devices, while the agent copies.
     public var deviceSave: Duration = .zero
     /// The later of the agent's answer and the save's end, to RESUME: QEMU taking the answer and
     /// restarting the vCPUs.

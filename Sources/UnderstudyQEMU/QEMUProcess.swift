@@ -159,7 +159,7 @@ public final class QEMUProcess: @unchecked Sendable {
 
     /// What runs while the VM is stopped for a device-state save (see `saveDeviceState`): its
     /// argument lets QEMU start serialising the devices.
-    public typealias WhilePaused = (_ collected: () throws -> Void) throws -> Void
+    public typealias WhilePaused = (_ devicesMaySave: () throws -> Void) throws -> Void
 
     /// A checkpoint's device state, and how long the guest was stopped for it.
     public struct DeviceStateSave {
@@ -174,13 +174,13 @@ public final class QEMUProcess: @unchecked Sendable {
 
     /// Stops the VM, saves all its device and CPU state (no RAM) and resumes it if `resume`.
     /// `whilePaused` runs while the VM is stopped. QEMU serialises the devices once it calls its
-    /// argument (`collected`), or returned: collect the written pages before, copy them after. The
+    /// argument (`devicesMaySave`), or returned: collect the written pages before, copy them after. The
     /// collection changes QEMU's page tables, which interrupts every core running QEMU's threads
     /// (see preload.c); the copy only reads guest memory, in parallel with QEMU.
     ///
     /// With the preload library this is one QMP command sent while the guest runs, so QEMU has
     /// parsed it (one byte per main-loop turn) before it stops the VM; the library holds the
-    /// save's start until `collected`, and its end until `whilePaused` returned (see preload.c).
+    /// save's start until `devicesMaySave`, and its end until `whilePaused` returned (see preload.c).
     /// After each such save the next one is prepared (`QMPClient.prepare`): it then starts after
     /// one byte, not after the ~0.7 ms QEMU takes to read the whole command, which every
     /// output-triggered epoch waited for. If `whilePaused` throws, the save is failed on purpose
@@ -228,14 +228,14 @@ public final class QEMUProcess: @unchecked Sendable {
                 stopped = message
                 // The library waits for one answer before the device save and one after it, in that
                 // order; a failure answers the one it waits for.
-                func collected() throws {
+                func devicesMaySave() throws {
                     guard savingFrom == 0 else { return }
                     try channel.release(message.sequence, succeeded: true)
                     savingFrom = HostClock.monotonic()
                 }
                 do {
-                    try whilePaused(collected)
-                    try collected()
+                    try whilePaused(devicesMaySave)
+                    try devicesMaySave()
                 } catch {
                     try channel.release(message.sequence, succeeded: false)
                     throw error

@@ -189,8 +189,8 @@ struct QEMUCheckpointSourceTests {
             #expect(throws: Refused.self) { _ = try source.qemu.saveDeviceState(resume: true) { _ in throw Refused() } }
             #expect(Self.running(source), "QEMU resumed the guest after the save failed before the device save")
             #expect(throws: Refused.self) {
-                _ = try source.qemu.saveDeviceState(resume: true) { collected in
-                    try collected()
+                _ = try source.qemu.saveDeviceState(resume: true) { devicesMaySave in
+                    try devicesMaySave()
                     throw Refused()
                 }
             }
@@ -205,8 +205,8 @@ struct QEMUCheckpointSourceTests {
 
             let start = ContinuousClock.now
             var copied = false
-            let saved = try source.qemu.saveDeviceState(resume: true) { collected in
-                try collected()
+            let saved = try source.qemu.saveDeviceState(resume: true) { devicesMaySave in
+                try devicesMaySave()
                 Thread.sleep(forTimeInterval: 0.2)
                 copied = true
             }
@@ -229,11 +229,11 @@ struct QEMUCheckpointSourceTests {
             }
             var beforeCollected = -1
             var whileCopying = -1
-            let saved = try source.qemu.saveDeviceState(resume: true) { collected in
+            let saved = try source.qemu.saveDeviceState(resume: true) { devicesMaySave in
                 _ = try source.tracker.collect()
                 Thread.sleep(forTimeInterval: 0.3)
                 beforeCollected = written()
-                try collected()
+                try devicesMaySave()
                 let deadline = ContinuousClock.now + .seconds(5)
                 repeat {
                     whileCopying = written()
