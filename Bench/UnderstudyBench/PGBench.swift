@@ -22,7 +22,7 @@ import UnderstudyTransport
 /// Per configuration: a warm-up, then `pgbench -c 4 -j 2` for a fixed time (the window the
 /// replication figures cover), then one connection sending `SELECT 1` one at a time (the round
 /// trip a request pays). Protected, also the round trips' checkpoints (`round_trip_checkpoints`:
-/// their rate, pages, mean pause and ACK latency) and, when the measured window set the
+/// their rate, pages, mean pause and ACK latency, the share that stopped without a look) and, when the measured window set the
 /// session's longest pause, its phases (`longest_pause`).
 struct PGBench {
     let warmupSeconds: Int
@@ -127,8 +127,9 @@ struct PGBench {
         if let added = output["round_trip_added_ms_p50"] as? Double { text += String(format: "round_trip_added_ms_p50 %.2f ms\n", added) }
         for configuration in plan {
             guard let phase = results[configuration.name]?["round_trip_checkpoints"] as? [String: Double] else { continue }
-            text += String(format: "%@ round trips: %.0f checkpoints/s of %.0f pages, pause %.2f ms, ACK %.2f ms (means)\n", configuration.name,
-                           phase["checkpoints_per_second"] ?? 0, phase["dirty_pages_mean"] ?? 0, phase["pause_ms_mean"] ?? 0, phase["ack_ms_mean"] ?? 0)
+            text += String(format: "%@ round trips: %.0f checkpoints/s of %.0f pages, pause %.2f ms, ACK %.2f ms (means), %.0f %% without a look\n",
+                           configuration.name, phase["checkpoints_per_second"] ?? 0, phase["dirty_pages_mean"] ?? 0, phase["pause_ms_mean"] ?? 0,
+                           phase["ack_ms_mean"] ?? 0, (phase["skipped_look_fraction"] ?? 0) * 100)
         }
         log(text)
     }
@@ -231,9 +232,11 @@ extension PGBench {
             if let metricsBefore = after.metrics, let metricsAfter = afterRoundTrips.metrics {
                 let window = CheckpointWindow(before: metricsBefore, after: metricsAfter, sessionMaxBefore: after.pauseMaxMilliseconds,
                                               sessionMaxAfter: afterRoundTrips.pauseMaxMilliseconds, seconds: roundTripsSeconds)
+                let checkpoints = window.checkpointsPerSecond * roundTripsSeconds
                 row["round_trip_checkpoints"] = [
                     "checkpoints_per_second": window.checkpointsPerSecond, "dirty_pages_mean": window.dirtyPagesMean ?? 0,
                     "pause_ms_mean": window.pauseMillisecondsMean ?? 0, "ack_ms_mean": window.ackMillisecondsMean ?? 0,
+                    "skipped_look_fraction": checkpoints > 0 ? Double(afterRoundTrips.skippedLooks - after.skippedLooks) / checkpoints : 0,
                 ]
             }
             bench.log(String(format: "%@: %.1f tps, latency %.1f ms, round trip p50 %.2f ms, agent CPU %.0f %%", configuration.name, measured.tps,
@@ -284,6 +287,8 @@ extension PGBench {
         var pauseMaxMilliseconds: Double
         /// The session's longest pause phase by phase (the status's `longestPause`).
         var longestPause: [String: Double]? = nil
+        /// Stops without a look before them so far (the status's `skippedLooks`).
+        var skippedLooks = 0
     }
 
     /// Where the VM runs: QEMU with its devices in this process (bare), or the agents.
@@ -358,7 +363,7 @@ private final class AgentHost: PGBench.Host {
         guard let status = status() else { throw BenchError("the primary agent does not answer on its control socket") }
         return PGBench.Snapshot(cpuSeconds: processes.compactMap { ProcessCPUTime.seconds(pid: $0.processIdentifier) }.reduce(0, +),
                                 metrics: try MetricsExposition.scrape(metrics), pauseMaxMilliseconds: status.pauseMillisecondsMax ?? 0,
-                                longestPause: status.longestPause)
+                                longestPause: status.longestPause, skippedLooks: status.skippedLooks ?? 0)
     }
 
     func stop() { AgentPair.stop(processes, directory: directory) }

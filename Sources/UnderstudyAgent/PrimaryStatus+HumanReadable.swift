@@ -29,6 +29,9 @@ extension PrimaryStatus {
         if let holds, holds > 0, let longest = holdMillisecondsMax {
             rows.append(("guest holds", String(format: "%d before pauses (pre-copy of a fast-writing guest), longest %.2f ms", holds, longest)))
         }
+        if let skippedLooks, skippedLooks > 0 {
+            rows.append(("looks left out", "\(skippedLooks) stops without a look at the pending writes (soon after a quiet checkpoint)"))
+        }
         add("dirty pages/checkpoint", dirtyPagesPerCheckpoint.map { String(format: "%.0f", $0) })
         if let raw = rawBytes, let wire = wireBytes {
             rows.append(("bytes", String(format: "%.1f MB raw, %.1f MB on the wire", Double(raw) / 1e6, Double(wire) / 1e6)))

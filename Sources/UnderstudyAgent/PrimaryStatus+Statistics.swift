@@ -19,6 +19,7 @@ extension PrimaryStatus {
         longestPause = s.longestPause.map { $0.breakdown.summary.merging(["epoch": Double($0.epoch)]) { $1 } }
         meanPause = s.meanPause?.summary
         holds = s.pauseSum.holds
+        skippedLooks = s.pauseSum.skippedLooks
         holdMillisecondsMax = s.longestHold.milliseconds
         dirtyPagesPerCheckpoint = s.recent.isEmpty ? 0 : Double(s.recent.reduce(0) { $0 + $1.dirtyPages }) / Double(s.recent.count)
         rawBytes = s.rawBytes

@@ -28,6 +28,9 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     /// while it runs) and the longest: the guest stalls for them too.
     public var holds: Int?
     public var holdMillisecondsMax: Double?
+    /// Checkpoints that stopped the guest without first looking at what it wrote (a walk of all
+    /// its page tables): soon after the last collection of a guest writing slowly (`PreStopLook`).
+    public var skippedLooks: Int?
     public var dirtyPagesPerCheckpoint: Double?
     public var rawBytes: Int?
     public var wireBytes: Int?

@@ -23,4 +23,17 @@ public struct PendingWrites: Sendable, Equatable {
         self.pages = pages
         self.pageTables = pageTables
     }
+
+    /// The count of sorted `pages` (guest page indices) as a collection found them: their tables
+    /// as if guest RAM began on a table boundary, as QEMU maps it on x86-64 (2 MiB aligned).
+    init(collected pages: [UInt64], pageSize: Int) {
+        let pagesPerTable = PagemapScan.pageTableSpan / UInt64(pageSize)
+        var tables = 0
+        var lastTable: UInt64?
+        for page in pages where page / pagesPerTable != lastTable {
+            tables += 1
+            lastTable = page / pagesPerTable
+        }
+        self.init(pages: pages.count, pageTables: tables)
+    }
 }

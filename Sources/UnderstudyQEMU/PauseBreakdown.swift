@@ -36,6 +36,8 @@ public struct PauseBreakdown: Sendable, Equatable {
     public var holds = 0
     public var held: Duration = .zero
     public var longestHold: Duration = .zero
+    /// Pauses whose look before the stop was left out (`PreStopLook`): 1 or 0 for one pause.
+    public var skippedLooks = 0
 
     public init() {}
 
@@ -63,7 +65,7 @@ public struct PauseBreakdown: Sendable, Equatable {
         for path in [\PauseBreakdown.total, \.stop, \.wake, \.collect, \.copy, \.boundary, \.preempted, \.deviceSave, \.resume, \.held] {
             result[keyPath: path] = durations(self[keyPath: path], other[keyPath: path])
         }
-        for path in [\PauseBreakdown.pages, \.preCopiedPages, \.preCopyRounds, \.heldRounds, \.holds] {
+        for path in [\PauseBreakdown.pages, \.preCopiedPages, \.preCopyRounds, \.heldRounds, \.holds, \.skippedLooks] {
             result[keyPath: path] = counts(self[keyPath: path], other[keyPath: path])
         }
         return result
@@ -72,7 +74,8 @@ public struct PauseBreakdown: Sendable, Equatable {
     /// The phases in milliseconds and the page counts, by name (status and benchmark JSON).
     public var summary: [String: Double] {
         var values: [String: Double] = ["pages": Double(pages), "preCopiedPages": Double(preCopiedPages),
-                                        "preCopyRounds": Double(preCopyRounds), "heldRounds": Double(heldRounds), "holds": Double(holds)]
+                                        "preCopyRounds": Double(preCopyRounds), "heldRounds": Double(heldRounds), "holds": Double(holds),
+                                        "skippedLooks": Double(skippedLooks)]
         for (name, value) in [("totalMs", total), ("stopMs", stop), ("wakeMs", wake), ("collectMs", collect), ("copyMs", copy),
                               ("boundaryMs", boundary), ("preemptedMs", preempted), ("deviceSaveMs", deviceSave),
                               ("resumeMs", resume), ("schedulerMs", scheduler), ("heldMs", held), ("longestHoldMs", longestHold)] {

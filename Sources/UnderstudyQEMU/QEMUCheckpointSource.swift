@@ -44,6 +44,11 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     private var heldSinceCollection = Duration.zero
     private var copyRates: [Double] = []
     private var pagesCopiedPerSecond: Double? { copyRates.min() }
+    /// Whether the next checkpoint may leave out its look before the stop, from the recent
+    /// collections' write rates, and the page tables the last collection re-armed (what stands
+    /// in for the look's count when it is left out).
+    private var preStopLook: PreStopLook
+    private var lastCollectionPageTables = 0
 
     /// The default `preCopy`: about 2 ms of collecting and copying (at ~1 µs a page here) is
     /// left to the pause; larger sets are pre-copied in up to 10 rounds, and a guest writing too
@@ -102,13 +107,14 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// run from then on): a failure before it leaves the RAM file as it was.
     public init(description: VMDescription, start: Start = .boot, preloadLibrary: String?, tracking: DirtyTrackingPreference,
                 extraArguments: [String] = [], boundary: EpochBoundary? = nil, beforeStop: (@Sendable () -> Void)? = nil,
-                preCopy: PreCopyRounds? = QEMUCheckpointSource.defaultPreCopy,
+                preCopy: PreCopyRounds? = QEMUCheckpointSource.defaultPreCopy, preStopLook: PreStopLook = PreStopLook(),
                 loaded: () -> Void = {}, logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws {
         let method = try Self.trackingMethod(tracking, preloadLibrary: preloadLibrary)
         identity = description.identity
         self.boundary = boundary
         self.beforeStop = beforeStop
         self.preCopy = preCopy
+        self.preStopLook = preStopLook
         pageSize = Int(identity.pageSize)
         preCopyStaging = PreCopyStaging(guestBytes: Int(description.memoryBytes), pageSize: pageSize)
         let ramFile: String
@@ -162,7 +168,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func startTracking() throws {
         try tracker.arm()
-        collected()
+        lastCollection = HostClock.monotonic()
+        heldSinceCollection = .zero
     }
 
     /// The RAM file's data ranges (SEEK_DATA): the pages the guest never touched are holes.
@@ -173,14 +180,21 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func collectDirtyPages() throws -> [UInt64] {
         let pages = try tracker.collect()
-        collected()
+        collected(pages)
         return pages
     }
 
-    /// Tracking handed over the written pages just now: the guest's write rate counts from here.
-    private func collected() {
+    /// Tracking handed over the written `pages` just now: the guest's write rate counts from here.
+    private func collected(_ pages: [UInt64]) {
+        preStopLook.collected(pages: pages.count, running: runningSinceCollection())
+        lastCollectionPageTables = PendingWrites(collected: pages, pageSize: pageSize).pageTables
         lastCollection = HostClock.monotonic()
         heldSinceCollection = .zero
+    }
+
+    /// How long the guest ran since tracking last handed over the written pages (holds stopped it).
+    private func runningSinceCollection() -> Duration {
+        HostClock.span(from: lastCollection, to: HostClock.monotonic()) - heldSinceCollection
     }
 
     public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
@@ -222,8 +236,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             if resume { _ = try? qemu.qmp.execute("cont") }
             throw error
         }
-        collected()
         let paused = captured!
+        collected(paused.pageIndices)
         noteCopy(pages: paused.pageIndices.count, took: agent.copy)
         paused.deviceState = saved.bytes
         paused.pause = saved.pause ?? ContinuousClock.now - start
@@ -233,6 +247,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         breakdown.pages = paused.pageIndices.count
         (breakdown.preCopiedPages, breakdown.preCopyRounds, breakdown.heldRounds, breakdown.holds, breakdown.held, breakdown.longestHold)
             = (preCopy.preCopiedPages, preCopy.preCopyRounds, preCopy.heldRounds, preCopy.holds, preCopy.held, preCopy.longestHold)
+        breakdown.skippedLooks = preCopy.skippedLooks
         paused.pauseBreakdown = breakdown
         return CapturedCheckpoint.merging(preCopied: preCopyStaging, paused: paused)
     }
@@ -244,11 +259,19 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// whose copy then supersedes the slot's.
     /// Copies from `syncMemory`: with comparison tracking a copy of guest memory could hold a value
     /// the guest reverts before the pause, which the comparison would then not find again.
-    /// Returns the breakdown's pre-copy part (pages copied, rounds, held rounds, holds), and what
-    /// was pending at the last look (nil without pre-copy).
+    /// Soon after a collection of a guest writing slowly, the look is left out (`PreStopLook`):
+    /// its estimate, and the last collection's page tables, stand in for the look's count.
+    /// Returns the breakdown's pre-copy part (pages copied, rounds, held rounds, holds, a left-out
+    /// look), and what was pending at the last look (nil without pre-copy).
     private func copyBeforePause() throws -> (PauseBreakdown, PendingWrites?) {
         var record = PauseBreakdown()
         guard var rounds = preCopy else { return (record, nil) }
+        // Only a tracker that can look has a look to leave out.
+        if tracker.method == .pagemap, let estimate = preStopLook.pendingWithoutLooking(running: runningSinceCollection()),
+           !StagingPool.shared.reserve(byteCount: Self.pauseStagingBytes(pending: estimate, pageSize: pageSize)) {
+            record.skippedLooks = 1
+            return (record, PendingWrites(pages: estimate, pageTables: min(estimate, lastCollectionPageTables)))
+        }
         let began = HostClock.monotonic()
         func elapsed() -> Duration { HostClock.span(from: began, to: HostClock.monotonic()) }
         var looked: PendingWrites?
@@ -264,7 +287,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
                 // buffer the guest wrote meanwhile, so the decision is taken again, and staging made
                 // ready for what is pending then (past the budget too: measured in a warm-up, a
                 // pause that copied 196 k pages into new memory took 1.3 s, into ready memory 98 ms).
-                if StagingPool.shared.reserve(byteCount: (pending + pending / 2 + 256) * pageSize) { continue }
+                if StagingPool.shared.reserve(byteCount: Self.pauseStagingBytes(pending: pending, pageSize: pageSize)) { continue }
                 break
             }
             // The round's slots are faulted in before it collects, while the guest runs, so that the
@@ -313,6 +336,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         return (record, looked)
     }
 
+    /// The staging the pause takes when `pending` pages are pending before the stop: room for half
+    /// as many again written before the stop, and for a small set.
+    private static func pauseStagingBytes(pending: Int, pageSize: Int) -> Int { (pending + pending / 2 + 256) * pageSize }
+
     /// Whether the pause collects the written pages before QEMU serialises the devices, rather than
     /// beside it, `pending` being what the last look before the stop found (nil: not looked).
     /// The collection re-arms tracking in every page table holding a written page, and each flushes
@@ -346,7 +373,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// per second it ran: holds stopped it (a held round's rate would otherwise look as low as the
     /// hold made it, and the next round's gaps would let it write more than they should).
     private func writeRate(pending: Int) -> Double? {
-        let elapsed = HostClock.span(from: lastCollection, to: HostClock.monotonic()) - heldSinceCollection
+        let elapsed = runningSinceCollection()
         return lastCollection > 0 && elapsed > .zero ? Double(pending) / elapsed.seconds : nil
     }
 

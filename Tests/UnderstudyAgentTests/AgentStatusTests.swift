@@ -16,7 +16,7 @@ struct AgentStatusTests {
     static let primaryKeys: Set<String> = [
         "role", "vm", "state", "detail", "currentEpoch", "committedEpoch", "checkpointsPerSecond", "checkpointsForOutput",
         "checkpointsForInterval", "checkpointsForCatchUp", "pauseMillisecondsP50",
-        "pauseMillisecondsP99", "pauseMillisecondsMax", "holds", "holdMillisecondsMax", "dirtyPagesPerCheckpoint", "rawBytes", "wireBytes", "ackLatencyMillisecondsP50",
+        "pauseMillisecondsP99", "pauseMillisecondsMax", "holds", "holdMillisecondsMax", "skippedLooks", "dirtyPagesPerCheckpoint", "rawBytes", "wireBytes", "ackLatencyMillisecondsP50",
         "ackLatencyMillisecondsP99", "dirtyTracking", "syncPages", "sessions", "outputHeldFrames", "outputHeldBytes", "outputDroppedFrames",
         "outputReleasedFrames", "outputFencedFrames", "outputMode", "syncBytesDone", "syncBytesTotal", "syncBytesPerSecond", "syncSecondsLeft",
         "diskPendingBytes", "diskWrites", "diskFlushes", "activatedFromEpoch", "fence", "protectionMode", "intervalMilliseconds",
@@ -196,6 +196,23 @@ struct AgentStatusTests {
         var quiet = PrimaryStatus(vm: "web-1", state: .protecting)
         quiet.add(statistics: PrimaryStatistics())
         #expect(!AgentStatus.primary(quiet).humanReadable.contains("guest holds"), "no holds, no row")
+    }
+
+    @Test func stopsWithoutALookAreCounted() throws {
+        var statistics = PrimaryStatistics()
+        for skipped in [1, 0, 1, 1] {
+            var pause = PauseBreakdown()
+            (pause.total, pause.skippedLooks) = (.milliseconds(1), skipped)
+            statistics.note(pause, epoch: 1)
+        }
+        var status = PrimaryStatus(vm: "web-1", state: .protecting)
+        status.add(statistics: statistics)
+        #expect(status.skippedLooks == 3)
+        #expect(AgentStatus.primary(status).humanReadable.contains("3 stops without a look"),
+                "\(AgentStatus.primary(status).humanReadable)")
+        var quiet = PrimaryStatus(vm: "web-1", state: .protecting)
+        quiet.add(statistics: PrimaryStatistics())
+        #expect(quiet.skippedLooks == 0 && !AgentStatus.primary(quiet).humanReadable.contains("looks left out"), "none, no row")
     }
 
     @Test func aBackupShowsWhatCommittingEachCheckpointCosts() throws {

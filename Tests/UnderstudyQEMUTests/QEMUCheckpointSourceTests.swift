@@ -247,6 +247,39 @@ struct QEMUCheckpointSourceTests {
         }
     }
 
+    /// A checkpoint soon after the last collection of a guest writing slowly leaves out the look
+    /// before the stop (`PreStopLook`, its window widened here so that a busy host cannot miss
+    /// it), and is still exactly the guest at the pause: the pause's collection finds everything.
+    /// Past the window the look is back.
+    @Test func aCheckpointSoonAfterTheLastLeavesOutTheLookAndIsStillExact() throws {
+        if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
+        let window = Duration.milliseconds(200)
+        try Self.withGuest(preStopLook: PreStopLook(window: window, mostPages: 4096)) { source, _ in
+            _ = try source.capture(epoch: 1, resume: false)
+            var replica = Array(source.memory)
+            try source.resume()
+            let pageSize = Int(source.identity.pageSize)
+            var skipped = 0
+            for epoch in UInt64(2)...5 {
+                Thread.sleep(forTimeInterval: 0.002)
+                let checkpoint = try source.capture(epoch: epoch, resume: false)
+                skipped += checkpoint.pauseBreakdown.skippedLooks
+                replica.withUnsafeMutableBytes { replica in
+                    for (position, index) in checkpoint.pageIndices.enumerated() {
+                        UnsafeMutableRawBufferPointer(rebasing: replica[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
+                            .copyMemory(from: UnsafeRawBufferPointer(checkpoint.page(at: position)))
+                    }
+                }
+                let equal = replica.withUnsafeBytes { memcmp($0.baseAddress!, source.memory.baseAddress!, $0.count) == 0 }
+                #expect(equal, "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, look left out: \(checkpoint.pauseBreakdown.skippedLooks)) is the paused guest")
+                try source.resume()
+            }
+            #expect(skipped == 4, "a guest writing 2000 pages/s, 2 ms after each collection")
+            Thread.sleep(forTimeInterval: (window + .milliseconds(100)).seconds)
+            #expect(try source.capture(epoch: 6, resume: true).pauseBreakdown.skippedLooks == 0, "past the window")
+        }
+    }
+
     /// A pause collects beside QEMU's device save only when the last look before the stop found
     /// few page tables to re-arm; many, or no look at all (no pre-copy, comparison), and QEMU waits.
     @Test func thePauseCollectsBesideTheDeviceSaveOnlyAFewPageTables() {
@@ -258,12 +291,13 @@ struct QEMUCheckpointSourceTests {
         #expect(QEMUCheckpointSource.collectsBeforeDeviceSave(pending: nil))
     }
 
-    /// A booted test guest writing 2000 pages/s, its source with the preload library and pagemap
-    /// tracking (armed unless `tracking` is false); shut down and removed after `body`.
-    private static func withGuest(tracking: Bool = true, _ body: (QEMUCheckpointSource, VMDescription) throws -> Void) throws {
+    /// A booted test guest writing 2000 pages/s, its source with the preload library, pagemap
+    /// tracking (armed unless `tracking` is false) and `preStopLook`; shut down and removed after `body`.
+    private static func withGuest(tracking: Bool = true, preStopLook: PreStopLook = PreStopLook(),
+                                  _ body: (QEMUCheckpointSource, VMDescription) throws -> Void) throws {
         let description = TestGuest.description(dirtyPagesPerSecond: 2000)
         let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
-                                              logger: TestGuest.quietLogger) { _ in }
+                                              preStopLook: preStopLook, logger: TestGuest.quietLogger) { _ in }
         defer {
             source.shutdown()
             try? FileManager.default.removeItem(atPath: description.runDirectory)
