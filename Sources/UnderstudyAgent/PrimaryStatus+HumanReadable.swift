@@ -24,7 +24,7 @@ extension PrimaryStatus {
         if let longest = longestPause, let total = longest["totalMs"], total > 0 {
             rows.append(("longest pause", String(format: "%.2f ms at checkpoint %.0f, %.0f pages (+%.0f pre-copied): ", total,
                                                  longest["epoch"] ?? 0, longest["pages"] ?? 0, longest["preCopiedPages"] ?? 0)
-                         + phases(longest)))
+                         + phases(longest) + (longest["skippedLook"] == 1 ? " (no look before the stop)" : "")))
         }
         if let holds, holds > 0, let longest = holdMillisecondsMax {
             rows.append(("guest holds", String(format: "%d before pauses (pre-copy of a fast-writing guest), longest %.2f ms", holds, longest)))

@@ -16,7 +16,9 @@ extension PrimaryStatus {
         pauseMillisecondsP50 = percentile(pauses, 0.5)
         pauseMillisecondsP99 = percentile(pauses, 0.99)
         pauseMillisecondsMax = pauses.last ?? 0
-        longestPause = s.longestPause.map { $0.breakdown.summary.merging(["epoch": Double($0.epoch)]) { $1 } }
+        longestPause = s.longestPause.map {
+            $0.breakdown.summary.merging(["epoch": Double($0.epoch), "skippedLook": Double($0.breakdown.skippedLooks)]) { $1 }
+        }
         meanPause = s.meanPause?.summary
         holds = s.pauseSum.holds
         skippedLooks = s.pauseSum.skippedLooks

@@ -20,9 +20,10 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var pauseMillisecondsP50: Double?
     public var pauseMillisecondsP99: Double?
     public var pauseMillisecondsMax: Double?
-    /// The session's longest pause phase by phase (`PauseBreakdown.summary`) and its `epoch`.
+    /// The session's longest pause phase by phase (`PauseBreakdown.summary`), its `epoch`, and
+    /// `skippedLook` (1 when it stopped without a look before it, 0 otherwise).
     public var longestPause: [String: Double]?
-    /// The mean pause, phase by phase (same keys as `longestPause`, without `epoch`).
+    /// The mean pause, phase by phase (same keys as `longestPause`, without `epoch` and `skippedLook`).
     public var meanPause: [String: Double]?
     /// Holds of the guest before pauses (pre-copy slices of a guest writing too fast for rounds
     /// while it runs) and the longest: the guest stalls for them too.

@@ -72,10 +72,10 @@ public struct PauseBreakdown: Sendable, Equatable {
     }
 
     /// The phases in milliseconds and the page counts, by name (status and benchmark JSON).
+    /// Not `skippedLooks`: a mean's would round down to nothing.
     public var summary: [String: Double] {
         var values: [String: Double] = ["pages": Double(pages), "preCopiedPages": Double(preCopiedPages),
-                                        "preCopyRounds": Double(preCopyRounds), "heldRounds": Double(heldRounds), "holds": Double(holds),
-                                        "skippedLooks": Double(skippedLooks)]
+                                        "preCopyRounds": Double(preCopyRounds), "heldRounds": Double(heldRounds), "holds": Double(holds)]
         for (name, value) in [("totalMs", total), ("stopMs", stop), ("wakeMs", wake), ("collectMs", collect), ("copyMs", copy),
                               ("boundaryMs", boundary), ("preemptedMs", preempted), ("deviceSaveMs", deviceSave),
                               ("resumeMs", resume), ("schedulerMs", scheduler), ("heldMs", held), ("longestHoldMs", longestHold)] {

@@ -207,9 +207,9 @@ struct AgentStatusTests {
         }
         var status = PrimaryStatus(vm: "web-1", state: .protecting)
         status.add(statistics: statistics)
-        #expect(status.skippedLooks == 3)
-        #expect(AgentStatus.primary(status).humanReadable.contains("3 stops without a look"),
-                "\(AgentStatus.primary(status).humanReadable)")
+        #expect(status.skippedLooks == 3 && status.longestPause?["skippedLook"] == 1 && status.meanPause?["skippedLook"] == nil)
+        let table = AgentStatus.primary(status).humanReadable
+        #expect(table.contains("3 stops without a look") && table.contains("(no look before the stop)"), "\(table)")
         var quiet = PrimaryStatus(vm: "web-1", state: .protecting)
         quiet.add(statistics: PrimaryStatistics())
         #expect(quiet.skippedLooks == 0 && !AgentStatus.primary(quiet).humanReadable.contains("looks left out"), "none, no row")
