@@ -185,8 +185,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     }
 
     /// Tracking handed over the written `pages` just now: the guest's write rate counts from here.
-    private func collected(_ pages: [UInt64]) {
-        preStopLook.collected(pages: pages.count, running: runningSinceCollection())
+    /// `stopped`, for a collection in a pause, is when the guest was already stopped: it wrote them
+    /// before that (CLOCK_MONOTONIC nanoseconds).
+    private func collected(_ pages: [UInt64], stopped: UInt64 = HostClock.monotonic()) {
+        preStopLook.collected(pages: pages.count, running: HostClock.span(from: lastCollection, to: stopped) - heldSinceCollection)
         lastCollectionPageTables = PendingWrites(collected: pages, pageSize: pageSize).pageTables
         lastCollection = HostClock.monotonic()
         heldSinceCollection = .zero
@@ -209,6 +211,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         let start = ContinuousClock.now
         var captured: CapturedCheckpoint?
         var agent = PauseBreakdown()
+        var stopped: UInt64 = 0
         let saved: QEMUProcess.DeviceStateSave
         do {
             // While the VM is stopped no vCPU runs and device I/O is drained, so the dirty set is
@@ -217,6 +220,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             // collection), and collected before or beside that (`collectsBeforeDeviceSave`).
             saved = try qemu.saveDeviceState(resume: resume) { devicesMaySave in
                 let (began, cpu) = (HostClock.monotonic(), HostClock.threadCPU())
+                stopped = began
                 if !collectFirst { try devicesMaySave() }
                 let pages = try tracker.collect()
                 try devicesMaySave()
@@ -237,7 +241,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
             throw error
         }
         let paused = captured!
-        collected(paused.pageIndices)
+        collected(paused.pageIndices, stopped: stopped)
         noteCopy(pages: paused.pageIndices.count, took: agent.copy)
         paused.deviceState = saved.bytes
         paused.pause = saved.pause ?? ContinuousClock.now - start
@@ -260,7 +264,9 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// Copies from `syncMemory`: with comparison tracking a copy of guest memory could hold a value
     /// the guest reverts before the pause, which the comparison would then not find again.
     /// Soon after a collection of a guest writing slowly, the look is left out (`PreStopLook`):
-    /// its estimate, and the last collection's page tables, stand in for the look's count.
+    /// its estimate stands in for the look's count, and the last collection's page tables for
+    /// the look's (not fewer for a smaller estimate: a guest that wrote a few pages in each of
+    /// many tables would then be collected beside the device save, the slow order for it).
     /// Returns the breakdown's pre-copy part (pages copied, rounds, held rounds, holds, a left-out
     /// look), and what was pending at the last look (nil without pre-copy).
     private func copyBeforePause() throws -> (PauseBreakdown, PendingWrites?) {
@@ -270,7 +276,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         if tracker.method == .pagemap, let estimate = preStopLook.pendingWithoutLooking(running: runningSinceCollection()),
            !StagingPool.shared.reserve(byteCount: Self.pauseStagingBytes(pending: estimate, pageSize: pageSize)) {
             record.skippedLooks = 1
-            return (record, PendingWrites(pages: estimate, pageTables: min(estimate, lastCollectionPageTables)))
+            return (record, PendingWrites(pages: estimate, pageTables: lastCollectionPageTables))
         }
         let began = HostClock.monotonic()
         func elapsed() -> Duration { HostClock.span(from: began, to: HostClock.monotonic()) }

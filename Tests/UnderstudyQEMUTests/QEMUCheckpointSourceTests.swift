@@ -62,7 +62,6 @@ struct QEMUCheckpointSourceTests {
         _ = try source.capture(epoch: 1, resume: false)
         var replica = Array(source.memory)
         try source.resume()
-        let pageSize = Int(source.identity.pageSize)
         var preCopied = 0
         var (holds, heldRounds, paused) = (0, 0, 0)
         let before = TestGuest.lastCounter(in: description.serialLog) ?? 0
@@ -74,14 +73,7 @@ struct QEMUCheckpointSourceTests {
             heldRounds += checkpoint.pauseBreakdown.heldRounds
             paused += checkpoint.pauseBreakdown.pages
             #expect(checkpoint.pageIndices == checkpoint.pageIndices.sorted() && Set(checkpoint.pageIndices).count == checkpoint.pageIndices.count)
-            replica.withUnsafeMutableBytes { replica in
-                for (position, index) in checkpoint.pageIndices.enumerated() {
-                    UnsafeMutableRawBufferPointer(rebasing: replica[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
-                        .copyMemory(from: UnsafeRawBufferPointer(checkpoint.page(at: position)))
-                }
-            }
-            let equal = replica.withUnsafeBytes { memcmp($0.baseAddress!, source.memory.baseAddress!, $0.count) == 0 }
-            #expect(equal, "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, \(checkpoint.pauseBreakdown.preCopiedPages) pre-copied in \(checkpoint.pauseBreakdown.preCopyRounds) rounds) is the paused guest")
+            #expect(Self.apply(checkpoint, to: &replica, isNow: source.memory), "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, \(checkpoint.pauseBreakdown.preCopiedPages) pre-copied in \(checkpoint.pauseBreakdown.preCopyRounds) rounds) is the paused guest")
             try source.resume()
         }
         #expect(preCopied > 0, "a guest writing \(kind.dirtyPagesPerSecond) pages/s leaves more than 8 pages to pre-copy")
@@ -94,6 +86,19 @@ struct QEMUCheckpointSourceTests {
             #expect(paused < preCopied, "the held rounds leave the pauses less than they copied (\(paused) vs \(preCopied) pages)")
         }
         #expect(TestGuest.waitForCounter(in: description.serialLog, above: before) != nil, "the guest runs on after its holds")
+    }
+
+    /// Copies `checkpoint`'s pages into `replica` (guest memory as of an earlier checkpoint), and
+    /// tells whether it then equals `memory`, the paused guest's.
+    static func apply(_ checkpoint: CapturedCheckpoint, to replica: inout [UInt8], isNow memory: UnsafeRawBufferPointer) -> Bool {
+        let pageSize = checkpoint.pageSize
+        replica.withUnsafeMutableBytes { replica in
+            for (position, index) in checkpoint.pageIndices.enumerated() {
+                UnsafeMutableRawBufferPointer(rebasing: replica[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
+                    .copyMemory(from: UnsafeRawBufferPointer(checkpoint.page(at: position)))
+            }
+        }
+        return replica.withUnsafeBytes { memcmp($0.baseAddress!, memory.baseAddress!, $0.count) == 0 }
     }
 
     enum PreCopyCase: String, CustomTestStringConvertible {
@@ -258,20 +263,12 @@ struct QEMUCheckpointSourceTests {
             _ = try source.capture(epoch: 1, resume: false)
             var replica = Array(source.memory)
             try source.resume()
-            let pageSize = Int(source.identity.pageSize)
             var skipped = 0
             for epoch in UInt64(2)...5 {
                 Thread.sleep(forTimeInterval: 0.002)
                 let checkpoint = try source.capture(epoch: epoch, resume: false)
                 skipped += checkpoint.pauseBreakdown.skippedLooks
-                replica.withUnsafeMutableBytes { replica in
-                    for (position, index) in checkpoint.pageIndices.enumerated() {
-                        UnsafeMutableRawBufferPointer(rebasing: replica[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])
-                            .copyMemory(from: UnsafeRawBufferPointer(checkpoint.page(at: position)))
-                    }
-                }
-                let equal = replica.withUnsafeBytes { memcmp($0.baseAddress!, source.memory.baseAddress!, $0.count) == 0 }
-                #expect(equal, "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, look left out: \(checkpoint.pauseBreakdown.skippedLooks)) is the paused guest")
+                #expect(Self.apply(checkpoint, to: &replica, isNow: source.memory), "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, look left out: \(checkpoint.pauseBreakdown.skippedLooks)) is the paused guest")
                 try source.resume()
             }
             #expect(skipped == 4, "a guest writing 2000 pages/s, 2 ms after each collection")
