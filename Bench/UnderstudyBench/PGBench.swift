@@ -22,8 +22,8 @@ import UnderstudyTransport
 /// Per configuration: a warm-up, then `pgbench -c 4 -j 2` for a fixed time (the window the
 /// replication figures cover), then one connection sending `SELECT 1` one at a time (the round
 /// trip a request pays). Protected, also the round trips' checkpoints (`round_trip_checkpoints`:
-/// their rate, pages, mean pause and ACK latency, the share that stopped without a look) and, when the measured window set the
-/// session's longest pause, its phases (`longest_pause`).
+/// their rate, pages, mean pause and ACK latency, the share that stopped without a look) and,
+/// when the measured window set the session's longest pause, its phases (`longest_pause`).
 struct PGBench {
     let warmupSeconds: Int
     let measureSeconds: Int

@@ -140,8 +140,6 @@ struct DirtyTrackerTests {
         #expect(try tracker.pendingWrites() == PendingWrites(pages: 0, pageTables: 0))
     }
 
-    /// Big guests' RAM is walked in pieces: contiguous, covering it all, cut on page-table
-    /// (2 MiB) boundaries, never more pieces than walkers.
     /// What stands in for a look left out (`PreStopLook`): the last collection's page tables.
     @Test func aCollectionsPagesAreCountedByPageTable() {
         let pages: [UInt64] = [0, 1, 511, 512, 1023, 5000, 5001]
@@ -149,6 +147,8 @@ struct DirtyTrackerTests {
         #expect(PendingWrites(collected: [], pageSize: 4096) == PendingWrites(pages: 0, pageTables: 0))
     }
 
+    /// Big guests' RAM is walked in pieces: contiguous, covering it all, cut on page-table
+    /// (2 MiB) boundaries, never more pieces than walkers.
     @Test func guestRAMIsSplitIntoWholePageTables() {
         let base: UInt64 = 0x7f00_0000_0000
         for (size, parts) in [(UInt64(16) << 20, 3), (UInt64(8) << 30, 2), (UInt64(4) << 20, 4), (UInt64(1) << 30, 1), (UInt64(2) << 20, 2)] {

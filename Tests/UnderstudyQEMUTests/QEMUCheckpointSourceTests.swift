@@ -258,7 +258,7 @@ struct QEMUCheckpointSourceTests {
     /// Past the window the look is back.
     @Test func aCheckpointSoonAfterTheLastLeavesOutTheLookAndIsStillExact() throws {
         if !PagemapDirtyTracker.kernelSupportsPagemapScan { return }
-        let window = Duration.milliseconds(200)
+        let window = Duration.milliseconds(500)
         try Self.withGuest(preStopLook: PreStopLook(window: window, mostPages: 4096)) { source, _ in
             _ = try source.capture(epoch: 1, resume: false)
             var replica = Array(source.memory)
@@ -267,11 +267,12 @@ struct QEMUCheckpointSourceTests {
             for epoch in UInt64(2)...5 {
                 Thread.sleep(forTimeInterval: 0.002)
                 let checkpoint = try source.capture(epoch: epoch, resume: false)
-                skipped += checkpoint.pauseBreakdown.skippedLooks
+                // The second follows the copy of all guest RAM into `replica`, which can take long on a busy host.
+                if epoch > 2 { skipped += checkpoint.pauseBreakdown.skippedLooks }
                 #expect(Self.apply(checkpoint, to: &replica, isNow: source.memory), "checkpoint \(epoch) (\(checkpoint.pageIndices.count) pages, look left out: \(checkpoint.pauseBreakdown.skippedLooks)) is the paused guest")
                 try source.resume()
             }
-            #expect(skipped == 4, "a guest writing 2000 pages/s, 2 ms after each collection")
+            #expect(skipped == 3, "a guest writing 2000 pages/s, 2 ms after each collection")
             Thread.sleep(forTimeInterval: (window + .milliseconds(100)).seconds)
             #expect(try source.capture(epoch: 6, resume: true).pauseBreakdown.skippedLooks == 0, "past the window")
         }
