@@ -272,9 +272,11 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     private func copyBeforePause() throws -> (PauseBreakdown, PendingWrites?) {
         var record = PauseBreakdown()
         guard var rounds = preCopy else { return (record, nil) }
-        // Only a tracker that can look has a look to leave out.
+        // Only a tracker that can look has a look to leave out. The pause's staging is made ready
+        // for as much as a look would leave it (`stopPages`), not only the estimate: a burst the
+        // estimate missed is then copied into mapped memory, not faulted in during the pause.
         if tracker.method == .pagemap, let estimate = preStopLook.pendingWithoutLooking(running: runningSinceCollection()),
-           !StagingPool.shared.reserve(byteCount: Self.pauseStagingBytes(pending: estimate, pageSize: pageSize)) {
+           !StagingPool.shared.reserve(byteCount: Self.pauseStagingBytes(pending: max(estimate, rounds.stopPages), pageSize: pageSize)) {
             record.skippedLooks = 1
             return (record, PendingWrites(pages: estimate, pageTables: lastCollectionPageTables))
         }
