@@ -28,10 +28,10 @@ public struct PreStopLook: Sendable {
     }
 
     /// A collection found `pages` written over `running`, the time the guest ran since the one
-    /// before. A collection whose running time is unknown (zero or less) counts as infinitely
-    /// fast: the checkpoints look until it is forgotten.
-    public mutating func collected(pages: Int, running: Duration) {
-        recent.append((Int64(pages), max(0, running.nanoseconds)))
+    /// before. A collection whose running time is unknown (nil, or zero or less) counts as
+    /// infinitely fast: the checkpoints look until it is forgotten.
+    public mutating func collected(pages: Int, running: Duration?) {
+        recent.append((Int64(pages), max(0, running?.nanoseconds ?? 0)))
         if recent.count > remembered { recent.removeFirst(recent.count - remembered) }
     }
 

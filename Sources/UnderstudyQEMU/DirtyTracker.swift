@@ -28,12 +28,23 @@ public struct PendingWrites: Sendable, Equatable {
     /// as if guest RAM began on a table boundary, as QEMU maps it on x86-64 (2 MiB aligned).
     init(collected pages: [UInt64], pageSize: Int) {
         let pagesPerTable = PagemapScan.pageTableSpan / UInt64(pageSize)
-        var tables = 0
-        var lastTable: UInt64?
-        for page in pages where page / pagesPerTable != lastTable {
-            tables += 1
-            lastTable = page / pagesPerTable
+        var count = Counter()
+        for page in pages { count.add(pages: 1, tables: (page / pagesPerTable)...(page / pagesPerTable)) }
+        self = count.total
+    }
+
+    /// Counts written pages given in address order, and the distinct page tables they lie in: a
+    /// run of pages may share its first table with the run before.
+    struct Counter {
+        private(set) var total = PendingWrites(pages: 0, pageTables: 0)
+        private var lastTable: UInt64?
+
+        /// Adds `pages` written pages lying in the page tables numbered `tables`, which begin at or
+        /// after the last table added.
+        mutating func add(pages: Int, tables: ClosedRange<UInt64>) {
+            total.pages += pages
+            total.pageTables += tables.count - (tables.lowerBound == lastTable ? 1 : 0)
+            lastTable = tables.upperBound
         }
-        self.init(pages: pages.count, pageTables: tables)
     }
 }

@@ -65,16 +65,12 @@ public final class PagemapDirtyTracker: DirtyTracker, @unchecked Sendable {
     }
 
     public func pendingWrites() throws -> PendingWrites? {
-        var pending = PendingWrites(pages: 0, pageTables: 0)
-        var lastTable: UInt64?
+        var count = PendingWrites.Counter()
         for region in try scan(rearming: false) {
-            pending.pages += Int((region.end - region.start) / pageSize)
-            // Regions come in address order, so a table shared with the previous region is its last.
-            let (first, last) = (region.start / PagemapScan.pageTableSpan, (region.end - 1) / PagemapScan.pageTableSpan)
-            pending.pageTables += Int(last - first) + (first == lastTable ? 0 : 1)
-            lastTable = last
+            count.add(pages: Int((region.end - region.start) / pageSize),
+                      tables: (region.start / PagemapScan.pageTableSpan)...((region.end - 1) / PagemapScan.pageTableSpan))
         }
-        return pending
+        return count.total
     }
 
     /// The written regions of all guest RAM, in order: the first piece walked on this thread, the

@@ -168,8 +168,7 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
 
     public func startTracking() throws {
         try tracker.arm()
-        lastCollection = HostClock.monotonic()
-        heldSinceCollection = .zero
+        restartRateClock()
     }
 
     /// The RAM file's data ranges (SEEK_DATA): the pages the guest never touched are holes.
@@ -188,15 +187,22 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// `stopped`, for a collection in a pause, is when the guest was already stopped: it wrote them
     /// before that (CLOCK_MONOTONIC nanoseconds).
     private func collected(_ pages: [UInt64], stopped: UInt64 = HostClock.monotonic()) {
-        preStopLook.collected(pages: pages.count, running: HostClock.span(from: lastCollection, to: stopped) - heldSinceCollection)
+        preStopLook.collected(pages: pages.count, running: running(until: stopped))
         lastCollectionPageTables = PendingWrites(collected: pages, pageSize: pageSize).pageTables
+        restartRateClock()
+    }
+
+    /// The guest's write rate counts from now: tracking was armed or handed over the written pages.
+    private func restartRateClock() {
         lastCollection = HostClock.monotonic()
         heldSinceCollection = .zero
     }
 
-    /// How long the guest ran since tracking last handed over the written pages (holds stopped it).
-    private func runningSinceCollection() -> Duration {
-        HostClock.span(from: lastCollection, to: HostClock.monotonic()) - heldSinceCollection
+    /// How long the guest ran from when tracking last handed over the written pages until `time`
+    /// (CLOCK_MONOTONIC nanoseconds; holds stopped it meanwhile). Nil before tracking was armed:
+    /// unknown, so no rate is taken from it and the next checkpoint looks.
+    private func running(until time: UInt64 = HostClock.monotonic()) -> Duration? {
+        lastCollection > 0 ? HostClock.span(from: lastCollection, to: time) - heldSinceCollection : nil
     }
 
     public func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
@@ -275,7 +281,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         // Only a tracker that can look has a look to leave out. The pause's staging is made ready
         // for as much as a look would leave it (`stopPages`), not only the estimate: a burst the
         // estimate missed is then copied into mapped memory, not faulted in during the pause.
-        if tracker.method == .pagemap, let estimate = preStopLook.pendingWithoutLooking(running: runningSinceCollection()),
+        if tracker.method == .pagemap, let ran = running(),
+           let estimate = preStopLook.pendingWithoutLooking(running: ran),
            !StagingPool.shared.reserve(byteCount: Self.pauseStagingBytes(pending: max(estimate, rounds.stopPages), pageSize: pageSize)) {
             record.skippedLooks = 1
             return (record, PendingWrites(pages: estimate, pageTables: lastCollectionPageTables))
@@ -381,8 +388,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     /// per second it ran: holds stopped it (a held round's rate would otherwise look as low as the
     /// hold made it, and the next round's gaps would let it write more than they should).
     private func writeRate(pending: Int) -> Double? {
-        let elapsed = runningSinceCollection()
-        return lastCollection > 0 && elapsed > .zero ? Double(pending) / elapsed.seconds : nil
+        guard let elapsed = running(), elapsed > .zero else { return nil }
+        return Double(pending) / elapsed.seconds
     }
 
     /// Keeps the copy rate of copies large enough to time (a few hundred pages and more).

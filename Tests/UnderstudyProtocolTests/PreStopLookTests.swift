@@ -47,5 +47,7 @@ struct PreStopLookTests {
         #expect(look.pendingWithoutLooking(running: .microseconds(10)) == nil)
         look.collected(pages: 3, running: .milliseconds(-1))
         #expect(look.pendingWithoutLooking(running: .microseconds(10)) == nil)
+        look.collected(pages: 3, running: nil)
+        #expect(look.pendingWithoutLooking(running: .microseconds(10)) == nil)
     }
 }
