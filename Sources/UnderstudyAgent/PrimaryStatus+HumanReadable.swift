@@ -43,6 +43,7 @@ extension PrimaryStatus {
             rows.append(("ack latency", String(format: "p50 %.2f ms, p99 %.2f ms", p50, p99)))
         }
         add("dirty tracking", dirtyTracking)
+        add("staging kept", stagingBytes.map { String(format: "%.1f MB to copy checkpoints into (given back after 30 s unneeded)", Double($0) / 1e6) })
         add("heartbeat datagrams", heartbeatDatagrams)
         add("mode", protectionMode)
         if let interval = intervalMilliseconds {

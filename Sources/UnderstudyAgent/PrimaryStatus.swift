@@ -43,6 +43,8 @@ public struct PrimaryStatus: Sendable, Codable, Equatable {
     public var ackLatencyMillisecondsP50: Double?
     public var ackLatencyMillisecondsP99: Double?
     public var dirtyTracking: String?
+    /// Memory the agent keeps to copy checkpoints out of the guest (`QEMUCheckpointSource.stagingBytes`).
+    public var stagingBytes: Int?
     /// The last full synchronisation: pages sent (those the guest ever wrote, some twice), wire
     /// bytes, and how long it took to hand them to the sender (which holds only a few frames).
     public var syncPages: Int?

@@ -7,6 +7,7 @@ extension VMProtector {
         var status = PrimaryStatus(vm: vm, state: machine.phase, detail: machine.detail)
         if let replicator { status.add(statistics: replicator.statistics) }
         status.dirtyTracking = "\(source.trackingMethod)"
+        status.stagingBytes = source.stagingBytes
         status.sessions = machine.sessions
         status.fence = fence.kind
         status.witnessTerm = fence.term?.number

@@ -20,7 +20,13 @@ public final class AnonymousMemory: @unchecked Sendable {
 
     /// Makes every byte zero again, giving the pages back to the kernel (private anonymous pages
     /// read as zero after MADV_DONTNEED).
-    public func zero() {
-        if madvise(bytes.baseAddress, bytes.count, MADV_DONTNEED) != 0 { bytes.initializeMemory(as: UInt8.self, repeating: 0) }
+    public func zero() { zero(bytes: 0..<bytes.count) }
+
+    /// Makes the bytes in `range` zero again, giving their pages back to the kernel; `range` starts
+    /// on a page boundary.
+    public func zero(bytes range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        let part = UnsafeMutableRawBufferPointer(rebasing: bytes[range])
+        if madvise(part.baseAddress, part.count, MADV_DONTNEED) != 0 { part.initializeMemory(as: UInt8.self, repeating: 0) }
     }
 }

@@ -18,13 +18,13 @@ public final class CapturedCheckpoint: @unchecked Sendable {
     public var pause: Duration = .zero
     /// Where the pause went (`PauseBreakdown`), as far as the source knows.
     public var pauseBreakdown = PauseBreakdown()
-    private let buffer: UnsafeMutableRawBufferPointer
+    private let buffer: AnonymousMemory
 
     public init(pageIndices: [UInt64], pageSize: Int) {
         self.pageSize = pageSize
         self.pageIndices = pageIndices
         buffer = StagingPool.shared.take(byteCount: pageIndices.count * pageSize)
-        pages = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(pageIndices.count * pageSize)])
+        pages = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[0..<(pageIndices.count * pageSize)])
     }
 
     /// Copies `pageIndices` out of guest `memory` (the copy out of a paused guest).

@@ -9,8 +9,11 @@
 /// guest's first 196 k-page burst: a 98–106 ms pause). With slots, the rounds after the one that
 /// found the working set only copy.
 ///
-/// The slots stay mapped from one checkpoint to the next: the most slots a checkpoint used are
-/// ready memory for the next. Used by one capturing thread at a time.
+/// The slots stay mapped from one checkpoint to the next: the most slots the checkpoints of the
+/// last `idleRelease` needed are ready memory for the next. Slots mapped beyond that are given
+/// back to the system when a checkpoint ends (`reset`), so that a burst's working set is not held
+/// through the quiet after it; a later burst faults them in again before its rounds collect.
+/// Used by one capturing thread at a time.
 final class PreCopyStaging {
     /// One round's pages (sorted) and the slot each is copied into.
     struct Placement {
@@ -29,14 +32,29 @@ final class PreCopyStaging {
     private var pageOfSlot: [UInt64] = []
     /// The slots each round added, each range in page order since the round's pages were sorted.
     private var runs: [Range<Int>] = []
-    /// How many slots are mapped already: the most any checkpoint used.
+    /// How many slots are mapped already.
     private var mapped = 0
+    /// The most slots the checkpoints needed since `windowStart` (CLOCK_MONOTONIC nanoseconds).
+    private var neededInWindow = 0
+    private var windowStart: UInt64
+    /// Mapped slots above this are being given back (the need of the last whole window).
+    private var releasingDownTo: Int?
+    private let idleRelease: Duration
+    private let now: () -> UInt64
 
-    init(guestBytes: Int, pageSize: Int) {
+    /// - Parameter idleRelease: how long mapped slots may go unneeded before they are given back
+    ///   (as for `StagingPool`).
+    init(guestBytes: Int, pageSize: Int, idleRelease: Duration = .seconds(30), now: @escaping () -> UInt64 = HostClock.monotonic) {
         self.pageSize = pageSize
         guestPages = guestBytes / pageSize
         precondition(guestPages < Int(UInt32.max), "guest memory of \(guestPages) pages has more pages than slots can number")
+        self.idleRelease = idleRelease
+        self.now = now
+        windowStart = now()
     }
+
+    /// How many slots are mapped (memory held while no checkpoint uses it).
+    var mappedSlots: Int { mapped }
 
     /// Pages in the slots: each page pre-copied for this checkpoint, once.
     var count: Int { pageOfSlot.count }
@@ -51,6 +69,7 @@ final class PreCopyStaging {
     /// the pause bench's dirty load, whose working set is 768 MiB.)
     func reserve(pending: Int) -> Bool {
         let wanted = min(guestPages, max(count, pending) + pending / 8 + 256)
+        neededInWindow = max(neededInWindow, wanted)
         guard wanted > mapped else { return false }
         mapSlots(upTo: wanted)
         return true
@@ -90,6 +109,7 @@ final class PreCopyStaging {
     /// Faults in the slots up to `wanted` not mapped yet.
     private func mapSlots(upTo wanted: Int) {
         makeSlots()
+        neededInWindow = max(neededInWindow, wanted)
         guard wanted > mapped, let slots else { return }
         StagingPool.faultIn(UnsafeMutableRawBufferPointer(rebasing: slots.bytes[(mapped * pageSize)..<(wanted * pageSize)]))
         mapped = wanted
@@ -108,10 +128,26 @@ final class PreCopyStaging {
         return runs.map { (pageOfSlot[$0], UnsafeRawPointer(staging + $0.lowerBound * pageSize)) }
     }
 
-    /// Empties the slots for the next checkpoint (they stay mapped).
+    /// Empties the slots for the next checkpoint. Once every `idleRelease`, the slots mapped beyond
+    /// the most that the checkpoints of that time needed are given back, `StagingPool.releaseChunk`
+    /// at each reset (about 0.25 ms; 800 MiB at once took about 50 ms here), and not below what
+    /// the checkpoints since then need. On the capturing thread, after its capture: a slot must
+    /// not be faulted in again while it is being given back.
     func reset() {
         for page in pageOfSlot { slotOfPage[Int(page)] = 0 }
         pageOfSlot.removeAll(keepingCapacity: true)
         runs.removeAll(keepingCapacity: true)
+        let time = now()
+        if HostClock.span(from: windowStart, to: time) >= idleRelease {
+            releasingDownTo = neededInWindow
+            (windowStart, neededInWindow) = (time, 0)
+        }
+        guard let target = releasingDownTo.map({ max($0, neededInWindow) }), mapped > target, let slots else {
+            releasingDownTo = nil
+            return
+        }
+        let kept = max(target, mapped - StagingPool.releaseChunk / pageSize)
+        slots.zero(bytes: (kept * pageSize)..<(mapped * pageSize))
+        mapped = kept
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import Synchronization
 import UnderstudyProtocol
 
 /// Checkpoints of a real VM under QEMU.
@@ -34,6 +35,8 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public let preCopy: PreCopyRounds?
     /// Where pre-copy keeps a checkpoint's copies until the pause; emptied by every capture.
     private let preCopyStaging: PreCopyStaging
+    /// The bytes of pre-copy slots mapped after the last capture (read by status on other threads).
+    private let preCopySlotBytes = Atomic<Int>(0)
 
     /// Pre-copy's estimates, kept on the capturing thread: when tracking last handed over the
     /// written pages (CLOCK_MONOTONIC nanoseconds; the guest's write rate is what it wrote since),
@@ -63,6 +66,9 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
     public var memory: UnsafeRawBufferPointer { UnsafeRawBufferPointer(ram.bytes) }
     public var syncMemory: UnsafeRawBufferPointer { tracker.reference ?? memory }
     public var trackingMethod: DirtyTrackingMethod { tracker.method }
+    /// Memory kept to copy checkpoints out of the guest: staging buffers free for reuse (of every
+    /// source in this process) and mapped pre-copy slots. Both are given back after 30 s unneeded.
+    public var stagingBytes: Int { StagingPool.shared.freeBytes + preCopySlotBytes.load(ordering: .relaxed) }
 
     /// How the VM starts.
     public enum Start: Sendable {
@@ -210,7 +216,10 @@ public final class QEMUCheckpointSource: CheckpointSource, @unchecked Sendable {
         // round that waits for a core lets the guest write more (on a loaded host a round here
         // took hundreds of milliseconds). It is bounded: at most `maxRounds`, each of at most
         // `longestRound` with the guest running or of holds of at most `holdSlice`.
-        defer { preCopyStaging.reset() }
+        defer {
+            preCopyStaging.reset()
+            preCopySlotBytes.store(preCopyStaging.mappedSlots * pageSize, ordering: .relaxed)
+        }
         let (preCopy, pending) = try qemu.withPausePriority { try copyBeforePause() }
         let collectFirst = Self.collectsBeforeDeviceSave(pending: pending)
         beforeStop?()

@@ -58,11 +58,11 @@ struct AgentCommandLineTests {
         }
         let status = try #require(primaryStatus, "status of the primary")
         #expect(status.state == .protecting)
-        #expect(status.dirtyTracking != nil)
+        #expect(status.dirtyTracking != nil && status.stagingBytes != nil)
         #expect((status.checkpointsPerSecond ?? 0) > 20, "\(status)")
         #expect(status.pauseMillisecondsP99 != nil && status.ackLatencyMillisecondsP50 != nil)
         let human = try runCLI(["status", "--config", configs.primary])
-        #expect(human.stdout.contains("checkpoints/s") && human.stdout.contains("dirty tracking"))
+        #expect(human.stdout.contains("checkpoints/s") && human.stdout.contains("dirty tracking") && human.stdout.contains("staging kept"))
 
         // The primary host dies: SIGKILL to the agent and to its QEMU.
         let qemuPID = try #require(Int32(try String(contentsOfFile: "\(directory)/run-primary/qemu.pid", encoding: .utf8)))

@@ -17,7 +17,7 @@ struct AgentStatusTests {
         "role", "vm", "state", "detail", "currentEpoch", "committedEpoch", "checkpointsPerSecond", "checkpointsForOutput",
         "checkpointsForInterval", "checkpointsForCatchUp", "pauseMillisecondsP50",
         "pauseMillisecondsP99", "pauseMillisecondsMax", "holds", "holdMillisecondsMax", "skippedLooks", "dirtyPagesPerCheckpoint", "rawBytes", "wireBytes", "ackLatencyMillisecondsP50",
-        "ackLatencyMillisecondsP99", "dirtyTracking", "syncPages", "sessions", "outputHeldFrames", "outputHeldBytes", "outputDroppedFrames",
+        "ackLatencyMillisecondsP99", "dirtyTracking", "stagingBytes", "syncPages", "sessions", "outputHeldFrames", "outputHeldBytes", "outputDroppedFrames",
         "outputReleasedFrames", "outputFencedFrames", "outputMode", "syncBytesDone", "syncBytesTotal", "syncBytesPerSecond", "syncSecondsLeft",
         "diskPendingBytes", "diskWrites", "diskFlushes", "activatedFromEpoch", "fence", "protectionMode", "intervalMilliseconds",
         "intervalReason", "checkpointDemandBytesPerSecond", "linkBudgetBytesPerSecond", "lagMilliseconds", "lagMillisecondsP50",
@@ -55,6 +55,7 @@ struct AgentStatusTests {
         var status = PrimaryStatus(vm: "web-1", state: .switchingOver, detail: "final checkpoint")
         status.add(statistics: statistics)
         status.dirtyTracking = "pagemap"
+        status.stagingBytes = 12_582_912
         status.sessions = 2
         status.fence = "none"
         status.protectionMode = "asynchronous"
@@ -87,6 +88,8 @@ struct AgentStatusTests {
         #expect(object["sessionStart"] as? String == "catch-up from checkpoint 40")
         #expect(object["outputMode"] as? String == "output commit")
         #expect(object["activatedFromEpoch"] as? Int == 7)
+        #expect(object["stagingBytes"] as? Int == 12_582_912)
+        #expect(AgentStatus.primary(Self.primary).humanReadable.contains("12.6 MB to copy checkpoints into"))
     }
 
     /// Once the sync is done its progress gives way to what it cost.

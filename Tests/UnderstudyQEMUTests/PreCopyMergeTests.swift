@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import UnderstudyProtocol
 @testable import UnderstudyQEMU
@@ -78,6 +79,59 @@ struct PreCopyMergeTests {
         #expect(staging.reserve(pending: 400), "slots for a round of 400 pages were not mapped yet")
         staging.reset()
         #expect(!staging.reserve(pending: 400), "an emptied staging keeps its slots mapped")
+    }
+
+    /// The slots a burst mapped are given back once the checkpoints of a whole `idleRelease`
+    /// needed fewer, down to what they needed, and are faulted in again for the next burst.
+    @Test func theSlotsABurstMappedAreGivenBackAfterAQuietWhile() {
+        let clock = TestClock()
+        let pageSize = Int(getpagesize())
+        let staging = PreCopyStaging(guestBytes: 8192 * pageSize, pageSize: pageSize, idleRelease: .seconds(30), now: clock.read)
+        #expect(staging.reserve(pending: 4000))
+        let burst = staging.mappedSlots
+        #expect(burst == 4000 + 500 + 256)
+        staging.place([0])
+        let base = UnsafeMutableRawPointer(mutating: try! #require(staging.copies.first).bytes)
+        staging.reset()
+        for second in 1...60 {
+            clock.advance(.seconds(1))
+            #expect(!staging.reserve(pending: 100), "a quiet checkpoint's slots are mapped")
+            if second < 60 { staging.reset() }
+            #expect(staging.mappedSlots == burst, "after \(second) s")
+        }
+        // The window of quiet checkpoints is over: each reset gives back at most 4 MiB of slots.
+        var mapped = [staging.mappedSlots]
+        while mapped.count < 10 {
+            staging.reset()
+            mapped.append(staging.mappedSlots)
+        }
+        #expect(mapped == [burst, 3732, 2708, 1684, 660, 368, 368, 368, 368, 368])
+        func resident(_ slots: Range<Int>) -> [Bool] {
+            var pages = [UInt8](repeating: 0, count: slots.count)
+            #expect(mincore(base + slots.lowerBound * pageSize, slots.count * pageSize, &pages) == 0)
+            return pages.map { $0 & 1 == 1 }
+        }
+        #expect(resident(0..<368).allSatisfy { $0 }, "the slots the quiet checkpoints needed stay in memory")
+        #expect(resident(368..<burst).allSatisfy { !$0 }, "the burst's other slots were given back")
+        #expect(staging.reserve(pending: 4000), "the next burst faults its slots in again")
+        #expect(resident(368..<burst).allSatisfy { $0 })
+    }
+
+    /// A burst while the slots are being given back stops that: its slots stay mapped.
+    @Test func aBurstWhileSlotsAreGivenBackKeepsItsSlots() {
+        let clock = TestClock()
+        let pageSize = Int(getpagesize())
+        let staging = PreCopyStaging(guestBytes: 8192 * pageSize, pageSize: pageSize, idleRelease: .seconds(30), now: clock.read)
+        #expect(staging.reserve(pending: 4000))
+        staging.reset()
+        clock.advance(.seconds(30))
+        staging.reset()  // the burst's window
+        clock.advance(.seconds(30))
+        staging.reset()  // a quiet window: the release begins
+        #expect(staging.mappedSlots == 4756 - 1024)
+        #expect(staging.reserve(pending: 4000), "the burst is back")
+        for _ in 0..<5 { staging.reset() }
+        #expect(staging.mappedSlots == 4756)
     }
 
     /// A checkpoint's slots are emptied for the next: a page it had is new to the next one.
