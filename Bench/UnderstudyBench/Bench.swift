@@ -10,6 +10,7 @@ import UnderstudyTransport
 ///
 /// Usage: understudy-bench [--quick] [--vm | --pauses | --output-commit | --failover | --wan | --pgbench | --soak N [--seed S]]
 ///        [--cases random,mixed] [--output PATH]
+///        (`--pgbench [--replication key=value,...] [--without-interval]`: see PGBench's init)
 /// `--vm` checkpoints a real QEMU guest (see VMBench) instead of the foundation benches (`--vm
 /// --device-state`: only its device-state bytes per checkpoint, whole against delta; `--vm
 /// --memory-sizes 512M,2G,4G,8G`: pause, initial sync and backup memory per guest size, see VMSizeBench);
@@ -67,7 +68,17 @@ struct Bench {
         ]
         if pgbench {
             // Its figures at the top level: tps_ratio and round_trip_added_ms_p50 beside the configurations.
-            results.merge(try PGBench(quick: quick).run(logger: logger)) { _, new in new }
+            // `--replication key=value,...`: more `[replication]` keys for the output-triggered configuration.
+            let settings: [(key: String, value: String)] = try arguments.firstIndex(of: "--replication").map { flag in
+                guard flag + 1 < arguments.count else { throw BenchError("--replication needs key=value pairs") }
+                return try arguments[flag + 1].split(separator: ",").map { pair -> (key: String, value: String) in
+                    let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                    guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw BenchError("--replication: \(pair) is not key=value") }
+                    return (key: parts[0], value: parts[1])
+                }
+            } ?? []
+            let bench = PGBench(quick: quick, settings: settings, withInterval: !arguments.contains("--without-interval"))
+            results.merge(try bench.run(logger: logger)) { _, new in new }
         } else if wan {
             results["wan"] = try WANBench(quick: quick).run()
         } else if failover {

@@ -28,11 +28,23 @@ struct PGBench {
     let warmupSeconds: Int
     let measureSeconds: Int
     let roundTripSeconds: Int
+    /// What runs, in order: `plan` with `settings` added to the output-triggered configuration's
+    /// `[replication]` keys, and without `protected_interval` when `withInterval` is false.
+    let runPlan: [Configuration]
 
-    init(quick: Bool) {
+    /// - Parameters:
+    ///   - settings: more `[replication]` keys for the output-triggered configuration (`--replication
+    ///     min_gap_ms=1,max_checkpoints_per_second=500`), to tune them with the bench.
+    ///   - withInterval: whether to run `protected_interval` (`--without-interval` leaves it out).
+    init(quick: Bool, settings: [(key: String, value: String)] = [], withInterval: Bool = true) {
         warmupSeconds = quick ? 3 : 5
         measureSeconds = quick ? 10 : 30
         roundTripSeconds = quick ? 5 : 10
+        runPlan = Self.plan.compactMap { configuration in
+            if configuration.name == "protected_interval" && !withInterval { return nil }
+            guard configuration.name == "protected_output_triggered" else { return configuration }
+            return Configuration(name: configuration.name, replication: (configuration.replication ?? []) + settings)
+        }
     }
 
     static let clients = 4
@@ -78,7 +90,7 @@ struct PGBench {
         defer { try? FileManager.default.removeItem(atPath: guest.tree + scratch) }
         try "SELECT 1;\n".write(toFile: "\(guest.tree)\(scratch)/select1.sql", atomically: true, encoding: .utf8)
 
-        let plan = Self.plan
+        let plan = runPlan
         log("pgbench bench: Debian 12 guest, \(DebianGuest.memoryMiB) MiB, TCG, PostgreSQL 15, TPC-B scale 5, -c \(Self.clients) -j \(Self.threads), "
             + "\(warmupSeconds) s warm-up + \(measureSeconds) s measured, round trips for \(roundTripSeconds) s; configurations: "
             + plan.map(\.name).joined(separator: ", "))
