@@ -3,7 +3,8 @@ import Foundation
 import Glibc
 #endif
 
-/// A memory-sized private buffer (the last-sent copy, the comparison copy, a synthetic guest).
+/// A memory-sized private buffer (the last-sent copy, the comparison copy, a synthetic guest,
+/// checkpoint staging).
 /// Anonymous and lazily zero-filled: pages never touched cost no memory, which a 1 GiB guest
 /// needs and `allocate` would not give.
 public final class AnonymousMemory: @unchecked Sendable {
