@@ -28,7 +28,7 @@ import UnderstudyTransport
 /// Bare, also the round trip of a guest that idled `idleMilliseconds` first (`round_trip_after_idle_ms_p50`:
 /// `\sleep` then `SELECT 1`, less the `\sleep` alone): a protected guest idles about that long
 /// between its reply and the next request (its checkpoint and acknowledgement), and under TCG a
-/// guest answers more slowly after idling (measured: 0.7 ms back to back, 1.7 ms after 3 ms, 2.7 ms
+/// guest answers more slowly after idling (measured: 0.6–0.7 ms back to back, 1.0–1.7 ms after 3 ms, 2.7 ms
 /// after 20 ms). `round_trip_added_ms_p50_after_idle` is the protected round trip less that one:
 /// what the protection's own steps add, the emulator's slower wake taken out.
 struct PGBench {
