@@ -41,7 +41,7 @@ struct PGBench {
 
     /// - Parameters:
     ///   - settings: more `[replication]` keys for the output-triggered configuration (`--replication
-    ///     min_gap_ms=1,max_checkpoints_per_second=500`), to tune them with the bench.
+    ///     min_gap_ms=2,max_checkpoints_per_second=250`), to tune them with the bench.
     ///   - withInterval: whether to run `protected_interval` (`--without-interval` leaves it out).
     init(quick: Bool, settings: [(key: String, value: String)] = [], withInterval: Bool = true) {
         warmupSeconds = quick ? 3 : 5

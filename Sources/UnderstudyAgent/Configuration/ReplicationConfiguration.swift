@@ -16,8 +16,8 @@ import UnderstudyProtocol
 /// catch_up_journal_mib = 256            # past this the next connection resynchronises in full; 0: always resync
 /// compression = "lz4"                   # lz4 | lz4hc | lz4hc:1..12: high compression, fewer bytes for more CPU
 /// output_triggered = true               # output waiting in the gate ends the epoch early (interval_ms is the longest)
-/// min_gap_ms = 2                        # the guest runs at least this long between a checkpoint and an output-triggered one
-/// max_checkpoints_per_second = 250      # output-triggered checkpoints start at most this often
+/// min_gap_ms = 1                        # the guest runs at least this long between a checkpoint and an output-triggered one
+/// max_checkpoints_per_second = 500      # output-triggered checkpoints start at most this often
 /// ```
 public struct ReplicationConfiguration: Sendable, Equatable {
     public var mode: ProtectionMode
