@@ -185,50 +185,61 @@ public final class PrimaryReplicator: @unchecked Sendable {
     private func checkpoint(resume: Bool, reason: CheckpointReason, encoder: CheckpointEncoder, sender: FrameSender) throws -> CheckpointReason {
         // Backpressure: a full window stretches the interval until an ack arrives.
         let (epoch, waited) = try session.waitForWindow()
-        let captured: CapturedCheckpoint
-        do {
-            captured = try source.capture(epoch: epoch, resume: resume)
-        } catch {
-            // The capture may have sealed the epoch's disk writes and output before it failed:
-            // continuing the session would lose those writes, so it ends, and a new one resyncs.
-            configuration.backlog?.invalidate("a checkpoint capture failed: \(error)")
-            session.fail(error)
-            throw error
+        // At the pause's priority until queued: a reply waits for the encoding too. A large
+        // checkpoint is encoded at the thread's own, not to crowd out the running guest for long.
+        return try source.withCheckpointPriority { lower in
+            let captured: CapturedCheckpoint
+            do {
+                captured = try source.capture(epoch: epoch, resume: resume)
+            } catch {
+                // The capture may have sealed the epoch's disk writes and output before it failed:
+                // continuing the session would lose those writes, so it ends, and a new one resyncs.
+                configuration.backlog?.invalidate("a checkpoint capture failed: \(error)")
+                session.fail(error)
+                throw error
+            }
+            if captured.pageIndices.count > Self.pagesEncodedAtPausePriority { lower() }
+            if let lost = captured.diskChangesLost {
+                // The epoch's disk writes are gone: no later checkpoint or catch-up can carry them.
+                configuration.backlog?.invalidate("\(lost)")
+                session.fail(lost)
+                throw lost
+            }
+            let captureTime = ContinuousClock.now
+            // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
+            configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges, at: captureTime)
+            let capture = session.withLock {
+                $0.session.paused(epoch, captured.pauseBreakdown)
+                return $0.session.captured(epoch, reason: reason, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
+            }
+            guard case .send(let catchUp, let unacknowledged, let taken) = capture else {
+                encoder.remember(captured)
+                throw session.withLock { $0.failure } ?? TransportError.closed("the session ended while checkpoint \(epoch) was being captured")
+            }
+            // A catch-up carries the backlog too, however few pages it captured.
+            if catchUp != nil { lower() }
+            configuration.metrics?.checkpointCaptured(taken, pause: captured.pause, dirtyPages: captured.pageIndices.count,
+                                                      unacknowledged: unacknowledged)
+            let output: CheckpointEncoder.Output
+            do {
+                output = try encoder.encodeCheckpoint(captured, epoch: epoch, catchUp: catchUp.map { content($0, sender: sender) }, to: sender)
+            } catch {
+                encoder.remember(captured)
+                throw error
+            }
+            let written = sender.written
+            let decision = session.withLock { $0.session.encoded(output, sender: written, backpressure: waited, now: .now) }
+            configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes,
+                                                     deviceStateRawBytes: output.deviceStateRawBytes,
+                                                     deviceStateWireBytes: output.deviceStateWireBytes, framingBytes: output.framingBytes)
+            configuration.metrics?.interval(decision)
+            return taken
         }
-        if let lost = captured.diskChangesLost {
-            // The epoch's disk writes are gone: no later checkpoint or catch-up can carry them.
-            configuration.backlog?.invalidate("\(lost)")
-            session.fail(lost)
-            throw lost
-        }
-        let captureTime = ContinuousClock.now
-        // Recorded whether or not it is sent: its disk changes were sealed, and a catch-up must carry them.
-        configuration.backlog?.captured(epoch: epoch, pages: captured.pageIndices, changes: captured.diskChanges, at: captureTime)
-        let capture = session.withLock {
-            $0.session.paused(epoch, captured.pauseBreakdown)
-            return $0.session.captured(epoch, reason: reason, pause: captured.pause, dirtyPages: captured.pageIndices.count, at: captureTime)
-        }
-        guard case .send(let catchUp, let unacknowledged, let taken) = capture else {
-            encoder.remember(captured)
-            throw session.withLock { $0.failure } ?? TransportError.closed("the session ended while checkpoint \(epoch) was being captured")
-        }
-        configuration.metrics?.checkpointCaptured(taken, pause: captured.pause, dirtyPages: captured.pageIndices.count,
-                                                  unacknowledged: unacknowledged)
-        let output: CheckpointEncoder.Output
-        do {
-            output = try encoder.encodeCheckpoint(captured, epoch: epoch, catchUp: catchUp.map { content($0, sender: sender) }, to: sender)
-        } catch {
-            encoder.remember(captured)
-            throw error
-        }
-        let written = sender.written
-        let decision = session.withLock { $0.session.encoded(output, sender: written, backpressure: waited, now: .now) }
-        configuration.metrics?.checkpointEncoded(rawBytes: output.rawBytes, wireBytes: output.wireBytes,
-                                                 deviceStateRawBytes: output.deviceStateRawBytes,
-                                                 deviceStateWireBytes: output.deviceStateWireBytes, framingBytes: output.framingBytes)
-        configuration.metrics?.interval(decision)
-        return taken
     }
+
+    /// The most pages a checkpoint may have for the checkpoint loop to encode and queue it at the
+    /// pause's priority (about 1 ms of encoding here); a larger one is encoded at the thread's own.
+    public static let pagesEncodedAtPausePriority = 2048
 
     /// The catch-up checkpoint's extra content: what the backlog holds after the replica's epoch.
     /// As each part is queued, the catch-up's progress and the lag are checked: a long catch-up

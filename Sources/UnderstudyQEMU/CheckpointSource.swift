@@ -29,12 +29,21 @@ public protocol CheckpointSource: AnyObject, Sendable {
     /// Pauses the guest, captures the content of checkpoint `epoch`, and resumes the guest unless
     /// `resume` is false (a final checkpoint before a switchover, or a consistency check).
     func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint
+    /// Runs `body`, one whole checkpoint (its capture, then encoding and queueing it), with the
+    /// calling thread at the priority the source's pauses run at, if any; `lower` gives the
+    /// thread its own priority back before `body` ends.
+    func withCheckpointPriority<T>(_ body: (_ lower: () -> Void) throws -> T) rethrows -> T
     /// Keeps the guest paused for `duration`, then lets it run again: slows a guest whose
     /// replica lags behind its recovery-point objective.
     func hold(for duration: Duration) throws
 }
 
 extension CheckpointSource {
+    /// Without a priority of its own for pauses: `body` runs as it is.
+    public func withCheckpointPriority<T>(_ body: (_ lower: () -> Void) throws -> T) rethrows -> T {
+        try body {}
+    }
+
     public var syncMemory: UnsafeRawBufferPointer { memory }
 
     /// Without a way to tell: every page.

@@ -197,6 +197,12 @@ public final class QEMUProcess: @unchecked Sendable {
         try pauseBoost.during(threads: [pid], body)
     }
 
+    /// Puts the calling thread at the pause's priority until the hold ends (on this thread);
+    /// `withPausePriority` inside it leaves the thread there.
+    func holdPausePriority() -> RealtimeBoost.Hold {
+        pauseBoost.begin(threads: [])
+    }
+
     private func saveDeviceStateNow(resume: Bool, whilePaused: WhilePaused) throws -> DeviceStateSave {
         let pause: Duration?
         var breakdown = PauseBreakdown()

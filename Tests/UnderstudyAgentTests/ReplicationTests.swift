@@ -67,6 +67,35 @@ struct ReplicationTests {
         #expect(primary.statistics.checkpointsSent == 4, "checkpoints 1 to 4 went out, 5 was captured after the session ended")
     }
 
+    /// The checkpoint loop holds the source's pause priority from the capture until the
+    /// checkpoint is queued (a reply waits for its encoding), and gives it back after the capture
+    /// of a large checkpoint, whose encoding would crowd out the guest for long.
+    @Test(arguments: [(64, false), (2 * PrimaryReplicator.pagesEncodedAtPausePriority, true)])
+    func aCheckpointIsCapturedAndEncodedAtThePausePriorityUnlessLarge(pagesWritten: Int, large: Bool) throws {
+        let identity = VMIdentity(id: "vm-agent-test", memorySize: 16 << 20)
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let backup = try RunningBackup(workspace: workspace, identity: identity)
+        defer { backup.stop() }
+        let source = PriorityRecordingSource(SyntheticGuest(identity: identity, pagesPerCheckpoint: pagesWritten, mix: [.text]))
+        let primary = PrimaryReplicator(
+            source: source,
+            configuration: PrimaryConfiguration(nodeName: "primary", backup: backup.endpoint,
+                                                tls: workspace.tls(node: "primary", peer: "backup"), interval: .zero),
+            logger: quietLogger)
+        defer { primary.stop() }
+        try primary.start()
+        try primary.runCheckpoints(count: 3)
+        try primary.drain(timeout: .seconds(20))
+        #expect(backup.waitForCommit(3))
+        let checkpoints = source.checkpoints.withLock { $0 }
+        #expect(checkpoints.count == 3, "each checkpoint runs inside the source's priority: \(checkpoints)")
+        for checkpoint in checkpoints {
+            #expect(checkpoint.captures == 1 && (checkpoint.pages > PrimaryReplicator.pagesEncodedAtPausePriority) == large)
+            #expect(checkpoint.lowered == large, "\(checkpoint)")
+        }
+    }
+
     @Test func certificateFromAnotherCAIsRefusedAndTheBackupKeepsServing() throws {
         let workspace = try Workspace()
         defer { workspace.remove() }
@@ -274,6 +303,45 @@ final class FailingCaptureSource: CheckpointSource, @unchecked Sendable {
     func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
         if failNext.exchange(false, ordering: .relaxed) { throw CaptureFailed() }
         return try inner.capture(epoch: epoch, resume: resume)
+    }
+}
+
+/// A guest that records how the checkpoint loop uses its pause priority (`withCheckpointPriority`).
+private final class PriorityRecordingSource: CheckpointSource, @unchecked Sendable {
+    struct Checkpoint {
+        /// Captures inside it, and the pages of the last.
+        var captures = 0
+        var pages = 0
+        /// Whether the priority was given back before the checkpoint ended.
+        var lowered = false
+    }
+    private let guest: SyntheticGuest
+    let checkpoints = Mutex<[Checkpoint]>([])
+    /// The checkpoint being taken (on the checkpoint loop's thread).
+    private var current: Checkpoint?
+
+    init(_ guest: SyntheticGuest) { self.guest = guest }
+
+    var identity: VMIdentity { guest.identity }
+    var memory: UnsafeRawBufferPointer { guest.memory }
+    func startTracking() throws { try guest.startTracking() }
+    func collectDirtyPages() throws -> [UInt64] { try guest.collectDirtyPages() }
+
+    func withCheckpointPriority<T>(_ body: (_ lower: () -> Void) throws -> T) rethrows -> T {
+        current = Checkpoint()
+        defer {
+            let taken = current!
+            checkpoints.withLock { $0.append(taken) }
+            current = nil
+        }
+        return try body { current!.lowered = true }
+    }
+
+    func capture(epoch: UInt64, resume: Bool) throws -> CapturedCheckpoint {
+        let captured = try guest.capture(epoch: epoch, resume: resume)
+        current?.captures += 1
+        current?.pages = captured.pageIndices.count
+        return captured
     }
 }
 

@@ -40,6 +40,35 @@ struct QEMUCheckpointSourceTests {
         print("\(tracking), preload \(preload): pause p50 \(sorted[sorted.count / 2]) ms, max \(sorted.last!) ms, \(dirty) dirty pages in 20 checkpoints")
     }
 
+    /// The checkpoint loop keeps the pause's priority from the capture until its checkpoint is
+    /// queued (`withCheckpointPriority`): given back at the end of every capture, the host's
+    /// scheduler handed its core to another task at once in most checkpoints under pgbench, and
+    /// the encoding, so the reply's release, waited.
+    @Test func aCheckpointKeepsThePausePriorityAfterItsCaptureUntilLowered() throws {
+        guard geteuid() == 0, PagemapDirtyTracker.kernelSupportsPagemapScan else { return }  // CAP_SYS_NICE, the pause channel
+        let description = TestGuest.description(dirtyPagesPerSecond: 2000)
+        let source = try QEMUCheckpointSource(description: description, preloadLibrary: TestGuest.preloadLibrary, tracking: .pagemap,
+                                              logger: TestGuest.quietLogger) { _ in }
+        defer {
+            source.shutdown()
+            try? FileManager.default.removeItem(atPath: description.runDirectory)
+        }
+        _ = try #require(TestGuest.waitForCounter(in: description.serialLog))
+        try source.startTracking()
+        let own = sched_getscheduler(0)
+        #expect(own != SCHED_FIFO)
+        let (afterCapture, afterLower) = try source.withCheckpointPriority { lower in
+            _ = try source.capture(epoch: 1, resume: true)
+            let afterCapture = sched_getscheduler(0)
+            lower()
+            return (afterCapture, sched_getscheduler(0))
+        }
+        #expect(afterCapture == SCHED_FIFO, "the pause's priority outlasts the capture")
+        #expect(afterLower == own && sched_getscheduler(0) == own, "lowering, and the end, give the thread its own back")
+        _ = try source.capture(epoch: 2, resume: true)
+        #expect(sched_getscheduler(0) == own, "a capture alone gives it back at its end")
+    }
+
     /// Pre-copy: a dirty set copied in rounds before the pause, and the rest in the pause, is
     /// exactly the guest's memory at the pause: applied to a copy of memory taken at the previous
     /// (paused) checkpoint, it gives memory as the stopped guest holds it. Once with rounds while

@@ -40,6 +40,15 @@ struct RealtimeBoostTests {
         #expect(throws: Failed.self) { try boost.during(threads: [thread]) { throw Failed() } }
         #expect(Self.scheduling(0) == before.0, "restored when the body throws too")
 
+        let hold = boost.begin(threads: [])
+        #expect(boost.during(threads: [thread]) { Self.scheduling(thread).policy } == SCHED_FIFO)
+        #expect(Self.scheduling(0).policy == SCHED_FIFO && Self.scheduling(thread) == before.1,
+                "a boost inside a hold leaves the caller boosted, and gives the other thread its own back")
+        hold.end()
+        #expect(Self.scheduling(0) == before.0, "ending the hold gives the caller its own back")
+        hold.end()
+        #expect(Self.scheduling(0) == before.0, "ending it again changes nothing")
+
         let off = RealtimeBoost(priority: 0, logger: Logger(label: "test"))
         #expect(off.during(threads: [thread]) { Self.scheduling(0) } == before.0, "priority 0 changes nothing")
     }
