@@ -238,7 +238,7 @@ public final class PrimaryReplicator: @unchecked Sendable {
     }
 
     /// The most pages a checkpoint may have for the checkpoint loop to encode and queue it at the
-    /// pause's priority (about 1 ms of encoding here); a larger one is encoded at the thread's own.
+    /// pause's priority (1–2 ms of encoding here); a larger one is encoded at the thread's own.
     public static let pagesEncodedAtPausePriority = 2048
 
     /// The catch-up checkpoint's extra content: what the backlog holds after the replica's epoch.
