@@ -126,7 +126,7 @@ struct FailoverBench {
                         + "&& truncate -s 64M \(directory)/backup-disk.img"])
         let interval = max(1, timeoutMs / 5)
         let heartbeat = "[heartbeat]\ninterval_ms = \(interval)\nmissed = 5\nmin_timeout_ms = \(timeoutMs)\n"
-        let port = UInt16.random(in: 20000...50000)
+        let port = LoopbackPorts.free()
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
             replicaDirectory: replica, disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"),

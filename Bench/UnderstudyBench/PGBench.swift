@@ -199,8 +199,8 @@ extension PGBench {
                 let size = (try FileManager.default.attributesOfItem(atPath: guest.rootImage)[.size] as? NSNumber)?.intValue ?? 0
                 try HostCommand.run(["truncate", "-s", "\(size)", backupDisk])
             }
-            let metricsPort = UInt16.random(in: 20000...30000)
-            let port = UInt16.random(in: 30001...50000)
+            let port = LoopbackPorts.free(span: 17)
+            let metricsPort = port + 16
             let heartbeat = "[heartbeat]\ninterval_ms = 100\nmissed = 10\n"
             let configs = try AgentPair.writeConfigs(
                 in: directory, port: port, vm: vm, guest: (guest.kernel, guest.initrd), cmdline: DebianGuest.commandLine,

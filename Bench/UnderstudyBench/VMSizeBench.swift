@@ -92,7 +92,7 @@ struct VMSizeBench {
             AgentPair.stop(processes, directory: directory)
             try? FileManager.default.removeItem(atPath: replica)
         }
-        let configs = try AgentPair.writeConfigs(in: directory, port: UInt16.random(in: 20000...50000), vm: vm, guest: TestGuest.image,
+        let configs = try AgentPair.writeConfigs(in: directory, port: LoopbackPorts.free(), vm: vm, guest: TestGuest.image,
                                                  cmdline: "understudy.dirty_pages_per_sec=0", replicaDirectory: replica,
                                                  backupExtra: "[failover]\nautomatic = false\n", memoryMiB: memoryMiB)
         processes.append(try AgentPair.start(understudy, ["primary", "--config", configs.primary, "--log-level", "info"], log: "\(directory)/primary.log"))

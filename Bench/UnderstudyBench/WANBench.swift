@@ -229,7 +229,7 @@ private final class BenchPair {
         vm = "wb\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: "\(directory)/certs", withDestinationPath: "\(workspace)/certs")
-        let port = UInt16.random(in: 20000...50000)
+        let port = LoopbackPorts.free()
         link = try shape.map { try LinkEmulator(target: ("127.0.0.1", port), shape: $0) }
         if network != nil {
             try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/primary-disk.img && mkfs.ext4 -q -F \(directory)/primary-disk.img "

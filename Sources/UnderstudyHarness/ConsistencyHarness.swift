@@ -318,7 +318,7 @@ public final class ConsistencyHarness {
                 + "machine = \"\(shape.machine)\"\nvcpus = \(shape.vcpus)\nrng = \(shape.randomNumberGenerator)\n"
                 + (shape.uefi ? "firmware = \"uefi\"\nuefi_vars = \"\(directory)/\(node)-vars.fd\"\n" : "")
         }
-        let port = UInt16.random(in: 20000...50000, using: &random)
+        let port = LoopbackPorts.free(span: 4, using: &random)
         let witnessed = scenario.witnessed
         let etcd = witnessed ? try EtcdProcess(certificates: "\(directory)/certs") : nil
         defer { etcd?.stop() }

@@ -36,7 +36,7 @@ struct AgentCommandLineTests {
             }
         }
         #expect(try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"]).status == 0)
-        let port = UInt16.random(in: 20000...60000)
+        let port = LoopbackPorts.free()
         let configs = try AgentPair.writeConfigs(in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.dirty_pages_per_sec=2000",
                                             replicaDirectory: "/dev/shm/understudy-cli-\(vm)")
 

@@ -254,7 +254,7 @@ struct DaemonTests {
         let certs = try runCLI(["certs", "init", "--dir", "\(directory)/certs", "--nodes", "primary,backup"])
         try #require(certs.status == 0, "\(certs.stderr)")
         try HostCommand.run(["sh", "-c", "truncate -s 64M \(directory)/p.img && mkfs.ext4 -q -F \(directory)/p.img && truncate -s 64M \(directory)/b.img"])
-        let port = UInt16.random(in: 20000...50000)
+        let port = LoopbackPorts.free()
         let configs = try AgentPair.writeConfigs(
             in: directory, port: port, vm: vm, guest: TestGuest.image, cmdline: "understudy.run=counter-service \(network.guestCommandLine)",
             replicaDirectory: "/dev/shm/understudy-\(vm)-b", disks: ("\(directory)/p.img", "\(directory)/b.img"),

@@ -114,7 +114,7 @@ struct DrillTests {
     /// check, not a port check). While another process holds the host's only drill slot the
     /// drill waits and says so; once the slot is free it runs, and `status` and the metrics show it.
     @Test func aScheduledDrillWaitsForTheHostsSlotThenReportsToStatusAndMetrics() throws {
-        let metricsPort = UInt16.random(in: 20000...60000)
+        let metricsPort = LoopbackPorts.free(span: 1)
         let slotParent = "/tmp/understudy-slots-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: slotParent) }
         let slots = HostSlots(directory: "\(slotParent)/drill-slots", count: 1)

@@ -72,7 +72,7 @@ struct GatePolicyVMTests {
                 try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
             }
         }
-        let port = UInt16.random(in: 20000...50000)
+        let port = LoopbackPorts.free()
         // `run` needs both roles' keys: the primary's [backup] table, which it never uses here.
         let configs = try AgentPair.writeConfigs(
             in: directory.path, port: port, vm: vm, guest: TestGuest.image,

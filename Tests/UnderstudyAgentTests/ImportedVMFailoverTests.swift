@@ -237,7 +237,7 @@ struct ImportedVMFailoverTests {
     /// automatic failover without a witness (heartbeat timeout 5 s). The backup's
     /// QEMU gets a second QMP monitor for the test (the agent holds `qmp.sock`), through `vm.qemu`.
     private func pairConfiguration(w: String, id: String, boot: DebianDiskGuest.Boot, taps: [String]) throws -> (primary: String, backup: String) {
-        let primaryPort = Int.random(in: 20000...40000)
+        let primaryPort = Int(LoopbackPorts.free())
         let backupPort = primaryPort + 1
         let wrapper = "\(w)/qemu-with-test-monitor"
         try "#!/bin/sh\nexec qemu-system-x86_64 \"$@\" -qmp unix:\(w)/backup-test-qmp.sock,server=on,wait=off\n"

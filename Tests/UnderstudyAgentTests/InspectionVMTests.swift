@@ -15,7 +15,7 @@ struct InspectionVMTests {
     /// checkpoint no older than the interval plus the snapshot time" and "a clamav scan reports an
     /// infection in a file the guest wrote", and the primary's pauses with and without inspections.
     @Test func inspectSeesWhatTheGuestJustWroteAndClamscanFindsItsSignature() throws {
-        let metricsPort = UInt16.random(in: 20000...60000)
+        let metricsPort = LoopbackPorts.free(span: 1)
         let pair = try ProtectedPair(primaryExtra: "[metrics]\nlisten = \"127.0.0.1:\(metricsPort)\"")
         defer { pair.remove() }
         let client = CounterClient(network: pair.network)
@@ -95,7 +95,7 @@ struct InspectionVMTests {
     /// `[inspect]` with `every_s`: the backup runs the command itself, and `status` and the
     /// metrics say when, on which checkpoint, and with what result.
     @Test func scheduledInspectionsReportToStatusAndMetrics() throws {
-        let metricsPort = UInt16.random(in: 20000...60000)
+        let metricsPort = LoopbackPorts.free(span: 1)
         let pair = try ProtectedPair(backupExtra: """
             [inspect]
             every_s = 10

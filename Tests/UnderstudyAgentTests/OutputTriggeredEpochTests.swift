@@ -28,7 +28,7 @@ struct OutputTriggeredEpochTests {
             }
         }
         let configs = try AgentPair.writeConfigs(
-            in: directory.path, port: UInt16.random(in: 20000...50000), vm: vm, guest: TestGuest.image,
+            in: directory.path, port: LoopbackPorts.free(), vm: vm, guest: TestGuest.image,
             cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: replicaDirectory,
             disks: ("\(directory.path)/primary-disk.img", "\(directory.path)/backup-disk.img"), taps: (network.taps[0], network.taps[1]),
             primaryExtra: "output_triggered = \(outputTriggered)\nmin_gap_ms = 2\n")

@@ -20,7 +20,7 @@ final class ProtectedPair {
         do {
             try preparePairDirectory(directory)
             configs = try AgentPair.writeConfigs(
-                in: directory, port: UInt16.random(in: 20000...60000), vm: vm, guest: TestGuest.image,
+                in: directory, port: LoopbackPorts.free(), vm: vm, guest: TestGuest.image,
                 cmdline: "understudy.run=counter-service \(network.guestCommandLine)", replicaDirectory: "/dev/shm/understudy-drill-\(vm)",
                 disks: ("\(directory)/primary-disk.img", "\(directory)/backup-disk.img"), taps: (network.taps[0], network.taps[1]), primaryExtra: primaryExtra,
                 backupExtra: "[drill]\nsandbox_address = \"\(network.clientAddress)/\(network.prefixLength)\"\n\(drill(network))\n\(backupExtra)")

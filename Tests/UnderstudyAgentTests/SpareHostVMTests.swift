@@ -35,7 +35,7 @@ struct SpareHostVMTests {
         etcd = try EtcdProcess(certificates: "\(directory)/certs")
         let endpoint = etcd!.clientAddress
         let fleet = { (host: String) in "\n[fleet]\nendpoints = [\"\(endpoint)\"]\nhost = \"\(host)\"\npublish_ms = 200\nlease_ttl_s = 2\n" }
-        let port = UInt16.random(in: 20000...50000)
+        let port = LoopbackPorts.free(span: 32)
         // A second heartbeat path (UDP) on both nodes, and on the spare.
         let datagrams = { (listen: UInt16, peer: UInt16) in "[heartbeat]\nudp_listen = \"127.0.0.1:\(listen)\"\nudp_peer = \"127.0.0.1:\(peer)\"\n" }
         let configs = try AgentPair.writeConfigs(

@@ -113,7 +113,7 @@ final class DRPair {
         vm = "wan\(UUID().uuidString.prefix(6).lowercased())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         network = try PairNetwork(tapCount: 2)
-        let port = UInt16.random(in: 20000...60000)
+        let port = LoopbackPorts.free()
         do {
             link = try LinkEmulator(target: ("127.0.0.1", port), shape: shape)
         } catch {
