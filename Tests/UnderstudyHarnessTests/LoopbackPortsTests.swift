@@ -1,9 +1,7 @@
 import Foundation
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
 @testable import UnderstudyHarness
+import UnderstudySystem
 
 @Suite("Loopback ports for tests' listeners")
 struct LoopbackPortsTests {
@@ -21,20 +19,11 @@ struct LoopbackPortsTests {
 
     @Test func aPortWithAListenerIsNotFreeUntilItCloses() throws {
         let port = LoopbackPorts.free(span: 1)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        // Safe: `address` is a sockaddr_in, passed with its own size, read only during the call.
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        do {
+            let listener = try TCPListener(endpoint: Endpoint(host: "127.0.0.1", port: port))
+            withExtendedLifetime(listener) { #expect(!LoopbackPorts.isFree(port), "a port with a listener is taken") }
         }
-        try #require(bound == 0 && listen(fd, 1) == 0)
-        #expect(!LoopbackPorts.isFree(port), "a port with a listener is taken")
-        close(fd)
-        #expect(LoopbackPorts.isFree(port), "free again once closed")
+        #expect(LoopbackPorts.isFree(port), "free again once the listener is gone")
     }
 
     /// The same generator state draws the same ports (the consistency trials are seeded).
