@@ -30,4 +30,16 @@ public final class AnonymousMemory: @unchecked Sendable {
         let part = UnsafeMutableRawBufferPointer(rebasing: bytes[range])
         if madvise(part.baseAddress, part.count, MADV_DONTNEED) != 0 { part.initializeMemory(as: UInt8.self, repeating: 0) }
     }
+
+    /// Maps the pages of `range` (page-aligned) writable without changing a byte, so that what is
+    /// written there next takes no page fault. A page that is read before its first write maps
+    /// the shared zero page, and the write then replaces it (copy on write), which flushes the
+    /// TLB of every core this process runs on: during an initial sync into a zeroed last-sent
+    /// copy those flushes were 40 % of the CPU time. Best effort: a kernel without
+    /// MADV_POPULATE_WRITE (before 5.14) just takes the faults.
+    public func populate(bytes range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        let part = UnsafeMutableRawBufferPointer(rebasing: bytes[range])
+        _ = madvise(part.baseAddress, part.count, MADV_POPULATE_WRITE)
+    }
 }
