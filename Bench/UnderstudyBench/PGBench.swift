@@ -23,7 +23,9 @@ import UnderstudyTransport
 /// replication figures cover), then one connection sending `SELECT 1` one at a time (the round
 /// trip a request pays). Protected, also the round trips' checkpoints (`round_trip_checkpoints`:
 /// their rate, pages, mean pause and ACK latency, the share that stopped without a look) and,
-/// when the measured window set the session's longest pause, its phases (`longest_pause`).
+/// when the measured window set the session's longest pause, its phases (`longest_pause`), and
+/// the initial synchronisation, which runs while the guest boots (`initial_sync_seconds`,
+/// `initial_sync_pages`, `initial_sync_wire_mbytes`: the root disk's data and the memory).
 ///
 /// Bare, also the round trip of a guest that idled `idleMilliseconds` first (`round_trip_after_idle_ms_p50`:
 /// `\sleep` then `SELECT 1`, less the `\sleep` alone): a protected guest idles about that long
@@ -249,6 +251,11 @@ extension PGBench {
                 "replication": (replication ?? []).map { "\($0.key) = \($0.value)" },
             ]
             if let afterIdle { row["round_trip_after_idle_ms_p50"] = afterIdle }
+            if let sync = before.sync {
+                row["initial_sync_seconds"] = sync.seconds
+                row["initial_sync_pages"] = sync.pages
+                row["initial_sync_wire_mbytes"] = Double(sync.wireBytes) / 1e6
+            }
             if let metricsBefore = before.metrics, let metricsAfter = after.metrics {
                 let window = CheckpointWindow(before: metricsBefore, after: metricsAfter, sessionMaxBefore: before.pauseMaxMilliseconds,
                                               sessionMaxAfter: after.pauseMaxMilliseconds, seconds: seconds)
@@ -327,6 +334,9 @@ extension PGBench {
         var longestPause: [String: Double]? = nil
         /// Stops without a look before them so far (the status's `skippedLooks`).
         var skippedLooks = 0
+        /// The initial synchronisation (disk and memory, while the guest boots): seconds, memory
+        /// pages, and wire bytes of both.
+        var sync: (seconds: Double, pages: Int, wireBytes: Int)? = nil
     }
 
     /// Where the VM runs: QEMU with its devices in this process (bare), or the agents.
@@ -401,7 +411,8 @@ private final class AgentHost: PGBench.Host {
         guard let status = status() else { throw BenchError("the primary agent does not answer on its control socket") }
         return PGBench.Snapshot(cpuSeconds: processes.compactMap { ProcessCPUTime.seconds(pid: $0.processIdentifier) }.reduce(0, +),
                                 metrics: try MetricsExposition.scrape(metrics), pauseMaxMilliseconds: status.pauseMillisecondsMax ?? 0,
-                                longestPause: status.longestPause, skippedLooks: status.skippedLooks ?? 0)
+                                longestPause: status.longestPause, skippedLooks: status.skippedLooks ?? 0,
+                                sync: status.syncSeconds.map { ($0, status.syncPages ?? 0, status.syncWireBytes ?? 0) })
     }
 
     func stop() { AgentPair.stop(processes, directory: directory) }
