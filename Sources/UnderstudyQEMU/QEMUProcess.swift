@@ -20,6 +20,8 @@ public final class QEMUProcess: @unchecked Sendable {
     /// The preload library's pause channel; nil when QEMU runs without the library.
     private let pauseChannel: PauseChannel?
     private let pauseBoost: RealtimeBoost
+    /// Every checkpoint's device save, encoded once (see `QMPClient.Command`).
+    private let deviceStateSave: QMPClient.Command
     private let process: Process
     private let lock = NSLock()
     private var stopping = false
@@ -35,6 +37,7 @@ public final class QEMUProcess: @unchecked Sendable {
     public init(description: VMDescription, ramFile: String, mode: Mode, preloadLibrary: String?, extraArguments: [String] = [],
                 logger: Logger, onExit: @escaping @Sendable (QEMUError) -> Void) throws(QEMUError) {
         try description.validate()
+        deviceStateSave = try Self.save(to: description.deviceStateFile)
         guard let binary = QEMUProcess.find(description.qemuBinary) else {
             throw .missing("\(description.qemuBinary) not found; install Debian's qemu-system-x86 (Deploy/install.sh does)")
         }
@@ -225,9 +228,9 @@ public final class QEMUProcess: @unchecked Sendable {
         var woke: UInt64 = 0
         var savingFrom: UInt64 = 0
         var answered: UInt64 = 0
-        let nextSave = save(to: description.deviceStateFile)
+        let nextSave = deviceStateSave
         let replies = try withoutActuallyEscaping(whilePaused) { whilePaused in
-            try qmp.execute(resume ? [nextSave] : [("stop", nil), nextSave],
+            try qmp.execute(resume ? [nextSave] : [QMPClient.Command("stop"), nextSave],
                             watching: .init(fd: channel.fd) {
                 let message = try channel.stopped()
                 woke = HostClock.monotonic()
@@ -258,7 +261,7 @@ public final class QEMUProcess: @unchecked Sendable {
         // The next checkpoint's save waits in QEMU but for its last byte, so that it starts
         // without QEMU first reading the command (see `QMPClient`). A failed write means QEMU is
         // gone, which the next command reports; this checkpoint is whole either way.
-        try? qmp.prepare(nextSave.0, arguments: nextSave.1)
+        try? qmp.prepare(nextSave)
         guard let pause = QMPClient.pause(in: replies.events) else { return (nil, PauseBreakdown()) }
         var breakdown = PauseBreakdown()
         breakdown.total = pause
@@ -279,16 +282,16 @@ public final class QEMUProcess: @unchecked Sendable {
     /// pause (QEMU's STOP to RESUME) when `resume`. Public for the benchmark's baseline, which saves
     /// to another `file` than the pause channel's.
     public func saveStepwise(to file: String, resume: Bool, whilePaused: WhilePaused) throws -> Duration? {
-        var events = try qmp.execute([("stop", nil), save(to: file)]) { done in
+        var events = try qmp.execute([QMPClient.Command("stop"), Self.save(to: file)]) { done in
             if done == 0 { try whilePaused {} }
         }.events
         guard resume else { return nil }
-        events += try qmp.execute([("cont", nil)]).events
+        events += try qmp.execute([QMPClient.Command("cont")]).events
         return QMPClient.pause(in: events)
     }
 
-    private func save(to file: String) -> (String, [String: Any]?) {
-        ("xen-save-devices-state", ["filename": file, "live": false])
+    private static func save(to file: String) throws(QEMUError) -> QMPClient.Command {
+        try QMPClient.Command("xen-save-devices-state", arguments: ["filename": file, "live": false])
     }
 
     static func find(_ binary: String) -> String? {

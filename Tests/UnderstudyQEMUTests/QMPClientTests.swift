@@ -81,7 +81,9 @@ import Glibc
         }
     }
 
-    private static var save: (String, [String: Any]?) { ("xen-save-devices-state", ["filename": "/run/vm/device-state", "live": false]) }
+    private static var save: QMPClient.Command {
+        get throws { try QMPClient.Command("xen-save-devices-state", arguments: ["filename": "/run/vm/device-state", "live": false]) }
+    }
     /// The save as the client encodes it: sorted keys, slashes as they are.
     private static let saveEncoded = #"{"arguments":{"filename":"/run/vm/device-state","live":false},"execute":"xen-save-devices-state"}"#
 
@@ -95,17 +97,17 @@ import Glibc
     @Test func aPreparedCommandIsSentButForItsLastByteAndThenRunsOnThatByte() throws {
         try withTemporaryDirectory("qmp-prepare") { directory in
             let qemu = try ScriptedQEMU(directory: directory)
-            try qemu.client.prepare(Self.save.0, arguments: Self.save.1)
+            try qemu.client.prepare(Self.save)
             #expect(qemu.received(count: Self.saveEncoded.utf8.count) == String(Self.saveEncoded.dropLast()))
 
             let client = qemu.client
-            let replies = Self.inBackground { try client.execute([Self.save]).events.map(\.name) }
+            let replies = Self.inBackground { try client.execute([try Self.save]).events.map(\.name) }
             #expect(qemu.received(count: 3) == "}\n", "only the last byte (and a newline QEMU reads after the command)")
             qemu.answer(#"{"timestamp": {"seconds": 1, "microseconds": 0}, "event": "STOP"}"#, #"{"return": {}}"#)
             #expect(try #require(replies.wait(timeout: .seconds(5))).get() == ["STOP"])
 
             // Executed once: the same command again goes whole.
-            let again = Self.inBackground { _ = try client.execute([Self.save]) }
+            let again = Self.inBackground { _ = try client.execute([try Self.save]) }
             #expect(qemu.received(count: Self.saveEncoded.utf8.count + 1) == Self.saveEncoded + "\n")
             qemu.answer(#"{"return": {}}"#)
             _ = try #require(again.wait(timeout: .seconds(5))).get()
@@ -116,7 +118,7 @@ import Glibc
         try withTemporaryDirectory("qmp-withdraw") { directory in
             let qemu = try ScriptedQEMU(directory: directory)
             let client = qemu.client
-            try client.prepare(Self.save.0, arguments: Self.save.1)
+            try client.prepare(Self.save)
             _ = qemu.received(count: Self.saveEncoded.utf8.count - 1)
 
             let status = Self.inBackground { (try client.execute("query-status") as? [String: Any])?["status"] as? String }
@@ -129,7 +131,7 @@ import Glibc
             #expect(try #require(status.wait(timeout: .seconds(5))).get() == "running", "the command's own reply, not the withdrawal's")
 
             // A QEMU that ran the withdrawn command is an error, never taken for the next reply.
-            try client.prepare(Self.save.0, arguments: Self.save.1)
+            try client.prepare(Self.save)
             _ = qemu.received(count: Self.saveEncoded.utf8.count - 1)
             let stop = Self.inBackground { _ = try client.execute("stop") }
             _ = qemu.received(count: withdrawal.utf8.count + #"{"execute":"stop"}"#.utf8.count + 1)
@@ -143,11 +145,11 @@ import Glibc
         try withTemporaryDirectory("qmp-reprepare") { directory in
             let qemu = try ScriptedQEMU(directory: directory)
             let client = qemu.client
-            try client.prepare(Self.save.0, arguments: Self.save.1)
-            try client.prepare(Self.save.0, arguments: Self.save.1)
+            try client.prepare(Self.save)
+            try client.prepare(Self.save)
             #expect(qemu.received(count: Self.saveEncoded.utf8.count) == String(Self.saveEncoded.dropLast()), "the same command is prepared once")
 
-            let other = Self.inBackground { try client.prepare("stop") }
+            let other = Self.inBackground { try client.prepare(QMPClient.Command("stop")) }
             let withdrawal = #","withdrawn":1}"# + "\n"
             #expect(qemu.received(count: withdrawal.utf8.count) == withdrawal)
             qemu.answer(#"{"error": {"class": "GenericError", "desc": "QMP input member 'withdrawn' is unexpected"}}"#)
