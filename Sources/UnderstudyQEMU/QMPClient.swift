@@ -57,7 +57,7 @@ public final class QMPClient: @unchecked Sendable {
     /// A command as QEMU is sent it (one JSON object, sorted keys, so that equal commands have
     /// equal bytes). Encoding takes 30–80 µs here (JSONSerialization), so a command sent every
     /// checkpoint is made once and kept.
-    public struct Command: @unchecked Sendable {
+    public struct Command: Sendable {
         public let name: String
         /// The JSON object, without the newline.
         let bytes: [UInt8]
