@@ -114,6 +114,11 @@ struct Bench {
                     row["cpuNanosecondsPerRawByte"] = perByte
                     row["cpuRatioToRawTLSStream"] = tlsCPU / perByte
                 }
+                // Where the CPU went, in cores (the busiest thread bounds the rate on a host with
+                // cores to spare; here both sides share two).
+                if let byThread = run["cpuSecondsByThread"] as? [String: Double], let seconds = run["seconds"] as? Double {
+                    row["cpuCoresByThread"] = Bench.cores(byThread, seconds: seconds)
+                }
                 if let memory = run["memoryBytes"] as? Int, let sync = run["syncSeconds"] as? Double, sync > 0 {
                     row["syncMegabytesPerSecond"] = Double(memory) / 1e6 / sync
                 }
@@ -135,6 +140,12 @@ struct Bench {
         try data.write(to: url)
         print(String(decoding: data, as: UTF8.self))
         print("wrote \(output)")
+    }
+
+    /// CPU seconds per thread name as cores (÷ the wall-clock `seconds`), leaving out threads
+    /// that used less than 1 % of a core.
+    static func cores(_ byThread: [String: Double], seconds: Double) -> [String: Double] {
+        byThread.mapValues { $0 / max(seconds, 1e-9) }.filter { $0.value >= 0.01 }
     }
 }
 
@@ -226,6 +237,7 @@ struct TLSStreamBench {
         let client = try TLSStream.connect(to: listener.endpoint, context: clientContext)
         let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
         let cpu = ProcessCPU()
+        let threads = ProcessCPU.ByThread()
         let start = ContinuousClock.now
         var sent = 0
         while (ContinuousClock.now - start).seconds < seconds {
@@ -235,12 +247,14 @@ struct TLSStreamBench {
         while received.value < sent { Thread.sleep(forTimeInterval: 0.001) }
         let elapsed = (ContinuousClock.now - start).seconds
         let cpuSeconds = cpu.elapsed
+        let byThread = threads.elapsed
         client.shutdown()
         server.join()
         let rate = Double(sent) / 1e6 / elapsed
         let perByte = cpuSeconds * 1e9 / Double(sent)
         FileHandle.standardError.write(Data(String(format: "tls stream %7.0f MB/s, %.2f ns of CPU per byte\n", rate, perByte).utf8))
-        return ["bytes": sent, "seconds": elapsed, "megabytesPerSecond": rate, "cpuSeconds": cpuSeconds, "cpuNanosecondsPerByte": perByte]
+        return ["bytes": sent, "seconds": elapsed, "megabytesPerSecond": rate, "cpuSeconds": cpuSeconds, "cpuNanosecondsPerByte": perByte,
+                "cpuCoresByThread": Bench.cores(byThread, seconds: elapsed)]
     }
 }
 

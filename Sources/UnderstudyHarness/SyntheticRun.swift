@@ -33,6 +33,10 @@ public struct SyntheticRun: Sendable {
         public var seconds: Double
         /// CPU seconds this process (primary and backup together) spent in those seconds.
         public var cpuSeconds: Double
+        /// The same by thread name (`ProcessCPU.ByThread`): the primary's checkpoint loop (the
+        /// caller's thread, which also runs the synthetic guest), its encoders (the dispatch pool),
+        /// `primary-send`, `backup-session`, `backup-apply` and so on.
+        public var cpuSecondsByThread: [String: Double]
         public var checkpointsPerSecond: Double
         public var rawBytes: Int
         public var wireBytes: Int
@@ -87,6 +91,7 @@ public struct SyntheticRun: Sendable {
 
         let started = ContinuousClock.now
         let cpu = ProcessCPU()
+        let threads = ProcessCPU.ByThread()
         let deadline = started + options.duration
         var lastReport = started
         try primary.runCheckpoints {
@@ -104,6 +109,7 @@ public struct SyntheticRun: Sendable {
         try primary.drain(timeout: .seconds(30))
         let seconds = (ContinuousClock.now - started).seconds
         let cpuSeconds = cpu.elapsed
+        let cpuSecondsByThread = threads.elapsed
         let stats = primary.statistics
         try waitForBackup(backup, epoch: stats.lastAcknowledgedEpoch, timeout: .seconds(30))
         let matches = try compare(guest: guest, replicaPath: backup.store.memoryPath)
@@ -112,7 +118,7 @@ public struct SyntheticRun: Sendable {
         return Report(
             memoryBytes: options.memoryBytes, pagesPerCheckpoint: options.pagesPerCheckpoint, mix: options.mix.map(\.rawValue),
             syncSeconds: synced.syncDuration.seconds, syncPages: synced.syncPages, syncWireBytes: synced.syncWireBytes,
-            checkpoints: stats.checkpointsAcknowledged, seconds: seconds, cpuSeconds: cpuSeconds,
+            checkpoints: stats.checkpointsAcknowledged, seconds: seconds, cpuSeconds: cpuSeconds, cpuSecondsByThread: cpuSecondsByThread,
             checkpointsPerSecond: Double(stats.checkpointsAcknowledged) / seconds,
             rawBytes: stats.rawBytes, wireBytes: stats.wireBytes,
             rawMegabytesPerSecond: Double(stats.rawBytes) / 1e6 / seconds,

@@ -20,3 +20,21 @@ public struct ProcessCPU: Sendable {
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 }
+
+extension ProcessCPU {
+    /// CPU time per thread name since a starting point: where a benchmark's CPU went (which
+    /// thread would limit it on a host with more cores than the benchmark has threads).
+    public struct ByThread: Sendable {
+        private let start: [String: Double]
+
+        public init() { start = ProcessCPUTime.secondsByThreadName() }
+
+        /// CPU seconds per thread name since `init`, of the threads alive now: a thread that ended
+        /// meanwhile is missing, so take it before the threads measured end.
+        public var elapsed: [String: Double] {
+            ProcessCPUTime.secondsByThreadName().reduce(into: [:]) { result, thread in
+                result[thread.key] = max(0, thread.value - start[thread.key, default: 0])
+            }
+        }
+    }
+}
