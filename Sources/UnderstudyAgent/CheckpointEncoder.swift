@@ -217,15 +217,16 @@ public final class CheckpointEncoder: @unchecked Sendable {
                 while true {
                     guard let batch = sink.takeBatch(below: batches) else { return }
                     let range = (batch * pagesPerBatch)..<min(count, (batch + 1) * pagesPerBatch)
-                    if type == .syncPages { populateLastSent(of: range.lazy.map { shared.value($0).0 }) }
+                    let pages = range.map { shared.value($0) }
+                    if type == .syncPages { populateLastSent(of: pages.lazy.map(\.0)) }
                     var builder = PageBatchBuilder(type: type, epoch: epoch, capacity: range.count * encoder.maxEncodedSize)
                     // Counted by raw value: a dictionary would hash every page (3.5 % of the CPU time
                     // of a stream of random pages).
                     var counts = [Int](repeating: 0, count: PageEncoding.allCases.count)
-                    for position in range {
-                        var (index, bytes) = shared.value(position)
+                    for (index, page) in pages {
+                        var bytes = page
                         if live {
-                            snapshot.copyMemory(from: bytes)
+                            snapshot.copyMemory(from: page)
                             bytes = UnsafeRawBufferPointer(snapshot)
                         }
                         let last = UnsafeMutableRawBufferPointer(rebasing: lastSent[(Int(index) * pageSize)..<((Int(index) + 1) * pageSize)])

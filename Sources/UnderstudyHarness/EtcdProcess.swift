@@ -190,7 +190,7 @@ public final class EtcdProcess: @unchecked Sendable {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
             sockets.append(fd)
-            var address = loopback(port: 0)
+            var address = LoopbackPorts.address(port: 0)
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             // Safe: both calls see exactly one sockaddr_in, which `address` holds for their duration.
             let status = withUnsafeMutablePointer(to: &address) {
@@ -200,13 +200,5 @@ public final class EtcdProcess: @unchecked Sendable {
             ports.append(UInt16(bigEndian: address.sin_port))
         }
         return ports
-    }
-
-    private static func loopback(port: UInt16) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        return address
     }
 }

@@ -40,14 +40,20 @@ public enum LoopbackPorts {
             let fd = socket(AF_INET, Int32(kind.rawValue), 0)
             guard fd >= 0 else { return false }
             defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var address = address(port: port)
             // Safe: `address` is a sockaddr_in, passed with its own size, read only during the call.
             return withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             } == 0
         }
+    }
+
+    /// 127.0.0.1:`port` as a socket address.
+    static func address(port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return address
     }
 }

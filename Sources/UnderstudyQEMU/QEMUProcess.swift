@@ -228,9 +228,8 @@ public final class QEMUProcess: @unchecked Sendable {
         var woke: UInt64 = 0
         var savingFrom: UInt64 = 0
         var answered: UInt64 = 0
-        let nextSave = deviceStateSave
         let replies = try withoutActuallyEscaping(whilePaused) { whilePaused in
-            try qmp.execute(resume ? [nextSave] : [QMPClient.Command("stop"), nextSave],
+            try qmp.execute(resume ? [deviceStateSave] : [QMPClient.Command("stop"), deviceStateSave],
                             watching: .init(fd: channel.fd) {
                 let message = try channel.stopped()
                 woke = HostClock.monotonic()
@@ -261,7 +260,7 @@ public final class QEMUProcess: @unchecked Sendable {
         // The next checkpoint's save waits in QEMU but for its last byte, so that it starts
         // without QEMU first reading the command (see `QMPClient`). A failed write means QEMU is
         // gone, which the next command reports; this checkpoint is whole either way.
-        try? qmp.prepare(nextSave)
+        try? qmp.prepare(deviceStateSave)
         guard let pause = QMPClient.pause(in: replies.events) else { return (nil, PauseBreakdown()) }
         var breakdown = PauseBreakdown()
         breakdown.total = pause
